@@ -1,0 +1,344 @@
+"""The compression pipeline: read → statistics → fit per patch → re-fit → store.
+
+Three streaming passes, none of which holds the movie as float:
+
+1. *statistics*: every chunk of frames once, for the per-pixel mean and noise
+   level, and to fill the (small) fit buffer with temporally binned frames;
+2. *fit*: each patch of the standardised fit buffer goes to the solver, which
+   returns the spatial components it keeps (tested against a simulated null);
+3. *re-fit*: every chunk again, projecting each patch onto its spatial
+   components — the least-squares temporal factors on the full movie — written
+   straight into the store's time-chunked ``temporal`` array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+from .io.atomic import atomic_output, check_output_path
+from .io.readers import Movie, open_movie
+from .parallel import default_workers, map_tasks
+from .preprocess import NoiseAccumulator, safe_scale
+from .progress import null_progress
+from .solver import get_solver
+from .solver.null import null_thresholds
+from .store.spec import StoreMetadata
+from .store.zarr_store import PMDStore, create_store, finish_store
+from .tiling import Tiling
+
+log = logging.getLogger("pmdcompress")
+
+#: Fewest frames a movie may have: the noise estimate and the temporal test need some.
+MIN_FRAMES = 10
+#: Frames of the fit buffer, at most (after binning); bounds memory independently of T.
+DEFAULT_FIT_FRAMES = 1000
+#: Auto binning never averages more frames than this (fast transients survive it).
+MAX_AUTO_BIN = 4
+#: Welch segments come from at most this many chunks, spread over the movie.
+MAX_NOISE_CHUNKS = 12
+#: Float32 bytes of one chunk of frames (sets the chunk length).
+CHUNK_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompressOptions:
+    """Parameters of a compression (recorded in the store)."""
+
+    patch_shape: tuple[int, int] = (32, 32)
+    overlap: tuple[int, int] = (8, 8)
+    method: str = "svd"
+    max_rank: int = 50
+    consecutive_failures: int = 3
+    fit_frames: int = DEFAULT_FIT_FRAMES
+    fit_bin: int | None = None
+    dtype: str = "float32"
+    chunk_frames: int | None = None
+    false_pass: float = 0.05
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.dtype not in ("float32", "float16"):
+            raise InputError(f"--dtype must be float32 or float16, got {self.dtype!r}")
+        if self.max_rank < 1:
+            raise InputError(f"--max-rank must be >= 1, got {self.max_rank}")
+        if self.consecutive_failures < 1:
+            raise InputError(f"--consecutive-failures must be >= 1, got {self.consecutive_failures}")
+        if self.fit_frames < MIN_FRAMES:
+            raise InputError(f"--fit-frames must be >= {MIN_FRAMES}, got {self.fit_frames}")
+        if self.fit_bin is not None and self.fit_bin < 1:
+            raise InputError(f"--fit-bin must be >= 1, got {self.fit_bin}")
+        if not 0 < self.false_pass < 0.5:
+            raise InputError(f"false_pass must be in (0, 0.5), got {self.false_pass}")
+        if min(_pair(self.patch_shape)) < 2:
+            raise InputError(f"--patch must be at least 2 pixels, got {self.patch_shape}")
+        if min(_pair(self.overlap)) < 0:
+            raise InputError(f"--overlap must be >= 0, got {self.overlap}")
+
+
+def _pair(v):
+    return (int(v), int(v)) if np.isscalar(v) else tuple(int(x) for x in v)
+
+
+@dataclass
+class FitPlan:
+    """Which frames go into the fit buffer: bins of ``bin`` frames, some of them."""
+
+    bin: int
+    bins: np.ndarray  # selected bin indices (sorted); bin j = frames [j*bin, (j+1)*bin)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.bins)
+
+
+def plan_fit(n_frames: int, fit_frames: int, fit_bin: int | None) -> FitPlan:
+    """Bin factor and bins for the fit: all bins when they fit, else evenly spread windows."""
+    if fit_bin is None:
+        fit_bin = int(np.clip(round(n_frames / fit_frames), 1, MAX_AUTO_BIN))
+    fit_bin = max(1, min(fit_bin, n_frames // MIN_FRAMES or 1))
+    n_bins = n_frames // fit_bin
+    if n_bins <= fit_frames:
+        return FitPlan(fit_bin, np.arange(n_bins))
+    window = min(100, fit_frames)
+    n_windows = int(np.ceil(fit_frames / window))
+    starts = np.round(np.linspace(0, n_bins - window, n_windows)).astype(np.int64)
+    bins = np.unique(np.concatenate([np.arange(s, s + window) for s in starts]))[:fit_frames]
+    return FitPlan(fit_bin, bins)
+
+
+def _chunk_bounds(n_frames: int, chunk: int) -> list[tuple[int, int]]:
+    return [(s, min(s + chunk, n_frames)) for s in range(0, n_frames, chunk)]
+
+
+def default_chunk_frames(frame_shape, fit_bin: int) -> int:
+    """Frames per chunk: ~64 MB of float32, a multiple of the fit bin (and of 256 when large)."""
+    n = CHUNK_BYTES // (4 * frame_shape[0] * frame_shape[1])
+    n = int(np.clip(n, 16, 1024))
+    if n >= 256:
+        n -= n % 256
+    return max(fit_bin, n - n % fit_bin)
+
+
+class _Hasher(threading.Thread):
+    """sha256 of the input file, computed beside the first pass."""
+
+    def __init__(self, path: Path | None):
+        super().__init__(daemon=True, name="pmd-sha256")
+        self.path, self.digest = path, None
+
+    def run(self):
+        if self.path is None or not self.path.is_file():
+            return
+        with open(self.path, "rb") as f:
+            self.digest = hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _to_float(block: np.ndarray, movie: Movie, t0: int) -> np.ndarray:
+    out = block.astype(np.float32, copy=False)
+    if block.dtype.kind == "f":
+        finite = np.isfinite(out)
+        if not finite.all():
+            bad = int(np.argmin(finite.reshape(len(out), -1).all(axis=1)))
+            raise InputError(f"{movie.name}: frame {t0 + bad} contains NaN or inf values")
+    return out
+
+
+def compress(source, output=None, *, frames=None, plane=None, channel=None, dataset=None,
+             overwrite: bool = False, workers: int | None = None, client=None,
+             progress=None, hash_input: bool = True, **options) -> PMDStore:
+    """Compress a movie into a store of low-rank patch factors.
+
+    Parameters
+    ----------
+    source : path, ndarray (T, Y, X), zarr array or Movie
+        The movie: TIFF/BigTIFF, Zarr, .npy, HDF5 path, or an array.
+    output : path, optional
+        The store folder (``*.pmd.zarr``).  Default: beside a path input
+        (``movie.tif`` -> ``movie.pmd.zarr``); in memory for arrays.
+    frames, plane, channel, dataset
+        Input selection (see :func:`pmdcompress.io.readers.open_movie`).
+    overwrite : bool
+        Replace an existing output.
+    workers : int, optional
+        Threads (default: all cores, or ``$PMD_NUM_WORKERS``).
+    client : dask.distributed.Client, optional
+        Fit patches on this cluster.
+    progress : callable, optional
+        Progress factory ``(label, total) -> bar`` (see :mod:`pmdcompress.progress`).
+    **options
+        Fields of :class:`CompressOptions` (patch_shape, overlap, method, ...).
+
+    Returns
+    -------
+    PMDStore
+    """
+    opts = CompressOptions(**{k: (_pair(v) if k in ("patch_shape", "overlap") else v)
+                              for k, v in options.items()})
+    opts.validate()
+    solver = get_solver(opts.method, max_rank=opts.max_rank, consecutive_failures=opts.consecutive_failures)
+    progress = progress or null_progress
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+
+    own_movie = not isinstance(source, Movie)
+    movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset) if own_movie else source
+    try:
+        if output is None and movie.path is not None:
+            output = movie.path.with_name(movie.path.name.split(".")[0] + ".pmd.zarr")
+        if output is not None:
+            check_output_path(output, overwrite=overwrite)  # before any work
+        n_frames, height, width = movie.shape
+        if n_frames < MIN_FRAMES:
+            raise InputError(f"{movie.name}: {n_frames} frames; pmd compress needs at least {MIN_FRAMES}")
+        if output is None:
+            return _run(movie, None, opts, solver, workers, client, progress, hash_input)
+        with atomic_output(output, overwrite=overwrite) as tmp:
+            _run(movie, tmp, opts, solver, workers, client, progress, hash_input)
+        return PMDStore(output)
+    finally:
+        if own_movie:
+            movie.close()
+
+
+def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, progress, hash_input):
+    timings = {}
+    t_start = time.perf_counter()
+    n_frames, height, width = movie.shape
+    tiling = Tiling.create((height, width), opts.patch_shape, opts.overlap)
+    plan = plan_fit(n_frames, opts.fit_frames, opts.fit_bin)
+    chunk = opts.chunk_frames or default_chunk_frames((height, width), plan.bin)
+    chunk = max(plan.bin, chunk - chunk % plan.bin)
+    chunks = _chunk_bounds(n_frames, chunk)
+    hasher = _Hasher(movie.path if hash_input else None)
+    hasher.start()
+
+    # -- pass 1: mean, noise, fit buffer ---------------------------------------
+    fit = np.empty((plan.n_frames, height, width), dtype=np.float32)
+    row_of_bin = np.full(n_frames // plan.bin + 1, -1, dtype=np.int64)
+    row_of_bin[plan.bins] = np.arange(plan.n_frames)
+    noise_chunks = set(np.round(np.linspace(0, len(chunks) - 1, min(MAX_NOISE_CHUNKS, len(chunks)))).astype(int))
+
+    def statistics(i):
+        t0, t1 = chunks[i]
+        block = _to_float(movie.read(t0, t1), movie, t0)
+        total = block.sum(axis=0, dtype=np.float64)
+        acc = NoiseAccumulator(height * width)
+        if i in noise_chunks:
+            acc.add(block.reshape(len(block), -1))
+        first_bin, n_bins = t0 // plan.bin, (t1 - t0) // plan.bin
+        rows = row_of_bin[first_bin : first_bin + n_bins]
+        sel = np.flatnonzero(rows >= 0)
+        if sel.size:
+            binned = block[: n_bins * plan.bin].reshape(n_bins, plan.bin, height, width)[sel]
+            fit[rows[sel]] = binned.mean(axis=1) if plan.bin > 1 else binned[:, 0]
+        return total, acc.power, acc.count
+
+    bar = progress("statistics", len(chunks))
+    parts = map_tasks(statistics, range(len(chunks)), workers=workers, on_done=bar.update)
+    bar.close()
+    mean = (sum(p[0] for p in parts) / n_frames).astype(np.float32)
+    power = sum(p[1] for p in parts)
+    count = sum(p[2] for p in parts)
+    noise = np.sqrt(power / count) if count else np.zeros((height * width,))
+    noise = noise.reshape(height, width).astype(np.float32)
+    scale = safe_scale(noise)
+    fit -= mean
+    fit /= scale
+    timings["statistics_s"] = time.perf_counter() - t_start
+
+    # -- pass 2: per-patch fit --------------------------------------------------
+    t1_ = time.perf_counter()
+    thresholds = null_thresholds(solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
+                                 seed=opts.seed, workers=workers)
+    timings["null_s"] = time.perf_counter() - t1_
+    t2_ = time.perf_counter()
+
+    def fit_patch(p):
+        ys, xs = tiling.patch_slices(p)
+        data = np.ascontiguousarray(fit[:, ys, xs]).reshape(plan.n_frames, -1)
+        return solver.fit(data, tiling.patch_shape, thresholds, np.random.default_rng([opts.seed, p])).spatial
+
+    bar = progress("fit patches", tiling.n_patches)
+    spatial_list = map_tasks(fit_patch, range(tiling.n_patches), workers=workers, client=client,
+                             on_done=bar.update)
+    bar.close()
+    del fit
+    ranks = np.array([u.shape[1] for u in spatial_list], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(ranks)]).astype(np.int64)
+    total_rank = int(offsets[-1])
+    n_pix = tiling.patch_shape[0] * tiling.patch_shape[1]
+    spatial = (np.concatenate(spatial_list, axis=1) if total_rank else np.zeros((n_pix, 0), np.float32))
+    timings["fit_s"] = time.perf_counter() - t2_
+
+    # -- pass 3: least-squares temporal factors on the full movie ---------------
+    t3_ = time.perf_counter()
+    wy, wx = tiling.weights_1d()
+    hasher.join()
+    identity = dict(movie.input_identity(), sha256=hasher.digest)
+    metadata = StoreMetadata(
+        shape=(n_frames, height, width), input_dtype=str(movie.dtype), factor_dtype=opts.dtype,
+        method=solver.name, patch_shape=tiling.patch_shape, overlap=tiling.overlap,
+        n_patches=tiling.n_patches, total_rank=total_rank, software_version=__version__,
+        input=identity,
+        parameters=dict(asdict(opts), patch_shape=list(tiling.patch_shape), overlap=list(tiling.overlap),
+                        fit_bin=plan.bin, fit_frames_used=plan.n_frames, chunk_frames=chunk,
+                        thresholds=asdict(thresholds), solver=solver.params(), workers=workers),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+    arrays = {
+        "mean": mean, "noise": scale, "patch_origins": tiling.origins.astype(np.int32),
+        "patch_ranks": ranks, "weights_y": wy.astype(np.float32), "weights_x": wx.astype(np.float32),
+        "spatial": spatial.astype(opts.dtype),
+    }
+    if path is None:
+        import zarr
+
+        group = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
+        store_target = group.store
+    else:
+        store_target = path
+    group, temporal = create_store(store_target, metadata, arrays, temporal_chunk=chunk)
+
+    # Fold the standardisation into the projection: V = (U/sigma)^T Y - (U/sigma)^T mu.
+    folded, shifts = [], []
+    for p in range(tiling.n_patches):
+        ys, xs = tiling.patch_slices(p)
+        u = spatial[:, offsets[p] : offsets[p + 1]] / scale[ys, xs].reshape(-1, 1)
+        folded.append(np.ascontiguousarray(u, dtype=np.float32))
+        shifts.append(mean[ys, xs].reshape(-1).astype(np.float64) @ u)
+    active = [p for p in range(tiling.n_patches) if ranks[p] > 0]
+
+    def project(i):
+        t0, t1 = chunks[i]
+        block = _to_float(movie.read(t0, t1), movie, t0)
+        v = np.empty((total_rank, t1 - t0), dtype=np.float32)
+        for p in active:
+            ys, xs = tiling.patch_slices(p)
+            patch = np.ascontiguousarray(block[:, ys, xs]).reshape(t1 - t0, -1)
+            v[offsets[p] : offsets[p + 1]] = (patch @ folded[p]).T - shifts[p][:, None]
+        temporal[:, t0:t1] = v.astype(opts.dtype)
+        return None
+
+    if total_rank:
+        bar = progress("re-fit", len(chunks))
+        map_tasks(project, range(len(chunks)), workers=workers, on_done=bar.update)
+        bar.close()
+    timings["refit_s"] = time.perf_counter() - t3_
+    timings["total_s"] = time.perf_counter() - t_start
+    metadata = dataclasses.replace(metadata, timings=timings)
+    finish_store(group, metadata)
+    log.info("compressed %s: rank %d over %d patches in %.2f s", movie.name, total_rank,
+             tiling.n_patches, timings["total_s"])
+    return PMDStore(group)

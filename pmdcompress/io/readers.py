@@ -1,0 +1,870 @@
+"""Lazy, streaming readers for calcium-imaging movies.
+
+Every reader returns a :class:`Movie`: shape, dtype and frame slicing without
+reading the data.  Only :meth:`Movie.read` touches pixel data, and only the
+frames it is asked for, so a movie larger than memory can be streamed in
+chunks.  Reads return the native dtype of the file (uint16 stays uint16);
+casting to a working dtype is the pipeline's job.
+
+Supported sources
+-----------------
+TIFF (``.tif``, ``.tiff``, ``.btf``; classic, BigTIFF, ImageJ hyperstacks),
+Zarr v3 or v2 array folders (or a group holding one array), ``.npy`` files,
+HDF5 files (``.h5``, ``.hdf5``; needs the ``hdf5`` extra), and in-memory numpy
+or zarr arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["Movie", "open_movie"]
+
+logger = logging.getLogger("pmdcompress")
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf2", ".tf8")
+NPY_SUFFIXES = (".npy",)
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+ZARR_SUFFIXES = (".zarr",)
+HDF5_DEFAULT_DATASETS = ("mov", "data")
+
+# Magic numbers, used when the extension says nothing.
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_NPY_MAGIC = b"\x93NUMPY"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+# tifffile reports damaged files through its logger and then carries on with
+# whatever it could parse (a cut file may come back as a single 2-D page).
+# These messages mean the structure is broken, not merely unusual metadata.
+_TIFF_CORRUPT_RE = re.compile(
+    r"invalid page offset|corrupt|failed to reshape|missing data|missing ByteCounts"
+    r"|incorrect Strip|TiffTag\.fromfile|incompletely written|is missing \d+"
+    r"|expected \d+ frames",
+    re.IGNORECASE,
+)
+
+
+def _oneline(obj: object, limit: int = 200) -> str:
+    """Collapse an exception or text to one short line for error messages."""
+    text = " ".join(str(obj).split())
+    if not text and isinstance(obj, BaseException):
+        text = type(obj).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_dtype(dtype: np.dtype, name: str) -> np.dtype:
+    """Return ``dtype`` in native byte order; refuse anything but int/uint/float."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "uif":
+        raise InputError(f"{name}: unsupported dtype {dtype}; need an unsigned/signed integer or float movie")
+    return dtype.newbyteorder("=")
+
+
+def _check_movie_shape(shape: tuple[int, ...], name: str, what: str = "array") -> None:
+    """Refuse anything that is not a non-empty 3-D (T, Y, X) array."""
+    if len(shape) == 2:
+        raise InputError(f"{name}: a single 2-D image (Y, X); need a movie (T, Y, X)")
+    if len(shape) != 3:
+        raise InputError(
+            f"{name}: {len(shape)}-D {what} with shape {tuple(shape)}; need a 3-D movie (T, Y, X)"
+            " (--plane/--channel select from TIFF hyperstacks only)"
+        )
+    if min(shape) < 1:
+        raise InputError(f"{name}: empty {what} with shape {tuple(shape)}")
+
+
+def _parse_frames(frames: slice | str | None, n_frames: int, name: str) -> tuple[int, int]:
+    """Resolve a frame selection to ``(start, stop)`` within ``n_frames``.
+
+    ``frames`` is None (all), a ``slice`` or a ``"start:stop"`` string; either
+    bound may be omitted or negative, as in Python slicing.  The step must be 1.
+    """
+    if frames is None:
+        return 0, n_frames
+    if isinstance(frames, str):
+        text = frames
+        m = re.fullmatch(r"\s*([+-]?\d+)?\s*:\s*([+-]?\d+)?\s*", frames)
+        if m is None:
+            raise InputError(f"{name}: frames {frames!r} is not a 'start:stop' range (e.g. '100:2000', ':500')")
+        frames = slice(*(None if g is None else int(g) for g in m.groups()))
+    elif isinstance(frames, slice):
+        text = ":".join("" if b is None else str(b) for b in (frames.start, frames.stop))
+    else:
+        raise InputError(f"{name}: frames must be a slice or a 'start:stop' string, not {frames!r}")
+    if frames.step not in (None, 1):
+        raise InputError(f"{name}: frames {text!r}: a step is not supported")
+    try:
+        start, stop, _ = frames.indices(n_frames)
+    except TypeError as exc:
+        raise InputError(f"{name}: frames {text!r}: bounds must be integers") from exc
+    if stop <= start:
+        raise InputError(f"{name}: frames {text!r} selects no frames of the {n_frames} in the movie")
+    return start, stop
+
+
+# ---------------------------------------------------------------------------
+# Sources: each knows how to read frames [t0, t1) of the full (T, Y, X) movie.
+# ---------------------------------------------------------------------------
+
+
+class _Source:
+    """Raw access to one (T, Y, X) movie; the frame selection lives in ``Movie``."""
+
+    format: str
+    access: str
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+
+    def read(self, t0: int, t1: int) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def size_bytes(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _ArraySource(_Source):
+    """Anything sliceable along axis 0: numpy (memmap), zarr and h5py arrays.
+
+    Parameters
+    ----------
+    array : array-like, shape (T, Y, X)
+        Object with ``shape``, ``dtype`` and ``__getitem__`` on slices.
+    fmt : str
+        Format name reported by ``Movie.format``.
+    closer : callable or None
+        Called by ``close`` (closes an HDF5 file, drops a memmap).
+    size : int or None
+        Bytes on disk; defaults to the array's ``nbytes``.
+    fresh : bool
+        The backend returns a new array on every slice (zarr, h5py), so no copy
+        is needed; numpy views must be copied before handing them out.
+    """
+
+    def __init__(self, array: Any, fmt: str, name: str, *, closer=None, size=None, fresh=False):
+        self._array = array
+        self.format = fmt
+        self.access = "memmap" if isinstance(array, np.memmap) else "array"
+        self.shape = tuple(int(n) for n in array.shape)
+        _check_movie_shape(self.shape, name)
+        self.dtype = _check_dtype(array.dtype, name)
+        self._closer = closer
+        self._size = size
+        self._fresh = fresh
+
+    def read(self, t0: int, t1: int) -> np.ndarray:
+        block = np.asarray(self._array[t0:t1])
+        if self._fresh and block.flags.writeable:
+            # Already our own array; convert only if layout or byte order differ.
+            return np.ascontiguousarray(block, dtype=self.dtype)
+        return np.array(block, dtype=self.dtype, order="C", copy=True)
+
+    def size_bytes(self) -> int:
+        if self._size is not None:
+            return int(self._size)
+        return int(math.prod(self.shape) * np.dtype(self._array.dtype).itemsize)
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+        self._array = None
+
+
+class _TiffSource(_Source):
+    """A TIFF series viewed as (T, Y, X), read by the cheapest available route.
+
+    Three access routes, chosen once at open:
+
+    ``"memmap"``
+        The whole series is uncompressed and stored contiguously (tifffile and
+        ImageJ writers do this, including ImageJ files over 4 GB that hold only
+        one IFD).  One ``numpy.memmap``; a read is a strided slice plus a copy.
+    ``"direct"``
+        Each page is uncompressed and contiguous but pages are interleaved
+        with their IFDs.  Each page is read straight into the output array
+        with one ``readinto`` at its data offset; nothing is decoded.
+    ``"decode"``
+        Compressed, tiled, predicted or bit-packed pages: tifffile decodes
+        just the requested pages (multithreaded) from the open ``TiffFile``.
+
+    A frame of the movie is one page of the series; when the series has Z or
+    C axes, page ``base + t * stride`` is frame ``t`` of the chosen plane and
+    channel.
+    """
+
+    format = "tiff"
+
+    def __init__(self, path: Path, name: str, *, plane: int | None, channel: int | None):
+        import tifffile
+
+        self._name = name
+        self._lock = threading.Lock()
+        self._tif = None
+        self._raw = None
+        self._mm = None
+        self._file_size = path.stat().st_size
+        with _capture_tifffile_log() as records:
+            try:
+                tif = tifffile.TiffFile(path)
+            except tifffile.TiffFileError as exc:
+                raise InputError(f"{name}: not a TIFF file ({_oneline(exc)})") from exc
+            except Exception as exc:  # struct.error, OSError, ... from a mangled header
+                raise InputError(f"{name}: corrupt TIFF, cannot parse header ({_oneline(exc)})") from exc
+            self._tif = tif
+            try:
+                self._setup(tif, records, plane=plane, channel=channel)
+            except BaseException:
+                self.close()
+                raise
+
+    def _setup(self, tif, records, *, plane, channel) -> None:
+        name = self._name
+        try:
+            series_list = tif.series
+            if not series_list:
+                raise InputError(f"{name}: TIFF file contains no images")
+            series = series_list[0]
+            # Walk the whole IFD chain (offsets only, no tags) so that a file cut
+            # inside its trailing IFDs is noticed even when series 0 did not need them.
+            n_ifds = len(tif.pages)
+            axes, shape = series.axes, tuple(int(n) for n in series.shape)
+            keyframe = series.keyframe
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"{name}: corrupt TIFF ({_oneline(exc)})") from exc
+        corrupt = [r for r in records if _TIFF_CORRUPT_RE.search(r.getMessage())]
+        if corrupt:
+            # Drop tifffile's object reprs ("<tifffile.TiffPages @8>"); the file is named already.
+            msg = _oneline(re.sub(r"<tifffile\.[^>]*>\s*", "", corrupt[0].getMessage()))
+            raise InputError(f"{name}: truncated or corrupt TIFF ({msg})")
+        for record in records:
+            logger.warning("%s: tifffile: %s", name, _oneline(record.getMessage()))
+
+        if "S" in axes or keyframe.samplesperpixel > 1:
+            raise InputError(
+                f"{name}: RGB/multi-sample image ({keyframe.samplesperpixel} samples per pixel,"
+                f" axes {axes}); need single-channel grayscale frames"
+            )
+        dtype = series.dtype
+        if dtype is None:
+            raise InputError(f"{name}: unsupported TIFF sample format")
+        self.dtype = _check_dtype(dtype, name)
+        if len(shape) < 2 or not axes.endswith("YX"):
+            raise InputError(f"{name}: unsupported TIFF axes {axes!r} with shape {shape}")
+        ny, nx = shape[-2:]
+        if int(np.prod(keyframe.shape)) != ny * nx:
+            raise InputError(f"{name}: TIFF pages of shape {keyframe.shape} do not hold one (Y, X) frame each")
+        n_pages = int(math.prod(shape[:-2]))
+        self._frame_bytes = ny * nx * self.dtype.itemsize
+        if not series.is_multifile and 1 < n_ifds < n_pages:
+            raise InputError(f"{name}: truncated TIFF: found {n_ifds} of {n_pages} pages")
+        self._check_truncation(series, n_pages)
+        n_t, self._base, self._stride, self.plane, self.channel = _tiff_layout(
+            axes, shape, name, plane=plane, channel=channel
+        )
+        self.shape = (n_t, ny, nx)
+        self._series = series
+        self.axes = axes
+        # Pages come back in file byte order on the raw routes; convert on copy.
+        self._file_dtype = self.dtype.newbyteorder(tif.byteorder)
+
+        if series.is_multifile:
+            self.access = "decode"
+        elif series.dataoffset is not None and keyframe.is_final:
+            self.access = "memmap"
+            self._mm = np.memmap(
+                tif.filehandle.path,
+                dtype=self._file_dtype,
+                mode="r",
+                offset=series.dataoffset,
+                shape=(n_pages, ny, nx),
+            )
+        elif keyframe.is_final:
+            self.access = "direct"
+            self._raw = open(tif.filehandle.path, "rb", buffering=0)  # closed in close()
+        else:
+            self.access = "decode"
+
+    def _check_truncation(self, series, n_pages: int) -> None:
+        """Refuse a file whose image data end beyond the end of the file.
+
+        Checking the last page is enough for files cut short, the common
+        damage (an interrupted copy or acquisition); middle pages are checked
+        when read.
+        """
+        name, size = self._name, self._file_size
+        if series.dataoffset is not None:
+            end = series.dataoffset + n_pages * self._frame_bytes
+            if end > size:
+                raise InputError(f"{name}: truncated TIFF: image data end at byte {end} but the file has {size} bytes")
+            return
+        if not series.is_truncated and len(series) < n_pages:
+            raise InputError(f"{name}: truncated TIFF: found {len(series)} of {n_pages} pages")
+        try:
+            last = series[len(series) - 1]
+        except Exception as exc:
+            raise InputError(f"{name}: truncated or corrupt TIFF ({_oneline(exc)})") from exc
+        if last is None or last.parent is not self._tif:
+            return
+        ends = [o + c for o, c in zip(last.dataoffsets, last.databytecounts, strict=False)]
+        if not ends:
+            raise InputError(f"{name}: corrupt TIFF: last page has no image data")
+        if max(ends) > size:
+            raise InputError(
+                f"{name}: truncated TIFF: last page (page {last.index}) data end at byte"
+                f" {max(ends)} but the file has {size} bytes"
+            )
+
+    def _pages(self, t0: int, t1: int) -> range:
+        return range(self._base + t0 * self._stride, self._base + t1 * self._stride, self._stride)
+
+    def read(self, t0: int, t1: int) -> np.ndarray:
+        n = t1 - t0
+        ny, nx = self.shape[1:]
+        if n <= 0:
+            return np.empty((0, ny, nx), self.dtype)
+        with self._lock:
+            if self.access == "memmap":
+                pages = self._pages(t0, t1)
+                view = self._mm[pages.start : pages[-1] + 1 : pages.step]
+                return np.array(view, dtype=self.dtype, order="C", copy=True)
+            if self.access == "direct":
+                return self._read_direct(t0, t1)
+            return self._read_decode(t0, t1)
+
+    def _read_direct(self, t0: int, t1: int) -> np.ndarray:
+        out = np.empty((t1 - t0, *self.shape[1:]), self._file_dtype)
+        for k, (t, i) in enumerate(zip(range(t0, t1), self._pages(t0, t1), strict=True)):
+            page = self._series[i]
+            if page is None:  # missing page in a sparse series: tifffile reads it as zeros
+                out[k] = 0
+                continue
+            buf = memoryview(out[k]).cast("B")
+            self._raw.seek(page.dataoffsets[0])
+            got = 0
+            while got < len(buf):
+                chunk = self._raw.readinto(buf[got:])
+                if not chunk:
+                    raise InputError(
+                        f"{self._name}: frame {t} (page {page.index}) is truncated:"
+                        f" {got} of {len(buf)} bytes in the file"
+                    )
+                got += chunk
+        if self._file_dtype != self.dtype:
+            return out.astype(self.dtype)
+        return out
+
+    def _read_decode(self, t0: int, t1: int) -> np.ndarray:
+        keys = list(self._pages(t0, t1))
+        try:
+            data = self._tif.asarray(key=keys, series=self._series)
+        except Exception as exc:
+            self._raise_decode_error(t0, keys, exc)
+        data = data.reshape((t1 - t0, *self.shape[1:]))
+        return np.ascontiguousarray(data, dtype=self.dtype)
+
+    def _raise_decode_error(self, t0: int, keys: list[int], exc: Exception):
+        """Find the first page that fails to decode and name it in the error."""
+        for t, i in enumerate(keys, start=t0):
+            try:
+                page = self._series[i]
+                if page is not None:
+                    page.asarray()
+            except Exception as page_exc:
+                raise InputError(
+                    f"{self._name}: frame {t} (page {i}) cannot be decoded: {_oneline(page_exc)}"
+                ) from page_exc
+        raise InputError(f"{self._name}: frames {t0}:{t0 + len(keys)} cannot be decoded: {_oneline(exc)}") from exc
+
+    def size_bytes(self) -> int:
+        return self._file_size
+
+    def close(self) -> None:
+        # Drop the memmap first: its mapping keeps the file open.
+        self._mm = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+        if self._tif is not None:
+            self._tif.close()
+            self._tif = None
+
+
+class _LogCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _capture_tifffile_log():
+    """Collect tifffile's warnings while a file is opened.
+
+    tifffile logs structural damage and keeps going; we turn the damaging ones
+    into errors and pass the rest on to the pmdcompress logger.
+    """
+    tlog = logging.getLogger("tifffile")
+    handler = _LogCollector()
+    tlog.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        tlog.removeHandler(handler)
+
+
+def _tiff_layout(axes: str, shape: tuple[int, ...], name: str, *, plane, channel):
+    """Map a squeezed TIFF series layout to (T, base page, page stride, plane, channel).
+
+    A 3-D series is (T, Y, X) whatever its first axis is called (I, Q, T, or
+    the Z of an ImageJ stack saved without frames).  In 4-D and 5-D series the
+    Z and C axes must be picked with ``plane``/``channel``; the one remaining
+    axis is time.
+    """
+    ndim = len(shape)
+    if ndim == 2:
+        raise InputError(f"{name}: a single 2-D image (Y, X); need a movie (T, Y, X)")
+    lead, lshape = axes[:-2], shape[:-2]
+    zi, ci = lead.find("Z"), lead.find("C")
+    if ndim == 3:
+        zi = ci = -1  # the only axis is time, whatever its letter
+        ti = 0
+    else:
+        others = [i for i, ax in enumerate(lead) if ax not in "ZC"]
+        if len(others) != 1:
+            raise InputError(
+                f"{name}: {ndim}-D series with axes {axes} and shape {shape}: cannot tell which"
+                " axis is time (need exactly one axis besides Z, C, Y, X)"
+            )
+        ti = others[0]
+    missing = []
+    for idx, value, what, option in ((zi, plane, "plane", "--plane"), (ci, channel, "channel", "--channel")):
+        if idx >= 0 and value is None:
+            n = lshape[idx]
+            missing.append(f"its {lead[idx]} axis has {n} {what}s; pick one with {option} (0-{n - 1})")
+    if missing:
+        raise InputError(f"{name}: {ndim}-D series (axes {axes}, shape {shape}): " + " and ".join(missing))
+    index = [0] * len(lead)
+    for idx, value, what, option in ((zi, plane, "plane", "--plane"), (ci, channel, "channel", "--channel")):
+        n = lshape[idx] if idx >= 0 else 1
+        if value is None:
+            continue
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value < n:
+            raise InputError(
+                f"{name}: {option} {value!r} out of range; the movie has {n} {what}{'s' if n != 1 else ''} (0-{n - 1})"
+            )
+        if idx >= 0:
+            index[idx] = int(value)
+    strides = [int(math.prod(lshape[i + 1 :])) for i in range(len(lshape))]
+    base = sum(index[i] * strides[i] for i in range(len(lead)) if i != ti)
+    return lshape[ti], base, strides[ti], plane, channel
+
+
+# ---------------------------------------------------------------------------
+# The public lazy movie.
+# ---------------------------------------------------------------------------
+
+
+class Movie:
+    """A lazily read (T, Y, X) movie.
+
+    Create with :func:`open_movie`.  Holds the file open until :meth:`close`
+    (or the end of a ``with`` block); pixel data are read only by
+    :meth:`read` and :meth:`iter_chunks`.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(T, Y, X)`` after frame, plane and channel selection.
+    dtype : numpy.dtype
+        Native dtype of the data in the file (native byte order).
+    path : pathlib.Path or None
+        File or folder read; None for in-memory arrays.
+    name : str
+        How messages refer to the movie (the path, or ``"<array>"``).
+    format : str
+        One of ``"tiff"``, ``"zarr"``, ``"npy"``, ``"hdf5"``, ``"array"``.
+    access : str
+        How frames are fetched: ``"memmap"`` (uncompressed, mapped),
+        ``"direct"`` (uncompressed TIFF pages read in place), ``"decode"``
+        (compressed TIFF pages) or ``"array"`` (zarr/HDF5/numpy slicing).
+    frame_range : tuple of int
+        ``(start, stop)`` of the selected frames in the source.
+    plane, channel : int or None
+        Plane and channel picked from a TIFF hyperstack.
+    """
+
+    def __init__(self, source: _Source, *, path: Path | None, name: str, frames=None, open_args: dict | None = None):
+        self._source = source
+        self.path = path
+        self.name = name
+        self.format = source.format
+        self.access = source.access
+        start, stop = _parse_frames(frames, source.shape[0], name)
+        self.frame_range = (start, stop)
+        self.shape = (stop - start, *source.shape[1:])
+        self.dtype = source.dtype
+        self.plane = getattr(source, "plane", None)
+        self.channel = getattr(source, "channel", None)
+        self._open_args = open_args or {}
+        self._closed = False
+
+    @property
+    def is_float(self) -> bool:
+        """True when the movie stores floating-point samples."""
+        return self.dtype.kind == "f"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the selected frames once read into memory."""
+        return int(math.prod(self.shape) * self.dtype.itemsize)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"<Movie {self.name!r} shape={self.shape} dtype={self.dtype} format={self.format} access={self.access}>"
+
+    def read(self, t0: int, t1: int) -> np.ndarray:
+        """Read frames ``t0`` (inclusive) to ``t1`` (exclusive).
+
+        Parameters
+        ----------
+        t0, t1 : int
+            Frame range in movie coordinates, ``0 <= t0 <= t1 <= len(self)``.
+
+        Returns
+        -------
+        ndarray, shape (t1 - t0, Y, X)
+            A new C-contiguous array of ``self.dtype`` that the caller owns.
+
+        Raises
+        ------
+        IndexError
+            If the range is outside the movie.
+        InputError
+            If a page cannot be decoded or is cut short; the message gives the
+            frame number in the file, not in the selection.
+        """
+        if self._closed:
+            raise ValueError(f"{self.name}: movie is closed")
+        t0, t1 = int(t0), int(t1)
+        if not 0 <= t0 <= t1 <= self.shape[0]:
+            raise IndexError(f"{self.name}: frames {t0}:{t1} outside 0:{self.shape[0]}")
+        start = self.frame_range[0]
+        return self._source.read(start + t0, start + t1)
+
+    def iter_chunks(self, chunk_frames: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(t0, block)`` covering every frame once, in order.
+
+        Parameters
+        ----------
+        chunk_frames : int
+            Frames per block; the last block may be shorter.
+
+        Yields
+        ------
+        t0 : int
+            First frame of the block, in movie coordinates.
+        block : ndarray, shape (n, Y, X)
+            As returned by :meth:`read`.
+        """
+        chunk_frames = int(chunk_frames)
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        for t0 in range(0, self.shape[0], chunk_frames):
+            yield t0, self.read(t0, min(t0 + chunk_frames, self.shape[0]))
+
+    def input_identity(self) -> dict[str, Any]:
+        """Describe the input for provenance records (no hashing).
+
+        Returns
+        -------
+        dict
+            ``name`` (file name, or ``"<array>"``), ``size_bytes`` (on disk,
+            or in memory for arrays), ``format``, ``shape`` (list, after
+            selection) and ``dtype`` (str).
+        """
+        return {
+            "name": self.path.name if self.path is not None else self.name,
+            "size_bytes": self._source.size_bytes(),
+            "format": self.format,
+            "shape": [int(n) for n in self.shape],
+            "dtype": str(self.dtype),
+        }
+
+    def close(self) -> None:
+        """Release the file; further reads raise ``ValueError``."""
+        if not self._closed:
+            self._closed = True
+            self._source.close()
+
+    def __enter__(self) -> Movie:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __reduce__(self):
+        # Workers in other processes reopen the file instead of receiving data.
+        if self.path is None:
+            source = self._source._array  # type: ignore[attr-defined]
+        else:
+            source = self.path
+        return (_reopen, (source, slice(*self.frame_range), self._open_args))
+
+
+def _reopen(source, frames, open_args):
+    return open_movie(source, frames=frames, **open_args)
+
+
+# ---------------------------------------------------------------------------
+# open_movie and per-format openers.
+# ---------------------------------------------------------------------------
+
+
+def open_movie(
+    source: str | os.PathLike | np.ndarray | Any,
+    *,
+    frames: slice | str | None = None,
+    plane: int | None = None,
+    channel: int | None = None,
+    dataset: str | None = None,
+) -> Movie:
+    """Open a movie lazily, without reading its pixel data.
+
+    Parameters
+    ----------
+    source : str, PathLike, ndarray or zarr.Array
+        A ``.tif``/``.tiff``/``.btf`` file, a Zarr array or group folder, a
+        ``.npy`` file, an ``.h5``/``.hdf5`` file, or an in-memory array of
+        shape (T, Y, X).  Files with other extensions are recognised by their
+        first bytes.
+    frames : slice or str, optional
+        Frames to keep, as a slice or ``"start:stop"`` (bounds optional,
+        negative counts from the end).  Frame 0 of the movie is ``start``.
+    plane, channel : int, optional
+        Z plane and channel to take from a 4-D/5-D TIFF series (e.g. an
+        ImageJ hyperstack); required when that axis has more than one entry.
+    dataset : str, optional
+        Array inside a Zarr group or HDF5 file.  HDF5 defaults to ``"mov"``,
+        then ``"data"``; a Zarr group holding a single array needs none.
+
+    Returns
+    -------
+    Movie
+
+    Raises
+    ------
+    InputError
+        Missing, unrecognised, truncated or corrupt file; not a 3-D movie;
+        missing or out-of-range plane/channel; unsupported dtype; empty
+        frame selection.
+    ImportError
+        Reading HDF5 without h5py installed.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return _open_path(Path(source), frames=frames, plane=plane, channel=channel, dataset=dataset)
+    name = "<array>"
+    _refuse_options(name, "array", plane=plane, channel=channel, dataset=dataset)
+    if isinstance(source, np.ndarray) or _is_zarr_array(source) or _is_array_like(source):
+        fresh = not isinstance(source, np.ndarray)
+        src = _ArraySource(source, "array", name, fresh=fresh)
+        return Movie(src, path=None, name=name, frames=frames)
+    raise TypeError(f"cannot open a movie from {type(source).__name__}; pass a path or an array")
+
+
+def _is_zarr_array(obj: Any) -> bool:
+    try:
+        import zarr
+    except ImportError:  # pragma: no cover - zarr is a core dependency
+        return False
+    return isinstance(obj, zarr.Array)
+
+
+def _is_array_like(obj: Any) -> bool:
+    return all(hasattr(obj, a) for a in ("shape", "dtype", "__getitem__"))
+
+
+def _refuse_options(name: str, fmt: str, *, plane=None, channel=None, dataset=None) -> None:
+    """Reject options that do not apply to a format instead of ignoring them."""
+    if fmt != "tiff":
+        for value, option in ((plane, "--plane"), (channel, "--channel")):
+            if value is not None:
+                raise InputError(f"{name}: {option} applies only to TIFF hyperstacks, not {fmt} input")
+    if dataset is not None and fmt not in ("zarr", "hdf5"):
+        raise InputError(f"{name}: --dataset applies only to Zarr groups and HDF5 files, not {fmt} input")
+
+
+def _sniff(path: Path) -> str | None:
+    """Guess a file's format from its first bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    if head[:4] in _TIFF_MAGIC:
+        return "tiff"
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    if head.startswith(_HDF5_MAGIC):
+        return "hdf5"
+    return None
+
+
+def _detect_format(path: Path, name: str) -> str:
+    if path.is_dir():
+        if any((path / f).exists() for f in ("zarr.json", ".zarray", ".zgroup")):
+            return "zarr"
+        raise InputError(f"{name}: a folder but not a Zarr array or group (no zarr.json or .zarray)")
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    if suffix in NPY_SUFFIXES:
+        return "npy"
+    if suffix in HDF5_SUFFIXES:
+        return "hdf5"
+    if suffix in ZARR_SUFFIXES:
+        raise InputError(f"{name}: a file, not a Zarr folder (zipped Zarr stores are not supported)")
+    sniffed = _sniff(path)
+    if sniffed is not None:
+        return sniffed
+    raise InputError(
+        f"{name}: unknown format {suffix or '(no extension)'!r}; expected TIFF (.tif/.tiff/.btf),"
+        " a Zarr folder, .npy or HDF5 (.h5/.hdf5)"
+    )
+
+
+def _open_path(path: Path, *, frames, plane, channel, dataset) -> Movie:
+    name = str(path)
+    if not path.exists():
+        raise InputError(f"{name}: no such file")
+    fmt = _detect_format(path, name)
+    _refuse_options(name, fmt, plane=plane, channel=channel, dataset=dataset)
+    open_args = {"plane": plane, "channel": channel, "dataset": dataset}
+    if fmt == "tiff":
+        src: _Source = _TiffSource(path, name, plane=plane, channel=channel)
+    elif fmt == "npy":
+        src = _open_npy(path, name)
+    elif fmt == "hdf5":
+        src = _open_hdf5(path, name, dataset)
+    else:
+        src = _open_zarr(path, name, dataset)
+    try:
+        return Movie(src, path=path, name=name, frames=frames, open_args=open_args)
+    except BaseException:
+        src.close()
+        raise
+
+
+def _open_npy(path: Path, name: str) -> _Source:
+    if _sniff(path) != "npy":
+        raise InputError(f"{name}: not a .npy file (no NUMPY header)")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        if any(k in str(exc) for k in ("pickle", "Object arrays", "Python objects")):
+            raise InputError(f"{name}: unsupported dtype object; need an integer or float movie") from exc
+        raise InputError(f"{name}: truncated or corrupt .npy file ({_oneline(exc)})") from exc
+    except Exception as exc:
+        raise InputError(f"{name}: cannot read .npy file ({_oneline(exc)})") from exc
+    try:
+        return _ArraySource(arr, "npy", name, size=path.stat().st_size)
+    except BaseException:
+        del arr
+        raise
+
+
+def _open_hdf5(path: Path, name: str, dataset: str | None) -> _Source:
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ImportError(f"{name}: reading HDF5 needs h5py; install it with: pip install pmdcompress[hdf5]") from exc
+    try:
+        fh = h5py.File(path, "r")
+    except Exception as exc:
+        raise InputError(f"{name}: not a readable HDF5 file ({_oneline(exc)})") from exc
+    try:
+        candidates = [dataset] if dataset is not None else list(HDF5_DEFAULT_DATASETS)
+        for key in candidates:
+            obj = fh.get(key)
+            if isinstance(obj, h5py.Dataset):
+                break
+        else:
+            found = _hdf5_datasets(fh, h5py)
+            wanted = " or ".join(repr(c) for c in candidates)
+            listing = ", ".join(found[:10]) + (", ..." if len(found) > 10 else "") if found else "none"
+            raise InputError(f"{name}: no HDF5 dataset {wanted}; datasets found: {listing}; choose one with --dataset")
+        return _ArraySource(obj, "hdf5", f"{name}:{obj.name}", closer=fh.close, size=path.stat().st_size, fresh=True)
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _hdf5_datasets(fh, h5py) -> list[str]:
+    """Names of all datasets in an HDF5 file, for the 'choose one' message."""
+    found: list[str] = []
+
+    def visit(key: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found.append(key)
+
+    fh.visititems(visit)
+    return found
+
+
+def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
+    import zarr
+
+    try:
+        node = zarr.open(store=str(path), mode="r")
+    except Exception as exc:
+        raise InputError(f"{name}: not a readable Zarr array or group ({_oneline(exc)})") from exc
+    if isinstance(node, zarr.Group):
+        arrays = sorted(node.array_keys())
+        if dataset is not None:
+            try:
+                node = node[dataset]
+            except KeyError as exc:
+                raise InputError(
+                    f"{name}: no array {dataset!r} in the Zarr group; arrays: {', '.join(arrays) or 'none'}"
+                ) from exc
+            if not isinstance(node, zarr.Array):
+                raise InputError(f"{name}: {dataset!r} is a Zarr group, not an array")
+        elif len(arrays) == 1:
+            node = node[arrays[0]]
+        else:
+            raise InputError(
+                f"{name}: Zarr group holds {len(arrays)} arrays ({', '.join(arrays) or 'none'});"
+                " choose one with --dataset"
+            )
+    elif dataset is not None:
+        raise InputError(f"{name}: --dataset {dataset!r} given but the folder is a single Zarr array")
+    return _ArraySource(node, "zarr", name, size=_folder_size(path), fresh=True)
+
+
+def _folder_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, f)).st_size
+    return total

@@ -1,0 +1,135 @@
+"""Reconstruction of movie frames from the factors.
+
+The model (docs/format.md)::
+
+    movie[t, y, x] = mean[y, x] + noise[y, x] * sum_p W_p[y, x] * (U_p V_p)[pixel(y, x), t]
+
+The field of view is cut into *cells*: rectangles covered by the same set of
+patches.  Inside a cell the model is one dense product ``U_cell @ V_cell`` whose
+left factor already holds ``noise * W_p * U_p`` for every covering patch, so each
+output pixel is written exactly once: a BLAS product into a small, cache-resident
+buffer, then a fused numba epilogue that adds the mean, rounds, clips, casts and
+scatters into the output frame block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._numba import jit
+
+
+@dataclass
+class Cell:
+    """A rectangle of the output covered by a fixed set of patches."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    components: np.ndarray  # indices into the temporal factor rows, shape (K_c,)
+    left: np.ndarray  # (K_c, n_pixels) float32: folded spatial factors, transposed
+    mean: np.ndarray  # (n_pixels,) float32
+
+
+def _cuts(starts, size, lo, hi):
+    points = {lo, hi}
+    for s in starts:
+        for p in (s, s + size):
+            if lo < p < hi:
+                points.add(int(p))
+    return sorted(points)
+
+
+def build_cells(factors, y0: int, y1: int, x0: int, x1: int) -> list[Cell]:
+    """Cells of the crop [y0:y1, x0:x1] with their folded spatial factors.
+
+    ``factors`` provides ``mean``, ``noise`` (Y, X), ``patch_origins`` (n, 2),
+    ``patch_shape``, ``weights_y``/``weights_x`` (n, py)/(n, px), ``spatial``
+    (py*px, K) and ``component_offsets`` (n + 1,).
+    """
+    py, px = factors.patch_shape
+    origins = factors.patch_origins
+    offsets = factors.component_offsets
+    spatial = factors.spatial
+    ys = _cuts(np.unique(origins[:, 0]), py, y0, y1)
+    xs = _cuts(np.unique(origins[:, 1]), px, x0, x1)
+    cells = []
+    for cy0, cy1 in zip(ys[:-1], ys[1:], strict=True):
+        for cx0, cx1 in zip(xs[:-1], xs[1:], strict=True):
+            covering = np.flatnonzero(
+                (origins[:, 0] <= cy0) & (origins[:, 0] + py >= cy1)
+                & (origins[:, 1] <= cx0) & (origins[:, 1] + px >= cx1)
+            )
+            noise = factors.noise[cy0:cy1, cx0:cx1]
+            blocks, comps = [], []
+            for p in covering:
+                k0, k1 = offsets[p], offsets[p + 1]
+                if k1 == k0:
+                    continue
+                oy, ox = origins[p]
+                ry = np.arange(cy0 - oy, cy1 - oy)
+                rx = np.arange(cx0 - ox, cx1 - ox)
+                pix = (ry[:, None] * px + rx[None, :]).ravel()
+                w = (factors.weights_y[p, ry][:, None] * factors.weights_x[p, rx][None, :]) * noise
+                blocks.append((spatial[pix, k0:k1] * w.reshape(-1, 1)).T)
+                comps.append(np.arange(k0, k1))
+            n_pix = (cy1 - cy0) * (cx1 - cx0)
+            left = (np.concatenate(blocks, axis=0) if blocks else np.zeros((0, n_pix))).astype(np.float32)
+            components = np.concatenate(comps) if comps else np.zeros(0, np.int64)
+            mean = np.ascontiguousarray(factors.mean[cy0:cy1, cx0:cx1], dtype=np.float32).ravel()
+            cells.append(Cell(cy0, cy1, cx0, cx1, components, np.ascontiguousarray(left), mean))
+    return cells
+
+
+@jit
+def _epilogue_kernel(product, mean, out, lo, hi, do_round):
+    # product: (n, h*w) float32; out: (n, h, w) view of any numeric dtype.
+    n, h, w = out.shape
+    for t in range(n):
+        for i in range(h):
+            for j in range(w):
+                v = np.float64(product[t, i * w + j]) + np.float64(mean[i * w + j])
+                if do_round:
+                    v = np.floor(v + 0.5)
+                    if v < lo:
+                        v = lo
+                    elif v > hi:
+                        v = hi
+                out[t, i, j] = v
+
+
+def epilogue_numpy(product, mean, out, lo, hi, do_round):
+    """Plain numpy twin of the epilogue kernel (used by the tests)."""
+    n, h, w = out.shape
+    v = product.reshape(n, h, w).astype(np.float64) + mean.reshape(h, w)
+    if do_round:
+        v = np.clip(np.floor(v + 0.5), lo, hi)
+    out[...] = v.astype(out.dtype)
+
+
+def dtype_limits(dtype) -> tuple[float, float, bool]:
+    """(low, high, round?) for writing float values into ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max), True
+    return -np.inf, np.inf, False
+
+
+def render(cells: list[Cell], temporal_block: np.ndarray, out: np.ndarray, y0: int, x0: int) -> None:
+    """Write frames into ``out`` (n, h, w) for a crop whose top-left is (y0, x0).
+
+    ``temporal_block``: (K, n) float32 temporal factors of these frames.
+    """
+    lo, hi, do_round = dtype_limits(out.dtype)
+    n = out.shape[0]
+    for cell in cells:
+        region = out[:, cell.y0 - y0 : cell.y1 - y0, cell.x0 - x0 : cell.x1 - x0]
+        if cell.components.size:
+            product = temporal_block[cell.components].T @ cell.left
+        else:
+            product = np.zeros((n, cell.mean.size), np.float32)
+        _epilogue_kernel(product, cell.mean, region, lo, hi, do_round)

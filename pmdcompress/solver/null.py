@@ -1,0 +1,114 @@
+"""Rank-test thresholds from a null simulated with the same pipeline.
+
+White N(0, 1) patches of the exact shape and length that the solver sees (the
+pipeline standardises every pixel by its noise std, so pure noise *is* N(0, 1)
+there) go through the same solver; the roughness of their leading candidates
+gives the null distribution.  The two thresholds are chosen together so that a
+noise component passes the ``spatial OR temporal`` test with probability
+``false_pass`` (5 % by default).  Results are cached on disk, keyed by
+everything they depend on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..parallel import map_tasks
+from .svd import Thresholds
+
+log = logging.getLogger("pmdcompress")
+
+NULL_VERSION = 1
+
+
+def cache_dir() -> Path | None:
+    """``$PMD_CACHE_DIR``, else ``~/.cache/pmdcompress``; ``PMD_CACHE_DIR=""`` disables."""
+    env = os.environ.get("PMD_CACHE_DIR")
+    if env is not None:
+        return Path(env) if env else None
+    return Path.home() / ".cache" / "pmdcompress"
+
+
+def joint_thresholds(spatial: np.ndarray, temporal: np.ndarray, false_pass: float) -> Thresholds:
+    """Per-statistic quantiles q such that P(spatial <= t_s or temporal <= t_t) = false_pass."""
+    spatial = np.asarray(spatial, float)
+    temporal = np.asarray(temporal, float)
+    finite_t = np.isfinite(temporal).any()
+
+    def rate(q):
+        ts = np.quantile(spatial, q)
+        tt = np.quantile(temporal, q) if finite_t else -np.inf
+        return np.mean((spatial <= ts) | (temporal <= tt)), ts, tt
+
+    lo, hi = 0.0, false_pass
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        r, _, _ = rate(mid)
+        if r > false_pass:
+            hi = mid
+        else:
+            lo = mid
+    _, ts, tt = rate(lo)
+    return Thresholds(float(ts), float(tt))
+
+
+def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_components: int = 4,
+                    false_pass: float = 0.05, seed: int = 0, use_cache: bool = True,
+                    workers: int | None = None) -> Thresholds:
+    """Thresholds for ``solver`` on patches of ``patch_shape`` with ``n_frames`` fit frames.
+
+    Parameters
+    ----------
+    solver : PatchSolver
+    patch_shape : (int, int)
+    n_frames : int
+        Frames of the fit matrix (after temporal binning).
+    n_sims : int
+        Independent noise patches; ``n_sims * n_components`` null samples.
+    n_components : int
+        Leading candidates of each noise patch that enter the null.
+    false_pass : float
+        Probability that a pure-noise component is kept.
+    """
+    key = {
+        "version": NULL_VERSION, "solver": solver.params(), "patch_shape": list(map(int, patch_shape)),
+        "n_frames": int(n_frames), "n_sims": n_sims, "n_components": n_components,
+        "false_pass": false_pass, "seed": seed,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    folder = cache_dir() if use_cache else None
+    path = folder / f"null-{digest}.json" if folder else None
+    if path is not None and path.exists():
+        try:
+            cached = json.loads(path.read_text())
+            return Thresholds(float(cached["spatial"]), float(cached["temporal"]))
+        except (OSError, ValueError, KeyError):
+            log.debug("ignoring unreadable null cache %s", path)
+
+    n_pixels = int(patch_shape[0]) * int(patch_shape[1])
+
+    def simulate(i):
+        rng = np.random.default_rng([seed, 7919, i])
+        noise = rng.standard_normal((int(n_frames), n_pixels), dtype=np.float32)
+        return solver.null_statistics(noise, patch_shape, rng, n_components)
+
+    stats = map_tasks(simulate, range(n_sims), workers=workers)
+    thresholds = joint_thresholds(np.concatenate([s[0] for s in stats]),
+                                  np.concatenate([s[1] for s in stats]), false_pass)
+
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key, "spatial": thresholds.spatial,
+                                       "temporal": thresholds.temporal}))
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only home must not stop a compression
+            log.debug("cannot write null cache %s: %s", path, exc)
+    return thresholds

@@ -1,0 +1,1778 @@
+"""Penalized 1-D and 2-D denoisers used by the rank-1 PMD solver.
+
+Three proximal problems are solved exactly (1-D) or to a certified tolerance
+(2-D):
+
+* :func:`tv1d_denoise`: 1-D total-variation denoising (Condat's direct
+  algorithm, exact, O(n)).
+* :func:`trend_filter`: l1 trend filtering of order 2 (piecewise-linear fits),
+  by a primal-dual active-set method whose linear algebra is a tridiagonal
+  solve in a hat-function basis, O(n) per iteration.
+* :func:`tv2d_denoise`: anisotropic 2-D total variation, by accelerated
+  alternating minimization of the dual, each step an exact 1-D TV solve along
+  rows or columns; stops on a duality-gap certificate.
+
+PMD needs the *constrained* forms: the smoothest ``x`` with
+``||y - x||^2 <= delta`` (:func:`constrained_tv1d`,
+:func:`constrained_trend_filter`, :func:`constrained_tv2d`), found by a
+bracketed secant search on ``log(lam)``.  The roughness statistics of the
+rank test (:func:`spatial_roughness`, :func:`temporal_roughness` and their
+batched forms) live here too.
+
+Every kernel is an ``@jit`` function that only computes; the public functions
+validate, cast to float64, call the kernel and cast the result back
+(float16/float32 in -> float32 out, anything else -> float64).  Inputs are
+never modified.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from pmdcompress._numba import jit
+from pmdcompress.errors import InputError
+
+__all__ = [
+    "constrained_trend_filter",
+    "constrained_tv1d",
+    "constrained_tv2d",
+    "spatial_roughness",
+    "spatial_roughness_batch",
+    "temporal_roughness",
+    "temporal_roughness_batch",
+    "trend_filter",
+    "tv1d_denoise",
+    "tv2d_denoise",
+]
+
+logger = logging.getLogger("pmdcompress")
+
+_EPS = float(np.finfo(np.float64).eps)
+
+#: Default relative tolerance of the constrained searches: the returned ``x``
+#: satisfies ``(1 - rtol) * delta <= ||y - x||^2 <= delta``.
+DEFAULT_RTOL = 1e-2
+#: Default certified accuracy of :func:`tv2d_denoise`:
+#: ``||x - x*|| <= tol * ||y - mean(y)||``.
+DEFAULT_TV2D_TOL = 1e-4
+DEFAULT_TF_MAX_NUM_ITER = 500
+DEFAULT_TV2D_MAX_NUM_ITER = 500
+DEFAULT_SEARCH_MAX_NUM_ITER = 60
+# Block pivots of the active-set method allowed without reducing the number of
+# infeasible indices before it falls back to single (Murty) pivots.
+_PDAS_MAX_STALLS = 5
+
+
+# ---------------------------------------------------------------------------
+# 1-D total variation: Condat's direct algorithm
+# ---------------------------------------------------------------------------
+
+
+@jit
+def _tv1d_kernel(y, lam, x):
+    """Exact 1-D TV denoising, written into ``x``.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (n,)
+        Input signal (read only).
+    lam : float
+        Penalty weight, ``lam >= 0``.
+    x : ndarray of float64, shape (n,)
+        Output; must not alias ``y``.
+
+    Notes
+    -----
+    Solves ``min_x 1/2 ||y - x||^2 + lam * sum_i |x[i+1] - x[i]|`` by the
+    direct (taut-string-like) algorithm of [1]_: the solution is built one
+    constant segment at a time while the bounds ``vmin <= segment value <=
+    vmax`` and the partial sums of the dual (``umin``, ``umax``) are tracked.
+    Worst case O(n^2), linear in practice.
+
+    References
+    ----------
+    .. [1] L. Condat, "A direct algorithm for 1-D total variation denoising",
+       IEEE Signal Processing Letters 20(11), 1054-1057, 2013.
+       doi:10.1109/LSP.2013.2278339
+    """
+    n = y.shape[0]
+    if n == 0:
+        return
+    if n == 1 or lam <= 0.0:
+        for i in range(n):
+            x[i] = y[i]
+        return
+    if not math.isfinite(lam):
+        mean = 0.0
+        for i in range(n):
+            mean += y[i]
+        mean /= n
+        for i in range(n):
+            x[i] = mean
+        return
+    k = 0  # current position
+    k0 = 0  # start of the current segment
+    kminus = 0  # last position where the lower bound was active
+    kplus = 0  # last position where the upper bound was active
+    vmin = y[0] - lam
+    vmax = y[0] + lam
+    umin = lam
+    umax = -lam
+    while True:
+        if k == n - 1:
+            if umin < 0.0:
+                # segment ends with a negative jump
+                for i in range(k0, kminus + 1):
+                    x[i] = vmin
+                k0 = kminus + 1
+                k = k0
+                kminus = k0
+                kplus = k0
+                vmin = y[k]
+                umin = lam
+                umax = y[k] + lam - vmax
+                continue
+            if umax > 0.0:
+                # segment ends with a positive jump
+                for i in range(k0, kplus + 1):
+                    x[i] = vmax
+                k0 = kplus + 1
+                k = k0
+                kminus = k0
+                kplus = k0
+                vmax = y[k]
+                umax = -lam
+                umin = y[k] - lam - vmin
+                continue
+            value = vmin + umin / (k - k0 + 1)
+            for i in range(k0, n):
+                x[i] = value
+            return
+        if y[k + 1] + umin < vmin - lam:
+            # negative jump after the lower-bound position
+            for i in range(k0, kminus + 1):
+                x[i] = vmin
+            k0 = kminus + 1
+            k = k0
+            kminus = k0
+            kplus = k0
+            vmin = y[k]
+            vmax = y[k] + 2.0 * lam
+            umin = lam
+            umax = -lam
+        elif y[k + 1] + umax > vmax + lam:
+            # positive jump after the upper-bound position
+            for i in range(k0, kplus + 1):
+                x[i] = vmax
+            k0 = kplus + 1
+            k = k0
+            kminus = k0
+            kplus = k0
+            vmin = y[k] - 2.0 * lam
+            vmax = y[k]
+            umin = lam
+            umax = -lam
+        else:
+            k += 1
+            umin += y[k] - vmin
+            umax += y[k] - vmax
+            if umin >= lam:
+                vmin += (umin - lam) / (k - k0 + 1)
+                umin = lam
+                kminus = k
+            if umax <= -lam:
+                vmax += (umax + lam) / (k - k0 + 1)
+                umax = -lam
+                kplus = k
+
+
+@jit
+def _tv1d_limit(y):
+    """Mean, smallest lam giving the constant fit, and its squared residual.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (n,)
+
+    Returns
+    -------
+    mean : float
+    lam_max : float
+        ``max_k |sum_{t <= k} (y[t] - mean)|``: for ``lam >= lam_max`` the TV
+        solution is the constant ``mean``.
+    r_inf : float
+        ``||y - mean||^2``.
+    """
+    n = y.shape[0]
+    mean = 0.0
+    for i in range(n):
+        mean += y[i]
+    mean /= max(n, 1)
+    csum = 0.0
+    lam_max = 0.0
+    r_inf = 0.0
+    for i in range(n):
+        d = y[i] - mean
+        r_inf += d * d
+        if i < n - 1:
+            csum += d
+            lam_max = max(lam_max, abs(csum))
+    return mean, lam_max, r_inf
+
+
+# ---------------------------------------------------------------------------
+# l1 trend filtering (order 2): primal-dual active set
+# ---------------------------------------------------------------------------
+
+
+@jit
+def _tf_line_fit(y, x):
+    """Least-squares line through ``y`` (written into ``x``); returns ``||y - x||^2``."""
+    n = y.shape[0]
+    tbar = 0.5 * (n - 1)
+    ybar = 0.0
+    for i in range(n):
+        ybar += y[i]
+    ybar /= max(n, 1)
+    stt = 0.0
+    sty = 0.0
+    for i in range(n):
+        dt = i - tbar
+        stt += dt * dt
+        sty += dt * (y[i] - ybar)
+    slope = sty / stt if stt > 0.0 else 0.0
+    r = 0.0
+    for i in range(n):
+        x[i] = ybar + slope * (i - tbar)
+        d = y[i] - x[i]
+        r += d * d
+    return r
+
+
+@jit
+def _tf_dual_from_residual(r, z):
+    """Solve ``D^T z = r`` for the second-difference operator ``D``.
+
+    ``r`` (length n) must be orthogonal to linear functions.  The two-term
+    recursion (a double cumulative sum) runs forward over the first half and
+    backward over the second half, which halves rounding-error growth.
+
+    Parameters
+    ----------
+    r : ndarray of float64, shape (n,)
+    z : ndarray of float64, shape (n - 2,)
+        Output.
+    """
+    m = z.shape[0]
+    mid = (m + 1) // 2
+    z1 = 0.0  # z[t-1]
+    z2 = 0.0  # z[t-2]
+    for t in range(mid):
+        zt = r[t] + 2.0 * z1 - z2
+        z[t] = zt
+        z2 = z1
+        z1 = zt
+    z1 = 0.0  # z[i+1]
+    z2 = 0.0  # z[i+2]
+    for i in range(m - 1, mid - 1, -1):
+        zi = r[i + 2] + 2.0 * z1 - z2
+        z[i] = zi
+        z2 = z1
+        z1 = zi
+
+
+@jit
+def _tf_limit(y):
+    """Least-squares line, smallest lam giving it, and its squared residual.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (n,), n >= 3
+
+    Returns
+    -------
+    line : ndarray, shape (n,)
+    lam_max : float
+        For ``lam >= lam_max`` the trend-filter solution is ``line``.
+    r_inf : float
+        ``||y - line||^2``.
+    """
+    n = y.shape[0]
+    line = np.empty(n)
+    r_inf = _tf_line_fit(y, line)
+    lam_max = 0.0
+    if n >= 3:
+        z = np.empty(n - 2)
+        _tf_dual_from_residual(y - line, z)
+        for i in range(n - 2):
+            lam_max = max(lam_max, abs(z[i]))
+    return line, lam_max, r_inf
+
+
+@jit
+def _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs):
+    """Trend-filter solution for a fixed active set.
+
+    Given which dual variables sit at a bound (``state``: +1 / -1 at
+    ``+lam`` / ``-lam``, 0 free), the primal solution is the least-squares fit
+    of ``w = y - D_A^T z_A`` by linear splines with knots at the active
+    positions; the free dual values then follow from ``D^T z = y - x``.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (n,)
+    lam : float
+    state : ndarray of int8, shape (n - 2,)
+    x : ndarray of float64, shape (n,)
+        Output: the spline fit.
+    z : ndarray of float64, shape (n - 2,)
+        Output: the dual variable (``+-lam`` on the active set; free values may
+        lie outside the box when the active set is wrong).
+    w, knots, diag, off, rhs : ndarray
+        Work arrays of lengths n, n, n, n, n.
+
+    Notes
+    -----
+    In the hat-function basis the normal equations are tridiagonal and well
+    conditioned whatever the knot spacing, unlike the dual system
+    ``D_I D_I^T`` whose condition number grows like the fourth power of the
+    longest linear run.  O(n).
+    """
+    n = y.shape[0]
+    m = n - 2
+    for i in range(n):
+        w[i] = y[i]
+    nb = 1
+    knots[0] = 0
+    for i in range(m):
+        s = state[i]
+        if s != 0:
+            zi = s * lam
+            w[i] -= zi
+            w[i + 1] += 2.0 * zi
+            w[i + 2] -= zi
+            knots[nb] = i + 1
+            nb += 1
+    knots[nb] = n - 1
+    nb += 1
+    # Gram matrix and right-hand side in the hat basis
+    for j in range(nb):
+        diag[j] = 0.0
+        off[j] = 0.0
+        rhs[j] = 0.0
+    for j in range(nb - 1):
+        t0 = knots[j]
+        inv_len = 1.0 / (knots[j + 1] - t0)
+        for t in range(t0, knots[j + 1]):
+            a = (t - t0) * inv_len
+            b = 1.0 - a
+            diag[j] += b * b
+            off[j] += b * a
+            diag[j + 1] += a * a
+            rhs[j] += b * w[t]
+            rhs[j + 1] += a * w[t]
+    diag[nb - 1] += 1.0
+    rhs[nb - 1] += w[n - 1]
+    # symmetric positive definite tridiagonal solve (LDL^T), coefficients in rhs
+    for j in range(1, nb):
+        f = off[j - 1] / diag[j - 1]
+        diag[j] -= f * off[j - 1]
+        rhs[j] -= f * rhs[j - 1]
+    rhs[nb - 1] = rhs[nb - 1] / diag[nb - 1]
+    for j in range(nb - 2, -1, -1):
+        rhs[j] = (rhs[j] - off[j] * rhs[j + 1]) / diag[j]
+    # evaluate the spline
+    for j in range(nb - 1):
+        t0 = knots[j]
+        inv_len = 1.0 / (knots[j + 1] - t0)
+        c0 = rhs[j]
+        dc = rhs[j + 1] - c0
+        for t in range(t0, knots[j + 1]):
+            x[t] = c0 + dc * ((t - t0) * inv_len)
+    x[n - 1] = rhs[nb - 1]
+    # dual variables from D^T z = y - x (w is free again)
+    for i in range(n):
+        w[i] = y[i] - x[i]
+    _tf_dual_from_residual(w, z)
+    for i in range(m):
+        if state[i] != 0:
+            z[i] = state[i] * lam
+
+
+@jit
+def _tf_kernel(y, lam, z, x, max_num_iter):
+    """Order-2 l1 trend filtering by a dual projected Newton method.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (n,)
+        Input signal (read only).
+    lam : float
+        Penalty weight, ``lam >= 0``.
+    z : ndarray of float64, shape (max(n - 2, 0),)
+        Dual variable, updated in place.  On entry a starting point (clipped
+        to ``[-lam, lam]``): zeros for a cold start, or the solution for a
+        nearby ``lam`` rescaled by ``lam / lam_old`` to warm start.  On exit
+        the dual solution, ``x = y - D^T z``.
+    x : ndarray of float64, shape (n,)
+        Output primal solution.
+    max_num_iter : int
+        Maximum number of Newton iterations.
+
+    Returns
+    -------
+    n_iter : int
+    converged : bool
+        True when the KKT conditions hold (to rounding tolerance).
+
+    Notes
+    -----
+    Solves ``min_x 1/2 ||y - x||^2 + lam ||D x||_1`` where ``D`` is the
+    (n-2, n) second-difference matrix, through its dual
+    ``min_{|z| <= lam} f(z) = 1/2 ||y - D^T z||^2`` (gradient ``-D x``).
+    Each iteration fixes the binding set (dual variables at a bound whose
+    gradient points outward), takes the Newton point for the remaining free
+    variables -- computed in the primal as a linear-spline fit
+    (:func:`_tf_spline_fit`), O(n) and well conditioned -- and searches along
+    the projection arc with an Armijo rule [2]_.  The method is monotone, so
+    it cannot cycle, and once the binding set is right the Newton point is
+    the exact optimum.  It stops when the Newton point satisfies the KKT
+    conditions: ``|z| <= lam (1 + 1e-10 + 4 eps n^1.5)`` on the free set and
+    curvature signs on the active set consistent up to ``1e-12 max|y|``.
+
+    References
+    ----------
+    .. [1] S.-J. Kim, K. Koh, S. Boyd, D. Gorinevsky, "l1 trend filtering",
+       SIAM Review 51(2), 339-360, 2009. doi:10.1137/070690274
+    .. [2] D. P. Bertsekas, "Projected Newton methods for optimization
+       problems with simple constraints", SIAM J. Control Optim. 20(2),
+       221-246, 1982. doi:10.1137/0320018
+    """
+    n = y.shape[0]
+    m = n - 2
+    if m <= 0 or lam <= 0.0:
+        for i in range(n):
+            x[i] = y[i]
+        for i in range(max(m, 0)):
+            z[i] = 0.0
+        return 0, True
+
+    ymax = 0.0
+    for i in range(n):
+        ymax = max(ymax, abs(y[i]))
+    tol_nu = 1e-12 * ymax
+    tol_z = lam * (1e-10 + 4.0 * _EPS * m * math.sqrt(m))
+    sigma = 1e-4
+
+    state = np.empty(m, np.int8)
+    z_newton = np.empty(m)
+    x_newton = np.empty(n)
+    z_trial = np.empty(m)
+    dx = np.empty(n)
+    w = np.empty(n)
+    knots = np.empty(n, np.int64)
+    diag = np.empty(n)
+    off = np.empty(n)
+    rhs = np.empty(n)
+
+    # feasible start and its primal point x = y - D^T z
+    for i in range(m):
+        z[i] = min(max(z[i], -lam), lam)
+    for i in range(n):
+        x[i] = y[i]
+    for i in range(m):
+        x[i] -= z[i]
+        x[i + 1] += 2.0 * z[i]
+        x[i + 2] -= z[i]
+
+    n_iter = 0
+    converged = False
+    while n_iter < max_num_iter:
+        n_iter += 1
+        # binding set: at (or within eps_b of) a bound, gradient -Dx pointing out
+        pg = 0.0
+        for i in range(m):
+            nu = x[i] - 2.0 * x[i + 1] + x[i + 2]
+            pg = max(pg, abs(min(max(z[i] + nu, -lam), lam) - z[i]))
+        eps_b = min(1e-3 * lam, pg)
+        for i in range(m):
+            nu = x[i] - 2.0 * x[i + 1] + x[i + 2]
+            if z[i] >= lam - eps_b and nu > 0.0:
+                state[i] = 1
+            elif z[i] <= -lam + eps_b and nu < 0.0:
+                state[i] = -1
+            else:
+                state[i] = 0
+        _tf_spline_fit(y, lam, state, x_newton, z_newton, w, knots, diag, off, rhs)
+        # is the Newton point optimal?
+        optimal = True
+        for i in range(m):
+            s = state[i]
+            if s == 0:
+                if abs(z_newton[i]) > lam + tol_z:
+                    optimal = False
+                    break
+            else:
+                nu = x_newton[i] - 2.0 * x_newton[i + 1] + x_newton[i + 2]
+                if s * nu < -tol_nu:
+                    optimal = False
+                    break
+        if optimal:
+            for i in range(n):
+                x[i] = x_newton[i]
+            for i in range(m):
+                z[i] = min(max(z_newton[i], -lam), lam)
+            converged = True
+            break
+        # Armijo search along the projection arc z(a) = P(z + a (z_newton - z))
+        alpha = 1.0
+        accepted = False
+        while alpha > 1e-10:
+            for i in range(n):
+                dx[i] = 0.0
+            decrease = 0.0
+            for i in range(m):
+                zt = min(max(z[i] + alpha * (z_newton[i] - z[i]), -lam), lam)
+                z_trial[i] = zt
+                dz = zt - z[i]
+                dx[i] -= dz
+                dx[i + 1] += 2.0 * dz
+                dx[i + 2] -= dz
+                nu = x[i] - 2.0 * x[i + 1] + x[i + 2]
+                decrease -= nu * dz  # gradient . dz
+            # f(z + dz) - f(z) = sum dx (x + dx / 2), computed without cancellation
+            change = 0.0
+            for i in range(n):
+                change += dx[i] * (x[i] + 0.5 * dx[i])
+            if change <= sigma * decrease:
+                accepted = True
+                break
+            alpha *= 0.5
+        if not accepted:
+            break
+        for i in range(m):
+            z[i] = z_trial[i]
+        for i in range(n):
+            x[i] += dx[i]
+    return n_iter, converged
+
+
+# ---------------------------------------------------------------------------
+# anisotropic 2-D total variation: accelerated dual alternating minimization
+# ---------------------------------------------------------------------------
+
+
+@jit
+def _tv_rows(v, lam, out):
+    """1-D TV of each row of ``v`` (shape (h, w)) into ``out``."""
+    for i in range(v.shape[0]):
+        _tv1d_kernel(v[i], lam, out[i])
+
+
+@jit
+def _tv2d_total_variation(x):
+    """Anisotropic TV of an image: sum of absolute horizontal and vertical differences."""
+    h, w = x.shape
+    tv = 0.0
+    for i in range(h):
+        for j in range(w):
+            if j + 1 < w:
+                tv += abs(x[i, j + 1] - x[i, j])
+            if i + 1 < h:
+                tv += abs(x[i + 1, j] - x[i, j])
+    return tv
+
+
+@jit
+def _tv2d_kernel(y, lam, t, x, max_num_iter, tol):
+    """Anisotropic 2-D TV denoising to a certified tolerance.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (h, w)
+        Input image (read only).
+    lam : float
+        Penalty weight, ``lam >= 0``.
+    t : ndarray of float64, shape (h, w)
+        Dual variable of the vertical (column) term, updated in place.  Pass
+        zeros for a cold start, or ``t * lam_new / lam_old`` from a nearby
+        ``lam`` to warm start (scaling keeps it dual feasible).
+    x : ndarray of float64, shape (h, w)
+        Output.
+    max_num_iter : int
+        Maximum number of iterations (each one 1-D TV solve per row and per
+        column).
+    tol : float
+        Stop once ``sqrt(2 * gap) <= tol * ||y - mean(y)||``, which bounds
+        ``||x - x*||``.
+
+    Returns
+    -------
+    n_iter : int
+    gap : float
+        Final duality gap; ``||x - x*||^2 <= 2 * gap``.
+
+    Notes
+    -----
+    The objective ``1/2 ||y - x||^2 + lam (TV_h(x) + TV_v(x))`` has the dual
+    ``min_{s, t} 1/2 ||y - s - t||^2 + f*(s) + g*(t)`` with ``f = lam TV_h``,
+    ``g = lam TV_v``.  Minimizing exactly over ``s`` (a 1-D TV solve per row)
+    leaves a function of ``t`` with a 1-Lipschitz gradient, whose proximal
+    gradient step is a 1-D TV solve per column; FISTA with gradient-based
+    adaptive restart accelerates it [1]_, [3]_.  Both dual blocks are always
+    feasible, so ``gap = lam TV(x) - <x, s + t>`` is a valid certificate with
+    ``x = y - s - t``.
+
+    References
+    ----------
+    .. [1] A. Chambolle, T. Pock, "A remark on accelerated block coordinate
+       descent for computing the proximity operators of a sum of convex
+       functions", SMAI J. Comput. Math. 1, 29-54, 2015.
+       doi:10.5802/smai-jcm.3
+    .. [2] A. Barbero, S. Sra, "Modular proximal optimization for
+       multidimensional total-variation regularization", JMLR 19(56), 1-82,
+       2018.
+    .. [3] B. O'Donoghue, E. Candes, "Adaptive restart for accelerated
+       gradient schemes", Found. Comput. Math. 15, 715-732, 2015.
+       doi:10.1007/s10208-013-9150-3
+    """
+    h, w = y.shape
+    if lam <= 0.0 or h * w <= 1:
+        for i in range(h):
+            for j in range(w):
+                x[i, j] = y[i, j]
+                t[i, j] = 0.0
+        return 0, 0.0
+    mean = 0.0
+    for i in range(h):
+        for j in range(w):
+            mean += y[i, j]
+    mean /= h * w
+    scale = 0.0
+    for i in range(h):
+        for j in range(w):
+            scale += (y[i, j] - mean) ** 2
+    gap_tol = 0.5 * tol * tol * scale
+
+    t_hat = t.copy()
+    t_old = t.copy()
+    v = np.empty((h, w))
+    a = np.empty((h, w))
+    wt = np.empty((w, h))
+    xt = np.empty((w, h))
+    theta = 1.0
+    gap = np.inf
+    n_iter = 0
+    while n_iter < max_num_iter:
+        n_iter += 1
+        for i in range(h):
+            for j in range(w):
+                v[i, j] = y[i, j] - t_hat[i, j]
+        _tv_rows(v, lam, a)  # a = prox_f(y - t_hat); s = v - a
+        for i in range(h):
+            for j in range(w):
+                wt[j, i] = t_hat[i, j] + a[i, j]
+        _tv_rows(wt, lam, xt)  # x = prox_g(t_hat + a)
+        inner = 0.0
+        grad_dot = 0.0
+        for i in range(h):
+            for j in range(w):
+                xij = xt[j, i]
+                x[i, j] = xij
+                t_new = wt[j, i] - xij
+                inner += xij * (v[i, j] - a[i, j] + t_new)
+                grad_dot += (t_hat[i, j] - t_new) * (t_new - t[i, j])
+                t_old[i, j] = t[i, j]
+                t[i, j] = t_new
+        gap = lam * _tv2d_total_variation(x) - inner
+        if gap <= gap_tol:
+            break
+        theta_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * theta * theta))
+        if grad_dot > 0.0:
+            # momentum points uphill: restart
+            theta = 1.0
+            for i in range(h):
+                for j in range(w):
+                    t_hat[i, j] = t[i, j]
+        else:
+            beta = (theta - 1.0) / theta_new
+            theta = theta_new
+            for i in range(h):
+                for j in range(w):
+                    t_hat[i, j] = t[i, j] + beta * (t[i, j] - t_old[i, j])
+    return n_iter, max(gap, 0.0)
+
+
+@jit
+def _tv2d_limit(y):
+    """Mean, a lam that surely gives the constant fit, and its squared residual.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (h, w)
+
+    Returns
+    -------
+    mean : float
+    lam_bound : float
+        An upper bound on the smallest lam whose solution is the constant
+        image: the dual pair (row deviations, row-mean deviations) -- or its
+        transpose -- is feasible for it.
+    r_inf : float
+        ``||y - mean||^2``.
+    """
+    h, w = y.shape
+    mean = 0.0
+    for i in range(h):
+        for j in range(w):
+            mean += y[i, j]
+    mean /= max(h * w, 1)
+    r_inf = 0.0
+    for i in range(h):
+        for j in range(w):
+            r_inf += (y[i, j] - mean) ** 2
+    # rows first: s = y - row means (each row), t = row means - mean (columns)
+    bound_rows = 0.0
+    csum_means = 0.0
+    for i in range(h):
+        row_mean = 0.0
+        for j in range(w):
+            row_mean += y[i, j]
+        row_mean /= w
+        csum = 0.0
+        for j in range(w - 1):
+            csum += y[i, j] - row_mean
+            bound_rows = max(bound_rows, abs(csum))
+        if i < h - 1:
+            csum_means += row_mean - mean
+            bound_rows = max(bound_rows, abs(csum_means))
+    bound_cols = 0.0
+    csum_means = 0.0
+    for j in range(w):
+        col_mean = 0.0
+        for i in range(h):
+            col_mean += y[i, j]
+        col_mean /= h
+        csum = 0.0
+        for i in range(h - 1):
+            csum += y[i, j] - col_mean
+            bound_cols = max(bound_cols, abs(csum))
+        if j < w - 1:
+            csum_means += col_mean - mean
+            bound_cols = max(bound_cols, abs(csum_means))
+    return mean, min(bound_rows, bound_cols), r_inf
+
+
+# ---------------------------------------------------------------------------
+# constrained forms: bracketed secant search on log(lam)
+# ---------------------------------------------------------------------------
+
+
+@jit
+def _squared_distance(a, b):
+    """``||a - b||^2`` of two arrays of the same shape, accumulated in float64."""
+    af = a.ravel()
+    bf = b.ravel()
+    s = 0.0
+    for i in range(af.shape[0]):
+        d = af[i] - bf[i]
+        s += d * d
+    return s
+
+
+@jit
+def _search_propose(target, lam, res, lo, res_lo, hi, res_hi, bisect):
+    """Next lam of the constrained search.
+
+    The squared residual ``res(lam)`` is non-decreasing; ``lo`` (with
+    ``res_lo <= delta``) and ``hi`` (with ``res_hi > delta``) bracket the
+    answer.  The proposal is the secant of ``log res`` against ``log lam``
+    through the bracket, aimed at ``target``; with no positive lower bracket
+    it is ``lam * sqrt(target / res)`` (a local ``res ~ lam^2`` model, as in
+    trefide); a proposal outside the bracket, or ``bisect``, gives the
+    geometric midpoint.
+    """
+    log_target = math.log(target)
+    if lo > 0.0 and res_lo > 0.0:
+        a = math.log(lo)
+        b = math.log(hi)
+        fa = math.log(res_lo) - log_target
+        fb = math.log(res_hi) - log_target
+        mid = 0.5 * (a + b)
+        if bisect or fb <= fa:
+            return math.exp(mid)
+        c = b - fb * (b - a) / (fb - fa)
+        if not (a < c < b):
+            return math.exp(mid)
+        # keep clear of the bracket ends so the bracket keeps shrinking
+        margin = 0.01 * (b - a)
+        c = min(max(c, a + margin), b - margin)
+        return math.exp(c)
+    if res > 0.0:
+        c = lam * math.sqrt(target / res)
+    else:
+        c = 10.0 * lam
+    if not (lo < c < hi):
+        c = 0.5 * hi if lo <= 0.0 else math.sqrt(lo * hi)
+    return c
+
+
+@jit
+def _search_done(res, delta, rtol, lo, hi):
+    """True once ``res`` is inside the window or the bracket has collapsed."""
+    if (1.0 - rtol) * delta <= res <= delta:
+        return True
+    return hi - lo <= 1e-12 * hi
+
+
+@jit
+def _constrained_tv1d_kernel(y, delta, lam0, rtol, max_num_iter, x):
+    """Largest lam with ``||y - tv1d(y, lam)||^2 <= delta``; ``x`` gets the solution.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (n,)
+    delta : float
+        Squared-residual budget, ``delta > 0``.
+    lam0 : float
+        Initial guess; ``<= 0`` lets the kernel choose.
+    rtol : float
+        Acceptance window ``(1 - rtol) delta <= res <= delta``.
+    max_num_iter : int
+        Maximum number of TV solves.
+    x : ndarray of float64, shape (n,)
+        Output.
+
+    Returns
+    -------
+    lam : float
+    res : float
+        ``||y - x||^2`` (always ``<= delta``).
+    n_iter : int
+    """
+    n = y.shape[0]
+    mean, lam_max, r_inf = _tv1d_limit(y)
+    if r_inf <= delta:
+        for i in range(n):
+            x[i] = mean
+        return lam_max, r_inf, 0
+    target = (1.0 - 0.5 * rtol) * delta
+    lo = 0.0
+    res_lo = 0.0
+    hi = lam_max
+    res_hi = r_inf
+    x_lo = y.copy()
+    if lam0 > 0.0 and lam0 < lam_max:
+        lam = lam0
+    else:
+        lam = lam_max * math.sqrt(target / r_inf)
+    same_side = 0
+    last_side = 0
+    n_iter = 0
+    while n_iter < max_num_iter:
+        n_iter += 1
+        _tv1d_kernel(y, lam, x)
+        res = _squared_distance(y, x)
+        if res <= delta:
+            lo = lam
+            res_lo = res
+            x_lo[:] = x
+            side = -1
+        else:
+            hi = lam
+            res_hi = res
+            side = 1
+        same_side = same_side + 1 if side == last_side else 0
+        last_side = side
+        if _search_done(res, delta, rtol, lo, hi):
+            break
+        lam = _search_propose(target, lam, res, lo, res_lo, hi, res_hi, same_side >= 2)
+    x[:] = x_lo
+    return lo, res_lo, n_iter
+
+
+@jit
+def _constrained_tf_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_solver, x):
+    """Largest lam with ``||y - trend_filter(y, lam)||^2 <= delta``.
+
+    Same contract as :func:`_constrained_tv1d_kernel`; each trend-filter solve
+    is warm started from the active set of the previous one.  Returns
+    ``(lam, res, n_iter, all_converged)``.
+    """
+    n = y.shape[0]
+    line, lam_max, r_inf = _tf_limit(y)
+    if r_inf <= delta or n <= 2:
+        x[:] = line
+        return lam_max, r_inf, 0, True
+    m = n - 2
+    z = np.zeros(m)
+    lam_prev = 0.0
+    target = (1.0 - 0.5 * rtol) * delta
+    lo = 0.0
+    res_lo = 0.0
+    hi = lam_max
+    res_hi = r_inf
+    x_lo = y.copy()
+    if lam0 > 0.0 and lam0 < lam_max:
+        lam = lam0
+    else:
+        lam = lam_max * math.sqrt(target / r_inf)
+    same_side = 0
+    last_side = 0
+    n_iter = 0
+    all_converged = True
+    while n_iter < max_num_iter:
+        n_iter += 1
+        if lam_prev > 0.0:
+            scale = lam / lam_prev
+            for i in range(m):
+                z[i] *= scale
+        _, converged = _tf_kernel(y, lam, z, x, max_num_iter_solver)
+        lam_prev = lam
+        all_converged = all_converged and converged
+        res = _squared_distance(y, x)
+        if res <= delta:
+            lo = lam
+            res_lo = res
+            x_lo[:] = x
+            side = -1
+        else:
+            hi = lam
+            res_hi = res
+            side = 1
+        same_side = same_side + 1 if side == last_side else 0
+        last_side = side
+        if _search_done(res, delta, rtol, lo, hi):
+            break
+        lam = _search_propose(target, lam, res, lo, res_lo, hi, res_hi, same_side >= 2)
+    x[:] = x_lo
+    return lo, res_lo, n_iter, all_converged
+
+
+@jit
+def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_solver, tol, x):
+    """Largest lam with ``||y - tv2d(y, lam)||^2 <= delta``.
+
+    Same contract as :func:`_constrained_tv1d_kernel`; each 2-D solve is warm
+    started from the rescaled dual of the previous one.  Returns
+    ``(lam, res, n_iter, max_gap)`` where ``max_gap`` is the largest final
+    duality gap of the inner solves.
+    """
+    h, w = y.shape
+    mean, lam_bound, r_inf = _tv2d_limit(y)
+    if r_inf <= delta:
+        for i in range(h):
+            for j in range(w):
+                x[i, j] = mean
+        return lam_bound, r_inf, 0, 0.0
+    t = np.zeros((h, w))
+    target = (1.0 - 0.5 * rtol) * delta
+    lo = 0.0
+    res_lo = 0.0
+    hi = lam_bound
+    res_hi = r_inf
+    x_lo = y.copy()
+    if lam0 > 0.0 and lam0 < lam_bound:
+        lam = lam0
+    else:
+        lam = lam_bound * math.sqrt(target / r_inf)
+    lam_prev = 0.0
+    same_side = 0
+    last_side = 0
+    n_iter = 0
+    max_gap = 0.0
+    while n_iter < max_num_iter:
+        n_iter += 1
+        if lam_prev > 0.0:
+            scale = lam / lam_prev
+            for i in range(h):
+                for j in range(w):
+                    t[i, j] *= scale
+        _, gap = _tv2d_kernel(y, lam, t, x, max_num_iter_solver, tol)
+        max_gap = max(max_gap, gap)
+        lam_prev = lam
+        res = _squared_distance(y, x)
+        if res <= delta:
+            lo = lam
+            res_lo = res
+            x_lo[:, :] = x
+            side = -1
+        else:
+            hi = lam
+            res_hi = res
+            side = 1
+        same_side = same_side + 1 if side == last_side else 0
+        last_side = side
+        if _search_done(res, delta, rtol, lo, hi):
+            break
+        lam = _search_propose(target, lam, res, lo, res_lo, hi, res_hi, same_side >= 2)
+    x[:, :] = x_lo
+    return lo, res_lo, n_iter, max_gap
+
+
+# ---------------------------------------------------------------------------
+# roughness statistics of the rank test
+# ---------------------------------------------------------------------------
+
+
+@jit
+def _spatial_roughness_kernel(u, h, w):
+    """Spatial roughness of a flattened C-order (h, w) image ``u`` (any float dtype).
+
+    Returns ``[sum_edges |u_i - u_j| / n_edges] / [sum |u_i| / (h w)]`` over
+    the 4-neighbour edges; ``inf`` when ``u`` is all zero, ``0`` when the
+    image has no edges (1 x 1).
+    """
+    num = 0.0
+    den = 0.0
+    for i in range(h):
+        base = i * w
+        for j in range(w):
+            ui = float(u[base + j])
+            den += abs(ui)
+            if j + 1 < w:
+                num += abs(float(u[base + j + 1]) - ui)
+            if i + 1 < h:
+                num += abs(float(u[base + w + j]) - ui)
+    if den == 0.0:
+        return np.inf
+    n_edges = h * (w - 1) + w * (h - 1)
+    if n_edges == 0:
+        return 0.0
+    return (num / n_edges) / (den / (h * w))
+
+
+@jit
+def _spatial_roughness_batch_kernel(u, h, w, out):
+    """Spatial roughness of each column of ``u`` (shape (h*w, k), C-order pixels)."""
+    k = u.shape[1]
+    num = np.zeros(k)
+    den = np.zeros(k)
+    for i in range(h):
+        for j in range(w):
+            p = i * w + j
+            for c in range(k):
+                up = float(u[p, c])
+                den[c] += abs(up)
+                if j + 1 < w:
+                    num[c] += abs(float(u[p + 1, c]) - up)
+                if i + 1 < h:
+                    num[c] += abs(float(u[p + w, c]) - up)
+    n_edges = h * (w - 1) + w * (h - 1)
+    for c in range(k):
+        if den[c] == 0.0:
+            out[c] = np.inf
+        elif n_edges == 0:
+            out[c] = 0.0
+        else:
+            out[c] = (num[c] / n_edges) / (den[c] / (h * w))
+
+
+@jit
+def _temporal_roughness_kernel(v):
+    """``sum |v[t-1] - 2 v[t] + v[t+1]| / sum |v[t]|`` (``inf`` for all-zero ``v``)."""
+    n = v.shape[0]
+    num = 0.0
+    den = 0.0
+    for t in range(n):
+        den += abs(float(v[t]))
+        if 0 < t < n - 1:
+            num += abs(float(v[t - 1]) - 2.0 * float(v[t]) + float(v[t + 1]))
+    if den == 0.0:
+        return np.inf
+    return num / den
+
+
+@jit
+def _temporal_roughness_batch_kernel(v, out):
+    """Temporal roughness of each row of ``v`` (shape (k, T)) into ``out``."""
+    for c in range(v.shape[0]):
+        out[c] = _temporal_roughness_kernel(v[c])
+
+
+# ---------------------------------------------------------------------------
+# public wrappers
+# ---------------------------------------------------------------------------
+
+
+def _result_dtype(dtype):
+    """float16/float32 -> float32; other real numbers -> float64."""
+    if dtype in (np.float16, np.float32):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _as_float64(a, name, ndim):
+    """Validate a real, finite array of ``ndim`` dims; return (float64 array, output dtype)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise InputError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    if arr.size and not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} contains NaN or inf")
+    out_dtype = _result_dtype(arr.dtype)
+    return np.ascontiguousarray(arr, dtype=np.float64), out_dtype
+
+
+def _as_float_readonly(a, name, ndim):
+    """Validate like :func:`_as_float64` but keep float32 input as is (no copy)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise InputError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def _check_nonnegative(value, name, *, allow_inf):
+    """Return ``float(value)``, raising :class:`InputError` unless it is >= 0."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be a real number, got {value!r}") from exc
+    if math.isnan(value) or value < 0.0 or (math.isinf(value) and not allow_inf):
+        raise InputError(f"{name} must be a {'' if allow_inf else 'finite '}number >= 0, got {value}")
+    return value
+
+
+def _check_budget(delta):
+    """Return ``float(delta)``; NaN is rejected, anything else (<= 0 included) is legal."""
+    try:
+        delta = float(delta)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"delta must be a real number, got {delta!r}") from exc
+    if math.isnan(delta):
+        raise InputError("delta must be a number, got nan")
+    return delta
+
+
+def _check_rtol(rtol):
+    rtol = float(rtol)
+    if not 0.0 < rtol < 1.0:
+        raise InputError(f"rtol must be in (0, 1), got {rtol}")
+    return rtol
+
+
+def _check_count(value, name):
+    value = int(value)
+    if value < 1:
+        raise InputError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def tv1d_denoise(y, lam):
+    """Denoise a 1-D signal by total variation.
+
+    Parameters
+    ----------
+    y : array_like, shape (n,)
+        Real, finite signal.  Not modified.
+    lam : float
+        Penalty weight, ``lam >= 0``; ``inf`` gives the constant ``mean(y)``.
+
+    Returns
+    -------
+    x : ndarray, shape (n,)
+        The exact minimizer; float32 for float16/float32 input, else float64.
+        Computed in float64.
+
+    Raises
+    ------
+    InputError
+        If ``y`` is not a finite real 1-D array or ``lam`` is negative or NaN.
+
+    Notes
+    -----
+    Solves
+
+    .. math:: \\min_x \\tfrac12 \\|y - x\\|_2^2 + \\lambda \\sum_{i} |x_{i+1} - x_i|
+
+    exactly by Condat's direct algorithm [1]_ (linear time in practice).
+
+    References
+    ----------
+    .. [1] L. Condat, "A direct algorithm for 1-D total variation denoising",
+       IEEE Signal Processing Letters 20(11), 1054-1057, 2013.
+       doi:10.1109/LSP.2013.2278339
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0.0, 1.0], 50) + 0.1 * rng.standard_normal(100)
+    >>> x = tv1d_denoise(y, 1.0)
+    >>> bool(np.abs(x[:40] - x[0]).max() < 1e-12)
+    True
+    """
+    y64, out_dtype = _as_float64(y, "y", 1)
+    lam = _check_nonnegative(lam, "lam", allow_inf=True)
+    x = np.empty_like(y64)
+    _tv1d_kernel(y64, lam, x)
+    return x.astype(out_dtype, copy=False)
+
+
+def trend_filter(y, lam, *, max_num_iter=DEFAULT_TF_MAX_NUM_ITER):
+    """Fit a piecewise-linear trend by l1 trend filtering (order 2).
+
+    Parameters
+    ----------
+    y : array_like, shape (n,)
+        Real, finite signal.  Not modified.
+    lam : float
+        Penalty weight, ``lam >= 0``; ``inf`` gives the least-squares line.
+    max_num_iter : int, optional
+        Maximum number of active-set iterations.  Convergence is normally
+        reached in a few tens; a warning is logged if not.
+
+    Returns
+    -------
+    x : ndarray, shape (n,)
+        The minimizer; float32 for float16/float32 input, else float64.
+
+    Raises
+    ------
+    InputError
+        If ``y`` is not a finite real 1-D array or ``lam`` is negative or NaN.
+
+    Notes
+    -----
+    Solves
+
+    .. math:: \\min_x \\tfrac12 \\|y - x\\|_2^2 + \\lambda \\|D^{(2)} x\\|_1,
+       \\qquad (D^{(2)} x)_i = x_i - 2 x_{i+1} + x_{i+2},
+
+    by a primal-dual active-set method (block principal pivoting [2]_ with
+    Murty's single-pivot safeguard) on the dual box-constrained problem
+    ``min_{|z| <= lam} 1/2 ||y - D^T z||^2``.  For a given active set the
+    primal solution is a projection onto linear splines (tridiagonal system in
+    the hat-function basis), so each iteration costs O(n) and stays well
+    conditioned for n up to 1e5 and beyond.  On termination the KKT conditions
+    hold to rounding tolerance (``|z| <= lam (1 + 1e-10 + 4 eps n^1.5)`` on the
+    free set, curvature sign violations below ``1e-12 max|y|``), i.e. the
+    result is the optimum to about 1e-10 relative accuracy.  ``n <= 2`` or
+    ``lam = 0`` returns ``y``.
+
+    References
+    ----------
+    .. [1] S.-J. Kim, K. Koh, S. Boyd, D. Gorinevsky, "l1 trend filtering",
+       SIAM Review 51(2), 339-360, 2009. doi:10.1137/070690274
+    .. [2] J. J. Judice, F. M. Pires, "A block principal pivoting algorithm
+       for large-scale strictly monotone linear complementarity problems",
+       Computers & Operations Research 21(5), 587-596, 1994.
+    .. [3] E. K. Buchanan, I. Kinsella, D. Zhou, et al., "Penalized matrix
+       decomposition for denoising, compression, and improved demixing of
+       functional imaging data", bioRxiv 334706, 2018. doi:10.1101/334706
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.arange(200.0)
+    >>> y = np.abs(t - 100.0) + rng.standard_normal(200)
+    >>> x = trend_filter(y, 1000.0)
+    >>> bool(np.abs(x - np.abs(t - 100.0)).max() < 5.0)
+    True
+    """
+    y64, out_dtype = _as_float64(y, "y", 1)
+    lam = _check_nonnegative(lam, "lam", allow_inf=True)
+    max_num_iter = _check_count(max_num_iter, "max_num_iter")
+    n = y64.shape[0]
+    if n >= 3:
+        line, lam_max, _ = _tf_limit(y64)
+        if lam >= lam_max:
+            return line.astype(out_dtype, copy=False)
+    m = max(n - 2, 0)
+    x = np.empty_like(y64)
+    z = np.zeros(m)
+    n_iter, converged = _tf_kernel(y64, lam, z, x, max_num_iter)
+    if not converged:
+        logger.warning("trend_filter: active set not converged after %d iterations (n=%d, lam=%g)", n_iter, n, lam)
+    return x.astype(out_dtype, copy=False)
+
+
+def tv2d_denoise(img, lam, *, max_num_iter=DEFAULT_TV2D_MAX_NUM_ITER, tol=DEFAULT_TV2D_TOL):
+    """Denoise an image by anisotropic total variation.
+
+    Parameters
+    ----------
+    img : array_like, shape (h, w)
+        Real, finite image.  Not modified.
+    lam : float
+        Penalty weight, ``lam >= 0``; ``inf`` gives the constant ``mean(img)``.
+    max_num_iter : int, optional
+        Maximum number of outer iterations (each is one exact 1-D TV solve per
+        row and per column).
+    tol : float, optional
+        Relative accuracy certified by the duality gap:
+        ``||x - x*||_2 <= tol * ||img - mean(img)||_2``.
+
+    Returns
+    -------
+    x : ndarray, shape (h, w)
+        The approximate minimizer; float32 for float16/float32 input, else
+        float64.
+
+    Raises
+    ------
+    InputError
+        If ``img`` is not a finite real 2-D array or ``lam`` is negative or NaN.
+
+    Notes
+    -----
+    Solves
+
+    .. math:: \\min_x \\tfrac12 \\|y - x\\|_2^2 + \\lambda \\Big(\\sum_{i,j}
+       |x_{i,j+1} - x_{i,j}| + \\sum_{i,j} |x_{i+1,j} - x_{i,j}|\\Big)
+
+    by accelerated (FISTA with adaptive restart) alternating minimization of
+    the dual [1]_, [3]_; every step is an exact 1-D TV solve on rows or
+    columns [2]_.  If the tolerance is not reached in ``max_num_iter``
+    iterations a warning is logged and the last iterate is returned.
+
+    References
+    ----------
+    .. [1] A. Chambolle, T. Pock, "A remark on accelerated block coordinate
+       descent for computing the proximity operators of a sum of convex
+       functions", SMAI J. Comput. Math. 1, 29-54, 2015.
+       doi:10.5802/smai-jcm.3
+    .. [2] L. Condat, "A direct algorithm for 1-D total variation denoising",
+       IEEE Signal Processing Letters 20(11), 1054-1057, 2013.
+       doi:10.1109/LSP.2013.2278339
+    .. [3] A. Barbero, S. Sra, "Modular proximal optimization for
+       multidimensional total-variation regularization", JMLR 19(56), 1-82,
+       2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> img = np.zeros((16, 16))
+    >>> img[4:12, 4:12] = 1.0
+    >>> x = tv2d_denoise(img + 0.1 * rng.standard_normal(img.shape), 0.2)
+    >>> bool(np.abs(x - img).mean() < 0.1)
+    True
+    """
+    y64, out_dtype = _as_float64(img, "img", 2)
+    lam = _check_nonnegative(lam, "lam", allow_inf=True)
+    max_num_iter = _check_count(max_num_iter, "max_num_iter")
+    tol = _check_nonnegative(tol, "tol", allow_inf=False)
+    if y64.size == 0:
+        return y64.astype(out_dtype)
+    if math.isinf(lam):
+        return np.full(y64.shape, y64.mean(), dtype=out_dtype)
+    mean, lam_bound, r_inf = _tv2d_limit(y64)
+    if lam >= lam_bound:
+        return np.full(y64.shape, mean, dtype=out_dtype)
+    x = np.empty_like(y64)
+    t = np.zeros_like(y64)
+    n_iter, gap = _tv2d_kernel(y64, lam, t, x, max_num_iter, tol)
+    if 2.0 * gap > tol * tol * r_inf:
+        logger.warning(
+            "tv2d_denoise: tolerance not reached after %d iterations (relative error bound %.2e)",
+            n_iter,
+            math.sqrt(2.0 * gap / r_inf),
+        )
+    return x.astype(out_dtype, copy=False)
+
+
+def _check_lam0(lam0):
+    if lam0 is None:
+        return 0.0
+    return _check_nonnegative(lam0, "lam0", allow_inf=False)
+
+
+def constrained_tv1d(y, delta, *, lam0=None, rtol=DEFAULT_RTOL, max_num_iter=DEFAULT_SEARCH_MAX_NUM_ITER):
+    """Smoothest 1-D TV fit within a squared-residual budget.
+
+    Parameters
+    ----------
+    y : array_like, shape (n,)
+        Real, finite signal.  Not modified.
+    delta : float
+        Total squared-residual budget, e.g. ``n * sigma**2``.
+    lam0 : float, optional
+        Initial guess for the penalty weight (e.g. the previous value in an
+        alternating scheme).
+    rtol : float, optional
+        The returned ``x`` satisfies ``(1 - rtol) delta <= ||y - x||^2 <=
+        delta`` when the budget binds.
+    max_num_iter : int, optional
+        Maximum number of TV solves in the search.
+
+    Returns
+    -------
+    x : ndarray, shape (n,)
+        ``tv1d_denoise(y, lam)``; float32 for float16/float32 input, else
+        float64.
+    lam : float
+        The penalty weight found.  If the constant fit is within budget, ``x``
+        is ``mean(y)`` and ``lam`` is the smallest weight that yields it; if
+        ``delta <= 0``, ``x`` is ``y`` and ``lam`` is 0.
+
+    Raises
+    ------
+    InputError
+        If ``y`` is not a finite real 1-D array or ``delta`` is NaN.
+
+    Notes
+    -----
+    Solves ``min_x TV(x)`` s.t. ``||y - x||_2^2 <= delta`` through its
+    Lagrangian form: ``res(lam) = ||y - x(lam)||^2`` is non-decreasing, so the
+    largest ``lam`` with ``res(lam) <= delta`` is found by a bracketed secant
+    search in ``(log lam, log res)`` with geometric bisection as safeguard,
+    starting from the bracket ``[0, lam_max]`` (known in closed form).  The
+    returned ``x`` never exceeds the budget.  Typically 4-8 solves.
+
+    References
+    ----------
+    .. [1] E. K. Buchanan, I. Kinsella, D. Zhou, et al., "Penalized matrix
+       decomposition for denoising, compression, and improved demixing of
+       functional imaging data", bioRxiv 334706, 2018.
+       doi:10.1101/334706
+    .. [2] L. Condat, "A direct algorithm for 1-D total variation denoising",
+       IEEE Signal Processing Letters 20(11), 1054-1057, 2013.
+       doi:10.1109/LSP.2013.2278339
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0.0, 2.0], 100) + rng.standard_normal(200)
+    >>> x, lam = constrained_tv1d(y, 200.0)
+    >>> bool(0.99 * 200.0 <= np.sum((y - x) ** 2) <= 200.0)
+    True
+    """
+    y64, out_dtype = _as_float64(y, "y", 1)
+    delta = _check_budget(delta)
+    lam0 = _check_lam0(lam0)
+    rtol = _check_rtol(rtol)
+    max_num_iter = _check_count(max_num_iter, "max_num_iter")
+    if delta <= 0.0 or y64.size == 0:
+        return y64.astype(out_dtype, copy=True), 0.0
+    x = np.empty_like(y64)
+    lam, _, _ = _constrained_tv1d_kernel(y64, delta, lam0, rtol, max_num_iter, x)
+    return x.astype(out_dtype, copy=False), float(lam)
+
+
+def constrained_trend_filter(
+    y,
+    delta,
+    *,
+    lam0=None,
+    rtol=DEFAULT_RTOL,
+    max_num_iter=DEFAULT_SEARCH_MAX_NUM_ITER,
+    max_num_iter_solver=DEFAULT_TF_MAX_NUM_ITER,
+):
+    """Smoothest l1 trend-filter fit (order 2) within a squared-residual budget.
+
+    Parameters
+    ----------
+    y : array_like, shape (n,)
+        Real, finite signal.  Not modified.
+    delta : float
+        Total squared-residual budget, e.g. ``n * sigma**2``.
+    lam0 : float, optional
+        Initial guess for the penalty weight.
+    rtol : float, optional
+        The returned ``x`` satisfies ``(1 - rtol) delta <= ||y - x||^2 <=
+        delta`` when the budget binds.
+    max_num_iter : int, optional
+        Maximum number of trend-filter solves in the search.
+    max_num_iter_solver : int, optional
+        Maximum number of active-set iterations per solve.
+
+    Returns
+    -------
+    x : ndarray, shape (n,)
+        ``trend_filter(y, lam)``; float32 for float16/float32 input, else
+        float64.
+    lam : float
+        The penalty weight found.  If the least-squares line is within budget,
+        ``x`` is that line and ``lam`` the smallest weight that yields it; if
+        ``delta <= 0``, ``x`` is ``y`` and ``lam`` is 0.
+
+    Raises
+    ------
+    InputError
+        If ``y`` is not a finite real 1-D array or ``delta`` is NaN.
+
+    Notes
+    -----
+    Solves ``min_x ||D^{(2)} x||_1`` s.t. ``||y - x||_2^2 <= delta`` by the
+    bracketed secant search on ``log lam`` described in
+    :func:`constrained_tv1d`; each solve is warm started from the previous
+    active set, so later solves take only a few active-set iterations.
+
+    References
+    ----------
+    .. [1] E. K. Buchanan, I. Kinsella, D. Zhou, et al., "Penalized matrix
+       decomposition for denoising, compression, and improved demixing of
+       functional imaging data", bioRxiv 334706, 2018.
+       doi:10.1101/334706
+    .. [2] S.-J. Kim, K. Koh, S. Boyd, D. Gorinevsky, "l1 trend filtering",
+       SIAM Review 51(2), 339-360, 2009. doi:10.1137/070690274
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.sin(np.linspace(0, 6, 300)) + 0.2 * rng.standard_normal(300)
+    >>> x, lam = constrained_trend_filter(y, 300 * 0.04)
+    >>> bool(0.99 * 12.0 <= np.sum((y - x) ** 2) <= 12.0)
+    True
+    """
+    y64, out_dtype = _as_float64(y, "y", 1)
+    delta = _check_budget(delta)
+    lam0 = _check_lam0(lam0)
+    rtol = _check_rtol(rtol)
+    max_num_iter = _check_count(max_num_iter, "max_num_iter")
+    max_num_iter_solver = _check_count(max_num_iter_solver, "max_num_iter_solver")
+    if delta <= 0.0 or y64.size == 0:
+        return y64.astype(out_dtype, copy=True), 0.0
+    x = np.empty_like(y64)
+    lam, _, n_iter, converged = _constrained_tf_kernel(
+        y64, delta, lam0, rtol, max_num_iter, max_num_iter_solver, x
+    )
+    if not converged:
+        logger.warning("constrained_trend_filter: an active-set solve did not converge (n=%d)", y64.size)
+    return x.astype(out_dtype, copy=False), float(lam)
+
+
+def constrained_tv2d(
+    img,
+    delta,
+    *,
+    lam0=None,
+    rtol=DEFAULT_RTOL,
+    max_num_iter=DEFAULT_SEARCH_MAX_NUM_ITER,
+    max_num_iter_solver=DEFAULT_TV2D_MAX_NUM_ITER,
+    tol=DEFAULT_TV2D_TOL,
+):
+    """Smoothest anisotropic 2-D TV fit within a squared-residual budget.
+
+    Parameters
+    ----------
+    img : array_like, shape (h, w)
+        Real, finite image.  Not modified.
+    delta : float
+        Total squared-residual budget, e.g. ``h * w * sigma**2``.
+    lam0 : float, optional
+        Initial guess for the penalty weight.
+    rtol : float, optional
+        The returned ``x`` satisfies ``(1 - rtol) delta <= ||y - x||^2 <=
+        delta`` when the budget binds.
+    max_num_iter : int, optional
+        Maximum number of 2-D TV solves in the search.
+    max_num_iter_solver : int, optional
+        Maximum number of iterations per 2-D TV solve.
+    tol : float, optional
+        Certified relative accuracy of each 2-D TV solve (see
+        :func:`tv2d_denoise`).
+
+    Returns
+    -------
+    x : ndarray, shape (h, w)
+        ``tv2d_denoise(img, lam)``; float32 for float16/float32 input, else
+        float64.
+    lam : float
+        The penalty weight found.  If the constant image is within budget,
+        ``x`` is ``mean(img)`` and ``lam`` a weight that surely yields it (an
+        upper bound on the smallest one); if ``delta <= 0``, ``x`` is ``img``
+        and ``lam`` is 0.
+
+    Raises
+    ------
+    InputError
+        If ``img`` is not a finite real 2-D array or ``delta`` is NaN.
+
+    Notes
+    -----
+    Solves ``min_x TV_aniso(x)`` s.t. ``||y - x||_2^2 <= delta`` by the
+    bracketed secant search on ``log lam`` described in
+    :func:`constrained_tv1d`; each 2-D solve is warm started from the
+    previous dual variable rescaled by ``lam_new / lam_old``.
+
+    References
+    ----------
+    .. [1] E. K. Buchanan, I. Kinsella, D. Zhou, et al., "Penalized matrix
+       decomposition for denoising, compression, and improved demixing of
+       functional imaging data", bioRxiv 334706, 2018.
+       doi:10.1101/334706
+    .. [2] A. Chambolle, T. Pock, "A remark on accelerated block coordinate
+       descent for computing the proximity operators of a sum of convex
+       functions", SMAI J. Comput. Math. 1, 29-54, 2015.
+       doi:10.5802/smai-jcm.3
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> img = np.zeros((20, 20))
+    >>> img[5:15, 5:15] = 1.0
+    >>> noisy = img + 0.3 * rng.standard_normal(img.shape)
+    >>> x, lam = constrained_tv2d(noisy, 400 * 0.09)
+    >>> bool(np.sum((noisy - x) ** 2) <= 36.0)
+    True
+    """
+    y64, out_dtype = _as_float64(img, "img", 2)
+    delta = _check_budget(delta)
+    lam0 = _check_lam0(lam0)
+    rtol = _check_rtol(rtol)
+    max_num_iter = _check_count(max_num_iter, "max_num_iter")
+    max_num_iter_solver = _check_count(max_num_iter_solver, "max_num_iter_solver")
+    tol = _check_nonnegative(tol, "tol", allow_inf=False)
+    if delta <= 0.0 or y64.size == 0:
+        return y64.astype(out_dtype, copy=True), 0.0
+    x = np.empty_like(y64)
+    lam, _, _, _ = _constrained_tv2d_kernel(
+        y64, delta, lam0, rtol, max_num_iter, max_num_iter_solver, tol, x
+    )
+    return x.astype(out_dtype, copy=False), float(lam)
+
+
+def spatial_roughness(u_img):
+    """Spatial roughness statistic of one spatial component.
+
+    Parameters
+    ----------
+    u_img : array_like, shape (h, w)
+        Real image.  Not modified.
+
+    Returns
+    -------
+    float
+        Mean absolute difference over 4-neighbour edges divided by the mean
+        absolute value; ``inf`` for an all-zero image, ``0.0`` for a 1 x 1
+        image.  Small values mean smooth.
+
+    Notes
+    -----
+    .. math:: S = \\frac{\\sum_{(i,j) \\in E} |u_i - u_j| / |E|}
+       {\\sum_i |u_i| / (h w)}, \\qquad |E| = h (w - 1) + w (h - 1).
+
+    This is the spatial test statistic of [1]_.
+
+    References
+    ----------
+    .. [1] E. K. Buchanan, I. Kinsella, D. Zhou, et al., "Penalized matrix
+       decomposition for denoising, compression, and improved demixing of
+       functional imaging data", bioRxiv 334706, 2018.
+       doi:10.1101/334706
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spatial_roughness(np.ones((4, 4)))
+    0.0
+    """
+    u = _as_float_readonly(u_img, "u_img", 2)
+    h, w = u.shape
+    return float(_spatial_roughness_kernel(u.ravel(), h, w))
+
+
+def spatial_roughness_batch(u, shape):
+    """Spatial roughness of several components at once.
+
+    Parameters
+    ----------
+    u : array_like, shape (h * w, k)
+        Each column is one image flattened in C order.  Not modified.
+    shape : tuple of int
+        ``(h, w)``.
+
+    Returns
+    -------
+    ndarray of float64, shape (k,)
+        ``spatial_roughness(u[:, c].reshape(shape))`` for each column.
+
+    Notes
+    -----
+    See :func:`spatial_roughness`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> u = np.ones((12, 2))
+    >>> u[0, 1] = 2.0
+    >>> spatial_roughness_batch(u, (3, 4)).round(3)
+    array([0.   , 0.119])
+    """
+    arr = _as_float_readonly(u, "u", 2)
+    h, w = (int(s) for s in shape)
+    if h * w != arr.shape[0]:
+        raise InputError(f"u has {arr.shape[0]} rows but shape {tuple(shape)} has {h * w} pixels")
+    out = np.empty(arr.shape[1])
+    _spatial_roughness_batch_kernel(arr, h, w, out)
+    return out
+
+
+def temporal_roughness(v):
+    """Temporal roughness statistic of one temporal component.
+
+    Parameters
+    ----------
+    v : array_like, shape (T,)
+        Real trace.  Not modified.
+
+    Returns
+    -------
+    float
+        ``sum |v[t-1] - 2 v[t] + v[t+1]| / sum |v[t]|``; ``inf`` for an
+        all-zero trace, ``0.0`` when ``T < 3``.  Small values mean smooth.
+
+    Notes
+    -----
+    .. math:: S = \\frac{\\sum_{t=1}^{T-2} |v_{t-1} - 2 v_t + v_{t+1}|}
+       {\\sum_{t=0}^{T-1} |v_t|}
+
+    This is the temporal test statistic of [1]_.
+
+    References
+    ----------
+    .. [1] E. K. Buchanan, I. Kinsella, D. Zhou, et al., "Penalized matrix
+       decomposition for denoising, compression, and improved demixing of
+       functional imaging data", bioRxiv 334706, 2018.
+       doi:10.1101/334706
+
+    Examples
+    --------
+    >>> temporal_roughness([1.0, 2.0, 3.0, 4.0])
+    0.0
+    """
+    arr = _as_float_readonly(v, "v", 1)
+    return float(_temporal_roughness_kernel(arr))
+
+
+def temporal_roughness_batch(v):
+    """Temporal roughness of several components at once.
+
+    Parameters
+    ----------
+    v : array_like, shape (k, T)
+        Each row is one trace.  Not modified.
+
+    Returns
+    -------
+    ndarray of float64, shape (k,)
+        ``temporal_roughness(v[c])`` for each row.
+
+    Notes
+    -----
+    See :func:`temporal_roughness`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> temporal_roughness_batch(np.array([[1.0, 2.0, 3.0], [1.0, -1.0, 1.0]]))
+    array([0.        , 1.33333333])
+    """
+    arr = _as_float_readonly(v, "v", 2)
+    out = np.empty(arr.shape[0])
+    _temporal_roughness_batch_kernel(arr, out)
+    return out

@@ -1,0 +1,120 @@
+"""Overlapping patches over the field of view, with weights that sum to one.
+
+Patches are placed on a grid; the last patch of a row or column sits flush with
+the frame edge, so every patch has the same shape whenever the frame is at least
+one patch wide (frames smaller than a patch get one patch of the frame's size).
+Each patch carries a separable taper; tapers are normalised by their sum over
+patches, so the weights of all patches add up to exactly 1 at every pixel and no
+seams show where patches meet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def axis_starts(length: int, patch: int, overlap: int) -> np.ndarray:
+    """Start indices of patches along one axis.
+
+    Patches of ``min(patch, length)`` pixels, evenly spread so that neighbours
+    overlap by at least ``overlap`` pixels; first at 0, last flush with the end.
+    """
+    patch = min(patch, length)
+    if patch >= length:
+        return np.zeros(1, dtype=np.int64)
+    stride = max(patch - overlap, 1)
+    n = int(np.ceil((length - patch) / stride)) + 1
+    return np.round(np.linspace(0, length - patch, n)).astype(np.int64)
+
+
+def _axis_taper(starts: np.ndarray, patch: int, length: int) -> np.ndarray:
+    """Normalised 1-D weights, shape (n_patches, patch): they sum to 1 per pixel."""
+    n = len(starts)
+    raw = np.zeros((n, patch), dtype=np.float64)
+    idx = np.arange(patch, dtype=np.float64)
+    for i, s in enumerate(starts):
+        # Linear ramps over the overlap with each neighbour; flat (1) elsewhere
+        # and at the frame edges.
+        left = starts[i - 1] + patch - s if i > 0 else 0
+        right = s + patch - starts[i + 1] if i + 1 < n else 0
+        w = np.ones(patch)
+        if left > 0:
+            w = np.minimum(w, (idx + 0.5) / left)
+        if right > 0:
+            w = np.minimum(w, (patch - idx - 0.5) / right)
+        raw[i] = w
+    total = np.zeros(length)
+    for i, s in enumerate(starts):
+        total[s : s + patch] += raw[i]
+    return np.stack([raw[i] / total[s : s + patch] for i, s in enumerate(starts)])
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Patch grid over a (Y, X) frame.
+
+    Attributes
+    ----------
+    frame_shape : (int, int)
+    patch_shape : (int, int)
+        Actual patch shape (the requested one, clipped to the frame).
+    overlap : (int, int)
+    """
+
+    frame_shape: tuple[int, int]
+    patch_shape: tuple[int, int]
+    overlap: tuple[int, int]
+
+    @classmethod
+    def create(cls, frame_shape, patch_shape=(32, 32), overlap=(8, 8)) -> Tiling:
+        """Tiling for a frame; ``patch_shape`` and ``overlap`` may be ints."""
+        fy, fx = (int(v) for v in frame_shape)
+        py, px = _pair(patch_shape)
+        oy, ox = _pair(overlap)
+        if py < 1 or px < 1:
+            raise ValueError(f"patch shape must be positive, got {(py, px)}")
+        if oy < 0 or ox < 0 or oy >= py or ox >= px:
+            raise ValueError(f"overlap {(oy, ox)} must be >= 0 and smaller than the patch {(py, px)}")
+        return cls((fy, fx), (min(py, fy), min(px, fx)), (min(oy, max(fy - 1, 0)), min(ox, max(fx - 1, 0))))
+
+    @property
+    def starts_y(self) -> np.ndarray:
+        return axis_starts(self.frame_shape[0], self.patch_shape[0], self.overlap[0])
+
+    @property
+    def starts_x(self) -> np.ndarray:
+        return axis_starts(self.frame_shape[1], self.patch_shape[1], self.overlap[1])
+
+    @property
+    def origins(self) -> np.ndarray:
+        """Patch origins (y0, x0), shape (n_patches, 2), row-major over the grid."""
+        yy, xx = np.meshgrid(self.starts_y, self.starts_x, indexing="ij")
+        return np.stack([yy.ravel(), xx.ravel()], axis=1)
+
+    @property
+    def n_patches(self) -> int:
+        return len(self.starts_y) * len(self.starts_x)
+
+    def weights_1d(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-patch weights along y and x, shapes (n_patches, py) and (n_patches, px).
+
+        The 2-D weight of patch i is ``wy[i][:, None] * wx[i][None, :]``.
+        """
+        wy = _axis_taper(self.starts_y, self.patch_shape[0], self.frame_shape[0])
+        wx = _axis_taper(self.starts_x, self.patch_shape[1], self.frame_shape[1])
+        ny, nx = len(wy), len(wx)
+        return np.repeat(wy, nx, axis=0), np.tile(wx, (ny, 1))
+
+    def patch_slices(self, i: int) -> tuple[slice, slice]:
+        y0, x0 = self.origins[i]
+        py, px = self.patch_shape
+        return slice(int(y0), int(y0) + py), slice(int(x0), int(x0) + px)
+
+
+def _pair(value) -> tuple[int, int]:
+    if np.isscalar(value):
+        return int(value), int(value)
+    a, b = value
+    return int(a), int(b)

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Null thresholds are cached on disk; tests use their own cache folder.
+    monkeypatch.setenv("PMD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "null-cache"))
+    monkeypatch.setenv("PMD_NUM_WORKERS", os.environ.get("PMD_NUM_WORKERS", "2"))
+
+
+def shared_movie(name: str) -> Path:
+    path = SHARED_DATA / name / "movie.tif"
+    if not path.exists():
+        pytest.skip(f"real movie {path} not available (../shared/data is absent)")
+    return path
+
+
+def blobs_movie(n_frames=400, shape=(48, 56), n_sources=6, noise=5.0, seed=0, offset=100.0):
+    """A small low-rank movie (Gaussian blobs with calcium-like traces) plus white noise."""
+    rng = np.random.default_rng(seed)
+    height, width = shape
+    yy, xx = np.mgrid[:height, :width]
+    clean = np.full((n_frames, height, width), offset, np.float64)
+    kernel = np.exp(-np.arange(60) / 12.0)
+    for _ in range(n_sources):
+        cy, cx = rng.uniform(4, height - 4), rng.uniform(4, width - 4)
+        footprint = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 2.5**2))
+        trace = np.convolve(rng.random(n_frames) < 0.03, kernel)[:n_frames] * 25
+        clean += trace[:, None, None] * footprint
+    noisy = clean + rng.normal(0, noise, clean.shape)
+    return noisy.astype(np.float32), clean.astype(np.float32)

@@ -29,13 +29,13 @@ from .errors import InputError
 from .io.atomic import atomic_output, check_output_path
 from .io.readers import Movie, open_movie
 from .parallel import default_workers, map_tasks
-from .preprocess import NoiseAccumulator, safe_scale
+from .preprocess import NoiseAccumulator, chunk_statistics, safe_scale
 from .progress import null_progress
 from .solver import get_solver
 from .solver.null import null_thresholds
 from .store.spec import StoreMetadata
 from .store.zarr_store import PMDStore, create_store, finish_store
-from .tiling import Tiling
+from .tiling import Tiling, extract_patch
 
 log = logging.getLogger("pmdcompress")
 
@@ -46,7 +46,7 @@ DEFAULT_FIT_FRAMES = 1000
 #: Auto binning never averages more frames than this (fast transients survive it).
 MAX_AUTO_BIN = 4
 #: Welch segments come from at most this many chunks, spread over the movie.
-MAX_NOISE_CHUNKS = 12
+MAX_NOISE_CHUNKS = 6
 #: Float32 bytes of one chunk of frames (sets the chunk length).
 CHUNK_BYTES = 64 * 2**20
 
@@ -144,16 +144,6 @@ class _Hasher(threading.Thread):
             self.digest = hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _to_float(block: np.ndarray, movie: Movie, t0: int) -> np.ndarray:
-    out = block.astype(np.float32, copy=False)
-    if block.dtype.kind == "f":
-        finite = np.isfinite(out)
-        if not finite.all():
-            bad = int(np.argmin(finite.reshape(len(out), -1).all(axis=1)))
-            raise InputError(f"{movie.name}: frame {t0 + bad} contains NaN or inf values")
-    return out
-
-
 def compress(source, output=None, *, frames=None, plane=None, channel=None, dataset=None,
              overwrite: bool = False, workers: int | None = None, client=None,
              progress=None, hash_input: bool = True, **options) -> PMDStore:
@@ -230,25 +220,26 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
     row_of_bin[plan.bins] = np.arange(plan.n_frames)
     noise_chunks = set(np.round(np.linspace(0, len(chunks) - 1, min(MAX_NOISE_CHUNKS, len(chunks)))).astype(int))
 
+    fit_flat = fit.reshape(plan.n_frames, -1)
+
     def statistics(i):
         t0, t1 = chunks[i]
-        block = _to_float(movie.read(t0, t1), movie, t0)
-        total = block.sum(axis=0, dtype=np.float64)
+        block = movie.view(t0, t1).reshape(t1 - t0, -1)
+        total = np.zeros(height * width, np.float64)
+        first_bin = t0 // plan.bin
+        rows = row_of_bin[first_bin : first_bin + (t1 - t0) // plan.bin]
+        bad = chunk_statistics(block, plan.bin, np.ascontiguousarray(rows), total, fit_flat)
+        if bad >= 0:
+            raise InputError(f"{movie.name}: frame {t0 + bad} contains NaN or inf values")
         acc = NoiseAccumulator(height * width)
         if i in noise_chunks:
-            acc.add(block.reshape(len(block), -1))
-        first_bin, n_bins = t0 // plan.bin, (t1 - t0) // plan.bin
-        rows = row_of_bin[first_bin : first_bin + n_bins]
-        sel = np.flatnonzero(rows >= 0)
-        if sel.size:
-            binned = block[: n_bins * plan.bin].reshape(n_bins, plan.bin, height, width)[sel]
-            fit[rows[sel]] = binned.mean(axis=1) if plan.bin > 1 else binned[:, 0]
+            acc.add(block)
         return total, acc.power, acc.count
 
     bar = progress("statistics", len(chunks))
     parts = map_tasks(statistics, range(len(chunks)), workers=workers, on_done=bar.update)
     bar.close()
-    mean = (sum(p[0] for p in parts) / n_frames).astype(np.float32)
+    mean = (sum(p[0] for p in parts) / n_frames).reshape(height, width).astype(np.float32)
     power = sum(p[1] for p in parts)
     count = sum(p[2] for p in parts)
     noise = np.sqrt(power / count) if count else np.zeros((height * width,))
@@ -274,7 +265,7 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
     spatial_list = map_tasks(fit_patch, range(tiling.n_patches), workers=workers, client=client,
                              on_done=bar.update)
     bar.close()
-    del fit
+    fit = fit_flat = None  # free the fit buffer before the re-fit pass
     ranks = np.array([u.shape[1] for u in spatial_list], dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(ranks)]).astype(np.int64)
     total_rank = int(offsets[-1])
@@ -295,7 +286,7 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         parameters=dict(asdict(opts), patch_shape=list(tiling.patch_shape), overlap=list(tiling.overlap),
                         fit_bin=plan.bin, fit_frames_used=plan.n_frames, chunk_frames=chunk,
                         thresholds=asdict(thresholds), solver=solver.params(), workers=workers),
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
     arrays = {
         "mean": mean, "noise": scale, "patch_origins": tiling.origins.astype(np.int32),
@@ -320,13 +311,17 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         shifts.append(mean[ys, xs].reshape(-1).astype(np.float64) @ u)
     active = [p for p in range(tiling.n_patches) if ranks[p] > 0]
 
+    buffers = threading.local()
+
     def project(i):
         t0, t1 = chunks[i]
-        block = _to_float(movie.read(t0, t1), movie, t0)
+        block = movie.view(t0, t1)
+        if not hasattr(buffers, "patch"):
+            buffers.patch = np.empty((chunk, n_pix), np.float32)
         v = np.empty((total_rank, t1 - t0), dtype=np.float32)
         for p in active:
-            ys, xs = tiling.patch_slices(p)
-            patch = np.ascontiguousarray(block[:, ys, xs]).reshape(t1 - t0, -1)
+            y0, x0 = tiling.origins[p]
+            patch = extract_patch(block, y0, x0, *tiling.patch_shape, buffers.patch)
             v[offsets[p] : offsets[p + 1]] = (patch @ folded[p]).T - shifts[p][:, None]
         temporal[:, t0:t1] = v.astype(opts.dtype)
         return None

@@ -12,9 +12,38 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from ._numba import jit
+
 # Welch segment length: long enough to resolve the band edge, short enough that
 # a 20-frame movie still gets an estimate (segments shrink to the movie length).
 WELCH_SEGMENT = 256
+
+
+def periodic_hann(length: int) -> np.ndarray:
+    """Periodic Hann window: its DFT is zero beyond bin 1, so the segment mean
+    cannot leak into the upper half band and need not be subtracted."""
+    n = np.arange(length)
+    return (0.5 - 0.5 * np.cos(2 * np.pi * n / length)).astype(np.float32)
+
+
+@jit
+def _windowed_kernel(block, window, out):
+    # out[t, p] = block[t, p] * window[t]; block of any numeric dtype, (L, P).
+    n_t, n_p = block.shape
+    for t in range(n_t):
+        w = window[t]
+        for p in range(n_p):
+            out[t, p] = block[t, p] * w
+
+
+@jit
+def _band_power_kernel(spec, lo, hi, power):
+    # power[p] += sum_{lo <= k < hi} |spec[k, p]|**2
+    n_p = spec.shape[1]
+    for k in range(lo, hi):
+        for p in range(n_p):
+            z = spec[k, p]
+            power[p] += z.real * z.real + z.imag * z.imag
 
 
 def _segments(n_frames: int, segment: int) -> list[tuple[int, int]]:
@@ -37,7 +66,7 @@ class NoiseAccumulator:
 
     Notes
     -----
-    For each Hann-windowed, mean-removed segment ``x`` of length ``L`` the
+    For each periodic-Hann-windowed segment ``x`` of length ``L`` the
     periodogram bin ``|FFT(w x)_k|**2 / sum(w**2)`` has expectation ``sigma**2``
     for white noise of variance ``sigma**2``.  The estimate is the mean of these
     bins over ``L/4 < k <= L/2`` and over all segments: the *mean* (not a log or
@@ -50,28 +79,91 @@ class NoiseAccumulator:
         self.count = 0
 
     def add(self, block: np.ndarray) -> None:
-        """Add a block of consecutive frames, shape (n, n_pixels), float32/64."""
+        """Add a block of consecutive frames, shape (n, n_pixels), any numeric dtype."""
         n = block.shape[0]
         if n < 4:
             return
         segs = _segments(n, self.segment)
         seg_len = segs[0][1] - segs[0][0]
-        window = np.hanning(seg_len + 2)[1:-1].astype(np.float32)  # no zero end points
+        window = periodic_hann(seg_len)
         lo = seg_len // 4 + 1
         hi = seg_len // 2 + 1
         norm = float(np.sum(window.astype(np.float64) ** 2))
+        buf = np.empty((seg_len, block.shape[1]), np.float32)
+        power = np.zeros(block.shape[1], np.float64)
         for s0, s1 in segs:
-            x = block[s0:s1]
-            x = (x - x.mean(axis=0, dtype=np.float64).astype(np.float32)) * window[:, None]
-            spec = scipy.fft.rfft(x, axis=0, workers=1)[lo:hi]
-            self.power += (np.abs(spec) ** 2).sum(axis=0, dtype=np.float64) / norm
+            _windowed_kernel(block[s0:s1], window, buf)
+            spec = scipy.fft.rfft(buf, axis=0, workers=1, overwrite_x=True)
+            _band_power_kernel(spec, lo, hi, power)
             self.count += hi - lo
+        self.power += power / norm
 
     def std(self) -> np.ndarray:
         """Per-pixel noise standard deviation (float64); zeros where nothing was added."""
         if self.count == 0:
             return np.zeros_like(self.power)
         return np.sqrt(self.power / self.count)
+
+
+@jit
+def _chunk_statistics_kernel(block, bin_size, rows, total, fit):
+    # One pass over a (n, P) block of any dtype: per-pixel sums into ``total``
+    # (float64), and the mean of each bin of ``bin_size`` frames into fit[rows[j]]
+    # when rows[j] >= 0.  Returns the first frame with a non-finite value, or -1.
+    n, n_p = block.shape
+    n_bins = n // bin_size
+    acc = np.empty(n_p, np.float64)
+    bad = -1
+    for j in range(n_bins + 1):
+        f0 = j * bin_size
+        f1 = min(f0 + bin_size, n)
+        if f0 >= f1:
+            break
+        acc[:] = 0.0
+        for t in range(f0, f1):
+            for p in range(n_p):
+                acc[p] += block[t, p]
+        for p in range(n_p):
+            total[p] += acc[p]
+        if bad < 0:
+            for p in range(n_p):
+                if not np.isfinite(acc[p]):
+                    for t in range(f0, f1):
+                        for q in range(n_p):
+                            if not np.isfinite(np.float64(block[t, q])):
+                                bad = t
+                                break
+                        if bad >= 0:
+                            break
+                    break
+        if j < n_bins and rows[j] >= 0:
+            r = rows[j]
+            for p in range(n_p):
+                fit[r, p] = acc[p] / (f1 - f0)
+    return bad
+
+
+def chunk_statistics(block, bin_size, rows, total, fit) -> int:
+    """Sums and binned frames of one chunk (see :func:`_chunk_statistics_kernel`).
+
+    Parameters
+    ----------
+    block : ndarray, shape (n, P)
+        Frames of the chunk (any numeric dtype); the chunk starts on a bin edge.
+    bin_size : int
+    rows : ndarray of int64, shape (n // bin_size,)
+        Row of the fit buffer for each complete bin, -1 to skip it.
+    total : ndarray of float64, shape (P,)
+        Per-pixel sums, updated in place.
+    fit : ndarray of float32, shape (rows, P)
+        Fit buffer, rows written in place.
+
+    Returns
+    -------
+    int
+        First frame (within the chunk) holding NaN or inf, or -1.
+    """
+    return int(_chunk_statistics_kernel(block, int(bin_size), rows, total, fit))
 
 
 def noise_std_psd(movie: np.ndarray, segment: int = WELCH_SEGMENT) -> np.ndarray:
@@ -89,7 +181,7 @@ def noise_std_psd(movie: np.ndarray, segment: int = WELCH_SEGMENT) -> np.ndarray
     ndarray, shape movie.shape[1:], float64
     """
     movie = np.asarray(movie)
-    flat = movie.reshape(movie.shape[0], -1).astype(np.float32, copy=False)
+    flat = movie.reshape(movie.shape[0], -1)
     acc = NoiseAccumulator(flat.shape[1], segment)
     acc.add(flat)
     return acc.std().reshape(movie.shape[1:])

@@ -77,7 +77,7 @@ _REGIMES = {
         blur=0.0,
         nucleus_fraction=0.5,
         overlap_fraction=0.2,
-        baseline=6.0,
+        baseline=8.0,
         baseline_spread=0.3,
         dff_per_spike=(0.3, 1.0),
         spike_rate_hz=(0.05, 0.5),
@@ -587,8 +587,6 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
         field = _smooth_field(rng, shape, regime.neuropil_sigma[k])
         if k == 0:
             field = 0.5 + field  # 0.5-1.5 times the level: never dark
-        else:
-            field = 2.0 * field * field.mean() / max(np.mean(field**2), 1e-12)
         neuropil_spatial[k] = regime.neuropil_level[k] * field / field.mean()
         z = np.sqrt(1 - rho**2) * _slow_noise(
             rng, n_frames, regime.neuropil_tau_s[k] * fs

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._numba import jit
+
 
 def axis_starts(length: int, patch: int, overlap: int) -> np.ndarray:
     """Start indices of patches along one axis.
@@ -118,3 +120,22 @@ def _pair(value) -> tuple[int, int]:
         return int(value), int(value)
     a, b = value
     return int(a), int(b)
+
+
+@jit
+def _extract_patch_kernel(block, y0, x0, h, w, out):
+    n = block.shape[0]
+    for t in range(n):
+        for i in range(h):
+            for j in range(w):
+                out[t, i * w + j] = block[t, y0 + i, x0 + j]
+
+
+def extract_patch(block: np.ndarray, y0: int, x0: int, h: int, w: int, out: np.ndarray) -> np.ndarray:
+    """Copy ``block[:, y0:y0+h, x0:x0+w]`` (any dtype) into ``out`` (n, h*w), casting.
+
+    Returns ``out[:n]``.
+    """
+    n = block.shape[0]
+    _extract_patch_kernel(block, int(y0), int(x0), int(h), int(w), out[:n])
+    return out[:n]

@@ -101,12 +101,13 @@ def main(argv=None):
     np.random.seed(0)  # localmd draws all its randomness (incl. jax keys) from np.random
 
     import importlib.metadata as md
-    import scipy.sparse
-    import tifffile
-    import torch
+
     import jax
     import localmd
     import localmd.decomposition
+    import scipy.sparse
+    import tifffile
+    import torch
     from localmd.dataset import MultipageTiffDataset
 
     if torch.get_num_threads() != args.threads:

@@ -130,6 +130,10 @@ class _Source:
     def read(self, t0: int, t1: int) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def view(self, t0: int, t1: int) -> np.ndarray:
+        """Frames [t0, t1) without a copy where the backend allows it (read-only use)."""
+        return self.read(t0, t1)
+
     def size_bytes(self) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -172,6 +176,13 @@ class _ArraySource(_Source):
             # Already our own array; convert only if layout or byte order differ.
             return np.ascontiguousarray(block, dtype=self.dtype)
         return np.array(block, dtype=self.dtype, order="C", copy=True)
+
+    def view(self, t0: int, t1: int) -> np.ndarray:
+        if isinstance(self._array, np.ndarray):
+            block = np.asarray(self._array[t0:t1])
+            if block.dtype == self.dtype and block.flags.c_contiguous:
+                return block
+        return self.read(t0, t1)
 
     def size_bytes(self) -> int:
         if self._size is not None:
@@ -347,6 +358,15 @@ class _TiffSource(_Source):
             if self.access == "direct":
                 return self._read_direct(t0, t1)
             return self._read_decode(t0, t1)
+
+    def view(self, t0: int, t1: int) -> np.ndarray:
+        if self.access == "memmap" and t1 > t0:
+            # Reading a memory map needs no lock: threads share it safely.
+            pages = self._pages(t0, t1)
+            block = np.asarray(self._mm[pages.start : pages[-1] + 1 : pages.step])
+            if block.dtype == self.dtype and block.flags.c_contiguous:
+                return block
+        return self.read(t0, t1)
 
     def _read_direct(self, t0: int, t1: int) -> np.ndarray:
         out = np.empty((t1 - t0, *self.shape[1:]), self._file_dtype)
@@ -571,6 +591,21 @@ class Movie:
             raise IndexError(f"{self.name}: frames {t0}:{t1} outside 0:{self.shape[0]}")
         start = self.frame_range[0]
         return self._source.read(start + t0, start + t1)
+
+    def view(self, t0: int, t1: int) -> np.ndarray:
+        """Frames [t0, t1) like :meth:`read`, but possibly a read-only view of the file.
+
+        Memory-mapped and in-memory inputs return a view without copying (much
+        faster in streaming passes); others return a fresh array.  Never write
+        into the result.
+        """
+        if self._closed:
+            raise ValueError(f"{self.name}: movie is closed")
+        t0, t1 = int(t0), int(t1)
+        if not 0 <= t0 <= t1 <= self.shape[0]:
+            raise IndexError(f"{self.name}: frames {t0}:{t1} outside 0:{self.shape[0]}")
+        start = self.frame_range[0]
+        return self._source.view(start + t0, start + t1)
 
     def iter_chunks(self, chunk_frames: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(t0, block)`` covering every frame once, in order.

@@ -32,12 +32,16 @@ def create_store(path, metadata: StoreMetadata, arrays: dict, *, temporal_chunk:
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     for name, data in arrays.items():
         data = np.asarray(data)
-        group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,),
-                           compressors=COMPRESSORS)[...] = data
+        group.create_array(
+            name, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,), compressors=COMPRESSORS
+        )[...] = data
     k, t = metadata.total_rank, metadata.shape[0]
     temporal = group.create_array(
-        "temporal", shape=(k, t), dtype=metadata.factor_dtype,
-        chunks=(max(k, 1), max(min(temporal_chunk, t), 1)), compressors=COMPRESSORS,
+        "temporal",
+        shape=(k, t),
+        dtype=metadata.factor_dtype,
+        chunks=(max(k, 1), max(min(temporal_chunk, t), 1)),
+        compressors=COMPRESSORS,
     )
     return group, temporal
 
@@ -94,14 +98,17 @@ class PMDStore:
         t, y, x = self.metadata.shape
         k = int(self.component_offsets[-1])
         checks = [
-            (self.mean.shape == (y, x), "mean"), (self.noise.shape == (y, x), "noise"),
+            (self.mean.shape == (y, x), "mean"),
+            (self.noise.shape == (y, x), "noise"),
             (self.temporal.shape == (k, t), "temporal"),
             (self.spatial.shape == (int(np.prod(self.patch_shape)), k), "spatial"),
             (len(self.patch_origins) == len(self.patch_ranks) == self.metadata.n_patches, "patch_origins"),
         ]
         for ok, name in checks:
             if not ok:
-                raise StoreFormatError(f"{where}: array '{name}' does not match the store's shape {t}x{y}x{x}, rank {k}")
+                raise StoreFormatError(
+                    f"{where}: array '{name}' does not match the store's shape {t}x{y}x{x}, rank {k}"
+                )
         self._cells_cache: dict = {}
 
     # -- array protocol -------------------------------------------------------
@@ -126,7 +133,8 @@ class PMDStore:
 
     def __repr__(self) -> str:
         t, y, x = self.shape
-        return f"<PMDStore {self.path or 'in memory'}: {t}x{y}x{x}, {self.metadata.method}, rank {self.metadata.total_rank}>"
+        where = self.path or "in memory"
+        return f"<PMDStore {where}: {t}x{y}x{x}, {self.metadata.method}, rank {self.metadata.total_rank}>"
 
     def __getitem__(self, key):
         if not isinstance(key, tuple):
@@ -222,8 +230,12 @@ class PMDStore:
             "overlap": list(md.overlap),
             "n_patches": md.n_patches,
             "total_rank": md.total_rank,
-            "rank_per_patch": {"min": int(ranks.min()), "median": float(np.median(ranks)),
-                               "mean": float(ranks.mean()), "max": int(ranks.max())},
+            "rank_per_patch": {
+                "min": int(ranks.min()),
+                "median": float(np.median(ranks)),
+                "mean": float(ranks.mean()),
+                "max": int(ranks.max()),
+            },
             "bytes_on_disk": stored,
             "bytes_input": raw_bytes,
             "compression_ratio_bytes": (raw_bytes / stored) if stored else None,

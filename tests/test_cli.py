@@ -1,0 +1,145 @@
+"""The pmd command: round trips and every bad-input path (exit code 2, one line)."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+
+import pmdcompress
+from conftest import blobs_movie, shared_movie
+from pmdcompress.cli import main
+
+
+def run(*args, code=0):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def movie_tif(tmp_path_factory):
+    noisy, _ = blobs_movie(n_frames=300)
+    path = tmp_path_factory.mktemp("cli") / "movie.tif"
+    tifffile.imwrite(path, np.clip(noisy, 0, 65535).astype(np.uint16))
+    return path
+
+
+@pytest.fixture(scope="module")
+def store_path(movie_tif):
+    out = movie_tif.with_name("movie.pmd.zarr")
+    run("-q", "compress", movie_tif, "-o", out, "--patch", "24", "--overlap", "6")
+    return out
+
+
+def test_compress_info_decompress_round_trip(movie_tif, store_path, tmp_path):
+    info = json.loads(run("info", store_path, "--json").output)
+    assert info["shape"] == [300, 48, 56] and info["input_dtype"] == "uint16"
+    assert info["input"]["name"] == "movie.tif" and len(info["input"]["sha256"]) == 64
+    assert "ratio" in run("info", store_path).output
+    store = pmdcompress.open(store_path)
+    expected = np.clip(np.floor(store[100:150, 8:40, 0:30] + 0.5), 0, 65535).astype(np.uint16)
+    for ext in ("tif", "npy", "zarr"):
+        out = tmp_path / f"part.{ext}"
+        run("-q", "decompress", store_path, "-o", out, "--frames", "100:150", "--crop", "8:40,0:30")
+        with pmdcompress.open_movie(out) as got:
+            assert got.shape == (50, 32, 30) and got.dtype == np.uint16
+            np.testing.assert_array_equal(got.read(0, 50), expected)
+    out = tmp_path / "f32.npy"
+    run("-q", "decompress", store_path, "-o", out, "--dtype", "float32")
+    np.testing.assert_allclose(np.load(out), store[:], rtol=1e-6, atol=1e-3)
+
+
+def test_decompress_refuses_to_overwrite(store_path, tmp_path):
+    out = tmp_path / "x.npy"
+    run("-q", "decompress", store_path, "-o", out, "--frames", ":10")
+    result = run("decompress", store_path, "-o", out, "--frames", ":10", code=2)
+    assert "--overwrite" in result.output
+    run("-q", "decompress", store_path, "-o", out, "--frames", ":10", "--overwrite")
+
+
+def bad_inputs(tmp_path):
+    cases = {}
+    cases["missing"] = (tmp_path / "nope.tif", "no such file")
+    text = tmp_path / "notes.tif"
+    text.write_text("this is not an image\n")
+    cases["not a tiff"] = (text, "notes.tif")
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, np.random.default_rng(0).integers(0, 4000, (40, 32, 32), dtype=np.uint16))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cases["truncated"] = (cut, "cut.tif")
+    flat = tmp_path / "image.tif"
+    tifffile.imwrite(flat, np.zeros((32, 32), np.uint16))
+    cases["2-D"] = (flat, "2-D")
+    hyper = tmp_path / "hyper.tif"
+    tifffile.imwrite(hyper, np.zeros((20, 3, 16, 16), np.uint16), imagej=True, metadata={"axes": "TZYX"})
+    cases["4-D"] = (hyper, "--plane")
+    nan = tmp_path / "nan.tif"
+    data = np.random.default_rng(1).normal(100, 5, (30, 16, 16)).astype(np.float32)
+    data[12, 4, 4] = np.nan
+    tifffile.imwrite(nan, data)
+    cases["NaN"] = (nan, "frame 12 contains NaN")
+    short = tmp_path / "short.tif"
+    tifffile.imwrite(short, np.zeros((5, 16, 16), np.uint16))
+    cases["few frames"] = (short, "5 frames")
+    return cases
+
+
+@pytest.mark.parametrize("case", ["missing", "not a tiff", "truncated", "2-D", "4-D", "NaN", "few frames"])
+def test_bad_input_is_one_line_with_exit_code_2(tmp_path, case):
+    path, needle = bad_inputs(tmp_path)[case]
+    out = tmp_path / "out.pmd.zarr"
+    result = run("compress", path, "-o", out, code=2)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("pmd: error:") and needle in lines[0] and path.name in lines[0]
+    assert not out.exists() and not list(tmp_path.glob(".out.pmd.zarr*"))
+
+
+def test_existing_output_needs_overwrite(movie_tif, store_path):
+    before = sorted(p.name for p in store_path.rglob("*"))
+    result = run("compress", movie_tif, "-o", store_path, code=2)
+    assert "exists" in result.output and "--overwrite" in result.output
+    assert sorted(p.name for p in store_path.rglob("*")) == before
+
+
+def test_4d_movie_with_plane_works(tmp_path):
+    noisy, _ = blobs_movie(n_frames=60, shape=(24, 24))
+    stack = np.stack([noisy, noisy * 0 + 7], axis=1).clip(0, 65535).astype(np.uint16)
+    path = tmp_path / "h.tif"
+    tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "TZYX"})
+    run("-q", "compress", path, "-o", tmp_path / "h.pmd.zarr", "--plane", "1")
+    np.testing.assert_allclose(pmdcompress.open(tmp_path / "h.pmd.zarr")[:], 7, atol=1e-3)
+
+
+def test_unexpected_failure_is_exit_1_and_traceback_only_with_v(tmp_path, monkeypatch):
+    import sys
+
+    mod = sys.modules["pmdcompress.compress"]  # the module, not the function of that name
+
+    def boom(*a, **k):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(mod, "_run", boom)
+    noisy, _ = blobs_movie(n_frames=30, shape=(16, 16))
+    np.save(tmp_path / "m.npy", noisy)
+    quiet = run("compress", tmp_path / "m.npy", "-o", tmp_path / "o.pmd.zarr", code=1)
+    assert "kaboom" in quiet.output and "Traceback" not in quiet.output
+    loud = run("-v", "compress", tmp_path / "m.npy", "-o", tmp_path / "o.pmd.zarr", code=1)
+    assert "Traceback" in loud.output
+
+
+def test_real_two_photon_movie_round_trips(tmp_path):
+    path = shared_movie("sima_ca1_example")
+    run("-q", "compress", path, "-o", tmp_path / "s.pmd.zarr")
+    store = pmdcompress.open(tmp_path / "s.pmd.zarr")
+    raw = tifffile.imread(path).astype(np.float32)
+    rec = store[:]
+    assert rec.shape == raw.shape == (20, 128, 256)
+    # Only noise removed: the residual is no larger than the raw noise level.
+    resid = np.std(raw - rec, axis=0)
+    noise = np.std(np.diff(raw, axis=0), axis=0) / np.sqrt(2)
+    assert np.median(resid / noise) < 1.1
+    assert np.corrcoef(rec.mean(0).ravel(), raw.mean(0).ravel())[0, 1] > 0.99

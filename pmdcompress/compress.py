@@ -29,10 +29,10 @@ from .errors import InputError
 from .io.atomic import atomic_output, check_output_path
 from .io.readers import Movie, open_movie
 from .parallel import default_workers, map_tasks
-from .preprocess import NoiseAccumulator, chunk_statistics, safe_scale
+from .preprocess import NoiseAccumulator, chunk_statistics, noise_neighbour_correlation, safe_scale
 from .progress import null_progress
 from .solver import get_solver
-from .solver.null import null_thresholds
+from .solver.null import null_thresholds, round_correlation
 from .store.spec import StoreMetadata
 from .store.zarr_store import PMDStore, create_store, finish_store
 from .tiling import Tiling, extract_patch
@@ -251,8 +251,9 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
 
     # -- pass 2: per-patch fit --------------------------------------------------
     t1_ = time.perf_counter()
+    correlation = round_correlation(noise_neighbour_correlation(fit))
     thresholds = null_thresholds(solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
-                                 seed=opts.seed, workers=workers)
+                                 seed=opts.seed, workers=workers, noise_correlation=correlation)
     timings["null_s"] = time.perf_counter() - t1_
     t2_ = time.perf_counter()
 
@@ -285,7 +286,7 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         input=identity,
         parameters=dict(asdict(opts), patch_shape=list(tiling.patch_shape), overlap=list(tiling.overlap),
                         fit_bin=plan.bin, fit_frames_used=plan.n_frames, chunk_frames=chunk,
-                        thresholds=asdict(thresholds), solver=solver.params(), workers=workers),
+                        thresholds=asdict(thresholds), noise_correlation=list(correlation), solver=solver.params(), workers=workers),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
     arrays = {

@@ -64,9 +64,7 @@ def noise_rms(movie, truth, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> floa
     return math.sqrt(stats["mse"][0])
 
 
-def noise_rms_reduction(
-    raw, denoised, truth, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES
-) -> float:
+def noise_rms_reduction(raw, denoised, truth, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> float:
     """Factor by which denoising reduced the RMS error against the clean movie.
 
     Parameters
@@ -180,9 +178,7 @@ def trace_correlations(movie, truth, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES
     return _correlations(stats["coefficients"][0], truth.traces)
 
 
-def evaluate_against_truth(
-    raw, denoised, truth, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES
-) -> dict:
+def evaluate_against_truth(raw, denoised, truth, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> dict:
     """All ground-truth metrics of a raw movie and its denoised version, in one pass.
 
     Parameters
@@ -274,8 +270,7 @@ def _stream(movies: list, truth: Truth, chunk_frames: int, *, traces: bool = Fal
     for movie in movies:
         if tuple(getattr(movie, "shape", ())) != shape:
             raise InputError(
-                f"movie shape {tuple(getattr(movie, 'shape', ()))} does not match "
-                f"the truth {shape} ({truth.path})"
+                f"movie shape {tuple(getattr(movie, 'shape', ()))} does not match the truth {shape} ({truth.path})"
             )
     n_frames, ny, nx = shape
     n_neurons = truth.footprints.shape[0]
@@ -302,9 +297,7 @@ def _stream(movies: list, truth: Truth, chunk_frames: int, *, traces: bool = Fal
         for m, movie in enumerate(movies):
             frames = _read(movie, t0, t1)
             if frames.shape != clean.shape:
-                raise InputError(
-                    f"movie frames {t0}:{t1} have shape {frames.shape}, expected {clean.shape}"
-                )
+                raise InputError(f"movie frames {t0}:{t1} have shape {frames.shape}, expected {clean.shape}")
             sse[m] += float(np.square(frames - clean).sum(dtype=np.float64))
             if traces:
                 flat = frames.reshape(t1 - t0, -1) - reference  # never in place: may be a view

@@ -198,3 +198,35 @@ def safe_scale(noise: np.ndarray) -> np.ndarray:
     floor = 1e-6 * float(np.median(positive)) if positive.size else 1.0
     out = np.where(np.isfinite(noise) & (noise > floor), noise, 1.0)
     return out.astype(np.float32)
+
+
+def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 256) -> tuple[float, float]:
+    """Correlation of the noise between vertical and horizontal neighbours.
+
+    Estimated on first differences of consecutive frames, where slow signal
+    cancels and the noise remains.  Motion correction, resampling or a detector's
+    point spread make real noise spatially correlated; the rank test's null must
+    then be simulated with the same correlation (:mod:`pmdcompress.solver.null`).
+
+    Parameters
+    ----------
+    frames : ndarray, shape (L, Y, X)
+        Consecutive (or binned) frames, standardised or not.
+
+    Returns
+    -------
+    (rho_y, rho_x) : floats
+    """
+    n = min(len(frames) - 1, max_pairs)
+    if n < 1 or frames.shape[1] < 2 or frames.shape[2] < 2:
+        return 0.0, 0.0
+    step = max((len(frames) - 1) // n, 1)
+    idx = np.arange(0, step * n, step)
+    d = (frames[idx + 1] - frames[idx]).astype(np.float64)
+    d -= d.mean(axis=0)
+
+    def corr(a, b):
+        den = np.sqrt((a * a).sum() * (b * b).sum())
+        return float((a * b).sum() / den) if den > 0 else 0.0
+
+    return corr(d[:, :-1, :], d[:, 1:, :]), corr(d[:, :, :-1], d[:, :, 1:])

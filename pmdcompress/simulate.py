@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -327,9 +328,7 @@ def simulate_movie(
     check_output_path(zarr_path, overwrite=overwrite)
 
     regime = _REGIMES[kind]
-    model = _build_model(
-        np.random.default_rng([seed, 0]), regime, n_frames, shape, n_neurons, photons, fs
-    )
+    model = _build_model(np.random.default_rng([seed, 0]), regime, n_frames, shape, n_neurons, photons, fs)
     attrs = {
         "version": FORMAT_VERSION,
         "n_frames": n_frames,
@@ -353,9 +352,10 @@ def simulate_movie(
             "neuropil_traces": "unitless",
         },
     }
-    with atomic_output(movie_path, overwrite=overwrite) as tmp_movie, atomic_output(
-        zarr_path, overwrite=overwrite
-    ) as tmp_zarr:
+    with (
+        atomic_output(movie_path, overwrite=overwrite) as tmp_movie,
+        atomic_output(zarr_path, overwrite=overwrite) as tmp_zarr,
+    ):
         stats = _write(tmp_movie, tmp_zarr, model, attrs, seed, chunk_frames)
     return {
         "movie": movie_path,
@@ -400,9 +400,7 @@ def load_truth(path: str | os.PathLike) -> Truth:
         raise StoreFormatError(f"{path}: not a zarr group ({exc})") from exc
     attrs = dict(group.attrs)
     if attrs.get("version") != FORMAT_VERSION:
-        raise StoreFormatError(
-            f"{path}: version {attrs.get('version')!r}, expected {FORMAT_VERSION!r}"
-        )
+        raise StoreFormatError(f"{path}: version {attrs.get('version')!r}, expected {FORMAT_VERSION!r}")
     try:
         return Truth(
             path=path,
@@ -540,14 +538,13 @@ def _calcium(spikes: np.ndarray, fs: float, tau_rise: float, tau_decay: np.ndarr
     """
     out = np.zeros(spikes.shape)
     g_r = np.exp(-1.0 / (tau_rise * fs))
-    lags = np.arange(int(10 * tau_decay.max() * fs) + 2) + 0.5
     for i, tau in enumerate(tau_decay):
+        lags = np.arange(int(10 * tau * fs) + 2) + 0.5
         g_d = np.exp(-1.0 / (tau * fs))
         peak = np.max(g_d**lags - g_r**lags)
         s = spikes[i].astype(np.float64)
         out[i] = (
-            signal.lfilter([np.sqrt(g_d)], [1.0, -g_d], s)
-            - signal.lfilter([np.sqrt(g_r)], [1.0, -g_r], s)
+            signal.lfilter([np.sqrt(g_d)], [1.0, -g_d], s) - signal.lfilter([np.sqrt(g_r)], [1.0, -g_r], s)
         ) / peak
     return out
 
@@ -556,9 +553,11 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
     """Draw footprints, traces and neuropil; scale so that the mean rate is ``photons``."""
     centers, radii = _place(rng, regime, n_neurons, shape)
     thetas = rng.uniform(0, np.pi, size=n_neurons)
-    footprints = np.stack(
-        [_soma(rng, regime, centers[i], radii[i], thetas[i], shape) for i in range(n_neurons)]
-    ) if n_neurons else np.zeros((0, *shape))
+    footprints = (
+        np.stack([_soma(rng, regime, centers[i], radii[i], thetas[i], shape) for i in range(n_neurons)])
+        if n_neurons
+        else np.zeros((0, *shape))
+    )
     support = footprints > 0
     if n_neurons:
         cover = support.sum(axis=0)
@@ -588,9 +587,7 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
         if k == 0:
             field = 0.5 + field  # 0.5-1.5 times the level: never dark
         neuropil_spatial[k] = regime.neuropil_level[k] * field / field.mean()
-        z = np.sqrt(1 - rho**2) * _slow_noise(
-            rng, n_frames, regime.neuropil_tau_s[k] * fs
-        ) + rho * population
+        z = np.sqrt(1 - rho**2) * _slow_noise(rng, n_frames, regime.neuropil_tau_s[k] * fs) + rho * population
         course = np.exp(regime.neuropil_swing[k] * z)
         course /= course.mean()
         if k == 0:
@@ -692,12 +689,17 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
                 rate = model.traces[:, t0:t1].T @ a + model.neuropil_traces[:, t0:t1].T @ b
                 total += float(rate.sum(dtype=np.float64))
                 clean[t0:t1] = (offset + gain * rate).reshape(t1 - t0, ny, nx)
-                yield from pool.map(
-                    lambda f: _noisy_frame(rate[f], seed, t0 + f, gain, offset, read_noise)
-                    .reshape(ny, nx),
-                    range(t1 - t0),
+                noisy = pool.map(
+                    _noisy_frame,
+                    rate,
+                    repeat(seed),
+                    range(t0, t1),
+                    repeat(gain),
+                    repeat(offset),
+                    repeat(read_noise),
                 )
-                del rate
+                for frame in noisy:
+                    yield frame.reshape(ny, nx)
 
     tifffile.imwrite(
         tmp_movie,

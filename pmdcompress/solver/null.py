@@ -58,9 +58,34 @@ def joint_thresholds(spatial: np.ndarray, temporal: np.ndarray, false_pass: floa
     return Thresholds(float(ts), float(tt))
 
 
+def _taper(rho: float) -> float:
+    """a such that the kernel [a, 1, a] gives neighbour correlation rho: 2a / (1 + 2a^2) = rho."""
+    rho = float(np.clip(rho, -0.7, 0.7))
+    if abs(rho) < 1e-6:
+        return 0.0
+    return (1.0 - np.sqrt(1.0 - 2.0 * rho * rho)) / (2.0 * rho)
+
+
+def correlated_noise(rng, n_frames: int, patch_shape, correlation=(0.0, 0.0)) -> np.ndarray:
+    """N(0, 1)-like noise (n_frames, h*w) with the given neighbour correlations (rho_y, rho_x)."""
+    h, w = (int(v) for v in patch_shape)
+    ay, ax = (_taper(r) for r in correlation)
+    if ay == 0.0 and ax == 0.0:
+        return rng.standard_normal((int(n_frames), h * w), dtype=np.float32)
+    field = rng.standard_normal((int(n_frames), h + 2, w + 2), dtype=np.float32)
+    field = field[:, 1:-1, :] + ay * (field[:, :-2, :] + field[:, 2:, :])
+    field = field[:, :, 1:-1] + ax * (field[:, :, :-2] + field[:, :, 2:])
+    return np.ascontiguousarray(field.reshape(int(n_frames), h * w))
+
+
+def round_correlation(correlation) -> tuple[float, float]:
+    """Neighbour correlations rounded to 0.02 (so near-equal movies share a cached null); |rho| < 0.03 -> 0."""
+    return tuple(0.0 if abs(r) < 0.03 else round(round(float(r) / 0.02) * 0.02, 2) for r in correlation)
+
+
 def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_components: int = 4,
                     false_pass: float = 0.05, seed: int = 0, use_cache: bool = True,
-                    workers: int | None = None) -> Thresholds:
+                    workers: int | None = None, noise_correlation=(0.0, 0.0)) -> Thresholds:
     """Thresholds for ``solver`` on patches of ``patch_shape`` with ``n_frames`` fit frames.
 
     Parameters
@@ -75,11 +100,16 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
         Leading candidates of each noise patch that enter the null.
     false_pass : float
         Probability that a pure-noise component is kept.
+    noise_correlation : (float, float)
+        Correlation of the noise between vertical and horizontal neighbours
+        (see :func:`pmdcompress.preprocess.noise_neighbour_correlation`); the
+        null noise is given the same correlation.
     """
+    noise_correlation = round_correlation(noise_correlation)
     key = {
         "version": NULL_VERSION, "solver": solver.params(), "patch_shape": list(map(int, patch_shape)),
         "n_frames": int(n_frames), "n_sims": n_sims, "n_components": n_components,
-        "false_pass": false_pass, "seed": seed,
+        "false_pass": false_pass, "seed": seed, "noise_correlation": list(noise_correlation),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     folder = cache_dir() if use_cache else None
@@ -91,11 +121,9 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
         except (OSError, ValueError, KeyError):
             log.debug("ignoring unreadable null cache %s", path)
 
-    n_pixels = int(patch_shape[0]) * int(patch_shape[1])
-
     def simulate(i):
         rng = np.random.default_rng([seed, 7919, i])
-        noise = rng.standard_normal((int(n_frames), n_pixels), dtype=np.float32)
+        noise = correlated_noise(rng, n_frames, patch_shape, noise_correlation)
         return solver.null_statistics(noise, patch_shape, rng, n_components)
 
     stats = map_tasks(simulate, range(n_sims), workers=workers)

@@ -55,7 +55,7 @@ class _Regime:
     radius: tuple[float, float]  # soma semi-axes, px
     blur: float  # Gaussian blur of the footprints, px (out-of-focus light)
     nucleus_fraction: float  # fraction of somata with a dimmer nucleus
-    overlap_fraction: float  # fraction of somata placed against another one
+    overlap_fraction: float  # probability that a soma is placed against an earlier one
     baseline: float  # median soma baseline at the footprint peak
     baseline_spread: float  # lognormal sigma of the soma baselines
     dff_per_spike: tuple[float, float]
@@ -77,7 +77,7 @@ _REGIMES = {
         radius=(3.0, 6.0),
         blur=0.0,
         nucleus_fraction=0.5,
-        overlap_fraction=0.2,
+        overlap_fraction=0.12,
         baseline=8.0,
         baseline_spread=0.3,
         dff_per_spike=(0.3, 1.0),
@@ -276,8 +276,11 @@ def simulate_movie(
     Notes
     -----
     Somata are soft-edged ellipses (semi-axes 3-6 px for 2p, random orientation;
-    half of them with a dimmer nucleus), placed at random, about 20% of them against
-    another soma so that footprints overlap.  Spikes are Poisson (0.05-0.5 Hz,
+    half of them with a dimmer nucleus), placed at random; 12% are placed against
+    another soma, so that about 20-30% of the footprints overlap another one
+    (``n_overlapping``).  Soma baselines are lognormal around 8 times the mean
+    neuropil level before scaling (about 6x the total neuropil), as bright as in
+    the synthetic movie of compression_denoising.md.  Spikes are Poisson (0.05-0.5 Hz,
     log-uniform per neuron; 15% of events are bursts of 2-4 spikes), calcium is the
     spike train convolved with a double exponential (rise 50 ms, decay 0.4-1.0 s),
     one spike giving a peak dF/F of 0.3-1.0 over a lognormal soma baseline.  The

@@ -181,8 +181,7 @@ def test_one_photon_kind_has_larger_cells_and_strong_background(tmp_path):
     t1, t2 = sim.load_truth(info_1p["truth"]), sim.load_truth(info_2p["truth"])
     assert (t1.footprints > 0.5).sum() > (t2.footprints > 0.5).sum()
     neuron_share = [
-        np.einsum("nt,nyx->", t.traces, t.footprints) / (t.attrs["photons"] * 300 * 64 * 64)
-        for t in (t1, t2)
+        np.einsum("nt,nyx->", t.traces, t.footprints) / (t.attrs["photons"] * 300 * 64 * 64) for t in (t1, t2)
     ]
     assert neuron_share[0] < neuron_share[1]
     assert t1.attrs["kind"] == "1p"
@@ -244,9 +243,7 @@ def test_reduction_and_evaluation(small):
     assert result["noise_rms_reduction"] == pytest.approx(2.0, rel=1e-5)
     assert result["snr_db_denoised"] - result["snr_db_raw"] == pytest.approx(20 * np.log10(2), abs=1e-3)
     assert result["psnr_db_denoised"] - result["psnr_db_raw"] == pytest.approx(20 * np.log10(2), abs=1e-3)
-    assert result["median_trace_corr_raw"] == pytest.approx(
-        np.median(gt.trace_correlations(raw, truth))
-    )
+    assert result["median_trace_corr_raw"] == pytest.approx(np.median(gt.trace_correlations(raw, truth)))
     assert result["median_trace_corr_raw"] < result["median_trace_corr_denoised"] < 1.0
     assert len(result["trace_corr_raw"]) == 10
 

@@ -119,6 +119,50 @@ def _parse_frames(frames: slice | str | None, n_frames: int, name: str) -> tuple
 # ---------------------------------------------------------------------------
 
 
+class _PreadFrames:
+    """Read whole frames of a C-ordered memory-mapped file with ``os.preadv``.
+
+    Reading through the mapping would leave every touched page mapped in the
+    process, so a streaming pass over a long movie would show a resident set
+    growing with T.  ``preadv`` copies from the page cache into a reused
+    per-thread buffer instead: no lock, no mapping, flat memory.
+    """
+
+    def __init__(self, mm: np.memmap, stride: int = 1):
+        self.ok = (
+            isinstance(mm, np.memmap)
+            and mm.filename is not None
+            and mm.flags.c_contiguous
+            and mm.dtype.isnative
+            and stride == 1
+            and hasattr(os, "preadv")
+        )
+        if self.ok:
+            self.fd = os.open(mm.filename, os.O_RDONLY)
+            self.offset = int(mm.offset)
+            self.frame_shape = mm.shape[1:]
+            self.dtype = mm.dtype
+            self.frame_bytes = int(np.prod(self.frame_shape)) * mm.dtype.itemsize
+            self.local = threading.local()
+
+    def read(self, t0: int, t1: int, name: str) -> np.ndarray:
+        n = t1 - t0
+        buf = getattr(self.local, "buf", None)
+        if buf is None or buf.shape[0] < n:
+            buf = self.local.buf = np.empty((max(n, 1), *self.frame_shape), self.dtype)
+        out = buf[:n]
+        want = n * self.frame_bytes
+        got = os.preadv(self.fd, [memoryview(out).cast("B")], self.offset + t0 * self.frame_bytes)
+        if got != want:
+            raise InputError(f"{name}: frames {t0}:{t1} are cut short ({got} of {want} bytes in the file)")
+        return out
+
+    def close(self) -> None:
+        if self.ok:
+            os.close(self.fd)
+            self.ok = False
+
+
 class _Source:
     """Raw access to one (T, Y, X) movie; the frame selection lives in ``Movie``."""
 
@@ -169,6 +213,7 @@ class _ArraySource(_Source):
         self._closer = closer
         self._size = size
         self._fresh = fresh
+        self._pread = None
 
     def read(self, t0: int, t1: int) -> np.ndarray:
         block = np.asarray(self._array[t0:t1])
@@ -178,6 +223,10 @@ class _ArraySource(_Source):
         return np.array(block, dtype=self.dtype, order="C", copy=True)
 
     def view(self, t0: int, t1: int) -> np.ndarray:
+        if self._pread is None and isinstance(self._array, np.memmap):
+            self._pread = _PreadFrames(self._array)
+        if self._pread is not None and self._pread.ok:
+            return self._pread.read(t0, t1, self.format)
         if isinstance(self._array, np.ndarray):
             block = np.asarray(self._array[t0:t1])
             if block.dtype == self.dtype and block.flags.c_contiguous:
@@ -190,6 +239,8 @@ class _ArraySource(_Source):
         return int(math.prod(self.shape) * np.dtype(self._array.dtype).itemsize)
 
     def close(self) -> None:
+        if self._pread is not None:
+            self._pread.close()
         if self._closer is not None:
             self._closer()
             self._closer = None
@@ -228,6 +279,7 @@ class _TiffSource(_Source):
         self._tif = None
         self._raw = None
         self._mm = None
+        self._pread = None
         self._file_size = path.stat().st_size
         with _capture_tifffile_log() as records:
             try:
@@ -361,11 +413,11 @@ class _TiffSource(_Source):
 
     def view(self, t0: int, t1: int) -> np.ndarray:
         if self.access == "memmap" and t1 > t0:
-            # Reading a memory map needs no lock: threads share it safely.
-            pages = self._pages(t0, t1)
-            block = np.asarray(self._mm[pages.start : pages[-1] + 1 : pages.step])
-            if block.dtype == self.dtype and block.flags.c_contiguous:
-                return block
+            if self._pread is None:
+                self._pread = _PreadFrames(self._mm, self._stride)
+            if self._pread.ok:
+                pages = self._pages(t0, t1)
+                return self._pread.read(pages.start, pages.start + (t1 - t0), self._name)
         return self.read(t0, t1)
 
     def _read_direct(self, t0: int, t1: int) -> np.ndarray:
@@ -417,6 +469,8 @@ class _TiffSource(_Source):
 
     def close(self) -> None:
         # Drop the memmap first: its mapping keeps the file open.
+        if self._pread is not None:
+            self._pread.close()
         self._mm = None
         if self._raw is not None:
             self._raw.close()

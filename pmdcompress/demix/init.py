@@ -1,0 +1,224 @@
+"""Initialisation: a local correlation image of the denoised movie, seeds at its peaks.
+
+The correlation image is computed tile by tile on the spatially high-passed,
+time-binned movie ``Uh @ Vb``.  Each pixel's trace is thresholded at its median
+plus ``mad_threshold`` robust standard deviations (only transients remain), and
+the image holds the mean correlation of each pixel with its 8 neighbours.
+Neuropil and the negative surround of the high-pass filter drop out; somata stay
+bright.  Seeds are local maxima of the image; the first footprints are the
+watershed basins of the seeds inside the bright part of the image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .._numba import jit
+from .factors import render_tile
+
+
+@jit
+def _select_kernel(buf, k):
+    """The ``k``-th smallest of ``buf[:n]`` (quickselect; reorders ``buf``)."""
+    lo = 0
+    hi = buf.size - 1
+    while lo < hi:
+        pivot = buf[(lo + hi) // 2]
+        i = lo
+        j = hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while buf[j] > pivot:
+                j -= 1
+            if i <= j:
+                tmp = buf[i]
+                buf[i] = buf[j]
+                buf[j] = tmp
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return buf[k]
+    return buf[k]
+
+
+@jit
+def _median_kernel(buf):
+    """Median of ``buf`` (reorders it): the mean of the two middle values when the size is even."""
+    m = buf.size
+    upper = _select_kernel(buf, m // 2)
+    if m % 2 == 1:
+        return upper
+    lower = buf[0]
+    for k in range(1, m // 2):
+        if buf[k] > lower:
+            lower = buf[k]
+    return 0.5 * (lower + upper)
+
+
+@jit
+def _robust_normalize_kernel(x, mad_threshold, step):
+    """In place, for each row of ``x`` (pixels, T): keep the excess over median + th * MAD,
+    centre it and scale it to unit norm (rows without excess become 0).
+
+    Median and MAD are taken over every ``step``-th sample.
+    """
+    n, t = x.shape
+    m = (t + step - 1) // step
+    buf = np.empty(m, np.float64)
+    for i in range(n):
+        for k in range(m):
+            buf[k] = x[i, k * step]
+        med = _median_kernel(buf)
+        for k in range(m):
+            buf[k] = abs(x[i, k * step] - med)
+        mad = 1.4826 * _median_kernel(buf)
+        cut = med + mad_threshold * mad
+        s = 0.0
+        for k in range(t):
+            v = x[i, k] - cut
+            v = v if v > 0.0 else 0.0
+            x[i, k] = v
+            s += v
+        mu = s / t
+        ss = 0.0
+        for k in range(t):
+            v = x[i, k] - mu
+            x[i, k] = v
+            ss += v * v
+        scale = 1.0 / np.sqrt(ss) if ss > 0.0 else 0.0
+        for k in range(t):
+            x[i, k] *= scale
+
+
+@jit
+def _neighbour_correlation_kernel(x, out):
+    """``out[i, j]`` = mean over the 8 neighbours (inside the tile) of ``x[i, j] . x[i', j']``.
+
+    ``x``: (h, w, T) rows of unit norm (or zero); ``out``: (h, w).  Each pair is
+    computed once and credited to both pixels.
+    """
+    h, w, t = x.shape
+    acc = np.zeros((h, w), np.float64)
+    cnt = np.zeros((h, w), np.int64)
+    for i in range(h):
+        for j in range(w):
+            for d in range(4):
+                if d == 0:
+                    a, b = i, j + 1
+                elif d == 1:
+                    a, b = i + 1, j - 1
+                elif d == 2:
+                    a, b = i + 1, j
+                else:
+                    a, b = i + 1, j + 1
+                if a >= h or b < 0 or b >= w:
+                    continue
+                s = 0.0
+                for k in range(t):
+                    s += x[i, j, k] * x[a, b, k]
+                acc[i, j] += s
+                acc[a, b] += s
+                cnt[i, j] += 1
+                cnt[a, b] += 1
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = acc[i, j] / cnt[i, j] if cnt[i, j] > 0 else 0.0
+
+
+def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=64) -> np.ndarray:
+    """Local correlation image of ``u @ v`` (pixels x T), thresholded traces, shape ``dims``.
+
+    Parameters
+    ----------
+    u : scipy.sparse.csr_matrix, shape (Y*X, K)
+        Spatial factors (e.g. high-passed).
+    v : ndarray, shape (K, T)
+        Temporal factors (e.g. binned).
+    dims : tuple of int
+        ``(Y, X)``.
+    mad_threshold : float, optional
+        Each trace keeps only its excess over median + ``mad_threshold`` * 1.4826 MAD.
+    tile : int, optional
+        Tile side in pixels (the tile plus a 1-pixel halo is expanded at a time).
+    median_samples : int, optional
+        At most this many frames estimate each pixel's median and MAD.
+    """
+    height, width = dims
+    t = v.shape[1]
+    step = max(1, t // median_samples)
+    out = np.zeros(dims, np.float32)
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+            a0, a1 = max(y0 - 1, 0), min(y1 + 1, height)
+            b0, b1 = max(x0 - 1, 0), min(x1 + 1, width)
+            m = render_tile(u, v, dims, a0, a1, b0, b1, pixel_major=True)
+            flat = m.reshape(-1, t)
+            _robust_normalize_kernel(flat, float(mad_threshold), step)
+            c = np.empty(m.shape[:2], np.float32)
+            _neighbour_correlation_kernel(m, c)
+            out[y0:y1, x0:x1] = c[y0 - a0 : y0 - a0 + (y1 - y0), x0 - b0 : x0 - b0 + (x1 - x0)]
+    return out
+
+
+def find_seeds(image, *, threshold, min_distance=3, exclude=None, border=0) -> np.ndarray:
+    """Local maxima of ``image`` above ``threshold``, brightest first, shape (n, 2) as (y, x).
+
+    Peaks closer than ``min_distance`` to a brighter one, inside ``exclude`` (a
+    boolean image) or within ``border`` pixels of the edge are dropped.
+    """
+    size = 2 * int(min_distance) + 1
+    peak = (image == ndimage.maximum_filter(image, size=size, mode="nearest")) & (image > threshold)
+    if exclude is not None:
+        peak &= ~exclude
+    if border > 0:
+        peak[:border] = peak[-border:] = False
+        peak[:, :border] = peak[:, -border:] = False
+    ys, xs = np.nonzero(peak)
+    order = np.lexsort((xs, ys, -image[ys, xs]))  # brightest first; ties by position
+    ys, xs = ys[order], xs[order]
+    keep = []
+    taken = np.zeros(image.shape, bool)
+    for y, x in zip(ys, xs, strict=True):
+        if taken[y, x]:
+            continue
+        keep.append((y, x))
+        taken[max(y - min_distance, 0) : y + min_distance + 1, max(x - min_distance, 0) : x + min_distance + 1] = True
+    return np.array(keep, dtype=np.int64).reshape(-1, 2)
+
+
+def seed_regions(image, seeds, *, low, max_radius) -> np.ndarray:
+    """Label image: the watershed basin of each seed inside ``image > low``, within ``max_radius``.
+
+    Label ``i + 1`` belongs to ``seeds[i]``; 0 is unassigned.
+    """
+    markers = np.zeros(image.shape, np.int32)
+    if len(seeds) == 0:
+        return markers
+    markers[seeds[:, 0], seeds[:, 1]] = np.arange(1, len(seeds) + 1)
+    scaled = np.clip(image, 0.0, 1.0)
+    level = np.round((1.0 - scaled) * 1000).astype(np.uint16)
+    labels = ndimage.watershed_ift(level, markers)
+    labels[image <= low] = 0
+    # Keep each basin's part near its seed and connected to it.
+    out = np.zeros_like(labels)
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    for i, (y, x) in enumerate(seeds):
+        y0, y1 = max(y - max_radius, 0), min(y + max_radius + 1, image.shape[0])
+        x0, x1 = max(x - max_radius, 0), min(x + max_radius + 1, image.shape[1])
+        box = labels[y0:y1, x0:x1] == i + 1
+        box &= (yy[y0:y1, x0:x1] - y) ** 2 + (xx[y0:y1, x0:x1] - x) ** 2 <= max_radius**2
+        comp, _ = ndimage.label(box)
+        lab = comp[y - y0, x - x0]
+        if lab == 0:
+            out[y, x] = i + 1
+            continue
+        region = out[y0:y1, x0:x1]
+        region[comp == lab] = i + 1
+    return out

@@ -85,28 +85,53 @@ def build_cells(factors, y0: int, y1: int, x0: int, x1: int) -> list[Cell]:
 
 
 @jit
-def _epilogue_kernel(product, mean, out, lo, hi, do_round):
-    # product: (n, h*w) float32; out: (n, h, w) view of any numeric dtype.
+def _epilogue_round_kernel(product, mean, out, lo, hi):
+    # Integer output: out = clip(floor(product + mean + 0.5), lo, hi), in float32
+    # arithmetic (exact for every integer up to 2**24, which covers uint16/int16).
+    n, h, w = out.shape
+    lo32 = np.float32(lo)
+    hi32 = np.float32(hi)
+    half = np.float32(0.5)
+    for t in range(n):
+        for i in range(h):
+            row = product[t, i * w : (i + 1) * w]
+            m = mean[i * w : (i + 1) * w]
+            o = out[t, i]
+            for j in range(w):
+                v = np.floor(row[j] + m[j] + half)
+                o[j] = min(max(v, lo32), hi32)
+
+
+@jit
+def _epilogue_float_kernel(product, mean, out):
     n, h, w = out.shape
     for t in range(n):
         for i in range(h):
+            row = product[t, i * w : (i + 1) * w]
+            m = mean[i * w : (i + 1) * w]
+            o = out[t, i]
             for j in range(w):
-                v = np.float64(product[t, i * w + j]) + np.float64(mean[i * w + j])
-                if do_round:
-                    v = np.floor(v + 0.5)
-                    if v < lo:
-                        v = lo
-                    elif v > hi:
-                        v = hi
-                out[t, i, j] = v
+                o[j] = row[j] + m[j]
+
+
+def epilogue(product, mean, out, lo, hi, do_round):
+    """Add the mean to a cell's product and write it into ``out`` (n, h, w), any dtype.
+
+    ``product``: (n, h*w) float32; ``mean``: (h*w,) float32.  Integer outputs are
+    rounded to nearest and clipped to [lo, hi]; all arithmetic is float32.
+    """
+    if do_round:
+        _epilogue_round_kernel(product, mean, out, lo, hi)
+    else:
+        _epilogue_float_kernel(product, mean, out)
 
 
 def epilogue_numpy(product, mean, out, lo, hi, do_round):
-    """Plain numpy twin of the epilogue kernel (used by the tests)."""
+    """Plain numpy twin of :func:`epilogue` (used by the tests)."""
     n, h, w = out.shape
-    v = product.reshape(n, h, w).astype(np.float64) + mean.reshape(h, w)
+    v = product.reshape(n, h, w).astype(np.float32) + mean.reshape(h, w).astype(np.float32)
     if do_round:
-        v = np.clip(np.floor(v + 0.5), lo, hi)
+        v = np.clip(np.floor(v + np.float32(0.5)), np.float32(lo), np.float32(hi))
     out[...] = v.astype(out.dtype)
 
 
@@ -132,4 +157,4 @@ def render(cells: list[Cell], temporal_block: np.ndarray, out: np.ndarray, y0: i
             product = temporal_block[cell.components].T @ cell.left
         else:
             product = np.zeros((n, cell.mean.size), np.float32)
-        _epilogue_kernel(product, cell.mean, region, lo, hi, do_round)
+        epilogue(product, cell.mean, region, lo, hi, do_round)

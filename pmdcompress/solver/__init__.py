@@ -5,13 +5,17 @@ from __future__ import annotations
 from ..errors import InputError
 from .svd import PatchFit, PatchSolver, SVDSolver, Thresholds
 
-__all__ = ["PatchFit", "PatchSolver", "SVDSolver", "Thresholds", "get_solver", "SOLVERS"]
+__all__ = ["PatchFit", "PatchSolver", "PMDSolver", "SVDSolver", "Thresholds", "get_solver", "SOLVERS"]
 
-SOLVERS = ("svd",)
+SOLVERS = ("svd", "pmd")
 
 
 def get_solver(method: str, **params) -> PatchSolver:
-    """The solver named ``method`` ("svd"), built with ``params``."""
+    """The solver named ``method`` ("svd" or "pmd"), built with ``params``."""
     if method == "svd":
         return SVDSolver(**params)
+    if method == "pmd":
+        from .pmd import PMDSolver
+
+        return PMDSolver(**params)
     raise InputError(f"--method must be one of {', '.join(SOLVERS)}, got {method!r}")

@@ -1,0 +1,162 @@
+"""The paper's penalized rank-1 solver: greedy TV / trend-filter constrained components.
+
+Buchanan, Kinsella, Zhou et al. (bioRxiv 334706), as trefide implements it (see
+../shared/reference/pmd_anchors.md, section 1a); our own code.  For each
+component of a patch's residual ``R`` (frames x pixels, standardised):
+
+1. initialise from the leading singular pair of the residual (a block of
+   randomized-SVD candidates, shared with the SVD solver);
+2. alternate until ``u`` and ``v`` stop changing:
+
+   - spatial: ``u~ = R^T v / ||R^T v||``, then the smoothest ``u`` in total
+     variation with ``||u~ - u||^2 <= d * s_u^2`` (``s_u``: the noise level of
+     ``u~``, Immerkaer's estimator);
+   - temporal: ``v~ = R u``, then the smoothest ``v`` in l1 trend filtering
+     (``||D^2 v||_1``) with ``||v~ - v||^2 <= T * s_v^2`` (``s_v``: the PSD
+     upper-half-band noise of ``v~``);
+
+3. debias (``v = R u``), test the roughness of the unpenalised factors
+   (``R^T v_smooth`` and ``R u``) against the null (same solver on simulated
+   noise), deflate ``R -= v u^T`` whether it passed or not, and stop after
+   ``consecutive_failures`` failures in a row.
+
+The kept spatial components are orthonormalised (their span is what the
+pipeline projects the full movie on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..preprocess import noise_std_psd
+from .penalties import constrained_trend_filter, constrained_tv2d
+from .roughness import spatial_roughness, temporal_roughness
+from .svd import PatchFit, randomized_svd
+
+_LAPLACE = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+
+
+def image_noise_std(img: np.ndarray) -> float:
+    """Immerkaer's fast noise std of an image (Laplacian-difference operator).
+
+    J. Immerkaer, "Fast noise variance estimation", CVIU 64 (1996) 300-302.
+    Images smaller than 3x3 return the plain std.
+    """
+    h, w = img.shape
+    if h < 3 or w < 3:
+        return float(np.std(img))
+    from scipy.signal import convolve2d
+
+    conv = convolve2d(img, _LAPLACE, mode="valid")
+    return float(np.sqrt(np.pi / 2.0) * np.abs(conv).sum() / (6.0 * (w - 2) * (h - 2)))
+
+
+@dataclass(frozen=True)
+class PMDSolver:
+    """Greedy penalized rank-1 decomposition of a patch (see the module docstring)."""
+
+    max_rank: int = 50
+    consecutive_failures: int = 3
+    block_rank: int = 8
+    oversample: int = 8
+    power_iterations: int = 2
+    max_num_iter: int = 4
+    tol: float = 5e-3
+    search_rtol: float = 5e-2
+    tv_tol: float = 1e-3
+    name: str = "pmd"
+
+    def params(self) -> dict:
+        return asdict(self)
+
+    def _rank_one(self, residual, patch_shape, v):
+        """Alternate the constrained spatial and temporal steps from ``v`` (L,)."""
+        h, w = patch_shape
+        n_frames, n_pix = residual.shape
+        u = np.zeros(n_pix)
+        lam_u = lam_v = None  # warm starts of the penalty searches across iterations
+        for _ in range(self.max_num_iter):
+            u_tilde = residual.T @ v.astype(np.float32)
+            norm = np.linalg.norm(u_tilde)
+            if norm == 0:
+                break
+            u_tilde = (u_tilde / norm).astype(np.float64)
+            sigma_u = image_noise_std(u_tilde.reshape(h, w))
+            u_new, lam_u = constrained_tv2d(u_tilde.reshape(h, w), n_pix * sigma_u**2, rtol=self.search_rtol,
+                                            tol=self.tv_tol, lam0=lam_u)
+            u_new = u_new.ravel()
+            nu = np.linalg.norm(u_new)
+            if nu == 0:
+                u_new = u_tilde
+            else:
+                u_new = u_new / nu
+            v_tilde = (residual @ u_new.astype(np.float32)).astype(np.float64)
+            sigma_v = float(noise_std_psd(v_tilde[:, None])[0]) if n_frames >= 8 else 0.0
+            if sigma_v > 0 and n_frames >= 4:
+                v_new, lam_v = constrained_trend_filter(v_tilde, n_frames * sigma_v**2, rtol=self.search_rtol,
+                                                        lam0=lam_v)
+            else:
+                v_new = v_tilde
+            nv = np.linalg.norm(v_new)
+            v_new = v_new / nv if nv > 0 else v_tilde / max(np.linalg.norm(v_tilde), 1e-30)
+            change = max(np.linalg.norm(u_new - u), np.linalg.norm(v_new - v / max(np.linalg.norm(v), 1e-30)))
+            u, v = u_new, v_new
+            if change < self.tol:
+                break
+        return u, v
+
+    def _components(self, data, patch_shape, rng, thresholds, limit, n_null=None):
+        residual = np.array(data, dtype=np.float32, copy=True)
+        kept, sp_stats, t_stats = [], [], []
+        failures = n_tested = 0
+        while True:
+            temporal, s, _ = randomized_svd(residual, self.block_rank, oversample=self.oversample,
+                                            power_iterations=self.power_iterations, rng=rng)
+            if temporal.shape[1] == 0 or s[0] <= 0:
+                break
+            for i in range(temporal.shape[1]):
+                u, v_smooth = self._rank_one(residual, patch_shape, temporal[:, i].astype(np.float64))
+                u32 = u.astype(np.float32)
+                v = residual @ u32  # debiased temporal factor
+                # The test looks at unpenalised (debiased) factors: a penalised
+                # u of pure noise collapses towards a constant and would look
+                # smooth, so its roughness would say nothing.
+                u_debiased = residual.T @ v_smooth.astype(np.float32)
+                residual -= np.outer(v, u32)
+                sp = spatial_roughness(u_debiased[:, None], patch_shape)[0]
+                tp = temporal_roughness(v[:, None])[0]
+                n_tested += 1
+                sp_stats.append(sp)
+                t_stats.append(tp)
+                if n_null is not None:
+                    if n_tested >= n_null:
+                        return sp_stats, t_stats
+                    continue
+                if sp <= thresholds.spatial or tp <= thresholds.temporal:
+                    kept.append(u32)
+                    failures = 0
+                else:
+                    failures += 1
+                if failures >= self.consecutive_failures or len(kept) >= limit:
+                    return kept, n_tested, sp_stats, t_stats
+            if n_tested >= min(data.shape):
+                break
+        if n_null is not None:
+            return sp_stats, t_stats
+        return kept, n_tested, sp_stats, t_stats
+
+    def null_statistics(self, data, patch_shape, rng, n_components):
+        sp, tp = self._components(data, patch_shape, rng, None, 0, n_null=n_components)
+        return np.asarray(sp), np.asarray(tp)
+
+    def fit(self, data, patch_shape, thresholds, rng) -> PatchFit:
+        limit = min(self.max_rank, *data.shape)
+        kept, n_tested, sp, tp = self._components(data, patch_shape, rng, thresholds, limit)
+        if kept:
+            u, _ = np.linalg.qr(np.stack(kept, axis=1).astype(np.float64))
+            u = u.astype(np.float32)
+        else:
+            u = np.zeros((data.shape[1], 0), np.float32)
+        return PatchFit(u, n_tested, sp, tp)

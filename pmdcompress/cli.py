@@ -238,6 +238,8 @@ def demo(ctx, folder, overwrite):
     import pathlib
     import time
 
+    import numpy as np
+
     from .compress import compress as run
     from .groundtruth import evaluate_against_truth, load_truth
     from .io.readers import open_movie
@@ -255,8 +257,10 @@ def demo(ctx, folder, overwrite):
     with open_movie(movie) as raw:
         scores = evaluate_against_truth(raw, store, load_truth(movie))
     info = store.info()
-    click.echo(json.dumps({"compress_s": round(elapsed, 3), "compression_ratio_bytes": info["compression_ratio_bytes"],
-                           "total_rank": info["total_rank"], **scores}, indent=2, default=float))
+    summary = {"movie": str(movie), "store": str(root / "demo.pmd.zarr"), "compress_s": round(elapsed, 3),
+               "compression_ratio_bytes": round(info["compression_ratio_bytes"], 2), "total_rank": info["total_rank"]}
+    summary.update({k: round(float(v), 4) for k, v in scores.items() if np.isscalar(v)})
+    click.echo(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover

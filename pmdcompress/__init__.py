@@ -1,28 +1,37 @@
 """pmdcompress: compress, denoise and demix functional imaging movies with
 penalized matrix decomposition (Buchanan, Kinsella, Zhou et al., bioRxiv 334706).
+
+The public names load on first use, so ``pmd --help`` starts without numba.
 """
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
-from .compress import CompressOptions, compress  # noqa: E402
-from .errors import InputError, OutputExistsError, PMDError, StoreFormatError  # noqa: E402
-from .io.readers import open_movie  # noqa: E402
-from .store.zarr_store import PMDStore, open_store  # noqa: E402
+_EXPORTS = {
+    "CompressOptions": ".compression",
+    "compress": ".compression",
+    "InputError": ".errors",
+    "OutputExistsError": ".errors",
+    "PMDError": ".errors",
+    "StoreFormatError": ".errors",
+    "open_movie": ".io.readers",
+    "PMDStore": ".store.zarr_store",
+    "open_store": ".store.zarr_store",
+    "decompress": ".decompression",
+    "simulate_movie": ".simulate",
+}
 
-open = open_store  # noqa: A001  (pmdcompress.open(path) is the documented entry point)
+__all__ = ["__version__", "open", *sorted(_EXPORTS)]
 
-__all__ = [
-    "__version__",
-    "CompressOptions",
-    "InputError",
-    "OutputExistsError",
-    "PMDError",
-    "PMDStore",
-    "StoreFormatError",
-    "compress",
-    "open",
-    "open_movie",
-    "open_store",
-]
+
+def __getattr__(name: str):
+    if name == "open":  # pmdcompress.open(path) is the documented entry point
+        return importlib.import_module(".store.zarr_store", __name__).open_store
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value  # cached: later look-ups skip __getattr__
+        return value
+    raise AttributeError(f"module 'pmdcompress' has no attribute {name!r}")

@@ -131,7 +131,7 @@ def _patch(value):
 def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap, method, max_rank,
              consecutive_failures, fit_frames, fit_bin, dtype, seed, workers, scheduler, overwrite):
     """Compress MOVIE (TIFF, Zarr, .npy, HDF5) into a store of low-rank factors."""
-    from .compress import compress as run
+    from .compression import compress as run
 
     client = _client(scheduler)
     store = run(movie, output, frames=frames, plane=plane, channel=channel, dataset=dataset,
@@ -168,7 +168,7 @@ def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
     """Reconstruct a movie (or frames / a crop of it) from STORE."""
     import time
 
-    from .decompress import decompress as run
+    from .decompression import decompress as run
 
     start = time.perf_counter()
     result = run(store, output, frames=frames, crop=crop, dtype=dtype, overwrite=overwrite, workers=workers,
@@ -240,7 +240,7 @@ def demo(ctx, folder, overwrite):
 
     import numpy as np
 
-    from .compress import compress as run
+    from .compression import compress as run
     from .groundtruth import evaluate_against_truth, load_truth
     from .io.readers import open_movie
     from .simulate import simulate_movie
@@ -262,6 +262,18 @@ def demo(ctx, folder, overwrite):
     summary.update({k: round(float(v), 4) for k, v in scores.items() if np.isscalar(v)})
     click.echo(json.dumps(summary, indent=2))
 
+
+def _register(module: str, *names: str) -> None:
+    """Add commands defined in their own modules (kept light: heavy imports happen inside them)."""
+    import importlib
+
+    mod = importlib.import_module(module, __package__)
+    for name in names:
+        command = getattr(mod, f"{name}_command")
+        main.add_command(command, name)
+
+
+_register(".demix.commands", "demix", "evaluate")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

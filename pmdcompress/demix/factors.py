@@ -161,7 +161,9 @@ def highpass_spatial(store, factors: Factors, sigma: float) -> sp.csr_matrix:
     if not rows:
         return sp.csr_matrix((height * width, k), dtype=np.float32)
     u = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(height * width, k), dtype=np.float32
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(height * width, k),
+        dtype=np.float32,
     )
     u.sum_duplicates()
     return u

@@ -131,7 +131,7 @@ def _neighbour_correlation_kernel(x, out):
             out[i, j] = acc[i, j] / cnt[i, j] if cnt[i, j] > 0 else 0.0
 
 
-def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=64) -> np.ndarray:
+def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=64, workers=None) -> np.ndarray:
     """Local correlation image of ``u @ v`` (pixels x T), thresholded traces, shape ``dims``.
 
     Parameters
@@ -148,22 +148,29 @@ def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=
         Tile side in pixels (the tile plus a 1-pixel halo is expanded at a time).
     median_samples : int, optional
         At most this many frames estimate each pixel's median and MAD.
+    workers : int, optional
+        Threads over tiles (default ``$PMD_NUM_WORKERS`` or the number of cores).
     """
+    from ..parallel import map_tasks
+
     height, width = dims
     t = v.shape[1]
     step = max(1, t // median_samples)
     out = np.zeros(dims, np.float32)
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
-            a0, a1 = max(y0 - 1, 0), min(y1 + 1, height)
-            b0, b1 = max(x0 - 1, 0), min(x1 + 1, width)
-            m = render_tile(u, v, dims, a0, a1, b0, b1, pixel_major=True)
-            flat = m.reshape(-1, t)
-            _robust_normalize_kernel(flat, float(mad_threshold), step)
-            c = np.empty(m.shape[:2], np.float32)
-            _neighbour_correlation_kernel(m, c)
-            out[y0:y1, x0:x1] = c[y0 - a0 : y0 - a0 + (y1 - y0), x0 - b0 : x0 - b0 + (x1 - x0)]
+
+    def one(corner):
+        y0, x0 = corner
+        y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+        a0, a1 = max(y0 - 1, 0), min(y1 + 1, height)
+        b0, b1 = max(x0 - 1, 0), min(x1 + 1, width)
+        m = render_tile(u, v, dims, a0, a1, b0, b1, pixel_major=True)
+        _robust_normalize_kernel(m.reshape(-1, t), float(mad_threshold), step)
+        c = np.empty(m.shape[:2], np.float32)
+        _neighbour_correlation_kernel(m, c)
+        out[y0:y1, x0:x1] = c[y0 - a0 : y0 - a0 + (y1 - y0), x0 - b0 : x0 - b0 + (x1 - x0)]
+
+    corners = [(y0, x0) for y0 in range(0, height, tile) for x0 in range(0, width, tile)]
+    map_tasks(one, corners, workers=workers)
     return out
 
 
@@ -222,3 +229,20 @@ def seed_regions(image, seeds, *, low, max_radius) -> np.ndarray:
         region = out[y0:y1, x0:x1]
         region[comp == lab] = i + 1
     return out
+
+
+def seed_score(image, *, size) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed ``image`` and its contrast over the local median (window about ``size`` pixels).
+
+    Broad regions of high correlation (a patch-wide residual, a blood vessel's
+    shadow) have a high median and so little contrast; somata stand out.
+    """
+    smooth = ndimage.gaussian_filter(image.astype(np.float32), 1.0)
+    step = max(1, int(size) // 6)
+    small = image[::step, ::step]
+    med = ndimage.median_filter(small, size=max(3, int(round(size / step)) | 1), mode="nearest")
+    level = ndimage.zoom(med, step, order=1, mode="nearest", grid_mode=True)
+    h, w = image.shape
+    if level.shape[0] < h or level.shape[1] < w:
+        level = np.pad(level, ((0, max(h - level.shape[0], 0)), (0, max(w - level.shape[1], 0))), mode="edge")
+    return smooth, smooth - level[:h, :w]

@@ -1,0 +1,74 @@
+"""``pmd demix`` and ``pmd evaluate``: thin click commands over :mod:`pmdcompress.demix`.
+
+The ``pmd`` group registers them and maps exceptions to exit codes; messages go
+to stderr, and ``pmd evaluate`` prints its scores as JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _say(ctx, message: str) -> None:
+    if not ((ctx.obj or {}).get("quiet")):
+        click.echo(message, err=True)
+
+
+@click.command("demix")
+@click.argument("store")
+@click.option("-o", "--output", default=None, help="Output result (default: STORE's stem + .demix.zarr).")
+@click.option("--kind", type=click.Choice(["2p", "1p", "voltage"]), default="2p", show_default=True,
+              help="2p: low-rank background; 1p: stronger background; voltage: signed traces.")
+@click.option("--fs", default=30.0, show_default=True, type=float, help="Frame rate in Hz.")
+@click.option("--export", default="", metavar="LIST",
+              help="Comma-separated extra outputs: caiman, suite2p, nwb (nwb needs pynwb).")
+@click.option("--cell-radius", default=6.0, show_default=True, type=float, help="Typical soma radius, pixels.")
+@click.option("--corr-threshold", default=0.7, show_default=True, type=float,
+              help="Correlation-image level a seed must reach.")
+@click.option("--background-rank", default=None, type=int, help="Rank of the fluctuating background (default 3).")
+@click.option("--max-iter", "max_num_iter", default=8, show_default=True, type=int,
+              help="Alternating updates per pass.")
+@click.option("--seed-from-mean", is_flag=True, help="Also add cells of the mean image that never fire.")
+@click.option("--no-figures", is_flag=True, help="Skip contours.png and traces.png.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.pass_context
+def demix_command(ctx, store, output, kind, fs, export, cell_radius, corr_threshold, background_rank,
+                  max_num_iter, seed_from_mean, no_figures, overwrite):
+    """Find neurons in STORE (a .pmd.zarr): footprints, traces, dF/F, background and metrics."""
+    from pathlib import Path
+
+    from . import demix
+
+    if output is None:
+        name = Path(store).name
+        stem = name[: -len(".pmd.zarr")] if name.endswith(".pmd.zarr") else Path(store).stem
+        output = str(Path(store).with_name(stem + ".demix.zarr"))
+    result = demix(store, output, kind=kind, fs=fs, export=export, overwrite=overwrite,
+                   seed_from_mean=seed_from_mean, figures=not no_figures, cell_radius=cell_radius,
+                   corr_threshold=corr_threshold, background_rank=background_rank, max_num_iter=max_num_iter)
+    extra = ", ".join(str(p) for p in result.extra_outputs.values())
+    _say(ctx, f"pmd: {store} -> {output}: {result.n_components} components, {result.n_frames} frames, "
+              f"{result.metadata['timings']['total_s']:.2f} s" + (f"; also {extra}" if extra else ""))
+
+
+@click.command("evaluate")
+@click.argument("result")
+@click.option("--truth", required=True, help="Ground truth: neurofinder JSON, label image, *.truth.zarr, CaImAn HDF5.")
+@click.option("--iou", default=0.3, show_default=True, type=float, help="IoU a matched pair must reach.")
+@click.option("--mode", type=click.Choice(["iou", "centroid"]), default="iou", show_default=True)
+@click.option("--max-distance", default=5.0, show_default=True, type=float,
+              help="Centroid distance a matched pair must not exceed (--mode centroid), pixels.")
+@click.option("--pairs", is_flag=True, help="Also list every matched pair.")
+@click.pass_context
+def evaluate_command(ctx, result, truth, iou, mode, max_distance, pairs):
+    """Score RESULT (a .demix.zarr or other regions) against ground truth; JSON on stdout."""
+    from . import evaluate
+
+    scores = evaluate(result, truth, iou=iou, mode=mode, max_distance=max_distance)
+    if not pairs:
+        scores.pop("pairs", None)
+    click.echo(json.dumps(scores, indent=2))
+    _say(ctx, f"pmd: {scores['tp']} of {scores['n_true']} cells found, {scores['fp']} false; "
+              f"F1 {scores['f1']:.3f}")

@@ -1,0 +1,356 @@
+"""Alternating updates of footprints, traces and background, all in factor space.
+
+Model of the centred denoised movie ``Yc = U @ V`` (pixels x T)::
+
+    Yc ~= A @ C + b @ f
+
+- ``A`` (pixels x n), non-negative; footprint ``j`` lives in a box of fixed shape
+  at ``origins[j]`` and only on its ``support[j]`` inside the box;
+- ``C`` (n x T), the traces, centred (a free per-pixel baseline makes
+  non-negativity of ``C`` inactive: the sign of the traces is settled after the fit);
+- ``b`` (nb x pixels) spatially smooth, ``f`` (nb x T): the fluctuating background
+  (neuropil) for two-photon data.
+
+Every product with the movie is taken through the factors: ``A.T @ Yc`` is
+``(A.T @ U) @ V`` and ``Yc @ C.T`` is ``U @ (V @ C.T)``; the box kernels below do the
+sparse halves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .._numba import jit
+
+
+@dataclass
+class Footprints:
+    """Footprints stored as boxes of one shape.
+
+    Attributes
+    ----------
+    origins : ndarray, shape (n, 2), int64
+        Top-left ``(y, x)`` of each box, inside the frame.
+    values : ndarray, shape (n, bh, bw), float32
+        Footprint values in the box (0 outside the support).
+    support : ndarray, shape (n, bh, bw), bool
+        Where each footprint may be non-zero.
+    dims : tuple of int
+        Frame shape ``(Y, X)``.
+    """
+
+    origins: np.ndarray
+    values: np.ndarray
+    support: np.ndarray
+    dims: tuple[int, int]
+
+    @property
+    def n(self) -> int:
+        return len(self.origins)
+
+    @property
+    def box(self) -> tuple[int, int]:
+        return self.values.shape[1:]
+
+    def subset(self, keep) -> Footprints:
+        keep = np.asarray(keep)
+        return Footprints(self.origins[keep].copy(), self.values[keep].copy(), self.support[keep].copy(), self.dims)
+
+    def images(self) -> np.ndarray:
+        """Dense footprints, shape (n, Y, X) (for small fields of view and tests)."""
+        out = np.zeros((self.n, *self.dims), np.float32)
+        bh, bw = self.box
+        for j, (y, x) in enumerate(self.origins):
+            out[j, y : y + bh, x : x + bw] = self.values[j]
+        return out
+
+    def to_sparse(self):
+        """``A`` as a scipy CSC matrix (pixels x n), pixel index ``y * X + x``."""
+        import scipy.sparse as sp
+
+        height, width = self.dims
+        bh, bw = self.box
+        yy, xx = np.mgrid[:bh, :bw]
+        rows, cols, vals = [], [], []
+        for j, (y, x) in enumerate(self.origins):
+            nz = self.values[j] != 0
+            rows.append(((yy[nz] + y) * width + xx[nz] + x).astype(np.int64))
+            cols.append(np.full(int(nz.sum()), j, np.int64))
+            vals.append(self.values[j][nz])
+        if not rows:
+            return sp.csc_matrix((height * width, 0), dtype=np.float32)
+        return sp.csc_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(height * width, self.n),
+            dtype=np.float32,
+        )
+
+
+def box_origins(centers, box, dims) -> np.ndarray:
+    """Origins of boxes of shape ``box`` centred on ``centers`` (n, 2), moved inside the frame."""
+    centers = np.asarray(centers, np.int64).reshape(-1, 2)
+    bh, bw = box
+    y = np.clip(centers[:, 0] - bh // 2, 0, dims[0] - bh)
+    x = np.clip(centers[:, 1] - bw // 2, 0, dims[1] - bw)
+    return np.stack([y, x], axis=1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@jit
+def _boxes_times_u_kernel(indptr, indices, data, width, origins, values, out):
+    """``out[j, :] = sum over box pixels p of values[j, p] * U[p, :]`` (A.T @ U); out is zeroed here."""
+    n, bh, bw = values.shape
+    out[:, :] = 0.0
+    for j in range(n):
+        y0 = origins[j, 0]
+        x0 = origins[j, 1]
+        for a in range(bh):
+            for b in range(bw):
+                v = values[j, a, b]
+                if v == 0.0:
+                    continue
+                pix = (y0 + a) * width + x0 + b
+                for q in range(indptr[pix], indptr[pix + 1]):
+                    out[j, indices[q]] += v * data[q]
+
+
+@jit
+def _u_times_into_boxes_kernel(indptr, indices, data, width, origins, m, support, out):
+    """``out[j, p] = U[p, :] @ m[:, j]`` for box pixels in ``support[j]`` (U @ M), else 0."""
+    n, bh, bw = out.shape
+    for j in range(n):
+        y0 = origins[j, 0]
+        x0 = origins[j, 1]
+        for a in range(bh):
+            for b in range(bw):
+                if not support[j, a, b]:
+                    out[j, a, b] = 0.0
+                    continue
+                pix = (y0 + a) * width + x0 + b
+                s = 0.0
+                for q in range(indptr[pix], indptr[pix + 1]):
+                    s += data[q] * m[indices[q], j]
+                out[j, a, b] = s
+
+
+@jit
+def _box_gram_kernel(origins, values, out):
+    """``out = A.T @ A`` for footprints in boxes of one shape (pairs whose boxes meet)."""
+    n, bh, bw = values.shape
+    for j in range(n):
+        for k in range(j, n):
+            dy = origins[k, 0] - origins[j, 0]
+            dx = origins[k, 1] - origins[j, 1]
+            if abs(dy) >= bh or abs(dx) >= bw:
+                out[j, k] = 0.0
+                out[k, j] = 0.0
+                continue
+            a0 = max(0, dy)
+            a1 = min(bh, bh + dy)
+            b0 = max(0, dx)
+            b1 = min(bw, bw + dx)
+            s = 0.0
+            for a in range(a0, a1):
+                for b in range(b0, b1):
+                    s += values[j, a, b] * values[k, a - dy, b - dx]
+            out[j, k] = s
+            out[k, j] = s
+
+
+@jit
+def _spatial_hals_kernel(origins, values, support, p, cc, n_sweeps):
+    """Block-coordinate non-negative least squares for the footprints, in place.
+
+    For each footprint ``j`` in turn, on its support::
+
+        a_j <- max(0, a_j + (p_j - sum_k cc[k, j] a_k) / cc[j, j])
+
+    where ``p_j`` (box) is the data term ``(Yc - background) @ c_j`` and the sum runs
+    over footprints whose boxes meet box ``j`` (``a_k`` shifted into box ``j``).
+    """
+    n, bh, bw = values.shape
+    acc = np.empty((bh, bw), np.float64)
+    for _ in range(n_sweeps):
+        for j in range(n):
+            if cc[j, j] <= 0.0:
+                continue
+            acc[:, :] = 0.0
+            for k in range(n):
+                w = cc[k, j]
+                if w == 0.0:
+                    continue
+                dy = origins[k, 0] - origins[j, 0]
+                dx = origins[k, 1] - origins[j, 1]
+                if abs(dy) >= bh or abs(dx) >= bw:
+                    continue
+                a0 = max(0, dy)
+                a1 = min(bh, bh + dy)
+                b0 = max(0, dx)
+                b1 = min(bw, bw + dx)
+                for a in range(a0, a1):
+                    for b in range(b0, b1):
+                        acc[a, b] += w * values[k, a - dy, b - dx]
+            inv = 1.0 / cc[j, j]
+            for a in range(bh):
+                for b in range(bw):
+                    if support[j, a, b]:
+                        v = values[j, a, b] + (p[j, a, b] - acc[a, b]) * inv
+                        values[j, a, b] = v if v > 0.0 else 0.0
+                    else:
+                        values[j, a, b] = 0.0
+
+
+@jit
+def _scatter_boxes_kernel(origins, values, weights, out):
+    """``out (Y, X) += sum_j weights[j] * box_j`` (A @ w as an image)."""
+    n, bh, bw = values.shape
+    for j in range(n):
+        w = weights[j]
+        if w == 0.0:
+            continue
+        y0 = origins[j, 0]
+        x0 = origins[j, 1]
+        for a in range(bh):
+            for b in range(bw):
+                out[y0 + a, x0 + b] += w * values[j, a, b]
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def boxes_times_u(u, fp: Footprints) -> np.ndarray:
+    """``A.T @ U``, shape (n, K), float64."""
+    out = np.zeros((fp.n, u.shape[1]), np.float64)
+    _boxes_times_u_kernel(u.indptr, u.indices, u.data, fp.dims[1], fp.origins, fp.values, out)
+    return out
+
+
+def u_times_into_boxes(u, m, fp: Footprints) -> np.ndarray:
+    """``(U @ m)`` restricted to each footprint's box and support, shape (n, bh, bw)."""
+    out = np.zeros(fp.values.shape, np.float64)
+    m = np.ascontiguousarray(m, dtype=np.float64)
+    _u_times_into_boxes_kernel(u.indptr, u.indices, u.data, fp.dims[1], fp.origins, m, fp.support, out)
+    return out
+
+
+def box_gram(fp: Footprints) -> np.ndarray:
+    """``A.T @ A``, shape (n, n), float64."""
+    out = np.zeros((fp.n, fp.n), np.float64)
+    _box_gram_kernel(fp.origins, fp.values, out)
+    return out
+
+
+def windows(images, fp: Footprints) -> np.ndarray:
+    """Boxes cut from ``images`` (m, Y, X) at each footprint: shape (m, n, bh, bw)."""
+    bh, bw = fp.box
+    yy = fp.origins[:, 0][:, None, None] + np.arange(bh)[None, :, None]
+    xx = fp.origins[:, 1][:, None, None] + np.arange(bw)[None, None, :]
+    return images[:, yy, xx]
+
+
+def scatter(fp: Footprints, weights) -> np.ndarray:
+    """``A @ weights`` as an image (Y, X) (``weights`` shape (n,)); float64."""
+    out = np.zeros(fp.dims, np.float64)
+    _scatter_boxes_kernel(fp.origins, fp.values, np.ascontiguousarray(weights, dtype=np.float64), out)
+    return out
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class Background:
+    """Fluctuating background ``b @ f``: smooth spatial maps and their traces."""
+
+    spatial: np.ndarray  # (nb, Y, X) float64
+    temporal: np.ndarray  # (nb, T) float64
+    sigma: float  # smoothness of the spatial maps, px
+
+    @property
+    def rank(self) -> int:
+        return len(self.spatial)
+
+
+def _smooth(images, sigma):
+    return ndimage.gaussian_filter(images, (0, sigma, sigma), mode="reflect", truncate=3.0)
+
+
+def solve_traces(u, v, fp: Footprints, bg: Background | None, *, ridge=1e-6):
+    """Least-squares traces of the footprints (and of the background maps) for ``U @ V``.
+
+    Returns ``C`` (n, T) and the background traces (nb, T) (empty when ``bg`` is None).
+    """
+    atu = boxes_times_u(u, fp)
+    gram = box_gram(fp)
+    n = fp.n
+    if bg is not None and bg.rank:
+        bflat = bg.spatial.reshape(bg.rank, -1)
+        btu = np.asarray(u.T @ bflat.T).T  # (nb, K)
+        bta = np.einsum("mnij,nij->nm", windows(bg.spatial, fp), fp.values)  # (n, nb)
+        btb = bflat @ bflat.T
+        gram = np.block([[gram, bta], [bta.T, btb]])
+        proj = np.vstack([atu, btu])
+    else:
+        proj = atu
+    diag = np.diag(gram).copy()
+    reg = gram + np.diag(ridge * np.maximum(diag, 1e-12) + 1e-12)
+    rhs = proj @ v
+    try:
+        sol = np.linalg.solve(reg, rhs)
+    except np.linalg.LinAlgError:
+        sol = np.linalg.lstsq(reg, rhs, rcond=None)[0]
+    return sol[:n], sol[n:]
+
+
+def update_footprints(u, v, fp: Footprints, c, bg: Background | None, *, n_sweeps=2):
+    """Non-negative HALS sweeps of the footprints on their supports (in place)."""
+    if fp.n == 0:
+        return
+    vc = v @ c.T  # (K, n)
+    p = u_times_into_boxes(u, vc, fp)
+    cc = c @ c.T
+    if bg is not None and bg.rank:
+        fc = bg.temporal @ c.T  # (nb, n)
+        p -= np.einsum("mnij,mn->nij", windows(bg.spatial, fp), fc)
+    values = fp.values.astype(np.float64)
+    _spatial_hals_kernel(fp.origins, values, fp.support, p, cc, n_sweeps)
+    fp.values[...] = values
+
+
+def update_background(u, v, fp: Footprints, c, bg: Background) -> None:
+    """Least-squares smooth maps, then traces, of the background given ``A`` and ``C`` (in place)."""
+    f = bg.temporal
+    ff = f @ f.T
+    if not np.all(np.isfinite(ff)) or np.linalg.matrix_rank(ff) < bg.rank:
+        return
+    # Residual @ f.T = U (V f.T) - A (C f.T), as images.
+    yf = np.asarray(u @ (v @ f.T)).T.reshape(bg.rank, *fp.dims)
+    cf = c @ f.T  # (n, nb)
+    for m in range(bg.rank):
+        yf[m] -= scatter(fp, cf[:, m])
+    maps = np.linalg.solve(ff, yf.reshape(bg.rank, -1)).reshape(bg.rank, *fp.dims)
+    bg.spatial = _smooth(maps, bg.sigma)
+
+
+def init_background(u_low, v, rank, sigma, dims, *, rng=None) -> Background:
+    """Top ``rank`` modes of the spatially low-passed movie ``u_low @ v`` (randomized range finder)."""
+    t = v.shape[1]
+    if rank <= 0:
+        return Background(np.zeros((0, *dims)), np.zeros((0, t)), sigma)
+    rng = np.random.default_rng(0) if rng is None else rng
+    v64 = v.astype(np.float64)
+    omega = rng.standard_normal((t, rank + 6))
+    q = np.linalg.qr(np.asarray(u_low @ (v64 @ omega)))[0]  # (N, r)
+    for _ in range(2):
+        z = np.linalg.qr((np.asarray(u_low.T @ q).T @ v64).T)[0]  # (T, r)
+        q = np.linalg.qr(np.asarray(u_low @ (v64 @ z)))[0]
+    small = np.asarray(u_low.T @ q).T @ v64  # (r, T) = Q.T @ u_low @ v
+    _, _, vt = np.linalg.svd(small, full_matrices=False)
+    f = vt[:rank] * np.sqrt(t)
+    maps = np.asarray(u_low @ (v64 @ f.T)).T / t
+    return Background(_smooth(maps.reshape(rank, *dims), sigma), f, sigma)

@@ -1,0 +1,249 @@
+"""Matching regions of interest to ground truth.
+
+Regions are read from a demix result, neurofinder-style JSON, a label image, a
+``pmd simulate`` side-car or a CaImAn HDF5 file (:func:`load_regions`), then
+matched one to one by the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``)
+on ``1 - IoU`` (pairs below the IoU threshold are never matched) or on centroid
+distance (:func:`evaluate_regions`).  F1 = 2 TP / (2 TP + FP + FN).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linear_sum_assignment
+
+from ..errors import InputError
+
+
+@dataclass
+class Regions:
+    """Masks (pixels x n, bool CSC), optional weights (pixels x n) and traces (n, T)."""
+
+    masks: sp.csc_matrix | None
+    dims: tuple[int, int] | None
+    weights: sp.csc_matrix | None = None
+    traces: np.ndarray | None = None
+    coordinates: list | None = None  # neurofinder JSON before dims are known
+
+    @property
+    def n(self) -> int:
+        return self.masks.shape[1] if self.masks is not None else len(self.coordinates or [])
+
+
+def _threshold_columns(a: sp.csc_matrix, thr: float) -> sp.csc_matrix:
+    a = a.tocsc(copy=True)
+    cols = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
+    top = np.zeros(a.shape[1])
+    if a.nnz:
+        np.maximum.at(top, cols, a.data)
+    a.data = (a.data > thr * top[cols]) & (a.data > 0)
+    a.eliminate_zeros()
+    return a.astype(bool)
+
+
+def _from_dense(images: np.ndarray, thr: float | None) -> tuple[sp.csc_matrix, sp.csc_matrix]:
+    n = images.shape[0]
+    flat = sp.csc_matrix(images.reshape(n, -1).T.astype(np.float32))
+    masks = _threshold_columns(flat, 0.0 if thr is None else thr)
+    return masks, flat
+
+
+def load_regions(source, *, dims=None, threshold: float | None = None) -> Regions:
+    """Regions from a result, a JSON/label/side-car/CaImAn file (see :func:`pmdcompress.demix.evaluate`)."""
+    from .result import ATTRS_KEY, DemixResult, read_result
+
+    if isinstance(source, DemixResult):
+        res = source
+        return Regions(res.masks(threshold), res.dims, res.footprints.tocsc(), res.raw_traces)
+    if isinstance(source, Regions):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    name = path.name.lower()
+    if path.is_dir() and (path / "zarr.json").exists():
+        import zarr
+
+        try:
+            attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+        except Exception as exc:  # zarr raises several types
+            raise InputError(f"{path}: not a Zarr group ({type(exc).__name__})") from exc
+        if ATTRS_KEY in attrs:
+            return load_regions(read_result(path), threshold=threshold)
+        if str(attrs.get("version", "")).startswith("pmd-simulate"):
+            return _from_truth(path, threshold)
+        raise InputError(f"{path}: neither a demix result nor a pmd simulate side-car")
+    if name.endswith((".tif", ".tiff")) and Path(str(path)[: -len(path.suffix)] + ".truth.zarr").is_dir():
+        return _from_truth(Path(str(path)[: -len(path.suffix)] + ".truth.zarr"), threshold)
+    if name.endswith(".json"):
+        return _from_json(path, dims)
+    if name.endswith((".tif", ".tiff", ".npy")):
+        return _from_labels(path)
+    if name.endswith((".h5", ".hdf5")):
+        return _from_caiman(path)
+    raise InputError(f"{path}: unknown region format (expected .demix.zarr, .json, .tif/.npy labels, "
+                     ".truth.zarr or CaImAn .hdf5)")
+
+
+def _from_truth(path: Path, threshold) -> Regions:
+    from ..simulate import load_truth
+
+    truth = load_truth(path)
+    masks, weights = _from_dense(truth.footprints, 0.2 if threshold is None else threshold)
+    return Regions(masks, tuple(truth.footprints.shape[1:]), weights, np.asarray(truth.traces))
+
+
+def _from_json(path: Path, dims) -> Regions:
+    try:
+        data = json.loads(path.read_text())
+        coords = [np.asarray(r["coordinates"], np.int64).reshape(-1, 2) for r in data]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not neurofinder-style JSON ([{{\"coordinates\": [[row, col], ...]}}]): "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if dims is None:
+        return Regions(None, None, coordinates=coords)
+    height, width = dims
+    rows, cols = [], []
+    for j, c in enumerate(coords):
+        ok = (c[:, 0] >= 0) & (c[:, 0] < height) & (c[:, 1] >= 0) & (c[:, 1] < width)
+        pix = np.unique(c[ok, 0] * width + c[ok, 1])
+        rows.append(pix)
+        cols.append(np.full(pix.size, j))
+    n = len(coords)
+    masks = sp.csc_matrix(
+        (np.ones(sum(r.size for r in rows), bool),
+         (np.concatenate(rows) if rows else np.zeros(0, int), np.concatenate(cols) if cols else np.zeros(0, int))),
+        shape=(height * width, n),
+    )
+    return Regions(masks, (height, width))
+
+
+def _from_labels(path: Path) -> Regions:
+    if path.name.lower().endswith(".npy"):
+        labels = np.load(path, allow_pickle=False)
+    else:
+        import tifffile
+
+        labels = tifffile.imread(path)
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype.kind not in "iub":
+        raise InputError(f"{path}: a label image must be 2-D integers, got {labels.dtype} {labels.shape}")
+    ids = np.unique(labels[labels > 0])
+    index = np.searchsorted(ids, labels.ravel())
+    pix = np.flatnonzero(labels.ravel() > 0)
+    masks = sp.csc_matrix((np.ones(pix.size, bool), (pix, index[pix])), shape=(labels.size, ids.size))
+    return Regions(masks, labels.shape)
+
+
+def _from_caiman(path: Path) -> Regions:
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ImportError("reading CaImAn HDF5 needs h5py: pip install 'pmdcompress[hdf5]'") from exc
+    with h5py.File(path, "r") as f:
+        try:
+            g = f["estimates/A"]
+            dims = tuple(int(d) for d in f["estimates/dims"][...])
+            a = sp.csc_matrix((g["data"][...], g["indices"][...], g["indptr"][...]), shape=tuple(g["shape"][...]))
+            c = f["estimates/C"][...] if "estimates/C" in f else None
+        except KeyError as exc:
+            raise InputError(f"{path}: not a CaImAn HDF5 file ({exc})") from exc
+    # CaImAn flattens pixels in Fortran order: index y + x * Y.
+    height, width = dims
+    coo = a.tocoo()
+    y, x = coo.row % height, coo.row // height
+    a = sp.csc_matrix((coo.data, (y * width + x, coo.col)), shape=(height * width, a.shape[1]))
+    return Regions(_threshold_columns(a, 0.2), dims, a, c)
+
+
+def _centroids(masks: sp.csc_matrix, dims) -> np.ndarray:
+    width = dims[1]
+    n = masks.shape[1]
+    out = np.full((n, 2), np.nan)
+    for j in range(n):
+        pix = masks.indices[masks.indptr[j] : masks.indptr[j + 1]]
+        if pix.size:
+            out[j] = [np.mean(pix // width), np.mean(pix % width)]
+    return out
+
+
+def iou_matrix(pred: sp.csc_matrix, true: sp.csc_matrix) -> np.ndarray:
+    """IoU of every pair of masks, shape (n_pred, n_true)."""
+    p = pred.astype(np.float32)
+    t = true.astype(np.float32)
+    inter = np.asarray((p.T @ t).toarray(), np.float64)
+    sp_ = np.asarray(p.sum(axis=0)).ravel()
+    st = np.asarray(t.sum(axis=0)).ravel()
+    union = sp_[:, None] + st[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def match(pred: sp.csc_matrix, true: sp.csc_matrix, dims, *, iou=0.3, mode="iou", max_distance=5.0):
+    """Hungarian matching; returns (pred indices, true indices, IoU matrix)."""
+    ious = iou_matrix(pred, true)
+    if ious.size == 0:
+        return np.zeros(0, int), np.zeros(0, int), ious
+    if mode == "iou":
+        allowed = ious >= iou
+        cost = np.where(allowed, 1.0 - ious, 1e6)
+    else:
+        cp, ct = _centroids(pred, dims), _centroids(true, dims)
+        dist = np.hypot(cp[:, None, 0] - ct[None, :, 0], cp[:, None, 1] - ct[None, :, 1])
+        dist = np.nan_to_num(dist, nan=np.inf)
+        allowed = dist <= max_distance
+        cost = np.where(allowed, dist, 1e6)
+    r, c = linear_sum_assignment(cost)
+    ok = allowed[r, c]
+    return r[ok], c[ok], ious
+
+
+def evaluate_regions(pred: Regions, true: Regions, *, iou=0.3, mode="iou", max_distance=5.0) -> dict:
+    """Scores of ``pred`` against ``true`` (see :func:`pmdcompress.demix.evaluate`)."""
+    if pred.masks is None or true.masks is None:
+        raise InputError("cannot evaluate two JSON region files against each other without the image size")
+    if tuple(pred.dims) != tuple(true.dims):
+        raise InputError(f"image sizes differ: result {tuple(pred.dims)}, ground truth {tuple(true.dims)}")
+    r, c, ious = match(pred.masks, true.masks, pred.dims, iou=iou, mode=mode, max_distance=max_distance)
+    tp = int(r.size)
+    n_pred, n_true = pred.n, true.n
+    out = {
+        "mode": mode,
+        "iou_threshold": iou if mode == "iou" else None,
+        "max_distance": max_distance if mode == "centroid" else None,
+        "n_true": n_true,
+        "n_pred": n_pred,
+        "tp": tp,
+        "fp": n_pred - tp,
+        "fn": n_true - tp,
+        "precision": tp / n_pred if n_pred else 0.0,
+        "recall": tp / n_true if n_true else 0.0,
+        "f1": 2 * tp / (n_pred + n_true) if (n_pred + n_true) else 1.0,
+        "mean_iou": float(ious[r, c].mean()) if tp else None,
+    }
+    pairs = [{"pred": int(i), "true": int(j), "iou": float(ious[i, j])} for i, j in zip(r, c, strict=True)]
+    if pred.weights is not None and true.weights is not None and tp:
+        a = pred.weights.tocsc()
+        b = true.weights.tocsc()
+        for p in pairs:
+            x = a[:, p["pred"]].toarray().ravel().astype(np.float64)
+            y = b[:, p["true"]].toarray().ravel().astype(np.float64)
+            den = np.linalg.norm(x) * np.linalg.norm(y)
+            p["footprint_cosine"] = float(x @ y / den) if den > 0 else 0.0
+        out["median_footprint_cosine"] = float(np.median([p["footprint_cosine"] for p in pairs]))
+    if pred.traces is not None and true.traces is not None and tp:
+        if pred.traces.shape[1] == true.traces.shape[1]:
+            for p in pairs:
+                x = np.asarray(pred.traces[p["pred"]], np.float64)
+                y = np.asarray(true.traces[p["true"]], np.float64)
+                ok = x.std() > 0 and y.std() > 0
+                p["trace_corr"] = float(np.corrcoef(x, y)[0, 1]) if ok else 0.0
+            corrs = [p["trace_corr"] for p in pairs]
+            out["median_trace_corr"] = float(np.median(corrs))
+            out["mean_trace_corr"] = float(np.mean(corrs))
+    out["pairs"] = pairs
+    return out

@@ -1,0 +1,101 @@
+"""Per-neuron quality metrics, computed from the factors and the fitted model.
+
+- ``snr``: peak signal over noise of the trace: ``(99.5th percentile - median) / sigma``,
+  where ``sigma`` is the standard deviation that white pixel noise of the store's
+  noise level would give the least-squares trace of that footprint in the raw
+  movie, ``sqrt(sum a^2 noise^2) / sum a^2``.
+- ``std_snr``: ``std(trace) / sigma``.
+- ``skew``: skewness of the trace (calcium transients are positive and sparse).
+- ``r_value``: Pearson correlation, over the footprint's box, between the footprint
+  and the data's image at the trace's top 5 % frames minus its image at the median
+  frames (CaImAn's spatial consistency test, taken through the factors).
+- ``size``: pixels above ``threshold`` of the footprint's peak.
+- ``compactness``: ``size`` over the area of the ellipse with the mask's second
+  moments (1 for an ellipse, lower for ragged or split masks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import hals
+
+METRICS = ("snr", "std_snr", "skew", "r_value", "size", "compactness")
+
+
+def trace_noise(fp: hals.Footprints, noise: np.ndarray) -> np.ndarray:
+    """Noise SD of each footprint's least-squares trace under white pixel noise, shape (n,)."""
+    nb = hals.windows(noise[None].astype(np.float64), fp)[0]  # (n, bh, bw)
+    a2 = fp.values.astype(np.float64) ** 2
+    num = np.sqrt((a2 * nb**2).reshape(fp.n, -1).sum(axis=1))
+    den = a2.reshape(fp.n, -1).sum(axis=1)
+    return num / np.maximum(den, 1e-30)
+
+
+def _skew(c: np.ndarray) -> np.ndarray:
+    d = c - c.mean(axis=1, keepdims=True)
+    m2 = (d**2).mean(axis=1)
+    m3 = (d**3).mean(axis=1)
+    return m3 / np.maximum(m2, 1e-30) ** 1.5
+
+
+def _shape(fp: hals.Footprints, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    n = fp.n
+    bh, bw = fp.box
+    yy, xx = np.mgrid[:bh, :bw]
+    size = np.zeros(n, np.int64)
+    compact = np.zeros(n)
+    for j in range(n):
+        a = fp.values[j]
+        top = a.max()
+        if top <= 0:
+            continue
+        m = a > threshold * top
+        size[j] = m.sum()
+        if size[j] < 3:
+            continue
+        y, x = yy[m].astype(np.float64), xx[m].astype(np.float64)
+        cov = np.cov(np.stack([y, x]))
+        det = max(float(np.linalg.det(cov)), 1e-12)
+        compact[j] = size[j] / (4 * np.pi * np.sqrt(det))
+    return size, compact
+
+
+def r_values(u, v, fp: hals.Footprints, c: np.ndarray, *, top=0.05) -> np.ndarray:
+    """Spatial consistency of each footprint with the data at its active frames, shape (n,)."""
+    n, t = c.shape
+    if n == 0:
+        return np.zeros(0)
+    k_top = max(1, int(round(top * t)))
+    weights = np.zeros((t, n))
+    order = np.argsort(c, axis=1)
+    mid = order[:, t // 4 : 3 * t // 4]
+    for j in range(n):
+        weights[order[j, -k_top:], j] = 1.0 / k_top
+        weights[mid[j], j] -= 1.0 / mid.shape[1]
+    full = hals.Footprints(fp.origins, fp.values, np.ones_like(fp.support), fp.dims)
+    img = hals.u_times_into_boxes(u, v @ weights, full)  # (n, bh, bw)
+    out = np.zeros(n)
+    for j in range(n):
+        a = fp.values[j].ravel().astype(np.float64)
+        b = img[j].ravel()
+        if a.std() == 0 or b.std() == 0:
+            continue
+        out[j] = np.corrcoef(a, b)[0, 1]
+    return out
+
+
+def compute_metrics(u, v, fp: hals.Footprints, c: np.ndarray, noise: np.ndarray, *, threshold=0.2) -> dict:
+    """Every metric of :data:`METRICS` for each footprint; arrays of shape (n,)."""
+    sigma = trace_noise(fp, noise)
+    med = np.median(c, axis=1) if c.size else np.zeros(0)
+    peak = np.percentile(c, 99.5, axis=1) if c.size else np.zeros(0)
+    size, compact = _shape(fp, threshold)
+    return {
+        "snr": (peak - med) / np.maximum(sigma, 1e-30),
+        "std_snr": c.std(axis=1) / np.maximum(sigma, 1e-30) if c.size else np.zeros(0),
+        "skew": _skew(c) if c.size else np.zeros(0),
+        "r_value": r_values(u, v, fp, c),
+        "size": size,
+        "compactness": compact,
+    }

@@ -1,0 +1,458 @@
+"""The demixing pipeline on a store's factors: seeds, alternating updates, merges, a residual pass."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import ndimage
+
+from . import hals
+from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors
+from .hals import Background, Footprints
+from .init import correlation_image, find_seeds, seed_regions, seed_score
+from .metrics import compute_metrics
+
+log = logging.getLogger("pmdcompress")
+
+KINDS = ("2p", "1p", "voltage")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemixOptions:
+    """Every parameter of :func:`pmdcompress.demix.demix` (recorded in the output)."""
+
+    kind: str = "2p"
+    fs: float = 30.0
+    cell_radius: float = 6.0
+    highpass_sigma: float | None = None  # default 1.4 * cell_radius
+    mad_threshold: float = 2.0
+    corr_threshold: float = 0.7
+    residual_corr_threshold: float = 0.6
+    region_threshold: float = 0.5
+    contrast_threshold: float = 0.2
+    min_size: int | None = None  # default a quarter of the area of a disk of cell_radius
+    min_distance: int = 3
+    background_rank: int | None = None  # default 3 (2p, voltage), 6 (1p)
+    ring_radius: float | None = None  # 1p only; default 2.5 * cell_radius
+    max_num_iter: int = 8
+    n_passes: int = 2
+    merge_threshold: float = 0.8
+    bin_frames: int | None = None  # default: about 5 Hz, at most 1000 binned frames
+    footprint_threshold: float = 0.2
+    seed_from_mean: bool = False
+    mean_threshold: float = 2.0
+    min_snr: float = 1.0
+    min_r_value: float = 0.4
+    min_skew: float | None = None  # default 0.5 for calcium, none for voltage
+    dff_window_s: float = 30.0
+    dff_percentile: float | None = None  # default 8 (calcium), 50 (voltage)
+    seed: int = 0
+
+    def resolved(self, n_frames: int) -> DemixOptions:
+        """A copy with every ``None`` replaced by its default for this movie."""
+        import dataclasses
+
+        sigma = self.highpass_sigma if self.highpass_sigma is not None else 1.4 * self.cell_radius
+        rank = self.background_rank
+        if rank is None:
+            rank = 6 if self.kind == "1p" else 3
+        ring = self.ring_radius if self.ring_radius is not None else 2.5 * self.cell_radius
+        b = self.bin_frames
+        if b is None:
+            b = max(1, int(self.fs // 5))
+            b = max(b, math.ceil(n_frames / 1000))
+        skew = self.min_skew
+        if skew is None:
+            skew = -np.inf if self.kind == "voltage" else 0.5
+        q = self.dff_percentile
+        if q is None:
+            q = 50.0 if self.kind == "voltage" else 8.0
+        min_size = self.min_size if self.min_size is not None else int(0.25 * np.pi * self.cell_radius**2)
+        return dataclasses.replace(self, highpass_sigma=sigma, min_size=min_size, background_rank=rank,
+                                   ring_radius=ring, bin_frames=b, min_skew=float(skew), dff_percentile=float(q))
+
+
+@dataclass
+class Model:
+    """The fitted model, in memory."""
+
+    footprints: Footprints
+    traces: np.ndarray  # (n, T) centred least-squares traces of the denoised movie
+    background: Background
+    correlation_image: np.ndarray
+    residual_correlation_image: np.ndarray | None
+    fixed: np.ndarray  # (n,) bool: footprints seeded from the mean image and never updated
+    timings: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _highpass_footprints(fp: Footprints, sigma: float) -> sp.csr_matrix:
+    """High-passed footprints as a sparse (pixels x n) matrix (boxes grown by the filter's reach)."""
+    from .factors import _box_size
+
+    height, width = fp.dims
+    halo = 2 * (_box_size(sigma) // 2)
+    bh, bw = fp.box
+    rows, cols, vals = [], [], []
+    for j, (y, x) in enumerate(fp.origins):
+        a0, a1 = max(y - halo, 0), min(y + bh + halo, height)
+        b0, b1 = max(x - halo, 0), min(x + bw + halo, width)
+        img = np.zeros((1, a1 - a0, b1 - b0), np.float32)
+        img[0, y - a0 : y - a0 + bh, x - b0 : x - b0 + bw] = fp.values[j]
+        img = img - _smooth(img, sigma)
+        pix = (np.arange(a0, a1)[:, None] * width + np.arange(b0, b1)[None, :]).ravel()
+        rows.append(pix)
+        cols.append(np.full(pix.size, j))
+        vals.append(img.ravel())
+    if not rows:
+        return sp.csr_matrix((height * width, 0), dtype=np.float32)
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(height * width, fp.n),
+        dtype=np.float32,
+    )
+
+
+def _new_footprints(image, seeds, regions, box, dims) -> Footprints:
+    """Footprints started from seed regions (values: the correlation image on the region)."""
+    n = len(seeds)
+    origins = hals.box_origins(seeds, box, dims)
+    values = np.zeros((n, *box), np.float32)
+    support = np.zeros((n, *box), bool)
+    bh, bw = box
+    for j, (y, x) in enumerate(origins):
+        reg = regions[y : y + bh, x : x + bw] == j + 1
+        values[j] = reg * np.clip(image[y : y + bh, x : x + bw], 0.05, None)
+        support[j] = ndimage.binary_dilation(reg)
+    return Footprints(origins, values, support, dims)
+
+
+def _concat(a: Footprints, b: Footprints) -> Footprints:
+    return Footprints(
+        np.concatenate([a.origins, b.origins]),
+        np.concatenate([a.values, b.values]),
+        np.concatenate([a.support, b.support]),
+        a.dims,
+    )
+
+
+def _refine_supports(fp: Footprints, *, grow: bool, fixed=None, prune: float = 0.1) -> None:
+    """Keep each footprint's connected part around its peak; optionally grow the support by a pixel."""
+    for j in range(fp.n):
+        if fixed is not None and fixed[j]:
+            continue
+        a = fp.values[j]
+        top = a.max()
+        if top <= 0:
+            fp.support[j] = False
+            continue
+        mask = a > prune * top
+        lab, _ = ndimage.label(mask)
+        keep = lab == lab[np.unravel_index(np.argmax(a), a.shape)]
+        fp.values[j] *= keep
+        fp.support[j] = ndimage.binary_dilation(keep) if grow else keep
+
+
+def _centers(fp: Footprints) -> np.ndarray:
+    """Weighted centroids (y, x) of the footprints, float64 (n, 2)."""
+    bh, bw = fp.box
+    yy, xx = np.mgrid[:bh, :bw]
+    w = fp.values.reshape(fp.n, -1).astype(np.float64)
+    s = np.maximum(w.sum(1), 1e-12)
+    cy = (w @ yy.ravel()) / s + fp.origins[:, 0]
+    cx = (w @ xx.ravel()) / s + fp.origins[:, 1]
+    return np.stack([cy, cx], axis=1)
+
+
+def _merge(fp: Footprints, c: np.ndarray, threshold: float, fixed) -> tuple[Footprints, np.ndarray, np.ndarray]:
+    """Merge footprints that touch and whose traces correlate above ``threshold``."""
+    n = fp.n
+    if n < 2:
+        return fp, c, fixed
+    gram = hals.box_gram(Footprints(fp.origins, (fp.values > 0).astype(np.float32), fp.support, fp.dims))
+    sd = c.std(axis=1)
+    z = (c - c.mean(axis=1, keepdims=True)) / np.maximum(sd, 1e-12)[:, None]
+    corr = (z @ z.T) / c.shape[1]
+    touch = gram > 0
+    np.fill_diagonal(touch, False)
+    link = touch & (corr > threshold) & ~fixed[:, None] & ~fixed[None, :]
+    n_groups, labels = sp.csgraph.connected_components(sp.csr_matrix(link), directed=False)
+    if n_groups == n:
+        return fp, c, fixed
+    bh, bw = fp.box
+    keep = []
+    for g in range(n_groups):
+        members = np.flatnonzero(labels == g)
+        if members.size == 1:
+            keep.append(members[0])
+            continue
+        # The merged footprint: energy-weighted sum, drawn in the box of the strongest member.
+        energy = np.array([np.linalg.norm(fp.values[m]) * sd[m] for m in members])
+        lead = members[np.argmax(energy)]
+        canvas = np.zeros(fp.dims, np.float64)
+        support = np.zeros(fp.dims, bool)
+        trace = np.zeros(c.shape[1])
+        for i, m in enumerate(members):
+            y, x = fp.origins[m]
+            canvas[y : y + bh, x : x + bw] += fp.values[m] * sd[m]
+            support[y : y + bh, x : x + bw] |= fp.support[m]
+            trace += c[m] / max(sd[m], 1e-12) * energy[i]
+        y, x = fp.origins[lead]
+        fp.values[lead] = canvas[y : y + bh, x : x + bw]
+        fp.support[lead] = support[y : y + bh, x : x + bw]
+        c[lead] = trace / max(energy.sum(), 1e-12) * sd[lead]
+        keep.append(lead)
+    keep = np.sort(np.array(keep))
+    return fp.subset(keep), c[keep], fixed[keep]
+
+
+def _delete(fp: Footprints, c: np.ndarray, fixed, min_size: int, threshold: float):
+    """Drop empty footprints and footprints smaller than ``min_size`` pixels above ``threshold`` of their peak."""
+    top = fp.values.reshape(fp.n, -1).max(axis=1) if fp.n else np.zeros(0)
+    size = (fp.values > threshold * np.maximum(top, 1e-30)[:, None, None]).reshape(fp.n, -1).sum(axis=1)
+    keep = (top > 0) & ((size >= min_size) | fixed)
+    if keep.all():
+        return fp, c, fixed
+    idx = np.flatnonzero(keep)
+    return fp.subset(idx), c[idx], fixed[idx]
+
+
+def _iterate(fac_u, vb, fp, bg, fixed, n_iter, *, update_bg=True):
+    """``n_iter`` rounds of traces -> footprints -> background on the binned factors."""
+    c = np.zeros((fp.n, vb.shape[1]))
+    for it in range(n_iter):
+        c, f = hals.solve_traces(fac_u, vb, fp, bg)
+        if bg.rank:
+            bg.temporal = f
+        frozen = fp.values[fixed].copy() if fixed.any() else None
+        hals.update_footprints(fac_u, vb, fp, c, bg)
+        if frozen is not None:
+            fp.values[fixed] = frozen
+        if update_bg and bg.rank:
+            hals.update_background(fac_u, vb, fp, c, bg)
+        _refine_supports(fp, grow=it < n_iter - 2, fixed=fixed)
+    return c
+
+
+# --------------------------------------------------------------------------- main
+
+
+def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors, DemixOptions]:
+    """Fit footprints, traces and background to a store's factors."""
+    timings = {}
+    t_start = time.perf_counter()
+    fac = load_factors(store)
+    opts = options.resolved(fac.n_frames)
+    timings["load_s"] = time.perf_counter() - t_start
+
+    t0 = time.perf_counter()
+    uh = highpass_spatial(store, fac, opts.highpass_sigma)
+    vb = bin_frames(fac.V, opts.bin_frames).astype(np.float32)
+    corr = correlation_image(uh, vb, fac.dims, mad_threshold=opts.mad_threshold)
+    timings["correlation_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    half = int(math.ceil(2 * opts.cell_radius))
+    box = (min(2 * half + 1, fac.dims[0]), min(2 * half + 1, fac.dims[1]))
+    smooth_corr, contrast = seed_score(corr, size=4 * opts.cell_radius + 1)
+    seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
+                       exclude=contrast < opts.contrast_threshold)
+    regions = seed_regions(corr, seeds, low=opts.region_threshold, max_radius=half)
+    sizes = np.bincount(regions.ravel(), minlength=len(seeds) + 1)[1:]
+    ok = np.flatnonzero(sizes >= opts.min_size)
+    fp = _new_footprints(corr, seeds, regions, box, fac.dims).subset(ok)
+    rng = np.random.default_rng(opts.seed)
+    if opts.background_rank:
+        bg = hals.init_background(fac.U - uh, vb, opts.background_rank, opts.highpass_sigma, fac.dims, rng=rng)
+    else:
+        bg = Background(np.zeros((0, *fac.dims)), np.zeros((0, vb.shape[1])), opts.highpass_sigma)
+    fixed = np.zeros(fp.n, bool)
+    timings["init_s"] = time.perf_counter() - t0
+    log.info("demix: %d seeds, %d kept", len(seeds), fp.n)
+
+    t0 = time.perf_counter()
+    c = _iterate(fac.U, vb, fp, bg, fixed, opts.max_num_iter)
+    fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed)
+    fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
+    resid_corr = None
+    for _ in range(1, opts.n_passes):
+        # Residual pass: the same image on the movie minus what the model explains.
+        ha = _highpass_footprints(fp, opts.highpass_sigma)
+        u_res = sp.hstack([uh, -ha]).tocsr()
+        v_res = np.vstack([vb, c.astype(np.float32)])
+        resid_corr = correlation_image(u_res, v_res, fac.dims, mad_threshold=opts.mad_threshold)
+        centers = _centers(fp)
+        near = np.zeros(fac.dims, bool)
+        cy = np.clip(np.round(centers[:, 0]).astype(int), 0, fac.dims[0] - 1)
+        cx = np.clip(np.round(centers[:, 1]).astype(int), 0, fac.dims[1] - 1)
+        near[cy, cx] = True
+        near = ndimage.binary_dilation(near, iterations=max(opts.min_distance, 1))
+        smooth_res, contrast = seed_score(resid_corr, size=4 * opts.cell_radius + 1)
+        new = find_seeds(smooth_res, threshold=opts.residual_corr_threshold, min_distance=opts.min_distance,
+                         exclude=near | (contrast < opts.contrast_threshold))
+        if len(new) == 0:
+            break
+        regions = seed_regions(resid_corr, new, low=opts.region_threshold, max_radius=half)
+        sizes = np.bincount(regions.ravel(), minlength=len(new) + 1)[1:]
+        ok = np.flatnonzero(sizes >= opts.min_size)
+        if ok.size == 0:
+            break
+        log.info("demix: residual pass adds %d seeds", ok.size)
+        fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims).subset(ok))
+        fixed = np.concatenate([fixed, np.zeros(ok.size, bool)])
+        c = _iterate(fac.U, vb, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
+        fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed)
+        fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
+    timings["fit_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    met = compute_metrics(fac.U, vb, fp, c, store.noise, threshold=opts.footprint_threshold)
+    accept = (met["snr"] >= opts.min_snr) & (met["r_value"] >= opts.min_r_value) & (met["skew"] >= opts.min_skew)
+    accept |= fixed
+    log.info("demix: %d of %d components pass the quality tests", int(accept.sum()), fp.n)
+    idx = np.flatnonzero(accept)
+    fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
+    if opts.seed_from_mean:
+        extra = _mean_footprints(fac.mean, fp, opts, box)
+        log.info("demix: %d components seeded from the mean image", extra.n)
+        fp = _concat(fp, extra)
+        fixed = np.concatenate([fixed, np.ones(extra.n, bool)])
+    timings["select_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    c, f = hals.solve_traces(fac.U, fac.V, fp, bg)
+    if bg.rank:
+        bg.temporal = f
+    else:
+        bg.temporal = np.zeros((0, fac.n_frames))
+    timings["traces_s"] = time.perf_counter() - t0
+    timings["total_fit_s"] = time.perf_counter() - t_start
+    model = Model(fp, c, bg, corr, resid_corr, fixed, timings)
+    return model, fac, opts
+
+
+def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprints:
+    """Footprints of bright blobs of the mean image that no footprint covers (cells that never fire)."""
+    sigma = opts.highpass_sigma
+    hp = mean.astype(np.float64) - ndimage.gaussian_filter(mean.astype(np.float64), sigma, mode="reflect")
+    blob = ndimage.gaussian_filter(hp, max(opts.cell_radius / 3.0, 0.5))
+    med = np.median(blob)
+    mad = 1.4826 * np.median(np.abs(blob - med)) + 1e-12
+    z = (blob - med) / mad
+    covered = np.zeros(fp.dims, bool)
+    if fp.n:
+        bh, bw = fp.box
+        for j, (y, x) in enumerate(fp.origins):
+            a = fp.values[j]
+            covered[y : y + bh, x : x + bw] |= a > opts.footprint_threshold * max(a.max(), 1e-30)
+    covered = ndimage.binary_dilation(covered, iterations=2)
+    seeds = find_seeds(z, threshold=opts.mean_threshold, min_distance=max(int(opts.cell_radius), 1), exclude=covered)
+    half = int(math.ceil(1.5 * opts.cell_radius))
+    regions = seed_regions(np.clip(z / max(opts.mean_threshold * 2, 1e-6), 0, 1), seeds,
+                           low=0.5 * opts.mean_threshold / max(opts.mean_threshold * 2, 1e-6), max_radius=half)
+    regions[covered] = 0
+    sizes = np.bincount(regions.ravel(), minlength=len(seeds) + 1)[1:]
+    ok = np.flatnonzero(sizes >= opts.min_size)
+    new = _new_footprints(np.clip(hp / max(hp.max(), 1e-30), 0, None), seeds, regions, box, fp.dims).subset(ok)
+    new.support[...] = new.values > 0
+    return new
+
+
+def options_dict(opts: DemixOptions) -> dict:
+    return asdict(opts)
+
+
+def _static_background(mean, fp: Footprints, opts: DemixOptions) -> np.ndarray:
+    """The mean image without the neurons: a normalized convolution of the pixels outside the masks."""
+    outside = np.ones(fp.dims)
+    if fp.n:
+        bh, bw = fp.box
+        for j, (y, x) in enumerate(fp.origins):
+            a = fp.values[j]
+            outside[y : y + bh, x : x + bw] *= ~(a > 0.02 * max(a.max(), 1e-30))
+    sigma = opts.highpass_sigma
+    num = ndimage.gaussian_filter(mean.astype(np.float64) * outside, sigma, mode="reflect")
+    den = ndimage.gaussian_filter(outside, sigma, mode="reflect")
+    fallback = ndimage.gaussian_filter(mean.astype(np.float64), 2 * sigma, mode="reflect")
+    return np.where(den > 0.05, num / np.maximum(den, 1e-12), fallback)
+
+
+def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
+    """Normalise, add baselines, dF/F and metrics: the :class:`~.result.DemixResult` (no path yet)."""
+    from .dff import delta_f_over_f, running_percentile
+    from .result import DemixResult
+
+    fp = model.footprints
+    c = model.traces.astype(np.float64)
+    peak = fp.values.reshape(fp.n, -1).max(axis=1) if fp.n else np.zeros(0)
+    peak = np.maximum(peak, 1e-30)
+    fp.values /= peak[:, None, None].astype(np.float32)
+    c *= peak[:, None]
+
+    static = _static_background(fac.mean, fp, opts)
+    gram = hals.box_gram(fp)
+    reg = gram + np.diag(1e-6 * np.maximum(np.diag(gram), 1e-12) + 1e-12)
+    win_mean = hals.windows((fac.mean - static)[None].astype(np.float64), fp)[0]
+    win_static = hals.windows(static[None], fp)[0]
+    a_sum = np.maximum(fp.values.reshape(fp.n, -1).astype(np.float64).sum(axis=1), 1e-30)
+    if fp.n:
+        f0 = np.linalg.solve(reg, np.einsum("nij,nij->n", fp.values, win_mean))
+        local_bg = np.einsum("nij,nij->n", fp.values, win_static) / a_sum
+    else:
+        f0 = local_bg = np.zeros(0)
+    raw = c + f0[:, None]
+    window = max(1, int(round(opts.dff_window_s * opts.fs)))
+    baseline = running_percentile(raw, window, opts.dff_percentile)
+    activity = raw - baseline
+    traces = activity if opts.kind == "voltage" else np.maximum(activity, 0.0)
+    floor = np.maximum(0.1 * np.abs(local_bg), 1e-6)
+    dff = delta_f_over_f(raw, baseline, floor)
+
+    vb = bin_frames(fac.V, opts.bin_frames)
+    met = compute_metrics(fac.U, vb, fp, bin_frames(c, opts.bin_frames), store.noise,
+                          threshold=opts.footprint_threshold)
+    met["seeded_from_mean"] = model.fixed.astype(np.uint8)
+    met["f0"] = f0
+    met["local_background"] = local_bg
+    images = {"mean": fac.mean, "correlation": model.correlation_image}
+    if model.residual_correlation_image is not None:
+        images["residual_correlation"] = model.residual_correlation_image
+    bg = model.background
+    meta = {
+        "format": "pmdcompress-demix",
+        "format_version": 1,
+        "kind": opts.kind,
+        "fs": float(opts.fs),
+        "dims": list(fp.dims),
+        "n_frames": int(fac.n_frames),
+        "n_components": int(fp.n),
+        "parameters": options_dict(opts),
+        "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile, "window_s": opts.dff_window_s,
+                "window_frames": window, "floor": "0.1 * local static background",
+                "formula": "(raw - baseline) / max(baseline, floor)"},
+        "units": {"footprints": "peak 1", "traces": "input units at the footprint's peak pixel"},
+        "metrics": sorted(met),
+        "images": sorted(images),
+        "timings": model.timings,
+    }
+    return DemixResult(
+        footprints=fp.to_sparse(),
+        traces=traces.astype(np.float32),
+        raw_traces=raw.astype(np.float32),
+        baseline=baseline.astype(np.float32),
+        dff=dff.astype(np.float32),
+        centers=_centers(fp),
+        background_spatial=bg.spatial.astype(np.float32),
+        background_temporal=bg.temporal.astype(np.float32),
+        background_static=static.astype(np.float32),
+        metrics=met,
+        images=images,
+        metadata=meta,
+    )

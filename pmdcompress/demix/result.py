@@ -1,0 +1,212 @@
+"""The demixing result in memory (:class:`DemixResult`) and on disk (``*.demix.zarr``).
+
+Layout of a ``*.demix.zarr`` group (Zarr v3; attributes under ``pmdcompress-demix``):
+
+====================================  ============  ======================================================
+array                                 shape         meaning
+====================================  ============  ======================================================
+``footprints/data, indices, indptr``  CSC           footprints A (pixels x n, pixel ``y * X + x``), peak 1
+``traces``                            (n, T)        C: baseline-free activity (>= 0 for calcium)
+``raw_traces``                        (n, T)        F: fluorescence at the footprint's peak, background removed
+``baseline``                          (n, T)        running low percentile of F (dF/F's F0)
+``dff``                               (n, T)        (F - F0) / max(F0, floor)
+``centers``                           (n, 2)        weighted centroids (y, x)
+``labels``                            (Y, X)        label image of the masks (0: none; 1 + index of the
+                                                    strongest footprint at the pixel)
+``background/spatial, temporal``      (nb, Y, X),   fluctuating background b f (units of the movie)
+                                      (nb, T)
+``background/static``                 (Y, X)        static background (mean image without the neurons)
+``metrics/<name>``                    (n,)          per-neuron metrics (see pmdcompress.demix.metrics)
+``images/mean, correlation, ...``     (Y, X)        mean image, correlation images
+====================================  ============  ======================================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import StoreFormatError
+
+ATTRS_KEY = "pmdcompress-demix"
+FORMAT = "pmdcompress-demix"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class DemixResult:
+    """Footprints, traces, background, metrics and images of a demixed movie."""
+
+    footprints: sp.csc_matrix  # (Y*X, n) float32
+    traces: np.ndarray  # (n, T) float32
+    raw_traces: np.ndarray  # (n, T) float32
+    baseline: np.ndarray  # (n, T) float32
+    dff: np.ndarray  # (n, T) float32
+    centers: np.ndarray  # (n, 2) float64
+    background_spatial: np.ndarray  # (nb, Y, X) float32
+    background_temporal: np.ndarray  # (nb, T) float32
+    background_static: np.ndarray  # (Y, X) float32
+    metrics: dict  # name -> (n,)
+    images: dict  # name -> (Y, X)
+    metadata: dict
+    path: Path | None = None
+    extra_outputs: dict = field(default_factory=dict)
+
+    @property
+    def dims(self) -> tuple[int, int]:
+        return tuple(self.metadata["dims"])
+
+    @property
+    def n_components(self) -> int:
+        return self.footprints.shape[1]
+
+    @property
+    def n_frames(self) -> int:
+        return self.traces.shape[1]
+
+    @property
+    def fs(self) -> float:
+        return float(self.metadata["fs"])
+
+    def footprint_images(self) -> np.ndarray:
+        """Dense footprints, shape (n, Y, X), float32."""
+        return np.asarray(self.footprints.T.toarray(), np.float32).reshape(self.n_components, *self.dims)
+
+    def masks(self, threshold: float | None = None) -> sp.csc_matrix:
+        """Boolean masks (pixels x n): pixels above ``threshold`` (default: the run's) of each peak."""
+        thr = self.metadata["parameters"]["footprint_threshold"] if threshold is None else threshold
+        a = self.footprints.tocsc(copy=True)
+        top = np.zeros(a.shape[1])
+        for j in range(a.shape[1]):
+            seg = a.data[a.indptr[j] : a.indptr[j + 1]]
+            top[j] = seg.max() if seg.size else 0.0
+        cols = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
+        a.data = (a.data > thr * top[cols]).astype(np.float32)
+        a.eliminate_zeros()
+        return a
+
+    def label_image(self, threshold: float | None = None) -> np.ndarray:
+        """Label image (Y, X) int32: 0 where no mask, else 1 + the index of the strongest footprint."""
+        masks = self.masks(threshold)
+        a = self.footprints.multiply(masks).tocsr()
+        out = np.zeros(a.shape[0], np.int32)
+        for p in np.flatnonzero(np.diff(a.indptr)):
+            seg = slice(a.indptr[p], a.indptr[p + 1])
+            out[p] = a.indices[seg][np.argmax(a.data[seg])] + 1
+        return out.reshape(self.dims)
+
+    def __repr__(self) -> str:
+        where = self.path or "in memory"
+        return f"<DemixResult {where}: {self.n_components} components, {self.n_frames} frames, {self.dims}>"
+
+
+def write_result(result: DemixResult, path) -> None:
+    """Write ``result`` as a Zarr v3 group at ``path`` (the caller makes it atomic)."""
+    import zarr
+
+    from ..store.zarr_store import COMPRESSORS
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+
+    def put(grp, name, data):
+        data = np.ascontiguousarray(data)
+        chunks = data.shape if data.size else tuple(max(s, 1) for s in data.shape)
+        if data.ndim == 2 and data.shape[1] > 4096 and data.shape[0] < data.shape[1]:
+            chunks = (max(data.shape[0], 1), 4096)
+        arr = grp.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks or (1,),
+                               compressors=COMPRESSORS)
+        if data.size:
+            arr[...] = data
+
+    a = result.footprints.tocsc()
+    fg = group.create_group("footprints")
+    put(fg, "data", a.data.astype(np.float32))
+    put(fg, "indices", a.indices.astype(np.int64))
+    put(fg, "indptr", a.indptr.astype(np.int64))
+    for name in ("traces", "raw_traces", "baseline", "dff"):
+        put(group, name, getattr(result, name).astype(np.float32))
+    put(group, "centers", result.centers.astype(np.float64))
+    put(group, "labels", result.label_image())
+    bg = group.create_group("background")
+    put(bg, "spatial", result.background_spatial.astype(np.float32))
+    put(bg, "temporal", result.background_temporal.astype(np.float32))
+    put(bg, "static", result.background_static.astype(np.float32))
+    mg = group.create_group("metrics")
+    for name, values in result.metrics.items():
+        put(mg, name, np.asarray(values))
+    ig = group.create_group("images")
+    for name, img in result.images.items():
+        put(ig, name, np.asarray(img, np.float32))
+    group.attrs[ATTRS_KEY] = _jsonable(result.metadata)  # last: a group without it is incomplete
+
+
+def read_result(path) -> DemixResult:
+    """Open a ``*.demix.zarr`` group written by :func:`write_result`."""
+    import zarr
+
+    where = str(path)
+    if not Path(path).is_dir():
+        raise StoreFormatError(f"{where}: no such demix result")
+    try:
+        group = zarr.open_group(where, mode="r")
+    except Exception as exc:  # zarr raises several types for a non-group
+        raise StoreFormatError(f"{where}: not a Zarr v3 group ({type(exc).__name__}: {exc})") from exc
+    meta = group.attrs.get(ATTRS_KEY)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise StoreFormatError(f"{where}: not a pmdcompress demix result (attribute '{ATTRS_KEY}' missing)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise StoreFormatError(f"{where}: demix format_version {meta.get('format_version')!r}, "
+                               f"this version reads {FORMAT_VERSION}")
+    try:
+        dims = tuple(meta["dims"])
+        n = int(meta["n_components"])
+        a = sp.csc_matrix(
+            (group["footprints/data"][...], group["footprints/indices"][...], group["footprints/indptr"][...]),
+            shape=(dims[0] * dims[1], n),
+        )
+        metrics = {name: group[f"metrics/{name}"][...] for name in meta.get("metrics", [])}
+        images = {name: group[f"images/{name}"][...] for name in meta.get("images", [])}
+        return DemixResult(
+            footprints=a,
+            traces=group["traces"][...],
+            raw_traces=group["raw_traces"][...],
+            baseline=group["baseline"][...],
+            dff=group["dff"][...],
+            centers=group["centers"][...],
+            background_spatial=group["background/spatial"][...],
+            background_temporal=group["background/temporal"][...],
+            background_static=group["background/static"][...],
+            metrics=metrics,
+            images=images,
+            metadata=meta,
+            path=Path(path),
+        )
+    except KeyError as exc:
+        raise StoreFormatError(f"{where}: array {exc} is missing") from exc
+
+
+def open_demix(path: str | os.PathLike) -> DemixResult:
+    """Open a ``*.demix.zarr`` result."""
+    return read_result(path)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

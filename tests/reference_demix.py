@@ -1,0 +1,76 @@
+"""Plain numpy twins of the demixing kernels (slow, obvious)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def robust_normalize(x, mad_threshold, step):
+    x = np.asarray(x, np.float64)
+    out = np.zeros_like(x)
+    for i, row in enumerate(x):
+        sub = row[::step]
+        med = np.median(sub)
+        mad = 1.4826 * np.median(np.abs(sub - med))
+        v = np.maximum(row - (med + mad_threshold * mad), 0.0)
+        v = v - v.mean()
+        norm = np.sqrt((v**2).sum())
+        out[i] = v / norm if norm > 0 else 0.0
+    return out
+
+
+def neighbour_correlation(x):
+    """x: (h, w, T); mean dot product with the in-bounds 8 neighbours."""
+    h, w, _ = x.shape
+    out = np.zeros((h, w))
+    for i in range(h):
+        for j in range(w):
+            vals = [x[i, j] @ x[a, b] for a in range(i - 1, i + 2) for b in range(j - 1, j + 2)
+                    if (a, b) != (i, j) and 0 <= a < h and 0 <= b < w]
+            out[i, j] = np.mean(vals) if vals else 0.0
+    return out
+
+
+def dense_u(indptr, indices, data, n_pixels, k):
+    u = np.zeros((n_pixels, k))
+    for p in range(n_pixels):
+        for q in range(indptr[p], indptr[p + 1]):
+            u[p, indices[q]] += data[q]
+    return u
+
+
+def footprint_matrix(origins, values, dims):
+    """A (pixels x n) from boxes."""
+    n, bh, bw = values.shape
+    a = np.zeros((dims[0], dims[1], n))
+    for j, (y, x) in enumerate(origins):
+        a[y : y + bh, x : x + bw, j] = values[j]
+    return a.reshape(-1, n)
+
+
+def spatial_hals(origins, values, support, p, cc, n_sweeps, dims):
+    """Sequential projected updates a_j <- max(0, a_j + (p_j - A cc[:, j]) / cc[j, j]) on the support."""
+    n, bh, bw = values.shape
+    vals = values.astype(np.float64).copy()
+    for _ in range(n_sweeps):
+        for j in range(n):
+            if cc[j, j] <= 0:
+                continue
+            a = footprint_matrix(origins, vals, dims)  # (pixels, n)
+            y, x = origins[j]
+            full = (a @ cc[:, j]).reshape(dims)
+            acc = full[y : y + bh, x : x + bw]
+            new = np.maximum(vals[j] + (p[j] - acc) / cc[j, j], 0.0)
+            vals[j] = np.where(support[j], new, 0.0)
+    return vals
+
+
+def running_percentile(x, window, q):
+    """Exact running percentile, window centred, edges clipped (for coarse comparisons)."""
+    x = np.asarray(x, np.float64)
+    n, t = x.shape
+    out = np.zeros_like(x)
+    half = window // 2
+    for i in range(t):
+        out[:, i] = np.percentile(x[:, max(0, i - half) : i + half + 1], q, axis=1)
+    return out

@@ -1,0 +1,368 @@
+"""pmd demix / pmd evaluate: accuracy on a small simulation, outputs, exports, kernels, errors."""
+
+import json
+
+import click
+import numpy as np
+import pytest
+import reference_demix as ref
+import scipy.sparse as sp
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pmdcompress
+import pmdcompress.demix as dm
+from pmdcompress.cli import PMDGroup
+from pmdcompress.demix import hals
+from pmdcompress.demix.commands import demix_command, evaluate_command
+from pmdcompress.demix.dff import running_percentile
+from pmdcompress.demix.factors import load_factors, render_tile
+from pmdcompress.demix.init import (
+    _median_kernel,
+    _neighbour_correlation_kernel,
+    _robust_normalize_kernel,
+    find_seeds,
+)
+from pmdcompress.errors import InputError, OutputExistsError, StoreFormatError
+from pmdcompress.simulate import load_truth, simulate_movie
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """A small simulated movie (80x80, 1000 frames, 12 neurons), its store and a demix result."""
+    root = tmp_path_factory.mktemp("demix")
+    movie = root / "small.tif"
+    simulate_movie(movie, n_frames=1000, shape=(80, 80), n_neurons=12, photons=2.0, seed=3)
+    store = pmdcompress.compress(movie, root / "small.pmd.zarr", workers=2)
+    out = root / "small.demix.zarr"
+    result = dm.demix(store, out, fs=30.0, export=("caiman", "suite2p"))
+    return {"root": root, "movie": movie, "store": store, "out": out, "result": result}
+
+
+def _group():
+    @click.group(cls=PMDGroup)
+    def pmd():
+        pass
+
+    pmd.add_command(demix_command)
+    pmd.add_command(evaluate_command)
+    return pmd
+
+
+# --------------------------------------------------------------------------- accuracy and outputs
+
+
+def test_finds_the_simulated_neurons(sim):
+    scores = dm.evaluate(sim["out"], sim["movie"], iou=0.3)
+    assert scores["f1"] >= 0.85, scores
+    assert scores["median_trace_corr"] >= 0.85, scores
+    assert scores["mean_iou"] >= 0.6
+
+
+def test_factor_space_matches_the_store(sim):
+    store = sim["store"]
+    fac = load_factors(store)
+    block = render_tile(fac.U, fac.V[:, 10:20], fac.dims, 5, 40, 7, 50) + fac.mean[5:40, 7:50]
+    np.testing.assert_allclose(block, store.read(10, 20, (5, 40), (7, 50)), atol=1e-3 * np.abs(block).max())
+
+
+def test_result_round_trip_and_layout(sim):
+    res = sim["result"]
+    back = dm.open_demix(sim["out"])
+    assert back.n_components == res.n_components > 0
+    for name in ("traces", "raw_traces", "baseline", "dff", "background_temporal", "background_static"):
+        np.testing.assert_allclose(getattr(back, name), getattr(res, name), rtol=1e-6, atol=1e-6)
+    assert (back.footprints != res.footprints.astype(np.float32)).nnz == 0
+    assert back.metadata["format"] == "pmdcompress-demix" and back.metadata["format_version"] == 1
+    assert back.metadata["parameters"]["kind"] == "2p"
+    assert back.metadata["dff"]["window_frames"] == 900
+    assert back.metadata["input"]["store"].endswith("small.pmd.zarr")
+    assert set(back.metrics) >= {"snr", "r_value", "skew", "size", "compactness"}
+    assert back.images["correlation"].shape == (80, 80)
+    assert np.all(back.traces >= 0)  # calcium: baseline-free activity is non-negative
+    peaks = back.footprints.max(axis=0).toarray().ravel()
+    np.testing.assert_allclose(peaks, 1.0, rtol=1e-6)
+    labels = back.label_image()
+    assert labels.max() <= back.n_components and labels.shape == (80, 80)
+    for name in ("contours", "traces"):
+        png = sim["root"] / f"small.demix.{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demix_is_deterministic(sim, tmp_path):
+    again = dm.demix(sim["store"], tmp_path / "again.demix.zarr", figures=False)
+    np.testing.assert_array_equal(again.traces, sim["result"].traces)
+    assert (again.footprints != sim["result"].footprints).nnz == 0
+
+
+def test_caiman_export_round_trip(sim):
+    h5py = pytest.importorskip("h5py")
+    res = sim["result"]
+    path = sim["root"] / "small.demix.caiman.hdf5"
+    with h5py.File(path, "r") as f:
+        g = f["estimates/A"]
+        a = sp.csc_matrix((g["data"][...], g["indices"][...], g["indptr"][...]), shape=tuple(g["shape"][...]))
+        dims = tuple(f["estimates/dims"][...])
+        c, yra = f["estimates/C"][...], f["estimates/YrA"][...]
+        assert f["params/data/fr"][()] == 30.0
+        assert f["estimates/b"].shape == (80 * 80, res.background_spatial.shape[0])
+    assert dims == (80, 80)
+    dense_f = a.toarray().reshape(80, 80, -1, order="F")
+    np.testing.assert_allclose(np.moveaxis(dense_f, -1, 0), res.footprint_images(), rtol=1e-6)
+    np.testing.assert_allclose(c + yra, res.raw_traces - res.baseline, rtol=1e-4, atol=1e-3)
+    # The exported file is itself a region source for evaluate.
+    scores = dm.evaluate(path, sim["movie"])
+    assert scores["tp"] == dm.evaluate(sim["out"], sim["movie"])["tp"]
+
+
+def test_suite2p_export_round_trip(sim):
+    res = sim["result"]
+    plane = sim["root"] / "small.demix.suite2p" / "plane0"
+    f = np.load(plane / "F.npy", allow_pickle=False)
+    fneu = np.load(plane / "Fneu.npy", allow_pickle=False)
+    iscell = np.load(plane / "iscell.npy", allow_pickle=False)
+    spks = np.load(plane / "spks.npy", allow_pickle=False)
+    n = res.n_components
+    assert f.shape == fneu.shape == spks.shape == (n, res.n_frames) and iscell.shape == (n, 2)
+    np.testing.assert_allclose(f - fneu, res.raw_traces, rtol=1e-4, atol=1e-2)
+    # suite2p stores stat and ops as pickled dicts; only the test loads them back.
+    stat = np.load(plane / "stat.npy", allow_pickle=True)
+    ops = np.load(plane / "ops.npy", allow_pickle=True).item()
+    assert len(stat) == n and ops["Ly"] == 80 and ops["Lx"] == 80 and ops["fs"] == 30.0
+    assert ops["Vcorr"].shape == (80, 80) and ops["meanImg"].shape == (80, 80)
+    masks = res.masks().tocsc()
+    for j, s in enumerate(stat):
+        pix = np.sort(s["ypix"].astype(np.int64) * 80 + s["xpix"])
+        np.testing.assert_array_equal(pix, np.sort(masks.indices[masks.indptr[j] : masks.indptr[j + 1]]))
+        assert s["npix"] == pix.size and len(s["lam"]) == pix.size
+
+
+def test_nwb_export_round_trip(sim, tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    from pmdcompress.demix.export import write_nwb
+
+    res = sim["result"]
+    path = tmp_path / "x.nwb"
+    write_nwb(res, path)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        nwb = io.read()
+        ophys = nwb.processing["ophys"]
+        ps = ophys["ImageSegmentation"]["PlaneSegmentation"]
+        assert len(ps) == res.n_components
+        np.testing.assert_allclose(ps["image_mask"][0], res.footprint_images()[0], rtol=1e-6)
+        rrs = ophys["Fluorescence"]["RoiResponseSeries"]
+        np.testing.assert_allclose(rrs.data[:], res.raw_traces.T, rtol=1e-6)
+        assert ophys["DfOverF"]["RoiResponseSeries"].data.shape == (res.n_frames, res.n_components)
+
+
+@pytest.mark.parametrize("kind", ["voltage", "1p"])
+def test_other_kinds_run(sim, tmp_path, kind):
+    res = dm.demix(sim["store"], tmp_path / f"{kind}.demix.zarr", kind=kind, figures=False)
+    assert res.metadata["kind"] == kind and res.n_components > 0
+    if kind == "voltage":
+        assert res.traces.min() < 0  # signed traces
+
+
+def test_seed_from_mean_adds_fixed_components(sim, tmp_path):
+    res = dm.demix(sim["store"], tmp_path / "mean.demix.zarr", seed_from_mean=True, figures=False)
+    seeded = res.metrics["seeded_from_mean"].astype(bool)
+    assert res.n_components == sim["result"].n_components + seeded.sum()
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _write_json(path, masks):
+    regions = [{"coordinates": np.argwhere(m).tolist()} for m in masks]
+    path.write_text(json.dumps(regions))
+    return path
+
+
+def _disks(centers, dims=(40, 40), radius=4):
+    yy, xx = np.mgrid[: dims[0], : dims[1]]
+    return np.stack([(yy - y) ** 2 + (xx - x) ** 2 <= radius**2 for y, x in centers])
+
+
+def test_evaluate_perfect_and_disjoint(tmp_path):
+    masks = _disks([(8, 8), (8, 30), (30, 20)])
+    labels = np.zeros((40, 40), np.int32)
+    for j, m in enumerate(masks):
+        labels[m] = j + 1
+    np.save(tmp_path / "labels.npy", labels)
+    truth = _write_json(tmp_path / "truth.json", masks)
+    perfect = dm.evaluate(tmp_path / "labels.npy", truth)
+    assert perfect["f1"] == 1.0 and perfect["tp"] == 3 and perfect["mean_iou"] == 1.0
+    other = _write_json(tmp_path / "other.json", _disks([(20, 8), (30, 33)]))
+    disjoint = dm.evaluate(tmp_path / "labels.npy", other)
+    assert disjoint["f1"] == 0.0 and disjoint["tp"] == 0 and disjoint["fp"] == 3 and disjoint["fn"] == 2
+
+
+def test_evaluate_iou_threshold_and_centroid_mode(tmp_path):
+    truth_masks = _disks([(10, 10), (28, 28)])
+    shifted = _disks([(10, 13), (28, 36)])  # IoU about 0.5, then 0
+    labels = np.zeros((40, 40), np.int32)
+    for j, m in enumerate(shifted):
+        labels[m] = j + 1
+    np.save(tmp_path / "pred.npy", labels)
+    truth = _write_json(tmp_path / "truth.json", truth_masks)
+    loose = dm.evaluate(tmp_path / "pred.npy", truth, iou=0.3)
+    assert loose["tp"] == 1 and abs(loose["f1"] - 0.5) < 1e-12
+    strict = dm.evaluate(tmp_path / "pred.npy", truth, iou=0.9)
+    assert strict["tp"] == 0
+    cent = dm.evaluate(tmp_path / "pred.npy", truth, mode="centroid", max_distance=5)
+    assert cent["tp"] == 1
+    # Hungarian, not greedy: one prediction between two cells goes to one of them only.
+    both = dm.evaluate(tmp_path / "pred.npy", tmp_path / "pred.npy")
+    assert both["f1"] == 1.0
+
+
+def test_evaluate_errors(tmp_path, sim):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "regions"}')
+    with pytest.raises(InputError, match="neurofinder"):
+        dm.evaluate(sim["out"], bad)
+    with pytest.raises(InputError, match="no such"):
+        dm.evaluate(sim["out"], tmp_path / "missing.json")
+    np.save(tmp_path / "small.npy", np.ones((5, 5), np.int32))
+    with pytest.raises(InputError, match="sizes differ"):
+        dm.evaluate(sim["out"], tmp_path / "small.npy")
+    with pytest.raises(InputError, match="mode"):
+        dm.evaluate(sim["out"], sim["movie"], mode="greedy")
+
+
+# --------------------------------------------------------------------------- errors and CLI
+
+
+def test_demix_errors(sim, tmp_path):
+    with pytest.raises(InputError, match="kind"):
+        dm.demix(sim["store"], tmp_path / "a.demix.zarr", kind="3p")
+    with pytest.raises(InputError, match="fs"):
+        dm.demix(sim["store"], tmp_path / "a.demix.zarr", fs=0)
+    with pytest.raises(InputError, match="export"):
+        dm.demix(sim["store"], tmp_path / "a.demix.zarr", export="imagej")
+    with pytest.raises(InputError, match="options"):
+        dm.demix(sim["store"], tmp_path / "a.demix.zarr", no_such_option=1)
+    with pytest.raises(OutputExistsError):
+        dm.demix(sim["store"], sim["out"])
+    with pytest.raises(StoreFormatError):
+        dm.demix(tmp_path / "nothing.pmd.zarr", tmp_path / "a.demix.zarr")
+    with pytest.raises(StoreFormatError, match="not a pmdcompress demix"):
+        dm.open_demix(sim["root"] / "small.pmd.zarr")
+    assert not (tmp_path / "a.demix.zarr").exists()
+
+
+def test_cli_demix_and_evaluate(sim, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli.demix.zarr"
+    r = runner.invoke(_group(), ["demix", str(sim["root"] / "small.pmd.zarr"), "-o", str(out), "--no-figures"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(_group(), ["evaluate", str(out), "--truth", str(sim["movie"])])
+    assert r.exit_code == 0, r.output
+    scores = json.loads(r.stdout)
+    assert scores["f1"] >= 0.85 and "pairs" not in scores
+    r = runner.invoke(_group(), ["demix", str(tmp_path / "none.pmd.zarr"), "-o", str(tmp_path / "x.demix.zarr")])
+    assert r.exit_code == 2 and "error" in r.output
+    r = runner.invoke(_group(), ["evaluate", str(out), "--truth", str(tmp_path / "none.json")])
+    assert r.exit_code == 2 and "no such" in r.output
+
+
+# --------------------------------------------------------------------------- kernels vs numpy twins
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.integers(1, 6), st.integers(2, 60), st.integers(1, 5), st.floats(0.0, 3.0), st.integers(0, 10**6))
+def test_robust_normalize_matches_numpy(n, t, step, th, seed):
+    x = np.random.default_rng(seed).standard_normal((n, t)).astype(np.float32)
+    got = x.copy()
+    _robust_normalize_kernel(got, th, step)
+    np.testing.assert_allclose(got, ref.robust_normalize(x, th, step), atol=2e-5)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.integers(1, 40), st.integers(0, 10**6), st.booleans())
+def test_median_matches_numpy(m, seed, ties):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 4, m).astype(np.float64) if ties else rng.standard_normal(m)
+    assert _median_kernel(x.copy()) == np.median(x)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 8), st.integers(0, 10**6))
+def test_neighbour_correlation_matches_numpy(h, w, t, seed):
+    x = np.random.default_rng(seed).standard_normal((h, w, t)).astype(np.float32)
+    got = np.zeros((h, w), np.float32)
+    _neighbour_correlation_kernel(x, got)
+    np.testing.assert_allclose(got, ref.neighbour_correlation(x.astype(np.float64)), atol=1e-5)
+
+
+def _random_footprints(rng, n, dims, box):
+    centers = np.stack([rng.integers(0, dims[0], n), rng.integers(0, dims[1], n)], axis=1)
+    origins = hals.box_origins(centers, box, dims)
+    values = (rng.random((n, *box)) * (rng.random((n, *box)) < 0.6)).astype(np.float32)
+    support = rng.random((n, *box)) < 0.8
+    return hals.Footprints(origins, values, support, dims)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(st.integers(1, 5), st.integers(5, 12), st.integers(5, 12), st.integers(1, 5), st.integers(0, 10**6))
+def test_box_kernels_match_numpy(n, height, width, k, seed):
+    rng = np.random.default_rng(seed)
+    dims = (height, width)
+    box = (min(5, height), min(4, width))
+    fp = _random_footprints(rng, n, dims, box)
+    u = sp.random(height * width, k, density=0.4, random_state=seed % 2**32, dtype=np.float32, format="csr")
+    ud = ref.dense_u(u.indptr, u.indices, u.data, height * width, k)
+    a = ref.footprint_matrix(fp.origins, fp.values, dims)
+    np.testing.assert_allclose(hals.boxes_times_u(u, fp), a.T @ ud, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(hals.box_gram(fp), a.T @ a, rtol=1e-5, atol=1e-5)
+    m = rng.standard_normal((k, n))
+    got = hals.u_times_into_boxes(u, m, fp)
+    full = (ud @ m).reshape(height, width, n)
+    for j, (y, x) in enumerate(fp.origins):
+        want = np.where(fp.support[j], full[y : y + box[0], x : x + box[1], j], 0.0)
+        np.testing.assert_allclose(got[j], want, rtol=1e-5, atol=1e-5)
+    w = rng.standard_normal(n)
+    np.testing.assert_allclose(hals.scatter(fp, w), (a @ w).reshape(dims), rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(st.integers(1, 5), st.integers(1, 3), st.integers(0, 10**6))
+def test_spatial_hals_matches_numpy(n, sweeps, seed):
+    rng = np.random.default_rng(seed)
+    dims, box = (10, 11), (5, 5)
+    fp = _random_footprints(rng, n, dims, box)
+    c = rng.standard_normal((n, 20))
+    cc = c @ c.T
+    p = rng.standard_normal((n, *box))
+    values = fp.values.astype(np.float64)
+    hals._spatial_hals_kernel(fp.origins, values, fp.support, p, cc, sweeps)
+    want = ref.spatial_hals(fp.origins, fp.values, fp.support, p, cc, sweeps, dims)
+    np.testing.assert_allclose(values, want, rtol=1e-9, atol=1e-9)
+
+
+def test_running_percentile():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 400)) + np.linspace(0, 5, 400)
+    got = running_percentile(x, 100, 8)
+    want = ref.running_percentile(x, 100, 8)
+    np.testing.assert_allclose(got[:, ::5], want[:, ::5], rtol=1e-12)  # exact every window // 20 frames
+    assert np.abs(got - want).mean() < 0.05  # and interpolated in between
+    flat = running_percentile(x, 1000, 50)  # window longer than the trace: one value per row
+    np.testing.assert_allclose(flat, np.repeat(np.median(x, axis=1)[:, None], 400, axis=1))
+
+
+def test_find_seeds_orders_and_spaces_peaks():
+    img = np.zeros((30, 30))
+    img[5, 5], img[6, 7], img[20, 20] = 0.9, 0.95, 0.8
+    seeds = find_seeds(img, threshold=0.5, min_distance=3)
+    assert seeds.tolist() == [[6, 7], [20, 20]]
+    assert find_seeds(img, threshold=0.99).shape == (0, 2)
+
+
+def test_truth_loader_gives_masks(sim):
+    truth = load_truth(sim["movie"])
+    scores = dm.evaluate(sim["movie"], sim["movie"])
+    assert scores["f1"] == 1.0 and scores["n_true"] == truth.footprints.shape[0]

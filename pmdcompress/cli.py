@@ -123,13 +123,16 @@ def _patch(value):
 @click.option("--fit-bin", default=None, type=int, help="Average this many frames per fit frame (default: auto).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of the factors.")
+@click.option("--temporal-filter/--no-temporal-filter", default=True, show_default=True,
+              help="Trend-filter each temporal factor within its noise level (PMD's temporal penalty); "
+                   "turn off for signals faster than the frame rate can sample smoothly.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random draw.")
 @click.option("--workers", default=None, type=int, help="Threads (default: all cores or $PMD_NUM_WORKERS).")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address to fit patches on.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
 def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap, method, max_rank,
-             consecutive_failures, fit_frames, fit_bin, dtype, seed, workers, scheduler, overwrite):
+             consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, seed, workers, scheduler, overwrite):
     """Compress MOVIE (TIFF, Zarr, .npy, HDF5) into a store of low-rank factors."""
     from .compression import compress as run
 
@@ -138,7 +141,7 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap
                 overwrite=overwrite, workers=workers, client=client, progress=_progress(ctx),
                 patch_shape=_patch(patch), overlap=overlap, method=method, max_rank=max_rank,
                 consecutive_failures=consecutive_failures, fit_frames=fit_frames, fit_bin=fit_bin,
-                dtype=dtype, seed=seed)
+                dtype=dtype, temporal_filter=temporal_filter, seed=seed)
     info = store.info()
     t, y, x = info["shape"]
     _say(ctx, f"pmd: {movie} -> {info['path']}: {t}x{y}x{x}, rank {info['total_rank']} over "

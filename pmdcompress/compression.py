@@ -65,6 +65,7 @@ class CompressOptions:
     dtype: str = "float32"
     chunk_frames: int | None = None
     false_pass: float = 0.05
+    temporal_filter: bool = True
     seed: int = 0
 
     def validate(self) -> None:
@@ -332,6 +333,19 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         map_tasks(project, range(len(chunks)), workers=workers, on_done=bar.update)
         bar.close()
     timings["refit_s"] = time.perf_counter() - t3_
+    if total_rank and opts.temporal_filter:
+        t4_ = time.perf_counter()
+        from .solver.temporal import trend_filter_rows
+
+        # Row blocks filtered in parallel, written one group at a time: every
+        # zarr chunk holds all rows, so concurrent writers would race.
+        blocks = [(k0, min(k0 + 32, total_rank)) for k0 in range(0, total_rank, 32)]
+        for g in range(0, len(blocks), workers):
+            batch = blocks[g : g + workers]
+            filtered = map_tasks(lambda b: trend_filter_rows(temporal[b[0] : b[1], :]), batch, workers=workers)
+            for (k0, k1), rows in zip(batch, filtered, strict=True):
+                temporal[k0:k1, :] = rows.astype(opts.dtype)
+        timings["temporal_filter_s"] = time.perf_counter() - t4_
     timings["total_s"] = time.perf_counter() - t_start
     metadata = dataclasses.replace(metadata, timings=timings)
     finish_store(group, metadata)

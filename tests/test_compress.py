@@ -136,3 +136,28 @@ def test_noise_components_are_not_kept():
     store = pmdcompress.compress(rng.normal(100, 3, (300, 48, 48)).astype(np.float32), patch_shape=24, overlap=6)
     # Pure noise: at most an occasional false pass (5 % per tested component).
     assert store.metadata.total_rank <= store.metadata.n_patches // 2
+
+
+def test_temporal_filter_removes_more_noise_and_keeps_signal():
+    noisy, clean = blobs_movie(n_frames=600, noise=15, seed=1)
+    plain = pmdcompress.compress(noisy, patch_shape=24, overlap=6, temporal_filter=False)
+    filtered = pmdcompress.compress(noisy, patch_shape=24, overlap=6, temporal_filter=True)
+    assert filtered.metadata.parameters["temporal_filter"] is True
+    err_plain, err_filtered = rms(plain[:] - clean), rms(filtered[:] - clean)
+    assert err_filtered < 0.92 * err_plain, (err_plain, err_filtered)
+    # Same spatial components: the filter touches only the temporal factors.
+    np.testing.assert_array_equal(plain.spatial, filtered.spatial)
+
+
+def test_trend_filter_rows_stays_within_the_noise_budget():
+    from pmdcompress.solver.temporal import trend_filter_rows
+
+    rng = np.random.default_rng(2)
+    t = np.arange(2000)
+    truth = np.stack([np.interp(t, [0, 500, 520, 2000], [0, 0, 30, 2]), np.zeros(2000)])
+    rows = truth + rng.normal(0, 1, truth.shape)
+    out = trend_filter_rows(rows)
+    assert out.dtype == np.float32 and out.shape == rows.shape
+    resid = np.sum((rows - out) ** 2, axis=1) / rows.shape[1]
+    assert (resid <= 1.1).all()  # never removes more than the noise's energy
+    assert rms(out - truth) < 0.35 * rms(rows - truth)

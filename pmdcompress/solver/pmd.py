@@ -65,7 +65,7 @@ class PMDSolver:
     max_num_iter: int = 4
     tol: float = 5e-3
     search_rtol: float = 5e-2
-    tv_tol: float = 1e-3
+    tv_tol: float = 1e-2
     name: str = "pmd"
 
     def params(self) -> dict:
@@ -160,3 +160,4 @@ class PMDSolver:
         else:
             u = np.zeros((data.shape[1], 0), np.float32)
         return PatchFit(u, n_tested, sp, tp)
+

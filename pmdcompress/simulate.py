@@ -77,7 +77,7 @@ _REGIMES = {
         radius=(3.0, 6.0),
         blur=0.0,
         nucleus_fraction=0.5,
-        overlap_fraction=0.12,
+        overlap_fraction=0.15,
         baseline=8.0,
         baseline_spread=0.3,
         dff_per_spike=(0.3, 1.0),
@@ -255,8 +255,9 @@ def simulate_movie(
     overwrite : bool, optional
         Replace existing outputs; otherwise they raise ``OutputExistsError``.
     chunk_frames : int, optional
-        Frames generated at a time; bounds the memory (about 14 bytes per pixel
-        of a chunk).  The output does not depend on it.
+        At most this many frames are generated at a time (rounded down to a
+        multiple of the time chunk of ``clean``, at most 16 MB); bounds the
+        memory.  The output does not depend on it.
     gain, offset, read_noise : float, optional
         Camera model: ADU per photon, ADU at zero photons, read-noise SD in ADU.
 
@@ -276,7 +277,7 @@ def simulate_movie(
     Notes
     -----
     Somata are soft-edged ellipses (semi-axes 3-6 px for 2p, random orientation;
-    half of them with a dimmer nucleus), placed at random; 12% are placed against
+    half of them with a dimmer nucleus), placed at random; 15% are placed against
     another soma, so that about 20-30% of the footprints overlap another one
     (``n_overlapping``).  Soma baselines are lognormal around 8 times the mean
     neuropil level before scaling (about 6x the total neuropil), as bright as in

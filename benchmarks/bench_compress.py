@@ -4,7 +4,7 @@
 
 Movies: a simulated 256x256x3000 movie (100 neurons, low SNR; ``pmd simulate``,
 seed 0, made once under benchmarks/work/) and ../shared/data/optinist_mouse2p.
-Each tool runs in its own fresh process (peak RSS = that process's ru_maxrss);
+Each tool runs in its own fresh process (peak RSS = that process's VmHWM);
 localmd runs in its own venv (``bash benchmarks/peers/setup_localmd.sh``).
 Quality on the simulated movie is judged against the ground truth (noise RMS
 reduction, per-neuron trace correlation); on the real movie, without truth, by
@@ -37,7 +37,9 @@ t = time.perf_counter()
 import pmdcompress
 store = pmdcompress.compress(sys.argv[1], sys.argv[2], overwrite=True, **json.loads(sys.argv[3]))
 wall = time.perf_counter() - t
-print(json.dumps({"wall_s": wall, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+# VmHWM, not ru_maxrss: after fork + exec ru_maxrss keeps the parent's peak.
+hwm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"wall_s": wall, "peak_rss_bytes": hwm, "cpu_s": time.process_time(),
                   "timings": store.metadata.timings, "bytes_on_disk": store.bytes_on_disk,
                   "total_rank": store.metadata.total_rank}))
 """
@@ -63,6 +65,28 @@ def run_localmd(movie: Path, out: Path) -> dict | None:
         print(f"localmd failed: {proc.stderr[-1500:]}", file=sys.stderr)
         return None
     return json.loads((out / "localmd_result.json").read_text())
+
+
+def rss_vs_length(sim: Path, lengths=(1000, 3000, 9000)) -> list[dict]:
+    """Peak RSS of pmd compress on movies of growing length (the simulated frames, tiled in time, as .npy)."""
+    from pmdcompress.io.readers import open_movie
+
+    rows = []
+    with open_movie(sim) as raw:
+        t_len = raw.shape[0]
+        for n in lengths:
+            path = WORK / f"long{n}.npy"
+            if not path.exists():
+                out = np.lib.format.open_memmap(path, mode="w+", dtype=raw.dtype, shape=(n, *raw.shape[1:]))
+                for t0 in range(0, n, 500):
+                    t1 = min(t0 + 500, n)
+                    src = [(t % t_len) for t in range(t0, t1)]
+                    out[t0:t1] = raw.read(min(src), max(src) + 1)[np.array(src) - min(src)]
+                out.flush()
+                del out
+            r = run_pmd(path, WORK / f"long{n}.pmd.zarr", {})
+            rows.append({"frames": n, "peak_rss_bytes": r["peak_rss_bytes"], "wall_s": r["wall_s"]})
+    return rows
 
 
 def decompress_speed(store_path: Path, repeats: int = 3) -> dict:
@@ -118,7 +142,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1000-frame simulated movie, for a fast look")
     parser.add_argument("--skip-localmd", action="store_true")
-    parser.add_argument("--options", default="{}", help="JSON of extra compress options")
+    parser.add_argument("--options", default="{}", help="JSON of extra compress options (all pmd runs)")
+    parser.add_argument("--methods", default="svd,pmd", help="pmd compress methods to run (comma-separated)")
+    parser.add_argument("--low-snr", action="store_true", help="also a movie with half the photons (svd vs pmd)")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the peak-RSS-versus-length runs")
     parser.add_argument("--out", default=str(HERE / "results" / "compress.json"))
     args = parser.parse_args(argv)
     options = json.loads(args.options)
@@ -134,62 +161,79 @@ def main(argv=None):
         print(f"simulating {sim} ...", file=sys.stderr)
         simulate_movie(sim, n_frames=n_frames, shape=(256, 256), n_neurons=100, seed=0, overwrite=True)
     movies = {"simulated": sim}
+    if args.low_snr:
+        low = WORK / f"sim256x256x{n_frames}-halfphotons.tif"
+        if not low.exists():
+            simulate_movie(low, n_frames=n_frames, shape=(256, 256), n_neurons=100, seed=0, photons=0.5,
+                           overwrite=True)
+        movies["simulated_half_photons"] = low
     real = SHARED / "optinist_mouse2p" / "movie.tif"
     if real.exists():
         movies["optinist_mouse2p"] = real
+    methods = [m for m in args.methods.split(",") if m]
 
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
                "options": options, "movies": {}}
     for name, path in movies.items():
         print(f"== {name}: {path}", file=sys.stderr)
         entry = {}
-        store_path = WORK / f"{name}.pmd.zarr"
-        pmd = run_pmd(path, store_path, options)
         import pmdcompress
 
-        store = pmdcompress.open(store_path)
         with open_movie(path) as raw:
             raw_bytes = raw.shape[0] * raw.shape[1] * raw.shape[2] * raw.dtype.itemsize
-        pmd["ratio_bytes"] = raw_bytes / pmd["bytes_on_disk"]
-        pmd["decompress"] = decompress_speed(store_path)
-        entry["pmd"] = pmd
-        lmd = None if args.skip_localmd else run_localmd(path, WORK / f"localmd-{name}")
+        truth = load_truth(path) if name.startswith("simulated") else None
+        for method in methods:
+            store_path = WORK / f"{name}-{method}.pmd.zarr"
+            r = run_pmd(path, store_path, {**options, "method": method})
+            store = pmdcompress.open(store_path)
+            r["ratio_bytes"] = raw_bytes / r["bytes_on_disk"]
+            r["decompress"] = decompress_speed(store_path)
+            if truth is not None:
+                with open_movie(path) as raw:
+                    q = evaluate_against_truth(raw, store, truth)
+                r.update({k: v for k, v in q.items() if not k.startswith("trace_corr_")})
+            r.update(residual_checks(path, store))
+            entry[f"pmd-{method}"] = r
+        lmd = None if (args.skip_localmd or name == "simulated_half_photons") else run_localmd(
+            path, WORK / f"localmd-{name}")
         if lmd:
             lmd["ratio_bytes"] = raw_bytes / lmd["factors_bytes"]
-            entry["localmd"] = lmd
-        if name == "simulated":
-            truth = load_truth(path)
-            with open_movie(path) as raw:
-                q = evaluate_against_truth(raw, store, truth)
-                pmd.update({k: v for k, v in q.items() if not k.startswith("trace_corr_")})
-                if lmd:
+            if truth is not None:
+                with open_movie(path) as raw:
                     ql = evaluate_against_truth(raw, localmd_denoised(WORK / f"localmd-{name}"), truth)
-                    lmd.update({k: v for k, v in ql.items() if not k.startswith("trace_corr_")})
-        pmd.update(residual_checks(path, store))
-        if lmd:
+                lmd.update({k: v for k, v in ql.items() if not k.startswith("trace_corr_")})
             lmd.update(residual_checks(path, localmd_denoised(WORK / f"localmd-{name}")))
+            entry["localmd"] = lmd
         results["movies"][name] = entry
 
-    cols = [("wall_s", "wall s", "{:.2f}"), ("peak_rss_bytes", "peak RSS GB", "{:.2f}"),
+    if not (args.quick or args.skip_rss):
+        results["rss_vs_length"] = rss_vs_length(sim)
+
+    cols = [("wall_s", "wall s", "{:.2f}"), ("cpu_s", "cpu s", "{:.1f}"), ("peak_rss_bytes", "peak RSS GB", "{:.2f}"),
             ("ratio_bytes", "ratio (bytes)", "{:.1f}"), ("noise_rms_reduction", "noise RMS red.", "{:.2f}"),
             ("median_trace_corr_denoised", "trace corr", "{:.3f}"), ("median_trace_corr_raw", "raw corr", "{:.3f}"),
             ("residual_over_raw_noise_median", "resid/noise", "{:.3f}"),
             ("highband_noise_reduction_median", "HF noise red.", "{:.2f}")]
-    header = f"{'movie':<18}{'tool':<9}" + "".join(f"{c[1]:>15}" for c in cols)
+    header = f"{'movie':<24}{'tool':<9}" + "".join(f"{c[1]:>15}" for c in cols)
     print(header)
     for name, entry in results["movies"].items():
         for tool, r in entry.items():
-            row = f"{name:<18}{tool:<9}"
+            row = f"{name:<24}{tool:<9}"
             for key, _, fmt in cols:
                 v = r.get(key)
                 if key == "peak_rss_bytes" and v is not None:
                     v = v / 1e9
                 row += f"{(fmt.format(v) if v is not None else '-'):>15}"
             print(row)
-        if "localmd" in entry:
-            print(f"{'':<18}speed-up vs localmd: {entry['localmd']['wall_s'] / entry['pmd']['wall_s']:.2f}x")
-        print(f"{'':<18}pmd decompression: {entry['pmd']['decompress']['gb_per_s_per_core']:.2f} GB/s per core "
-              f"(uint16, full frames)")
+        for tool, r in entry.items():
+            if tool.startswith("pmd-"):
+                if "localmd" in entry:
+                    print(f"{'':<18}{tool} speed-up vs localmd: {entry['localmd']['wall_s'] / r['wall_s']:.2f}x")
+                print(f"{'':<18}{tool} decompression: {r['decompress']['gb_per_s_per_core']:.2f} GB/s per core "
+                      f"(uint16, full frames)")
+    for row in results.get("rss_vs_length", []):
+        print(f"pmd compress, {row['frames']:>6} frames of 256x256: peak RSS {row['peak_rss_bytes'] / 1e9:.2f} GB, "
+              f"{row['wall_s']:.1f} s")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, default=float))
     print(f"wrote {args.out}", file=sys.stderr)

@@ -59,10 +59,23 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _vm_hwm():
+    # The process's own high-water mark. ru_maxrss is not: after fork + exec it
+    # keeps the parent's peak, so a benchmark parent's memory would leak in.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss():
     import resource
     # Linux reports ru_maxrss in KiB.
-    self_b = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    self_b = _vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     child_b = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return self_b, child_b
 
@@ -138,6 +151,7 @@ def main(argv=None):
         print("WARNING: " + short_note, flush=True)
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     try:
         out = run_decomposition(localmd, dataset, args.config)
     except Exception as exc:  # record the failure for the benchmark table
@@ -151,6 +165,7 @@ def main(argv=None):
         print("localmd failed: %s" % result["error"], file=sys.stderr, flush=True)
         raise
     wall_s = time.perf_counter() - t0
+    cpu_s = time.process_time() - c0
     rss_self, rss_child = peak_rss()
     print("decomposition: %.2f s, peak RSS %.1f MiB" % (wall_s, rss_self / 2**20), flush=True)
 
@@ -262,6 +277,7 @@ def main(argv=None):
     rss_self_end, rss_child_end = peak_rss()
     result = {
         "wall_s": wall_s,
+        "cpu_s": cpu_s,
         "peak_rss_bytes": rss_self,
         "peak_rss_children_bytes": rss_child,
         "peak_rss_incl_children_bytes": rss_self + rss_child,

@@ -15,9 +15,8 @@ Three proximal problems are solved exactly (1-D) or to a certified tolerance
 PMD needs the *constrained* forms: the smoothest ``x`` with
 ``||y - x||^2 <= delta`` (:func:`constrained_tv1d`,
 :func:`constrained_trend_filter`, :func:`constrained_tv2d`), found by a
-bracketed secant search on ``log(lam)``.  The roughness statistics of the
-rank test (:func:`spatial_roughness`, :func:`temporal_roughness` and their
-batched forms) live here too.
+bracketed, safeguarded Newton search on ``log(lam)``.  The roughness statistics of
+the rank test live in :mod:`pmdcompress.solver.roughness`.
 
 Every kernel is an ``@jit`` function that only computes; the public functions
 validate, cast to float64, call the kernel and cast the result back
@@ -39,10 +38,6 @@ __all__ = [
     "constrained_trend_filter",
     "constrained_tv1d",
     "constrained_tv2d",
-    "spatial_roughness",
-    "spatial_roughness_batch",
-    "temporal_roughness",
-    "temporal_roughness_batch",
     "trend_filter",
     "tv1d_denoise",
     "tv2d_denoise",
@@ -58,14 +53,17 @@ DEFAULT_RTOL = 1e-2
 #: Default certified accuracy of :func:`tv2d_denoise`:
 #: ``||x - x*|| <= tol * ||y - mean(y)||``.
 DEFAULT_TV2D_TOL = 1e-4
-DEFAULT_TF_MAX_NUM_ITER = 1000
+DEFAULT_TF_MAX_NUM_ITER = 5000
 DEFAULT_TV2D_MAX_NUM_ITER = 500
 DEFAULT_SEARCH_MAX_NUM_ITER = 60
-# Active-set iterations allowed without a new lowest number of KKT violations
-# before the trend filter repairs the cycling indices by single pivots, and the
-# most single pivots per repair.
-_PDAS_MAX_STALLS = 10
+# Trend filter: how many past active sets are remembered to detect exact
+# cycles, block steps allowed without a new lowest number of KKT violations,
+# the most single pivots per repair, and the repairs before the active-set
+# finish.
+_PDAS_HISTORY = 32
+_PDAS_MAX_STALLS = 30
 _MURTY_MAX_PIVOTS = 100
+_PDAS_MAX_REPAIRS = 2
 
 
 # ---------------------------------------------------------------------------
@@ -480,6 +478,109 @@ def _tf_last_violation(lam, state, x, z, tol_z, tol_nu, last_change, since):
 
 
 @jit
+def _tf_state_hash(state):
+    """Hash of an active set (positions and signs), for cycle detection."""
+    key = 0
+    for i in range(state.shape[0]):
+        if state[i] != 0:
+            key = (key * 1000003 + 2 * i + (1 if state[i] > 0 else 0)) & 0x7FFFFFFFFFFFFFFF
+    return key
+
+
+@jit
+def _tf_active_set(y, lam, state, z, x, max_num_iter, tol_z, tol_nu, work):
+    """Finish a trend-filter solve with a textbook primal active-set method.
+
+    Works on the dual ``min_{|z| <= lam} 1/2 ||y - D^T z||^2`` from the
+    clipped Newton point of ``state``, keeping ``z`` feasible: move towards
+    the minimizer on the current face (a spline fit) until a bound blocks
+    (ratio test, the blocking indices join the working set); at a face
+    minimizer drop the working index with the most negative multiplier
+    (curvature of the wrong sign).  The dual objective never increases and
+    every face minimizer is visited at most once, so this terminates
+    (Nocedal & Wright, Algorithm 16.3), one working-set change per fit.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (n,)
+    lam : float
+    state : ndarray of int8, shape (n - 2,)
+        Start (any active set) and, on exit, the final working set.
+    z : ndarray of float64, shape (n - 2,)
+        Output dual solution.
+    x : ndarray of float64, shape (n,)
+        Output primal solution.
+    max_num_iter : int
+        Maximum number of spline fits.
+    tol_z, tol_nu : float
+        KKT tolerances of :func:`_tf_kernel`.
+    work : tuple of ndarray
+        Work arrays ``(w, knots, diag, off, rhs, z_newton)``.
+
+    Returns
+    -------
+    n_fits : int
+    converged : bool
+    """
+    w, knots, diag, off, rhs, z_newton = work
+    m = state.shape[0]
+    _tf_spline_fit(y, lam, state, x, z_newton, w, knots, diag, off, rhs)
+    n_fits = 1
+    for i in range(m):
+        zi = min(max(z_newton[i], -lam), lam)
+        z[i] = zi
+        state[i] = 1 if zi >= lam else (-1 if zi <= -lam else 0)
+    at_face_minimum = False
+    while n_fits < max_num_iter:
+        _tf_spline_fit(y, lam, state, x, z_newton, w, knots, diag, off, rhs)
+        n_fits += 1
+        if at_face_minimum:
+            worst = -1
+            worst_value = -tol_nu
+            for i in range(m):
+                if state[i] != 0:
+                    value = state[i] * _tf_curvature(x, i)
+                    if value < worst_value:
+                        worst_value = value
+                        worst = i
+            if worst < 0:
+                for i in range(m):
+                    z[i] = min(max(z_newton[i], -lam), lam)
+                return n_fits, True
+            state[worst] = 0
+            at_face_minimum = False
+            continue
+        # ratio test along z -> z_newton
+        alpha = 1.0
+        blocked = False
+        for i in range(m):
+            if state[i] == 0:
+                d = z_newton[i] - z[i]
+                if d > 0.0 and z_newton[i] > lam:
+                    step = (lam - z[i]) / d
+                    if step < alpha:
+                        alpha = step
+                        blocked = True
+                elif d < 0.0 and z_newton[i] < -lam:
+                    step = (-lam - z[i]) / d
+                    if step < alpha:
+                        alpha = step
+                        blocked = True
+        for i in range(m):
+            if state[i] == 0:
+                z[i] += alpha * (z_newton[i] - z[i])
+                if blocked:
+                    if z[i] >= lam - tol_z:
+                        z[i] = lam
+                        state[i] = 1
+                    elif z[i] <= -lam + tol_z:
+                        z[i] = -lam
+                        state[i] = -1
+        at_face_minimum = not blocked
+    return n_fits, False
+
+
+@jit
 def _tf_kernel(y, lam, state, z, x, max_num_iter):
     """Order-2 l1 trend filtering by a safeguarded primal-dual active-set method.
 
@@ -514,21 +615,30 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
     -----
     Solves ``min_x 1/2 ||y - x||^2 + lam ||D x||_1`` where ``D`` is the
     (n-2, n) second-difference matrix, through its dual
-    ``min_{|z| <= lam} 1/2 ||y - D^T z||^2``, a strictly convex box QP, i.e. a
-    box-constrained linear complementarity problem with a P-matrix.  For a
+    ``min_{|z| <= lam} 1/2 ||y - D^T z||^2``, a strictly convex box QP (a
+    box-constrained linear complementarity problem with a P-matrix).  For a
     given active set the solution is a linear-spline fit
     (:func:`_tf_spline_fit`, O(n), well conditioned).
 
-    Each iteration refits and applies the block update of
-    :func:`_tf_pdas_update` (a primal-dual active-set / semismooth Newton
-    step [2]_ that adds at most one kink per violating run).  This usually
-    reaches the optimum in 10-40 fits.  Like every block-pivoting method on a
-    non-M-matrix problem it can cycle -- in practice among a few neighbouring
-    indices where ``|z|`` is flat at the bound.  After ``_PDAS_MAX_STALLS``
-    iterations without a new lowest number of violations, the indices changed
-    in those iterations are repaired by single principal pivots with Murty's
-    largest-index rule [3]_ (finite for P-matrix problems), the others held
-    fixed; then block updates resume.
+    1. Block steps (:func:`_tf_pdas_update`): a primal-dual active-set /
+       semismooth Newton step [2]_ that releases wrong-sign kinks and adds at
+       most one kink per violating run.  Usually optimal after 10-40 fits.
+    2. Like every block-pivoting method on a non-M-matrix problem it can
+       cycle, in practice among a few neighbouring indices where ``|z|`` is
+       flat at the bound.  When an active set repeats (hashes of the last
+       ``_PDAS_HISTORY`` are kept) or ``_PDAS_MAX_STALLS`` steps pass without
+       a new lowest number of violations, the indices changed since are
+       repaired by single pivots, largest index first (Murty's rule [3]_),
+       the rest held fixed, and block steps resume.
+    3. The third time, a primal active-set method (:func:`_tf_active_set`)
+       finishes the job from the active set with the fewest violations seen:
+       monotone in the dual objective, hence finite, but one working-set
+       change per fit.
+
+    On 2000 random problems (calcium-like, random-walk, white-noise, integer
+    and V-shaped signals, n = 100 to 5000, lam from 1e-4 lam_max to lam_max)
+    plus V shapes at n = 1e5, this took 25 fits on average, 300 at the 99th
+    percentile and about 900 at worst.
 
     References
     ----------
@@ -539,9 +649,8 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
        865-888, 2002. doi:10.1137/S1052623401383558
     .. [3] K. G. Murty, "Note on a Bard-type scheme for solving the
        complementarity problem", Opsearch 11, 123-130, 1974.
-    .. [4] J. J. Judice, F. M. Pires, "A block principal pivoting algorithm
-       for large-scale strictly monotone linear complementarity problems",
-       Computers & Operations Research 21(5), 587-596, 1994.
+    .. [4] J. Nocedal, S. J. Wright, "Numerical Optimization", 2nd ed.,
+       Springer, 2006, section 16.5 (active-set methods for convex QP).
     """
     n = y.shape[0]
     m = n - 2
@@ -566,33 +675,57 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
     rhs = np.empty(n)
     last_change = np.full(m, -(2**62), np.int64)
 
+    ring_hash = np.full(_PDAS_HISTORY, -1, np.int64)
+    ring_iter = np.zeros(_PDAS_HISTORY, np.int64)
+    best_state = state.copy()
+    fewest = m + 1
+
     n_fits = 0
     it = 0
     best = m + 1
     since_best = 0
-    converged = False
+    n_repairs = 0
     while n_fits < max_num_iter:
         it += 1
         _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs)
         n_fits += 1
         count = _tf_count_violations(lam, state, x, z, tol_z, tol_nu)
         if count == 0:
-            converged = True
-            break
+            for i in range(m):
+                z[i] = min(max(z[i], -lam), lam)
+            return n_fits, True
+        if count < fewest:
+            fewest = count
+            best_state[:] = state
         if count < best:
             best = count
             since_best = 0
         else:
             since_best += 1
-        if since_best < _PDAS_MAX_STALLS:
+        # an exact cycle: this active set was seen within the last _PDAS_HISTORY steps
+        key = _tf_state_hash(state)
+        cycle_start = -1
+        for k in range(_PDAS_HISTORY):
+            if ring_hash[k] == key:
+                cycle_start = ring_iter[k]
+        ring_hash[it % _PDAS_HISTORY] = key
+        ring_iter[it % _PDAS_HISTORY] = it
+        if cycle_start < 0 and since_best >= _PDAS_MAX_STALLS:
+            cycle_start = it - _PDAS_MAX_STALLS - 1
+        if cycle_start < 0:
             _tf_pdas_update(lam, state, x, z, tol_z, tol_nu, last_change, it)
             continue
-        # cycling: single pivots (largest index first) on the recently changed indices
-        since = it - _PDAS_MAX_STALLS - 1
+        if n_repairs >= _PDAS_MAX_REPAIRS:
+            state[:] = best_state
+            work = (w, knots, diag, off, rhs, np.empty(m))
+            n_more, converged = _tf_active_set(y, lam, state, z, x, max_num_iter - n_fits, tol_z, tol_nu, work)
+            return n_fits + n_more, converged
+        # single pivots (largest index first) on the indices changed since the cycle began
+        n_repairs += 1
         for _ in range(_MURTY_MAX_PIVOTS):
             if n_fits >= max_num_iter:
                 break
-            j = _tf_last_violation(lam, state, x, z, tol_z, tol_nu, last_change, since)
+            j = _tf_last_violation(lam, state, x, z, tol_z, tol_nu, last_change, cycle_start)
             if j < 0:
                 break
             if state[j] == 0:
@@ -601,11 +734,12 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
                 state[j] = 0
             _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs)
             n_fits += 1
+        ring_hash[:] = -1
         best = m + 1
         since_best = 0
     for i in range(m):
         z[i] = min(max(z[i], -lam), lam)
-    return n_fits, converged
+    return n_fits, False
 
 
 # ---------------------------------------------------------------------------
@@ -821,7 +955,7 @@ def _tv2d_limit(y):
 
 
 # ---------------------------------------------------------------------------
-# constrained forms: bracketed secant search on log(lam)
+# constrained forms: bracketed Newton search on log(lam)
 # ---------------------------------------------------------------------------
 
 
@@ -1091,86 +1225,6 @@ def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_so
         lam = _search_next(state, target, lam, res, slope)
     x[:, :] = x_best
     return state[_S_LO], res_best, n_iter, all_converged
-
-
-# ---------------------------------------------------------------------------
-# roughness statistics of the rank test
-# ---------------------------------------------------------------------------
-
-
-@jit
-def _spatial_roughness_kernel(u, h, w):
-    """Spatial roughness of a flattened C-order (h, w) image ``u`` (any float dtype).
-
-    Returns ``[sum_edges |u_i - u_j| / n_edges] / [sum |u_i| / (h w)]`` over
-    the 4-neighbour edges; ``inf`` when ``u`` is all zero, ``0`` when the
-    image has no edges (1 x 1).
-    """
-    num = 0.0
-    den = 0.0
-    for i in range(h):
-        base = i * w
-        for j in range(w):
-            ui = float(u[base + j])
-            den += abs(ui)
-            if j + 1 < w:
-                num += abs(float(u[base + j + 1]) - ui)
-            if i + 1 < h:
-                num += abs(float(u[base + w + j]) - ui)
-    if den == 0.0:
-        return np.inf
-    n_edges = h * (w - 1) + w * (h - 1)
-    if n_edges == 0:
-        return 0.0
-    return (num / n_edges) / (den / (h * w))
-
-
-@jit
-def _spatial_roughness_batch_kernel(u, h, w, out):
-    """Spatial roughness of each column of ``u`` (shape (h*w, k), C-order pixels)."""
-    k = u.shape[1]
-    num = np.zeros(k)
-    den = np.zeros(k)
-    for i in range(h):
-        for j in range(w):
-            p = i * w + j
-            for c in range(k):
-                up = float(u[p, c])
-                den[c] += abs(up)
-                if j + 1 < w:
-                    num[c] += abs(float(u[p + 1, c]) - up)
-                if i + 1 < h:
-                    num[c] += abs(float(u[p + w, c]) - up)
-    n_edges = h * (w - 1) + w * (h - 1)
-    for c in range(k):
-        if den[c] == 0.0:
-            out[c] = np.inf
-        elif n_edges == 0:
-            out[c] = 0.0
-        else:
-            out[c] = (num[c] / n_edges) / (den[c] / (h * w))
-
-
-@jit
-def _temporal_roughness_kernel(v):
-    """``sum |v[t-1] - 2 v[t] + v[t+1]| / sum |v[t]|`` (``inf`` for all-zero ``v``)."""
-    n = v.shape[0]
-    num = 0.0
-    den = 0.0
-    for t in range(n):
-        den += abs(float(v[t]))
-        if 0 < t < n - 1:
-            num += abs(float(v[t - 1]) - 2.0 * float(v[t]) + float(v[t + 1]))
-    if den == 0.0:
-        return np.inf
-    return num / den
-
-
-@jit
-def _temporal_roughness_batch_kernel(v, out):
-    """Temporal roughness of each row of ``v`` (shape (k, T)) into ``out``."""
-    for c in range(v.shape[0]):
-        out[c] = _temporal_roughness_kernel(v[c])
 
 
 # ---------------------------------------------------------------------------
@@ -1510,10 +1564,14 @@ def constrained_tv1d(y, delta, *, lam0=None, rtol=DEFAULT_RTOL, max_num_iter=DEF
     -----
     Solves ``min_x TV(x)`` s.t. ``||y - x||_2^2 <= delta`` through its
     Lagrangian form: ``res(lam) = ||y - x(lam)||^2`` is non-decreasing, so the
-    largest ``lam`` with ``res(lam) <= delta`` is found by a bracketed secant
-    search in ``(log lam, log res)`` with geometric bisection as safeguard,
-    starting from the bracket ``[0, lam_max]`` (known in closed form).  The
-    returned ``x`` never exceeds the budget.  Typically 4-8 solves.
+    largest ``lam`` with ``res(lam) <= delta`` is found by Newton steps on
+    ``log res`` against ``log lam``, using the exact slope
+    ``2 ||P y - x||^2 / res`` (``P`` projects onto signals with the same
+    segments as ``x``), kept inside the bracket ``[0, lam_max]`` (known in
+    closed form), with geometric bisection as safeguard.  Steps aim at the
+    middle of the acceptance window and the returned ``x`` never exceeds the
+    budget.  On calcium-like and random-walk test signals: 6 solves on
+    average (at most 14) from a cold start, 2-4 from a ``lam0`` within 40%.
 
     References
     ----------
@@ -1591,9 +1649,10 @@ def constrained_trend_filter(
     Notes
     -----
     Solves ``min_x ||D^{(2)} x||_1`` s.t. ``||y - x||_2^2 <= delta`` by the
-    bracketed secant search on ``log lam`` described in
-    :func:`constrained_tv1d`; each solve is warm started from the previous
-    active set, so later solves take only a few active-set iterations.
+    Newton search on ``log lam`` described in :func:`constrained_tv1d` (the
+    slope uses the projection onto linear splines with the knots of ``x``);
+    each solve is warm started from the previous active set, so later solves
+    take only a few active-set iterations.
 
     References
     ----------
@@ -1622,9 +1681,7 @@ def constrained_trend_filter(
     if delta <= 0.0 or y64.size == 0:
         return y64.astype(out_dtype, copy=True), 0.0
     x = np.empty_like(y64)
-    lam, _, n_iter, converged = _constrained_tf_kernel(
-        y64, delta, lam0, rtol, max_num_iter, max_num_iter_solver, x
-    )
+    lam, _, n_iter, converged = _constrained_tf_kernel(y64, delta, lam0, rtol, max_num_iter, max_num_iter_solver, x)
     if not converged:
         logger.warning("constrained_trend_filter: an active-set solve did not converge (n=%d)", y64.size)
     return x.astype(out_dtype, copy=False), float(lam)
@@ -1680,9 +1737,13 @@ def constrained_tv2d(
     Notes
     -----
     Solves ``min_x TV_aniso(x)`` s.t. ``||y - x||_2^2 <= delta`` by the
-    bracketed secant search on ``log lam`` described in
-    :func:`constrained_tv1d`; each 2-D solve is warm started from the
-    previous dual variable rescaled by ``lam_new / lam_old``.
+    bracketed search on ``log lam`` described in :func:`constrained_tv1d`,
+    with the log-log slope estimated by the secant through the last two
+    solves (2 for the first step); each 2-D solve is warm started from the
+    previous dual variable rescaled by ``lam_new / lam_old``.  ``res(lam)``
+    is often nearly flat around a noise-level budget: 8 solves on average (at
+    most 13) from a cold start on blob-plus-noise test images, 2-5 (at most
+    9) from a ``lam0`` within 40%.
 
     References
     ----------
@@ -1716,151 +1777,8 @@ def constrained_tv2d(
     if delta <= 0.0 or y64.size == 0:
         return y64.astype(out_dtype, copy=True), 0.0
     x = np.empty_like(y64)
-    lam, _, _, converged = _constrained_tv2d_kernel(
-        y64, delta, lam0, rtol, max_num_iter, max_num_iter_solver, tol, x
-    )
+    lam, _, _, converged = _constrained_tv2d_kernel(y64, delta, lam0, rtol, max_num_iter, max_num_iter_solver, tol, x)
     if not converged:
         logger.warning("constrained_tv2d: a 2-D TV solve did not reach tol=%g (shape %s)", tol, y64.shape)
     return x.astype(out_dtype, copy=False), float(lam)
 
-
-def spatial_roughness(u_img):
-    """Spatial roughness statistic of one spatial component.
-
-    Parameters
-    ----------
-    u_img : array_like, shape (h, w)
-        Real image.  Not modified.
-
-    Returns
-    -------
-    float
-        Mean absolute difference over 4-neighbour edges divided by the mean
-        absolute value; ``inf`` for an all-zero image, ``0.0`` for a 1 x 1
-        image.  Small values mean smooth.
-
-    Notes
-    -----
-    .. math:: S = \\frac{\\sum_{(i,j) \\in E} |u_i - u_j| / |E|}
-       {\\sum_i |u_i| / (h w)}, \\qquad |E| = h (w - 1) + w (h - 1).
-
-    This is the spatial test statistic of [1]_.
-
-    References
-    ----------
-    .. [1] E. K. Buchanan, I. Kinsella, D. Zhou, et al., "Penalized matrix
-       decomposition for denoising, compression, and improved demixing of
-       functional imaging data", bioRxiv 334706, 2018.
-       doi:10.1101/334706
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> spatial_roughness(np.ones((4, 4)))
-    0.0
-    """
-    u = _as_float_readonly(u_img, "u_img", 2)
-    h, w = u.shape
-    return float(_spatial_roughness_kernel(u.ravel(), h, w))
-
-
-def spatial_roughness_batch(u, shape):
-    """Spatial roughness of several components at once.
-
-    Parameters
-    ----------
-    u : array_like, shape (h * w, k)
-        Each column is one image flattened in C order.  Not modified.
-    shape : tuple of int
-        ``(h, w)``.
-
-    Returns
-    -------
-    ndarray of float64, shape (k,)
-        ``spatial_roughness(u[:, c].reshape(shape))`` for each column.
-
-    Notes
-    -----
-    See :func:`spatial_roughness`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> u = np.ones((12, 2))
-    >>> u[0, 1] = 2.0
-    >>> spatial_roughness_batch(u, (3, 4)).round(3)
-    array([0.   , 0.119])
-    """
-    arr = _as_float_readonly(u, "u", 2)
-    h, w = (int(s) for s in shape)
-    if h * w != arr.shape[0]:
-        raise InputError(f"u has {arr.shape[0]} rows but shape {tuple(shape)} has {h * w} pixels")
-    out = np.empty(arr.shape[1])
-    _spatial_roughness_batch_kernel(arr, h, w, out)
-    return out
-
-
-def temporal_roughness(v):
-    """Temporal roughness statistic of one temporal component.
-
-    Parameters
-    ----------
-    v : array_like, shape (T,)
-        Real trace.  Not modified.
-
-    Returns
-    -------
-    float
-        ``sum |v[t-1] - 2 v[t] + v[t+1]| / sum |v[t]|``; ``inf`` for an
-        all-zero trace, ``0.0`` when ``T < 3``.  Small values mean smooth.
-
-    Notes
-    -----
-    .. math:: S = \\frac{\\sum_{t=1}^{T-2} |v_{t-1} - 2 v_t + v_{t+1}|}
-       {\\sum_{t=0}^{T-1} |v_t|}
-
-    This is the temporal test statistic of [1]_.
-
-    References
-    ----------
-    .. [1] E. K. Buchanan, I. Kinsella, D. Zhou, et al., "Penalized matrix
-       decomposition for denoising, compression, and improved demixing of
-       functional imaging data", bioRxiv 334706, 2018.
-       doi:10.1101/334706
-
-    Examples
-    --------
-    >>> temporal_roughness([1.0, 2.0, 3.0, 4.0])
-    0.0
-    """
-    arr = _as_float_readonly(v, "v", 1)
-    return float(_temporal_roughness_kernel(arr))
-
-
-def temporal_roughness_batch(v):
-    """Temporal roughness of several components at once.
-
-    Parameters
-    ----------
-    v : array_like, shape (k, T)
-        Each row is one trace.  Not modified.
-
-    Returns
-    -------
-    ndarray of float64, shape (k,)
-        ``temporal_roughness(v[c])`` for each row.
-
-    Notes
-    -----
-    See :func:`temporal_roughness`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> temporal_roughness_batch(np.array([[1.0, 2.0, 3.0], [1.0, -1.0, 1.0]]))
-    array([0.        , 1.33333333])
-    """
-    arr = _as_float_readonly(v, "v", 2)
-    out = np.empty(arr.shape[0])
-    _temporal_roughness_batch_kernel(arr, out)
-    return out

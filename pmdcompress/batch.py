@@ -59,8 +59,10 @@ __all__ = [
     "BatchError",
     "MovieJob",
     "STEPS",
+    "parse_settings",
     "plan_batch",
     "prepare_sbatch",
+    "process_movie",
     "read_status",
     "run_batch",
 ]
@@ -281,7 +283,7 @@ def _check_name(name: str, where: str) -> str:
 
 
 def _option_kinds() -> dict[str, str]:
-    from .compress import CompressOptions
+    from .compression import CompressOptions
 
     kinds = {}
     for f in dataclasses.fields(CompressOptions):
@@ -306,7 +308,7 @@ def _convert_options(raw: dict, where: str) -> dict:
             continue
         out[k] = _convert(k, kinds[k], value, where)
     if any(k in out for k in kinds if k not in INPUT_KEYS):
-        from .compress import CompressOptions
+        from .compression import CompressOptions
 
         compress_opts = {k: v for k, v in out.items() if k not in INPUT_KEYS}
         try:
@@ -505,22 +507,22 @@ def _new_status(job: MovieJob, steps, previous: dict | None) -> dict:
     return status
 
 
-def _step_reusable(job: MovieJob, folder: Path, step: str, previous: dict | None) -> bool:
-    """A step done before, for the same options and input, whose output is still complete."""
-    if not previous:
-        return False
-    record = (previous.get("steps") or {}).get(step) or {}
+def _step_check(job: MovieJob, folder: Path, step: str, previous: dict | None) -> str | None:
+    """None when ``step`` was done for these options and this input and its output is complete; else why not."""
+    record = ((previous or {}).get("steps") or {}).get(step) or {}
     if record.get("state") != "done":
-        return False
-    if previous.get("options") != _jsonable(job.options):
-        return False
-    if _identity_key(previous.get("input")) != _identity_key(_input_identity(job.path)):
-        return False
+        return f"step {step} not done"
+    if record.get("options") != _jsonable(job.options):
+        return "options changed"
+    if record.get("input") != list(_identity_key(_input_identity(job.path))):
+        return "input changed"
     output = record.get("output")
-    return bool(output) and _output_complete(folder / output, step)
+    if not output or not _output_complete(folder / output, step):
+        return f"step {step} output missing or incomplete"
+    return None
 
 
-def _identity_key(identity: dict | None):
+def _identity_key(identity: dict | None) -> tuple:
     identity = identity or {}
     return identity.get("path"), identity.get("size_bytes"), identity.get("mtime_ns")
 
@@ -545,14 +547,10 @@ def _decide(job: MovieJob, output_dir: Path, steps, overwrite: bool) -> tuple[bo
         return True, "--overwrite"
     if previous.get("state") != "done":
         return True, f"previous run {previous.get('state')}"
-    if previous.get("options") != _jsonable(job.options):
-        return True, "options changed"
-    if _identity_key(previous.get("input")) != _identity_key(_input_identity(job.path)):
-        return True, "input changed"
     for step in steps:
-        if not _step_reusable(job, folder, step, previous):
-            return True, f"step {step} not done" if step not in (previous.get("steps") or {}) \
-                else f"step {step} output missing"
+        why = _step_check(job, folder, step, previous)
+        if why is not None:
+            return True, why
     return False, "done"
 
 
@@ -602,7 +600,7 @@ def _worker_address() -> str | None:
 
 
 def _step_compress(job: MovieJob, folder: Path, threads: int) -> dict:
-    from .compress import compress
+    from .compression import compress
 
     opts = dict(job.options)
     selection = {k: opts.pop(k) for k in INPUT_KEYS if k in opts}
@@ -614,7 +612,7 @@ def _step_compress(job: MovieJob, folder: Path, threads: int) -> dict:
 
 
 def _step_denoise(job: MovieJob, folder: Path, threads: int) -> dict:
-    from .decompress import decompress
+    from .decompression import decompress
 
     result = decompress(folder / job.store_name, folder / DENOISED_NAME, dtype="float32", overwrite=True,
                         workers=threads)
@@ -648,16 +646,20 @@ def process_movie(job: MovieJob, output_dir, steps: Sequence[str] = ("compress",
         _write_json(folder / STATUS_NAME, status)
         start = time.perf_counter()
         current = None
+        redo = overwrite
         try:
             for step in steps:
                 current = step
-                if not overwrite and _step_reusable(job, folder, step, previous):
+                if not redo and _step_check(job, folder, step, previous) is None:
                     status["steps"][step]["reused"] = True
                     continue
-                status["steps"].pop(step, None)
+                redo = True  # a step run again invalidates the steps after it
+                for later in STEPS[STEPS.index(step):]:
+                    status["steps"].pop(later, None)
                 t0 = time.perf_counter()
                 record = _STEP_FUNCTIONS[step](job, folder, threads)
-                record.update(state="done", seconds=round(time.perf_counter() - t0, 3), finished_at=_now())
+                record.update(state="done", seconds=round(time.perf_counter() - t0, 3), finished_at=_now(),
+                              options=_jsonable(job.options), input=list(_identity_key(status["input"])))
                 status["steps"][step] = record
                 _write_json(folder / STATUS_NAME, status)
             status["state"] = "done"
@@ -801,23 +803,29 @@ def run_batch(inputs, output_dir, *, steps=("compress",), scheduler=None, worker
     summary_path = None if array_index is not None else output_dir / SUMMARY_NAME
 
     def summarize(interrupted: bool) -> dict:
-        summary = _summary(jobs, to_run, skipped, results, output_dir, steps, spec, started_at, t0, interrupted)
+        summary = _summary(jobs, skipped, results, output_dir, steps, spec, started_at, t0, interrupted)
         if summary_path is not None:
             _write_json(summary_path, summary)
         return summary
+
+    for job in list(to_run):  # "pending" until a worker takes it; earlier step records are kept for reuse
+        folder = job.folder(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with _movie_lock(folder) as free:
+            if not free:  # another batch is processing it right now: leave it alone
+                log.warning("%s: being processed by another batch; skipped", job.name)
+                results[job.name] = {"name": job.name, "state": "busy", "error": None}
+                to_run.remove(job)
+                continue
+            status = _new_status(job, steps, read_status(folder))
+            status["queued_at"] = _now()
+            _write_json(folder / STATUS_NAME, status)
 
     if not to_run:
         if on_start:
             on_start({"total": len(jobs), "to_run": 0, "skipped": len(skipped), "scheduler": spec.describe(),
                       "dashboard": None})
         return summarize(False)
-
-    for job in to_run:  # "pending" until a worker takes it; earlier step records are kept for reuse
-        folder = job.folder(output_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        status = _new_status(job, steps, read_status(folder))
-        status["queued_at"] = _now()
-        _write_json(folder / STATUS_NAME, status)
 
     progress = progress or null_progress
     try:
@@ -922,10 +930,12 @@ def _mark_interrupted(to_run, output_dir: Path, results: dict) -> None:
         results[job.name] = status
 
 
-def _summary(jobs, to_run, skipped, results, output_dir, steps, spec, started_at, t0, interrupted) -> dict:
+def _summary(jobs, skipped, results, output_dir, steps, spec, started_at, t0, interrupted) -> dict:
     done, failed, stopped, busy = [], [], [], []
     input_bytes = 0
-    for job in to_run:
+    for job in jobs:
+        if job in skipped:
+            continue
         status = results.get(job.name)
         state = status.get("state") if status else "interrupted"
         if state == "done":

@@ -337,14 +337,17 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         t4_ = time.perf_counter()
         from .solver.temporal import trend_filter_rows
 
-        # Row blocks filtered in parallel, written one group at a time: every
-        # zarr chunk holds all rows, so concurrent writers would race.
-        blocks = [(k0, min(k0 + 32, total_rank)) for k0 in range(0, total_rank, 32)]
-        for g in range(0, len(blocks), workers):
-            batch = blocks[g : g + workers]
-            filtered = map_tasks(lambda b: trend_filter_rows(temporal[b[0] : b[1], :]), batch, workers=workers)
-            for (k0, k1), rows in zip(batch, filtered, strict=True):
-                temporal[k0:k1, :] = rows.astype(opts.dtype)
+        # Read as many rows as fit in ~64 MB, filter them in parallel (one slice
+        # per worker), write them back at once: every zarr chunk holds all
+        # rows, so a write per row would recompress the whole array each time.
+        rows_per_block = int(np.clip(CHUNK_BYTES // (4 * n_frames), 1, total_rank))
+        for k0 in range(0, total_rank, rows_per_block):
+            k1 = min(k0 + rows_per_block, total_rank)
+            rows = np.asarray(temporal[k0:k1, :], dtype=np.float32)
+            cuts = np.linspace(0, k1 - k0, min(workers, k1 - k0) + 1).astype(int)
+            parts = map_tasks(lambda c: trend_filter_rows(rows[c[0] : c[1]]), list(zip(cuts[:-1], cuts[1:])),
+                              workers=workers)
+            temporal[k0:k1, :] = np.concatenate(parts).astype(opts.dtype)
         timings["temporal_filter_s"] = time.perf_counter() - t4_
     timings["total_s"] = time.perf_counter() - t_start
     metadata = dataclasses.replace(metadata, timings=timings)

@@ -200,7 +200,7 @@ def safe_scale(noise: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 256) -> tuple[float, float]:
+def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 64) -> tuple[float, float]:
     """Correlation of the noise between vertical and horizontal neighbours.
 
     Estimated on first differences of consecutive frames, where slow signal
@@ -222,11 +222,11 @@ def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 256) -> tup
         return 0.0, 0.0
     step = max((len(frames) - 1) // n, 1)
     idx = np.arange(0, step * n, step)
-    d = (frames[idx + 1] - frames[idx]).astype(np.float64)
+    d = frames[idx + 1] - frames[idx]
     d -= d.mean(axis=0)
 
     def corr(a, b):
-        den = np.sqrt((a * a).sum() * (b * b).sum())
-        return float((a * b).sum() / den) if den > 0 else 0.0
+        den = np.sqrt(np.vdot(a, a).astype(np.float64) * np.vdot(b, b))
+        return float(np.sum(a * b, dtype=np.float64) / den) if den > 0 else 0.0
 
     return corr(d[:, :-1, :], d[:, 1:, :]), corr(d[:, :, :-1], d[:, :, 1:])

@@ -62,7 +62,7 @@ class PMDSolver:
     block_rank: int = 8
     oversample: int = 8
     power_iterations: int = 2
-    max_num_iter: int = 4
+    max_num_iter: int = 2
     tol: float = 5e-3
     search_rtol: float = 5e-2
     tv_tol: float = 1e-2

@@ -37,7 +37,10 @@ def trend_filter_rows(rows: np.ndarray) -> np.ndarray:
     if n < 8:
         return out
     sigma = robust_noise_std(rows)
+    lam = None  # rows are in noise units, so one row's penalty is a good start for the next
     for i in range(rows.shape[0]):
         if sigma[i] > 0:
-            out[i] = constrained_trend_filter(rows[i].astype(np.float64), n * sigma[i] ** 2, rtol=5e-2)[0]
+            out[i], lam_i = constrained_trend_filter(rows[i].astype(np.float64), n * sigma[i] ** 2, rtol=5e-2,
+                                                     lam0=lam)
+            lam = lam_i if lam_i > 0 else lam
     return out

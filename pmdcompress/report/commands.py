@@ -1,0 +1,114 @@
+"""``pmd denoise`` and ``pmd report``: thin click commands over :mod:`pmdcompress.report`.
+
+They are plain ``click.command`` functions; the ``pmd`` group registers them and
+maps exceptions to exit codes.  Messages go to stderr; ``-q`` keeps only errors.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+def _obj(ctx) -> dict:
+    return (ctx.find_root().obj or {}) if ctx is not None else {}
+
+
+def _progress(ctx):
+    import sys
+
+    obj = _obj(ctx)
+    if obj.get("quiet"):
+        return None
+    from .. import progress
+
+    if sys.stderr.isatty():
+        return progress.terminal_progress
+    if obj.get("verbose"):
+        return progress.log_progress
+    return None
+
+
+def _say(ctx, message: str) -> None:
+    if not _obj(ctx).get("quiet"):
+        click.echo(message, err=True)
+
+
+def _summary(ctx, report: dict | None, folder) -> None:
+    if report is None:
+        return
+    from .html import summary_lines
+
+    _say(ctx, "\n".join(summary_lines(report)))
+    _say(ctx, f"pmd: report in {folder}/index.html")
+
+
+def _patch(value):
+    from ..errors import InputError
+
+    try:
+        parts = [int(v) for v in str(value).lower().replace("x", ",").split(",")]
+    except ValueError as exc:
+        raise InputError(f"--patch {value!r}: expected N or HxW, e.g. 32 or 32x48") from exc
+    return (parts[0], parts[0]) if len(parts) == 1 else tuple(parts[:2])
+
+
+@click.command("denoise")
+@click.argument("source")
+@click.option("-o", "--output", required=True, help="Denoised movie: .tif/.tiff, .zarr or .npy (same shape).")
+@click.option("--report", "report", default=None, metavar="FOLDER", help="Also write an SNR report folder.")
+@click.option("--movie", default=None, help="Raw movie, when SOURCE is a store (default: the store's input beside it).")
+@click.option("--truth", default=None, help="Ground truth (a pmd simulate .truth.zarr, or its movie) for the report.")
+@click.option("--store", default=None, help="Keep the compressed factors in this store (default: temporary).")
+@click.option("--dtype", default="float32", show_default=True,
+              help="float32, original (the input's dtype, rounded and clipped), uint16, ...")
+@click.option("--movie-preview", is_flag=True, help="Add an animated GIF (raw | denoised | residual) to the report.")
+@click.option("--no-heldout", is_flag=True, help="Skip the even/odd-frame fits of the held-out validation.")
+@click.option("--frames", default=None, metavar="A:B", help="Use frames A to B only (Python slice).")
+@click.option("--patch", default=None, help="Patch size N or HxW (pixels); default that of pmd compress.")
+@click.option("--overlap", default=None, type=int, help="Overlap of neighbouring patches (pixels).")
+@click.option("--max-rank", default=None, type=int, help="Most components kept per patch.")
+@click.option("--seed", default=None, type=int, help="Seed of every random draw.")
+@click.option("--workers", default=None, type=int, help="Threads (default: all cores or $PMD_NUM_WORKERS).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.pass_context
+def denoise_command(ctx, source, output, report, movie, truth, store, dtype, movie_preview, no_heldout, frames, patch,
+                    overlap, max_rank, seed, workers, overwrite):
+    """Denoise SOURCE (a movie, or a store made by pmd compress) into a movie, with an optional report."""
+    import time
+
+    from . import denoise
+
+    options = {k: v for k, v in (("frames", frames), ("overlap", overlap), ("max_rank", max_rank),
+                                 ("seed", seed)) if v is not None}
+    if patch is not None:
+        options["patch_shape"] = _patch(patch)
+    start = time.perf_counter()
+    result = denoise(source, output, report=report, overwrite=overwrite, truth=truth, movie_preview=movie_preview,
+                     movie=movie, store=store, dtype=dtype, heldout=not no_heldout, workers=workers,
+                     progress=_progress(ctx), **options)
+    t, y, x = result["shape"]
+    _summary(ctx, result["report"], report)
+    _say(ctx, f"pmd: {source} -> {output}: {t}x{y}x{x} {result['dtype']} in {time.perf_counter() - start:.2f} s")
+
+
+@click.command("report")
+@click.argument("movie")
+@click.argument("store")
+@click.option("-o", "--output", required=True, metavar="FOLDER", help="Report folder (index.html, report.json, ...).")
+@click.option("--truth", default=None, help="Ground truth (a pmd simulate .truth.zarr, or its movie).")
+@click.option("--movie-preview", is_flag=True, help="Add an animated GIF (raw | denoised | residual).")
+@click.option("--no-heldout", is_flag=True, help="Skip the even/odd-frame fits of the held-out validation.")
+@click.option("--workers", default=None, type=int, help="Threads (default: all cores or $PMD_NUM_WORKERS).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
+@click.pass_context
+def report_command(ctx, movie, store, output, truth, movie_preview, no_heldout, workers, overwrite):
+    """Write an SNR report (figures, numbers) of STORE against the raw MOVIE it was made from."""
+    import time
+
+    from . import make_report
+
+    start = time.perf_counter()
+    report = make_report(movie, store, output, truth=truth, overwrite=overwrite, movie_preview=movie_preview,
+                         heldout=not no_heldout, workers=workers, progress=_progress(ctx))
+    _summary(ctx, report, output)
+    _say(ctx, f"pmd: report of {store} in {time.perf_counter() - start:.2f} s")

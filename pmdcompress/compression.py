@@ -337,16 +337,17 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         t4_ = time.perf_counter()
         from .solver.temporal import trend_filter_rows
 
-        # Read as many rows as fit in ~64 MB, filter them in parallel (one slice
-        # per worker), write them back at once: every zarr chunk holds all
-        # rows, so a write per row would recompress the whole array each time.
+        # Read as many rows as fit in ~64 MB, filter them in parallel, write them
+        # back at once: every zarr chunk holds all rows, so a write per row would
+        # recompress the whole array each time.  Slices of a fixed 16 rows (each
+        # warm-starts its penalty search afresh) keep the result independent of
+        # the number of workers.
         rows_per_block = int(np.clip(CHUNK_BYTES // (4 * n_frames), 1, total_rank))
         for k0 in range(0, total_rank, rows_per_block):
             k1 = min(k0 + rows_per_block, total_rank)
             rows = np.asarray(temporal[k0:k1, :], dtype=np.float32)
-            cuts = np.linspace(0, k1 - k0, min(workers, k1 - k0) + 1).astype(int)
-            parts = map_tasks(lambda c: trend_filter_rows(rows[c[0] : c[1]]), list(zip(cuts[:-1], cuts[1:])),
-                              workers=workers)
+            slices = [(a, min(a + 16, k1 - k0)) for a in range(0, k1 - k0, 16)]
+            parts = map_tasks(lambda c: trend_filter_rows(rows[c[0] : c[1]]), slices, workers=workers)
             temporal[k0:k1, :] = np.concatenate(parts).astype(opts.dtype)
         timings["temporal_filter_s"] = time.perf_counter() - t4_
     timings["total_s"] = time.perf_counter() - t_start

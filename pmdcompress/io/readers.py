@@ -638,28 +638,27 @@ class Movie:
             If a page cannot be decoded or is cut short; the message gives the
             frame number in the file, not in the selection.
         """
+        return self._source.read(*self._file_range(t0, t1))
+
+    def _file_range(self, t0: int, t1: int) -> tuple[int, int]:
+        """Frames [t0, t1) of the selection as frames of the file, checked."""
         if self._closed:
             raise ValueError(f"{self.name}: movie is closed")
         t0, t1 = int(t0), int(t1)
         if not 0 <= t0 <= t1 <= self.shape[0]:
             raise IndexError(f"{self.name}: frames {t0}:{t1} outside 0:{self.shape[0]}")
         start = self.frame_range[0]
-        return self._source.read(start + t0, start + t1)
+        return start + t0, start + t1
 
     def view(self, t0: int, t1: int) -> np.ndarray:
         """Frames [t0, t1) like :meth:`read`, but possibly a read-only view of the file.
 
         Memory-mapped and in-memory inputs return a view without copying (much
         faster in streaming passes); others return a fresh array.  Never write
-        into the result.
+        into the result; it may be reused by the next ``view`` call of the same
+        thread.
         """
-        if self._closed:
-            raise ValueError(f"{self.name}: movie is closed")
-        t0, t1 = int(t0), int(t1)
-        if not 0 <= t0 <= t1 <= self.shape[0]:
-            raise IndexError(f"{self.name}: frames {t0}:{t1} outside 0:{self.shape[0]}")
-        start = self.frame_range[0]
-        return self._source.view(start + t0, start + t1)
+        return self._source.view(*self._file_range(t0, t1))
 
     def iter_chunks(self, chunk_frames: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(t0, block)`` covering every frame once, in order.

@@ -277,6 +277,7 @@ def _register(module: str, *names: str) -> None:
 
 
 _register(".demix.commands", "demix", "evaluate")
+_register(".report.commands", "denoise", "report")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

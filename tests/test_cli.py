@@ -143,3 +143,12 @@ def test_real_two_photon_movie_round_trips(tmp_path):
     noise = np.std(np.diff(raw, axis=0), axis=0) / np.sqrt(2)
     assert np.median(resid / noise) < 1.1
     assert np.corrcoef(rec.mean(0).ravel(), raw.mean(0).ravel())[0, 1] > 0.99
+
+
+def test_help_starts_without_numba():
+    import subprocess
+    import sys
+
+    code = "import sys; from pmdcompress.cli import main; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -15,7 +15,6 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from ..errors import StoreFormatError
-from ..reconstruct import build_cells, render
 from .spec import ARRAYS, ATTRS_KEY, StoreMetadata
 
 # Byte shuffle + zstd: the factors are noise-like floats, where shuffle is what
@@ -173,6 +172,8 @@ class PMDStore:
         if key not in self._cells_cache:
             if len(self._cells_cache) > 8:
                 self._cells_cache.clear()
+            from ..reconstruct import build_cells  # numba: loaded on first reconstruction
+
             self._cells_cache[key] = build_cells(self, *crop_y, *crop_x)
         return self._cells_cache[key]
 
@@ -194,6 +195,8 @@ class PMDStore:
             out = np.empty(shape, dtype=dtype)
         if min(shape) == 0:
             return out
+        from ..reconstruct import render
+
         render(self.cells(crop_y, crop_x), self.temporal_block(t0, t1), out, crop_y[0], crop_x[0])
         return out
 

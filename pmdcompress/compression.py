@@ -287,7 +287,8 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         input=identity,
         parameters=dict(asdict(opts), patch_shape=list(tiling.patch_shape), overlap=list(tiling.overlap),
                         fit_bin=plan.bin, fit_frames_used=plan.n_frames, chunk_frames=chunk,
-                        thresholds=asdict(thresholds), noise_correlation=list(correlation), solver=solver.params(), workers=workers),
+                        thresholds=asdict(thresholds), noise_correlation=list(correlation),
+                        solver=solver.params(), workers=workers),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
     arrays = {
@@ -347,7 +348,7 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
             k1 = min(k0 + rows_per_block, total_rank)
             rows = np.asarray(temporal[k0:k1, :], dtype=np.float32)
             slices = [(a, min(a + 16, k1 - k0)) for a in range(0, k1 - k0, 16)]
-            parts = map_tasks(lambda c: trend_filter_rows(rows[c[0] : c[1]]), slices, workers=workers)
+            parts = map_tasks(lambda c, rows=rows: trend_filter_rows(rows[c[0] : c[1]]), slices, workers=workers)
             temporal[k0:k1, :] = np.concatenate(parts).astype(opts.dtype)
         timings["temporal_filter_s"] = time.perf_counter() - t4_
     timings["total_s"] = time.perf_counter() - t_start

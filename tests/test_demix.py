@@ -5,7 +5,6 @@ import json
 import click
 import numpy as np
 import pytest
-import reference_demix as ref
 import scipy.sparse as sp
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 import pmdcompress
 import pmdcompress.demix as dm
+import reference_demix as ref
 from pmdcompress.cli import PMDGroup
 from pmdcompress.demix import hals
 from pmdcompress.demix.commands import demix_command, evaluate_command

@@ -68,15 +68,21 @@ def main():
         r = resource.getrusage(resource.RUSAGE_SELF)
         return r.ru_utime + r.ru_stime
 
-    cpu0 = cpu()
     load0 = os.getloadavg()[0]
+
+    def warm_up():
+        import pmdcompress.compression, pmdcompress.solver  # noqa: F401
 
     t0 = time.perf_counter()
     with open_client(cfg["scheduler"], workers=cfg["workers"], threads_per_worker=1,
                      memory_limit=cfg.get("memory_limit"), dashboard=False) as client:
         if client is not None:
             client.wait_for_workers(cfg["workers"], timeout=120)
+            # Warm-up (imports, numba kernels from the on-disk cache): paid once per worker in a long batch.
+            client.run(warm_up)
         result["startup_s"] = time.perf_counter() - t0
+        cpu0 = cpu()
+        warm = list(client.run(cpu).values()) if client is not None else []
         t1 = time.perf_counter()
         if cfg["part"] == "huge":
             store = pmdcompress.compress(cfg["movie"], cfg["output"], overwrite=True, client=client,
@@ -96,7 +102,7 @@ def main():
         result["load_average"] = [load0, os.getloadavg()[0]]
         if client is not None:
             result["worker_peak_rss_bytes"] = sorted(client.run(ru).values())
-            result["worker_cpu_s"] = sorted(client.run(cpu).values())
+            result["worker_cpu_s"] = sorted(c - w for c, w in zip(client.run(cpu).values(), warm, strict=True))
     result["driver_cpu_s"] = cpu() - cpu0
     stop.set()
     sampler.join()
@@ -153,10 +159,21 @@ def run_child(cfg: dict) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def cpu_bound_wall(r: dict, cores: int) -> float:
+    """The wall time had every process had its share of free cores: other users' jobs excluded."""
+    workers = r.get("worker_cpu_s") or []
+    if not workers:
+        return r["driver_cpu_s"] / cores if r["config"].get("threads", 1) > 1 else r["driver_cpu_s"]
+    return max(max(workers), (sum(workers) + r["driver_cpu_s"]) / cores)
+
+
 def best_of(cfg: dict, repeats: int) -> dict:
     runs = [run_child(cfg) for _ in range(repeats)]
+    for r in runs:
+        r["cpu_bound_wall_s"] = cpu_bound_wall(r, os.cpu_count() or 1)
     best = min(runs, key=lambda r: r["wall_s"])
     best["walls_s"] = [r["wall_s"] for r in runs]
+    best["cpu_bound_wall_s"] = min(r["cpu_bound_wall_s"] for r in runs)
     for key in ("driver_peak_rss_bytes",):
         best[key] = max(r[key] for r in runs)
     return best
@@ -217,9 +234,11 @@ def main() -> None:
             r = huge["runs"][f"workers={n}"] = best_of(cfg, args.repeats)
             print(describe(f"LocalCluster workers={n}", r))
         if "workers=1" in huge["runs"] and "workers=2" in huge["runs"]:
-            huge["speedup_2_vs_1"] = huge["runs"]["workers=2"]["throughput_mb_s"] / \
-                huge["runs"]["workers=1"]["throughput_mb_s"]
-            print(f"huge: throughput 2 workers / 1 worker = {huge['speedup_2_vs_1']:.2f}x")
+            one, two = huge["runs"]["workers=1"], huge["runs"]["workers=2"]
+            huge["speedup_2_vs_1"] = two["throughput_mb_s"] / one["throughput_mb_s"]
+            huge["speedup_2_vs_1_cpu_bound"] = one["cpu_bound_wall_s"] / two["cpu_bound_wall_s"]
+            print(f"huge: throughput 2 workers / 1 worker = {huge['speedup_2_vs_1']:.2f}x measured, "
+                  f"{huge['speedup_2_vs_1_cpu_bound']:.2f}x from CPU accounting (free cores)")
         results["huge"] = huge
 
     if "batch" in parts:
@@ -237,9 +256,11 @@ def main() -> None:
             r = batch["runs"][f"workers={n}"] = best_of(cfg, args.repeats)
             print(describe(f"batch of {len(movies)}, workers={n}", r))
         if "workers=1" in batch["runs"] and "workers=2" in batch["runs"]:
-            batch["speedup_2_vs_1"] = batch["runs"]["workers=2"]["throughput_mb_s"] / \
-                batch["runs"]["workers=1"]["throughput_mb_s"]
-            print(f"batch: throughput 2 workers / 1 worker = {batch['speedup_2_vs_1']:.2f}x")
+            one, two = batch["runs"]["workers=1"], batch["runs"]["workers=2"]
+            batch["speedup_2_vs_1"] = two["throughput_mb_s"] / one["throughput_mb_s"]
+            batch["speedup_2_vs_1_cpu_bound"] = one["cpu_bound_wall_s"] / two["cpu_bound_wall_s"]
+            print(f"batch: throughput 2 workers / 1 worker = {batch['speedup_2_vs_1']:.2f}x measured, "
+                  f"{batch['speedup_2_vs_1_cpu_bound']:.2f}x from CPU accounting (free cores)")
         results["batch"] = batch
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ movie.  Each movie gets its own folder under the output folder::
         status.json                 # state, timings, versions, errors
         movie.pmd.zarr              # step "compress"
         denoised.zarr               # step "denoise" (float32 reconstruction)
+        movie.demix.zarr            # step "demix" (+ .contours.png, .traces.png)
 
 Movies are tasks on a dask.distributed cluster (see :mod:`pmdcompress.cluster`):
 each worker opens its movie itself and runs the whole pipeline on it with its
@@ -70,11 +71,9 @@ __all__ = [
 log = logging.getLogger("pmdcompress")
 
 #: Steps a batch can run, in pipeline order.
-STEPS = ("compress", "denoise")
-#: Steps named by the batch interface but not yet part of pmdcompress.
-PLANNED_STEPS = ("demix",)
+STEPS = ("compress", "denoise", "demix")
 #: Steps each step needs first.
-_PREREQUISITES = {"compress": (), "denoise": ("compress",)}
+_PREREQUISITES = {"compress": (), "denoise": ("compress",), "demix": ("compress",)}
 
 STATUS_NAME = "status.json"
 SUMMARY_NAME = "batch-summary.json"
@@ -87,8 +86,10 @@ DENOISED_NAME = "denoised.zarr"
 MANIFEST_SUFFIXES = (".csv", ".yaml", ".yml")
 #: Input-selection keys a manifest row may carry besides the compression options.
 INPUT_KEYS = ("frames", "plane", "channel", "dataset")
+#: Demixing options carry this prefix (``demix_cell_radius``): ``seed`` and others exist in both steps.
+DEMIX_PREFIX = "demix_"
 #: Other spellings accepted in manifests and ``--set`` (CLI option names).
-_ALIASES = {"patch": "patch_shape", "movie": "path", "file": "path"}
+_ALIASES = {"patch": "patch_shape", "movie": "path", "file": "path", "fs": "demix_fs", "kind": "demix_kind"}
 
 
 class BatchError(PMDError, RuntimeError):
@@ -284,13 +285,15 @@ def _check_name(name: str, where: str) -> str:
 
 def _option_kinds() -> dict[str, str]:
     from .compression import CompressOptions
+    from .demix.pipeline import DemixOptions
 
-    kinds = {}
-    for f in dataclasses.fields(CompressOptions):
-        t = str(f.type)
-        kinds[f.name] = "pair" if "tuple" in t else "int" if t.startswith("int") else \
-            "float" if t.startswith("float") else "str"
+    def kind(t: str) -> str:
+        return "pair" if "tuple" in t else "int" if t.startswith("int") else "float" if t.startswith("float") \
+            else "bool" if t.startswith("bool") else "str"
+
+    kinds = {f.name: kind(str(f.type)) for f in dataclasses.fields(CompressOptions)}
     kinds.update(frames="str", plane="int", channel="int", dataset="str")
+    kinds.update({DEMIX_PREFIX + f.name: kind(str(f.type)) for f in dataclasses.fields(DemixOptions)})
     return kinds
 
 
@@ -307,21 +310,47 @@ def _convert_options(raw: dict, where: str) -> dict:
         if value is None or (isinstance(value, str) and value.strip() == ""):
             continue
         out[k] = _convert(k, kinds[k], value, where)
-    if any(k in out for k in kinds if k not in INPUT_KEYS):
-        from .compression import CompressOptions
+    compress_opts = {k: v for k, v in out.items() if k not in INPUT_KEYS and not k.startswith(DEMIX_PREFIX)}
+    demix_opts = _demix_options(out)
+    try:
+        if compress_opts:
+            from .compression import CompressOptions
 
-        compress_opts = {k: v for k, v in out.items() if k not in INPUT_KEYS}
-        try:
             CompressOptions(**compress_opts).validate()
-        except InputError as exc:
-            raise InputError(f"{where}: {exc}") from exc
+        if demix_opts:
+            from .demix.pipeline import KINDS, DemixOptions
+
+            DemixOptions(**demix_opts)
+            if demix_opts.get("kind", "2p") not in KINDS:
+                raise InputError(f"demix_kind {demix_opts['kind']!r}: expected one of {', '.join(KINDS)}")
+            for key in ("fs", "cell_radius"):
+                if key in demix_opts and not demix_opts[key] > 0:
+                    raise InputError(f"demix_{key} {demix_opts[key]!r}: must be positive")
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from exc
     return out
+
+
+def _demix_options(options: dict) -> dict:
+    return {k[len(DEMIX_PREFIX):]: v for k, v in options.items() if k.startswith(DEMIX_PREFIX)}
+
+
+def _step_options(job: MovieJob, step: str) -> dict:
+    """The options a step's output depends on (compress and denoise do not depend on demixing options)."""
+    if step == "demix":
+        return _jsonable(job.options)
+    return _jsonable({k: v for k, v in job.options.items() if not k.startswith(DEMIX_PREFIX)})
 
 
 def _convert(key: str, kind: str, value, where: str):
     bad = InputError(f"{where}: {key}={value!r}: expected "
-                     + {"pair": "N or HxW (e.g. 32 or 32x48)", "int": "an integer",
-                        "float": "a number", "str": "text"}[kind])
+                     + {"pair": "N or HxW (e.g. 32 or 32x48)", "int": "an integer", "float": "a number",
+                        "str": "text", "bool": "true or false"}[kind])
+    if kind == "bool":
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in ("true", "false", "yes", "no", "1", "0"):
+            return value if isinstance(value, bool) else text in ("true", "yes", "1")
+        raise bad
     if isinstance(value, bool):
         raise bad
     try:
@@ -394,9 +423,6 @@ def _normalize_steps(steps) -> tuple[str, ...]:
     if not steps:
         raise InputError(f"--steps: no step given; available: {', '.join(STEPS)}")
     for s in steps:
-        if s in PLANNED_STEPS:
-            raise InputError(f"--steps: step {s!r} is not available in this version of pmdcompress;"
-                             f" available: {', '.join(STEPS)}")
         if s not in STEPS:
             raise InputError(f"--steps: unknown step {s!r}; available: {', '.join(STEPS)}")
     wanted = set(steps)
@@ -512,7 +538,7 @@ def _step_check(job: MovieJob, folder: Path, step: str, previous: dict | None) -
     record = ((previous or {}).get("steps") or {}).get(step) or {}
     if record.get("state") != "done":
         return f"step {step} not done"
-    if record.get("options") != _jsonable(job.options):
+    if record.get("options") != _step_options(job, step):
         return "options changed"
     if record.get("input") != list(_identity_key(_input_identity(job.path))):
         return "input changed"
@@ -534,6 +560,8 @@ def _output_complete(path: Path, step: str) -> bool:
         return False
     if step == "compress":
         return "pmdcompress" in (meta.get("attributes") or {})
+    if step == "demix":
+        return "pmdcompress-demix" in (meta.get("attributes") or {})
     return meta.get("node_type") in ("array", "group")
 
 
@@ -602,7 +630,7 @@ def _worker_address() -> str | None:
 def _step_compress(job: MovieJob, folder: Path, threads: int) -> dict:
     from .compression import compress
 
-    opts = dict(job.options)
+    opts = {k: v for k, v in job.options.items() if not k.startswith(DEMIX_PREFIX)}
     selection = {k: opts.pop(k) for k in INPUT_KEYS if k in opts}
     store = compress(job.path, folder / job.store_name, overwrite=True, workers=threads, **selection, **opts)
     info = store.info()
@@ -619,7 +647,17 @@ def _step_denoise(job: MovieJob, folder: Path, threads: int) -> dict:
     return {"output": DENOISED_NAME, "shape": list(result["shape"]), "dtype": str(result["dtype"])}
 
 
-_STEP_FUNCTIONS: dict[str, Callable] = {"compress": _step_compress, "denoise": _step_denoise}
+def _step_demix(job: MovieJob, folder: Path, threads: int) -> dict:
+    from .demix import demix
+
+    name = f"{Path(job.name).name}.demix.zarr"
+    result = demix(folder / job.store_name, folder / name, overwrite=True, **_demix_options(job.options))
+    return {"output": name, "n_components": int(result.n_components),
+            "timings": (result.metadata or {}).get("timings")}
+
+
+_STEP_FUNCTIONS: dict[str, Callable] = {"compress": _step_compress, "denoise": _step_denoise,
+                                        "demix": _step_demix}
 
 
 def process_movie(job: MovieJob, output_dir, steps: Sequence[str] = ("compress",), *, overwrite: bool = False,
@@ -653,13 +691,14 @@ def process_movie(job: MovieJob, output_dir, steps: Sequence[str] = ("compress",
                 if not redo and _step_check(job, folder, step, previous) is None:
                     status["steps"][step]["reused"] = True
                     continue
-                redo = True  # a step run again invalidates the steps after it
-                for later in STEPS[STEPS.index(step):]:
-                    status["steps"].pop(later, None)
+                # A new compression invalidates everything made from the old one.
+                for stale in (STEPS if step == "compress" else (step,)):
+                    status["steps"].pop(stale, None)
+                redo = redo or step == "compress"
                 t0 = time.perf_counter()
                 record = _STEP_FUNCTIONS[step](job, folder, threads)
                 record.update(state="done", seconds=round(time.perf_counter() - t0, 3), finished_at=_now(),
-                              options=_jsonable(job.options), input=list(_identity_key(status["input"])))
+                              options=_step_options(job, step), input=list(_identity_key(status["input"])))
                 status["steps"][step] = record
                 _write_json(folder / STATUS_NAME, status)
             status["state"] = "done"

@@ -14,7 +14,7 @@ BATCH_EPILOG = """\b
 Examples:
   pmd batch "recordings/**/*.tif" -o out/
   pmd batch movies.csv -o out/ --scheduler tcp://host:8786
-  pmd batch "*.tif" -o out/ --workers 8 --memory-limit 4GB --steps compress,denoise
+  pmd batch "*.tif" -o out/ --workers 8 --memory-limit 4GB --steps compress,demix --set fs=30
   pmd batch "*.tif" -o out/ --emit-sbatch pmd.sbatch --slurm-queue normal --walltime 02:00:00
 \b
 Re-running resumes: movies whose status.json says done are skipped; failed and
@@ -51,10 +51,11 @@ def _say(ctx, message: str) -> None:
 @click.option("--threads-per-worker", default=1, show_default=True, type=int,
               help="Threads per worker; each movie runs on one worker with that many threads.")
 @click.option("--memory-limit", default=None, metavar="SIZE", help="Memory per worker, e.g. 4GB (default: auto).")
-@click.option("--steps", default="compress", show_default=True, help="Comma-separated: compress, denoise.")
+@click.option("--steps", default="compress", show_default=True,
+              help="Comma-separated: compress, denoise (float32 reconstruction), demix (neurons).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Compression option for every movie (repeatable): --set patch=48 --set max_rank=30;"
-                   " a manifest's own columns win.")
+              help="Option for every movie (repeatable): --set patch=48 --set max_rank=30 --set fs=30"
+                   " --set demix_cell_radius=5; a manifest's own columns win.")
 @click.option("--overwrite", is_flag=True, help="Redo movies already done.")
 @click.option("--emit-sbatch", "sbatch_script", default=None, type=click.Path(dir_okay=False),
               help="Write a SLURM job-array script (one task per movie) and a manifest; run nothing.")

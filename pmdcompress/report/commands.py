@@ -67,19 +67,24 @@ def _patch(value):
 @click.option("--patch", default=None, help="Patch size N or HxW (pixels); default that of pmd compress.")
 @click.option("--overlap", default=None, type=int, help="Overlap of neighbouring patches (pixels).")
 @click.option("--max-rank", default=None, type=int, help="Most components kept per patch.")
+@click.option("--method", type=click.Choice(["pmd", "svd"]), default=None,
+              help="Per-patch solver: pmd (penalized, best denoising; the default here) or svd (fast).")
+@click.option("--temporal-filter/--no-temporal-filter", default=None,
+              help="Trend-filter each temporal factor within its noise level (default: on).")
 @click.option("--seed", default=None, type=int, help="Seed of every random draw.")
 @click.option("--workers", default=None, type=int, help="Threads (default: all cores or $PMD_NUM_WORKERS).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
 def denoise_command(ctx, source, output, report, movie, truth, store, dtype, movie_preview, no_heldout, frames, patch,
-                    overlap, max_rank, seed, workers, overwrite):
+                    overlap, max_rank, method, temporal_filter, seed, workers, overwrite):
     """Denoise SOURCE (a movie, or a store made by pmd compress) into a movie, with an optional report."""
     import time
 
     from . import denoise
 
     options = {k: v for k, v in (("frames", frames), ("overlap", overlap), ("max_rank", max_rank),
-                                 ("seed", seed)) if v is not None}
+                                 ("seed", seed), ("method", method), ("temporal_filter", temporal_filter))
+               if v is not None}
     if patch is not None:
         options["patch_shape"] = _patch(patch)
     start = time.perf_counter()

@@ -24,7 +24,7 @@ every requested step, with the same options and the same input (size and
 modification time), and its outputs are complete; otherwise it is redone
 (``pending``, ``running``, ``failed`` and ``interrupted`` movies alike).
 Steps already done for the same options and input are kept, so adding
-``denoise`` to a compressed batch runs only ``denoise``.  ``overwrite``
+``demix`` to a compressed batch runs only ``demix``.  ``overwrite``
 redoes everything.  A failing movie is recorded and the batch goes on; the
 summary lists it.  SIGINT and SIGTERM stop the batch cleanly: workers are
 stopped, unfinished movies are marked ``interrupted`` and the next run
@@ -770,7 +770,8 @@ def run_batch(inputs, output_dir, *, steps=("compress",), scheduler=None, worker
     output_dir : path
         Created if needed; one folder per movie with a ``status.json``.
     steps : sequence of str or str
-        ``"compress"`` and/or ``"denoise"`` (``"compress,denoise"``); a step's
+        Any of ``"compress"``, ``"denoise"`` (float32 reconstruction) and
+        ``"demix"`` (neurons), e.g. ``"compress,demix"``; a step's
         prerequisites are added.
     scheduler : str, dask Client or None
         ``local`` (default: a LocalCluster), ``sync`` (this process, one movie

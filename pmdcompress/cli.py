@@ -128,33 +128,35 @@ def _patch(value):
                    "turn off for signals faster than the frame rate can sample smoothly.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random draw.")
 @click.option("--workers", default=None, type=int, help="Threads (default: all cores or $PMD_NUM_WORKERS).")
-@click.option("--scheduler", default=None, help="dask.distributed scheduler address to fit patches on.")
+@click.option("--scheduler", default=None,
+              help="Run on dask.distributed: local, tcp://host:8786, scheduler.json or slurm "
+                   "(default: threads here, or $DASK_SCHEDULER_ADDRESS).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
 def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap, method, max_rank,
              consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, seed, workers, scheduler, overwrite):
     """Compress MOVIE (TIFF, Zarr, .npy, HDF5) into a store of low-rank factors."""
+    import contextlib
+    import os
+
     from .compression import compress as run
 
-    client = _client(scheduler)
-    store = run(movie, output, frames=frames, plane=plane, channel=channel, dataset=dataset,
-                overwrite=overwrite, workers=workers, client=client, progress=_progress(ctx),
-                patch_shape=_patch(patch), overlap=overlap, method=method, max_rank=max_rank,
-                consecutive_failures=consecutive_failures, fit_frames=fit_frames, fit_bin=fit_bin,
-                dtype=dtype, temporal_filter=temporal_filter, seed=seed)
+    cluster = None
+    if scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"):
+        from .cluster import open_client
+
+        cluster = open_client(scheduler)
+    with cluster or contextlib.nullcontext() as client:
+        store = run(movie, output, frames=frames, plane=plane, channel=channel, dataset=dataset,
+                    overwrite=overwrite, workers=workers, client=client, progress=_progress(ctx),
+                    patch_shape=_patch(patch), overlap=overlap, method=method, max_rank=max_rank,
+                    consecutive_failures=consecutive_failures, fit_frames=fit_frames, fit_bin=fit_bin,
+                    dtype=dtype, temporal_filter=temporal_filter, seed=seed)
     info = store.info()
     t, y, x = info["shape"]
     _say(ctx, f"pmd: {movie} -> {info['path']}: {t}x{y}x{x}, rank {info['total_rank']} over "
               f"{info['n_patches']} patches, {info['bytes_on_disk'] / 1e6:.2f} MB, "
               f"{info['compression_ratio_bytes']:.1f}x smaller, {info['timings']['total_s']:.2f} s")
-
-
-def _client(scheduler):
-    if not scheduler:
-        return None
-    from dask.distributed import Client
-
-    return Client(scheduler)
 
 
 @main.command()
@@ -278,6 +280,7 @@ def _register(module: str, *names: str) -> None:
 
 _register(".demix.commands", "demix", "evaluate")
 _register(".report.commands", "denoise", "report")
+_register(".batch_commands", "batch")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -222,27 +222,26 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
     noise_chunks = set(np.round(np.linspace(0, len(chunks) - 1, min(MAX_NOISE_CHUNKS, len(chunks)))).astype(int))
 
     fit_flat = fit.reshape(plan.n_frames, -1)
+    # On a cluster the workers read their chunks themselves: the movie goes to each worker once
+    # (it pickles as "reopen this file"); a task returns its sums and its rows of the fit buffer.
+    source = client.scatter(movie, broadcast=True, hash=False) if client is not None else movie
 
-    def statistics(i):
+    def statistics_args(i):
         t0, t1 = chunks[i]
-        block = movie.view(t0, t1).reshape(t1 - t0, -1)
-        total = np.zeros(height * width, np.float64)
         first_bin = t0 // plan.bin
-        rows = row_of_bin[first_bin : first_bin + (t1 - t0) // plan.bin]
-        bad = chunk_statistics(block, plan.bin, np.ascontiguousarray(rows), total, fit_flat)
-        if bad >= 0:
-            raise InputError(f"{movie.name}: frame {t0 + bad} contains NaN or inf values")
-        acc = NoiseAccumulator(height * width)
-        if i in noise_chunks:
-            acc.add(block)
-        return total, acc.power, acc.count
+        rows = np.ascontiguousarray(row_of_bin[first_bin : first_bin + (t1 - t0) // plan.bin])
+        return source, t0, t1, plan.bin, rows, i in noise_chunks
 
     bar = progress("statistics", len(chunks))
-    parts = map_tasks(statistics, range(len(chunks)), workers=workers, on_done=bar.update)
+    total = power = count = 0
+    for members in _groups(range(len(chunks)), workers, client):
+        for part_total, part_power, part_count, rows, fit_rows in map_tasks(
+                _statistics_task, [statistics_args(i) for i in members], workers=workers, client=client,
+                on_done=bar.update):
+            total, power, count = total + part_total, power + part_power, count + part_count
+            fit_flat[rows] = fit_rows
     bar.close()
-    mean = (sum(p[0] for p in parts) / n_frames).reshape(height, width).astype(np.float32)
-    power = sum(p[1] for p in parts)
-    count = sum(p[2] for p in parts)
+    mean = (total / n_frames).reshape(height, width).astype(np.float32)
     noise = np.sqrt(power / count) if count else np.zeros((height * width,))
     noise = noise.reshape(height, width).astype(np.float32)
     scale = safe_scale(noise)
@@ -258,14 +257,19 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
     timings["null_s"] = time.perf_counter() - t1_
     t2_ = time.perf_counter()
 
-    def fit_patch(p):
+    def patch_data(p):
         ys, xs = tiling.patch_slices(p)
-        data = np.ascontiguousarray(fit[:, ys, xs]).reshape(plan.n_frames, -1)
-        return solver.fit(data, tiling.patch_shape, thresholds, np.random.default_rng([opts.seed, p])).spatial
+        return np.ascontiguousarray(fit[:, ys, xs]).reshape(plan.n_frames, -1)
 
     bar = progress("fit patches", tiling.n_patches)
-    spatial_list = map_tasks(fit_patch, range(tiling.n_patches), workers=workers, client=client,
-                             on_done=bar.update)
+    spatial_list = []
+    for members in _groups(range(tiling.n_patches), workers, client):
+        data = [patch_data(p) for p in members]
+        if client is not None:
+            data = client.scatter(data)  # straight to the workers, not through the scheduler's task graph
+        spatial_list += map_tasks(_fit_task, [(solver, d, tiling.patch_shape, thresholds, opts.seed, p)
+                                              for d, p in zip(data, members, strict=True)],
+                                  workers=workers, client=client, on_done=bar.update)
     bar.close()
     fit = fit_flat = None  # free the fit buffer before the re-fit pass
     ranks = np.array([u.shape[1] for u in spatial_list], dtype=np.int32)
@@ -314,24 +318,19 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         shifts.append(mean[ys, xs].reshape(-1).astype(np.float64) @ u)
     active = [p for p in range(tiling.n_patches) if ranks[p] > 0]
 
-    buffers = threading.local()
-
-    def project(i):
-        t0, t1 = chunks[i]
-        block = movie.view(t0, t1)
-        if not hasattr(buffers, "patch"):
-            buffers.patch = np.empty((chunk, n_pix), np.float32)
-        v = np.empty((total_rank, t1 - t0), dtype=np.float32)
-        for p in active:
-            y0, x0 = tiling.origins[p]
-            patch = extract_patch(block, y0, x0, *tiling.patch_shape, buffers.patch)
-            v[offsets[p] : offsets[p + 1]] = (patch @ folded[p]).T - shifts[p][:, None]
-        temporal[:, t0:t1] = v.astype(opts.dtype)
-        return None
-
+    projection = _Projection(folded, shifts, offsets, active, tiling.origins, tiling.patch_shape, total_rank,
+                             opts.dtype)
+    # Workers write their time chunks of ``temporal`` straight into the (temporary) store on disk;
+    # an in-memory store can only be filled by this process's threads.
+    refit_client = client if path is not None else None
+    if refit_client is not None:
+        projection = refit_client.scatter(projection, broadcast=True, hash=False)
     if total_rank:
         bar = progress("re-fit", len(chunks))
-        map_tasks(project, range(len(chunks)), workers=workers, on_done=bar.update)
+        for members in _groups(range(len(chunks)), workers, refit_client):
+            map_tasks(_project_task, [(source if refit_client is not None else movie, *chunks[i], projection,
+                                       temporal) for i in members],
+                      workers=workers, client=refit_client, on_done=bar.update)
         bar.close()
     timings["refit_s"] = time.perf_counter() - t3_
     if total_rank and opts.temporal_filter:
@@ -357,3 +356,63 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
     log.info("compressed %s: rank %d over %d patches in %.2f s", movie.name, total_rank,
              tiling.n_patches, timings["total_s"])
     return PMDStore(group)
+
+
+def _groups(items, workers, client):
+    """Consecutive groups of items, several per worker thread: bounds what is in flight (and in memory) at once."""
+    slots = sum(client.nthreads().values()) if client is not None else workers
+    size = max(16, 8 * max(int(slots), 1))
+    items = list(items)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _statistics_task(args):
+    """Sums, noise power and fit-buffer rows of frames [t0, t1) (pass 1; runs where the movie is read)."""
+    movie, t0, t1, fit_bin, rows, want_noise = args
+    n_pix = movie.shape[1] * movie.shape[2]
+    block = movie.view(t0, t1).reshape(t1 - t0, -1)
+    keep = rows >= 0
+    local = np.full(rows.shape, -1, np.int64)
+    local[keep] = np.arange(int(keep.sum()))
+    fit_rows = np.empty((int(keep.sum()), n_pix), np.float32)
+    total = np.zeros(n_pix, np.float64)
+    bad = chunk_statistics(block, fit_bin, local, total, fit_rows)
+    if bad >= 0:
+        raise InputError(f"{movie.name}: frame {t0 + bad} contains NaN or inf values")
+    acc = NoiseAccumulator(n_pix)
+    if want_noise:
+        acc.add(block)
+    return total, acc.power, acc.count, rows[keep], fit_rows
+
+
+def _fit_task(args):
+    """Spatial components of one patch of the standardised fit buffer (pass 2)."""
+    solver, data, patch_shape, thresholds, seed, p = args
+    return solver.fit(data, patch_shape, thresholds, np.random.default_rng([seed, p])).spatial
+
+
+@dataclass
+class _Projection:
+    """What the re-fit needs besides the frames: the folded spatial components of every patch."""
+
+    folded: list
+    shifts: list
+    offsets: np.ndarray
+    active: list
+    origins: np.ndarray
+    patch_shape: tuple
+    total_rank: int
+    dtype: str
+
+
+def _project_task(args):
+    """Temporal factors of frames [t0, t1), written into their time chunk of ``temporal`` (pass 3)."""
+    movie, t0, t1, proj, temporal = args
+    block = movie.view(t0, t1)
+    buffer = np.empty((t1 - t0, proj.patch_shape[0] * proj.patch_shape[1]), np.float32)
+    v = np.empty((proj.total_rank, t1 - t0), dtype=np.float32)
+    for p in proj.active:
+        y0, x0 = proj.origins[p]
+        patch = extract_patch(block, y0, x0, *proj.patch_shape, buffer)
+        v[proj.offsets[p] : proj.offsets[p + 1]] = (patch @ proj.folded[p]).T - proj.shifts[p][:, None]
+    temporal[:, t0:t1] = v.astype(proj.dtype)

@@ -6,9 +6,10 @@ imports happen inside the command.
 
 from __future__ import annotations
 
-import sys
-
 import click
+
+from .cli_common import progress_for as _progress
+from .cli_common import say as _say
 
 BATCH_EPILOG = """\b
 Examples:
@@ -22,22 +23,6 @@ interrupted ones are redone.  Exit codes: 0 all movies done or skipped, 2 bad
 input or some movies failed (listed), 1 unexpected failure, 130 interrupted."""
 
 
-def _progress(ctx):
-    obj = ctx.obj or {}
-    if obj.get("quiet"):
-        return None
-    from . import progress
-
-    if sys.stderr.isatty():
-        return progress.terminal_progress
-    if obj.get("verbose"):
-        return progress.log_progress
-    return None
-
-
-def _say(ctx, message: str) -> None:
-    if not (ctx.obj or {}).get("quiet"):
-        click.echo(message, err=True)
 
 
 @click.command("batch", epilog=BATCH_EPILOG)

@@ -15,6 +15,10 @@ import traceback
 
 import click
 
+from .cli_common import parse_patch as _patch
+from .cli_common import progress_for as _progress
+from .cli_common import say as _say
+
 EXIT_HELP = """\b
 Exit codes: 0 success, 2 bad input or usage, 1 unexpected failure (traceback with -v), 130 interrupted."""
 
@@ -55,22 +59,6 @@ def _report(ctx, message, exc):
     click.echo(f"pmd: {message}", err=True)
 
 
-def _progress(ctx):
-    obj = ctx.obj or {}
-    if obj.get("quiet"):
-        return None
-    from . import progress
-
-    if sys.stderr.isatty():
-        return progress.terminal_progress
-    if obj.get("verbose"):
-        return progress.log_progress
-    return None
-
-
-def _say(ctx, message: str) -> None:
-    if not (ctx.obj or {}).get("quiet"):
-        click.echo(message, err=True)
 
 
 @click.group(cls=PMDGroup, epilog=EXIT_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,16 +83,6 @@ def _input_options(f):
     f = click.option("--channel", type=int, default=None, help="Channel of a multi-channel movie.")(f)
     f = click.option("--dataset", default=None, help="HDF5 dataset / Zarr array name (default: mov, then data).")(f)
     return f
-
-
-def _patch(value):
-    from .errors import InputError
-
-    try:
-        parts = [int(v) for v in str(value).lower().replace("x", ",").split(",")]
-    except ValueError as exc:
-        raise InputError(f"--patch {value!r}: expected N or HxW, e.g. 32 or 32x48") from exc
-    return (parts[0], parts[0]) if len(parts) == 1 else tuple(parts[:2])
 
 
 @main.command()

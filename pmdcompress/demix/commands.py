@@ -10,10 +10,7 @@ import json
 
 import click
 
-
-def _say(ctx, message: str) -> None:
-    if not ((ctx.obj or {}).get("quiet")):
-        click.echo(message, err=True)
+from ..cli_common import say as _say
 
 
 @click.command("demix")

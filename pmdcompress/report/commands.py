@@ -8,29 +8,9 @@ from __future__ import annotations
 
 import click
 
-
-def _obj(ctx) -> dict:
-    return (ctx.find_root().obj or {}) if ctx is not None else {}
-
-
-def _progress(ctx):
-    import sys
-
-    obj = _obj(ctx)
-    if obj.get("quiet"):
-        return None
-    from .. import progress
-
-    if sys.stderr.isatty():
-        return progress.terminal_progress
-    if obj.get("verbose"):
-        return progress.log_progress
-    return None
-
-
-def _say(ctx, message: str) -> None:
-    if not _obj(ctx).get("quiet"):
-        click.echo(message, err=True)
+from ..cli_common import parse_patch as _patch
+from ..cli_common import progress_for as _progress
+from ..cli_common import say as _say
 
 
 def _summary(ctx, report: dict | None, folder) -> None:
@@ -40,16 +20,6 @@ def _summary(ctx, report: dict | None, folder) -> None:
 
     _say(ctx, "\n".join(summary_lines(report)))
     _say(ctx, f"pmd: report in {folder}/index.html")
-
-
-def _patch(value):
-    from ..errors import InputError
-
-    try:
-        parts = [int(v) for v in str(value).lower().replace("x", ",").split(",")]
-    except ValueError as exc:
-        raise InputError(f"--patch {value!r}: expected N or HxW, e.g. 32 or 32x48") from exc
-    return (parts[0], parts[0]) if len(parts) == 1 else tuple(parts[:2])
 
 
 @click.command("denoise")

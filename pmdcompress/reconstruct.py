@@ -103,6 +103,26 @@ def _epilogue_round_kernel(product, mean, out, lo, hi):
 
 
 @jit
+def _epilogue_round_int32_kernel(product, mean, out, lo, hi):
+    # Same as _epilogue_round_kernel for outputs whose range fits int32: the
+    # float -> int32 conversion through a row buffer vectorises, a direct store
+    # into a narrow integer does not.
+    n, h, w = out.shape
+    lo32 = np.float32(lo)
+    hi32 = np.float32(hi)
+    half = np.float32(0.5)
+    row = np.empty(w, np.int32)
+    for t in range(n):
+        for i in range(h):
+            base = i * w
+            for j in range(w):
+                v = min(max(product[t, base + j] + mean[base + j] + half, lo32), hi32)
+                row[j] = np.int32(np.floor(v))
+            for j in range(w):
+                out[t, i, j] = row[j]
+
+
+@jit
 def _epilogue_float_kernel(product, mean, out):
     n, h, w = out.shape
     for t in range(n):
@@ -120,7 +140,9 @@ def epilogue(product, mean, out, lo, hi, do_round):
     ``product``: (n, h*w) float32; ``mean``: (h*w,) float32.  Integer outputs are
     rounded to nearest and clipped to [lo, hi]; all arithmetic is float32.
     """
-    if do_round:
+    if do_round and out.dtype.itemsize <= 2:
+        _epilogue_round_int32_kernel(product, mean, out, lo, hi)
+    elif do_round:
         _epilogue_round_kernel(product, mean, out, lo, hi)
     else:
         _epilogue_float_kernel(product, mean, out)

@@ -85,39 +85,21 @@ def build_cells(factors, y0: int, y1: int, x0: int, x1: int) -> list[Cell]:
 
 
 @jit
-def _epilogue_round_kernel(product, mean, out, lo, hi):
+def _epilogue_round_kernel(product, mean, out, lo, hi, row):
     # Integer output: out = clip(floor(product + mean + 0.5), lo, hi), in float32
     # arithmetic (exact for every integer up to 2**24, which covers uint16/int16).
+    # Converting through an integer row buffer (int32 for 8/16-bit outputs)
+    # vectorises; a direct store into a narrow integer does not.
     n, h, w = out.shape
     lo32 = np.float32(lo)
     hi32 = np.float32(hi)
     half = np.float32(0.5)
-    for t in range(n):
-        for i in range(h):
-            row = product[t, i * w : (i + 1) * w]
-            m = mean[i * w : (i + 1) * w]
-            o = out[t, i]
-            for j in range(w):
-                v = np.floor(row[j] + m[j] + half)
-                o[j] = min(max(v, lo32), hi32)
-
-
-@jit
-def _epilogue_round_int32_kernel(product, mean, out, lo, hi):
-    # Same as _epilogue_round_kernel for outputs whose range fits int32: the
-    # float -> int32 conversion through a row buffer vectorises, a direct store
-    # into a narrow integer does not.
-    n, h, w = out.shape
-    lo32 = np.float32(lo)
-    hi32 = np.float32(hi)
-    half = np.float32(0.5)
-    row = np.empty(w, np.int32)
     for t in range(n):
         for i in range(h):
             base = i * w
             for j in range(w):
                 v = min(max(product[t, base + j] + mean[base + j] + half, lo32), hi32)
-                row[j] = np.int32(np.floor(v))
+                row[j] = np.floor(v)
             for j in range(w):
                 out[t, i, j] = row[j]
 
@@ -140,10 +122,9 @@ def epilogue(product, mean, out, lo, hi, do_round):
     ``product``: (n, h*w) float32; ``mean``: (h*w,) float32.  Integer outputs are
     rounded to nearest and clipped to [lo, hi]; all arithmetic is float32.
     """
-    if do_round and out.dtype.itemsize <= 2:
-        _epilogue_round_int32_kernel(product, mean, out, lo, hi)
-    elif do_round:
-        _epilogue_round_kernel(product, mean, out, lo, hi)
+    if do_round:
+        row = np.empty(out.shape[2], np.int32 if out.dtype.itemsize <= 2 else np.int64)
+        _epilogue_round_kernel(product, mean, out, lo, hi, row)
     else:
         _epilogue_float_kernel(product, mean, out)
 

@@ -166,6 +166,40 @@ def test_other_kinds_run(sim, tmp_path, kind):
         assert res.traces.min() < 0  # signed traces
 
 
+def test_1p_ring_model_finds_most_cells(tmp_path):
+    movie = tmp_path / "small1p.tif"
+    simulate_movie(movie, n_frames=800, shape=(64, 64), n_neurons=8, photons=10.0, seed=0, kind="1p")
+    store = pmdcompress.compress(movie, tmp_path / "small1p.pmd.zarr", workers=2)
+    out = tmp_path / "small1p.demix.zarr"
+    res = dm.demix(store, out, kind="1p", background_model="ring", figures=False, export=("caiman", "suite2p"))
+    assert res.metadata["parameters"]["background_model"] == "ring"
+    assert res.background_spatial.shape[0] == 0  # the ring background is not low rank
+    assert np.isfinite(res.raw_traces).all()
+    scores = dm.evaluate(out, tmp_path / "small1p.truth.zarr")
+    assert scores["recall"] >= 0.7 and scores["precision"] >= 0.8
+    assert scores["median_trace_corr"] >= 0.8
+
+
+def test_ring_weights_match_per_pixel_least_squares():
+    from pmdcompress.demix.ring import fit_ring_weights, ring_offsets
+
+    rng = np.random.default_rng(0)
+    dims, t, radius, ridge = (9, 11), 60, 2.0, 1e-2
+    x = rng.standard_normal((dims[0] * dims[1], t))
+    w = fit_ring_weights(x, dims, radius, ridge=ridge, chunk=7).toarray()
+    offs = ring_offsets(radius)
+    assert np.all(np.abs(np.hypot(offs[:, 0], offs[:, 1]) - radius - 0.5) <= 0.5)
+    for i in [0, 5, 40, 98]:
+        y, xx = divmod(i, dims[1])
+        ring = [(y + a) * dims[1] + xx + b for a, b in offs if 0 <= y + a < dims[0] and 0 <= xx + b < dims[1]]
+        xr = x[ring]
+        g = xr @ xr.T
+        lam = ridge * np.trace(g) / len(offs)
+        expect = np.linalg.solve(g + lam * np.eye(len(ring)), xr @ x[i])
+        np.testing.assert_allclose(w[i, ring], expect, rtol=1e-8, atol=1e-10)
+        assert np.count_nonzero(w[i]) <= len(ring)
+
+
 def test_seed_from_mean_adds_fixed_components(sim, tmp_path):
     res = dm.demix(sim["store"], tmp_path / "mean.demix.zarr", seed_from_mean=True, figures=False)
     seeded = res.metrics["seeded_from_mean"].astype(bool)

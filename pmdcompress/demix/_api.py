@@ -70,7 +70,7 @@ def demix(
         ``.traces.png``, ``.caiman.hdf5``, ``.suite2p/plane0/``, ``.nwb``.
     kind : {"2p", "1p", "voltage"}, optional
         Two-photon calcium (low-rank smooth background), one-photon calcium
-        (higher-rank background), voltage (signed traces, no skewness test).
+        (ring-model background, see ``background_model``), voltage (signed traces, no skewness test).
     fs : float, optional
         Frame rate in Hz (dF/F window, binning, exports).
     export : str or sequence of str, optional

@@ -48,7 +48,7 @@ def write_caiman(result, path) -> None:
     height, width = result.dims
     a = _fortran_footprints(result)
     nb = result.background_spatial.shape[0]
-    b = result.background_spatial.reshape(nb, height, width).transpose(0, 2, 1).reshape(nb, -1).T  # F order
+    b = result.background_spatial.reshape(nb, height, width).transpose(0, 2, 1).reshape(nb, height * width).T  # F order
     b0 = result.background_static.T.ravel()
     met = result.metrics
     with h5py.File(path, "w") as f:

@@ -11,7 +11,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
+from ..errors import InputError
 from . import hals
+from . import ring as ringbg
 from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
@@ -38,7 +40,11 @@ class DemixOptions:
     min_size: int | None = None  # default a quarter of the area of a disk of cell_radius
     min_distance: int = 3
     background_rank: int | None = None  # default 3 (2p, voltage), 6 (1p)
-    ring_radius: float | None = None  # 1p only; default 2.5 * cell_radius
+    background_model: str = "lowrank"  # or "ring" (CNMF-E-style ring model, for 1p data; see docs/demix.md)
+    ring_radius: float | None = None  # ring model only; default 3 * cell_radius (1.5 cell diameters)
+    ring_ssub: int = 2  # ring weights fitted on ring_ssub x ring_ssub pixel blocks
+    ring_frames: int = 250  # ... and on at most this many (binned) frames
+    ring_rounds: int = 2  # refits of the ring weights after the low-rank start
     max_num_iter: int = 8
     n_passes: int = 2
     merge_threshold: float = 0.8
@@ -61,7 +67,10 @@ class DemixOptions:
         rank = self.background_rank
         if rank is None:
             rank = 6 if self.kind == "1p" else 3
-        ring = self.ring_radius if self.ring_radius is not None else 2.5 * self.cell_radius
+        ring = self.ring_radius if self.ring_radius is not None else 3.0 * self.cell_radius
+        model = self.background_model
+        if model not in ("lowrank", "ring"):
+            raise InputError(f"background_model {model!r}: expected 'lowrank' or 'ring'")
         b = self.bin_frames
         if b is None:
             b = max(1, int(self.fs // 5))
@@ -74,7 +83,8 @@ class DemixOptions:
             q = 50.0 if self.kind == "voltage" else 8.0
         min_size = self.min_size if self.min_size is not None else int(0.25 * np.pi * self.cell_radius**2)
         return dataclasses.replace(self, highpass_sigma=sigma, min_size=min_size, background_rank=rank,
-                                   ring_radius=ring, bin_frames=b, min_skew=float(skew), dff_percentile=float(q))
+                                   ring_radius=ring, background_model=model, bin_frames=b, min_skew=float(skew),
+                                   dff_percentile=float(q))
 
 
 @dataclass
@@ -241,6 +251,13 @@ def _iterate(fac_u, vb, fp, bg, fixed, n_iter, *, update_bg=True):
     return c
 
 
+def _ring_step(u, vb, fp: Footprints, c, opts: DemixOptions):
+    """Refit the ring weights to ``U vb - A c``; the factors of the movie minus that background."""
+    ring = ringbg.fit_ring(u, vb, fp, c, opts.ring_radius, ssub=opts.ring_ssub, max_frames=opts.ring_frames)
+    u2, v2 = ringbg.subtracted_factors(ring, u, vb, fp, c)
+    return ring, u2, v2
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -278,9 +295,20 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     log.info("demix: %d seeds, %d kept", len(seeds), fp.n)
 
     t0 = time.perf_counter()
+    use_ring = opts.background_model == "ring"
     c = _iterate(fac.U, vb, fp, bg, fixed, opts.max_num_iter)
+    u_fit, v_fit, ring = fac.U, vb, None
+    if use_ring:
+        # Start from the low-rank fit, then alternate: ring weights given A, C; A, C given the ring background.
+        bg = Background(np.zeros((0, *fac.dims)), np.zeros((0, vb.shape[1])), opts.highpass_sigma)
+        for _ in range(opts.ring_rounds):
+            ring, u_fit, v_fit = _ring_step(fac.U, vb, fp, c, opts)
+            c = _iterate(u_fit, v_fit, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
+    n_before = fp.n
     fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed)
+    n_merged = fp.n
     fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
+    log.debug("demix: %d components, %d after merging, %d after deleting", n_before, n_merged, fp.n)
     resid_corr = None
     for _ in range(1, opts.n_passes):
         # Residual pass: the same image on the movie minus what the model explains.
@@ -307,13 +335,16 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
         log.info("demix: residual pass adds %d seeds", ok.size)
         fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims).subset(ok))
         fixed = np.concatenate([fixed, np.zeros(ok.size, bool)])
-        c = _iterate(fac.U, vb, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
+        c = _iterate(u_fit, v_fit, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
+        if use_ring:
+            ring, u_fit, v_fit = _ring_step(fac.U, vb, fp, c, opts)
+            c = _iterate(u_fit, v_fit, fp, bg, fixed, 2)
         fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed)
         fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    met = compute_metrics(fac.U, vb, fp, c, store.noise, threshold=opts.footprint_threshold)
+    met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold)
     accept = (met["snr"] >= opts.min_snr) & (met["r_value"] >= opts.min_r_value) & (met["skew"] >= opts.min_skew)
     accept |= fixed
     log.info("demix: %d of %d components pass the quality tests", int(accept.sum()), fp.n)
@@ -327,7 +358,11 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     timings["select_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    c, f = hals.solve_traces(fac.U, fac.V, fp, bg)
+    if use_ring:
+        c = ringbg.solve_traces_ring(ring, fac.U, fac.V, fp)
+        f = np.zeros((0, fac.n_frames))
+    else:
+        c, f = hals.solve_traces(fac.U, fac.V, fp, bg)
     if bg.rank:
         bg.temporal = f
     else:

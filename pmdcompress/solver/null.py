@@ -58,24 +58,45 @@ def joint_thresholds(spatial: np.ndarray, temporal: np.ndarray, false_pass: floa
     return Thresholds(float(ts), float(tt))
 
 
-def _taper(rho: float) -> float:
-    """a such that the kernel [a, 1, a] gives neighbour correlation rho: 2a / (1 + 2a^2) = rho."""
-    rho = float(np.clip(rho, -0.7, 0.7))
-    if abs(rho) < 1e-6:
-        return 0.0
-    return (1.0 - np.sqrt(1.0 - 2.0 * rho * rho)) / (2.0 * rho)
+def _kernel(rho: float) -> np.ndarray:
+    """A symmetric 1-D kernel whose output has lag-1 correlation ``rho`` on white input.
+
+    ``[a, 1, a]`` with ``2a / (1 + 2a^2) = rho`` up to |rho| = 0.6; beyond that (heavily
+    smoothed or resampled data reach 0.95) a sampled Gaussian whose width is
+    solved for ``rho``.
+    """
+    rho = float(np.clip(rho, -0.5, 0.99))
+    if abs(rho) <= 0.6:
+        a = 0.0 if abs(rho) < 1e-6 else (1.0 - np.sqrt(1.0 - 2.0 * rho * rho)) / (2.0 * rho)
+        return np.array([a, 1.0, a])
+
+    def lag1(sigma):
+        x = np.arange(-int(4 * sigma + 1), int(4 * sigma + 1) + 1)
+        k = np.exp(-0.5 * (x / sigma) ** 2)
+        return float(np.dot(k[:-1], k[1:]) / np.dot(k, k)), k
+
+    lo, hi = 0.3, 30.0
+    for _ in range(60):
+        mid = np.sqrt(lo * hi)
+        if lag1(mid)[0] < rho:
+            lo = mid
+        else:
+            hi = mid
+    return lag1(hi)[1]
 
 
 def correlated_noise(rng, n_frames: int, patch_shape, correlation=(0.0, 0.0)) -> np.ndarray:
     """N(0, 1)-like noise (n_frames, h*w) with the given neighbour correlations (rho_y, rho_x)."""
     h, w = (int(v) for v in patch_shape)
-    ay, ax = (_taper(r) for r in correlation)
-    if ay == 0.0 and ax == 0.0:
+    if correlation[0] == 0.0 and correlation[1] == 0.0:
         return rng.standard_normal((int(n_frames), h * w), dtype=np.float32)
-    field = rng.standard_normal((int(n_frames), h + 2, w + 2), dtype=np.float32)
-    field = field[:, 1:-1, :] + ay * (field[:, :-2, :] + field[:, 2:, :])
-    field = field[:, :, 1:-1] + ax * (field[:, :, :-2] + field[:, :, 2:])
-    return np.ascontiguousarray(field.reshape(int(n_frames), h * w))
+    ky, kx = (_kernel(r).astype(np.float32) for r in correlation)
+    ry, rx = len(ky) // 2, len(kx) // 2
+    field = rng.standard_normal((int(n_frames), h + 2 * ry, w + 2 * rx), dtype=np.float32)
+    # Separable 'valid' filtering: every output pixel sees a full kernel, as inside a large field.
+    out = sum(ky[i] * field[:, i : i + h, :] for i in range(len(ky)))
+    out = sum(kx[j] * out[:, :, j : j + w] for j in range(len(kx)))
+    return np.ascontiguousarray(out.reshape(int(n_frames), h * w), dtype=np.float32)
 
 
 def round_correlation(correlation) -> tuple[float, float]:

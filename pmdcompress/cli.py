@@ -104,6 +104,9 @@ def _input_options(f):
 @click.option("--temporal-filter/--no-temporal-filter", default=True, show_default=True,
               help="Trend-filter each temporal factor within its noise level (PMD's temporal penalty); "
                    "turn off for signals faster than the frame rate can sample smoothly.")
+@click.option("--detrend", is_flag=True,
+              help="Remove a slow per-pixel baseline (bleaching, drift) before the fit; it is stored and "
+                   "added back on reconstruction.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random draw.")
 @click.option("--workers", default=None, type=int, help="Threads (default: all cores or $PMD_NUM_WORKERS).")
 @click.option("--scheduler", default=None,
@@ -112,7 +115,8 @@ def _input_options(f):
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
 def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap, method, max_rank,
-             consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, seed, workers, scheduler, overwrite):
+             consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, detrend, seed, workers, scheduler,
+             overwrite):
     """Compress MOVIE (TIFF, Zarr, .npy, HDF5) into a store of low-rank factors."""
     import contextlib
     import os
@@ -129,7 +133,7 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap
                     overwrite=overwrite, workers=workers, client=client, progress=_progress(ctx),
                     patch_shape=_patch(patch), overlap=overlap, method=method, max_rank=max_rank,
                     consecutive_failures=consecutive_failures, fit_frames=fit_frames, fit_bin=fit_bin,
-                    dtype=dtype, temporal_filter=temporal_filter, seed=seed)
+                    dtype=dtype, temporal_filter=temporal_filter, detrend=detrend, seed=seed)
     info = store.info()
     t, y, x = info["shape"]
     _say(ctx, f"pmd: {movie} -> {info['path']}: {t}x{y}x{x}, rank {info['total_rank']} over "

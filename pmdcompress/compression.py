@@ -34,7 +34,7 @@ from .progress import null_progress
 from .solver import get_solver
 from .solver.null import null_thresholds, round_correlation
 from .store.spec import StoreMetadata
-from .store.zarr_store import PMDStore, create_store, finish_store
+from .store.zarr_store import PMDStore, create_store, finish_store, trend_basis
 from .tiling import Tiling, extract_patch
 
 log = logging.getLogger("pmdcompress")
@@ -66,6 +66,7 @@ class CompressOptions:
     chunk_frames: int | None = None
     false_pass: float = 0.05
     temporal_filter: bool = True
+    detrend: bool = False
     seed: int = 0
 
     def validate(self) -> None:
@@ -116,6 +117,23 @@ def plan_fit(n_frames: int, fit_frames: int, fit_bin: int | None) -> FitPlan:
     starts = np.round(np.linspace(0, n_bins - window, n_windows)).astype(np.int64)
     bins = np.unique(np.concatenate([np.arange(s, s + window) for s in starts]))[:fit_frames]
     return FitPlan(fit_bin, bins)
+
+
+def denoise_trend(deviations: np.ndarray, noise: np.ndarray, chunk_frames: int) -> np.ndarray:
+    """Low-rank part of the chunk means' deviations from the mean, (n_knots, P) float32.
+
+    Each chunk mean still carries noise (std ~ noise / sqrt(chunk_frames)) at every
+    pixel; a baseline such as bleaching is spatially structured and of low rank.
+    So the deviations are standardised by that noise and only singular
+    components above the noise edge (Marchenko-Pastur, sqrt(n) + sqrt(P), with a
+    20 % margin) are kept.
+    """
+    unit = np.where(noise > 0, noise, 1.0) / np.sqrt(chunk_frames)
+    z = deviations / unit
+    u, s, vt = np.linalg.svd(z, full_matrices=False)
+    edge = 1.2 * (np.sqrt(z.shape[0]) + np.sqrt(z.shape[1]))
+    k = int(np.sum(s > edge))
+    return ((u[:, :k] * s[:k]) @ vt[:k] * unit).astype(np.float32)
 
 
 def _chunk_bounds(n_frames: int, chunk: int) -> list[tuple[int, int]]:
@@ -234,14 +252,33 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
 
     bar = progress("statistics", len(chunks))
     total = power = count = 0
+    chunk_means = []
     for members in _groups(range(len(chunks)), workers, client):
-        for part_total, part_power, part_count, rows, fit_rows in map_tasks(
-                _statistics_task, [statistics_args(i) for i in members], workers=workers, client=client,
-                on_done=bar.update):
+        results = map_tasks(_statistics_task, [statistics_args(i) for i in members], workers=workers,
+                            client=client, on_done=bar.update)
+        for i, (part_total, part_power, part_count, rows, fit_rows) in zip(members, results, strict=True):
             total, power, count = total + part_total, power + part_power, count + part_count
             fit_flat[rows] = fit_rows
+            if opts.detrend:
+                chunk_means.append(part_total / (chunks[i][1] - chunks[i][0]))
     bar.close()
     mean = (total / n_frames).reshape(height, width).astype(np.float32)
+    trend = knots = None
+    if opts.detrend and len(chunks) >= 2:
+        # A slow per-pixel baseline: piecewise linear through the chunk means
+        # (knots at chunk centres), removed before the fit and re-fit and added
+        # back on reconstruction.
+        centres = np.array([(a + b - 1) / 2.0 for a, b in chunks])
+        values = denoise_trend(np.stack(chunk_means) - mean.reshape(1, -1),
+                               np.sqrt(power / count) if count else np.ones(height * width), chunk)
+        # Knots at the first and last frame too, extrapolated linearly, so that the
+        # half chunks at either end follow the baseline's slope.
+        first = values[0] + (values[0] - values[1]) * (centres[0] - 0) / (centres[1] - centres[0])
+        last = values[-1] + (values[-1] - values[-2]) * (n_frames - 1 - centres[-1]) / (centres[-1] - centres[-2])
+        knots = np.concatenate([[0.0], centres, [n_frames - 1.0]])
+        trend = np.concatenate([first[None], values, last[None]]).astype(np.float32)
+        centres = plan.bins * plan.bin + (plan.bin - 1) / 2.0
+        fit_flat -= trend_basis(centres, knots) @ trend
     noise = np.sqrt(power / count) if count else np.zeros((height * width,))
     noise = noise.reshape(height, width).astype(np.float32)
     scale = safe_scale(noise)
@@ -300,6 +337,9 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         "patch_ranks": ranks, "weights_y": wy.astype(np.float32), "weights_x": wx.astype(np.float32),
         "spatial": spatial.astype(opts.dtype),
     }
+    if trend is not None:
+        arrays["trend"] = trend.reshape(-1, height, width)
+        arrays["trend_frames"] = knots
     if path is None:
         import zarr
 
@@ -309,17 +349,21 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         store_target = path
     group, temporal = create_store(store_target, metadata, arrays, temporal_chunk=chunk)
 
-    # Fold the standardisation into the projection: V = (U/sigma)^T Y - (U/sigma)^T mu.
-    folded, shifts = [], []
+    # Fold the standardisation into the projection: V = (U/sigma)^T Y - (U/sigma)^T mu
+    # (and minus (U/sigma)^T trend(t) when detrending).
+    folded, shifts, trend_gains = [], [], []
+    trend_img = trend.reshape(-1, height, width) if trend is not None else None
     for p in range(tiling.n_patches):
         ys, xs = tiling.patch_slices(p)
         u = spatial[:, offsets[p] : offsets[p + 1]] / scale[ys, xs].reshape(-1, 1)
         folded.append(np.ascontiguousarray(u, dtype=np.float32))
         shifts.append(mean[ys, xs].reshape(-1).astype(np.float64) @ u)
+        if trend_img is not None:
+            trend_gains.append(u.T.astype(np.float64) @ trend_img[:, ys, xs].reshape(len(knots), -1).T)
     active = [p for p in range(tiling.n_patches) if ranks[p] > 0]
 
     projection = _Projection(folded, shifts, offsets, active, tiling.origins, tiling.patch_shape, total_rank,
-                             opts.dtype)
+                             opts.dtype, trend_gains, knots)
     # Workers write their time chunks of ``temporal`` straight into the (temporary) store on disk;
     # an in-memory store can only be filled by this process's threads.
     refit_client = client if path is not None else None
@@ -403,6 +447,8 @@ class _Projection:
     patch_shape: tuple
     total_rank: int
     dtype: str
+    trend_gains: list = None
+    knots: np.ndarray | None = None
 
 
 def _project_task(args):
@@ -411,8 +457,11 @@ def _project_task(args):
     block = movie.view(t0, t1)
     buffer = np.empty((t1 - t0, proj.patch_shape[0] * proj.patch_shape[1]), np.float32)
     v = np.empty((proj.total_rank, t1 - t0), dtype=np.float32)
+    basis = trend_basis(np.arange(t0, t1), proj.knots) if proj.knots is not None else None
     for p in proj.active:
         y0, x0 = proj.origins[p]
         patch = extract_patch(block, y0, x0, *proj.patch_shape, buffer)
         v[proj.offsets[p] : proj.offsets[p + 1]] = (patch @ proj.folded[p]).T - proj.shifts[p][:, None]
+        if basis is not None:
+            v[proj.offsets[p] : proj.offsets[p + 1]] -= (proj.trend_gains[p] @ basis.T).astype(np.float32)
     temporal[:, t0:t1] = v.astype(proj.dtype)

@@ -32,6 +32,7 @@ class Cell:
     components: np.ndarray  # indices into the temporal factor rows, shape (K_c,)
     left: np.ndarray  # (K_c, n_pixels) float32: folded spatial factors, transposed
     mean: np.ndarray  # (n_pixels,) float32
+    trend: np.ndarray | None = None  # (n_knots, n_pixels) float32, when the store has a trend
 
 
 def _cuts(starts, size, lo, hi):
@@ -80,7 +81,10 @@ def build_cells(factors, y0: int, y1: int, x0: int, x1: int) -> list[Cell]:
             left = (np.concatenate(blocks, axis=0) if blocks else np.zeros((0, n_pix))).astype(np.float32)
             components = np.concatenate(comps) if comps else np.zeros(0, np.int64)
             mean = np.ascontiguousarray(factors.mean[cy0:cy1, cx0:cx1], dtype=np.float32).ravel()
-            cells.append(Cell(cy0, cy1, cx0, cx1, components, np.ascontiguousarray(left), mean))
+            trend = getattr(factors, "trend", None)
+            if trend is not None:
+                trend = np.ascontiguousarray(trend[:, cy0:cy1, cx0:cx1].reshape(len(trend), -1), np.float32)
+            cells.append(Cell(cy0, cy1, cx0, cx1, components, np.ascontiguousarray(left), mean, trend))
     return cells
 
 
@@ -147,10 +151,13 @@ def dtype_limits(dtype) -> tuple[float, float, bool]:
     return -np.inf, np.inf, False
 
 
-def render(cells: list[Cell], temporal_block: np.ndarray, out: np.ndarray, y0: int, x0: int) -> None:
+def render(cells: list[Cell], temporal_block: np.ndarray, out: np.ndarray, y0: int, x0: int,
+           trend_basis: np.ndarray | None = None) -> None:
     """Write frames into ``out`` (n, h, w) for a crop whose top-left is (y0, x0).
 
-    ``temporal_block``: (K, n) float32 temporal factors of these frames.
+    ``temporal_block``: (K, n) float32 temporal factors of these frames;
+    ``trend_basis``: (n, n_knots) interpolation weights of these frames, when the
+    store has a trend.
     """
     lo, hi, do_round = dtype_limits(out.dtype)
     n = out.shape[0]
@@ -160,4 +167,6 @@ def render(cells: list[Cell], temporal_block: np.ndarray, out: np.ndarray, y0: i
             product = temporal_block[cell.components].T @ cell.left
         else:
             product = np.zeros((n, cell.mean.size), np.float32)
+        if cell.trend is not None and trend_basis is not None:
+            product += trend_basis @ cell.trend
         epilogue(product, cell.mean, region, lo, hi, do_round)

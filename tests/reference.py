@@ -39,4 +39,10 @@ def dense_model(store):
         patch = (u @ temporal[k0:k1]).T.reshape(t, h, w)
         weight = store.weights_y[p][:, None] * store.weights_x[p][None, :]
         out[:, y0 : y0 + h, x0 : x0 + w] += weight * patch
-    return store.mean + store.noise * out
+    model = store.mean + store.noise * out
+    if store.trend is not None:  # piecewise linear between knots, constant beyond them
+        frames = np.arange(t)
+        for yy in range(y):
+            for xx in range(x):
+                model[:, yy, xx] += np.interp(frames, store.trend_frames, store.trend[:, yy, xx])
+    return model

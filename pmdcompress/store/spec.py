@@ -26,6 +26,8 @@ ARRAYS = {
     "weights_x": (2, True),
     "spatial": (2, True),
     "temporal": (2, True),
+    "trend": (3, False),
+    "trend_frames": (1, False),
 }
 
 FACTOR_DTYPES = ("float32", "float16")

@@ -22,6 +22,17 @@ from .spec import ARRAYS, ATTRS_KEY, StoreMetadata
 COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]
 
 
+def trend_basis(frames: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation weights, shape (len(frames), len(knots)).
+
+    ``trend(t) = trend_basis(t, knots) @ trend_values``: linear between knots,
+    constant beyond the first and last (docs/format.md, ``trend``).
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    eye = np.eye(len(knots))
+    return np.stack([np.interp(frames, knots, eye[j]) for j in range(len(knots))], axis=1).astype(np.float32)
+
+
 def create_store(path, metadata: StoreMetadata, arrays: dict, *, temporal_chunk: int):
     """Create a store at ``path`` holding every array except the temporal factors.
 
@@ -93,6 +104,11 @@ class PMDStore:
         self.weights_x = np.asarray(group["weights_x"][...], dtype=np.float32)
         self.spatial = np.asarray(group["spatial"][...], dtype=np.float32)
         self.temporal = group["temporal"]
+        # Optional slow baseline (pmd compress --detrend): (n_knots, Y, X) at frames trend_frames.
+        self.trend = np.asarray(group["trend"][...], np.float32) if "trend" in group else None
+        self.trend_frames = np.asarray(group["trend_frames"][...], np.float64) if "trend_frames" in group else None
+        if (self.trend is None) != (self.trend_frames is None):
+            raise StoreFormatError(f"{where}: arrays 'trend' and 'trend_frames' must come together")
         self.component_offsets = np.concatenate([[0], np.cumsum(self.patch_ranks)])
         t, y, x = self.metadata.shape
         k = int(self.component_offsets[-1])
@@ -197,7 +213,8 @@ class PMDStore:
             return out
         from ..reconstruct import render
 
-        render(self.cells(crop_y, crop_x), self.temporal_block(t0, t1), out, crop_y[0], crop_x[0])
+        basis = trend_basis(np.arange(t0, t1), self.trend_frames) if self.trend is not None else None
+        render(self.cells(crop_y, crop_x), self.temporal_block(t0, t1), out, crop_y[0], crop_x[0], basis)
         return out
 
     def to_dask(self, chunks=None):

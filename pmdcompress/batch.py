@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError, PMDError
+from .errors import BatchError, InputError, PMDError
 from .progress import null_progress
 
 __all__ = [
@@ -90,10 +90,6 @@ INPUT_KEYS = ("frames", "plane", "channel", "dataset")
 DEMIX_PREFIX = "demix_"
 #: Other spellings accepted in manifests and ``--set`` (CLI option names).
 _ALIASES = {"patch": "patch_shape", "movie": "path", "file": "path", "fs": "demix_fs", "kind": "demix_kind"}
-
-
-class BatchError(PMDError, RuntimeError):
-    """A batch ran to its end but some movies failed (the summary lists them)."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, PMDError
+from .errors import ClusterError, InputError
 
 __all__ = [
     "SCHEDULER_ENV",
@@ -56,10 +56,6 @@ SLURM_EXTRA = 'pip install "pmdcompress[slurm]"'
 CONNECT_TIMEOUT_S = 30
 _SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
 _WALLTIME_RE = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
-
-
-class ClusterError(PMDError, ConnectionError):
-    """A scheduler cannot be reached or a cluster cannot be started."""
 
 
 @dataclass(frozen=True)

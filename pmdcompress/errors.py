@@ -17,3 +17,11 @@ class StoreFormatError(PMDError, ValueError):
 
 class OutputExistsError(PMDError, FileExistsError):
     """The output path exists and ``overwrite`` was not given."""
+
+
+class ClusterError(PMDError, ConnectionError):
+    """A scheduler cannot be reached or a cluster cannot be started."""
+
+
+class BatchError(PMDError, RuntimeError):
+    """A batch ran to its end but some movies failed (the summary lists them)."""

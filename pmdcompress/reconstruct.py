@@ -89,35 +89,26 @@ def build_cells(factors, y0: int, y1: int, x0: int, x1: int) -> list[Cell]:
 
 
 @jit
-def _epilogue_round_kernel(product, mean, out, lo, hi, row):
-    # Integer output: out = clip(floor(product + mean + 0.5), lo, hi), in float32
+def _epilogue_round_kernel(product, mean, flat, lo, hi):
+    # Integer output: flat = clip(floor(product + mean + 0.5), lo, hi), in float32
     # arithmetic (exact for every integer up to 2**24, which covers uint16/int16).
-    # Converting through an integer row buffer (int32 for 8/16-bit outputs)
-    # vectorises; a direct store into a narrow integer does not.
-    n, h, w = out.shape
+    # One long contiguous loop per frame vectorises; the scatter into the
+    # (strided) output region is left to numpy's copy.
+    n, m = product.shape
     lo32 = np.float32(lo)
     hi32 = np.float32(hi)
     half = np.float32(0.5)
     for t in range(n):
-        for i in range(h):
-            base = i * w
-            for j in range(w):
-                v = min(max(product[t, base + j] + mean[base + j] + half, lo32), hi32)
-                row[j] = np.floor(v)
-            for j in range(w):
-                out[t, i, j] = row[j]
+        for j in range(m):
+            flat[t, j] = np.floor(min(max(product[t, j] + mean[j] + half, lo32), hi32))
 
 
 @jit
-def _epilogue_float_kernel(product, mean, out):
-    n, h, w = out.shape
+def _epilogue_float_kernel(product, mean, flat):
+    n, m = product.shape
     for t in range(n):
-        for i in range(h):
-            row = product[t, i * w : (i + 1) * w]
-            m = mean[i * w : (i + 1) * w]
-            o = out[t, i]
-            for j in range(w):
-                o[j] = row[j] + m[j]
+        for j in range(m):
+            flat[t, j] = product[t, j] + mean[j]
 
 
 def epilogue(product, mean, out, lo, hi, do_round):
@@ -126,11 +117,15 @@ def epilogue(product, mean, out, lo, hi, do_round):
     ``product``: (n, h*w) float32; ``mean``: (h*w,) float32.  Integer outputs are
     rounded to nearest and clipped to [lo, hi]; all arithmetic is float32.
     """
+    n, h, w = out.shape
+    direct = out.flags.c_contiguous
+    flat = out.reshape(n, h * w) if direct else np.empty((n, h * w), out.dtype)
     if do_round:
-        row = np.empty(out.shape[2], np.int32 if out.dtype.itemsize <= 2 else np.int64)
-        _epilogue_round_kernel(product, mean, out, lo, hi, row)
+        _epilogue_round_kernel(product, mean, flat, lo, hi)
     else:
-        _epilogue_float_kernel(product, mean, out)
+        _epilogue_float_kernel(product, mean, flat)
+    if not direct:
+        out[...] = flat.reshape(n, h, w)
 
 
 def epilogue_numpy(product, mean, out, lo, hi, do_round):

@@ -400,3 +400,11 @@ def test_truth_loader_gives_masks(sim):
     truth = load_truth(sim["movie"])
     scores = dm.evaluate(sim["movie"], sim["movie"])
     assert scores["f1"] == 1.0 and scores["n_true"] == truth.footprints.shape[0]
+
+
+def test_a_store_without_neurons_gives_an_empty_result(tmp_path):
+    rng = np.random.default_rng(0)
+    store = pmdcompress.compress(rng.normal(100, 5, (40, 32, 32)).astype(np.float32), tmp_path / "n.pmd.zarr")
+    result = pmdcompress.demix.demix(store, tmp_path / "n.demix.zarr", figures=False)
+    assert result.n_components == 0
+    assert (tmp_path / "n.demix.zarr").exists()

@@ -27,8 +27,8 @@ def trace_noise(fp: hals.Footprints, noise: np.ndarray) -> np.ndarray:
     """Noise SD of each footprint's least-squares trace under white pixel noise, shape (n,)."""
     nb = hals.windows(noise[None].astype(np.float64), fp)[0]  # (n, bh, bw)
     a2 = fp.values.astype(np.float64) ** 2
-    num = np.sqrt((a2 * nb**2).reshape(fp.n, -1).sum(axis=1))
-    den = a2.reshape(fp.n, -1).sum(axis=1)
+    num = np.sqrt((a2 * nb**2).reshape(fp.n, int(np.prod(fp.values.shape[1:]))).sum(axis=1))
+    den = a2.reshape(fp.n, int(np.prod(fp.values.shape[1:]))).sum(axis=1)
     return num / np.maximum(den, 1e-30)
 
 

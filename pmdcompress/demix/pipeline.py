@@ -174,7 +174,7 @@ def _centers(fp: Footprints) -> np.ndarray:
     """Weighted centroids (y, x) of the footprints, float64 (n, 2)."""
     bh, bw = fp.box
     yy, xx = np.mgrid[:bh, :bw]
-    w = fp.values.reshape(fp.n, -1).astype(np.float64)
+    w = fp.values.reshape(fp.n, int(np.prod(fp.values.shape[1:]))).astype(np.float64)
     s = np.maximum(w.sum(1), 1e-12)
     cy = (w @ yy.ravel()) / s + fp.origins[:, 0]
     cx = (w @ xx.ravel()) / s + fp.origins[:, 1]
@@ -225,8 +225,10 @@ def _merge(fp: Footprints, c: np.ndarray, threshold: float, fixed) -> tuple[Foot
 
 def _delete(fp: Footprints, c: np.ndarray, fixed, min_size: int, threshold: float):
     """Drop empty footprints and footprints smaller than ``min_size`` pixels above ``threshold`` of their peak."""
-    top = fp.values.reshape(fp.n, -1).max(axis=1) if fp.n else np.zeros(0)
-    size = (fp.values > threshold * np.maximum(top, 1e-30)[:, None, None]).reshape(fp.n, -1).sum(axis=1)
+    if fp.n == 0:
+        return fp, c, fixed
+    top = fp.values.reshape(fp.n, int(np.prod(fp.values.shape[1:]))).max(axis=1)
+    size = (fp.values > threshold * np.maximum(top, 1e-30)[:, None, None]).reshape(fp.n, int(np.prod(fp.values.shape[1:]))).sum(axis=1)
     keep = (top > 0) & ((size >= min_size) | fixed)
     if keep.all():
         return fp, c, fixed
@@ -426,7 +428,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
 
     fp = model.footprints
     c = model.traces.astype(np.float64)
-    peak = fp.values.reshape(fp.n, -1).max(axis=1) if fp.n else np.zeros(0)
+    peak = fp.values.reshape(fp.n, int(np.prod(fp.values.shape[1:]))).max(axis=1) if fp.n else np.zeros(0)
     peak = np.maximum(peak, 1e-30)
     fp.values /= peak[:, None, None].astype(np.float32)
     c *= peak[:, None]
@@ -436,7 +438,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     reg = gram + np.diag(1e-6 * np.maximum(np.diag(gram), 1e-12) + 1e-12)
     win_mean = hals.windows((fac.mean - static)[None].astype(np.float64), fp)[0]
     win_static = hals.windows(static[None], fp)[0]
-    a_sum = np.maximum(fp.values.reshape(fp.n, -1).astype(np.float64).sum(axis=1), 1e-30)
+    a_sum = np.maximum(fp.values.reshape(fp.n, int(np.prod(fp.values.shape[1:]))).astype(np.float64).sum(axis=1), 1e-30)
     if fp.n:
         f0 = np.linalg.solve(reg, np.einsum("nij,nij->n", fp.values, win_mean))
         local_bg = np.einsum("nij,nij->n", fp.values, win_static) / a_sum

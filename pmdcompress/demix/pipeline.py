@@ -227,8 +227,9 @@ def _delete(fp: Footprints, c: np.ndarray, fixed, min_size: int, threshold: floa
     """Drop empty footprints and footprints smaller than ``min_size`` pixels above ``threshold`` of their peak."""
     if fp.n == 0:
         return fp, c, fixed
-    top = fp.values.reshape(fp.n, int(np.prod(fp.values.shape[1:]))).max(axis=1)
-    size = (fp.values > threshold * np.maximum(top, 1e-30)[:, None, None]).reshape(fp.n, int(np.prod(fp.values.shape[1:]))).sum(axis=1)
+    n_pix = int(np.prod(fp.values.shape[1:]))
+    top = fp.values.reshape(fp.n, n_pix).max(axis=1)
+    size = (fp.values > threshold * np.maximum(top, 1e-30)[:, None, None]).reshape(fp.n, n_pix).sum(axis=1)
     keep = (top > 0) & ((size >= min_size) | fixed)
     if keep.all():
         return fp, c, fixed

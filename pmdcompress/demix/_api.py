@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -227,7 +226,3 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     if pred.dims is None:
         pred = load_regions(demix_path, dims=true.dims, threshold=threshold)
     return evaluate_regions(pred, true, iou=iou, mode=mode, max_distance=max_distance)
-
-
-def _fspath(p) -> str:
-    return os.fspath(p)

@@ -1252,18 +1252,6 @@ def _as_float64(a, name, ndim):
     return np.ascontiguousarray(arr, dtype=np.float64), out_dtype
 
 
-def _as_float_readonly(a, name, ndim):
-    """Validate like :func:`_as_float64` but keep float32 input as is (no copy)."""
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "biuf":
-        raise InputError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    if arr.ndim != ndim:
-        raise InputError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float64)
-    return arr
-
-
 def _check_nonnegative(value, name, *, allow_inf):
     """Return ``float(value)``, raising :class:`InputError` unless it is >= 0."""
     try:

@@ -95,7 +95,6 @@ class PMDStore:
                 continue
             if group[name].ndim != ndim:
                 raise StoreFormatError(f"{where}: array '{name}' has {group[name].ndim} dimensions, expected {ndim}")
-        self._group = group
         self.mean = np.asarray(group["mean"][...], dtype=np.float32)
         self.noise = np.asarray(group["noise"][...], dtype=np.float32)
         self.patch_origins = np.asarray(group["patch_origins"][...], dtype=np.int64)

@@ -29,7 +29,7 @@ from .errors import InputError
 from .io.atomic import atomic_output, check_output_path
 from .io.readers import Movie, open_movie
 from .parallel import default_workers, map_tasks
-from .preprocess import NoiseAccumulator, chunk_statistics, noise_neighbour_correlation, safe_scale
+from .preprocess import NoiseAccumulator, chunk_statistics, live_pixels, noise_neighbour_correlation, safe_scale
 from .progress import null_progress
 from .solver import get_solver
 from .solver.null import null_thresholds, round_correlation
@@ -57,7 +57,7 @@ class CompressOptions:
 
     patch_shape: tuple[int, int] = (32, 32)
     overlap: tuple[int, int] = (8, 8)
-    method: str = "svd"
+    method: str = "pmd"
     max_rank: int = 50
     consecutive_failures: int = 3
     fit_frames: int = DEFAULT_FIT_FRAMES
@@ -282,6 +282,7 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
     noise = np.sqrt(power / count) if count else np.zeros((height * width,))
     noise = noise.reshape(height, width).astype(np.float32)
     scale = safe_scale(noise)
+    live = live_pixels(noise)
     fit -= mean
     fit /= scale
     timings["statistics_s"] = time.perf_counter() - t_start
@@ -298,13 +299,17 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         ys, xs = tiling.patch_slices(p)
         return np.ascontiguousarray(fit[:, ys, xs]).reshape(plan.n_frames, -1)
 
+    def patch_live(p):
+        ys, xs = tiling.patch_slices(p)
+        return None if live[ys, xs].all() else live[ys, xs].ravel()
+
     bar = progress("fit patches", tiling.n_patches)
     spatial_list = []
     for members in _groups(range(tiling.n_patches), workers, client):
         data = [patch_data(p) for p in members]
         if client is not None:
             data = client.scatter(data)  # straight to the workers, not through the scheduler's task graph
-        spatial_list += map_tasks(_fit_task, [(solver, d, tiling.patch_shape, thresholds, opts.seed, p)
+        spatial_list += map_tasks(_fit_task, [(solver, d, tiling.patch_shape, thresholds, opts.seed, p, patch_live(p))
                                               for d, p in zip(data, members, strict=True)],
                                   workers=workers, client=client, on_done=bar.update)
     bar.close()
@@ -431,8 +436,16 @@ def _statistics_task(args):
 
 def _fit_task(args):
     """Spatial components of one patch of the standardised fit buffer (pass 2)."""
-    solver, data, patch_shape, thresholds, seed, p = args
-    return solver.fit(data, patch_shape, thresholds, np.random.default_rng([seed, p])).spatial
+    solver, data, patch_shape, thresholds, seed, p, live = args
+    u = solver.fit(data, patch_shape, thresholds, np.random.default_rng([seed, p])).spatial
+    if live is None or u.shape[1] == 0 or not np.any(u[~live]):
+        return u
+    # Dead or constant pixels carry no signal, but a penalized (smoothing) spatial step
+    # spreads values onto them from their neighbours: zero them and re-orthonormalise.
+    u = u * live[:, None]
+    q, r = np.linalg.qr(u.astype(np.float64))
+    keep = np.abs(np.diag(r)) > 1e-6 * max(float(np.abs(np.diag(r)).max()), 1e-30)
+    return q[:, keep].astype(np.float32)
 
 
 @dataclass

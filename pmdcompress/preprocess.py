@@ -194,10 +194,15 @@ def safe_scale(noise: np.ndarray) -> np.ndarray:
     standardise; dividing its zero deviation by 1 keeps it at zero.
     """
     noise = np.asarray(noise, dtype=np.float64)
+    return np.where(live_pixels(noise), noise, 1.0).astype(np.float32)
+
+
+def live_pixels(noise: np.ndarray) -> np.ndarray:
+    """Pixels that fluctuate: finite noise above a millionth of the median positive noise."""
+    noise = np.asarray(noise, dtype=np.float64)
     positive = noise[np.isfinite(noise) & (noise > 0)]
     floor = 1e-6 * float(np.median(positive)) if positive.size else 1.0
-    out = np.where(np.isfinite(noise) & (noise > floor), noise, 1.0)
-    return out.astype(np.float32)
+    return np.isfinite(noise) & (noise > floor)
 
 
 def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 64) -> tuple[float, float]:

@@ -69,6 +69,7 @@ class _Regime:
     neuropil_swing: tuple[float, ...]  # log-amplitude of each mode's fluctuations
     population_coupling: float  # correlation of the neuropil with mean neuronal dF/F
     drift: float  # fractional decline of the first neuropil mode over the movie
+    silent_fraction: float = 0.0  # fraction of somata that never fire (seen only in the mean image)
 
 
 _REGIMES = {
@@ -228,6 +229,7 @@ def simulate_movie(
     gain: float = DEFAULT_GAIN,
     offset: float = DEFAULT_OFFSET,
     read_noise: float = DEFAULT_READ_NOISE,
+    regime: dict | None = None,
 ) -> dict:
     """Write a simulated calcium-imaging movie and its ground truth.
 
@@ -260,6 +262,10 @@ def simulate_movie(
         memory.  The output does not depend on it.
     gain, offset, read_noise : float, optional
         Camera model: ADU per photon, ADU at zero photons, read-noise SD in ADU.
+    regime : dict, optional
+        Overrides of the constants of ``kind`` (fields of ``_Regime``), e.g.
+        ``{"tau_decay_s": (1.0, 2.0), "silent_fraction": 0.4}`` for a GCaMP6s-like
+        movie in which 40% of the somata never fire.
 
     Returns
     -------
@@ -331,8 +337,16 @@ def simulate_movie(
     check_output_path(movie_path, overwrite=overwrite)
     check_output_path(zarr_path, overwrite=overwrite)
 
-    regime = _REGIMES[kind]
-    model = _build_model(np.random.default_rng([seed, 0]), regime, n_frames, shape, n_neurons, photons, fs)
+    constants = _REGIMES[kind]
+    if regime:
+        fields = {f.name for f in dataclasses.fields(_Regime)}
+        unknown = sorted(set(regime) - fields)
+        if unknown:
+            raise ValueError(f"regime: unknown constant(s) {unknown}; known: {sorted(fields)}")
+        constants = dataclasses.replace(constants, **regime)
+    if not 0.0 <= constants.silent_fraction <= 1.0:
+        raise ValueError(f"silent_fraction must be in [0, 1], got {constants.silent_fraction!r}")
+    model = _build_model(np.random.default_rng([seed, 0]), constants, n_frames, shape, n_neurons, photons, fs)
     attrs = {
         "version": FORMAT_VERSION,
         "n_frames": n_frames,
@@ -347,7 +361,7 @@ def simulate_movie(
         "offset": float(offset),
         "read_noise": float(read_noise),
         "n_overlapping": model.n_overlapping,
-        "regime": _jsonable(dataclasses.asdict(regime)),
+        "regime": _jsonable(dataclasses.asdict(constants)),
         "units": {
             "clean": "ADU",
             "traces": "photons/px/frame at the footprint peak",
@@ -531,6 +545,11 @@ def _spike_trains(rng, regime: _Regime, n: int, n_frames: int, fs: float):
                 spikes[i, t] += 1
         if spikes[i].sum() == 0:  # every neuron fires at least once
             spikes[i, rng.integers(0, n_frames)] = 1
+    if regime.silent_fraction > 0 and n:
+        # A separate stream, so that movies without silent cells keep their bytes.
+        silent = np.random.default_rng([int(rng.integers(2**31)), 1]).random(n) < regime.silent_fraction
+        spikes[silent] = 0
+        rates[silent] = 0.0
     return np.minimum(spikes, 255).astype(np.uint8), rates
 
 

@@ -266,3 +266,22 @@ def test_metric_input_errors(small):
         gt.noise_rms(truth.clean, 42)
     with pytest.raises(ValueError, match="chunk_frames"):
         gt.noise_rms(truth.clean, truth, chunk_frames=0)
+
+
+def test_regime_overrides_and_silent_cells(tmp_path):
+    info = sim.simulate_movie(tmp_path / "s.tif", n_frames=200, shape=(64, 64), n_neurons=20, fs=7.0, seed=2,
+                          regime={"silent_fraction": 0.5, "tau_decay_s": (1.0, 2.0)})
+    truth = sim.load_truth(info["truth"])
+    silent = truth.spikes.sum(axis=1) == 0
+    assert 4 <= silent.sum() <= 16  # about half of 20
+    # Silent cells have flat traces at their baseline; the others fire.
+    np.testing.assert_allclose(truth.traces[silent].std(axis=1), 0, atol=1e-4)
+    assert (truth.traces[~silent].std(axis=1) > 0).all()
+    assert truth.attrs["regime"]["tau_decay_s"] == [1.0, 2.0]
+    assert truth.attrs["regime"]["silent_fraction"] == 0.5
+
+
+def test_unknown_regime_constant_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown constant"):
+        sim.simulate_movie(tmp_path / "s.tif", n_frames=20, shape=(16, 16), n_neurons=1, regime={"colour": 1})
+    assert not (tmp_path / "s.tif").exists()

@@ -6,17 +6,20 @@ import numpy as np
 
 
 def robust_normalize(x, mad_threshold, step):
+    """Normalised rows and each row's peak over its (subsampled) median."""
     x = np.asarray(x, np.float64)
     out = np.zeros_like(x)
+    peak = np.zeros(x.shape[0])
     for i, row in enumerate(x):
         sub = row[::step]
         med = np.median(sub)
+        peak[i] = row.max() - med
         mad = 1.4826 * np.median(np.abs(sub - med))
         v = np.maximum(row - (med + mad_threshold * mad), 0.0)
         v = v - v.mean()
         norm = np.sqrt((v**2).sum())
         out[i] = v / norm if norm > 0 else 0.0
-    return out
+    return out, peak
 
 
 def neighbour_correlation(x):

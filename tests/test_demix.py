@@ -24,6 +24,7 @@ from pmdcompress.demix.init import (
     _robust_normalize_kernel,
     find_seeds,
 )
+from pmdcompress.demix.matching import load_regions, match
 from pmdcompress.errors import InputError, OutputExistsError, StoreFormatError
 from pmdcompress.simulate import load_truth, simulate_movie
 
@@ -311,8 +312,11 @@ def test_cli_demix_and_evaluate(sim, tmp_path):
 def test_robust_normalize_matches_numpy(n, t, step, th, seed):
     x = np.random.default_rng(seed).standard_normal((n, t)).astype(np.float32)
     got = x.copy()
-    _robust_normalize_kernel(got, th, step)
-    np.testing.assert_allclose(got, ref.robust_normalize(x, th, step), atol=2e-5)
+    peak = np.empty(n, np.float32)
+    _robust_normalize_kernel(got, th, step, peak)
+    want, want_peak = ref.robust_normalize(x, th, step)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    np.testing.assert_allclose(peak, want_peak, atol=2e-5)
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)
@@ -408,3 +412,64 @@ def test_a_store_without_neurons_gives_an_empty_result(tmp_path):
     result = pmdcompress.demix.demix(store, tmp_path / "n.demix.zarr", figures=False)
     assert result.n_components == 0
     assert (tmp_path / "n.demix.zarr").exists()
+
+
+# --------------------------------------------------------------------------- short, sparse movies
+
+
+@pytest.fixture(scope="module")
+def sparse(tmp_path_factory):
+    """A neurofinder-like movie: 7 Hz, GCaMP6s-like decay, half of the somata never fire."""
+    root = tmp_path_factory.mktemp("sparse")
+    movie = root / "sparse.tif"
+    simulate_movie(movie, n_frames=400, shape=(96, 96), n_neurons=24, photons=1.0, fs=7.0, seed=5,
+                   regime={"tau_decay_s": (1.0, 2.0), "silent_fraction": 0.5, "nucleus_fraction": 0.8,
+                           "radius": (4.5, 7.0)})
+    store = pmdcompress.compress(movie, root / "sparse.pmd.zarr")
+    return {"root": root, "movie": movie, "store": store}
+
+
+def _matched_truth(result, movie):
+    pred, true = load_regions(result), load_regions(movie)
+    _, matched, ious = match(pred.masks, true.masks, pred.dims, iou=0.3)
+    return matched
+
+
+def test_sparse_movie_active_cells_then_silent_ones_from_the_mean(sparse, tmp_path):
+    truth = load_truth(sparse["movie"])
+    silent = truth.spikes.sum(axis=1) == 0
+    assert 6 <= silent.sum() <= 18
+    res = dm.demix(sparse["store"], tmp_path / "a.demix.zarr", fs=7.0, figures=False)
+    found = np.isin(np.arange(len(silent)), _matched_truth(res, sparse["movie"]))
+    assert found[~silent].mean() >= 0.8  # the active cells
+    assert found[silent].sum() <= 1  # nothing to see without the mean image
+    res_mean = dm.demix(sparse["store"], tmp_path / "m.demix.zarr", fs=7.0, figures=False, seed_from_mean=True)
+    found_mean = np.isin(np.arange(len(silent)), _matched_truth(res_mean, sparse["movie"]))
+    assert found_mean[silent].mean() >= 0.5
+    scores = dm.evaluate(res_mean, sparse["movie"], iou=0.3)
+    assert scores["precision"] >= 0.85 and scores["mean_iou"] >= 0.6, scores
+
+
+def test_cell_radius_is_estimated_and_refitted(tmp_path):
+    movie = tmp_path / "big.tif"
+    simulate_movie(movie, n_frames=600, shape=(112, 112), n_neurons=14, photons=2.0, seed=1,
+                   regime={"radius": (9.0, 11.0)})
+    store = pmdcompress.compress(movie, tmp_path / "big.pmd.zarr")
+    res = dm.demix(store, tmp_path / "big.demix.zarr", figures=False)
+    est = res.metadata["cell_radius_estimate"]
+    assert 8.0 < est < 14.0
+    assert res.metadata["parameters"]["cell_radius"] == pytest.approx(est)
+    fixed = dm.demix(store, tmp_path / "fixed.demix.zarr", figures=False, cell_radius=10.0)
+    assert fixed.metadata["cell_radius_estimate"] is None
+    assert dm.evaluate(res, movie)["f1"] >= 0.8
+
+
+def test_estimate_cell_radius_of_disks():
+    from pmdcompress.demix.hals import Footprints
+    from pmdcompress.demix.pipeline import estimate_cell_radius
+
+    yy, xx = np.mgrid[:31, :31]
+    values = np.stack([((yy - 15) ** 2 + (xx - 15) ** 2 <= r * r).astype(np.float32) for r in (5, 6, 7, 6, 6)])
+    fp = Footprints(np.zeros((5, 2), np.int64), values, values > 0, (31, 31))
+    assert estimate_cell_radius(fp) == pytest.approx(6.0, abs=0.2)
+    assert estimate_cell_radius(fp, np.array([1, 1, 0, 0, 0], bool)) is None  # fewer than 5 left

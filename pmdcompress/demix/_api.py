@@ -125,7 +125,7 @@ def demix(
         opts = pipeline.DemixOptions(kind=kind, fs=fs, seed_from_mean=bool(seed_from_mean), **options)
     except TypeError as exc:
         raise InputError(f"demix options: {exc}") from exc
-    if opts.cell_radius <= 0:
+    if opts.cell_radius is not None and opts.cell_radius <= 0:
         raise InputError(f"cell_radius {opts.cell_radius!r}: expected a positive radius in pixels")
 
     output = Path(output)

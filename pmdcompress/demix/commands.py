@@ -21,7 +21,8 @@ from ..cli_common import say as _say
 @click.option("--fs", default=30.0, show_default=True, type=float, help="Frame rate in Hz.")
 @click.option("--export", default="", metavar="LIST",
               help="Comma-separated extra outputs: caiman, suite2p, nwb (nwb needs pynwb).")
-@click.option("--cell-radius", default=6.0, show_default=True, type=float, help="Typical soma radius, pixels.")
+@click.option("--cell-radius", default=None, type=float,
+              help="Typical soma radius, pixels (default: estimated from a first pass at 6).")
 @click.option("--corr-threshold", default=0.7, show_default=True, type=float,
               help="Correlation-image level a seed must reach.")
 @click.option("--background-rank", default=None, type=int, help="Rank of the fluctuating background (default 3).")

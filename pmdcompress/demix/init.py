@@ -62,11 +62,12 @@ def _median_kernel(buf):
 
 
 @jit
-def _robust_normalize_kernel(x, mad_threshold, step):
+def _robust_normalize_kernel(x, mad_threshold, step, peak):
     """In place, for each row of ``x`` (pixels, T): keep the excess over median + th * MAD,
     centre it and scale it to unit norm (rows without excess become 0).
 
-    Median and MAD are taken over every ``step``-th sample.
+    Median and MAD are taken over every ``step``-th sample; ``peak[i]`` receives the
+    row's maximum over its median (before any change).
     """
     n, t = x.shape
     m = (t + step - 1) // step
@@ -75,6 +76,11 @@ def _robust_normalize_kernel(x, mad_threshold, step):
         for k in range(m):
             buf[k] = x[i, k * step]
         med = _median_kernel(buf)
+        top = x[i, 0]
+        for k in range(1, t):
+            if x[i, k] > top:
+                top = x[i, k]
+        peak[i] = top - med
         for k in range(m):
             buf[k] = abs(x[i, k * step] - med)
         mad = 1.4826 * _median_kernel(buf)
@@ -131,7 +137,8 @@ def _neighbour_correlation_kernel(x, out):
             out[i, j] = acc[i, j] / cnt[i, j] if cnt[i, j] > 0 else 0.0
 
 
-def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=64, workers=None) -> np.ndarray:
+def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=64, workers=None,
+                      return_peak=False):
     """Local correlation image of ``u @ v`` (pixels x T), thresholded traces, shape ``dims``.
 
     Parameters
@@ -150,6 +157,12 @@ def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=
         At most this many frames estimate each pixel's median and MAD.
     workers : int, optional
         Threads over tiles (default ``$PMD_NUM_WORKERS`` or the number of cores).
+    return_peak : bool, optional
+        Also return the peak image: each pixel's maximum over its median.
+
+    Returns
+    -------
+    ndarray of float32, shape ``dims`` (and the peak image with ``return_peak``)
     """
     from ..parallel import map_tasks
 
@@ -157,6 +170,7 @@ def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=
     t = v.shape[1]
     step = max(1, t // median_samples)
     out = np.zeros(dims, np.float32)
+    peak_image = np.zeros(dims, np.float32)
 
     def one(corner):
         y0, x0 = corner
@@ -164,14 +178,17 @@ def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=
         a0, a1 = max(y0 - 1, 0), min(y1 + 1, height)
         b0, b1 = max(x0 - 1, 0), min(x1 + 1, width)
         m = render_tile(u, v, dims, a0, a1, b0, b1, pixel_major=True)
-        _robust_normalize_kernel(m.reshape(-1, t), float(mad_threshold), step)
+        peak = np.empty(m.shape[:2], np.float32)
+        _robust_normalize_kernel(m.reshape(-1, t), float(mad_threshold), step, peak.reshape(-1))
         c = np.empty(m.shape[:2], np.float32)
         _neighbour_correlation_kernel(m, c)
-        out[y0:y1, x0:x1] = c[y0 - a0 : y0 - a0 + (y1 - y0), x0 - b0 : x0 - b0 + (x1 - x0)]
+        inner = (slice(y0 - a0, y0 - a0 + (y1 - y0)), slice(x0 - b0, x0 - b0 + (x1 - x0)))
+        out[y0:y1, x0:x1] = c[inner]
+        peak_image[y0:y1, x0:x1] = peak[inner]
 
     corners = [(y0, x0) for y0 in range(0, height, tile) for x0 in range(0, width, tile)]
     map_tasks(one, corners, workers=workers)
-    return out
+    return (out, peak_image) if return_peak else out
 
 
 def find_seeds(image, *, threshold, min_distance=3, exclude=None, border=0) -> np.ndarray:

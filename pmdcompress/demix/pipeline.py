@@ -30,13 +30,14 @@ class DemixOptions:
 
     kind: str = "2p"
     fs: float = 30.0
-    cell_radius: float = 6.0
+    cell_radius: float | None = None  # default: estimated (a first pass at 6 px, refitted when far off)
     highpass_sigma: float | None = None  # default 1.4 * cell_radius
     mad_threshold: float = 2.0
     corr_threshold: float = 0.7
     residual_corr_threshold: float = 0.6
     region_threshold: float = 0.5
     contrast_threshold: float = 0.2
+    min_activity: float = 5.0  # seeds need a peak-to-noise this many SDs above the quiet pixels
     min_size: int | None = None  # default a quarter of the area of a disk of cell_radius
     min_distance: int = 3
     background_rank: int | None = None  # default 3 (2p, voltage), 6 (1p)
@@ -98,6 +99,7 @@ class Model:
     residual_correlation_image: np.ndarray | None
     fixed: np.ndarray  # (n,) bool: footprints seeded from the mean image and never updated
     timings: dict = field(default_factory=dict)
+    cell_radius_estimate: float | None = None  # from the footprints of a first pass (cell_radius not given)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -128,6 +130,23 @@ def _highpass_footprints(fp: Footprints, sigma: float) -> sp.csr_matrix:
         shape=(height * width, fp.n),
         dtype=np.float32,
     )
+
+
+def _activity_z(peak, noise, opts: DemixOptions) -> np.ndarray:
+    """Peak-to-noise image as z-scores against its quiet pixels.
+
+    ``peak`` (each pixel's maximum over its median in the high-passed, binned
+    denoised movie) over the raw noise, smoothed at a quarter of the cell radius
+    so that a soma's pixels pool.  The centre and spread come from the lower
+    tail (30th and 5th percentiles), which the quiet pixels fill even where
+    somata cover half the field.  Seeds need activity well above the quiet
+    pixels: saturated correlation in dim neuropil or dendrites makes no seed.
+    """
+    sigma = np.where(noise > 0, noise, np.inf).astype(np.float64)
+    pnr = ndimage.gaussian_filter(peak / sigma, max(opts.cell_radius / 4.0, 0.5), mode="nearest")
+    p5, p30 = np.percentile(pnr, [5, 30])
+    spread = (p30 - p5) / 1.121  # normal quantiles: z(0.30) - z(0.05)
+    return (pnr - p30) / max(spread, 1e-12) - 0.524
 
 
 def _new_footprints(image, seeds, regions, box, dims) -> Footprints:
@@ -264,18 +283,67 @@ def _ring_step(u, vb, fp: Footprints, c, opts: DemixOptions):
 # --------------------------------------------------------------------------- main
 
 
+DEFAULT_CELL_RADIUS = 6.0
+
+
 def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors, DemixOptions]:
-    """Fit footprints, traces and background to a store's factors."""
-    timings = {}
+    """Fit footprints, traces and background to a store's factors.
+
+    Without a ``cell_radius``, a first pass uses :data:`DEFAULT_CELL_RADIUS`; when
+    the radius of the footprints it finds (:func:`estimate_cell_radius`) is more
+    than a third off, the fit is repeated with that radius.
+    """
+    import dataclasses
+
     t_start = time.perf_counter()
     fac = load_factors(store)
+    load_s = time.perf_counter() - t_start
+    if options.cell_radius is not None:
+        return _fit(store, fac, options, load_s)
+    first = dataclasses.replace(options, cell_radius=DEFAULT_CELL_RADIUS)
+    model, fac, opts = _fit(store, fac, first, load_s)
+    estimate = estimate_cell_radius(model.footprints, model.fixed)
+    model.cell_radius_estimate = estimate
+    if estimate is None or 0.75 <= estimate / DEFAULT_CELL_RADIUS <= 1.33:
+        return model, fac, opts
+    log.info("demix: footprints have a radius of %.1f px; refitting with it", estimate)
+    first_s = model.timings["total_fit_s"]
+    model, fac, opts = _fit(store, fac, dataclasses.replace(options, cell_radius=estimate), load_s)
+    model.cell_radius_estimate = estimate
+    model.timings["first_pass_s"] = first_s
+    model.timings["total_fit_s"] += first_s
+    return model, fac, opts
+
+
+def estimate_cell_radius(fp: Footprints, fixed=None, *, threshold: float = 0.2, min_count: int = 5):
+    """Median equivalent radius ``sqrt(area / pi)`` of the footprints (area above ``threshold`` of the peak).
+
+    Footprints seeded from the mean image (``fixed``) are left out; ``None`` with
+    fewer than ``min_count`` footprints.  Clipped to 2.5-20 pixels.
+    """
+    if fp.n == 0:
+        return None
+    n_pix = int(np.prod(fp.values.shape[1:]))
+    flat = fp.values.reshape(fp.n, n_pix)
+    top = np.maximum(flat.max(axis=1), 1e-30)
+    area = (flat > threshold * top[:, None]).sum(axis=1)
+    if fixed is not None:
+        area = area[~np.asarray(fixed, bool)]
+    if area.size < min_count:
+        return None
+    return float(np.clip(np.sqrt(np.median(area) / np.pi), 2.5, 20.0))
+
+
+def _fit(store, fac: Factors, options: DemixOptions, load_s: float) -> tuple[Model, Factors, DemixOptions]:
+    timings = {"load_s": load_s}
+    t_start = time.perf_counter() - load_s
     opts = options.resolved(fac.n_frames)
-    timings["load_s"] = time.perf_counter() - t_start
 
     t0 = time.perf_counter()
     uh = highpass_spatial(store, fac, opts.highpass_sigma)
     vb = bin_frames(fac.V, opts.bin_frames).astype(np.float32)
-    corr = correlation_image(uh, vb, fac.dims, mad_threshold=opts.mad_threshold)
+    corr, peak = correlation_image(uh, vb, fac.dims, mad_threshold=opts.mad_threshold, return_peak=True)
+    activity = _activity_z(peak, store.noise, opts)
     timings["correlation_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -283,7 +351,7 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     box = (min(2 * half + 1, fac.dims[0]), min(2 * half + 1, fac.dims[1]))
     smooth_corr, contrast = seed_score(corr, size=4 * opts.cell_radius + 1)
     seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
-                       exclude=contrast < opts.contrast_threshold)
+                       exclude=(contrast < opts.contrast_threshold) | (activity < opts.min_activity))
     regions = seed_regions(corr, seeds, low=opts.region_threshold, max_radius=half)
     sizes = np.bincount(regions.ravel(), minlength=len(seeds) + 1)[1:]
     ok = np.flatnonzero(sizes >= opts.min_size)
@@ -318,7 +386,9 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
         ha = _highpass_footprints(fp, opts.highpass_sigma)
         u_res = sp.hstack([uh, -ha]).tocsr()
         v_res = np.vstack([vb, c.astype(np.float32)])
-        resid_corr = correlation_image(u_res, v_res, fac.dims, mad_threshold=opts.mad_threshold)
+        resid_corr, resid_peak = correlation_image(u_res, v_res, fac.dims, mad_threshold=opts.mad_threshold,
+                                                   return_peak=True)
+        resid_activity = _activity_z(resid_peak, store.noise, opts)
         centers = _centers(fp)
         near = np.zeros(fac.dims, bool)
         cy = np.clip(np.round(centers[:, 0]).astype(int), 0, fac.dims[0] - 1)
@@ -327,7 +397,7 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
         near = ndimage.binary_dilation(near, iterations=max(opts.min_distance, 1))
         smooth_res, contrast = seed_score(resid_corr, size=4 * opts.cell_radius + 1)
         new = find_seeds(smooth_res, threshold=opts.residual_corr_threshold, min_distance=opts.min_distance,
-                         exclude=near | (contrast < opts.contrast_threshold))
+                         exclude=near | (contrast < opts.contrast_threshold) | (resid_activity < opts.min_activity))
         if len(new) == 0:
             break
         regions = seed_regions(resid_corr, new, low=opts.region_threshold, max_radius=half)
@@ -377,10 +447,20 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
 
 
 def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprints:
-    """Footprints of bright blobs of the mean image that no footprint covers (cells that never fire)."""
-    sigma = opts.highpass_sigma
-    hp = mean.astype(np.float64) - ndimage.gaussian_filter(mean.astype(np.float64), sigma, mode="reflect")
-    blob = ndimage.gaussian_filter(hp, max(opts.cell_radius / 3.0, 0.5))
+    """Footprints of bright blobs of the mean image that no footprint covers (cells that never fire).
+
+    The mean image is high-passed (neuropil removed), then smoothed at half the
+    cell radius, which fills the dark nucleus of a cytosolic indicator, and
+    z-scored robustly.  Seeds are its maxima above ``mean_threshold`` away from
+    existing footprints; each footprint is the seed's connected part of the
+    high-passed image above a quarter of the seed's height, within 1.5 cell radii, with
+    holes filled, kept when it is at least ``min_size`` pixels and compact
+    (not a dendrite or a vessel's edge).
+    """
+    radius = opts.cell_radius
+    img = mean.astype(np.float64)
+    hp = img - ndimage.gaussian_filter(img, opts.highpass_sigma, mode="reflect")
+    blob = ndimage.gaussian_filter(hp, max(radius / 2.0, 0.5), mode="reflect")
     med = np.median(blob)
     mad = 1.4826 * np.median(np.abs(blob - med)) + 1e-12
     z = (blob - med) / mad
@@ -390,15 +470,43 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
         for j, (y, x) in enumerate(fp.origins):
             a = fp.values[j]
             covered[y : y + bh, x : x + bw] |= a > opts.footprint_threshold * max(a.max(), 1e-30)
-    covered = ndimage.binary_dilation(covered, iterations=2)
-    seeds = find_seeds(z, threshold=opts.mean_threshold, min_distance=max(int(opts.cell_radius), 1), exclude=covered)
-    half = int(math.ceil(1.5 * opts.cell_radius))
-    regions = seed_regions(np.clip(z / max(opts.mean_threshold * 2, 1e-6), 0, 1), seeds,
-                           low=0.5 * opts.mean_threshold / max(opts.mean_threshold * 2, 1e-6), max_radius=half)
-    regions[covered] = 0
-    sizes = np.bincount(regions.ravel(), minlength=len(seeds) + 1)[1:]
-    ok = np.flatnonzero(sizes >= opts.min_size)
-    new = _new_footprints(np.clip(hp / max(hp.max(), 1e-30), 0, None), seeds, regions, box, fp.dims).subset(ok)
+    seeds = find_seeds(z, threshold=opts.mean_threshold, min_distance=max(int(radius), 1),
+                       exclude=ndimage.binary_dilation(covered, iterations=max(int(radius / 2), 1)))
+    fine = ndimage.gaussian_filter(hp, max(radius / 6.0, 0.5), mode="reflect")
+    half = int(math.ceil(1.5 * radius))
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    disk = yy**2 + xx**2 <= half**2
+    taken = covered.copy()
+    regions = np.zeros(fp.dims, np.int32)
+    kept = []
+    height, width = fp.dims
+    for y, x in seeds:
+        y0, y1 = max(y - half, 0), min(y + half + 1, height)
+        x0, x1 = max(x - half, 0), min(x + half + 1, width)
+        win = fine[y0:y1, x0:x1]
+        level = 0.25 * max(fine[y, x], blob[y, x])
+        mask = (win > level) & disk[y0 - y + half : y1 - y + half, x0 - x + half : x1 - x + half]
+        mask = ndimage.binary_fill_holes(mask)
+        mask = ndimage.binary_opening(mask)
+        lab, _ = ndimage.label(mask)
+        own = lab[y - y0, x - x0]
+        if own == 0:
+            continue
+        mask = (lab == own) & ~taken[y0:y1, x0:x1]
+        area = int(mask.sum())
+        if area < opts.min_size:
+            continue
+        # Compactness: area over that of the disk of the mask's largest extent from its centroid.
+        py, px = np.nonzero(mask)
+        extent = np.sqrt(((py - py.mean()) ** 2 + (px - px.mean()) ** 2).max()) + 0.5
+        if area < 0.4 * np.pi * extent**2:
+            continue
+        kept.append((y, x))
+        regions[y0:y1, x0:x1][mask] = len(kept)
+        taken[y0:y1, x0:x1] |= mask
+    seeds = np.array(kept, dtype=np.int64).reshape(-1, 2)
+    values = np.clip(hp / max(float(hp.max()), 1e-30), 0, None)
+    new = _new_footprints(values, seeds, regions, box, fp.dims)
     new.support[...] = new.values > 0
     return new
 
@@ -472,6 +580,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         "n_frames": int(fac.n_frames),
         "n_components": int(fp.n),
         "parameters": options_dict(opts),
+        "cell_radius_estimate": model.cell_radius_estimate,
         "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile, "window_s": opts.dff_window_s,
                 "window_frames": window, "floor": "0.1 * local static background",
                 "formula": "(raw - baseline) / max(baseline, floor)"},

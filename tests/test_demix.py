@@ -473,3 +473,17 @@ def test_estimate_cell_radius_of_disks():
     fp = Footprints(np.zeros((5, 2), np.int64), values, values > 0, (31, 31))
     assert estimate_cell_radius(fp) == pytest.approx(6.0, abs=0.2)
     assert estimate_cell_radius(fp, np.array([1, 1, 0, 0, 0], bool)) is None  # fewer than 5 left
+
+
+def test_masks_fill_the_dark_nucleus():
+    from pmdcompress.demix.result import fill_mask_holes, threshold_columns
+
+    yy, xx = np.mgrid[:20, :20]
+    d2 = (yy - 10) ** 2 + (xx - 10) ** 2
+    ring = np.where(d2 <= 36, np.where(d2 <= 4, 0.1, 1.0), 0.0)  # a soma with a dark nucleus
+    a = sp.csc_matrix(np.stack([ring.ravel(), (d2 <= 9).ravel() * 0.5], axis=1))
+    m = threshold_columns(a, 0.2)
+    assert m[:, 0].sum() == (d2 <= 36).sum() - (d2 <= 4).sum()
+    filled = fill_mask_holes(m, (20, 20)).toarray()
+    np.testing.assert_array_equal(filled[:, 0].reshape(20, 20), d2 <= 36)
+    np.testing.assert_array_equal(filled[:, 1].reshape(20, 20), d2 <= 9)

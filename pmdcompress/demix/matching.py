@@ -35,15 +35,10 @@ class Regions:
         return self.masks.shape[1] if self.masks is not None else len(self.coordinates or [])
 
 
-def _threshold_columns(a: sp.csc_matrix, thr: float) -> sp.csc_matrix:
-    a = a.tocsc(copy=True)
-    cols = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
-    top = np.zeros(a.shape[1])
-    if a.nnz:
-        np.maximum.at(top, cols, a.data)
-    a.data = (a.data > thr * top[cols]) & (a.data > 0)
-    a.eliminate_zeros()
-    return a.astype(bool)
+def _threshold_columns(a, thr: float) -> sp.csc_matrix:
+    from .result import threshold_columns
+
+    return threshold_columns(a, thr).astype(bool)
 
 
 def _from_dense(images: np.ndarray, thr: float | None) -> tuple[sp.csc_matrix, sp.csc_matrix]:

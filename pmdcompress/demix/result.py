@@ -77,17 +77,14 @@ class DemixResult:
         return np.asarray(self.footprints.T.toarray(), np.float32).reshape(self.n_components, *self.dims)
 
     def masks(self, threshold: float | None = None) -> sp.csc_matrix:
-        """Boolean masks (pixels x n): pixels above ``threshold`` (default: the run's) of each peak."""
+        """Masks (pixels x n, 0/1 float32): pixels above ``threshold`` (default: the run's) of each
+        footprint's peak, with enclosed holes filled.
+
+        Filling follows the convention of hand-drawn regions of interest, which
+        include the nucleus that a cytosolic indicator leaves dark.
+        """
         thr = self.metadata["parameters"]["footprint_threshold"] if threshold is None else threshold
-        a = self.footprints.tocsc(copy=True)
-        top = np.zeros(a.shape[1])
-        for j in range(a.shape[1]):
-            seg = a.data[a.indptr[j] : a.indptr[j + 1]]
-            top[j] = seg.max() if seg.size else 0.0
-        cols = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
-        a.data = (a.data > thr * top[cols]).astype(np.float32)
-        a.eliminate_zeros()
-        return a
+        return fill_mask_holes(threshold_columns(self.footprints, thr), self.dims)
 
     def label_image(self, threshold: float | None = None) -> np.ndarray:
         """Label image (Y, X) int32: 0 where no mask, else 1 + the index of the strongest footprint."""
@@ -210,3 +207,40 @@ def _jsonable(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def threshold_columns(footprints, threshold: float) -> sp.csc_matrix:
+    """0/1 float32 CSC: entries above ``threshold`` times their column's maximum."""
+    a = sp.csc_matrix(footprints, copy=True)
+    top = np.zeros(a.shape[1])
+    for j in range(a.shape[1]):
+        seg = a.data[a.indptr[j] : a.indptr[j + 1]]
+        top[j] = seg.max() if seg.size else 0.0
+    cols = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
+    a.data = ((a.data > threshold * top[cols]) & (a.data > 0)).astype(np.float32)
+    a.eliminate_zeros()
+    return a
+
+
+def fill_mask_holes(masks: sp.csc_matrix, dims) -> sp.csc_matrix:
+    """Each column's mask (pixel index ``y * X + x``) with its enclosed holes filled."""
+    from scipy import ndimage
+
+    masks = sp.csc_matrix(masks)
+    width = dims[1]
+    rows, cols = [], []
+    for j in range(masks.shape[1]):
+        pix = masks.indices[masks.indptr[j] : masks.indptr[j + 1]]
+        if pix.size == 0:
+            continue
+        y, x = np.divmod(pix, width)
+        y0, x0 = y.min(), x.min()
+        box = np.zeros((y.max() - y0 + 1, x.max() - x0 + 1), bool)
+        box[y - y0, x - x0] = True
+        fy, fx = np.nonzero(ndimage.binary_fill_holes(box))
+        rows.append((fy + y0) * width + fx + x0)
+        cols.append(np.full(fy.size, j))
+    if not rows:
+        return sp.csc_matrix(masks.shape, dtype=np.float32)
+    r = np.concatenate(rows)
+    return sp.csc_matrix((np.ones(r.size, np.float32), (r, np.concatenate(cols))), shape=masks.shape)

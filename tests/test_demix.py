@@ -179,6 +179,28 @@ def test_1p_ring_model_finds_most_cells(tmp_path):
     scores = dm.evaluate(out, tmp_path / "small1p.truth.zarr")
     assert scores["recall"] >= 0.7 and scores["precision"] >= 0.8
     assert scores["median_trace_corr"] >= 0.8
+    # The ring weights are stored, read back, and explain the background by the recorded model.
+    back = dm.open_demix(out)
+    assert (back.ring_weights != res.ring_weights).nnz == 0
+    from pmdcompress.demix.ring import grid_matrices
+
+    meta = back.metadata["ring"]
+    down, up, low_dims = grid_matrices(back.dims, meta["ssub"])
+    assert list(low_dims) == meta["low_dims"]
+    fac = load_factors(store)
+    y = (fac.U @ fac.V[:, :200]).astype(np.float64)  # the denoised movie minus its mean image
+    c = back.raw_traces[:, :200] - back.raw_traces.mean(axis=1, keepdims=True)
+    x = y - back.footprints @ c
+    b = up @ (back.ring_weights @ (down @ x))
+    assert np.linalg.norm(x - b) < 0.8 * np.linalg.norm(x)
+    import h5py
+
+    with h5py.File(tmp_path / "small1p.demix.caiman.hdf5", "r") as f:
+        w = sp.csc_matrix((f["estimates/W/data"][...], f["estimates/W/indices"][...], f["estimates/W/indptr"][...]),
+                          shape=tuple(f["estimates/W/shape"][...]))
+        assert int(f["params/data/ssub_B"][()]) == meta["ssub"]
+    order = np.arange(np.prod(low_dims)).reshape(low_dims).T.ravel()
+    assert (w != back.ring_weights[order][:, order]).nnz == 0
 
 
 def test_ring_weights_match_per_pixel_least_squares():

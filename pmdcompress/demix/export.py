@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def _fortran_footprints(result):
@@ -66,6 +67,16 @@ def write_caiman(result, path) -> None:
         est.create_dataset("b", data=b.astype(np.float32))
         est.create_dataset("f", data=result.background_temporal.astype(np.float32))
         est.create_dataset("b0", data=b0.astype(np.float32))
+        if result.ring_weights is not None:
+            # CNMF-E's W: ring weights on the ssub_B-downsampled grid, pixels in F order like A.
+            lh, lw = result.metadata["ring"]["low_dims"]
+            order = np.arange(lh * lw).reshape(lh, lw).T.ravel()  # F-order position -> C-order index
+            w = sp.csr_matrix(result.ring_weights)[order][:, order].tocsc()
+            gw = est.create_group("W")
+            gw.create_dataset("data", data=w.data.astype(np.float32))
+            gw.create_dataset("indices", data=w.indices.astype(np.int64))
+            gw.create_dataset("indptr", data=w.indptr.astype(np.int64))
+            gw.create_dataset("shape", data=np.array(w.shape, np.int64))
         est.create_dataset("dims", data=np.array([height, width], np.int64))
         est.create_dataset("Cn", data=result.images["correlation"].astype(np.float32))
         est.create_dataset("SNR_comp", data=np.asarray(met["snr"], np.float64))
@@ -75,6 +86,9 @@ def write_caiman(result, path) -> None:
         params = f.create_group("params").create_group("data")
         params.create_dataset("fr", data=float(result.fs))
         params.create_dataset("dims", data=np.array([height, width], np.int64))
+        if result.ring_weights is not None:
+            params.create_dataset("ssub_B", data=int(result.metadata["ring"]["ssub"]))
+            params.create_dataset("ring_radius", data=float(result.metadata["ring"]["radius"]))
         f.attrs["software"] = "pmdcompress " + str(result.metadata.get("software_version", ""))
 
 

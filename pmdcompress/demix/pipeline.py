@@ -100,6 +100,7 @@ class Model:
     fixed: np.ndarray  # (n,) bool: footprints seeded from the mean image and never updated
     timings: dict = field(default_factory=dict)
     cell_radius_estimate: float | None = None  # from the footprints of a first pass (cell_radius not given)
+    ring: ringbg.Ring | None = None  # ring-model background (background_model="ring")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -442,7 +443,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float) -> tuple[Mod
         bg.temporal = np.zeros((0, fac.n_frames))
     timings["traces_s"] = time.perf_counter() - t0
     timings["total_fit_s"] = time.perf_counter() - t_start
-    model = Model(fp, c, bg, corr, resid_corr, fixed, timings)
+    model = Model(fp, c, bg, corr, resid_corr, fixed, timings, ring=ring)
     return model, fac, opts
 
 
@@ -581,6 +582,10 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         "n_components": int(fp.n),
         "parameters": options_dict(opts),
         "cell_radius_estimate": model.cell_radius_estimate,
+        "ring": ({"ssub": opts.ring_ssub, "radius": opts.ring_radius, "low_dims": list(model.ring.low_dims),
+                  "model": "B(t) = up(W down(Y(t) - mean image - A c(t))), c the traces centred in time; down: "
+                           "ssub x ssub block means (row-major blocks), up: each pixel takes its block's value"}
+                 if model.ring is not None else None),
         "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile, "window_s": opts.dff_window_s,
                 "window_frames": window, "floor": "0.1 * local static background",
                 "formula": "(raw - baseline) / max(baseline, floor)"},
@@ -602,4 +607,5 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         metrics=met,
         images=images,
         metadata=meta,
+        ring_weights=model.ring.weights if model.ring is not None else None,
     )

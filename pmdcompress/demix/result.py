@@ -16,6 +16,9 @@ array                                 shape         meaning
 ``background/spatial, temporal``      (nb, Y, X),   fluctuating background b f (units of the movie)
                                       (nb, T)
 ``background/static``                 (Y, X)        static background (mean image without the neurons)
+``background/ring/data, indices,      CSR           ring model only (``--kind 1p`` with ``background_model="ring"``):
+indptr``                                            weights W on the ``ring_ssub``-block grid (Nl x Nl);
+                                                    see the ``ring`` attribute for the model
 ``metrics/<name>``                    (n,)          per-neuron metrics (see pmdcompress.demix.metrics)
 ``images/mean, correlation, ...``     (Y, X)        mean image, correlation images
 ====================================  ============  ======================================================
@@ -55,6 +58,7 @@ class DemixResult:
     metadata: dict
     path: Path | None = None
     extra_outputs: dict = field(default_factory=dict)
+    ring_weights: sp.csr_matrix | None = None  # (Nl, Nl) on metadata["ring"]["low_dims"], ring model only
 
     @property
     def dims(self) -> tuple[int, int]:
@@ -132,6 +136,12 @@ def write_result(result: DemixResult, path) -> None:
     put(bg, "spatial", result.background_spatial.astype(np.float32))
     put(bg, "temporal", result.background_temporal.astype(np.float32))
     put(bg, "static", result.background_static.astype(np.float32))
+    if result.ring_weights is not None:
+        w = sp.csr_matrix(result.ring_weights)
+        rg = bg.create_group("ring")
+        put(rg, "data", w.data.astype(np.float32))
+        put(rg, "indices", w.indices.astype(np.int64))
+        put(rg, "indptr", w.indptr.astype(np.int64))
     mg = group.create_group("metrics")
     for name, values in result.metrics.items():
         put(mg, name, np.asarray(values))
@@ -167,6 +177,11 @@ def read_result(path) -> DemixResult:
         )
         metrics = {name: group[f"metrics/{name}"][...] for name in meta.get("metrics", [])}
         images = {name: group[f"images/{name}"][...] for name in meta.get("images", [])}
+        ring = None
+        if meta.get("ring"):
+            nl = int(np.prod(meta["ring"]["low_dims"]))
+            ring = sp.csr_matrix((group["background/ring/data"][...], group["background/ring/indices"][...],
+                                  group["background/ring/indptr"][...]), shape=(nl, nl))
         return DemixResult(
             footprints=a,
             traces=group["traces"][...],
@@ -181,6 +196,7 @@ def read_result(path) -> DemixResult:
             images=images,
             metadata=meta,
             path=Path(path),
+            ring_weights=ring,
         )
     except KeyError as exc:
         raise StoreFormatError(f"{where}: array {exc} is missing") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,8 +62,6 @@ class DemixOptions:
 
     def resolved(self, n_frames: int) -> DemixOptions:
         """A copy with every ``None`` replaced by its default for this movie."""
-        import dataclasses
-
         sigma = self.highpass_sigma if self.highpass_sigma is not None else 1.4 * self.cell_radius
         rank = self.background_rank
         if rank is None:
@@ -83,7 +81,7 @@ class DemixOptions:
         if q is None:
             q = 50.0 if self.kind == "voltage" else 8.0
         min_size = self.min_size if self.min_size is not None else int(0.25 * np.pi * self.cell_radius**2)
-        return dataclasses.replace(self, highpass_sigma=sigma, min_size=min_size, background_rank=rank,
+        return replace(self, highpass_sigma=sigma, min_size=min_size, background_rank=rank,
                                    ring_radius=ring, background_model=model, bin_frames=b, min_skew=float(skew),
                                    dff_percentile=float(q))
 
@@ -294,14 +292,12 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     the radius of the footprints it finds (:func:`estimate_cell_radius`) is more
     than a third off, the fit is repeated with that radius.
     """
-    import dataclasses
-
     t_start = time.perf_counter()
     fac = load_factors(store)
     load_s = time.perf_counter() - t_start
     if options.cell_radius is not None:
         return _fit(store, fac, options, load_s)
-    first = dataclasses.replace(options, cell_radius=DEFAULT_CELL_RADIUS)
+    first = replace(options, cell_radius=DEFAULT_CELL_RADIUS)
     model, fac, opts = _fit(store, fac, first, load_s)
     estimate = estimate_cell_radius(model.footprints, model.fixed)
     model.cell_radius_estimate = estimate
@@ -309,7 +305,7 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
         return model, fac, opts
     log.info("demix: footprints have a radius of %.1f px; refitting with it", estimate)
     first_s = model.timings["total_fit_s"]
-    model, fac, opts = _fit(store, fac, dataclasses.replace(options, cell_radius=estimate), load_s)
+    model, fac, opts = _fit(store, fac, replace(options, cell_radius=estimate), load_s)
     model.cell_radius_estimate = estimate
     model.timings["first_pass_s"] = first_s
     model.timings["total_fit_s"] += first_s

@@ -11,8 +11,8 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "CompressOptions": ".compression",
-    "compress": ".compression",
+    "CompressOptions": ".pipeline.compress",
+    "compress": ".pipeline.compress",
     "InputError": ".errors",
     "OutputExistsError": ".errors",
     "PMDError": ".errors",
@@ -20,7 +20,7 @@ _EXPORTS = {
     "open_movie": ".io.readers",
     "PMDStore": ".store.zarr_store",
     "open_store": ".store.zarr_store",
-    "decompress": ".decompression",
+    "decompress": ".pipeline.decompress",
     "simulate_movie": ".simulate",
 }
 

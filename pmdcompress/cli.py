@@ -122,11 +122,11 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap
     import contextlib
     import os
 
-    from .compression import compress as run
+    from .pipeline.compress import compress as run
 
     cluster = None
     if scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"):
-        from .cluster import open_client
+        from .pipeline.cluster import open_client
 
         cluster = open_client(scheduler)
     with cluster or contextlib.nullcontext() as client:
@@ -156,7 +156,7 @@ def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
     """Reconstruct a movie (or frames / a crop of it) from STORE."""
     import time
 
-    from .decompression import decompress as run
+    from .pipeline.decompress import decompress as run
 
     start = time.perf_counter()
     result = run(store, output, frames=frames, crop=crop, dtype=dtype, overwrite=overwrite, workers=workers,
@@ -228,10 +228,10 @@ def demo(ctx, folder, overwrite):
 
     import numpy as np
 
-    from .compression import compress as run
-    from .groundtruth import evaluate_against_truth, load_truth
     from .io.readers import open_movie
+    from .pipeline.compress import compress as run
     from .simulate import simulate_movie
+    from .simulate.groundtruth import evaluate_against_truth, load_truth
 
     root = pathlib.Path(folder)
     root.mkdir(exist_ok=True)

@@ -11,7 +11,8 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "CompressOptions": ".pipeline.compress",
+    "CompressOptions": ".options",
+    "DemixOptions": ".options",
     "compress": ".pipeline.compress",
     "InputError": ".errors",
     "OutputExistsError": ".errors",

@@ -8,7 +8,7 @@ from .errors import InputError
 from .io.writers import open_writer
 from .parallel import blas_threads, default_workers
 from .progress import null_progress
-from .store.zarr_store import PMDStore, open_store
+from .reconstruct import PMDStore, open_store
 
 
 def parse_range(text: str | None, length: int, what: str) -> tuple[int, int]:

@@ -12,6 +12,8 @@ import scipy.sparse as sp
 from scipy import ndimage
 
 from ..errors import InputError
+from ..formats._version import header
+from ..formats.demix import DEMIX
 from . import hals
 from . import ring as ringbg
 from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors
@@ -569,8 +571,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         images["residual_correlation"] = model.residual_correlation_image
     bg = model.background
     meta = {
-        "format": "pmdcompress-demix",
-        "format_version": 1,
+        **header(DEMIX),
         "kind": opts.kind,
         "fs": float(opts.fs),
         "dims": list(fp.dims),

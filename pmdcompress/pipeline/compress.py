@@ -27,17 +27,24 @@ import zarr
 
 from .. import __version__
 from ..errors import InputError
+from ..formats.store import StoreMetadata, create_store, finish_store
 from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
 from ..parallel import Executor, default_workers
-from ..preprocess import NoiseAccumulator, chunk_statistics, live_pixels, noise_neighbour_correlation, safe_scale
+from ..preprocess import (
+    NoiseAccumulator,
+    chunk_statistics,
+    live_pixels,
+    noise_neighbour_correlation,
+    safe_scale,
+    trend_basis,
+)
 from ..progress import null_progress
+from ..reconstruct import PMDStore
 from ..solver import get_solver
 from ..solver.null import null_thresholds, round_correlation
 from ..solver.temporal import trend_filter_rows
-from ..store.spec import StoreMetadata
-from ..store.zarr_store import PMDStore, create_store, finish_store, trend_basis
 from ..tiling import Tiling, extract_patch
 
 log = logging.getLogger("pmdcompress")

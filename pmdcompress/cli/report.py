@@ -1,4 +1,5 @@
-"""``pmd denoise`` and ``pmd report``: thin click commands over :mod:`pmdcompress.report`.
+"""``pmd denoise`` and ``pmd report``: thin click commands over :mod:`pmdcompress.pipeline.denoise` and
+:mod:`pmdcompress.pipeline.report`.
 
 They are plain ``click.command`` functions; the ``pmd`` group registers them and
 maps exceptions to exit codes.  Messages go to stderr; ``-q`` keeps only errors.
@@ -50,7 +51,7 @@ def denoise_command(ctx, source, output, report, movie, truth, store, dtype, mov
                     overlap, max_rank, method, temporal_filter, seed, workers, overwrite):
     """Denoise SOURCE (a movie, or a store made by pmd compress) into a movie, with an optional report."""
 
-    from ..report import denoise
+    from ..pipeline.denoise import denoise
 
     options = {k: v for k, v in (("frames", frames), ("overlap", overlap), ("max_rank", max_rank),
                                  ("seed", seed), ("method", method), ("temporal_filter", temporal_filter))
@@ -79,7 +80,7 @@ def denoise_command(ctx, source, output, report, movie, truth, store, dtype, mov
 def report_command(ctx, movie, store, output, truth, movie_preview, no_heldout, workers, overwrite):
     """Write an SNR report (figures, numbers) of STORE against the raw MOVIE it was made from."""
 
-    from ..report import make_report
+    from ..pipeline.report import make_report
 
     start = time.perf_counter()
     report = make_report(movie, store, output, truth=truth, overwrite=overwrite, movie_preview=movie_preview,

@@ -53,11 +53,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import __version__
+from ..demix import demix
 from ..errors import BatchError, InputError, OptionError, PMDError, StoreFormatError
 from ..formats.batch_status import BATCH_STATUS, json_default, write_status
 from ..formats.batch_status import read_status as formats_read_status
+from ..io.atomic import remove_path
 from ..options import CompressOptions, DemixOptions, parse_pair
 from ..progress import null_progress
+from .cluster import SchedulerSpec, dashboard_link, emit_sbatch, open_client, parse_memory, parse_scheduler
+from .compress import compress
+from .decompress import decompress
 
 __all__ = [
     "BatchError",
@@ -462,8 +468,6 @@ def _input_identity(path: Path) -> dict:
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import __version__
-
     out = {"pmdcompress": __version__, "python": sys.version.split()[0]}
     for pkg in ("numpy", "scipy", "numba", "zarr", "tifffile", "dask", "distributed"):
         try:
@@ -568,8 +572,6 @@ def _movie_lock(folder: Path):
 
 def _clean_partials(folder: Path) -> None:
     """Remove what an earlier, killed attempt left half-written (never a finished output)."""
-    from ..io.atomic import remove_path
-
     for entry in folder.iterdir():
         if entry.name.startswith(".") and entry.name.endswith((".partial", ".old", ".tmp")):
             remove_path(entry)
@@ -585,8 +587,6 @@ def _worker_address() -> str | None:
 
 
 def _step_compress(job: MovieJob, folder: Path, threads: int) -> dict:
-    from .compress import compress
-
     opts = {k: v for k, v in job.options.items() if not k.startswith(DEMIX_PREFIX)}
     selection = {k: opts.pop(k) for k in INPUT_KEYS if k in opts}
     store = compress(job.path, folder / job.store_name, overwrite=True, workers=threads, **selection, **opts)
@@ -597,16 +597,12 @@ def _step_compress(job: MovieJob, folder: Path, threads: int) -> dict:
 
 
 def _step_denoise(job: MovieJob, folder: Path, threads: int) -> dict:
-    from .decompress import decompress
-
     result = decompress(folder / job.store_name, folder / DENOISED_NAME, dtype="float32", overwrite=True,
                         workers=threads)
     return {"output": DENOISED_NAME, "shape": list(result["shape"]), "dtype": str(result["dtype"])}
 
 
 def _step_demix(job: MovieJob, folder: Path, threads: int) -> dict:
-    from ..demix import demix
-
     name = f"{Path(job.name).name}.demix.zarr"
     result = demix(folder / job.store_name, folder / name, overwrite=True, **_demix_options(job.options))
     return {"output": name, "n_components": int(result.n_components),
@@ -768,8 +764,6 @@ def run_batch(inputs, output_dir, *, steps=("compress",), scheduler=None, worker
         SIGINT or SIGTERM; unfinished movies are marked ``interrupted``
         and the summary says so before this is raised.
     """
-    from .cluster import SchedulerSpec, parse_scheduler
-
     started_at, t0 = _now(), time.perf_counter()
     steps = _normalize_steps(steps)
     output_dir = Path(output_dir)
@@ -829,8 +823,6 @@ def run_batch(inputs, output_dir, *, steps=("compress",), scheduler=None, worker
         with _interrupts_raise(), _client_for(scheduler, spec, workers, threads_per_worker, memory_limit,
                                               slurm_queue, slurm_account, walltime) as client:
             if on_start:
-                from .cluster import dashboard_link
-
                 on_start({"total": len(jobs), "to_run": len(to_run), "skipped": len(skipped),
                           "scheduler": spec.describe(), "dashboard": dashboard_link(client)})
             bar = progress("movies", len(to_run))
@@ -859,8 +851,6 @@ def _client_for(scheduler, spec, workers, threads_per_worker, memory_limit, queu
     if spec.kind == "sync":
         yield None
         return
-    from .cluster import open_client
-
     with open_client(spec, workers=workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
                      slurm_queue=queue, slurm_account=account, walltime=walltime) as client:
         yield client
@@ -971,8 +961,6 @@ def prepare_sbatch(inputs, output_dir, script, *, steps=("compress",), options: 
     dict
         ``script``, ``manifest`` (paths) and ``n_tasks``.
     """
-    from .cluster import emit_sbatch, parse_memory
-
     steps = _normalize_steps(steps)
     output_dir = Path(output_dir)
     jobs = plan_batch(inputs, output_dir, options=options)

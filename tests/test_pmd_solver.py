@@ -5,7 +5,7 @@ import pytest
 
 import pmdcompress
 from conftest import blobs_movie
-from pmdcompress.solver.pmd import PMDSolver, image_noise_std
+from pmdcompress.solver.pmd import PMDSolver, _deflate, image_noise_std
 from pmdcompress.solver.svd import Thresholds
 
 
@@ -67,3 +67,14 @@ def test_pmd_warm_starts_keep_the_same_components(low_snr):
     # the same subspace: principal angles between the kept spatial components are small
     cosines = np.linalg.svd(fits[True].spatial[:, :k].T @ fits[False].spatial[:, :k], compute_uv=False)
     assert cosines.min() > 0.95, cosines
+
+
+def test_deflation_is_the_rank_one_update_in_place():
+    rng = np.random.default_rng(2)
+    residual = rng.standard_normal((30, 20)).astype(np.float32)
+    v, u = rng.standard_normal(30).astype(np.float32), rng.standard_normal(20).astype(np.float32)
+    want = residual - np.outer(v, u)
+    before = residual.__array_interface__["data"][0]
+    _deflate(residual, v, u)
+    assert residual.__array_interface__["data"][0] == before
+    np.testing.assert_allclose(residual, want, rtol=1e-5, atol=1e-5)

@@ -181,6 +181,8 @@ def test_in_memory_arrays(make):
         "format": "array",
         "shape": [7, 10, 14],
         "dtype": "uint16",
+        "frame_rate": None,
+        "frame_rate_source": None,
     }
 
 
@@ -317,6 +319,8 @@ def test_input_identity_and_close(tmp_path):
         "format": "tiff",
         "shape": [10, 10, 14],
         "dtype": "uint16",
+        "frame_rate": None,
+        "frame_rate_source": None,
     }
     movie.close()
     movie.close()

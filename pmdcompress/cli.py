@@ -79,10 +79,31 @@ def main(ctx, verbose, quiet):
 
 def _input_options(f):
     f = click.option("--frames", default=None, metavar="A:B", help="Use frames A to B only (Python slice).")(f)
-    f = click.option("--plane", type=int, default=None, help="Z plane of a multi-plane movie.")(f)
-    f = click.option("--channel", type=int, default=None, help="Channel of a multi-channel movie.")(f)
-    f = click.option("--dataset", default=None, help="HDF5 dataset / Zarr array name (default: mov, then data).")(f)
+    f = click.option("--plane", type=int, default=None,
+                     help="Z plane (0-based) of a multi-plane movie (ImageJ hyperstack, ScanImage volume, NWB).")(f)
+    f = click.option("--channel", type=int, default=None,
+                     help="Channel (0-based, among the saved ones) of a multi-channel TIFF or ScanImage file.")(f)
+    f = click.option("--dataset", default=None,
+                     help="HDF5 dataset / Zarr array / NWB imaging series name (default: mov, then data).")(f)
+    f = click.option("--fs", "frame_rate", default=None, type=float,
+                     help="Frame rate in Hz (volume rate for volumes); default: from the file's metadata "
+                          "(ScanImage, ImageJ, OME, NWB, suite2p ops), else stored as unknown.")(f)
+    f = click.option("--frame-shape", default=None, metavar="HxW",
+                     help="Frame size of a raw binary (suite2p data.bin) without its ops.npy.")(f)
     return f
+
+
+def _frame_shape(value):
+    """``"512x512"`` -> (512, 512); None stays None."""
+    if value is None:
+        return None
+    from .errors import InputError
+
+    try:
+        height, width = (int(v) for v in str(value).lower().split("x"))
+    except ValueError as exc:
+        raise InputError(f"--frame-shape {value!r}: expected HxW, e.g. 512x512") from exc
+    return height, width
 
 
 @main.command()
@@ -115,10 +136,12 @@ def _input_options(f):
                    "(default: threads here, or $DASK_SCHEDULER_ADDRESS).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
-def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap, method, max_rank,
+def compress(ctx, movie, output, frames, plane, channel, dataset, frame_rate, frame_shape, patch, overlap, method,
+             max_rank,
              consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, detrend, seed, workers, scheduler,
              overwrite):
-    """Compress MOVIE (TIFF, Zarr, .npy, HDF5) into a store of low-rank factors."""
+    """Compress MOVIE (TIFF/ScanImage, Zarr, .npy, HDF5, suite2p .bin, CaImAn .mmap, NWB) into a store of
+    low-rank factors.  The movie must be motion-corrected (registered) first."""
     import contextlib
     import os
 
@@ -131,6 +154,7 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap
         cluster = open_client(scheduler)
     with cluster or contextlib.nullcontext() as client:
         store = run(movie, output, frames=frames, plane=plane, channel=channel, dataset=dataset,
+                    frame_rate=frame_rate, frame_shape=_frame_shape(frame_shape),
                     overwrite=overwrite, workers=workers, client=client, progress=_progress(ctx),
                     patch_shape=_patch(patch), overlap=overlap, method=method, max_rank=max_rank,
                     consecutive_failures=consecutive_failures, fit_frames=fit_frames, fit_bin=fit_bin,
@@ -182,6 +206,8 @@ def info(store, as_json):
         f"format          pmdcompress-store v{d['format_version']} (pmdcompress {d['software_version']})",
         f"method          {d['method']}",
         f"shape (T,Y,X)   {' x '.join(map(str, d['shape']))}  ({d['input_dtype']})",
+        "frame rate      " + (f"{d['frame_rate']:g} Hz ({d.get('frame_rate_source') or 'given'})"
+                              if d.get("frame_rate") else "unknown (give --fs to pmd demix)"),
         f"patches         {d['n_patches']} of {d['patch_shape'][0]}x{d['patch_shape'][1]}, overlap "
         f"{d['overlap'][0]}x{d['overlap'][1]}",
         f"rank            {d['total_rank']} in all; per patch min {r['min']}, median {r['median']:g}, "

@@ -164,7 +164,7 @@ class _Hasher(threading.Thread):
 
 
 def compress(source, output=None, *, frames=None, plane=None, channel=None, dataset=None,
-             overwrite: bool = False, workers: int | None = None, client=None,
+             frame_rate: float | None = None, frame_shape=None, overwrite: bool = False, workers: int | None = None, client=None,
              progress=None, hash_input: bool = True, **options) -> PMDStore:
     """Compress a movie into a store of low-rank patch factors.
 
@@ -175,8 +175,12 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
     output : path, optional
         The store folder (``*.pmd.zarr``).  Default: beside a path input
         (``movie.tif`` -> ``movie.pmd.zarr``); in memory for arrays.
-    frames, plane, channel, dataset
+    frames, plane, channel, dataset, frame_shape
         Input selection (see :func:`pmdcompress.io.readers.open_movie`).
+    frame_rate : float, optional
+        Frames per second; overrides the movie's metadata.  Stored with the
+        factors for demix, reports and exports; unknown rates are stored as
+        unknown (a warning), never guessed.
     overwrite : bool
         Replace an existing output.
     workers : int, optional
@@ -202,7 +206,13 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         raise InputError(f"--workers must be >= 1, got {workers}")
 
     own_movie = not isinstance(source, Movie)
-    movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset) if own_movie else source
+    if own_movie:
+        movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset,
+                           frame_rate=frame_rate, frame_shape=frame_shape)
+    else:
+        movie = source
+        if frame_rate is not None:
+            movie.frame_rate, movie.frame_rate_source = float(frame_rate), "given"
     try:
         if output is None and movie.path is not None:
             output = movie.path.with_name(movie.path.name.split(".")[0] + ".pmd.zarr")
@@ -211,6 +221,11 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         n_frames, height, width = movie.shape
         if n_frames < MIN_FRAMES:
             raise InputError(f"{movie.name}: {n_frames} frames; pmd compress needs at least {MIN_FRAMES}")
+        if movie.frame_rate is None:
+            log.warning("%s: frame rate unknown (none in the file's metadata); stored as unknown: give it with"
+                        " --fs (frame_rate=) for demix, reports and exports", movie.name)
+        else:
+            log.info("%s: %.6g frames/s (%s)", movie.name, movie.frame_rate, movie.frame_rate_source)
         if output is None:
             return _run(movie, None, opts, solver, workers, client, progress, hash_input)
         with atomic_output(output, overwrite=overwrite) as tmp:

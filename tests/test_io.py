@@ -632,7 +632,7 @@ def test_writer_round_trip(tmp_path, suffix, dtype, kwargs):
         with open_movie(path) as movie:
             assert movie.access == "memmap"
     elif suffix == ".zarr":
-        arr = zarr.open_array(str(path), mode="r")
+        arr = zarr.open_array(str(path / "0"), mode="r")  # an OME-Zarr image: the movie is array "0"
         assert arr.metadata.zarr_format == 3
         assert arr.chunks == (kwargs.get("chunk_frames", 13), 10, 14)
         assert arr.attrs["note"] == "test"

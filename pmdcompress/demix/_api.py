@@ -50,7 +50,7 @@ def demix(
     output,
     *,
     kind: str = "2p",
-    fs: float = 30.0,
+    fs: float | None = None,
     export=(),
     overwrite: bool = False,
     seed_from_mean: bool = False,
@@ -71,7 +71,10 @@ def demix(
         Two-photon calcium (low-rank smooth background), one-photon calcium
         (ring-model background, see ``background_model``), voltage (signed traces, no skewness test).
     fs : float, optional
-        Frame rate in Hz (dF/F window, binning, exports).
+        Frame rate in Hz (dF/F window, binning, exports); default the store's
+        (from the movie's metadata).  When neither knows it, the result says
+        "unknown": windows are set in frames, a warning says so, and the NWB
+        export (which needs a rate) asks for ``fs``.
     export : str or sequence of str, optional
         Any of ``"caiman"``, ``"suite2p"``, ``"nwb"`` (``nwb`` needs ``pip install pynwb``).
     overwrite : bool, optional
@@ -104,12 +107,13 @@ def demix(
 
     if kind not in pipeline.KINDS:
         raise InputError(f"kind {kind!r}: expected one of {', '.join(pipeline.KINDS)}")
-    try:
-        fs = float(fs)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"fs {fs!r}: expected a frame rate in Hz") from exc
-    if not math.isfinite(fs) or fs <= 0:
-        raise InputError(f"fs {fs!r}: expected a positive frame rate in Hz")
+    if fs is not None:
+        try:
+            fs = float(fs)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"fs {fs!r}: expected a frame rate in Hz") from exc
+        if not math.isfinite(fs) or fs <= 0:
+            raise InputError(f"fs {fs!r}: expected a positive frame rate in Hz")
     exports = _parse_export(export)
     if "nwb" in exports:
         try:
@@ -121,13 +125,6 @@ def demix(
             import h5py  # noqa: F401
         except ImportError as exc:
             raise ImportError("CaImAn export needs h5py: pip install 'pmdcompress[hdf5]'") from exc
-    try:
-        opts = pipeline.DemixOptions(kind=kind, fs=fs, seed_from_mean=bool(seed_from_mean), **options)
-    except TypeError as exc:
-        raise InputError(f"demix options: {exc}") from exc
-    if opts.cell_radius is not None and opts.cell_radius <= 0:
-        raise InputError(f"cell_radius {opts.cell_radius!r}: expected a positive radius in pixels")
-
     output = Path(output)
     siblings = sibling_paths(output)
     check_output_path(output, overwrite=overwrite)
@@ -144,6 +141,22 @@ def demix(
     t_len, height, width = store.shape
     if t_len < 2:
         raise InputError(f"{store.path}: {t_len} frame(s); demixing needs at least 2")
+    fs_source = "given"
+    if fs is None:
+        fs, fs_source = store.frame_rate, "store"
+    if fs is None:
+        fs_source = "unknown"
+        log.warning("%s: frame rate unknown; dF/F windows are set in frames and outputs say 'unknown' (give fs,"
+                    " pmd demix --fs, for rates in the exports)", store.path or "store")
+        if "nwb" in exports:
+            raise InputError(f"{store.path or 'store'}: the NWB export needs the frame rate, which the store does"
+                             " not know; give it with --fs (fs=)")
+    try:
+        opts = pipeline.DemixOptions(kind=kind, fs=fs, seed_from_mean=bool(seed_from_mean), **options)
+    except TypeError as exc:
+        raise InputError(f"demix options: {exc}") from exc
+    if opts.cell_radius is not None and opts.cell_radius <= 0:
+        raise InputError(f"cell_radius {opts.cell_radius!r}: expected a positive radius in pixels")
 
     t0 = time.perf_counter()
     with blas_threads(1):
@@ -160,6 +173,7 @@ def demix(
             "store_total_rank": store.metadata.total_rank,
             "movie": store.metadata.input,
         },
+        fs_source=fs_source,
     )
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
     with atomic_output(output, overwrite=overwrite) as tmp:

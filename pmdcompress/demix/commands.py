@@ -18,7 +18,8 @@ from ..cli_common import say as _say
 @click.option("-o", "--output", default=None, help="Output result (default: STORE's stem + .demix.zarr).")
 @click.option("--kind", type=click.Choice(["2p", "1p", "voltage"]), default="2p", show_default=True,
               help="2p: low-rank background; 1p: stronger background; voltage: signed traces.")
-@click.option("--fs", default=30.0, show_default=True, type=float, help="Frame rate in Hz.")
+@click.option("--fs", default=None, type=float,
+              help="Frame rate in Hz (default: the store's, from the movie's metadata; never assumed).")
 @click.option("--export", default="", metavar="LIST",
               help="Comma-separated extra outputs: caiman, suite2p, nwb (nwb needs pynwb).")
 @click.option("--cell-radius", default=None, type=float,
@@ -47,7 +48,8 @@ def demix_command(ctx, store, output, kind, fs, export, cell_radius, corr_thresh
                    seed_from_mean=seed_from_mean, figures=not no_figures, cell_radius=cell_radius,
                    corr_threshold=corr_threshold, background_rank=background_rank, max_num_iter=max_num_iter)
     extra = ", ".join(str(p) for p in result.extra_outputs.values())
-    _say(ctx, f"pmd: {store} -> {output}: {result.n_components} components, {result.n_frames} frames, "
+    rate = f"{result.fs:g} Hz" if result.fs else "frame rate unknown"
+    _say(ctx, f"pmd: {store} -> {output}: {result.n_components} components, {result.n_frames} frames ({rate}), "
               f"{result.metadata['timings']['total_s']:.2f} s" + (f"; also {extra}" if extra else ""))
 
 

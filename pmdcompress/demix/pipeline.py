@@ -29,7 +29,7 @@ class DemixOptions:
     """Every parameter of :func:`pmdcompress.demix.demix` (recorded in the output)."""
 
     kind: str = "2p"
-    fs: float = 30.0
+    fs: float | None = None  # None: unknown, windows in frames (dff_window_frames), never an assumed rate
     cell_radius: float | None = None  # default: estimated (a first pass at 6 px, refitted when far off)
     highpass_sigma: float | None = None  # default 1.4 * cell_radius
     mad_threshold: float = 2.0
@@ -57,6 +57,7 @@ class DemixOptions:
     min_r_value: float = 0.4
     min_skew: float | None = None  # default 0.5 for calcium, none for voltage
     dff_window_s: float = 30.0
+    dff_window_frames: int = 500  # the dF/F window when the frame rate is unknown (CaImAn's frames_window)
     dff_percentile: float | None = None  # default 8 (calcium), 50 (voltage)
     seed: int = 0
 
@@ -72,7 +73,7 @@ class DemixOptions:
             raise InputError(f"background_model {model!r}: expected 'lowrank' or 'ring'")
         b = self.bin_frames
         if b is None:
-            b = max(1, int(self.fs // 5))
+            b = max(1, int(self.fs // 5)) if self.fs is not None else 1
             b = max(b, math.ceil(n_frames / 1000))
         skew = self.min_skew
         if skew is None:
@@ -551,7 +552,10 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     else:
         f0 = local_bg = np.zeros(0)
     raw = c + f0[:, None]
-    window = max(1, int(round(opts.dff_window_s * opts.fs)))
+    if opts.fs is not None:
+        window = max(1, int(round(opts.dff_window_s * opts.fs)))
+    else:
+        window = max(1, int(opts.dff_window_frames))
     baseline = running_percentile(raw, window, opts.dff_percentile)
     activity = raw - baseline
     traces = activity if opts.kind == "voltage" else np.maximum(activity, 0.0)
@@ -572,7 +576,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         "format": "pmdcompress-demix",
         "format_version": 1,
         "kind": opts.kind,
-        "fs": float(opts.fs),
+        "fs": float(opts.fs) if opts.fs is not None else None,
         "dims": list(fp.dims),
         "n_frames": int(fac.n_frames),
         "n_components": int(fp.n),
@@ -582,7 +586,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
                   "model": "B(t) = up(W down(Y(t) - mean image - A c(t))), c the traces centred in time; down: "
                            "ssub x ssub block means (row-major blocks), up: each pixel takes its block's value"}
                  if model.ring is not None else None),
-        "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile, "window_s": opts.dff_window_s,
+        "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile, "window_s": opts.dff_window_s if opts.fs is not None else None,
                 "window_frames": window, "floor": "0.1 * local static background",
                 "formula": "(raw - baseline) / max(baseline, floor)"},
         "units": {"footprints": "peak 1", "traces": "input units at the footprint's peak pixel"},

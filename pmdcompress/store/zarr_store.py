@@ -131,6 +131,19 @@ class PMDStore:
         return tuple(self.metadata.shape)
 
     @property
+    def frame_rate(self) -> float | None:
+        """Frames per second of the input (None when unknown): the store's ``frame_rate`` field, or for
+        stores written before it existed, the rate recorded with the input."""
+        rate = getattr(self.metadata, "frame_rate", None)
+        if rate is None:
+            rate = self.metadata.input.get("frame_rate")
+        try:
+            rate = float(rate)
+        except (TypeError, ValueError):
+            return None
+        return rate if np.isfinite(rate) and rate > 0 else None
+
+    @property
     def patch_shape(self) -> tuple[int, int]:
         return tuple(self.metadata.patch_shape)
 
@@ -243,6 +256,8 @@ class PMDStore:
             "software_version": md.software_version,
             "method": md.method,
             "shape": [t, y, x],
+            "frame_rate": self.frame_rate,
+            "frame_rate_source": md.input.get("frame_rate_source") if self.frame_rate is not None else None,
             "input_dtype": md.input_dtype,
             "factor_dtype": md.factor_dtype,
             "patch_shape": list(md.patch_shape),

@@ -164,7 +164,8 @@ class _Hasher(threading.Thread):
 
 
 def compress(source, output=None, *, frames=None, plane=None, channel=None, dataset=None,
-             frame_rate: float | None = None, frame_shape=None, overwrite: bool = False, workers: int | None = None, client=None,
+             frame_rate: float | None = None, frame_shape=None, overwrite: bool = False,
+             workers: int | None = None, client=None,
              progress=None, hash_input: bool = True, **options) -> PMDStore:
     """Compress a movie into a store of low-rank patch factors.
 

@@ -586,7 +586,8 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
                   "model": "B(t) = up(W down(Y(t) - mean image - A c(t))), c the traces centred in time; down: "
                            "ssub x ssub block means (row-major blocks), up: each pixel takes its block's value"}
                  if model.ring is not None else None),
-        "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile, "window_s": opts.dff_window_s if opts.fs is not None else None,
+        "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile,
+                "window_s": opts.dff_window_s if opts.fs is not None else None,
                 "window_frames": window, "floor": "0.1 * local static background",
                 "formula": "(raw - baseline) / max(baseline, floor)"},
         "units": {"footprints": "peak 1", "traces": "input units at the footprint's peak pixel"},

@@ -259,7 +259,8 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
     t1_ = time.perf_counter()
     correlation = round_correlation(noise_neighbour_correlation(fit))
     thresholds = null_thresholds(solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
-                                 seed=opts.seed, workers=workers, noise_correlation=correlation)
+                                 seed=opts.seed, workers=workers, noise_correlation=correlation,
+                                 progress=progress)
     timings["null_s"] = time.perf_counter() - t1_
     t2_ = time.perf_counter()
 

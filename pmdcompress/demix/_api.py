@@ -56,6 +56,7 @@ def demix(
     overwrite: bool = False,
     seed_from_mean: bool = False,
     figures: bool = True,
+    nwb_metadata=None,
     **options,
 ):
     """Find neurons in a compressed movie: footprints, traces, dF/F, background, metrics.
@@ -85,6 +86,10 @@ def demix(
         (cells that never fire); their footprints stay fixed.
     figures : bool, optional
         Write ``contours.png`` and ``traces.png``.
+    nwb_metadata : str, path-like or dict, optional
+        Session metadata for the NWB export (subject, session start, experimenter,
+        indicator, location; a YAML file, see :mod:`pmdcompress.demix.nwb_metadata`);
+        with it the NWB file passes nwbinspector's DANDI configuration.
     **options
         Any field of :class:`~pmdcompress.demix.DemixOptions` (``cell_radius``,
         ``corr_threshold``, ``background_rank``, ``max_num_iter``, ...).
@@ -110,6 +115,10 @@ def demix(
         fs = positive_float(fs, "fs", what="a positive frame rate in Hz")
     opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=bool(seed_from_mean), **options)
     exports = _parse_export(export)
+    if nwb_metadata is not None:
+        from .nwb_metadata import load_nwb_metadata
+
+        nwb_metadata = load_nwb_metadata(nwb_metadata)  # checked before any work
     if "nwb" in exports:
         try:
             import pynwb  # noqa: F401
@@ -145,9 +154,10 @@ def demix(
         fs_source = "unknown"
         log.warning("%s: frame rate unknown; dF/F windows are set in frames and outputs say 'unknown' (give fs,"
                     " pmd demix --fs, for rates in the exports)", store.path or "store")
-        if "nwb" in exports:
-            raise InputError(f"{store.path or 'store'}: the NWB export needs the frame rate, which the store does"
-                             " not know; give it with --fs (fs=)")
+        for name in ("nwb", "suite2p"):
+            if name in exports:
+                raise InputError(f"{store.path or 'store'}: the {name} export needs the frame rate, which the store"
+                                 " does not know; give it with --fs (fs=)")
 
     t0 = time.perf_counter()
     with blas_threads(1):
@@ -183,7 +193,9 @@ def demix(
     if exports:
         from . import export as ex
 
-        writers = {"caiman": ex.write_caiman, "suite2p": ex.write_suite2p, "nwb": ex.write_nwb}
+        writers = {"caiman": ex.write_caiman,
+                   "suite2p": lambda res, tmp: ex.write_suite2p(res, tmp, final_path=siblings["suite2p"].resolve()),
+                   "nwb": lambda res, tmp: ex.write_nwb(res, tmp, metadata=nwb_metadata)}
         for name in exports:
             with atomic_output(siblings[name], overwrite=overwrite) as tmp:
                 writers[name](result, tmp)

@@ -21,6 +21,10 @@ from .spec import ARRAYS, ATTRS_KEY, StoreMetadata
 # lets the entropy coder find the redundant exponent bytes.
 COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]
 
+#: Default chunks of :meth:`PMDStore.to_dask`: (frames, pixels, pixels).
+DASK_CHUNK_FRAMES = 256
+DASK_CHUNK_PIXELS = 64
+
 
 def trend_basis(frames: np.ndarray, knots: np.ndarray) -> np.ndarray:
     """Piecewise-linear interpolation weights, shape (len(frames), len(knots)).
@@ -230,11 +234,20 @@ class PMDStore:
         return out
 
     def to_dask(self, chunks=None):
-        """A dask array over the reconstruction (frames chunked like the store)."""
+        """A dask array over the reconstruction, each chunk reconstructed when computed.
+
+        Default chunks are (256 frames, 64, 64 pixels): dask no longer narrows a
+        chunk's read to the slice asked of it, so chunks small in space keep crops
+        cheap (a 10x10 crop over 3000 frames costs a few 64x64 tiles, not whole
+        frames), and 256 frames keep single frames cheap.  Pass ``chunks`` (e.g.
+        ``(8, Y, X)`` for a viewer that shows whole frames) to choose otherwise.
+        """
         import dask.array as da
 
         if chunks is None:
-            chunks = (self.temporal.chunks[1], self.shape[1], self.shape[2])
+            t, y, x = self.shape
+            chunks = (max(1, min(t, DASK_CHUNK_FRAMES)), max(1, min(y, DASK_CHUNK_PIXELS)),
+                      max(1, min(x, DASK_CHUNK_PIXELS)))
         return da.from_array(self, chunks=chunks, asarray=False, fancy=False, name=f"pmd-{id(self)}")
 
     # -- information ----------------------------------------------------------

@@ -125,7 +125,8 @@ def _start_time(value, where: str, key: str = "session_start_time") -> datetime.
     if isinstance(value, datetime.datetime):
         stamp = value
     elif isinstance(value, datetime.date):
-        raise InputError(f"{where}: {key} {value!r} is a date; give a time with its zone, e.g. 2026-03-14T10:31:00-05:00")
+        raise InputError(f"{where}: {key} {value!r} is a date; give a time with its zone,"
+                         " e.g. 2026-03-14T10:31:00-05:00")
     else:
         try:
             stamp = datetime.datetime.fromisoformat(str(value))

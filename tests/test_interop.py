@@ -250,7 +250,7 @@ def test_decompressed_zarr_is_ome_zarr(run, tmp_path):
     pytest.importorskip("ome_zarr_models")
     from ome_zarr_models.v05.image import Image
 
-    from pmdcompress.decompression import decompress
+    from pmdcompress.pipeline.decompress import decompress
 
     out = tmp_path / "den.zarr"
     decompress(run["store"], out, dtype="float32", workers=1)

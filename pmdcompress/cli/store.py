@@ -1,7 +1,7 @@
 """``pmd compress``, ``pmd decompress`` and ``pmd info``: a movie into a store and back.
 
-Thin click commands over :mod:`pmdcompress.compression` and
-:mod:`pmdcompress.decompression`; the heavy imports happen inside them so that
+Thin click commands over :mod:`pmdcompress.pipeline.compress` and
+:mod:`pmdcompress.pipeline.decompress`; the heavy imports happen inside them so that
 ``pmd --help`` stays fast.
 """
 
@@ -54,9 +54,9 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, frame_rate, fr
              scheduler, overwrite):
     """Compress MOVIE (TIFF/ScanImage, Zarr, .npy, HDF5, suite2p .bin, CaImAn .mmap, NWB) into a store of
     low-rank factors.  The movie must be motion-corrected (registered) first."""
-    from ..cluster import open_client
-    from ..compression import compress as run
     from ..options import parse_pair
+    from ..pipeline.cluster import open_client
+    from ..pipeline.compress import compress as run
 
     cluster = None
     if scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"):
@@ -89,7 +89,7 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, frame_rate, fr
 def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
     """Reconstruct a movie (or frames / a crop of it) from STORE."""
 
-    from ..decompression import decompress as run
+    from ..pipeline.decompress import decompress as run
 
     start = time.perf_counter()
     result = run(store, output, frames=frames, crop=crop, dtype=dtype, overwrite=overwrite, workers=workers,
@@ -103,7 +103,7 @@ def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
 @click.option("--json", "as_json", is_flag=True, help="Print the information as JSON on stdout.")
 def info(store, as_json):
     """Shape, ranks per patch, bytes on disk, compression ratios, timings and parameters of STORE."""
-    from ..store.zarr_store import open_store
+    from ..reconstruct import open_store
 
     d = open_store(store).info()
     if as_json:

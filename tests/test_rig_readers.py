@@ -263,3 +263,40 @@ def test_options_that_do_not_apply_are_refused(tmp_path):
         open_movie(tmp_path / "m.npy", frame_shape=(5, 6))
     with pytest.raises(InputError, match="--channel applies only to TIFF hyperstacks and ScanImage"):
         open_movie(tmp_path / "m.npy", channel=0)
+
+
+# ----------------------------------------------------------------------------- Miniscope
+
+
+def _write_avi(path, frames, rate, codec="rawvideo"):
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = frames.shape[1:]
+        stream.pix_fmt = "gray"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="gray")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_miniscope_recording_folder(tmp_path):
+    pytest.importorskip("av")
+    mov = np.random.default_rng(10).integers(0, 256, (25, 12, 16)).astype(np.uint8)
+    folder = tmp_path / "My_V4_Miniscope"
+    folder.mkdir()
+    for i, (a, b) in enumerate([(0, 10), (10, 20), (20, 25)]):  # the DAQ splits recordings into numbered files
+        _write_avi(folder / f"{i}.avi", mov[a:b], 20, codec="ffv1" if i == 1 else "rawvideo")
+    (folder / "metaData.json").write_text('{"deviceName": "My_V4_Miniscope", "frameRate": "30FPS"}')
+    with open_movie(folder) as m:
+        assert m.format == "miniscope" and m.shape == (25, 12, 16) and m.dtype == np.uint8
+        np.testing.assert_array_equal(m.read(0, 25), mov)
+        np.testing.assert_array_equal(m.read(8, 22), mov[8:22])  # across files, and back in time
+        np.testing.assert_array_equal(m.read(3, 5), mov[3:5])
+        assert m.frame_rate == 30.0 and "metaData.json" in m.frame_rate_source
+    with open_movie(folder / "1.avi") as m:  # one file alone: the folder's metaData.json still gives the rate
+        np.testing.assert_array_equal(m.read(0, 10), mov[10:20])
+    (folder / "1.avi").unlink()
+    with pytest.raises(InputError, match="missing from the sequence: 1.avi"):
+        open_movie(folder)

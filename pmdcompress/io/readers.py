@@ -13,6 +13,7 @@ ScanImage with its planes, channels and flyback frames), Zarr v3 or v2 array
 folders (or a group holding one array), ``.npy`` files, HDF5 files (``.h5``,
 ``.hdf5``; needs the ``hdf5`` extra), suite2p's registered ``data.bin``, CaImAn's
 ``.mmap``, NWB ``TwoPhotonSeries``/``OnePhotonSeries`` (``.nwb``; needs the ``nwb``
+extra), Miniscope ``.avi`` videos or recording folders (needs the ``miniscope``
 extra), and in-memory numpy or zarr arrays.
 
 Inputs must already be motion-corrected (registered): PMD finds low-rank
@@ -39,6 +40,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..options import parse_range
+from .miniscope import open_miniscope
 from .nwb import open_nwb_series
 from .registered import open_caiman_mmap, open_suite2p_binary
 from .tiff_metadata import scanimage_frame_data, scanimage_layout, tiff_frame_rate
@@ -54,6 +56,7 @@ ZARR_SUFFIXES = (".zarr",)
 SUITE2P_SUFFIXES = (".bin",)
 CAIMAN_SUFFIXES = (".mmap",)
 NWB_SUFFIXES = (".nwb",)
+MINISCOPE_SUFFIXES = (".avi",)
 HDF5_DEFAULT_DATASETS = ("mov", "data")
 
 # Magic numbers, used when the extension says nothing.
@@ -581,7 +584,8 @@ class Movie:
     name : str
         How messages refer to the movie (the path, or ``"<array>"``).
     format : str
-        One of ``"tiff"``, ``"zarr"``, ``"npy"``, ``"hdf5"``, ``"suite2p"``, ``"caiman"``, ``"nwb"``, ``"array"``.
+        One of ``"tiff"``, ``"zarr"``, ``"npy"``, ``"hdf5"``, ``"suite2p"``, ``"caiman"``, ``"nwb"``, ``"miniscope"``,
+        ``"array"``.
     access : str
         How frames are fetched: ``"memmap"`` (uncompressed, mapped),
         ``"direct"`` (uncompressed TIFF pages read in place), ``"decode"``
@@ -871,6 +875,8 @@ def _detect_format(path: Path, name: str) -> str:
     if path.is_dir():
         if any((path / f).exists() for f in ("zarr.json", ".zarray", ".zgroup")):
             return "zarr"
+        if (path / "metaData.json").exists() and any(path.glob("*.avi")):
+            return "miniscope"
         raise InputError(f"{name}: a folder but not a Zarr array or group (no zarr.json or .zarray)")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
@@ -885,6 +891,8 @@ def _detect_format(path: Path, name: str) -> str:
         return "caiman"
     if suffix in NWB_SUFFIXES:
         return "nwb"
+    if suffix in MINISCOPE_SUFFIXES:
+        return "miniscope"
     if suffix in ZARR_SUFFIXES:
         raise InputError(f"{name}: a file, not a Zarr folder (zipped Zarr stores are not supported)")
     sniffed = _sniff(path)
@@ -892,7 +900,7 @@ def _detect_format(path: Path, name: str) -> str:
         return sniffed
     raise InputError(
         f"{name}: unknown format {suffix or '(no extension)'!r}; expected TIFF (.tif/.tiff/.btf),"
-        " a Zarr folder, .npy, HDF5 (.h5/.hdf5), suite2p .bin, CaImAn .mmap or NWB (.nwb)"
+        " a Zarr folder, .npy, HDF5 (.h5/.hdf5), suite2p .bin, CaImAn .mmap, NWB (.nwb) or Miniscope .avi"
     )
 
 
@@ -915,6 +923,8 @@ def _open_path(path: Path, *, frames, plane, channel, dataset, frame_rate=None, 
         src = _ArraySource(open_caiman_mmap(path, name), "caiman", name, size=path.stat().st_size)
     elif fmt == "nwb":
         src = _open_nwb(path, name, dataset, plane)
+    elif fmt == "miniscope":
+        src = _open_miniscope(path, name)
     else:
         src = _open_zarr(path, name, dataset)
     try:
@@ -927,6 +937,18 @@ def _open_path(path: Path, *, frames, plane, channel, dataset, frame_rate=None, 
 def _open_suite2p(path: Path, name: str, frame_shape) -> _Source:
     mm, rate, rate_source = open_suite2p_binary(path, name, frame_shape=frame_shape)
     src = _ArraySource(mm, "suite2p", name, size=path.stat().st_size)
+    src.frame_rate, src.frame_rate_source = rate, rate_source
+    return src
+
+
+def _open_miniscope(path: Path, name: str) -> _Source:
+    frames, rate, rate_source = open_miniscope(path, name)
+    try:
+        size = path.stat().st_size if path.is_file() else _folder_size(path)
+        src = _ArraySource(frames, "miniscope", name, closer=frames.close, size=size, fresh=True)
+    except BaseException:
+        frames.close()
+        raise
     src.frame_rate, src.frame_rate_source = rate, rate_source
     return src
 

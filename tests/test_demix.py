@@ -128,7 +128,7 @@ def test_suite2p_export_round_trip(sim):
     spks = np.load(plane / "spks.npy", allow_pickle=False)
     n = res.n_components
     assert f.shape == fneu.shape == spks.shape == (n, res.n_frames) and iscell.shape == (n, 2)
-    np.testing.assert_allclose(f - fneu, res.raw_traces, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(f - 0.7 * fneu, res.raw_traces, rtol=1e-4, atol=1e-2)  # suite2p's neucoeff
     # suite2p stores stat and ops as pickled dicts; only the test loads them back.
     stat = np.load(plane / "stat.npy", allow_pickle=True)
     ops = np.load(plane / "ops.npy", allow_pickle=True).item()

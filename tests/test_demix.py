@@ -153,7 +153,8 @@ def test_nwb_export_round_trip(sim, tmp_path):
         ophys = nwb.processing["ophys"]
         ps = ophys["ImageSegmentation"]["PlaneSegmentation"]
         assert len(ps) == res.n_components
-        np.testing.assert_allclose(ps["image_mask"][0], res.footprint_images()[0], rtol=1e-6)
+        # NWB's image_mask is [roi, x, y] (x the width), as roiextractors reads it
+        np.testing.assert_allclose(ps["image_mask"][0], res.footprint_images()[0].T, rtol=1e-6)
         rrs = ophys["Fluorescence"]["RoiResponseSeries"]
         np.testing.assert_allclose(rrs.data[:], res.raw_traces.T, rtol=1e-6)
         assert ophys["DfOverF"]["RoiResponseSeries"].data.shape == (res.n_frames, res.n_components)

@@ -367,11 +367,11 @@ def test_empty_tif(tmp_path):
 
 
 def test_unknown_format(tmp_path):
-    path = tmp_path / "movie.avi"
+    path = tmp_path / "movie.mkv"
     path.write_bytes(b"RIFF....AVI ")
-    with pytest.raises(InputError, match=r"unknown format '\.avi'") as ei:
+    with pytest.raises(InputError, match=r"unknown format '\.mkv'") as ei:
         open_movie(path)
-    assert_one_line(ei, "movie.avi")
+    assert_one_line(ei, "movie.mkv")
 
 
 def test_format_sniffed_without_extension(tmp_path):

@@ -300,3 +300,11 @@ def test_miniscope_recording_folder(tmp_path):
     (folder / "1.avi").unlink()
     with pytest.raises(InputError, match="missing from the sequence: 1.avi"):
         open_movie(folder)
+
+
+def test_a_damaged_avi_is_one_line(tmp_path):
+    pytest.importorskip("av")
+    path = tmp_path / "0.avi"
+    path.write_bytes(b"RIFF....AVI ")
+    with pytest.raises(InputError, match=r"0\.avi: not a readable video"):
+        open_movie(path)

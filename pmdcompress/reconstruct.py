@@ -95,26 +95,30 @@ def build_cells(factors, y0: int, y1: int, x0: int, x1: int) -> list[Cell]:
 
 
 @jit
-def _epilogue_round_kernel(product, mean, flat, lo, hi):
-    # Integer output: flat = clip(floor(product + mean + 0.5), lo, hi), in float32
+def _epilogue_round_kernel(product, mean, out, lo, hi):
+    # Integer output: out = clip(floor(product + mean + 0.5), lo, hi), in float32
     # arithmetic (exact for every integer up to 2**24, which covers uint16/int16).
-    # One long contiguous loop per frame vectorises; the scatter into the
-    # (strided) output region is left to numpy's copy.
-    n, m = product.shape
+    # Written straight into the (strided) output region: a temporary and a second
+    # copy cost more than the short inner rows lose.
+    n, h, w = out.shape
     lo32 = np.float32(lo)
     hi32 = np.float32(hi)
     half = np.float32(0.5)
     for t in range(n):
-        for j in range(m):
-            flat[t, j] = np.floor(min(max(product[t, j] + mean[j] + half, lo32), hi32))
+        for i in range(h):
+            for j in range(w):
+                k = i * w + j
+                out[t, i, j] = np.floor(min(max(product[t, k] + mean[k] + half, lo32), hi32))
 
 
 @jit
-def _epilogue_float_kernel(product, mean, flat):
-    n, m = product.shape
+def _epilogue_float_kernel(product, mean, out):
+    n, h, w = out.shape
     for t in range(n):
-        for j in range(m):
-            flat[t, j] = product[t, j] + mean[j]
+        for i in range(h):
+            for j in range(w):
+                k = i * w + j
+                out[t, i, j] = product[t, k] + mean[k]
 
 
 def epilogue(product, mean, out, lo, hi, do_round):
@@ -123,15 +127,10 @@ def epilogue(product, mean, out, lo, hi, do_round):
     ``product``: (n, h*w) float32; ``mean``: (h*w,) float32.  Integer outputs are
     rounded to nearest and clipped to [lo, hi]; all arithmetic is float32.
     """
-    n, h, w = out.shape
-    direct = out.flags.c_contiguous
-    flat = out.reshape(n, h * w) if direct else np.empty((n, h * w), out.dtype)
     if do_round:
-        _epilogue_round_kernel(product, mean, flat, lo, hi)
+        _epilogue_round_kernel(product, mean, out, lo, hi)
     else:
-        _epilogue_float_kernel(product, mean, flat)
-    if not direct:
-        out[...] = flat.reshape(n, h, w)
+        _epilogue_float_kernel(product, mean, out)
 
 
 def dtype_limits(dtype) -> tuple[float, float, bool]:
@@ -163,6 +162,11 @@ def render(cells: list[Cell], temporal_block: np.ndarray, out: np.ndarray, y0: i
             product += trend_basis @ cell.trend
         epilogue(product, cell.mean, region, lo, hi, do_round)
 
+
+
+#: Default chunks of :meth:`PMDStore.to_dask`: (frames, pixels, pixels).
+DASK_CHUNK_FRAMES = 256
+DASK_CHUNK_PIXELS = 64
 
 class PMDStore:
     """A compressed movie: a lazy (T, Y, X) float32 array reconstructed on demand.
@@ -276,12 +280,28 @@ class PMDStore:
         render(self.cells(crop_y, crop_x), self.temporal_block(t0, t1), out, crop_y[0], crop_x[0], basis)
         return out
 
+    @property
+    def frame_rate(self) -> float | None:
+        """Frames per second of the input; None when unknown (never assumed)."""
+        from .store.zarr_store import store_frame_rate
+
+        return store_frame_rate(self.metadata)
+
     def to_dask(self, chunks=None):
-        """A dask array over the reconstruction (frames chunked like the store)."""
+        """A dask array over the reconstruction, each chunk reconstructed when computed.
+
+        Default chunks are (256 frames, 64, 64 pixels): dask does not narrow a
+        chunk's read to the slice asked of it, so chunks small in space keep crops
+        cheap (a 10x10 crop over 3000 frames costs a few 64x64 tiles, not whole
+        frames), and 256 frames keep single frames cheap.  Pass ``chunks`` (e.g.
+        ``(8, Y, X)`` for a viewer that shows whole frames) to choose otherwise.
+        """
         import dask.array as da  # dask loads only for users who ask for it
 
         if chunks is None:
-            chunks = (self.temporal.chunks[1], self.shape[1], self.shape[2])
+            t, y, x = self.shape
+            chunks = (max(1, min(t, DASK_CHUNK_FRAMES)), max(1, min(y, DASK_CHUNK_PIXELS)),
+                      max(1, min(x, DASK_CHUNK_PIXELS)))
         return da.from_array(self, chunks=chunks, asarray=False, fancy=False, name=f"pmd-{id(self)}")
 
     # -- information ----------------------------------------------------------

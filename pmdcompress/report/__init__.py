@@ -188,6 +188,7 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
             "truth": str(truth.path) if truth is not None else None,
             "shape": list(store.shape),
             "input_dtype": store.metadata.input_dtype,
+            "frame_rate": store.frame_rate if store.frame_rate is not None else "unknown",
         },
         "store": {k: info[k] for k in ("method", "patch_shape", "overlap", "n_patches", "total_rank",
                                        "rank_per_patch", "bytes_on_disk", "compression_ratio_bytes",

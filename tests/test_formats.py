@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -20,7 +21,14 @@ from pmdcompress.formats.batch_status import BATCH_STATUS, read_status, write_st
 from pmdcompress.formats.demix import DEMIX
 from pmdcompress.formats.null_cache import NULL_CACHE, NullCacheEntry, cache_key, read_null_cache, write_null_cache
 from pmdcompress.formats.report import REPORT, read_report, write_report
-from pmdcompress.formats.store import STORE, StoreMetadata, create_store, finish_store, read_store
+from pmdcompress.formats.store import (
+    STORE,
+    TEMPORAL_STEP,
+    StoreMetadata,
+    create_store,
+    finish_store,
+    read_store,
+)
 from pmdcompress.formats.truth import TRUTH, create_truth, finish_truth, read_truth
 from pmdcompress.simulate import load_truth
 from pmdcompress.solver.null import NULL_VERSION
@@ -81,7 +89,7 @@ def test_v1_report_status_and_null_cache_fixtures_read():
 
 
 def _metadata(**over):
-    d = dict(shape=(6, 5, 4), input_dtype="uint16", factor_dtype="float32", method="pmd", patch_shape=(5, 4),
+    d = dict(shape=(6, 5, 4), input_dtype="uint16", factor_dtype="int32", method="pmd", patch_shape=(5, 4),
              overlap=(0, 0), n_patches=1, total_rank=2, software_version="test", input={"name": "m.tif"},
              parameters={"seed": 0}, timings={"total_s": 1.0}, created="2026-01-01T00:00:00+00:00")
     d.update(over)
@@ -101,13 +109,17 @@ def test_store_metadata_round_trip_and_store_round_trip(tmp_path):
     temporal[...] = v
     finish_store(group, md)
     back = read_store(tmp_path / "s.pmd.zarr")
-    assert back.metadata == md
+    assert back.metadata == dataclasses.replace(md, manifest=back.metadata.manifest)
+    assert set(back.metadata.manifest) == set(arrays) | {"temporal", "temporal_scale", "spatial_scale"}
     for name, data in arrays.items():
-        np.testing.assert_array_equal(getattr(back, name), data)
-    np.testing.assert_array_equal(back.temporal[...], v)
+        if name != "spatial":
+            np.testing.assert_array_equal(getattr(back, name), data)
+    # Quantized factors: within half a step of what was written.
+    assert np.abs(back.temporal[...] - v).max() <= TEMPORAL_STEP / 2 + 1e-6
+    assert np.abs(back.spatial - arrays["spatial"]).max() <= 0.5 * np.abs(arrays["spatial"]).max() / 100
     # The model of docs/format.md, one patch, unit weights.
     store = pmdcompress.open(tmp_path / "s.pmd.zarr")
-    expected = arrays["mean"] + arrays["noise"] * (arrays["spatial"] @ v).T.reshape(6, 5, 4)
+    expected = arrays["mean"] + arrays["noise"] * (back.spatial @ back.temporal[...]).T.reshape(6, 5, 4)
     np.testing.assert_allclose(store[:], expected, rtol=1e-5, atol=1e-5)
 
 

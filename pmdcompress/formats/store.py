@@ -68,8 +68,8 @@ TEMPORAL_STEP = 1.0 / 16
 #: 16x larger rounding error (0.5 % of each component's noise) for a smaller store.
 TEMPORAL_STEPS = {"float32": TEMPORAL_STEP, "float16": 4 * TEMPORAL_STEP}
 #: Step of the factors while the store is being written: the temporal filter reads the re-fitted
-#: factors back, and must see them (nearly) exact.  Each row gets its final step when it is written
-#: whole (by the filter) or, at the latest, by :func:`finish_store`.
+#: factors back, and must see them (nearly) exact (its constrained search can jump between
+#: solutions for a tiny change of its input).  :func:`finish_store` rounds them to their final step.
 WORKING_STEP = 1.0 / 4096
 
 # Byte shuffle + zstd: the factors are noise-like floats, where shuffle is what
@@ -156,7 +156,7 @@ class TemporalFactors:
         self.array = array
         self.scale = scale
         self.where = where
-        #: Step of rows written whole (None: keep ``scale``); see :data:`WORKING_STEP`.
+        #: Step :func:`finish_store` gives every row (None: keep ``scale``); see :data:`WORKING_STEP`.
         self.final_step = final_step
         #: Degrees of freedom of each row as a piecewise-linear signal (:func:`piecewise_linear_df`),
         #: counted on the exact values of rows written whole (the temporal filter writes them so),
@@ -194,8 +194,6 @@ class TemporalFactors:
         if self.scale is None:
             raise StoreFormatError(f"{self.where}: a version-1 store is read-only")
         rows = self._whole_rows(key)
-        if rows is not None and rows.size and self.final_step is not None:
-            self.scale[rows] = self.final_step
         self.array[key] = quantize(value, self._scale_of(key), self.where, "temporal")
         if rows is not None and rows.size:
             if self.df is None:
@@ -318,7 +316,7 @@ def finish_store(writer: StoreWriter, metadata: StoreMetadata) -> None:
     where = str(writer)
     temporal = writer.temporal
     k, t = temporal.shape
-    # Rows still at the working step (no temporal filter) get their final step; blocks of ~64 MB.
+    # Every row gets its final step (from the working step), by blocks of ~64 MB.
     rows_per_block = int(np.clip((64 << 20) // (8 * max(t, 1)), 1, max(k, 1)))
     sum_sq = np.zeros(k)
     for k0 in range(0, k, rows_per_block):
@@ -336,7 +334,7 @@ def finish_store(writer: StoreWriter, metadata: StoreMetadata) -> None:
     scale = (step / (math.sqrt(max(n_pix, 1)) * np.maximum(rms, step))).astype(np.float32)
     _create(writer.group, "spatial_scale", scale, where)
     _create(writer.group, "spatial", quantize(writer.spatial, scale[None, :], where, "spatial"), where)
-    if temporal.df is not None and (temporal.df >= 0).all():
+    if metadata.parameters.get("temporal_filter") and temporal.df is not None and (temporal.df >= 0).all():
         _create(writer.group, "temporal_df", temporal.df.astype(np.int32), where)
     manifest = chunk_manifest(writer.path, ARRAYS) if writer.path is not None else None
     metadata = dataclasses.replace(metadata, factor_dtype=QUANTIZED_DTYPE, format_version=FORMAT_VERSION,

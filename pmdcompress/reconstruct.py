@@ -94,26 +94,30 @@ def build_cells(factors, y0: int, y1: int, x0: int, x1: int) -> list[Cell]:
 
 
 @jit
-def _epilogue_round_kernel(product, mean, flat, lo, hi):
-    # Integer output: flat = clip(floor(product + mean + 0.5), lo, hi), in float32
+def _epilogue_round_kernel(product, mean, out, lo, hi):
+    # Integer output: out = clip(floor(product + mean + 0.5), lo, hi), in float32
     # arithmetic (exact for every integer up to 2**24, which covers uint16/int16).
-    # One long contiguous loop per frame vectorises; the scatter into the
-    # (strided) output region is left to numpy's copy.
-    n, m = product.shape
+    # Written straight into the (strided) output region: a temporary and a second
+    # copy cost more than the short inner rows lose.
+    n, h, w = out.shape
     lo32 = np.float32(lo)
     hi32 = np.float32(hi)
     half = np.float32(0.5)
     for t in range(n):
-        for j in range(m):
-            flat[t, j] = np.floor(min(max(product[t, j] + mean[j] + half, lo32), hi32))
+        for i in range(h):
+            for j in range(w):
+                k = i * w + j
+                out[t, i, j] = np.floor(min(max(product[t, k] + mean[k] + half, lo32), hi32))
 
 
 @jit
-def _epilogue_float_kernel(product, mean, flat):
-    n, m = product.shape
+def _epilogue_float_kernel(product, mean, out):
+    n, h, w = out.shape
     for t in range(n):
-        for j in range(m):
-            flat[t, j] = product[t, j] + mean[j]
+        for i in range(h):
+            for j in range(w):
+                k = i * w + j
+                out[t, i, j] = product[t, k] + mean[k]
 
 
 def epilogue(product, mean, out, lo, hi, do_round):
@@ -122,15 +126,10 @@ def epilogue(product, mean, out, lo, hi, do_round):
     ``product``: (n, h*w) float32; ``mean``: (h*w,) float32.  Integer outputs are
     rounded to nearest and clipped to [lo, hi]; all arithmetic is float32.
     """
-    n, h, w = out.shape
-    direct = out.flags.c_contiguous
-    flat = out.reshape(n, h * w) if direct else np.empty((n, h * w), out.dtype)
     if do_round:
-        _epilogue_round_kernel(product, mean, flat, lo, hi)
+        _epilogue_round_kernel(product, mean, out, lo, hi)
     else:
-        _epilogue_float_kernel(product, mean, flat)
-    if not direct:
-        out[...] = flat.reshape(n, h, w)
+        _epilogue_float_kernel(product, mean, out)
 
 
 def dtype_limits(dtype) -> tuple[float, float, bool]:

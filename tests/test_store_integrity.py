@@ -110,7 +110,10 @@ def test_non_finite_factors_are_refused_on_write(tmp_path):
         temporal[:, 0:4] = np.array([[0.0, np.inf, 1.0, 2.0]])
 
 
-def test_version_1_stores_still_read_with_a_warning(caplog):
+def test_version_1_stores_still_read_with_a_warning(caplog, monkeypatch):
+    from pmdcompress.formats import store as fmt
+
+    monkeypatch.setattr(fmt, "_warned_v1", set())  # warned once per store and process
     with caplog.at_level(logging.WARNING, logger="pmdcompress"):
         store = pmdcompress.open(V1)
     assert store.metadata.format_version == 1 and store.metadata.frame_rate is None

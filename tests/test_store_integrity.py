@@ -93,6 +93,9 @@ def test_an_altered_chunk_of_the_same_size_fails_its_checksum(damaged, array, ho
         pmdcompress.open(damaged)[:]
     result = pmd("demix", damaged, "-o", damaged.with_name("d.demix.zarr"))
     assert result.exit_code == 2 and f"chunk '{key}' cannot be read" in result.output
+    result = pmd("decompress", damaged, "-o", damaged.with_name("out.tif"))
+    assert result.exit_code == 2 and f"chunk '{key}' cannot be read" in result.output
+    assert sorted(p.name for p in damaged.parent.iterdir()) == ["copy.pmd.zarr"]  # nothing half-written left
 
 
 def test_non_finite_factors_are_refused_on_write(tmp_path):

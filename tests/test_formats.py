@@ -202,3 +202,14 @@ def test_a_damaged_fixture_copy_names_the_file(tmp_path):
         read_status(copy)
     with pytest.raises(StoreFormatError, match="no such report"):
         read_report(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("folder, array, opener", [
+    ("sim.demix.zarr", "traces", open_demix), ("sim.truth.zarr", "footprints", read_truth)])
+def test_a_damaged_chunk_of_a_demix_result_or_truth_is_named(tmp_path, folder, array, opener):
+    copy = tmp_path / folder
+    shutil.copytree(V1 / folder, copy)
+    chunk = next(p for p in (copy / array / "c").rglob("*") if p.is_file())
+    chunk.write_bytes(b"\0" * chunk.stat().st_size)
+    with pytest.raises(StoreFormatError, match=rf"{folder}: chunk '{array}/c/[0/]+' cannot be read"):
+        opener(copy)

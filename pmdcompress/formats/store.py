@@ -374,25 +374,29 @@ def open_group(path) -> zarr.Group:
         raise StoreFormatError(f"{where}: cannot open as a Zarr store ({type(exc).__name__}: {exc})") from exc
 
 
-def read_array(array, key, where: str, name: str):
+def read_array(array, key, where: str, name: str, what: str = "store"):
     """``array[key]``; a chunk that cannot be decoded (checksum, codec) is named in a one-line error."""
     try:
         return array[key]
-    except StoreFormatError:
+    except (StoreFormatError, MemoryError):
         raise
     except Exception as exc:
-        raise StoreFormatError(f"{where}: {_damaged_chunk(array, name)} cannot be read "
-                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                               "the store is damaged") from exc
+        chunk = _damaged_chunk(array, name)
+        if chunk is None:  # every chunk decodes alone: not damage
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise StoreFormatError(f"{where}: chunk '{chunk}' cannot be read ({type(exc).__name__}: {reason}); "
+                               f"the {what} is damaged") from exc
 
 
-def _damaged_chunk(array, name: str) -> str:
+def _damaged_chunk(array, name: str) -> str | None:
+    """The key of the first chunk of ``array`` that cannot be decoded, or None."""
     for index in np.ndindex(*array.cdata_shape):
         try:
             array.blocks[index]
         except Exception:  # noqa: BLE001 - any failure marks the chunk
-            return f"chunk '{name}/c/{'/'.join(map(str, index))}'"
-    return f"array '{name}'"
+            return f"{name}/c/{'/'.join(map(str, index))}"
+    return None
 
 
 def _check_manifest(root: Path, manifest: dict, where: str) -> None:

@@ -197,6 +197,7 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
             "truth": str(truth.path) if truth is not None else None,
             "shape": list(store.shape),
             "input_dtype": store.metadata.input_dtype,
+            "frame_rate": store.frame_rate if store.frame_rate is not None else "unknown",
         },
         "store": {k: info[k] for k in ("method", "patch_shape", "overlap", "n_patches", "total_rank",
                                        "rank_per_patch", "bytes_on_disk", "compression_ratio_bytes",
@@ -391,7 +392,8 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
         else:
             if movie is not None:
                 raise OptionError("{movie} applies only when denoising an existing store", "movie")
-            selection = {k: compress_options.pop(k) for k in ("frames", "plane", "channel", "dataset")
+            selection = {k: compress_options.pop(k) for k in ("frames", "plane", "channel", "dataset",
+                                                              "frame_rate", "frame_shape")
                          if k in compress_options}
             # Denoising defaults to the penalized solver: it removes more noise
             # than svd for ~2x the time (benchmarks/bench_compress.py).

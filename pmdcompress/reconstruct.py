@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from ._numba import jit
 from .formats.store import read_store
@@ -176,7 +175,8 @@ class PMDStore:
     """
 
     def __init__(self, path):
-        self.path = Path(path) if not isinstance(path, zarr.Group) else None
+        # None: an open group, or a store still being written under its temporary name.
+        self.path = Path(path) if isinstance(path, str | os.PathLike) else None
         contents = read_store(path)
         self.metadata = contents.metadata
         self.mean = contents.mean
@@ -186,6 +186,8 @@ class PMDStore:
         self.weights_y = contents.weights_y
         self.weights_x = contents.weights_x
         self.spatial = contents.spatial
+        self.spatial_scale = contents.spatial_scale  # (K,) rounding step of each spatial column; None: version 1
+        self.temporal_df = contents.temporal_df  # (K,) degrees of freedom of the filtered factors, or None
         self.temporal = contents.temporal
         self.trend = contents.trend
         self.trend_frames = contents.trend_frames

@@ -53,7 +53,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BatchError, InputError, OptionError, PMDError
+from . import checkpoints
+from .errors import BatchError, InputError, OptionError, PMDError, Terminated
 from .options import CompressOptions, DemixOptions, parse_pair
 from .progress import null_progress
 
@@ -666,6 +667,7 @@ def process_movie(job: MovieJob, output_dir, steps: Sequence[str] = ("compress",
         current = None
         redo = overwrite
         try:
+            checkpoints.checkpoint("movie", job.path)
             for step in steps:
                 current = step
                 if not redo and _step_check(job, folder, step, previous) is None:
@@ -720,6 +722,8 @@ def _interrupts_raise():
         return
 
     def handler(signum, frame):
+        if signum == signal.SIGTERM:
+            raise Terminated(f"signal {signal.Signals(signum).name}")
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     previous = {}

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError, MissingDependencyError, OptionError
+from ..io.atomic import atomic_output, check_output_path, output_lock
 from ..options import DemixOptions, positive_float
 
 log = logging.getLogger("pmdcompress")
@@ -96,11 +97,7 @@ def demix(
     tile by tile, and every product with the movie goes through the factors
     (``A.T (U V) = (A.T U) V``).  See docs/demix.md.
     """
-    from ..io.atomic import atomic_output, check_output_path
-    from ..parallel import blas_threads
     from ..store.zarr_store import PMDStore
-    from . import pipeline
-    from .result import write_result
 
     opts = DemixOptions.create(kind=kind, fs=positive_float(fs, "fs", what="a positive frame rate in Hz"),
                                seed_from_mean=bool(seed_from_mean), **options)
@@ -118,10 +115,20 @@ def demix(
 
     output = Path(output)
     siblings = sibling_paths(output)
-    check_output_path(output, overwrite=overwrite)
+    inputs = [store_or_path.path if isinstance(store_or_path, PMDStore) else store_or_path]
+    check_output_path(output, overwrite=overwrite, inputs=inputs, folder=True)
     wanted = list(exports) + (["contours", "traces"] if figures else [])
     for key in wanted:
-        check_output_path(siblings[key], overwrite=overwrite)
+        check_output_path(siblings[key], overwrite=overwrite, inputs=inputs, folder=key == "suite2p")
+    with output_lock(output):  # one writer from the start
+        return _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs)
+
+
+def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs):
+    from ..parallel import blas_threads
+    from ..store.zarr_store import PMDStore
+    from . import pipeline
+    from .result import write_result
 
     if isinstance(store_or_path, PMDStore):
         store = store_or_path
@@ -132,6 +139,9 @@ def demix(
     t_len, height, width = store.shape
     if t_len < 2:
         raise InputError(f"{store.path}: {t_len} frame(s); demixing needs at least 2")
+    if store.metadata.total_rank == 0:
+        log.warning("%s: the store holds no components (rank 0: nothing above the noise); the result is empty",
+                    store.path or "store")
 
     t0 = time.perf_counter()
     with blas_threads(1):
@@ -150,7 +160,7 @@ def demix(
         },
     )
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
-    with atomic_output(output, overwrite=overwrite) as tmp:
+    with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
         write_result(result, tmp)
     result.path = output
     log.info("demix: %d components -> %s", result.n_components, output)
@@ -158,9 +168,9 @@ def demix(
     if figures:
         from . import figures as figs
 
-        with atomic_output(siblings["contours"], overwrite=overwrite) as tmp:
+        with atomic_output(siblings["contours"], overwrite=overwrite, inputs=inputs) as tmp:
             figs.contours_png(result, tmp)
-        with atomic_output(siblings["traces"], overwrite=overwrite) as tmp:
+        with atomic_output(siblings["traces"], overwrite=overwrite, inputs=inputs) as tmp:
             figs.traces_png(result, tmp)
         result.extra_outputs.update(contours=siblings["contours"], traces=siblings["traces"])
     if exports:
@@ -168,7 +178,7 @@ def demix(
 
         writers = {"caiman": ex.write_caiman, "suite2p": ex.write_suite2p, "nwb": ex.write_nwb}
         for name in exports:
-            with atomic_output(siblings[name], overwrite=overwrite) as tmp:
+            with atomic_output(siblings[name], overwrite=overwrite, inputs=inputs, folder=name == "suite2p") as tmp:
                 writers[name](result, tmp)
             result.extra_outputs[name] = siblings[name]
     result.metadata["timings"]["total_s"] = time.perf_counter() - t0

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError, OptionError
-from ..io.atomic import atomic_output, check_output_path
+from ..io.atomic import atomic_output, check_output_path, output_lock, partial_path
 from ..io.readers import Movie, open_movie
 from ..options import output_dtype
 from ..store.zarr_store import PMDStore, open_store
@@ -94,9 +94,30 @@ def _open_truth(truth, shape):
 
 
 def _check_pair(movie: Movie | None, store: PMDStore) -> None:
-    if movie is not None and tuple(movie.shape) != tuple(store.shape):
-        where = store.path or "the store"
+    if movie is None:
+        return
+    where = store.path or "the store"
+    if tuple(movie.shape) != tuple(store.shape):
         raise InputError(f"{movie.name}: shape {tuple(movie.shape)} does not match {where} {tuple(store.shape)}")
+
+
+def _check_identity(movie: Movie, store: PMDStore) -> None:
+    """Warn when ``movie`` is not the file ``store`` was made from (by size, then sha256)."""
+    where = store.path or "the store"
+    recorded = store.metadata.input or {}
+    if movie.path is None or not movie.path.is_file() or not recorded.get("sha256"):
+        return
+    size = movie.path.stat().st_size
+    if recorded.get("size_bytes") not in (None, size):
+        differs = f"{size} bytes, the store's input {recorded.get('name')} had {recorded['size_bytes']}"
+    else:
+        with open(movie.path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if digest == recorded["sha256"]:
+            return
+        differs = f"sha256 {digest[:12]}..., the store's input {recorded.get('name')} had {recorded['sha256'][:12]}..."
+    log.warning("warning: %s is not the movie %s was made from (%s); the report compares different recordings",
+                movie.name, where, differs)
 
 
 # --------------------------------------------------------------------------- analysis
@@ -290,7 +311,8 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
     dict
         The content of ``report.json``.
     """
-    check_output_path(folder, overwrite=overwrite)
+    inputs = _paths(movie, store, truth)
+    check_output_path(folder, overwrite=overwrite, inputs=inputs, folder=True)
     if not isinstance(store, PMDStore):
         store = open_store(store)
     with contextlib.ExitStack() as stack:
@@ -299,9 +321,20 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         _prefetch_matplotlib()
         data = analyse(movie, store, truth=truth, heldout=heldout, movie_preview=movie_preview, workers=workers,
                        progress=progress, defer_heldout=True)
-        with atomic_output(folder, overwrite=overwrite) as tmp:
+        with atomic_output(folder, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
             report = _write_report(Path(tmp), data, store, movie_preview)
     return report
+
+
+def _paths(*items) -> list:
+    """The paths among ``items`` (inputs given as paths; arrays, movies and stores in memory are not files)."""
+    out = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            out.append(item)
+        elif getattr(item, "path", None) is not None:
+            out.append(item.path)
+    return out
 
 
 def _open_raw(movie, store: PMDStore, stack: contextlib.ExitStack) -> Movie | None:
@@ -316,6 +349,7 @@ def _open_raw(movie, store: PMDStore, stack: contextlib.ExitStack) -> Movie | No
     opened = open_movie(movie)
     stack.callback(opened.close)
     _check_pair(opened, store)
+    _check_identity(opened, store)
     return opened
 
 
@@ -365,20 +399,22 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
     start = time.perf_counter()
     given_store = is_store(movie_or_store)
     # Validate every output before any work.
-    check_output_path(output, overwrite=overwrite)
+    inputs = _paths(movie_or_store, movie, truth)
+    check_output_path(output, overwrite=overwrite, inputs=inputs)
     if report is not None:
-        check_output_path(report, overwrite=overwrite)
+        check_output_path(report, overwrite=overwrite, inputs=inputs, folder=True)
         if Path(report).resolve() == Path(output).resolve():
             raise InputError(f"{report}: the report folder and the output movie must differ")
     if store is not None:
         if given_store:
             raise OptionError(f"{store}: {{store}} applies only when denoising a movie, not a store", "store")
-        check_output_path(store, overwrite=overwrite)
+        check_output_path(store, overwrite=overwrite, inputs=inputs, folder=True)
     if given_store and compress_options:
         raise InputError(f"{movie_or_store}: compression options ({', '.join(sorted(compress_options))}) do not "
                          "apply to an existing store")
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(output_lock(output))  # held from the start: one writer per output
         if given_store:
             st = movie_or_store if isinstance(movie_or_store, PMDStore) else open_store(movie_or_store)
             raw = _open_raw(movie, st, stack) if report is not None else None
@@ -395,7 +431,8 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
                 stack.callback(raw.close)
             if store is None:
                 parent = Path(output).resolve().parent
-                tmpdir = tempfile.mkdtemp(prefix=".pmd-denoise-", dir=parent)
+                tmpdir = partial_path(parent / Path(output).name)  # a dead run's is cleaned like any partial
+                tmpdir.mkdir()
                 stack.callback(shutil.rmtree, tmpdir, ignore_errors=True)
                 store_path = Path(tmpdir) / "movie.pmd.zarr"
             else:
@@ -412,15 +449,16 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
         if report is None:
             from ..decompression import decompress
 
-            decompress(st, output, dtype=str(out_dtype), overwrite=overwrite, workers=workers, progress=progress)
+            decompress(st, output, dtype=str(out_dtype), overwrite=overwrite, workers=workers, progress=progress,
+                       inputs=inputs)
             timings["write_s"] = time.perf_counter() - t
         else:
             from ..io.writers import open_writer
 
             tru = _open_truth(truth, st.shape)
             # The report folder is renamed into place first, then the movie: both, or neither.
-            writer = stack.enter_context(open_writer(output, st.shape, out_dtype, overwrite=overwrite))
-            tmp = Path(stack.enter_context(atomic_output(report, overwrite=overwrite)))
+            writer = stack.enter_context(open_writer(output, st.shape, out_dtype, overwrite=overwrite, inputs=inputs))
+            tmp = Path(stack.enter_context(atomic_output(report, overwrite=overwrite, inputs=inputs, folder=True)))
             _prefetch_matplotlib()
             data = analyse(raw, st, truth=tru, writer=writer, write_dtype=out_dtype, heldout=heldout,
                            movie_preview=movie_preview, workers=workers, progress=progress, defer_heldout=True)

@@ -26,6 +26,17 @@ def periodic_hann(length: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * n / length)).astype(np.float32)
 
 
+def welch_band(segment: int) -> tuple[np.ndarray, float, int, int]:
+    """The Welch noise band of one segment length: (window, sum of its squares, first bin, end bin).
+
+    The noise is the mean periodogram over bins ``lo <= k < hi``, the upper half
+    band ``L/4 < k <= L/2``; :class:`NoiseAccumulator` and the report's spectra
+    (:class:`pmdcompress.report.noise.Spectra`) both measure it with these.
+    """
+    window = periodic_hann(segment)
+    return window, float(np.sum(window.astype(np.float64) ** 2)), segment // 4 + 1, segment // 2 + 1
+
+
 @jit
 def _windowed_kernel(block, window, out):
     # out[t, p] = block[t, p] * window[t]; block of any numeric dtype, (L, P).
@@ -85,10 +96,7 @@ class NoiseAccumulator:
             return
         segs = _segments(n, self.segment)
         seg_len = segs[0][1] - segs[0][0]
-        window = periodic_hann(seg_len)
-        lo = seg_len // 4 + 1
-        hi = seg_len // 2 + 1
-        norm = float(np.sum(window.astype(np.float64) ** 2))
+        window, norm, lo, hi = welch_band(seg_len)
         buf = np.empty((seg_len, block.shape[1]), np.float32)
         power = np.zeros(block.shape[1], np.float64)
         for s0, s1 in segs:
@@ -235,3 +243,14 @@ def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 64) -> tupl
         return float(np.sum(a * b, dtype=np.float64) / den) if den > 0 else 0.0
 
     return corr(d[:, :-1, :], d[:, 1:, :]), corr(d[:, :, :-1], d[:, :, 1:])
+
+
+def trend_basis(frames: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation weights, shape (len(frames), len(knots)).
+
+    ``trend(t) = trend_basis(t, knots) @ trend_values``: linear between knots,
+    constant beyond the first and last (docs/format.md, ``trend``).
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    eye = np.eye(len(knots))
+    return np.stack([np.interp(frames, knots, eye[j]) for j in range(len(knots))], axis=1).astype(np.float32)

@@ -17,17 +17,17 @@ from click.testing import CliRunner
 import pmdcompress
 from conftest import blobs_movie
 from pausing import PausedRun, PauseFifos
-from pmdcompress import cluster
-from pmdcompress.batch import (
+from pmdcompress.cli.batch import batch_command
+from pmdcompress.demix import open_demix
+from pmdcompress.errors import InputError
+from pmdcompress.pipeline import cluster
+from pmdcompress.pipeline.batch import (
     SUMMARY_NAME,
     plan_batch,
     prepare_sbatch,
     read_status,
     run_batch,
 )
-from pmdcompress.cli.batch import batch_command
-from pmdcompress.demix import open_demix
-from pmdcompress.errors import InputError
 
 OPTIONS = {"patch_shape": 24, "overlap": 6}
 
@@ -65,7 +65,7 @@ def references(recordings, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    """A real LocalCluster of 2 single-threaded worker processes, started through pmdcompress.cluster."""
+    """A real LocalCluster of 2 single-threaded worker processes, started through pmdcompress.pipeline.cluster."""
     with pytest.MonkeyPatch.context() as mp:
         # Workers are spawned processes: give them the session's null cache (conftest sets it per test only).
         mp.setenv("PMD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "null-cache"))

@@ -39,7 +39,7 @@ from click.testing import CliRunner
 
 from pmdcompress import checkpoints
 from pmdcompress.cli import main
-from pmdcompress.compression import compress
+from pmdcompress.pipeline.compress import compress
 from pmdcompress.io import atomic
 from pmdcompress.simulate import simulate_movie
 
@@ -516,7 +516,7 @@ def _enospc(mp, module, name, code=errno.ENOSPC):
 
 
 def _store_module():
-    from pmdcompress import compression
+    from pmdcompress.pipeline import compress as compression
 
     return compression
 

@@ -1,7 +1,7 @@
 """``pmd compress``, ``pmd decompress`` and ``pmd info``: a movie into a store and back.
 
-Thin click commands over :mod:`pmdcompress.compression` and
-:mod:`pmdcompress.decompression`; the heavy imports happen inside them so that
+Thin click commands over :mod:`pmdcompress.pipeline.compress` and
+:mod:`pmdcompress.pipeline.decompress`; the heavy imports happen inside them so that
 ``pmd --help`` stays fast.
 """
 
@@ -49,19 +49,22 @@ from .common import say as _say
                    "(default: threads here, or $DASK_SCHEDULER_ADDRESS).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
-def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap, method, max_rank,
-             consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, detrend, seed, workers, scheduler,
-             overwrite):
-    """Compress MOVIE (TIFF, Zarr, .npy, HDF5) into a store of low-rank factors."""
-
-    from ..cluster import open_client
-    from ..compression import compress as run
+def compress(ctx, movie, output, frames, plane, channel, dataset, frame_rate, frame_shape, patch, overlap, method,
+             max_rank, consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, detrend, seed, workers,
+             scheduler, overwrite):
+    """Compress MOVIE (TIFF/ScanImage, Zarr, .npy, HDF5, suite2p .bin, CaImAn .mmap, NWB) into a store of
+    low-rank factors.  The movie must be motion-corrected (registered) first."""
+    from ..options import parse_pair
+    from ..pipeline.cluster import open_client
+    from ..pipeline.compress import compress as run
 
     cluster = None
     if scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"):
         cluster = open_client(scheduler)
     with cluster or contextlib.nullcontext() as client:
         store = run(movie, output, frames=frames, plane=plane, channel=channel, dataset=dataset,
+                    frame_rate=frame_rate,
+                    frame_shape=None if frame_shape is None else parse_pair(frame_shape, "frame_shape"),
                     overwrite=overwrite, workers=workers, client=client, progress=_progress(ctx),
                     patch_shape=patch, overlap=overlap, method=method, max_rank=max_rank,
                     consecutive_failures=consecutive_failures, fit_frames=fit_frames, fit_bin=fit_bin,
@@ -86,7 +89,7 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap
 def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
     """Reconstruct a movie (or frames / a crop of it) from STORE."""
 
-    from ..decompression import decompress as run
+    from ..pipeline.decompress import decompress as run
 
     start = time.perf_counter()
     result = run(store, output, frames=frames, crop=crop, dtype=dtype, overwrite=overwrite, workers=workers,
@@ -100,7 +103,7 @@ def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
 @click.option("--json", "as_json", is_flag=True, help="Print the information as JSON on stdout.")
 def info(store, as_json):
     """Shape, ranks per patch, bytes on disk, compression ratios, timings and parameters of STORE."""
-    from ..store.zarr_store import open_store
+    from ..reconstruct import open_store
 
     d = open_store(store).info()
     if as_json:
@@ -112,6 +115,8 @@ def info(store, as_json):
         f"format          pmdcompress-store v{d['format_version']} (pmdcompress {d['software_version']})",
         f"method          {d['method']}",
         f"shape (T,Y,X)   {' x '.join(map(str, d['shape']))}  ({d['input_dtype']})",
+        "frame rate      " + (f"{d['frame_rate']:g} Hz ({d.get('frame_rate_source') or 'given'})"
+                              if d.get("frame_rate") else "unknown (give --fs to pmd demix)"),
         f"patches         {d['n_patches']} of {d['patch_shape'][0]}x{d['patch_shape'][1]}, overlap "
         f"{d['overlap'][0]}x{d['overlap'][1]}",
         f"rank            {d['total_rank']} in all; per patch min {r['min']}, median {r['median']:g}, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError, MissingDependencyError, OptionError
@@ -51,11 +52,12 @@ def demix(
     output,
     *,
     kind: str = "2p",
-    fs: float = 30.0,
+    fs: float | None = None,
     export=(),
     overwrite: bool = False,
     seed_from_mean: bool = False,
     figures: bool = True,
+    nwb_metadata=None,
     **options,
 ):
     """Find neurons in a compressed movie: footprints, traces, dF/F, background, metrics.
@@ -72,7 +74,10 @@ def demix(
         Two-photon calcium (low-rank smooth background), one-photon calcium
         (ring-model background, see ``background_model``), voltage (signed traces, no skewness test).
     fs : float, optional
-        Frame rate in Hz (dF/F window, binning, exports).
+        Frame rate in Hz (dF/F window, binning, exports); default the store's
+        (from the movie's metadata).  When neither knows it, the result says
+        "unknown": windows are set in frames, a warning says so, and the NWB
+        export (which needs a rate) asks for ``fs``.
     export : str or sequence of str, optional
         Any of ``"caiman"``, ``"suite2p"``, ``"nwb"`` (``nwb`` needs ``pip install pynwb``).
     overwrite : bool, optional
@@ -82,6 +87,10 @@ def demix(
         (cells that never fire); their footprints stay fixed.
     figures : bool, optional
         Write ``contours.png`` and ``traces.png``.
+    nwb_metadata : str, path-like or dict, optional
+        Session metadata for the NWB export (subject, session start, experimenter,
+        indicator, location; a YAML file, see :mod:`pmdcompress.demix.nwb_metadata`);
+        with it the NWB file passes nwbinspector's DANDI configuration.
     **options
         Any field of :class:`~pmdcompress.demix.DemixOptions` (``cell_radius``,
         ``corr_threshold``, ``background_rank``, ``max_num_iter``, ...).
@@ -97,11 +106,16 @@ def demix(
     tile by tile, and every product with the movie goes through the factors
     (``A.T (U V) = (A.T U) V``).  See docs/demix.md.
     """
-    from ..store.zarr_store import PMDStore
+    from ..reconstruct import PMDStore
 
-    opts = DemixOptions.create(kind=kind, fs=positive_float(fs, "fs", what="a positive frame rate in Hz"),
-                               seed_from_mean=bool(seed_from_mean), **options)
+    if fs is not None:
+        fs = positive_float(fs, "fs", what="a positive frame rate in Hz")
+    opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=bool(seed_from_mean), **options)
     exports = _parse_export(export)
+    if nwb_metadata is not None:
+        from .nwb_metadata import load_nwb_metadata
+
+        nwb_metadata = load_nwb_metadata(nwb_metadata)  # checked before any work
     if "nwb" in exports:
         try:
             import pynwb  # noqa: F401
@@ -121,19 +135,19 @@ def demix(
     for key in wanted:
         check_output_path(siblings[key], overwrite=overwrite, inputs=inputs, folder=key == "suite2p")
     with output_lock(output):  # one writer from the start
-        return _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs)
+        return _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata)
 
 
-def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs):
+def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata):
     from ..parallel import blas_threads
-    from ..store.zarr_store import PMDStore
+    from ..reconstruct import PMDStore
     from . import pipeline
     from .result import write_result
 
     if isinstance(store_or_path, PMDStore):
         store = store_or_path
     else:
-        from ..store.zarr_store import open_store
+        from ..reconstruct import open_store
 
         store = open_store(store_or_path)
     t_len, height, width = store.shape
@@ -142,6 +156,18 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
     if store.metadata.total_rank == 0:
         log.warning("%s: the store holds no components (rank 0: nothing above the noise); the result is empty",
                     store.path or "store")
+    fs_source = "given"
+    if fs is None:
+        fs, fs_source = store.frame_rate, "store"
+        opts = replace(opts, fs=fs)
+    if fs is None:
+        fs_source = "unknown"
+        log.warning("%s: frame rate unknown; dF/F windows are set in frames and outputs say 'unknown' (give fs,"
+                    " pmd demix --fs, for rates in the exports)", store.path or "store")
+        for name in ("nwb", "suite2p"):
+            if name in exports:
+                raise InputError(f"{store.path or 'store'}: the {name} export needs the frame rate, which the store"
+                                 " does not know; give it with --fs (fs=)")
 
     t0 = time.perf_counter()
     with blas_threads(1):
@@ -158,6 +184,7 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
             "store_total_rank": store.metadata.total_rank,
             "movie": store.metadata.input,
         },
+        fs_source=fs_source,
     )
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
     with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
@@ -176,7 +203,9 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
     if exports:
         from . import export as ex
 
-        writers = {"caiman": ex.write_caiman, "suite2p": ex.write_suite2p, "nwb": ex.write_nwb}
+        writers = {"caiman": ex.write_caiman,
+                   "suite2p": lambda res, tmp: ex.write_suite2p(res, tmp, final_path=siblings["suite2p"].resolve()),
+                   "nwb": lambda res, tmp: ex.write_nwb(res, tmp, metadata=nwb_metadata)}
         for name in exports:
             with atomic_output(siblings[name], overwrite=overwrite, inputs=inputs, folder=name == "suite2p") as tmp:
                 writers[name](result, tmp)

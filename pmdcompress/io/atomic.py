@@ -73,6 +73,17 @@ def check_not_input(output: str | os.PathLike, inputs) -> None:
             raise OutputError(f"{output}: is inside the input {item}; choose another output path", "overwrite")
 
 
+def input_paths(*items) -> list:
+    """The paths among ``items``: inputs given as paths, or objects with a ``path`` (a Movie, a store)."""
+    out = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            out.append(item)
+        elif isinstance(getattr(item, "path", None), (str, os.PathLike)):
+            out.append(item.path)
+    return out
+
+
 def is_folder_output(path: str | os.PathLike) -> bool:
     """Whether the output at ``path`` is a folder (by its suffix: .zarr, .suite2p, or none)."""
     suffix = Path(path).suffix.lower()

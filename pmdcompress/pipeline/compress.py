@@ -1,0 +1,539 @@
+"""The compression pipeline: read → statistics → fit per patch → re-fit → store.
+
+Three streaming passes, none of which holds the movie as float:
+
+1. *statistics*: every chunk of frames once, for the per-pixel mean and noise
+   level, and to fill the (small) fit buffer with temporally binned frames;
+2. *fit*: each patch of the standardised fit buffer goes to the solver, which
+   returns the spatial components it keeps (tested against a simulated null);
+3. *re-fit*: every chunk again, projecting each patch onto its spatial
+   components — the least-squares temporal factors on the full movie — written
+   straight into the store's time-chunked ``temporal`` array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .. import __version__
+from ..errors import InputError
+from ..formats.store import StoreMetadata, create_store, finish_store
+from ..io.atomic import atomic_output, check_output_path
+from ..io.readers import Movie, open_movie
+from ..options import MIN_FRAMES, CompressOptions, workers_count
+from ..parallel import Executor, default_workers
+from ..preflight import check_compressible, check_store_fits
+from ..preprocess import (
+    NoiseAccumulator,
+    chunk_statistics,
+    live_pixels,
+    noise_neighbour_correlation,
+    safe_scale,
+    trend_basis,
+)
+from ..progress import null_progress
+from ..reconstruct import PMDStore
+from ..solver import get_solver
+from ..solver.null import null_thresholds, round_correlation
+from ..solver.temporal import trend_filter_rows
+from ..tiling import Tiling, extract_patch
+
+log = logging.getLogger("pmdcompress")
+
+#: Auto binning never averages more frames than this (fast transients survive it).
+MAX_AUTO_BIN = 4
+#: Welch segments come from at most this many chunks, spread over the movie.
+MAX_NOISE_CHUNKS = 6
+#: Float32 bytes of one chunk of frames (sets the chunk length).
+CHUNK_BYTES = 64 * 2**20
+
+
+@dataclass
+class FitPlan:
+    """Which frames go into the fit buffer: bins of ``bin`` frames, some of them."""
+
+    bin: int
+    bins: np.ndarray  # selected bin indices (sorted); bin j = frames [j*bin, (j+1)*bin)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.bins)
+
+
+def plan_fit(n_frames: int, fit_frames: int, fit_bin: int | None) -> FitPlan:
+    """Bin factor and bins for the fit: all bins when they fit, else evenly spread windows."""
+    if fit_bin is None:
+        fit_bin = int(np.clip(round(n_frames / fit_frames), 1, MAX_AUTO_BIN))
+    fit_bin = max(1, min(fit_bin, n_frames // MIN_FRAMES or 1))
+    n_bins = n_frames // fit_bin
+    if n_bins <= fit_frames:
+        return FitPlan(fit_bin, np.arange(n_bins))
+    window = min(100, fit_frames)
+    n_windows = int(np.ceil(fit_frames / window))
+    starts = np.round(np.linspace(0, n_bins - window, n_windows)).astype(np.int64)
+    bins = np.unique(np.concatenate([np.arange(s, s + window) for s in starts]))[:fit_frames]
+    return FitPlan(fit_bin, bins)
+
+
+def denoise_trend(deviations: np.ndarray, noise: np.ndarray, chunk_frames: int) -> np.ndarray:
+    """Low-rank part of the chunk means' deviations from the mean, (n_knots, P) float32.
+
+    Each chunk mean still carries noise (std ~ noise / sqrt(chunk_frames)) at every
+    pixel; a baseline such as bleaching is spatially structured and of low rank.
+    So the deviations are standardised by that noise and only singular
+    components above the noise edge (Marchenko-Pastur, sqrt(n) + sqrt(P), with a
+    20 % margin) are kept.
+    """
+    unit = np.where(noise > 0, noise, 1.0) / np.sqrt(chunk_frames)
+    z = deviations / unit
+    u, s, vt = np.linalg.svd(z, full_matrices=False)
+    edge = 1.2 * (np.sqrt(z.shape[0]) + np.sqrt(z.shape[1]))
+    k = int(np.sum(s > edge))
+    return ((u[:, :k] * s[:k]) @ vt[:k] * unit).astype(np.float32)
+
+
+def _chunk_bounds(n_frames: int, chunk: int) -> list[tuple[int, int]]:
+    return [(s, min(s + chunk, n_frames)) for s in range(0, n_frames, chunk)]
+
+
+def default_chunk_frames(frame_shape, fit_bin: int) -> int:
+    """Frames per chunk: ~64 MB of float32, a multiple of the fit bin (and of 256 when large)."""
+    n = CHUNK_BYTES // (4 * frame_shape[0] * frame_shape[1])
+    n = int(np.clip(n, 16, 1024))
+    if n >= 256:
+        n -= n % 256
+    return max(fit_bin, n - n % fit_bin)
+
+
+class _Hasher(threading.Thread):
+    """sha256 of the input file, computed beside the first pass."""
+
+    def __init__(self, path: Path | None):
+        super().__init__(daemon=True, name="pmd-sha256")
+        self.path, self.digest = path, None
+
+    def run(self):
+        if self.path is None or not self.path.is_file():
+            return
+        with open(self.path, "rb") as f:
+            self.digest = hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def compress(source, output=None, *, frames=None, plane=None, channel=None, dataset=None,
+             frame_rate: float | None = None, frame_shape=None, overwrite: bool = False,
+             workers: int | None = None, client=None,
+             progress=None, hash_input: bool = True, **options) -> PMDStore:
+    """Compress a movie into a store of low-rank patch factors.
+
+    Parameters
+    ----------
+    source : path, ndarray (T, Y, X), zarr array or Movie
+        The movie: TIFF/BigTIFF, Zarr, .npy, HDF5 path, or an array.
+    output : path, optional
+        The store folder (``*.pmd.zarr``).  Default: beside a path input
+        (``movie.tif`` -> ``movie.pmd.zarr``); in memory for arrays.
+    frames, plane, channel, dataset, frame_shape
+        Input selection (see :func:`pmdcompress.io.readers.open_movie`).
+    frame_rate : float, optional
+        Frames per second; overrides the movie's metadata.  Stored with the
+        factors for demix, reports and exports; unknown rates are stored as
+        unknown (a warning), never guessed.
+    overwrite : bool
+        Replace an existing output.
+    workers : int, optional
+        Threads (default: all cores, or ``$PMD_NUM_WORKERS``).
+    client : dask.distributed.Client, optional
+        Fit patches on this cluster.
+    progress : callable, optional
+        Progress factory ``(label, total) -> bar`` (see :mod:`pmdcompress.progress`).
+    **options
+        Fields of :class:`CompressOptions` (patch_shape, overlap, method, ...).
+
+    Returns
+    -------
+    PMDStore
+    """
+    opts = CompressOptions.create(**options)
+    solver = get_solver(opts.method, max_rank=opts.max_rank, consecutive_failures=opts.consecutive_failures)
+    progress = progress or null_progress
+    workers = workers_count(workers) or default_workers()
+
+    own_movie = not isinstance(source, Movie)
+    if own_movie:
+        movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset,
+                           frame_rate=frame_rate, frame_shape=frame_shape)
+    else:
+        movie = source
+        if frame_rate is not None:
+            movie.frame_rate, movie.frame_rate_source = float(frame_rate), "given"
+    try:
+        if output is None and movie.path is not None:
+            output = movie.path.with_name(movie.path.name.split(".")[0] + ".pmd.zarr")
+        inputs = [p for p in (movie.path, source) if isinstance(p, (str, os.PathLike))]
+        if output is not None:
+            check_output_path(output, overwrite=overwrite, inputs=inputs, folder=True)  # before any work
+        n_frames, height, width = movie.shape
+        if n_frames < MIN_FRAMES:
+            raise InputError(f"{movie.name}: {n_frames} frames; pmd compress needs at least {MIN_FRAMES}")
+        check_compressible(movie)
+        if movie.frame_rate is None:
+            log.warning("%s: frame rate unknown (none in the file's metadata); stored as unknown: give it with"
+                        " --fs (frame_rate=) for demix, reports and exports", movie.name)
+        else:
+            log.info("%s: %.6g frames/s (%s)", movie.name, movie.frame_rate, movie.frame_rate_source)
+        executor = Executor(workers, client)
+        if output is None:
+            return _run(movie, None, opts, solver, executor, progress, hash_input)
+        check_store_fits(output, movie.shape, opts)
+        with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
+            _run(movie, tmp, opts, solver, executor, progress, hash_input)
+        return PMDStore(output)
+    finally:
+        if own_movie:
+            movie.close()
+
+
+@dataclass
+class _Job:
+    """What every stage of one compression shares: the movie, the options and the plan of chunks and patches."""
+
+    movie: Movie
+    opts: CompressOptions
+    solver: object
+    executor: Executor
+    progress: object
+    tiling: Tiling
+    plan: FitPlan
+    chunk: int  # frames per chunk (a multiple of the fit bin)
+    chunks: list  # [(t0, t1)] of every chunk
+    source: object = None  # the movie where the tasks read it (scattered to a cluster's workers)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.movie.shape
+
+
+@dataclass
+class _Statistics:
+    """Pass 1: per-pixel mean and noise, the slow baseline, and the standardised fit buffer."""
+
+    mean: np.ndarray  # (Y, X) float32
+    scale: np.ndarray  # (Y, X) float32, the noise level used to standardise (never 0)
+    live: np.ndarray  # (Y, X) bool, pixels that carry signal
+    fit: np.ndarray  # (fit frames, Y, X) float32, standardised
+    trend: np.ndarray | None = None  # (knots, Y*X) float32 baseline values
+    knots: np.ndarray | None = None  # frame of each baseline value
+
+
+@dataclass
+class _Fit:
+    """Pass 2: the spatial components of every patch and the null thresholds they passed."""
+
+    spatial: np.ndarray  # (patch pixels, total rank)
+    ranks: np.ndarray  # (n_patches,) int32
+    offsets: np.ndarray  # (n_patches + 1,) int64: patch p owns columns offsets[p]:offsets[p+1]
+    thresholds: object
+    correlation: tuple
+
+    @property
+    def total_rank(self) -> int:
+        return int(self.offsets[-1])
+
+
+def _run(movie: Movie, path, opts: CompressOptions, solver, executor: Executor, progress, hash_input):
+    t_start = time.perf_counter()
+    job = _plan(movie, opts, solver, executor, progress)
+    hasher = _Hasher(movie.path if hash_input else None)
+    hasher.start()
+    stats = _statistics_stage(job)
+    job.timings["statistics_s"] = time.perf_counter() - t_start
+    fit = _fit_stage(job, stats)
+    stats.fit = None  # free the fit buffer before the re-fit pass
+    t_refit = time.perf_counter()
+    hasher.join()
+    group, temporal, metadata = _write_stage(job, stats, fit, path, hasher.digest)
+    _refit_stage(job, stats, fit, temporal, on_disk=path is not None)
+    job.timings["refit_s"] = time.perf_counter() - t_refit
+    if fit.total_rank and opts.temporal_filter:
+        t_filter = time.perf_counter()
+        _filter_stage(job, temporal, fit.total_rank)
+        job.timings["temporal_filter_s"] = time.perf_counter() - t_filter
+    job.timings["total_s"] = time.perf_counter() - t_start
+    finish_store(group, dataclasses.replace(metadata, timings=job.timings))
+    log.info("compressed %s: rank %d over %d patches in %.2f s", movie.name, fit.total_rank,
+             job.tiling.n_patches, job.timings["total_s"])
+    return PMDStore(group)
+
+
+def _plan(movie: Movie, opts: CompressOptions, solver, executor: Executor, progress) -> _Job:
+    """Patches, fit frames and chunks of frames for MOVIE."""
+    n_frames, height, width = movie.shape
+    tiling = Tiling.create((height, width), opts.patch_shape, opts.overlap)
+    plan = plan_fit(n_frames, opts.fit_frames, opts.fit_bin)
+    chunk = opts.chunk_frames or default_chunk_frames((height, width), plan.bin)
+    chunk = max(plan.bin, chunk - chunk % plan.bin)
+    # On a cluster the workers read their chunks themselves: the movie goes to each worker once
+    # (it pickles as "reopen this file"); a task returns its sums and its rows of the fit buffer.
+    return _Job(movie=movie, opts=opts, solver=solver, executor=executor, progress=progress, tiling=tiling,
+                plan=plan, chunk=chunk, chunks=_chunk_bounds(n_frames, chunk), source=executor.scatter(movie))
+
+
+def _statistics_stage(job: _Job) -> _Statistics:
+    """Pass 1: every chunk once, for the mean, the noise level and the fit buffer (and the baseline)."""
+    n_frames, height, width = job.shape
+    plan, chunks = job.plan, job.chunks
+    fit = np.empty((plan.n_frames, height, width), dtype=np.float32)
+    row_of_bin = np.full(n_frames // plan.bin + 1, -1, dtype=np.int64)
+    row_of_bin[plan.bins] = np.arange(plan.n_frames)
+    noise_chunks = set(np.round(np.linspace(0, len(chunks) - 1, min(MAX_NOISE_CHUNKS, len(chunks)))).astype(int))
+    fit_flat = fit.reshape(plan.n_frames, -1)
+
+    def statistics_args(i):
+        t0, t1 = chunks[i]
+        first_bin = t0 // plan.bin
+        rows = np.ascontiguousarray(row_of_bin[first_bin : first_bin + (t1 - t0) // plan.bin])
+        return job.source, t0, t1, plan.bin, rows, i in noise_chunks
+
+    bar = job.progress("statistics", len(chunks))
+    total = power = count = 0
+    chunk_means = []
+    for members in job.executor.groups(range(len(chunks))):
+        results = job.executor.map(_statistics_task, [statistics_args(i) for i in members], on_done=bar.update)
+        for i, (part_total, part_power, part_count, rows, fit_rows) in zip(members, results, strict=True):
+            total, power, count = total + part_total, power + part_power, count + part_count
+            fit_flat[rows] = fit_rows
+            if job.opts.detrend:
+                chunk_means.append(part_total / (chunks[i][1] - chunks[i][0]))
+    bar.close()
+    mean = (total / n_frames).reshape(height, width).astype(np.float32)
+    trend = knots = None
+    if job.opts.detrend and len(chunks) >= 2:
+        noise_flat = np.sqrt(power / count) if count else np.ones(height * width)
+        trend, knots = _baseline(chunks, n_frames, np.stack(chunk_means) - mean.reshape(1, -1), noise_flat, job.chunk)
+        centres = plan.bins * plan.bin + (plan.bin - 1) / 2.0
+        fit_flat -= trend_basis(centres, knots) @ trend
+    noise = np.sqrt(power / count) if count else np.zeros((height * width,))
+    noise = noise.reshape(height, width).astype(np.float32)
+    scale = safe_scale(noise)
+    fit -= mean
+    fit /= scale
+    return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots)
+
+
+def _baseline(chunks, n_frames: int, deviations: np.ndarray, noise: np.ndarray, chunk: int):
+    """A slow per-pixel baseline, piecewise linear through the chunk means: (values (knots, P), knot frames).
+
+    Knots sit at the chunk centres (the baseline is removed before the fit and
+    re-fit and added back on reconstruction), and at the first and last frame
+    too, extrapolated linearly, so that the half chunks at either end follow
+    the baseline's slope.
+    """
+    centres = np.array([(a + b - 1) / 2.0 for a, b in chunks])
+    values = denoise_trend(deviations, noise, chunk)
+    first = values[0] + (values[0] - values[1]) * (centres[0] - 0) / (centres[1] - centres[0])
+    last = values[-1] + (values[-1] - values[-2]) * (n_frames - 1 - centres[-1]) / (centres[-1] - centres[-2])
+    knots = np.concatenate([[0.0], centres, [n_frames - 1.0]])
+    trend = np.concatenate([first[None], values, last[None]]).astype(np.float32)
+    return trend, knots
+
+
+def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
+    """Pass 2: the null thresholds, then each patch of the fit buffer through the solver."""
+    t_null = time.perf_counter()
+    opts, tiling, plan, executor = job.opts, job.tiling, job.plan, job.executor
+    fit, live = stats.fit, stats.live
+    correlation = round_correlation(noise_neighbour_correlation(fit))
+    thresholds = null_thresholds(job.solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
+                                 seed=opts.seed, workers=executor.workers, noise_correlation=correlation,
+                                 progress=job.progress)
+    job.timings["null_s"] = time.perf_counter() - t_null
+    t_fit = time.perf_counter()
+
+    def patch_data(p):
+        ys, xs = tiling.patch_slices(p)
+        return np.ascontiguousarray(fit[:, ys, xs]).reshape(plan.n_frames, -1)
+
+    def patch_live(p):
+        ys, xs = tiling.patch_slices(p)
+        return None if live[ys, xs].all() else live[ys, xs].ravel()
+
+    bar = job.progress("fit patches", tiling.n_patches)
+    spatial_list = []
+    for members in executor.groups(range(tiling.n_patches)):
+        # each patch straight to a worker, not through the scheduler's task graph
+        data = executor.scatter_each([patch_data(p) for p in members])
+        spatial_list += executor.map(_fit_task, [(job.solver, d, tiling.patch_shape, thresholds, opts.seed, p,
+                                                  patch_live(p)) for d, p in zip(data, members, strict=True)],
+                                     on_done=bar.update)
+    bar.close()
+    ranks = np.array([u.shape[1] for u in spatial_list], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(ranks)]).astype(np.int64)
+    n_pix = tiling.patch_shape[0] * tiling.patch_shape[1]
+    spatial = (np.concatenate(spatial_list, axis=1) if offsets[-1] else np.zeros((n_pix, 0), np.float32))
+    job.timings["fit_s"] = time.perf_counter() - t_fit
+    return _Fit(spatial=spatial, ranks=ranks, offsets=offsets, thresholds=thresholds, correlation=correlation)
+
+
+def _write_stage(job: _Job, stats: _Statistics, fit: _Fit, path, sha256):
+    """The store (on disk at PATH, or in memory) with everything but the temporal factors: (group, temporal, meta)."""
+    opts, tiling, plan = job.opts, job.tiling, job.plan
+    n_frames, height, width = job.shape
+    wy, wx = tiling.weights_1d()
+    identity = dict(job.movie.input_identity(), sha256=sha256)
+    metadata = StoreMetadata(
+        shape=(n_frames, height, width), input_dtype=str(job.movie.dtype), factor_dtype=opts.dtype,
+        method=job.solver.name, patch_shape=tiling.patch_shape, overlap=tiling.overlap,
+        n_patches=tiling.n_patches, total_rank=fit.total_rank, software_version=__version__,
+        input=identity,
+        parameters=dict(asdict(opts), patch_shape=list(tiling.patch_shape), overlap=list(tiling.overlap),
+                        fit_bin=plan.bin, fit_frames_used=plan.n_frames, chunk_frames=job.chunk,
+                        thresholds=asdict(fit.thresholds), noise_correlation=list(fit.correlation),
+                        solver=job.solver.params(), workers=job.executor.workers),
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+    arrays = {
+        "mean": stats.mean, "noise": stats.scale, "patch_origins": tiling.origins.astype(np.int32),
+        "patch_ranks": fit.ranks, "weights_y": wy.astype(np.float32), "weights_x": wx.astype(np.float32),
+        "spatial": fit.spatial.astype(opts.dtype),
+    }
+    if stats.trend is not None:
+        arrays["trend"] = stats.trend.reshape(-1, height, width)
+        arrays["trend_frames"] = stats.knots
+    target = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3).store if path is None else path
+    group, temporal = create_store(target, metadata, arrays, temporal_chunk=job.chunk)
+    return group, temporal, metadata
+
+
+def _refit_stage(job: _Job, stats: _Statistics, fit: _Fit, temporal, *, on_disk: bool) -> None:
+    """Pass 3: every chunk again, projected on its patches' spatial components, into ``temporal``."""
+    if not fit.total_rank:
+        return
+    projection = _projection(job, stats, fit)
+    # Workers write their time chunks of ``temporal`` straight into the (temporary) store on disk;
+    # an in-memory store can only be filled by this process's threads.
+    executor = job.executor if on_disk else job.executor.local()
+    source = job.source if executor.distributed else job.movie
+    projection = executor.scatter(projection)
+    bar = job.progress("re-fit", len(job.chunks))
+    for members in executor.groups(range(len(job.chunks))):
+        executor.map(_project_task, [(source, *job.chunks[i], projection, temporal) for i in members],
+                     on_done=bar.update)
+    bar.close()
+
+
+def _projection(job: _Job, stats: _Statistics, fit: _Fit) -> _Projection:
+    """The standardisation folded into the projection: V = (U/sigma)^T Y - (U/sigma)^T mu.
+
+    (and minus (U/sigma)^T trend(t) when detrending).
+    """
+    tiling, offsets, scale, mean = job.tiling, fit.offsets, stats.scale, stats.mean
+    height, width = job.shape[1:]
+    folded, shifts, trend_gains = [], [], []
+    trend_img = stats.trend.reshape(-1, height, width) if stats.trend is not None else None
+    for p in range(tiling.n_patches):
+        ys, xs = tiling.patch_slices(p)
+        u = fit.spatial[:, offsets[p] : offsets[p + 1]] / scale[ys, xs].reshape(-1, 1)
+        folded.append(np.ascontiguousarray(u, dtype=np.float32))
+        shifts.append(mean[ys, xs].reshape(-1).astype(np.float64) @ u)
+        if trend_img is not None:
+            trend_gains.append(u.T.astype(np.float64) @ trend_img[:, ys, xs].reshape(len(stats.knots), -1).T)
+    active = [p for p in range(tiling.n_patches) if fit.ranks[p] > 0]
+    return _Projection(folded, shifts, offsets, active, tiling.origins, tiling.patch_shape, fit.total_rank,
+                       job.opts.dtype, trend_gains, stats.knots)
+
+
+def _filter_stage(job: _Job, temporal, total_rank: int) -> None:
+    """Trend-filter every temporal factor within its noise level (PMD's temporal penalty), in place.
+
+    Reads as many rows as fit in ~64 MB, filters them in parallel, writes them
+    back at once: every zarr chunk holds all rows, so a write per row would
+    recompress the whole array each time.  Slices of a fixed 16 rows (each
+    warm-starts its penalty search afresh) keep the result independent of the
+    number of workers.
+    """
+    n_frames = job.shape[0]
+    executor = job.executor.local()
+    rows_per_block = int(np.clip(CHUNK_BYTES // (4 * n_frames), 1, total_rank))
+    for k0 in range(0, total_rank, rows_per_block):
+        k1 = min(k0 + rows_per_block, total_rank)
+        rows = np.asarray(temporal[k0:k1, :], dtype=np.float32)
+        slices = [(a, min(a + 16, k1 - k0)) for a in range(0, k1 - k0, 16)]
+        parts = executor.map(lambda c, rows=rows: trend_filter_rows(rows[c[0] : c[1]]), slices)
+        temporal[k0:k1, :] = np.concatenate(parts).astype(job.opts.dtype)
+
+
+def _statistics_task(args):
+    """Sums, noise power and fit-buffer rows of frames [t0, t1) (pass 1; runs where the movie is read)."""
+    movie, t0, t1, fit_bin, rows, want_noise = args
+    n_pix = movie.shape[1] * movie.shape[2]
+    block = movie.view(t0, t1).reshape(t1 - t0, -1)
+    keep = rows >= 0
+    local = np.full(rows.shape, -1, np.int64)
+    local[keep] = np.arange(int(keep.sum()))
+    fit_rows = np.empty((int(keep.sum()), n_pix), np.float32)
+    total = np.zeros(n_pix, np.float64)
+    bad = chunk_statistics(block, fit_bin, local, total, fit_rows)
+    if bad >= 0:
+        raise InputError(f"{movie.name}: frame {t0 + bad} contains NaN or inf values")
+    acc = NoiseAccumulator(n_pix)
+    if want_noise:
+        acc.add(block)
+    return total, acc.power, acc.count, rows[keep], fit_rows
+
+
+def _fit_task(args):
+    """Spatial components of one patch of the standardised fit buffer (pass 2)."""
+    solver, data, patch_shape, thresholds, seed, p, live = args
+    u = solver.fit(data, patch_shape, thresholds, np.random.default_rng([seed, p])).spatial
+    if live is None or u.shape[1] == 0 or not np.any(u[~live]):
+        return u
+    # Dead or constant pixels carry no signal, but a penalized (smoothing) spatial step
+    # spreads values onto them from their neighbours: zero them and re-orthonormalise.
+    u = u * live[:, None]
+    q, r = np.linalg.qr(u.astype(np.float64))
+    keep = np.abs(np.diag(r)) > 1e-6 * max(float(np.abs(np.diag(r)).max()), 1e-30)
+    return q[:, keep].astype(np.float32)
+
+
+@dataclass
+class _Projection:
+    """What the re-fit needs besides the frames: the folded spatial components of every patch."""
+
+    folded: list
+    shifts: list
+    offsets: np.ndarray
+    active: list
+    origins: np.ndarray
+    patch_shape: tuple
+    total_rank: int
+    dtype: str
+    trend_gains: list = None
+    knots: np.ndarray | None = None
+
+
+def _project_task(args):
+    """Temporal factors of frames [t0, t1), written into their time chunk of ``temporal`` (pass 3)."""
+    movie, t0, t1, proj, temporal = args
+    block = movie.view(t0, t1)
+    buffer = np.empty((t1 - t0, proj.patch_shape[0] * proj.patch_shape[1]), np.float32)
+    v = np.empty((proj.total_rank, t1 - t0), dtype=np.float32)
+    basis = trend_basis(np.arange(t0, t1), proj.knots) if proj.knots is not None else None
+    for p in proj.active:
+        y0, x0 = proj.origins[p]
+        patch = extract_patch(block, y0, x0, *proj.patch_shape, buffer)
+        v[proj.offsets[p] : proj.offsets[p + 1]] = (patch @ proj.folded[p]).T - proj.shifts[p][:, None]
+        if basis is not None:
+            v[proj.offsets[p] : proj.offsets[p + 1]] -= (proj.trend_gains[p] @ basis.T).astype(np.float32)
+    temporal[:, t0:t1] = v.astype(proj.dtype)

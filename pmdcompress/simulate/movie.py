@@ -1,0 +1,653 @@
+"""Seeded simulator of calcium-imaging movies with ground truth.
+
+:func:`simulate_movie` writes a uint16 multi-page TIFF movie, axes ``(T, Y, X)``,
+and beside it a Zarr v3 group ``<stem>.truth.zarr`` holding the noise-free movie
+and every component that produced it.  :func:`load_truth` opens that group.
+
+The movie is generated chunk by chunk of frames, so the whole movie is never held
+in memory, and each frame draws its noise from its own generator
+``np.random.default_rng([seed, 1, t])``: the output depends on ``seed`` only, not
+on ``chunk_frames`` or on how many threads drew the noise.
+
+Model (expected photons per pixel per frame)::
+
+    rate[t, p] = sum_i footprints[i, p] * traces[i, t]
+               + sum_k neuropil_spatial[k, p] * neuropil_traces[k, t]
+    clean      = offset + gain * rate                        (ADU, float32)
+    movie      = clip(round(offset + gain * Poisson(rate) + N(0, read_noise**2)), 0, 65535)
+
+``traces[i]`` is the soma fluorescence at the footprint peak,
+``baseline_i * (1 + dff_i(t))``, where ``dff_i`` is the spike train convolved with
+a double exponential (rise 50 ms, decay 0.4-1.0 s) scaled so that one spike gives
+a peak dF/F of 0.3-1.0.  Everything is scaled at the end so that the mean of
+``rate`` over the field of view and all frames equals ``photons``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage, signal, sparse
+
+from ..errors import OptionError
+from ..formats.truth import Truth, create_truth, finish_truth, read_truth, truth_header
+from ..io.atomic import atomic_outputs, check_output_path
+
+__all__ = ["FORMAT_VERSION", "Truth", "load_truth", "simulate_movie", "truth_path"]
+
+FORMAT_VERSION = truth_header()["version"]  # "pmd-simulate/1"
+
+# Camera defaults: those of the synthetic movie in compression_denoising.md section 1,
+# so that its codec and noise measurements apply to movies made here.
+DEFAULT_GAIN = 20.0  # ADU per photon
+DEFAULT_OFFSET = 100.0  # ADU at zero photons
+DEFAULT_READ_NOISE = 4.0  # ADU, standard deviation
+
+
+@dataclasses.dataclass(frozen=True)
+class _Regime:
+    """Constants of one imaging regime (relative units before the photon scaling)."""
+
+    radius: tuple[float, float]  # soma semi-axes, px
+    blur: float  # Gaussian blur of the footprints, px (out-of-focus light)
+    nucleus_fraction: float  # fraction of somata with a dimmer nucleus
+    overlap_fraction: float  # probability that a soma is placed against an earlier one
+    baseline: float  # median soma baseline at the footprint peak
+    baseline_spread: float  # lognormal sigma of the soma baselines
+    dff_per_spike: tuple[float, float]
+    spike_rate_hz: tuple[float, float]  # log-uniform
+    burst_probability: float  # probability that an event is a burst of 2-4 spikes
+    tau_rise_s: float
+    tau_decay_s: tuple[float, float]
+    neuropil_sigma: tuple[float, ...]  # spatial smoothness of each neuropil mode, px
+    neuropil_level: tuple[float, ...]  # mean level of each neuropil mode
+    neuropil_tau_s: tuple[float, ...]  # time scale of each mode's fluctuations
+    neuropil_swing: tuple[float, ...]  # log-amplitude of each mode's fluctuations
+    population_coupling: float  # correlation of the neuropil with mean neuronal dF/F
+    drift: float  # fractional decline of the first neuropil mode over the movie
+    silent_fraction: float = 0.0  # fraction of somata that never fire (seen only in the mean image)
+
+
+_REGIMES = {
+    # Two-photon GCaMP: small bright somata over a dim, fairly flat neuropil.
+    "2p": _Regime(
+        radius=(3.0, 6.0),
+        blur=0.0,
+        nucleus_fraction=0.5,
+        overlap_fraction=0.15,
+        baseline=8.0,
+        baseline_spread=0.3,
+        dff_per_spike=(0.3, 1.0),
+        spike_rate_hz=(0.05, 0.5),
+        burst_probability=0.15,
+        tau_rise_s=0.05,
+        tau_decay_s=(0.4, 1.0),
+        neuropil_sigma=(24.0, 12.0, 6.0),
+        neuropil_level=(1.0, 0.2, 0.1),
+        neuropil_tau_s=(5.0, 2.0, 1.0),
+        neuropil_swing=(0.05, 0.3, 0.3),
+        population_coupling=0.5,
+        drift=0.05,
+    ),
+    # One-photon (widefield/miniscope): larger blurred cells under a strong, large,
+    # slowly varying diffuse background.
+    "1p": _Regime(
+        radius=(5.0, 9.0),
+        blur=1.5,
+        nucleus_fraction=0.0,
+        overlap_fraction=0.3,
+        baseline=2.0,
+        baseline_spread=0.3,
+        dff_per_spike=(0.3, 1.0),
+        spike_rate_hz=(0.05, 0.5),
+        burst_probability=0.15,
+        tau_rise_s=0.05,
+        tau_decay_s=(0.4, 1.0),
+        neuropil_sigma=(64.0, 24.0, 12.0),
+        neuropil_level=(4.0, 0.6, 0.3),
+        neuropil_tau_s=(10.0, 3.0, 1.0),
+        neuropil_swing=(0.1, 0.3, 0.3),
+        population_coupling=0.3,
+        drift=0.1,
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Model:
+    """Everything but the per-frame noise, in photons per pixel per frame."""
+
+    footprints: np.ndarray  # (N, Y, X) float32, max 1 each
+    traces: np.ndarray  # (N, T) float32
+    spikes: np.ndarray  # (N, T) uint8
+    baseline: np.ndarray  # (N,) float32
+    centers: np.ndarray  # (N, 2) float32, (y, x)
+    radii: np.ndarray  # (N, 2) float32
+    spike_rate_hz: np.ndarray  # (N,)
+    tau_decay_s: np.ndarray  # (N,)
+    dff_per_spike: np.ndarray  # (N,)
+    neuropil_spatial: np.ndarray  # (K, Y, X) float32
+    neuropil_traces: np.ndarray  # (K, T) float32, mean about 1
+    n_overlapping: int
+    scale: float  # relative units -> photons
+
+
+def truth_path(movie_path: str | os.PathLike) -> Path:
+    """Path of the ground-truth group that belongs to a simulated movie.
+
+    Parameters
+    ----------
+    movie_path : str or path-like
+        The movie, e.g. ``demo.tif``.
+
+    Returns
+    -------
+    Path
+        ``<stem>.truth.zarr`` beside the movie, e.g. ``demo.truth.zarr``.
+    """
+    movie_path = Path(movie_path)
+    return movie_path.with_name(movie_path.stem + ".truth.zarr")
+
+
+def simulate_movie(
+    path: str | os.PathLike,
+    *,
+    n_frames: int = 3000,
+    shape: tuple[int, int] = (256, 256),
+    n_neurons: int = 100,
+    photons: float = 1.0,
+    fs: float = 30.0,
+    seed: int = 0,
+    kind: str = "2p",
+    overwrite: bool = False,
+    chunk_frames: int = 250,
+    gain: float = DEFAULT_GAIN,
+    offset: float = DEFAULT_OFFSET,
+    read_noise: float = DEFAULT_READ_NOISE,
+    regime: dict | None = None,
+) -> dict:
+    """Write a simulated calcium-imaging movie and its ground truth.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output TIFF (uint16, one page per frame, axes ``(T, Y, X)``).  The ground
+        truth goes to ``<stem>.truth.zarr`` beside it.
+    n_frames : int, optional
+        Number of frames T.
+    shape : tuple of int, optional
+        Frame shape ``(Y, X)``.
+    n_neurons : int, optional
+        Number of somata N.
+    photons : float, optional
+        Mean expected photons per pixel per frame over the field of view and all
+        frames.  1-2 is the photon-limited regime of two-photon imaging.
+    fs : float, optional
+        Frame rate in Hz; sets the time scales of spikes and calcium.
+    seed : int, optional
+        Seed of everything random.  Same arguments and seed give identical bytes.
+    kind : {"2p", "1p"}, optional
+        ``"2p"``: small somata over a dim neuropil.  ``"1p"``: larger, blurred cells
+        under a strong, large, slowly varying diffuse background.
+    overwrite : bool, optional
+        Replace existing outputs; otherwise they raise ``OutputExistsError``.
+    chunk_frames : int, optional
+        At most this many frames are generated at a time (rounded down to a
+        multiple of the time chunk of ``clean``, at most 16 MB); bounds the
+        memory.  The output does not depend on it.
+    gain, offset, read_noise : float, optional
+        Camera model: ADU per photon, ADU at zero photons, read-noise SD in ADU.
+    regime : dict, optional
+        Overrides of the constants of ``kind`` (fields of ``_Regime``), e.g.
+        ``{"tau_decay_s": (1.0, 2.0), "silent_fraction": 0.4}`` for a GCaMP6s-like
+        movie in which 40% of the somata never fire.
+
+    Returns
+    -------
+    dict
+        ``movie`` and ``truth`` paths, ``shape``, ``mean_photons`` (realised mean of
+        the expected rate), ``n_overlapping`` and the attributes written.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range.
+    OutputExistsError
+        If the movie or its truth exists and ``overwrite`` is false.
+
+    Notes
+    -----
+    Somata are soft-edged ellipses (semi-axes 3-6 px for 2p, random orientation;
+    half of them with a dimmer nucleus), placed at random; 15% are placed against
+    another soma, so that about 20-30% of the footprints overlap another one
+    (``n_overlapping``).  Soma baselines are lognormal around 8 times the mean
+    neuropil level before scaling (about 6x the total neuropil), as bright as in
+    the synthetic movie of compression_denoising.md.  Spikes are Poisson (0.05-0.5 Hz,
+    log-uniform per neuron; 15% of events are bursts of 2-4 spikes), calcium is the
+    spike train convolved with a double exponential (rise 50 ms, decay 0.4-1.0 s),
+    one spike giving a peak dF/F of 0.3-1.0 over a lognormal soma baseline.  The
+    neuropil is three smooth non-negative spatial modes (Gaussian-filtered noise)
+    times slow positive time courses, partly coupled to the mean neuronal activity;
+    the first mode declines slowly (bleaching-like drift).  Photon counts are
+    Poisson, then ``ADU = round(offset + gain * counts + N(0, read_noise**2))``
+    clipped to uint16.
+
+    Both outputs are written under temporary names and renamed only when complete.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> info = simulate_movie(d / "demo.tif", n_frames=20, shape=(32, 32), n_neurons=3)
+    >>> info["shape"]
+    (20, 32, 32)
+    """
+    n_frames = _positive_int(n_frames, "n_frames")
+    chunk_frames = _positive_int(chunk_frames, "chunk_frames")
+    n_neurons = int(n_neurons)
+    if n_neurons < 0:
+        raise OptionError(f"{{n_neurons}} must be >= 0, got {n_neurons}", "n_neurons")
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError as exc:
+        raise OptionError(f"{{shape}} must be a pair (Y, X), got {shape!r}", "shape") from exc
+    if len(shape) != 2 or min(shape) < 8:
+        raise OptionError(f"{{shape}} must be a pair (Y, X) of at least 8 px each, got {shape!r}", "shape")
+    if kind not in _REGIMES:
+        raise OptionError(f"{{kind}} must be one of {sorted(_REGIMES)}, got {kind!r}", "kind")
+    for name, value in (("photons", photons), ("fs", fs), ("gain", gain)):
+        if not np.isfinite(value) or value <= 0:
+            raise OptionError(f"{{{name}}} must be a positive number, got {value!r}", name)
+    if not np.isfinite(read_noise) or read_noise < 0:
+        raise OptionError(f"{{read_noise}} must be >= 0, got {read_noise!r}", "read_noise")
+    if not np.isfinite(offset):
+        raise OptionError(f"{{offset}} must be finite, got {offset!r}", "offset")
+    seed = int(seed)
+    if seed < 0:
+        raise OptionError(f"{{seed}} must be >= 0, got {seed}", "seed")
+
+    movie_path = Path(path)
+    zarr_path = truth_path(movie_path)
+    # Validate both outputs before writing either.
+    check_output_path(movie_path, overwrite=overwrite)
+    check_output_path(zarr_path, overwrite=overwrite)
+
+    constants = _REGIMES[kind]
+    if regime:
+        fields = {f.name for f in dataclasses.fields(_Regime)}
+        unknown = sorted(set(regime) - fields)
+        if unknown:
+            raise ValueError(f"regime: unknown constant(s) {unknown}; known: {sorted(fields)}")
+        constants = dataclasses.replace(constants, **regime)
+    if not 0.0 <= constants.silent_fraction <= 1.0:
+        raise ValueError(f"silent_fraction must be in [0, 1], got {constants.silent_fraction!r}")
+    model = _build_model(np.random.default_rng([seed, 0]), constants, n_frames, shape, n_neurons, photons, fs)
+    attrs = {
+        "version": FORMAT_VERSION,
+        "n_frames": n_frames,
+        "shape": list(shape),
+        "n_neurons": n_neurons,
+        "photons": float(photons),
+        "fs": float(fs),
+        "seed": seed,
+        "kind": kind,
+        "chunk_frames": chunk_frames,
+        "gain": float(gain),
+        "offset": float(offset),
+        "read_noise": float(read_noise),
+        "n_overlapping": model.n_overlapping,
+        "regime": _jsonable(dataclasses.asdict(constants)),
+        "units": {
+            "clean": "ADU",
+            "traces": "photons/px/frame at the footprint peak",
+            "background": "photons/px/frame",
+            "neuropil_spatial": "photons/px/frame",
+            "neuropil_traces": "unitless",
+        },
+    }
+    # Both or neither: the truth is renamed into place with the movie.
+    with atomic_outputs([movie_path, zarr_path], overwrite=overwrite, folders=[False, True]) as (tmp_movie, tmp_zarr):
+        stats = _write(tmp_movie, tmp_zarr, model, attrs, seed, chunk_frames)
+    return {
+        "movie": movie_path,
+        "truth": zarr_path,
+        "shape": (n_frames, *shape),
+        "mean_photons": stats["mean_photons"],
+        "n_overlapping": model.n_overlapping,
+        "attrs": attrs,
+    }
+
+
+def load_truth(path: str | os.PathLike) -> Truth:
+    """Open the ground truth of a simulated movie.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.truth.zarr`` group, or the movie it belongs to.
+
+    Returns
+    -------
+    Truth
+        Small arrays loaded; ``clean`` stays a lazy zarr array.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the group does not exist.
+    StoreFormatError
+        If it is not a truth group of a known version.
+    """
+    path = Path(path)
+    if path.suffix != ".zarr":
+        path = truth_path(path)
+    return read_truth(path)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _positive_int(value, name: str) -> int:
+    """``value`` as an int >= 1, or an OptionError naming ``name``."""
+    if int(value) != value or value < 1:
+        raise OptionError(f"{{{name}}} must be an integer >= 1, got {value!r}", name)
+    return int(value)
+
+
+def _jsonable(obj):
+    """Tuples to lists, recursively, for zarr attributes."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Gaussian-filtered white noise rescaled to [0, 1], shape ``shape``."""
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
+    field -= field.min()
+    top = field.max()
+    return field / top if top > 0 else np.full(shape, 0.5)
+
+
+def _slow_noise(rng: np.random.Generator, n: int, frames: float) -> np.ndarray:
+    """Low-pass white noise of unit SD and time scale ``frames``, shape (n,)."""
+    x = ndimage.gaussian_filter1d(rng.standard_normal(n), max(frames, 0.5), mode="reflect")
+    sd = x.std()
+    return (x - x.mean()) / sd if sd > 0 else np.zeros(n)
+
+
+def _soma(rng, regime: _Regime, center, radii, theta, shape) -> np.ndarray:
+    """One footprint, shape ``shape``, maximum 1."""
+    a, b = radii
+    half = int(np.ceil(1.6 * max(a, b) + 3 * regime.blur)) + 1
+    cy, cx = center
+    y0, y1 = max(int(cy) - half, 0), min(int(cy) + half + 1, shape[0])
+    x0, x1 = max(int(cx) - half, 0), min(int(cx) + half + 1, shape[1])
+    dy = np.arange(y0, y1)[:, None] - cy
+    dx = np.arange(x0, x1)[None, :] - cx
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    v = -dx * np.sin(theta) + dy * np.cos(theta)
+    rho = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+    patch = 1.0 / (1.0 + np.exp((rho - 1.0) / 0.1))
+    if rng.random() < regime.nucleus_fraction:
+        depth = rng.uniform(0.3, 0.6)
+        patch *= 1.0 - depth / (1.0 + np.exp((rho - 0.55) / 0.08))
+    out = np.zeros(shape)
+    out[y0:y1, x0:x1] = patch
+    if regime.blur > 0:
+        out = ndimage.gaussian_filter(out, regime.blur, mode="constant")
+    out /= out.max()
+    out[out < 0.02] = 0.0
+    return out
+
+
+def _place(rng, regime: _Regime, n: int, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (n, 2) and semi-axes (n, 2); about ``overlap_fraction`` placed against another."""
+    radii = rng.uniform(*regime.radius, size=(n, 2))
+    centers = np.zeros((n, 2))
+    lo = np.array([0.0, 0.0])
+    hi = np.array(shape, dtype=float) - 1
+    for i in range(n):
+        r_i = radii[i].mean()
+        margin = min(r_i, 0.25 * min(shape))
+        box_lo, box_hi = lo + margin, hi - margin
+        if i > 0 and rng.random() < regime.overlap_fraction:
+            for _ in range(50):
+                j = rng.integers(i)
+                dist = rng.uniform(0.5, 0.85) * (r_i + radii[j].mean())
+                phi = rng.uniform(0, 2 * np.pi)
+                c = centers[j] + dist * np.array([np.sin(phi), np.cos(phi)])
+                if np.all(c >= box_lo) and np.all(c <= box_hi):
+                    break
+            else:
+                c = rng.uniform(box_lo, box_hi)
+        else:
+            for _ in range(200):
+                c = rng.uniform(box_lo, box_hi)
+                if i == 0:
+                    break
+                # Soft edges reach 1.4 semi-axes: keep the supports apart.
+                d = np.hypot(*(centers[:i] - c).T)
+                if np.all(d > 1.4 * (radii[i].max() + radii[:i].max(axis=1)) + 1.0):
+                    break
+        centers[i] = c
+    return centers, radii
+
+
+def _spike_trains(rng, regime: _Regime, n: int, n_frames: int, fs: float):
+    """Spike counts (n, T) uint8 and the rate of each train in Hz."""
+    lo, hi = np.log(regime.spike_rate_hz)
+    rates = np.exp(rng.uniform(lo, hi, size=n))
+    spikes = np.zeros((n, n_frames), dtype=np.int64)
+    for i in range(n):
+        n_events = rng.poisson(rates[i] * n_frames / fs)
+        times = rng.integers(0, n_frames, size=n_events)
+        for t in times:
+            if rng.random() < regime.burst_probability:
+                size = rng.integers(2, 5)
+                burst = t + np.cumsum(rng.integers(1, 4, size=size)) - 1
+                burst = burst[burst < n_frames]
+                np.add.at(spikes[i], burst, 1)
+            else:
+                spikes[i, t] += 1
+        if spikes[i].sum() == 0:  # every neuron fires at least once
+            spikes[i, rng.integers(0, n_frames)] = 1
+    if regime.silent_fraction > 0 and n:
+        # A separate stream, so that movies without silent cells keep their bytes.
+        silent = np.random.default_rng([int(rng.integers(2**31)), 1]).random(n) < regime.silent_fraction
+        spikes[silent] = 0
+        rates[silent] = 0.0
+    return np.minimum(spikes, 255).astype(np.uint8), rates
+
+
+def _calcium(spikes: np.ndarray, fs: float, tau_rise: float, tau_decay: np.ndarray) -> np.ndarray:
+    """Spikes convolved with a double exponential of peak 1, shape (N, T), float64.
+
+    The kernel is ``exp(-(k + 1/2) / (tau_decay fs)) - exp(-(k + 1/2) / (tau_rise fs))``
+    for lag ``k >= 0`` frames (a spike in mid-frame), divided by its maximum.
+    """
+    out = np.zeros(spikes.shape)
+    g_r = np.exp(-1.0 / (tau_rise * fs))
+    for i, tau in enumerate(tau_decay):
+        lags = np.arange(int(10 * tau * fs) + 2) + 0.5
+        g_d = np.exp(-1.0 / (tau * fs))
+        peak = np.max(g_d**lags - g_r**lags)
+        s = spikes[i].astype(np.float64)
+        out[i] = (
+            signal.lfilter([np.sqrt(g_d)], [1.0, -g_d], s) - signal.lfilter([np.sqrt(g_r)], [1.0, -g_r], s)
+        ) / peak
+    return out
+
+
+def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) -> _Model:
+    """Draw footprints, traces and neuropil; scale so that the mean rate is ``photons``."""
+    centers, radii = _place(rng, regime, n_neurons, shape)
+    thetas = rng.uniform(0, np.pi, size=n_neurons)
+    footprints = (
+        np.stack([_soma(rng, regime, centers[i], radii[i], thetas[i], shape) for i in range(n_neurons)])
+        if n_neurons
+        else np.zeros((0, *shape))
+    )
+    support = footprints > 0
+    if n_neurons:
+        cover = support.sum(axis=0)
+        n_overlapping = int(sum(np.any(cover[s] > 1) for s in support))
+    else:
+        n_overlapping = 0
+
+    spikes, rates = _spike_trains(rng, regime, n_neurons, n_frames, fs)
+    tau_decay = rng.uniform(*regime.tau_decay_s, size=n_neurons)
+    dff_per_spike = rng.uniform(*regime.dff_per_spike, size=n_neurons)
+    baseline = regime.baseline * np.exp(regime.baseline_spread * rng.standard_normal(n_neurons))
+    dff = dff_per_spike[:, None] * _calcium(spikes, fs, regime.tau_rise_s, tau_decay)
+    traces = baseline[:, None] * (1.0 + dff)
+
+    # Neuropil: smooth non-negative modes times slow positive time courses, partly
+    # driven by the mean neuronal activity.
+    population = dff.mean(axis=0) if n_neurons else np.zeros(n_frames)
+    sd = population.std()
+    population = (population - population.mean()) / sd if sd > 0 else np.zeros(n_frames)
+    rho = regime.population_coupling
+    k_modes = len(regime.neuropil_level)
+    neuropil_spatial = np.empty((k_modes, *shape))
+    neuropil_traces = np.empty((k_modes, n_frames))
+    ramp = np.linspace(0.0, 1.0, n_frames)
+    for k in range(k_modes):
+        field = _smooth_field(rng, shape, regime.neuropil_sigma[k])
+        if k == 0:
+            field = 0.5 + field  # 0.5-1.5 times the level: never dark
+        neuropil_spatial[k] = regime.neuropil_level[k] * field / field.mean()
+        z = np.sqrt(1 - rho**2) * _slow_noise(rng, n_frames, regime.neuropil_tau_s[k] * fs) + rho * population
+        course = np.exp(regime.neuropil_swing[k] * z)
+        course /= course.mean()
+        if k == 0:
+            course *= 1.0 - regime.drift * (ramp - 0.5)
+        neuropil_traces[k] = course
+
+    pixels = shape[0] * shape[1]
+    mean_rate = (
+        footprints.reshape(n_neurons, pixels).sum(axis=1) @ traces.mean(axis=1)
+        + neuropil_spatial.reshape(k_modes, pixels).sum(axis=1) @ neuropil_traces.mean(axis=1)
+    ) / pixels
+    scale = photons / mean_rate
+    f32 = np.float32
+    return _Model(
+        footprints=footprints.astype(f32),
+        traces=(scale * traces).astype(f32),
+        spikes=spikes,
+        baseline=(scale * baseline).astype(f32),
+        centers=centers.astype(f32),
+        radii=radii.astype(f32),
+        spike_rate_hz=rates.astype(f32),
+        tau_decay_s=tau_decay.astype(f32),
+        dff_per_spike=dff_per_spike.astype(f32),
+        neuropil_spatial=(scale * neuropil_spatial).astype(f32),
+        neuropil_traces=neuropil_traces.astype(f32),
+        n_overlapping=n_overlapping,
+        scale=float(scale),
+    )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _noisy_frame(rate: np.ndarray, seed: int, t: int, gain, offset, read_noise) -> np.ndarray:
+    """One uint16 frame from its expected photon rate, with its own generator."""
+    rng = np.random.default_rng([seed, 1, t])
+    counts = rng.poisson(np.maximum(rate, 0.0).astype(np.float64))
+    adu = offset + gain * counts.astype(np.float32)
+    if read_noise > 0:
+        adu += read_noise * rng.standard_normal(rate.shape, dtype=np.float32)
+    return np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
+
+
+def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, chunk_frames):
+    """Write the truth group and stream the movie; return realised statistics."""
+    import tifffile
+
+    n_neurons, ny, nx = model.footprints.shape
+    n_frames = model.traces.shape[1]
+    pixels = ny * nx
+    gain, offset, read_noise = attrs["gain"], attrs["offset"], attrs["read_noise"]
+
+    background = (
+        np.tensordot(model.neuropil_traces.mean(axis=1), model.neuropil_spatial, axes=1)
+        + np.tensordot(model.baseline, model.footprints, axes=1)
+    ).astype(np.float32)
+    small = {
+        "footprints": model.footprints,
+        "traces": model.traces,
+        "spikes": model.spikes,
+        "background": background,
+        "neuropil_spatial": model.neuropil_spatial,
+        "neuropil_traces": model.neuropil_traces,
+        "neuron_baseline": model.baseline,
+        "centers": model.centers,
+        "radii": model.radii,
+        "spike_rate_hz": model.spike_rate_hz,
+        "tau_decay_s": model.tau_decay_s,
+        "dff_per_spike": model.dff_per_spike,
+    }
+    time_chunk = min(chunk_frames, n_frames, max(1, (16 << 20) // (4 * pixels)))
+    group, clean = create_truth(tmp_zarr, small, n_frames, ny, nx, time_chunk)
+
+    a = model.footprints.reshape(n_neurons, pixels)
+    b = model.neuropil_spatial.reshape(len(model.neuropil_spatial), pixels)
+    # Chunks of the movie are multiples of the zarr chunk so that no zarr chunk is
+    # written twice.
+    step = max(time_chunk, (chunk_frames // time_chunk) * time_chunk)
+    workers = max(1, min(4, os.cpu_count() or 1))
+
+    # Chunk-invariant sums: each pixel adds its neurons in one fixed order (a sparse product is plain
+    # loops), then the neuropil modes one by one.  A blocked matrix product (BLAS) would round
+    # differently with the chunk length and the CPU's kernels.
+    by_pixel = sparse.csr_matrix(a.T)
+
+    def rates(t0: int, t1: int) -> np.ndarray:
+        rate = np.ascontiguousarray((by_pixel @ model.traces[:, t0:t1]).T)
+        for mode_trace, mode in zip(model.neuropil_traces[:, t0:t1], b, strict=True):
+            rate += mode_trace[:, None] * mode[None, :]
+        return rate
+
+    frame_totals = []
+
+    def frames():
+        with ThreadPoolExecutor(workers) as pool:
+            for t0 in range(0, n_frames, step):
+                t1 = min(t0 + step, n_frames)
+                rate = rates(t0, t1)
+                frame_totals.extend(rate.sum(axis=1, dtype=np.float64).tolist())
+                clean[t0:t1] = (offset + gain * rate).reshape(t1 - t0, ny, nx)
+                noisy = pool.map(
+                    _noisy_frame,
+                    rate,
+                    repeat(seed),
+                    range(t0, t1),
+                    repeat(gain),
+                    repeat(offset),
+                    repeat(read_noise),
+                )
+                for frame in noisy:
+                    yield frame.reshape(ny, nx)
+
+    tifffile.imwrite(
+        tmp_movie,
+        data=frames(),
+        shape=(n_frames, ny, nx),
+        dtype=np.uint16,
+        photometric="minisblack",
+        metadata={"axes": "TYX", "frame_rate": attrs["fs"]},  # read back as Movie.frame_rate
+        bigtiff=2 * n_frames * pixels > 2**31,
+    )
+    attrs["mean_photons"] = math.fsum(frame_totals) / (n_frames * pixels)
+    attrs["scale"] = model.scale
+    finish_truth(group, attrs)
+    return {"mean_photons": attrs["mean_photons"]}

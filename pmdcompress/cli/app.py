@@ -22,6 +22,7 @@ import click
 from .. import __version__
 from ..errors import PMDError, Terminated
 from ..io.atomic import user_error
+from .common import STDERR_LOG as _STDERR
 from .common import flag_names
 
 EXIT_OK = 0
@@ -89,12 +90,21 @@ class PMDGroup(click.Group):
     """Maps exceptions to exit codes and one-line messages (see :func:`exit_code`)."""
 
     def invoke(self, ctx):
+        if not _verbose(ctx):
+            _STDERR.hold()
         try:
             with _signals_raise():
-                return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+                result = super().invoke(ctx)
+            _STDERR.stop(show=True)
+            return result
+        except click.exceptions.Exit as exc:
+            _STDERR.stop(show=exc.exit_code == 0)
+            raise
+        except (click.ClickException, click.exceptions.Abort):
+            _STDERR.stop(show=False)
             raise
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one place that sets exit codes
+            _STDERR.stop(show=False)  # a failure is one line; -v shows everything
             code = exit_code(exc)
             command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
             line = message(exc, flag_names(command))
@@ -106,22 +116,6 @@ class PMDGroup(click.Group):
             ctx.exit(code)
 
 
-class _CurrentStderr(logging.Handler):
-    """Log records as ``pmd: message`` lines on whatever ``sys.stderr`` is when they are emitted."""
-
-    def __init__(self):
-        super().__init__()
-        self.setFormatter(logging.Formatter("pmd: %(message)s"))
-
-    def emit(self, record):
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - logging must never raise
-            self.handleError(record)
-
-
-_STDERR = _CurrentStderr()
 
 
 def _verbose(ctx) -> int:
@@ -140,6 +134,8 @@ def main(ctx, verbose, quiet):
     level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
     if quiet:
         level = logging.ERROR
+    if verbose:
+        _STDERR.stop(show=True)  # -v: every record at once, as it comes
     root = logging.getLogger()
     if _STDERR not in root.handlers:
         root.addHandler(_STDERR)

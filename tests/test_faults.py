@@ -37,10 +37,11 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
+from pausing import PausedRun, run_pmd
 from pmdcompress import checkpoints
 from pmdcompress.cli import main
-from pmdcompress.pipeline.compress import compress
 from pmdcompress.io import atomic
+from pmdcompress.pipeline.compress import compress
 from pmdcompress.simulate import simulate_movie
 
 LEFTOVER_SUFFIXES = (".partial", ".old", ".stale", ".lock")
@@ -723,3 +724,84 @@ def test_the_corpus_covers_every_category():
         counts[c.category] = counts.get(c.category, 0) + 1
     assert len(CASES) >= 150, counts
     assert min(counts.values()) >= 15 and len(counts) == 7, counts
+
+
+# ---------------------------------------------------------------------------
+# From outside: real processes, real signals, a real small disk
+# ---------------------------------------------------------------------------
+
+
+def test_a_second_run_is_refused_while_the_first_writes_then_the_first_finishes(ws, tmp_path):
+    first = PausedRun(["compress", "movie.npy", "-o", "o.pmd.zarr", "--frames", "0:20", "--method", "svd"],
+                      "commit:o.pmd.zarr", tmp_path / "fifos", cwd=ws)
+    try:
+        first.wait_paused()
+        code, err = run_pmd(["compress", "movie.npy", "-o", "o.pmd.zarr", "--frames", "20:40"], cwd=ws)
+        assert code == 2 and re.fullmatch(rf"pmd: error: o\.pmd\.zarr: {BUSY}.*\n", err), err
+        first.resume()
+        code, err = first.finish()
+    finally:
+        if first.proc.poll() is None:
+            first.kill()
+    assert code == 0, err
+    from pmdcompress import open as open_store
+
+    assert open_store(ws / "o.pmd.zarr").shape[0] == 20  # the first run's store, whole
+    assert leftovers(ws) == []
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_from_outside_cleans_up(ws, tmp_path, sig, code, word):
+    before = snapshot(ws)
+    run = PausedRun(["decompress", "movie.pmd.zarr", "-o", "other.tif", "--overwrite"], "commit:other.tif",
+                    tmp_path / "fifos", cwd=ws)
+    try:
+        run.wait_paused()
+        assert any(p.name.endswith(".partial") for p in ws.glob(".other.tif.*"))
+        run.proc.send_signal(sig)
+        returncode, err = run.finish()
+    finally:
+        if run.proc.poll() is None:
+            run.kill()
+    assert returncode == code and err.splitlines() == [f"pmd: {word} ({sig.name}); partial outputs removed"], err
+    assert snapshot(ws) == before and leftovers(ws) == []  # the old other.tif kept
+
+
+def test_what_a_killed_run_left_is_cleaned_by_the_next(ws, tmp_path):
+    run = PausedRun(["compress", "movie.npy", "-o", "o.pmd.zarr", "--method", "svd"], "commit:o.pmd.zarr",
+                    tmp_path / "fifos", cwd=ws)
+    run.wait_paused()
+    run.proc.kill()  # SIGKILL: no cleanup possible
+    run.kill()
+    assert leftovers(ws)  # its lock and its partial store
+    code, err = run_pmd(["compress", "movie.npy", "-o", "o.pmd.zarr", "--method", "svd"], cwd=ws)
+    assert code == 0, err
+    assert leftovers(ws) == [] and (ws / "o.pmd.zarr" / "zarr.json").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs, where mounting is permitted (root, in a container that allows it)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (the injected-ENOSPC cases cover the same paths)")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("args, line", [
+    (["decompress", "movie.pmd.zarr", "-o", "{small}/o.npy", "--dtype", "float64"], r"o\.npy: needs up to"),
+    (["decompress", "movie.pmd.zarr", "-o", "{small}/o.tif", "--dtype", "float64"], r"o\.tif: needs up to"),
+    (["simulate", "{small}/s.tif", "--frames", "200", "--shape", "64x64"], r"s\.tif: no space left on device"),
+    (["compress", "movie.npy", "-o", "{small}/o.pmd.zarr", "--max-rank", "500"], r"o\.pmd\.zarr: needs up to"),
+])
+def test_a_real_full_disk(ws, small_disk, args, line):
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * 64 * 1024)  # something of the user's already there
+    before = snapshot(ws)
+    code, lines = invoke([a.replace("{small}", str(small_disk)) for a in args])
+    assert code == 2 and len(lines) == 1 and re.search(line, lines[0]), lines
+    assert snapshot(ws) == before and leftovers(small_disk) == []
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]

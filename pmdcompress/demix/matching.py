@@ -19,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError
 from ..formats.truth import read_truth
+from ..io.safe_pickle import load_npy
 
 
 @dataclass
@@ -119,7 +120,7 @@ def _from_json(path: Path, dims) -> Regions:
 
 def _from_labels(path: Path) -> Regions:
     if path.name.lower().endswith(".npy"):
-        labels = np.load(path, allow_pickle=False)
+        labels = load_npy(path)  # a pickled .npy goes through the restricted loader, and is refused there
     else:
         import tifffile
 

@@ -18,15 +18,12 @@ from .photon_transfer import fit_photon_transfer
 ACTIVE_FRACTION = 0.01
 
 
-
 #: Residual std / raw noise std outside [LOW, HIGH] is flagged.
 RESIDUAL_LOW, RESIDUAL_HIGH = 0.95, 1.10
 
 
-
 #: Residual local correlation above the noise's by more than this flags removed signal.
 CORRELATION_FLAG = 0.1
-
 
 
 def metric(value, definition: str, description: str, units: str | None = None) -> dict:
@@ -41,12 +38,10 @@ def metric(value, definition: str, description: str, units: str | None = None) -
     return out
 
 
-
 def _median(a, mask=None) -> float:
     a = np.asarray(a, np.float64)
     ok = np.isfinite(a) if mask is None else (np.isfinite(a) & mask)
     return float(np.median(a[ok])) if ok.any() else math.nan
-
 
 
 def _mean(a, mask=None) -> float:
@@ -55,12 +50,10 @@ def _mean(a, mask=None) -> float:
     return float(np.mean(a[ok])) if ok.any() else math.nan
 
 
-
 def _ratio(a: float, b: float) -> float:
     if b == 0 or not math.isfinite(b):
         return math.nan
     return a / b
-
 
 
 def active_mask(snr_raw: np.ndarray, fraction: float = ACTIVE_FRACTION) -> np.ndarray:
@@ -71,7 +64,6 @@ def active_mask(snr_raw: np.ndarray, fraction: float = ACTIVE_FRACTION) -> np.nd
     k = max(1, int(round(fraction * finite.sum())))
     threshold = np.sort(snr_raw[finite])[::-1][k - 1]
     return finite & (snr_raw >= threshold)
-
 
 
 def flagged_regions(flags: np.ndarray, ratio: np.ndarray, *, min_pixels: int = 3, limit: int = 20) -> list[dict]:
@@ -96,7 +88,6 @@ def flagged_regions(flags: np.ndarray, ratio: np.ndarray, *, min_pixels: int = 3
         })
     regions.sort(key=lambda r: -r["pixels"])
     return regions[:limit]
-
 
 
 @dataclass
@@ -474,7 +465,6 @@ def summarize_photon_transfer(res: PassResult, out: dict) -> None:
                                               "photon-transfer", "median sqrt(g (mean - z)) / PSD noise std")
 
 
-
 def summarize_heldout(heldout: dict | None, out: dict, crop) -> None:
     """Add the held-out validation of the crop (:func:`pmdcompress.pipeline.heldout.heldout_validation`) to OUT."""
     if not heldout or heldout["n"] == 0:
@@ -495,7 +485,6 @@ def summarize_heldout(heldout: dict | None, out: dict, crop) -> None:
     M["mse_over_noise_neighbour_crop"] = metric(_ratio(float(np.nansum(full)), float(np.nansum(s2))),
                                                 "neighbour-frame-validation",
                                                 "the full fit's neighbour-frame estimate on the same crop")
-
 
 
 def summarize_truth(res: PassResult, out: dict, truth_scores: dict | None = None, *, crop=None) -> None:

@@ -339,7 +339,18 @@ def finish_store(writer: StoreWriter, metadata: StoreMetadata) -> None:
     manifest = chunk_manifest(writer.path, ARRAYS) if writer.path is not None else None
     metadata = dataclasses.replace(metadata, factor_dtype=QUANTIZED_DTYPE, format_version=FORMAT_VERSION,
                                    manifest=manifest)
-    writer.group.attrs[ATTRS_KEY] = metadata.to_dict()
+    writer.group.attrs[ATTRS_KEY] = strict_json(metadata.to_dict())
+
+
+def strict_json(obj):
+    """``obj`` with NaN and infinities replaced by null: zarr.json must stay valid JSON."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def chunk_manifest(root: Path, names) -> dict:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import pmdcompress  # noqa: E402
 from pmdcompress.formats import store as store_format  # noqa: E402
-from pmdcompress.report.metrics import filter_fractions, hat_diagonal  # noqa: E402
+from pmdcompress.report.noise import filter_fractions, hat_diagonal  # noqa: E402
 from pmdcompress.simulate import load_truth, simulate_movie  # noqa: E402
 from pmdcompress.store.zarr_store import directory_bytes  # noqa: E402
 

@@ -17,7 +17,7 @@ import pmdcompress
 from conftest import blobs_movie
 from pmdcompress.cli import main
 from pmdcompress.errors import StoreFormatError
-from pmdcompress.formats.store import StoreMetadata, TemporalFactors, create_store, read_store
+from pmdcompress.formats.store import StoreMetadata, TemporalFactors, create_store, finish_store, read_store
 
 V1 = Path(__file__).parent / "fixtures" / "v1" / "sim.pmd.zarr"
 
@@ -176,3 +176,21 @@ def test_quantization_adds_far_less_than_one_percent_to_the_error(movie_and_stor
     # Rounding happens once, after the temporal filter: each factor is within half its step of the reference.
     assert np.abs(store.temporal[...] - fine.temporal[...]).max() <= store.temporal.scale.max() / 2 + 1e-3
     assert store.bytes_on_disk < fine.bytes_on_disk
+
+
+def test_the_metadata_stays_strict_json(tmp_path):
+    import json
+
+    md = StoreMetadata(shape=(4, 2, 2), input_dtype="float32", factor_dtype="float32", method="svd",
+                       patch_shape=(2, 2), overlap=(0, 0), n_patches=1, total_rank=1, software_version="t",
+                       parameters={"noise_correlation": [float("nan"), 0.1]}, timings={"x": float("inf")})
+    arrays = {"mean": np.zeros((2, 2), np.float32), "noise": np.ones((2, 2), np.float32),
+              "patch_origins": np.zeros((1, 2), np.int32), "patch_ranks": np.ones(1, np.int32),
+              "weights_y": np.ones((1, 2), np.float32), "weights_x": np.ones((1, 2), np.float32),
+              "spatial": np.full((4, 1), 0.5, np.float32)}
+    writer, temporal = create_store(tmp_path / "s.pmd.zarr", md, arrays, temporal_chunk=4)
+    temporal[:, :] = np.ones((1, 4))
+    finish_store(writer, md)
+    attrs = json.loads((tmp_path / "s.pmd.zarr" / "zarr.json").read_text())["attributes"]["pmdcompress"]
+    assert attrs["parameters"]["noise_correlation"] == [None, 0.1] and attrs["timings"]["x"] is None
+    np.testing.assert_allclose(pmdcompress.open(tmp_path / "s.pmd.zarr")[:], 0.5, atol=1e-3)

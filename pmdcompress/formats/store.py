@@ -188,7 +188,8 @@ class TemporalFactors:
             if not np.isfinite(data).all():
                 raise StoreFormatError(f"{self.where}: array 'temporal' holds non-finite values (the store is damaged)")
             return data
-        return (data * self._scale_of(key)).astype(np.float32)
+        # float32 arithmetic: exact for |integers| < 2**24, and within 6e-8 relative beyond.
+        return np.multiply(data, self._scale_of(key), dtype=np.float32)
 
     def __setitem__(self, key, value) -> None:
         if self.scale is None:
@@ -324,8 +325,10 @@ def finish_store(writer: StoreWriter, metadata: StoreMetadata) -> None:
         rows = temporal[k0:k1, :]
         if (temporal.scale[k0:k1] != temporal.final_step).any():
             temporal.scale[k0:k1] = temporal.final_step
-            temporal.array[k0:k1, :] = quantize(rows, temporal.scale[k0:k1, None], where, "temporal")
-            rows = temporal[k0:k1, :]
+            steps = temporal.scale[k0:k1, None].astype(np.float64)
+            rounded = quantize(rows, steps, where, "temporal")
+            temporal.array[k0:k1, :] = rounded
+            rows = rounded * steps
         sum_sq[k0:k1] = np.square(rows, dtype=np.float64).sum(axis=1)
     _create(writer.group, "temporal_scale", temporal.scale.astype(np.float32), where)
     rms = np.sqrt(sum_sq / max(t, 1))
@@ -339,7 +342,18 @@ def finish_store(writer: StoreWriter, metadata: StoreMetadata) -> None:
     manifest = chunk_manifest(writer.path, ARRAYS) if writer.path is not None else None
     metadata = dataclasses.replace(metadata, factor_dtype=QUANTIZED_DTYPE, format_version=FORMAT_VERSION,
                                    manifest=manifest)
-    writer.group.attrs[ATTRS_KEY] = metadata.to_dict()
+    writer.group.attrs[ATTRS_KEY] = strict_json(metadata.to_dict())
+
+
+def strict_json(obj):
+    """``obj`` with NaN and infinities replaced by null: zarr.json must stay valid JSON."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def chunk_manifest(root: Path, names) -> dict:

@@ -120,6 +120,9 @@ def scanimage_layout(frame_data: dict, n_pages: int, name: str, *, plane, channe
             rate /= average
         rate_key = "SI.hRoiManager.scanFrameRate" + (f" / logAverageFactor {average:g}" if average != 1 else "")
 
+    if bool(get("SI.hRoiManager.mroiEnable", False)):
+        log.warning("%s: a multi-ROI ScanImage acquisition: each page holds the ROIs stacked with fly-to lines"
+                    " between them, and is read as one frame (split the ROIs with ScanImage's tools first)", name)
     cycle = (n_planes + flyback) * n_channels
     n_frames, extra = divmod(n_pages, cycle)
     what = (f"{n_planes} planes" + (f" (+{flyback} flyback)" if flyback else "") + " and " if n_planes > 1 else "")

@@ -296,5 +296,10 @@ def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
         GrayscaleImage(name="correlation", data=result.images["correlation"].astype(np.float32).T,
                        description="local correlation image of the denoised movie"),
     ]))
-    with NWBHDF5IO(str(path), "w") as io:
-        io.write(nwb)
+    import warnings
+
+    with warnings.catch_warnings():
+        # the file is written under a temporary name and renamed to *.nwb when complete
+        warnings.filterwarnings("ignore", message=".*does not end in '.nwb'")
+        with NWBHDF5IO(str(path), "w") as io:
+            io.write(nwb)

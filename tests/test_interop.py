@@ -263,7 +263,7 @@ def test_decompressed_zarr_is_ome_zarr(run, tmp_path):
     assert arr.metadata.dimension_names == ("t", "y", "x")
     np.testing.assert_allclose(arr[100:110], run["store"][100:110], rtol=1e-6)
     with pmdcompress.open_movie(out) as m:  # our own reader finds the array in the group
-        assert m.shape == run["store"].shape and m.frame_rate is None
+        assert m.shape == run["store"].shape and m.frame_rate == pytest.approx(30.0)  # from the NGFF time scale
 
 
 def test_napari_reader_hook_opens_a_store_as_one_lazy_movie(run):

@@ -188,6 +188,22 @@ def tiff_frame_rate(tif) -> tuple[float | None, str | None]:
     return None, None
 
 
+def ngff_frame_rate(attrs: dict) -> float | None:
+    """1 / the time scale of an OME-Zarr image's first level, when its time axis is in seconds (else None)."""
+    try:
+        ms = attrs.get("ome", attrs).get("multiscales", [])[0]
+        axes = ms["axes"]
+        scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+        for axis, step in zip(axes, scale, strict=True):
+            if axis.get("type") == "time":
+                factor = _OME_TIME_UNITS.get({"second": "s", "millisecond": "ms"}.get(axis.get("unit"), ""))
+                step = _number(step)
+                return 1.0 / (step * factor) if factor and step else None
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
 def _json_rate(text: str) -> float | None:
     try:
         d = json.loads(text)

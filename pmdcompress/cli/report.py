@@ -1,4 +1,5 @@
-"""``pmd denoise`` and ``pmd report``: thin click commands over :mod:`pmdcompress.report`.
+"""``pmd denoise`` and ``pmd report``: thin click commands over :mod:`pmdcompress.pipeline.denoise` and
+:mod:`pmdcompress.pipeline.report`.
 
 They are plain ``click.command`` functions; the ``pmd`` group registers them and
 maps exceptions to exit codes.  Messages go to stderr; ``-q`` keeps only errors.
@@ -53,7 +54,7 @@ def denoise_command(ctx, source, output, report, movie, truth, store, dtype, mov
     """Denoise SOURCE (a movie, or a store made by pmd compress) into a movie, with an optional report."""
 
     from ..options import parse_pair
-    from ..report import denoise
+    from ..pipeline.denoise import denoise
 
     if frame_shape is not None:
         frame_shape = parse_pair(frame_shape, "frame_shape")
@@ -86,7 +87,7 @@ def denoise_command(ctx, source, output, report, movie, truth, store, dtype, mov
 def report_command(ctx, movie, store, output, truth, movie_preview, no_heldout, workers, overwrite):
     """Write an SNR report (figures, numbers) of STORE against the raw MOVIE it was made from."""
 
-    from ..report import make_report
+    from ..pipeline.report import make_report
 
     start = time.perf_counter()
     report = make_report(movie, store, output, truth=truth, overwrite=overwrite, movie_preview=movie_preview,

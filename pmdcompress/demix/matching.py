@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError
+from ..formats.truth import read_truth
 
 
 @dataclass
@@ -86,9 +87,7 @@ def load_regions(source, *, dims=None, threshold: float | None = None) -> Region
 
 
 def _from_truth(path: Path, threshold) -> Regions:
-    from ..simulate import load_truth
-
-    truth = load_truth(path)
+    truth = read_truth(path)  # the side-car's format reader, not the simulator
     masks, weights = _from_dense(truth.footprints, 0.2 if threshold is None else threshold)
     return Regions(masks, tuple(truth.footprints.shape[1:]), weights, np.asarray(truth.traces))
 

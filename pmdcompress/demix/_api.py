@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import InputError, MissingDependencyError, OptionError
 from ..options import DemixOptions, positive_float
+from ..progress import null_progress
 
 log = logging.getLogger("pmdcompress")
 
@@ -57,6 +58,7 @@ def demix(
     seed_from_mean: bool = False,
     figures: bool = True,
     nwb_metadata=None,
+    progress=None,
     **options,
 ):
     """Find neurons in a compressed movie: footprints, traces, dF/F, background, metrics.
@@ -160,9 +162,13 @@ def demix(
                                  " does not know; give it with --fs (fs=)")
 
     t0 = time.perf_counter()
+    # Coarse steps (the fit, the traces, the result, figures, each export): the fit is most of the time.
+    bar = (progress or null_progress)("demix", 3 + bool(figures) + len(exports))
     with blas_threads(1):
         model, fac, opts = pipeline.fit(store, opts)
+        bar.update()
         result = pipeline.to_result(model, fac, opts, store)
+        bar.update()
     from .. import __version__
 
     result.metadata.update(
@@ -179,6 +185,7 @@ def demix(
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
     with atomic_output(output, overwrite=overwrite) as tmp:
         write_result(result, tmp)
+    bar.update()
     result.path = output
     log.info("demix: %d components -> %s", result.n_components, output)
 
@@ -190,6 +197,7 @@ def demix(
         with atomic_output(siblings["traces"], overwrite=overwrite) as tmp:
             figs.traces_png(result, tmp)
         result.extra_outputs.update(contours=siblings["contours"], traces=siblings["traces"])
+        bar.update()
     if exports:
         from . import export as ex
 
@@ -200,6 +208,8 @@ def demix(
             with atomic_output(siblings[name], overwrite=overwrite) as tmp:
                 writers[name](result, tmp)
             result.extra_outputs[name] = siblings[name]
+            bar.update()
+    bar.close()
     result.metadata["timings"]["total_s"] = time.perf_counter() - t0
     return result
 

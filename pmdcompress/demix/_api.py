@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import InputError, MissingDependencyError, OptionError
 from ..io.atomic import atomic_output, check_output_path, output_lock
 from ..options import DemixOptions, positive_float
+from ..progress import null_progress
 
 log = logging.getLogger("pmdcompress")
 
@@ -58,6 +59,7 @@ def demix(
     seed_from_mean: bool = False,
     figures: bool = True,
     nwb_metadata=None,
+    progress=None,
     **options,
 ):
     """Find neurons in a compressed movie: footprints, traces, dF/F, background, metrics.
@@ -170,9 +172,13 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
                                  " does not know; give it with --fs (fs=)")
 
     t0 = time.perf_counter()
+    # Coarse steps (the fit, the traces, the result, figures, each export): the fit is most of the time.
+    bar = (progress or null_progress)("demix", 3 + bool(figures) + len(exports))
     with blas_threads(1):
         model, fac, opts = pipeline.fit(store, opts)
+        bar.update()
         result = pipeline.to_result(model, fac, opts, store)
+        bar.update()
     from .. import __version__
 
     result.metadata.update(
@@ -189,6 +195,7 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
     with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
         write_result(result, tmp)
+    bar.update()
     result.path = output
     log.info("demix: %d components -> %s", result.n_components, output)
 
@@ -200,6 +207,7 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
         with atomic_output(siblings["traces"], overwrite=overwrite, inputs=inputs) as tmp:
             figs.traces_png(result, tmp)
         result.extra_outputs.update(contours=siblings["contours"], traces=siblings["traces"])
+        bar.update()
     if exports:
         from . import export as ex
 
@@ -210,6 +218,8 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
             with atomic_output(siblings[name], overwrite=overwrite, inputs=inputs, folder=name == "suite2p") as tmp:
                 writers[name](result, tmp)
             result.extra_outputs[name] = siblings[name]
+            bar.update()
+    bar.close()
     result.metadata["timings"]["total_s"] = time.perf_counter() - t0
     return result
 

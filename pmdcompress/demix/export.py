@@ -165,7 +165,8 @@ def write_suite2p(result, path, *, final_path=None) -> None:
     neu = _background_on_rois(result)
     np.save(os.path.join(plane, "F.npy"), (result.raw_traces + SUITE2P_NEUCOEFF * neu).astype(np.float32))
     np.save(os.path.join(plane, "Fneu.npy"), neu.astype(np.float32))
-    np.save(os.path.join(plane, "spks.npy"), result.traces.astype(np.float32))
+    spikes = getattr(result, "spikes", None)  # deconvolved activity when inferred (h6), else the denoised traces
+    np.save(os.path.join(plane, "spks.npy"), (spikes if spikes is not None else result.traces).astype(np.float32))
     np.save(os.path.join(plane, "iscell.npy"), np.ones((result.n_components, 2), np.float32))
     stats = suite2p_stat(result)
     stat = np.empty(result.n_components, dtype=object)
@@ -293,5 +294,10 @@ def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
         GrayscaleImage(name="correlation", data=result.images["correlation"].astype(np.float32).T,
                        description="local correlation image of the denoised movie"),
     ]))
-    with NWBHDF5IO(str(path), "w") as io:
-        io.write(nwb)
+    import warnings
+
+    with warnings.catch_warnings():
+        # the file is written under a temporary name and renamed to *.nwb when complete
+        warnings.filterwarnings("ignore", message=".*does not end in '.nwb'")
+        with NWBHDF5IO(str(path), "w") as io:
+            io.write(nwb)

@@ -457,15 +457,16 @@ def _matched_truth(result, movie):
     return matched
 
 
-def test_sparse_movie_active_cells_then_silent_ones_from_the_mean(sparse, tmp_path):
+def test_sparse_movie_active_cells_then_silent_ones_from_the_mean_by_default(sparse, tmp_path):
     truth = load_truth(sparse["movie"])
     silent = truth.spikes.sum(axis=1) == 0
     assert 6 <= silent.sum() <= 18
-    res = dm.demix(sparse["store"], tmp_path / "a.demix.zarr", fs=7.0, figures=False)
+    res = dm.demix(sparse["store"], tmp_path / "a.demix.zarr", fs=7.0, figures=False, seed_from_mean=False)
     found = np.isin(np.arange(len(silent)), _matched_truth(res, sparse["movie"]))
     assert found[~silent].mean() >= 0.8  # the active cells
     assert found[silent].sum() <= 1  # nothing to see without the mean image
-    res_mean = dm.demix(sparse["store"], tmp_path / "m.demix.zarr", fs=7.0, figures=False, seed_from_mean=True)
+    res_mean = dm.demix(sparse["store"], tmp_path / "m.demix.zarr", fs=7.0, figures=False)  # 2p: on by default
+    assert res_mean.metadata["parameters"]["seed_from_mean"] is True
     found_mean = np.isin(np.arange(len(silent)), _matched_truth(res_mean, sparse["movie"]))
     assert found_mean[silent].mean() >= 0.5
     scores = dm.evaluate(res_mean, sparse["movie"], iou=0.3)

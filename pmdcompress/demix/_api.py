@@ -53,7 +53,7 @@ def demix(
     fs: float = 30.0,
     export=(),
     overwrite: bool = False,
-    seed_from_mean: bool = False,
+    seed_from_mean: bool | None = None,
     figures: bool = True,
     **options,
 ):
@@ -77,8 +77,9 @@ def demix(
     overwrite : bool, optional
         Replace existing outputs.
     seed_from_mean : bool, optional
-        Also add bright blobs of the mean image that no active component covers
-        (cells that never fire); their footprints stay fixed.
+        Also add somata of the mean image that no active component covers
+        (cells that never fire: bright blobs, and dark nuclei in a bright rim);
+        their footprints stay fixed.  Default: on for ``kind="2p"``, off otherwise.
     figures : bool, optional
         Write ``contours.png`` and ``traces.png``.
     **options
@@ -122,7 +123,7 @@ def demix(
         except ImportError as exc:
             raise ImportError("CaImAn export needs h5py: pip install 'pmdcompress[hdf5]'") from exc
     try:
-        opts = pipeline.DemixOptions(kind=kind, fs=fs, seed_from_mean=bool(seed_from_mean), **options)
+        opts = pipeline.DemixOptions(kind=kind, fs=fs, seed_from_mean=seed_from_mean, **options)
     except TypeError as exc:
         raise InputError(f"demix options: {exc}") from exc
     if opts.cell_radius is not None and opts.cell_radius <= 0:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from ..errors import InputError
 from . import hals
@@ -51,8 +51,11 @@ class DemixOptions:
     merge_threshold: float = 0.8
     bin_frames: int | None = None  # default: about 5 Hz, at most 1000 binned frames
     footprint_threshold: float = 0.2
-    seed_from_mean: bool = False
+    seed_from_mean: bool | None = None  # default True for 2p (silent somata from the mean image), else False
     mean_threshold: float = 2.0
+    nucleus_threshold: float = 0.35  # mean-image seeds: correlation with a dark-nucleus soma template
+    nucleus_radius: float | None = None  # that template's radius; default: the somata's, see _soma_radius
+    min_compactness: float = 0.8  # active components: area over that of their moment ellipse
     min_snr: float = 1.0
     min_r_value: float = 0.4
     min_skew: float | None = None  # default 0.5 for calcium, none for voltage
@@ -81,7 +84,8 @@ class DemixOptions:
         if q is None:
             q = 50.0 if self.kind == "voltage" else 8.0
         min_size = self.min_size if self.min_size is not None else int(0.25 * np.pi * self.cell_radius**2)
-        return replace(self, highpass_sigma=sigma, min_size=min_size, background_rank=rank,
+        from_mean = self.seed_from_mean if self.seed_from_mean is not None else self.kind == "2p"
+        return replace(self, seed_from_mean=bool(from_mean), highpass_sigma=sigma, min_size=min_size, background_rank=rank,
                                    ring_radius=ring, background_model=model, bin_frames=b, min_skew=float(skew),
                                    dff_percentile=float(q))
 
@@ -98,6 +102,7 @@ class Model:
     fixed: np.ndarray  # (n,) bool: footprints seeded from the mean image and never updated
     timings: dict = field(default_factory=dict)
     cell_radius_estimate: float | None = None  # from the footprints of a first pass (cell_radius not given)
+    nucleus_radius: float | None = None  # radius of the mean-image soma template (seed_from_mean)
     ring: ringbg.Ring | None = None  # ring-model background (background_model="ring")
 
 
@@ -296,16 +301,16 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     fac = load_factors(store)
     load_s = time.perf_counter() - t_start
     if options.cell_radius is not None:
-        return _fit(store, fac, options, load_s)
+        return _fit(store, fac, options, load_s, radius_given=True)
     first = replace(options, cell_radius=DEFAULT_CELL_RADIUS)
-    model, fac, opts = _fit(store, fac, first, load_s)
+    model, fac, opts = _fit(store, fac, first, load_s, radius_given=False)
     estimate = estimate_cell_radius(model.footprints, model.fixed)
     model.cell_radius_estimate = estimate
     if estimate is None or 0.75 <= estimate / DEFAULT_CELL_RADIUS <= 1.33:
         return model, fac, opts
     log.info("demix: footprints have a radius of %.1f px; refitting with it", estimate)
     first_s = model.timings["total_fit_s"]
-    model, fac, opts = _fit(store, fac, replace(options, cell_radius=estimate), load_s)
+    model, fac, opts = _fit(store, fac, replace(options, cell_radius=estimate), load_s, radius_given=False)
     model.cell_radius_estimate = estimate
     model.timings["first_pass_s"] = first_s
     model.timings["total_fit_s"] += first_s
@@ -331,7 +336,23 @@ def estimate_cell_radius(fp: Footprints, fixed=None, *, threshold: float = 0.2, 
     return float(np.clip(np.sqrt(np.median(area) / np.pi), 2.5, 20.0))
 
 
-def _fit(store, fac: Factors, options: DemixOptions, load_s: float) -> tuple[Model, Factors, DemixOptions]:
+# Footprints above 20 % of their peak are about 15 % wider than the soma (soft edges; see docs/demix.md).
+SOFT_EDGE_FACTOR = 1.15
+
+
+def _soma_radius(opts: DemixOptions, fp: Footprints, fixed, radius_given: bool) -> float:
+    """Radius of the mean-image soma template: ``nucleus_radius``, else the given ``cell_radius``, else the
+    active footprints' equivalent radius (:func:`estimate_cell_radius`) less their soft edges."""
+    if opts.nucleus_radius is not None:
+        return float(opts.nucleus_radius)
+    if radius_given:
+        return float(opts.cell_radius)
+    estimate = estimate_cell_radius(fp, fixed)
+    return float((estimate if estimate is not None else opts.cell_radius) / SOFT_EDGE_FACTOR)
+
+
+def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
+         radius_given: bool) -> tuple[Model, Factors, DemixOptions]:
     timings = {"load_s": load_s}
     t_start = time.perf_counter() - load_s
     opts = options.resolved(fac.n_frames)
@@ -416,15 +437,20 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float) -> tuple[Mod
     t0 = time.perf_counter()
     met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold)
     accept = (met["snr"] >= opts.min_snr) & (met["r_value"] >= opts.min_r_value) & (met["skew"] >= opts.min_skew)
+    # Ragged or split footprints are neuropil, dendrite or bouton fragments on real data, not somata.
+    accept &= met["compactness"] >= opts.min_compactness
     accept |= fixed
     log.info("demix: %d of %d components pass the quality tests", int(accept.sum()), fp.n)
     idx = np.flatnonzero(accept)
     fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
     if opts.seed_from_mean:
-        extra = _mean_footprints(fac.mean, fp, opts, box)
-        log.info("demix: %d components seeded from the mean image", extra.n)
-        fp = _concat(fp, extra)
-        fixed = np.concatenate([fixed, np.ones(extra.n, bool)])
+        soma_radius = _soma_radius(opts, fp, fixed, radius_given)
+        soma_opts = replace(opts, cell_radius=soma_radius, min_size=int(0.25 * np.pi * soma_radius**2))
+        for finder, finder_opts in ((_mean_footprints, opts), (_nucleus_footprints, soma_opts)):
+            extra = finder(fac.mean, fp, finder_opts, box)
+            log.info("demix: %d components seeded from the mean image (%s)", extra.n, finder.__name__)
+            fp = _concat(fp, extra)
+            fixed = np.concatenate([fixed, np.ones(extra.n, bool)])
     timings["select_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -439,7 +465,8 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float) -> tuple[Mod
         bg.temporal = np.zeros((0, fac.n_frames))
     timings["traces_s"] = time.perf_counter() - t0
     timings["total_fit_s"] = time.perf_counter() - t_start
-    model = Model(fp, c, bg, corr, resid_corr, fixed, timings, ring=ring)
+    model = Model(fp, c, bg, corr, resid_corr, fixed, timings, ring=ring,
+                  nucleus_radius=soma_radius if opts.seed_from_mean else None)
     return model, fac, opts
 
 
@@ -461,12 +488,7 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
     med = np.median(blob)
     mad = 1.4826 * np.median(np.abs(blob - med)) + 1e-12
     z = (blob - med) / mad
-    covered = np.zeros(fp.dims, bool)
-    if fp.n:
-        bh, bw = fp.box
-        for j, (y, x) in enumerate(fp.origins):
-            a = fp.values[j]
-            covered[y : y + bh, x : x + bw] |= a > opts.footprint_threshold * max(a.max(), 1e-30)
+    covered = _covered(fp, opts.footprint_threshold)
     seeds = find_seeds(z, threshold=opts.mean_threshold, min_distance=max(int(radius), 1),
                        exclude=ndimage.binary_dilation(covered, iterations=max(int(radius / 2), 1)))
     fine = ndimage.gaussian_filter(hp, max(radius / 6.0, 0.5), mode="reflect")
@@ -504,6 +526,85 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
     seeds = np.array(kept, dtype=np.int64).reshape(-1, 2)
     values = np.clip(hp / max(float(hp.max()), 1e-30), 0, None)
     new = _new_footprints(values, seeds, regions, box, fp.dims)
+    new.support[...] = new.values > 0
+    return new
+
+
+def _covered(fp: Footprints, threshold: float) -> np.ndarray:
+    """Pixels inside any footprint's mask (above ``threshold`` of its peak)."""
+    covered = np.zeros(fp.dims, bool)
+    if fp.n:
+        bh, bw = fp.box
+        for j, (y, x) in enumerate(fp.origins):
+            a = fp.values[j]
+            covered[y : y + bh, x : x + bw] |= a > threshold * max(a.max(), 1e-30)
+    return covered
+
+
+def nucleus_template(radius: float) -> np.ndarray:
+    """A soma with a dark nucleus: -1 inside 0.9 ``radius``, 0.7 on the ring out to 1.45 ``radius``, 0 beyond.
+
+    GCaMP is excluded from the nucleus, so a soma that never fires shows in the
+    mean image as a dark disc in a brighter rim of cytoplasm.
+    """
+    half = int(math.ceil(1.8 * radius))
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    rr = np.hypot(yy, xx)
+    return np.where(rr < 0.9 * radius, -1.0, np.where(rr < 1.45 * radius, 0.7, 0.0))
+
+
+def normalized_cross_correlation(image: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``template`` with the window of ``image`` centred at each pixel (reflected edges)."""
+    t = template - template.mean()
+    t = t / max(float(np.linalg.norm(t)), 1e-30)
+    h, w = t.shape
+    img = np.pad(image.astype(np.float64), ((h // 2, h // 2), (w // 2, w // 2)), mode="reflect")
+    num = signal.correlate(img, t, mode="valid", method="fft")
+    box = np.ones_like(t)
+    mean = signal.correlate(img, box, mode="valid", method="fft") / box.size
+    mean2 = signal.correlate(img * img, box, mode="valid", method="fft") / box.size
+    var = np.maximum(mean2 - mean * mean, 0.0) * box.size
+    return np.where(var > 1e-12, num / np.sqrt(np.maximum(var, 1e-12)), 0.0)
+
+
+def local_contrast(mean: np.ndarray, sigma: float) -> np.ndarray:
+    """The mean image high-passed at ``sigma`` and divided by its local RMS (uneven brightness evened out)."""
+    img = mean.astype(np.float64)
+    hp = img - ndimage.gaussian_filter(img, sigma, mode="reflect")
+    rms = np.sqrt(ndimage.gaussian_filter(hp * hp, sigma, mode="reflect"))
+    return hp / (rms + 0.5 * np.median(rms) + 1e-12)
+
+
+def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprints:
+    """Disc footprints of silent somata: dark nuclei in a bright rim of the mean image.
+
+    The mean image is evened out (:func:`local_contrast`, scale 2.2 cell radii)
+    and correlated with :func:`nucleus_template`; maxima above
+    ``nucleus_threshold``, at least a cell radius apart and away from existing
+    footprints, become discs of ``cell_radius`` (fixed; only their traces are fitted).
+    """
+    radius = opts.cell_radius
+    score = normalized_cross_correlation(local_contrast(mean, 2.2 * radius), nucleus_template(radius))
+    covered = _covered(fp, opts.footprint_threshold)
+    seeds = find_seeds(score, threshold=opts.nucleus_threshold, min_distance=max(int(radius), 1),
+                       exclude=ndimage.binary_dilation(covered, iterations=max(int(radius / 2), 1)))
+    height, width = fp.dims
+    yy, xx = np.mgrid[:height, :width]
+    regions = np.zeros(fp.dims, np.int32)
+    taken = covered.copy()
+    kept = []
+    for y, x in seeds:
+        y0, y1 = max(y - int(radius) - 1, 0), min(y + int(radius) + 2, height)
+        x0, x1 = max(x - int(radius) - 1, 0), min(x + int(radius) + 2, width)
+        disc = (yy[y0:y1, x0:x1] - y) ** 2 + (xx[y0:y1, x0:x1] - x) ** 2 <= radius**2
+        disc &= ~taken[y0:y1, x0:x1]
+        if disc.sum() < opts.min_size:
+            continue
+        kept.append((y, x))
+        regions[y0:y1, x0:x1][disc] = len(kept)
+        taken[y0:y1, x0:x1] |= disc
+    seeds = np.array(kept, dtype=np.int64).reshape(-1, 2)
+    new = _new_footprints(np.ones(fp.dims, np.float32), seeds, regions, box, fp.dims)
     new.support[...] = new.values > 0
     return new
 
@@ -578,6 +679,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         "n_components": int(fp.n),
         "parameters": options_dict(opts),
         "cell_radius_estimate": model.cell_radius_estimate,
+        "nucleus_radius": model.nucleus_radius,
         "ring": ({"ssub": opts.ring_ssub, "radius": opts.ring_radius, "low_dims": list(model.ring.low_dims),
                   "model": "B(t) = up(W down(Y(t) - mean image - A c(t))), c the traces centred in time; down: "
                            "ssub x ssub block means (row-major blocks), up: each pixel takes its block's value"}

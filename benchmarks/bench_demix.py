@@ -16,10 +16,10 @@ The sparse set imitates a labelled two-photon movie of the neurofinder kind:
 them silent (visible only in the mean image), 80% with a darker nucleus.  Four
 regimes (``SPARSE``: typical, dim, small cells, large cells) times two seeds.
 Each movie is compressed with both methods and demixed with the defaults (which
-seed silent somata from the mean image), and with ``--no-seed-from-mean`` on the pmd store.  Reported: F1 at IoU 0.3 against all
-somata, precision, recall of the visibly active somata (peak transient times the
-footprint's norm over the photon noise > 6, about a clear transient by eye),
-recall of the silent somata, and the mean IoU of matched pairs.
+seed silent somata from the mean image), and with ``--no-seed-from-mean`` on the
+pmd store.  Reported: F1 at IoU 0.3 against all somata, precision, recall of the
+visibly active somata (peak transient times the footprint's norm over the photon
+noise > 6, about a clear transient by eye), recall of the silent somata, and the mean IoU of matched pairs.
 """
 
 from __future__ import annotations

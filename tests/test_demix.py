@@ -77,7 +77,9 @@ def test_result_round_trip_and_layout(sim):
     for name in ("traces", "raw_traces", "baseline", "dff", "background_temporal", "background_static"):
         np.testing.assert_allclose(getattr(back, name), getattr(res, name), rtol=1e-6, atol=1e-6)
     assert (back.footprints != res.footprints.astype(np.float32)).nnz == 0
-    assert back.metadata["format"] == "pmdcompress-demix" and back.metadata["format_version"] == 1
+    assert back.metadata["format"] == "pmdcompress-demix" and back.metadata["format_version"] == 2
+    np.testing.assert_array_equal(back.spikes, res.spikes)
+    assert back.spikes.shape == back.traces.shape and np.all(back.spikes >= 0)
     assert back.metadata["parameters"]["kind"] == "2p"
     assert back.metadata["dff"]["window_frames"] == 900
     assert back.metadata["input"]["store"].endswith("small.pmd.zarr")
@@ -93,8 +95,28 @@ def test_result_round_trip_and_layout(sim):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_format_version_1_still_reads(sim, tmp_path):
+    import shutil
+
+    import zarr
+
+    old = tmp_path / "v1.demix.zarr"
+    shutil.copytree(sim["out"], old)
+    group = zarr.open_group(str(old), mode="r+")
+    meta = dict(group.attrs["pmdcompress-demix"])
+    meta["format_version"] = 1
+    group.attrs["pmdcompress-demix"] = meta
+    shutil.rmtree(old / "spikes")
+    back = dm.open_demix(old)
+    assert back.spikes is None and back.n_components == sim["result"].n_components
+    meta["format_version"] = 99
+    group.attrs["pmdcompress-demix"] = meta
+    with pytest.raises(StoreFormatError, match="format_version 99, this version reads 1, 2"):
+        dm.open_demix(old)
+
+
 def test_demix_is_deterministic(sim, tmp_path):
-    again = dm.demix(sim["store"], tmp_path / "again.demix.zarr", figures=False)
+    again = dm.demix(sim["store"], tmp_path / "again.demix.zarr", figures=False, fs=30.0)
     np.testing.assert_array_equal(again.traces, sim["result"].traces)
     assert (again.footprints != sim["result"].footprints).nnz == 0
 
@@ -108,6 +130,7 @@ def test_caiman_export_round_trip(sim):
         a = sp.csc_matrix((g["data"][...], g["indices"][...], g["indptr"][...]), shape=tuple(g["shape"][...]))
         dims = tuple(f["estimates/dims"][...])
         c, yra = f["estimates/C"][...], f["estimates/YrA"][...]
+        np.testing.assert_array_equal(f["estimates/S"][...], res.spikes)
         assert f["params/data/fr"][()] == 30.0
         assert f["estimates/b"].shape == (80 * 80, res.background_spatial.shape[0])
     assert dims == (80, 80)
@@ -128,6 +151,7 @@ def test_suite2p_export_round_trip(sim):
     spks = np.load(plane / "spks.npy", allow_pickle=False)
     n = res.n_components
     assert f.shape == fneu.shape == spks.shape == (n, res.n_frames) and iscell.shape == (n, 2)
+    np.testing.assert_array_equal(spks, res.spikes)  # inferred spikes, not the calcium trace
     np.testing.assert_allclose(f - fneu, res.raw_traces, rtol=1e-4, atol=1e-2)
     # suite2p stores stat and ops as pickled dicts; only the test loads them back.
     stat = np.load(plane / "stat.npy", allow_pickle=True)
@@ -157,11 +181,12 @@ def test_nwb_export_round_trip(sim, tmp_path):
         rrs = ophys["Fluorescence"]["RoiResponseSeries"]
         np.testing.assert_allclose(rrs.data[:], res.raw_traces.T, rtol=1e-6)
         assert ophys["DfOverF"]["RoiResponseSeries"].data.shape == (res.n_frames, res.n_components)
+        np.testing.assert_array_equal(ophys["Fluorescence"]["Deconvolved"].data[:], res.spikes.T)
 
 
 @pytest.mark.parametrize("kind", ["voltage", "1p"])
 def test_other_kinds_run(sim, tmp_path, kind):
-    res = dm.demix(sim["store"], tmp_path / f"{kind}.demix.zarr", kind=kind, figures=False)
+    res = dm.demix(sim["store"], tmp_path / f"{kind}.demix.zarr", kind=kind, figures=False, fs=30.0)
     assert res.metadata["kind"] == kind and res.n_components > 0
     if kind == "voltage":
         assert res.traces.min() < 0  # signed traces
@@ -172,7 +197,7 @@ def test_1p_ring_model_finds_most_cells(tmp_path):
     simulate_movie(movie, n_frames=800, shape=(64, 64), n_neurons=8, photons=10.0, seed=0, kind="1p")
     store = pmdcompress.compress(movie, tmp_path / "small1p.pmd.zarr", workers=2)
     out = tmp_path / "small1p.demix.zarr"
-    res = dm.demix(store, out, kind="1p", background_model="ring", figures=False, export=("caiman", "suite2p"))
+    res = dm.demix(store, out, kind="1p", background_model="ring", figures=False, export=("caiman", "suite2p"), fs=30.0)
     assert res.metadata["parameters"]["background_model"] == "ring"
     assert res.background_spatial.shape[0] == 0  # the ring background is not low rank
     assert np.isfinite(res.raw_traces).all()
@@ -224,7 +249,7 @@ def test_ring_weights_match_per_pixel_least_squares():
 
 
 def test_seed_from_mean_adds_fixed_components(sim, tmp_path):
-    res = dm.demix(sim["store"], tmp_path / "mean.demix.zarr", seed_from_mean=True, figures=False)
+    res = dm.demix(sim["store"], tmp_path / "mean.demix.zarr", seed_from_mean=True, figures=False, fs=30.0)
     seeded = res.metrics["seeded_from_mean"].astype(bool)
     assert res.n_components == sim["result"].n_components + seeded.sum()
 
@@ -315,6 +340,10 @@ def test_cli_demix_and_evaluate(sim, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli.demix.zarr"
     r = runner.invoke(_group(), ["demix", str(sim["root"] / "small.pmd.zarr"), "-o", str(out), "--no-figures"])
+    assert r.exit_code == 2 and "frame rate is unknown" in r.output and "give fs" in r.output  # no guess
+    assert len(r.output.strip().splitlines()) == 1 and not out.exists()
+    r = runner.invoke(_group(), ["demix", str(sim["root"] / "small.pmd.zarr"), "-o", str(out), "--no-figures",
+                                 "--fs", "30"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(_group(), ["evaluate", str(out), "--truth", str(sim["movie"])])
     assert r.exit_code == 0, r.output
@@ -431,7 +460,7 @@ def test_truth_loader_gives_masks(sim):
 def test_a_store_without_neurons_gives_an_empty_result(tmp_path):
     rng = np.random.default_rng(0)
     store = pmdcompress.compress(rng.normal(100, 5, (40, 32, 32)).astype(np.float32), tmp_path / "n.pmd.zarr")
-    result = pmdcompress.demix.demix(store, tmp_path / "n.demix.zarr", figures=False)
+    result = pmdcompress.demix.demix(store, tmp_path / "n.demix.zarr", figures=False, fs=30.0)
     assert result.n_components == 0
     assert (tmp_path / "n.demix.zarr").exists()
 
@@ -478,11 +507,11 @@ def test_cell_radius_is_estimated_and_refitted(tmp_path):
     simulate_movie(movie, n_frames=600, shape=(112, 112), n_neurons=14, photons=2.0, seed=1,
                    regime={"radius": (9.0, 11.0)})
     store = pmdcompress.compress(movie, tmp_path / "big.pmd.zarr")
-    res = dm.demix(store, tmp_path / "big.demix.zarr", figures=False)
+    res = dm.demix(store, tmp_path / "big.demix.zarr", figures=False, fs=30.0)
     est = res.metadata["cell_radius_estimate"]
     assert 8.0 < est < 14.0
     assert res.metadata["parameters"]["cell_radius"] == pytest.approx(est)
-    fixed = dm.demix(store, tmp_path / "fixed.demix.zarr", figures=False, cell_radius=10.0)
+    fixed = dm.demix(store, tmp_path / "fixed.demix.zarr", figures=False, cell_radius=10.0, fs=30.0)
     assert fixed.metadata["cell_radius_estimate"] is None
     assert dm.evaluate(res, movie)["f1"] >= 0.8
 

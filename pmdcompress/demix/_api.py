@@ -6,6 +6,7 @@ import datetime
 import logging
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
@@ -45,12 +46,22 @@ def sibling_paths(output: Path) -> dict:
     }
 
 
+def _check_fs(fs) -> float:
+    try:
+        fs = float(fs)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"fs {fs!r}: expected a frame rate in Hz") from exc
+    if not math.isfinite(fs) or fs <= 0:
+        raise InputError(f"fs {fs!r}: expected a positive frame rate in Hz")
+    return fs
+
+
 def demix(
     store_or_path,
     output,
     *,
     kind: str = "2p",
-    fs: float = 30.0,
+    fs: float | None = None,
     export=(),
     overwrite: bool = False,
     seed_from_mean: bool | None = None,
@@ -71,7 +82,9 @@ def demix(
         Two-photon calcium (low-rank smooth background), one-photon calcium
         (ring-model background, see ``background_model``), voltage (signed traces, no skewness test).
     fs : float, optional
-        Frame rate in Hz (dF/F window, binning, exports).
+        Frame rate in Hz (dF/F window, binning, spike inference, exports).
+        Default: the rate the store records; when it records none, ``fs`` is
+        required (an ``InputError`` rather than a guess).
     export : str or sequence of str, optional
         Any of ``"caiman"``, ``"suite2p"``, ``"nwb"`` (``nwb`` needs ``pip install pynwb``).
     overwrite : bool, optional
@@ -105,12 +118,8 @@ def demix(
 
     if kind not in pipeline.KINDS:
         raise InputError(f"kind {kind!r}: expected one of {', '.join(pipeline.KINDS)}")
-    try:
-        fs = float(fs)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"fs {fs!r}: expected a frame rate in Hz") from exc
-    if not math.isfinite(fs) or fs <= 0:
-        raise InputError(f"fs {fs!r}: expected a positive frame rate in Hz")
+    if fs is not None:
+        fs = _check_fs(fs)
     exports = _parse_export(export)
     if "nwb" in exports:
         try:
@@ -123,7 +132,8 @@ def demix(
         except ImportError as exc:
             raise ImportError("CaImAn export needs h5py: pip install 'pmdcompress[hdf5]'") from exc
     try:
-        opts = pipeline.DemixOptions(kind=kind, fs=fs, seed_from_mean=seed_from_mean, **options)
+        opts = pipeline.DemixOptions(kind=kind, fs=fs if fs is not None else 1.0, seed_from_mean=seed_from_mean,
+                                     **options)
     except TypeError as exc:
         raise InputError(f"demix options: {exc}") from exc
     if opts.cell_radius is not None and opts.cell_radius <= 0:
@@ -145,6 +155,12 @@ def demix(
     t_len, height, width = store.shape
     if t_len < 2:
         raise InputError(f"{store.path}: {t_len} frame(s); demixing needs at least 2")
+    if fs is None:
+        recorded = getattr(store.metadata, "frame_rate", None)
+        if recorded is None:
+            raise InputError(f"{store.path}: the frame rate is unknown (the store records none); give fs in Hz")
+        fs = _check_fs(recorded)
+    opts = replace(opts, fs=fs)
 
     t0 = time.perf_counter()
     with blas_threads(1):

@@ -18,7 +18,8 @@ from ..cli_common import say as _say
 @click.option("-o", "--output", default=None, help="Output result (default: STORE's stem + .demix.zarr).")
 @click.option("--kind", type=click.Choice(["2p", "1p", "voltage"]), default="2p", show_default=True,
               help="2p: low-rank background; 1p: stronger background; voltage: signed traces.")
-@click.option("--fs", default=30.0, show_default=True, type=float, help="Frame rate in Hz.")
+@click.option("--fs", default=None, type=float,
+              help="Frame rate in Hz (default: the store's; required when the store records none).")
 @click.option("--export", default="", metavar="LIST",
               help="Comma-separated extra outputs: caiman, suite2p, nwb (nwb needs pynwb).")
 @click.option("--cell-radius", default=None, type=float,

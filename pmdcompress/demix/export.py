@@ -60,6 +60,8 @@ def write_caiman(result, path) -> None:
         ga.create_dataset("indptr", data=a.indptr.astype(np.int64))
         ga.create_dataset("shape", data=np.array(a.shape, np.int64))
         est.create_dataset("C", data=result.traces.astype(np.float32))
+        if result.spikes is not None:
+            est.create_dataset("S", data=result.spikes.astype(np.float32))
         # raw = baseline + C + YrA, so C + YrA is the baseline-free raw trace.
         yra = result.raw_traces - result.baseline - result.traces
         est.create_dataset("YrA", data=yra.astype(np.float32))
@@ -141,7 +143,8 @@ def write_suite2p(result, path) -> None:
     neu = _background_on_rois(result)
     np.save(os.path.join(plane, "F.npy"), (result.raw_traces + neu).astype(np.float32))
     np.save(os.path.join(plane, "Fneu.npy"), neu.astype(np.float32))
-    np.save(os.path.join(plane, "spks.npy"), result.traces.astype(np.float32))
+    spks = result.spikes if result.spikes is not None else result.traces  # voltage: no spike model
+    np.save(os.path.join(plane, "spks.npy"), spks.astype(np.float32))
     np.save(os.path.join(plane, "iscell.npy"), np.ones((result.n_components, 2), np.float32))
     stat = np.empty(result.n_components, dtype=object)
     for j, s in enumerate(suite2p_stat(result)):
@@ -161,7 +164,7 @@ def write_suite2p(result, path) -> None:
         "yrange": [0, height],
         "nplanes": 1,
         "nchannels": 1,
-        "tau": 1.0,
+        "tau": float(np.median(result.metrics["tau_s"])) if len(result.metrics.get("tau_s", ())) else 1.0,
         "save_path": plane,
         "software": "pmdcompress " + str(result.metadata.get("software_version", "")),
     }
@@ -209,6 +212,10 @@ def write_nwb(result, path, *, session_description="pmdcompress demix", identifi
                                   rois=region, unit="n.a.", rate=float(result.fs))
     df.create_roi_response_series(name="RoiResponseSeries", data=result.dff.T.astype(np.float32),
                                   rois=region, unit="n.a.", rate=float(result.fs))
+    if result.spikes is not None:
+        fl.create_roi_response_series(name="Deconvolved", data=result.spikes.T.astype(np.float32),
+                                      rois=region, unit="n.a.", rate=float(result.fs),
+                                      description="inferred spikes (AR(1) deconvolution), units of the traces")
     module.add(Images(name="SegmentationImages", images=[
         GrayscaleImage(name="mean", data=result.images["mean"].astype(np.float32)),
         GrayscaleImage(name="correlation", data=result.images["correlation"].astype(np.float32)),

@@ -14,6 +14,7 @@ from scipy import ndimage, signal
 from ..errors import InputError
 from . import hals
 from . import ring as ringbg
+from .deconvolve import deconvolve
 from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
@@ -85,9 +86,9 @@ class DemixOptions:
             q = 50.0 if self.kind == "voltage" else 8.0
         min_size = self.min_size if self.min_size is not None else int(0.25 * np.pi * self.cell_radius**2)
         from_mean = self.seed_from_mean if self.seed_from_mean is not None else self.kind == "2p"
-        return replace(self, seed_from_mean=bool(from_mean), highpass_sigma=sigma, min_size=min_size, background_rank=rank,
-                                   ring_radius=ring, background_model=model, bin_frames=b, min_skew=float(skew),
-                                   dff_percentile=float(q))
+        return replace(self, seed_from_mean=bool(from_mean), highpass_sigma=sigma, min_size=min_size,
+                       background_rank=rank, ring_radius=ring, background_model=model, bin_frames=b,
+                       min_skew=float(skew), dff_percentile=float(q))
 
 
 @dataclass
@@ -631,7 +632,7 @@ def _static_background(mean, fp: Footprints, opts: DemixOptions) -> np.ndarray:
 def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     """Normalise, add baselines, dF/F and metrics: the :class:`~.result.DemixResult` (no path yet)."""
     from .dff import delta_f_over_f, running_percentile
-    from .result import DemixResult
+    from .result import FORMAT_VERSION, DemixResult
 
     fp = model.footprints
     c = model.traces.astype(np.float64)
@@ -658,6 +659,9 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     traces = activity if opts.kind == "voltage" else np.maximum(activity, 0.0)
     floor = np.maximum(0.1 * np.abs(local_bg), 1e-6)
     dff = delta_f_over_f(raw, baseline, floor)
+    spikes = None
+    if opts.kind != "voltage":
+        spikes, _, ar = deconvolve(raw - baseline, opts.fs)
 
     vb = bin_frames(fac.V, opts.bin_frames)
     met = compute_metrics(fac.U, vb, fp, bin_frames(c, opts.bin_frames), store.noise,
@@ -665,13 +669,16 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     met["seeded_from_mean"] = model.fixed.astype(np.uint8)
     met["f0"] = f0
     met["local_background"] = local_bg
+    if spikes is not None:
+        met["tau_s"] = ar["tau_s"]
+        met["decay_g"] = ar["g"]
     images = {"mean": fac.mean, "correlation": model.correlation_image}
     if model.residual_correlation_image is not None:
         images["residual_correlation"] = model.residual_correlation_image
     bg = model.background
     meta = {
         "format": "pmdcompress-demix",
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "kind": opts.kind,
         "fs": float(opts.fs),
         "dims": list(fp.dims),
@@ -687,7 +694,10 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile, "window_s": opts.dff_window_s,
                 "window_frames": window, "floor": "0.1 * local static background",
                 "formula": "(raw - baseline) / max(baseline, floor)"},
-        "units": {"footprints": "peak 1", "traces": "input units at the footprint's peak pixel"},
+        "units": {"footprints": "peak 1", "traces": "input units at the footprint's peak pixel",
+                  "spikes": "jumps of the AR(1) calcium fit to raw_traces - baseline, units of raw_traces"},
+        "spikes": ({"method": "OASIS AR(1), spikes 0 or >= s_min; decay, noise and offset estimated per trace",
+                    "s_min": "1.0 * noise SD * sqrt(1 - g^2)"} if spikes is not None else None),
         "metrics": sorted(met),
         "images": sorted(images),
         "timings": model.timings,
@@ -706,4 +716,5 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         images=images,
         metadata=meta,
         ring_weights=model.ring.weights if model.ring is not None else None,
+        spikes=spikes,
     )

@@ -10,6 +10,8 @@ array                                 shape         meaning
 ``raw_traces``                        (n, T)        F: fluorescence at the footprint's peak, background removed
 ``baseline``                          (n, T)        running low percentile of F (dF/F's F0)
 ``dff``                               (n, T)        (F - F0) / max(F0, floor)
+``spikes``                            (n, T)        inferred spikes S (AR(1) deconvolution of F - F0; units of
+                                                    F); calcium only, absent for voltage (format version 2)
 ``centers``                           (n, 2)        weighted centroids (y, x)
 ``labels``                            (Y, X)        label image of the masks (0: none; 1 + index of the
                                                     strongest footprint at the pixel)
@@ -37,7 +39,8 @@ from ..errors import StoreFormatError
 
 ATTRS_KEY = "pmdcompress-demix"
 FORMAT = "pmdcompress-demix"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ``spikes`` (and metrics tau_s, decay_g); 1 is still read (spikes None)
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -59,6 +62,7 @@ class DemixResult:
     path: Path | None = None
     extra_outputs: dict = field(default_factory=dict)
     ring_weights: sp.csr_matrix | None = None  # (Nl, Nl) on metadata["ring"]["low_dims"], ring model only
+    spikes: np.ndarray | None = None  # (n, T) float32, calcium only (None for voltage and format version 1)
 
     @property
     def dims(self) -> tuple[int, int]:
@@ -130,6 +134,8 @@ def write_result(result: DemixResult, path) -> None:
     put(fg, "indptr", a.indptr.astype(np.int64))
     for name in ("traces", "raw_traces", "baseline", "dff"):
         put(group, name, getattr(result, name).astype(np.float32))
+    if result.spikes is not None:
+        put(group, "spikes", result.spikes.astype(np.float32))
     put(group, "centers", result.centers.astype(np.float64))
     put(group, "labels", result.label_image())
     bg = group.create_group("background")
@@ -165,9 +171,9 @@ def read_result(path) -> DemixResult:
     meta = group.attrs.get(ATTRS_KEY)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise StoreFormatError(f"{where}: not a pmdcompress demix result (attribute '{ATTRS_KEY}' missing)")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise StoreFormatError(f"{where}: demix format_version {meta.get('format_version')!r}, "
-                               f"this version reads {FORMAT_VERSION}")
+                               f"this version reads {', '.join(map(str, READABLE_VERSIONS))}")
     try:
         dims = tuple(meta["dims"])
         n = int(meta["n_components"])
@@ -197,6 +203,7 @@ def read_result(path) -> DemixResult:
             metadata=meta,
             path=Path(path),
             ring_weights=ring,
+            spikes=group["spikes"][...] if "spikes" in group else None,
         )
     except KeyError as exc:
         raise StoreFormatError(f"{where}: array {exc} is missing") from exc

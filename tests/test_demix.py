@@ -539,3 +539,99 @@ def test_masks_fill_the_dark_nucleus():
     filled = fill_mask_holes(m, (20, 20)).toarray()
     np.testing.assert_array_equal(filled[:, 0].reshape(20, 20), d2 <= 36)
     np.testing.assert_array_equal(filled[:, 1].reshape(20, 20), d2 <= 9)
+
+
+# --------------------------------------------------------------------------- evaluate: other tools' outputs
+
+
+def _same_scores(a, b):
+    keys = ("n_pred", "tp", "fp", "fn", "f1", "mean_iou")
+    return {k: a[k] for k in keys} == {k: b[k] for k in keys}
+
+
+def test_evaluate_reads_the_suite2p_export_like_the_result(sim, tmp_path):
+    folder = sim["root"] / "small.demix.suite2p"
+    ours = dm.evaluate(sim["out"], sim["movie"])
+    assert _same_scores(dm.evaluate(folder, sim["movie"]), ours)  # stat.npy ypix/xpix are the scored masks
+    assert _same_scores(dm.evaluate(folder / "plane0" / "stat.npy", sim["movie"]), ours)
+    # iscell.npy: rejected ROIs are not scored.
+    import shutil
+
+    copy = tmp_path / "s2p"
+    shutil.copytree(folder, copy)
+    iscell = np.load(copy / "plane0" / "iscell.npy")
+    iscell[0, 0] = 0
+    np.save(copy / "plane0" / "iscell.npy", iscell)
+    assert dm.evaluate(copy, sim["movie"])["n_pred"] == ours["n_pred"] - 1
+
+
+def test_evaluate_refuses_a_malicious_suite2p_stat(tmp_path):
+    import os
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    plane = tmp_path / "plane0"
+    plane.mkdir()
+    with open(plane / "stat.npy", "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+        pickle.dump(np.array([Evil()], dtype=object), fh, protocol=3)
+    r = CliRunner().invoke(_group(), ["evaluate", str(tmp_path), "--truth", str(tmp_path / "stat.json")])
+    assert r.exit_code == 2 and "stat.npy" in r.output
+    with pytest.raises(InputError, match="stat.npy"):
+        load_regions(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_evaluate_reads_nwb_masks(sim, tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    from pmdcompress.demix.export import write_nwb
+
+    res = sim["result"]
+    path = tmp_path / "x.nwb"
+    write_nwb(res, path)
+    assert _same_scores(dm.evaluate(path, sim["movie"]), dm.evaluate(sim["out"], sim["movie"]))
+    # pixel_mask ROIs (x = column, y = row, weight), as suite2p and others write them.
+    masks = res.masks().tocsc()
+    nwb = pynwb.NWBFile(session_description="t", identifier="t",
+                        session_start_time=__import__("datetime").datetime.now(__import__("datetime").UTC))
+    dev = nwb.create_device(name="d")
+    plane = nwb.create_imaging_plane(name="p", optical_channel=pynwb.ophys.OpticalChannel("c", "c", 500.0),
+                                     description="p", device=dev, excitation_lambda=900.0, imaging_rate=30.0,
+                                     indicator="g", location="l")
+    ps = nwb.create_processing_module("ophys", "o").add(pynwb.ophys.ImageSegmentation()) or None
+    seg = nwb.processing["ophys"]["ImageSegmentation"].create_plane_segmentation(
+        name="PlaneSegmentation", description="p", imaging_plane=plane)
+    for j in range(res.n_components):
+        pix = masks.indices[masks.indptr[j] : masks.indptr[j + 1]]
+        seg.add_roi(pixel_mask=[(int(p % 80), int(p // 80), 1.0) for p in pix])
+    del ps
+    with pynwb.NWBHDF5IO(str(tmp_path / "px.nwb"), "w") as io:
+        io.write(nwb)
+    assert _same_scores(dm.evaluate(tmp_path / "px.nwb", sim["movie"]), dm.evaluate(sim["out"], sim["movie"]))
+
+
+def test_evaluate_reads_imagej_rois(tmp_path):
+    roifile = pytest.importorskip("roifile")
+    labels = np.zeros((40, 50), np.int32)
+    labels[5:12, 6:15] = 1  # a rectangle
+    yy, xx = np.mgrid[:40, :50]
+    labels[(yy - 25) ** 2 + (xx - 30) ** 2 <= 36] = 2  # a disc
+    np.save(tmp_path / "truth.npy", labels)
+    rect = roifile.ImagejRoi.frompoints(np.array([[6, 5], [15, 5], [15, 12], [6, 12]], float))
+    rect.name = "rect"
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    disc = roifile.ImagejRoi.frompoints(np.stack([30.5 + 6.5 * np.cos(t), 25.5 + 6.5 * np.sin(t)], axis=1))
+    disc.name = "disc"
+    oval = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.OVAL, top=19, left=24, bottom=32, right=37, name="oval")
+    roifile.roiwrite(tmp_path / "rois.zip", [rect, disc])
+    roifile.roiwrite(tmp_path / "oval.roi", oval)
+    scores = dm.evaluate(tmp_path / "rois.zip", tmp_path / "truth.npy")
+    assert scores["tp"] == 2 and scores["fp"] == 0 and scores["mean_iou"] > 0.9, scores
+    assert dm.evaluate(tmp_path / "oval.roi", tmp_path / "truth.npy")["pairs"][0]["iou"] > 0.8
+    line = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.LINE, name="line", x1=1, y1=1, x2=5, y2=5)
+    roifile.roiwrite(tmp_path / "line.roi", line)
+    with pytest.raises(InputError, match="line.roi: ROI 0 .* is a line, not an area"):
+        dm.evaluate(tmp_path / "line.roi", tmp_path / "truth.npy")

@@ -56,7 +56,9 @@ def demix_command(ctx, store, output, kind, fs, export, cell_radius, corr_thresh
 
 @click.command("evaluate")
 @click.argument("result")
-@click.option("--truth", required=True, help="Ground truth: neurofinder JSON, label image, *.truth.zarr, CaImAn HDF5.")
+@click.option("--truth", required=True,
+              help="Ground truth: neurofinder JSON, label image, *.truth.zarr, CaImAn HDF5, suite2p folder, NWB, "
+                   "ImageJ ROI zip (RESULT may be any of these too).")
 @click.option("--iou", default=0.3, show_default=True, type=float, help="IoU a matched pair must reach.")
 @click.option("--mode", type=click.Choice(["iou", "centroid"]), default="iou", show_default=True)
 @click.option("--max-distance", default=5.0, show_default=True, type=float,

@@ -199,7 +199,11 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     truth : str or path-like
         Neurofinder-style JSON (``[{"coordinates": [[row, col], ...]}, ...]``), a label
         image (``.tif``/``.npy``: 0 background, one integer per cell), a ``pmd simulate``
-        side-car (``*.truth.zarr`` or the simulated movie beside it), or a CaImAn HDF5.
+        side-car (``*.truth.zarr`` or the simulated movie beside it), a CaImAn HDF5, a
+        suite2p folder (``stat.npy`` ``ypix``/``xpix`` of the ROIs ``iscell.npy`` accepts;
+        pickles read by the restricted loader only), an NWB file (the first
+        ``PlaneSegmentation``) or ImageJ ROIs (``.zip``/``.roi``, needs ``roifile``).
+        Any of these is also accepted as ``demix_path``, so every tool is scored alike.
     iou : float, optional
         IoU a matched pair must reach (``mode="iou"``).
     mode : {"iou", "centroid"}, optional

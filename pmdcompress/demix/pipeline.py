@@ -453,7 +453,7 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
         # Compactness: area over that of the disk of the mask's largest extent from its centroid.
         py, px = np.nonzero(mask)
         extent = np.sqrt(((py - py.mean()) ** 2 + (px - px.mean()) ** 2).max()) + 0.5
-        if area < 0.4 * np.pi * extent**2:
+        if area < 0.55 * np.pi * extent**2:
             continue
         kept.append((y, x))
         regions[y0:y1, x0:x1][mask] = len(kept)

@@ -111,7 +111,7 @@ def test_format_version_1_still_reads(sim, tmp_path):
     assert back.spikes is None and back.n_components == sim["result"].n_components
     meta["format_version"] = 99
     group.attrs["pmdcompress-demix"] = meta
-    with pytest.raises(StoreFormatError, match="format_version 99, this version reads 1, 2"):
+    with pytest.raises(StoreFormatError, match=r"format version 99 is not supported .*\(reads 1, 2\); upgrade"):
         dm.open_demix(old)
 
 

@@ -11,6 +11,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage, signal
 
+from ..formats._version import header
+from ..formats.demix import DEMIX
 from ..options import DEMIX_KINDS, DemixOptions
 from . import hals
 from . import ring as ringbg
@@ -566,7 +568,7 @@ def _static_background(mean, fp: Footprints, opts: DemixOptions) -> np.ndarray:
 def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     """Normalise, add baselines, dF/F and metrics: the :class:`~.result.DemixResult` (no path yet)."""
     from .dff import delta_f_over_f, running_percentile
-    from .result import FORMAT_VERSION, DemixResult
+    from .result import DemixResult
 
     fp = model.footprints
     c = model.traces.astype(np.float64)
@@ -611,8 +613,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         images["residual_correlation"] = model.residual_correlation_image
     bg = model.background
     meta = {
-        "format": "pmdcompress-demix",
-        "format_version": FORMAT_VERSION,
+        **header(DEMIX),
         "kind": opts.kind,
         "fs": float(opts.fs),
         "dims": list(fp.dims),

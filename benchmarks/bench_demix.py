@@ -37,6 +37,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / "work"
 SHARED = ROOT.parent / "shared" / "data"
+if not SHARED.is_dir():  # a worktree under /work/wt/
+    SHARED = Path("/work/shared/data")
 
 COMPRESS = r"""
 import json, resource, sys, time

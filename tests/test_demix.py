@@ -635,3 +635,40 @@ def test_evaluate_reads_imagej_rois(tmp_path):
     roifile.roiwrite(tmp_path / "line.roi", line)
     with pytest.raises(InputError, match="line.roi: ROI 0 .* is a line, not an area"):
         dm.evaluate(tmp_path / "line.roi", tmp_path / "truth.npy")
+
+
+def test_normalized_cross_correlation_is_the_windowed_pearson_correlation():
+    from pmdcompress.demix.pipeline import normalized_cross_correlation
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((20, 24))
+    template = rng.standard_normal((5, 5))
+    score = normalized_cross_correlation(image, template)
+    padded = np.pad(image, 2, mode="reflect")
+    for y, x in [(0, 0), (7, 11), (19, 23), (10, 2)]:
+        window = padded[y : y + 5, x : x + 5]
+        assert score[y, x] == pytest.approx(np.corrcoef(window.ravel(), template.ravel())[0, 1], abs=1e-9)
+
+
+def test_silent_somata_with_a_dark_nucleus_are_found_in_the_mean_image():
+    from pmdcompress.demix.hals import Footprints
+    from pmdcompress.demix.pipeline import DemixOptions, _nucleus_footprints
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:96, :96]
+    mean = 100.0 + 2.0 * rng.standard_normal((96, 96)) + 0.2 * yy  # noise and a brightness gradient
+    centres = [(20, 20), (20, 60), (50, 35), (75, 75), (70, 15)]
+    for cy, cx in centres:
+        r = np.hypot(yy - cy, xx - cx)
+        mean += np.where(r < 4.0, -8.0, np.where(r < 6.5, 10.0, 0.0))  # dark nucleus, bright cytoplasm
+    opts = DemixOptions(cell_radius=4.5, fs=7.0).resolved(100)
+    empty = Footprints(np.zeros((0, 2), np.int64), np.zeros((0, 19, 19), np.float32),
+                       np.zeros((0, 19, 19), bool), (96, 96))
+    found = _nucleus_footprints(mean, empty, opts, (19, 19))
+    images = np.zeros((found.n, 96, 96), bool)
+    for j, (y, x) in enumerate(found.origins):
+        images[j, y : y + 19, x : x + 19] = found.values[j] > 0
+    hits = [any(images[j, cy, cx] for j in range(found.n)) for cy, cx in centres]
+    assert all(hits) and found.n == len(centres)  # every soma, nothing else
+    area = images.sum(axis=(1, 2))
+    assert np.all(np.abs(area - np.pi * 4.5**2) < 12)  # discs of the soma radius

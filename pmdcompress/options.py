@@ -253,7 +253,7 @@ class DemixOptions:
     """Every parameter of :func:`pmdcompress.demix.demix` (recorded in the output)."""
 
     kind: str = "2p"
-    fs: float = 30.0
+    fs: float | None = None  # None: unknown, windows in frames (dff_window_frames), never an assumed rate
     cell_radius: float | None = None  # default: estimated (a first pass at 6 px, refitted when far off)
     highpass_sigma: float | None = None  # default 1.4 * cell_radius
     mad_threshold: float = 2.0
@@ -284,6 +284,7 @@ class DemixOptions:
     min_r_value: float = 0.4
     min_skew: float | None = None  # default 0.5 for calcium, none for voltage
     dff_window_s: float = 30.0
+    dff_window_frames: int = 500  # the dF/F window when the frame rate is unknown (CaImAn's frames_window)
     dff_percentile: float | None = None  # default 8 (calcium), 50 (voltage)
     seed: int = 0
 
@@ -300,7 +301,8 @@ class DemixOptions:
     def validate(self) -> None:
         """Refuse values no demixing can use (before any work)."""
         choice(self.kind, "kind", DEMIX_KINDS)
-        positive_float(self.fs, "fs", what="a positive frame rate in Hz")
+        if self.fs is not None:
+            positive_float(self.fs, "fs", what="a positive frame rate in Hz")
         if self.cell_radius is not None:
             positive_float(self.cell_radius, "cell_radius", what="a positive radius in pixels")
         choice(self.background_model, "background_model", BACKGROUND_MODELS)
@@ -318,7 +320,7 @@ class DemixOptions:
         model = choice(self.background_model, "background_model", BACKGROUND_MODELS)
         b = self.bin_frames
         if b is None:
-            b = max(1, int(self.fs // 5))
+            b = max(1, int(self.fs // 5)) if self.fs is not None else 1
             b = max(b, math.ceil(n_frames / 1000))
         skew = self.min_skew
         if skew is None:

@@ -152,7 +152,7 @@ def test_suite2p_export_round_trip(sim):
     n = res.n_components
     assert f.shape == fneu.shape == spks.shape == (n, res.n_frames) and iscell.shape == (n, 2)
     np.testing.assert_array_equal(spks, res.spikes)  # inferred spikes, not the calcium trace
-    np.testing.assert_allclose(f - fneu, res.raw_traces, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(f - 0.7 * fneu, res.raw_traces, rtol=1e-4, atol=1e-2)  # suite2p's neucoeff
     # suite2p stores stat and ops as pickled dicts; only the test loads them back.
     stat = np.load(plane / "stat.npy", allow_pickle=True)
     ops = np.load(plane / "ops.npy", allow_pickle=True).item()
@@ -177,7 +177,8 @@ def test_nwb_export_round_trip(sim, tmp_path):
         ophys = nwb.processing["ophys"]
         ps = ophys["ImageSegmentation"]["PlaneSegmentation"]
         assert len(ps) == res.n_components
-        np.testing.assert_allclose(ps["image_mask"][0], res.footprint_images()[0], rtol=1e-6)
+        # NWB's image_mask is [roi, x, y] (x the width), as roiextractors reads it
+        np.testing.assert_allclose(ps["image_mask"][0], res.footprint_images()[0].T, rtol=1e-6)
         rrs = ophys["Fluorescence"]["RoiResponseSeries"]
         np.testing.assert_allclose(rrs.data[:], res.raw_traces.T, rtol=1e-6)
         assert ophys["DfOverF"]["RoiResponseSeries"].data.shape == (res.n_frames, res.n_components)
@@ -340,11 +341,7 @@ def test_cli_demix_and_evaluate(sim, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli.demix.zarr"
     r = runner.invoke(_group(), ["demix", str(sim["root"] / "small.pmd.zarr"), "-o", str(out), "--no-figures"])
-    assert r.exit_code == 2 and "frame rate is unknown" in r.output and "give fs" in r.output  # no guess
-    assert len(r.output.strip().splitlines()) == 1 and not out.exists()
-    r = runner.invoke(_group(), ["demix", str(sim["root"] / "small.pmd.zarr"), "-o", str(out), "--no-figures",
-                                 "--fs", "30"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0, r.output  # the frame rate comes from the store
     r = runner.invoke(_group(), ["evaluate", str(out), "--truth", str(sim["movie"])])
     assert r.exit_code == 0, r.output
     scores = json.loads(r.stdout)

@@ -19,8 +19,9 @@ from conftest import blobs_movie
 from pmdcompress.cli import PMDGroup
 from pmdcompress.cli.report import denoise_command, report_command
 from pmdcompress.errors import InputError, OutputExistsError
+from pmdcompress.pipeline.denoise import denoise
+from pmdcompress.pipeline.report import make_report
 from pmdcompress.preprocess import NoiseAccumulator
-from pmdcompress.report import denoise, make_report
 from pmdcompress.report import metrics as mt
 from pmdcompress.simulate import simulate_movie
 

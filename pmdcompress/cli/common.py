@@ -63,9 +63,18 @@ def say(ctx, message: str) -> None:
 
 
 def input_options(f):
-    """``--frames``, ``--plane``, ``--channel``, ``--dataset``: which part of a movie file to read."""
+    """``--frames``, ``--plane``, ``--channel``, ``--dataset``, ``--fs``, ``--frame-shape``: which part of a movie
+    file to read, and what its metadata lack."""
     f = click.option("--frames", default=None, metavar="A:B", help="Use frames A to B only (Python slice).")(f)
-    f = click.option("--plane", type=int, default=None, help="Z plane of a multi-plane movie.")(f)
-    f = click.option("--channel", type=int, default=None, help="Channel of a multi-channel movie.")(f)
-    f = click.option("--dataset", default=None, help="HDF5 dataset / Zarr array name (default: mov, then data).")(f)
+    f = click.option("--plane", type=int, default=None,
+                     help="Z plane (0-based) of a multi-plane movie (ImageJ hyperstack, ScanImage volume, NWB).")(f)
+    f = click.option("--channel", type=int, default=None,
+                     help="Channel (0-based, among the saved ones) of a multi-channel TIFF or ScanImage file.")(f)
+    f = click.option("--dataset", default=None,
+                     help="HDF5 dataset / Zarr array / NWB imaging series name (default: mov, then data).")(f)
+    f = click.option("--fs", "frame_rate", default=None, type=float,
+                     help="Frame rate in Hz (volume rate for volumes); default: from the file's metadata "
+                          "(ScanImage, ImageJ, OME, NWB, suite2p ops), else stored as unknown.")(f)
+    f = click.option("--frame-shape", default=None, metavar="HxW",
+                     help="Frame size of a raw binary (suite2p data.bin) without its ops.npy.")(f)
     return f

@@ -21,9 +21,12 @@ from .common import say as _say
 @click.option("--kind", type=click.Choice(["2p", "1p", "voltage"]), default="2p", show_default=True,
               help="2p: low-rank background; 1p: stronger background; voltage: signed traces.")
 @click.option("--fs", default=None, type=float,
-              help="Frame rate in Hz (default: the store's; required when the store records none).")
+              help="Frame rate in Hz (default: the store's, from the movie's metadata; never assumed).")
 @click.option("--export", default="", metavar="LIST",
               help="Comma-separated extra outputs: caiman, suite2p, nwb (nwb needs pynwb).")
+@click.option("--nwb-metadata", default=None, metavar="YAML",
+              help="Session metadata for --export nwb (subject, session start, experimenter, indicator, "
+                   "location; see the README): makes the NWB file DANDI-ready.")
 @click.option("--cell-radius", default=None, type=float,
               help="Typical soma radius, pixels (default: estimated from a first pass at 6).")
 @click.option("--corr-threshold", default=0.7, show_default=True, type=float,
@@ -36,7 +39,7 @@ from .common import say as _say
 @click.option("--no-figures", is_flag=True, help="Skip contours.png and traces.png.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
-def demix_command(ctx, store, output, kind, fs, export, cell_radius, corr_threshold, background_rank,
+def demix_command(ctx, store, output, kind, fs, export, nwb_metadata, cell_radius, corr_threshold, background_rank,
                   max_num_iter, seed_from_mean, no_figures, overwrite):
     """Find neurons in STORE (a .pmd.zarr): footprints, traces, dF/F, background and metrics."""
 
@@ -46,19 +49,18 @@ def demix_command(ctx, store, output, kind, fs, export, cell_radius, corr_thresh
         name = Path(store).name
         stem = name[: -len(".pmd.zarr")] if name.endswith(".pmd.zarr") else Path(store).stem
         output = str(Path(store).with_name(stem + ".demix.zarr"))
-    result = demix(store, output, kind=kind, fs=fs, export=export, overwrite=overwrite,
+    result = demix(store, output, kind=kind, fs=fs, export=export, overwrite=overwrite, nwb_metadata=nwb_metadata,
                    seed_from_mean=seed_from_mean, figures=not no_figures, cell_radius=cell_radius,
                    corr_threshold=corr_threshold, background_rank=background_rank, max_num_iter=max_num_iter)
     extra = ", ".join(str(p) for p in result.extra_outputs.values())
-    _say(ctx, f"pmd: {store} -> {output}: {result.n_components} components, {result.n_frames} frames, "
+    rate = f"{result.fs:g} Hz" if result.fs else "frame rate unknown"
+    _say(ctx, f"pmd: {store} -> {output}: {result.n_components} components, {result.n_frames} frames ({rate}), "
               f"{result.metadata['timings']['total_s']:.2f} s" + (f"; also {extra}" if extra else ""))
 
 
 @click.command("evaluate")
 @click.argument("result")
-@click.option("--truth", required=True,
-              help="Ground truth: neurofinder JSON, label image, *.truth.zarr, CaImAn HDF5, suite2p folder, NWB, "
-                   "ImageJ ROI zip (RESULT may be any of these too).")
+@click.option("--truth", required=True, help="Ground truth: neurofinder JSON, label image, *.truth.zarr, CaImAn HDF5.")
 @click.option("--iou", default=0.3, show_default=True, type=float, help="IoU a matched pair must reach.")
 @click.option("--mode", type=click.Choice(["iou", "centroid"]), default="iou", show_default=True)
 @click.option("--max-distance", default=5.0, show_default=True, type=float,

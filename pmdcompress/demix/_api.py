@@ -56,6 +56,7 @@ def demix(
     overwrite: bool = False,
     seed_from_mean: bool | None = None,
     figures: bool = True,
+    nwb_metadata=None,
     **options,
 ):
     """Find neurons in a compressed movie: footprints, traces, dF/F, background, metrics.
@@ -72,9 +73,10 @@ def demix(
         Two-photon calcium (low-rank smooth background), one-photon calcium
         (ring-model background, see ``background_model``), voltage (signed traces, no skewness test).
     fs : float, optional
-        Frame rate in Hz (dF/F window, binning, spike inference, exports).
-        Default: the rate the store records; when it records none, ``fs`` is
-        required (an ``InputError`` rather than a guess).
+        Frame rate in Hz (dF/F window, binning, spike decay in seconds, exports); default the store's
+        (from the movie's metadata).  When neither knows it, the result says
+        "unknown": windows are set in frames, a warning says so, and the NWB
+        export (which needs a rate) asks for ``fs``.
     export : str or sequence of str, optional
         Any of ``"caiman"``, ``"suite2p"``, ``"nwb"`` (``nwb`` needs ``pip install pynwb``).
     overwrite : bool, optional
@@ -85,6 +87,10 @@ def demix(
         their footprints stay fixed.  Default: on for ``kind="2p"``, off otherwise.
     figures : bool, optional
         Write ``contours.png`` and ``traces.png``.
+    nwb_metadata : str, path-like or dict, optional
+        Session metadata for the NWB export (subject, session start, experimenter,
+        indicator, location; a YAML file, see :mod:`pmdcompress.demix.nwb_metadata`);
+        with it the NWB file passes nwbinspector's DANDI configuration.
     **options
         Any field of :class:`~pmdcompress.demix.DemixOptions` (``cell_radius``,
         ``corr_threshold``, ``background_rank``, ``max_num_iter``, ...).
@@ -108,10 +114,12 @@ def demix(
 
     if fs is not None:
         fs = positive_float(fs, "fs", what="a positive frame rate in Hz")
-    # The record needs some rate; the store's is read below when fs is not given.
-    opts = DemixOptions.create(kind=kind, fs=fs if fs is not None else 1.0, seed_from_mean=seed_from_mean,
-                               **options)
+    opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=seed_from_mean, **options)
     exports = _parse_export(export)
+    if nwb_metadata is not None:
+        from .nwb_metadata import load_nwb_metadata
+
+        nwb_metadata = load_nwb_metadata(nwb_metadata)  # checked before any work
     if "nwb" in exports:
         try:
             import pynwb  # noqa: F401
@@ -139,12 +147,18 @@ def demix(
     t_len, height, width = store.shape
     if t_len < 2:
         raise InputError(f"{store.path}: {t_len} frame(s); demixing needs at least 2")
+    fs_source = "given"
     if fs is None:
-        recorded = getattr(store.metadata, "frame_rate", None)
-        if recorded is None:
-            raise InputError(f"{store.path}: the frame rate is unknown (the store records none); give fs in Hz")
-        fs = positive_float(recorded, "frame_rate", what="a positive frame rate in Hz")
-    opts = replace(opts, fs=fs)
+        fs, fs_source = store.frame_rate, "store"
+        opts = replace(opts, fs=fs)
+    if fs is None:
+        fs_source = "unknown"
+        log.warning("%s: frame rate unknown; dF/F windows are set in frames and outputs say 'unknown' (give fs,"
+                    " pmd demix --fs, for rates in the exports)", store.path or "store")
+        for name in ("nwb", "suite2p"):
+            if name in exports:
+                raise InputError(f"{store.path or 'store'}: the {name} export needs the frame rate, which the store"
+                                 " does not know; give it with --fs (fs=)")
 
     t0 = time.perf_counter()
     with blas_threads(1):
@@ -161,6 +175,7 @@ def demix(
             "store_total_rank": store.metadata.total_rank,
             "movie": store.metadata.input,
         },
+        fs_source=fs_source,
     )
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
     with atomic_output(output, overwrite=overwrite) as tmp:
@@ -179,7 +194,9 @@ def demix(
     if exports:
         from . import export as ex
 
-        writers = {"caiman": ex.write_caiman, "suite2p": ex.write_suite2p, "nwb": ex.write_nwb}
+        writers = {"caiman": ex.write_caiman,
+                   "suite2p": lambda res, tmp: ex.write_suite2p(res, tmp, final_path=siblings["suite2p"].resolve()),
+                   "nwb": lambda res, tmp: ex.write_nwb(res, tmp, metadata=nwb_metadata)}
         for name in exports:
             with atomic_output(siblings[name], overwrite=overwrite) as tmp:
                 writers[name](result, tmp)
@@ -199,11 +216,7 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     truth : str or path-like
         Neurofinder-style JSON (``[{"coordinates": [[row, col], ...]}, ...]``), a label
         image (``.tif``/``.npy``: 0 background, one integer per cell), a ``pmd simulate``
-        side-car (``*.truth.zarr`` or the simulated movie beside it), a CaImAn HDF5, a
-        suite2p folder (``stat.npy`` ``ypix``/``xpix`` of the ROIs ``iscell.npy`` accepts;
-        pickles read by the restricted loader only), an NWB file (the first
-        ``PlaneSegmentation``) or ImageJ ROIs (``.zip``/``.roi``, needs ``roifile``).
-        Any of these is also accepted as ``demix_path``, so every tool is scored alike.
+        side-car (``*.truth.zarr`` or the simulated movie beside it), or a CaImAn HDF5.
     iou : float, optional
         IoU a matched pair must reach (``mode="iou"``).
     mode : {"iou", "centroid"}, optional

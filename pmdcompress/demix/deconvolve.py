@@ -137,20 +137,21 @@ def estimate_baseline(y, sn: float) -> float:
     return float(low.mean() + 1.2711 * sn)
 
 
-def deconvolve(traces, fs: float, *, s_min_factor: float = 1.0, g=None, max_lag: int | None = None):
+def deconvolve(traces, fs: float | None, *, s_min_factor: float = 1.0, g=None, max_lag: int | None = None):
     """Spikes of each row of ``traces`` (n, T): ``(spikes, denoised, params)``.
 
     ``spikes`` (n, T) float32 are the jumps ``s_t`` (units of the trace),
     ``denoised`` (n, T) float32 the fitted calcium ``c`` plus the baseline,
     ``params`` a dict of (n,) arrays: ``g`` (decay per frame), ``tau_s``
-    (``-1 / (fs log g)``), ``noise_sd``, ``baseline``, ``s_min``.
+    (``-1 / (fs log g)``; NaN when ``fs`` is None, unknown: nothing else needs it),
+    ``noise_sd``, ``baseline``, ``s_min``.
     ``g`` fixes the decay (one value or one per row) instead of estimating it.
     ``max_lag`` (autocovariance lags for ``g``) defaults to 8.
     """
     traces = np.atleast_2d(np.asarray(traces, np.float64))
     n, t_len = traces.shape
-    if fs <= 0:
-        raise ValueError(f"fs {fs!r}: expected a positive frame rate")
+    if fs is not None and not fs > 0:
+        raise ValueError(f"fs {fs!r}: expected a positive frame rate (or None)")
     lag = max_lag if max_lag is not None else 8
     spikes = np.zeros((n, t_len), np.float32)
     denoised = np.zeros((n, t_len), np.float32)
@@ -170,7 +171,7 @@ def deconvolve(traces, fs: float, *, s_min_factor: float = 1.0, g=None, max_lag:
         spikes[i] = s
         denoised[i] = c + b
         params["g"][i] = gi
-        params["tau_s"][i] = -1.0 / (fs * np.log(gi)) if 0 < gi < 1 else 0.0
+        params["tau_s"][i] = (-1.0 / (fs * np.log(gi)) if 0 < gi < 1 else 0.0) if fs is not None else np.nan
         params["noise_sd"][i] = sn
         params["baseline"][i] = b
         params["s_min"][i] = s_min

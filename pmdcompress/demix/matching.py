@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError, MissingDependencyError
+from ..formats.truth import read_truth
 
 
 @dataclass
@@ -94,9 +95,7 @@ def load_regions(source, *, dims=None, threshold: float | None = None) -> Region
 
 
 def _from_truth(path: Path, threshold) -> Regions:
-    from ..simulate import load_truth
-
-    truth = load_truth(path)
+    truth = read_truth(path)  # the side-car's format reader, not the simulator
     masks, weights = _from_dense(truth.footprints, 0.2 if threshold is None else threshold)
     return Regions(masks, tuple(truth.footprints.shape[1:]), weights, np.asarray(truth.traces))
 
@@ -177,8 +176,9 @@ def _from_suite2p(path: Path, dims) -> Regions:
 def _from_nwb(path: Path, threshold, dims=None) -> Regions:
     """ROIs of the first ``PlaneSegmentation`` in an NWB (HDF5) file.
 
-    ``image_mask`` (n, Y, X): pixels above ``threshold`` (default 0.2) of each
-    ROI's peak, enclosed holes filled (binary masks are kept as they are);
+    ``image_mask`` ([roi, x, y] as the NWB schema defines it, x the image width):
+    pixels above ``threshold`` (default 0.2) of each ROI's peak, enclosed holes
+    filled (binary masks are kept as they are);
     ``pixel_mask`` rows ``(x, y, weight)`` as the NWB schema defines them (x the
     column), every listed pixel with a positive weight.  Read with h5py; pynwb is not needed.
     """
@@ -206,7 +206,11 @@ def _from_nwb(path: Path, threshold, dims=None) -> Regions:
         if "image_mask" in seg:
             images = np.asarray(seg["image_mask"][...], np.float32)
             if images.ndim != 3:
-                raise InputError(f"{path}: image_mask of shape {images.shape}, expected (rois, height, width)")
+                raise InputError(f"{path}: image_mask of shape {images.shape}, expected (rois, x, y)")
+            # NWB's image_mask is [roi, x, y] with x the image width; a file written [roi, y, x] is
+            # recognised only when the other side's image size says so.
+            if dims is None or tuple(images.shape[1:]) != tuple(dims) or tuple(dims) == tuple(dims)[::-1]:
+                images = np.ascontiguousarray(images.transpose(0, 2, 1))
             dims = tuple(images.shape[1:])
             masks, weights = _from_dense(images, 0.2 if threshold is None else threshold)
             return Regions(fill_mask_holes(masks, dims).astype(bool), dims, weights)

@@ -589,7 +589,10 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     else:
         f0 = local_bg = np.zeros(0)
     raw = c + f0[:, None]
-    window = max(1, int(round(opts.dff_window_s * opts.fs)))
+    if opts.fs is not None:
+        window = max(1, int(round(opts.dff_window_s * opts.fs)))
+    else:
+        window = max(1, int(opts.dff_window_frames))
     baseline = running_percentile(raw, window, opts.dff_percentile)
     activity = raw - baseline
     traces = activity if opts.kind == "voltage" else np.maximum(activity, 0.0)
@@ -615,7 +618,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     meta = {
         **header(DEMIX),
         "kind": opts.kind,
-        "fs": float(opts.fs),
+        "fs": float(opts.fs) if opts.fs is not None else None,
         "dims": list(fp.dims),
         "n_frames": int(fac.n_frames),
         "n_components": int(fp.n),
@@ -626,7 +629,8 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
                   "model": "B(t) = up(W down(Y(t) - mean image - A c(t))), c the traces centred in time; down: "
                            "ssub x ssub block means (row-major blocks), up: each pixel takes its block's value"}
                  if model.ring is not None else None),
-        "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile, "window_s": opts.dff_window_s,
+        "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile,
+                "window_s": opts.dff_window_s if opts.fs is not None else None,
                 "window_frames": window, "floor": "0.1 * local static background",
                 "formula": "(raw - baseline) / max(baseline, floor)"},
         "units": {"footprints": "peak 1", "traces": "input units at the footprint's peak pixel",

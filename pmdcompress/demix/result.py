@@ -53,8 +53,10 @@ class DemixResult:
         return self.traces.shape[1]
 
     @property
-    def fs(self) -> float:
-        return float(self.metadata["fs"])
+    def fs(self) -> float | None:
+        """Frame rate in Hz; None when unknown (the store did not know it and none was given)."""
+        fs = self.metadata.get("fs")
+        return None if fs is None else float(fs)
 
     def footprint_images(self) -> np.ndarray:
         """Dense footprints, shape (n, Y, X), float32."""

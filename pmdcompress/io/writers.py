@@ -34,6 +34,39 @@ _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
 DEFAULT_ZARR_CHUNK_FRAMES = 64
 
+#: The OME-Zarr (NGFF) version written on Zarr output: 0.5 is the one for Zarr v3.
+NGFF_VERSION = "0.5"
+#: Where the movie array lives inside a Zarr output (NGFF's full-resolution level).
+ZARR_ARRAY_PATH = "0"
+
+
+def ngff_image_metadata(name: str, frame_rate: float | None, pixel_size_um=None) -> dict:
+    """The ``"ome"`` attributes of an NGFF 0.5 image: axes t, y, x and one scale level.
+
+    The time scale is ``1 / frame_rate`` seconds; with the rate unknown it is 1 with no unit
+    (one frame per step) rather than a guessed rate.  Pixels are 1 unless ``pixel_size_um``
+    (y, x) says otherwise, in micrometers.
+    """
+    t_axis = {"name": "t", "type": "time"}
+    t_scale = 1.0
+    if frame_rate:
+        t_axis["unit"] = "second"
+        t_scale = 1.0 / float(frame_rate)
+    y_axis, x_axis = {"name": "y", "type": "space"}, {"name": "x", "type": "space"}
+    yx = [1.0, 1.0]
+    if pixel_size_um is not None:
+        yx = [float(v) for v in pixel_size_um]
+        y_axis["unit"] = x_axis["unit"] = "micrometer"
+    return {
+        "version": NGFF_VERSION,
+        "multiscales": [{
+            "name": name,
+            "axes": [t_axis, y_axis, x_axis],
+            "datasets": [{"path": ZARR_ARRAY_PATH,
+                          "coordinateTransformations": [{"type": "scale", "scale": [t_scale, *yx]}]}],
+        }],
+    }
+
 
 class _WriterAborted(Exception):
     """Thrown into ``atomic_output`` to make it delete the temporary output."""
@@ -234,6 +267,8 @@ class _TiffWriter(MovieWriter):
 
         if self.imagej:
             extra = {"Info": json.dumps(self._metadata)} if self._metadata else {}
+            if self._metadata.get("frame_rate"):
+                extra["finterval"] = 1.0 / float(self._metadata["frame_rate"])  # ImageJ's and Fiji's frame interval
             description = tifffile.imagej_description(self.shape, axes="TYX", **extra)
         else:
             description = json.dumps({"shape": list(self.shape), "axes": "TYX", **self._metadata})
@@ -247,7 +282,12 @@ class _TiffWriter(MovieWriter):
 
 
 class _ZarrWriter(MovieWriter):
-    """A zarr v3 array chunked along time, (c, Y, X), default codecs (zstd).
+    """An OME-Zarr (NGFF 0.5) image: a Zarr v3 group whose array ``0`` holds the movie.
+
+    The array is chunked along time, (c, Y, X), default codecs (zstd), with
+    ``dimension_names`` t, y, x; the group's ``"ome"`` attributes give the axes
+    and the time scale (1 / frame rate, from ``metadata["frame_rate"]``), so
+    NGFF viewers (napari with napari-ome-zarr, ...) show it in seconds.
 
     Frames are buffered up to a whole chunk so every chunk is written once;
     writing part of a chunk would make zarr read it back and rewrite it.
@@ -259,12 +299,14 @@ class _ZarrWriter(MovieWriter):
         import zarr
 
         c = min(self.shape[0], self._chunk_frames or DEFAULT_ZARR_CHUNK_FRAMES)
-        self._arr = zarr.create_array(
-            store=str(tmp),
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        group.attrs["ome"] = ngff_image_metadata(
+            self.path.name, self._metadata.get("frame_rate"), self._metadata.get("pixel_size_um"))
+        self._arr = group.create_array(
+            ZARR_ARRAY_PATH,
             shape=self.shape,
             chunks=(c, *self.shape[1:]),
             dtype=self.dtype,
-            zarr_format=3,
             fill_value=0,
             attributes=self._metadata,
             dimension_names=("t", "y", "x"),
@@ -355,6 +397,9 @@ def open_writer(
     metadata : dict, optional
         JSON-serialisable attributes: zarr array attributes; merged into the
         TIFF JSON description (or ImageJ ``Info``); not stored in ``.npy``.
+        ``frame_rate`` (Hz) also sets the OME-Zarr time scale and ImageJ's
+        ``finterval``; ``pixel_size_um`` (y, x) the OME-Zarr pixel scale.
+        Zarr output is an OME-Zarr group with the movie in its array ``0``.
     bigtiff : bool, optional
         Force BigTIFF on or off; by default it is used when the data exceed
         about 3.9 GB.

@@ -129,7 +129,8 @@ class _Hasher(threading.Thread):
 
 
 def compress(source, output=None, *, frames=None, plane=None, channel=None, dataset=None,
-             overwrite: bool = False, workers: int | None = None, client=None,
+             frame_rate: float | None = None, frame_shape=None, overwrite: bool = False,
+             workers: int | None = None, client=None,
              progress=None, hash_input: bool = True, **options) -> PMDStore:
     """Compress a movie into a store of low-rank patch factors.
 
@@ -140,8 +141,12 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
     output : path, optional
         The store folder (``*.pmd.zarr``).  Default: beside a path input
         (``movie.tif`` -> ``movie.pmd.zarr``); in memory for arrays.
-    frames, plane, channel, dataset
+    frames, plane, channel, dataset, frame_shape
         Input selection (see :func:`pmdcompress.io.readers.open_movie`).
+    frame_rate : float, optional
+        Frames per second; overrides the movie's metadata.  Stored with the
+        factors for demix, reports and exports; unknown rates are stored as
+        unknown (a warning), never guessed.
     overwrite : bool
         Replace an existing output.
     workers : int, optional
@@ -163,7 +168,13 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
     workers = workers_count(workers) or default_workers()
 
     own_movie = not isinstance(source, Movie)
-    movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset) if own_movie else source
+    if own_movie:
+        movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset,
+                           frame_rate=frame_rate, frame_shape=frame_shape)
+    else:
+        movie = source
+        if frame_rate is not None:
+            movie.frame_rate, movie.frame_rate_source = float(frame_rate), "given"
     try:
         if output is None and movie.path is not None:
             output = movie.path.with_name(movie.path.name.split(".")[0] + ".pmd.zarr")
@@ -172,6 +183,11 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         n_frames, height, width = movie.shape
         if n_frames < MIN_FRAMES:
             raise InputError(f"{movie.name}: {n_frames} frames; pmd compress needs at least {MIN_FRAMES}")
+        if movie.frame_rate is None:
+            log.warning("%s: frame rate unknown (none in the file's metadata); stored as unknown: give it with"
+                        " --fs (frame_rate=) for demix, reports and exports", movie.name)
+        else:
+            log.info("%s: %.6g frames/s (%s)", movie.name, movie.frame_rate, movie.frame_rate_source)
         executor = Executor(workers, client)
         if output is None:
             return _run(movie, None, opts, solver, executor, progress, hash_input)
@@ -335,7 +351,8 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     fit, live = stats.fit, stats.live
     correlation = round_correlation(noise_neighbour_correlation(fit))
     thresholds = null_thresholds(job.solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
-                                 seed=opts.seed, workers=executor.workers, noise_correlation=correlation)
+                                 seed=opts.seed, workers=executor.workers, noise_correlation=correlation,
+                                 progress=job.progress)
     job.timings["null_s"] = time.perf_counter() - t_null
     t_fit = time.perf_counter()
 

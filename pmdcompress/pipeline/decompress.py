@@ -41,7 +41,9 @@ def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=F
     def render(b):
         return store.read(b[0], b[1], (y0, y1), (x0, x1), dtype=out_dtype)
 
-    with open_writer(output, shape, out_dtype, overwrite=overwrite, chunk_frames=chunk_frames) as writer:
+    metadata = {"frame_rate": store.frame_rate} if store.frame_rate else {}
+    with open_writer(output, shape, out_dtype, overwrite=overwrite, chunk_frames=chunk_frames,
+                     metadata=metadata) as writer:
         if workers <= 1:
             with blas_threads(1):
                 for b in bounds:

@@ -633,7 +633,7 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
         shape=(n_frames, ny, nx),
         dtype=np.uint16,
         photometric="minisblack",
-        metadata={"axes": "TYX"},
+        metadata={"axes": "TYX", "frame_rate": attrs["fs"]},  # read back as Movie.frame_rate
         bigtiff=2 * n_frames * pixels > 2**31,
     )
     attrs["mean_photons"] = total / (n_frames * pixels)

@@ -512,16 +512,24 @@ def local_contrast(mean: np.ndarray, sigma: float) -> np.ndarray:
     return hp / (rms + 0.5 * np.median(rms) + 1e-12)
 
 
+NUCLEUS_SCALES = (0.85, 1.0, 1.15)  # template radii, relative to the soma radius (the estimate is rough)
+
+
 def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprints:
     """Disc footprints of silent somata: dark nuclei in a bright rim of the mean image.
 
     The mean image is evened out (:func:`local_contrast`, scale 2.2 cell radii)
-    and correlated with :func:`nucleus_template`; maxima above
+    and correlated with :func:`nucleus_template` at three radii around the soma
+    radius (:data:`NUCLEUS_SCALES`; the best one per pixel); maxima above
     ``nucleus_threshold``, at least a cell radius apart and away from existing
-    footprints, become discs of ``cell_radius`` (fixed; only their traces are fitted).
+    footprints, become discs of the radius that matched best (fixed; only their
+    traces are fitted).
     """
     radius = opts.cell_radius
-    score = normalized_cross_correlation(local_contrast(mean, 2.2 * radius), nucleus_template(radius))
+    flat = local_contrast(mean, 2.2 * radius)
+    scores = np.stack([normalized_cross_correlation(flat, nucleus_template(radius * k)) for k in NUCLEUS_SCALES])
+    best = np.argmax(scores, axis=0)
+    score = scores.max(axis=0)
     covered = _covered(fp, opts.footprint_threshold)
     seeds = find_seeds(score, threshold=opts.nucleus_threshold, min_distance=max(int(radius), 1),
                        exclude=ndimage.binary_dilation(covered, iterations=max(int(radius / 2), 1)))
@@ -530,10 +538,12 @@ def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footpr
     regions = np.zeros(fp.dims, np.int32)
     taken = covered.copy()
     kept = []
+    reach = int(np.ceil(radius * max(NUCLEUS_SCALES))) + 1
     for y, x in seeds:
-        y0, y1 = max(y - int(radius) - 1, 0), min(y + int(radius) + 2, height)
-        x0, x1 = max(x - int(radius) - 1, 0), min(x + int(radius) + 2, width)
-        disc = (yy[y0:y1, x0:x1] - y) ** 2 + (xx[y0:y1, x0:x1] - x) ** 2 <= radius**2
+        r = radius * NUCLEUS_SCALES[best[y, x]]
+        y0, y1 = max(y - reach, 0), min(y + reach + 1, height)
+        x0, x1 = max(x - reach, 0), min(x + reach + 1, width)
+        disc = (yy[y0:y1, x0:x1] - y) ** 2 + (xx[y0:y1, x0:x1] - x) ** 2 <= r**2
         disc &= ~taken[y0:y1, x0:x1]
         if disc.sum() < opts.min_size:
             continue

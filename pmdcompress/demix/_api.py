@@ -56,7 +56,7 @@ def demix(
     fs: float | None = None,
     export=(),
     overwrite: bool = False,
-    seed_from_mean: bool = False,
+    seed_from_mean: bool | None = None,
     figures: bool = True,
     nwb_metadata=None,
     progress=None,
@@ -76,7 +76,7 @@ def demix(
         Two-photon calcium (low-rank smooth background), one-photon calcium
         (ring-model background, see ``background_model``), voltage (signed traces, no skewness test).
     fs : float, optional
-        Frame rate in Hz (dF/F window, binning, exports); default the store's
+        Frame rate in Hz (dF/F window, binning, spike decay in seconds, exports); default the store's
         (from the movie's metadata).  When neither knows it, the result says
         "unknown": windows are set in frames, a warning says so, and the NWB
         export (which needs a rate) asks for ``fs``.
@@ -85,8 +85,9 @@ def demix(
     overwrite : bool, optional
         Replace existing outputs.
     seed_from_mean : bool, optional
-        Also add bright blobs of the mean image that no active component covers
-        (cells that never fire); their footprints stay fixed.
+        Also add somata of the mean image that no active component covers
+        (cells that never fire: bright blobs, and dark nuclei in a bright rim);
+        their footprints stay fixed.  Default: on for ``kind="2p"``, off otherwise.
     figures : bool, optional
         Write ``contours.png`` and ``traces.png``.
     nwb_metadata : str, path-like or dict, optional
@@ -112,7 +113,7 @@ def demix(
 
     if fs is not None:
         fs = positive_float(fs, "fs", what="a positive frame rate in Hz")
-    opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=bool(seed_from_mean), **options)
+    opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=seed_from_mean, **options)
     exports = _parse_export(export)
     if nwb_metadata is not None:
         from .nwb_metadata import load_nwb_metadata
@@ -137,10 +138,11 @@ def demix(
     for key in wanted:
         check_output_path(siblings[key], overwrite=overwrite, inputs=inputs, folder=key == "suite2p")
     with output_lock(output):  # one writer from the start
-        return _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata)
+        return _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata,
+                      progress)
 
 
-def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata):
+def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata, progress):
     from ..parallel import blas_threads
     from ..reconstruct import PMDStore
     from . import pipeline

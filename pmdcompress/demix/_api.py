@@ -18,9 +18,9 @@ from ..reconstruct import PMDStore, open_store
 from . import export as demix_export
 from . import figures as demix_figures
 from . import pipeline
+from . import result as demix_result
 from .matching import evaluate_regions, load_regions
 from .nwb_metadata import load_nwb_metadata
-from .result import write_result
 
 log = logging.getLogger("pmdcompress")
 
@@ -192,7 +192,7 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
     )
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
     with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
-        write_result(result, tmp)
+        demix_result.write_result(result, tmp)
     bar.update()
     result.path = output
     log.info("demix: %d components -> %s", result.n_components, output)

@@ -35,7 +35,8 @@ from .common import say as _say
 @click.option("--background-rank", default=None, type=int, help="Rank of the fluctuating background (default 3).")
 @click.option("--max-iter", "max_num_iter", default=8, show_default=True, type=int,
               help="Alternating updates per pass.")
-@click.option("--seed-from-mean", is_flag=True, help="Also add cells of the mean image that never fire.")
+@click.option("--seed-from-mean/--no-seed-from-mean", default=None,
+              help="Also add cells of the mean image that never fire (default: on for 2p, off otherwise).")
 @click.option("--no-figures", is_flag=True, help="Skip contours.png and traces.png.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context

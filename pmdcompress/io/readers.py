@@ -611,7 +611,9 @@ class Movie:
         start, stop = parse_range(frames, source.shape[0], "frames", source=name)
         self.frame_range = (start, stop)
         self.shape = (stop - start, *source.shape[1:])
-        self.dtype = source.dtype
+        # float16 samples are read as float32 (exactly): the kernels work in float32, and numba has no float16.
+        self._widen = source.dtype == np.float16
+        self.dtype = np.dtype(np.float32) if self._widen else source.dtype
         self.plane = getattr(source, "plane", None)
         self.channel = getattr(source, "channel", None)
         if frame_rate is not None:
@@ -658,7 +660,8 @@ class Movie:
             If a page cannot be decoded or is cut short; the message gives the
             frame number in the file, not in the selection.
         """
-        return self._source.read(*self._file_range(t0, t1))
+        block = self._source.read(*self._file_range(t0, t1))
+        return block.astype(np.float32) if self._widen else block
 
     def _file_range(self, t0: int, t1: int) -> tuple[int, int]:
         """Frames [t0, t1) of the selection as frames of the file, checked."""
@@ -678,7 +681,8 @@ class Movie:
         into the result; it may be reused by the next ``view`` call of the same
         thread.
         """
-        return self._source.view(*self._file_range(t0, t1))
+        block = self._source.view(*self._file_range(t0, t1))
+        return block.astype(np.float32) if self._widen else block
 
     def iter_chunks(self, chunk_frames: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(t0, block)`` covering every frame once, in order.

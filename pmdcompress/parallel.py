@@ -1,7 +1,10 @@
 """Parallel execution, kept apart from the numerics.
 
-:func:`map_tasks` maps a function over items with a serial, threaded or
-dask.distributed backend; the solver never knows which one runs it.  Threads
+:class:`Executor` is where the pipeline's tasks run: threads on this machine or
+a dask.distributed client.  The pipeline asks it to ``map`` a function, to
+``scatter`` data to where the tasks run and how many ``slots`` run at once, and
+never talks to dask itself.  :func:`map_tasks` is the same map as a function,
+for the solver and the demixing, which never know which backend runs them.  Threads
 are the default on one machine: the heavy work (BLAS, FFT, numba ``nogil``
 kernels, zarr/tifffile I/O) releases the GIL, and threads share the movie
 buffers without copies.  BLAS is limited to one thread inside each task so that
@@ -10,9 +13,12 @@ buffers without copies.  BLAS is limited to one thread inside each task so that
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 log = logging.getLogger("pmdcompress")
 
@@ -89,3 +95,112 @@ def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, cl
                 fut.cancel()
             raise
     return results
+
+
+@dataclass
+class Outcome:
+    """How one task of :meth:`Executor.completed` ended: its ``result``, or the ``error`` it raised, or cancelled."""
+
+    result: object = None
+    error: BaseException | None = None
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.cancelled
+
+
+class Executor:
+    """Where tasks run: a pool of ``workers`` threads here, or the workers of a dask ``client``.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Threads on this machine (default :func:`default_workers`); also the
+        threads of the steps that always run here (see :meth:`local`).
+    client : dask.distributed.Client, optional
+        Run :meth:`map` on this cluster (functions and items must pickle).
+    """
+
+    def __init__(self, workers: int | None = None, client=None):
+        self.workers = default_workers() if workers is None else int(workers)
+        self.client = client
+
+    @property
+    def distributed(self) -> bool:
+        """True when tasks run on a cluster (in other processes, maybe other machines)."""
+        return self.client is not None
+
+    @property
+    def slots(self) -> int:
+        """How many tasks run at once: the cluster's worker threads, or the local threads."""
+        if self.client is not None:
+            return max(int(sum(self.client.nthreads().values())), 1)
+        return max(self.workers, 1)
+
+    def local(self) -> Executor:
+        """The same number of threads, on this machine only (for data that cannot leave this process)."""
+        return self if self.client is None else Executor(self.workers)
+
+    def map(self, func: Callable, items: Iterable, *, on_done: Callable | None = None) -> list:
+        """``[func(item) for item in items]`` in parallel, results in input order (see :func:`map_tasks`)."""
+        return map_tasks(func, items, workers=self.workers, client=self.client, on_done=on_done)
+
+    def scatter(self, obj, *, broadcast: bool = True):
+        """OBJ where every task can read it without shipping it per task.
+
+        On a cluster: a future of OBJ held by the workers (``broadcast``: a copy
+        on every worker); here: OBJ itself, shared by the threads.
+        """
+        if self.client is None:
+            return obj
+        return self.client.scatter(obj, broadcast=broadcast, hash=False)
+
+    def scatter_each(self, items: list) -> list:
+        """One future per item, each sent straight to a worker (not through the task graph); here: the items."""
+        if self.client is None:
+            return items
+        return self.client.scatter(items)
+
+    def groups(self, items: Iterable, per_slot: int = 8, least: int = 16) -> list[list]:
+        """Consecutive groups of ITEMS, ``per_slot`` per slot: bounds what is in flight (and in memory) at once."""
+        size = max(least, per_slot * self.slots)
+        items = list(items)
+        return [items[i : i + size] for i in range(0, len(items), size)]
+
+    def completed(self, func: Callable, items: Iterable, *, name: str = "pmd-task", **kwargs) -> Iterator:
+        """Run ``func(item, **kwargs)`` for every item; yield ``(index, Outcome)`` as each task ends.
+
+        Long, independent tasks (a batch's movies): on a cluster they run in any
+        order and one that fails, or whose worker dies, is an ``Outcome`` with
+        its ``error``, not an exception here; here, they run one after the other
+        in this thread.  If the caller stops early or an exception (an
+        interrupt) reaches this generator, the tasks not yet finished are
+        cancelled.  Use it as ``with contextlib.closing(executor.completed(...))``.
+        """
+        items = list(items)
+        if self.client is None:
+            for i, item in enumerate(items):
+                yield i, Outcome(result=func(item, **kwargs))
+            return
+        from dask.distributed import as_completed
+
+        token = uuid.uuid4().hex[:8]
+        futures = {self.client.submit(func, item, **kwargs, key=f"{name}-{i}-{token}", pure=False): i
+                   for i, item in enumerate(items)}
+        finished = False
+        try:
+            for fut in as_completed(list(futures)):
+                if fut.status == "finished":
+                    outcome = Outcome(result=fut.result())
+                elif fut.status == "cancelled":
+                    outcome = Outcome(cancelled=True)
+                else:
+                    outcome = Outcome(error=fut.exception())
+                fut.release()
+                yield futures[fut], outcome
+            finished = True
+        finally:
+            if not finished:
+                with contextlib.suppress(Exception):
+                    self.client.cancel(list(futures), force=True)

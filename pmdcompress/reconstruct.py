@@ -194,6 +194,7 @@ class PMDStore:
         self._contents = contents
         self.component_offsets = np.concatenate([[0], np.cumsum(self.patch_ranks)])
         self._cells_cache: dict = {}
+        self._temporal_cache = None
 
     # -- array protocol -------------------------------------------------------
     @property
@@ -261,8 +262,22 @@ class PMDStore:
         return self._cells_cache[key]
 
     def temporal_block(self, t0: int, t1: int) -> np.ndarray:
-        """Temporal factors of frames [t0, t1), shape (K, t1 - t0), float32."""
-        return np.ascontiguousarray(self.temporal[:, t0:t1], dtype=np.float32)
+        """Temporal factors of frames [t0, t1), shape (K, t1 - t0), float32.
+
+        The time chunks read are kept (one or two of them): consecutive reads of fewer
+        frames than a chunk holds, the usual pattern, then decode each chunk once.
+        """
+        chunk = getattr(self.temporal, "chunks", (0, 0))[1]
+        if not chunk or t1 <= t0:
+            return np.ascontiguousarray(self.temporal[:, t0:t1], dtype=np.float32)
+        c0, c1 = t0 // chunk * chunk, min(-(-t1 // chunk) * chunk, self.shape[0])
+        cached = self._temporal_cache  # (first frame, last frame, factors): replaced whole, so thread safe
+        if cached is None or not cached[0] <= t0 < t1 <= cached[1]:
+            if c1 - c0 > 2 * chunk:  # a long read: no reuse to expect, nothing kept
+                return np.ascontiguousarray(self.temporal[:, t0:t1], dtype=np.float32)
+            cached = (c0, c1, np.ascontiguousarray(self.temporal[:, c0:c1], dtype=np.float32))
+            self._temporal_cache = cached
+        return np.ascontiguousarray(cached[2][:, t0 - cached[0] : t1 - cached[0]])
 
     def read(self, t0=0, t1=None, crop_y=None, crop_x=None, *, dtype=np.float32, out=None) -> np.ndarray:
         """Reconstruct frames [t0, t1) of the crop into a new (or given) array.

@@ -35,7 +35,6 @@ def filter_fractions(store, *, tol: float = 1e-4) -> np.ndarray:
     return out
 
 
-
 def hat_diagonal(store, correlation=(0.0, 0.0, 0.0, 0.0), fractions=None) -> np.ndarray:
     """Per-pixel degrees of freedom of the reconstruction, from the factors.
 
@@ -83,7 +82,6 @@ def hat_diagonal(store, correlation=(0.0, 0.0, 0.0, 0.0), fractions=None) -> np.
     return out
 
 
-
 def rank_map(store) -> np.ndarray:
     """Overlap-weighted number of components at each pixel, ``sum_q W_q(p) rank_q``."""
     _, height, width = store.shape
@@ -93,7 +91,6 @@ def rank_map(store) -> np.ndarray:
         weight = store.weights_y[p][:, None].astype(np.float64) * store.weights_x[p][None, :]
         out[y0 : y0 + h, x0 : x0 + w] += weight * store.patch_ranks[p]
     return out
-
 
 
 class Spectra:

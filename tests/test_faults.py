@@ -377,10 +377,11 @@ case(S, "one flipped byte in a spatial chunk (decompress)", DEC, 2, CHUNK, setup
 case(S, "truncated temporal chunk (demix)", D, 2, CHUNK, setup=damage_chunk("temporal", "truncate"))
 case(S, "truncated spatial chunk (report)", ["report", "movie.tif", "movie.pmd.zarr", "-o", "rep"], 2, CHUNK,
      setup=damage_chunk("spatial", "truncate"))
-# Version-2 factors are integers (no NaN to hold); the float arrays beside them are checked on read.
-case(S, "NaN in the noise map (decompress)", DEC, 2, r"movie\.pmd\.zarr.*(finite|damaged)", setup=nan_in("noise"))
-case(S, "NaN in the temporal steps (decompress to float32)", DEC + ["--dtype", "float32"], 2,
-     r"movie\.pmd\.zarr.*(finite|damaged)", setup=nan_in("temporal_scale"))
+# Version-2 factors are integers; their float per-component steps carry a NaN into the movie.
+case(S, "NaN in the spatial factors (decompress)", DEC, 2, r"movie\.pmd\.zarr.*(NaN|finite)",
+     setup=nan_in("spatial_scale"))
+case(S, "NaN in the temporal factors (decompress to float32)", DEC + ["--dtype", "float32"], 2,
+     r"movie\.pmd\.zarr.*(NaN|finite)", setup=nan_in("temporal_scale"))
 case(S, "no zarr.json", DEC, 2, r"movie\.pmd\.zarr", setup=lambda ws, mp: store_file("zarr.json").unlink())
 case(S, "zarr.json not JSON", DEC, 2, r"movie\.pmd\.zarr",
      setup=lambda ws, mp: store_file("zarr.json").write_text("{not json"))

@@ -275,8 +275,11 @@ class DemixOptions:
     merge_threshold: float = 0.8
     bin_frames: int | None = None  # default: about 5 Hz, at most 1000 binned frames
     footprint_threshold: float = 0.2
-    seed_from_mean: bool = False
+    seed_from_mean: bool | None = None  # default True for 2p (silent somata from the mean image), else False
     mean_threshold: float = 2.0
+    nucleus_threshold: float = 0.35  # mean-image seeds: correlation with a dark-nucleus soma template
+    nucleus_radius: float | None = None  # that template's radius; default: the somata's (demix.pipeline._soma_radius)
+    min_compactness: float = 0.8  # active components: area over that of their moment ellipse
     min_snr: float = 1.0
     min_r_value: float = 0.4
     min_skew: float | None = None  # default 0.5 for calcium, none for voltage
@@ -326,6 +329,7 @@ class DemixOptions:
         if q is None:
             q = 50.0 if self.kind == "voltage" else 8.0
         min_size = self.min_size if self.min_size is not None else int(0.25 * np.pi * self.cell_radius**2)
-        return replace(self, highpass_sigma=sigma, min_size=min_size, background_rank=rank,
-                       ring_radius=ring, background_model=model, bin_frames=b, min_skew=float(skew),
-                       dff_percentile=float(q))
+        from_mean = self.seed_from_mean if self.seed_from_mean is not None else self.kind == "2p"
+        return replace(self, seed_from_mean=bool(from_mean), highpass_sigma=sigma, min_size=min_size,
+                       background_rank=rank, ring_radius=ring, background_model=model, bin_frames=b,
+                       min_skew=float(skew), dff_percentile=float(q))

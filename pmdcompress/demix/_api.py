@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import InputError, MissingDependencyError, OptionError
 from ..io.atomic import atomic_output, check_output_path, output_lock
 from ..options import DemixOptions, positive_float
+from ..progress import null_progress
 
 log = logging.getLogger("pmdcompress")
 
@@ -55,9 +56,10 @@ def demix(
     fs: float | None = None,
     export=(),
     overwrite: bool = False,
-    seed_from_mean: bool = False,
+    seed_from_mean: bool | None = None,
     figures: bool = True,
     nwb_metadata=None,
+    progress=None,
     **options,
 ):
     """Find neurons in a compressed movie: footprints, traces, dF/F, background, metrics.
@@ -74,7 +76,7 @@ def demix(
         Two-photon calcium (low-rank smooth background), one-photon calcium
         (ring-model background, see ``background_model``), voltage (signed traces, no skewness test).
     fs : float, optional
-        Frame rate in Hz (dF/F window, binning, exports); default the store's
+        Frame rate in Hz (dF/F window, binning, spike decay in seconds, exports); default the store's
         (from the movie's metadata).  When neither knows it, the result says
         "unknown": windows are set in frames, a warning says so, and the NWB
         export (which needs a rate) asks for ``fs``.
@@ -83,8 +85,9 @@ def demix(
     overwrite : bool, optional
         Replace existing outputs.
     seed_from_mean : bool, optional
-        Also add bright blobs of the mean image that no active component covers
-        (cells that never fire); their footprints stay fixed.
+        Also add somata of the mean image that no active component covers
+        (cells that never fire: bright blobs, and dark nuclei in a bright rim);
+        their footprints stay fixed.  Default: on for ``kind="2p"``, off otherwise.
     figures : bool, optional
         Write ``contours.png`` and ``traces.png``.
     nwb_metadata : str, path-like or dict, optional
@@ -110,7 +113,7 @@ def demix(
 
     if fs is not None:
         fs = positive_float(fs, "fs", what="a positive frame rate in Hz")
-    opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=bool(seed_from_mean), **options)
+    opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=seed_from_mean, **options)
     exports = _parse_export(export)
     if nwb_metadata is not None:
         from .nwb_metadata import load_nwb_metadata
@@ -135,10 +138,11 @@ def demix(
     for key in wanted:
         check_output_path(siblings[key], overwrite=overwrite, inputs=inputs, folder=key == "suite2p")
     with output_lock(output):  # one writer from the start
-        return _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata)
+        return _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata,
+                      progress)
 
 
-def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata):
+def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata, progress):
     from ..parallel import blas_threads
     from ..reconstruct import PMDStore
     from . import pipeline
@@ -170,9 +174,13 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
                                  " does not know; give it with --fs (fs=)")
 
     t0 = time.perf_counter()
+    # Coarse steps (the fit, the traces, the result, figures, each export): the fit is most of the time.
+    bar = (progress or null_progress)("demix", 3 + bool(figures) + len(exports))
     with blas_threads(1):
         model, fac, opts = pipeline.fit(store, opts)
+        bar.update()
         result = pipeline.to_result(model, fac, opts, store)
+        bar.update()
     from .. import __version__
 
     result.metadata.update(
@@ -189,6 +197,7 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
     with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
         write_result(result, tmp)
+    bar.update()
     result.path = output
     log.info("demix: %d components -> %s", result.n_components, output)
 
@@ -200,6 +209,7 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
         with atomic_output(siblings["traces"], overwrite=overwrite, inputs=inputs) as tmp:
             figs.traces_png(result, tmp)
         result.extra_outputs.update(contours=siblings["contours"], traces=siblings["traces"])
+        bar.update()
     if exports:
         from . import export as ex
 
@@ -210,6 +220,8 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
             with atomic_output(siblings[name], overwrite=overwrite, inputs=inputs, folder=name == "suite2p") as tmp:
                 writers[name](result, tmp)
             result.extra_outputs[name] = siblings[name]
+            bar.update()
+    bar.close()
     result.metadata["timings"]["total_s"] = time.perf_counter() - t0
     return result
 

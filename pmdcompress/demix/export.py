@@ -25,6 +25,9 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import InputError
+from .nwb_metadata import load_nwb_metadata
+
 
 def _fortran_footprints(result):
     """``A`` with pixels in Fortran order (index ``y + x * Y``), CSC."""
@@ -146,6 +149,13 @@ def suite2p_stat(result) -> list[dict]:
 SUITE2P_NEUCOEFF = 0.7
 
 
+def _median_tau(result) -> float:
+    """suite2p's ``tau``: the median decay of the inferred spikes (s), 1.0 when unknown."""
+    tau = np.asarray(result.metrics.get("tau_s", []), np.float64)
+    tau = tau[np.isfinite(tau) & (tau > 0)]
+    return float(np.median(tau)) if tau.size else 1.0
+
+
 def write_suite2p(result, path, *, final_path=None) -> None:
     """suite2p ``plane0/`` folder inside the folder ``path`` (see module docstring).
 
@@ -155,8 +165,6 @@ def write_suite2p(result, path, *, final_path=None) -> None:
     is where the folder will live once complete (``ops['save_path']``); ``path``
     may be a temporary name.  suite2p needs a frame rate (``ops['fs']``).
     """
-    from ..errors import InputError
-
     if result.fs is None:
         raise InputError("the suite2p export needs the frame rate (suite2p's ops['fs']); give it with --fs (fs=)")
     plane = os.path.join(path, "plane0")
@@ -164,7 +172,8 @@ def write_suite2p(result, path, *, final_path=None) -> None:
     neu = _background_on_rois(result)
     np.save(os.path.join(plane, "F.npy"), (result.raw_traces + SUITE2P_NEUCOEFF * neu).astype(np.float32))
     np.save(os.path.join(plane, "Fneu.npy"), neu.astype(np.float32))
-    np.save(os.path.join(plane, "spks.npy"), result.traces.astype(np.float32))
+    spks = result.spikes if result.spikes is not None else result.traces  # voltage: no spike model
+    np.save(os.path.join(plane, "spks.npy"), spks.astype(np.float32))
     np.save(os.path.join(plane, "iscell.npy"), np.ones((result.n_components, 2), np.float32))
     stats = suite2p_stat(result)
     stat = np.empty(result.n_components, dtype=object)
@@ -188,7 +197,7 @@ def write_suite2p(result, path, *, final_path=None) -> None:
         "yrange": [0, height],
         "nplanes": 1,
         "nchannels": 1,
-        "tau": 1.0,
+        "tau": _median_tau(result),
         "neucoeff": SUITE2P_NEUCOEFF,
         "diameter": [diameter, diameter],
         "aspect": 1.0,
@@ -220,11 +229,7 @@ def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
     from pynwb.image import GrayscaleImage
     from pynwb.ophys import DfOverF, Fluorescence, ImageSegmentation, OpticalChannel
 
-    from .nwb_metadata import load_nwb_metadata
-
     if result.fs is None:
-        from ..errors import InputError
-
         raise InputError("the NWB export needs the frame rate; give it with --fs (fs=)")
     meta = load_nwb_metadata(metadata) if metadata is not None else None
     if meta is None:
@@ -296,5 +301,10 @@ def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
         GrayscaleImage(name="correlation", data=result.images["correlation"].astype(np.float32).T,
                        description="local correlation image of the denoised movie"),
     ]))
-    with NWBHDF5IO(str(path), "w") as io:
-        io.write(nwb)
+    import warnings
+
+    with warnings.catch_warnings():
+        # the file is written under a temporary name and renamed to *.nwb when complete
+        warnings.filterwarnings("ignore", message=".*does not end in '.nwb'")
+        with NWBHDF5IO(str(path), "w") as io:
+            io.write(nwb)

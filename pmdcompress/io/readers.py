@@ -43,7 +43,7 @@ from ..options import parse_range
 from .miniscope import open_miniscope
 from .nwb import open_nwb_series
 from .registered import open_caiman_mmap, open_suite2p_binary
-from .tiff_metadata import scanimage_frame_data, scanimage_layout, tiff_frame_rate
+from .tiff_metadata import ngff_frame_rate, scanimage_frame_data, scanimage_layout, tiff_frame_rate
 
 __all__ = ["Movie", "open_movie"]
 
@@ -1032,7 +1032,10 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
         node = zarr.open(store=str(path), mode="r")
     except Exception as exc:
         raise InputError(f"{name}: not a readable Zarr array or group ({_oneline(exc)})") from exc
+    rate = rate_source = None
     if isinstance(node, zarr.Group):
+        rate = ngff_frame_rate(dict(node.attrs))
+        rate_source = "OME-Zarr time scale" if rate else None
         arrays = sorted(node.array_keys())
         if dataset is not None:
             try:
@@ -1052,7 +1055,13 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
             )
     elif dataset is not None:
         raise InputError(f"{name}: --dataset {dataset!r} given but the folder is a single Zarr array")
-    return _ArraySource(node, "zarr", name, size=_folder_size(path), fresh=True)
+    src = _ArraySource(node, "zarr", name, size=_folder_size(path), fresh=True)
+    if rate is None:
+        attr = node.attrs.get("frame_rate")
+        if isinstance(attr, int | float) and not isinstance(attr, bool) and math.isfinite(attr) and attr > 0:
+            rate, rate_source = float(attr), "pmdcompress metadata"
+    src.frame_rate, src.frame_rate_source = rate, rate_source
+    return src
 
 
 def _folder_size(path: Path) -> int:

@@ -95,7 +95,7 @@ DENOISED_NAME = "denoised.zarr"
 
 MANIFEST_SUFFIXES = (".csv", ".yaml", ".yml")
 #: Input-selection keys a manifest row may carry besides the compression options.
-INPUT_KEYS = ("frames", "plane", "channel", "dataset")
+INPUT_KEYS = ("frames", "plane", "channel", "dataset", "frame_rate", "frame_shape")
 #: Demixing options carry this prefix (``demix_cell_radius``): ``seed`` and others exist in both steps.
 DEMIX_PREFIX = "demix_"
 #: Other spellings accepted in manifests and ``--set`` (CLI option names).
@@ -295,7 +295,7 @@ def _option_kinds() -> dict[str, str]:
             else "bool" if t.startswith("bool") else "str"
 
     kinds = {f.name: kind(str(f.type)) for f in dataclasses.fields(CompressOptions)}
-    kinds.update(frames="str", plane="int", channel="int", dataset="str")
+    kinds.update(frames="str", plane="int", channel="int", dataset="str", frame_rate="float", frame_shape="pair")
     kinds.update({DEMIX_PREFIX + f.name: kind(str(f.type)) for f in dataclasses.fields(DemixOptions)})
     return kinds
 

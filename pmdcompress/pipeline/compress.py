@@ -349,6 +349,13 @@ def _baseline(chunks, n_frames: int, deviations: np.ndarray, noise: np.ndarray, 
     return trend, knots
 
 
+def _frame_rate_field(rate: float | None) -> dict:
+    """The store's nullable ``frame_rate`` field (store format 2), where the format has it; the rate is also kept
+    in ``input["frame_rate"]``, which stores of format 1 read."""
+    names = {f.name for f in dataclasses.fields(StoreMetadata)}
+    return {"frame_rate": rate} if "frame_rate" in names else {}
+
+
 def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     """Pass 2: the null thresholds, then each patch of the fit buffer through the solver."""
     t_null = time.perf_counter()
@@ -402,6 +409,7 @@ def _write_stage(job: _Job, stats: _Statistics, fit: _Fit, path, sha256):
                         thresholds=asdict(fit.thresholds), noise_correlation=list(fit.correlation),
                         solver=job.solver.params(), workers=job.executor.workers),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **_frame_rate_field(job.movie.frame_rate),
     )
     arrays = {
         "mean": stats.mean, "noise": stats.scale, "patch_origins": tiling.origins.astype(np.int32),

@@ -209,9 +209,9 @@ class CompressOptions:
     @classmethod
     def create(cls, **options) -> CompressOptions:
         """A checked record from user values (``patch_shape`` and ``overlap`` may be N or HxW)."""
-        for key in ("patch_shape", "overlap"):
+        for key, least in (("patch_shape", 2), ("overlap", 0)):
             if key in options:
-                options[key] = parse_pair(options[key], key)
+                options[key] = parse_pair(options[key], key, minimum=least)
         try:
             opts = cls(**options)
         except TypeError as exc:

@@ -263,7 +263,7 @@ def test_decompressed_zarr_is_ome_zarr(run, tmp_path):
     assert arr.metadata.dimension_names == ("t", "y", "x")
     np.testing.assert_allclose(arr[100:110], run["store"][100:110], rtol=1e-6)
     with pmdcompress.open_movie(out) as m:  # our own reader finds the array in the group
-        assert m.shape == run["store"].shape and m.frame_rate is None
+        assert m.shape == run["store"].shape and m.frame_rate == pytest.approx(30.0)  # from the NGFF time scale
 
 
 def test_napari_reader_hook_opens_a_store_as_one_lazy_movie(run):
@@ -306,3 +306,19 @@ def test_to_dask_crops_touch_only_their_tiles(run, monkeypatch):
     pixels = sum((c[2][1] - c[2][0]) * (c[3][1] - c[3][0]) for c in calls if c[1] and c[1] > c[0])
     assert pixels <= 2 * 16 * 16  # a few tiles, not whole 48x56 frames
     assert store.to_dask().chunksize == (256, 48, 56)  # default (256, 64, 64) capped by this small movie
+
+
+def test_evaluate_reads_our_nwb_export_the_right_way_round(run):
+    """``pmd evaluate`` on the NWB export must find the same regions as on the result itself."""
+    from pmdcompress.demix import evaluate
+    from pmdcompress.demix.matching import load_regions
+
+    res, nwb = run["result"], run["root"] / "m.demix.nwb"
+    try:
+        load_regions(nwb)
+    except InputError as exc:
+        if "unknown region format" in str(exc):
+            pytest.skip("pmd evaluate does not read NWB files in this build")
+        raise
+    scores = evaluate(res, nwb)  # the result against its own export: every region matched
+    assert scores["tp"] == res.n_components and scores["fp"] == 0 and scores["fn"] == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from .common import progress_for as _progress
 from .common import say as _say
 
 
@@ -50,6 +51,7 @@ def demix_command(ctx, store, output, kind, fs, export, nwb_metadata, cell_radiu
         stem = name[: -len(".pmd.zarr")] if name.endswith(".pmd.zarr") else Path(store).stem
         output = str(Path(store).with_name(stem + ".demix.zarr"))
     result = demix(store, output, kind=kind, fs=fs, export=export, overwrite=overwrite, nwb_metadata=nwb_metadata,
+                   progress=_progress(ctx),
                    seed_from_mean=seed_from_mean, figures=not no_figures, cell_radius=cell_radius,
                    corr_threshold=corr_threshold, background_rank=background_rank, max_num_iter=max_num_iter)
     extra = ", ".join(str(p) for p in result.extra_outputs.values())

@@ -9,7 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError, MissingDependencyError, OptionError
+from ..io.atomic import atomic_output, check_output_path, output_lock
 from ..options import DemixOptions, positive_float
+from ..progress import null_progress
 
 log = logging.getLogger("pmdcompress")
 
@@ -57,6 +59,7 @@ def demix(
     seed_from_mean: bool | None = None,
     figures: bool = True,
     nwb_metadata=None,
+    progress=None,
     **options,
 ):
     """Find neurons in a compressed movie: footprints, traces, dF/F, background, metrics.
@@ -106,11 +109,7 @@ def demix(
     tile by tile, and every product with the movie goes through the factors
     (``A.T (U V) = (A.T U) V``).  See docs/demix.md.
     """
-    from ..io.atomic import atomic_output, check_output_path
-    from ..parallel import blas_threads
     from ..reconstruct import PMDStore
-    from . import pipeline
-    from .result import write_result
 
     if fs is not None:
         fs = positive_float(fs, "fs", what="a positive frame rate in Hz")
@@ -133,10 +132,21 @@ def demix(
 
     output = Path(output)
     siblings = sibling_paths(output)
-    check_output_path(output, overwrite=overwrite)
+    inputs = [store_or_path.path if isinstance(store_or_path, PMDStore) else store_or_path]
+    check_output_path(output, overwrite=overwrite, inputs=inputs, folder=True)
     wanted = list(exports) + (["contours", "traces"] if figures else [])
     for key in wanted:
-        check_output_path(siblings[key], overwrite=overwrite)
+        check_output_path(siblings[key], overwrite=overwrite, inputs=inputs, folder=key == "suite2p")
+    with output_lock(output):  # one writer from the start
+        return _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata,
+                      progress)
+
+
+def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata, progress):
+    from ..parallel import blas_threads
+    from ..reconstruct import PMDStore
+    from . import pipeline
+    from .result import write_result
 
     if isinstance(store_or_path, PMDStore):
         store = store_or_path
@@ -147,6 +157,9 @@ def demix(
     t_len, height, width = store.shape
     if t_len < 2:
         raise InputError(f"{store.path}: {t_len} frame(s); demixing needs at least 2")
+    if store.metadata.total_rank == 0:
+        log.warning("%s: the store holds no components (rank 0: nothing above the noise); the result is empty",
+                    store.path or "store")
     fs_source = "given"
     if fs is None:
         fs, fs_source = store.frame_rate, "store"
@@ -161,9 +174,13 @@ def demix(
                                  " does not know; give it with --fs (fs=)")
 
     t0 = time.perf_counter()
+    # Coarse steps (the fit, the traces, the result, figures, each export): the fit is most of the time.
+    bar = (progress or null_progress)("demix", 3 + bool(figures) + len(exports))
     with blas_threads(1):
         model, fac, opts = pipeline.fit(store, opts)
+        bar.update()
         result = pipeline.to_result(model, fac, opts, store)
+        bar.update()
     from .. import __version__
 
     result.metadata.update(
@@ -178,19 +195,21 @@ def demix(
         fs_source=fs_source,
     )
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
-    with atomic_output(output, overwrite=overwrite) as tmp:
+    with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
         write_result(result, tmp)
+    bar.update()
     result.path = output
     log.info("demix: %d components -> %s", result.n_components, output)
 
     if figures:
         from . import figures as figs
 
-        with atomic_output(siblings["contours"], overwrite=overwrite) as tmp:
+        with atomic_output(siblings["contours"], overwrite=overwrite, inputs=inputs) as tmp:
             figs.contours_png(result, tmp)
-        with atomic_output(siblings["traces"], overwrite=overwrite) as tmp:
+        with atomic_output(siblings["traces"], overwrite=overwrite, inputs=inputs) as tmp:
             figs.traces_png(result, tmp)
         result.extra_outputs.update(contours=siblings["contours"], traces=siblings["traces"])
+        bar.update()
     if exports:
         from . import export as ex
 
@@ -198,9 +217,11 @@ def demix(
                    "suite2p": lambda res, tmp: ex.write_suite2p(res, tmp, final_path=siblings["suite2p"].resolve()),
                    "nwb": lambda res, tmp: ex.write_nwb(res, tmp, metadata=nwb_metadata)}
         for name in exports:
-            with atomic_output(siblings[name], overwrite=overwrite) as tmp:
+            with atomic_output(siblings[name], overwrite=overwrite, inputs=inputs, folder=name == "suite2p") as tmp:
                 writers[name](result, tmp)
             result.extra_outputs[name] = siblings[name]
+            bar.update()
+    bar.close()
     result.metadata["timings"]["total_s"] = time.perf_counter() - t0
     return result
 

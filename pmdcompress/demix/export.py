@@ -25,6 +25,9 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import InputError
+from .nwb_metadata import load_nwb_metadata
+
 
 def _fortran_footprints(result):
     """``A`` with pixels in Fortran order (index ``y + x * Y``), CSC."""
@@ -162,8 +165,6 @@ def write_suite2p(result, path, *, final_path=None) -> None:
     is where the folder will live once complete (``ops['save_path']``); ``path``
     may be a temporary name.  suite2p needs a frame rate (``ops['fs']``).
     """
-    from ..errors import InputError
-
     if result.fs is None:
         raise InputError("the suite2p export needs the frame rate (suite2p's ops['fs']); give it with --fs (fs=)")
     plane = os.path.join(path, "plane0")
@@ -228,11 +229,7 @@ def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
     from pynwb.image import GrayscaleImage
     from pynwb.ophys import DfOverF, Fluorescence, ImageSegmentation, OpticalChannel
 
-    from .nwb_metadata import load_nwb_metadata
-
     if result.fs is None:
-        from ..errors import InputError
-
         raise InputError("the NWB export needs the frame rate; give it with --fs (fs=)")
     meta = load_nwb_metadata(metadata) if metadata is not None else None
     if meta is None:
@@ -304,5 +301,10 @@ def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
         GrayscaleImage(name="correlation", data=result.images["correlation"].astype(np.float32).T,
                        description="local correlation image of the denoised movie"),
     ]))
-    with NWBHDF5IO(str(path), "w") as io:
-        io.write(nwb)
+    import warnings
+
+    with warnings.catch_warnings():
+        # the file is written under a temporary name and renamed to *.nwb when complete
+        warnings.filterwarnings("ignore", message=".*does not end in '.nwb'")
+        with NWBHDF5IO(str(path), "w") as io:
+            io.write(nwb)

@@ -21,6 +21,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError, MissingDependencyError
 from ..formats.truth import read_truth
+from ..io.safe_pickle import load_npy
 
 
 @dataclass
@@ -292,7 +293,7 @@ def _from_imagej(path: Path, dims) -> Regions:
 
 def _from_labels(path: Path) -> Regions:
     if path.name.lower().endswith(".npy"):
-        labels = np.load(path, allow_pickle=False)
+        labels = load_npy(path)  # a pickled .npy goes through the restricted loader, and is refused there
     else:
         import tifffile
 

@@ -42,7 +42,7 @@ import zarr
 
 from ..errors import StoreFormatError
 from ._version import FormatId, read_version
-from .store import COMPRESSORS
+from .store import COMPRESSORS, read_array
 
 # Version 2 adds ``spikes`` (and the metrics ``tau_s``, ``decay_g``); version 1 files read with spikes None.
 DEMIX = FormatId("pmdcompress-demix", 2, (1, 2), "demix result")
@@ -131,31 +131,34 @@ def read_demix(path) -> DemixFile:
     if not isinstance(meta, dict):
         raise StoreFormatError(f"{where}: not a pmdcompress demix result (attribute '{ATTRS_KEY}' missing)")
     read_version(meta, DEMIX, where)
+    def get(name):
+        return read_array(group[name], ..., where, name, "demix result")
+
     try:
         dims = tuple(meta["dims"])
         n = int(meta["n_components"])
         a = sp.csc_matrix(
-            (group["footprints/data"][...], group["footprints/indices"][...], group["footprints/indptr"][...]),
+            (get("footprints/data"), get("footprints/indices"), get("footprints/indptr")),
             shape=(dims[0] * dims[1], n),
         )
         ring = None
         if meta.get("ring"):
             nl = int(np.prod(meta["ring"]["low_dims"]))
-            ring = sp.csr_matrix((group["background/ring/data"][...], group["background/ring/indices"][...],
-                                  group["background/ring/indptr"][...]), shape=(nl, nl))
+            ring = sp.csr_matrix((get("background/ring/data"), get("background/ring/indices"),
+                                  get("background/ring/indptr")), shape=(nl, nl))
         return DemixFile(
             footprints=a,
-            traces=group["traces"][...],
-            raw_traces=group["raw_traces"][...],
-            baseline=group["baseline"][...],
-            dff=group["dff"][...],
-            centers=group["centers"][...],
-            labels=group["labels"][...],
-            background_spatial=group["background/spatial"][...],
-            background_temporal=group["background/temporal"][...],
-            background_static=group["background/static"][...],
-            metrics={name: group[f"metrics/{name}"][...] for name in meta.get("metrics", [])},
-            images={name: group[f"images/{name}"][...] for name in meta.get("images", [])},
+            traces=get("traces"),
+            raw_traces=get("raw_traces"),
+            baseline=get("baseline"),
+            dff=get("dff"),
+            centers=get("centers"),
+            labels=get("labels"),
+            background_spatial=get("background/spatial"),
+            background_temporal=get("background/temporal"),
+            background_static=get("background/static"),
+            metrics={name: get(f"metrics/{name}") for name in meta.get("metrics", [])},
+            images={name: get(f"images/{name}") for name in meta.get("images", [])},
             metadata=meta,
             ring_weights=ring,
             spikes=group["spikes"][...] if "spikes" in group else None,

@@ -43,7 +43,7 @@ from ..options import parse_range
 from .miniscope import open_miniscope
 from .nwb import open_nwb_series
 from .registered import open_caiman_mmap, open_suite2p_binary
-from .tiff_metadata import scanimage_frame_data, scanimage_layout, tiff_frame_rate
+from .tiff_metadata import ngff_frame_rate, scanimage_frame_data, scanimage_layout, tiff_frame_rate
 
 __all__ = ["Movie", "open_movie"]
 
@@ -611,7 +611,9 @@ class Movie:
         start, stop = parse_range(frames, source.shape[0], "frames", source=name)
         self.frame_range = (start, stop)
         self.shape = (stop - start, *source.shape[1:])
-        self.dtype = source.dtype
+        # float16 samples are read as float32 (exactly): the kernels work in float32, and numba has no float16.
+        self._widen = source.dtype == np.float16
+        self.dtype = np.dtype(np.float32) if self._widen else source.dtype
         self.plane = getattr(source, "plane", None)
         self.channel = getattr(source, "channel", None)
         if frame_rate is not None:
@@ -658,7 +660,8 @@ class Movie:
             If a page cannot be decoded or is cut short; the message gives the
             frame number in the file, not in the selection.
         """
-        return self._source.read(*self._file_range(t0, t1))
+        block = self._source.read(*self._file_range(t0, t1))
+        return block.astype(np.float32) if self._widen else block
 
     def _file_range(self, t0: int, t1: int) -> tuple[int, int]:
         """Frames [t0, t1) of the selection as frames of the file, checked."""
@@ -678,7 +681,8 @@ class Movie:
         into the result; it may be reused by the next ``view`` call of the same
         thread.
         """
-        return self._source.view(*self._file_range(t0, t1))
+        block = self._source.view(*self._file_range(t0, t1))
+        return block.astype(np.float32) if self._widen else block
 
     def iter_chunks(self, chunk_frames: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(t0, block)`` covering every frame once, in order.
@@ -1028,7 +1032,10 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
         node = zarr.open(store=str(path), mode="r")
     except Exception as exc:
         raise InputError(f"{name}: not a readable Zarr array or group ({_oneline(exc)})") from exc
+    rate = rate_source = None
     if isinstance(node, zarr.Group):
+        rate = ngff_frame_rate(dict(node.attrs))
+        rate_source = "OME-Zarr time scale" if rate else None
         arrays = sorted(node.array_keys())
         if dataset is not None:
             try:
@@ -1048,7 +1055,13 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
             )
     elif dataset is not None:
         raise InputError(f"{name}: --dataset {dataset!r} given but the folder is a single Zarr array")
-    return _ArraySource(node, "zarr", name, size=_folder_size(path), fresh=True)
+    src = _ArraySource(node, "zarr", name, size=_folder_size(path), fresh=True)
+    if rate is None:
+        attr = node.attrs.get("frame_rate")
+        if isinstance(attr, int | float) and not isinstance(attr, bool) and math.isfinite(attr) and attr > 0:
+            rate, rate_source = float(attr), "pmdcompress metadata"
+    src.frame_rate, src.frame_rate_source = rate, rate_source
+    return src
 
 
 def _folder_size(path: Path) -> int:

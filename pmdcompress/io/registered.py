@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .safe_pickle import load_npy
 
 log = logging.getLogger("pmdcompress")
 
@@ -43,8 +44,6 @@ def _positive(value) -> float | None:
 
 def suite2p_geometry(path: Path, name: str) -> dict:
     """Ly, Lx, nframes and fs of a suite2p binary from the pickles beside it ({} when none)."""
-    from .safe_pickle import load_npy
-
     folder = path.parent
     found: dict = {}
     for fname in ("ops.npy", "db.npy", "settings.npy"):

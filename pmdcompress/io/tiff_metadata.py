@@ -120,6 +120,9 @@ def scanimage_layout(frame_data: dict, n_pages: int, name: str, *, plane, channe
             rate /= average
         rate_key = "SI.hRoiManager.scanFrameRate" + (f" / logAverageFactor {average:g}" if average != 1 else "")
 
+    if bool(get("SI.hRoiManager.mroiEnable", False)):
+        log.warning("%s: a multi-ROI ScanImage acquisition: each page holds the ROIs stacked with fly-to lines"
+                    " between them, and is read as one frame (split the ROIs with ScanImage's tools first)", name)
     cycle = (n_planes + flyback) * n_channels
     n_frames, extra = divmod(n_pages, cycle)
     what = (f"{n_planes} planes" + (f" (+{flyback} flyback)" if flyback else "") + " and " if n_planes > 1 else "")
@@ -183,6 +186,22 @@ def tiff_frame_rate(tif) -> tuple[float | None, str | None]:
         if rate is not None:
             return rate, "pmdcompress metadata"
     return None, None
+
+
+def ngff_frame_rate(attrs: dict) -> float | None:
+    """1 / the time scale of an OME-Zarr image's first level, when its time axis is in seconds (else None)."""
+    try:
+        ms = attrs.get("ome", attrs).get("multiscales", [])[0]
+        axes = ms["axes"]
+        scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+        for axis, step in zip(axes, scale, strict=True):
+            if axis.get("type") == "time":
+                factor = _OME_TIME_UNITS.get({"second": "s", "millisecond": "ms"}.get(axis.get("unit"), ""))
+                step = _number(step)
+                return 1.0 / (step * factor) if factor and step else None
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None
+    return None
 
 
 def _json_rate(text: str) -> float | None:

@@ -10,6 +10,7 @@ output nor its temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -105,6 +106,7 @@ class MovieWriter:
         chunk_frames: int | None,
         metadata: dict[str, Any],
         bigtiff: bool | None,
+        inputs=(),
     ):
         self.path = path
         self.shape = shape
@@ -115,7 +117,7 @@ class MovieWriter:
         self._bigtiff = bigtiff
         self._closed = False
         # Entering here checks the output path (OutputExistsError) before anything is created.
-        self._atomic = atomic_output(path, overwrite=overwrite)
+        self._atomic = atomic_output(path, overwrite=overwrite, inputs=inputs, folder=self.format == "zarr")
         self._tmp = self._atomic.__enter__()
         try:
             self._open(self._tmp)
@@ -346,23 +348,42 @@ class _ZarrWriter(MovieWriter):
 
 
 class _NpyWriter(MovieWriter):
-    """A ``.npy`` file written through a memory map; ``metadata`` is not stored."""
+    """A ``.npy`` file written block by block; ``metadata`` is not stored.
+
+    The whole file is reserved on disk first (``posix_fallocate``), so a disk
+    too small fails at once with ENOSPC.  Plain writes, not a memory map: a map
+    turns a full disk into a SIGBUS that kills the process.
+    """
 
     format = "npy"
 
     def _open(self, tmp: Path) -> None:
-        self._mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=self.shape)
+        self._file = open(tmp, "wb")  # noqa: SIM115 - closed in _finish / _discard
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        try:
+            np.lib.format.write_array_header_1_0(self._file, header)
+        except ValueError:  # a header over 64 KiB (never for a 3-D shape, but as numpy does)
+            np.lib.format.write_array_header_2_0(self._file, header)
+        self._file.flush()
+        total = self._file.tell() + math.prod(self.shape) * self.dtype.itemsize
+        if hasattr(os, "posix_fallocate"):
+            try:
+                os.posix_fallocate(self._file.fileno(), 0, total)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
 
     def _write(self, block: np.ndarray) -> None:
-        t = self.frames_written
-        self._mm[t : t + len(block)] = block
+        self._file.write(memoryview(block).cast("B"))
 
     def _finish(self) -> None:
-        self._mm.flush()
-        self._mm = None  # unmap before the rename
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
 
     def _discard(self) -> None:
-        self._mm = None
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 _WRITERS = {"tiff": _TiffWriter, "zarr": _ZarrWriter, "npy": _NpyWriter}
@@ -377,6 +398,7 @@ def open_writer(
     chunk_frames: int | None = None,
     metadata: dict[str, Any] | None = None,
     bigtiff: bool | None = None,
+    inputs=(),
 ) -> MovieWriter:
     """Open a streaming writer for a (T, Y, X) movie; the format follows the extension.
 
@@ -403,6 +425,8 @@ def open_writer(
     bigtiff : bool, optional
         Force BigTIFF on or off; by default it is used when the data exceed
         about 3.9 GB.
+    inputs : sequence of paths, optional
+        The run's inputs: an output that is, holds or lies inside one is refused.
 
     Returns
     -------
@@ -452,4 +476,5 @@ def open_writer(
         chunk_frames=None if chunk_frames is None else int(chunk_frames),
         metadata=metadata,
         bigtiff=bigtiff,
+        inputs=inputs,
     )

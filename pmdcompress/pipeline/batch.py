@@ -53,9 +53,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, checkpoints
 from ..demix import demix
-from ..errors import BatchError, InputError, OptionError, PMDError, StoreFormatError
+from ..errors import BatchError, InputError, OptionError, PMDError, StoreFormatError, Terminated
 from ..formats.batch_status import BATCH_STATUS, json_default, write_status
 from ..formats.batch_status import read_status as formats_read_status
 from ..io.atomic import remove_path
@@ -95,7 +95,7 @@ DENOISED_NAME = "denoised.zarr"
 
 MANIFEST_SUFFIXES = (".csv", ".yaml", ".yml")
 #: Input-selection keys a manifest row may carry besides the compression options.
-INPUT_KEYS = ("frames", "plane", "channel", "dataset")
+INPUT_KEYS = ("frames", "plane", "channel", "dataset", "frame_rate", "frame_shape")
 #: Demixing options carry this prefix (``demix_cell_radius``): ``seed`` and others exist in both steps.
 DEMIX_PREFIX = "demix_"
 #: Other spellings accepted in manifests and ``--set`` (CLI option names).
@@ -295,7 +295,7 @@ def _option_kinds() -> dict[str, str]:
             else "bool" if t.startswith("bool") else "str"
 
     kinds = {f.name: kind(str(f.type)) for f in dataclasses.fields(CompressOptions)}
-    kinds.update(frames="str", plane="int", channel="int", dataset="str")
+    kinds.update(frames="str", plane="int", channel="int", dataset="str", frame_rate="float", frame_shape="pair")
     kinds.update({DEMIX_PREFIX + f.name: kind(str(f.type)) for f in dataclasses.fields(DemixOptions)})
     return kinds
 
@@ -640,6 +640,7 @@ def process_movie(job: MovieJob, output_dir, steps: Sequence[str] = ("compress",
         current = None
         redo = overwrite
         try:
+            checkpoints.checkpoint("movie", job.path)
             for step in steps:
                 current = step
                 if not redo and _step_check(job, folder, step, previous) is None:
@@ -694,6 +695,8 @@ def _interrupts_raise():
         return
 
     def handler(signum, frame):
+        if signum == signal.SIGTERM:
+            raise Terminated(f"signal {signal.Signals(signum).name}")
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     previous = {}

@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
 from ..parallel import Executor, default_workers
+from ..preflight import check_compressible, check_store_fits
 from ..preprocess import (
     NoiseAccumulator,
     chunk_statistics,
@@ -178,11 +180,13 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
     try:
         if output is None and movie.path is not None:
             output = movie.path.with_name(movie.path.name.split(".")[0] + ".pmd.zarr")
+        inputs = [p for p in (movie.path, source) if isinstance(p, (str, os.PathLike))]
         if output is not None:
-            check_output_path(output, overwrite=overwrite)  # before any work
+            check_output_path(output, overwrite=overwrite, inputs=inputs, folder=True)  # before any work
         n_frames, height, width = movie.shape
         if n_frames < MIN_FRAMES:
             raise InputError(f"{movie.name}: {n_frames} frames; pmd compress needs at least {MIN_FRAMES}")
+        check_compressible(movie)
         if movie.frame_rate is None:
             log.warning("%s: frame rate unknown (none in the file's metadata); stored as unknown: give it with"
                         " --fs (frame_rate=) for demix, reports and exports", movie.name)
@@ -191,7 +195,8 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         executor = Executor(workers, client)
         if output is None:
             return _run(movie, None, opts, solver, executor, progress, hash_input)
-        with atomic_output(output, overwrite=overwrite) as tmp:
+        check_store_fits(output, movie.shape, opts)
+        with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
             _run(movie, tmp, opts, solver, executor, progress, hash_input)
         return PMDStore(output)
     finally:
@@ -344,6 +349,13 @@ def _baseline(chunks, n_frames: int, deviations: np.ndarray, noise: np.ndarray, 
     return trend, knots
 
 
+def _frame_rate_field(rate: float | None) -> dict:
+    """The store's nullable ``frame_rate`` field (store format 2), where the format has it; the rate is also kept
+    in ``input["frame_rate"]``, which stores of format 1 read."""
+    names = {f.name for f in dataclasses.fields(StoreMetadata)}
+    return {"frame_rate": rate} if "frame_rate" in names else {}
+
+
 def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     """Pass 2: the null thresholds, then each patch of the fit buffer through the solver."""
     t_null = time.perf_counter()
@@ -397,6 +409,7 @@ def _write_stage(job: _Job, stats: _Statistics, fit: _Fit, path, sha256):
                         thresholds=asdict(fit.thresholds), noise_correlation=list(fit.correlation),
                         solver=job.solver.params(), workers=job.executor.workers),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **_frame_rate_field(job.movie.frame_rate),
     )
     arrays = {
         "mean": stats.mean, "noise": stats.scale, "patch_origins": tiling.origins.astype(np.int32),

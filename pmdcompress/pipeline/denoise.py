@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from ..errors import InputError, OptionError
-from ..io.atomic import atomic_output, check_output_path
+from ..io.atomic import atomic_output, check_output_path, input_paths, output_lock, partial_path
 from ..io.readers import Movie, open_movie
 from ..io.writers import open_writer
 from ..options import output_dtype
@@ -71,19 +70,21 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
     start = time.perf_counter()
     given_store = is_store(movie_or_store)
     # Validate every output before any work.
-    check_output_path(output, overwrite=overwrite)
+    inputs = input_paths(movie_or_store, movie, truth)
+    check_output_path(output, overwrite=overwrite, inputs=inputs)
     if report is not None:
-        check_output_path(report, overwrite=overwrite)
+        check_output_path(report, overwrite=overwrite, inputs=inputs, folder=True)
         if Path(report).resolve() == Path(output).resolve():
             raise InputError(f"{report}: the report folder and the output movie must differ")
     if store is not None:
         if given_store:
             raise OptionError(f"{store}: {{store}} applies only when denoising a movie, not a store", "store")
-        check_output_path(store, overwrite=overwrite)
+        check_output_path(store, overwrite=overwrite, inputs=inputs, folder=True)
     if given_store and compress_options:
         raise InputError(f"{movie_or_store}: compression options ({', '.join(sorted(compress_options))}) do not "
                          "apply to an existing store")
     with contextlib.ExitStack() as stack:
+        stack.enter_context(output_lock(output))  # held from the start: one writer per output
         if given_store:
             st = movie_or_store if isinstance(movie_or_store, PMDStore) else open_store(movie_or_store)
             raw = open_raw(movie, st, stack) if report is not None else None
@@ -101,7 +102,8 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
                 stack.callback(raw.close)
             if store is None:
                 parent = Path(output).resolve().parent
-                tmpdir = tempfile.mkdtemp(prefix=".pmd-denoise-", dir=parent)
+                tmpdir = partial_path(parent / Path(output).name)  # a dead run's is cleaned like any partial
+                tmpdir.mkdir()
                 stack.callback(shutil.rmtree, tmpdir, ignore_errors=True)
                 store_path = Path(tmpdir) / "movie.pmd.zarr"
             else:
@@ -116,13 +118,14 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
                   "report": None}
         t = time.perf_counter()
         if report is None:
-            decompress(st, output, dtype=str(out_dtype), overwrite=overwrite, workers=workers, progress=progress)
+            decompress(st, output, dtype=str(out_dtype), overwrite=overwrite, workers=workers, progress=progress,
+                       inputs=inputs)
             timings["write_s"] = time.perf_counter() - t
         else:
             tru = open_truth(truth, st.shape)
             # The report folder is renamed into place first, then the movie: both, or neither.
-            writer = stack.enter_context(open_writer(output, st.shape, out_dtype, overwrite=overwrite))
-            tmp = Path(stack.enter_context(atomic_output(report, overwrite=overwrite)))
+            writer = stack.enter_context(open_writer(output, st.shape, out_dtype, overwrite=overwrite, inputs=inputs))
+            tmp = Path(stack.enter_context(atomic_output(report, overwrite=overwrite, inputs=inputs, folder=True)))
             prefetch_matplotlib()
             data = analyse(raw, st, truth=tru, writer=writer, write_dtype=out_dtype, heldout=heldout,
                            movie_preview=movie_preview, workers=workers, progress=progress, defer_heldout=True,

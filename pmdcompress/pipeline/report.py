@@ -12,7 +12,7 @@ import contextlib
 from pathlib import Path
 
 from ..errors import InputError
-from ..io.atomic import atomic_output, check_output_path
+from ..io.atomic import atomic_output, check_output_path, input_paths
 from ..reconstruct import PMDStore, open_store
 from ..report import analyse, open_raw, prefetch_matplotlib, write_report
 from ..simulate import Truth, load_truth
@@ -73,7 +73,8 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
     dict
         The content of ``report.json``.
     """
-    check_output_path(folder, overwrite=overwrite)
+    inputs = input_paths(movie, store, truth)
+    check_output_path(folder, overwrite=overwrite, inputs=inputs, folder=True)
     if not isinstance(store, PMDStore):
         store = open_store(store)
     with contextlib.ExitStack() as stack:
@@ -82,6 +83,6 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         prefetch_matplotlib()
         data = analyse(movie, store, truth=truth, heldout=heldout, movie_preview=movie_preview, workers=workers,
                        progress=progress, defer_heldout=True, **analysis_hooks(heldout))
-        with atomic_output(folder, overwrite=overwrite) as tmp:
+        with atomic_output(folder, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
             report = write_report(Path(tmp), data, store, movie_preview)
     return report

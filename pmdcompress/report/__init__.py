@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import logging
 import os
@@ -87,6 +88,25 @@ def _check_pair(movie: Movie | None, store: PMDStore) -> None:
     if movie is not None and tuple(movie.shape) != tuple(store.shape):
         where = store.path or "the store"
         raise InputError(f"{movie.name}: shape {tuple(movie.shape)} does not match {where} {tuple(store.shape)}")
+
+
+def _check_identity(movie: Movie, store: PMDStore) -> None:
+    """Warn when ``movie`` is not the file ``store`` was made from (by size, then sha256)."""
+    where = store.path or "the store"
+    recorded = store.metadata.input or {}
+    if movie.path is None or not movie.path.is_file() or not recorded.get("sha256"):
+        return
+    size = movie.path.stat().st_size
+    if recorded.get("size_bytes") not in (None, size):
+        differs = f"{size} bytes, the store's input {recorded.get('name')} had {recorded['size_bytes']}"
+    else:
+        with open(movie.path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if digest == recorded["sha256"]:
+            return
+        differs = f"sha256 {digest[:12]}..., the store's input {recorded.get('name')} had {recorded['sha256'][:12]}..."
+    log.warning("warning: %s is not the movie %s was made from (%s); the report compares different recordings",
+                movie.name, where, differs)
 
 
 # --------------------------------------------------------------------------- analysis
@@ -259,4 +279,5 @@ def open_raw(movie, store: PMDStore, stack: contextlib.ExitStack) -> Movie | Non
     opened = open_movie(movie)
     stack.callback(opened.close)
     _check_pair(opened, store)
+    _check_identity(opened, store)
     return opened

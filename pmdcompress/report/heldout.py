@@ -10,15 +10,12 @@ import numpy as np
 HELDOUT_CROP = 64
 
 
-
 #: Most frames of the crop used by the held-out fits.
 HELDOUT_FRAMES = 1500
 
 
-
 #: Most bytes of raw crop frames kept in memory for the held-out fits.
 HELDOUT_BYTES = 256 * 2**20
-
 
 
 def heldout_crop(frame_shape, patch_shape, side: int = HELDOUT_CROP):
@@ -31,12 +28,10 @@ def heldout_crop(frame_shape, patch_shape, side: int = HELDOUT_CROP):
     return tuple(out)
 
 
-
 def heldout_frames(n_frames: int, crop, itemsize: int) -> int:
     """Frames of the crop kept for the held-out fits: the first :data:`HELDOUT_FRAMES`, within :data:`HELDOUT_BYTES`."""
     (y0, y1), (x0, x1) = crop
     return int(min(n_frames, HELDOUT_FRAMES, HELDOUT_BYTES // max((y1 - y0) * (x1 - x0) * itemsize, 1)))
-
 
 
 def score_heldout(frames: np.ndarray, fits, *, chunk: int = 256) -> dict:

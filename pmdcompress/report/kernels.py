@@ -12,24 +12,19 @@ from .._numba import jit
 SMOOTH_SIGMA = 2.0
 
 
-
 # Neighbour directions of the correlation kernel: right, down, down-right, down-left.
 DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
-
 
 
 # Signals of the neighbour kernel.
 RAW, DENOISED, RESIDUAL, DIFFERENCE = range(4)
 
 
-
 SIGNALS = ("raw", "denoised", "residual", "difference")
-
 
 
 #: Pixels handled together by the neighbour kernel (its accumulators stay in cache).
 _BLOCK = 2048
-
 
 
 @jit
@@ -84,7 +79,6 @@ def _moments_kernel(y, d, mu, first, out):
                 c = np.float64(dt[p]) - 0.5 * (np.float64(da[p]) + np.float64(db[p]))
                 o9[p] += c * c
     return count
-
 
 
 @jit
@@ -149,7 +143,6 @@ def _neighbour_kernel(y, d, mu, out):
         out[:, :, i0:i1, :] += acc[:, :, : i1 - i0, :]
 
 
-
 @jit
 def _window_kernel(y, d, window, s0, yw, rw):
     # yw[t, p] = w[t] y[s0 + t, p], rw[t, p] = w[t] (y[s0 + t, p] - d[s0 + t, p]) for one Welch segment
@@ -169,7 +162,6 @@ def _window_kernel(y, d, window, s0, yw, rw):
             b[p] = r
             out[p] += np.float64(r) * np.float64(r)
     return out
-
 
 
 @jit
@@ -210,7 +202,6 @@ def _band_kernel(spec_y, spec_r, lo, hi, weights, high, low, pooled):
         pooled[2, k] += pr
 
 
-
 def moments(y, d, mu, first: int = 0, out=None):
     """Per-pixel sums of one block (see :func:`_moments_kernel`).
 
@@ -240,7 +231,6 @@ def moments(y, d, mu, first: int = 0, out=None):
     return out, int(count)
 
 
-
 def neighbour_sums(y, d, mu, out=None):
     """8-neighbour product sums of one block (see :func:`_neighbour_kernel`).
 
@@ -259,7 +249,6 @@ def neighbour_sums(y, d, mu, out=None):
         out = np.zeros((4, 6, *d.shape[1:]), np.float64)
     _neighbour_kernel(y, d, mu, out)
     return out
-
 
 
 def local_correlation(sums: np.ndarray, n: int) -> np.ndarray:
@@ -302,7 +291,6 @@ def local_correlation(sums: np.ndarray, n: int) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-
 def neighbour_correlations(sums: np.ndarray, n: int) -> tuple[float, ...]:
     """Global correlation along each direction (right, down, down-right, down-left), pooled over pixels."""
     s, ss = sums[0], sums[1]
@@ -317,7 +305,6 @@ def neighbour_correlations(sums: np.ndarray, n: int) -> tuple[float, ...]:
         ok = den > 0
         out.append(float(np.mean(cov[ok] / den[ok])) if ok.any() else 0.0)
     return tuple(out)
-
 
 
 def smooth(image: np.ndarray, sigma: float = SMOOTH_SIGMA) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from ..formats.store import piecewise_linear_df
 from ..preprocess import welch_band
 from .kernels import DIRECTIONS, _band_kernel, _window_kernel
 
@@ -22,16 +23,16 @@ def filter_fractions(store, *, tol: float = 1e-4) -> np.ndarray:
     k, n_frames = store.temporal.shape
     if not store.metadata.parameters.get("temporal_filter") or k == 0 or n_frames < 8:
         return np.ones(k)
+    # Stores of format 2 round the factors, which hides the knots: they record the count instead.
+    recorded = getattr(store, "temporal_df", None)
+    if recorded is not None:
+        return np.minimum(np.asarray(recorded, np.float64) / n_frames, 1.0)
     out = np.empty(k)
     step = max(1, min(k, 2**22 // max(n_frames, 1)))
     for k0 in range(0, k, step):
         v = np.asarray(store.temporal[k0 : k0 + step], np.float64)
-        d2 = np.abs(np.diff(v, 2, axis=1))
-        scale = np.abs(v).max(axis=1, keepdims=True)
-        knots = (d2 > tol * np.where(scale > 0, scale, 1.0)).sum(axis=1)
-        out[k0 : k0 + step] = np.minimum((knots + 2) / n_frames, 1.0)
+        out[k0 : k0 + step] = np.minimum(piecewise_linear_df(v, tol) / n_frames, 1.0)
     return out
-
 
 
 def hat_diagonal(store, correlation=(0.0, 0.0, 0.0, 0.0), fractions=None) -> np.ndarray:
@@ -81,7 +82,6 @@ def hat_diagonal(store, correlation=(0.0, 0.0, 0.0, 0.0), fractions=None) -> np.
     return out
 
 
-
 def rank_map(store) -> np.ndarray:
     """Overlap-weighted number of components at each pixel, ``sum_q W_q(p) rank_q``."""
     _, height, width = store.shape
@@ -91,7 +91,6 @@ def rank_map(store) -> np.ndarray:
         weight = store.weights_y[p][:, None].astype(np.float64) * store.weights_x[p][None, :]
         out[y0 : y0 + h, x0 : x0 + w] += weight * store.patch_ranks[p]
     return out
-
 
 
 class Spectra:

@@ -23,20 +23,16 @@ from .photon_transfer import integer_range, photon_pairs
 CHUNK_PIXELS = 16 * 2**20
 
 
-
 #: Frames used for the 8-neighbour correlation images (whole chunks, spread over the movie).
 CORRELATION_FRAMES = 1024
-
 
 
 #: Frames used for the Welch spectra (noise std of raw, denoised and residual).
 SPECTRUM_FRAMES = 1024
 
 
-
 #: Frame pairs per chunk used by the photon-transfer fit.
 PAIRS_PER_CHUNK = 32
-
 
 
 @dataclass
@@ -53,13 +49,11 @@ class Plan:
         return len(self.bounds)
 
 
-
 def _spread(items: list, k: int) -> set:
     if not items or k <= 0:
         return set()
     idx = np.unique(np.round(np.linspace(0, len(items) - 1, min(k, len(items)))).astype(int))
     return {items[i] for i in idx}
-
 
 
 def make_plan(n_frames: int, frame_shape, *, chunk_frames=None, correlation_frames=CORRELATION_FRAMES,
@@ -82,7 +76,6 @@ def make_plan(n_frames: int, frame_shape, *, chunk_frames=None, correlation_fram
     return Plan(bounds, corr, spec, segment)
 
 
-
 @dataclass
 class PassResult:
     """Everything the pass accumulated (sums, not yet turned into metrics)."""
@@ -99,7 +92,6 @@ class PassResult:
     crop_frames: np.ndarray | None
     seconds: float = 0.0
     truth_frames: int = 0
-
 
 
 def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=None, plan: Plan | None = None,
@@ -173,17 +165,8 @@ def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=N
             if int_range is not None:
                 part["photon"] = photon_pairs(y, PAIRS_PER_CHUNK, int_range[0], np.zeros((2, pt_size)))
         if truth is not None and i in plan.spectrum:
-            c = truth.read(t0, t1).reshape(n, -1)
-            acc = np.zeros((4, n_pix))
-            e = d.reshape(n, -1) - c
-            acc[0] = np.einsum("ij,ij->j", e, e, dtype=np.float64)
-            if movie is not None:
-                e = y.reshape(n, -1) - c
-                acc[1] = np.einsum("ij,ij->j", e, e, dtype=np.float64)
-            c -= mu_flat
-            acc[2] = c.sum(axis=0, dtype=np.float64)
-            acc[3] = np.einsum("ij,ij->j", c, c, dtype=np.float64)
-            part["truth"] = acc
+            part["truth"] = _truth_sums(truth.read(t0, t1).reshape(n, -1), d.reshape(n, -1),
+                                        y.reshape(n, -1) if movie is not None else None, mu_flat)
         if crop_frames is not None and t0 < len(crop_frames):
             keep = min(t1, len(crop_frames)) - t0
             part["_crop"] = (t0, np.array(y[:keep, cy0:cy1, cx0:cx1]))
@@ -230,6 +213,19 @@ def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=N
         truth_frames=sum(plan.bounds[i][1] - plan.bounds[i][0] for i in plan.spectrum) if truth is not None else 0,
     )
 
+
+def _truth_sums(clean: np.ndarray, denoised: np.ndarray, raw: np.ndarray | None, mu_flat: np.ndarray) -> np.ndarray:
+    """(4, P) sums over frames: squared error of denoised and of raw (0 without raw), clean - mean and its square."""
+    acc = np.zeros((4, clean.shape[1]))
+    e = denoised - clean
+    acc[0] = np.einsum("ij,ij->j", e, e, dtype=np.float64)
+    if raw is not None:
+        e = raw - clean
+        acc[1] = np.einsum("ij,ij->j", e, e, dtype=np.float64)
+    clean -= mu_flat
+    acc[2] = clean.sum(axis=0, dtype=np.float64)
+    acc[3] = np.einsum("ij,ij->j", clean, clean, dtype=np.float64)
+    return acc
 
 
 def _merge(a: dict, b: dict) -> dict:

@@ -16,7 +16,6 @@ def integer_range(dtype) -> tuple[int, int] | None:
     return int(info.min), int(info.max)
 
 
-
 def photon_pairs(y: np.ndarray, n_pairs: int, lo: int, out=None):
     """Frame-pair sums for the photon-transfer curve from one block of integer frames.
 
@@ -44,7 +43,6 @@ def photon_pairs(y: np.ndarray, n_pairs: int, lo: int, out=None):
         out[0] += np.bincount(k, minlength=size)[:size]
         out[1] += np.bincount(k, weights=0.5 * diff * diff, minlength=size)[:size]
     return out
-
 
 
 def fit_photon_transfer(sums: np.ndarray, lo: int, *, min_levels: int = 100, n_bins: int = 128) -> dict:
@@ -111,7 +109,6 @@ def fit_photon_transfer(sums: np.ndarray, lo: int, *, min_levels: int = 100, n_b
     if not slope > 0:
         return dict(result, ok=False, reason=f"variance does not grow with the mean (slope {slope:.3g})")
     return dict(result, ok=True, reason="", gain=float(slope), offset=float(-intercept / slope))
-
 
 
 def _huber_line(x, y, weight, c: float = 1.345, n_iter: int = 50):

@@ -25,7 +25,6 @@ def pick_regions(score: np.ndarray, n: int = 4, *, radius: int = 1, min_distance
     return out
 
 
-
 def sample_traces(movie, store, centres, *, window: int = 1000, radius: int = 1) -> dict:
     """Raw, denoised and residual traces (mean of a small square) of a few regions over a frame window.
 
@@ -55,7 +54,6 @@ def sample_traces(movie, store, centres, *, window: int = 1000, radius: int = 1)
             "raw": np.array(raw) if raw else None, "denoised": den_arr, "peak_frame": t0 + peak}
 
 
-
 def sample_frames(movie, store, t: int) -> dict:
     """One frame of the raw movie, the denoised movie and the residual."""
     d = store.read(t, t + 1)[0]
@@ -64,7 +62,6 @@ def sample_frames(movie, store, t: int) -> dict:
         y = movie.read(t, t + 1)[0].astype(np.float32)
         out.update(raw=y, residual=y - d)
     return out
-
 
 
 def sample_clip(movie, store, centre_frame: int, *, n: int = 100, side: int = 192, centre_yx=None) -> dict:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,15 +18,12 @@ from .photon_transfer import fit_photon_transfer
 ACTIVE_FRACTION = 0.01
 
 
-
 #: Residual std / raw noise std outside [LOW, HIGH] is flagged.
 RESIDUAL_LOW, RESIDUAL_HIGH = 0.95, 1.10
 
 
-
 #: Residual local correlation above the noise's by more than this flags removed signal.
 CORRELATION_FLAG = 0.1
-
 
 
 def metric(value, definition: str, description: str, units: str | None = None) -> dict:
@@ -40,12 +38,10 @@ def metric(value, definition: str, description: str, units: str | None = None) -
     return out
 
 
-
 def _median(a, mask=None) -> float:
     a = np.asarray(a, np.float64)
     ok = np.isfinite(a) if mask is None else (np.isfinite(a) & mask)
     return float(np.median(a[ok])) if ok.any() else math.nan
-
 
 
 def _mean(a, mask=None) -> float:
@@ -54,12 +50,10 @@ def _mean(a, mask=None) -> float:
     return float(np.mean(a[ok])) if ok.any() else math.nan
 
 
-
 def _ratio(a: float, b: float) -> float:
     if b == 0 or not math.isfinite(b):
         return math.nan
     return a / b
-
 
 
 def active_mask(snr_raw: np.ndarray, fraction: float = ACTIVE_FRACTION) -> np.ndarray:
@@ -70,7 +64,6 @@ def active_mask(snr_raw: np.ndarray, fraction: float = ACTIVE_FRACTION) -> np.nd
     k = max(1, int(round(fraction * finite.sum())))
     threshold = np.sort(snr_raw[finite])[::-1][k - 1]
     return finite & (snr_raw >= threshold)
-
 
 
 def flagged_regions(flags: np.ndarray, ratio: np.ndarray, *, min_pixels: int = 3, limit: int = 20) -> list[dict]:
@@ -97,6 +90,55 @@ def flagged_regions(flags: np.ndarray, ratio: np.ndarray, *, min_pixels: int = 3
     return regions[:limit]
 
 
+@dataclass
+class _NoiseEstimate:
+    """Per-pixel noise of raw, denoised and residual (from the Welch spectra, else the store's)."""
+
+    sigma: np.ndarray  # (Y, X) raw noise std
+    noise: np.ndarray | None = None  # (3, Y, X) noise std of raw, denoised, residual
+    band: np.ndarray | None = None  # (3, Y, X) lower over upper band power
+    pooled: np.ndarray | None = None  # (3, bins) spectra pooled over pixels
+    segments: int = 0
+    lo: int = 0
+    hi: int = 0
+
+    @property
+    def safe_sigma(self) -> np.ndarray:
+        return np.where(self.sigma > 0, self.sigma, np.nan)
+
+
+@dataclass
+class _ErrorModel:
+    """The error of the denoised movie: neighbour-frame validation, the noise it kept and the signal it lost."""
+
+    signal: np.ndarray
+    snr_raw: np.ndarray
+    rho: tuple
+    df: np.ndarray
+    filtered: bool
+    fractions: np.ndarray | None
+    mse_nf: np.ndarray
+    s2: np.ndarray
+    res_sq: np.ndarray
+    lost: np.ndarray
+    floor: np.ndarray
+    mse: np.ndarray
+    gain: np.ndarray
+    curv: np.ndarray
+    mse_cc: np.ndarray
+    act: np.ndarray
+    ok: np.ndarray
+
+
+@dataclass
+class _Flags:
+    """Where the residual holds more (removed signal) or less (kept noise) than the raw noise."""
+
+    ratio: np.ndarray
+    flags: np.ndarray
+    by_correlation: np.ndarray
+    regions: list
+
 
 def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
     """Turn the sums of :func:`stream` into maps and numbers.
@@ -111,34 +153,17 @@ def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
     n_frames, height, width = store.shape
     shape = (height, width)
     sums = res.moments / n_frames
-    mean_x, msq_x = sums[0], sums[1]
     maps: dict[str, np.ndarray] = {"mean": np.asarray(store.mean, np.float64)}
     metrics: dict[str, dict] = {}
     curves: dict = {}
     var_den = (sums[3] - sums[2] ** 2).reshape(shape)
     maps["var_denoised"] = var_den
     maps["rank"] = rank_map(store)
-
-    if res.spectra is not None and res.spectra.n_segments:
-        noise = res.spectra.noise_std().reshape(3, *shape)
-        band = res.spectra.band_ratio().reshape(3, *shape)
-        curves["spectra"] = {"frequency": res.spectra.frequencies.tolist(),
-                             "raw": None, "denoised": None, "residual": None}
-        pooled = res.spectra.pooled_spectra(height * width)
-        for g, name in enumerate(("raw", "denoised", "residual")):
-            curves["spectra"][name] = pooled[g].tolist()
-        lo, hi = res.spectra.lo, res.spectra.hi
-        sigma = noise[0]
-        frames_spectra = res.spectra.n_segments
-    else:
-        noise = band = pooled = None
-        sigma = np.asarray(store.noise, np.float64)
-        frames_spectra = 0
-    safe_sigma = np.where(sigma > 0, sigma, np.nan)
-    maps["noise_raw"] = sigma
+    est = _noise_estimate(res, store, shape, curves)
+    maps["noise_raw"] = est.sigma
 
     # Store-only: what the factors and the stored raw noise allow.
-    maps["snr_denoised_signal"] = np.sqrt(np.maximum(var_den, 0)) / safe_sigma
+    maps["snr_denoised_signal"] = np.sqrt(np.maximum(var_den, 0)) / est.safe_sigma
     corr_frames = res.neighbour_frames
     if res.neighbours is not None and corr_frames > 1:
         maps["corr_denoised"] = local_correlation(res.neighbours[DENOISED], corr_frames)
@@ -150,15 +175,43 @@ def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
     if not has_movie:
         return {"maps": maps, "metrics": metrics, "curves": curves, "regions": [], "heldout_maps": {}}
 
-    var_raw = (msq_x - mean_x**2).reshape(shape)
-    msq_res = sums[5].reshape(shape)
+    var_raw = (sums[1] - sums[0] ** 2).reshape(shape)
     maps["var_raw"] = var_raw
+    err = _error_maps(res, store, plan, est, var_raw, sums[5].reshape(shape), maps)
+    flags = _residual_flags(err, est, maps)
+    _residual_maps(res, plan, n_frames, est, var_raw, var_den, sums[5].reshape(shape), maps)
+    metrics.update(_noise_numbers(est, plan, maps, err))
+    metrics.update(_gain_numbers(err, maps))
+    metrics.update(_residual_numbers(flags, maps, corr_frames))
+    return {"maps": maps, "metrics": metrics, "curves": curves, "regions": flags.regions, "heldout_maps": {}}
+
+
+def _noise_estimate(res: PassResult, store, shape, curves: dict) -> _NoiseEstimate:
+    """Noise std maps from the pass's Welch spectra (and the pooled spectra into CURVES), else the store's noise."""
+    if res.spectra is None or not res.spectra.n_segments:
+        return _NoiseEstimate(sigma=np.asarray(store.noise, np.float64))
+    noise = res.spectra.noise_std().reshape(3, *shape)
+    band = res.spectra.band_ratio().reshape(3, *shape)
+    curves["spectra"] = {"frequency": res.spectra.frequencies.tolist(), "raw": None, "denoised": None, "residual": None}
+    pooled = res.spectra.pooled_spectra(shape[0] * shape[1])
+    for g, name in enumerate(("raw", "denoised", "residual")):
+        curves["spectra"][name] = pooled[g].tolist()
+    return _NoiseEstimate(sigma=noise[0], noise=noise, band=band, pooled=pooled, segments=res.spectra.n_segments,
+                          lo=res.spectra.lo, hi=res.spectra.hi)
+
+
+def _error_maps(res: PassResult, store, plan: Plan, est: _NoiseEstimate, var_raw, msq_res, maps: dict) -> _ErrorModel:
+    """Signal, SNR, degrees of freedom, the error model and the SNR gain maps (added to MAPS in report order)."""
+    n_frames = store.shape[0]
+    shape = var_raw.shape
+    sigma = est.sigma
     signal = np.maximum(var_raw - sigma**2, 0.0)
     maps["signal_power"] = signal
-    snr_raw = np.sqrt(signal) / safe_sigma
+    snr_raw = np.sqrt(signal) / est.safe_sigma
     maps["snr_raw"] = snr_raw
 
     # Noise correlation between neighbours (frame differences remove slow signal).
+    corr_frames = res.neighbour_frames
     if res.neighbours is not None and corr_frames > 2:
         rho = neighbour_correlations(res.neighbours[DIFFERENCE], corr_frames - 1)
         for name, g in (("raw", RAW), ("residual", RESIDUAL), ("difference", DIFFERENCE)):
@@ -169,6 +222,7 @@ def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
     df = hat_diagonal(store, rho) + maps["rank"] / n_frames
     maps["df"] = df
     filtered = bool(store.metadata.parameters.get("temporal_filter"))
+    fractions = None
     if filtered:
         fractions = filter_fractions(store)
         maps["df_filtered"] = hat_diagonal(store, rho, fractions) + maps["rank"] / n_frames
@@ -188,14 +242,7 @@ def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
     else:
         res_sq = msq_res
     kept = maps.get("df_filtered", df)
-    excess = smooth(res_sq) - s2 * (1.0 - kept)
-    finite_excess = excess[np.isfinite(excess)]
-    if finite_excess.size:
-        centre = float(np.median(finite_excess))
-        spread = 1.4826 * float(np.median(np.abs(finite_excess - centre)))
-    else:
-        centre = spread = 0.0
-    lost = np.where(excess > centre + 3 * spread, np.maximum(excess, 0.0), 0.0)
+    lost = _lost_signal(smooth(res_sq) - s2 * (1.0 - kept))
     maps["lost_signal"] = lost
     floor = s2 * kept + lost
     maps["mse_model"] = floor
@@ -221,45 +268,71 @@ def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
     act = active_mask(smooth(snr_raw, 1.0))
     maps["active"] = act.astype(np.float64)
     ok = np.isfinite(mse) & np.isfinite(s2)
+    return _ErrorModel(signal=signal, snr_raw=snr_raw, rho=rho, df=df, filtered=filtered, fractions=fractions,
+                       mse_nf=mse_nf, s2=s2, res_sq=res_sq, lost=lost, floor=floor, mse=mse, gain=gain, curv=curv,
+                       mse_cc=mse_cc, act=act, ok=ok)
 
-    # What was removed: residual RMS over the raw noise, on the same frames, as the ratio
-    # of local (1 px Gaussian) averages: the per-pixel ratio is noisy (a few % for
-    # 1500 frames) while removed signal and kept noise are spatially extended.
+
+def _lost_signal(excess: np.ndarray) -> np.ndarray:
+    """The excess where it is significant: above 3 robust standard deviations of the map's bulk."""
+    finite_excess = excess[np.isfinite(excess)]
+    if finite_excess.size:
+        centre = float(np.median(finite_excess))
+        spread = 1.4826 * float(np.median(np.abs(finite_excess - centre)))
+    else:
+        centre = spread = 0.0
+    return np.where(excess > centre + 3 * spread, np.maximum(excess, 0.0), 0.0)
+
+
+def _residual_flags(err: _ErrorModel, est: _NoiseEstimate, maps: dict) -> _Flags:
+    """What was removed: residual RMS over the raw noise, flagged outside [RESIDUAL_LOW, RESIDUAL_HIGH].
+
+    The ratio of local (1 px Gaussian) averages, on the same frames: the
+    per-pixel ratio is noisy (a few % for 1500 frames) while removed signal and
+    kept noise are spatially extended.
+    """
+    res_sq, sigma = err.res_sq, est.sigma
     with np.errstate(invalid="ignore", divide="ignore"):
-        maps["residual_ratio_pixel"] = np.sqrt(res_sq) / safe_sigma
+        maps["residual_ratio_pixel"] = np.sqrt(res_sq) / est.safe_sigma
         ratio = np.sqrt(smooth(res_sq, 1.0) / smooth(sigma**2, 1.0))
     maps["residual_ratio"] = ratio
-    flags = np.zeros(shape, np.int8)
+    flags = np.zeros(ratio.shape, np.int8)
     flags[ratio < RESIDUAL_LOW] = -1
     flags[ratio > RESIDUAL_HIGH] = 1
-    by_correlation = np.zeros(shape, bool)
+    by_correlation = np.zeros(ratio.shape, bool)
     if "corr_residual" in maps:
         # Neurons left in the residual: its local correlation well above the noise's.
         excess_corr = maps["corr_residual"] - _median(maps["corr_difference"])
         by_correlation = np.isfinite(excess_corr) & (excess_corr > CORRELATION_FLAG)
         flags[by_correlation] = 1
     maps["flags"] = flags.astype(np.float64)
-    regions = flagged_regions(flags, ratio)
+    return _Flags(ratio=ratio, flags=flags, by_correlation=by_correlation, regions=flagged_regions(flags, ratio))
+
+
+def _residual_maps(res: PassResult, plan: Plan, n_frames: int, est: _NoiseEstimate, var_raw, var_den, msq_res,
+                   maps: dict) -> None:
+    """The residual's lag-1 correlation and, with spectra, its noise maps and trefide's SNR gain."""
     lag_pairs = max(n_frames - plan.n_chunks, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        maps["residual_lag1"] = (res.moments[6].reshape(shape) / lag_pairs) / msq_res
+        maps["residual_lag1"] = (res.moments[6].reshape(var_raw.shape) / lag_pairs) / msq_res
+    noise = est.noise
     if noise is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
             maps["noise_denoised"] = noise[1]
             maps["noise_residual"] = noise[2]
-            maps["residual_noise_ratio"] = noise[2] / safe_sigma
-            maps["residual_band_ratio"] = band[2]
-            pmd_raw = np.sqrt(np.maximum(var_raw, 0)) / safe_sigma
+            maps["residual_noise_ratio"] = noise[2] / est.safe_sigma
+            maps["residual_band_ratio"] = est.band[2]
+            pmd_raw = np.sqrt(np.maximum(var_raw, 0)) / est.safe_sigma
             pmd_den = np.sqrt(np.maximum(var_den, 0)) / np.where(noise[1] > 0, noise[1], np.nan)
             maps["pmd_style_gain"] = pmd_den / pmd_raw
 
-    finite = np.isfinite(ratio)
-    n_pix = max(int(finite.sum()), 1)
 
-    # -- numbers ---------------------------------------------------------------
-    M = metrics
-    M["noise_raw_median"] = metric(_median(sigma), "noise-std", "median raw noise std (PSD upper half band, mean)",
+def _noise_numbers(est: _NoiseEstimate, plan: Plan, maps: dict, err: _ErrorModel) -> dict:
+    """Noise levels, whiteness of the spectra and the neighbour noise correlation."""
+    M = {}
+    M["noise_raw_median"] = metric(_median(est.sigma), "noise-std", "median raw noise std (PSD upper half band, mean)",
                                    "ADU")
+    noise, pooled, lo, hi = est.noise, est.pooled, est.lo, est.hi
     if noise is not None:
         M["noise_denoised_median"] = metric(_median(noise[1]), "noise-std",
                                             "median noise std of the denoised movie (PSD upper half band)", "ADU")
@@ -274,17 +347,24 @@ def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
         M["residual_band_ratio"] = metric(white[2], "residual-whiteness",
                                           "residual power per bin, lower band over upper half band (1 = white)")
         M["raw_band_ratio"] = metric(white[0], "residual-whiteness", "the same for the raw movie")
-        M["spectrum_segments"] = metric(frames_spectra, "noise-std", "Welch segments behind the noise estimates")
+        M["spectrum_segments"] = metric(est.segments, "noise-std", "Welch segments behind the noise estimates")
         M["spectrum_segment_frames"] = metric(plan.segment, "noise-std", "frames per Welch segment")
-    M["noise_correlation"] = metric([round(r, 4) for r in rho], "noise-correlation",
+    M["noise_correlation"] = metric([round(r, 4) for r in err.rho], "noise-correlation",
                                     "noise correlation with the neighbour right, down, down-right, down-left")
-    M["signal_power_median"] = metric(_median(signal), "signal-power", "median raw signal power", "ADU^2")
+    return M
+
+
+def _gain_numbers(err: _ErrorModel, maps: dict) -> dict:
+    """SNR before and after, the SNR gains and the error model behind them."""
+    M = {}
+    snr_raw, act, ok, s2, mse, mse_cc = err.snr_raw, err.act, err.ok, err.s2, err.mse, err.mse_cc
+    M["signal_power_median"] = metric(_median(err.signal), "signal-power", "median raw signal power", "ADU^2")
     M["snr_raw_median"] = metric(_median(snr_raw), "snr", "median raw SNR (signal std / raw noise std)")
     M["snr_denoised_median"] = metric(_median(maps["snr_denoised"]), "snr", "median denoised SNR")
     M["snr_raw_active"] = metric(_median(snr_raw, act), "snr", "median raw SNR of the most active pixels")
     M["snr_denoised_active"] = metric(_median(maps["snr_denoised"], act), "snr",
                                       "median denoised SNR of the most active pixels")
-    M["snr_gain_median"] = metric(_median(gain), "snr-gain", "SNR gain at the median pixel")
+    M["snr_gain_median"] = metric(_median(err.gain), "snr-gain", "SNR gain at the median pixel")
     M["snr_gain_active"] = metric(
         math.sqrt(_ratio(float(np.sum(s2[act & ok])), float(np.sum(mse[act & ok])))), "snr-gain",
         f"SNR gain over the {ACTIVE_FRACTION:.0%} most active pixels (chosen on the raw movie)")
@@ -298,27 +378,36 @@ def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
         math.sqrt(_ratio(float(np.sum(s2[act & ok])), float(np.sum(mse_cc[act & ok])))), "curvature-correction",
         "SNR gain over the most active pixels, signal curvature removed")
     M["mse_over_noise_curvature"] = metric(
-        _ratio(float(np.nansum(2.0 / 3.0 * curv)), float(np.nansum(s2))), "curvature-correction",
+        _ratio(float(np.nansum(2.0 / 3.0 * err.curv)), float(np.nansum(s2))), "curvature-correction",
         "2/3 of the denoised movie's frame-to-frame curvature beyond its noise / raw noise variance")
     M["active_pixels"] = metric(int(act.sum()), "snr-gain", "pixels in the most-active set")
-    M["mse_over_noise_neighbour"] = metric(_ratio(float(np.nansum(mse_nf)), float(np.nansum(s2))),
+    M["mse_over_noise_neighbour"] = metric(_ratio(float(np.nansum(err.mse_nf)), float(np.nansum(s2))),
                                            "neighbour-frame-validation",
                                            "estimated MSE of the denoised movie / raw noise variance (all pixels)")
-    M["mse_over_noise_model"] = metric(_ratio(float(np.nansum(floor)), float(np.nansum(s2))), "error-model",
+    M["mse_over_noise_model"] = metric(_ratio(float(np.nansum(err.floor)), float(np.nansum(s2))), "error-model",
                                        "noise kept through the projections (and temporal filter), plus lost "
                                        "signal, / raw noise variance (all pixels)")
-    M["lost_signal_over_noise"] = metric(_ratio(float(np.nansum(lost)), float(np.nansum(s2))), "error-model",
+    M["lost_signal_over_noise"] = metric(_ratio(float(np.nansum(err.lost)), float(np.nansum(s2))), "error-model",
                                          "significant residual excess over the noise (lost signal) / raw noise "
                                          "variance")
-    if filtered:
+    if err.filtered:
         M["temporal_filter_kept_median"] = metric(
-            float(np.median(fractions)) if len(fractions) else math.nan, "error-model",
+            float(np.median(err.fractions)) if len(err.fractions) else math.nan, "error-model",
             "median fraction of a factor's noise kept by the temporal filter (trend-filter degrees of freedom / T)")
         M["mse_over_noise_model_unfiltered"] = metric(
-            _ratio(float(np.nansum(s2 * df + lost)), float(np.nansum(s2))), "error-model",
+            _ratio(float(np.nansum(s2 * err.df + err.lost)), float(np.nansum(s2))), "error-model",
             "the same as if the temporal filter kept all the projections' noise (an upper bound)")
     M["mse_over_noise"] = metric(_ratio(float(np.nansum(mse)), float(np.nansum(s2))), "snr-gain",
                                  "error estimate behind the SNR gains / raw noise variance (all pixels)")
+    return M
+
+
+def _residual_numbers(fl: _Flags, maps: dict, corr_frames: int) -> dict:
+    """How much of the residual is noise: the ratio, the flags and the residual's local correlation."""
+    M = {}
+    ratio, flags = fl.ratio, fl.flags
+    finite = np.isfinite(ratio)
+    n_pix = max(int(finite.sum()), 1)
     M["residual_ratio_median"] = metric(_median(ratio), "residual-ratio", "median residual std / raw noise std")
     M["residual_ratio_within"] = metric(float(np.mean((ratio[finite] >= RESIDUAL_LOW)
                                                       & (ratio[finite] <= RESIDUAL_HIGH))),
@@ -327,11 +416,12 @@ def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
     M["flagged_signal_removed"] = metric(float(np.sum(flags > 0) / n_pix), "residual-ratio",
                                          f"fraction of pixels flagged for removed signal: ratio > {RESIDUAL_HIGH}"
                                          f" or residual local correlation > noise's + {CORRELATION_FLAG}")
-    M["flagged_by_correlation"] = metric(float(np.sum(by_correlation) / n_pix), "residual-ratio",
+    M["flagged_by_correlation"] = metric(float(np.sum(fl.by_correlation) / n_pix), "residual-ratio",
                                          "of which flagged by the residual's local correlation")
     M["flagged_noise_kept"] = metric(float(np.sum(flags < 0) / n_pix), "residual-ratio",
                                      f"fraction of pixels flagged: ratio < {RESIDUAL_LOW} (noise kept)")
-    M["flagged_regions"] = metric(len(regions), "residual-ratio", "groups of >= 3 pixels flagged for removed signal")
+    M["flagged_regions"] = metric(len(fl.regions), "residual-ratio",
+                                  "groups of >= 3 pixels flagged for removed signal")
     M["residual_lag1_median"] = metric(_median(maps["residual_lag1"]), "residual-whiteness",
                                        "median lag-1 autocorrelation of the residual")
     if "corr_residual" in maps:
@@ -341,13 +431,12 @@ def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
                                                "mean 8-neighbour correlation image of the residual")
         noise_level = _median(maps["corr_difference"])
         M["local_corr_noise"] = metric(noise_level, "local-correlation",
-                                            "median of the frame-difference image: what pure noise gives")
+                                       "median of the frame-difference image: what pure noise gives")
         M["local_corr_residual_excess"] = metric(
             _mean(maps["corr_residual"]) - noise_level, "local-correlation",
             "residual local correlation (mean) minus that of the noise")
         M["correlation_frames"] = metric(corr_frames, "local-correlation", "frames behind the correlation images")
-    return {"maps": maps, "metrics": metrics, "curves": curves, "regions": regions, "heldout_maps": {}}
-
+    return M
 
 
 def summarize_photon_transfer(res: PassResult, out: dict) -> None:
@@ -376,7 +465,6 @@ def summarize_photon_transfer(res: PassResult, out: dict) -> None:
                                               "photon-transfer", "median sqrt(g (mean - z)) / PSD noise std")
 
 
-
 def summarize_heldout(heldout: dict | None, out: dict, crop) -> None:
     """Add the held-out validation of the crop (:func:`pmdcompress.pipeline.heldout.heldout_validation`) to OUT."""
     if not heldout or heldout["n"] == 0:
@@ -397,7 +485,6 @@ def summarize_heldout(heldout: dict | None, out: dict, crop) -> None:
     M["mse_over_noise_neighbour_crop"] = metric(_ratio(float(np.nansum(full)), float(np.nansum(s2))),
                                                 "neighbour-frame-validation",
                                                 "the full fit's neighbour-frame estimate on the same crop")
-
 
 
 def summarize_truth(res: PassResult, out: dict, truth_scores: dict | None = None, *, crop=None) -> None:

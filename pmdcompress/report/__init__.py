@@ -31,7 +31,8 @@ __all__ = ["analyse", "denoise", "finish_heldout", "make_report", "summary_lines
 log = logging.getLogger("pmdcompress")
 
 REPORT_FORMAT = "pmdcompress-report"
-REPORT_VERSION = 1
+#: 2: the ``photon_split`` section and the ``photon_split_*`` metrics (version 1 reports have neither).
+REPORT_VERSION = 2
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -105,7 +106,7 @@ def _check_pair(movie: Movie | None, store: PMDStore) -> None:
 
 def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, write_dtype=None,
             heldout: bool = True, movie_preview: bool = False, workers=None, progress=None,
-            defer_heldout: bool = False) -> dict:
+            defer_heldout: bool = False, photon_split: bool = True) -> dict:
     """Every metric, map and figure sample of a report, from one pass over the movie.
 
     Parameters
@@ -126,6 +127,9 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
     defer_heldout : bool
         Return while the held-out fits still run (in a thread); :func:`finish_heldout`
         waits for them and adds their numbers (the report's figures are drawn meanwhile).
+    photon_split : bool
+        Score the store's method by photon splitting on a central crop
+        (:mod:`pmdcompress.report.photon_split`).
 
     Returns
     -------
@@ -169,6 +173,15 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
                            crop=collect[0] if collect else None)
         timings["truth_s"] = time.perf_counter() - t
 
+    split_section = None
+    if photon_split and movie is not None:
+        from . import photon_split as ps
+
+        t = time.perf_counter()
+        split_section = ps.report_section(movie, store, workers=workers)
+        out["metrics"].update(ps.report_metrics(split_section))
+        timings["photon_split_s"] = time.perf_counter() - t
+
     # Samples for the figures: regions chosen on the raw movie when there is one.
     t = time.perf_counter()
     maps = out["maps"]
@@ -205,8 +218,11 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
         "traces": {"frames": traces["frames"], "centres": traces["centres"], "radius": traces["radius"]},
         "timings": timings,
     }
+    if split_section is not None:
+        report["photon_split"] = split_section
     report["summary"] = summary_lines(report)
     data = {"report": report, "maps": maps, "traces": traces, "frame": frame, "clip": clip,
+            "photon_split": split_section,
             "metrics": out["metrics"], "curves": out["curves"], "heldout_maps": out["heldout_maps"],
             "_pending": pending}
     if not defer_heldout:
@@ -260,7 +276,7 @@ def _write_report(folder: Path, data: dict, store: PMDStore, movie_preview: bool
 
 
 def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, movie_preview: bool = False,
-                heldout: bool = True, workers=None, progress=None) -> dict:
+                heldout: bool = True, workers=None, progress=None, photon_split: bool = True) -> dict:
     """Write an SNR report of a compressed (denoised) movie into ``folder``.
 
     Parameters
@@ -285,6 +301,8 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         Threads (default: all cores or ``$PMD_NUM_WORKERS``).
     progress : callable, optional
         Progress factory (see :mod:`pmdcompress.progress`).
+    photon_split : bool
+        Score the store's method by photon splitting on a central crop.
 
     Returns
     -------
@@ -299,7 +317,7 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         truth = _open_truth(truth, store.shape)
         _prefetch_matplotlib()
         data = analyse(movie, store, truth=truth, heldout=heldout, movie_preview=movie_preview, workers=workers,
-                       progress=progress, defer_heldout=True)
+                       progress=progress, defer_heldout=True, photon_split=photon_split)
         with atomic_output(folder, overwrite=overwrite) as tmp:
             report = _write_report(Path(tmp), data, store, movie_preview)
     return report

@@ -11,7 +11,8 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "CompressOptions": ".compression",
+    "CompressOptions": ".options",
+    "DemixOptions": ".options",
     "compress": ".compression",
     "InputError": ".errors",
     "OutputExistsError": ".errors",

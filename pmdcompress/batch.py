@@ -53,7 +53,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BatchError, InputError, PMDError
+from .errors import BatchError, InputError, OptionError, PMDError
+from .options import CompressOptions, DemixOptions, parse_pair
 from .progress import null_progress
 
 __all__ = [
@@ -280,9 +281,6 @@ def _check_name(name: str, where: str) -> str:
 
 
 def _option_kinds() -> dict[str, str]:
-    from .compression import CompressOptions
-    from .demix.pipeline import DemixOptions
-
     def kind(t: str) -> str:
         return "pair" if "tuple" in t else "int" if t.startswith("int") else "float" if t.startswith("float") \
             else "bool" if t.startswith("bool") else "str"
@@ -310,20 +308,14 @@ def _convert_options(raw: dict, where: str) -> dict:
     demix_opts = _demix_options(out)
     try:
         if compress_opts:
-            from .compression import CompressOptions
-
-            CompressOptions(**compress_opts).validate()
-        if demix_opts:
-            from .demix.pipeline import KINDS, DemixOptions
-
-            DemixOptions(**demix_opts)
-            if demix_opts.get("kind", "2p") not in KINDS:
-                raise InputError(f"demix_kind {demix_opts['kind']!r}: expected one of {', '.join(KINDS)}")
-            for key in ("fs", "cell_radius"):
-                if key in demix_opts and not demix_opts[key] > 0:
-                    raise InputError(f"demix_{key} {demix_opts[key]!r}: must be positive")
+            CompressOptions.create(**compress_opts)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from exc
+    try:
+        if demix_opts:
+            DemixOptions.create(**demix_opts)
+    except OptionError as exc:  # the manifest's names of demixing options carry a prefix
+        raise InputError(f"{where}: {exc.render({p: DEMIX_PREFIX + p for p in exc.parameters})}") from exc
     return out
 
 
@@ -351,15 +343,7 @@ def _convert(key: str, kind: str, value, where: str):
         raise bad
     try:
         if kind == "pair":
-            if isinstance(value, str):
-                parts = [int(p) for p in value.lower().replace("x", ",").split(",")]
-            elif isinstance(value, (list, tuple)):
-                parts = [_as_int(p) for p in value]
-            else:
-                parts = [_as_int(value)]
-            if len(parts) not in (1, 2):
-                raise bad
-            return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+            return parse_pair(value, key)
         if kind == "int":
             return _as_int(value.strip() if isinstance(value, str) else value)
         if kind == "float":

@@ -28,6 +28,7 @@ from . import __version__
 from .errors import InputError
 from .io.atomic import atomic_output, check_output_path
 from .io.readers import Movie, open_movie
+from .options import MIN_FRAMES, CompressOptions, workers_count
 from .parallel import default_workers, map_tasks
 from .preprocess import NoiseAccumulator, chunk_statistics, live_pixels, noise_neighbour_correlation, safe_scale
 from .progress import null_progress
@@ -39,57 +40,12 @@ from .tiling import Tiling, extract_patch
 
 log = logging.getLogger("pmdcompress")
 
-#: Fewest frames a movie may have: the noise estimate and the temporal test need some.
-MIN_FRAMES = 10
-#: Frames of the fit buffer, at most (after binning); bounds memory independently of T.
-DEFAULT_FIT_FRAMES = 1000
 #: Auto binning never averages more frames than this (fast transients survive it).
 MAX_AUTO_BIN = 4
 #: Welch segments come from at most this many chunks, spread over the movie.
 MAX_NOISE_CHUNKS = 6
 #: Float32 bytes of one chunk of frames (sets the chunk length).
 CHUNK_BYTES = 64 * 2**20
-
-
-@dataclass(frozen=True, kw_only=True)
-class CompressOptions:
-    """Parameters of a compression (recorded in the store)."""
-
-    patch_shape: tuple[int, int] = (32, 32)
-    overlap: tuple[int, int] = (8, 8)
-    method: str = "pmd"
-    max_rank: int = 50
-    consecutive_failures: int = 3
-    fit_frames: int = DEFAULT_FIT_FRAMES
-    fit_bin: int | None = None
-    dtype: str = "float32"
-    chunk_frames: int | None = None
-    false_pass: float = 0.05
-    temporal_filter: bool = True
-    detrend: bool = False
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.dtype not in ("float32", "float16"):
-            raise InputError(f"--dtype must be float32 or float16, got {self.dtype!r}")
-        if self.max_rank < 1:
-            raise InputError(f"--max-rank must be >= 1, got {self.max_rank}")
-        if self.consecutive_failures < 1:
-            raise InputError(f"--consecutive-failures must be >= 1, got {self.consecutive_failures}")
-        if self.fit_frames < MIN_FRAMES:
-            raise InputError(f"--fit-frames must be >= {MIN_FRAMES}, got {self.fit_frames}")
-        if self.fit_bin is not None and self.fit_bin < 1:
-            raise InputError(f"--fit-bin must be >= 1, got {self.fit_bin}")
-        if not 0 < self.false_pass < 0.5:
-            raise InputError(f"false_pass must be in (0, 0.5), got {self.false_pass}")
-        if min(_pair(self.patch_shape)) < 2:
-            raise InputError(f"--patch must be at least 2 pixels, got {self.patch_shape}")
-        if min(_pair(self.overlap)) < 0:
-            raise InputError(f"--overlap must be >= 0, got {self.overlap}")
-
-
-def _pair(v):
-    return (int(v), int(v)) if np.isscalar(v) else tuple(int(x) for x in v)
 
 
 @dataclass
@@ -192,14 +148,10 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
     -------
     PMDStore
     """
-    opts = CompressOptions(**{k: (_pair(v) if k in ("patch_shape", "overlap") else v)
-                              for k, v in options.items()})
-    opts.validate()
+    opts = CompressOptions.create(**options)
     solver = get_solver(opts.method, max_rank=opts.max_rank, consecutive_failures=opts.consecutive_failures)
     progress = progress or null_progress
-    workers = default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
+    workers = workers_count(workers) or default_workers()
 
     own_movie = not isinstance(source, Movie)
     movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset) if own_movie else source

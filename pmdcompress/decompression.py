@@ -4,54 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
 from .io.writers import open_writer
+from .options import output_dtype, parse_crop, parse_range, workers_count
 from .parallel import blas_threads, default_workers
 from .progress import null_progress
 from .store.zarr_store import PMDStore, open_store
-
-
-def parse_range(text: str | None, length: int, what: str) -> tuple[int, int]:
-    """``"a:b"`` (either side optional, negatives from the end) -> (start, stop) in [0, length]."""
-    if text is None or text == "":
-        return 0, length
-    if isinstance(text, slice):
-        start, stop, step = text.indices(length)
-        if step != 1:
-            raise InputError(f"{what} {text}: steps are not supported")
-        return start, stop
-    parts = str(text).split(":")
-    if len(parts) != 2:
-        raise InputError(f"{what} {text!r}: expected start:stop, e.g. 100:500")
-    try:
-        start = int(parts[0]) if parts[0].strip() else None
-        stop = int(parts[1]) if parts[1].strip() else None
-    except ValueError as exc:
-        raise InputError(f"{what} {text!r}: start and stop must be integers") from exc
-    start, stop, _ = slice(start, stop).indices(length)
-    if stop <= start:
-        raise InputError(f"{what} {text!r} selects nothing (axis length {length})")
-    return start, stop
-
-
-def parse_crop(text: str | None, frame_shape) -> tuple[tuple[int, int], tuple[int, int]]:
-    """``"y0:y1,x0:x1"`` -> ((y0, y1), (x0, x1))."""
-    if text is None or text == "":
-        return (0, frame_shape[0]), (0, frame_shape[1])
-    parts = str(text).split(",")
-    if len(parts) != 2:
-        raise InputError(f"--crop {text!r}: expected y0:y1,x0:x1, e.g. 0:64,0:128")
-    return parse_range(parts[0], frame_shape[0], "--crop"), parse_range(parts[1], frame_shape[1], "--crop")
-
-
-def output_dtype(store: PMDStore, dtype: str | None) -> np.dtype:
-    """``None``/"original" -> the input's dtype; otherwise the named dtype."""
-    if dtype in (None, "", "original"):
-        return np.dtype(store.metadata.input_dtype)
-    try:
-        return np.dtype(dtype)
-    except TypeError as exc:
-        raise InputError(f"--dtype {dtype!r} is not a numpy dtype") from exc
 
 
 def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=False,
@@ -69,14 +26,14 @@ def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=F
     if not isinstance(store, PMDStore):
         store = open_store(store)
     t_len, y_len, x_len = store.shape
-    t0, t1 = parse_range(frames, t_len, "--frames")
+    t0, t1 = parse_range(frames, t_len, "frames")
     (y0, y1), (x0, x1) = parse_crop(crop, (y_len, x_len))
-    out_dtype = output_dtype(store, dtype)
+    out_dtype = output_dtype(dtype, store.metadata.input_dtype, default="original")
     shape = (t1 - t0, y1 - y0, x1 - x0)
     if chunk_frames is None:
         chunk_frames = int(np.clip((16 * 2**20) // (4 * shape[1] * shape[2]), 8, 512))
     bounds = [(s, min(s + chunk_frames, t1)) for s in range(t0, t1, chunk_frames)]
-    workers = default_workers() if workers is None else workers
+    workers = workers_count(workers) or default_workers()
     progress = progress or null_progress
     bar = progress("decompress", len(bounds))
     store.cells((y0, y1), (x0, x1))  # build once before threads share it

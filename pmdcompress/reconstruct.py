@@ -128,15 +128,6 @@ def epilogue(product, mean, out, lo, hi, do_round):
         out[...] = flat.reshape(n, h, w)
 
 
-def epilogue_numpy(product, mean, out, lo, hi, do_round):
-    """Plain numpy twin of :func:`epilogue` (used by the tests)."""
-    n, h, w = out.shape
-    v = product.reshape(n, h, w).astype(np.float32) + mean.reshape(h, w).astype(np.float32)
-    if do_round:
-        v = np.clip(np.floor(v + np.float32(0.5)), np.float32(lo), np.float32(hi))
-    out[...] = v.astype(out.dtype)
-
-
 def dtype_limits(dtype) -> tuple[float, float, bool]:
     """(low, high, round?) for writing float values into ``dtype``."""
     dtype = np.dtype(dtype)

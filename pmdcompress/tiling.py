@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._numba import jit
+from .options import check_patch_overlap, parse_pair
 
 
 def axis_starts(length: int, patch: int, overlap: int) -> np.ndarray:
@@ -73,12 +74,9 @@ class Tiling:
     def create(cls, frame_shape, patch_shape=(32, 32), overlap=(8, 8)) -> Tiling:
         """Tiling for a frame; ``patch_shape`` and ``overlap`` may be ints."""
         fy, fx = (int(v) for v in frame_shape)
-        py, px = _pair(patch_shape)
-        oy, ox = _pair(overlap)
-        if py < 1 or px < 1:
-            raise ValueError(f"patch shape must be positive, got {(py, px)}")
-        if oy < 0 or ox < 0 or oy >= py or ox >= px:
-            raise ValueError(f"overlap {(oy, ox)} must be >= 0 and smaller than the patch {(py, px)}")
+        py, px = parse_pair(patch_shape, "patch_shape", minimum=1)
+        oy, ox = parse_pair(overlap, "overlap", minimum=0)
+        check_patch_overlap((py, px), (oy, ox))
         return cls((fy, fx), (min(py, fy), min(px, fx)), (min(oy, max(fy - 1, 0)), min(ox, max(fx - 1, 0))))
 
     @property
@@ -113,13 +111,6 @@ class Tiling:
         y0, x0 = self.origins[i]
         py, px = self.patch_shape
         return slice(int(y0), int(y0) + py), slice(int(x0), int(x0) + px)
-
-
-def _pair(value) -> tuple[int, int]:
-    if np.isscalar(value):
-        return int(value), int(value)
-    a, b = value
-    return int(a), int(b)
 
 
 @jit

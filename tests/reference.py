@@ -1,4 +1,7 @@
-"""Plain numpy twins of the numba kernels and of the store's model (slow, obvious)."""
+"""Plain numpy twins of the numba kernels and of the store's model (slow, obvious).
+
+Written from each kernel's contract, vectorised, never from its loops.
+"""
 
 from __future__ import annotations
 
@@ -46,3 +49,48 @@ def dense_model(store):
             for xx in range(x):
                 model[:, yy, xx] += np.interp(frames, store.trend_frames, store.trend[:, yy, xx])
     return model
+
+
+def windowed(block, window):
+    """Each frame of ``block`` (L, P) times its window value, as float32."""
+    return (np.asarray(block, np.float64) * np.asarray(window, np.float64)[:, None]).astype(np.float32)
+
+
+def band_power(spec, lo, hi):
+    """Per-column sum of ``|spec[k]|**2`` over the bins ``lo <= k < hi``, float64."""
+    band = np.asarray(spec[lo:hi]).astype(np.complex128)
+    return (band.real**2 + band.imag**2).sum(axis=0)
+
+
+def chunk_statistics(block, bin_size, rows, n_fit_rows):
+    """Per-pixel sums, the fit rows and the first non-finite frame of one chunk.
+
+    Returns ``(total, fit, bad)``: ``total`` (P,) float64 sums over every frame,
+    ``fit`` (n_fit_rows, P) float32 with row ``rows[j]`` the mean of the ``j``-th
+    complete bin of ``bin_size`` frames (NaN where no bin was written), ``bad``
+    the first frame holding NaN or inf, or -1.
+    """
+    block64 = np.asarray(block, np.float64)
+    n, n_pix = block64.shape
+    total = block64.sum(axis=0)
+    n_bins = n // bin_size
+    means = block64[: n_bins * bin_size].reshape(n_bins, bin_size, n_pix).mean(axis=1)
+    fit = np.full((n_fit_rows, n_pix), np.nan, np.float32)
+    keep = np.asarray(rows) >= 0
+    fit[np.asarray(rows)[keep]] = means[keep]
+    bad_frames = np.flatnonzero(~np.isfinite(block64).all(axis=1))
+    return total, fit, int(bad_frames[0]) if bad_frames.size else -1
+
+
+def extract_patch(block, y0, x0, h, w, dtype):
+    """``block[:, y0:y0+h, x0:x0+w]`` flattened to (n, h*w) in ``dtype``."""
+    return np.asarray(block)[:, y0 : y0 + h, x0 : x0 + w].reshape(len(block), h * w).astype(dtype)
+
+
+def epilogue(product, mean, out, lo, hi, do_round):
+    """Reconstruction epilogue: ``out = product + mean`` in float32, rounded and clipped for integers."""
+    n, h, w = out.shape
+    v = product.reshape(n, h, w).astype(np.float32) + mean.reshape(h, w).astype(np.float32)
+    if do_round:
+        v = np.clip(np.floor(v + np.float32(0.5)), np.float32(lo), np.float32(hi))
+    out[...] = v.astype(out.dtype)

@@ -26,7 +26,7 @@ from pmdcompress.batch import (
     read_status,
     run_batch,
 )
-from pmdcompress.batch_commands import batch_command
+from pmdcompress.cli.batch import batch_command
 from pmdcompress.demix import open_demix
 from pmdcompress.errors import InputError
 
@@ -124,7 +124,7 @@ def test_manifests_give_per_movie_options(recordings, tmp_path):
 
 @pytest.mark.parametrize("text, suffix, match", [
     ("path,colour\na.tif,red\n", ".csv", r"row 2: unknown option 'colour'"),
-    ("path,max_rank\na.tif,0\n", ".csv", r"row 2: .*--max-rank must be >= 1"),
+    ("path,max_rank\na.tif,0\n", ".csv", r"row 2: .*max_rank must be >= 1"),
     ("path,patch\na.tif,big\n", ".csv", r"row 2: patch_shape='big': expected N or HxW"),
     ("file_name\na.tif\n", ".csv", r"needs a 'path' column"),
     ("path,name\na.tif,x\nb.tif,x\n", ".csv", r"name 'x' is given to more than one movie"),
@@ -392,7 +392,7 @@ def test_a_worker_killed_mid_compression_is_retried_to_the_same_result(recording
 
 DRIVER = """
 import sys
-from pmdcompress.batch_commands import batch_command
+from pmdcompress.cli.batch import batch_command
 from pmdcompress.demix import open_demix
 from pmdcompress.cli import main
 

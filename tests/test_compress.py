@@ -101,7 +101,7 @@ def test_dead_and_constant_pixels_give_finite_output():
 
 def test_existing_output_needs_overwrite(movie, store):
     noisy, _ = movie
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="pass overwrite=True"):
         pmdcompress.compress(noisy, store.path)
 
 

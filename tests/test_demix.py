@@ -14,8 +14,8 @@ import pmdcompress
 import pmdcompress.demix as dm
 import reference_demix as ref
 from pmdcompress.cli import PMDGroup
+from pmdcompress.cli.demix import demix_command, evaluate_command
 from pmdcompress.demix import hals
-from pmdcompress.demix.commands import demix_command, evaluate_command
 from pmdcompress.demix.dff import running_percentile
 from pmdcompress.demix.factors import load_factors, render_tile
 from pmdcompress.demix.init import (

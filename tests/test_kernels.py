@@ -1,4 +1,4 @@
-"""numba kernels against their numpy twins (tests/reference.py)."""
+"""numba kernels against their numpy twins (tests/reference.py), at float32 precision."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference
-from pmdcompress.reconstruct import dtype_limits, epilogue, epilogue_numpy
+from pmdcompress import preprocess, tiling
+from pmdcompress.reconstruct import dtype_limits, epilogue
 from pmdcompress.solver.roughness import spatial_roughness, temporal_roughness
 
 
@@ -42,6 +43,76 @@ def test_epilogue_matches_numpy(dtype):
     out = np.zeros((7, 10, 9), dtype)
     ref = np.zeros((7, 10, 9), dtype)
     epilogue(product, mean, out[:, 2:5, 1:5], lo, hi, do_round)
-    epilogue_numpy(product, mean, ref[:, 2:5, 1:5], lo, hi, do_round)
+    reference.epilogue(product, mean, ref[:, 2:5, 1:5], lo, hi, do_round)
     np.testing.assert_array_equal(out, ref)
     assert (out[:, :2] == 0).all()  # nothing written outside the view
+
+
+RTOL32 = 1e-5  # float32 precision: the kernels and the twins may round differently
+
+
+def _block(rng, shape, dtype):
+    if np.dtype(dtype).kind == "u":
+        return rng.integers(0, 4000, shape).astype(dtype)
+    return (rng.standard_normal(shape) * 100).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (64, 33)])
+def test_windowed_kernel_matches_numpy(dtype, shape):
+    rng = np.random.default_rng(1)
+    block = _block(rng, shape, dtype)
+    window = preprocess.periodic_hann(shape[0])
+    out = np.full(shape, np.nan, np.float32)
+    preprocess._windowed_kernel(block, window, out)
+    np.testing.assert_allclose(out, reference.windowed(block, window), rtol=RTOL32, atol=1e-30)
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 1), (3, 9), (5, 5), (2, 17)])
+def test_band_power_kernel_matches_numpy(lo, hi):
+    rng = np.random.default_rng(2)
+    spec = (rng.standard_normal((17, 6)) + 1j * rng.standard_normal((17, 6))).astype(np.complex64)
+    start = rng.uniform(0, 3, 6)
+    power = start.copy()
+    preprocess._band_power_kernel(spec, lo, hi, power)
+    np.testing.assert_allclose(power, start + reference.band_power(spec, lo, hi), rtol=RTOL32)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("n, bin_size", [(12, 1), (12, 4), (13, 4), (3, 5), (20, 3)])
+def test_chunk_statistics_kernel_matches_numpy(dtype, n, bin_size):
+    rng = np.random.default_rng(n * 10 + bin_size)
+    block = _block(rng, (n, 11), dtype)
+    n_bins = n // bin_size
+    rows = rng.permutation(n_bins + 2)[:n_bins].astype(np.int64)
+    rows[::3] = -1  # some bins are not fit rows
+    start = rng.uniform(-5, 5, 11)
+    total = start.copy()
+    fit = np.full((n_bins + 2, 11), np.nan, np.float32)
+    bad = preprocess.chunk_statistics(block, bin_size, rows, total, fit)
+    want_total, want_fit, want_bad = reference.chunk_statistics(block, bin_size, rows, n_bins + 2)
+    np.testing.assert_allclose(total, start + want_total, rtol=RTOL32)
+    np.testing.assert_allclose(fit, want_fit, rtol=RTOL32)
+    assert bad == want_bad == -1
+
+
+@pytest.mark.parametrize("bad_frame, bad_value", [(0, np.nan), (6, np.inf), (9, -np.inf), (12, np.nan)])
+def test_chunk_statistics_kernel_finds_the_first_non_finite_frame(bad_frame, bad_value):
+    rng = np.random.default_rng(3)
+    block = rng.standard_normal((13, 8)).astype(np.float32)
+    block[bad_frame, 5] = bad_value
+    block[min(bad_frame + 2, 12), 1] = np.nan  # a later bad frame does not hide the first
+    rows = np.arange(3, dtype=np.int64)
+    bad = preprocess.chunk_statistics(block, 4, rows, np.zeros(8), np.zeros((3, 8), np.float32))
+    assert bad == reference.chunk_statistics(block, 4, rows, 3)[2] == bad_frame
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32, np.float64])
+@pytest.mark.parametrize("y0, x0, h, w", [(0, 0, 9, 10), (2, 3, 4, 5), (8, 9, 1, 1), (0, 4, 9, 6)])
+def test_extract_patch_kernel_matches_numpy(dtype, y0, x0, h, w):
+    rng = np.random.default_rng(4)
+    block = _block(rng, (6, 9, 10), dtype)
+    out = np.full((8, h * w), np.nan, np.float32)
+    got = tiling.extract_patch(block, y0, x0, h, w, out)
+    np.testing.assert_allclose(got, reference.extract_patch(block, y0, x0, h, w, np.float32), rtol=RTOL32)
+    assert np.isnan(out[6:]).all()  # rows past the block are left alone

@@ -19,7 +19,8 @@ from hypothesis.extra.numpy import arrays
 
 import reference_penalties as ref
 from pmdcompress.errors import InputError
-from pmdcompress.solver import penalties as pen
+from pmdcompress.solver import trend_filter as tf
+from pmdcompress.solver import tv1d, tv2d
 
 SETTINGS = settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -58,7 +59,7 @@ def assert_matches_twin(y, x, x_ref, d, lam):
 @SETTINGS
 @given(signals(), lams)
 def test_tv1d_matches_twin(y, lam):
-    x = pen.tv1d_denoise(y, lam)
+    x = tv1d.tv1d_denoise(y, lam)
     assert_matches_twin(y, x, ref.tv1d_reference(y, lam), ref.difference_matrix(y.size, 1), lam)
 
 
@@ -66,20 +67,20 @@ def test_tv1d_matches_twin(y, lam):
 @pytest.mark.parametrize("lam", [0.0, 0.5, 1.5, 1e9])
 def test_tv1d_short_and_constant(y, lam):
     y = np.asarray(y)
-    x = pen.tv1d_denoise(y, lam)
+    x = tv1d.tv1d_denoise(y, lam)
     np.testing.assert_allclose(x, ref.tv1d_reference(y, lam), atol=1e-12)
 
 
 def test_tv1d_limits():
     rng = np.random.default_rng(1)
     y = rng.normal(size=50)
-    np.testing.assert_array_equal(pen.tv1d_denoise(y, 0.0), y)
-    _, lam_max, _ = pen._tv1d_limit(y)
+    np.testing.assert_array_equal(tv1d.tv1d_denoise(y, 0.0), y)
+    _, lam_max, _ = tv1d._tv1d_limit(y)
     for lam in (lam_max, 10 * lam_max, np.inf):
-        np.testing.assert_allclose(pen.tv1d_denoise(y, lam), np.full(50, y.mean()), atol=1e-12)
+        np.testing.assert_allclose(tv1d.tv1d_denoise(y, lam), np.full(50, y.mean()), atol=1e-12)
     # just below lam_max the solution is not constant yet
-    assert np.ptp(pen.tv1d_denoise(y, 0.99 * lam_max)) > 0
-    assert pen.tv1d_denoise(np.array([]), 1.0).shape == (0,)
+    assert np.ptp(tv1d.tv1d_denoise(y, 0.99 * lam_max)) > 0
+    assert tv1d.tv1d_denoise(np.array([]), 1.0).shape == (0,)
 
 
 # ---------------------------------------------------------- trend filter
@@ -88,7 +89,7 @@ def test_tv1d_limits():
 @SETTINGS
 @given(signals(), lams)
 def test_trend_filter_matches_twin(y, lam):
-    x = pen.trend_filter(y, lam)
+    x = tf.trend_filter(y, lam)
     d = ref.difference_matrix(y.size, 2)
     assert_matches_twin(y, x, ref.trend_filter_reference(y, lam), d, lam)
 
@@ -97,22 +98,22 @@ def test_trend_filter_matches_twin(y, lam):
 @pytest.mark.parametrize("lam", [0.0, 0.5, 1.5, 1e9])
 def test_trend_filter_short_and_linear(y, lam):
     y = np.asarray(y)
-    np.testing.assert_allclose(pen.trend_filter(y, lam), ref.trend_filter_reference(y, lam), atol=1e-12)
+    np.testing.assert_allclose(tf.trend_filter(y, lam), ref.trend_filter_reference(y, lam), atol=1e-12)
 
 
 def test_trend_filter_limits():
     rng = np.random.default_rng(2)
     t = np.arange(60.0)
     y = 0.3 * t - 2 + rng.normal(size=60)
-    np.testing.assert_array_equal(pen.trend_filter(y, 0.0), y)
+    np.testing.assert_array_equal(tf.trend_filter(y, 0.0), y)
     line = np.polyval(np.polyfit(t, y, 1), t)
-    _, lam_max, _ = pen._tf_limit(y)
+    _, lam_max, _ = tf._tf_limit(y)
     for lam in (lam_max, 1e3 * lam_max, np.inf):
-        np.testing.assert_allclose(pen.trend_filter(y, lam), line, atol=1e-10)
+        np.testing.assert_allclose(tf.trend_filter(y, lam), line, atol=1e-10)
     # just below lam_max there is a kink; the kernel itself also reaches the line
-    assert np.abs(np.diff(pen.trend_filter(y, 0.9 * lam_max), 2)).max() > 1e-6
+    assert np.abs(np.diff(tf.trend_filter(y, 0.9 * lam_max), 2)).max() > 1e-6
     x = np.empty(60)
-    n_iter, converged = pen._tf_kernel(y, 1.01 * lam_max, np.zeros(58, np.int8), np.empty(58), x, 100)
+    n_iter, converged = tf._tf_kernel(y, 1.01 * lam_max, np.zeros(58, np.int8), np.empty(58), x, 100)
     assert converged
     np.testing.assert_allclose(x, line, atol=1e-10)
 
@@ -121,7 +122,7 @@ def _tf_certificate(y, lam, max_num_iter=1000):
     """Run the kernel; return (converged, n_iter, relative duality gap, max |z| / lam)."""
     n = y.size
     x, z = np.empty(n), np.empty(n - 2)
-    n_iter, converged = pen._tf_kernel(y, lam, np.zeros(n - 2, np.int8), z, x, max_num_iter)
+    n_iter, converged = tf._tf_kernel(y, lam, np.zeros(n - 2, np.int8), z, x, max_num_iter)
     dx = np.diff(x, 2)
     primal = 0.5 * np.sum((y - x) ** 2) + lam * np.abs(dx).sum()
     x_dual = y - ref.difference_matrix(n, 2).T @ z if n <= 3000 else None
@@ -144,7 +145,7 @@ def test_trend_filter_converges_with_certificate(seed, n, log_frac):
     """Random-walk and calcium-like traces across the lam range: KKT reached, gap ~ 0."""
     rng = np.random.default_rng(seed)
     y = calcium_like(n, rng) if seed % 2 else np.cumsum(rng.normal(size=n)) + rng.normal(size=n)
-    _, lam_max, _ = pen._tf_limit(y)
+    _, lam_max, _ = tf._tf_limit(y)
     converged, _, gap, zmax = _tf_certificate(y, lam_max * 10.0**log_frac)
     assert converged
     assert abs(gap) <= 1e-9
@@ -161,7 +162,7 @@ def test_trend_filter_active_set_finisher_matches_twin(y, lam):
     tol_z, tol_nu = lam * 1e-10, 1e-12 * ymax
     work = (np.empty(n), np.empty(n, np.int64), np.empty(n), np.empty(n), np.empty(n), np.empty(m))
     x, z, state = np.empty(n), np.empty(m), np.zeros(m, np.int8)
-    n_fits, converged = pen._tf_active_set(y, lam, state, z, x, 10_000, tol_z, tol_nu, work)
+    n_fits, converged = tf._tf_active_set(y, lam, state, z, x, 10_000, tol_z, tol_nu, work)
     assert converged
     d = ref.difference_matrix(n, 2)
     assert_matches_twin(y, x, ref.trend_filter_reference(y, lam), d, lam)
@@ -171,7 +172,7 @@ def test_trend_filter_v_shape():
     """A sharp corner with almost no noise: few knots, hard for plain block pivoting."""
     n = 20_000
     y = np.abs(np.arange(n) - n / 3) * 0.1 + 0.01 * np.random.default_rng(12).normal(size=n)
-    _, lam_max, _ = pen._tf_limit(y)
+    _, lam_max, _ = tf._tf_limit(y)
     for frac in (2e-4, 5e-3, 3e-2):
         converged, n_iter, gap, zmax = _tf_certificate(y, frac * lam_max)
         assert converged
@@ -183,7 +184,7 @@ def test_trend_filter_long_signal(frac):
     """n = 1e5: converges, certificate holds (the spline basis keeps it well conditioned)."""
     rng = np.random.default_rng(3)
     y = calcium_like(100_000, rng)
-    _, lam_max, _ = pen._tf_limit(y)
+    _, lam_max, _ = tf._tf_limit(y)
     converged, n_iter, gap, zmax = _tf_certificate(y, frac * lam_max)
     assert converged and n_iter < 1000
     assert abs(gap) <= 1e-8
@@ -203,7 +204,7 @@ def images(draw, max_side=6):
 @settings(max_examples=30, derandomize=True, deadline=None)
 @given(images(), st.sampled_from([0.0, 0.05, 0.5, 3.0, 40.0]))
 def test_tv2d_matches_twin(img, lam):
-    x = pen.tv2d_denoise(img, lam, tol=1e-9, max_num_iter=20_000)
+    x = tv2d.tv2d_denoise(img, lam, tol=1e-9, max_num_iter=20_000)
     x_ref = ref.tv2d_reference(img, lam)
     d = ref.grid_difference_matrix(*img.shape)
     obj, obj_ref = ref.penalized_objective(img, x, d, lam), ref.penalized_objective(img, x_ref, d, lam)
@@ -215,40 +216,40 @@ def test_tv2d_line_images_equal_tv1d():
     rng = np.random.default_rng(4)
     y = rng.normal(size=17)
     for lam in (0.1, 0.7):
-        expected = pen.tv1d_denoise(y, lam)
-        np.testing.assert_allclose(pen.tv2d_denoise(y[None, :], lam)[0], expected, atol=1e-12)
-        np.testing.assert_allclose(pen.tv2d_denoise(y[:, None], lam)[:, 0], expected, atol=1e-12)
+        expected = tv1d.tv1d_denoise(y, lam)
+        np.testing.assert_allclose(tv2d.tv2d_denoise(y[None, :], lam)[0], expected, atol=1e-12)
+        np.testing.assert_allclose(tv2d.tv2d_denoise(y[:, None], lam)[:, 0], expected, atol=1e-12)
 
 
 def test_tv2d_limits_and_tolerance():
     rng = np.random.default_rng(5)
     img = rng.normal(size=(9, 7))
-    np.testing.assert_array_equal(pen.tv2d_denoise(img, 0.0), img)
-    np.testing.assert_allclose(pen.tv2d_denoise(img, np.inf), np.full(img.shape, img.mean()))
-    _, lam_bound, _ = pen._tv2d_limit(img)
-    np.testing.assert_allclose(pen.tv2d_denoise(img, lam_bound), np.full(img.shape, img.mean()), atol=1e-12)
+    np.testing.assert_array_equal(tv2d.tv2d_denoise(img, 0.0), img)
+    np.testing.assert_allclose(tv2d.tv2d_denoise(img, np.inf), np.full(img.shape, img.mean()))
+    _, lam_bound, _ = tv2d._tv2d_limit(img)
+    np.testing.assert_allclose(tv2d.tv2d_denoise(img, lam_bound), np.full(img.shape, img.mean()), atol=1e-12)
     np.testing.assert_allclose(ref.tv2d_reference(img, lam_bound), np.full(img.shape, img.mean()), atol=1e-9)
-    np.testing.assert_allclose(pen.tv2d_denoise(np.full((4, 5), 2.5), 1.0), np.full((4, 5), 2.5))
+    np.testing.assert_allclose(tv2d.tv2d_denoise(np.full((4, 5), 2.5), 1.0), np.full((4, 5), 2.5))
     # the certified bound ||x - x*|| <= tol ||y - mean|| holds
     x_ref = ref.tv2d_reference(img, 0.4)
     for tol in (1e-2, 1e-4):
-        err = np.linalg.norm(pen.tv2d_denoise(img, 0.4, tol=tol) - x_ref)
+        err = np.linalg.norm(tv2d.tv2d_denoise(img, 0.4, tol=tol) - x_ref)
         assert err <= tol * np.linalg.norm(img - img.mean()) + 1e-12
 
 
 def test_tv2d_warns_when_not_converged(caplog):
     img = np.random.default_rng(6).normal(size=(20, 20))
     with caplog.at_level(logging.WARNING, logger="pmdcompress"):
-        pen.tv2d_denoise(img, 0.3, tol=1e-12, max_num_iter=2)
+        tv2d.tv2d_denoise(img, 0.3, tol=1e-12, max_num_iter=2)
     assert "tolerance not reached" in caplog.text
 
 
 # -------------------------------------------------------- constrained forms
 
 SOLVERS = {
-    "tv1d": (pen.constrained_tv1d, pen.tv1d_denoise),
-    "tf": (pen.constrained_trend_filter, pen.trend_filter),
-    "tv2d": (pen.constrained_tv2d, pen.tv2d_denoise),
+    "tv1d": (tv1d.constrained_tv1d, tv1d.tv1d_denoise),
+    "tf": (tf.constrained_trend_filter, tf.trend_filter),
+    "tv2d": (tv2d.constrained_tv2d, tv2d.tv2d_denoise),
 }
 
 
@@ -319,11 +320,11 @@ def test_constrained_edge_budgets(kind):
 def test_constrained_warm_start_and_short_inputs():
     rng = np.random.default_rng(9)
     y = calcium_like(500, rng)
-    x, lam = pen.constrained_trend_filter(y, 500.0)
-    x2, lam2 = pen.constrained_trend_filter(y, 500.0, lam0=1.2 * lam)
+    x, lam = tf.constrained_trend_filter(y, 500.0)
+    x2, lam2 = tf.constrained_trend_filter(y, 500.0, lam0=1.2 * lam)
     assert 0.99 * 500 <= np.sum((y - x2) ** 2) <= 500
     for n in (1, 2, 3):
-        for constrained in (pen.constrained_tv1d, pen.constrained_trend_filter):
+        for constrained in (tv1d.constrained_tv1d, tf.constrained_trend_filter):
             x, lam = constrained(np.arange(float(n)) ** 2, 0.5)
             assert np.sum((np.arange(float(n)) ** 2 - x) ** 2) <= 0.5
 
@@ -342,12 +343,12 @@ def test_residual_monotone_in_lam(kind):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda a: pen.tv1d_denoise(a, 0.5),
-        lambda a: pen.trend_filter(a, 5.0),
-        lambda a: pen.constrained_tv1d(a, 10.0)[0],
-        lambda a: pen.constrained_trend_filter(a, 10.0)[0],
-        lambda a: pen.tv2d_denoise(a.reshape(6, 5), 0.5),
-        lambda a: pen.constrained_tv2d(a.reshape(6, 5), 10.0)[0],
+        lambda a: tv1d.tv1d_denoise(a, 0.5),
+        lambda a: tf.trend_filter(a, 5.0),
+        lambda a: tv1d.constrained_tv1d(a, 10.0)[0],
+        lambda a: tf.constrained_trend_filter(a, 10.0)[0],
+        lambda a: tv2d.tv2d_denoise(a.reshape(6, 5), 0.5),
+        lambda a: tv2d.constrained_tv2d(a.reshape(6, 5), 10.0)[0],
     ],
 )
 def test_dtypes_and_input_untouched(call):
@@ -366,21 +367,21 @@ def test_dtypes_and_input_untouched(call):
 def test_invalid_input():
     y = np.ones(5)
     with pytest.raises(InputError, match="1-D"):
-        pen.tv1d_denoise(np.ones((2, 3)), 1.0)
+        tv1d.tv1d_denoise(np.ones((2, 3)), 1.0)
     with pytest.raises(InputError, match="2-D"):
-        pen.tv2d_denoise(y, 1.0)
+        tv2d.tv2d_denoise(y, 1.0)
     with pytest.raises(InputError, match="NaN"):
-        pen.trend_filter(np.array([1.0, np.nan, 2.0]), 1.0)
+        tf.trend_filter(np.array([1.0, np.nan, 2.0]), 1.0)
     with pytest.raises(InputError, match="lam"):
-        pen.tv1d_denoise(y, -1.0)
+        tv1d.tv1d_denoise(y, -1.0)
     with pytest.raises(InputError, match="lam"):
-        pen.trend_filter(y, float("nan"))
+        tf.trend_filter(y, float("nan"))
     with pytest.raises(InputError, match="delta"):
-        pen.constrained_tv1d(y, float("nan"))
+        tv1d.constrained_tv1d(y, float("nan"))
     with pytest.raises(InputError, match="rtol"):
-        pen.constrained_trend_filter(y, 1.0, rtol=0.0)
+        tf.constrained_trend_filter(y, 1.0, rtol=0.0)
     with pytest.raises(InputError, match="dtype"):
-        pen.tv1d_denoise(np.ones(4, complex), 1.0)
+        tv1d.tv1d_denoise(np.ones(4, complex), 1.0)
     assert issubclass(InputError, ValueError)
 
 

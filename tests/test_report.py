@@ -17,11 +17,11 @@ import pmdcompress
 import reference_report as ref
 from conftest import blobs_movie
 from pmdcompress.cli import PMDGroup
+from pmdcompress.cli.report import denoise_command, report_command
 from pmdcompress.errors import InputError, OutputExistsError
 from pmdcompress.preprocess import NoiseAccumulator
 from pmdcompress.report import denoise, make_report
 from pmdcompress.report import metrics as mt
-from pmdcompress.report.commands import denoise_command, report_command
 from pmdcompress.simulate import simulate_movie
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "snr.md"

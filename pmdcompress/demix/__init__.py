@@ -21,7 +21,7 @@ __all__ = ["DemixOptions", "DemixResult", "demix", "evaluate", "open_demix"]
 
 def __getattr__(name):
     if name == "DemixOptions":
-        from .pipeline import DemixOptions
+        from ..options import DemixOptions
 
         return DemixOptions
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime
 import logging
-import math
 import time
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, MissingDependencyError, OptionError
+from ..options import DemixOptions, positive_float
 
 log = logging.getLogger("pmdcompress")
 
@@ -26,7 +26,7 @@ def _parse_export(export) -> tuple[str, ...]:
         if name in ("caiman-hdf5", "hdf5", "cnmf"):
             name = "caiman"
         if name not in EXPORTS:
-            raise InputError(f"export {e!r}: expected any of {', '.join(EXPORTS)}")
+            raise OptionError(f"{{export}} {e!r}: expected any of {', '.join(EXPORTS)}", "export")
         if name not in out:
             out.append(name)
     return tuple(out)
@@ -102,31 +102,19 @@ def demix(
     from . import pipeline
     from .result import write_result
 
-    if kind not in pipeline.KINDS:
-        raise InputError(f"kind {kind!r}: expected one of {', '.join(pipeline.KINDS)}")
-    try:
-        fs = float(fs)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"fs {fs!r}: expected a frame rate in Hz") from exc
-    if not math.isfinite(fs) or fs <= 0:
-        raise InputError(f"fs {fs!r}: expected a positive frame rate in Hz")
+    opts = DemixOptions.create(kind=kind, fs=positive_float(fs, "fs", what="a positive frame rate in Hz"),
+                               seed_from_mean=bool(seed_from_mean), **options)
     exports = _parse_export(export)
     if "nwb" in exports:
         try:
             import pynwb  # noqa: F401
         except ImportError as exc:
-            raise ImportError("NWB export needs pynwb: pip install 'pmdcompress[nwb]'") from exc
+            raise MissingDependencyError("NWB export needs pynwb: pip install 'pmdcompress[nwb]'") from exc
     if "caiman" in exports:
         try:
             import h5py  # noqa: F401
         except ImportError as exc:
-            raise ImportError("CaImAn export needs h5py: pip install 'pmdcompress[hdf5]'") from exc
-    try:
-        opts = pipeline.DemixOptions(kind=kind, fs=fs, seed_from_mean=bool(seed_from_mean), **options)
-    except TypeError as exc:
-        raise InputError(f"demix options: {exc}") from exc
-    if opts.cell_radius is not None and opts.cell_radius <= 0:
-        raise InputError(f"cell_radius {opts.cell_radius!r}: expected a positive radius in pixels")
+            raise MissingDependencyError("CaImAn export needs h5py: pip install 'pmdcompress[hdf5]'") from exc
 
     output = Path(output)
     siblings = sibling_paths(output)
@@ -218,9 +206,9 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     from .matching import evaluate_regions, load_regions
 
     if mode not in ("iou", "centroid"):
-        raise InputError(f"mode {mode!r}: expected 'iou' or 'centroid'")
+        raise OptionError(f"{{mode}} {mode!r}: expected 'iou' or 'centroid'", "mode")
     if not 0 < iou <= 1:
-        raise InputError(f"iou {iou!r}: expected a value in (0, 1]")
+        raise OptionError(f"{{iou}} {iou!r}: expected a value in (0, 1]", "iou")
     pred = load_regions(demix_path, threshold=threshold)
     true = load_regions(truth, dims=pred.dims, threshold=truth_threshold)
     if pred.dims is None:

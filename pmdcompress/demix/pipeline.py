@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
-from ..errors import InputError
+from ..options import DEMIX_KINDS, DemixOptions
 from . import hals
 from . import ring as ringbg
 from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors
@@ -21,69 +21,7 @@ from .metrics import compute_metrics
 
 log = logging.getLogger("pmdcompress")
 
-KINDS = ("2p", "1p", "voltage")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DemixOptions:
-    """Every parameter of :func:`pmdcompress.demix.demix` (recorded in the output)."""
-
-    kind: str = "2p"
-    fs: float = 30.0
-    cell_radius: float | None = None  # default: estimated (a first pass at 6 px, refitted when far off)
-    highpass_sigma: float | None = None  # default 1.4 * cell_radius
-    mad_threshold: float = 2.0
-    corr_threshold: float = 0.7
-    residual_corr_threshold: float = 0.6
-    region_threshold: float = 0.5
-    contrast_threshold: float = 0.2
-    min_activity: float = 5.0  # seeds need a peak-to-noise this many SDs above the quiet pixels
-    min_size: int | None = None  # default a quarter of the area of a disk of cell_radius
-    min_distance: int = 3
-    background_rank: int | None = None  # default 3 (2p, voltage), 6 (1p)
-    background_model: str = "lowrank"  # or "ring" (CNMF-E-style ring model, for 1p data; see docs/demix.md)
-    ring_radius: float | None = None  # ring model only; default 3 * cell_radius (1.5 cell diameters)
-    ring_ssub: int = 2  # ring weights fitted on ring_ssub x ring_ssub pixel blocks
-    ring_frames: int = 250  # ... and on at most this many (binned) frames
-    ring_rounds: int = 2  # refits of the ring weights after the low-rank start
-    max_num_iter: int = 8
-    n_passes: int = 2
-    merge_threshold: float = 0.8
-    bin_frames: int | None = None  # default: about 5 Hz, at most 1000 binned frames
-    footprint_threshold: float = 0.2
-    seed_from_mean: bool = False
-    mean_threshold: float = 2.0
-    min_snr: float = 1.0
-    min_r_value: float = 0.4
-    min_skew: float | None = None  # default 0.5 for calcium, none for voltage
-    dff_window_s: float = 30.0
-    dff_percentile: float | None = None  # default 8 (calcium), 50 (voltage)
-    seed: int = 0
-
-    def resolved(self, n_frames: int) -> DemixOptions:
-        """A copy with every ``None`` replaced by its default for this movie."""
-        sigma = self.highpass_sigma if self.highpass_sigma is not None else 1.4 * self.cell_radius
-        rank = self.background_rank
-        if rank is None:
-            rank = 6 if self.kind == "1p" else 3
-        ring = self.ring_radius if self.ring_radius is not None else 3.0 * self.cell_radius
-        model = self.background_model
-        if model not in ("lowrank", "ring"):
-            raise InputError(f"background_model {model!r}: expected 'lowrank' or 'ring'")
-        b = self.bin_frames
-        if b is None:
-            b = max(1, int(self.fs // 5))
-            b = max(b, math.ceil(n_frames / 1000))
-        skew = self.min_skew
-        if skew is None:
-            skew = -np.inf if self.kind == "voltage" else 0.5
-        q = self.dff_percentile
-        if q is None:
-            q = 50.0 if self.kind == "voltage" else 8.0
-        min_size = self.min_size if self.min_size is not None else int(0.25 * np.pi * self.cell_radius**2)
-        return replace(self, highpass_sigma=sigma, min_size=min_size, background_rank=rank,
-                                   ring_radius=ring, background_model=model, bin_frames=b, min_skew=float(skew),
-                                   dff_percentile=float(q))
+KINDS = DEMIX_KINDS
 
 
 @dataclass

@@ -15,7 +15,7 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool) -> Path:
     """Refuse an existing output unless ``overwrite``; return the path as a ``Path``."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: output exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{path}: output exists; pass {{overwrite}} to replace it", "overwrite")
     if not path.parent.exists():
         raise OutputExistsError(f"{path}: parent folder {path.parent} does not exist")
     return path

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..options import parse_range
 
 __all__ = ["Movie", "open_movie"]
 
@@ -83,35 +84,6 @@ def _check_movie_shape(shape: tuple[int, ...], name: str, what: str = "array") -
         )
     if min(shape) < 1:
         raise InputError(f"{name}: empty {what} with shape {tuple(shape)}")
-
-
-def _parse_frames(frames: slice | str | None, n_frames: int, name: str) -> tuple[int, int]:
-    """Resolve a frame selection to ``(start, stop)`` within ``n_frames``.
-
-    ``frames`` is None (all), a ``slice`` or a ``"start:stop"`` string; either
-    bound may be omitted or negative, as in Python slicing.  The step must be 1.
-    """
-    if frames is None:
-        return 0, n_frames
-    if isinstance(frames, str):
-        text = frames
-        m = re.fullmatch(r"\s*([+-]?\d+)?\s*:\s*([+-]?\d+)?\s*", frames)
-        if m is None:
-            raise InputError(f"{name}: frames {frames!r} is not a 'start:stop' range (e.g. '100:2000', ':500')")
-        frames = slice(*(None if g is None else int(g) for g in m.groups()))
-    elif isinstance(frames, slice):
-        text = ":".join("" if b is None else str(b) for b in (frames.start, frames.stop))
-    else:
-        raise InputError(f"{name}: frames must be a slice or a 'start:stop' string, not {frames!r}")
-    if frames.step not in (None, 1):
-        raise InputError(f"{name}: frames {text!r}: a step is not supported")
-    try:
-        start, stop, _ = frames.indices(n_frames)
-    except TypeError as exc:
-        raise InputError(f"{name}: frames {text!r}: bounds must be integers") from exc
-    if stop <= start:
-        raise InputError(f"{name}: frames {text!r} selects no frames of the {n_frames} in the movie")
-    return start, stop
 
 
 # ---------------------------------------------------------------------------
@@ -592,7 +564,7 @@ class Movie:
         self.name = name
         self.format = source.format
         self.access = source.access
-        start, stop = _parse_frames(frames, source.shape[0], name)
+        start, stop = parse_range(frames, source.shape[0], "frames", source=name)
         self.frame_range = (start, stop)
         self.shape = (stop - start, *source.shape[1:])
         self.dtype = source.dtype

@@ -18,12 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, OptionError
 from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
+from ..options import output_dtype
 from ..store.zarr_store import PMDStore, open_store
 
 __all__ = ["analyse", "denoise", "finish_heldout", "make_report", "summary_lines"]
@@ -338,18 +337,6 @@ def _open_raw(movie, store: PMDStore, stack: contextlib.ExitStack) -> Movie | No
     return opened
 
 
-def output_dtype(dtype, store: PMDStore) -> np.dtype:
-    """``None``/"float32" -> float32; "original" -> the input's dtype; else the named dtype."""
-    if dtype in (None, ""):
-        return np.dtype(np.float32)
-    if dtype == "original":
-        return np.dtype(store.metadata.input_dtype)
-    try:
-        return np.dtype(dtype)
-    except TypeError as exc:
-        raise InputError(f"--dtype {dtype!r} is not a numpy dtype") from exc
-
-
 def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, truth=None, movie_preview: bool = False,
             movie=None, store=None, dtype="float32", heldout: bool = True, workers=None, progress=None,
             **compress_options) -> dict:
@@ -403,7 +390,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
             raise InputError(f"{report}: the report folder and the output movie must differ")
     if store is not None:
         if given_store:
-            raise InputError(f"{store}: --store applies only when denoising a movie, not a store")
+            raise OptionError(f"{store}: {{store}} applies only when denoising a movie, not a store", "store")
         check_output_path(store, overwrite=overwrite)
     if given_store and compress_options:
         raise InputError(f"{movie_or_store}: compression options ({', '.join(sorted(compress_options))}) do not "
@@ -415,7 +402,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
             raw = _open_raw(movie, st, stack) if report is not None else None
         else:
             if movie is not None:
-                raise InputError("--movie applies only when denoising an existing store")
+                raise OptionError("{movie} applies only when denoising an existing store", "movie")
             selection = {k: compress_options.pop(k) for k in ("frames", "plane", "channel", "dataset")
                          if k in compress_options}
             # Denoising defaults to the penalized solver: it removes more noise
@@ -435,7 +422,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
             st = compress(raw, store_path, overwrite=overwrite, workers=workers, progress=progress,
                           **compress_options)
             timings["compress_s"] = time.perf_counter() - t
-        out_dtype = output_dtype(dtype, st)
+        out_dtype = output_dtype(dtype, st.metadata.input_dtype, default="float32")
         result = {"output": str(output), "shape": list(st.shape), "dtype": str(out_dtype),
                   "store": str(store) if store is not None else (str(st.path) if given_store else None),
                   "report": None}

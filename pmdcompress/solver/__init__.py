@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import InputError
+from ..errors import OptionError
 from .svd import PatchFit, PatchSolver, SVDSolver, Thresholds
 
 __all__ = ["PatchFit", "PatchSolver", "PMDSolver", "SVDSolver", "Thresholds", "get_solver", "SOLVERS"]
@@ -18,4 +18,4 @@ def get_solver(method: str, **params) -> PatchSolver:
         from .pmd import PMDSolver
 
         return PMDSolver(**params)
-    raise InputError(f"--method must be one of {', '.join(SOLVERS)}, got {method!r}")
+    raise OptionError(f"{{method}} must be one of {', '.join(SOLVERS)}, got {method!r}", "method")

@@ -31,9 +31,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..preprocess import noise_std_psd
-from .penalties import constrained_trend_filter, constrained_tv2d
 from .roughness import spatial_roughness, temporal_roughness
 from .svd import PatchFit, randomized_svd
+from .trend_filter import constrained_trend_filter
+from .tv2d import constrained_tv2d
 
 _LAPLACE = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
 

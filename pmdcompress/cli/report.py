@@ -6,17 +6,18 @@ maps exceptions to exit codes.  Messages go to stderr; ``-q`` keeps only errors.
 
 from __future__ import annotations
 
+import time
+
 import click
 
-from ..cli_common import parse_patch as _patch
-from ..cli_common import progress_for as _progress
-from ..cli_common import say as _say
+from .common import progress_for as _progress
+from .common import say as _say
 
 
 def _summary(ctx, report: dict | None, folder) -> None:
     if report is None:
         return
-    from .html import summary_lines
+    from ..report.html import summary_lines
 
     _say(ctx, "\n".join(summary_lines(report)))
     _say(ctx, f"pmd: report in {folder}/index.html")
@@ -48,15 +49,14 @@ def _summary(ctx, report: dict | None, folder) -> None:
 def denoise_command(ctx, source, output, report, movie, truth, store, dtype, movie_preview, no_heldout, frames, patch,
                     overlap, max_rank, method, temporal_filter, seed, workers, overwrite):
     """Denoise SOURCE (a movie, or a store made by pmd compress) into a movie, with an optional report."""
-    import time
 
-    from . import denoise
+    from ..report import denoise
 
     options = {k: v for k, v in (("frames", frames), ("overlap", overlap), ("max_rank", max_rank),
                                  ("seed", seed), ("method", method), ("temporal_filter", temporal_filter))
                if v is not None}
     if patch is not None:
-        options["patch_shape"] = _patch(patch)
+        options["patch_shape"] = patch
     start = time.perf_counter()
     result = denoise(source, output, report=report, overwrite=overwrite, truth=truth, movie_preview=movie_preview,
                      movie=movie, store=store, dtype=dtype, heldout=not no_heldout, workers=workers,
@@ -78,9 +78,8 @@ def denoise_command(ctx, source, output, report, movie, truth, store, dtype, mov
 @click.pass_context
 def report_command(ctx, movie, store, output, truth, movie_preview, no_heldout, workers, overwrite):
     """Write an SNR report (figures, numbers) of STORE against the raw MOVIE it was made from."""
-    import time
 
-    from . import make_report
+    from ..report import make_report
 
     start = time.perf_counter()
     report = make_report(movie, store, output, truth=truth, overwrite=overwrite, movie_preview=movie_preview,

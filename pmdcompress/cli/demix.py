@@ -1,16 +1,18 @@
 """``pmd demix`` and ``pmd evaluate``: thin click commands over :mod:`pmdcompress.demix`.
 
 The ``pmd`` group registers them and maps exceptions to exit codes; messages go
-to stderr, and ``pmd evaluate`` prints its scores as JSON on stdout.
+to stderr, and ``pmd evaluate`` prints its scores as JSON on stdout.  The heavy
+imports happen inside the commands so that ``pmd --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from ..cli_common import say as _say
+from .common import say as _say
 
 
 @click.command("demix")
@@ -35,9 +37,8 @@ from ..cli_common import say as _say
 def demix_command(ctx, store, output, kind, fs, export, cell_radius, corr_threshold, background_rank,
                   max_num_iter, seed_from_mean, no_figures, overwrite):
     """Find neurons in STORE (a .pmd.zarr): footprints, traces, dF/F, background and metrics."""
-    from pathlib import Path
 
-    from . import demix
+    from ..demix import demix
 
     if output is None:
         name = Path(store).name
@@ -62,7 +63,7 @@ def demix_command(ctx, store, output, kind, fs, export, cell_radius, corr_thresh
 @click.pass_context
 def evaluate_command(ctx, result, truth, iou, mode, max_distance, pairs):
     """Score RESULT (a .demix.zarr or other regions) against ground truth; JSON on stdout."""
-    from . import evaluate
+    from ..demix import evaluate
 
     scores = evaluate(result, truth, iou=iou, mode=mode, max_distance=max_distance)
     if not pairs:

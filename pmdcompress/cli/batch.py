@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import click
 
-from .cli_common import progress_for as _progress
-from .cli_common import say as _say
+from .common import progress_for as _progress
+from .common import say as _say
 
 BATCH_EPILOG = """\b
 Examples:
@@ -53,7 +53,7 @@ input or some movies failed (listed), 1 unexpected failure, 130 interrupted."""
 def batch_command(ctx, inputs, output_dir, scheduler, workers, threads_per_worker, memory_limit, steps, settings,
                   overwrite, sbatch_script, slurm_queue, slurm_account, walltime, array_index):
     """Run STEPS on every movie of INPUTS (globs, paths, or a CSV/YAML manifest) into OUTPUT/<movie>/."""
-    from .batch import BatchError, parse_settings, prepare_sbatch, run_batch
+    from ..batch import BatchError, parse_settings, prepare_sbatch, run_batch
 
     options = parse_settings(settings)
     if sbatch_script:

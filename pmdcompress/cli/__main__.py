@@ -1,0 +1,5 @@
+"""``python -m pmdcompress.cli``: the ``pmd`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,126 @@
+"""``pmd compress``, ``pmd decompress`` and ``pmd info``: a movie into a store and back.
+
+Thin click commands over :mod:`pmdcompress.compression` and
+:mod:`pmdcompress.decompression`; the heavy imports happen inside them so that
+``pmd --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+
+import click
+
+from .common import input_options
+from .common import progress_for as _progress
+from .common import say as _say
+
+
+@click.command("compress")
+@click.argument("movie")
+@click.option("-o", "--output", default=None, help="Output store (default: MOVIE's stem + .pmd.zarr).")
+@input_options
+@click.option("--patch", default="32", show_default=True, help="Patch size N or HxW (pixels).")
+@click.option("--overlap", default=8, show_default=True, type=int, help="Overlap of neighbouring patches (pixels).")
+@click.option("--method", type=click.Choice(["svd", "pmd"]), default="pmd", show_default=True,
+              help="Per-patch solver: pmd (TV / trend-filter penalized rank-1, the paper) or svd (about 2x faster, "
+                   "keeps fewer weak cells).")
+@click.option("--max-rank", default=50, show_default=True, type=int, help="Most components kept per patch.")
+@click.option("--consecutive-failures", default=3, show_default=True, type=int,
+              help="Stop a patch after this many components in a row fail the rank test.")
+@click.option("--fit-frames", default=1000, show_default=True, type=int,
+              help="Frames (after binning) used to find the spatial components.")
+@click.option("--fit-bin", default=None, type=int, help="Average this many frames per fit frame (default: auto).")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Storage dtype of the factors.")
+@click.option("--temporal-filter/--no-temporal-filter", default=True, show_default=True,
+              help="Trend-filter each temporal factor within its noise level (PMD's temporal penalty); "
+                   "turn off for signals faster than the frame rate can sample smoothly.")
+@click.option("--detrend", is_flag=True,
+              help="Remove a slow per-pixel baseline (bleaching, drift) before the fit; it is stored and "
+                   "added back on reconstruction.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random draw.")
+@click.option("--workers", default=None, type=int, help="Threads (default: all cores or $PMD_NUM_WORKERS).")
+@click.option("--scheduler", default=None,
+              help="Run on dask.distributed: local, tcp://host:8786, scheduler.json or slurm "
+                   "(default: threads here, or $DASK_SCHEDULER_ADDRESS).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.pass_context
+def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap, method, max_rank,
+             consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, detrend, seed, workers, scheduler,
+             overwrite):
+    """Compress MOVIE (TIFF, Zarr, .npy, HDF5) into a store of low-rank factors."""
+
+    from ..cluster import open_client
+    from ..compression import compress as run
+
+    cluster = None
+    if scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"):
+        cluster = open_client(scheduler)
+    with cluster or contextlib.nullcontext() as client:
+        store = run(movie, output, frames=frames, plane=plane, channel=channel, dataset=dataset,
+                    overwrite=overwrite, workers=workers, client=client, progress=_progress(ctx),
+                    patch_shape=patch, overlap=overlap, method=method, max_rank=max_rank,
+                    consecutive_failures=consecutive_failures, fit_frames=fit_frames, fit_bin=fit_bin,
+                    dtype=dtype, temporal_filter=temporal_filter, detrend=detrend, seed=seed)
+    info = store.info()
+    t, y, x = info["shape"]
+    _say(ctx, f"pmd: {movie} -> {info['path']}: {t}x{y}x{x}, rank {info['total_rank']} over "
+              f"{info['n_patches']} patches, {info['bytes_on_disk'] / 1e6:.2f} MB, "
+              f"{info['compression_ratio_bytes']:.1f}x smaller, {info['timings']['total_s']:.2f} s")
+
+
+@click.command("decompress")
+@click.argument("store")
+@click.option("-o", "--output", required=True, help="Output movie: .tif/.tiff, .zarr or .npy.")
+@click.option("--frames", default=None, metavar="A:B", help="Frames A to B only.")
+@click.option("--crop", default=None, metavar="Y0:Y1,X0:X1", help="Crop of the field of view.")
+@click.option("--dtype", default="original", show_default=True,
+              help="original (the input's dtype, rounded and clipped), float32, uint16, ...")
+@click.option("--workers", default=None, type=int, help="Threads (default: all cores).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.pass_context
+def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
+    """Reconstruct a movie (or frames / a crop of it) from STORE."""
+
+    from ..decompression import decompress as run
+
+    start = time.perf_counter()
+    result = run(store, output, frames=frames, crop=crop, dtype=dtype, overwrite=overwrite, workers=workers,
+                 progress=_progress(ctx))
+    t, y, x = result["shape"]
+    _say(ctx, f"pmd: {store} -> {output}: {t}x{y}x{x} {result['dtype']} in {time.perf_counter() - start:.2f} s")
+
+
+@click.command("info")
+@click.argument("store")
+@click.option("--json", "as_json", is_flag=True, help="Print the information as JSON on stdout.")
+def info(store, as_json):
+    """Shape, ranks per patch, bytes on disk, compression ratios, timings and parameters of STORE."""
+    from ..store.zarr_store import open_store
+
+    d = open_store(store).info()
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    r = d["rank_per_patch"]
+    lines = [
+        f"store           {d['path']}",
+        f"format          pmdcompress-store v{d['format_version']} (pmdcompress {d['software_version']})",
+        f"method          {d['method']}",
+        f"shape (T,Y,X)   {' x '.join(map(str, d['shape']))}  ({d['input_dtype']})",
+        f"patches         {d['n_patches']} of {d['patch_shape'][0]}x{d['patch_shape'][1]}, overlap "
+        f"{d['overlap'][0]}x{d['overlap'][1]}",
+        f"rank            {d['total_rank']} in all; per patch min {r['min']}, median {r['median']:g}, "
+        f"max {r['max']}",
+        f"bytes on disk   {d['bytes_on_disk']:,} ({d['factor_dtype']} factors)",
+        f"ratio           {d['compression_ratio_bytes']:.1f}x by bytes vs the input, "
+        f"{d['compression_ratio_vs_uint16']:.1f}x vs uint16, {d['compression_ratio_elements']:.1f}x by elements",
+        f"input           {d['input'].get('name')} ({d['input'].get('size_bytes')} bytes, "
+        f"sha256 {str(d['input'].get('sha256'))[:16]}...)",
+        "timings         " + ", ".join(f"{k} {v:.2f}" for k, v in d["timings"].items()),
+    ]
+    click.echo("\n".join(lines))

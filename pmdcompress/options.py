@@ -1,0 +1,329 @@
+"""Option records and the one parser of each kind of option value.
+
+Every option a user can give reaches the library through here: the records
+(:class:`CompressOptions`, :class:`DemixOptions`) check themselves, and the
+parsers turn the forms a user types (``"100:2000"``, ``"32x48"``, ``"original"``)
+into values.  Errors are :class:`~pmdcompress.errors.OptionError`: their
+messages name the library's parameter (``patch_shape``), and the CLI renames it
+to its flag (``--patch``) when it prints them.
+
+This module imports only numpy, so anything (readers, tiling, the pipeline, the
+CLI) may use it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .errors import OptionError
+
+#: Fewest frames a movie may have: the noise estimate and the temporal test need some.
+MIN_FRAMES = 10
+#: Frames of the fit buffer, at most (after binning); bounds memory independently of T.
+DEFAULT_FIT_FRAMES = 1000
+#: Storage dtypes of a store's factors.
+FACTOR_DTYPES = ("float32", "float16")
+#: Per-patch solvers (see :mod:`pmdcompress.solver`).
+METHODS = ("pmd", "svd")
+#: Kinds of recording the demixing knows.
+DEMIX_KINDS = ("2p", "1p", "voltage")
+#: Background models of the demixing.
+BACKGROUND_MODELS = ("lowrank", "ring")
+
+_RANGE = re.compile(r"\s*([+-]?\d+)?\s*:\s*([+-]?\d+)?\s*")
+
+
+def _p(parameter: str) -> str:
+    """The placeholder of ``parameter`` in an :class:`OptionError` template."""
+    return "{" + parameter + "}"
+
+
+# ---------------------------------------------------------------------------
+# Parsers: one per kind of value.
+# ---------------------------------------------------------------------------
+
+
+def parse_range(value, length: int, parameter: str = "frames", *, source=None,
+                unit: str = "frames") -> tuple[int, int]:
+    """Resolve a range to ``(start, stop)`` within ``[0, length]``.
+
+    ``value`` is None or ``""`` (everything), a ``slice``, or a ``"start:stop"``
+    string; either bound may be omitted or negative, as in Python slicing.  The
+    step must be 1 and the range must select something.  ``source`` (a file
+    name) prefixes the messages; ``unit`` names what is counted ("frames", "rows").
+    """
+    where = f"{source}: " if source is not None else ""
+    name = _p(parameter)
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return 0, length
+    if isinstance(value, str):
+        text = value
+        m = _RANGE.fullmatch(value)
+        if m is None:
+            raise OptionError(f"{where}{name} {value!r} is not a 'start:stop' range (e.g. '100:2000', ':500')",
+                              parameter)
+        value = slice(*(None if g is None else int(g) for g in m.groups()))
+    elif isinstance(value, slice):
+        text = ":".join("" if b is None else str(b) for b in (value.start, value.stop))
+    else:
+        raise OptionError(f"{where}{name} must be a slice or a 'start:stop' string, not {value!r}", parameter)
+    if value.step not in (None, 1):
+        raise OptionError(f"{where}{name} {text!r}: a step is not supported", parameter)
+    try:
+        start, stop, _ = value.indices(length)
+    except TypeError as exc:
+        raise OptionError(f"{where}{name} {text!r}: bounds must be integers", parameter) from exc
+    if stop <= start:
+        raise OptionError(f"{where}{name} {text!r} selects no {unit} of the {length} there are", parameter)
+    return start, stop
+
+
+def parse_crop(value, frame_shape, parameter: str = "crop") -> tuple[tuple[int, int], tuple[int, int]]:
+    """``"y0:y1,x0:x1"`` (either range may be empty) -> ``((y0, y1), (x0, x1))`` within the frame."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return (0, int(frame_shape[0])), (0, int(frame_shape[1]))
+    if isinstance(value, str):
+        parts = value.split(",")
+    elif isinstance(value, (tuple, list)):
+        parts = list(value)
+    else:
+        parts = [value]
+    if len(parts) != 2:
+        raise OptionError(f"{_p(parameter)} {value!r}: expected y0:y1,x0:x1, e.g. 0:64,0:128", parameter)
+    return (parse_range(parts[0], int(frame_shape[0]), parameter, unit="rows"),
+            parse_range(parts[1], int(frame_shape[1]), parameter, unit="columns"))
+
+
+def _integer(value) -> int:
+    """An integer from an int, an integral float or a string of digits; bools refused."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(value)
+    if isinstance(value, str):
+        return int(value.strip())
+    if isinstance(value, (float, np.floating)):
+        if not float(value).is_integer():
+            raise ValueError(value)
+    return int(value)
+
+
+def parse_pair(value, parameter: str, *, minimum: int | None = None) -> tuple[int, int]:
+    """``N`` or ``HxW`` -> ``(H, W)``: an int, ``"32"``, ``"32x48"``, ``"32,48"`` or a pair.
+
+    ``minimum`` (optional) is the least value each side may take.
+    """
+    bad = OptionError(f"{_p(parameter)} {value!r}: expected N or HxW, e.g. 32 or 32x48", parameter)
+    try:
+        if isinstance(value, str):
+            parts = [_integer(p) for p in value.lower().replace("x", ",").split(",")]
+        elif isinstance(value, (tuple, list, np.ndarray)):
+            parts = [_integer(p) for p in value]
+        else:
+            parts = [_integer(value)]
+    except (TypeError, ValueError) as exc:
+        raise bad from exc
+    if len(parts) not in (1, 2):
+        raise bad
+    pair = (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    if minimum is not None and min(pair) < minimum:
+        raise OptionError(f"{_p(parameter)} {value!r}: must be at least {minimum}", parameter)
+    return pair
+
+
+def output_dtype(dtype, input_dtype, *, default: str = "original", parameter: str = "dtype") -> np.dtype:
+    """The dtype of a reconstructed movie.
+
+    ``"original"`` is the input's dtype (``input_dtype``); None or ``""`` means
+    ``default``; anything else must name a numpy dtype.
+    """
+    if dtype is None or dtype == "":
+        dtype = default
+    if dtype == "original":
+        return np.dtype(input_dtype)
+    try:
+        return np.dtype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"{_p(parameter)} {dtype!r} is not a numpy dtype", parameter) from exc
+
+
+def positive_int(value, parameter: str, *, minimum: int = 1) -> int:
+    """An integer of at least ``minimum`` (a thread count, a number of frames...)."""
+    try:
+        number = _integer(value)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"{_p(parameter)} {value!r}: expected an integer", parameter) from exc
+    if number < minimum:
+        raise OptionError(f"{_p(parameter)} must be >= {minimum}, got {number}", parameter)
+    return number
+
+
+def positive_float(value, parameter: str, *, what: str = "a positive number") -> float:
+    """A finite number > 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"{_p(parameter)} {value!r}: expected {what}", parameter) from exc
+    if not math.isfinite(number) or number <= 0:
+        raise OptionError(f"{_p(parameter)} {value!r}: expected {what}", parameter)
+    return number
+
+
+def workers_count(workers) -> int | None:
+    """Threads: None (the default) or an integer >= 1."""
+    return None if workers is None else positive_int(workers, "workers")
+
+
+def choice(value, parameter: str, choices) -> str:
+    """``value`` if it is one of ``choices``."""
+    if value not in choices:
+        raise OptionError(f"{_p(parameter)} {value!r}: expected one of {', '.join(choices)}", parameter)
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompressOptions:
+    """Parameters of a compression (recorded in the store)."""
+
+    patch_shape: tuple[int, int] = (32, 32)
+    overlap: tuple[int, int] = (8, 8)
+    method: str = "pmd"
+    max_rank: int = 50
+    consecutive_failures: int = 3
+    fit_frames: int = DEFAULT_FIT_FRAMES
+    fit_bin: int | None = None
+    dtype: str = "float32"
+    chunk_frames: int | None = None
+    false_pass: float = 0.05
+    temporal_filter: bool = True
+    detrend: bool = False
+    seed: int = 0
+
+    @classmethod
+    def create(cls, **options) -> CompressOptions:
+        """A checked record from user values (``patch_shape`` and ``overlap`` may be N or HxW)."""
+        for key in ("patch_shape", "overlap"):
+            if key in options:
+                options[key] = parse_pair(options[key], key)
+        try:
+            opts = cls(**options)
+        except TypeError as exc:
+            raise OptionError(f"compression options: {exc}") from exc
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        """Refuse values no compression can use (before any work)."""
+        choice(self.dtype, "dtype", FACTOR_DTYPES)
+        choice(self.method, "method", METHODS)
+        positive_int(self.max_rank, "max_rank")
+        positive_int(self.consecutive_failures, "consecutive_failures")
+        positive_int(self.fit_frames, "fit_frames", minimum=MIN_FRAMES)
+        if self.fit_bin is not None:
+            positive_int(self.fit_bin, "fit_bin")
+        if self.chunk_frames is not None:
+            positive_int(self.chunk_frames, "chunk_frames")
+        if not 0 < self.false_pass < 0.5:
+            raise OptionError(f"{{false_pass}} must be in (0, 0.5), got {self.false_pass}", "false_pass")
+        patch = parse_pair(self.patch_shape, "patch_shape", minimum=2)
+        overlap = parse_pair(self.overlap, "overlap", minimum=0)
+        check_patch_overlap(patch, overlap)
+
+
+def check_patch_overlap(patch_shape, overlap) -> None:
+    """Neighbouring patches must overlap by less than a patch."""
+    if overlap[0] >= patch_shape[0] or overlap[1] >= patch_shape[1]:
+        raise OptionError(f"{{overlap}} {_show(overlap)} must be smaller than {{patch_shape}} {_show(patch_shape)}",
+                          "overlap", "patch_shape")
+
+
+def _show(pair) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemixOptions:
+    """Every parameter of :func:`pmdcompress.demix.demix` (recorded in the output)."""
+
+    kind: str = "2p"
+    fs: float = 30.0
+    cell_radius: float | None = None  # default: estimated (a first pass at 6 px, refitted when far off)
+    highpass_sigma: float | None = None  # default 1.4 * cell_radius
+    mad_threshold: float = 2.0
+    corr_threshold: float = 0.7
+    residual_corr_threshold: float = 0.6
+    region_threshold: float = 0.5
+    contrast_threshold: float = 0.2
+    min_activity: float = 5.0  # seeds need a peak-to-noise this many SDs above the quiet pixels
+    min_size: int | None = None  # default a quarter of the area of a disk of cell_radius
+    min_distance: int = 3
+    background_rank: int | None = None  # default 3 (2p, voltage), 6 (1p)
+    background_model: str = "lowrank"  # or "ring" (CNMF-E-style ring model, for 1p data; see docs/demix.md)
+    ring_radius: float | None = None  # ring model only; default 3 * cell_radius (1.5 cell diameters)
+    ring_ssub: int = 2  # ring weights fitted on ring_ssub x ring_ssub pixel blocks
+    ring_frames: int = 250  # ... and on at most this many (binned) frames
+    ring_rounds: int = 2  # refits of the ring weights after the low-rank start
+    max_num_iter: int = 8
+    n_passes: int = 2
+    merge_threshold: float = 0.8
+    bin_frames: int | None = None  # default: about 5 Hz, at most 1000 binned frames
+    footprint_threshold: float = 0.2
+    seed_from_mean: bool = False
+    mean_threshold: float = 2.0
+    min_snr: float = 1.0
+    min_r_value: float = 0.4
+    min_skew: float | None = None  # default 0.5 for calcium, none for voltage
+    dff_window_s: float = 30.0
+    dff_percentile: float | None = None  # default 8 (calcium), 50 (voltage)
+    seed: int = 0
+
+    @classmethod
+    def create(cls, **options) -> DemixOptions:
+        """A checked record from user values."""
+        try:
+            opts = cls(**options)
+        except TypeError as exc:
+            raise OptionError(f"demix options: {exc}") from exc
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        """Refuse values no demixing can use (before any work)."""
+        choice(self.kind, "kind", DEMIX_KINDS)
+        positive_float(self.fs, "fs", what="a positive frame rate in Hz")
+        if self.cell_radius is not None:
+            positive_float(self.cell_radius, "cell_radius", what="a positive radius in pixels")
+        choice(self.background_model, "background_model", BACKGROUND_MODELS)
+        if self.background_rank is not None:
+            positive_int(self.background_rank, "background_rank", minimum=0)
+        positive_int(self.max_num_iter, "max_num_iter")
+
+    def resolved(self, n_frames: int) -> DemixOptions:
+        """A copy with every ``None`` replaced by its default for this movie."""
+        sigma = self.highpass_sigma if self.highpass_sigma is not None else 1.4 * self.cell_radius
+        rank = self.background_rank
+        if rank is None:
+            rank = 6 if self.kind == "1p" else 3
+        ring = self.ring_radius if self.ring_radius is not None else 3.0 * self.cell_radius
+        model = choice(self.background_model, "background_model", BACKGROUND_MODELS)
+        b = self.bin_frames
+        if b is None:
+            b = max(1, int(self.fs // 5))
+            b = max(b, math.ceil(n_frames / 1000))
+        skew = self.min_skew
+        if skew is None:
+            skew = -np.inf if self.kind == "voltage" else 0.5
+        q = self.dff_percentile
+        if q is None:
+            q = 50.0 if self.kind == "voltage" else 8.0
+        min_size = self.min_size if self.min_size is not None else int(0.25 * np.pi * self.cell_radius**2)
+        return replace(self, highpass_sigma=sigma, min_size=min_size, background_rank=rank,
+                       ring_radius=ring, background_model=model, bin_frames=b, min_skew=float(skew),
+                       dff_percentile=float(q))

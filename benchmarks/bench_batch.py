@@ -43,7 +43,7 @@ import json, os, resource, sys, threading, time
 def main():
     import psutil
     import pmdcompress
-    from pmdcompress.cluster import open_client
+    from pmdcompress.pipeline.cluster import open_client
 
     cfg = json.loads(sys.argv[1])
     me = psutil.Process()
@@ -71,7 +71,7 @@ def main():
     load0 = os.getloadavg()[0]
 
     def warm_up():
-        import pmdcompress.compression, pmdcompress.solver  # noqa: F401
+        import pmdcompress.pipeline.compress, pmdcompress.solver  # noqa: F401
 
     t0 = time.perf_counter()
     with open_client(cfg["scheduler"], workers=cfg["workers"], threads_per_worker=1,
@@ -91,7 +91,7 @@ def main():
             result["total_rank"] = store.metadata.total_rank
             result["input_bytes"] = os.path.getsize(cfg["movie"])
         else:
-            from pmdcompress.batch import run_batch
+            from pmdcompress.pipeline.batch import run_batch
 
             summary = run_batch(cfg["movies"], cfg["output"], scheduler=client or "sync", overwrite=True,
                                 threads_per_worker=1)

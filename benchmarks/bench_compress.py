@@ -150,9 +150,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     options = json.loads(args.options)
 
-    from pmdcompress.groundtruth import evaluate_against_truth
     from pmdcompress.io.readers import open_movie
     from pmdcompress.simulate import load_truth, simulate_movie
+    from pmdcompress.simulate.groundtruth import evaluate_against_truth
 
     WORK.mkdir(exist_ok=True)
     n_frames = 1000 if args.quick else 3000

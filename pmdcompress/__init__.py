@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "CompressOptions": ".options",
     "DemixOptions": ".options",
-    "compress": ".compression",
+    "compress": ".pipeline.compress",
     "InputError": ".errors",
     "OutputExistsError": ".errors",
     "PMDError": ".errors",
@@ -21,7 +21,7 @@ _EXPORTS = {
     "open_movie": ".io.readers",
     "PMDStore": ".store.zarr_store",
     "open_store": ".store.zarr_store",
-    "decompress": ".decompression",
+    "decompress": ".pipeline.decompress",
     "simulate_movie": ".simulate",
 }
 

@@ -18,17 +18,17 @@ from click.testing import CliRunner
 
 import pmdcompress
 from conftest import blobs_movie
-from pmdcompress import cluster
-from pmdcompress.batch import (
+from pmdcompress.cli.batch import batch_command
+from pmdcompress.demix import open_demix
+from pmdcompress.errors import InputError
+from pmdcompress.pipeline import cluster
+from pmdcompress.pipeline.batch import (
     SUMMARY_NAME,
     plan_batch,
     prepare_sbatch,
     read_status,
     run_batch,
 )
-from pmdcompress.cli.batch import batch_command
-from pmdcompress.demix import open_demix
-from pmdcompress.errors import InputError
 
 OPTIONS = {"patch_shape": 24, "overlap": 6}
 
@@ -66,7 +66,7 @@ def references(recordings, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    """A real LocalCluster of 2 single-threaded worker processes, started through pmdcompress.cluster."""
+    """A real LocalCluster of 2 single-threaded worker processes, started through pmdcompress.pipeline.cluster."""
     with pytest.MonkeyPatch.context() as mp:
         # Workers are spawned processes: give them the session's null cache (conftest sets it per test only).
         mp.setenv("PMD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "null-cache"))
@@ -354,7 +354,7 @@ def test_a_worker_killed_mid_compression_is_retried_to_the_same_result(recording
         # Runs in each worker process: make the re-fit pass (the store is being written) take a while.
         import importlib
 
-        c = importlib.import_module("pmdcompress.compression")  # the module (the package attribute is the function)
+        c = importlib.import_module("pmdcompress.pipeline.compress")  # the module, not the function
 
         if not hasattr(c, "_original_extract_patch"):
             c._original_extract_patch = c.extract_patch

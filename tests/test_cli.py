@@ -117,7 +117,7 @@ def test_4d_movie_with_plane_works(tmp_path):
 def test_unexpected_failure_is_exit_1_and_traceback_only_with_v(tmp_path, monkeypatch):
     import sys
 
-    mod = sys.modules["pmdcompress.compression"]
+    mod = sys.modules["pmdcompress.pipeline.compress"]
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")

@@ -1,4 +1,4 @@
-"""Tests of the movie simulator (pmdcompress.simulate) and the ground-truth metrics."""
+"""Tests of the movie simulator (pmdcompress.simulate.movie) and the ground-truth metrics."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import tifffile
 import zarr
 
-from pmdcompress import groundtruth as gt
-from pmdcompress import simulate as sim
 from pmdcompress.errors import InputError, OutputExistsError, StoreFormatError
+from pmdcompress.simulate import groundtruth as gt
+from pmdcompress.simulate import movie as sim
 
 SMALL = dict(n_frames=300, shape=(64, 64), n_neurons=10)
 

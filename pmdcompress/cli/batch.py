@@ -1,4 +1,4 @@
-"""``pmd batch``: a thin click front end over :func:`pmdcompress.batch.run_batch`.
+"""``pmd batch``: a thin click front end over :func:`pmdcompress.pipeline.batch.run_batch`.
 
 Registered on the ``pmd`` group (which maps exceptions to exit codes); heavy
 imports happen inside the command.
@@ -53,7 +53,7 @@ input or some movies failed (listed), 1 unexpected failure, 130 interrupted."""
 def batch_command(ctx, inputs, output_dir, scheduler, workers, threads_per_worker, memory_limit, steps, settings,
                   overwrite, sbatch_script, slurm_queue, slurm_account, walltime, array_index):
     """Run STEPS on every movie of INPUTS (globs, paths, or a CSV/YAML manifest) into OUTPUT/<movie>/."""
-    from ..batch import BatchError, parse_settings, prepare_sbatch, run_batch
+    from ..pipeline.batch import BatchError, parse_settings, prepare_sbatch, run_batch
 
     options = parse_settings(settings)
     if sbatch_script:

@@ -47,10 +47,10 @@ def demo(ctx, folder, overwrite):
 
     import numpy as np
 
-    from ..compression import compress as run
-    from ..groundtruth import evaluate_against_truth, load_truth
     from ..io.readers import open_movie
+    from ..pipeline.compress import compress as run
     from ..simulate import simulate_movie
+    from ..simulate.groundtruth import evaluate_against_truth, load_truth
 
     root = pathlib.Path(folder)
     root.mkdir(exist_ok=True)

@@ -1,7 +1,7 @@
 """``pmd compress``, ``pmd decompress`` and ``pmd info``: a movie into a store and back.
 
-Thin click commands over :mod:`pmdcompress.compression` and
-:mod:`pmdcompress.decompression`; the heavy imports happen inside them so that
+Thin click commands over :mod:`pmdcompress.pipeline.compress` and
+:mod:`pmdcompress.pipeline.decompress`; the heavy imports happen inside them so that
 ``pmd --help`` stays fast.
 """
 
@@ -54,8 +54,8 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap
              overwrite):
     """Compress MOVIE (TIFF, Zarr, .npy, HDF5) into a store of low-rank factors."""
 
-    from ..cluster import open_client
-    from ..compression import compress as run
+    from ..pipeline.cluster import open_client
+    from ..pipeline.compress import compress as run
 
     cluster = None
     if scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"):
@@ -86,7 +86,7 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap
 def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
     """Reconstruct a movie (or frames / a crop of it) from STORE."""
 
-    from ..decompression import decompress as run
+    from ..pipeline.decompress import decompress as run
 
     start = time.perf_counter()
     result = run(store, output, frames=frames, crop=crop, dtype=dtype, overwrite=overwrite, workers=workers,

@@ -165,7 +165,7 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
         pool.shutdown(wait=False)
         res.crop_frames = None
     if truth is not None and movie is not None:
-        from ..groundtruth import evaluate_against_truth
+        from ..simulate.groundtruth import evaluate_against_truth
 
         t = time.perf_counter()
         mt.summarize_truth(res, out, evaluate_against_truth(movie, store, truth),
@@ -377,7 +377,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
         ``output``, ``shape``, ``dtype``, ``store`` (path or None), ``report``
         (the report's JSON content, or None) and ``timings``.
     """
-    from ..compression import compress
+    from ..pipeline.compress import compress
 
     timings = {}
     start = time.perf_counter()
@@ -428,7 +428,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
                   "report": None}
         t = time.perf_counter()
         if report is None:
-            from ..decompression import decompress
+            from ..pipeline.decompress import decompress
 
             decompress(st, output, dtype=str(out_dtype), overwrite=overwrite, workers=workers, progress=progress)
             timings["write_s"] = time.perf_counter() - t

@@ -721,7 +721,7 @@ def heldout_validation(frames: np.ndarray, store, *, workers=None, chunk: int = 
     ``t``'s own parity (even fit at even t, odd fit at odd t) never saw frames
     ``t - 1`` and ``t + 1``, so its error is independent of their noise.
     """
-    from ..compression import MIN_FRAMES, compress
+    from ..pipeline.compress import MIN_FRAMES, compress
 
     n_frames, h, w = frames.shape
     if n_frames < 2 * MIN_FRAMES + 2:

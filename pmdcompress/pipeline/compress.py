@@ -24,19 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import InputError
-from .io.atomic import atomic_output, check_output_path
-from .io.readers import Movie, open_movie
-from .options import MIN_FRAMES, CompressOptions, workers_count
-from .parallel import default_workers, map_tasks
-from .preprocess import NoiseAccumulator, chunk_statistics, live_pixels, noise_neighbour_correlation, safe_scale
-from .progress import null_progress
-from .solver import get_solver
-from .solver.null import null_thresholds, round_correlation
-from .store.spec import StoreMetadata
-from .store.zarr_store import PMDStore, create_store, finish_store, trend_basis
-from .tiling import Tiling, extract_patch
+from .. import __version__
+from ..errors import InputError
+from ..io.atomic import atomic_output, check_output_path
+from ..io.readers import Movie, open_movie
+from ..options import MIN_FRAMES, CompressOptions, workers_count
+from ..parallel import default_workers, map_tasks
+from ..preprocess import NoiseAccumulator, chunk_statistics, live_pixels, noise_neighbour_correlation, safe_scale
+from ..progress import null_progress
+from ..solver import get_solver
+from ..solver.null import null_thresholds, round_correlation
+from ..store.spec import StoreMetadata
+from ..store.zarr_store import PMDStore, create_store, finish_store, trend_basis
+from ..tiling import Tiling, extract_patch
 
 log = logging.getLogger("pmdcompress")
 
@@ -336,7 +336,7 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
     timings["refit_s"] = time.perf_counter() - t3_
     if total_rank and opts.temporal_filter:
         t4_ = time.perf_counter()
-        from .solver.temporal import trend_filter_rows
+        from ..solver.temporal import trend_filter_rows
 
         # Read as many rows as fit in ~64 MB, filter them in parallel, write them
         # back at once: every zarr chunk holds all rows, so a write per row would

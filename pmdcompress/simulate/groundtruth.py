@@ -17,8 +17,8 @@ import os
 
 import numpy as np
 
-from .errors import InputError
-from .simulate import Truth, load_truth
+from ..errors import InputError
+from .movie import Truth, load_truth
 
 __all__ = [
     "evaluate_against_truth",

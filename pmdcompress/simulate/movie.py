@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, signal
 
-from .errors import StoreFormatError
-from .io.atomic import atomic_output, check_output_path
+from ..errors import StoreFormatError
+from ..io.atomic import atomic_output, check_output_path
 
 __all__ = ["FORMAT_VERSION", "Truth", "load_truth", "simulate_movie", "truth_path"]
 

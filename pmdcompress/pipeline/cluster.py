@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ClusterError, InputError
+from ..errors import ClusterError, InputError
 
 __all__ = [
     "SCHEDULER_ENV",
@@ -273,7 +273,7 @@ def _worker_env(threads_per_worker: int) -> dict:
 def _local_cluster(workers, threads_per_worker, memory, dashboard):
     from dask.distributed import LocalCluster
 
-    from .parallel import default_workers
+    from ..parallel import default_workers
 
     if workers is None:
         workers = max(default_workers() // threads_per_worker, 1)
@@ -334,7 +334,7 @@ def emit_sbatch(script, *, manifest, output_dir, n_tasks: int, steps: Sequence[s
     script : path
         The script to write (made executable).
     manifest : path
-        A batch manifest (see :func:`pmdcompress.batch.plan_batch`); the array
+        A batch manifest (see :func:`pmdcompress.pipeline.batch.plan_batch`); the array
         index counts its rows from 0.
     output_dir : path
         The batch output folder (per-movie folders, logs ``slurm-JOB_TASK.out``).

@@ -12,7 +12,7 @@ movie.  Each movie gets its own folder under the output folder::
         denoised.zarr               # step "denoise" (float32 reconstruction)
         movie.demix.zarr            # step "demix" (+ .contours.png, .traces.png)
 
-Movies are tasks on a dask.distributed cluster (see :mod:`pmdcompress.cluster`):
+Movies are tasks on a dask.distributed cluster (see :mod:`pmdcompress.pipeline.cluster`):
 each worker opens its movie itself and runs the whole pipeline on it with its
 own threads, so nothing but a small status record travels back to this
 process.  ``status.json`` is written by whoever knows the state (the worker
@@ -53,9 +53,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BatchError, InputError, OptionError, PMDError
-from .options import CompressOptions, DemixOptions, parse_pair
-from .progress import null_progress
+from ..errors import BatchError, InputError, OptionError, PMDError
+from ..options import CompressOptions, DemixOptions, parse_pair
+from ..progress import null_progress
 
 __all__ = [
     "BatchError",
@@ -485,7 +485,7 @@ def _input_identity(path: Path) -> dict:
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from .. import __version__
 
     out = {"pmdcompress": __version__, "python": sys.version.split()[0]}
     for pkg in ("numpy", "scipy", "numba", "zarr", "tifffile", "dask", "distributed"):
@@ -591,7 +591,7 @@ def _movie_lock(folder: Path):
 
 def _clean_partials(folder: Path) -> None:
     """Remove what an earlier, killed attempt left half-written (never a finished output)."""
-    from .io.atomic import remove_path
+    from ..io.atomic import remove_path
 
     for entry in folder.iterdir():
         if entry.name.startswith(".") and entry.name.endswith((".partial", ".old", ".tmp")):
@@ -608,7 +608,7 @@ def _worker_address() -> str | None:
 
 
 def _step_compress(job: MovieJob, folder: Path, threads: int) -> dict:
-    from .compression import compress
+    from .compress import compress
 
     opts = {k: v for k, v in job.options.items() if not k.startswith(DEMIX_PREFIX)}
     selection = {k: opts.pop(k) for k in INPUT_KEYS if k in opts}
@@ -620,7 +620,7 @@ def _step_compress(job: MovieJob, folder: Path, threads: int) -> dict:
 
 
 def _step_denoise(job: MovieJob, folder: Path, threads: int) -> dict:
-    from .decompression import decompress
+    from .decompress import decompress
 
     result = decompress(folder / job.store_name, folder / DENOISED_NAME, dtype="float32", overwrite=True,
                         workers=threads)
@@ -628,7 +628,7 @@ def _step_denoise(job: MovieJob, folder: Path, threads: int) -> dict:
 
 
 def _step_demix(job: MovieJob, folder: Path, threads: int) -> dict:
-    from .demix import demix
+    from ..demix import demix
 
     name = f"{Path(job.name).name}.demix.zarr"
     result = demix(folder / job.store_name, folder / name, overwrite=True, **_demix_options(job.options))
@@ -756,7 +756,7 @@ def run_batch(inputs, output_dir, *, steps=("compress",), scheduler=None, worker
     scheduler : str, dask Client or None
         ``local`` (default: a LocalCluster), ``sync`` (this process, one movie
         at a time), a scheduler address or ``scheduler.json``, ``slurm``, or
-        an existing ``Client`` (left open).  See :mod:`pmdcompress.cluster`.
+        an existing ``Client`` (left open).  See :mod:`pmdcompress.pipeline.cluster`.
     workers, threads_per_worker, memory_limit
         Cluster size for ``local`` and ``slurm``; each movie runs with
         ``threads_per_worker`` threads (also in ``sync``).
@@ -987,7 +987,7 @@ def prepare_sbatch(inputs, output_dir, script, *, steps=("compress",), options: 
     """Freeze a batch into ``OUTPUT_DIR/batch-manifest.yaml`` and write an sbatch job-array script for it.
 
     One array task per movie runs ``pmd batch MANIFEST -o OUTPUT_DIR --scheduler sync --array-index N``
-    (see :func:`pmdcompress.cluster.emit_sbatch`); nothing is computed here.
+    (see :func:`pmdcompress.pipeline.cluster.emit_sbatch`); nothing is computed here.
 
     Returns
     -------

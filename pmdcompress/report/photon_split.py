@@ -43,6 +43,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..options import MIN_FRAMES
+from ..pipeline.compress import compress
+
 __all__ = ["CORRELATION_LIMIT", "Counts", "cross_correlations", "neighbour_correlation", "photon_split",
            "photon_transfer", "prepare_counts", "score", "split"]
 
@@ -609,8 +612,6 @@ def report_crop(frame_shape, patch_shape, side: int = REPORT_CROP):
 
 def store_denoiser(store, *, workers=None):
     """``denoise(A)`` that compresses ``A`` with the store's parameters and reconstructs it."""
-    from ..compression import compress
-
     params = store.metadata.parameters
     options = {k: params[k] for k in ("method", "max_rank", "consecutive_failures", "fit_frames", "false_pass",
                                        "seed", "temporal_filter", "detrend") if k in params}
@@ -632,8 +633,6 @@ def report_section(movie, store, *, workers=None, seed: int = 0) -> dict:
     scored against ``B``.  Returns the :func:`photon_split` dict plus ``crop``
     and ``frames``.
     """
-    from ..compression import MIN_FRAMES
-
     n_frames, h, w = store.shape
     (y0, y1), (x0, x1) = report_crop((h, w), store.patch_shape)
     n = int(min(n_frames, REPORT_FRAMES, REPORT_BYTES // max(8 * (y1 - y0) * (x1 - x0), 1)))

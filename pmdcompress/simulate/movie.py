@@ -774,7 +774,8 @@ def _noisy_frame(rate: np.ndarray, seed: int, t: int, gain, offset, read_noise, 
     rng = np.random.default_rng([seed, 1, t])
     counts = rng.poisson(np.maximum(rate, 0.0).astype(np.float64))
     if noise_blur > 0:
-        counts = ndimage.convolve(counts.reshape(frame_shape), _blur_kernel(noise_blur), mode="nearest").ravel()
+        counts = ndimage.convolve(counts.reshape(frame_shape).astype(np.float64), _blur_kernel(noise_blur),
+                                  mode="nearest").ravel()
     adu = offset + gain * counts.astype(np.float32)
     if read_noise > 0:
         adu += read_noise * rng.standard_normal(rate.shape, dtype=np.float32)

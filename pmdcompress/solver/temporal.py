@@ -29,9 +29,9 @@ from scipy.stats import chi2
 from .penalties import constrained_trend_filter
 
 #: Frames of the windows tested for shaved events.
-EVENT_WINDOW = 5
+EVENT_WINDOW = 3
 #: False-alarm rate per window of the event test (noise alone).
-EVENT_P = 1e-3
+EVENT_P = 1e-2
 #: Largest lag-1 autocorrelation of the removed part, in standard errors (1 / sqrt(T)).
 WHITENESS_Z = 3.0
 #: Budget halvings tried before the filter is dropped for a factor.
@@ -44,8 +44,13 @@ def robust_noise_std(rows: np.ndarray) -> np.ndarray:
     return 1.4826 * np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) / np.sqrt(2.0)
 
 
-def event_mask(removed: np.ndarray, sigma: float, *, window: int = EVENT_WINDOW, p: float = EVENT_P) -> np.ndarray:
-    """Frames near windows where ``removed`` holds more energy than noise of std ``sigma`` gives (rate ``p``)."""
+def event_mask(removed: np.ndarray, sigma: float, *, window: int | None = None, p: float | None = None) -> np.ndarray:
+    """Frames near windows where ``removed`` holds more energy than noise of std ``sigma`` gives (rate ``p``).
+
+    Defaults: :data:`EVENT_WINDOW` and :data:`EVENT_P`.
+    """
+    window = EVENT_WINDOW if window is None else window
+    p = EVENT_P if p is None else p
     z = np.asarray(removed, np.float64) / sigma
     energy = uniform_filter1d(z * z, window, mode="nearest") * window
     mask = energy > chi2.ppf(1.0 - p, window)

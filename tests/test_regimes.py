@@ -79,7 +79,7 @@ def test_dense_two_photon_has_more_sources_per_area_and_dendrites(tmp_path):
     _, _, dense = simulate(tmp_path, "2p-dense", n_neurons=30)
     feet = dense["footprints"][...]
     assert feet.shape[0] == 30
-    assert len(dense.attrs["regime"]["neuropil_level"]) == 4
+    assert len(dense.attrs["regime"]["neuropil_level"]) == 7
 
 
 # --------------------------------------------------------------------------- the adaptive filter

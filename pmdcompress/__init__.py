@@ -19,8 +19,8 @@ _EXPORTS = {
     "PMDError": ".errors",
     "StoreFormatError": ".errors",
     "open_movie": ".io.readers",
-    "PMDStore": ".store.zarr_store",
-    "open_store": ".store.zarr_store",
+    "PMDStore": ".reconstruct",
+    "open_store": ".reconstruct",
     "decompress": ".pipeline.decompress",
     "simulate_movie": ".simulate",
 }
@@ -30,7 +30,7 @@ __all__ = ["__version__", "open", *sorted(_EXPORTS)]
 
 def __getattr__(name: str):
     if name == "open":  # pmdcompress.open(path) is the documented entry point
-        return importlib.import_module(".store.zarr_store", __name__).open_store
+        return importlib.import_module(".reconstruct", __name__).open_store
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
         globals()[name] = value  # cached: later look-ups skip __getattr__

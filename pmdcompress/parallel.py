@@ -1,7 +1,10 @@
 """Parallel execution, kept apart from the numerics.
 
-:func:`map_tasks` maps a function over items with a serial, threaded or
-dask.distributed backend; the solver never knows which one runs it.  Threads
+:class:`Executor` is where the pipeline's tasks run: threads on this machine or
+a dask.distributed client.  The pipeline asks it to ``map`` a function, to
+``scatter`` data to where the tasks run and how many ``slots`` run at once, and
+never talks to dask itself.  :func:`map_tasks` is the same map as a function,
+for the solver and the demixing, which never know which backend runs them.  Threads
 are the default on one machine: the heavy work (BLAS, FFT, numba ``nogil``
 kernels, zarr/tifffile I/O) releases the GIL, and threads share the movie
 buffers without copies.  BLAS is limited to one thread inside each task so that
@@ -89,3 +92,62 @@ def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, cl
                 fut.cancel()
             raise
     return results
+
+
+class Executor:
+    """Where tasks run: a pool of ``workers`` threads here, or the workers of a dask ``client``.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Threads on this machine (default :func:`default_workers`); also the
+        threads of the steps that always run here (see :meth:`local`).
+    client : dask.distributed.Client, optional
+        Run :meth:`map` on this cluster (functions and items must pickle).
+    """
+
+    def __init__(self, workers: int | None = None, client=None):
+        self.workers = default_workers() if workers is None else int(workers)
+        self.client = client
+
+    @property
+    def distributed(self) -> bool:
+        """True when tasks run on a cluster (in other processes, maybe other machines)."""
+        return self.client is not None
+
+    @property
+    def slots(self) -> int:
+        """How many tasks run at once: the cluster's worker threads, or the local threads."""
+        if self.client is not None:
+            return max(int(sum(self.client.nthreads().values())), 1)
+        return max(self.workers, 1)
+
+    def local(self) -> Executor:
+        """The same number of threads, on this machine only (for data that cannot leave this process)."""
+        return self if self.client is None else Executor(self.workers)
+
+    def map(self, func: Callable, items: Iterable, *, on_done: Callable | None = None) -> list:
+        """``[func(item) for item in items]`` in parallel, results in input order (see :func:`map_tasks`)."""
+        return map_tasks(func, items, workers=self.workers, client=self.client, on_done=on_done)
+
+    def scatter(self, obj, *, broadcast: bool = True):
+        """OBJ where every task can read it without shipping it per task.
+
+        On a cluster: a future of OBJ held by the workers (``broadcast``: a copy
+        on every worker); here: OBJ itself, shared by the threads.
+        """
+        if self.client is None:
+            return obj
+        return self.client.scatter(obj, broadcast=broadcast, hash=False)
+
+    def scatter_each(self, items: list) -> list:
+        """One future per item, each sent straight to a worker (not through the task graph); here: the items."""
+        if self.client is None:
+            return items
+        return self.client.scatter(items)
+
+    def groups(self, items: Iterable, per_slot: int = 8, least: int = 16) -> list[list]:
+        """Consecutive groups of ITEMS, ``per_slot`` per slot: bounds what is in flight (and in memory) at once."""
+        size = max(least, per_slot * self.slots)
+        items = list(items)
+        return [items[i : i + size] for i in range(0, len(items), size)]

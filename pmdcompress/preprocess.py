@@ -235,3 +235,14 @@ def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 64) -> tupl
         return float(np.sum(a * b, dtype=np.float64) / den) if den > 0 else 0.0
 
     return corr(d[:, :-1, :], d[:, 1:, :]), corr(d[:, :, :-1], d[:, :, 1:])
+
+
+def trend_basis(frames: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation weights, shape (len(frames), len(knots)).
+
+    ``trend(t) = trend_basis(t, knots) @ trend_values``: linear between knots,
+    constant beyond the first and last (docs/format.md, ``trend``).
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    eye = np.eye(len(knots))
+    return np.stack([np.interp(frames, knots, eye[j]) for j in range(len(knots))], axis=1).astype(np.float32)

@@ -14,11 +14,17 @@ scatters into the output frame block.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import zarr
 
 from ._numba import jit
+from .formats.store import read_store
+from .preprocess import trend_basis
+from .store.zarr_store import describe, directory_bytes
 
 
 @dataclass
@@ -89,26 +95,30 @@ def build_cells(factors, y0: int, y1: int, x0: int, x1: int) -> list[Cell]:
 
 
 @jit
-def _epilogue_round_kernel(product, mean, flat, lo, hi):
-    # Integer output: flat = clip(floor(product + mean + 0.5), lo, hi), in float32
+def _epilogue_round_kernel(product, mean, out, lo, hi):
+    # Integer output: out = clip(floor(product + mean + 0.5), lo, hi), in float32
     # arithmetic (exact for every integer up to 2**24, which covers uint16/int16).
-    # One long contiguous loop per frame vectorises; the scatter into the
-    # (strided) output region is left to numpy's copy.
-    n, m = product.shape
+    # Written straight into the (strided) output region: a temporary and a second
+    # copy cost more than the short inner rows lose.
+    n, h, w = out.shape
     lo32 = np.float32(lo)
     hi32 = np.float32(hi)
     half = np.float32(0.5)
     for t in range(n):
-        for j in range(m):
-            flat[t, j] = np.floor(min(max(product[t, j] + mean[j] + half, lo32), hi32))
+        for i in range(h):
+            for j in range(w):
+                k = i * w + j
+                out[t, i, j] = np.floor(min(max(product[t, k] + mean[k] + half, lo32), hi32))
 
 
 @jit
-def _epilogue_float_kernel(product, mean, flat):
-    n, m = product.shape
+def _epilogue_float_kernel(product, mean, out):
+    n, h, w = out.shape
     for t in range(n):
-        for j in range(m):
-            flat[t, j] = product[t, j] + mean[j]
+        for i in range(h):
+            for j in range(w):
+                k = i * w + j
+                out[t, i, j] = product[t, k] + mean[k]
 
 
 def epilogue(product, mean, out, lo, hi, do_round):
@@ -117,15 +127,10 @@ def epilogue(product, mean, out, lo, hi, do_round):
     ``product``: (n, h*w) float32; ``mean``: (h*w,) float32.  Integer outputs are
     rounded to nearest and clipped to [lo, hi]; all arithmetic is float32.
     """
-    n, h, w = out.shape
-    direct = out.flags.c_contiguous
-    flat = out.reshape(n, h * w) if direct else np.empty((n, h * w), out.dtype)
     if do_round:
-        _epilogue_round_kernel(product, mean, flat, lo, hi)
+        _epilogue_round_kernel(product, mean, out, lo, hi)
     else:
-        _epilogue_float_kernel(product, mean, flat)
-    if not direct:
-        out[...] = flat.reshape(n, h, w)
+        _epilogue_float_kernel(product, mean, out)
 
 
 def dtype_limits(dtype) -> tuple[float, float, bool]:
@@ -156,3 +161,138 @@ def render(cells: list[Cell], temporal_block: np.ndarray, out: np.ndarray, y0: i
         if cell.trend is not None and trend_basis is not None:
             product += trend_basis @ cell.trend
         epilogue(product, cell.mean, region, lo, hi, do_round)
+
+
+class PMDStore:
+    """A compressed movie: a lazy (T, Y, X) float32 array reconstructed on demand.
+
+    ``store[t0:t1, y0:y1, x0:x1]`` reconstructs only what is asked;
+    :meth:`read` does the same with an output dtype; :meth:`to_dask` wraps it.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path) if not isinstance(path, zarr.Group) else None
+        contents = read_store(path)
+        self.metadata = contents.metadata
+        self.mean = contents.mean
+        self.noise = contents.noise
+        self.patch_origins = contents.patch_origins
+        self.patch_ranks = contents.patch_ranks
+        self.weights_y = contents.weights_y
+        self.weights_x = contents.weights_x
+        self.spatial = contents.spatial
+        self.temporal = contents.temporal
+        self.trend = contents.trend
+        self.trend_frames = contents.trend_frames
+        self._contents = contents
+        self.component_offsets = np.concatenate([[0], np.cumsum(self.patch_ranks)])
+        self._cells_cache: dict = {}
+
+    # -- array protocol -------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.metadata.shape)
+
+    @property
+    def patch_shape(self) -> tuple[int, int]:
+        return tuple(self.metadata.patch_shape)
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float32)
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        t, y, x = self.shape
+        where = self.path or "in memory"
+        return f"<PMDStore {where}: {t}x{y}x{x}, {self.metadata.method}, rank {self.metadata.total_rank}>"
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (3 - len(key) + 1) + key[i + 1 :]
+        key = key + (slice(None),) * (3 - len(key))
+        if len(key) != 3:
+            raise IndexError(f"too many indices for a (T, Y, X) movie: {len(key)}")
+        bounds, squeeze, steps = [], [], []
+        for axis, (k, n) in enumerate(zip(key, self.shape, strict=True)):
+            if isinstance(k, int | np.integer):
+                i = int(k) + n if k < 0 else int(k)
+                if not 0 <= i < n:
+                    raise IndexError(f"index {k} is out of bounds for axis {axis} with size {n}")
+                bounds.append((i, i + 1))
+                squeeze.append(axis)
+                steps.append(1)
+            elif isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                if step < 0:
+                    raise IndexError("negative steps are not supported")
+                bounds.append((start, max(start, stop)))
+                steps.append(step)
+            else:
+                raise IndexError(f"only integers and slices index a PMDStore, got {type(k).__name__}")
+        (t0, t1), (y0, y1), (x0, x1) = bounds
+        out = self.read(t0, t1, (y0, y1), (x0, x1))
+        out = out[:: steps[0], :: steps[1], :: steps[2]]
+        return out.squeeze(axis=tuple(squeeze)) if squeeze else out
+
+    # -- reconstruction -------------------------------------------------------
+    def cells(self, crop_y, crop_x):
+        key = (tuple(crop_y), tuple(crop_x))
+        if key not in self._cells_cache:
+            if len(self._cells_cache) > 8:
+                self._cells_cache.clear()
+            self._cells_cache[key] = build_cells(self, *crop_y, *crop_x)
+        return self._cells_cache[key]
+
+    def temporal_block(self, t0: int, t1: int) -> np.ndarray:
+        """Temporal factors of frames [t0, t1), shape (K, t1 - t0), float32."""
+        return np.ascontiguousarray(self.temporal[:, t0:t1], dtype=np.float32)
+
+    def read(self, t0=0, t1=None, crop_y=None, crop_x=None, *, dtype=np.float32, out=None) -> np.ndarray:
+        """Reconstruct frames [t0, t1) of the crop into a new (or given) array.
+
+        Integer ``dtype``s round to nearest and clip to the dtype's range.
+        """
+        t_len, y_len, x_len = self.shape
+        t1 = t_len if t1 is None else t1
+        crop_y = (0, y_len) if crop_y is None else crop_y
+        crop_x = (0, x_len) if crop_x is None else crop_x
+        shape = (t1 - t0, crop_y[1] - crop_y[0], crop_x[1] - crop_x[0])
+        if out is None:
+            out = np.empty(shape, dtype=dtype)
+        if min(shape) == 0:
+            return out
+        basis = trend_basis(np.arange(t0, t1), self.trend_frames) if self.trend is not None else None
+        render(self.cells(crop_y, crop_x), self.temporal_block(t0, t1), out, crop_y[0], crop_x[0], basis)
+        return out
+
+    def to_dask(self, chunks=None):
+        """A dask array over the reconstruction (frames chunked like the store)."""
+        import dask.array as da  # dask loads only for users who ask for it
+
+        if chunks is None:
+            chunks = (self.temporal.chunks[1], self.shape[1], self.shape[2])
+        return da.from_array(self, chunks=chunks, asarray=False, fancy=False, name=f"pmd-{id(self)}")
+
+    # -- information ----------------------------------------------------------
+    @property
+    def bytes_on_disk(self) -> int | None:
+        return directory_bytes(self.path) if self.path is not None else None
+
+    def info(self) -> dict:
+        """Shape, ranks, sizes, ratios, timings and parameters as a JSON-able dict."""
+        return describe(self._contents, self.path)
+
+
+def open_store(path: str | os.PathLike) -> PMDStore:
+    """Open a pmdcompress store (a ``*.pmd.zarr`` folder) as a lazy movie."""
+    return PMDStore(path)

@@ -1,4 +1,4 @@
-"""Slow, obviously correct twins of the kernels in ``pmdcompress.solver.penalties``.
+"""Slow, obviously correct twins of the penalty kernels (``pmdcompress.solver.tv1d``, ``trend_filter``, ``tv2d``).
 
 Each penalized problem ``min_x 1/2 ||y - x||^2 + lam ||D x||_1`` is solved
 through its dual, the bounded least-squares problem

@@ -385,3 +385,31 @@ def test_invalid_input():
     assert issubclass(InputError, ValueError)
 
 
+
+
+def test_constrained_tv2d_warm_start_from_a_dual_matches_a_cold_start():
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[:20, :20]
+    blob = np.exp(-((yy - 9) ** 2 + (xx - 11) ** 2) / 12.0)
+    first = blob + 0.1 * rng.standard_normal(blob.shape)
+    second = first + 0.01 * rng.standard_normal(blob.shape)  # the next image of an alternating scheme
+    delta = 400 * 0.01
+    dual = np.zeros(blob.shape)
+    _, lam = tv2d.constrained_tv2d(first, delta, rtol=1e-2, tol=1e-6, dual=dual)
+    assert np.abs(dual).max() > 0  # the dual of the returned solution came back
+    warm, lam_warm = tv2d.constrained_tv2d(second, delta, lam0=lam, rtol=1e-2, tol=1e-6, dual=dual)
+    cold, lam_cold = tv2d.constrained_tv2d(second, delta, rtol=1e-2, tol=1e-6)
+    for x in (warm, cold):
+        assert 0.99 * delta <= np.sum((second - x) ** 2) <= delta
+    assert lam_warm == pytest.approx(lam_cold, rel=0.05)
+    np.testing.assert_allclose(warm, cold, atol=0.02 * np.linalg.norm(second - second.mean()))
+    # the returned dual is that of the returned solution: one exact solve from it changes nothing
+    again = tv2d.tv2d_denoise(second, lam_warm, tol=1e-6)
+    np.testing.assert_allclose(again, warm, atol=1e-4 * np.linalg.norm(second - second.mean()))
+
+
+@pytest.mark.parametrize("dual", [np.zeros((4, 4)), np.zeros((5, 5), np.float32), np.zeros((5, 10))[:, ::2]])
+def test_constrained_tv2d_rejects_a_bad_dual(dual):
+    img = np.random.default_rng(0).standard_normal((5, 5))
+    with pytest.raises(InputError, match="dual must be"):
+        tv2d.constrained_tv2d(img, 1.0, dual=dual)

@@ -5,7 +5,8 @@ import pytest
 
 import pmdcompress
 from conftest import blobs_movie
-from pmdcompress.solver.pmd import image_noise_std
+from pmdcompress.solver.pmd import PMDSolver, _deflate, image_noise_std
+from pmdcompress.solver.svd import Thresholds
 
 
 def rms(a):
@@ -50,3 +51,30 @@ def test_image_noise_std_on_white_noise_and_a_smooth_image():
     yy, xx = np.mgrid[:64, :64]
     smooth = np.exp(-((yy - 30) ** 2 + (xx - 20) ** 2) / 200.0) * 50
     assert image_noise_std(smooth + rng.normal(0, 1.0, (64, 64))) == pytest.approx(1.0, rel=0.1)
+
+
+def test_pmd_warm_starts_keep_the_same_components(low_snr):
+    """Warm-started penalty searches (the default) find what cold ones find, within the search tolerance."""
+    noisy, _ = low_snr
+    patch = noisy[:, :24, :24].reshape(len(noisy), -1).astype(np.float32)
+    data = (patch - patch.mean(axis=0)) / patch.std(axis=0)
+    thresholds = Thresholds(1.3, 1.6)
+    fits = {warm: PMDSolver(warm_start=warm).fit(data, (24, 24), thresholds, np.random.default_rng(0))
+            for warm in (True, False)}
+    assert abs(fits[True].rank - fits[False].rank) <= 1
+    k = min(fits[True].rank, fits[False].rank)
+    assert k >= 1
+    # the same subspace: principal angles between the kept spatial components are small
+    cosines = np.linalg.svd(fits[True].spatial[:, :k].T @ fits[False].spatial[:, :k], compute_uv=False)
+    assert cosines.min() > 0.95, cosines
+
+
+def test_deflation_is_the_rank_one_update_in_place():
+    rng = np.random.default_rng(2)
+    residual = rng.standard_normal((30, 20)).astype(np.float32)
+    v, u = rng.standard_normal(30).astype(np.float32), rng.standard_normal(20).astype(np.float32)
+    want = residual - np.outer(v, u)
+    before = residual.__array_interface__["data"][0]
+    _deflate(residual, v, u)
+    assert residual.__array_interface__["data"][0] == before
+    np.testing.assert_allclose(residual, want, rtol=1e-5, atol=1e-5)

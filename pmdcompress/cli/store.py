@@ -100,7 +100,7 @@ def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
 @click.option("--json", "as_json", is_flag=True, help="Print the information as JSON on stdout.")
 def info(store, as_json):
     """Shape, ranks per patch, bytes on disk, compression ratios, timings and parameters of STORE."""
-    from ..store.zarr_store import open_store
+    from ..reconstruct import open_store
 
     d = open_store(store).info()
     if as_json:

@@ -98,7 +98,7 @@ def demix(
     """
     from ..io.atomic import atomic_output, check_output_path
     from ..parallel import blas_threads
-    from ..store.zarr_store import PMDStore
+    from ..reconstruct import PMDStore
     from . import pipeline
     from .result import write_result
 
@@ -126,7 +126,7 @@ def demix(
     if isinstance(store_or_path, PMDStore):
         store = store_or_path
     else:
-        from ..store.zarr_store import open_store
+        from ..reconstruct import open_store
 
         store = open_store(store_or_path)
     t_len, height, width = store.shape

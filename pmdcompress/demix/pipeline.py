@@ -11,6 +11,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
+from ..formats._version import header
+from ..formats.demix import DEMIX
 from ..options import DEMIX_KINDS, DemixOptions
 from . import hals
 from . import ring as ringbg
@@ -507,8 +509,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         images["residual_correlation"] = model.residual_correlation_image
     bg = model.background
     meta = {
-        "format": "pmdcompress-demix",
-        "format_version": 1,
+        **header(DEMIX),
         "kind": opts.kind,
         "fs": float(opts.fs),
         "dims": list(fp.dims),

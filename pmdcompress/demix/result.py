@@ -1,27 +1,5 @@
-"""The demixing result in memory (:class:`DemixResult`) and on disk (``*.demix.zarr``).
-
-Layout of a ``*.demix.zarr`` group (Zarr v3; attributes under ``pmdcompress-demix``):
-
-====================================  ============  ======================================================
-array                                 shape         meaning
-====================================  ============  ======================================================
-``footprints/data, indices, indptr``  CSC           footprints A (pixels x n, pixel ``y * X + x``), peak 1
-``traces``                            (n, T)        C: baseline-free activity (>= 0 for calcium)
-``raw_traces``                        (n, T)        F: fluorescence at the footprint's peak, background removed
-``baseline``                          (n, T)        running low percentile of F (dF/F's F0)
-``dff``                               (n, T)        (F - F0) / max(F0, floor)
-``centers``                           (n, 2)        weighted centroids (y, x)
-``labels``                            (Y, X)        label image of the masks (0: none; 1 + index of the
-                                                    strongest footprint at the pixel)
-``background/spatial, temporal``      (nb, Y, X),   fluctuating background b f (units of the movie)
-                                      (nb, T)
-``background/static``                 (Y, X)        static background (mean image without the neurons)
-``background/ring/data, indices,      CSR           ring model only (``--kind 1p`` with ``background_model="ring"``):
-indptr``                                            weights W on the ``ring_ssub``-block grid (Nl x Nl);
-                                                    see the ``ring`` attribute for the model
-``metrics/<name>``                    (n,)          per-neuron metrics (see pmdcompress.demix.metrics)
-``images/mean, correlation, ...``     (Y, X)        mean image, correlation images
-====================================  ============  ======================================================
+"""The demixing result in memory (:class:`DemixResult`); on disk it is a ``*.demix.zarr``
+group whose layout :mod:`pmdcompress.formats.demix` owns.
 """
 
 from __future__ import annotations
@@ -33,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import StoreFormatError
+from ..formats.demix import ATTRS_KEY as DEMIX_ATTRS_KEY
+from ..formats.demix import DEMIX, DemixFile, read_demix, write_demix
 
-ATTRS_KEY = "pmdcompress-demix"
-FORMAT = "pmdcompress-demix"
-FORMAT_VERSION = 1
+ATTRS_KEY = DEMIX_ATTRS_KEY
+FORMAT = DEMIX.name
+FORMAT_VERSION = DEMIX.version
 
 
 @dataclass
@@ -107,122 +86,29 @@ class DemixResult:
 
 def write_result(result: DemixResult, path) -> None:
     """Write ``result`` as a Zarr v3 group at ``path`` (the caller makes it atomic)."""
-    import zarr
-
-    from ..store.zarr_store import COMPRESSORS
-
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
-
-    def put(grp, name, data):
-        data = np.ascontiguousarray(data)
-        chunks = data.shape if data.size else tuple(max(s, 1) for s in data.shape)
-        if data.ndim == 2 and data.shape[1] > 4096 and data.shape[0] < data.shape[1]:
-            chunks = (max(data.shape[0], 1), 4096)
-        arr = grp.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks or (1,),
-                               compressors=COMPRESSORS)
-        if data.size:
-            arr[...] = data
-
-    a = result.footprints.tocsc()
-    fg = group.create_group("footprints")
-    put(fg, "data", a.data.astype(np.float32))
-    put(fg, "indices", a.indices.astype(np.int64))
-    put(fg, "indptr", a.indptr.astype(np.int64))
-    for name in ("traces", "raw_traces", "baseline", "dff"):
-        put(group, name, getattr(result, name).astype(np.float32))
-    put(group, "centers", result.centers.astype(np.float64))
-    put(group, "labels", result.label_image())
-    bg = group.create_group("background")
-    put(bg, "spatial", result.background_spatial.astype(np.float32))
-    put(bg, "temporal", result.background_temporal.astype(np.float32))
-    put(bg, "static", result.background_static.astype(np.float32))
-    if result.ring_weights is not None:
-        w = sp.csr_matrix(result.ring_weights)
-        rg = bg.create_group("ring")
-        put(rg, "data", w.data.astype(np.float32))
-        put(rg, "indices", w.indices.astype(np.int64))
-        put(rg, "indptr", w.indptr.astype(np.int64))
-    mg = group.create_group("metrics")
-    for name, values in result.metrics.items():
-        put(mg, name, np.asarray(values))
-    ig = group.create_group("images")
-    for name, img in result.images.items():
-        put(ig, name, np.asarray(img, np.float32))
-    group.attrs[ATTRS_KEY] = _jsonable(result.metadata)  # last: a group without it is incomplete
+    write_demix(path, DemixFile(
+        footprints=result.footprints, traces=result.traces, raw_traces=result.raw_traces, baseline=result.baseline,
+        dff=result.dff, centers=result.centers, labels=result.label_image(),
+        background_spatial=result.background_spatial, background_temporal=result.background_temporal,
+        background_static=result.background_static, metrics=result.metrics, images=result.images,
+        metadata=result.metadata, ring_weights=result.ring_weights,
+    ))
 
 
 def read_result(path) -> DemixResult:
     """Open a ``*.demix.zarr`` group written by :func:`write_result`."""
-    import zarr
-
-    where = str(path)
-    if not Path(path).is_dir():
-        raise StoreFormatError(f"{where}: no such demix result")
-    try:
-        group = zarr.open_group(where, mode="r")
-    except Exception as exc:  # zarr raises several types for a non-group
-        raise StoreFormatError(f"{where}: not a Zarr v3 group ({type(exc).__name__}: {exc})") from exc
-    meta = group.attrs.get(ATTRS_KEY)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise StoreFormatError(f"{where}: not a pmdcompress demix result (attribute '{ATTRS_KEY}' missing)")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise StoreFormatError(f"{where}: demix format_version {meta.get('format_version')!r}, "
-                               f"this version reads {FORMAT_VERSION}")
-    try:
-        dims = tuple(meta["dims"])
-        n = int(meta["n_components"])
-        a = sp.csc_matrix(
-            (group["footprints/data"][...], group["footprints/indices"][...], group["footprints/indptr"][...]),
-            shape=(dims[0] * dims[1], n),
-        )
-        metrics = {name: group[f"metrics/{name}"][...] for name in meta.get("metrics", [])}
-        images = {name: group[f"images/{name}"][...] for name in meta.get("images", [])}
-        ring = None
-        if meta.get("ring"):
-            nl = int(np.prod(meta["ring"]["low_dims"]))
-            ring = sp.csr_matrix((group["background/ring/data"][...], group["background/ring/indices"][...],
-                                  group["background/ring/indptr"][...]), shape=(nl, nl))
-        return DemixResult(
-            footprints=a,
-            traces=group["traces"][...],
-            raw_traces=group["raw_traces"][...],
-            baseline=group["baseline"][...],
-            dff=group["dff"][...],
-            centers=group["centers"][...],
-            background_spatial=group["background/spatial"][...],
-            background_temporal=group["background/temporal"][...],
-            background_static=group["background/static"][...],
-            metrics=metrics,
-            images=images,
-            metadata=meta,
-            path=Path(path),
-            ring_weights=ring,
-        )
-    except KeyError as exc:
-        raise StoreFormatError(f"{where}: array {exc} is missing") from exc
+    f = read_demix(path)
+    return DemixResult(
+        footprints=f.footprints, traces=f.traces, raw_traces=f.raw_traces, baseline=f.baseline, dff=f.dff,
+        centers=f.centers, background_spatial=f.background_spatial, background_temporal=f.background_temporal,
+        background_static=f.background_static, metrics=f.metrics, images=f.images, metadata=f.metadata,
+        path=Path(path), ring_weights=f.ring_weights,
+    )
 
 
 def open_demix(path: str | os.PathLike) -> DemixResult:
     """Open a ``*.demix.zarr`` result."""
     return read_result(path)
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def threshold_columns(footprints, threshold: float) -> sp.csc_matrix:

@@ -53,7 +53,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BatchError, InputError, OptionError, PMDError
+from ..errors import BatchError, InputError, OptionError, PMDError, StoreFormatError
+from ..formats.batch_status import BATCH_STATUS, json_default, write_status
+from ..formats.batch_status import read_status as formats_read_status
 from ..options import CompressOptions, DemixOptions, parse_pair
 from ..progress import null_progress
 
@@ -80,8 +82,8 @@ STATUS_NAME = "status.json"
 SUMMARY_NAME = "batch-summary.json"
 MANIFEST_NAME = "batch-manifest.yaml"
 LOCK_NAME = ".lock"
-STATUS_FORMAT = "pmdcompress-batch-status"
-STATUS_VERSION = 1
+STATUS_FORMAT = BATCH_STATUS.name
+STATUS_VERSION = BATCH_STATUS.version
 DENOISED_NAME = "denoised.zarr"
 
 MANIFEST_SUFFIXES = (".csv", ".yaml", ".yml")
@@ -429,44 +431,19 @@ def parse_settings(settings: Iterable[str]) -> dict:
 
 def read_status(folder) -> dict | None:
     """A movie folder's ``status.json`` as a dict; None when missing or unreadable."""
-    path = Path(folder) / STATUS_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return formats_read_status(Path(folder) / STATUS_NAME).content
+    except StoreFormatError:
         return None
-    if not isinstance(data, dict) or data.get("format") != STATUS_FORMAT:
-        return None
-    return data
 
 
 def _write_json(path: Path, data: dict) -> None:
     """Write JSON by an atomic rename: readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, default=_json_default)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _json_default(obj):
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    if isinstance(obj, (Path, os.PathLike)):
-        return str(obj)
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return str(obj)
+    write_status(path, data)
 
 
 def _jsonable(value):
-    return json.loads(json.dumps(value, default=_json_default))
+    return json.loads(json.dumps(value, default=json_default))
 
 
 def _now() -> str:

@@ -19,23 +19,32 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from .. import __version__
 from ..errors import InputError
+from ..formats.store import StoreMetadata, create_store, finish_store
 from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
-from ..parallel import default_workers, map_tasks
-from ..preprocess import NoiseAccumulator, chunk_statistics, live_pixels, noise_neighbour_correlation, safe_scale
+from ..parallel import Executor, default_workers
+from ..preprocess import (
+    NoiseAccumulator,
+    chunk_statistics,
+    live_pixels,
+    noise_neighbour_correlation,
+    safe_scale,
+    trend_basis,
+)
 from ..progress import null_progress
+from ..reconstruct import PMDStore
 from ..solver import get_solver
 from ..solver.null import null_thresholds, round_correlation
-from ..store.spec import StoreMetadata
-from ..store.zarr_store import PMDStore, create_store, finish_store, trend_basis
+from ..solver.temporal import trend_filter_rows
 from ..tiling import Tiling, extract_patch
 
 log = logging.getLogger("pmdcompress")
@@ -163,89 +172,172 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         n_frames, height, width = movie.shape
         if n_frames < MIN_FRAMES:
             raise InputError(f"{movie.name}: {n_frames} frames; pmd compress needs at least {MIN_FRAMES}")
+        executor = Executor(workers, client)
         if output is None:
-            return _run(movie, None, opts, solver, workers, client, progress, hash_input)
+            return _run(movie, None, opts, solver, executor, progress, hash_input)
         with atomic_output(output, overwrite=overwrite) as tmp:
-            _run(movie, tmp, opts, solver, workers, client, progress, hash_input)
+            _run(movie, tmp, opts, solver, executor, progress, hash_input)
         return PMDStore(output)
     finally:
         if own_movie:
             movie.close()
 
 
-def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, progress, hash_input):
-    timings = {}
+@dataclass
+class _Job:
+    """What every stage of one compression shares: the movie, the options and the plan of chunks and patches."""
+
+    movie: Movie
+    opts: CompressOptions
+    solver: object
+    executor: Executor
+    progress: object
+    tiling: Tiling
+    plan: FitPlan
+    chunk: int  # frames per chunk (a multiple of the fit bin)
+    chunks: list  # [(t0, t1)] of every chunk
+    source: object = None  # the movie where the tasks read it (scattered to a cluster's workers)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.movie.shape
+
+
+@dataclass
+class _Statistics:
+    """Pass 1: per-pixel mean and noise, the slow baseline, and the standardised fit buffer."""
+
+    mean: np.ndarray  # (Y, X) float32
+    scale: np.ndarray  # (Y, X) float32, the noise level used to standardise (never 0)
+    live: np.ndarray  # (Y, X) bool, pixels that carry signal
+    fit: np.ndarray  # (fit frames, Y, X) float32, standardised
+    trend: np.ndarray | None = None  # (knots, Y*X) float32 baseline values
+    knots: np.ndarray | None = None  # frame of each baseline value
+
+
+@dataclass
+class _Fit:
+    """Pass 2: the spatial components of every patch and the null thresholds they passed."""
+
+    spatial: np.ndarray  # (patch pixels, total rank)
+    ranks: np.ndarray  # (n_patches,) int32
+    offsets: np.ndarray  # (n_patches + 1,) int64: patch p owns columns offsets[p]:offsets[p+1]
+    thresholds: object
+    correlation: tuple
+
+    @property
+    def total_rank(self) -> int:
+        return int(self.offsets[-1])
+
+
+def _run(movie: Movie, path, opts: CompressOptions, solver, executor: Executor, progress, hash_input):
     t_start = time.perf_counter()
+    job = _plan(movie, opts, solver, executor, progress)
+    hasher = _Hasher(movie.path if hash_input else None)
+    hasher.start()
+    stats = _statistics_stage(job)
+    job.timings["statistics_s"] = time.perf_counter() - t_start
+    fit = _fit_stage(job, stats)
+    stats.fit = None  # free the fit buffer before the re-fit pass
+    t_refit = time.perf_counter()
+    hasher.join()
+    group, temporal, metadata = _write_stage(job, stats, fit, path, hasher.digest)
+    _refit_stage(job, stats, fit, temporal, on_disk=path is not None)
+    job.timings["refit_s"] = time.perf_counter() - t_refit
+    if fit.total_rank and opts.temporal_filter:
+        t_filter = time.perf_counter()
+        _filter_stage(job, temporal, fit.total_rank)
+        job.timings["temporal_filter_s"] = time.perf_counter() - t_filter
+    job.timings["total_s"] = time.perf_counter() - t_start
+    finish_store(group, dataclasses.replace(metadata, timings=job.timings))
+    log.info("compressed %s: rank %d over %d patches in %.2f s", movie.name, fit.total_rank,
+             job.tiling.n_patches, job.timings["total_s"])
+    return PMDStore(group)
+
+
+def _plan(movie: Movie, opts: CompressOptions, solver, executor: Executor, progress) -> _Job:
+    """Patches, fit frames and chunks of frames for MOVIE."""
     n_frames, height, width = movie.shape
     tiling = Tiling.create((height, width), opts.patch_shape, opts.overlap)
     plan = plan_fit(n_frames, opts.fit_frames, opts.fit_bin)
     chunk = opts.chunk_frames or default_chunk_frames((height, width), plan.bin)
     chunk = max(plan.bin, chunk - chunk % plan.bin)
-    chunks = _chunk_bounds(n_frames, chunk)
-    hasher = _Hasher(movie.path if hash_input else None)
-    hasher.start()
+    # On a cluster the workers read their chunks themselves: the movie goes to each worker once
+    # (it pickles as "reopen this file"); a task returns its sums and its rows of the fit buffer.
+    return _Job(movie=movie, opts=opts, solver=solver, executor=executor, progress=progress, tiling=tiling,
+                plan=plan, chunk=chunk, chunks=_chunk_bounds(n_frames, chunk), source=executor.scatter(movie))
 
-    # -- pass 1: mean, noise, fit buffer ---------------------------------------
+
+def _statistics_stage(job: _Job) -> _Statistics:
+    """Pass 1: every chunk once, for the mean, the noise level and the fit buffer (and the baseline)."""
+    n_frames, height, width = job.shape
+    plan, chunks = job.plan, job.chunks
     fit = np.empty((plan.n_frames, height, width), dtype=np.float32)
     row_of_bin = np.full(n_frames // plan.bin + 1, -1, dtype=np.int64)
     row_of_bin[plan.bins] = np.arange(plan.n_frames)
     noise_chunks = set(np.round(np.linspace(0, len(chunks) - 1, min(MAX_NOISE_CHUNKS, len(chunks)))).astype(int))
-
     fit_flat = fit.reshape(plan.n_frames, -1)
-    # On a cluster the workers read their chunks themselves: the movie goes to each worker once
-    # (it pickles as "reopen this file"); a task returns its sums and its rows of the fit buffer.
-    source = client.scatter(movie, broadcast=True, hash=False) if client is not None else movie
 
     def statistics_args(i):
         t0, t1 = chunks[i]
         first_bin = t0 // plan.bin
         rows = np.ascontiguousarray(row_of_bin[first_bin : first_bin + (t1 - t0) // plan.bin])
-        return source, t0, t1, plan.bin, rows, i in noise_chunks
+        return job.source, t0, t1, plan.bin, rows, i in noise_chunks
 
-    bar = progress("statistics", len(chunks))
+    bar = job.progress("statistics", len(chunks))
     total = power = count = 0
     chunk_means = []
-    for members in _groups(range(len(chunks)), workers, client):
-        results = map_tasks(_statistics_task, [statistics_args(i) for i in members], workers=workers,
-                            client=client, on_done=bar.update)
+    for members in job.executor.groups(range(len(chunks))):
+        results = job.executor.map(_statistics_task, [statistics_args(i) for i in members], on_done=bar.update)
         for i, (part_total, part_power, part_count, rows, fit_rows) in zip(members, results, strict=True):
             total, power, count = total + part_total, power + part_power, count + part_count
             fit_flat[rows] = fit_rows
-            if opts.detrend:
+            if job.opts.detrend:
                 chunk_means.append(part_total / (chunks[i][1] - chunks[i][0]))
     bar.close()
     mean = (total / n_frames).reshape(height, width).astype(np.float32)
     trend = knots = None
-    if opts.detrend and len(chunks) >= 2:
-        # A slow per-pixel baseline: piecewise linear through the chunk means
-        # (knots at chunk centres), removed before the fit and re-fit and added
-        # back on reconstruction.
-        centres = np.array([(a + b - 1) / 2.0 for a, b in chunks])
-        values = denoise_trend(np.stack(chunk_means) - mean.reshape(1, -1),
-                               np.sqrt(power / count) if count else np.ones(height * width), chunk)
-        # Knots at the first and last frame too, extrapolated linearly, so that the
-        # half chunks at either end follow the baseline's slope.
-        first = values[0] + (values[0] - values[1]) * (centres[0] - 0) / (centres[1] - centres[0])
-        last = values[-1] + (values[-1] - values[-2]) * (n_frames - 1 - centres[-1]) / (centres[-1] - centres[-2])
-        knots = np.concatenate([[0.0], centres, [n_frames - 1.0]])
-        trend = np.concatenate([first[None], values, last[None]]).astype(np.float32)
+    if job.opts.detrend and len(chunks) >= 2:
+        noise_flat = np.sqrt(power / count) if count else np.ones(height * width)
+        trend, knots = _baseline(chunks, n_frames, np.stack(chunk_means) - mean.reshape(1, -1), noise_flat, job.chunk)
         centres = plan.bins * plan.bin + (plan.bin - 1) / 2.0
         fit_flat -= trend_basis(centres, knots) @ trend
     noise = np.sqrt(power / count) if count else np.zeros((height * width,))
     noise = noise.reshape(height, width).astype(np.float32)
     scale = safe_scale(noise)
-    live = live_pixels(noise)
     fit -= mean
     fit /= scale
-    timings["statistics_s"] = time.perf_counter() - t_start
+    return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots)
 
-    # -- pass 2: per-patch fit --------------------------------------------------
-    t1_ = time.perf_counter()
+
+def _baseline(chunks, n_frames: int, deviations: np.ndarray, noise: np.ndarray, chunk: int):
+    """A slow per-pixel baseline, piecewise linear through the chunk means: (values (knots, P), knot frames).
+
+    Knots sit at the chunk centres (the baseline is removed before the fit and
+    re-fit and added back on reconstruction), and at the first and last frame
+    too, extrapolated linearly, so that the half chunks at either end follow
+    the baseline's slope.
+    """
+    centres = np.array([(a + b - 1) / 2.0 for a, b in chunks])
+    values = denoise_trend(deviations, noise, chunk)
+    first = values[0] + (values[0] - values[1]) * (centres[0] - 0) / (centres[1] - centres[0])
+    last = values[-1] + (values[-1] - values[-2]) * (n_frames - 1 - centres[-1]) / (centres[-1] - centres[-2])
+    knots = np.concatenate([[0.0], centres, [n_frames - 1.0]])
+    trend = np.concatenate([first[None], values, last[None]]).astype(np.float32)
+    return trend, knots
+
+
+def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
+    """Pass 2: the null thresholds, then each patch of the fit buffer through the solver."""
+    t_null = time.perf_counter()
+    opts, tiling, plan, executor = job.opts, job.tiling, job.plan, job.executor
+    fit, live = stats.fit, stats.live
     correlation = round_correlation(noise_neighbour_correlation(fit))
-    thresholds = null_thresholds(solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
-                                 seed=opts.seed, workers=workers, noise_correlation=correlation)
-    timings["null_s"] = time.perf_counter() - t1_
-    t2_ = time.perf_counter()
+    thresholds = null_thresholds(job.solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
+                                 seed=opts.seed, workers=executor.workers, noise_correlation=correlation)
+    job.timings["null_s"] = time.perf_counter() - t_null
+    t_fit = time.perf_counter()
 
     def patch_data(p):
         ys, xs = tiling.patch_slices(p)
@@ -255,116 +347,109 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, workers, client, pro
         ys, xs = tiling.patch_slices(p)
         return None if live[ys, xs].all() else live[ys, xs].ravel()
 
-    bar = progress("fit patches", tiling.n_patches)
+    bar = job.progress("fit patches", tiling.n_patches)
     spatial_list = []
-    for members in _groups(range(tiling.n_patches), workers, client):
-        data = [patch_data(p) for p in members]
-        if client is not None:
-            data = client.scatter(data)  # straight to the workers, not through the scheduler's task graph
-        spatial_list += map_tasks(_fit_task, [(solver, d, tiling.patch_shape, thresholds, opts.seed, p, patch_live(p))
-                                              for d, p in zip(data, members, strict=True)],
-                                  workers=workers, client=client, on_done=bar.update)
+    for members in executor.groups(range(tiling.n_patches)):
+        # each patch straight to a worker, not through the scheduler's task graph
+        data = executor.scatter_each([patch_data(p) for p in members])
+        spatial_list += executor.map(_fit_task, [(job.solver, d, tiling.patch_shape, thresholds, opts.seed, p,
+                                                  patch_live(p)) for d, p in zip(data, members, strict=True)],
+                                     on_done=bar.update)
     bar.close()
-    fit = fit_flat = None  # free the fit buffer before the re-fit pass
     ranks = np.array([u.shape[1] for u in spatial_list], dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(ranks)]).astype(np.int64)
-    total_rank = int(offsets[-1])
     n_pix = tiling.patch_shape[0] * tiling.patch_shape[1]
-    spatial = (np.concatenate(spatial_list, axis=1) if total_rank else np.zeros((n_pix, 0), np.float32))
-    timings["fit_s"] = time.perf_counter() - t2_
+    spatial = (np.concatenate(spatial_list, axis=1) if offsets[-1] else np.zeros((n_pix, 0), np.float32))
+    job.timings["fit_s"] = time.perf_counter() - t_fit
+    return _Fit(spatial=spatial, ranks=ranks, offsets=offsets, thresholds=thresholds, correlation=correlation)
 
-    # -- pass 3: least-squares temporal factors on the full movie ---------------
-    t3_ = time.perf_counter()
+
+def _write_stage(job: _Job, stats: _Statistics, fit: _Fit, path, sha256):
+    """The store (on disk at PATH, or in memory) with everything but the temporal factors: (group, temporal, meta)."""
+    opts, tiling, plan = job.opts, job.tiling, job.plan
+    n_frames, height, width = job.shape
     wy, wx = tiling.weights_1d()
-    hasher.join()
-    identity = dict(movie.input_identity(), sha256=hasher.digest)
+    identity = dict(job.movie.input_identity(), sha256=sha256)
     metadata = StoreMetadata(
-        shape=(n_frames, height, width), input_dtype=str(movie.dtype), factor_dtype=opts.dtype,
-        method=solver.name, patch_shape=tiling.patch_shape, overlap=tiling.overlap,
-        n_patches=tiling.n_patches, total_rank=total_rank, software_version=__version__,
+        shape=(n_frames, height, width), input_dtype=str(job.movie.dtype), factor_dtype=opts.dtype,
+        method=job.solver.name, patch_shape=tiling.patch_shape, overlap=tiling.overlap,
+        n_patches=tiling.n_patches, total_rank=fit.total_rank, software_version=__version__,
         input=identity,
         parameters=dict(asdict(opts), patch_shape=list(tiling.patch_shape), overlap=list(tiling.overlap),
-                        fit_bin=plan.bin, fit_frames_used=plan.n_frames, chunk_frames=chunk,
-                        thresholds=asdict(thresholds), noise_correlation=list(correlation),
-                        solver=solver.params(), workers=workers),
+                        fit_bin=plan.bin, fit_frames_used=plan.n_frames, chunk_frames=job.chunk,
+                        thresholds=asdict(fit.thresholds), noise_correlation=list(fit.correlation),
+                        solver=job.solver.params(), workers=job.executor.workers),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
     arrays = {
-        "mean": mean, "noise": scale, "patch_origins": tiling.origins.astype(np.int32),
-        "patch_ranks": ranks, "weights_y": wy.astype(np.float32), "weights_x": wx.astype(np.float32),
-        "spatial": spatial.astype(opts.dtype),
+        "mean": stats.mean, "noise": stats.scale, "patch_origins": tiling.origins.astype(np.int32),
+        "patch_ranks": fit.ranks, "weights_y": wy.astype(np.float32), "weights_x": wx.astype(np.float32),
+        "spatial": fit.spatial.astype(opts.dtype),
     }
-    if trend is not None:
-        arrays["trend"] = trend.reshape(-1, height, width)
-        arrays["trend_frames"] = knots
-    if path is None:
-        import zarr
+    if stats.trend is not None:
+        arrays["trend"] = stats.trend.reshape(-1, height, width)
+        arrays["trend_frames"] = stats.knots
+    target = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3).store if path is None else path
+    group, temporal = create_store(target, metadata, arrays, temporal_chunk=job.chunk)
+    return group, temporal, metadata
 
-        group = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
-        store_target = group.store
-    else:
-        store_target = path
-    group, temporal = create_store(store_target, metadata, arrays, temporal_chunk=chunk)
 
-    # Fold the standardisation into the projection: V = (U/sigma)^T Y - (U/sigma)^T mu
-    # (and minus (U/sigma)^T trend(t) when detrending).
+def _refit_stage(job: _Job, stats: _Statistics, fit: _Fit, temporal, *, on_disk: bool) -> None:
+    """Pass 3: every chunk again, projected on its patches' spatial components, into ``temporal``."""
+    if not fit.total_rank:
+        return
+    projection = _projection(job, stats, fit)
+    # Workers write their time chunks of ``temporal`` straight into the (temporary) store on disk;
+    # an in-memory store can only be filled by this process's threads.
+    executor = job.executor if on_disk else job.executor.local()
+    source = job.source if executor.distributed else job.movie
+    projection = executor.scatter(projection)
+    bar = job.progress("re-fit", len(job.chunks))
+    for members in executor.groups(range(len(job.chunks))):
+        executor.map(_project_task, [(source, *job.chunks[i], projection, temporal) for i in members],
+                     on_done=bar.update)
+    bar.close()
+
+
+def _projection(job: _Job, stats: _Statistics, fit: _Fit) -> _Projection:
+    """The standardisation folded into the projection: V = (U/sigma)^T Y - (U/sigma)^T mu.
+
+    (and minus (U/sigma)^T trend(t) when detrending).
+    """
+    tiling, offsets, scale, mean = job.tiling, fit.offsets, stats.scale, stats.mean
+    height, width = job.shape[1:]
     folded, shifts, trend_gains = [], [], []
-    trend_img = trend.reshape(-1, height, width) if trend is not None else None
+    trend_img = stats.trend.reshape(-1, height, width) if stats.trend is not None else None
     for p in range(tiling.n_patches):
         ys, xs = tiling.patch_slices(p)
-        u = spatial[:, offsets[p] : offsets[p + 1]] / scale[ys, xs].reshape(-1, 1)
+        u = fit.spatial[:, offsets[p] : offsets[p + 1]] / scale[ys, xs].reshape(-1, 1)
         folded.append(np.ascontiguousarray(u, dtype=np.float32))
         shifts.append(mean[ys, xs].reshape(-1).astype(np.float64) @ u)
         if trend_img is not None:
-            trend_gains.append(u.T.astype(np.float64) @ trend_img[:, ys, xs].reshape(len(knots), -1).T)
-    active = [p for p in range(tiling.n_patches) if ranks[p] > 0]
-
-    projection = _Projection(folded, shifts, offsets, active, tiling.origins, tiling.patch_shape, total_rank,
-                             opts.dtype, trend_gains, knots)
-    # Workers write their time chunks of ``temporal`` straight into the (temporary) store on disk;
-    # an in-memory store can only be filled by this process's threads.
-    refit_client = client if path is not None else None
-    if refit_client is not None:
-        projection = refit_client.scatter(projection, broadcast=True, hash=False)
-    if total_rank:
-        bar = progress("re-fit", len(chunks))
-        for members in _groups(range(len(chunks)), workers, refit_client):
-            map_tasks(_project_task, [(source if refit_client is not None else movie, *chunks[i], projection,
-                                       temporal) for i in members],
-                      workers=workers, client=refit_client, on_done=bar.update)
-        bar.close()
-    timings["refit_s"] = time.perf_counter() - t3_
-    if total_rank and opts.temporal_filter:
-        t4_ = time.perf_counter()
-        from ..solver.temporal import trend_filter_rows
-
-        # Read as many rows as fit in ~64 MB, filter them in parallel, write them
-        # back at once: every zarr chunk holds all rows, so a write per row would
-        # recompress the whole array each time.  Slices of a fixed 16 rows (each
-        # warm-starts its penalty search afresh) keep the result independent of
-        # the number of workers.
-        rows_per_block = int(np.clip(CHUNK_BYTES // (4 * n_frames), 1, total_rank))
-        for k0 in range(0, total_rank, rows_per_block):
-            k1 = min(k0 + rows_per_block, total_rank)
-            rows = np.asarray(temporal[k0:k1, :], dtype=np.float32)
-            slices = [(a, min(a + 16, k1 - k0)) for a in range(0, k1 - k0, 16)]
-            parts = map_tasks(lambda c, rows=rows: trend_filter_rows(rows[c[0] : c[1]]), slices, workers=workers)
-            temporal[k0:k1, :] = np.concatenate(parts).astype(opts.dtype)
-        timings["temporal_filter_s"] = time.perf_counter() - t4_
-    timings["total_s"] = time.perf_counter() - t_start
-    metadata = dataclasses.replace(metadata, timings=timings)
-    finish_store(group, metadata)
-    log.info("compressed %s: rank %d over %d patches in %.2f s", movie.name, total_rank,
-             tiling.n_patches, timings["total_s"])
-    return PMDStore(group)
+            trend_gains.append(u.T.astype(np.float64) @ trend_img[:, ys, xs].reshape(len(stats.knots), -1).T)
+    active = [p for p in range(tiling.n_patches) if fit.ranks[p] > 0]
+    return _Projection(folded, shifts, offsets, active, tiling.origins, tiling.patch_shape, fit.total_rank,
+                       job.opts.dtype, trend_gains, stats.knots)
 
 
-def _groups(items, workers, client):
-    """Consecutive groups of items, several per worker thread: bounds what is in flight (and in memory) at once."""
-    slots = sum(client.nthreads().values()) if client is not None else workers
-    size = max(16, 8 * max(int(slots), 1))
-    items = list(items)
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def _filter_stage(job: _Job, temporal, total_rank: int) -> None:
+    """Trend-filter every temporal factor within its noise level (PMD's temporal penalty), in place.
+
+    Reads as many rows as fit in ~64 MB, filters them in parallel, writes them
+    back at once: every zarr chunk holds all rows, so a write per row would
+    recompress the whole array each time.  Slices of a fixed 16 rows (each
+    warm-starts its penalty search afresh) keep the result independent of the
+    number of workers.
+    """
+    n_frames = job.shape[0]
+    executor = job.executor.local()
+    rows_per_block = int(np.clip(CHUNK_BYTES // (4 * n_frames), 1, total_rank))
+    for k0 in range(0, total_rank, rows_per_block):
+        k1 = min(k0 + rows_per_block, total_rank)
+        rows = np.asarray(temporal[k0:k1, :], dtype=np.float32)
+        slices = [(a, min(a + 16, k1 - k0)) for a in range(0, k1 - k0, 16)]
+        parts = executor.map(lambda c, rows=rows: trend_filter_rows(rows[c[0] : c[1]]), slices)
+        temporal[k0:k1, :] = np.concatenate(parts).astype(job.opts.dtype)
 
 
 def _statistics_task(args):

@@ -8,7 +8,7 @@ from ..io.writers import open_writer
 from ..options import output_dtype, parse_crop, parse_range, workers_count
 from ..parallel import blas_threads, default_workers
 from ..progress import null_progress
-from ..store.zarr_store import PMDStore, open_store
+from ..reconstruct import PMDStore, open_store
 
 
 def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=False,

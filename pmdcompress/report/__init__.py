@@ -17,21 +17,24 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import InputError, OptionError
+from ..formats.report import REPORT
 from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import output_dtype
-from ..store.zarr_store import PMDStore, open_store
+
+if TYPE_CHECKING:
+    from ..reconstruct import PMDStore
 
 __all__ = ["analyse", "denoise", "finish_heldout", "make_report", "summary_lines"]
 
 log = logging.getLogger("pmdcompress")
 
-REPORT_FORMAT = "pmdcompress-report"
-#: 2: the ``photon_split`` section and the ``photon_split_*`` metrics (version 1 reports have neither).
-REPORT_VERSION = 2
+REPORT_FORMAT = REPORT.name
+REPORT_VERSION = REPORT.version
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -46,9 +49,8 @@ def summary_lines(report: dict) -> list[str]:
 
 def is_store(path) -> bool:
     """True for a pmdcompress store folder (a Zarr group with the ``pmdcompress`` attribute)."""
-    if isinstance(path, PMDStore):
-        return True
     if not isinstance(path, str | os.PathLike):
+        return hasattr(path, "metadata") and hasattr(path, "temporal_block")  # an open PMDStore
         return False
     meta = Path(path) / "zarr.json"
     if not meta.is_file():
@@ -309,6 +311,8 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         The content of ``report.json``.
     """
     check_output_path(folder, overwrite=overwrite)
+    from ..reconstruct import PMDStore, open_store  # numba loads here, not at `pmd --help`
+
     if not isinstance(store, PMDStore):
         store = open_store(store)
     with contextlib.ExitStack() as stack:
@@ -395,6 +399,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
     if given_store and compress_options:
         raise InputError(f"{movie_or_store}: compression options ({', '.join(sorted(compress_options))}) do not "
                          "apply to an existing store")
+    from ..reconstruct import PMDStore, open_store  # numba loads here, not at `pmd --help`
 
     with contextlib.ExitStack() as stack:
         if given_store:

@@ -7,11 +7,12 @@ shows the five key numbers, the figures and a table of every metric.
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
 
 import numpy as np
+
+from ..formats.report import write_report
 
 #: Maps saved (float32) in ``maps.npz`` beside the report.
 SAVED_MAPS = (
@@ -111,21 +112,7 @@ def summary_lines(report: dict) -> list[str]:
 
 def write_json(folder: Path, report: dict) -> None:
     """``report.json``: NaN and infinities are written as null or strings (strict JSON)."""
-
-    def clean(obj):
-        if isinstance(obj, dict):
-            return {str(k): clean(v) for k, v in obj.items()}
-        if isinstance(obj, list | tuple):
-            return [clean(v) for v in obj]
-        if isinstance(obj, np.ndarray):
-            return clean(obj.tolist())
-        if isinstance(obj, np.generic):
-            return clean(obj.item())
-        if isinstance(obj, float) and not math.isfinite(obj):
-            return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-        return obj
-
-    (folder / "report.json").write_text(json.dumps(clean(report), indent=1, allow_nan=False) + "\n")
+    write_report(folder, report)
 
 
 def write_maps(folder: Path, maps: dict) -> None:

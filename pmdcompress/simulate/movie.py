@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, signal
 
-from ..errors import StoreFormatError
+from ..formats.truth import Truth, create_truth, finish_truth, read_truth, truth_header
 from ..io.atomic import atomic_output, check_output_path
 
 __all__ = ["FORMAT_VERSION", "KINDS", "Truth", "load_truth", "simulate_movie", "truth_path"]
 
-FORMAT_VERSION = "pmd-simulate/1"
+FORMAT_VERSION = truth_header()["version"]  # "pmd-simulate/1"
 
 # Camera defaults: those of the synthetic movie in compression_denoising.md section 1,
 # so that its codec and noise measurements apply to movies made here.
@@ -177,67 +177,6 @@ class _Model:
     neuropil_traces: np.ndarray  # (K, T) float32, mean about 1
     n_overlapping: int
     scale: float  # relative units -> photons
-
-
-@dataclasses.dataclass(frozen=True)
-class Truth:
-    """Ground truth of a simulated movie, as opened by :func:`load_truth`.
-
-    Attributes
-    ----------
-    path : Path
-        The ``.truth.zarr`` group.
-    clean : zarr.Array, shape (T, Y, X), float32
-        Expected value of the movie in ADU, ``offset + gain * rate``.  Lazy.
-    footprints : ndarray, shape (N, Y, X), float32
-        Spatial footprint of each neuron, maximum 1.
-    traces : ndarray, shape (N, T), float32
-        Soma fluorescence at the footprint peak, photons/px/frame.
-    spikes : ndarray, shape (N, T), uint8
-        Spike counts per frame.
-    background : ndarray, shape (Y, X), float32
-        Mean rate without calcium transients (neuropil + soma baselines), photons/px/frame.
-    neuropil_spatial : ndarray, shape (K, Y, X), float32
-        Spatial modes of the neuropil, photons/px/frame.
-    neuropil_traces : ndarray, shape (K, T), float32
-        Temporal modes of the neuropil, unitless (mean about 1).
-    attrs : dict
-        Parameters and camera constants (``gain``, ``offset``, ``read_noise``, ...).
-    """
-
-    path: Path
-    clean: object
-    footprints: np.ndarray
-    traces: np.ndarray
-    spikes: np.ndarray
-    background: np.ndarray
-    neuropil_spatial: np.ndarray
-    neuropil_traces: np.ndarray
-    attrs: dict
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Movie shape ``(T, Y, X)``."""
-        return tuple(self.clean.shape)
-
-    @property
-    def gain(self) -> float:
-        """ADU per photon."""
-        return float(self.attrs["gain"])
-
-    @property
-    def offset(self) -> float:
-        """ADU at zero photons."""
-        return float(self.attrs["offset"])
-
-    @property
-    def read_noise(self) -> float:
-        """Read noise standard deviation, ADU."""
-        return float(self.attrs["read_noise"])
-
-    def read(self, t0: int, t1: int) -> np.ndarray:
-        """Frames ``t0:t1`` of the clean movie as float32, shape (t1 - t0, Y, X)."""
-        return np.asarray(self.clean[t0:t1], dtype=np.float32)
 
 
 def truth_path(movie_path: str | os.PathLike) -> Path:
@@ -457,34 +396,10 @@ def load_truth(path: str | os.PathLike) -> Truth:
     StoreFormatError
         If it is not a truth group of a known version.
     """
-    import zarr
-
     path = Path(path)
     if path.suffix != ".zarr":
         path = truth_path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no ground-truth group")
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception as exc:  # zarr raises several types for a non-group
-        raise StoreFormatError(f"{path}: not a zarr group ({exc})") from exc
-    attrs = dict(group.attrs)
-    if attrs.get("version") != FORMAT_VERSION:
-        raise StoreFormatError(f"{path}: version {attrs.get('version')!r}, expected {FORMAT_VERSION!r}")
-    try:
-        return Truth(
-            path=path,
-            clean=group["clean"],
-            footprints=group["footprints"][...],
-            traces=group["traces"][...],
-            spikes=group["spikes"][...],
-            background=group["background"][...],
-            neuropil_spatial=group["neuropil_spatial"][...],
-            neuropil_traces=group["neuropil_traces"][...],
-            attrs=attrs,
-        )
-    except KeyError as exc:
-        raise StoreFormatError(f"{path}: missing array {exc}") from exc
+    return read_truth(path)
 
 
 # --------------------------------------------------------------------------- model
@@ -786,8 +701,6 @@ def _noisy_frame(rate: np.ndarray, seed: int, t: int, gain, offset, read_noise, 
 def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, chunk_frames):
     """Write the truth group and stream the movie; return realised statistics."""
     import tifffile
-    import zarr
-    from zarr.codecs import BloscCodec
 
     n_neurons, ny, nx = model.footprints.shape
     n_frames = model.traces.shape[1]
@@ -795,7 +708,6 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
     gain, offset, read_noise = attrs["gain"], attrs["offset"], attrs["read_noise"]
     noise_blur = float(attrs["regime"].get("noise_blur", 0.0))
 
-    group = zarr.open_group(str(tmp_zarr), mode="w", zarr_format=3)
     background = (
         np.tensordot(model.neuropil_traces.mean(axis=1), model.neuropil_spatial, axes=1)
         + np.tensordot(model.baseline, model.footprints, axes=1)
@@ -814,17 +726,8 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
         "tau_decay_s": model.tau_decay_s,
         "dff_per_spike": model.dff_per_spike,
     }
-    for name, data in small.items():
-        group.create_array(name, data=np.ascontiguousarray(data))
     time_chunk = min(chunk_frames, n_frames, max(1, (16 << 20) // (4 * pixels)))
-    clean = group.create_array(
-        "clean",
-        shape=(n_frames, ny, nx),
-        dtype=np.float32,
-        chunks=(time_chunk, ny, nx),
-        compressors=BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),
-        dimension_names=("t", "y", "x"),
-    )
+    group, clean = create_truth(tmp_zarr, small, n_frames, ny, nx, time_chunk)
 
     a = model.footprints.reshape(n_neurons, pixels)
     b = model.neuropil_spatial.reshape(len(model.neuropil_spatial), pixels)
@@ -871,5 +774,5 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
     )
     attrs["mean_photons"] = total / (n_frames * pixels)
     attrs["scale"] = model.scale
-    group.attrs.update(attrs)
+    finish_truth(group, attrs)
     return {"mean_photons": attrs["mean_photons"]}

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import StoreFormatError
+from ..formats.null_cache import NULL_CACHE, NullCacheEntry, cache_key, read_null_cache, write_null_cache
 from ..parallel import map_tasks
 from .svd import Thresholds
 
 log = logging.getLogger("pmdcompress")
 
-NULL_VERSION = 1
+NULL_VERSION = NULL_CACHE.version
 
 
 def cache_dir() -> Path | None:
@@ -127,19 +129,19 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
         null noise is given the same correlation.
     """
     noise_correlation = round_correlation(noise_correlation)
-    key = {
-        "version": NULL_VERSION, "solver": solver.params(), "patch_shape": list(map(int, patch_shape)),
-        "n_frames": int(n_frames), "n_sims": n_sims, "n_components": n_components,
-        "false_pass": false_pass, "seed": seed, "noise_correlation": list(noise_correlation),
-    }
+    key = cache_key(
+        solver=solver.params(), patch_shape=list(map(int, patch_shape)),
+        n_frames=int(n_frames), n_sims=n_sims, n_components=n_components,
+        false_pass=false_pass, seed=seed, noise_correlation=list(noise_correlation),
+    )
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     folder = cache_dir() if use_cache else None
     path = folder / f"null-{digest}.json" if folder else None
     if path is not None and path.exists():
         try:
-            cached = json.loads(path.read_text())
-            return Thresholds(float(cached["spatial"]), float(cached["temporal"]))
-        except (OSError, ValueError, KeyError):
+            cached = read_null_cache(path)
+            return Thresholds(cached.spatial, cached.temporal)
+        except StoreFormatError:
             log.debug("ignoring unreadable null cache %s", path)
 
     def simulate(i):
@@ -153,11 +155,7 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
 
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"key": key, "spatial": thresholds.spatial,
-                                       "temporal": thresholds.temporal}))
-            os.replace(tmp, path)
+            write_null_cache(path, NullCacheEntry(key, thresholds.spatial, thresholds.temporal))
         except OSError as exc:  # a read-only home must not stop a compression
             log.debug("cannot write null cache %s: %s", path, exc)
     return thresholds

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.linalg.blas import sger as _sger
 
 from ..preprocess import noise_std_psd
 from .roughness import spatial_roughness, temporal_roughness
@@ -54,6 +55,24 @@ def image_noise_std(img: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2.0) * np.abs(conv).sum() / (6.0 * (w - 2) * (h - 2)))
 
 
+@dataclass
+class _WarmStart:
+    """Where the penalty searches of the next rank-1 step start."""
+
+    lam_u: float | None
+    lam_v: float | None
+    dual: np.ndarray  # (h, w) float64: the 2-D TV dual at lam_u
+
+
+def _deflate(residual, v, u):
+    """``residual -= outer(v, u)`` in place (float32), as one BLAS rank-1 update."""
+    # residual is C-ordered (L, P): its transpose is a Fortran-ordered (P, L) matrix
+    # that ger updates in place, without the temporary outer product.
+    out = _sger(-1.0, u, v, a=residual.T, overwrite_a=True)
+    if not np.shares_memory(out, residual):  # ger copies when it cannot work in place
+        residual[...] = out.T
+
+
 @dataclass(frozen=True)
 class PMDSolver:
     """Greedy penalized rank-1 decomposition of a patch (see the module docstring)."""
@@ -67,17 +86,28 @@ class PMDSolver:
     tol: float = 5e-3
     search_rtol: float = 5e-2
     tv_tol: float = 1e-2
+    #: Start every penalty search from the weights (and 2-D TV dual) of the previous
+    #: one, within a component and from one component to the next: about 1.5x
+    #: faster on real patches.  Off: each component starts cold, and only the
+    #: weights carry over between its two iterations (the earlier behaviour).
+    warm_start: bool = True
     name: str = "pmd"
 
     def params(self) -> dict:
         return asdict(self)
 
-    def _rank_one(self, residual, patch_shape, v):
-        """Alternate the constrained spatial and temporal steps from ``v`` (L,)."""
+    def _rank_one(self, residual, patch_shape, v, warm):
+        """Alternate the constrained spatial and temporal steps from ``v`` (L,).
+
+        ``warm`` carries the penalty weights (and the 2-D TV dual) of the last
+        search from one iteration, and (with ``warm_start``) one component, to
+        the next: the searches then start next to their answer.
+        """
         h, w = patch_shape
         n_frames, n_pix = residual.shape
         u = np.zeros(n_pix)
-        lam_u = lam_v = None  # warm starts of the penalty searches across iterations
+        if not self.warm_start:
+            warm.lam_u = warm.lam_v = None
         for _ in range(self.max_num_iter):
             u_tilde = residual.T @ v.astype(np.float32)
             norm = np.linalg.norm(u_tilde)
@@ -85,8 +115,9 @@ class PMDSolver:
                 break
             u_tilde = (u_tilde / norm).astype(np.float64)
             sigma_u = image_noise_std(u_tilde.reshape(h, w))
-            u_new, lam_u = constrained_tv2d(u_tilde.reshape(h, w), n_pix * sigma_u**2, rtol=self.search_rtol,
-                                            tol=self.tv_tol, lam0=lam_u)
+            u_new, warm.lam_u = constrained_tv2d(u_tilde.reshape(h, w), n_pix * sigma_u**2, rtol=self.search_rtol,
+                                                 tol=self.tv_tol, lam0=warm.lam_u,
+                                                 dual=warm.dual if self.warm_start else None)
             u_new = u_new.ravel()
             nu = np.linalg.norm(u_new)
             if nu == 0:
@@ -96,8 +127,8 @@ class PMDSolver:
             v_tilde = (residual @ u_new.astype(np.float32)).astype(np.float64)
             sigma_v = float(noise_std_psd(v_tilde[:, None])[0]) if n_frames >= 8 else 0.0
             if sigma_v > 0 and n_frames >= 4:
-                v_new, lam_v = constrained_trend_filter(v_tilde, n_frames * sigma_v**2, rtol=self.search_rtol,
-                                                        lam0=lam_v)
+                v_new, warm.lam_v = constrained_trend_filter(v_tilde, n_frames * sigma_v**2, rtol=self.search_rtol,
+                                                             lam0=warm.lam_v)
             else:
                 v_new = v_tilde
             nv = np.linalg.norm(v_new)
@@ -112,20 +143,21 @@ class PMDSolver:
         residual = np.array(data, dtype=np.float32, copy=True)
         kept, sp_stats, t_stats = [], [], []
         failures = n_tested = 0
+        warm = _WarmStart(None, None, np.zeros(patch_shape))
         while True:
             temporal, s, _ = randomized_svd(residual, self.block_rank, oversample=self.oversample,
                                             power_iterations=self.power_iterations, rng=rng)
             if temporal.shape[1] == 0 or s[0] <= 0:
                 break
             for i in range(temporal.shape[1]):
-                u, v_smooth = self._rank_one(residual, patch_shape, temporal[:, i].astype(np.float64))
+                u, v_smooth = self._rank_one(residual, patch_shape, temporal[:, i].astype(np.float64), warm)
                 u32 = u.astype(np.float32)
                 v = residual @ u32  # debiased temporal factor
                 # The test looks at unpenalised (debiased) factors: a penalised
                 # u of pure noise collapses towards a constant and would look
                 # smooth, so its roughness would say nothing.
                 u_debiased = residual.T @ v_smooth.astype(np.float32)
-                residual -= np.outer(v, u32)
+                _deflate(residual, v, u32)
                 sp = spatial_roughness(u_debiased[:, None], patch_shape)[0]
                 tp = temporal_roughness(v[:, None])[0]
                 n_tested += 1

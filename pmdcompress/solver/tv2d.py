@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from pmdcompress._numba import jit
+from pmdcompress.errors import InputError
 
 from .constrained import (
     DEFAULT_RTOL,
@@ -250,12 +251,15 @@ def _tv2d_limit(y):
 
 
 @jit
-def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_solver, tol, x):
+def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_solver, tol, x, t, lam_t):
     """Largest lam with ``||y - tv2d(y, lam)||^2 <= delta``.
 
     Same contract as :func:`_constrained_tv1d_kernel`; each 2-D solve is warm
     started from the rescaled dual of the previous one, and the log-log slope
     is the secant through the last two evaluations (2 for the first step).
+    ``t`` (h, w): on entry a dual of the column term feasible for ``lam_t``
+    (zeros with ``lam_t = 0`` for a cold start), e.g. that of a previous call
+    on a nearby image; on exit the dual of the returned solution.
     Returns ``(lam, res, n_iter, all_converged)``: whether every inner solve
     reached its tolerance.
     """
@@ -265,10 +269,13 @@ def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_so
         for i in range(h):
             for j in range(w):
                 x[i, j] = mean
+        for i in range(h):
+            for j in range(w):
+                t[i, j] = 0.0
         return lam_bound, r_inf, 0, True
-    t = np.zeros((h, w))
     state, target, lam = search_start(lam0, lam_bound, r_inf, delta, rtol)
     x_best = y.copy()
+    t_best = np.zeros((h, w))  # the dual of x_best (y itself, at lam = 0, until a feasible lam is found)
     res_best = 0.0
     lam_prev = 0.0
     res_prev = 0.0
@@ -276,17 +283,18 @@ def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_so
     all_converged = True
     while n_iter < max_num_iter:
         n_iter += 1
-        if lam_prev > 0.0:
-            # rescaling keeps the dual feasible for the new lam
-            scale = lam / lam_prev
-            for i in range(h):
-                for j in range(w):
-                    t[i, j] *= scale
+        # rescaling keeps the dual feasible for the new lam
+        scale = lam / lam_t if lam_t > 0.0 else 0.0
+        for i in range(h):
+            for j in range(w):
+                t[i, j] *= scale
+        lam_t = lam
         _, _, converged = _tv2d_kernel(y, lam, t, x, max_num_iter_solver, tol)
         all_converged = all_converged and converged
         res = squared_distance(y, x)
         if search_record(state, lam, res, delta):
             x_best[:, :] = x
+            t_best[:, :] = t
             res_best = res
         if search_done(state, res, delta, rtol):
             break
@@ -298,8 +306,8 @@ def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_so
         res_prev = res
         lam = search_next(state, target, lam, res, slope)
     x[:, :] = x_best
+    t[:, :] = t_best
     return state[S_LO], res_best, n_iter, all_converged
-
 
 
 def tv2d_denoise(img, lam, *, max_num_iter=DEFAULT_TV2D_MAX_NUM_ITER, tol=DEFAULT_TV2D_TOL):
@@ -396,6 +404,7 @@ def constrained_tv2d(
     max_num_iter=DEFAULT_SEARCH_MAX_NUM_ITER,
     max_num_iter_solver=DEFAULT_TV2D_MAX_NUM_ITER,
     tol=DEFAULT_TV2D_TOL,
+    dual=None,
 ):
     """Smoothest anisotropic 2-D TV fit within a squared-residual budget.
 
@@ -417,6 +426,12 @@ def constrained_tv2d(
     tol : float, optional
         Certified relative accuracy of each 2-D TV solve (see
         :func:`tv2d_denoise`).
+    dual : ndarray of float64, shape (h, w), optional
+        Warm start of the first solve, updated in place: on return it holds
+        the dual variable (of the column term) of the returned solution, and
+        passing it back with ``lam0`` set to the returned ``lam`` starts the
+        search on a nearby image (the next iteration of an alternating
+        scheme) from there.  Ignored on entry when ``lam0`` is None.
 
     Returns
     -------
@@ -472,9 +487,21 @@ def constrained_tv2d(
     max_num_iter_solver = check_count(max_num_iter_solver, "max_num_iter_solver")
     tol = check_nonnegative(tol, "tol", allow_inf=False)
     if delta <= 0.0 or y64.size == 0:
+        if dual is not None:
+            dual[...] = 0.0
         return y64.astype(out_dtype, copy=True), 0.0
     x = np.empty_like(y64)
-    lam, _, _, converged = _constrained_tv2d_kernel(y64, delta, lam0, rtol, max_num_iter, max_num_iter_solver, tol, x)
+    if dual is None:
+        t, lam_t = np.zeros_like(y64), 0.0
+    else:
+        if not (isinstance(dual, np.ndarray) and dual.dtype == np.float64 and dual.shape == y64.shape
+                and dual.flags.c_contiguous and dual.flags.writeable):
+            raise InputError(f"dual must be a writeable C-contiguous float64 array of shape {y64.shape}")
+        t, lam_t = dual, lam0
+        if lam_t <= 0.0:
+            t[...] = 0.0
+    lam, _, _, converged = _constrained_tv2d_kernel(y64, delta, lam0, rtol, max_num_iter, max_num_iter_solver, tol, x,
+                                                    t, lam_t)
     if not converged:
         logger.warning("constrained_tv2d: a 2-D TV solve did not reach tol=%g (shape %s)", tol, y64.shape)
     return x.astype(out_dtype, copy=False), float(lam)

@@ -1,0 +1,152 @@
+"""Benchmark: compression and decompression speed on real movies, per CPU-second, before vs after.
+
+    python benchmarks/bench_speed.py [--baseline REV] [--repeats N] [--movies a,b] [--out benchmarks/results/speed.json]
+
+For every movie (default: ../shared/data/neurofinder_dev and optinist_mouse2p) and every tree (this
+checkout, and with ``--baseline`` the git revision REV checked out into a temporary worktree) it runs,
+each in a fresh process with one worker thread and BLAS limited to one thread:
+
+- compress (default method pmd) once to fill the numba and null caches, then ``--repeats`` measured
+  runs, interleaved between the trees: process CPU time of the ``compress`` call, its fit time, the
+  total rank, and MB of input per CPU-second;
+- decompress of this checkout's store (the same store for both trees): full frames to uint16 in
+  blocks of 256 frames, CPU time best of 3, GB of output per CPU-second.
+
+CPU time, not wall time, and trees side by side in one run: the machine is shared and noisy.
+Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = next((p for p in (ROOT.parent / "shared" / "data", Path("/work/shared/data")) if p.exists()),
+              ROOT.parent / "shared" / "data")
+
+COMPRESS = r"""
+import json, sys, time
+import pmdcompress
+t0 = time.process_time()
+store = pmdcompress.compress(sys.argv[1], sys.argv[2], overwrite=True, workers=1, method=sys.argv[3])
+cpu = time.process_time() - t0
+print(json.dumps({"cpu_s": cpu, "timings": store.metadata.timings, "total_rank": store.metadata.total_rank,
+                  "ranks": [int(r) for r in store.patch_ranks]}))
+"""
+
+DECOMPRESS = r"""
+import json, sys, time
+import numpy as np
+import pmdcompress
+from pmdcompress.parallel import blas_threads
+store = pmdcompress.open(sys.argv[1])
+t_len, y_len, x_len = store.shape
+chunk = 256
+buf = np.empty((chunk, y_len, x_len), np.uint16)
+best = float("inf")
+with blas_threads(1):
+    store.read(0, min(chunk, t_len), dtype=np.uint16, out=buf[: min(chunk, t_len)])  # compile + cell plan
+    for _ in range(3):
+        t0 = time.process_time()
+        for a in range(0, t_len, chunk):
+            b = min(a + chunk, t_len)
+            store.read(a, b, dtype=np.uint16, out=buf[: b - a])
+        best = min(best, time.process_time() - t0)
+print(json.dumps({"cpu_s": best, "gb_per_cpu_s": t_len * y_len * x_len * 2 / best / 1e9}))
+"""
+
+
+def child(tree: Path, code: str, *args) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(tree), PMD_NUM_WORKERS="1", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=tree, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"{tree}: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def baseline_tree(rev: str, folder: Path) -> Path:
+    path = folder / "baseline"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev], check=True,
+                   capture_output=True)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", help="git revision to compare against (checked out in a temporary worktree)")
+    ap.add_argument("--repeats", type=int, default=1, help="measured compress runs per tree (median reported)")
+    ap.add_argument("--movies", default="neurofinder_dev,optinist_mouse2p")
+    ap.add_argument("--method", default="pmd")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "speed.json")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="pmd-bench-speed-") as tmp:
+        tmp = Path(tmp)
+        trees = {"current": ROOT}
+        if args.baseline:
+            trees["baseline"] = baseline_tree(args.baseline, tmp)
+        results = {"machine": platform.node(), "cpus": os.cpu_count(), "baseline": args.baseline,
+                   "method": args.method, "movies": {}}
+        try:
+            for name in args.movies.split(","):
+                movie = SHARED / name / "movie.tif"
+                if not movie.exists():
+                    print(f"skipping {name}: {movie} not found", file=sys.stderr)
+                    continue
+                mb = movie.stat().st_size / 1e6
+                entry = results["movies"][name] = {"input_mb": mb}
+                stores = {tag: tmp / f"{name}-{tag}.pmd.zarr" for tag in trees}
+                for tag, tree in trees.items():  # warm-up: numba and null caches
+                    child(tree, COMPRESS, movie, stores[tag], args.method)
+                runs = {tag: [] for tag in trees}
+                for _ in range(args.repeats):
+                    for tag, tree in trees.items():
+                        runs[tag].append(child(tree, COMPRESS, movie, stores[tag], args.method))
+                for tag, rs in runs.items():
+                    cpu = statistics.median(r["cpu_s"] for r in rs)
+                    entry[tag] = {
+                        "compress_cpu_s": cpu, "compress_mb_per_cpu_s": mb / cpu,
+                        "fit_s": statistics.median(r["timings"]["fit_s"] for r in rs),
+                        "total_rank": rs[-1]["total_rank"], "ranks": rs[-1]["ranks"],
+                        "decompress": child(trees[tag], DECOMPRESS, stores["current"]),
+                    }
+                if "baseline" in entry:
+                    a, b = entry["current"]["ranks"], entry["baseline"]["ranks"]
+                    diffs = [abs(x - y) for x, y in zip(a, b, strict=True)]
+                    entry["rank_difference"] = {"max": max(diffs), "patches_differing": sum(d > 0 for d in diffs),
+                                                "patches_differing_by_more_than_one": sum(d > 1 for d in diffs)}
+        finally:
+            if args.baseline:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees["baseline"])],
+                               check=False, capture_output=True)
+
+    print(f"{'movie':<18} {'tree':<9} {'rank':>5} {'compress CPU s':>15} {'MB/CPU-s':>9} {'fit s':>6} "
+          f"{'decompress GB/CPU-s':>20}")
+    for name, entry in results["movies"].items():
+        for tag in trees:
+            r = entry[tag]
+            print(f"{name:<18} {tag:<9} {r['total_rank']:>5} {r['compress_cpu_s']:>15.2f} "
+                  f"{r['compress_mb_per_cpu_s']:>9.2f} {r['fit_s']:>6.2f} {r['decompress']['gb_per_cpu_s']:>20.2f}")
+        if "rank_difference" in entry:
+            print(f"{'':<18} ranks per patch, current vs baseline: {entry['rank_difference']}")
+    for entry in results["movies"].values():
+        for tag in trees:
+            entry[tag].pop("ranks")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The demix result (``*.demix.zarr``): layout, writer and reader (docs/format.md).
+
+Layout of a ``*.demix.zarr`` group (Zarr v3; attributes under ``pmdcompress-demix``):
+
+====================================  ============  ======================================================
+array                                 shape         meaning
+====================================  ============  ======================================================
+``footprints/data, indices, indptr``  CSC           footprints A (pixels x n, pixel ``y * X + x``), peak 1
+``traces``                            (n, T)        C: baseline-free activity (>= 0 for calcium)
+``raw_traces``                        (n, T)        F: fluorescence at the footprint's peak, background removed
+``baseline``                          (n, T)        running low percentile of F (dF/F's F0)
+``dff``                               (n, T)        (F - F0) / max(F0, floor)
+``centers``                           (n, 2)        weighted centroids (y, x)
+``labels``                            (Y, X)        label image of the masks (0: none; 1 + index of the
+                                                    strongest footprint at the pixel)
+``background/spatial, temporal``      (nb, Y, X),   fluctuating background b f (units of the movie)
+                                      (nb, T)
+``background/static``                 (Y, X)        static background (mean image without the neurons)
+``background/ring/data, indices,      CSR           ring model only (``--kind 1p`` with ``background_model="ring"``):
+indptr``                                            weights W on the ``ring_ssub``-block grid (Nl x Nl);
+                                                    see the ``ring`` attribute for the model
+``metrics/<name>``                    (n,)          per-neuron metrics (see pmdcompress.demix.metrics)
+``images/mean, correlation, ...``     (Y, X)        mean image, correlation images
+====================================  ============  ======================================================
+
+The attributes hold ``format``/``format_version`` (:data:`DEMIX`), ``dims``,
+``n_components``, the names of the ``metrics`` and ``images`` arrays, the
+``ring`` model (or null) and the run's parameters; the writer stores the
+metadata mapping it is given as is and writes it last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import zarr
+
+from ..errors import StoreFormatError
+from ._version import FormatId, read_version
+from .store import COMPRESSORS
+
+DEMIX = FormatId("pmdcompress-demix", 1, (1,), "demix result")
+ATTRS_KEY = "pmdcompress-demix"
+
+
+@dataclass(frozen=True, eq=False)
+class DemixFile:
+    """The arrays and metadata of a ``*.demix.zarr`` group, as stored."""
+
+    footprints: sp.csc_matrix  # (Y*X, n) float32
+    traces: np.ndarray  # (n, T) float32
+    raw_traces: np.ndarray  # (n, T) float32
+    baseline: np.ndarray  # (n, T) float32
+    dff: np.ndarray  # (n, T) float32
+    centers: np.ndarray  # (n, 2) float64
+    labels: np.ndarray  # (Y, X) int32
+    background_spatial: np.ndarray  # (nb, Y, X) float32
+    background_temporal: np.ndarray  # (nb, T) float32
+    background_static: np.ndarray  # (Y, X) float32
+    metrics: dict  # name -> (n,)
+    images: dict  # name -> (Y, X) float32
+    metadata: dict  # JSON-able; carries the header fields of DEMIX
+    ring_weights: sp.csr_matrix | None = None  # (Nl, Nl), ring background model only
+
+    @property
+    def format_version(self) -> int:
+        return int(self.metadata.get("format_version", DEMIX.version))
+
+
+def write_demix(path, result: DemixFile) -> None:
+    """Write ``result`` as a Zarr v3 group at ``path`` (the caller makes it atomic)."""
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+
+    def put(grp, name, data):
+        data = np.ascontiguousarray(data)
+        chunks = data.shape if data.size else tuple(max(s, 1) for s in data.shape)
+        if data.ndim == 2 and data.shape[1] > 4096 and data.shape[0] < data.shape[1]:
+            chunks = (max(data.shape[0], 1), 4096)
+        arr = grp.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks or (1,),
+                               compressors=COMPRESSORS)
+        if data.size:
+            arr[...] = data
+
+    a = result.footprints.tocsc()
+    fg = group.create_group("footprints")
+    put(fg, "data", a.data.astype(np.float32))
+    put(fg, "indices", a.indices.astype(np.int64))
+    put(fg, "indptr", a.indptr.astype(np.int64))
+    for name in ("traces", "raw_traces", "baseline", "dff"):
+        put(group, name, getattr(result, name).astype(np.float32))
+    put(group, "centers", result.centers.astype(np.float64))
+    put(group, "labels", result.labels)
+    bg = group.create_group("background")
+    put(bg, "spatial", result.background_spatial.astype(np.float32))
+    put(bg, "temporal", result.background_temporal.astype(np.float32))
+    put(bg, "static", result.background_static.astype(np.float32))
+    if result.ring_weights is not None:
+        w = sp.csr_matrix(result.ring_weights)
+        rg = bg.create_group("ring")
+        put(rg, "data", w.data.astype(np.float32))
+        put(rg, "indices", w.indices.astype(np.int64))
+        put(rg, "indptr", w.indptr.astype(np.int64))
+    mg = group.create_group("metrics")
+    for name, values in result.metrics.items():
+        put(mg, name, np.asarray(values))
+    ig = group.create_group("images")
+    for name, img in result.images.items():
+        put(ig, name, np.asarray(img, np.float32))
+    group.attrs[ATTRS_KEY] = jsonable(result.metadata)  # last: a group without it is incomplete
+
+
+def read_demix(path) -> DemixFile:
+    """Open a ``*.demix.zarr`` group written by :func:`write_demix`."""
+    where = str(path)
+    if not Path(path).is_dir():
+        raise StoreFormatError(f"{where}: no such demix result")
+    try:
+        group = zarr.open_group(where, mode="r")
+    except Exception as exc:  # zarr raises several types for a non-group
+        raise StoreFormatError(f"{where}: not a Zarr v3 group ({type(exc).__name__}: {exc})") from exc
+    meta = group.attrs.get(ATTRS_KEY)
+    if not isinstance(meta, dict):
+        raise StoreFormatError(f"{where}: not a pmdcompress demix result (attribute '{ATTRS_KEY}' missing)")
+    read_version(meta, DEMIX, where)
+    try:
+        dims = tuple(meta["dims"])
+        n = int(meta["n_components"])
+        a = sp.csc_matrix(
+            (group["footprints/data"][...], group["footprints/indices"][...], group["footprints/indptr"][...]),
+            shape=(dims[0] * dims[1], n),
+        )
+        ring = None
+        if meta.get("ring"):
+            nl = int(np.prod(meta["ring"]["low_dims"]))
+            ring = sp.csr_matrix((group["background/ring/data"][...], group["background/ring/indices"][...],
+                                  group["background/ring/indptr"][...]), shape=(nl, nl))
+        return DemixFile(
+            footprints=a,
+            traces=group["traces"][...],
+            raw_traces=group["raw_traces"][...],
+            baseline=group["baseline"][...],
+            dff=group["dff"][...],
+            centers=group["centers"][...],
+            labels=group["labels"][...],
+            background_spatial=group["background/spatial"][...],
+            background_temporal=group["background/temporal"][...],
+            background_static=group["background/static"][...],
+            metrics={name: group[f"metrics/{name}"][...] for name in meta.get("metrics", [])},
+            images={name: group[f"images/{name}"][...] for name in meta.get("images", [])},
+            metadata=meta,
+            ring_weights=ring,
+        )
+    except KeyError as exc:
+        raise StoreFormatError(f"{where}: array {exc} is missing") from exc
+
+
+def jsonable(obj):
+    """``obj`` with numpy values and paths turned into JSON types (mappings and sequences recursed)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

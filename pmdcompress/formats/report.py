@@ -1,0 +1,68 @@
+"""``report.json``: every number of a report, with the name of its definition (docs/snr.md).
+
+Strict JSON (NaN written as null, infinities as the strings ``"inf"``/``"-inf"``),
+indented by one space.  The top-level keys ``format``/``format_version``
+(:data:`REPORT`) identify it; the rest is the report's content as described in
+docs/format.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreFormatError
+from ._version import FormatId, read_version
+
+#: Version 2 adds the ``photon_split`` section and the ``photon_split_*`` metrics (version 1 reports have
+#: neither; they read as they are).
+REPORT = FormatId("pmdcompress-report", 2, (1, 2), "report")
+REPORT_NAME = "report.json"
+
+
+@dataclass(frozen=True, eq=False)
+class ReportFile:
+    """A ``report.json`` as read: its version and its content (the whole mapping)."""
+
+    format_version: int
+    content: dict
+
+
+def strict_json(obj):
+    """``obj`` with numpy values converted and non-finite floats made strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return strict_json(obj.tolist())
+    if isinstance(obj, np.generic):
+        return strict_json(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
+
+
+def write_report(folder, report: dict) -> Path:
+    """Write ``report`` (which starts with the header of :data:`REPORT`) as ``folder/report.json``."""
+    path = Path(folder) / REPORT_NAME
+    path.write_text(json.dumps(strict_json(report), indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def read_report(path) -> ReportFile:
+    """Read a ``report.json`` (or the folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / REPORT_NAME
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise StoreFormatError(f"{path}: no such report") from exc
+    except (OSError, ValueError) as exc:
+        raise StoreFormatError(f"{path}: not a readable report ({exc})") from exc
+    return ReportFile(read_version(content, REPORT, str(path)), content)

@@ -1,0 +1,190 @@
+"""Every on-disk format: the checked-in fixtures of earlier versions still read, and writer -> reader round trips."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import zarr
+
+import pmdcompress
+from pmdcompress.demix.result import DemixResult, open_demix, write_result
+from pmdcompress.errors import StoreFormatError
+from pmdcompress.formats._version import FormatId, header, read_version
+from pmdcompress.formats.batch_status import BATCH_STATUS, read_status, write_status
+from pmdcompress.formats.demix import DEMIX
+from pmdcompress.formats.null_cache import NULL_CACHE, NullCacheEntry, cache_key, read_null_cache, write_null_cache
+from pmdcompress.formats.report import REPORT, read_report, write_report
+from pmdcompress.formats.store import STORE, StoreMetadata, create_store, finish_store, read_store
+from pmdcompress.formats.truth import TRUTH, create_truth, finish_truth, read_truth
+from pmdcompress.simulate import load_truth
+from pmdcompress.solver.null import NULL_VERSION
+
+V1 = Path(__file__).parent / "fixtures" / "v1"
+ALL_FORMATS = [STORE, DEMIX, TRUTH, REPORT, BATCH_STATUS, NULL_CACHE]
+
+
+# -- the version-1 fixtures (made by tests/fixtures/make_fixtures.py) ----------------------------------------
+
+
+def test_v1_store_fixture_reconstructs_the_simulated_movie_within_its_noise():
+    store = pmdcompress.open(V1 / "sim.pmd.zarr")
+    truth = load_truth(V1 / "sim.truth.zarr")
+    assert store.metadata.format_version == 1 and store.shape == truth.shape == (40, 20, 20)
+    denoised = store[:]
+    clean = truth.read(0, 40)
+    raw_noise = float(np.median(store.noise))
+    error = float(np.sqrt(np.mean((denoised - clean) ** 2)))
+    assert np.isfinite(denoised).all() and 0 < error < raw_noise
+    np.testing.assert_allclose(store.read(5, 9, (3, 11), (2, 20), dtype="uint16"),
+                               np.clip(np.floor(denoised[5:9, 3:11, 2:] + 0.5), 0, 65535))
+    assert store.info()["format_version"] == 1 and store.to_dask().shape == store.shape
+
+
+def test_v1_demix_fixture_reads_and_its_label_image_is_what_was_stored():
+    result = open_demix(V1 / "sim.demix.zarr")
+    assert result.metadata["format_version"] == 1
+    assert result.footprints.shape == (400, result.n_components) and result.n_components >= 1
+    assert result.traces.shape == (result.n_components, 40)
+    stored_labels = zarr.open_group(str(V1 / "sim.demix.zarr"), mode="r")["labels"][...]
+    np.testing.assert_array_equal(result.label_image(), stored_labels)
+
+
+def test_v1_truth_fixture_reads():
+    truth = read_truth(V1 / "sim.truth.zarr")
+    assert truth.format_version == 1 and truth.shape == (40, 20, 20)
+    assert truth.footprints.shape == (3, 20, 20) and truth.traces.shape == (3, 40)
+    # The clean movie is offset + gain * (footprints @ traces + neuropil): check the model holds.
+    rate = np.einsum("nyx,nt->tyx", truth.footprints, truth.traces)
+    rate += np.einsum("kyx,kt->tyx", truth.neuropil_spatial, truth.neuropil_traces)
+    np.testing.assert_allclose(truth.read(0, 40), truth.offset + truth.gain * rate, rtol=1e-4, atol=1e-3)
+
+
+def test_v1_report_status_and_null_cache_fixtures_read():
+    report = read_report(V1)
+    assert report.format_version == 1 and report.content["inputs"]["shape"] == [40, 20, 20]
+    status = read_status(V1 / "status.json")
+    assert status.format_version == 1 and status.state == "done"
+    entry = read_null_cache(V1 / "null-cache.json")
+    assert entry.format_version == 1 and entry.spatial > 0 and entry.temporal > 0
+    # The same key must still hash to a name the current code looks up.
+    assert entry.key["version"] == NULL_VERSION
+    assert len(hashlib.sha256(json.dumps(entry.key, sort_keys=True).encode()).hexdigest()[:24]) == 24
+
+
+# -- round trips ---------------------------------------------------------------------------------------------
+
+
+def _metadata(**over):
+    d = dict(shape=(6, 5, 4), input_dtype="uint16", factor_dtype="float32", method="pmd", patch_shape=(5, 4),
+             overlap=(0, 0), n_patches=1, total_rank=2, software_version="test", input={"name": "m.tif"},
+             parameters={"seed": 0}, timings={"total_s": 1.0}, created="2026-01-01T00:00:00+00:00")
+    d.update(over)
+    return StoreMetadata(**d)
+
+
+def test_store_metadata_round_trip_and_store_round_trip(tmp_path):
+    md = _metadata()
+    assert StoreMetadata.from_dict(json.loads(json.dumps(md.to_dict()))) == md
+    rng = np.random.default_rng(0)
+    arrays = {"mean": rng.random((5, 4), np.float32), "noise": rng.random((5, 4), np.float32) + 1,
+              "patch_origins": np.zeros((1, 2), np.int32), "patch_ranks": np.array([2], np.int32),
+              "weights_y": np.ones((1, 5), np.float32), "weights_x": np.ones((1, 4), np.float32),
+              "spatial": rng.standard_normal((20, 2)).astype(np.float32)}
+    group, temporal = create_store(tmp_path / "s.pmd.zarr", md, arrays, temporal_chunk=4)
+    v = rng.standard_normal((2, 6)).astype(np.float32)
+    temporal[...] = v
+    finish_store(group, md)
+    back = read_store(tmp_path / "s.pmd.zarr")
+    assert back.metadata == md
+    for name, data in arrays.items():
+        np.testing.assert_array_equal(getattr(back, name), data)
+    np.testing.assert_array_equal(back.temporal[...], v)
+    # The model of docs/format.md, one patch, unit weights.
+    store = pmdcompress.open(tmp_path / "s.pmd.zarr")
+    expected = arrays["mean"] + arrays["noise"] * (arrays["spatial"] @ v).T.reshape(6, 5, 4)
+    np.testing.assert_allclose(store[:], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_demix_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    n, t = 2, 7
+    a = sp.random(30, n, density=0.3, random_state=1, format="csc", dtype=np.float32)
+    result = DemixResult(
+        footprints=a, traces=rng.random((n, t), np.float32), raw_traces=rng.random((n, t), np.float32),
+        baseline=rng.random((n, t), np.float32), dff=rng.random((n, t), np.float32), centers=rng.random((n, 2)),
+        background_spatial=rng.random((1, 5, 6), np.float32), background_temporal=rng.random((1, t), np.float32),
+        background_static=rng.random((5, 6), np.float32), metrics={"snr": np.arange(n, dtype=np.float32)},
+        images={"mean": rng.random((5, 6), np.float32)},
+        metadata={**header(DEMIX), "dims": [5, 6], "n_components": n, "fs": 30.0, "metrics": ["snr"],
+                  "images": ["mean"], "ring": None, "parameters": {"footprint_threshold": 0.2}},
+    )
+    write_result(result, tmp_path / "r.demix.zarr")
+    back = open_demix(tmp_path / "r.demix.zarr")
+    assert (back.footprints != a).nnz == 0
+    for name in ("traces", "raw_traces", "baseline", "dff", "centers", "background_spatial",
+                 "background_temporal", "background_static"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(result, name))
+    np.testing.assert_array_equal(back.metrics["snr"], result.metrics["snr"])
+    assert back.metadata == result.metadata
+
+
+def test_truth_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    small = {name: rng.random(shape, np.float32) for name, shape in
+             [("footprints", (2, 4, 5)), ("traces", (2, 6)), ("background", (4, 5)),
+              ("neuropil_spatial", (1, 4, 5)), ("neuropil_traces", (1, 6))]}
+    small["spikes"] = rng.integers(0, 3, (2, 6)).astype(np.uint8)
+    group, clean = create_truth(tmp_path / "t.truth.zarr", small, 6, 4, 5, time_chunk=4)
+    clean[...] = rng.random((6, 4, 5), np.float32)
+    finish_truth(group, {**header(TRUTH), "gain": 2.0, "offset": 100.0, "read_noise": 1.0})
+    back = read_truth(tmp_path / "t.truth.zarr")
+    assert back.attrs["version"] == "pmd-simulate/1" and back.gain == 2.0
+    for name, data in small.items():
+        np.testing.assert_array_equal(getattr(back, name), data)
+
+
+def test_report_status_and_null_cache_round_trips(tmp_path):
+    report = {**header(REPORT), "metrics": {"gain": np.float32(2.5), "nan": float("nan"), "big": float("inf")}}
+    write_report(tmp_path, report)
+    back = read_report(tmp_path / "report.json")
+    assert back.content["metrics"] == {"gain": 2.5, "nan": None, "big": "inf"}  # strict JSON
+    status = {**header(BATCH_STATUS), "name": "m", "state": "failed", "error": "boom", "path": tmp_path}
+    write_status(tmp_path / "status.json", status)
+    assert read_status(tmp_path / "status.json").content == dict(status, path=str(tmp_path))
+    entry = NullCacheEntry(cache_key(patch_shape=[8, 8], seed=0), 1.5, 2.5)
+    write_null_cache(tmp_path / "c" / "null-x.json", entry)
+    assert read_null_cache(tmp_path / "c" / "null-x.json") == entry
+    assert not list((tmp_path / "c").glob("*.tmp"))
+
+
+# -- the shared versioning rule ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS, ids=lambda f: f.name)
+def test_every_format_reads_its_own_header_and_refuses_newer_or_foreign_ones(fmt):
+    assert read_version(header(fmt), fmt, "f") == fmt.version
+    newer = FormatId(fmt.name, max(fmt.readable) + 1, (max(fmt.readable) + 1,), fmt.what, fmt.style)
+    with pytest.raises(StoreFormatError, match=rf"f: {fmt.what} format version {newer.version}.*upgrade"):
+        read_version(header(newer), fmt, "f")
+    if fmt.style != "key":  # the null cache's key names no format
+        foreign = FormatId("something-else", fmt.version, (fmt.version,), fmt.what, fmt.style)
+        with pytest.raises(StoreFormatError, match="not a pmdcompress"):
+            read_version(header(foreign), fmt, "f")
+    with pytest.raises(StoreFormatError, match="f: "):
+        read_version(None, fmt, "f")
+
+
+def test_a_damaged_fixture_copy_names_the_file(tmp_path):
+    copy = tmp_path / "bad.json"
+    shutil.copy(V1 / "status.json", copy)
+    copy.write_text(copy.read_text()[:50])
+    with pytest.raises(StoreFormatError, match="bad.json: not a readable batch status"):
+        read_status(copy)
+    with pytest.raises(StoreFormatError, match="no such report"):
+        read_report(tmp_path / "missing.json")

@@ -154,7 +154,7 @@ _REGIMES["2p-dense"] = dataclasses.replace(
     _REGIMES["2p"], overlap_fraction=0.35, dendrite_fraction=0.35, dendrite_length=(20.0, 60.0),
     neuropil_sigma=(24.0, 12.0, 8.0, 6.0, 4.0, 3.0, 2.0), neuropil_level=(1.0, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4),
     neuropil_tau_s=(5.0, 2.0, 1.5, 1.0, 0.7, 0.5, 0.4), neuropil_swing=(0.05, 0.5, 0.5, 0.5, 0.6, 0.6, 0.6),
-    silent_fraction=0.3, tau_decay_s=(0.5, 1.5))
+    silent_fraction=0.2, tau_decay_s=(0.5, 1.5), dff_per_spike=(0.4, 1.2), spike_rate_hz=(0.1, 0.8))
 
 #: The simulated regimes (``kind``), in the order the CLI lists them.
 KINDS = tuple(_REGIMES)

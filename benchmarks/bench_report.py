@@ -43,7 +43,7 @@ print(json.dumps({"wall_s": time.perf_counter() - t, "cpu_s": time.process_time(
 REPORT = r"""
 import json, sys, time
 t, c = time.perf_counter(), time.process_time()
-from pmdcompress.report import make_report
+from pmdcompress.pipeline.report import make_report
 truth = sys.argv[4] if len(sys.argv) > 4 else None
 report = make_report(sys.argv[1], sys.argv[2], sys.argv[3], truth=truth, overwrite=True)
 print(json.dumps({"wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c, "report": report}))

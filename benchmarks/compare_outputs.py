@@ -121,6 +121,16 @@ def make_inputs(data: Path, folder: Path) -> dict[str, str]:
     return out
 
 
+def snapshot(tree: Path, dest: Path) -> Path:
+    """A copy of TREE's package and ``bin/`` (no caches) in DEST."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
+    shutil.copytree(tree / "pmdcompress", dest / "pmdcompress", ignore=ignore)
+    shutil.copytree(tree / "bin", dest / "bin", ignore=ignore)
+    return dest
+
+
 def run_tree(tree: Path, run_dir: Path, inputs: dict[str, str], log) -> dict[str, dict]:
     """Run every step with TREE's sources in RUN_DIR; returns per step its exit code and CPU seconds."""
     if run_dir.exists():
@@ -404,6 +414,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rerun-reference", action="store_true", help="ignore the cached reference outputs")
     parser.add_argument("--only", default=None, help="comma-separated step names to run (default: all)")
     parser.add_argument("--compare-only", action="store_true", help="compare the outputs of the last run again")
+    parser.add_argument("--in-place", action="store_true",
+                        help="run the candidate from its tree, not from a snapshot copy of its sources")
     parser.add_argument("--json", default=None, type=Path, help="also write the table as JSON here")
     args = parser.parse_args(argv)
 
@@ -437,9 +449,16 @@ def main(argv=None) -> int:
     else:
         log(f"reference outputs cached in {ref_dir} ({ref_key})")
         ref_steps = json.loads((ref_dir / "_steps.json").read_text())
+    cand_label = tree_commit(cand_tree)
+    run_cand = cand_tree
     if not args.compare_only:
-        log(f"candidate {cand_tree} ({tree_commit(cand_tree)})")
-        cand_steps = run_tree(cand_tree, cand_dir, inputs, log)
+        log(f"candidate {cand_tree} ({cand_label})")
+        if not args.in_place:
+            # a copy of the sources, so that the tree can be edited while the scenario runs
+            run_cand = snapshot(cand_tree, work / "candidate_tree")
+        cand_steps = run_tree(run_cand, cand_dir, inputs, log)
+    elif (work / "candidate_tree").exists() and not args.in_place:
+        run_cand = work / "candidate_tree"
 
     failed = False
     for name, _args, _out in STEPS:
@@ -449,7 +468,7 @@ def main(argv=None) -> int:
             log(f"step {name}: exit code {ra} (reference) vs {rb} (candidate)")
         elif ra != 0:
             log(f"step {name}: both exit {ra} (check the scenario)")
-    rows = compare_runs(ref_dir, cand_dir, ref_tree, cand_tree, log)
+    rows = compare_runs(ref_dir, cand_dir, ref_tree, run_cand, log)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
@@ -462,9 +481,10 @@ def main(argv=None) -> int:
     log(f"{len(rows)} files: " + ", ".join(f"{v} {n}" for v, n in sorted(counts.items())))
     cpu_a = sum(s.get("cpu_s", 0) for s in ref_steps.values())
     cpu_b = sum(s["cpu_s"] for s in cand_steps.values())
-    log(f"CPU seconds of the scenario: reference {cpu_a:.1f}, candidate {cpu_b:.1f}")
+    log(f"CPU seconds of the scenario: reference {cpu_a:.1f}, candidate {cpu_b:.1f} (a snapshot compiles its numba"
+        " kernels afresh: compare CPU only with --in-place on both sides)")
     if args.json:
-        args.json.write_text(json.dumps({"reference": ref_key, "candidate": tree_commit(cand_tree), "rows": rows,
+        args.json.write_text(json.dumps({"reference": ref_key, "candidate": cand_label, "rows": rows,
                                          "counts": counts}, indent=1))
     log("OUTPUTS MATCH" if not failed else "OUTPUTS DIFFER")
     return 1 if failed else 0

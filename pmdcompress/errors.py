@@ -54,9 +54,21 @@ class MissingDependencyError(PMDError, ImportError):
     """An optional package that the requested feature needs is not installed (the message says how to add it)."""
 
 
+class OutputError(PMDError, OSError):
+    """An output cannot be written: it is an input, the disk is full, permission is denied..."""
+
+
+class OutputBusyError(OutputError):
+    """Another process is writing the same output (its lock names it)."""
+
+
 class ClusterError(PMDError, ConnectionError):
     """A scheduler cannot be reached or a cluster cannot be started."""
 
 
 class BatchError(PMDError, RuntimeError):
     """A batch ran to its end but some movies failed (the summary lists them)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like an interrupt so that every partial output is cleaned up on the way out."""

@@ -209,9 +209,9 @@ class CompressOptions:
     @classmethod
     def create(cls, **options) -> CompressOptions:
         """A checked record from user values (``patch_shape`` and ``overlap`` may be N or HxW)."""
-        for key in ("patch_shape", "overlap"):
+        for key, least in (("patch_shape", 2), ("overlap", 0)):
             if key in options:
-                options[key] = parse_pair(options[key], key)
+                options[key] = parse_pair(options[key], key, minimum=least)
         try:
             opts = cls(**options)
         except TypeError as exc:
@@ -253,7 +253,7 @@ class DemixOptions:
     """Every parameter of :func:`pmdcompress.demix.demix` (recorded in the output)."""
 
     kind: str = "2p"
-    fs: float = 30.0
+    fs: float | None = None  # None: unknown, windows in frames (dff_window_frames), never an assumed rate
     cell_radius: float | None = None  # default: estimated (a first pass at 6 px, refitted when far off)
     highpass_sigma: float | None = None  # default 1.4 * cell_radius
     mad_threshold: float = 2.0
@@ -275,12 +275,16 @@ class DemixOptions:
     merge_threshold: float = 0.8
     bin_frames: int | None = None  # default: about 5 Hz, at most 1000 binned frames
     footprint_threshold: float = 0.2
-    seed_from_mean: bool = False
+    seed_from_mean: bool | None = None  # default True for 2p (silent somata from the mean image), else False
     mean_threshold: float = 2.0
+    nucleus_threshold: float = 0.35  # mean-image seeds: correlation with a dark-nucleus soma template
+    nucleus_radius: float | None = None  # that template's radius; default: the somata's (demix.pipeline._soma_radius)
+    min_compactness: float = 0.8  # active components: area over that of their moment ellipse
     min_snr: float = 1.0
     min_r_value: float = 0.4
     min_skew: float | None = None  # default 0.5 for calcium, none for voltage
     dff_window_s: float = 30.0
+    dff_window_frames: int = 500  # the dF/F window when the frame rate is unknown (CaImAn's frames_window)
     dff_percentile: float | None = None  # default 8 (calcium), 50 (voltage)
     seed: int = 0
 
@@ -297,7 +301,8 @@ class DemixOptions:
     def validate(self) -> None:
         """Refuse values no demixing can use (before any work)."""
         choice(self.kind, "kind", DEMIX_KINDS)
-        positive_float(self.fs, "fs", what="a positive frame rate in Hz")
+        if self.fs is not None:
+            positive_float(self.fs, "fs", what="a positive frame rate in Hz")
         if self.cell_radius is not None:
             positive_float(self.cell_radius, "cell_radius", what="a positive radius in pixels")
         choice(self.background_model, "background_model", BACKGROUND_MODELS)
@@ -315,7 +320,7 @@ class DemixOptions:
         model = choice(self.background_model, "background_model", BACKGROUND_MODELS)
         b = self.bin_frames
         if b is None:
-            b = max(1, int(self.fs // 5))
+            b = max(1, int(self.fs // 5)) if self.fs is not None else 1
             b = max(b, math.ceil(n_frames / 1000))
         skew = self.min_skew
         if skew is None:
@@ -324,6 +329,7 @@ class DemixOptions:
         if q is None:
             q = 50.0 if self.kind == "voltage" else 8.0
         min_size = self.min_size if self.min_size is not None else int(0.25 * np.pi * self.cell_radius**2)
-        return replace(self, highpass_sigma=sigma, min_size=min_size, background_rank=rank,
-                       ring_radius=ring, background_model=model, bin_frames=b, min_skew=float(skew),
-                       dff_percentile=float(q))
+        from_mean = self.seed_from_mean if self.seed_from_mean is not None else self.kind == "2p"
+        return replace(self, seed_from_mean=bool(from_mean), highpass_sigma=sigma, min_size=min_size,
+                       background_rank=rank, ring_radius=ring, background_model=model, bin_frames=b,
+                       min_skew=float(skew), dff_percentile=float(q))

@@ -13,9 +13,12 @@ buffers without copies.  BLAS is limited to one thread inside each task so that
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 log = logging.getLogger("pmdcompress")
 
@@ -94,6 +97,19 @@ def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, cl
     return results
 
 
+@dataclass
+class Outcome:
+    """How one task of :meth:`Executor.completed` ended: its ``result``, or the ``error`` it raised, or cancelled."""
+
+    result: object = None
+    error: BaseException | None = None
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.cancelled
+
+
 class Executor:
     """Where tasks run: a pool of ``workers`` threads here, or the workers of a dask ``client``.
 
@@ -151,3 +167,40 @@ class Executor:
         size = max(least, per_slot * self.slots)
         items = list(items)
         return [items[i : i + size] for i in range(0, len(items), size)]
+
+    def completed(self, func: Callable, items: Iterable, *, name: str = "pmd-task", **kwargs) -> Iterator:
+        """Run ``func(item, **kwargs)`` for every item; yield ``(index, Outcome)`` as each task ends.
+
+        Long, independent tasks (a batch's movies): on a cluster they run in any
+        order and one that fails, or whose worker dies, is an ``Outcome`` with
+        its ``error``, not an exception here; here, they run one after the other
+        in this thread.  If the caller stops early or an exception (an
+        interrupt) reaches this generator, the tasks not yet finished are
+        cancelled.  Use it as ``with contextlib.closing(executor.completed(...))``.
+        """
+        items = list(items)
+        if self.client is None:
+            for i, item in enumerate(items):
+                yield i, Outcome(result=func(item, **kwargs))
+            return
+        from dask.distributed import as_completed
+
+        token = uuid.uuid4().hex[:8]
+        futures = {self.client.submit(func, item, **kwargs, key=f"{name}-{i}-{token}", pure=False): i
+                   for i, item in enumerate(items)}
+        finished = False
+        try:
+            for fut in as_completed(list(futures)):
+                if fut.status == "finished":
+                    outcome = Outcome(result=fut.result())
+                elif fut.status == "cancelled":
+                    outcome = Outcome(cancelled=True)
+                else:
+                    outcome = Outcome(error=fut.exception())
+                fut.release()
+                yield futures[fut], outcome
+            finished = True
+        finally:
+            if not finished:
+                with contextlib.suppress(Exception):
+                    self.client.cancel(list(futures), force=True)

@@ -26,6 +26,17 @@ def periodic_hann(length: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * n / length)).astype(np.float32)
 
 
+def welch_band(segment: int) -> tuple[np.ndarray, float, int, int]:
+    """The Welch noise band of one segment length: (window, sum of its squares, first bin, end bin).
+
+    The noise is the mean periodogram over bins ``lo <= k < hi``, the upper half
+    band ``L/4 < k <= L/2``; :class:`NoiseAccumulator` and the report's spectra
+    (:class:`pmdcompress.report.noise.Spectra`) both measure it with these.
+    """
+    window = periodic_hann(segment)
+    return window, float(np.sum(window.astype(np.float64) ** 2)), segment // 4 + 1, segment // 2 + 1
+
+
 @jit
 def _windowed_kernel(block, window, out):
     # out[t, p] = block[t, p] * window[t]; block of any numeric dtype, (L, P).
@@ -85,10 +96,7 @@ class NoiseAccumulator:
             return
         segs = _segments(n, self.segment)
         seg_len = segs[0][1] - segs[0][0]
-        window = periodic_hann(seg_len)
-        lo = seg_len // 4 + 1
-        hi = seg_len // 2 + 1
-        norm = float(np.sum(window.astype(np.float64) ** 2))
+        window, norm, lo, hi = welch_band(seg_len)
         buf = np.empty((seg_len, block.shape[1]), np.float32)
         power = np.zeros(block.shape[1], np.float64)
         for s0, s1 in segs:

@@ -1,7 +1,14 @@
 """Progress reporting: the library calls a factory; the CLI decides what is shown.
 
 A factory is ``factory(label, total) -> bar`` where ``bar.update(n)`` and
-``bar.close()`` exist.  The default shows nothing.
+``bar.close()`` exist.  The default shows nothing.  The CLI picks:
+
+- on a terminal, :func:`terminal_progress`: a tqdm bar on stderr with the count,
+  the rate and the time left (tqdm: well kept, tiny, and it already knows how to
+  redraw one line, size it to the terminal and estimate rates);
+- without a terminal but with ``-v``, :func:`log_progress`: plain log lines (the
+  start and the end of each step), nothing redrawn, so log files stay readable;
+- with ``-q``, nothing.
 """
 
 from __future__ import annotations
@@ -27,41 +34,27 @@ def null_progress(label: str, total: int) -> NullBar:
 
 
 class TerminalBar:
-    """A one-line bar on stderr, redrawn at most 10 times a second; thread-safe."""
+    """A tqdm bar on stderr (count, rate, elapsed and remaining time); safe to update from threads."""
 
     def __init__(self, label: str, total: int, stream=None):
-        self.label, self.total, self.done = label, max(int(total), 1), 0
-        self.stream = stream or sys.stderr
-        self.start = self.last = time.monotonic()
-        self.lock = threading.Lock()
-        self._draw(force=True)
+        from tqdm import tqdm
 
-    def _draw(self, force=False):
-        now = time.monotonic()
-        if not force and now - self.last < 0.1 and self.done < self.total:
-            return
-        self.last = now
-        frac = min(self.done / self.total, 1.0)
-        width = 30
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        self.stream.write(f"\r{self.label:<12} [{bar}] {self.done}/{self.total} {now - self.start:6.1f}s")
-        self.stream.flush()
+        self.lock = threading.Lock()
+        self._bar = tqdm(total=max(int(total), 0), desc=f"{label:<12}", file=stream or sys.stderr,
+                         mininterval=0.1, dynamic_ncols=True, leave=True, unit="step",
+                         bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
 
     def update(self, n: int = 1) -> None:
         with self.lock:
-            self.done += n
-            self._draw()
+            self._bar.update(n)
 
     def close(self) -> None:
         with self.lock:
-            self.done = min(self.done, self.total)
-            self._draw(force=True)
-            self.stream.write("\n")
-            self.stream.flush()
+            self._bar.close()
 
 
 class LogBar(NullBar):
-    """Logs the start and end of a stage (for ``-v`` without a terminal)."""
+    """Logs the start and end of a step (for ``-v`` without a terminal)."""
 
     def __init__(self, label: str, total: int):
         self.label, self.total, self.start = label, total, time.monotonic()

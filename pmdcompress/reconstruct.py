@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from ._numba import jit
 from .formats.store import read_store
@@ -163,6 +162,11 @@ def render(cells: list[Cell], temporal_block: np.ndarray, out: np.ndarray, y0: i
         epilogue(product, cell.mean, region, lo, hi, do_round)
 
 
+
+#: Default chunks of :meth:`PMDStore.to_dask`: (frames, pixels, pixels).
+DASK_CHUNK_FRAMES = 256
+DASK_CHUNK_PIXELS = 64
+
 class PMDStore:
     """A compressed movie: a lazy (T, Y, X) float32 array reconstructed on demand.
 
@@ -171,7 +175,8 @@ class PMDStore:
     """
 
     def __init__(self, path):
-        self.path = Path(path) if not isinstance(path, zarr.Group) else None
+        # None: an open group, or a store still being written under its temporary name.
+        self.path = Path(path) if isinstance(path, str | os.PathLike) else None
         contents = read_store(path)
         self.metadata = contents.metadata
         self.mean = contents.mean
@@ -181,12 +186,15 @@ class PMDStore:
         self.weights_y = contents.weights_y
         self.weights_x = contents.weights_x
         self.spatial = contents.spatial
+        self.spatial_scale = contents.spatial_scale  # (K,) rounding step of each spatial column; None: version 1
+        self.temporal_df = contents.temporal_df  # (K,) degrees of freedom of the filtered factors, or None
         self.temporal = contents.temporal
         self.trend = contents.trend
         self.trend_frames = contents.trend_frames
         self._contents = contents
         self.component_offsets = np.concatenate([[0], np.cumsum(self.patch_ranks)])
         self._cells_cache: dict = {}
+        self._temporal_cache = None
 
     # -- array protocol -------------------------------------------------------
     @property
@@ -254,8 +262,22 @@ class PMDStore:
         return self._cells_cache[key]
 
     def temporal_block(self, t0: int, t1: int) -> np.ndarray:
-        """Temporal factors of frames [t0, t1), shape (K, t1 - t0), float32."""
-        return np.ascontiguousarray(self.temporal[:, t0:t1], dtype=np.float32)
+        """Temporal factors of frames [t0, t1), shape (K, t1 - t0), float32.
+
+        The time chunks read are kept (one or two of them): consecutive reads of fewer
+        frames than a chunk holds, the usual pattern, then decode each chunk once.
+        """
+        chunk = getattr(self.temporal, "chunks", (0, 0))[1]
+        if not chunk or t1 <= t0:
+            return np.ascontiguousarray(self.temporal[:, t0:t1], dtype=np.float32)
+        c0, c1 = t0 // chunk * chunk, min(-(-t1 // chunk) * chunk, self.shape[0])
+        cached = self._temporal_cache  # (first frame, last frame, factors): replaced whole, so thread safe
+        if cached is None or not cached[0] <= t0 < t1 <= cached[1]:
+            if c1 - c0 > 2 * chunk:  # a long read: no reuse to expect, nothing kept
+                return np.ascontiguousarray(self.temporal[:, t0:t1], dtype=np.float32)
+            cached = (c0, c1, np.ascontiguousarray(self.temporal[:, c0:c1], dtype=np.float32))
+            self._temporal_cache = cached
+        return np.ascontiguousarray(cached[2][:, t0 - cached[0] : t1 - cached[0]])
 
     def read(self, t0=0, t1=None, crop_y=None, crop_x=None, *, dtype=np.float32, out=None) -> np.ndarray:
         """Reconstruct frames [t0, t1) of the crop into a new (or given) array.
@@ -275,12 +297,28 @@ class PMDStore:
         render(self.cells(crop_y, crop_x), self.temporal_block(t0, t1), out, crop_y[0], crop_x[0], basis)
         return out
 
+    @property
+    def frame_rate(self) -> float | None:
+        """Frames per second of the input; None when unknown (never assumed)."""
+        from .store.zarr_store import store_frame_rate
+
+        return store_frame_rate(self.metadata)
+
     def to_dask(self, chunks=None):
-        """A dask array over the reconstruction (frames chunked like the store)."""
+        """A dask array over the reconstruction, each chunk reconstructed when computed.
+
+        Default chunks are (256 frames, 64, 64 pixels): dask does not narrow a
+        chunk's read to the slice asked of it, so chunks small in space keep crops
+        cheap (a 10x10 crop over 3000 frames costs a few 64x64 tiles, not whole
+        frames), and 256 frames keep single frames cheap.  Pass ``chunks`` (e.g.
+        ``(8, Y, X)`` for a viewer that shows whole frames) to choose otherwise.
+        """
         import dask.array as da  # dask loads only for users who ask for it
 
         if chunks is None:
-            chunks = (self.temporal.chunks[1], self.shape[1], self.shape[2])
+            t, y, x = self.shape
+            chunks = (max(1, min(t, DASK_CHUNK_FRAMES)), max(1, min(y, DASK_CHUNK_PIXELS)),
+                      max(1, min(x, DASK_CHUNK_PIXELS)))
         return da.from_array(self, chunks=chunks, asarray=False, fancy=False, name=f"pmd-{id(self)}")
 
     # -- information ----------------------------------------------------------

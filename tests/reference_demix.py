@@ -77,3 +77,28 @@ def running_percentile(x, window, q):
     for i in range(t):
         out[:, i] = np.percentile(x[:, max(0, i - half) : i + half + 1], q, axis=1)
     return out
+
+
+def ar1_kernel_matrix(t_len, g):
+    """Lower-triangular ``K`` with ``K[t, k] = g^(t - k)``: calcium ``c = K s`` of spikes ``s``."""
+    idx = np.arange(t_len)
+    lag = idx[:, None] - idx[None, :]
+    return np.where(lag >= 0, float(g) ** np.maximum(lag, 0), 0.0)
+
+
+def oasis_ar1_nnls(y, g):
+    """Non-negative deconvolution ``min ||y - K s||^2, s >= 0`` by scipy's NNLS: ``(c, s)``."""
+    from scipy.optimize import nnls
+
+    k = ar1_kernel_matrix(y.size, g)
+    s, _ = nnls(k, np.asarray(y, np.float64), maxiter=50 * y.size)
+    return k @ s, s
+
+
+def ar1_fit_on_support(y, g, support):
+    """Least-squares calcium with spikes allowed only at ``support`` (bool, T): ``(c, s)``."""
+    k = ar1_kernel_matrix(y.size, g)[:, support]
+    coef, *_ = np.linalg.lstsq(k, np.asarray(y, np.float64), rcond=None)
+    s = np.zeros(y.size)
+    s[support] = coef
+    return k @ coef, s

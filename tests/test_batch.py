@@ -5,10 +5,8 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from click.testing import CliRunner
 
 import pmdcompress
 from conftest import blobs_movie
+from pausing import PausedRun, PauseFifos
 from pmdcompress.cli.batch import batch_command
 from pmdcompress.demix import open_demix
 from pmdcompress.errors import InputError
@@ -346,42 +345,37 @@ def test_results_on_the_cluster_are_identical_to_a_local_run(recordings, referen
     assert None not in workers and workers <= set(client.scheduler_info()["workers"])
 
 
+def _set_environment(values: dict) -> None:
+    """Runs in each worker process: set (or, with None, remove) environment variables."""
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def test_a_worker_killed_mid_compression_is_retried_to_the_same_result(recordings, references, client, tmp_path):
     root, good = recordings
     movie = good[0]
-
-    def slow_refit(seconds):
-        # Runs in each worker process: make the re-fit pass (the store is being written) take a while.
-        import importlib
-
-        c = importlib.import_module("pmdcompress.pipeline.compress")  # the module, not the function
-
-        if not hasattr(c, "_original_extract_patch"):
-            c._original_extract_patch = c.extract_patch
-
-        def extract_patch(*args):
-            time.sleep(seconds)
-            return c._original_extract_patch(*args)
-
-        c.extract_patch = extract_patch
-
-    client.run(slow_refit, 0.3)
     folder = tmp_path / movie.stem
+    # The first worker to finish writing the store (still under its .partial name) is held there, then killed.
+    fifos = PauseFifos(tmp_path / "fifos")
+    client.run(_set_environment, fifos.env(f"commit:{movie.stem}.pmd.zarr"))
     box = {}
     runner = threading.Thread(target=lambda: box.update(
         summary=run_batch(str(movie), tmp_path, scheduler=client, options=OPTIONS)))
     runner.start()
     try:
-        deadline = time.monotonic() + 30
-        while not any(p.name.endswith(".partial") for p in folder.glob(".*")):  # the store is half-written
-            assert time.monotonic() < deadline, "the compression never started writing its store"
-            time.sleep(0.02)
+        pid, _, _ = fifos.wait(guard_s=600)
+        assert any(p.name.endswith(".partial") for p in folder.glob(".*"))  # the store is written, not renamed
         status = read_status(folder)
-        assert status["state"] == "running" and not (folder / f"{movie.stem}.pmd.zarr").exists()
-        os.kill(status["pid"], signal.SIGKILL)
+        assert status["state"] == "running" and status["pid"] == pid
+        assert not (folder / f"{movie.stem}.pmd.zarr").exists()
+        os.kill(pid, signal.SIGKILL)
     finally:
-        runner.join(60)
-        client.run(slow_refit, 0.0)
+        runner.join(300)
+        client.run(_set_environment, {"PMD_TEST_PAUSE_AT": None, "PMD_TEST_PAUSE_DIR": None})
+        fifos.close()
     assert box["summary"]["done"] == [movie.stem]
     status = read_status(folder)
     assert status["attempts"] == 2 and status["history"][-1]["state"] == "running"  # the killed attempt
@@ -402,27 +396,24 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("sig, scheduler", [(signal.SIGTERM, "local"), (signal.SIGINT, "sync")])
-def test_an_interrupted_batch_resumes_without_redoing_finished_movies(tmp_path, sig, scheduler):
+@pytest.mark.parametrize("sig, scheduler, code", [(signal.SIGTERM, "local", 143), (signal.SIGINT, "sync", 130)])
+def test_an_interrupted_batch_resumes_without_redoing_finished_movies(tmp_path, sig, scheduler, code):
     movies = [write_movie(tmp_path / "in" / f"m{i}.tif", n_frames=150, seed=10 + i) for i in range(6)]
     out = tmp_path / "out"
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    env = dict(os.environ, PMD_NUM_WORKERS="1")
-    proc = subprocess.Popen([sys.executable, str(driver), "-q", "batch", str(tmp_path / "in" / "*.tif"), "-o",
-                             str(out), "--scheduler", scheduler, "--workers", "2", "--set", "patch=24",
-                             "--set", "overlap=6"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Held still as movie m3 starts (no deadline, no sleep): then the signal arrives mid-batch.
+    run = PausedRun(["-q", "batch", tmp_path / "in" / "*.tif", "-o", out, "--scheduler", scheduler,
+                     "--workers", "2", "--set", "patch=24", "--set", "overlap=6"], "movie:m3.tif",
+                    tmp_path / "fifos", command=[sys.executable, str(driver)])
     try:
-        deadline = time.monotonic() + 40
-        while sum((read_status(out / f"m{i}") or {}).get("state") == "done" for i in range(6)) < 2:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "the batch did not finish two movies in time"
-            time.sleep(0.02)
-        proc.send_signal(sig)
-        output = proc.communicate(timeout=30)[0].decode()
+        run.wait_paused()
+        run.proc.send_signal(sig)
+        returncode, output = run.finish()
     finally:
-        proc.kill()
-    assert proc.returncode == 130, output
+        if run.proc.poll() is None:
+            run.kill()
+    assert returncode == code, output
     states = {f"m{i}": read_status(out / f"m{i}")["state"] for i in range(6)}
     finished = {name for name, state in states.items() if state == "done"}
     assert len(finished) < 6 and set(states.values()) <= {"done", "interrupted"}, states

@@ -77,7 +77,9 @@ def test_result_round_trip_and_layout(sim):
     for name in ("traces", "raw_traces", "baseline", "dff", "background_temporal", "background_static"):
         np.testing.assert_allclose(getattr(back, name), getattr(res, name), rtol=1e-6, atol=1e-6)
     assert (back.footprints != res.footprints.astype(np.float32)).nnz == 0
-    assert back.metadata["format"] == "pmdcompress-demix" and back.metadata["format_version"] == 1
+    assert back.metadata["format"] == "pmdcompress-demix" and back.metadata["format_version"] == 2
+    np.testing.assert_array_equal(back.spikes, res.spikes)
+    assert back.spikes.shape == back.traces.shape and np.all(back.spikes >= 0)
     assert back.metadata["parameters"]["kind"] == "2p"
     assert back.metadata["dff"]["window_frames"] == 900
     assert back.metadata["input"]["store"].endswith("small.pmd.zarr")
@@ -93,8 +95,28 @@ def test_result_round_trip_and_layout(sim):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_format_version_1_still_reads(sim, tmp_path):
+    import shutil
+
+    import zarr
+
+    old = tmp_path / "v1.demix.zarr"
+    shutil.copytree(sim["out"], old)
+    group = zarr.open_group(str(old), mode="r+")
+    meta = dict(group.attrs["pmdcompress-demix"])
+    meta["format_version"] = 1
+    group.attrs["pmdcompress-demix"] = meta
+    shutil.rmtree(old / "spikes")
+    back = dm.open_demix(old)
+    assert back.spikes is None and back.n_components == sim["result"].n_components
+    meta["format_version"] = 99
+    group.attrs["pmdcompress-demix"] = meta
+    with pytest.raises(StoreFormatError, match=r"format version 99 is not supported .*\(reads 1, 2\); upgrade"):
+        dm.open_demix(old)
+
+
 def test_demix_is_deterministic(sim, tmp_path):
-    again = dm.demix(sim["store"], tmp_path / "again.demix.zarr", figures=False)
+    again = dm.demix(sim["store"], tmp_path / "again.demix.zarr", figures=False, fs=30.0)
     np.testing.assert_array_equal(again.traces, sim["result"].traces)
     assert (again.footprints != sim["result"].footprints).nnz == 0
 
@@ -108,6 +130,7 @@ def test_caiman_export_round_trip(sim):
         a = sp.csc_matrix((g["data"][...], g["indices"][...], g["indptr"][...]), shape=tuple(g["shape"][...]))
         dims = tuple(f["estimates/dims"][...])
         c, yra = f["estimates/C"][...], f["estimates/YrA"][...]
+        np.testing.assert_array_equal(f["estimates/S"][...], res.spikes)
         assert f["params/data/fr"][()] == 30.0
         assert f["estimates/b"].shape == (80 * 80, res.background_spatial.shape[0])
     assert dims == (80, 80)
@@ -128,7 +151,8 @@ def test_suite2p_export_round_trip(sim):
     spks = np.load(plane / "spks.npy", allow_pickle=False)
     n = res.n_components
     assert f.shape == fneu.shape == spks.shape == (n, res.n_frames) and iscell.shape == (n, 2)
-    np.testing.assert_allclose(f - fneu, res.raw_traces, rtol=1e-4, atol=1e-2)
+    np.testing.assert_array_equal(spks, res.spikes)  # inferred spikes, not the calcium trace
+    np.testing.assert_allclose(f - 0.7 * fneu, res.raw_traces, rtol=1e-4, atol=1e-2)  # suite2p's neucoeff
     # suite2p stores stat and ops as pickled dicts; only the test loads them back.
     stat = np.load(plane / "stat.npy", allow_pickle=True)
     ops = np.load(plane / "ops.npy", allow_pickle=True).item()
@@ -153,15 +177,17 @@ def test_nwb_export_round_trip(sim, tmp_path):
         ophys = nwb.processing["ophys"]
         ps = ophys["ImageSegmentation"]["PlaneSegmentation"]
         assert len(ps) == res.n_components
-        np.testing.assert_allclose(ps["image_mask"][0], res.footprint_images()[0], rtol=1e-6)
+        # NWB's image_mask is [roi, x, y] (x the width), as roiextractors reads it
+        np.testing.assert_allclose(ps["image_mask"][0], res.footprint_images()[0].T, rtol=1e-6)
         rrs = ophys["Fluorescence"]["RoiResponseSeries"]
         np.testing.assert_allclose(rrs.data[:], res.raw_traces.T, rtol=1e-6)
         assert ophys["DfOverF"]["RoiResponseSeries"].data.shape == (res.n_frames, res.n_components)
+        np.testing.assert_array_equal(ophys["Fluorescence"]["Deconvolved"].data[:], res.spikes.T)
 
 
 @pytest.mark.parametrize("kind", ["voltage", "1p"])
 def test_other_kinds_run(sim, tmp_path, kind):
-    res = dm.demix(sim["store"], tmp_path / f"{kind}.demix.zarr", kind=kind, figures=False)
+    res = dm.demix(sim["store"], tmp_path / f"{kind}.demix.zarr", kind=kind, figures=False, fs=30.0)
     assert res.metadata["kind"] == kind and res.n_components > 0
     if kind == "voltage":
         assert res.traces.min() < 0  # signed traces
@@ -172,7 +198,7 @@ def test_1p_ring_model_finds_most_cells(tmp_path):
     simulate_movie(movie, n_frames=800, shape=(64, 64), n_neurons=8, photons=10.0, seed=0, kind="1p")
     store = pmdcompress.compress(movie, tmp_path / "small1p.pmd.zarr", workers=2)
     out = tmp_path / "small1p.demix.zarr"
-    res = dm.demix(store, out, kind="1p", background_model="ring", figures=False, export=("caiman", "suite2p"))
+    res = dm.demix(store, out, kind="1p", background_model="ring", figures=False, export=("caiman", "suite2p"), fs=30.0)
     assert res.metadata["parameters"]["background_model"] == "ring"
     assert res.background_spatial.shape[0] == 0  # the ring background is not low rank
     assert np.isfinite(res.raw_traces).all()
@@ -224,7 +250,7 @@ def test_ring_weights_match_per_pixel_least_squares():
 
 
 def test_seed_from_mean_adds_fixed_components(sim, tmp_path):
-    res = dm.demix(sim["store"], tmp_path / "mean.demix.zarr", seed_from_mean=True, figures=False)
+    res = dm.demix(sim["store"], tmp_path / "mean.demix.zarr", seed_from_mean=True, figures=False, fs=30.0)
     seeded = res.metrics["seeded_from_mean"].astype(bool)
     assert res.n_components == sim["result"].n_components + seeded.sum()
 
@@ -315,7 +341,7 @@ def test_cli_demix_and_evaluate(sim, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli.demix.zarr"
     r = runner.invoke(_group(), ["demix", str(sim["root"] / "small.pmd.zarr"), "-o", str(out), "--no-figures"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0, r.output  # the frame rate comes from the store
     r = runner.invoke(_group(), ["evaluate", str(out), "--truth", str(sim["movie"])])
     assert r.exit_code == 0, r.output
     scores = json.loads(r.stdout)
@@ -431,7 +457,7 @@ def test_truth_loader_gives_masks(sim):
 def test_a_store_without_neurons_gives_an_empty_result(tmp_path):
     rng = np.random.default_rng(0)
     store = pmdcompress.compress(rng.normal(100, 5, (40, 32, 32)).astype(np.float32), tmp_path / "n.pmd.zarr")
-    result = pmdcompress.demix.demix(store, tmp_path / "n.demix.zarr", figures=False)
+    result = pmdcompress.demix.demix(store, tmp_path / "n.demix.zarr", figures=False, fs=30.0)
     assert result.n_components == 0
     assert (tmp_path / "n.demix.zarr").exists()
 
@@ -457,15 +483,16 @@ def _matched_truth(result, movie):
     return matched
 
 
-def test_sparse_movie_active_cells_then_silent_ones_from_the_mean(sparse, tmp_path):
+def test_sparse_movie_active_cells_then_silent_ones_from_the_mean_by_default(sparse, tmp_path):
     truth = load_truth(sparse["movie"])
     silent = truth.spikes.sum(axis=1) == 0
     assert 6 <= silent.sum() <= 18
-    res = dm.demix(sparse["store"], tmp_path / "a.demix.zarr", fs=7.0, figures=False)
+    res = dm.demix(sparse["store"], tmp_path / "a.demix.zarr", fs=7.0, figures=False, seed_from_mean=False)
     found = np.isin(np.arange(len(silent)), _matched_truth(res, sparse["movie"]))
     assert found[~silent].mean() >= 0.8  # the active cells
     assert found[silent].sum() <= 1  # nothing to see without the mean image
-    res_mean = dm.demix(sparse["store"], tmp_path / "m.demix.zarr", fs=7.0, figures=False, seed_from_mean=True)
+    res_mean = dm.demix(sparse["store"], tmp_path / "m.demix.zarr", fs=7.0, figures=False)  # 2p: on by default
+    assert res_mean.metadata["parameters"]["seed_from_mean"] is True
     found_mean = np.isin(np.arange(len(silent)), _matched_truth(res_mean, sparse["movie"]))
     assert found_mean[silent].mean() >= 0.5
     scores = dm.evaluate(res_mean, sparse["movie"], iou=0.3)
@@ -477,11 +504,11 @@ def test_cell_radius_is_estimated_and_refitted(tmp_path):
     simulate_movie(movie, n_frames=600, shape=(112, 112), n_neurons=14, photons=2.0, seed=1,
                    regime={"radius": (9.0, 11.0)})
     store = pmdcompress.compress(movie, tmp_path / "big.pmd.zarr")
-    res = dm.demix(store, tmp_path / "big.demix.zarr", figures=False)
+    res = dm.demix(store, tmp_path / "big.demix.zarr", figures=False, fs=30.0)
     est = res.metadata["cell_radius_estimate"]
     assert 8.0 < est < 14.0
     assert res.metadata["parameters"]["cell_radius"] == pytest.approx(est)
-    fixed = dm.demix(store, tmp_path / "fixed.demix.zarr", figures=False, cell_radius=10.0)
+    fixed = dm.demix(store, tmp_path / "fixed.demix.zarr", figures=False, cell_radius=10.0, fs=30.0)
     assert fixed.metadata["cell_radius_estimate"] is None
     assert dm.evaluate(res, movie)["f1"] >= 0.8
 
@@ -509,3 +536,136 @@ def test_masks_fill_the_dark_nucleus():
     filled = fill_mask_holes(m, (20, 20)).toarray()
     np.testing.assert_array_equal(filled[:, 0].reshape(20, 20), d2 <= 36)
     np.testing.assert_array_equal(filled[:, 1].reshape(20, 20), d2 <= 9)
+
+
+# --------------------------------------------------------------------------- evaluate: other tools' outputs
+
+
+def _same_scores(a, b):
+    keys = ("n_pred", "tp", "fp", "fn", "f1", "mean_iou")
+    return {k: a[k] for k in keys} == {k: b[k] for k in keys}
+
+
+def test_evaluate_reads_the_suite2p_export_like_the_result(sim, tmp_path):
+    folder = sim["root"] / "small.demix.suite2p"
+    ours = dm.evaluate(sim["out"], sim["movie"])
+    assert _same_scores(dm.evaluate(folder, sim["movie"]), ours)  # stat.npy ypix/xpix are the scored masks
+    assert _same_scores(dm.evaluate(folder / "plane0" / "stat.npy", sim["movie"]), ours)
+    # iscell.npy: rejected ROIs are not scored.
+    import shutil
+
+    copy = tmp_path / "s2p"
+    shutil.copytree(folder, copy)
+    iscell = np.load(copy / "plane0" / "iscell.npy")
+    iscell[0, 0] = 0
+    np.save(copy / "plane0" / "iscell.npy", iscell)
+    assert dm.evaluate(copy, sim["movie"])["n_pred"] == ours["n_pred"] - 1
+
+
+def test_evaluate_refuses_a_malicious_suite2p_stat(tmp_path):
+    import os
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    plane = tmp_path / "plane0"
+    plane.mkdir()
+    with open(plane / "stat.npy", "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+        pickle.dump(np.array([Evil()], dtype=object), fh, protocol=3)
+    r = CliRunner().invoke(_group(), ["evaluate", str(tmp_path), "--truth", str(tmp_path / "stat.json")])
+    assert r.exit_code == 2 and "stat.npy" in r.output
+    with pytest.raises(InputError, match="stat.npy"):
+        load_regions(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_evaluate_reads_nwb_masks(sim, tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    from pmdcompress.demix.export import write_nwb
+
+    res = sim["result"]
+    path = tmp_path / "x.nwb"
+    write_nwb(res, path)
+    assert _same_scores(dm.evaluate(path, sim["movie"]), dm.evaluate(sim["out"], sim["movie"]))
+    # pixel_mask ROIs (x = column, y = row, weight), as suite2p and others write them.
+    masks = res.masks().tocsc()
+    nwb = pynwb.NWBFile(session_description="t", identifier="t",
+                        session_start_time=__import__("datetime").datetime.now(__import__("datetime").UTC))
+    dev = nwb.create_device(name="d")
+    plane = nwb.create_imaging_plane(name="p", optical_channel=pynwb.ophys.OpticalChannel("c", "c", 500.0),
+                                     description="p", device=dev, excitation_lambda=900.0, imaging_rate=30.0,
+                                     indicator="g", location="l")
+    ps = nwb.create_processing_module("ophys", "o").add(pynwb.ophys.ImageSegmentation()) or None
+    seg = nwb.processing["ophys"]["ImageSegmentation"].create_plane_segmentation(
+        name="PlaneSegmentation", description="p", imaging_plane=plane)
+    for j in range(res.n_components):
+        pix = masks.indices[masks.indptr[j] : masks.indptr[j + 1]]
+        seg.add_roi(pixel_mask=[(int(p % 80), int(p // 80), 1.0) for p in pix])
+    del ps
+    with pynwb.NWBHDF5IO(str(tmp_path / "px.nwb"), "w") as io:
+        io.write(nwb)
+    assert _same_scores(dm.evaluate(tmp_path / "px.nwb", sim["movie"]), dm.evaluate(sim["out"], sim["movie"]))
+
+
+def test_evaluate_reads_imagej_rois(tmp_path):
+    roifile = pytest.importorskip("roifile")
+    labels = np.zeros((40, 50), np.int32)
+    labels[5:12, 6:15] = 1  # a rectangle
+    yy, xx = np.mgrid[:40, :50]
+    labels[(yy - 25) ** 2 + (xx - 30) ** 2 <= 36] = 2  # a disc
+    np.save(tmp_path / "truth.npy", labels)
+    rect = roifile.ImagejRoi.frompoints(np.array([[6, 5], [15, 5], [15, 12], [6, 12]], float))
+    rect.name = "rect"
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    disc = roifile.ImagejRoi.frompoints(np.stack([30.5 + 6.5 * np.cos(t), 25.5 + 6.5 * np.sin(t)], axis=1))
+    disc.name = "disc"
+    oval = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.OVAL, top=19, left=24, bottom=32, right=37, name="oval")
+    roifile.roiwrite(tmp_path / "rois.zip", [rect, disc])
+    roifile.roiwrite(tmp_path / "oval.roi", oval)
+    scores = dm.evaluate(tmp_path / "rois.zip", tmp_path / "truth.npy")
+    assert scores["tp"] == 2 and scores["fp"] == 0 and scores["mean_iou"] > 0.9, scores
+    assert dm.evaluate(tmp_path / "oval.roi", tmp_path / "truth.npy")["pairs"][0]["iou"] > 0.8
+    line = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.LINE, name="line", x1=1, y1=1, x2=5, y2=5)
+    roifile.roiwrite(tmp_path / "line.roi", line)
+    with pytest.raises(InputError, match="line.roi: ROI 0 .* is a line, not an area"):
+        dm.evaluate(tmp_path / "line.roi", tmp_path / "truth.npy")
+
+
+def test_normalized_cross_correlation_is_the_windowed_pearson_correlation():
+    from pmdcompress.demix.pipeline import normalized_cross_correlation
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((20, 24))
+    template = rng.standard_normal((5, 5))
+    score = normalized_cross_correlation(image, template)
+    padded = np.pad(image, 2, mode="reflect")
+    for y, x in [(0, 0), (7, 11), (19, 23), (10, 2)]:
+        window = padded[y : y + 5, x : x + 5]
+        assert score[y, x] == pytest.approx(np.corrcoef(window.ravel(), template.ravel())[0, 1], abs=1e-9)
+
+
+def test_silent_somata_with_a_dark_nucleus_are_found_in_the_mean_image():
+    from pmdcompress.demix.hals import Footprints
+    from pmdcompress.demix.pipeline import DemixOptions, _nucleus_footprints
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:96, :96]
+    mean = 100.0 + 2.0 * rng.standard_normal((96, 96)) + 0.2 * yy  # noise and a brightness gradient
+    centres = [(20, 20), (20, 60), (50, 35), (75, 75), (70, 15)]
+    for cy, cx in centres:
+        r = np.hypot(yy - cy, xx - cx)
+        mean += np.where(r < 4.0, -8.0, np.where(r < 6.5, 10.0, 0.0))  # dark nucleus, bright cytoplasm
+    opts = DemixOptions(cell_radius=4.5, fs=7.0).resolved(100)
+    empty = Footprints(np.zeros((0, 2), np.int64), np.zeros((0, 19, 19), np.float32),
+                       np.zeros((0, 19, 19), bool), (96, 96))
+    found = _nucleus_footprints(mean, empty, opts, (19, 19))
+    images = np.zeros((found.n, 96, 96), bool)
+    for j, (y, x) in enumerate(found.origins):
+        images[j, y : y + 19, x : x + 19] = found.values[j] > 0
+    hits = [any(images[j, cy, cx] for j in range(found.n)) for cy, cx in centres]
+    assert all(hits) and found.n == len(centres)  # every soma, nothing else
+    area = images.sum(axis=(1, 2))
+    assert np.all(np.abs(area - np.pi * 4.5**2) < 12)  # discs of the soma radius

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -20,22 +21,31 @@ from pmdcompress.formats.batch_status import BATCH_STATUS, read_status, write_st
 from pmdcompress.formats.demix import DEMIX
 from pmdcompress.formats.null_cache import NULL_CACHE, NullCacheEntry, cache_key, read_null_cache, write_null_cache
 from pmdcompress.formats.report import REPORT, read_report, write_report
-from pmdcompress.formats.store import STORE, StoreMetadata, create_store, finish_store, read_store
+from pmdcompress.formats.store import (
+    STORE,
+    TEMPORAL_STEP,
+    StoreMetadata,
+    create_store,
+    finish_store,
+    read_store,
+)
 from pmdcompress.formats.truth import TRUTH, create_truth, finish_truth, read_truth
 from pmdcompress.simulate import load_truth
 from pmdcompress.solver.null import NULL_VERSION
 
 V1 = Path(__file__).parent / "fixtures" / "v1"
+V2 = Path(__file__).parent / "fixtures" / "v2"  # the store only: the other formats are still at version 1
 ALL_FORMATS = [STORE, DEMIX, TRUTH, REPORT, BATCH_STATUS, NULL_CACHE]
 
 
 # -- the version-1 fixtures (made by tests/fixtures/make_fixtures.py) ----------------------------------------
 
 
-def test_v1_store_fixture_reconstructs_the_simulated_movie_within_its_noise():
-    store = pmdcompress.open(V1 / "sim.pmd.zarr")
-    truth = load_truth(V1 / "sim.truth.zarr")
-    assert store.metadata.format_version == 1 and store.shape == truth.shape == (40, 20, 20)
+@pytest.mark.parametrize("version, folder", [(1, V1), (2, V2)])
+def test_store_fixtures_reconstruct_the_simulated_movie_within_its_noise(version, folder):
+    store = pmdcompress.open(folder / "sim.pmd.zarr")
+    truth = load_truth(V1 / "sim.truth.zarr")  # both stores were made from this movie
+    assert store.metadata.format_version == version and store.shape == truth.shape == (40, 20, 20)
     denoised = store[:]
     clean = truth.read(0, 40)
     raw_noise = float(np.median(store.noise))
@@ -43,12 +53,12 @@ def test_v1_store_fixture_reconstructs_the_simulated_movie_within_its_noise():
     assert np.isfinite(denoised).all() and 0 < error < raw_noise
     np.testing.assert_allclose(store.read(5, 9, (3, 11), (2, 20), dtype="uint16"),
                                np.clip(np.floor(denoised[5:9, 3:11, 2:] + 0.5), 0, 65535))
-    assert store.info()["format_version"] == 1 and store.to_dask().shape == store.shape
+    assert store.info()["format_version"] == version and store.to_dask().shape == store.shape
 
 
 def test_v1_demix_fixture_reads_and_its_label_image_is_what_was_stored():
     result = open_demix(V1 / "sim.demix.zarr")
-    assert result.metadata["format_version"] == 1
+    assert result.metadata["format_version"] == 1 and result.spikes is None  # spikes arrived in version 2
     assert result.footprints.shape == (400, result.n_components) and result.n_components >= 1
     assert result.traces.shape == (result.n_components, 40)
     stored_labels = zarr.open_group(str(V1 / "sim.demix.zarr"), mode="r")["labels"][...]
@@ -81,7 +91,7 @@ def test_v1_report_status_and_null_cache_fixtures_read():
 
 
 def _metadata(**over):
-    d = dict(shape=(6, 5, 4), input_dtype="uint16", factor_dtype="float32", method="pmd", patch_shape=(5, 4),
+    d = dict(shape=(6, 5, 4), input_dtype="uint16", factor_dtype="int32", method="pmd", patch_shape=(5, 4),
              overlap=(0, 0), n_patches=1, total_rank=2, software_version="test", input={"name": "m.tif"},
              parameters={"seed": 0}, timings={"total_s": 1.0}, created="2026-01-01T00:00:00+00:00")
     d.update(over)
@@ -101,13 +111,17 @@ def test_store_metadata_round_trip_and_store_round_trip(tmp_path):
     temporal[...] = v
     finish_store(group, md)
     back = read_store(tmp_path / "s.pmd.zarr")
-    assert back.metadata == md
+    assert back.metadata == dataclasses.replace(md, manifest=back.metadata.manifest)
+    assert set(back.metadata.manifest) == set(arrays) | {"temporal", "temporal_scale", "spatial_scale"}
     for name, data in arrays.items():
-        np.testing.assert_array_equal(getattr(back, name), data)
-    np.testing.assert_array_equal(back.temporal[...], v)
+        if name != "spatial":
+            np.testing.assert_array_equal(getattr(back, name), data)
+    # Quantized factors: within half a step of what was written.
+    assert np.abs(back.temporal[...] - v).max() <= TEMPORAL_STEP / 2 + 1e-6
+    assert np.abs(back.spatial - arrays["spatial"]).max() <= 0.5 * np.abs(arrays["spatial"]).max() / 100
     # The model of docs/format.md, one patch, unit weights.
     store = pmdcompress.open(tmp_path / "s.pmd.zarr")
-    expected = arrays["mean"] + arrays["noise"] * (arrays["spatial"] @ v).T.reshape(6, 5, 4)
+    expected = arrays["mean"] + arrays["noise"] * (back.spatial @ back.temporal[...]).T.reshape(6, 5, 4)
     np.testing.assert_allclose(store[:], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -188,3 +202,14 @@ def test_a_damaged_fixture_copy_names_the_file(tmp_path):
         read_status(copy)
     with pytest.raises(StoreFormatError, match="no such report"):
         read_report(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("folder, array, opener", [
+    ("sim.demix.zarr", "traces", open_demix), ("sim.truth.zarr", "footprints", read_truth)])
+def test_a_damaged_chunk_of_a_demix_result_or_truth_is_named(tmp_path, folder, array, opener):
+    copy = tmp_path / folder
+    shutil.copytree(V1 / folder, copy)
+    chunk = next(p for p in (copy / array / "c").rglob("*") if p.is_file())
+    chunk.write_bytes(b"\0" * chunk.stat().st_size)
+    with pytest.raises(StoreFormatError, match=rf"{folder}: chunk '{array}/c/[0/]+' cannot be read"):
+        opener(copy)

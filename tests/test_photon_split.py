@@ -180,7 +180,7 @@ def value(report, key):
 
 
 def test_report_has_a_valid_photon_split_section(report_sim, tmp_path):
-    from pmdcompress.report import make_report
+    from pmdcompress.pipeline.report import make_report
 
     movie, store = report_sim
     r = make_report(movie, store, tmp_path / "rep", heldout=False)
@@ -201,7 +201,7 @@ def test_temporal_smoothing_cannot_inflate_the_reports_gains(report_sim, tmp_pat
     import zarr
 
     import pmdcompress
-    from pmdcompress.report import make_report
+    from pmdcompress.pipeline.report import make_report
 
     movie, store = report_sim
     path = tmp_path / "smoothed.pmd.zarr"

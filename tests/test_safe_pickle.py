@@ -16,8 +16,13 @@ class _Evil:
 
 
 def test_suite2p_like_ops_and_stat_round_trip(tmp_path):
+    import datetime
+
+    # suite2p 1.1.0 stores when it ran (a datetime with a timezone) and how long each step took (timedeltas).
+    when = datetime.datetime(2026, 12, 6, 7, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
     ops = {"Ly": 231, "Lx": 280, "fs": 7.0, "nframes": np.int64(600), "meanImg": np.arange(6.0).reshape(2, 3),
-           "tau": 1.0, "filelist": ["a.tif"], "xrange": [0, 280], "save_path": "/x/suite2p/plane0"}
+           "tau": 1.0, "filelist": ["a.tif"], "xrange": [0, 280], "save_path": "/x/suite2p/plane0",
+           "date_proc": when, "timing": {"registration": datetime.timedelta(seconds=3.5)}}
     np.save(tmp_path / "ops.npy", np.array(ops, dtype=object), allow_pickle=True)
     stat = np.array([{"ypix": np.array([1, 2], dtype=np.int32), "xpix": np.array([3, 4]), "lam": np.ones(2),
                       "med": [1, 3], "radius": 2.5} for _ in range(3)], dtype=object)
@@ -27,6 +32,7 @@ def test_suite2p_like_ops_and_stat_round_trip(tmp_path):
     assert isinstance(loaded, dict) and loaded["Ly"] == 231 and loaded["filelist"] == ["a.tif"]
     np.testing.assert_array_equal(loaded["meanImg"], ops["meanImg"])
     assert loaded["nframes"] == 600
+    assert loaded["date_proc"] == when and loaded["timing"]["registration"].total_seconds() == 3.5
     rois = load_npy(tmp_path / "stat.npy")
     assert rois.shape == (3,) and rois[2]["ypix"].dtype == np.int32
     np.testing.assert_array_equal(rois[1]["xpix"], [3, 4])

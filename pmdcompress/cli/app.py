@@ -3,19 +3,26 @@
 Exit codes: 0 success; 2 bad input, usage, or a user's environment problem (a
 one-line message, no traceback); 1 unexpected failure (a one-line message; the
 traceback only with ``-v``); 130 interrupted (SIGINT); 143 terminated (SIGTERM).
+A full disk and a permission denied are the user's problems (2), as is any
+:class:`~pmdcompress.errors.PMDError`.
 Messages and progress go to stderr; stdout carries only data (``pmd info --json``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import traceback
 
 import click
 
 from .. import __version__
-from ..errors import PMDError
+from ..errors import PMDError, Terminated
+from ..io.atomic import user_error
+from .common import STDERR_LOG as _STDERR
 from .common import flag_names
 
 EXIT_OK = 0
@@ -25,38 +32,79 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 EXIT_HELP = """\b
-Exit codes: 0 success, 2 bad input or usage, 1 unexpected failure (traceback with -v), 130 interrupted."""
+Exit codes: 0 success, 2 bad input, usage, full disk or permission denied, 1 unexpected failure
+(traceback with -v), 130 interrupted (SIGINT), 143 terminated (SIGTERM)."""
+
+
+def _as_user_error(exc: BaseException) -> PMDError | None:
+    """``exc`` as the user's problem: our own errors, and a full disk or a permission denied anywhere."""
+    if isinstance(exc, PMDError):
+        return exc
+    if isinstance(exc, OSError):
+        return user_error(exc, exc.filename or "output")
+    return None
 
 
 def exit_code(exc: BaseException) -> int:
     """The exit code of a command that raised ``exc`` (the table in the module docstring)."""
-    if isinstance(exc, PMDError):
-        return EXIT_USER
+    if isinstance(exc, Terminated):
+        return EXIT_TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    if _as_user_error(exc) is not None:
+        return EXIT_USER
     return EXIT_BUG
 
 
 def message(exc: BaseException, names=None) -> str:
     """One line for ``exc``; options named by ``names`` (the command's flags)."""
+    if isinstance(exc, Terminated):
+        return "terminated (SIGTERM); partial outputs removed"
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    text = exc.render(names) if isinstance(exc, PMDError) else str(exc)
-    text = " ".join(text.split()) or type(exc).__name__
-    if isinstance(exc, PMDError):
-        return f"error: {text}"
+        return "interrupted (SIGINT); partial outputs removed"
+    user = _as_user_error(exc)
+    if user is not None:
+        return "error: " + (" ".join(user.render(names).split()) or type(exc).__name__)
+    text = " ".join(str(exc).split()) or type(exc).__name__
     return f"unexpected error: {type(exc).__name__}: {text}"
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGTERM raises :class:`Terminated` in the main thread while a command runs (SIGINT already raises)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class PMDGroup(click.Group):
     """Maps exceptions to exit codes and one-line messages (see :func:`exit_code`)."""
 
     def invoke(self, ctx):
+        if not _verbose(ctx):
+            _STDERR.hold()
         try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            with _signals_raise():
+                result = super().invoke(ctx)
+            _STDERR.stop(show=True)
+            return result
+        except click.exceptions.Exit as exc:
+            _STDERR.stop(show=exc.exit_code == 0)
+            raise
+        except (click.ClickException, click.exceptions.Abort):
+            _STDERR.stop(show=False)
             raise
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one place that sets exit codes
+            _STDERR.stop(show=False)  # a failure is one line; -v shows everything
             code = exit_code(exc)
             command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
             line = message(exc, flag_names(command))
@@ -66,6 +114,8 @@ class PMDGroup(click.Group):
                 traceback.print_exception(exc, file=sys.stderr)
             click.echo(f"pmd: {line}", err=True)
             ctx.exit(code)
+
+
 
 
 def _verbose(ctx) -> int:
@@ -84,5 +134,16 @@ def main(ctx, verbose, quiet):
     level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
     if quiet:
         level = logging.ERROR
-    logging.basicConfig(level=level, format="pmd: %(message)s", stream=sys.stderr)
+    if verbose:
+        _STDERR.stop(show=True)  # -v: every record at once, as it comes
+    root = logging.getLogger()
+    if _STDERR not in root.handlers:
+        root.addHandler(_STDERR)
+    _STDERR.setLevel(level)
+    root.setLevel(min(level, root.level or logging.WARNING))
     logging.getLogger("pmdcompress").setLevel(level)
+    # Readers turn a damaged file into one line of ours; the libraries' own warnings (and Python
+    # warnings such as numpy's RuntimeWarning) would print before it, so they show only with -v.
+    logging.captureWarnings(True)
+    for library in ("tifffile", "zarr", "numcodecs", "py.warnings", "h5py", "pynwb", "hdmf"):
+        logging.getLogger(library).setLevel(level if verbose else logging.CRITICAL)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from .common import progress_for as _progress
 from .common import say as _say
 
 
@@ -20,9 +21,13 @@ from .common import say as _say
 @click.option("-o", "--output", default=None, help="Output result (default: STORE's stem + .demix.zarr).")
 @click.option("--kind", type=click.Choice(["2p", "1p", "voltage"]), default="2p", show_default=True,
               help="2p: low-rank background; 1p: stronger background; voltage: signed traces.")
-@click.option("--fs", default=30.0, show_default=True, type=float, help="Frame rate in Hz.")
+@click.option("--fs", default=None, type=float,
+              help="Frame rate in Hz (default: the store's, from the movie's metadata; never assumed).")
 @click.option("--export", default="", metavar="LIST",
               help="Comma-separated extra outputs: caiman, suite2p, nwb (nwb needs pynwb).")
+@click.option("--nwb-metadata", default=None, metavar="YAML",
+              help="Session metadata for --export nwb (subject, session start, experimenter, indicator, "
+                   "location; see the README): makes the NWB file DANDI-ready.")
 @click.option("--cell-radius", default=None, type=float,
               help="Typical soma radius, pixels (default: estimated from a first pass at 6).")
 @click.option("--corr-threshold", default=0.7, show_default=True, type=float,
@@ -30,11 +35,12 @@ from .common import say as _say
 @click.option("--background-rank", default=None, type=int, help="Rank of the fluctuating background (default 3).")
 @click.option("--max-iter", "max_num_iter", default=8, show_default=True, type=int,
               help="Alternating updates per pass.")
-@click.option("--seed-from-mean", is_flag=True, help="Also add cells of the mean image that never fire.")
+@click.option("--seed-from-mean/--no-seed-from-mean", default=None,
+              help="Also add cells of the mean image that never fire (default: on for 2p, off otherwise).")
 @click.option("--no-figures", is_flag=True, help="Skip contours.png and traces.png.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
-def demix_command(ctx, store, output, kind, fs, export, cell_radius, corr_threshold, background_rank,
+def demix_command(ctx, store, output, kind, fs, export, nwb_metadata, cell_radius, corr_threshold, background_rank,
                   max_num_iter, seed_from_mean, no_figures, overwrite):
     """Find neurons in STORE (a .pmd.zarr): footprints, traces, dF/F, background and metrics."""
 
@@ -44,11 +50,13 @@ def demix_command(ctx, store, output, kind, fs, export, cell_radius, corr_thresh
         name = Path(store).name
         stem = name[: -len(".pmd.zarr")] if name.endswith(".pmd.zarr") else Path(store).stem
         output = str(Path(store).with_name(stem + ".demix.zarr"))
-    result = demix(store, output, kind=kind, fs=fs, export=export, overwrite=overwrite,
+    result = demix(store, output, kind=kind, fs=fs, export=export, overwrite=overwrite, nwb_metadata=nwb_metadata,
+                   progress=_progress(ctx),
                    seed_from_mean=seed_from_mean, figures=not no_figures, cell_radius=cell_radius,
                    corr_threshold=corr_threshold, background_rank=background_rank, max_num_iter=max_num_iter)
     extra = ", ".join(str(p) for p in result.extra_outputs.values())
-    _say(ctx, f"pmd: {store} -> {output}: {result.n_components} components, {result.n_frames} frames, "
+    rate = f"{result.fs:g} Hz" if result.fs else "frame rate unknown"
+    _say(ctx, f"pmd: {store} -> {output}: {result.n_components} components, {result.n_frames} frames ({rate}), "
               f"{result.metadata['timings']['total_s']:.2f} s" + (f"; also {extra}" if extra else ""))
 
 

@@ -1,4 +1,5 @@
-"""``pmd denoise`` and ``pmd report``: thin click commands over :mod:`pmdcompress.report`.
+"""``pmd denoise`` and ``pmd report``: thin click commands over :mod:`pmdcompress.pipeline.denoise` and
+:mod:`pmdcompress.pipeline.report`.
 
 They are plain ``click.command`` functions; the ``pmd`` group registers them and
 maps exceptions to exit codes.  Messages go to stderr; ``-q`` keeps only errors.
@@ -10,6 +11,7 @@ import time
 
 import click
 
+from .common import input_options
 from .common import progress_for as _progress
 from .common import say as _say
 
@@ -34,7 +36,7 @@ def _summary(ctx, report: dict | None, folder) -> None:
               help="float32, original (the input's dtype, rounded and clipped), uint16, ...")
 @click.option("--movie-preview", is_flag=True, help="Add an animated GIF (raw | denoised | residual) to the report.")
 @click.option("--no-heldout", is_flag=True, help="Skip the even/odd-frame fits of the held-out validation.")
-@click.option("--frames", default=None, metavar="A:B", help="Use frames A to B only (Python slice).")
+@input_options
 @click.option("--patch", default=None, help="Patch size N or HxW (pixels); default that of pmd compress.")
 @click.option("--overlap", default=None, type=int, help="Overlap of neighbouring patches (pixels).")
 @click.option("--max-rank", default=None, type=int, help="Most components kept per patch.")
@@ -46,13 +48,19 @@ def _summary(ctx, report: dict | None, folder) -> None:
 @click.option("--workers", default=None, type=int, help="Threads (default: all cores or $PMD_NUM_WORKERS).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
-def denoise_command(ctx, source, output, report, movie, truth, store, dtype, movie_preview, no_heldout, frames, patch,
-                    overlap, max_rank, method, temporal_filter, seed, workers, overwrite):
+def denoise_command(ctx, source, output, report, movie, truth, store, dtype, movie_preview, no_heldout, frames, plane,
+                    channel, dataset, frame_rate, frame_shape, patch, overlap, max_rank, method, temporal_filter, seed,
+                    workers, overwrite):
     """Denoise SOURCE (a movie, or a store made by pmd compress) into a movie, with an optional report."""
 
-    from ..report import denoise
+    from ..options import parse_pair
+    from ..pipeline.denoise import denoise
 
-    options = {k: v for k, v in (("frames", frames), ("overlap", overlap), ("max_rank", max_rank),
+    if frame_shape is not None:
+        frame_shape = parse_pair(frame_shape, "frame_shape")
+    options = {k: v for k, v in (("frames", frames), ("plane", plane), ("channel", channel), ("dataset", dataset),
+                                 ("frame_rate", frame_rate), ("frame_shape", frame_shape),
+                                 ("overlap", overlap), ("max_rank", max_rank),
                                  ("seed", seed), ("method", method), ("temporal_filter", temporal_filter))
                if v is not None}
     if patch is not None:
@@ -79,7 +87,7 @@ def denoise_command(ctx, source, output, report, movie, truth, store, dtype, mov
 def report_command(ctx, movie, store, output, truth, movie_preview, no_heldout, workers, overwrite):
     """Write an SNR report (figures, numbers) of STORE against the raw MOVIE it was made from."""
 
-    from ..report import make_report
+    from ..pipeline.report import make_report
 
     start = time.perf_counter()
     report = make_report(movie, store, output, truth=truth, overwrite=overwrite, movie_preview=movie_preview,

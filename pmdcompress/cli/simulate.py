@@ -12,6 +12,7 @@ import time
 
 import click
 
+from ..io.atomic import check_output_path
 from .common import progress_for as _progress
 from .common import say as _say
 
@@ -61,11 +62,12 @@ def demo(ctx, folder, overwrite):
     root = pathlib.Path(folder)
     root.mkdir(exist_ok=True)
     movie = root / "demo.tif"
+    check_output_path(root / "demo.pmd.zarr", overwrite=overwrite, folder=True)  # before simulating
     if overwrite or not movie.exists():
         _say(ctx, f"pmd: simulating {movie} (1500 x 128 x 128, 30 neurons)")
-        simulate_movie(movie, n_frames=1500, shape=(128, 128), n_neurons=30, seed=0, overwrite=True)
+        simulate_movie(movie, n_frames=1500, shape=(128, 128), n_neurons=30, seed=0, overwrite=overwrite)
     start = time.perf_counter()
-    store = run(movie, root / "demo.pmd.zarr", overwrite=True, progress=_progress(ctx))
+    store = run(movie, root / "demo.pmd.zarr", overwrite=overwrite, progress=_progress(ctx))
     elapsed = time.perf_counter() - start
     with open_movie(movie) as raw:
         scores = evaluate_against_truth(raw, store, load_truth(movie))

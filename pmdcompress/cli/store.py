@@ -49,11 +49,12 @@ from .common import say as _say
                    "(default: threads here, or $DASK_SCHEDULER_ADDRESS).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
-def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap, method, max_rank,
-             consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, detrend, seed, workers, scheduler,
-             overwrite):
-    """Compress MOVIE (TIFF, Zarr, .npy, HDF5) into a store of low-rank factors."""
-
+def compress(ctx, movie, output, frames, plane, channel, dataset, frame_rate, frame_shape, patch, overlap, method,
+             max_rank, consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, detrend, seed, workers,
+             scheduler, overwrite):
+    """Compress MOVIE (TIFF/ScanImage, Zarr, .npy, HDF5, suite2p .bin, CaImAn .mmap, NWB) into a store of
+    low-rank factors.  The movie must be motion-corrected (registered) first."""
+    from ..options import parse_pair
     from ..pipeline.cluster import open_client
     from ..pipeline.compress import compress as run
 
@@ -62,6 +63,8 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, patch, overlap
         cluster = open_client(scheduler)
     with cluster or contextlib.nullcontext() as client:
         store = run(movie, output, frames=frames, plane=plane, channel=channel, dataset=dataset,
+                    frame_rate=frame_rate,
+                    frame_shape=None if frame_shape is None else parse_pair(frame_shape, "frame_shape"),
                     overwrite=overwrite, workers=workers, client=client, progress=_progress(ctx),
                     patch_shape=patch, overlap=overlap, method=method, max_rank=max_rank,
                     consecutive_failures=consecutive_failures, fit_frames=fit_frames, fit_bin=fit_bin,
@@ -112,6 +115,8 @@ def info(store, as_json):
         f"format          pmdcompress-store v{d['format_version']} (pmdcompress {d['software_version']})",
         f"method          {d['method']}",
         f"shape (T,Y,X)   {' x '.join(map(str, d['shape']))}  ({d['input_dtype']})",
+        "frame rate      " + (f"{d['frame_rate']:g} Hz ({d.get('frame_rate_source') or 'given'})"
+                              if d.get("frame_rate") else "unknown (give --fs to pmd demix)"),
         f"patches         {d['n_patches']} of {d['patch_shape'][0]}x{d['patch_shape'][1]}, overlap "
         f"{d['overlap'][0]}x{d['overlap'][1]}",
         f"rank            {d['total_rank']} in all; per patch min {r['min']}, median {r['median']:g}, "

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError, MissingDependencyError, OptionError
+from ..io.atomic import atomic_output, check_output_path, output_lock
 from ..options import DemixOptions, positive_float
+from ..progress import null_progress
 
 log = logging.getLogger("pmdcompress")
 
@@ -50,11 +53,13 @@ def demix(
     output,
     *,
     kind: str = "2p",
-    fs: float = 30.0,
+    fs: float | None = None,
     export=(),
     overwrite: bool = False,
-    seed_from_mean: bool = False,
+    seed_from_mean: bool | None = None,
     figures: bool = True,
+    nwb_metadata=None,
+    progress=None,
     **options,
 ):
     """Find neurons in a compressed movie: footprints, traces, dF/F, background, metrics.
@@ -71,16 +76,24 @@ def demix(
         Two-photon calcium (low-rank smooth background), one-photon calcium
         (ring-model background, see ``background_model``), voltage (signed traces, no skewness test).
     fs : float, optional
-        Frame rate in Hz (dF/F window, binning, exports).
+        Frame rate in Hz (dF/F window, binning, spike decay in seconds, exports); default the store's
+        (from the movie's metadata).  When neither knows it, the result says
+        "unknown": windows are set in frames, a warning says so, and the NWB
+        export (which needs a rate) asks for ``fs``.
     export : str or sequence of str, optional
         Any of ``"caiman"``, ``"suite2p"``, ``"nwb"`` (``nwb`` needs ``pip install pynwb``).
     overwrite : bool, optional
         Replace existing outputs.
     seed_from_mean : bool, optional
-        Also add bright blobs of the mean image that no active component covers
-        (cells that never fire); their footprints stay fixed.
+        Also add somata of the mean image that no active component covers
+        (cells that never fire: bright blobs, and dark nuclei in a bright rim);
+        their footprints stay fixed.  Default: on for ``kind="2p"``, off otherwise.
     figures : bool, optional
         Write ``contours.png`` and ``traces.png``.
+    nwb_metadata : str, path-like or dict, optional
+        Session metadata for the NWB export (subject, session start, experimenter,
+        indicator, location; a YAML file, see :mod:`pmdcompress.demix.nwb_metadata`);
+        with it the NWB file passes nwbinspector's DANDI configuration.
     **options
         Any field of :class:`~pmdcompress.demix.DemixOptions` (``cell_radius``,
         ``corr_threshold``, ``background_rank``, ``max_num_iter``, ...).
@@ -96,15 +109,16 @@ def demix(
     tile by tile, and every product with the movie goes through the factors
     (``A.T (U V) = (A.T U) V``).  See docs/demix.md.
     """
-    from ..io.atomic import atomic_output, check_output_path
-    from ..parallel import blas_threads
     from ..reconstruct import PMDStore
-    from . import pipeline
-    from .result import write_result
 
-    opts = DemixOptions.create(kind=kind, fs=positive_float(fs, "fs", what="a positive frame rate in Hz"),
-                               seed_from_mean=bool(seed_from_mean), **options)
+    if fs is not None:
+        fs = positive_float(fs, "fs", what="a positive frame rate in Hz")
+    opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=seed_from_mean, **options)
     exports = _parse_export(export)
+    if nwb_metadata is not None:
+        from .nwb_metadata import load_nwb_metadata
+
+        nwb_metadata = load_nwb_metadata(nwb_metadata)  # checked before any work
     if "nwb" in exports:
         try:
             import pynwb  # noqa: F401
@@ -118,10 +132,21 @@ def demix(
 
     output = Path(output)
     siblings = sibling_paths(output)
-    check_output_path(output, overwrite=overwrite)
+    inputs = [store_or_path.path if isinstance(store_or_path, PMDStore) else store_or_path]
+    check_output_path(output, overwrite=overwrite, inputs=inputs, folder=True)
     wanted = list(exports) + (["contours", "traces"] if figures else [])
     for key in wanted:
-        check_output_path(siblings[key], overwrite=overwrite)
+        check_output_path(siblings[key], overwrite=overwrite, inputs=inputs, folder=key == "suite2p")
+    with output_lock(output):  # one writer from the start
+        return _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata,
+                      progress)
+
+
+def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata, progress):
+    from ..parallel import blas_threads
+    from ..reconstruct import PMDStore
+    from . import pipeline
+    from .result import write_result
 
     if isinstance(store_or_path, PMDStore):
         store = store_or_path
@@ -132,11 +157,30 @@ def demix(
     t_len, height, width = store.shape
     if t_len < 2:
         raise InputError(f"{store.path}: {t_len} frame(s); demixing needs at least 2")
+    if store.metadata.total_rank == 0:
+        log.warning("%s: the store holds no components (rank 0: nothing above the noise); the result is empty",
+                    store.path or "store")
+    fs_source = "given"
+    if fs is None:
+        fs, fs_source = store.frame_rate, "store"
+        opts = replace(opts, fs=fs)
+    if fs is None:
+        fs_source = "unknown"
+        log.warning("%s: frame rate unknown; dF/F windows are set in frames and outputs say 'unknown' (give fs,"
+                    " pmd demix --fs, for rates in the exports)", store.path or "store")
+        for name in ("nwb", "suite2p"):
+            if name in exports:
+                raise InputError(f"{store.path or 'store'}: the {name} export needs the frame rate, which the store"
+                                 " does not know; give it with --fs (fs=)")
 
     t0 = time.perf_counter()
+    # Coarse steps (the fit, the traces, the result, figures, each export): the fit is most of the time.
+    bar = (progress or null_progress)("demix", 3 + bool(figures) + len(exports))
     with blas_threads(1):
         model, fac, opts = pipeline.fit(store, opts)
+        bar.update()
         result = pipeline.to_result(model, fac, opts, store)
+        bar.update()
     from .. import __version__
 
     result.metadata.update(
@@ -148,29 +192,36 @@ def demix(
             "store_total_rank": store.metadata.total_rank,
             "movie": store.metadata.input,
         },
+        fs_source=fs_source,
     )
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
-    with atomic_output(output, overwrite=overwrite) as tmp:
+    with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
         write_result(result, tmp)
+    bar.update()
     result.path = output
     log.info("demix: %d components -> %s", result.n_components, output)
 
     if figures:
         from . import figures as figs
 
-        with atomic_output(siblings["contours"], overwrite=overwrite) as tmp:
+        with atomic_output(siblings["contours"], overwrite=overwrite, inputs=inputs) as tmp:
             figs.contours_png(result, tmp)
-        with atomic_output(siblings["traces"], overwrite=overwrite) as tmp:
+        with atomic_output(siblings["traces"], overwrite=overwrite, inputs=inputs) as tmp:
             figs.traces_png(result, tmp)
         result.extra_outputs.update(contours=siblings["contours"], traces=siblings["traces"])
+        bar.update()
     if exports:
         from . import export as ex
 
-        writers = {"caiman": ex.write_caiman, "suite2p": ex.write_suite2p, "nwb": ex.write_nwb}
+        writers = {"caiman": ex.write_caiman,
+                   "suite2p": lambda res, tmp: ex.write_suite2p(res, tmp, final_path=siblings["suite2p"].resolve()),
+                   "nwb": lambda res, tmp: ex.write_nwb(res, tmp, metadata=nwb_metadata)}
         for name in exports:
-            with atomic_output(siblings[name], overwrite=overwrite) as tmp:
+            with atomic_output(siblings[name], overwrite=overwrite, inputs=inputs, folder=name == "suite2p") as tmp:
                 writers[name](result, tmp)
             result.extra_outputs[name] = siblings[name]
+            bar.update()
+    bar.close()
     result.metadata["timings"]["total_s"] = time.perf_counter() - t0
     return result
 

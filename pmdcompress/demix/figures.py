@@ -50,7 +50,7 @@ def traces_png(result, path, *, max_traces=60, dpi=100) -> None:
     snr = np.asarray(result.metrics.get("snr", np.zeros(n)))
     order = np.argsort(-snr, kind="stable")[:max_traces] if n else np.zeros(0, int)
     order = np.sort(order)
-    t = np.arange(result.n_frames) / result.fs
+    t = np.arange(result.n_frames) / (result.fs or 1.0)
     # More points than pixels only slow the drawing: keep each bin's min and max.
     step = max(1, result.n_frames // 1500)
     n_bins = result.n_frames // step
@@ -64,7 +64,7 @@ def traces_png(result, path, *, max_traces=60, dpi=100) -> None:
         ax.plot(tb, row + 0.9 * (env - lo) / max(hi - lo, 1e-9), lw=0.5, color="k")
     ax.set_yticks(np.arange(len(order)))
     ax.set_yticklabels([str(j) for j in order], fontsize=6)
-    ax.set_xlabel("time (s)")
+    ax.set_xlabel("time (s)" if result.fs else "frame (frame rate unknown)")
     ax.set_ylabel("component (dF/F, each scaled)")
     ax.set_xlim(t[0] if t.size else 0, t[-1] if t.size else 1)
     ax.set_ylim(-0.5, max(len(order), 1))

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from .._numba import jit
+from ..parallel import map_tasks
 from .factors import render_tile
 
 
@@ -164,8 +165,6 @@ def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=
     -------
     ndarray of float32, shape ``dims`` (and the peak image with ``return_peak``)
     """
-    from ..parallel import map_tasks
-
     height, width = dims
     t = v.shape[1]
     step = max(1, t // median_samples)

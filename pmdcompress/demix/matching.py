@@ -1,7 +1,9 @@
 """Matching regions of interest to ground truth.
 
 Regions are read from a demix result, neurofinder-style JSON, a label image, a
-``pmd simulate`` side-car or a CaImAn HDF5 file (:func:`load_regions`), then
+``pmd simulate`` side-car, a CaImAn HDF5 file, a suite2p folder (``stat.npy``'s
+``ypix``/``xpix``, cells of ``iscell.npy``), an NWB file (a ``PlaneSegmentation``'s
+``image_mask`` or ``pixel_mask``) or an ImageJ ROI zip/``.roi`` (:func:`load_regions`), then
 matched one to one by the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``)
 on ``1 - IoU`` (pairs below the IoU threshold are never matched) or on centroid
 distance (:func:`evaluate_regions`).  F1 = 2 TP / (2 TP + FP + FN).
@@ -17,7 +19,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
-from ..errors import InputError
+from ..errors import InputError, MissingDependencyError
+from ..formats.truth import read_truth
+from ..io.safe_pickle import load_npy
 
 
 @dataclass
@@ -77,18 +81,22 @@ def load_regions(source, *, dims=None, threshold: float | None = None) -> Region
         return _from_truth(Path(str(path)[: -len(path.suffix)] + ".truth.zarr"), threshold)
     if name.endswith(".json"):
         return _from_json(path, dims)
+    if path.is_dir() or name == "stat.npy":
+        return _from_suite2p(path, dims)
+    if name.endswith(".nwb"):
+        return _from_nwb(path, threshold, dims)
+    if name.endswith((".zip", ".roi")):
+        return _from_imagej(path, dims)
     if name.endswith((".tif", ".tiff", ".npy")):
         return _from_labels(path)
     if name.endswith((".h5", ".hdf5")):
         return _from_caiman(path)
     raise InputError(f"{path}: unknown region format (expected .demix.zarr, .json, .tif/.npy labels, "
-                     ".truth.zarr or CaImAn .hdf5)")
+                     ".truth.zarr, CaImAn .hdf5, a suite2p folder, .nwb or an ImageJ ROI .zip/.roi)")
 
 
 def _from_truth(path: Path, threshold) -> Regions:
-    from ..simulate import load_truth
-
-    truth = load_truth(path)
+    truth = read_truth(path)  # the side-car's format reader, not the simulator
     masks, weights = _from_dense(truth.footprints, 0.2 if threshold is None else threshold)
     return Regions(masks, tuple(truth.footprints.shape[1:]), weights, np.asarray(truth.traces))
 
@@ -100,6 +108,11 @@ def _from_json(path: Path, dims) -> Regions:
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not neurofinder-style JSON ([{{\"coordinates\": [[row, col], ...]}}]): "
                          f"{type(exc).__name__}: {exc}") from exc
+    return _from_coordinates(coords, dims)
+
+
+def _from_coordinates(coords: list, dims) -> Regions:
+    """Regions from per-ROI ``[[row, col], ...]`` pixel lists (clipped to ``dims``; deferred without them)."""
     if dims is None:
         return Regions(None, None, coordinates=coords)
     height, width = dims
@@ -118,9 +131,169 @@ def _from_json(path: Path, dims) -> Regions:
     return Regions(masks, (height, width))
 
 
+def _suite2p_plane(path: Path) -> Path:
+    """The folder holding ``stat.npy``: ``path`` itself, its ``plane0/``, or its ``suite2p/plane0/``."""
+    if path.is_file():
+        return path.parent
+    for plane in (path, path / "plane0", path / "suite2p" / "plane0"):
+        if (plane / "stat.npy").is_file():
+            return plane
+    raise InputError(f"{path}: a folder without stat.npy (expected a suite2p plane folder or its parent)")
+
+
+def _from_suite2p(path: Path, dims) -> Regions:
+    """suite2p ROIs: each ``stat`` entry's ``ypix``/``xpix`` (all its pixels), kept where ``iscell[:, 0]`` is 1.
+
+    ``stat.npy`` and ``ops.npy`` are pickles, read only through the restricted
+    loader (:mod:`pmdcompress.io.safe_pickle`).  The image size comes from
+    ``ops.npy`` (``Ly``, ``Lx``) when present.
+    """
+    from ..io.safe_pickle import load_npy
+
+    plane = _suite2p_plane(path)
+    stat = load_npy(plane / "stat.npy")
+    try:
+        coords = [np.stack([np.asarray(s["ypix"], np.int64).ravel(), np.asarray(s["xpix"], np.int64).ravel()],
+                           axis=1) for s in stat]
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise InputError(f"{plane / 'stat.npy'}: not a suite2p stat array (dicts with ypix and xpix): "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if (plane / "iscell.npy").is_file():
+        iscell = np.asarray(load_npy(plane / "iscell.npy"))
+        if iscell.shape[0] != len(coords):
+            raise InputError(f"{plane / 'iscell.npy'}: {iscell.shape[0]} rows for {len(coords)} ROIs in stat.npy")
+        keep = (iscell.reshape(len(coords), -1)[:, 0] > 0.5) if len(coords) else np.zeros(0, bool)
+        coords = [c for c, k in zip(coords, keep, strict=True) if k]
+    if (plane / "ops.npy").is_file():
+        ops = load_npy(plane / "ops.npy")
+        if isinstance(ops, dict) and "Ly" in ops and "Lx" in ops:
+            own = (int(ops["Ly"]), int(ops["Lx"]))
+            if dims is not None and tuple(dims) != own:
+                raise InputError(f"image sizes differ: {plane} is {own}, the other side {tuple(dims)}")
+            dims = own
+    return _from_coordinates(coords, dims)
+
+
+def _from_nwb(path: Path, threshold, dims=None) -> Regions:
+    """ROIs of the first ``PlaneSegmentation`` in an NWB (HDF5) file.
+
+    ``image_mask`` ([roi, x, y] as the NWB schema defines it, x the image width):
+    pixels above ``threshold`` (default 0.2) of each ROI's peak, enclosed holes
+    filled (binary masks are kept as they are);
+    ``pixel_mask`` rows ``(x, y, weight)`` as the NWB schema defines them (x the
+    column), every listed pixel with a positive weight.  Read with h5py; pynwb is not needed.
+    """
+    try:
+        import h5py
+    except ImportError as exc:
+        raise MissingDependencyError("reading NWB needs h5py: pip install 'pmdcompress[hdf5]'") from exc
+    from .result import fill_mask_holes
+
+    found = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and _attr_str(obj.attrs.get("neurodata_type")) == "PlaneSegmentation":
+            found.append(name)
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: not an NWB (HDF5) file ({exc})") from exc
+    with f:
+        f.visititems(visit)
+        if not found:
+            raise InputError(f"{path}: no PlaneSegmentation (ImageSegmentation ROIs) in this NWB file")
+        seg = f[sorted(found)[0]]
+        if "image_mask" in seg:
+            images = np.asarray(seg["image_mask"][...], np.float32)
+            if images.ndim != 3:
+                raise InputError(f"{path}: image_mask of shape {images.shape}, expected (rois, x, y)")
+            # NWB's image_mask is [roi, x, y] with x the image width; a file written [roi, y, x] is
+            # recognised only when the other side's image size says so.
+            if dims is None or tuple(images.shape[1:]) != tuple(dims) or tuple(dims) == tuple(dims)[::-1]:
+                images = np.ascontiguousarray(images.transpose(0, 2, 1))
+            dims = tuple(images.shape[1:])
+            masks, weights = _from_dense(images, 0.2 if threshold is None else threshold)
+            return Regions(fill_mask_holes(masks, dims).astype(bool), dims, weights)
+        if "pixel_mask" in seg and "pixel_mask_index" in seg:
+            rows = seg["pixel_mask"][...]
+            ends = np.asarray(seg["pixel_mask_index"][...], np.int64)
+            names = rows.dtype.names or ()
+            x = np.asarray(rows["x"] if "x" in names else rows[:, 0], np.int64)
+            y = np.asarray(rows["y"] if "y" in names else rows[:, 1], np.int64)
+            w = np.asarray(rows["weight"] if "weight" in names else rows[:, 2], np.float64)
+            starts = np.concatenate([[0], ends[:-1]])
+            coords = [np.stack([y[a:b][w[a:b] > 0], x[a:b][w[a:b] > 0]], axis=1) for a, b in zip(starts, ends,
+                                                                                                     strict=True)]
+            return _from_coordinates(coords, _nwb_plane_dims(f, seg) or dims)
+        raise InputError(f"{path}: PlaneSegmentation {sorted(found)[0]} has neither image_mask nor pixel_mask")
+
+
+def _attr_str(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _nwb_plane_dims(f, seg):
+    """Image size of a pixel-mask segmentation: its reference images' shape when stored, else unknown."""
+    if "reference_images" in seg:
+        for key in seg["reference_images"]:
+            obj = seg["reference_images"][key]
+            data = obj["data"] if hasattr(obj, "keys") and "data" in obj else None
+            if data is not None and data.ndim >= 2:
+                return tuple(int(d) for d in data.shape[-2:])
+    return None
+
+
+def _from_imagej(path: Path, dims) -> Regions:
+    """ImageJ ROIs (a RoiSet ``.zip`` or one ``.roi``) read with ``roifile``: pixels whose centre lies inside.
+
+    Polygons, freehand and traced outlines, rectangles and ovals are
+    rasterised; lines and points have no area and are refused.
+    """
+    try:
+        import roifile
+    except ImportError as exc:
+        raise MissingDependencyError("reading ImageJ ROIs needs roifile: pip install roifile") from exc
+    from matplotlib.path import Path as Polygon
+
+    try:
+        rois = roifile.roiread(str(path))
+    except Exception as exc:  # roifile raises several types on a bad file
+        raise InputError(f"{path}: not an ImageJ ROI file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(rois, list):
+        rois = [rois]
+    kinds = roifile.ROI_TYPE
+    coords = []
+    for k, roi in enumerate(rois):
+        polygon = roi.roitype in (kinds.POLYGON, kinds.FREEHAND, kinds.TRACED) or (
+            roi.roitype == kinds.RECT and roi.n_coordinates > 0)
+        if roi.roitype not in (kinds.RECT, kinds.OVAL) and not polygon:
+            raise InputError(f"{path}: ROI {k} ({roi.name!r}) is a {kinds(roi.roitype).name.lower()}, "
+                             "not an area (expected polygon, freehand, traced, rectangle or oval)")
+        if polygon:
+            xy = np.asarray(roi.coordinates(), np.float64)
+            if xy.ndim != 2 or len(xy) < 3:
+                raise InputError(f"{path}: ROI {k} ({roi.name!r}) has fewer than 3 vertices")
+            top, left = int(np.floor(xy[:, 1].min())), int(np.floor(xy[:, 0].min()))
+            bottom, right = int(np.ceil(xy[:, 1].max())) + 1, int(np.ceil(xy[:, 0].max())) + 1
+        else:
+            top, left, bottom, right = int(roi.top), int(roi.left), int(roi.bottom), int(roi.right)
+        yy, xx = np.mgrid[top:bottom, left:right]
+        cy, cx = yy + 0.5, xx + 0.5
+        if polygon:
+            inside = Polygon(xy).contains_points(np.stack([cx.ravel(), cy.ravel()], axis=1)).reshape(yy.shape)
+        elif roi.roitype == kinds.OVAL:
+            ry, rx = max((bottom - top) / 2, 1e-9), max((right - left) / 2, 1e-9)
+            inside = ((cy - (top + bottom) / 2) / ry) ** 2 + ((cx - (left + right) / 2) / rx) ** 2 <= 1.0
+        else:
+            inside = np.ones(yy.shape, bool)
+        coords.append(np.stack([yy[inside], xx[inside]], axis=1).astype(np.int64))
+    return _from_coordinates(coords, dims)
+
+
 def _from_labels(path: Path) -> Regions:
     if path.name.lower().endswith(".npy"):
-        labels = np.load(path, allow_pickle=False)
+        labels = load_npy(path)  # a pickled .npy goes through the restricted loader, and is refused there
     else:
         import tifffile
 
@@ -200,7 +373,8 @@ def match(pred: sp.csc_matrix, true: sp.csc_matrix, dims, *, iou=0.3, mode="iou"
 def evaluate_regions(pred: Regions, true: Regions, *, iou=0.3, mode="iou", max_distance=5.0) -> dict:
     """Scores of ``pred`` against ``true`` (see :func:`pmdcompress.demix.evaluate`)."""
     if pred.masks is None or true.masks is None:
-        raise InputError("cannot evaluate two JSON region files against each other without the image size")
+        raise InputError("cannot evaluate two region files that do not give the image size (JSON, ImageJ ROIs, "
+                         "suite2p without ops.npy) against each other")
     if tuple(pred.dims) != tuple(true.dims):
         raise InputError(f"image sizes differ: result {tuple(pred.dims)}, ground truth {tuple(true.dims)}")
     r, c, ious = match(pred.masks, true.masks, pred.dims, iou=iou, mode=mode, max_distance=max_distance)

@@ -9,13 +9,14 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from ..formats._version import header
 from ..formats.demix import DEMIX
 from ..options import DEMIX_KINDS, DemixOptions
 from . import hals
 from . import ring as ringbg
+from .deconvolve import deconvolve
 from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
@@ -38,6 +39,7 @@ class Model:
     fixed: np.ndarray  # (n,) bool: footprints seeded from the mean image and never updated
     timings: dict = field(default_factory=dict)
     cell_radius_estimate: float | None = None  # from the footprints of a first pass (cell_radius not given)
+    nucleus_radius: float | None = None  # radius of the mean-image soma template (seed_from_mean)
     ring: ringbg.Ring | None = None  # ring-model background (background_model="ring")
 
 
@@ -236,16 +238,16 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     fac = load_factors(store)
     load_s = time.perf_counter() - t_start
     if options.cell_radius is not None:
-        return _fit(store, fac, options, load_s)
+        return _fit(store, fac, options, load_s, radius_given=True)
     first = replace(options, cell_radius=DEFAULT_CELL_RADIUS)
-    model, fac, opts = _fit(store, fac, first, load_s)
+    model, fac, opts = _fit(store, fac, first, load_s, radius_given=False)
     estimate = estimate_cell_radius(model.footprints, model.fixed)
     model.cell_radius_estimate = estimate
     if estimate is None or 0.75 <= estimate / DEFAULT_CELL_RADIUS <= 1.33:
         return model, fac, opts
     log.info("demix: footprints have a radius of %.1f px; refitting with it", estimate)
     first_s = model.timings["total_fit_s"]
-    model, fac, opts = _fit(store, fac, replace(options, cell_radius=estimate), load_s)
+    model, fac, opts = _fit(store, fac, replace(options, cell_radius=estimate), load_s, radius_given=False)
     model.cell_radius_estimate = estimate
     model.timings["first_pass_s"] = first_s
     model.timings["total_fit_s"] += first_s
@@ -271,7 +273,23 @@ def estimate_cell_radius(fp: Footprints, fixed=None, *, threshold: float = 0.2, 
     return float(np.clip(np.sqrt(np.median(area) / np.pi), 2.5, 20.0))
 
 
-def _fit(store, fac: Factors, options: DemixOptions, load_s: float) -> tuple[Model, Factors, DemixOptions]:
+# Footprints above 20 % of their peak are about 15 % wider than the soma (soft edges; see docs/demix.md).
+SOFT_EDGE_FACTOR = 1.15
+
+
+def _soma_radius(opts: DemixOptions, fp: Footprints, fixed, radius_given: bool) -> float:
+    """Radius of the mean-image soma template: ``nucleus_radius``, else the given ``cell_radius``, else the
+    active footprints' equivalent radius (:func:`estimate_cell_radius`) less their soft edges."""
+    if opts.nucleus_radius is not None:
+        return float(opts.nucleus_radius)
+    if radius_given:
+        return float(opts.cell_radius)
+    estimate = estimate_cell_radius(fp, fixed)
+    return float((estimate if estimate is not None else opts.cell_radius) / SOFT_EDGE_FACTOR)
+
+
+def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
+         radius_given: bool) -> tuple[Model, Factors, DemixOptions]:
     timings = {"load_s": load_s}
     t_start = time.perf_counter() - load_s
     opts = options.resolved(fac.n_frames)
@@ -356,15 +374,20 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float) -> tuple[Mod
     t0 = time.perf_counter()
     met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold)
     accept = (met["snr"] >= opts.min_snr) & (met["r_value"] >= opts.min_r_value) & (met["skew"] >= opts.min_skew)
+    # Ragged or split footprints are neuropil, dendrite or bouton fragments on real data, not somata.
+    accept &= met["compactness"] >= opts.min_compactness
     accept |= fixed
     log.info("demix: %d of %d components pass the quality tests", int(accept.sum()), fp.n)
     idx = np.flatnonzero(accept)
     fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
     if opts.seed_from_mean:
-        extra = _mean_footprints(fac.mean, fp, opts, box)
-        log.info("demix: %d components seeded from the mean image", extra.n)
-        fp = _concat(fp, extra)
-        fixed = np.concatenate([fixed, np.ones(extra.n, bool)])
+        soma_radius = _soma_radius(opts, fp, fixed, radius_given)
+        soma_opts = replace(opts, cell_radius=soma_radius, min_size=int(0.25 * np.pi * soma_radius**2))
+        for finder, finder_opts in ((_mean_footprints, opts), (_nucleus_footprints, soma_opts)):
+            extra = finder(fac.mean, fp, finder_opts, box)
+            log.info("demix: %d components seeded from the mean image (%s)", extra.n, finder.__name__)
+            fp = _concat(fp, extra)
+            fixed = np.concatenate([fixed, np.ones(extra.n, bool)])
     timings["select_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -379,7 +402,8 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float) -> tuple[Mod
         bg.temporal = np.zeros((0, fac.n_frames))
     timings["traces_s"] = time.perf_counter() - t0
     timings["total_fit_s"] = time.perf_counter() - t_start
-    model = Model(fp, c, bg, corr, resid_corr, fixed, timings, ring=ring)
+    model = Model(fp, c, bg, corr, resid_corr, fixed, timings, ring=ring,
+                  nucleus_radius=soma_radius if opts.seed_from_mean else None)
     return model, fac, opts
 
 
@@ -401,12 +425,7 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
     med = np.median(blob)
     mad = 1.4826 * np.median(np.abs(blob - med)) + 1e-12
     z = (blob - med) / mad
-    covered = np.zeros(fp.dims, bool)
-    if fp.n:
-        bh, bw = fp.box
-        for j, (y, x) in enumerate(fp.origins):
-            a = fp.values[j]
-            covered[y : y + bh, x : x + bw] |= a > opts.footprint_threshold * max(a.max(), 1e-30)
+    covered = _covered(fp, opts.footprint_threshold)
     seeds = find_seeds(z, threshold=opts.mean_threshold, min_distance=max(int(radius), 1),
                        exclude=ndimage.binary_dilation(covered, iterations=max(int(radius / 2), 1)))
     fine = ndimage.gaussian_filter(hp, max(radius / 6.0, 0.5), mode="reflect")
@@ -436,7 +455,7 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
         # Compactness: area over that of the disk of the mask's largest extent from its centroid.
         py, px = np.nonzero(mask)
         extent = np.sqrt(((py - py.mean()) ** 2 + (px - px.mean()) ** 2).max()) + 0.5
-        if area < 0.4 * np.pi * extent**2:
+        if area < 0.55 * np.pi * extent**2:
             continue
         kept.append((y, x))
         regions[y0:y1, x0:x1][mask] = len(kept)
@@ -444,6 +463,95 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
     seeds = np.array(kept, dtype=np.int64).reshape(-1, 2)
     values = np.clip(hp / max(float(hp.max()), 1e-30), 0, None)
     new = _new_footprints(values, seeds, regions, box, fp.dims)
+    new.support[...] = new.values > 0
+    return new
+
+
+def _covered(fp: Footprints, threshold: float) -> np.ndarray:
+    """Pixels inside any footprint's mask (above ``threshold`` of its peak)."""
+    covered = np.zeros(fp.dims, bool)
+    if fp.n:
+        bh, bw = fp.box
+        for j, (y, x) in enumerate(fp.origins):
+            a = fp.values[j]
+            covered[y : y + bh, x : x + bw] |= a > threshold * max(a.max(), 1e-30)
+    return covered
+
+
+def nucleus_template(radius: float) -> np.ndarray:
+    """A soma with a dark nucleus: -1 inside 0.9 ``radius``, 0.7 on the ring out to 1.45 ``radius``, 0 beyond.
+
+    GCaMP is excluded from the nucleus, so a soma that never fires shows in the
+    mean image as a dark disc in a brighter rim of cytoplasm.
+    """
+    half = int(math.ceil(1.8 * radius))
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    rr = np.hypot(yy, xx)
+    return np.where(rr < 0.9 * radius, -1.0, np.where(rr < 1.45 * radius, 0.7, 0.0))
+
+
+def normalized_cross_correlation(image: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``template`` with the window of ``image`` centred at each pixel (reflected edges)."""
+    t = template - template.mean()
+    t = t / max(float(np.linalg.norm(t)), 1e-30)
+    h, w = t.shape
+    img = np.pad(image.astype(np.float64), ((h // 2, h // 2), (w // 2, w // 2)), mode="reflect")
+    num = signal.correlate(img, t, mode="valid", method="fft")
+    box = np.ones_like(t)
+    mean = signal.correlate(img, box, mode="valid", method="fft") / box.size
+    mean2 = signal.correlate(img * img, box, mode="valid", method="fft") / box.size
+    var = np.maximum(mean2 - mean * mean, 0.0) * box.size
+    return np.where(var > 1e-12, num / np.sqrt(np.maximum(var, 1e-12)), 0.0)
+
+
+def local_contrast(mean: np.ndarray, sigma: float) -> np.ndarray:
+    """The mean image high-passed at ``sigma`` and divided by its local RMS (uneven brightness evened out)."""
+    img = mean.astype(np.float64)
+    hp = img - ndimage.gaussian_filter(img, sigma, mode="reflect")
+    rms = np.sqrt(ndimage.gaussian_filter(hp * hp, sigma, mode="reflect"))
+    return hp / (rms + 0.5 * np.median(rms) + 1e-12)
+
+
+NUCLEUS_SCALES = (0.85, 1.0, 1.15)  # template radii, relative to the soma radius (the estimate is rough)
+
+
+def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprints:
+    """Disc footprints of silent somata: dark nuclei in a bright rim of the mean image.
+
+    The mean image is evened out (:func:`local_contrast`, scale 2.2 cell radii)
+    and correlated with :func:`nucleus_template` at three radii around the soma
+    radius (:data:`NUCLEUS_SCALES`; the best one per pixel); maxima above
+    ``nucleus_threshold``, at least a cell radius apart and away from existing
+    footprints, become discs of the radius that matched best (fixed; only their
+    traces are fitted).
+    """
+    radius = opts.cell_radius
+    flat = local_contrast(mean, 2.2 * radius)
+    scores = np.stack([normalized_cross_correlation(flat, nucleus_template(radius * k)) for k in NUCLEUS_SCALES])
+    best = np.argmax(scores, axis=0)
+    score = scores.max(axis=0)
+    covered = _covered(fp, opts.footprint_threshold)
+    seeds = find_seeds(score, threshold=opts.nucleus_threshold, min_distance=max(int(radius), 1),
+                       exclude=ndimage.binary_dilation(covered, iterations=max(int(radius / 2), 1)))
+    height, width = fp.dims
+    yy, xx = np.mgrid[:height, :width]
+    regions = np.zeros(fp.dims, np.int32)
+    taken = covered.copy()
+    kept = []
+    reach = int(np.ceil(radius * max(NUCLEUS_SCALES))) + 1
+    for y, x in seeds:
+        r = radius * NUCLEUS_SCALES[best[y, x]]
+        y0, y1 = max(y - reach, 0), min(y + reach + 1, height)
+        x0, x1 = max(x - reach, 0), min(x + reach + 1, width)
+        disc = (yy[y0:y1, x0:x1] - y) ** 2 + (xx[y0:y1, x0:x1] - x) ** 2 <= r**2
+        disc &= ~taken[y0:y1, x0:x1]
+        if disc.sum() < opts.min_size:
+            continue
+        kept.append((y, x))
+        regions[y0:y1, x0:x1][disc] = len(kept)
+        taken[y0:y1, x0:x1] |= disc
+    seeds = np.array(kept, dtype=np.int64).reshape(-1, 2)
+    new = _new_footprints(np.ones(fp.dims, np.float32), seeds, regions, box, fp.dims)
     new.support[...] = new.values > 0
     return new
 
@@ -491,12 +599,18 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     else:
         f0 = local_bg = np.zeros(0)
     raw = c + f0[:, None]
-    window = max(1, int(round(opts.dff_window_s * opts.fs)))
+    if opts.fs is not None:
+        window = max(1, int(round(opts.dff_window_s * opts.fs)))
+    else:
+        window = max(1, int(opts.dff_window_frames))
     baseline = running_percentile(raw, window, opts.dff_percentile)
     activity = raw - baseline
     traces = activity if opts.kind == "voltage" else np.maximum(activity, 0.0)
     floor = np.maximum(0.1 * np.abs(local_bg), 1e-6)
     dff = delta_f_over_f(raw, baseline, floor)
+    spikes = None
+    if opts.kind != "voltage":
+        spikes, _, ar = deconvolve(raw - baseline, opts.fs)
 
     vb = bin_frames(fac.V, opts.bin_frames)
     met = compute_metrics(fac.U, vb, fp, bin_frames(c, opts.bin_frames), store.noise,
@@ -504,6 +618,9 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     met["seeded_from_mean"] = model.fixed.astype(np.uint8)
     met["f0"] = f0
     met["local_background"] = local_bg
+    if spikes is not None:
+        met["tau_s"] = ar["tau_s"]
+        met["decay_g"] = ar["g"]
     images = {"mean": fac.mean, "correlation": model.correlation_image}
     if model.residual_correlation_image is not None:
         images["residual_correlation"] = model.residual_correlation_image
@@ -511,20 +628,25 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     meta = {
         **header(DEMIX),
         "kind": opts.kind,
-        "fs": float(opts.fs),
+        "fs": float(opts.fs) if opts.fs is not None else None,
         "dims": list(fp.dims),
         "n_frames": int(fac.n_frames),
         "n_components": int(fp.n),
         "parameters": options_dict(opts),
         "cell_radius_estimate": model.cell_radius_estimate,
+        "nucleus_radius": model.nucleus_radius,
         "ring": ({"ssub": opts.ring_ssub, "radius": opts.ring_radius, "low_dims": list(model.ring.low_dims),
                   "model": "B(t) = up(W down(Y(t) - mean image - A c(t))), c the traces centred in time; down: "
                            "ssub x ssub block means (row-major blocks), up: each pixel takes its block's value"}
                  if model.ring is not None else None),
-        "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile, "window_s": opts.dff_window_s,
+        "dff": {"baseline": "running percentile", "percentile": opts.dff_percentile,
+                "window_s": opts.dff_window_s if opts.fs is not None else None,
                 "window_frames": window, "floor": "0.1 * local static background",
                 "formula": "(raw - baseline) / max(baseline, floor)"},
-        "units": {"footprints": "peak 1", "traces": "input units at the footprint's peak pixel"},
+        "units": {"footprints": "peak 1", "traces": "input units at the footprint's peak pixel",
+                  "spikes": "jumps of the AR(1) calcium fit to raw_traces - baseline, units of raw_traces"},
+        "spikes": ({"method": "OASIS AR(1), spikes 0 or >= s_min; decay, noise and offset estimated per trace",
+                    "s_min": "1.0 * noise SD * sqrt(1 - g^2)"} if spikes is not None else None),
         "metrics": sorted(met),
         "images": sorted(images),
         "timings": model.timings,
@@ -543,4 +665,5 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         images=images,
         metadata=meta,
         ring_weights=model.ring.weights if model.ring is not None else None,
+        spikes=spikes,
     )

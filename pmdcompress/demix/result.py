@@ -38,6 +38,7 @@ class DemixResult:
     path: Path | None = None
     extra_outputs: dict = field(default_factory=dict)
     ring_weights: sp.csr_matrix | None = None  # (Nl, Nl) on metadata["ring"]["low_dims"], ring model only
+    spikes: np.ndarray | None = None  # (n, T) float32, calcium only (None for voltage and format version 1)
 
     @property
     def dims(self) -> tuple[int, int]:
@@ -52,8 +53,10 @@ class DemixResult:
         return self.traces.shape[1]
 
     @property
-    def fs(self) -> float:
-        return float(self.metadata["fs"])
+    def fs(self) -> float | None:
+        """Frame rate in Hz; None when unknown (the store did not know it and none was given)."""
+        fs = self.metadata.get("fs")
+        return None if fs is None else float(fs)
 
     def footprint_images(self) -> np.ndarray:
         """Dense footprints, shape (n, Y, X), float32."""
@@ -91,7 +94,7 @@ def write_result(result: DemixResult, path) -> None:
         dff=result.dff, centers=result.centers, labels=result.label_image(),
         background_spatial=result.background_spatial, background_temporal=result.background_temporal,
         background_static=result.background_static, metrics=result.metrics, images=result.images,
-        metadata=result.metadata, ring_weights=result.ring_weights,
+        metadata=result.metadata, ring_weights=result.ring_weights, spikes=result.spikes,
     ))
 
 
@@ -102,7 +105,7 @@ def read_result(path) -> DemixResult:
         footprints=f.footprints, traces=f.traces, raw_traces=f.raw_traces, baseline=f.baseline, dff=f.dff,
         centers=f.centers, background_spatial=f.background_spatial, background_temporal=f.background_temporal,
         background_static=f.background_static, metrics=f.metrics, images=f.images, metadata=f.metadata,
-        path=Path(path), ring_weights=f.ring_weights,
+        path=Path(path), ring_weights=f.ring_weights, spikes=f.spikes,
     )
 
 

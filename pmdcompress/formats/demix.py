@@ -10,6 +10,8 @@ array                                 shape         meaning
 ``raw_traces``                        (n, T)        F: fluorescence at the footprint's peak, background removed
 ``baseline``                          (n, T)        running low percentile of F (dF/F's F0)
 ``dff``                               (n, T)        (F - F0) / max(F0, floor)
+``spikes``                            (n, T)        inferred spikes S (AR(1) deconvolution of F - F0, units of
+                                                    F); calcium only, absent for voltage; version 2 on
 ``centers``                           (n, 2)        weighted centroids (y, x)
 ``labels``                            (Y, X)        label image of the masks (0: none; 1 + index of the
                                                     strongest footprint at the pixel)
@@ -40,9 +42,10 @@ import zarr
 
 from ..errors import StoreFormatError
 from ._version import FormatId, read_version
-from .store import COMPRESSORS
+from .store import COMPRESSORS, read_array
 
-DEMIX = FormatId("pmdcompress-demix", 1, (1,), "demix result")
+# Version 2 adds ``spikes`` (and the metrics ``tau_s``, ``decay_g``); version 1 files read with spikes None.
+DEMIX = FormatId("pmdcompress-demix", 2, (1, 2), "demix result")
 ATTRS_KEY = "pmdcompress-demix"
 
 
@@ -64,6 +67,7 @@ class DemixFile:
     images: dict  # name -> (Y, X) float32
     metadata: dict  # JSON-able; carries the header fields of DEMIX
     ring_weights: sp.csr_matrix | None = None  # (Nl, Nl), ring background model only
+    spikes: np.ndarray | None = None  # (n, T) float32, calcium results of version >= 2
 
     @property
     def format_version(self) -> int:
@@ -91,6 +95,8 @@ def write_demix(path, result: DemixFile) -> None:
     put(fg, "indptr", a.indptr.astype(np.int64))
     for name in ("traces", "raw_traces", "baseline", "dff"):
         put(group, name, getattr(result, name).astype(np.float32))
+    if result.spikes is not None:
+        put(group, "spikes", result.spikes.astype(np.float32))
     put(group, "centers", result.centers.astype(np.float64))
     put(group, "labels", result.labels)
     bg = group.create_group("background")
@@ -125,33 +131,37 @@ def read_demix(path) -> DemixFile:
     if not isinstance(meta, dict):
         raise StoreFormatError(f"{where}: not a pmdcompress demix result (attribute '{ATTRS_KEY}' missing)")
     read_version(meta, DEMIX, where)
+    def get(name):
+        return read_array(group[name], ..., where, name, "demix result")
+
     try:
         dims = tuple(meta["dims"])
         n = int(meta["n_components"])
         a = sp.csc_matrix(
-            (group["footprints/data"][...], group["footprints/indices"][...], group["footprints/indptr"][...]),
+            (get("footprints/data"), get("footprints/indices"), get("footprints/indptr")),
             shape=(dims[0] * dims[1], n),
         )
         ring = None
         if meta.get("ring"):
             nl = int(np.prod(meta["ring"]["low_dims"]))
-            ring = sp.csr_matrix((group["background/ring/data"][...], group["background/ring/indices"][...],
-                                  group["background/ring/indptr"][...]), shape=(nl, nl))
+            ring = sp.csr_matrix((get("background/ring/data"), get("background/ring/indices"),
+                                  get("background/ring/indptr")), shape=(nl, nl))
         return DemixFile(
             footprints=a,
-            traces=group["traces"][...],
-            raw_traces=group["raw_traces"][...],
-            baseline=group["baseline"][...],
-            dff=group["dff"][...],
-            centers=group["centers"][...],
-            labels=group["labels"][...],
-            background_spatial=group["background/spatial"][...],
-            background_temporal=group["background/temporal"][...],
-            background_static=group["background/static"][...],
-            metrics={name: group[f"metrics/{name}"][...] for name in meta.get("metrics", [])},
-            images={name: group[f"images/{name}"][...] for name in meta.get("images", [])},
+            traces=get("traces"),
+            raw_traces=get("raw_traces"),
+            baseline=get("baseline"),
+            dff=get("dff"),
+            centers=get("centers"),
+            labels=get("labels"),
+            background_spatial=get("background/spatial"),
+            background_temporal=get("background/temporal"),
+            background_static=get("background/static"),
+            metrics={name: get(f"metrics/{name}") for name in meta.get("metrics", [])},
+            images={name: get(f"images/{name}") for name in meta.get("images", [])},
             metadata=meta,
             ring_weights=ring,
+            spikes=group["spikes"][...] if "spikes" in group else None,
         )
     except KeyError as exc:
         raise StoreFormatError(f"{where}: array {exc} is missing") from exc

@@ -3,29 +3,42 @@
 This module is the only place that knows the store's layout.  The writer
 creates the arrays and, last, the metadata attribute (a folder without it is
 never read as a store); the reader checks every field and array against the
-spec and returns a :class:`StoreContents` whose ``temporal`` array stays lazy.
+spec and returns a :class:`StoreContents` whose ``temporal`` factors stay lazy.
+
+Version 2 (written now) stores the factors as integers with a per-component
+scale, puts a CRC-32C checksum on every chunk of every array and records every
+chunk file with its size in the metadata (``manifest``), so that a missing,
+truncated or altered chunk is an error naming the store and the chunk instead
+of a silently wrong movie (Zarr reads a missing chunk as its fill value).
+Version 1 (float factors, no checksums) is still read, with a warning.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from ..errors import StoreFormatError
 from ._version import FormatId, read_version
 
-STORE = FormatId("pmdcompress-store", 1, (1,), "store")
+log = logging.getLogger("pmdcompress")
+
+STORE = FormatId("pmdcompress-store", 2, (1, 2), "store")
 FORMAT_NAME = STORE.name
 FORMAT_VERSION = STORE.version
 ATTRS_KEY = "pmdcompress"
 
-# Arrays of a version-1 store: name -> (ndim, required).
-ARRAYS = {
+# Arrays of a store: name -> (ndim, required), per version.
+_ARRAYS_V1 = {
     "mean": (2, True),
     "noise": (2, True),
     "patch_origins": (2, True),
@@ -37,13 +50,38 @@ ARRAYS = {
     "trend": (3, False),
     "trend_frames": (1, False),
 }
+ARRAYS_BY_VERSION = {1: _ARRAYS_V1, 2: {**_ARRAYS_V1, "spatial_scale": (1, True), "temporal_scale": (1, True),
+                                        "temporal_df": (1, False)}}
+ARRAYS = ARRAYS_BY_VERSION[FORMAT_VERSION]
 
-FACTOR_DTYPES = ("float32", "float16")
+FACTOR_DTYPES_BY_VERSION = {1: ("float32", "float16"), 2: ("int32",)}
+FACTOR_DTYPES = ("float32", "float16")  # what a compression may ask for (both are stored quantized in version 2)
+QUANTIZED_DTYPE = "int32"
 METHODS = ("svd", "pmd")
 
+#: Quantization step of the temporal factors, in units of each component's noise std (the factors are
+#: projections of the movie standardised by the per-pixel noise, so that std is 1).  The rounding
+#: error it adds to a component is step**2 / 12 = 3e-4 of the noise that component passes: below
+#: 1 % of the denoised error unless the temporal filter removes more than 97 % of that noise.
+TEMPORAL_STEP = 1.0 / 16
+#: Step for each precision a compression may ask for (``CompressOptions.dtype``): "float16" trades a
+#: 16x larger rounding error (0.5 % of each component's noise) for a smaller store.
+TEMPORAL_STEPS = {"float32": TEMPORAL_STEP, "float16": 4 * TEMPORAL_STEP}
+#: Step of the factors while the store is being written: the temporal filter reads the re-fitted
+#: factors back, and must see them (nearly) exact (its constrained search can jump between
+#: solutions for a tiny change of its input).  :func:`finish_store` rounds them to their final step.
+WORKING_STEP = 1.0 / 4096
+
 # Byte shuffle + zstd: the factors are noise-like floats, where shuffle is what
-# lets the entropy coder find the redundant exponent bytes.
+# lets the entropy coder find the redundant exponent bytes.  (Version 1 and the demix result.)
 COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")]
+# Version 2: the same chain on integers (shuffle groups the mostly-constant high bytes), then a
+# CRC-32C of every compressed chunk, checked by zarr on every read.
+CHECKED_COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"), Crc32cCodec()]
+# Write every chunk, even one equal to the fill value, so that the manifest can require them all.
+_ARRAY_CONFIG = {"write_empty_chunks": True}
+
+_warned_v1: set[str] = set()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,25 +101,32 @@ class StoreMetadata:
     parameters: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     created: str = ""
+    #: Frames per second of the recording, when the input says (None: unknown; always None in version 1).
+    frame_rate: float | None = None
     format: str = field(default=FORMAT_NAME, init=False)
-    format_version: int = field(default=FORMAT_VERSION, init=False)
+    format_version: int = FORMAT_VERSION
+    #: Every chunk file of every array with its size in bytes ({array: {"c/0/1": bytes}}); None in
+    #: version 1 and for stores that never were on disk.
+    manifest: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["shape"] = list(self.shape)
         d["patch_shape"] = list(self.patch_shape)
         d["overlap"] = list(self.overlap)
+        if self.format_version < 2:  # version 1 had neither field
+            del d["frame_rate"], d["manifest"]
         return d
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "store") -> StoreMetadata:
         if not isinstance(d, dict):
             raise StoreFormatError(f"{where}: not a pmdcompress store (no '{ATTRS_KEY}' attributes)")
-        read_version(d, STORE, where)
+        version = read_version(d, STORE, where)
         return cls(
             shape=_ints(d, "shape", 3, where),
             input_dtype=_str(d, "input_dtype", where),
-            factor_dtype=_choice(d, "factor_dtype", FACTOR_DTYPES, where),
+            factor_dtype=_choice(d, "factor_dtype", FACTOR_DTYPES_BY_VERSION[version], where),
             method=_choice(d, "method", METHODS, where),
             patch_shape=_ints(d, "patch_shape", 2, where),
             overlap=_ints(d, "overlap", 2, where),
@@ -92,7 +137,90 @@ class StoreMetadata:
             parameters=_dict(d, "parameters", where),
             timings=_dict(d, "timings", where),
             created=str(d.get("created", "")),
+            frame_rate=_frame_rate(d, where) if version >= 2 else None,
+            format_version=version,
+            manifest=_manifest(d, where) if version >= 2 else None,
         )
+
+
+class TemporalFactors:
+    """The temporal factors (K, T) as float32, however stored; written and read by blocks.
+
+    Version 2 stores ``round(V / scale[k])`` as int32; writing refuses non-finite
+    values, reading names the chunk that cannot be decoded.  Picklable, so that
+    cluster workers can write their time chunks straight into the store.
+    """
+
+    def __init__(self, array, scale: np.ndarray | None, where: str, df: np.ndarray | None = None,
+                 final_step: float | None = None):
+        self.array = array
+        self.scale = scale
+        self.where = where
+        #: Step :func:`finish_store` gives every row (None: keep ``scale``); see :data:`WORKING_STEP`.
+        self.final_step = final_step
+        #: Degrees of freedom of each row as a piecewise-linear signal (:func:`piecewise_linear_df`),
+        #: counted on the exact values of rows written whole (the temporal filter writes them so),
+        #: since rounding hides the knots.  -1: not written whole.
+        self.df = df
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.array.shape)
+
+    @property
+    def chunks(self) -> tuple[int, int]:
+        return tuple(self.array.chunks)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def _scale_of(self, key):
+        return np.broadcast_to(self.scale[:, None], self.shape)[key]
+
+    def __getitem__(self, key) -> np.ndarray:
+        data = read_array(self.array, key, self.where, "temporal")
+        if self.scale is None:
+            data = np.asarray(data, np.float32)
+            if not np.isfinite(data).all():
+                raise StoreFormatError(f"{self.where}: array 'temporal' holds non-finite values (the store is damaged)")
+            return data
+        # float32 arithmetic: exact for |integers| < 2**24, and within 6e-8 relative beyond.
+        return np.multiply(data, self._scale_of(key), dtype=np.float32)
+
+    def __setitem__(self, key, value) -> None:
+        if self.scale is None:
+            raise StoreFormatError(f"{self.where}: a version-1 store is read-only")
+        rows = self._whole_rows(key)
+        self.array[key] = quantize(value, self._scale_of(key), self.where, "temporal")
+        if rows is not None and rows.size:
+            if self.df is None:
+                self.df = np.full(self.shape[0], -1, np.int64)
+            self.df[rows] = piecewise_linear_df(np.asarray(value, np.float64).reshape(rows.size, -1))
+
+    def _whole_rows(self, key):
+        """The rows ``key`` selects when it selects every frame of them, else None."""
+        if not isinstance(key, tuple) or len(key) != 2 or not all(isinstance(k, slice) for k in key):
+            return None
+        k, t = self.shape
+        frames = np.arange(t)[key[1]]
+        return np.arange(k)[key[0]] if frames.size == t and (frames == np.arange(t)).all() else None
+
+
+def piecewise_linear_df(rows: np.ndarray, tol: float = 1e-4) -> np.ndarray:
+    """Degrees of freedom of each row as a piecewise-linear signal: its knots plus 2.
+
+    A knot is a frame where the second difference is not zero, relative to ``tol``
+    times the row's peak (the degrees of freedom of trend filtering, Tibshirani and
+    Taylor 2011).  Shape (n_rows,), int64.
+    """
+    rows = np.atleast_2d(np.asarray(rows, np.float64))
+    d2 = np.abs(np.diff(rows, 2, axis=1))
+    peak = np.abs(rows).max(axis=1, keepdims=True) if rows.shape[1] else np.ones((len(rows), 1))
+    return (d2 > tol * np.where(peak > 0, peak, 1.0)).sum(axis=1) + 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,40 +235,137 @@ class StoreContents:
     weights_y: np.ndarray  # (P, h) float32
     weights_x: np.ndarray  # (P, w) float32
     spatial: np.ndarray  # (h*w, K) float32
-    temporal: Any  # (K, T) zarr array, read by time blocks
+    temporal: TemporalFactors  # (K, T) float32, read by time blocks
+    spatial_scale: np.ndarray | None  # (K,) quantization step of each spatial column (None: version 1)
     trend: np.ndarray | None  # (N, Y, X) float32
     trend_frames: np.ndarray | None  # (N,) float64
+    temporal_df: np.ndarray | None = None  # (K,) degrees of freedom of the filtered rows, when recorded
+
+
+def quantize(values, scale, where: str, name: str) -> np.ndarray:
+    """``round(values / scale)`` as int32; non-finite or out-of-range values are refused."""
+    values = np.asarray(values, np.float64)
+    if not np.isfinite(values).all():
+        raise StoreFormatError(f"{where}: refusing to write non-finite values into '{name}'")
+    q = np.rint(values / scale)
+    if q.size and np.abs(q).max() >= 2**31 - 1:
+        raise StoreFormatError(f"{where}: values of '{name}' are too large to store ({np.abs(values).max():.3g})")
+    return q.astype(np.int32)
 
 
 # -- writer --------------------------------------------------------------------
 
 
-def create_store(path, metadata: StoreMetadata, arrays: dict, *, temporal_chunk: int):
-    """Create a store at ``path`` holding every array except the temporal factors.
+@dataclass(eq=False)
+class StoreWriter:
+    """A store being written: the group, the temporal factors to fill, the spatial factors to quantize."""
 
-    Returns the zarr group and the empty ``temporal`` array (K, T) to fill by
-    time chunks.
+    group: Any
+    path: Path | None  # None for an in-memory store
+    temporal: TemporalFactors
+    spatial: np.ndarray  # (h*w, K) float, written by finish_store
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path is not None else "in-memory store"
+
+
+def _create(group, name, data, where, checked=True):
+    data = np.asarray(data)
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise StoreFormatError(f"{where}: refusing to write non-finite values into '{name}'")
+    group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,),
+                       compressors=CHECKED_COMPRESSORS if checked else COMPRESSORS, config=_ARRAY_CONFIG)[...] = data
+
+
+def create_store(path, metadata: StoreMetadata, arrays: dict, *, temporal_chunk: int):
+    """Create a store at ``path`` holding every array except the factors.
+
+    Returns a :class:`StoreWriter` and its ``temporal`` factors (K, T) to fill by
+    time chunks (float values; quantized as they are written).  The spatial
+    factors (``arrays["spatial"]``) are quantized and written by
+    :func:`finish_store`, once the temporal factors are known.
     """
+    on_disk = isinstance(path, str | os.PathLike)
+    where = str(path) if on_disk else "in-memory store"
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    spatial = np.asarray(arrays["spatial"])
     for name, data in arrays.items():
-        data = np.asarray(data)
-        group.create_array(
-            name, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,), compressors=COMPRESSORS
-        )[...] = data
+        if name != "spatial":
+            _create(group, name, data, where)
     k, t = metadata.total_rank, metadata.shape[0]
-    temporal = group.create_array(
+    step = TEMPORAL_STEPS.get(metadata.factor_dtype, TEMPORAL_STEP)
+    array = group.create_array(
         "temporal",
         shape=(k, t),
-        dtype=metadata.factor_dtype,
+        dtype=QUANTIZED_DTYPE,
         chunks=(max(k, 1), max(min(temporal_chunk, t), 1)),
-        compressors=COMPRESSORS,
+        compressors=CHECKED_COMPRESSORS,
+        config=_ARRAY_CONFIG,
     )
-    return group, temporal
+    temporal = TemporalFactors(array, np.full(k, WORKING_STEP, np.float32), where, final_step=step)
+    return StoreWriter(group, Path(path) if on_disk else None, temporal, spatial), temporal
 
 
-def finish_store(group, metadata: StoreMetadata) -> None:
-    """Write the metadata last: a store without it is never taken as complete."""
-    group.attrs[ATTRS_KEY] = metadata.to_dict()
+def finish_store(writer: StoreWriter, metadata: StoreMetadata) -> None:
+    """Write the spatial factors, the manifest and, last, the metadata (a store without it is incomplete).
+
+    Each spatial column's step is chosen so that rounding it adds no more error
+    to the movie than rounding its temporal factor: ``TEMPORAL_STEP / (sqrt(h*w) *
+    rms(V_k))`` (the error of column k is ``step_k**2 / 12 * h*w * mean(V_k**2)``
+    summed over a patch's pixels).
+    """
+    where = str(writer)
+    temporal = writer.temporal
+    k, t = temporal.shape
+    # Every row gets its final step (from the working step), by blocks of ~64 MB.
+    rows_per_block = int(np.clip((64 << 20) // (8 * max(t, 1)), 1, max(k, 1)))
+    sum_sq = np.zeros(k)
+    for k0 in range(0, k, rows_per_block):
+        k1 = min(k0 + rows_per_block, k)
+        rows = temporal[k0:k1, :]
+        if (temporal.scale[k0:k1] != temporal.final_step).any():
+            temporal.scale[k0:k1] = temporal.final_step
+            steps = temporal.scale[k0:k1, None].astype(np.float64)
+            rounded = quantize(rows, steps, where, "temporal")
+            temporal.array[k0:k1, :] = rounded
+            rows = rounded * steps
+        sum_sq[k0:k1] = np.square(rows, dtype=np.float64).sum(axis=1)
+    _create(writer.group, "temporal_scale", temporal.scale.astype(np.float32), where)
+    rms = np.sqrt(sum_sq / max(t, 1))
+    n_pix = writer.spatial.shape[0]
+    step = temporal.scale.astype(np.float64)
+    scale = (step / (math.sqrt(max(n_pix, 1)) * np.maximum(rms, step))).astype(np.float32)
+    _create(writer.group, "spatial_scale", scale, where)
+    _create(writer.group, "spatial", quantize(writer.spatial, scale[None, :], where, "spatial"), where)
+    if metadata.parameters.get("temporal_filter") and temporal.df is not None and (temporal.df >= 0).all():
+        _create(writer.group, "temporal_df", temporal.df.astype(np.int32), where)
+    manifest = chunk_manifest(writer.path, ARRAYS) if writer.path is not None else None
+    metadata = dataclasses.replace(metadata, factor_dtype=QUANTIZED_DTYPE, format_version=FORMAT_VERSION,
+                                   manifest=manifest)
+    writer.group.attrs[ATTRS_KEY] = strict_json(metadata.to_dict())
+
+
+def strict_json(obj):
+    """``obj`` with NaN and infinities replaced by null: zarr.json must stay valid JSON."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def chunk_manifest(root: Path, names) -> dict:
+    """{array: {chunk key: bytes}} of every chunk file under ``root`` (sorted, so the JSON is stable)."""
+    manifest = {}
+    for name in names:
+        folder = root / name / "c"
+        if not (root / name).is_dir():
+            continue
+        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+        manifest[name] = {p.relative_to(root / name).as_posix(): p.stat().st_size for p in files}
+    return manifest
 
 
 # -- reader --------------------------------------------------------------------
@@ -148,6 +373,8 @@ def finish_store(group, metadata: StoreMetadata) -> None:
 
 def open_group(path) -> zarr.Group:
     """The store's zarr group (read-only), with one-line errors naming ``path``."""
+    if isinstance(path, StoreWriter):
+        return path.group
     if isinstance(path, zarr.Group):
         return path
     where = str(path)
@@ -161,33 +388,100 @@ def open_group(path) -> zarr.Group:
         raise StoreFormatError(f"{where}: cannot open as a Zarr store ({type(exc).__name__}: {exc})") from exc
 
 
+def read_array(array, key, where: str, name: str, what: str = "store"):
+    """``array[key]``; a chunk that cannot be decoded (checksum, codec) is named in a one-line error."""
+    try:
+        return array[key]
+    except (StoreFormatError, MemoryError):
+        raise
+    except Exception as exc:
+        chunk = _damaged_chunk(array, name)
+        if chunk is None:  # every chunk decodes alone: not damage
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise StoreFormatError(f"{where}: chunk '{chunk}' cannot be read ({type(exc).__name__}: {reason}); "
+                               f"the {what} is damaged") from exc
+
+
+def _damaged_chunk(array, name: str) -> str | None:
+    """The key of the first chunk of ``array`` that cannot be decoded, or None."""
+    for index in np.ndindex(*array.cdata_shape):
+        try:
+            array.blocks[index]
+        except Exception:  # noqa: BLE001 - any failure marks the chunk
+            return f"{name}/c/{'/'.join(map(str, index))}"
+    return None
+
+
+def _check_manifest(root: Path, manifest: dict, where: str) -> None:
+    for name, chunks in manifest.items():
+        for key, size in chunks.items():
+            path = root / name / key
+            try:
+                actual = path.stat().st_size
+            except OSError:
+                raise StoreFormatError(f"{where}: chunk '{name}/{key}' is missing; the store is damaged") from None
+            if actual != size:
+                raise StoreFormatError(f"{where}: chunk '{name}/{key}' has {actual} bytes, the store's manifest "
+                                       f"records {size} (truncated or replaced); the store is damaged")
+
+
 def read_store(path) -> StoreContents:
-    """Read and check a store (a path or an open zarr group)."""
+    """Read and check a store (a path, an open zarr group or a :class:`StoreWriter`)."""
     group = open_group(path)
     where = str(path)
     metadata = StoreMetadata.from_dict(group.attrs.get(ATTRS_KEY), where)
-    for name, (ndim, required) in ARRAYS.items():
+    version = metadata.format_version
+    if version < 2 and where not in _warned_v1:
+        _warned_v1.add(where)
+        log.warning("%s: a format-version-%d store carries no checksums, so damage to it may go unnoticed "
+                    "(compress again to get version %d)", where, version, FORMAT_VERSION)
+    root = Path(path) if isinstance(path, str | os.PathLike) else None
+    if metadata.manifest is not None and root is not None:
+        _check_manifest(root, metadata.manifest, where)
+    for name, (ndim, required) in ARRAYS_BY_VERSION[version].items():
         if name not in group:
             if required:
                 raise StoreFormatError(f"{where}: array '{name}' is missing")
             continue
         if group[name].ndim != ndim:
             raise StoreFormatError(f"{where}: array '{name}' has {group[name].ndim} dimensions, expected {ndim}")
+
+    def load(name, dtype):
+        data = np.asarray(read_array(group[name], ..., where, name), dtype=dtype)
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            raise StoreFormatError(f"{where}: array '{name}' holds non-finite values; the store is damaged")
+        return data
+
     # Optional slow baseline (pmd compress --detrend): (n_knots, Y, X) at frames trend_frames.
-    trend = np.asarray(group["trend"][...], np.float32) if "trend" in group else None
-    trend_frames = np.asarray(group["trend_frames"][...], np.float64) if "trend_frames" in group else None
+    trend = load("trend", np.float32) if "trend" in group else None
+    trend_frames = load("trend_frames", np.float64) if "trend_frames" in group else None
     if (trend is None) != (trend_frames is None):
         raise StoreFormatError(f"{where}: arrays 'trend' and 'trend_frames' must come together")
+    if version >= 2:
+        spatial_scale = load("spatial_scale", np.float32)
+        temporal_scale = load("temporal_scale", np.float32)
+        spatial = (load("spatial", np.float64) * spatial_scale).astype(np.float32)
+        if spatial_scale.shape != (spatial.shape[1],) or temporal_scale.shape != (group["temporal"].shape[0],):
+            raise StoreFormatError(f"{where}: arrays 'spatial_scale' and 'temporal_scale' must have one value "
+                                   "per component")
+    else:
+        spatial, spatial_scale, temporal_scale = load("spatial", np.float32), None, None
+    temporal_df = load("temporal_df", np.int64) if "temporal_df" in group else None
+    if temporal_df is not None and temporal_df.shape != (group["temporal"].shape[0],):
+        raise StoreFormatError(f"{where}: array 'temporal_df' must have one value per component")
     contents = StoreContents(
         metadata=metadata,
-        mean=np.asarray(group["mean"][...], dtype=np.float32),
-        noise=np.asarray(group["noise"][...], dtype=np.float32),
-        patch_origins=np.asarray(group["patch_origins"][...], dtype=np.int64),
-        patch_ranks=np.asarray(group["patch_ranks"][...], dtype=np.int64),
-        weights_y=np.asarray(group["weights_y"][...], dtype=np.float32),
-        weights_x=np.asarray(group["weights_x"][...], dtype=np.float32),
-        spatial=np.asarray(group["spatial"][...], dtype=np.float32),
-        temporal=group["temporal"],
+        mean=load("mean", np.float32),
+        noise=load("noise", np.float32),
+        patch_origins=load("patch_origins", np.int64),
+        patch_ranks=load("patch_ranks", np.int64),
+        weights_y=load("weights_y", np.float32),
+        weights_x=load("weights_x", np.float32),
+        spatial=spatial,
+        temporal=TemporalFactors(group["temporal"], temporal_scale, where),
+        spatial_scale=spatial_scale,
+        temporal_df=temporal_df,
         trend=trend,
         trend_frames=trend_frames,
     )
@@ -248,4 +542,23 @@ def _dict(d, key, where):
     value = d.get(key, {})
     if not isinstance(value, dict):
         raise StoreFormatError(f"{where}: '{key}' must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _frame_rate(d, where):
+    value = d.get("frame_rate")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise StoreFormatError(f"{where}: 'frame_rate' must be a positive number or null, got {value!r}")
+    return float(value)
+
+
+def _manifest(d, where):
+    value = d.get("manifest")
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and all(isinstance(v, dict) and all(isinstance(n, int) for n in v.values())
+                                            for v in value.values())):
+        raise StoreFormatError(f"{where}: 'manifest' must map arrays to {{chunk: bytes}}")
     return value

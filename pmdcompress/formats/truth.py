@@ -21,6 +21,7 @@ from zarr.codecs import BloscCodec
 
 from ..errors import StoreFormatError
 from ._version import FormatId, header, read_version
+from .store import read_array
 
 TRUTH = FormatId("pmd-simulate", 1, (1,), "simulated truth", style="tag")
 
@@ -127,16 +128,20 @@ def read_truth(path) -> Truth:
         raise StoreFormatError(f"{path}: not a zarr group ({exc})") from exc
     attrs = dict(group.attrs)
     read_version(attrs, TRUTH, str(path))
+
+    def get(name):
+        return read_array(group[name], ..., str(path), name, "simulated truth")
+
     try:
         return Truth(
             path=path,
             clean=group["clean"],
-            footprints=group["footprints"][...],
-            traces=group["traces"][...],
-            spikes=group["spikes"][...],
-            background=group["background"][...],
-            neuropil_spatial=group["neuropil_spatial"][...],
-            neuropil_traces=group["neuropil_traces"][...],
+            footprints=get("footprints"),
+            traces=get("traces"),
+            spikes=get("spikes"),
+            background=get("background"),
+            neuropil_spatial=get("neuropil_spatial"),
+            neuropil_traces=get("neuropil_traces"),
             attrs=attrs,
         )
     except KeyError as exc:

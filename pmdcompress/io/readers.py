@@ -8,10 +8,20 @@ casting to a working dtype is the pipeline's job.
 
 Supported sources
 -----------------
-TIFF (``.tif``, ``.tiff``, ``.btf``; classic, BigTIFF, ImageJ hyperstacks),
-Zarr v3 or v2 array folders (or a group holding one array), ``.npy`` files,
-HDF5 files (``.h5``, ``.hdf5``; needs the ``hdf5`` extra), and in-memory numpy
-or zarr arrays.
+TIFF (``.tif``, ``.tiff``, ``.btf``; classic, BigTIFF, ImageJ hyperstacks,
+ScanImage with its planes, channels and flyback frames), Zarr v3 or v2 array
+folders (or a group holding one array), ``.npy`` files, HDF5 files (``.h5``,
+``.hdf5``; needs the ``hdf5`` extra), suite2p's registered ``data.bin``, CaImAn's
+``.mmap``, NWB ``TwoPhotonSeries``/``OnePhotonSeries`` (``.nwb``; needs the ``nwb``
+extra), Miniscope ``.avi`` videos or recording folders (needs the ``miniscope``
+extra), and in-memory numpy or zarr arrays.
+
+Inputs must already be motion-corrected (registered): PMD finds low-rank
+structure in pixels that stay put, and motion smears it.
+
+The frame rate comes from the file's metadata where it has one (ScanImage,
+ImageJ, OME, NWB, suite2p's ops, pmdcompress's own TIFFs) and is
+``Movie.frame_rate``; None when unknown.
 """
 
 from __future__ import annotations
@@ -30,6 +40,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..options import parse_range
+from .miniscope import open_miniscope
+from .nwb import open_nwb_series
+from .registered import open_caiman_mmap, open_suite2p_binary
+from .tiff_metadata import ngff_frame_rate, scanimage_frame_data, scanimage_layout, tiff_frame_rate
 
 __all__ = ["Movie", "open_movie"]
 
@@ -39,6 +53,10 @@ TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf2", ".tf8")
 NPY_SUFFIXES = (".npy",)
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 ZARR_SUFFIXES = (".zarr",)
+SUITE2P_SUFFIXES = (".bin",)
+CAIMAN_SUFFIXES = (".mmap",)
+NWB_SUFFIXES = (".nwb",)
+MINISCOPE_SUFFIXES = (".avi",)
 HDF5_DEFAULT_DATASETS = ("mov", "data")
 
 # Magic numbers, used when the extension says nothing.
@@ -142,6 +160,8 @@ class _Source:
     access: str
     shape: tuple[int, int, int]
     dtype: np.dtype
+    frame_rate: float | None = None
+    frame_rate_source: str | None = None
 
     def read(self, t0: int, t1: int) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
@@ -306,13 +326,30 @@ class _TiffSource(_Source):
         if int(np.prod(keyframe.shape)) != ny * nx:
             raise InputError(f"{name}: TIFF pages of shape {keyframe.shape} do not hold one (Y, X) frame each")
         n_pages = int(math.prod(shape[:-2]))
+        frame_data = scanimage_frame_data(tif)
+        if frame_data is not None:
+            n_pages = n_ifds  # tifffile's ScanImage series shape may count pages that were never written
         self._frame_bytes = ny * nx * self.dtype.itemsize
         if not series.is_multifile and 1 < n_ifds < n_pages:
             raise InputError(f"{name}: truncated TIFF: found {n_ifds} of {n_pages} pages")
         self._check_truncation(series, n_pages)
-        n_t, self._base, self._stride, self.plane, self.channel = _tiff_layout(
-            axes, shape, name, plane=plane, channel=channel
-        )
+        if frame_data is not None:
+            # ScanImage interleaves channels, slices and flyback frames page by page; its own
+            # metadata say how (tifffile's generic series cannot tell slices from time).
+            layout = scanimage_layout(frame_data, n_pages, name, plane=plane, channel=channel)
+            n_t, self._base, self._stride = layout.n_frames, layout.base, layout.stride
+            self.plane, self.channel = layout.plane, layout.channel
+            self.frame_rate, self.frame_rate_source = layout.frame_rate, layout.frame_rate_source
+            self.layout_description = layout.description
+            logger.info("%s: %s", name, layout.description)
+        else:
+            if tif.is_scanimage:
+                logger.warning("%s: a ScanImage TIFF without readable SI.* metadata (ScanImage before 2016?);"
+                               " planes and channels cannot be told apart, pages are read in order", name)
+            n_t, self._base, self._stride, self.plane, self.channel = _tiff_layout(
+                axes, shape, name, plane=plane, channel=channel
+            )
+            self.frame_rate, self.frame_rate_source = tiff_frame_rate(tif)
         self.shape = (n_t, ny, nx)
         self._series = series
         self.axes = axes
@@ -547,7 +584,8 @@ class Movie:
     name : str
         How messages refer to the movie (the path, or ``"<array>"``).
     format : str
-        One of ``"tiff"``, ``"zarr"``, ``"npy"``, ``"hdf5"``, ``"array"``.
+        One of ``"tiff"``, ``"zarr"``, ``"npy"``, ``"hdf5"``, ``"suite2p"``, ``"caiman"``, ``"nwb"``, ``"miniscope"``,
+        ``"array"``.
     access : str
         How frames are fetched: ``"memmap"`` (uncompressed, mapped),
         ``"direct"`` (uncompressed TIFF pages read in place), ``"decode"``
@@ -555,10 +593,16 @@ class Movie:
     frame_range : tuple of int
         ``(start, stop)`` of the selected frames in the source.
     plane, channel : int or None
-        Plane and channel picked from a TIFF hyperstack.
+        Plane and channel picked from a TIFF hyperstack, ScanImage file or NWB volume.
+    frame_rate : float or None
+        Frames per second (for volumes: volumes per second), from the file's
+        metadata or given to :func:`open_movie`; None when unknown.
+    frame_rate_source : str or None
+        Where ``frame_rate`` came from (e.g. ``"ScanImage SI.hRoiManager.scanFrameRate"``).
     """
 
-    def __init__(self, source: _Source, *, path: Path | None, name: str, frames=None, open_args: dict | None = None):
+    def __init__(self, source: _Source, *, path: Path | None, name: str, frames=None, open_args: dict | None = None,
+                 frame_rate: float | None = None):
         self._source = source
         self.path = path
         self.name = name
@@ -567,10 +611,16 @@ class Movie:
         start, stop = parse_range(frames, source.shape[0], "frames", source=name)
         self.frame_range = (start, stop)
         self.shape = (stop - start, *source.shape[1:])
-        self.dtype = source.dtype
+        # float16 samples are read as float32 (exactly): the kernels work in float32, and numba has no float16.
+        self._widen = source.dtype == np.float16
+        self.dtype = np.dtype(np.float32) if self._widen else source.dtype
         self.plane = getattr(source, "plane", None)
         self.channel = getattr(source, "channel", None)
-        self._open_args = open_args or {}
+        if frame_rate is not None:
+            self.frame_rate, self.frame_rate_source = _check_rate(frame_rate, name), "given"
+        else:
+            self.frame_rate, self.frame_rate_source = source.frame_rate, source.frame_rate_source
+        self._open_args = dict(open_args or {}, frame_rate=frame_rate)
         self._closed = False
 
     @property
@@ -610,7 +660,8 @@ class Movie:
             If a page cannot be decoded or is cut short; the message gives the
             frame number in the file, not in the selection.
         """
-        return self._source.read(*self._file_range(t0, t1))
+        block = self._source.read(*self._file_range(t0, t1))
+        return block.astype(np.float32) if self._widen else block
 
     def _file_range(self, t0: int, t1: int) -> tuple[int, int]:
         """Frames [t0, t1) of the selection as frames of the file, checked."""
@@ -630,7 +681,8 @@ class Movie:
         into the result; it may be reused by the next ``view`` call of the same
         thread.
         """
-        return self._source.view(*self._file_range(t0, t1))
+        block = self._source.view(*self._file_range(t0, t1))
+        return block.astype(np.float32) if self._widen else block
 
     def iter_chunks(self, chunk_frames: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(t0, block)`` covering every frame once, in order.
@@ -661,15 +713,25 @@ class Movie:
         dict
             ``name`` (file name, or ``"<array>"``), ``size_bytes`` (on disk,
             or in memory for arrays), ``format``, ``shape`` (list, after
-            selection) and ``dtype`` (str).
+            selection), ``dtype`` (str), ``frame_rate`` (Hz or None) and
+            ``frame_rate_source``; ``plane``/``channel`` when one was picked.
         """
-        return {
+        d = {
             "name": self.path.name if self.path is not None else self.name,
             "size_bytes": self._source.size_bytes(),
             "format": self.format,
             "shape": [int(n) for n in self.shape],
             "dtype": str(self.dtype),
+            "frame_rate": self.frame_rate,
+            "frame_rate_source": self.frame_rate_source,
         }
+        for key in ("plane", "channel"):
+            if getattr(self, key) is not None:
+                d[key] = int(getattr(self, key))
+        layout = getattr(self._source, "layout_description", None)
+        if layout:
+            d["layout"] = layout
+        return d
 
     def close(self) -> None:
         """Release the file; further reads raise ``ValueError``."""
@@ -696,6 +758,16 @@ def _reopen(source, frames, open_args):
     return open_movie(source, frames=frames, **open_args)
 
 
+def _check_rate(value, name: str) -> float:
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if not math.isfinite(rate) or rate <= 0:
+        raise InputError(f"{name}: frame_rate {value!r}: expected a positive number of frames per second")
+    return rate
+
+
 # ---------------------------------------------------------------------------
 # open_movie and per-format openers.
 # ---------------------------------------------------------------------------
@@ -708,25 +780,35 @@ def open_movie(
     plane: int | None = None,
     channel: int | None = None,
     dataset: str | None = None,
+    frame_rate: float | None = None,
+    frame_shape: tuple[int, int] | None = None,
 ) -> Movie:
     """Open a movie lazily, without reading its pixel data.
 
     Parameters
     ----------
     source : str, PathLike, ndarray or zarr.Array
-        A ``.tif``/``.tiff``/``.btf`` file, a Zarr array or group folder, a
-        ``.npy`` file, an ``.h5``/``.hdf5`` file, or an in-memory array of
-        shape (T, Y, X).  Files with other extensions are recognised by their
-        first bytes.
+        A ``.tif``/``.tiff``/``.btf`` file (ScanImage included), a Zarr array
+        or group folder, a ``.npy`` file, an ``.h5``/``.hdf5`` file, a suite2p
+        ``.bin``, a CaImAn ``.mmap``, an ``.nwb`` file, or an in-memory array
+        of shape (T, Y, X).  Files with other extensions are recognised by
+        their first bytes.  Movies must be motion-corrected already.
     frames : slice or str, optional
         Frames to keep, as a slice or ``"start:stop"`` (bounds optional,
         negative counts from the end).  Frame 0 of the movie is ``start``.
     plane, channel : int, optional
-        Z plane and channel to take from a 4-D/5-D TIFF series (e.g. an
-        ImageJ hyperstack); required when that axis has more than one entry.
+        Z plane and channel (0-based) to take from a 4-D/5-D TIFF series (an
+        ImageJ hyperstack), a ScanImage file (its interleaved slices and saved
+        channels), or a volumetric NWB series (plane only); required when
+        there is more than one.
     dataset : str, optional
-        Array inside a Zarr group or HDF5 file.  HDF5 defaults to ``"mov"``,
-        then ``"data"``; a Zarr group holding a single array needs none.
+        Array inside a Zarr group or HDF5 file, or the imaging series of an
+        NWB file.  HDF5 defaults to ``"mov"``, then ``"data"``; a Zarr group
+        holding a single array, or an NWB file with one series, needs none.
+    frame_rate : float, optional
+        Frames per second; overrides the file's metadata.
+    frame_shape : (int, int), optional
+        (Ly, Lx) of a suite2p binary without its ``ops.npy`` beside it.
 
     Returns
     -------
@@ -742,13 +824,14 @@ def open_movie(
         Reading HDF5 without h5py installed.
     """
     if isinstance(source, (str, os.PathLike)):
-        return _open_path(Path(source), frames=frames, plane=plane, channel=channel, dataset=dataset)
+        return _open_path(Path(source), frames=frames, plane=plane, channel=channel, dataset=dataset,
+                          frame_rate=frame_rate, frame_shape=frame_shape)
     name = "<array>"
-    _refuse_options(name, "array", plane=plane, channel=channel, dataset=dataset)
+    _refuse_options(name, "array", plane=plane, channel=channel, dataset=dataset, frame_shape=frame_shape)
     if isinstance(source, np.ndarray) or _is_zarr_array(source) or _is_array_like(source):
         fresh = not isinstance(source, np.ndarray)
         src = _ArraySource(source, "array", name, fresh=fresh)
-        return Movie(src, path=None, name=name, frames=frames)
+        return Movie(src, path=None, name=name, frames=frames, frame_rate=frame_rate)
     raise TypeError(f"cannot open a movie from {type(source).__name__}; pass a path or an array")
 
 
@@ -764,14 +847,16 @@ def _is_array_like(obj: Any) -> bool:
     return all(hasattr(obj, a) for a in ("shape", "dtype", "__getitem__"))
 
 
-def _refuse_options(name: str, fmt: str, *, plane=None, channel=None, dataset=None) -> None:
+def _refuse_options(name: str, fmt: str, *, plane=None, channel=None, dataset=None, frame_shape=None) -> None:
     """Reject options that do not apply to a format instead of ignoring them."""
-    if fmt != "tiff":
-        for value, option in ((plane, "--plane"), (channel, "--channel")):
-            if value is not None:
-                raise InputError(f"{name}: {option} applies only to TIFF hyperstacks, not {fmt} input")
-    if dataset is not None and fmt not in ("zarr", "hdf5"):
-        raise InputError(f"{name}: --dataset applies only to Zarr groups and HDF5 files, not {fmt} input")
+    if plane is not None and fmt not in ("tiff", "nwb"):
+        raise InputError(f"{name}: --plane applies only to TIFF hyperstacks, ScanImage and NWB files, not {fmt} input")
+    if channel is not None and fmt != "tiff":
+        raise InputError(f"{name}: --channel applies only to TIFF hyperstacks and ScanImage files, not {fmt} input")
+    if dataset is not None and fmt not in ("zarr", "hdf5", "nwb"):
+        raise InputError(f"{name}: --dataset applies only to Zarr groups, HDF5 and NWB files, not {fmt} input")
+    if frame_shape is not None and fmt != "suite2p":
+        raise InputError(f"{name}: --frame-shape applies only to raw binaries (suite2p .bin), not {fmt} input")
 
 
 def _sniff(path: Path) -> str | None:
@@ -794,6 +879,8 @@ def _detect_format(path: Path, name: str) -> str:
     if path.is_dir():
         if any((path / f).exists() for f in ("zarr.json", ".zarray", ".zgroup")):
             return "zarr"
+        if (path / "metaData.json").exists() and any(path.glob("*.avi")):
+            return "miniscope"
         raise InputError(f"{name}: a folder but not a Zarr array or group (no zarr.json or .zarray)")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
@@ -802,6 +889,14 @@ def _detect_format(path: Path, name: str) -> str:
         return "npy"
     if suffix in HDF5_SUFFIXES:
         return "hdf5"
+    if suffix in SUITE2P_SUFFIXES:
+        return "suite2p"
+    if suffix in CAIMAN_SUFFIXES:
+        return "caiman"
+    if suffix in NWB_SUFFIXES:
+        return "nwb"
+    if suffix in MINISCOPE_SUFFIXES:
+        return "miniscope"
     if suffix in ZARR_SUFFIXES:
         raise InputError(f"{name}: a file, not a Zarr folder (zipped Zarr stores are not supported)")
     sniffed = _sniff(path)
@@ -809,30 +904,69 @@ def _detect_format(path: Path, name: str) -> str:
         return sniffed
     raise InputError(
         f"{name}: unknown format {suffix or '(no extension)'!r}; expected TIFF (.tif/.tiff/.btf),"
-        " a Zarr folder, .npy or HDF5 (.h5/.hdf5)"
+        " a Zarr folder, .npy, HDF5 (.h5/.hdf5), suite2p .bin, CaImAn .mmap, NWB (.nwb) or Miniscope .avi"
     )
 
 
-def _open_path(path: Path, *, frames, plane, channel, dataset) -> Movie:
+def _open_path(path: Path, *, frames, plane, channel, dataset, frame_rate=None, frame_shape=None) -> Movie:
     name = str(path)
     if not path.exists():
         raise InputError(f"{name}: no such file")
     fmt = _detect_format(path, name)
-    _refuse_options(name, fmt, plane=plane, channel=channel, dataset=dataset)
-    open_args = {"plane": plane, "channel": channel, "dataset": dataset}
+    _refuse_options(name, fmt, plane=plane, channel=channel, dataset=dataset, frame_shape=frame_shape)
+    open_args = {"plane": plane, "channel": channel, "dataset": dataset, "frame_shape": frame_shape}
     if fmt == "tiff":
         src: _Source = _TiffSource(path, name, plane=plane, channel=channel)
     elif fmt == "npy":
         src = _open_npy(path, name)
     elif fmt == "hdf5":
         src = _open_hdf5(path, name, dataset)
+    elif fmt == "suite2p":
+        src = _open_suite2p(path, name, frame_shape)
+    elif fmt == "caiman":
+        src = _ArraySource(open_caiman_mmap(path, name), "caiman", name, size=path.stat().st_size)
+    elif fmt == "nwb":
+        src = _open_nwb(path, name, dataset, plane)
+    elif fmt == "miniscope":
+        src = _open_miniscope(path, name)
     else:
         src = _open_zarr(path, name, dataset)
     try:
-        return Movie(src, path=path, name=name, frames=frames, open_args=open_args)
+        return Movie(src, path=path, name=name, frames=frames, open_args=open_args, frame_rate=frame_rate)
     except BaseException:
         src.close()
         raise
+
+
+def _open_suite2p(path: Path, name: str, frame_shape) -> _Source:
+    mm, rate, rate_source = open_suite2p_binary(path, name, frame_shape=frame_shape)
+    src = _ArraySource(mm, "suite2p", name, size=path.stat().st_size)
+    src.frame_rate, src.frame_rate_source = rate, rate_source
+    return src
+
+
+def _open_miniscope(path: Path, name: str) -> _Source:
+    frames, rate, rate_source = open_miniscope(path, name)
+    try:
+        size = path.stat().st_size if path.is_file() else _folder_size(path)
+        src = _ArraySource(frames, "miniscope", name, closer=frames.close, size=size, fresh=True)
+    except BaseException:
+        frames.close()
+        raise
+    src.frame_rate, src.frame_rate_source = rate, rate_source
+    return src
+
+
+def _open_nwb(path: Path, name: str, series: str | None, plane: int | None) -> _Source:
+    frames, rate, rate_source, closer, series = open_nwb_series(path, name, series=series, plane=plane)
+    try:
+        src = _ArraySource(frames, "nwb", f"{name}:{series}", closer=closer, size=path.stat().st_size, fresh=True)
+    except BaseException:
+        closer()
+        raise
+    src.frame_rate, src.frame_rate_source = rate, rate_source
+    src.plane = plane
+    return src
 
 
 def _open_npy(path: Path, name: str) -> _Source:
@@ -898,7 +1032,10 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
         node = zarr.open(store=str(path), mode="r")
     except Exception as exc:
         raise InputError(f"{name}: not a readable Zarr array or group ({_oneline(exc)})") from exc
+    rate = rate_source = None
     if isinstance(node, zarr.Group):
+        rate = ngff_frame_rate(dict(node.attrs))
+        rate_source = "OME-Zarr time scale" if rate else None
         arrays = sorted(node.array_keys())
         if dataset is not None:
             try:
@@ -918,7 +1055,13 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
             )
     elif dataset is not None:
         raise InputError(f"{name}: --dataset {dataset!r} given but the folder is a single Zarr array")
-    return _ArraySource(node, "zarr", name, size=_folder_size(path), fresh=True)
+    src = _ArraySource(node, "zarr", name, size=_folder_size(path), fresh=True)
+    if rate is None:
+        attr = node.attrs.get("frame_rate")
+        if isinstance(attr, int | float) and not isinstance(attr, bool) and math.isfinite(attr) and attr > 0:
+            rate, rate_source = float(attr), "pmdcompress metadata"
+    src.frame_rate, src.frame_rate_source = rate, rate_source
+    return src
 
 
 def _folder_size(path: Path) -> int:

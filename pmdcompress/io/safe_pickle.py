@@ -2,8 +2,8 @@
 
 ``np.load(..., allow_pickle=True)`` runs whatever a pickle names, so a crafted ``.npy`` executes code. This
 loader unpickles with an allow-list: it can build numpy arrays, numpy scalars and dtypes, dicts, lists, tuples,
-sets and plain scalars (the opcodes build those without naming a class), and nothing else. Anything else is refused
-with an :class:`~pmdcompress.errors.InputError` naming the file and the class it asked for.
+sets and plain scalars (the opcodes build those without naming a class), ``datetime`` values, and nothing else.
+Anything else is refused with an :class:`~pmdcompress.errors.InputError` naming the file and the class it asked for.
 
 Plain (non-object) ``.npy`` files never reach the unpickler: they are read as data.
 """
@@ -33,6 +33,8 @@ _ALLOWED = frozenset(
     + [("builtins", name) for name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex",
                                        "bool", "str", "bytes", "bytearray", "slice", "range")]
     + [("collections", "OrderedDict"), ("_codecs", "encode")]
+    # suite2p 1.x writes date_proc (datetime with a timezone) and timings (timedelta) into ops.npy: plain values.
+    + [("datetime", name) for name in ("datetime", "date", "time", "timedelta", "timezone")]
 )
 
 

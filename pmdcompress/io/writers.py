@@ -10,6 +10,7 @@ output nor its temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -33,6 +34,39 @@ BIGTIFF_THRESHOLD = 3_900_000_000
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
 DEFAULT_ZARR_CHUNK_FRAMES = 64
+
+#: The OME-Zarr (NGFF) version written on Zarr output: 0.5 is the one for Zarr v3.
+NGFF_VERSION = "0.5"
+#: Where the movie array lives inside a Zarr output (NGFF's full-resolution level).
+ZARR_ARRAY_PATH = "0"
+
+
+def ngff_image_metadata(name: str, frame_rate: float | None, pixel_size_um=None) -> dict:
+    """The ``"ome"`` attributes of an NGFF 0.5 image: axes t, y, x and one scale level.
+
+    The time scale is ``1 / frame_rate`` seconds; with the rate unknown it is 1 with no unit
+    (one frame per step) rather than a guessed rate.  Pixels are 1 unless ``pixel_size_um``
+    (y, x) says otherwise, in micrometers.
+    """
+    t_axis = {"name": "t", "type": "time"}
+    t_scale = 1.0
+    if frame_rate:
+        t_axis["unit"] = "second"
+        t_scale = 1.0 / float(frame_rate)
+    y_axis, x_axis = {"name": "y", "type": "space"}, {"name": "x", "type": "space"}
+    yx = [1.0, 1.0]
+    if pixel_size_um is not None:
+        yx = [float(v) for v in pixel_size_um]
+        y_axis["unit"] = x_axis["unit"] = "micrometer"
+    return {
+        "version": NGFF_VERSION,
+        "multiscales": [{
+            "name": name,
+            "axes": [t_axis, y_axis, x_axis],
+            "datasets": [{"path": ZARR_ARRAY_PATH,
+                          "coordinateTransformations": [{"type": "scale", "scale": [t_scale, *yx]}]}],
+        }],
+    }
 
 
 class _WriterAborted(Exception):
@@ -72,6 +106,7 @@ class MovieWriter:
         chunk_frames: int | None,
         metadata: dict[str, Any],
         bigtiff: bool | None,
+        inputs=(),
     ):
         self.path = path
         self.shape = shape
@@ -82,7 +117,7 @@ class MovieWriter:
         self._bigtiff = bigtiff
         self._closed = False
         # Entering here checks the output path (OutputExistsError) before anything is created.
-        self._atomic = atomic_output(path, overwrite=overwrite)
+        self._atomic = atomic_output(path, overwrite=overwrite, inputs=inputs, folder=self.format == "zarr")
         self._tmp = self._atomic.__enter__()
         try:
             self._open(self._tmp)
@@ -234,6 +269,8 @@ class _TiffWriter(MovieWriter):
 
         if self.imagej:
             extra = {"Info": json.dumps(self._metadata)} if self._metadata else {}
+            if self._metadata.get("frame_rate"):
+                extra["finterval"] = 1.0 / float(self._metadata["frame_rate"])  # ImageJ's and Fiji's frame interval
             description = tifffile.imagej_description(self.shape, axes="TYX", **extra)
         else:
             description = json.dumps({"shape": list(self.shape), "axes": "TYX", **self._metadata})
@@ -247,7 +284,12 @@ class _TiffWriter(MovieWriter):
 
 
 class _ZarrWriter(MovieWriter):
-    """A zarr v3 array chunked along time, (c, Y, X), default codecs (zstd).
+    """An OME-Zarr (NGFF 0.5) image: a Zarr v3 group whose array ``0`` holds the movie.
+
+    The array is chunked along time, (c, Y, X), default codecs (zstd), with
+    ``dimension_names`` t, y, x; the group's ``"ome"`` attributes give the axes
+    and the time scale (1 / frame rate, from ``metadata["frame_rate"]``), so
+    NGFF viewers (napari with napari-ome-zarr, ...) show it in seconds.
 
     Frames are buffered up to a whole chunk so every chunk is written once;
     writing part of a chunk would make zarr read it back and rewrite it.
@@ -259,12 +301,14 @@ class _ZarrWriter(MovieWriter):
         import zarr
 
         c = min(self.shape[0], self._chunk_frames or DEFAULT_ZARR_CHUNK_FRAMES)
-        self._arr = zarr.create_array(
-            store=str(tmp),
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        group.attrs["ome"] = ngff_image_metadata(
+            self.path.name, self._metadata.get("frame_rate"), self._metadata.get("pixel_size_um"))
+        self._arr = group.create_array(
+            ZARR_ARRAY_PATH,
             shape=self.shape,
             chunks=(c, *self.shape[1:]),
             dtype=self.dtype,
-            zarr_format=3,
             fill_value=0,
             attributes=self._metadata,
             dimension_names=("t", "y", "x"),
@@ -304,23 +348,42 @@ class _ZarrWriter(MovieWriter):
 
 
 class _NpyWriter(MovieWriter):
-    """A ``.npy`` file written through a memory map; ``metadata`` is not stored."""
+    """A ``.npy`` file written block by block; ``metadata`` is not stored.
+
+    The whole file is reserved on disk first (``posix_fallocate``), so a disk
+    too small fails at once with ENOSPC.  Plain writes, not a memory map: a map
+    turns a full disk into a SIGBUS that kills the process.
+    """
 
     format = "npy"
 
     def _open(self, tmp: Path) -> None:
-        self._mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=self.shape)
+        self._file = open(tmp, "wb")  # noqa: SIM115 - closed in _finish / _discard
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        try:
+            np.lib.format.write_array_header_1_0(self._file, header)
+        except ValueError:  # a header over 64 KiB (never for a 3-D shape, but as numpy does)
+            np.lib.format.write_array_header_2_0(self._file, header)
+        self._file.flush()
+        total = self._file.tell() + math.prod(self.shape) * self.dtype.itemsize
+        if hasattr(os, "posix_fallocate"):
+            try:
+                os.posix_fallocate(self._file.fileno(), 0, total)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
 
     def _write(self, block: np.ndarray) -> None:
-        t = self.frames_written
-        self._mm[t : t + len(block)] = block
+        self._file.write(memoryview(block).cast("B"))
 
     def _finish(self) -> None:
-        self._mm.flush()
-        self._mm = None  # unmap before the rename
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
 
     def _discard(self) -> None:
-        self._mm = None
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 _WRITERS = {"tiff": _TiffWriter, "zarr": _ZarrWriter, "npy": _NpyWriter}
@@ -335,6 +398,7 @@ def open_writer(
     chunk_frames: int | None = None,
     metadata: dict[str, Any] | None = None,
     bigtiff: bool | None = None,
+    inputs=(),
 ) -> MovieWriter:
     """Open a streaming writer for a (T, Y, X) movie; the format follows the extension.
 
@@ -355,9 +419,14 @@ def open_writer(
     metadata : dict, optional
         JSON-serialisable attributes: zarr array attributes; merged into the
         TIFF JSON description (or ImageJ ``Info``); not stored in ``.npy``.
+        ``frame_rate`` (Hz) also sets the OME-Zarr time scale and ImageJ's
+        ``finterval``; ``pixel_size_um`` (y, x) the OME-Zarr pixel scale.
+        Zarr output is an OME-Zarr group with the movie in its array ``0``.
     bigtiff : bool, optional
         Force BigTIFF on or off; by default it is used when the data exceed
         about 3.9 GB.
+    inputs : sequence of paths, optional
+        The run's inputs: an output that is, holds or lies inside one is refused.
 
     Returns
     -------
@@ -407,4 +476,5 @@ def open_writer(
         chunk_frames=None if chunk_frames is None else int(chunk_frames),
         metadata=metadata,
         bigtiff=bigtiff,
+        inputs=inputs,
     )

@@ -53,11 +53,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BatchError, InputError, OptionError, PMDError, StoreFormatError
+from .. import __version__, checkpoints
+from ..demix import demix
+from ..errors import BatchError, InputError, OptionError, PMDError, StoreFormatError, Terminated
 from ..formats.batch_status import BATCH_STATUS, json_default, write_status
 from ..formats.batch_status import read_status as formats_read_status
+from ..io.atomic import remove_path
 from ..options import CompressOptions, DemixOptions, parse_pair
+from ..parallel import Executor, Outcome
 from ..progress import null_progress
+from .cluster import SchedulerSpec, dashboard_link, emit_sbatch, open_client, parse_memory, parse_scheduler
+from .compress import compress
+from .decompress import decompress
 
 __all__ = [
     "BatchError",
@@ -88,7 +95,7 @@ DENOISED_NAME = "denoised.zarr"
 
 MANIFEST_SUFFIXES = (".csv", ".yaml", ".yml")
 #: Input-selection keys a manifest row may carry besides the compression options.
-INPUT_KEYS = ("frames", "plane", "channel", "dataset")
+INPUT_KEYS = ("frames", "plane", "channel", "dataset", "frame_rate", "frame_shape")
 #: Demixing options carry this prefix (``demix_cell_radius``): ``seed`` and others exist in both steps.
 DEMIX_PREFIX = "demix_"
 #: Other spellings accepted in manifests and ``--set`` (CLI option names).
@@ -288,7 +295,7 @@ def _option_kinds() -> dict[str, str]:
             else "bool" if t.startswith("bool") else "str"
 
     kinds = {f.name: kind(str(f.type)) for f in dataclasses.fields(CompressOptions)}
-    kinds.update(frames="str", plane="int", channel="int", dataset="str")
+    kinds.update(frames="str", plane="int", channel="int", dataset="str", frame_rate="float", frame_shape="pair")
     kinds.update({DEMIX_PREFIX + f.name: kind(str(f.type)) for f in dataclasses.fields(DemixOptions)})
     return kinds
 
@@ -462,8 +469,6 @@ def _input_identity(path: Path) -> dict:
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import __version__
-
     out = {"pmdcompress": __version__, "python": sys.version.split()[0]}
     for pkg in ("numpy", "scipy", "numba", "zarr", "tifffile", "dask", "distributed"):
         try:
@@ -568,8 +573,6 @@ def _movie_lock(folder: Path):
 
 def _clean_partials(folder: Path) -> None:
     """Remove what an earlier, killed attempt left half-written (never a finished output)."""
-    from ..io.atomic import remove_path
-
     for entry in folder.iterdir():
         if entry.name.startswith(".") and entry.name.endswith((".partial", ".old", ".tmp")):
             remove_path(entry)
@@ -585,8 +588,6 @@ def _worker_address() -> str | None:
 
 
 def _step_compress(job: MovieJob, folder: Path, threads: int) -> dict:
-    from .compress import compress
-
     opts = {k: v for k, v in job.options.items() if not k.startswith(DEMIX_PREFIX)}
     selection = {k: opts.pop(k) for k in INPUT_KEYS if k in opts}
     store = compress(job.path, folder / job.store_name, overwrite=True, workers=threads, **selection, **opts)
@@ -597,16 +598,12 @@ def _step_compress(job: MovieJob, folder: Path, threads: int) -> dict:
 
 
 def _step_denoise(job: MovieJob, folder: Path, threads: int) -> dict:
-    from .decompress import decompress
-
     result = decompress(folder / job.store_name, folder / DENOISED_NAME, dtype="float32", overwrite=True,
                         workers=threads)
     return {"output": DENOISED_NAME, "shape": list(result["shape"]), "dtype": str(result["dtype"])}
 
 
 def _step_demix(job: MovieJob, folder: Path, threads: int) -> dict:
-    from ..demix import demix
-
     name = f"{Path(job.name).name}.demix.zarr"
     result = demix(folder / job.store_name, folder / name, overwrite=True, **_demix_options(job.options))
     return {"output": name, "n_components": int(result.n_components),
@@ -643,6 +640,7 @@ def process_movie(job: MovieJob, output_dir, steps: Sequence[str] = ("compress",
         current = None
         redo = overwrite
         try:
+            checkpoints.checkpoint("movie", job.path)
             for step in steps:
                 current = step
                 if not redo and _step_check(job, folder, step, previous) is None:
@@ -697,6 +695,8 @@ def _interrupts_raise():
         return
 
     def handler(signum, frame):
+        if signum == signal.SIGTERM:
+            raise Terminated(f"signal {signal.Signals(signum).name}")
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     previous = {}
@@ -768,29 +768,19 @@ def run_batch(inputs, output_dir, *, steps=("compress",), scheduler=None, worker
         SIGINT or SIGTERM; unfinished movies are marked ``interrupted``
         and the summary says so before this is raised.
     """
-    from .cluster import SchedulerSpec, parse_scheduler
-
     started_at, t0 = _now(), time.perf_counter()
     steps = _normalize_steps(steps)
     output_dir = Path(output_dir)
     jobs = plan_batch(inputs, output_dir, options=options)
     if array_index is not None:
-        if not 0 <= int(array_index) < len(jobs):
-            raise InputError(f"--array-index {array_index}: the batch has {len(jobs)} movies (0-{len(jobs) - 1})")
-        jobs = [jobs[int(array_index)]]
+        jobs = [_array_job(jobs, array_index)]
         if scheduler is None:
             scheduler = "sync"
     if _is_client(scheduler):
         spec = SchedulerSpec("address", getattr(scheduler, "scheduler", None) and scheduler.scheduler.address)
     else:
         spec = parse_scheduler(scheduler)
-    if not output_dir.exists():
-        if not output_dir.parent.exists():
-            raise InputError(f"{output_dir}: parent folder {output_dir.parent} does not exist")
-        output_dir.mkdir()
-    elif not output_dir.is_dir():
-        raise InputError(f"{output_dir}: exists and is not a folder")
-
+    _make_output_dir(output_dir)
     to_run, skipped = [], []
     for job in jobs:
         run, why = _decide(job, output_dir, steps, overwrite)
@@ -805,19 +795,7 @@ def run_batch(inputs, output_dir, *, steps=("compress",), scheduler=None, worker
             _write_json(summary_path, summary)
         return summary
 
-    for job in list(to_run):  # "pending" until a worker takes it; earlier step records are kept for reuse
-        folder = job.folder(output_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        with _movie_lock(folder) as free:
-            if not free:  # another batch is processing it right now: leave it alone
-                log.warning("%s: being processed by another batch; skipped", job.name)
-                results[job.name] = {"name": job.name, "state": "busy", "error": None}
-                to_run.remove(job)
-                continue
-            status = _new_status(job, steps, read_status(folder))
-            status["queued_at"] = _now()
-            _write_json(folder / STATUS_NAME, status)
-
+    to_run = _queue(to_run, output_dir, steps, results)
     if not to_run:
         if on_start:
             on_start({"total": len(jobs), "to_run": 0, "skipped": len(skipped), "scheduler": spec.describe(),
@@ -829,19 +807,12 @@ def run_batch(inputs, output_dir, *, steps=("compress",), scheduler=None, worker
         with _interrupts_raise(), _client_for(scheduler, spec, workers, threads_per_worker, memory_limit,
                                               slurm_queue, slurm_account, walltime) as client:
             if on_start:
-                from .cluster import dashboard_link
-
                 on_start({"total": len(jobs), "to_run": len(to_run), "skipped": len(skipped),
                           "scheduler": spec.describe(), "dashboard": dashboard_link(client)})
             bar = progress("movies", len(to_run))
             try:
-                if client is None:
-                    for job in to_run:
-                        results[job.name] = process_movie(job, output_dir, steps, overwrite=overwrite,
-                                                          threads=threads_per_worker)
-                        bar.update()
-                else:
-                    _run_on_client(client, to_run, output_dir, steps, overwrite, threads_per_worker, results, bar)
+                _run_movies(Executor(1, client), to_run, output_dir, steps, overwrite, threads_per_worker, results,
+                            bar)
             finally:
                 bar.close()
     except KeyboardInterrupt:
@@ -849,6 +820,40 @@ def run_batch(inputs, output_dir, *, steps=("compress",), scheduler=None, worker
         summarize(True)
         raise
     return summarize(False)
+
+
+def _array_job(jobs: list, array_index) -> MovieJob:
+    """Movie ``array_index`` of the batch (a SLURM array task's share)."""
+    if not 0 <= int(array_index) < len(jobs):
+        raise InputError(f"--array-index {array_index}: the batch has {len(jobs)} movies (0-{len(jobs) - 1})")
+    return jobs[int(array_index)]
+
+
+def _make_output_dir(output_dir: Path) -> None:
+    if not output_dir.exists():
+        if not output_dir.parent.exists():
+            raise InputError(f"{output_dir}: parent folder {output_dir.parent} does not exist")
+        output_dir.mkdir()
+    elif not output_dir.is_dir():
+        raise InputError(f"{output_dir}: exists and is not a folder")
+
+
+def _queue(to_run: list, output_dir: Path, steps, results: dict) -> list:
+    """Mark each movie "pending" (earlier step records kept for reuse); leave out those another batch holds."""
+    queued = []
+    for job in to_run:
+        folder = job.folder(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with _movie_lock(folder) as free:
+            if not free:  # another batch is processing it right now: leave it alone
+                log.warning("%s: being processed by another batch; skipped", job.name)
+                results[job.name] = {"name": job.name, "state": "busy", "error": None}
+                continue
+            status = _new_status(job, steps, read_status(folder))
+            status["queued_at"] = _now()
+            _write_json(folder / STATUS_NAME, status)
+            queued.append(job)
+    return queued
 
 
 @contextlib.contextmanager
@@ -859,43 +864,28 @@ def _client_for(scheduler, spec, workers, threads_per_worker, memory_limit, queu
     if spec.kind == "sync":
         yield None
         return
-    from .cluster import open_client
-
     with open_client(spec, workers=workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
                      slurm_queue=queue, slurm_account=account, walltime=walltime) as client:
         yield client
 
 
-def _run_on_client(client, to_run, output_dir, steps, overwrite, threads, results, bar) -> None:
-    from dask.distributed import as_completed
-
-    token = uuid.uuid4().hex[:8]
-    futures = {}
-    for job in to_run:
-        fut = client.submit(process_movie, job, str(output_dir), steps, overwrite=overwrite, threads=threads,
-                            key=f"pmd-movie-{job.index}-{token}", pure=False)
-        futures[fut] = job
-    try:
-        for fut in as_completed(list(futures)):
-            job = futures[fut]
-            if fut.status == "finished":
-                results[job.name] = fut.result()
-            else:
-                results[job.name] = _record_lost(job, output_dir, fut)
-            fut.release()
+def _run_movies(executor: Executor, to_run, output_dir, steps, overwrite, threads, results, bar) -> None:
+    """Each movie of TO_RUN through :func:`process_movie`, on the executor's cluster or in this thread."""
+    tasks = executor.completed(process_movie, to_run, name="pmd-movie", output_dir=str(output_dir), steps=steps,
+                               overwrite=overwrite, threads=threads)
+    with contextlib.closing(tasks):
+        for i, outcome in tasks:
+            job = to_run[i]
+            results[job.name] = outcome.result if outcome.ok else _record_lost(job, output_dir, outcome)
             bar.update()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            client.cancel(list(futures), force=True)
-        raise
 
 
-def _record_lost(job: MovieJob, output_dir: Path, fut) -> dict:
+def _record_lost(job: MovieJob, output_dir: Path, outcome: Outcome) -> dict:
     """A task that never returned a status (its worker died, or it was cancelled): mark it failed."""
-    if fut.status == "cancelled":
+    if outcome.cancelled:
         exc: BaseException = RuntimeError("the task was cancelled by the scheduler")
     else:
-        exc = fut.exception()
+        exc = outcome.error
     message = _one_line(exc)
     if type(exc).__name__ == "KilledWorker":
         message = (f"every dask worker that ran it died ({message}); if they ran out of memory,"
@@ -971,8 +961,6 @@ def prepare_sbatch(inputs, output_dir, script, *, steps=("compress",), options: 
     dict
         ``script``, ``manifest`` (paths) and ``n_tasks``.
     """
-    from .cluster import emit_sbatch, parse_memory
-
     steps = _normalize_steps(steps)
     output_dir = Path(output_dir)
     jobs = plan_batch(inputs, output_dir, options=options)

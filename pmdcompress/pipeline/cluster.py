@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ClusterError, InputError
+from ..parallel import default_workers
 
 __all__ = [
     "SCHEDULER_ENV",
@@ -272,8 +273,6 @@ def _worker_env(threads_per_worker: int) -> dict:
 
 def _local_cluster(workers, threads_per_worker, memory, dashboard):
     from dask.distributed import LocalCluster
-
-    from ..parallel import default_workers
 
     if workers is None:
         workers = max(default_workers() // threads_per_worker, 1)

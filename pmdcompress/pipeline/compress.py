@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
 from ..parallel import Executor, default_workers
+from ..preflight import check_compressible, check_store_fits
 from ..preprocess import (
     NoiseAccumulator,
     chunk_statistics,
@@ -129,7 +131,8 @@ class _Hasher(threading.Thread):
 
 
 def compress(source, output=None, *, frames=None, plane=None, channel=None, dataset=None,
-             overwrite: bool = False, workers: int | None = None, client=None,
+             frame_rate: float | None = None, frame_shape=None, overwrite: bool = False,
+             workers: int | None = None, client=None,
              progress=None, hash_input: bool = True, **options) -> PMDStore:
     """Compress a movie into a store of low-rank patch factors.
 
@@ -140,8 +143,12 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
     output : path, optional
         The store folder (``*.pmd.zarr``).  Default: beside a path input
         (``movie.tif`` -> ``movie.pmd.zarr``); in memory for arrays.
-    frames, plane, channel, dataset
+    frames, plane, channel, dataset, frame_shape
         Input selection (see :func:`pmdcompress.io.readers.open_movie`).
+    frame_rate : float, optional
+        Frames per second; overrides the movie's metadata.  Stored with the
+        factors for demix, reports and exports; unknown rates are stored as
+        unknown (a warning), never guessed.
     overwrite : bool
         Replace an existing output.
     workers : int, optional
@@ -163,19 +170,33 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
     workers = workers_count(workers) or default_workers()
 
     own_movie = not isinstance(source, Movie)
-    movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset) if own_movie else source
+    if own_movie:
+        movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset,
+                           frame_rate=frame_rate, frame_shape=frame_shape)
+    else:
+        movie = source
+        if frame_rate is not None:
+            movie.frame_rate, movie.frame_rate_source = float(frame_rate), "given"
     try:
         if output is None and movie.path is not None:
             output = movie.path.with_name(movie.path.name.split(".")[0] + ".pmd.zarr")
+        inputs = [p for p in (movie.path, source) if isinstance(p, (str, os.PathLike))]
         if output is not None:
-            check_output_path(output, overwrite=overwrite)  # before any work
+            check_output_path(output, overwrite=overwrite, inputs=inputs, folder=True)  # before any work
         n_frames, height, width = movie.shape
         if n_frames < MIN_FRAMES:
             raise InputError(f"{movie.name}: {n_frames} frames; pmd compress needs at least {MIN_FRAMES}")
+        check_compressible(movie)
+        if movie.frame_rate is None:
+            log.warning("%s: frame rate unknown (none in the file's metadata); stored as unknown: give it with"
+                        " --fs (frame_rate=) for demix, reports and exports", movie.name)
+        else:
+            log.info("%s: %.6g frames/s (%s)", movie.name, movie.frame_rate, movie.frame_rate_source)
         executor = Executor(workers, client)
         if output is None:
             return _run(movie, None, opts, solver, executor, progress, hash_input)
-        with atomic_output(output, overwrite=overwrite) as tmp:
+        check_store_fits(output, movie.shape, opts)
+        with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
             _run(movie, tmp, opts, solver, executor, progress, hash_input)
         return PMDStore(output)
     finally:
@@ -328,6 +349,13 @@ def _baseline(chunks, n_frames: int, deviations: np.ndarray, noise: np.ndarray, 
     return trend, knots
 
 
+def _frame_rate_field(rate: float | None) -> dict:
+    """The store's nullable ``frame_rate`` field (store format 2), where the format has it; the rate is also kept
+    in ``input["frame_rate"]``, which stores of format 1 read."""
+    names = {f.name for f in dataclasses.fields(StoreMetadata)}
+    return {"frame_rate": rate} if "frame_rate" in names else {}
+
+
 def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     """Pass 2: the null thresholds, then each patch of the fit buffer through the solver."""
     t_null = time.perf_counter()
@@ -335,7 +363,8 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     fit, live = stats.fit, stats.live
     correlation = round_correlation(noise_neighbour_correlation(fit))
     thresholds = null_thresholds(job.solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
-                                 seed=opts.seed, workers=executor.workers, noise_correlation=correlation)
+                                 seed=opts.seed, workers=executor.workers, noise_correlation=correlation,
+                                 progress=job.progress)
     job.timings["null_s"] = time.perf_counter() - t_null
     t_fit = time.perf_counter()
 
@@ -380,6 +409,7 @@ def _write_stage(job: _Job, stats: _Statistics, fit: _Fit, path, sha256):
                         thresholds=asdict(fit.thresholds), noise_correlation=list(fit.correlation),
                         solver=job.solver.params(), workers=job.executor.workers),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **_frame_rate_field(job.movie.frame_rate),
     )
     arrays = {
         "mean": stats.mean, "noise": stats.scale, "patch_origins": tiling.origins.astype(np.int32),

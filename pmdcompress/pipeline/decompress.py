@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..io.atomic import check_output_path
 from ..io.writers import open_writer
 from ..options import output_dtype, parse_crop, parse_range, workers_count
 from ..parallel import blas_threads, default_workers
+from ..preflight import check_movie_fits
 from ..progress import null_progress
 from ..reconstruct import PMDStore, open_store
 
 
 def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=False,
-               workers: int | None = None, chunk_frames: int | None = None, progress=None) -> dict:
+               workers: int | None = None, chunk_frames: int | None = None, progress=None, inputs=()) -> dict:
     """Reconstruct ``store`` (or a frame range / crop of it) into ``output``.
 
     The output format follows the extension (.tif/.tiff, .zarr, .npy).  Frames
     are reconstructed and written chunk by chunk; threads reconstruct the next
     chunks while one is written.
+
+    ``inputs`` lists further paths the output must not be, hold or lie in
+    (the store itself always counts).
 
     Returns
     -------
@@ -41,7 +46,12 @@ def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=F
     def render(b):
         return store.read(b[0], b[1], (y0, y1), (x0, x1), dtype=out_dtype)
 
-    with open_writer(output, shape, out_dtype, overwrite=overwrite, chunk_frames=chunk_frames) as writer:
+    inputs = [store.path, *inputs]
+    check_output_path(output, overwrite=overwrite, inputs=inputs)
+    check_movie_fits(output, shape, out_dtype, compressed=str(output).lower().endswith(".zarr"))
+    metadata = {"frame_rate": store.frame_rate} if store.frame_rate else {}
+    with open_writer(output, shape, out_dtype, overwrite=overwrite, chunk_frames=chunk_frames,
+                     metadata=metadata, inputs=inputs) as writer:
         if workers <= 1:
             with blas_threads(1):
                 for b in bounds:

@@ -98,6 +98,12 @@ def summary_lines(report: dict) -> list[str]:
         lines.append("no raw movie: SNR gains, residual and validation need it (--movie)")
         lines.append(f"denoised signal     std / raw noise {num('denoised_signal_over_raw_noise_median')} "
                      f"(median pixel)")
+    inputs = report.get("inputs", {})
+    if "frame_rate" in inputs:
+        rate = inputs["frame_rate"]
+        shape = "x".join(str(n) for n in inputs.get("shape", []))
+        lines.append(f"movie               {shape} (T x Y x X), "
+                     + (f"{rate:g} frames/s" if isinstance(rate, int | float) else "frame rate unknown"))
     store = report.get("store", {})
     ratio = store.get("compression_ratio_bytes")
     lines.append(f"compression         rank {store.get('total_rank')} over {store.get('n_patches')} patches, "

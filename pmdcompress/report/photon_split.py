@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..options import MIN_FRAMES
-from ..pipeline.compress import compress
 
 __all__ = ["CORRELATION_LIMIT", "Counts", "cross_correlations", "neighbour_correlation", "photon_split",
            "photon_transfer", "prepare_counts", "score", "split"]
@@ -610,28 +609,13 @@ def report_crop(frame_shape, patch_shape, side: int = REPORT_CROP):
     return tuple(out)
 
 
-def store_denoiser(store, *, workers=None):
-    """``denoise(A)`` that compresses ``A`` with the store's parameters and reconstructs it."""
-    params = store.metadata.parameters
-    options = {k: params[k] for k in ("method", "max_rank", "consecutive_failures", "fit_frames", "false_pass",
-                                       "seed", "temporal_filter", "detrend") if k in params}
-    options["patch_shape"] = tuple(store.patch_shape)
-    options["overlap"] = tuple(store.metadata.overlap)
-
-    def denoise(a):
-        fit = compress(a, None, workers=workers, hash_input=False, **options)
-        return fit.read(0, a.shape[0])
-
-    return denoise
-
-
-def report_section(movie, store, *, workers=None, seed: int = 0) -> dict:
-    """Photon splitting of the store's method on a central crop of the raw movie (``report.json``'s section).
+def report_section(movie, store, denoise, *, seed: int = 0) -> dict:
+    """Photon splitting of a denoiser on a central crop of the raw movie (``report.json``'s section).
 
     The crop (:data:`REPORT_CROP` pixels a side, the first :data:`REPORT_FRAMES`
-    frames) is split, its half ``A`` compressed with the store's parameters, and
-    scored against ``B``.  Returns the :func:`photon_split` dict plus ``crop``
-    and ``frames``.
+    frames) is split, its half ``A`` denoised by ``denoise`` (the pipeline passes
+    a compression with the store's parameters), and scored against ``B``.
+    Returns the :func:`photon_split` dict plus ``crop`` and ``frames``.
     """
     n_frames, h, w = store.shape
     (y0, y1), (x0, x1) = report_crop((h, w), store.patch_shape)
@@ -645,7 +629,7 @@ def report_section(movie, store, *, workers=None, seed: int = 0) -> dict:
         frames[t0:t1] = movie.read(t0, t1)[:, y0:y1, x0:x1]
     if not np.all(np.isfinite(frames)):
         return dict(section, ok=False, reason="the crop holds non-finite values")
-    result = photon_split(frames, store_denoiser(store, workers=workers), seed=seed)
+    result = photon_split(frames, denoise, seed=seed)
     return dict(section, **result)
 
 

@@ -26,16 +26,18 @@ a peak dF/F of 0.3-1.0.  Everything is scaled at the end so that the mean of
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage, signal, sparse
 
+from ..errors import OptionError
 from ..formats.truth import Truth, create_truth, finish_truth, read_truth, truth_header
-from ..io.atomic import atomic_output, check_output_path
+from ..io.atomic import atomic_outputs, check_output_path
 
 __all__ = ["FORMAT_VERSION", "KINDS", "Truth", "load_truth", "simulate_movie", "truth_path"]
 
@@ -300,27 +302,27 @@ def simulate_movie(
     chunk_frames = _positive_int(chunk_frames, "chunk_frames")
     n_neurons = int(n_neurons)
     if n_neurons < 0:
-        raise ValueError(f"n_neurons must be >= 0, got {n_neurons}")
+        raise OptionError(f"{{n_neurons}} must be >= 0, got {n_neurons}", "n_neurons")
     try:
         shape = tuple(int(s) for s in shape)
     except TypeError as exc:
-        raise ValueError(f"shape must be a pair (Y, X), got {shape!r}") from exc
+        raise OptionError(f"{{shape}} must be a pair (Y, X), got {shape!r}", "shape") from exc
     if len(shape) != 2 or min(shape) < 8:
-        raise ValueError(f"shape must be a pair (Y, X) of at least 8 px each, got {shape!r}")
+        raise OptionError(f"{{shape}} must be a pair (Y, X) of at least 8 px each, got {shape!r}", "shape")
     if kind not in _REGIMES:
-        raise ValueError(f"kind must be one of {sorted(_REGIMES)}, got {kind!r}")
-    if kind in _REGIMES and fs is None:
+        raise OptionError(f"{{kind}} must be one of {sorted(_REGIMES)}, got {kind!r}", "kind")
+    if fs is None:
         fs = _REGIMES[kind].fs
     for name, value in (("photons", photons), ("fs", fs), ("gain", gain)):
         if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+            raise OptionError(f"{{{name}}} must be a positive number, got {value!r}", name)
     if not np.isfinite(read_noise) or read_noise < 0:
-        raise ValueError(f"read_noise must be >= 0, got {read_noise!r}")
+        raise OptionError(f"{{read_noise}} must be >= 0, got {read_noise!r}", "read_noise")
     if not np.isfinite(offset):
-        raise ValueError(f"offset must be finite, got {offset!r}")
+        raise OptionError(f"{{offset}} must be finite, got {offset!r}", "offset")
     seed = int(seed)
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise OptionError(f"{{seed}} must be >= 0, got {seed}", "seed")
 
     movie_path = Path(path)
     zarr_path = truth_path(movie_path)
@@ -361,10 +363,8 @@ def simulate_movie(
             "neuropil_traces": "unitless",
         },
     }
-    with (
-        atomic_output(movie_path, overwrite=overwrite) as tmp_movie,
-        atomic_output(zarr_path, overwrite=overwrite) as tmp_zarr,
-    ):
+    # Both or neither: the truth is renamed into place with the movie.
+    with atomic_outputs([movie_path, zarr_path], overwrite=overwrite, folders=[False, True]) as (tmp_movie, tmp_zarr):
         stats = _write(tmp_movie, tmp_zarr, model, attrs, seed, chunk_frames)
     return {
         "movie": movie_path,
@@ -406,9 +406,9 @@ def load_truth(path: str | os.PathLike) -> Truth:
 
 
 def _positive_int(value, name: str) -> int:
-    """``value`` as an int >= 1, or a ValueError naming ``name``."""
+    """``value`` as an int >= 1, or an OptionError naming ``name``."""
     if int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise OptionError(f"{{{name}}} must be an integer >= 1, got {value!r}", name)
     return int(value)
 
 
@@ -735,15 +735,26 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
     # written twice.
     step = max(time_chunk, (chunk_frames // time_chunk) * time_chunk)
     workers = max(1, min(4, os.cpu_count() or 1))
-    total = 0.0
+
+    # Chunk-invariant sums: each pixel adds its neurons in one fixed order (a sparse product is plain
+    # loops), then the neuropil modes one by one.  A blocked matrix product (BLAS) would round
+    # differently with the chunk length and the CPU's kernels.
+    by_pixel = sparse.csr_matrix(a.T)
+
+    def rates(t0: int, t1: int) -> np.ndarray:
+        rate = np.ascontiguousarray((by_pixel @ model.traces[:, t0:t1]).T)
+        for mode_trace, mode in zip(model.neuropil_traces[:, t0:t1], b, strict=True):
+            rate += mode_trace[:, None] * mode[None, :]
+        return rate
+
+    frame_totals = []
 
     def frames():
-        nonlocal total
         with ThreadPoolExecutor(workers) as pool:
             for t0 in range(0, n_frames, step):
                 t1 = min(t0 + step, n_frames)
-                rate = model.traces[:, t0:t1].T @ a + model.neuropil_traces[:, t0:t1].T @ b
-                total += float(rate.sum(dtype=np.float64))
+                rate = rates(t0, t1)
+                frame_totals.extend(rate.sum(axis=1, dtype=np.float64).tolist())
                 expected = rate
                 if noise_blur > 0:  # the spread photons' expected value spreads too
                     expected = ndimage.convolve(rate.reshape(t1 - t0, ny, nx), _blur_kernel(noise_blur)[None],
@@ -769,10 +780,10 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
         shape=(n_frames, ny, nx),
         dtype=np.uint16,
         photometric="minisblack",
-        metadata={"axes": "TYX"},
+        metadata={"axes": "TYX", "frame_rate": attrs["fs"]},  # read back as Movie.frame_rate
         bigtiff=2 * n_frames * pixels > 2**31,
     )
-    attrs["mean_photons"] = total / (n_frames * pixels)
+    attrs["mean_photons"] = math.fsum(frame_totals) / (n_frames * pixels)
     attrs["scale"] = model.scale
     finish_truth(group, attrs)
     return {"mean_photons": attrs["mean_photons"]}

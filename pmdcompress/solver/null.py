@@ -108,7 +108,7 @@ def round_correlation(correlation) -> tuple[float, float]:
 
 def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_components: int = 4,
                     false_pass: float = 0.05, seed: int = 0, use_cache: bool = True,
-                    workers: int | None = None, noise_correlation=(0.0, 0.0)) -> Thresholds:
+                    workers: int | None = None, noise_correlation=(0.0, 0.0), progress=None) -> Thresholds:
     """Thresholds for ``solver`` on patches of ``patch_shape`` with ``n_frames`` fit frames.
 
     Parameters
@@ -127,6 +127,8 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
         Correlation of the noise between vertical and horizontal neighbours
         (see :func:`pmdcompress.preprocess.noise_neighbour_correlation`); the
         null noise is given the same correlation.
+    progress : callable, optional
+        Progress factory (see :mod:`pmdcompress.progress`); a cached null shows none.
     """
     noise_correlation = round_correlation(noise_correlation)
     key = cache_key(
@@ -149,7 +151,10 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
         noise = correlated_noise(rng, n_frames, patch_shape, noise_correlation)
         return solver.null_statistics(noise, patch_shape, rng, n_components)
 
-    stats = map_tasks(simulate, range(n_sims), workers=workers)
+    bar = (progress or (lambda label, total: None))("null", n_sims)
+    stats = map_tasks(simulate, range(n_sims), workers=workers, on_done=bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
     thresholds = joint_thresholds(np.concatenate([s[0] for s in stats]),
                                   np.concatenate([s[1] for s in stats]), false_pass)
 

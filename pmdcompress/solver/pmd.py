@@ -86,6 +86,9 @@ class PMDSolver:
     tol: float = 5e-3
     search_rtol: float = 5e-2
     tv_tol: float = 1e-2
+    #: Tolerances of the first spatial step of each component, when more follow (see _rank_one).
+    draft_tv_tol: float = 5e-2
+    draft_search_rtol: float = 0.15
     #: Start every penalty search from the weights (and 2-D TV dual) of the previous
     #: one, within a component and from one component to the next: about 1.5x
     #: faster on real patches.  Off: each component starts cold, and only the
@@ -108,15 +111,21 @@ class PMDSolver:
         u = np.zeros(n_pix)
         if not self.warm_start:
             warm.lam_u = warm.lam_v = None
-        for _ in range(self.max_num_iter):
+        for it in range(self.max_num_iter):
+            # The first spatial step only steers the next temporal step (v~ = R u, an
+            # average over pixels) and never ends the loop (u starts at zero): a looser
+            # solve will do, when another iteration follows.
+            draft = it == 0 and self.max_num_iter > 1
+            tv_tol = max(self.tv_tol, self.draft_tv_tol) if draft else self.tv_tol
+            rtol_u = max(self.search_rtol, self.draft_search_rtol) if draft else self.search_rtol
             u_tilde = residual.T @ v.astype(np.float32)
             norm = np.linalg.norm(u_tilde)
             if norm == 0:
                 break
             u_tilde = (u_tilde / norm).astype(np.float64)
             sigma_u = image_noise_std(u_tilde.reshape(h, w))
-            u_new, warm.lam_u = constrained_tv2d(u_tilde.reshape(h, w), n_pix * sigma_u**2, rtol=self.search_rtol,
-                                                 tol=self.tv_tol, lam0=warm.lam_u,
+            u_new, warm.lam_u = constrained_tv2d(u_tilde.reshape(h, w), n_pix * sigma_u**2, rtol=rtol_u,
+                                                 tol=tv_tol, lam0=warm.lam_u,
                                                  dual=warm.dual if self.warm_start else None)
             u_new = u_new.ravel()
             nu = np.linalg.norm(u_new)

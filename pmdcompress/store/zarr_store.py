@@ -24,6 +24,19 @@ def directory_bytes(path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def store_frame_rate(md) -> float | None:
+    """Frames per second of a store's input, None when unknown: the metadata's ``frame_rate`` field where the
+    format has one, else the rate recorded with the input (``input["frame_rate"]``)."""
+    rate = getattr(md, "frame_rate", None)
+    if rate is None:
+        rate = md.input.get("frame_rate")
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        return None
+    return rate if np.isfinite(rate) and rate > 0 else None
+
+
 def describe(contents: StoreContents, path: Path | None) -> dict:
     """Shape, ranks, sizes, ratios, timings and parameters as a JSON-able dict."""
     md = contents.metadata
@@ -38,6 +51,8 @@ def describe(contents: StoreContents, path: Path | None) -> dict:
         "software_version": md.software_version,
         "method": md.method,
         "shape": [t, y, x],
+        "frame_rate": store_frame_rate(md),
+        "frame_rate_source": md.input.get("frame_rate_source") if store_frame_rate(md) is not None else None,
         "input_dtype": md.input_dtype,
         "factor_dtype": md.factor_dtype,
         "patch_shape": list(md.patch_shape),

@@ -1,0 +1,198 @@
+"""Benchmark: pmd (compress + demix) against suite2p on a labelled real movie (neurofinder_dev).
+
+    python benchmarks/bench_demix_suite2p.py [--suite2p-python /work/peers/suite2p-venv/bin/python]
+        [--movie ../shared/data/neurofinder_dev] [--fs 7] [--skip suite2p|pmd]
+        [--out benchmarks/results/demix_suite2p.json]
+
+Both tools run with their defaults plus the frame rate, each in a fresh process
+(wall time, CPU time of the process and its children, peak RSS = ru_maxrss):
+
+- pmd: ``pmd compress movie.tif`` then ``pmd demix --fs 7 --export suite2p``;
+  the exported ``stat.npy`` (``ypix``/``xpix``) is what is scored, as an outside
+  evaluation would score it.
+- suite2p 1.1.0 (its own venv: ``pip install torch==2.13.0 suite2p``, CPU build):
+  ``run_s2p`` with ``default_settings()`` and ``fs``, ``torch_device="cpu"``;
+  registration, detection, extraction, classification and deconvolution all run.
+  Scored twice: every ROI of ``stat.npy``, and those its classifier accepts (``iscell.npy``).
+
+Scores (``pmd evaluate``'s readers and matching: IoU >= 0.3, Hungarian):
+F1, precision, recall, recall of the visibly active labelled cells
+(``active_cells.json``), mean IoU of matched pairs; on the whole field and on
+its left half (columns < width/2, where pmd's defaults were developed) and
+right half (held out), each ROI assigned to the half of its centroid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / "work" / "demix_suite2p"
+
+
+def _shared() -> Path:
+    rel = ROOT.parent / "shared" / "data"
+    return rel if rel.is_dir() else Path("/work/shared/data")
+
+
+MEASURE = r"""
+import json, resource, subprocess, sys, time
+t = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+wall = time.perf_counter() - t
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"returncode": proc.returncode, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
+                  "peak_rss_bytes": ru.ru_maxrss * 1024, "stderr_tail": proc.stderr[-2000:]}))
+"""
+
+SUITE2P = r"""
+import sys
+from suite2p import run_s2p
+from suite2p.parameters import default_db, default_settings
+settings = default_settings()
+settings["fs"] = float(sys.argv[3])
+settings["torch_device"] = "cpu"
+db = default_db()
+db["data_path"] = [sys.argv[1]]
+db["save_path0"] = sys.argv[2]
+run_s2p(db=db, settings=settings)
+"""
+
+
+def measured(cmd: list[str]) -> dict:
+    """Run ``cmd`` in a fresh process; its wall time, CPU time and peak RSS."""
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, check=True,
+                          env=dict(os.environ))
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if out["returncode"]:
+        raise RuntimeError(f"{cmd[:3]} failed: {out['stderr_tail']}")
+    return out
+
+
+def halves_scores(pred_source, truth_json: Path, active: list[int]) -> dict:
+    """Scores on the whole field, its left half (development) and right half (held out)."""
+    from pmdcompress.demix.matching import evaluate_regions, load_regions
+
+    pred = load_regions(pred_source)
+    true = load_regions(truth_json, dims=pred.dims)
+    if pred.dims is None:
+        pred = load_regions(pred_source, dims=true.dims)
+    width = true.dims[1]
+
+    def centroid_x(masks):
+        out = np.full(masks.shape[1], np.nan)
+        for j in range(masks.shape[1]):
+            pix = masks.indices[masks.indptr[j] : masks.indptr[j + 1]]
+            if pix.size:
+                out[j] = np.mean(pix % width)
+        return out
+
+    px, tx = centroid_x(pred.masks.tocsc()), centroid_x(true.masks.tocsc())
+    active = np.asarray(active, np.int64)
+    out = {}
+    for name, p_keep, t_keep in (("whole", np.ones(px.size, bool), np.ones(tx.size, bool)),
+                                 ("dev_left_half", px < width / 2, tx < width / 2),
+                                 ("heldout_right_half", px >= width / 2, tx >= width / 2)):
+        t_idx = np.flatnonzero(t_keep)
+        sub_p = type(pred)(pred.masks.tocsc()[:, np.flatnonzero(p_keep)], pred.dims)
+        sub_t = type(true)(true.masks.tocsc()[:, t_idx], true.dims)
+        s = evaluate_regions(sub_p, sub_t)
+        matched_true = t_idx[[p["true"] for p in s["pairs"]]] if s["pairs"] else np.zeros(0, np.int64)
+        act = active[np.isin(active, t_idx)]
+        out[name] = {k: s[k] for k in ("n_true", "n_pred", "tp", "precision", "recall", "f1", "mean_iou")}
+        out[name]["n_active"] = int(act.size)
+        out[name]["recall_active"] = float(np.isin(act, matched_true).mean()) if act.size else None
+    return out
+
+
+def run_pmd(movie: Path, fs: float) -> dict:
+    WORK.mkdir(parents=True, exist_ok=True)
+    store = WORK / "movie.pmd.zarr"
+    out = WORK / "movie.demix.zarr"
+    pmd = [sys.executable, str(ROOT / "bin" / "pmd")]
+    comp = measured([*pmd, "compress", str(movie), "-o", str(store), "--overwrite"])
+    dem = measured([*pmd, "demix", str(store), "-o", str(out), "--fs", str(fs), "--export", "suite2p",
+                    "--no-figures", "--overwrite"])
+    return {"compress": comp, "demix": dem, "suite2p_folder": str(WORK / "movie.demix.suite2p")}
+
+
+def run_suite2p(movie: Path, fs: float, python: str) -> dict:
+    data = WORK / "s2p_data"
+    save = WORK / "s2p_out"
+    for d in (data, save):
+        if d.exists():
+            subprocess.run(["rm", "-rf", str(d)], check=True)
+        d.mkdir(parents=True)
+    (data / movie.name).symlink_to(movie.resolve())
+    run = measured([python, "-c", SUITE2P, str(data), str(save), str(fs)])
+    return {"run": run, "folder": str(save / "suite2p" / "plane0")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite2p-python", default="/work/peers/suite2p-venv/bin/python")
+    parser.add_argument("--movie", default=str(_shared() / "neurofinder_dev"))
+    parser.add_argument("--fs", type=float, default=7.0)
+    parser.add_argument("--skip", choices=("suite2p", "pmd"), default=None)
+    parser.add_argument("--out", default=str(HERE / "results" / "demix_suite2p.json"))
+    args = parser.parse_args()
+    folder = Path(args.movie)
+    movie, truth = folder / "movie.tif", folder / "regions.json"
+    active = json.loads((folder / "active_cells.json").read_text())["active"]
+    previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+               "movie": str(movie), "fs": args.fs, "tools": previous.get("tools", {})}
+    if args.skip != "pmd":
+        r = run_pmd(movie, args.fs)
+        r["scores"] = halves_scores(Path(r["suite2p_folder"]), truth, active)
+        r["demix_over_compress_wall"] = r["demix"]["wall_s"] / r["compress"]["wall_s"]
+        r["demix_over_compress_cpu"] = r["demix"]["cpu_s"] / r["compress"]["cpu_s"]
+        results["tools"]["pmd"] = r
+    if args.skip != "suite2p":
+        r = run_suite2p(movie, args.fs, args.suite2p_python)
+        plane = Path(r["folder"])
+        r["scores_iscell"] = halves_scores(plane, truth, active)
+        everything = WORK / "s2p_all"
+        everything.mkdir(exist_ok=True)
+        for name in ("stat.npy", "ops.npy"):
+            target = everything / name
+            if target.exists() or target.is_symlink():
+                target.unlink()
+            target.symlink_to(plane / name)
+        r["scores_all_rois"] = halves_scores(everything, truth, active)
+        results["tools"]["suite2p"] = r
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    rows = []
+    if "pmd" in results["tools"]:
+        t = results["tools"]["pmd"]
+        rows.append(("pmd (defaults, exported stat.npy)", t["scores"],
+                     t["compress"]["wall_s"] + t["demix"]["wall_s"], t["compress"]["cpu_s"] + t["demix"]["cpu_s"],
+                     max(t["compress"]["peak_rss_bytes"], t["demix"]["peak_rss_bytes"])))
+    if "suite2p" in results["tools"]:
+        t = results["tools"]["suite2p"]
+        for label, key in (("suite2p 1.1.0 defaults, iscell", "scores_iscell"),
+                           ("suite2p, all ROIs", "scores_all_rois")):
+            rows.append((label, t[key], t["run"]["wall_s"], t["run"]["cpu_s"], t["run"]["peak_rss_bytes"]))
+    for label, s, wall, cpu, rss in rows:
+        for part in ("whole", "dev_left_half", "heldout_right_half"):
+            p = s[part]
+            print(f"{label:36s} {part:18s} F1 {p['f1']:.3f} P {p['precision']:.3f} R {p['recall']:.3f} "
+                  f"active {p['recall_active']:.3f} IoU {p['mean_iou'] or 0:.3f} ({p['n_pred']} ROIs)")
+        print(f"{label:36s} wall {wall:.1f} s, cpu {cpu:.1f} s, peak RSS {rss / 2**20:.0f} MiB")
+    if "pmd" in results["tools"]:
+        t = results["tools"]["pmd"]
+        print(f"pmd demix / compress: wall {t['demix_over_compress_wall']:.2f}, cpu {t['demix_over_compress_cpu']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Checks made before the first pass over a movie: will the output fit, is everything consistent?
+
+A run that fails after an hour of computing for a reason knowable at the
+start (a full disk, a read-only folder, inconsistent options) wastes the hour;
+these checks move such failures to the first second.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import numpy as np
+
+from .errors import InputError
+from .io.atomic import check_free_space, free_bytes
+from .options import CompressOptions
+from .tiling import Tiling
+
+log = logging.getLogger("pmdcompress")
+
+#: Bytes of a store besides its factors: metadata, chunk headers (a generous allowance).
+STORE_OVERHEAD = 1 << 20
+
+
+def check_compressible(movie) -> None:
+    """Refuse a movie the compression cannot describe: a single pixel per frame has no spatial structure."""
+    _, height, width = movie.shape
+    if height * width < 2:
+        raise InputError(f"{movie.name}: frames of {height}x{width} pixel; pmd compress needs at least 2 pixels "
+                         "per frame")
+
+
+def store_size_bound(shape, opts: CompressOptions) -> int:
+    """The most bytes a store of a (T, Y, X) movie can take with ``opts`` (every patch at ``max_rank``)."""
+    t, y, x = (int(v) for v in shape)
+    tiling = Tiling.create((y, x), opts.patch_shape, opts.overlap)
+    py, px = tiling.patch_shape
+    rank = min(int(opts.max_rank), py * px, t)
+    itemsize = np.dtype(opts.dtype).itemsize
+    factors = tiling.n_patches * rank * (py * px + t) * max(itemsize, 4)
+    maps = 8 * y * x * 4 + tiling.n_patches * (py + px) * 4
+    trend = (math.ceil(t / 16) + 1) * y * x * 4 if opts.detrend else 0
+    return int(factors + maps + trend + STORE_OVERHEAD)
+
+
+def check_store_fits(output, shape, opts: CompressOptions) -> None:
+    """Refuse a store whose largest possible size exceeds the free space; warn when that is unknowable."""
+    bound = store_size_bound(shape, opts)
+    if not check_free_space(output, bound, f"a store at {{max_rank}} {opts.max_rank}", ("max_rank",)):
+        log.warning("%s: cannot tell the free space in %s; the store may take up to %.1f MB",
+                    output, os.path.dirname(os.path.abspath(output)), bound / 1e6)
+
+
+def check_movie_fits(output, shape, dtype, *, compressed: bool) -> None:
+    """Refuse an uncompressed movie output larger than the free space; for a compressed one, only warn."""
+    nbytes = int(np.prod([int(v) for v in shape])) * np.dtype(dtype).itemsize + STORE_OVERHEAD
+    if compressed:
+        free = free_bytes(os.path.dirname(os.path.abspath(output)))
+        if free is not None and free < nbytes:
+            log.warning("%s: up to %.1f MB uncompressed but only %.1f MB are free; it may not fit",
+                        output, nbytes / 1e6, free / 1e6)
+        return
+    if not check_free_space(output, nbytes, "the uncompressed movie"):
+        log.warning("%s: cannot tell the free space; the movie takes %.1f MB", output, nbytes / 1e6)

@@ -1,0 +1,319 @@
+"""Numba kernels of the report's single pass (moments, neighbour products, Welch windows, bands) and the
+small maps derived from their sums (local correlation, smoothing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._numba import jit
+
+#: Gaussian width (pixels) of the smoothing of per-pixel error estimates.
+SMOOTH_SIGMA = 2.0
+
+
+# Neighbour directions of the correlation kernel: right, down, down-right, down-left.
+DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+# Signals of the neighbour kernel.
+RAW, DENOISED, RESIDUAL, DIFFERENCE = range(4)
+
+
+SIGNALS = ("raw", "denoised", "residual", "difference")
+
+
+#: Pixels handled together by the neighbour kernel (its accumulators stay in cache).
+_BLOCK = 2048
+
+
+@jit
+def _moments_kernel(y, d, mu, first, out):
+    # y: (m, P) raw frames of any dtype, rows first .. first + n - 1 match d's rows
+    #    (one halo frame on each side when the movie has it);
+    # d: (n, P) float32 denoised frames; mu: (P,) float32 shift (the store's mean);
+    # out: (10, P) float64, accumulated:
+    #   0 sum x, 1 sum x^2, 2 sum z, 3 sum z^2, 4 sum r, 5 sum r^2, 6 sum r_t r_{t-1} (within the block),
+    #   7 sum (z - a)^2, 8 sum (x - a)^2, where x = y - mu, z = d - mu, r = x - z and
+    #   a = (x_{t-1} + x_{t+1}) / 2 (only for frames with both neighbours in y),
+    #   9 sum (z_t - (z_{t-1} + z_{t+1}) / 2)^2 for 1 <= t <= n - 2 (curvature of d, within the block).
+    # Returns the number of frames with both neighbours.
+    n, n_p = d.shape
+    m = y.shape[0]
+    o0, o1, o2, o3, o4, o5, o6, o7, o8 = out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7], out[8]
+    o9 = out[9]
+    prev = np.zeros(n_p, np.float64)
+    count = 0
+    for t in range(n):
+        k = first + t
+        yt = y[k]
+        dt = d[t]
+        for p in range(n_p):
+            c = np.float64(mu[p])
+            x = np.float64(yt[p]) - c
+            z = np.float64(dt[p]) - c
+            r = x - z
+            o0[p] += x
+            o1[p] += x * x
+            o2[p] += z
+            o3[p] += z * z
+            o4[p] += r
+            o5[p] += r * r
+            o6[p] += r * prev[p]
+            prev[p] = r
+        if k >= 1 and k + 1 < m:
+            count += 1
+            ya = y[k - 1]
+            yb = y[k + 1]
+            for p in range(n_p):
+                c = np.float64(mu[p])
+                x = np.float64(yt[p]) - c
+                z = np.float64(dt[p]) - c
+                a = 0.5 * (np.float64(ya[p]) + np.float64(yb[p])) - c
+                o7[p] += (z - a) * (z - a)
+                o8[p] += (x - a) * (x - a)
+        if 1 <= t and t + 1 < n:
+            da = d[t - 1]
+            db = d[t + 1]
+            for p in range(n_p):
+                c = np.float64(dt[p]) - 0.5 * (np.float64(da[p]) + np.float64(db[p]))
+                o9[p] += c * c
+    return count
+
+
+@jit
+def _neighbour_kernel(y, d, mu, out):
+    # y: (n, H, W) raw frames (any dtype); d: (n, H, W) float32; mu: (H, W) float32;
+    # out: (4, 6, H, W) float64, accumulated, for the signals
+    #   0 raw x = y - mu, 1 denoised z = d - mu, 2 residual r = x - z, 3 difference y_{t+1} - y_t (t < n - 1)
+    # and the statistics 0 sum, 1 sum of squares, 2..5 sum of products with the neighbour
+    # right (i, j+1), down (i+1, j), down-right (i+1, j+1), down-left (i+1, j-1).
+    # Rows are processed in bands so that the accumulators of a band stay in cache.
+    n, h, w = d.shape
+    band = max(1, _BLOCK // max(w, 1))
+    s = np.empty((4, band + 1, w), np.float64)
+    acc = np.empty((4, 6, band, w), np.float64)
+    for i0 in range(0, h, band):
+        i1 = min(i0 + band, h)
+        rows = min(i1 + 1, h) - i0  # the band and the row below it
+        acc[:] = 0.0
+        for t in range(n):
+            n_sig = 4 if t + 1 < n else 3
+            for i in range(rows):
+                yr = y[t, i0 + i]
+                dr = d[t, i0 + i]
+                mr = mu[i0 + i]
+                sx = s[0, i]
+                sz = s[1, i]
+                sr = s[2, i]
+                for j in range(w):
+                    c = np.float64(mr[j])
+                    x = np.float64(yr[j]) - c
+                    z = np.float64(dr[j]) - c
+                    sx[j] = x
+                    sz[j] = z
+                    sr[j] = x - z
+                if n_sig == 4:
+                    yn = y[t + 1, i0 + i]
+                    sd = s[3, i]
+                    for j in range(w):
+                        sd[j] = np.float64(yn[j]) - np.float64(yr[j])
+            for g in range(n_sig):
+                for i in range(i1 - i0):
+                    v = s[g, i]
+                    a0 = acc[g, 0, i]
+                    a1 = acc[g, 1, i]
+                    a2 = acc[g, 2, i]
+                    for j in range(w):
+                        a0[j] += v[j]
+                        a1[j] += v[j] * v[j]
+                    for j in range(w - 1):
+                        a2[j] += v[j] * v[j + 1]
+                    if i + 1 < rows:
+                        u = s[g, i + 1]
+                        a3 = acc[g, 3, i]
+                        a4 = acc[g, 4, i]
+                        a5 = acc[g, 5, i]
+                        for j in range(w):
+                            a3[j] += v[j] * u[j]
+                        for j in range(w - 1):
+                            a4[j] += v[j] * u[j + 1]
+                        for j in range(1, w):
+                            a5[j] += v[j] * u[j - 1]
+        out[:, :, i0:i1, :] += acc[:, :, : i1 - i0, :]
+
+
+@jit
+def _window_kernel(y, d, window, s0, yw, rw):
+    # yw[t, p] = w[t] y[s0 + t, p], rw[t, p] = w[t] (y[s0 + t, p] - d[s0 + t, p]) for one Welch segment
+    # (float32 outputs); returns the per-pixel sum of rw^2 (float64).
+    seg, n_p = yw.shape
+    out = np.zeros(n_p, np.float64)
+    for t in range(seg):
+        w = window[t]
+        yt = y[s0 + t]
+        dt = d[s0 + t]
+        a = yw[t]
+        b = rw[t]
+        for p in range(n_p):
+            v = np.float32(yt[p])
+            a[p] = w * v
+            r = w * (v - dt[p])
+            b[p] = r
+            out[p] += np.float64(r) * np.float64(r)
+    return out
+
+
+@jit
+def _band_kernel(spec_y, spec_r, lo, hi, weights, high, low, pooled):
+    # spec_y, spec_r: (bins, P) complex spectra of the windowed raw and residual segments
+    # (the denoised spectrum is their difference).  Accumulates, for g = raw, denoised, residual:
+    # high[g, p] += sum_{lo <= k < hi} |X_k|^2, low[g, p] += sum_{2 <= k < lo} |X_k|^2,
+    # pooled[g, k] += sum_p weights[p] |X_k(p)|^2 for k < hi.
+    n_p = spec_y.shape[1]
+    for k in range(hi):
+        band = 1 if k >= lo else (0 if k >= 2 else -1)
+        py = 0.0
+        pd = 0.0
+        pr = 0.0
+        for p in range(n_p):
+            a = spec_y[k, p]
+            b = spec_r[k, p]
+            yr, yi = np.float64(a.real), np.float64(a.imag)
+            rr, ri = np.float64(b.real), np.float64(b.imag)
+            dr, di = yr - rr, yi - ri
+            vy = yr * yr + yi * yi
+            vd = dr * dr + di * di
+            vr = rr * rr + ri * ri
+            w = np.float64(weights[p])
+            py += w * vy
+            pd += w * vd
+            pr += w * vr
+            if band == 1:
+                high[0, p] += vy
+                high[1, p] += vd
+                high[2, p] += vr
+            elif band == 0:
+                low[0, p] += vy
+                low[1, p] += vd
+                low[2, p] += vr
+        pooled[0, k] += py
+        pooled[1, k] += pd
+        pooled[2, k] += pr
+
+
+def moments(y, d, mu, first: int = 0, out=None):
+    """Per-pixel sums of one block (see :func:`_moments_kernel`).
+
+    Parameters
+    ----------
+    y : ndarray, shape (m, P)
+        Raw frames (any numeric dtype); rows ``first .. first + n - 1`` are the
+        frames of ``d``, the others are halo frames for the neighbour-frame sums.
+    d : ndarray of float32, shape (n, P)
+        Denoised frames.
+    mu : ndarray of float32, shape (P,)
+        Per-pixel shift subtracted before summing (the store's mean).
+    first : int
+        Row of ``y`` holding the first frame of ``d``.
+    out : ndarray of float64, shape (10, P), optional
+        Accumulator (zeros if not given).
+
+    Returns
+    -------
+    out : ndarray of float64, shape (10, P)
+    count : int
+        Frames whose two neighbours are in ``y``.
+    """
+    if out is None:
+        out = np.zeros((10, d.shape[1]), np.float64)
+    count = _moments_kernel(y, d, mu, int(first), out)
+    return out, int(count)
+
+
+def neighbour_sums(y, d, mu, out=None):
+    """8-neighbour product sums of one block (see :func:`_neighbour_kernel`).
+
+    Parameters
+    ----------
+    y : ndarray, shape (n, H, W)
+    d : ndarray of float32, shape (n, H, W)
+    mu : ndarray of float32, shape (H, W)
+    out : ndarray of float64, shape (4, 6, H, W), optional
+
+    Returns
+    -------
+    ndarray of float64, shape (4, 6, H, W)
+    """
+    if out is None:
+        out = np.zeros((4, 6, *d.shape[1:]), np.float64)
+    _neighbour_kernel(y, d, mu, out)
+    return out
+
+
+def local_correlation(sums: np.ndarray, n: int) -> np.ndarray:
+    """Mean Pearson correlation of each pixel with its 8 neighbours.
+
+    Parameters
+    ----------
+    sums : ndarray, shape (6, H, W)
+        Sum, sum of squares and the four neighbour product sums (right, down,
+        down-right, down-left) of one signal over ``n`` frames.
+    n : int
+
+    Returns
+    -------
+    ndarray of float64, shape (H, W)
+        NaN where a pixel and all its neighbours are constant.
+    """
+    s, ss = sums[0], sums[1]
+    h, w = s.shape
+    var = np.maximum(ss - s * s / max(n, 1), 0.0)
+    total = np.zeros((h, w))
+    count = np.zeros((h, w))
+    for k, (dy, dx) in enumerate(DIRECTIONS):
+        # pair (i, j) with (i + dy, j + dx): region of valid i, j
+        i0, i1 = 0, h - dy
+        j0, j1 = max(0, -dx), w - max(0, dx)
+        a = (slice(i0, i1), slice(j0, j1))
+        b = (slice(i0 + dy, i1 + dy), slice(j0 + dx, j1 + dx))
+        cov = sums[2 + k][a] - s[a] * s[b] / max(n, 1)
+        den = np.sqrt(var[a] * var[b])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.where(den > 0, cov / np.where(den > 0, den, 1.0), np.nan)
+        ok = np.isfinite(c)
+        c = np.where(ok, c, 0.0)
+        total[a] += c
+        total[b] += c
+        count[a] += ok
+        count[b] += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def neighbour_correlations(sums: np.ndarray, n: int) -> tuple[float, ...]:
+    """Global correlation along each direction (right, down, down-right, down-left), pooled over pixels."""
+    s, ss = sums[0], sums[1]
+    h, w = s.shape
+    var = np.maximum(ss - s * s / max(n, 1), 0.0)
+    out = []
+    for k, (dy, dx) in enumerate(DIRECTIONS):
+        a = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
+        b = (slice(dy, h), slice(max(0, dx), w - max(0, -dx)))
+        cov = sums[2 + k][a] - s[a] * s[b] / max(n, 1)
+        den = np.sqrt(var[a] * var[b])
+        ok = den > 0
+        out.append(float(np.mean(cov[ok] / den[ok])) if ok.any() else 0.0)
+    return tuple(out)
+
+
+def smooth(image: np.ndarray, sigma: float = SMOOTH_SIGMA) -> np.ndarray:
+    """Gaussian smoothing that ignores NaN (normalised convolution)."""
+    from scipy.ndimage import gaussian_filter
+
+    image = np.asarray(image, np.float64)
+    ok = np.isfinite(image)
+    num = gaussian_filter(np.where(ok, image, 0.0), sigma, mode="nearest")
+    den = gaussian_filter(ok.astype(np.float64), sigma, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-6, num / den, np.nan)

@@ -1,0 +1,53 @@
+"""parallel.Executor: the pipeline's only way to run tasks (threads here; a dask client is covered in test_batch)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from pmdcompress.parallel import Executor, Outcome
+
+
+def test_map_keeps_input_order_whatever_the_threads():
+    def square(x):
+        return x * x
+
+    items = list(range(50))
+    assert Executor(4).map(square, items) == [x * x for x in items]
+    assert Executor(1).map(square, items) == [x * x for x in items]
+
+
+def test_groups_bound_what_is_in_flight():
+    ex = Executor(3)
+    assert ex.slots == 3
+    groups = ex.groups(range(70))
+    assert [len(g) for g in groups] == [24, 24, 22]  # 8 per slot
+    assert [x for g in groups for x in g] == list(range(70))
+    assert [len(g) for g in Executor(1).groups(range(20))] == [16, 4]  # never fewer than 16
+
+
+def test_without_a_cluster_data_stays_in_this_process():
+    ex = Executor(2)
+    data = [object(), object()]
+    assert ex.scatter(data[0]) is data[0]
+    assert ex.scatter_each(data) is data
+    assert ex.local() is ex and not ex.distributed
+
+
+def test_completed_runs_every_task_and_stops_on_an_error():
+    outcomes = list(Executor(1).completed(lambda x, scale: x * scale, [1, 2, 3], scale=10))
+    assert outcomes == [(0, Outcome(result=10)), (1, Outcome(result=20)), (2, Outcome(result=30))]
+    assert all(o.ok for _, o in outcomes)
+
+    ran = []
+
+    def fail_on_two(x):
+        ran.append(x)
+        if x == 2:
+            raise KeyboardInterrupt  # an interrupt reaches the caller; later tasks never start
+        return x
+
+    with pytest.raises(KeyboardInterrupt), contextlib.closing(Executor(1).completed(fail_on_two, [1, 2, 3])) as it:
+        list(it)
+    assert ran == [1, 2]

@@ -1,0 +1,30 @@
+"""Reading frames back: the kept time chunks of the temporal factors change nothing."""
+
+import numpy as np
+import pytest
+
+import pmdcompress
+from conftest import blobs_movie
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    noisy, _ = blobs_movie(n_frames=120, shape=(24, 24), n_sources=3, noise=2.0, seed=1)
+    path = tmp_path_factory.mktemp("reconstruct") / "m.pmd.zarr"
+    return pmdcompress.compress(noisy, path, method="svd", patch_shape=12, overlap=4, chunk_frames=32, workers=1)
+
+
+@pytest.mark.parametrize("windows", [[(0, 10), (10, 40), (35, 37), (90, 120)], [(0, 120)],
+                                     [(31, 33), (0, 1), (100, 65)]])
+def test_temporal_blocks_equal_the_stored_factors(store, windows):
+    reopened = pmdcompress.open(store.path)  # a fresh reader: nothing kept yet
+    direct = np.asarray(reopened.temporal[...], np.float32)
+    for t0, t1 in windows:
+        np.testing.assert_array_equal(reopened.temporal_block(t0, t1), direct[:, t0:t1])
+
+
+def test_reads_in_any_order_equal_one_read(store):
+    reopened = pmdcompress.open(store.path)
+    whole = reopened.read(0, 120, dtype=np.uint16)
+    for t0, t1 in [(70, 90), (0, 5), (5, 64), (64, 120), (33, 34)]:
+        np.testing.assert_array_equal(reopened.read(t0, t1, dtype=np.uint16), whole[t0:t1])

@@ -195,21 +195,20 @@ def test_report_has_a_valid_photon_split_section(report_sim, tmp_path):
 
 
 def test_temporal_smoothing_cannot_inflate_the_reports_gains(report_sim, tmp_path):
-    """A store whose temporal factors were blurred by a Gaussian: the report's gains stay at or below the truth."""
-    import shutil
-
-    import zarr
+    """A denoiser that also blurs in time (Gaussian, 2 frames): the report's gains stay at or below the truth."""
+    import tifffile
 
     import pmdcompress
     from pmdcompress.pipeline.report import make_report
 
     movie, store = report_sim
-    path = tmp_path / "smoothed.pmd.zarr"
-    shutil.copytree(store.path, path)
-    group = zarr.open_group(str(path), mode="r+")
-    group["temporal"][...] = ndimage.gaussian_filter1d(group["temporal"][...], 4.0, axis=1)
+    # Temporal smoothing commutes with the spatial projections: compressing the smoothed movie gives the
+    # store's kind of fit with temporally smoothed factors.
+    blurred = ndimage.gaussian_filter1d(tifffile.imread(movie).astype(np.float32), 2.0, axis=0)
+    smoothed_store = pmdcompress.compress(blurred, tmp_path / "smoothed.pmd.zarr", method="svd",
+                                          temporal_filter=False, patch_shape=24, overlap=6)
     plain = make_report(movie, store, tmp_path / "plain", truth=movie, heldout=False, photon_split=False)
-    smoothed = make_report(movie, pmdcompress.open(path), tmp_path / "smoothed", truth=movie, heldout=False,
+    smoothed = make_report(movie, smoothed_store, tmp_path / "smoothed", truth=movie, heldout=False,
                            photon_split=False)
     for which in ("median", "active", "global"):
         est, true = value(smoothed, f"snr_gain_{which}"), value(smoothed, f"truth_snr_gain_{which}")

@@ -86,8 +86,9 @@ def test_unknown_rate_is_said_and_never_invented(tmp_path, caplog, capsys):
         main(["info", str(tmp_path / "m.pmd.zarr")])
     assert ei.value.code == 0
     assert "frame rate      unknown" in capsys.readouterr().out
-    with pytest.raises(InputError, match="the nwb export needs the frame rate.*--fs"):
+    with pytest.raises(InputError, match="the nwb export needs the frame rate.*give it with fs$") as ei:
         demix(store, tmp_path / "m.demix.zarr", export="nwb", figures=False)
+    assert ei.value.render({"fs": "--fs"}).endswith("give it with --fs")  # what the CLI prints
     res = demix(store, tmp_path / "m.demix.zarr", export="caiman", figures=False)
     assert res.fs is None and res.metadata["dff"]["window_s"] is None
     h5py = pytest.importorskip("h5py")

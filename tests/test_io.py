@@ -137,7 +137,7 @@ def test_hdf5_missing_dataset_lists_what_is_there(tmp_path):
     path = tmp_path / "m.h5"
     with h5py.File(path, "w") as fh:
         fh.create_dataset("a/b", data=make_movie())
-    with pytest.raises(InputError, match=r"no HDF5 dataset 'mov' or 'data'.*a/b.*--dataset") as ei:
+    with pytest.raises(InputError, match=r"no HDF5 dataset 'mov' or 'data'.*a/b.*dataset") as ei:
         open_movie(path)
     assert_one_line(ei, "m.h5")
     with pytest.raises(InputError, match="no HDF5 dataset 'x'"):
@@ -158,7 +158,7 @@ def test_zarr_group_needs_dataset_when_ambiguous(tmp_path):
     data = make_movie()
     group.create_array("a", data=data)
     group.create_array("b", data=data[:, ::-1])
-    with pytest.raises(InputError, match=r"2 arrays \(a, b\); choose one with --dataset") as ei:
+    with pytest.raises(InputError, match=r"2 arrays \(a, b\); choose one with dataset") as ei:
         open_movie(path)
     assert_one_line(ei, "g.zarr")
     np.testing.assert_array_equal(open_movie(path, dataset="b").read(0, 12), data[:, ::-1])
@@ -455,26 +455,26 @@ def test_2d_image(tmp_path):
 def test_4d_without_plane(tmp_path):
     path = tmp_path / "tz.tif"
     tifffile.imwrite(path, make_movie((5, 3, 8, 9)), photometric="minisblack", metadata={"axes": "TZYX"})
-    with pytest.raises(InputError, match=r"Z axis has 3 planes; pick one with --plane \(0-2\)") as ei:
+    with pytest.raises(InputError, match=r"Z axis has 3 planes; pick one with plane \(0-2\)") as ei:
         open_movie(path)
     assert_one_line(ei, "tz.tif")
 
 
 def test_5d_without_plane_or_channel_names_both(hyperstack):
     path, _ = hyperstack
-    with pytest.raises(InputError, match=r"3 planes.*--plane.*2 channels.*--channel") as ei:
+    with pytest.raises(InputError, match=r"3 planes.*plane.*2 channels.*channel") as ei:
         open_movie(path)
     assert_one_line(ei, path.name)
-    with pytest.raises(InputError, match=r"C axis has 2 channels; pick one with --channel"):
+    with pytest.raises(InputError, match=r"C axis has 2 channels; pick one with channel"):
         open_movie(path, plane=0)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"plane": 3, "channel": 0}, r"--plane 3 out of range; the movie has 3 planes"),
-        ({"plane": -1, "channel": 0}, r"--plane -1 out of range"),
-        ({"plane": 0, "channel": 2}, r"--channel 2 out of range; the movie has 2 channels"),
+        ({"plane": 3, "channel": 0}, r"plane 3 out of range; the movie has 3 planes"),
+        ({"plane": -1, "channel": 0}, r"plane -1 out of range"),
+        ({"plane": 0, "channel": 2}, r"channel 2 out of range; the movie has 2 channels"),
     ],
 )
 def test_bad_plane_or_channel_index(hyperstack, kwargs, pattern):
@@ -488,7 +488,7 @@ def test_plane_on_3d_movie(tmp_path):
     path = tmp_path / "m.tif"
     tifffile.imwrite(path, make_movie())
     assert open_movie(path, plane=0).shape == (12, 10, 14)
-    with pytest.raises(InputError, match="--plane 1 out of range; the movie has 1 plane "):
+    with pytest.raises(InputError, match="plane 1 out of range; the movie has 1 plane "):
         open_movie(path, plane=1)
 
 
@@ -536,9 +536,9 @@ def test_4d_npy_and_options_that_do_not_apply(tmp_path):
         open_movie(path)
     assert_one_line(ei, "m.npy")
     np.save(path, make_movie())
-    with pytest.raises(InputError, match="--plane applies only to TIFF"):
+    with pytest.raises(InputError, match="plane applies only to TIFF"):
         open_movie(path, plane=0)
-    with pytest.raises(InputError, match="--dataset applies only"):
+    with pytest.raises(InputError, match="dataset applies only"):
         open_movie(path, dataset="mov")
 
 

@@ -55,11 +55,11 @@ def test_scanimage_volume_plane_and_channel(volume_file, plane, channel):
 
 def test_scanimage_ambiguity_names_the_options(volume_file):
     path, _ = volume_file
-    with pytest.raises(InputError, match=r"3 planes .*2 channels.*--plane \(0-2\) and --channel \(0-1\)"):
+    with pytest.raises(InputError, match=r"3 planes .*2 channels.*plane \(0-2\) and channel \(0-1\)"):
         open_movie(path)
-    with pytest.raises(InputError, match=r"pick one with --channel \(0-1\)$"):
+    with pytest.raises(InputError, match=r"pick one with channel \(0-1\)$"):
         open_movie(path, plane=0)
-    with pytest.raises(InputError, match=r"--plane 3 out of range; the ScanImage file has 3 planes"):
+    with pytest.raises(InputError, match=r"plane 3 out of range; the ScanImage file has 3 planes"):
         open_movie(path, plane=3, channel=0)
 
 
@@ -83,12 +83,12 @@ def test_scanimage_planar_two_channels_and_averaging(tmp_path):
     pages = interleave(mov)
     write_scanimage(path, np.concatenate([pages, pages[:1]]),  # one page of an unfinished frame pair
                     scanimage_frame_data(n_channels=2, frame_rate=30.0, average=2, channel_save=[2, 3]))
-    with pytest.raises(InputError, match=r"2 channels \(ScanImage channel 2, 3\).*--channel \(0-1\)"):
+    with pytest.raises(InputError, match=r"2 channels \(ScanImage channel 2, 3\).*channel \(0-1\)"):
         open_movie(path)
     with open_movie(path, channel=0) as m:
         np.testing.assert_array_equal(m.read(0, 20), mov[:, 0, 0])
         assert m.frame_rate == 15.0
-    with pytest.raises(InputError, match="--plane 1 out of range; the ScanImage file has 1 plane"):
+    with pytest.raises(InputError, match="plane 1 out of range; the ScanImage file has 1 plane"):
         open_movie(path, plane=1, channel=0)
 
 
@@ -152,7 +152,7 @@ def test_suite2p_1x_db_and_settings(tmp_path):
 def test_suite2p_binary_without_ops_needs_the_shape(tmp_path):
     mov = _movie((8, 5, 6), seed=6)
     mov.tofile(tmp_path / "data.bin")
-    with pytest.raises(InputError, match=r"--frame-shape HxW .* --fs"):
+    with pytest.raises(InputError, match=r"frame_shape HxW .* frame_rate"):
         open_movie(tmp_path / "data.bin")
     with pytest.raises(InputError, match="not a whole number of 7x6 int16 frames"):
         open_movie(tmp_path / "data.bin", frame_shape=(7, 6))
@@ -247,7 +247,7 @@ def test_nwb_one_photon_timestamps_and_volume(tmp_path):
     path = tmp_path / "vol.nwb"
     _write_nwb(path, mov.transpose(0, 2, 1, 3), timestamps=np.arange(10) * 0.2, kind="OnePhotonSeries",
                name="OnePhotonSeries")
-    with pytest.raises(InputError, match=r"volumetric \(3 planes\); pick one with --plane \(0-2\)"):
+    with pytest.raises(InputError, match=r"volumetric \(3 planes\); pick one with plane \(0-2\)"):
         open_movie(path)
     with open_movie(path, plane=2) as m:
         np.testing.assert_array_equal(m.read(0, 10), mov[..., 2])
@@ -259,9 +259,9 @@ def test_nwb_one_photon_timestamps_and_volume(tmp_path):
 def test_options_that_do_not_apply_are_refused(tmp_path):
     mov = _movie((8, 5, 6))
     np.save(tmp_path / "m.npy", mov)
-    with pytest.raises(InputError, match="--frame-shape applies only to raw binaries"):
+    with pytest.raises(InputError, match="frame_shape applies only to raw binaries"):
         open_movie(tmp_path / "m.npy", frame_shape=(5, 6))
-    with pytest.raises(InputError, match="--channel applies only to TIFF hyperstacks and ScanImage"):
+    with pytest.raises(InputError, match="channel applies only to TIFF hyperstacks and ScanImage"):
         open_movie(tmp_path / "m.npy", channel=0)
 
 
@@ -337,7 +337,7 @@ def test_nwb_motion_corrected_stack_is_offered_by_name(tmp_path):
     with NWBHDF5IO(str(tmp_path / "mc.nwb"), "w") as io:
         io.write(nwb)
     with pytest.raises(InputError, match=r"2 imaging series \(TwoPhotonSeries, ophys/MotionCorrection/"
-                                         r"CorrectedImageStack\); choose one with --dataset"):
+                                         r"CorrectedImageStack\); choose one with dataset"):
         open_movie(tmp_path / "mc.nwb")
     with open_movie(tmp_path / "mc.nwb", dataset="ophys/MotionCorrection/CorrectedImageStack") as m:
         np.testing.assert_array_equal(m.read(0, 12), mov + 1)

@@ -166,7 +166,7 @@ def write_suite2p(result, path, *, final_path=None) -> None:
     may be a temporary name.  suite2p needs a frame rate (``ops['fs']``).
     """
     if result.fs is None:
-        raise InputError("the suite2p export needs the frame rate (suite2p's ops['fs']); give it with --fs (fs=)")
+        raise InputError("the suite2p export needs the frame rate (suite2p's ops['fs']); give it with {fs}", "fs")
     plane = os.path.join(path, "plane0")
     os.makedirs(plane)
     neu = _background_on_rois(result)
@@ -230,7 +230,7 @@ def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
     from pynwb.ophys import DfOverF, Fluorescence, ImageSegmentation, OpticalChannel
 
     if result.fs is None:
-        raise InputError("the NWB export needs the frame rate; give it with --fs (fs=)")
+        raise InputError("the NWB export needs the frame rate; give it with {fs}", "fs")
     meta = load_nwb_metadata(metadata) if metadata is not None else None
     if meta is None:
         logging.getLogger("pmdcompress").warning(

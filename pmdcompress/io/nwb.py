@@ -70,7 +70,9 @@ def open_nwb_series(path, name: str, *, series: str | None, plane: int | None):
             raise InputError(f"{name}: no TwoPhotonSeries or OnePhotonSeries in the NWB file")
         if series is None:
             if len(found) > 1:
-                raise InputError(f"{name}: {len(found)} imaging series ({', '.join(found)}); choose one with --dataset")
+                raise InputError(f"{name}: {len(found)} imaging series ({', '.join(found)});"
+                                 " choose one with {dataset}",
+                                 "dataset")
             series = next(iter(found))
         if series not in found:
             raise InputError(f"{name}: no imaging series {series!r}; series found: {', '.join(found)}")
@@ -82,13 +84,14 @@ def open_nwb_series(path, name: str, *, series: str | None, plane: int | None):
         if ndim == 4:
             nz = int(data.shape[3])
             if plane is None:
-                raise InputError(f"{name}: series {series!r} is volumetric ({nz} planes); pick one with --plane"
-                                 f" (0-{nz - 1})")
+                raise InputError(f"{name}: series {series!r} is volumetric ({nz} planes); pick one with {{plane}}"
+                                 f" (0-{nz - 1})", "plane")
             if not 0 <= plane < nz:
-                raise InputError(f"{name}: --plane {plane} out of range; the series has {nz} planes (0-{nz - 1})")
+                raise InputError(f"{name}: {{plane}} {plane} out of range; the series has {nz} planes (0-{nz - 1})",
+                                 "plane")
         elif ndim == 3:
             if plane not in (None, 0):
-                raise InputError(f"{name}: --plane {plane} out of range; the series has 1 plane")
+                raise InputError(f"{name}: {{plane}} {plane} out of range; the series has 1 plane", "plane")
             plane = None
         else:
             raise InputError(f"{name}: series {series!r} has {ndim}-D data {tuple(data.shape)}; need (T, x, y)")

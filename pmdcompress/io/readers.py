@@ -98,7 +98,7 @@ def _check_movie_shape(shape: tuple[int, ...], name: str, what: str = "array") -
     if len(shape) != 3:
         raise InputError(
             f"{name}: {len(shape)}-D {what} with shape {tuple(shape)}; need a 3-D movie (T, Y, X)"
-            " (--plane/--channel select from TIFF hyperstacks only)"
+            " ({plane}/{channel} select from TIFF hyperstacks only)", "plane", "channel"
         )
     if min(shape) < 1:
         raise InputError(f"{name}: empty {what} with shape {tuple(shape)}")
@@ -539,20 +539,22 @@ def _tiff_layout(axes: str, shape: tuple[int, ...], name: str, *, plane, channel
             )
         ti = others[0]
     missing = []
-    for idx, value, what, option in ((zi, plane, "plane", "--plane"), (ci, channel, "channel", "--channel")):
+    for idx, value, what, option in ((zi, plane, "plane", "{plane}"), (ci, channel, "channel", "{channel}")):
         if idx >= 0 and value is None:
             n = lshape[idx]
             missing.append(f"its {lead[idx]} axis has {n} {what}s; pick one with {option} (0-{n - 1})")
     if missing:
-        raise InputError(f"{name}: {ndim}-D series (axes {axes}, shape {shape}): " + " and ".join(missing))
+        raise InputError(f"{name}: {ndim}-D series (axes {axes}, shape {shape}): " + " and ".join(missing),
+                         "plane", "channel")
     index = [0] * len(lead)
-    for idx, value, what, option in ((zi, plane, "plane", "--plane"), (ci, channel, "channel", "--channel")):
+    for idx, value, what, option in ((zi, plane, "plane", "{plane}"), (ci, channel, "channel", "{channel}")):
         n = lshape[idx] if idx >= 0 else 1
         if value is None:
             continue
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value < n:
             raise InputError(
-                f"{name}: {option} {value!r} out of range; the movie has {n} {what}{'s' if n != 1 else ''} (0-{n - 1})"
+                f"{name}: {option} {value!r} out of range; the movie has {n} {what}{'s' if n != 1 else ''} (0-{n - 1})",
+                what,
             )
         if idx >= 0:
             index[idx] = int(value)
@@ -850,13 +852,18 @@ def _is_array_like(obj: Any) -> bool:
 def _refuse_options(name: str, fmt: str, *, plane=None, channel=None, dataset=None, frame_shape=None) -> None:
     """Reject options that do not apply to a format instead of ignoring them."""
     if plane is not None and fmt not in ("tiff", "nwb"):
-        raise InputError(f"{name}: --plane applies only to TIFF hyperstacks, ScanImage and NWB files, not {fmt} input")
+        raise InputError(f"{name}: {{plane}} applies only to TIFF hyperstacks, ScanImage and NWB files,"
+                         f" not {fmt} input",
+                         "plane")
     if channel is not None and fmt != "tiff":
-        raise InputError(f"{name}: --channel applies only to TIFF hyperstacks and ScanImage files, not {fmt} input")
+        raise InputError(f"{name}: {{channel}} applies only to TIFF hyperstacks and ScanImage files, not {fmt} input",
+                         "channel")
     if dataset is not None and fmt not in ("zarr", "hdf5", "nwb"):
-        raise InputError(f"{name}: --dataset applies only to Zarr groups, HDF5 and NWB files, not {fmt} input")
+        raise InputError(f"{name}: {{dataset}} applies only to Zarr groups, HDF5 and NWB files, not {fmt} input",
+                         "dataset")
     if frame_shape is not None and fmt != "suite2p":
-        raise InputError(f"{name}: --frame-shape applies only to raw binaries (suite2p .bin), not {fmt} input")
+        raise InputError(f"{name}: {{frame_shape}} applies only to raw binaries (suite2p .bin), not {fmt} input",
+                         "frame_shape")
 
 
 def _sniff(path: Path) -> str | None:
@@ -1006,7 +1013,9 @@ def _open_hdf5(path: Path, name: str, dataset: str | None) -> _Source:
             found = _hdf5_datasets(fh, h5py)
             wanted = " or ".join(repr(c) for c in candidates)
             listing = ", ".join(found[:10]) + (", ..." if len(found) > 10 else "") if found else "none"
-            raise InputError(f"{name}: no HDF5 dataset {wanted}; datasets found: {listing}; choose one with --dataset")
+            raise InputError(f"{name}: no HDF5 dataset {wanted}; datasets found: {listing};"
+                             " choose one with {dataset}",
+                             "dataset")
         return _ArraySource(obj, "hdf5", f"{name}:{obj.name}", closer=fh.close, size=path.stat().st_size, fresh=True)
     except BaseException:
         fh.close()
@@ -1051,10 +1060,10 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
         else:
             raise InputError(
                 f"{name}: Zarr group holds {len(arrays)} arrays ({', '.join(arrays) or 'none'});"
-                " choose one with --dataset"
+                " choose one with {dataset}", "dataset"
             )
     elif dataset is not None:
-        raise InputError(f"{name}: --dataset {dataset!r} given but the folder is a single Zarr array")
+        raise InputError(f"{name}: {{dataset}} {dataset!r} given but the folder is a single Zarr array", "dataset")
     src = _ArraySource(node, "zarr", name, size=_folder_size(path), fresh=True)
     if rate is None:
         attr = node.attrs.get("frame_rate")

@@ -72,7 +72,8 @@ def open_suite2p_binary(path: Path, name: str, *, frame_shape=None):
     else:
         raise InputError(
             f"{name}: a raw binary without suite2p's ops.npy (or db.npy) beside it; give its frame size"
-            " with --frame-shape HxW (suite2p's Ly x Lx; int16 frames) and its rate with --fs"
+            " with {frame_shape} HxW (suite2p's Ly x Lx; int16 frames) and its rate with {frame_rate}",
+            "frame_shape", "frame_rate",
         )
     if ly < 1 or lx < 1:
         raise InputError(f"{name}: frame shape {ly}x{lx} from {origin} is not positive")

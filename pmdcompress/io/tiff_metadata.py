@@ -129,19 +129,20 @@ def scanimage_layout(frame_data: dict, n_pages: int, name: str, *, plane, channe
     what += f"{n_channels} channel{'s' if n_channels > 1 else ''} (ScanImage channel {', '.join(map(str, saved))})"
     missing = []
     if n_planes > 1 and plane is None:
-        missing.append(f"--plane (0-{n_planes - 1})")
+        missing.append(f"{{plane}} (0-{n_planes - 1})")
     if n_channels > 1 and channel is None:
-        missing.append(f"--channel (0-{n_channels - 1})")
+        missing.append(f"{{channel}} (0-{n_channels - 1})")
     if missing:
-        raise InputError(f"{name}: ScanImage file with {what} interleaved; pick one with " + " and ".join(missing))
-    for value, n, what_one, option in ((plane, n_planes, "plane", "--plane"), (channel, n_channels, "channel",
-                                                                               "--channel")):
+        raise InputError(f"{name}: ScanImage file with {what} interleaved; pick one with " + " and ".join(missing),
+                         "plane", "channel")
+    for value, n, what_one, option in ((plane, n_planes, "plane", "{plane}"), (channel, n_channels, "channel",
+                                                                               "{channel}")):
         if value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n:
             raise InputError(
                 f"{name}: {option} {value!r} out of range; the ScanImage file has {n} {what_one}"
-                f"{'s' if n != 1 else ''} (0-{n - 1})"
+                f"{'s' if n != 1 else ''} (0-{n - 1})", what_one
             )
     if n_frames < 1:
         raise InputError(f"{name}: ScanImage file has {n_pages} pages, fewer than one {cycle}-page volume")

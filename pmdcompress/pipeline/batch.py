@@ -410,10 +410,10 @@ def _normalize_steps(steps) -> tuple[str, ...]:
         steps = [s for s in steps.replace(" ", "").split(",") if s]
     steps = [str(s).strip().lower() for s in steps]
     if not steps:
-        raise InputError(f"--steps: no step given; available: {', '.join(STEPS)}")
+        raise OptionError(f"{{steps}}: no step given; available: {', '.join(STEPS)}", "steps")
     for s in steps:
         if s not in STEPS:
-            raise InputError(f"--steps: unknown step {s!r}; available: {', '.join(STEPS)}")
+            raise OptionError(f"{{steps}}: unknown step {s!r}; available: {', '.join(STEPS)}", "steps")
     wanted = set(steps)
     for s in steps:
         wanted.update(_PREREQUISITES[s])
@@ -426,7 +426,7 @@ def parse_settings(settings: Iterable[str]) -> dict:
     for item in settings:
         key, sep, value = str(item).partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--set {item!r}: expected KEY=VALUE, e.g. --set patch=48")
+            raise OptionError(f"{{settings}} {item!r}: expected KEY=VALUE, e.g. patch=48", "settings")
         out[key.strip()] = value.strip()
     return out
 

@@ -173,7 +173,7 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
         for name in ("nwb", "suite2p"):
             if name in exports:
                 raise InputError(f"{store.path or 'store'}: the {name} export needs the frame rate, which the store"
-                                 " does not know; give it with --fs (fs=)")
+                                 " does not know; give it with {fs}", "fs")
 
     t0 = time.perf_counter()
     # Coarse steps (the fit, the traces, the result, figures, each export): the fit is most of the time.

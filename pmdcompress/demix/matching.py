@@ -22,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 from ..errors import InputError, MissingDependencyError
 from ..formats.truth import read_truth
 from ..io.safe_pickle import load_npy
+from .result import ATTRS_KEY, DemixResult, fill_mask_holes, read_result, threshold_columns
 
 
 @dataclass
@@ -40,8 +41,6 @@ class Regions:
 
 
 def _threshold_columns(a, thr: float) -> sp.csc_matrix:
-    from .result import threshold_columns
-
     return threshold_columns(a, thr).astype(bool)
 
 
@@ -54,8 +53,6 @@ def _from_dense(images: np.ndarray, thr: float | None) -> tuple[sp.csc_matrix, s
 
 def load_regions(source, *, dims=None, threshold: float | None = None) -> Regions:
     """Regions from a result, a JSON/label/side-car/CaImAn file (see :func:`pmdcompress.demix.evaluate`)."""
-    from .result import ATTRS_KEY, DemixResult, read_result
-
     if isinstance(source, DemixResult):
         res = source
         return Regions(res.masks(threshold), res.dims, res.footprints.tocsc(), res.raw_traces)
@@ -148,8 +145,6 @@ def _from_suite2p(path: Path, dims) -> Regions:
     loader (:mod:`pmdcompress.io.safe_pickle`).  The image size comes from
     ``ops.npy`` (``Ly``, ``Lx``) when present.
     """
-    from ..io.safe_pickle import load_npy
-
     plane = _suite2p_plane(path)
     stat = load_npy(plane / "stat.npy")
     try:
@@ -187,8 +182,6 @@ def _from_nwb(path: Path, threshold, dims=None) -> Regions:
         import h5py
     except ImportError as exc:
         raise MissingDependencyError("reading NWB needs h5py: pip install 'pmdcompress[hdf5]'") from exc
-    from .result import fill_mask_holes
-
     found = []
 
     def visit(name, obj):

@@ -13,6 +13,11 @@ each in a fresh process with one worker thread and BLAS limited to one thread:
   blocks of 256 frames, CPU time best of 3, GB of output per CPU-second.
 
 CPU time, not wall time, and trees side by side in one run: the machine is shared and noisy.
+With ``--simulated`` it also simulates a movie with ground truth (``pmd simulate``, 1000x128x128,
+80 neurons, seeds 0 and 1 of the compression) and reports, per tree, the total rank, the ranks per
+patch and the RMS error of the decompressed movie against the clean truth: a speed-up must keep
+what is kept (the spread between seeds is the yardstick).
+
 Prints a table and writes JSON.
 """
 
@@ -65,6 +70,32 @@ print(json.dumps({"cpu_s": best, "gb_per_cpu_s": t_len * y_len * x_len * 2 / bes
 """
 
 
+QUALITY = r"""
+import json, sys
+import numpy as np
+import zarr
+import pmdcompress
+store = pmdcompress.compress(sys.argv[1], sys.argv[2], overwrite=True, workers=1, seed=int(sys.argv[3]))
+clean = np.asarray(zarr.open_group(sys.argv[4], mode="r")["clean"][...], np.float64)
+err = float(np.sqrt(np.mean((store[:].astype(np.float64) - clean) ** 2)))
+print(json.dumps({"total_rank": store.metadata.total_rank, "ranks": [int(r) for r in store.patch_ranks],
+                  "rms_error_vs_truth": err}))
+"""
+
+
+def simulated_quality(trees: dict, folder: Path) -> dict:
+    movie = folder / "sim.tif"
+    subprocess.run([sys.executable, str(ROOT / "bin" / "pmd"), "simulate", str(movie), "--frames", "1000",
+                    "--shape", "128x128", "--neurons", "80", "--seed", "7"], check=True, capture_output=True,
+                   env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    truth = folder / "sim.truth.zarr"
+    out = {"movie": "pmd simulate --frames 1000 --shape 128x128 --neurons 80 --seed 7"}
+    for tag, tree in trees.items():
+        out[tag] = {f"seed{seed}": child(tree, QUALITY, movie, folder / f"sim-{tag}.pmd.zarr", seed, truth)
+                    for seed in (0, 1)}
+    return out
+
+
 def child(tree: Path, code: str, *args) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), PMD_NUM_WORKERS="1", OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -73,6 +104,12 @@ def child(tree: Path, code: str, *args) -> dict:
     if proc.returncode:
         raise RuntimeError(f"{tree}: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def rank_difference(a, b) -> dict:
+    diffs = [abs(x - y) for x, y in zip(a, b, strict=True)]
+    return {"max": max(diffs, default=0), "patches_differing": sum(d > 0 for d in diffs),
+            "patches_differing_by_more_than_one": sum(d > 1 for d in diffs)}
 
 
 def baseline_tree(rev: str, folder: Path) -> Path:
@@ -88,6 +125,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="measured compress runs per tree (median reported)")
     ap.add_argument("--movies", default="neurofinder_dev,optinist_mouse2p")
     ap.add_argument("--method", default="pmd")
+    ap.add_argument("--simulated", action="store_true", help="also check ranks and error on a simulated movie")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "speed.json")
     args = ap.parse_args()
 
@@ -99,7 +137,7 @@ def main() -> None:
         results = {"machine": platform.node(), "cpus": os.cpu_count(), "baseline": args.baseline,
                    "method": args.method, "movies": {}}
         try:
-            for name in args.movies.split(","):
+            for name in filter(None, args.movies.split(",")):
                 movie = SHARED / name / "movie.tif"
                 if not movie.exists():
                     print(f"skipping {name}: {movie} not found", file=sys.stderr)
@@ -122,17 +160,17 @@ def main() -> None:
                         "decompress": child(trees[tag], DECOMPRESS, stores["current"]),
                     }
                 if "baseline" in entry:
-                    a, b = entry["current"]["ranks"], entry["baseline"]["ranks"]
-                    diffs = [abs(x - y) for x, y in zip(a, b, strict=True)]
-                    entry["rank_difference"] = {"max": max(diffs), "patches_differing": sum(d > 0 for d in diffs),
-                                                "patches_differing_by_more_than_one": sum(d > 1 for d in diffs)}
+                    entry["rank_difference"] = rank_difference(entry["current"]["ranks"], entry["baseline"]["ranks"])
+            if args.simulated:
+                results["simulated"] = simulated_quality(trees, tmp)
         finally:
             if args.baseline:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees["baseline"])],
                                check=False, capture_output=True)
 
-    print(f"{'movie':<18} {'tree':<9} {'rank':>5} {'compress CPU s':>15} {'MB/CPU-s':>9} {'fit s':>6} "
-          f"{'decompress GB/CPU-s':>20}")
+    if results["movies"]:
+        print(f"{'movie':<18} {'tree':<9} {'rank':>5} {'compress CPU s':>15} {'MB/CPU-s':>9} {'fit s':>6} "
+              f"{'decompress GB/CPU-s':>20}")
     for name, entry in results["movies"].items():
         for tag in trees:
             r = entry[tag]
@@ -140,6 +178,20 @@ def main() -> None:
                   f"{r['compress_mb_per_cpu_s']:>9.2f} {r['fit_s']:>6.2f} {r['decompress']['gb_per_cpu_s']:>20.2f}")
         if "rank_difference" in entry:
             print(f"{'':<18} ranks per patch, current vs baseline: {entry['rank_difference']}")
+    sim = results.get("simulated")
+    if sim:
+        print(f"simulated ({sim['movie']}): total rank and RMS error vs the clean truth, seeds 0 / 1")
+        for tag in trees:
+            r0, r1 = sim[tag]["seed0"], sim[tag]["seed1"]
+            print(f"  {tag:<9} rank {r0['total_rank']} / {r1['total_rank']}   "
+                  f"error {r0['rms_error_vs_truth']:.4f} / {r1['rms_error_vs_truth']:.4f}")
+        sim["current"]["seed0_vs_seed1"] = rank_difference(sim["current"]["seed0"]["ranks"],
+                                                           sim["current"]["seed1"]["ranks"])
+        if "baseline" in sim:
+            sim["current_vs_baseline_seed0"] = rank_difference(sim["current"]["seed0"]["ranks"],
+                                                               sim["baseline"]["seed0"]["ranks"])
+            print(f"  ranks per patch, seed 0 vs 1 (current): {sim['current']['seed0_vs_seed1']}")
+            print(f"  ranks per patch, current vs baseline (seed 0): {sim['current_vs_baseline_seed0']}")
     for entry in results["movies"].values():
         for tag in trees:
             entry[tag].pop("ranks")

@@ -2,9 +2,12 @@
 
 import logging
 
+import numpy as np
+
 import pmdcompress
 from conftest import blobs_movie
 from pmdcompress.pipeline import heldout
+from pmdcompress.pipeline.batch import plan_batch
 
 
 def _store(tmp_path, frame_rate):
@@ -33,3 +36,15 @@ def test_heldout_fits_of_an_unknown_rate_do_not_warn(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="pmdcompress"):
         assert heldout.heldout_validation(movie, store, workers=1) is not None
     assert not [r for r in caplog.records if "frame rate" in r.getMessage()]
+
+
+def test_batch_folders_of_same_named_movies_say_which_movie(tmp_path):
+    for rec in ("m1", "m2"):
+        (tmp_path / rec).mkdir()
+        np.save(tmp_path / rec / "movie.npy", np.zeros((12, 4, 4), np.float32))
+    jobs = plan_batch([tmp_path / "m1" / "movie.npy", tmp_path / "m2" / "movie.npy"])
+    assert [j.name for j in jobs] == ["m1/movie", "m2/movie"]  # not movie-<digest>
+    same = plan_batch([{"path": tmp_path / "m1" / "movie.npy", "plane": 0},
+                       {"path": tmp_path / "m1" / "movie.npy", "plane": 1}])
+    assert len({j.name for j in same}) == 2  # one file twice: still told apart
+

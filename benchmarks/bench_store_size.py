@@ -5,8 +5,8 @@
 For every real movie in ../shared/data (``*/movie.tif``) and three simulated ones (two-photon uint16,
 1000x96x96 and 100x64x64; an 8-bit movie shaped like the issue's zebrafish recording, 240x76x87), with
 default options: input file bytes, store bytes, their ratio, and the error that quantizing the factors adds.
-The reference is the same compression with a 256x finer step (1/4096 of the noise instead of 1/16),
-whose rounding is negligible; ``added_mse_over_noise`` is the mean squared difference of the two
+The reference is the same compression with every step at 1/4096 of the noise (the finest), whose
+rounding is negligible; ``added_mse_over_noise`` is the mean squared difference of the two
 reconstructions over the mean noise variance of the movie.  The denoised movie's own error is unknown
 on real movies, so the table gives the added error over two stand-ins: the noise that the factors
 pass (``added_over_passed_noise``: the report's error model, per-pixel degrees of freedom of the
@@ -46,25 +46,25 @@ from pmdcompress.simulate import load_truth, simulate_movie  # noqa: E402
 from pmdcompress.store.zarr_store import directory_bytes  # noqa: E402
 
 SHARED = next((p for p in (ROOT.parent / "shared" / "data", Path("/work/shared/data")) if p.is_dir()), None)
-REFERENCE_STEP = 1.0 / 4096
+REFERENCE_ROUNDING_ERROR = 1e-9  # every step clipped to the finest, 1/4096 of the noise
 
 
-def compress(movie: Path, out: Path, step: float | None = None):
-    saved = dict(store_format.TEMPORAL_STEPS)
-    if step is not None:
-        store_format.TEMPORAL_STEPS["float32"] = step
+def compress(movie: Path, out: Path, rounding_error: float | None = None):
+    saved = dict(store_format.ROUNDING_ERROR)
+    if rounding_error is not None:
+        store_format.ROUNDING_ERROR["float32"] = rounding_error
     try:
         cpu = time.process_time()
         store = pmdcompress.compress(movie, out, overwrite=True)
         return pmdcompress.open(out), time.process_time() - cpu
     finally:
-        store_format.TEMPORAL_STEPS.update(saved)
+        store_format.ROUNDING_ERROR.update(saved)
         del store
 
 
 def measure(name: str, movie: Path, work: Path, truth=None) -> dict:
     quantized, cpu = compress(movie, work / f"{name}.pmd.zarr")
-    reference, _ = compress(movie, work / f"{name}.ref.pmd.zarr", REFERENCE_STEP)
+    reference, _ = compress(movie, work / f"{name}.ref.pmd.zarr", REFERENCE_ROUNDING_ERROR)
     t = quantized.shape[0]
     diff = err_q = err_r = 0.0
     for t0 in range(0, t, 100):
@@ -120,8 +120,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PMD_NUM_WORKERS", "1")
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
-               "store_format_version": store_format.FORMAT_VERSION, "temporal_step": store_format.TEMPORAL_STEP,
-               "reference_step": REFERENCE_STEP, "movies": {}}
+               "store_format_version": store_format.FORMAT_VERSION,
+               "rounding_error": store_format.ROUNDING_ERROR["float32"],
+               "reference_rounding_error": REFERENCE_ROUNDING_ERROR, "movies": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         movies = [(p.parent.name, p, None) for p in sorted(SHARED.glob("*/movie.tif"))] if SHARED else []

@@ -82,7 +82,8 @@ def assert_same_store(a, b):
 
 
 def leftovers(folder):
-    return sorted(p.name for p in Path(folder).iterdir() if p.name.endswith((".partial", ".old", ".tmp")))
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if p.name.endswith((".partial", ".old", ".tmp")) or (p.name.endswith(".lock") and p.name != ".lock"))
 
 
 # -- planning and manifests ---------------------------------------------------------------------------------

@@ -74,3 +74,13 @@ def test_deconvolve_degenerate_rows():
     assert np.all(s == 0) and d[0, 0] == 1.0 and p["g"][0] == 0.0
     with pytest.raises(ValueError, match="fs"):
         deconvolve(np.zeros((1, 10)), 0.0)
+
+
+@pytest.mark.parametrize("t_len", [8, 50, 300, 1001])
+def test_noise_sd_is_welchs_upper_band(t_len):
+    from scipy import signal
+
+    rng = np.random.default_rng(t_len)
+    y = np.cumsum(rng.standard_normal(t_len)) * 0.01 + 0.5 * rng.standard_normal(t_len)
+    freq, pxx = signal.welch(y, nperseg=min(256, t_len))
+    assert noise_sd(y) == pytest.approx(np.sqrt(pxx[freq > 0.25].mean() / 2), rel=1e-9)

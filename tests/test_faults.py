@@ -800,3 +800,17 @@ def test_a_real_full_disk(ws, small_disk, args, line):
     assert code == 2 and len(lines) == 1 and re.search(line, lines[0]), lines
     assert snapshot(ws) == before and leftovers(small_disk) == []
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+def test_a_batch_retry_is_not_stopped_by_a_lock_its_killed_worker_left_on_another_node(ws):
+    from pmdcompress.pipeline.batch import read_status, run_batch
+
+    folder = ws / "out" / "movie"
+    folder.mkdir(parents=True)
+    record = {"host": "node17", "pid": 4242, "started_at": "2026-01-01T00:00:00+0000"}
+    atomic.lock_path(folder / "movie.pmd.zarr").write_text(json.dumps(record))
+    (folder / ".movie.pmd.zarr.4242-0badc0de-12345678.partial").mkdir()
+    summary = run_batch(str(ws / "movie.npy"), ws / "out", scheduler="sync",
+                        options={"patch_shape": 12, "overlap": 4, "method": "svd"})
+    assert summary["done"] == ["movie"] and read_status(folder)["state"] == "done"
+    assert leftovers(ws / "out", allowed=("movie/.lock",)) == []  # the batch's own folder lock stays

@@ -23,7 +23,6 @@ from pmdcompress.formats.null_cache import NULL_CACHE, NullCacheEntry, cache_key
 from pmdcompress.formats.report import REPORT, read_report, write_report
 from pmdcompress.formats.store import (
     STORE,
-    TEMPORAL_STEP,
     StoreMetadata,
     create_store,
     finish_store,
@@ -117,8 +116,8 @@ def test_store_metadata_round_trip_and_store_round_trip(tmp_path):
         if name != "spatial":
             np.testing.assert_array_equal(getattr(back, name), data)
     # Quantized factors: within half a step of what was written.
-    assert np.abs(back.temporal[...] - v).max() <= TEMPORAL_STEP / 2 + 1e-6
-    assert np.abs(back.spatial - arrays["spatial"]).max() <= 0.5 * np.abs(arrays["spatial"]).max() / 100
+    assert np.abs(back.temporal[...] - v).max() <= back.temporal.scale.max() / 2 + 1e-6
+    assert (np.abs(back.spatial - arrays["spatial"]) <= back.spatial_scale / 2 + 1e-7).all()
     # The model of docs/format.md, one patch, unit weights.
     store = pmdcompress.open(tmp_path / "s.pmd.zarr")
     expected = arrays["mean"] + arrays["noise"] * (back.spatial @ back.temporal[...]).T.reshape(6, 5, 4)

@@ -230,11 +230,12 @@ def test_caiman_hdf5_carries_s_when_spikes_were_inferred(run, tmp_path):
 
     res = run["result"]
     spikes = np.random.default_rng(0).random(res.traces.shape).astype(np.float32)
+    inferred = getattr(res, "spikes", None)
     res.spikes = spikes
     try:
         write_caiman(res, tmp_path / "c.hdf5")
     finally:
-        del res.spikes
+        res.spikes = inferred
     with h5py.File(tmp_path / "c.hdf5", "r") as f:
         np.testing.assert_array_equal(f["estimates/S"][...], spikes)
         assert f["params/data/fr"][()] == 30.0

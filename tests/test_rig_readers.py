@@ -308,3 +308,37 @@ def test_a_damaged_avi_is_one_line(tmp_path):
     path.write_bytes(b"RIFF....AVI ")
     with pytest.raises(InputError, match=r"0\.avi: not a readable video"):
         open_movie(path)
+
+
+def test_nwb_motion_corrected_stack_is_offered_by_name(tmp_path):
+    pytest.importorskip("pynwb")
+    import datetime
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.base import TimeSeries
+    from pynwb.ophys import CorrectedImageStack, MotionCorrection, OpticalChannel, TwoPhotonSeries
+
+    mov = _movie((12, 6, 9), seed=11)
+    nwb = NWBFile(session_description="t", identifier="x",
+                  session_start_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+    plane = nwb.create_imaging_plane(name="plane", optical_channel=OpticalChannel(name="ch", description="g",
+                                                                                 emission_lambda=520.0),
+                                     description="", device=nwb.create_device(name="scope"), excitation_lambda=920.0,
+                                     indicator="GCaMP6f", location="V1", imaging_rate=10.0)
+    raw = TwoPhotonSeries(name="TwoPhotonSeries", data=mov.transpose(0, 2, 1), imaging_plane=plane, unit="n.a.",
+                          rate=10.0)
+    nwb.add_acquisition(raw)
+    corrected = TwoPhotonSeries(name="corrected", data=(mov + 1).transpose(0, 2, 1), imaging_plane=plane,
+                                unit="n.a.", rate=10.0)
+    shifts = TimeSeries(name="xy_translation", data=np.zeros((12, 2)), unit="pixels", rate=10.0)
+    module = nwb.create_processing_module(name="ophys", description="registered")
+    module.add(MotionCorrection(corrected_image_stacks=[CorrectedImageStack(corrected=corrected, original=raw,
+                                                                            xy_translation=shifts)]))
+    with NWBHDF5IO(str(tmp_path / "mc.nwb"), "w") as io:
+        io.write(nwb)
+    with pytest.raises(InputError, match=r"2 imaging series \(TwoPhotonSeries, ophys/MotionCorrection/"
+                                         r"CorrectedImageStack\); choose one with --dataset"):
+        open_movie(tmp_path / "mc.nwb")
+    with open_movie(tmp_path / "mc.nwb", dataset="ophys/MotionCorrection/CorrectedImageStack") as m:
+        np.testing.assert_array_equal(m.read(0, 12), mov + 1)
+        assert m.frame_rate == 10.0

@@ -16,6 +16,9 @@ from ..io.atomic import check_output_path
 from .common import progress_for as _progress
 from .common import say as _say
 
+# Kept in step with pmdcompress.simulate.KINDS (tests/test_regimes.py checks it) without importing numpy here.
+SIMULATE_KINDS = ("2p", "1p", "1p-correlated", "voltage", "widefield", "dendritic", "2p-dense")
+
 
 @click.command("simulate")
 @click.argument("output", default="demo.tif")
@@ -24,18 +27,21 @@ from .common import say as _say
 @click.option("--neurons", "n_neurons", default=100, show_default=True, type=int, help="Number of neurons.")
 @click.option("--photons", default=1.0, show_default=True, type=float,
               help="Mean photons per pixel per frame (lower is noisier).")
-@click.option("--kind", type=click.Choice(["2p", "1p"]), default="2p", show_default=True)
+@click.option("--kind", type=click.Choice(SIMULATE_KINDS), default="2p", show_default=True,
+              help="Regime: 2p/1p calcium, 1p-correlated (noise shared between neighbours), voltage (1 kHz), "
+                   "widefield, dendritic (thin segments), 2p-dense (real-like rank per patch).")
+@click.option("--fs", type=float, default=None, help="Frame rate in Hz (default: the kind's, 30 or 1000).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
-def simulate(ctx, output, n_frames, shape, n_neurons, photons, kind, seed, overwrite):
+def simulate(ctx, output, n_frames, shape, n_neurons, photons, kind, fs, seed, overwrite):
     """Write a seeded synthetic movie to OUTPUT and its ground truth beside it (STEM.truth.zarr)."""
     from ..options import parse_pair
     from ..simulate import simulate_movie
 
     hw = parse_pair(shape, "shape")
     simulate_movie(output, n_frames=n_frames, shape=hw, n_neurons=n_neurons, photons=photons, kind=kind,
-                   seed=seed, overwrite=overwrite)
+                   fs=fs, seed=seed, overwrite=overwrite)
     _say(ctx, f"pmd: wrote {output} ({n_frames}x{hw[0]}x{hw[1]}, {n_neurons} neurons) and its ground truth")
 
 

@@ -8,10 +8,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .. import __version__
 from ..errors import InputError, MissingDependencyError, OptionError
 from ..io.atomic import atomic_output, check_output_path, output_lock
 from ..options import DemixOptions, positive_float
+from ..parallel import blas_threads
 from ..progress import null_progress
+from ..reconstruct import PMDStore, open_store
+from . import export as demix_export
+from . import figures as demix_figures
+from . import pipeline
+from . import result as demix_result
+from .matching import evaluate_regions, load_regions
+from .nwb_metadata import load_nwb_metadata
 
 log = logging.getLogger("pmdcompress")
 
@@ -109,15 +118,11 @@ def demix(
     tile by tile, and every product with the movie goes through the factors
     (``A.T (U V) = (A.T U) V``).  See docs/demix.md.
     """
-    from ..reconstruct import PMDStore
-
     if fs is not None:
         fs = positive_float(fs, "fs", what="a positive frame rate in Hz")
     opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=seed_from_mean, **options)
     exports = _parse_export(export)
     if nwb_metadata is not None:
-        from .nwb_metadata import load_nwb_metadata
-
         nwb_metadata = load_nwb_metadata(nwb_metadata)  # checked before any work
     if "nwb" in exports:
         try:
@@ -143,16 +148,9 @@ def demix(
 
 
 def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata, progress):
-    from ..parallel import blas_threads
-    from ..reconstruct import PMDStore
-    from . import pipeline
-    from .result import write_result
-
     if isinstance(store_or_path, PMDStore):
         store = store_or_path
     else:
-        from ..reconstruct import open_store
-
         store = open_store(store_or_path)
     t_len, height, width = store.shape
     if t_len < 2:
@@ -181,8 +179,6 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
         bar.update()
         result = pipeline.to_result(model, fac, opts, store)
         bar.update()
-    from .. import __version__
-
     result.metadata.update(
         software_version=__version__,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -196,26 +192,23 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
     )
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
     with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
-        write_result(result, tmp)
+        demix_result.write_result(result, tmp)
     bar.update()
     result.path = output
     log.info("demix: %d components -> %s", result.n_components, output)
 
     if figures:
-        from . import figures as figs
-
         with atomic_output(siblings["contours"], overwrite=overwrite, inputs=inputs) as tmp:
-            figs.contours_png(result, tmp)
+            demix_figures.contours_png(result, tmp)
         with atomic_output(siblings["traces"], overwrite=overwrite, inputs=inputs) as tmp:
-            figs.traces_png(result, tmp)
+            demix_figures.traces_png(result, tmp)
         result.extra_outputs.update(contours=siblings["contours"], traces=siblings["traces"])
         bar.update()
     if exports:
-        from . import export as ex
-
-        writers = {"caiman": ex.write_caiman,
-                   "suite2p": lambda res, tmp: ex.write_suite2p(res, tmp, final_path=siblings["suite2p"].resolve()),
-                   "nwb": lambda res, tmp: ex.write_nwb(res, tmp, metadata=nwb_metadata)}
+        writers = {"caiman": demix_export.write_caiman,
+                   "suite2p": lambda res, tmp: demix_export.write_suite2p(res, tmp,
+                                                                          final_path=siblings["suite2p"].resolve()),
+                   "nwb": lambda res, tmp: demix_export.write_nwb(res, tmp, metadata=nwb_metadata)}
         for name in exports:
             with atomic_output(siblings[name], overwrite=overwrite, inputs=inputs, folder=name == "suite2p") as tmp:
                 writers[name](result, tmp)
@@ -254,8 +247,6 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
         ``mean_iou``, and when both sides have them ``median_trace_corr`` and
         ``median_footprint_cosine``; ``pairs`` lists ``[pred, true, iou, ...]``.
     """
-    from .matching import evaluate_regions, load_regions
-
     if mode not in ("iou", "centroid"):
         raise OptionError(f"{{mode}} {mode!r}: expected 'iou' or 'centroid'", "mode")
     if not 0 < iou <= 1:

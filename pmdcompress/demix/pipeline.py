@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from ..formats._version import header
 from ..formats.demix import DEMIX
@@ -491,16 +491,19 @@ def nucleus_template(radius: float) -> np.ndarray:
 
 
 def normalized_cross_correlation(image: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """Pearson correlation of ``template`` with the window of ``image`` centred at each pixel (reflected edges)."""
+    """Pearson correlation of ``template`` (odd sides) with the window of ``image`` centred at each pixel.
+
+    Edges are mirrored (``d c b | a b c d``).  Direct correlation (``scipy.ndimage``):
+    templates are a few cell radii wide, and ``scipy.signal`` alone would add
+    seconds of import time to every run.
+    """
     t = template - template.mean()
     t = t / max(float(np.linalg.norm(t)), 1e-30)
-    h, w = t.shape
-    img = np.pad(image.astype(np.float64), ((h // 2, h // 2), (w // 2, w // 2)), mode="reflect")
-    num = signal.correlate(img, t, mode="valid", method="fft")
-    box = np.ones_like(t)
-    mean = signal.correlate(img, box, mode="valid", method="fft") / box.size
-    mean2 = signal.correlate(img * img, box, mode="valid", method="fft") / box.size
-    var = np.maximum(mean2 - mean * mean, 0.0) * box.size
+    img = image.astype(np.float64)
+    num = ndimage.correlate(img, t, mode="mirror")
+    mean = ndimage.uniform_filter(img, size=t.shape, mode="mirror")
+    mean2 = ndimage.uniform_filter(img * img, size=t.shape, mode="mirror")
+    var = np.maximum(mean2 - mean * mean, 0.0) * t.size
     return np.where(var > 1e-12, num / np.sqrt(np.maximum(var, 1e-12)), 0.0)
 
 

@@ -18,7 +18,9 @@ import numpy as np
 from ..errors import StoreFormatError
 from ._version import FormatId, read_version
 
-REPORT = FormatId("pmdcompress-report", 1, (1,), "report")
+#: Version 2 adds the ``photon_split`` section and the ``photon_split_*`` metrics (version 1 reports have
+#: neither; they read as they are).
+REPORT = FormatId("pmdcompress-report", 2, (1, 2), "report")
 REPORT_NAME = "report.json"
 
 

@@ -59,14 +59,27 @@ FACTOR_DTYPES = ("float32", "float16")  # what a compression may ask for (both a
 QUANTIZED_DTYPE = "int32"
 METHODS = ("svd", "pmd")
 
-#: Quantization step of the temporal factors, in units of each component's noise std (the factors are
-#: projections of the movie standardised by the per-pixel noise, so that std is 1).  The rounding
-#: error it adds to a component is step**2 / 12 = 3e-4 of the noise that component passes: below
-#: 1 % of the denoised error unless the temporal filter removes more than 97 % of that noise.
-TEMPORAL_STEP = 1.0 / 16
-#: Step for each precision a compression may ask for (``CompressOptions.dtype``): "float16" trades a
-#: 16x larger rounding error (0.5 % of each component's noise) for a smaller store.
-TEMPORAL_STEPS = {"float32": TEMPORAL_STEP, "float16": 4 * TEMPORAL_STEP}
+#: Rounding error that the quantization steps are chosen for, as a fraction of the noise each component
+#: passes into the denoised movie (temporal and spatial rounding together; that noise is a lower bound of
+#: the denoised movie's error), for each precision a compression may ask for (``CompressOptions.dtype``).
+ROUNDING_ERROR = {"float32": 0.005, "float16": 0.08}
+#: Coarsest step of a temporal factor (units of the noise std).
+MAX_STEP = 0.5
+
+
+def temporal_steps(kept: np.ndarray, rounding_error: float) -> np.ndarray:
+    """Quantization step of each temporal factor, from the fraction of white noise it keeps.
+
+    The factors are projections of the movie standardised by the per-pixel noise, so the noise of a
+    re-fitted factor has std 1, and a factor that keeps a fraction ``kept`` of it (1 without the
+    temporal filter; the filter's degrees of freedom over the frames with it) passes ``kept`` into
+    the movie.  Rounding to a step ``s`` adds ``s**2 / 12`` (uniform error), and rounding the spatial
+    column as much again (:func:`finish_store`), so ``s = sqrt(6 * rounding_error * kept)``.
+    """
+    kept = np.clip(np.asarray(kept, np.float64), 0.0, 1.0)
+    return np.clip(np.sqrt(6.0 * rounding_error * kept), WORKING_STEP, MAX_STEP).astype(np.float32)
+
+
 #: Step of the factors while the store is being written: the temporal filter reads the re-fitted
 #: factors back, and must see them (nearly) exact (its constrained search can jump between
 #: solutions for a tiny change of its input).  :func:`finish_store` rounds them to their final step.
@@ -152,12 +165,12 @@ class TemporalFactors:
     """
 
     def __init__(self, array, scale: np.ndarray | None, where: str, df: np.ndarray | None = None,
-                 final_step: float | None = None):
+                 rounding_error: float | None = None):
         self.array = array
         self.scale = scale
         self.where = where
-        #: Step :func:`finish_store` gives every row (None: keep ``scale``); see :data:`WORKING_STEP`.
-        self.final_step = final_step
+        #: What :func:`finish_store` chooses the final steps for (see :data:`ROUNDING_ERROR`).
+        self.rounding_error = rounding_error
         #: Degrees of freedom of each row as a piecewise-linear signal (:func:`piecewise_linear_df`),
         #: counted on the exact values of rows written whole (the temporal filter writes them so),
         #: since rounding hides the knots.  -1: not written whole.
@@ -293,7 +306,7 @@ def create_store(path, metadata: StoreMetadata, arrays: dict, *, temporal_chunk:
         if name != "spatial":
             _create(group, name, data, where)
     k, t = metadata.total_rank, metadata.shape[0]
-    step = TEMPORAL_STEPS.get(metadata.factor_dtype, TEMPORAL_STEP)
+    rounding_error = ROUNDING_ERROR.get(metadata.factor_dtype, ROUNDING_ERROR["float32"])
     array = group.create_array(
         "temporal",
         shape=(k, t),
@@ -302,29 +315,34 @@ def create_store(path, metadata: StoreMetadata, arrays: dict, *, temporal_chunk:
         compressors=CHECKED_COMPRESSORS,
         config=_ARRAY_CONFIG,
     )
-    temporal = TemporalFactors(array, np.full(k, WORKING_STEP, np.float32), where, final_step=step)
+    temporal = TemporalFactors(array, np.full(k, WORKING_STEP, np.float32), where,
+                               rounding_error=rounding_error)
     return StoreWriter(group, Path(path) if on_disk else None, temporal, spatial), temporal
 
 
 def finish_store(writer: StoreWriter, metadata: StoreMetadata) -> None:
     """Write the spatial factors, the manifest and, last, the metadata (a store without it is incomplete).
 
-    Each spatial column's step is chosen so that rounding it adds no more error
-    to the movie than rounding its temporal factor: ``TEMPORAL_STEP / (sqrt(h*w) *
-    rms(V_k))`` (the error of column k is ``step_k**2 / 12 * h*w * mean(V_k**2)``
-    summed over a patch's pixels).
+    Each temporal factor gets its step from the noise it passes
+    (:func:`temporal_steps`); each spatial column's step is chosen so that rounding
+    it adds no more error to the movie than rounding its temporal factor:
+    ``s_k / (sqrt(h*w) * rms(V_k))`` (the error of column k is ``step_k**2 / 12 *
+    h*w * mean(V_k**2)`` summed over a patch's pixels).
     """
     where = str(writer)
     temporal = writer.temporal
     k, t = temporal.shape
+    filtered = metadata.parameters.get("temporal_filter") and temporal.df is not None and (temporal.df >= 0).all()
+    kept = np.minimum(temporal.df / max(t, 1), 1.0) if filtered else np.ones(k)
+    final = temporal_steps(kept, temporal.rounding_error) if temporal.rounding_error is not None else temporal.scale
     # Every row gets its final step (from the working step), by blocks of ~64 MB.
     rows_per_block = int(np.clip((64 << 20) // (8 * max(t, 1)), 1, max(k, 1)))
     sum_sq = np.zeros(k)
     for k0 in range(0, k, rows_per_block):
         k1 = min(k0 + rows_per_block, k)
         rows = temporal[k0:k1, :]
-        if (temporal.scale[k0:k1] != temporal.final_step).any():
-            temporal.scale[k0:k1] = temporal.final_step
+        if (temporal.scale[k0:k1] != final[k0:k1]).any():
+            temporal.scale[k0:k1] = final[k0:k1]
             steps = temporal.scale[k0:k1, None].astype(np.float64)
             rounded = quantize(rows, steps, where, "temporal")
             temporal.array[k0:k1, :] = rounded
@@ -337,7 +355,7 @@ def finish_store(writer: StoreWriter, metadata: StoreMetadata) -> None:
     scale = (step / (math.sqrt(max(n_pix, 1)) * np.maximum(rms, step))).astype(np.float32)
     _create(writer.group, "spatial_scale", scale, where)
     _create(writer.group, "spatial", quantize(writer.spatial, scale[None, :], where, "spatial"), where)
-    if metadata.parameters.get("temporal_filter") and temporal.df is not None and (temporal.df >= 0).all():
+    if filtered:
         _create(writer.group, "temporal_df", temporal.df.astype(np.int32), where)
     manifest = chunk_manifest(writer.path, ARRAYS) if writer.path is not None else None
     metadata = dataclasses.replace(metadata, factor_dtype=QUANTIZED_DTYPE, format_version=FORMAT_VERSION,

@@ -594,9 +594,14 @@ def _movie_lock(folder: Path):
 
 
 def _clean_partials(folder: Path) -> None:
-    """Remove what an earlier, killed attempt left half-written (never a finished output)."""
+    """Remove what an earlier, killed attempt left: half-written outputs and their locks.
+
+    Called under the movie folder's own lock, so no other process writes here; an
+    output lock left by a worker killed on another node would otherwise stop the retry.
+    """
     for entry in folder.iterdir():
-        if entry.name.startswith(".") and entry.name.endswith((".partial", ".old", ".tmp")):
+        stale_lock = entry.name.endswith(".lock") and entry.name != LOCK_NAME
+        if entry.name.startswith(".") and (entry.name.endswith((".partial", ".old", ".tmp")) or stale_lock):
             remove_path(entry)
 
 

@@ -18,6 +18,7 @@ from ..report import analyse, open_raw, prefetch_matplotlib, write_report
 from ..simulate import Truth, load_truth
 from ..simulate.groundtruth import evaluate_against_truth
 from .heldout import heldout_validation
+from .photon_split import photon_split_section
 
 __all__ = ["analysis_hooks", "make_report", "open_truth"]
 
@@ -36,13 +37,14 @@ def open_truth(truth, shape) -> Truth | None:
     return truth
 
 
-def analysis_hooks(heldout: bool) -> dict:
-    """What :func:`pmdcompress.report.analyse` is handed by the pipeline: held-out fits and truth scores."""
-    return {"heldout_fit": heldout_validation if heldout else None, "score_truth": evaluate_against_truth}
+def analysis_hooks(heldout: bool, photon_split: bool = True) -> dict:
+    """What :func:`pmdcompress.report.analyse` is handed by the pipeline: held-out fits, truth scores, photon split."""
+    return {"heldout_fit": heldout_validation if heldout else None, "score_truth": evaluate_against_truth,
+            "photon_split": photon_split_section if photon_split else None}
 
 
 def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, movie_preview: bool = False,
-                heldout: bool = True, workers=None, progress=None) -> dict:
+                heldout: bool = True, workers=None, progress=None, photon_split: bool = True) -> dict:
     """Write an SNR report of a compressed (denoised) movie into ``folder``.
 
     Parameters
@@ -67,6 +69,8 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         Threads (default: all cores or ``$PMD_NUM_WORKERS``).
     progress : callable, optional
         Progress factory (see :mod:`pmdcompress.progress`).
+    photon_split : bool
+        Score the store's method by photon splitting on a central crop (a re-compression).
 
     Returns
     -------
@@ -82,7 +86,7 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         truth = open_truth(truth, store.shape)
         prefetch_matplotlib()
         data = analyse(movie, store, truth=truth, heldout=heldout, movie_preview=movie_preview, workers=workers,
-                       progress=progress, defer_heldout=True, **analysis_hooks(heldout))
+                       progress=progress, defer_heldout=True, **analysis_hooks(heldout, photon_split))
         with atomic_output(folder, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
             report = write_report(Path(tmp), data, store, movie_preview)
     return report

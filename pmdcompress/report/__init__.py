@@ -114,7 +114,7 @@ def _check_identity(movie: Movie, store: PMDStore) -> None:
 
 def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, write_dtype=None,
             heldout: bool = True, movie_preview: bool = False, workers=None, progress=None,
-            defer_heldout: bool = False, heldout_fit=None, score_truth=None) -> dict:
+            defer_heldout: bool = False, heldout_fit=None, score_truth=None, photon_split=None) -> dict:
     """Every metric, map and figure sample of a report, from one pass over the movie.
 
     Parameters
@@ -143,6 +143,10 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
     score_truth : callable, optional
         ``(movie, store, truth) -> dict``: whole-movie scores against the truth
         (:func:`pmdcompress.simulate.groundtruth.evaluate_against_truth`).
+    photon_split : callable, optional
+        ``(movie, store, workers=) -> dict``: the photon-splitting section, which
+        re-compresses a split crop (:func:`pmdcompress.pipeline.photon_split.photon_split_section`);
+        without it the report has none.
 
     Returns
     -------
@@ -182,6 +186,15 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
                            crop=collect[0] if collect else None)
         timings["truth_s"] = time.perf_counter() - t
 
+    split_section = None
+    if photon_split is not None and movie is not None:
+        from .photon_split import report_metrics
+
+        t = time.perf_counter()
+        split_section = photon_split(movie, store, workers=workers)
+        out["metrics"].update(report_metrics(split_section))
+        timings["photon_split_s"] = time.perf_counter() - t
+
     # Samples for the figures: regions chosen on the raw movie when there is one.
     t = time.perf_counter()
     maps = out["maps"]
@@ -219,8 +232,11 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
         "traces": {"frames": traces["frames"], "centres": traces["centres"], "radius": traces["radius"]},
         "timings": timings,
     }
+    if split_section is not None:
+        report["photon_split"] = split_section
     report["summary"] = summary_lines(report)
     data = {"report": report, "maps": maps, "traces": traces, "frame": frame, "clip": clip,
+            "photon_split": split_section,
             "metrics": out["metrics"], "curves": out["curves"], "heldout_maps": out["heldout_maps"],
             "_pending": pending}
     if not defer_heldout:

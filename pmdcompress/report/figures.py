@@ -390,6 +390,13 @@ def movie_preview(data: dict, folder: Path, *, max_side: int = 192):
     return "preview.gif", f"Frames {t0}-{t1 - 1}: {' | '.join(keys)} (crop {clip['crop']})."
 
 
+def photon_split_figure(data: dict, folder: Path):
+    """Photon splitting's error reduction and signal removed (drawn by :mod:`pmdcompress.report.photon_split`)."""
+    from .photon_split import figure
+
+    return figure(data, folder)
+
+
 def render_all(data: dict, folder: Path, store, *, movie_preview_gif: bool = False,
                before_validation=None) -> list[tuple[str, str]]:
     """Write every figure that the data allow; returns ``(file, caption)`` pairs in display order.
@@ -406,13 +413,14 @@ def render_all(data: dict, folder: Path, store, *, movie_preview_gif: bool = Fal
         "residual": lambda: residual_figure(data, folder), "traces": lambda: traces_figure(data, folder),
         "frames": lambda: frames_figure(data, folder), "truth": lambda: truth_figure(data, folder),
         "ranks": lambda: ranks_figure(data, folder, store), "validation": lambda: validation_figure(data, folder),
+        "photon_split": lambda: photon_split_figure(data, folder),
     }
     drawn = {}
     for name, make in makers.items():
         if name == "validation" and before_validation is not None:
             before_validation()
         drawn[name] = make()
-    order = ("images", "snr", "residual", "traces", "frames", "validation", "truth", "ranks")
+    order = ("images", "snr", "residual", "traces", "frames", "validation", "photon_split", "truth", "ranks")
     out = [drawn[name] for name in order if drawn[name] is not None]
     if movie_preview_gif:
         item = movie_preview(data, folder)

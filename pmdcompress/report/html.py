@@ -88,6 +88,12 @@ def summary_lines(report: dict) -> list[str]:
         held = num("mse_over_noise_heldout", "{:.4f}")
         lines.append(f"error estimate      MSE / noise variance {num('mse_over_noise', '{:.4f}')} "
                      f"(held-out even/odd fits: {held})")
+        if _value(m, "photon_split_ok"):
+            lines.append(f"photon splitting    error reduction {num('photon_split_error_reduction', '{:.1f}')}x all "
+                         f"pixels, {num('photon_split_error_reduction_active', '{:.1f}')}x most active; signal "
+                         f"removed {num('photon_split_signal_removed_active', '{:.1%}')} (most active)")
+        elif "photon_split_ok" in m:
+            lines.append(f"photon splitting    not valid here: {m['photon_split_ok']['description']}")
     else:
         lines.append("no raw movie: SNR gains, residual and validation need it (--movie)")
         lines.append(f"denoised signal     std / raw noise {num('denoised_signal_over_raw_noise_median')} "

@@ -39,7 +39,7 @@ from ..errors import OptionError
 from ..formats.truth import Truth, create_truth, finish_truth, read_truth, truth_header
 from ..io.atomic import atomic_outputs, check_output_path
 
-__all__ = ["FORMAT_VERSION", "Truth", "load_truth", "simulate_movie", "truth_path"]
+__all__ = ["FORMAT_VERSION", "KINDS", "Truth", "load_truth", "simulate_movie", "truth_path"]
 
 FORMAT_VERSION = truth_header()["version"]  # "pmd-simulate/1"
 
@@ -72,6 +72,17 @@ class _Regime:
     population_coupling: float  # correlation of the neuropil with mean neuronal dF/F
     drift: float  # fractional decline of the first neuropil mode over the movie
     silent_fraction: float = 0.0  # fraction of somata that never fire (seen only in the mean image)
+    # The fields below are off by default, so that the movies of the regimes above keep their bytes.
+    fs: float = 30.0  # default frame rate, Hz
+    trace_model: str = "calcium"  # "calcium" (spikes through a double exponential) or "voltage"
+    spike_frames: tuple[int, int] = (1, 3)  # voltage: width of a spike's waveform, frames
+    subthreshold: float = 0.0  # voltage: subthreshold oscillation amplitude, in units of a spike's dF/F
+    dendrite_fraction: float = 0.0  # fraction of the sources that are thin, elongated dendrite/axon segments
+    dendrite_length: tuple[float, float] = (15.0, 40.0)  # px
+    dendrite_width: float = 0.8  # Gaussian sigma across a segment, px
+    bleaching: float = 0.0  # fractional exponential decline of all fluorescence over the movie
+    hemodynamic: float = 0.0  # amplitude of a global multiplicative (absorption-like) fluctuation
+    noise_blur: float = 0.0  # share of each detected photon's noise spread to each of the 4 neighbours
 
 
 _REGIMES = {
@@ -117,6 +128,38 @@ _REGIMES = {
         drift=0.1,
     ),
 }
+# One-photon with the noise shared between neighbouring pixels (a miniscope's sensor, binning and
+# motion-correction interpolation): each photon's count spreads 12 % to each 4-neighbour.
+_REGIMES["1p-correlated"] = dataclasses.replace(_REGIMES["1p"], noise_blur=0.12)
+# Voltage imaging at 1 kHz: bright membrane-labelled somata, 1-3-frame spikes at 5-20 Hz over a
+# subthreshold oscillation, and bleaching of everything over the movie.
+_REGIMES["voltage"] = dataclasses.replace(
+    _REGIMES["2p"], fs=1000.0, trace_model="voltage", radius=(5.0, 8.0), nucleus_fraction=0.0,
+    overlap_fraction=0.05, baseline=20.0, dff_per_spike=(0.15, 0.3), spike_rate_hz=(5.0, 20.0),
+    burst_probability=0.1, subthreshold=0.3, neuropil_tau_s=(2.0, 0.5, 0.2), population_coupling=0.0,
+    drift=0.0, bleaching=0.25)
+# Widefield: no resolved cells; large smooth cortical sources under a strong global signal, and a
+# hemodynamic (absorption) fluctuation that multiplies everything.
+_REGIMES["widefield"] = dataclasses.replace(
+    _REGIMES["1p"], radius=(12.0, 25.0), blur=6.0, overlap_fraction=0.6, baseline=1.0, dff_per_spike=(0.02, 0.08),
+    spike_rate_hz=(0.2, 1.0), burst_probability=0.5, tau_decay_s=(0.8, 2.0), neuropil_sigma=(256.0, 48.0, 16.0),
+    neuropil_level=(6.0, 0.8, 0.3), neuropil_tau_s=(3.0, 2.0, 1.0), neuropil_swing=(0.05, 0.1, 0.1),
+    population_coupling=0.7, drift=0.05, hemodynamic=0.03)
+# Dendritic/axonal imaging: many thin, elongated segments (1-2 px wide), small and dim.
+_REGIMES["dendritic"] = dataclasses.replace(
+    _REGIMES["2p"], radius=(1.5, 3.0), nucleus_fraction=0.0, overlap_fraction=0.3, baseline=4.0,
+    dendrite_fraction=0.85, tau_decay_s=(0.2, 0.6), spike_rate_hz=(0.1, 1.0))
+# Dense two-photon field as on real recordings: packed somata, dendrites through the neuropil and a
+# neuropil with more, finer modes; about 12-19 components per 32 x 32 patch at 2-4 sources per
+# 1000 px^2 (see docs).
+_REGIMES["2p-dense"] = dataclasses.replace(
+    _REGIMES["2p"], overlap_fraction=0.35, dendrite_fraction=0.35, dendrite_length=(20.0, 60.0),
+    neuropil_sigma=(24.0, 12.0, 8.0, 6.0, 4.0, 3.0, 2.0), neuropil_level=(1.0, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4),
+    neuropil_tau_s=(5.0, 2.0, 1.5, 1.0, 0.7, 0.5, 0.4), neuropil_swing=(0.05, 0.5, 0.5, 0.5, 0.6, 0.6, 0.6),
+    silent_fraction=0.2, tau_decay_s=(0.5, 1.5), dff_per_spike=(0.4, 1.2), spike_rate_hz=(0.1, 0.8))
+
+#: The simulated regimes (``kind``), in the order the CLI lists them.
+KINDS = tuple(_REGIMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +205,7 @@ def simulate_movie(
     shape: tuple[int, int] = (256, 256),
     n_neurons: int = 100,
     photons: float = 1.0,
-    fs: float = 30.0,
+    fs: float | None = None,
     seed: int = 0,
     kind: str = "2p",
     overwrite: bool = False,
@@ -189,12 +232,19 @@ def simulate_movie(
         Mean expected photons per pixel per frame over the field of view and all
         frames.  1-2 is the photon-limited regime of two-photon imaging.
     fs : float, optional
-        Frame rate in Hz; sets the time scales of spikes and calcium.
+        Frame rate in Hz; sets the time scales of spikes and calcium.  Default: the
+        kind's (30 Hz; 1000 Hz for ``"voltage"``).
     seed : int, optional
         Seed of everything random.  Same arguments and seed give identical bytes.
-    kind : {"2p", "1p"}, optional
+    kind : {"2p", "1p", "1p-correlated", "voltage", "widefield", "dendritic", "2p-dense"}, optional
         ``"2p"``: small somata over a dim neuropil.  ``"1p"``: larger, blurred cells
-        under a strong, large, slowly varying diffuse background.
+        under a strong, large, slowly varying diffuse background; ``"1p-correlated"``
+        the same with noise shared between neighbouring pixels.  ``"voltage"``: 1 kHz,
+        1-3-frame spikes at 5-20 Hz over a subthreshold oscillation, with bleaching.
+        ``"widefield"``: large smooth sources under global and hemodynamic-like
+        (multiplicative) signals.  ``"dendritic"``: many thin, elongated, dim
+        segments.  ``"2p-dense"``: packed somata, dendrites and a finer neuropil, with
+        as many components per patch as real two-photon recordings.
     overwrite : bool, optional
         Replace existing outputs; otherwise they raise ``OutputExistsError``.
     chunk_frames : int, optional
@@ -261,6 +311,8 @@ def simulate_movie(
         raise OptionError(f"{{shape}} must be a pair (Y, X) of at least 8 px each, got {shape!r}", "shape")
     if kind not in _REGIMES:
         raise OptionError(f"{{kind}} must be one of {sorted(_REGIMES)}, got {kind!r}", "kind")
+    if fs is None:
+        fs = _REGIMES[kind].fs
     for name, value in (("photons", photons), ("fs", fs), ("gain", gain)):
         if not np.isfinite(value) or value <= 0:
             raise OptionError(f"{{{name}}} must be a positive number, got {value!r}", name)
@@ -409,6 +461,48 @@ def _soma(rng, regime: _Regime, center, radii, theta, shape) -> np.ndarray:
     return out
 
 
+def _dendrite(rng, regime: _Regime, start, shape) -> np.ndarray:
+    """A thin, curved segment (a dendrite or an axon) from ``start``: a persistent random walk, maximum 1."""
+    length = rng.uniform(*regime.dendrite_length)
+    n_steps = max(int(length / 0.5), 2)
+    angle = rng.uniform(0, 2 * np.pi)
+    turns = np.cumsum(rng.normal(0.0, 0.06, n_steps))
+    ys = start[0] + np.cumsum(0.5 * np.sin(angle + turns))
+    xs = start[1] + np.cumsum(0.5 * np.cos(angle + turns))
+    ok = (ys >= 0) & (ys <= shape[0] - 1) & (xs >= 0) & (xs <= shape[1] - 1)
+    out = np.zeros(shape)
+    if ok.sum() < 2:
+        ok[:] = False
+        ys, xs = np.array([start[0]]), np.array([start[1]])
+        ok = np.array([True])
+    np.add.at(out, (np.rint(ys[ok]).astype(int), np.rint(xs[ok]).astype(int)), 1.0)
+    out = ndimage.gaussian_filter(out, regime.dendrite_width + regime.blur, mode="constant")
+    # Varicosities (boutons, spines): brightness varies along the segment.
+    out *= 0.6 + 0.4 * _smooth_field(rng, shape, 2.0)
+    out /= out.max()
+    out[out < 0.05] = 0.0
+    return out
+
+
+def _voltage(rng, regime: _Regime, spikes: np.ndarray, fs: float) -> np.ndarray:
+    """Voltage-like dF/F in units of one spike, shape (N, T): 1-3-frame spikes over a subthreshold oscillation."""
+    n, n_frames = spikes.shape
+    out = np.zeros((n, n_frames))
+    t_s = np.arange(n_frames) / fs
+    lo, hi = regime.spike_frames
+    for i in range(n):
+        width = int(rng.integers(lo, hi + 1))
+        # Rise within a frame, then a decay over ``width`` frames (an action potential's shape at kHz).
+        wave = np.exp(-np.arange(width) / max(width / 2.0, 0.5))
+        out[i] = signal.lfilter(wave, [1.0], spikes[i].astype(np.float64))
+        if regime.subthreshold > 0:
+            freq = rng.uniform(4.0, 10.0)
+            sub = 0.6 * np.sin(2 * np.pi * freq * t_s + rng.uniform(0, 2 * np.pi))
+            sub += 0.4 * _slow_noise(rng, n_frames, 0.05 * fs)
+            out[i] += regime.subthreshold * sub
+    return out
+
+
 def _place(rng, regime: _Regime, n: int, shape) -> tuple[np.ndarray, np.ndarray]:
     """Centres (n, 2) and semi-axes (n, 2); about ``overlap_fraction`` placed against another."""
     radii = rng.uniform(*regime.radius, size=(n, 2))
@@ -496,6 +590,11 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
         if n_neurons
         else np.zeros((0, *shape))
     )
+    if regime.dendrite_fraction > 0 and n_neurons:
+        # A separate stream, so that the regimes without dendrites keep their bytes.
+        extra = np.random.default_rng([int(rng.integers(2**31)), 2])
+        for i in np.flatnonzero(extra.random(n_neurons) < regime.dendrite_fraction):
+            footprints[i] = _dendrite(extra, regime, centers[i], shape)
     support = footprints > 0
     if n_neurons:
         cover = support.sum(axis=0)
@@ -507,7 +606,11 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
     tau_decay = rng.uniform(*regime.tau_decay_s, size=n_neurons)
     dff_per_spike = rng.uniform(*regime.dff_per_spike, size=n_neurons)
     baseline = regime.baseline * np.exp(regime.baseline_spread * rng.standard_normal(n_neurons))
-    dff = dff_per_spike[:, None] * _calcium(spikes, fs, regime.tau_rise_s, tau_decay)
+    if regime.trace_model == "voltage":
+        extra = np.random.default_rng([int(rng.integers(2**31)), 3])
+        dff = dff_per_spike[:, None] * _voltage(extra, regime, spikes, fs)
+    else:
+        dff = dff_per_spike[:, None] * _calcium(spikes, fs, regime.tau_rise_s, tau_decay)
     traces = baseline[:, None] * (1.0 + dff)
 
     # Neuropil: smooth non-negative modes times slow positive time courses, partly
@@ -531,6 +634,19 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
         if k == 0:
             course *= 1.0 - regime.drift * (ramp - 0.5)
         neuropil_traces[k] = course
+    if regime.bleaching > 0 or regime.hemodynamic > 0:
+        # Multiplies every source and the neuropil alike: bleaching of the whole field, and an
+        # absorption-like hemodynamic fluctuation (slow vasomotion near 0.1 Hz plus the heartbeat).
+        extra = np.random.default_rng([int(rng.integers(2**31)), 4])
+        t_s = np.arange(n_frames) / fs
+        factor = np.exp(-regime.bleaching * np.arange(n_frames) / max(n_frames - 1, 1))
+        if regime.hemodynamic > 0:
+            heart = extra.uniform(5.0, 10.0)
+            wave = 0.7 * _slow_noise(extra, n_frames, 2.0 * fs) + 0.3 * np.sqrt(2) * np.sin(
+                2 * np.pi * min(heart, 0.4 * fs) * t_s + extra.uniform(0, 2 * np.pi))
+            factor = factor * (1.0 - regime.hemodynamic * wave)
+        traces = traces * factor
+        neuropil_traces = neuropil_traces * factor
 
     pixels = shape[0] * shape[1]
     mean_rate = (
@@ -559,10 +675,23 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
 # --------------------------------------------------------------------------- output
 
 
-def _noisy_frame(rate: np.ndarray, seed: int, t: int, gain, offset, read_noise) -> np.ndarray:
-    """One uint16 frame from its expected photon rate, with its own generator."""
+def _blur_kernel(share: float) -> np.ndarray:
+    """Cross-shaped kernel that keeps ``1 - 4 share`` of a value and gives ``share`` to each 4-neighbour."""
+    return np.array([[0.0, share, 0.0], [share, 1.0 - 4.0 * share, share], [0.0, share, 0.0]])
+
+
+def _noisy_frame(rate: np.ndarray, seed: int, t: int, gain, offset, read_noise, noise_blur=0.0,
+                 frame_shape=None) -> np.ndarray:
+    """One uint16 frame from its expected photon rate, with its own generator.
+
+    ``noise_blur`` > 0 spreads each pixel's detected photons to its neighbours
+    (``frame_shape`` gives the frame's 2-D shape), so neighbours share noise.
+    """
     rng = np.random.default_rng([seed, 1, t])
     counts = rng.poisson(np.maximum(rate, 0.0).astype(np.float64))
+    if noise_blur > 0:
+        counts = ndimage.convolve(counts.reshape(frame_shape).astype(np.float64), _blur_kernel(noise_blur),
+                                  mode="nearest").ravel()
     adu = offset + gain * counts.astype(np.float32)
     if read_noise > 0:
         adu += read_noise * rng.standard_normal(rate.shape, dtype=np.float32)
@@ -577,6 +706,7 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
     n_frames = model.traces.shape[1]
     pixels = ny * nx
     gain, offset, read_noise = attrs["gain"], attrs["offset"], attrs["read_noise"]
+    noise_blur = float(attrs["regime"].get("noise_blur", 0.0))
 
     background = (
         np.tensordot(model.neuropil_traces.mean(axis=1), model.neuropil_spatial, axes=1)
@@ -625,7 +755,11 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
                 t1 = min(t0 + step, n_frames)
                 rate = rates(t0, t1)
                 frame_totals.extend(rate.sum(axis=1, dtype=np.float64).tolist())
-                clean[t0:t1] = (offset + gain * rate).reshape(t1 - t0, ny, nx)
+                expected = rate
+                if noise_blur > 0:  # the spread photons' expected value spreads too
+                    expected = ndimage.convolve(rate.reshape(t1 - t0, ny, nx), _blur_kernel(noise_blur)[None],
+                                                mode="nearest")
+                clean[t0:t1] = (offset + gain * expected).reshape(t1 - t0, ny, nx)
                 noisy = pool.map(
                     _noisy_frame,
                     rate,
@@ -634,6 +768,8 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
                     repeat(gain),
                     repeat(offset),
                     repeat(read_noise),
+                    repeat(noise_blur),
+                    repeat((ny, nx)),
                 )
                 for frame in noisy:
                     yield frame.reshape(ny, nx)

@@ -1,10 +1,41 @@
-"""Temporal penalty on the re-fitted factors (trend filtering within the noise budget)."""
+"""Temporal penalty on the re-fitted factors: trend filtering, kept only where it removes noise.
+
+Each temporal factor is trend-filtered within its own noise budget, and the part
+the filter removed is then tested against white noise of the factor's noise
+level, from the factor alone (no frame rate, no kind of recording):
+
+* **events**: windows of :data:`EVENT_WINDOW` frames where the removed part's
+  energy exceeds what noise gives once in :data:`EVENT_P` windows hold a fast
+  event that the filter shaved (a voltage spike of 1-3 frames, a calcium rise
+  within a frame); there the factor keeps its unfiltered values;
+* **whiteness**: outside the events, the removed part's lag-1 autocorrelation
+  must not exceed :data:`WHITENESS_Z` standard errors (noise removed by a smoother
+  has a slightly negative one; slow signal left in it, a positive one).  If it
+  does, the filter is redone with half the budget, and dropped for that factor
+  after :data:`MAX_HALVINGS` halvings.
+
+So slow calcium factors are smoothed as before, spikes and fast rises keep their
+amplitude, and a factor whose dynamics the filter cannot follow is left as it was.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from scipy.ndimage import binary_dilation, uniform_filter1d
+from scipy.stats import chi2
 
 from .penalties import constrained_trend_filter
+
+#: Frames of the windows tested for shaved events.
+EVENT_WINDOW = 3
+#: False-alarm rate per window of the event test (noise alone).
+EVENT_P = 1e-2
+#: Largest lag-1 autocorrelation of the removed part, in standard errors (1 / sqrt(T)).
+WHITENESS_Z = 3.0
+#: Budget halvings tried before the filter is dropped for a factor.
+MAX_HALVINGS = 3
 
 
 def robust_noise_std(rows: np.ndarray) -> np.ndarray:
@@ -13,34 +44,100 @@ def robust_noise_std(rows: np.ndarray) -> np.ndarray:
     return 1.4826 * np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) / np.sqrt(2.0)
 
 
-def trend_filter_rows(rows: np.ndarray) -> np.ndarray:
-    """Trend-filter each temporal factor within its own noise budget.
+def event_mask(removed: np.ndarray, sigma: float, *, window: int | None = None, p: float | None = None) -> np.ndarray:
+    """Frames near windows where ``removed`` holds more energy than noise of std ``sigma`` gives (rate ``p``).
+
+    Defaults: :data:`EVENT_WINDOW` and :data:`EVENT_P`.
+    """
+    window = EVENT_WINDOW if window is None else window
+    p = EVENT_P if p is None else p
+    z = np.asarray(removed, np.float64) / sigma
+    energy = uniform_filter1d(z * z, window, mode="nearest") * window
+    mask = energy > chi2.ppf(1.0 - p, window)
+    if mask.any():
+        mask = binary_dilation(mask, np.ones(window, bool))
+    return mask
+
+
+def removed_lag1(removed: np.ndarray, keep: np.ndarray) -> float:
+    """Lag-1 autocorrelation of ``removed`` over the frames ``keep`` (pairs of kept frames)."""
+    r = np.where(keep, removed, 0.0)
+    den = float(np.sum(r * r))
+    return float(np.sum(r[1:] * r[:-1]) / den) if den > 0 else 0.0
+
+
+def adaptive_trend_filter(y: np.ndarray, sigma: float, *, lam0=None):
+    """Trend filter ``y`` within ``len(y) sigma^2``, undone where the removed part is not noise.
+
+    Parameters
+    ----------
+    y : ndarray, shape (T,)
+    sigma : float
+        Noise std of ``y``.
+    lam0 : float, optional
+        Starting penalty for the budget search.
+
+    Returns
+    -------
+    x : ndarray, shape (T,), float64
+    info : dict
+        ``budget`` (fraction of ``T sigma^2`` used; 0: not filtered), ``events``
+        (fraction of frames restored), ``lag1`` (of the removed part), ``lam``.
+    """
+    y = np.asarray(y, np.float64)
+    n = y.size
+    budget = 1.0
+    lag1 = math.nan
+    for _ in range(MAX_HALVINGS + 1):
+        x, lam = constrained_trend_filter(y, budget * n * sigma**2, rtol=5e-2, lam0=lam0)
+        x = np.array(x, np.float64)
+        mask = event_mask(y - x, sigma)
+        x[mask] = y[mask]
+        keep = ~mask
+        lag1 = removed_lag1(y - x, keep)
+        if lag1 <= WHITENESS_Z / math.sqrt(max(int(keep.sum()), 1)):
+            return x, {"budget": budget, "events": float(mask.mean()), "lag1": lag1, "lam": float(lam)}
+        budget *= 0.5
+        lam0 = lam * 0.5 if lam > 0 else lam0
+    return y.copy(), {"budget": 0.0, "events": 0.0, "lag1": lag1, "lam": 0.0}
+
+
+def trend_filter_rows(rows: np.ndarray, *, return_info: bool = False):
+    """Trend-filter each temporal factor within its own noise budget, where that removes only noise.
 
     Each row ``v~`` (a patch component's time course on the full movie) is
     replaced by the smoothest ``v`` in ``||D^2 v||_1`` with
     ``||v~ - v||^2 <= T * s^2``, ``s`` the row's noise level from the median
-    absolute first difference (robust to calcium transients, whose sharp rises
-    would inflate a spectral estimate and make the filter remove signal):
-    the penalized temporal step of PMD applied to the re-fitted factors, so
-    that the noise left in the component's time course is removed too.
+    absolute first difference (robust to calcium transients and spikes, whose
+    sharp rises would inflate a spectral estimate); then the removed part
+    ``v~ - v`` is tested (:func:`adaptive_trend_filter`): frames of shaved events
+    keep ``v~``, and a removed part that is not white halves the budget, down to
+    no filtering.
 
     Parameters
     ----------
     rows : ndarray, shape (k, T)
+    return_info : bool
+        Also return the per-row :func:`adaptive_trend_filter` information.
 
     Returns
     -------
-    ndarray, shape (k, T), float32
+    ndarray, shape (k, T), float32 (and a list of dicts with ``return_info``)
     """
     out = np.array(rows, dtype=np.float32, copy=True)
     n = rows.shape[1]
+    info = []
     if n < 8:
-        return out
+        return (out, [{"budget": 0.0, "events": 0.0, "lag1": math.nan, "lam": 0.0}] * len(rows)) if return_info \
+            else out
     sigma = robust_noise_std(rows)
     lam = None  # rows are in noise units, so one row's penalty is a good start for the next
     for i in range(rows.shape[0]):
         if sigma[i] > 0:
-            out[i], lam_i = constrained_trend_filter(rows[i].astype(np.float64), n * sigma[i] ** 2, rtol=5e-2,
-                                                     lam0=lam)
-            lam = lam_i if lam_i > 0 else lam
-    return out
+            x, row_info = adaptive_trend_filter(rows[i], float(sigma[i]), lam0=lam)
+            out[i] = x
+            lam = row_info["lam"] if row_info["lam"] > 0 else lam
+        else:
+            row_info = {"budget": 0.0, "events": 0.0, "lag1": math.nan, "lam": 0.0}
+        info.append(row_info)
+    return (out, info) if return_info else out

@@ -1,0 +1,705 @@
+"""Photon splitting: the error of a denoiser on a real movie, without ground truth.
+
+Under shot noise a pixel's photon count ``n`` is Poisson with rate ``s``.  Binomial
+thinning, ``A ~ Binomial(n, 1/2)`` and ``B = n - A``, gives two *independent*
+Poisson movies with rate ``s / 2`` each.  Denoise ``A`` into ``dA``; ``B`` is a
+noisy copy of the same target that the denoiser never saw, so
+
+    MSE(dA vs s/2) ~= mean((dA - B)^2) - mean(B)          (var B = mean B)
+
+and the same estimate for the identity (``dA = A``) is the raw error.  Their
+ratio is the error reduction.  Smoothing that removes signal raises
+``mean((dA - B)^2)``, so the number cannot be inflated the way a ratio of
+high-frequency noise powers can.  The residual ``A - dA`` also shows how much
+of the signal was removed: its covariance with ``B`` (whose noise it cannot
+share) over ``B``'s signal variance.
+
+Steps (every number is defined in ``docs/snr.md#photon-splitting``):
+
+1. **Counts.**  Per pixel, the temporal mean and the white-noise variance (half
+   the mean squared first difference); a robust line ``var = g (mean - o)``
+   through bins of the mean gives the gain ``g`` (ADU per photon) and an
+   effective offset ``o``.  ``n = floor((x - o) / g + U)``, ``U`` uniform
+   (dithering keeps ``E[n]`` exact); ``o`` is then shifted so that the median
+   pixel has variance = mean (the dither's own variance included).
+2. **Checks.**  The split needs noise independent across pixels: the median
+   per-pixel correlation of first differences with each neighbour must be below
+   :data:`CORRELATION_LIMIT`.  Where it is not (interpolation by motion
+   correction, sensor blur, resampling), the raw movie is binned ``k x k``
+   (summed) and step 1 is redone on the binned movie, for ``k`` up to
+   :data:`MAX_BIN`; a movie that stays correlated, or whose variance does not
+   grow with its mean, is refused with the reason (no number is reported).
+3. **Split, denoise, score.**  The estimate is refused as well when it comes
+   out negative (the tell of shared noise).
+
+A binned movie is a different (brighter, smaller) movie: its error reduction is
+that of the denoiser on it, reported with the binning factor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..options import MIN_FRAMES
+
+__all__ = ["CORRELATION_LIMIT", "Counts", "cross_correlations", "neighbour_correlation", "photon_split",
+           "photon_transfer", "prepare_counts", "score", "split"]
+
+#: Largest |median correlation of first differences| with a neighbour treated as independent noise.
+CORRELATION_LIMIT = 0.03
+#: Neighbour lags (pixels) over which the noise correlation is measured and modelled.
+CORRELATION_RADIUS = 2
+#: Largest |median correlation| of first differences between the halves (any lag) for a valid split.
+HALVES_LIMIT = 0.02
+#: Fraction of pixels scored as "most active".
+ACTIVE_FRACTION = 0.10
+#: Fewest photons spanned by the pixel means for a photon-transfer fit.
+MIN_LEVELS = 1.0
+#: Time blocks used for the standard error of the estimates.
+N_BLOCKS = 10
+
+
+@dataclass
+class Counts:
+    """A movie converted to photon counts (or the reason it could not be)."""
+
+    ok: bool
+    reason: str = ""
+    counts: np.ndarray | None = None  # (T, h, w) int32
+    gain: float = math.nan  # ADU per photon
+    offset: float = math.nan  # ADU at zero photons (read noise folded in)
+    photons_per_pixel: float = math.nan  # mean counts per pixel per frame
+    dispersion: float = math.nan  # median over pixels of the noise variance over g (mean - offset): 1 for shot noise
+    offset_spread: float = math.nan  # interquartile range of the per-pixel offsets, photons
+    variance: np.ndarray | None = None  # (h, w) noise variance of the counts
+    offsets: np.ndarray | None = None  # (h, w) per-pixel offsets, ADU: counts = (x - offsets) / gain
+    correlation: float = math.nan  # largest |median neighbour correlation| of the counts' noise
+    correlations: dict = field(default_factory=dict)  # (dy, dx) -> median correlation
+    method: str = "binomial"  # how the halves are made: "binomial" or "correlated"
+
+    def summary(self) -> dict:
+        """JSON-able description (everything but the arrays)."""
+        return {"ok": self.ok, "reason": self.reason, "gain": _num(self.gain), "offset": _num(self.offset),
+                "photons_per_pixel": _num(self.photons_per_pixel), "dispersion": _num(self.dispersion),
+                "offset_spread": _num(self.offset_spread),
+                "neighbour_correlation": _num(self.correlation), "split": self.method,
+                "correlations": {f"{dy},{dx}": _num(v) for (dy, dx), v in self.correlations.items()}}
+
+
+def _num(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+# --------------------------------------------------------------------------- counts
+
+
+def _signal_mask(d: np.ndarray, size: int = 5, z: float = 4.0) -> np.ndarray:
+    """True where a first difference holds spatially coherent change (signal), not noise.
+
+    The difference frames are averaged over ``size x size`` pixels, which divides
+    independent noise by ``size``; changes that stand out there by more than
+    ``z`` robust standard deviations of that average are signal (a calcium rise
+    spans a footprint).  Noise alone crosses this about once in 30 000 values.
+    """
+    from scipy.ndimage import uniform_filter
+
+    sm = uniform_filter(d, size=(1, size, size), mode="nearest")
+    scale = 1.4826 * np.median(np.abs(sm - np.median(sm, axis=0)), axis=0)
+    return np.abs(sm) > z * np.maximum(scale, 1e-12)
+
+
+def pixel_moments(frames: np.ndarray, chunk: int = 256, *, mask_signal: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel temporal mean and white-noise variance.
+
+    With first differences ``d_t = x_{t+1} - x_t`` of white noise of variance
+    ``s^2`` plus a signal whose increments change slowly (``Δs_t ~ Δs_{t+1}``),
+    ``E[d_t^2] = 2 s^2 + S`` and ``E[d_t d_{t+1}] = -s^2 + S``, so
+    ``s^2 = (mean d_t^2 - mean d_t d_{t+1}) / 3`` holds no signal term (the
+    autocovariance extrapolated to lag 0).  Differences that hold spatially
+    coherent, abrupt change (:func:`_signal_mask`: rises within a frame, whose
+    increments are not slow) are left out.  The split needs the noise variance
+    to about 0.1 %: plain ``mean d^2 / 2`` reads 0.3-1 % high on calcium movies.
+    """
+    n = frames.shape[0]
+    total = np.zeros(frames.shape[1:])
+    sq = np.zeros(frames.shape[1:])
+    used = np.zeros(frames.shape[1:])
+    lag = np.zeros(frames.shape[1:])
+    used_lag = np.zeros(frames.shape[1:])
+    for t0 in range(0, n, chunk):
+        block = np.asarray(frames[t0 : min(t0 + chunk + 2, n)], np.float64)
+        total += block[: min(chunk, n - t0)].sum(axis=0)
+        d = np.diff(block, axis=0)
+        if d.shape[0] == 0:
+            continue
+        keep = (~_signal_mask(d) if mask_signal and d.shape[0] >= 8 else np.ones(d.shape, bool)).astype(np.float64)
+        m = min(chunk, d.shape[0])  # differences that start in this chunk
+        dk = d * keep
+        sq += np.einsum("tij,tij->ij", dk[:m], d[:m])
+        used += keep[:m].sum(axis=0)
+        m2 = min(m, d.shape[0] - 1)
+        lag += np.einsum("tij,tij->ij", dk[:m2], dk[1 : m2 + 1])
+        used_lag += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
+    var = (sq / np.maximum(used, 1) - lag / np.maximum(used_lag, 1)) / 3.0
+    return total / n, var
+
+
+def photon_transfer(mean: np.ndarray, variance: np.ndarray, *, n_bins: int = 64) -> tuple[float, float, str]:
+    """Robust line ``variance = g (mean - o)`` through bins of the per-pixel mean.
+
+    Returns ``(g, o, reason)``; ``reason`` is empty when the fit is usable.
+    """
+    from .metrics import _huber_line
+
+    m = np.asarray(mean, np.float64).ravel()
+    v = np.asarray(variance, np.float64).ravel()
+    ok = np.isfinite(m) & np.isfinite(v) & (v > 0)
+    if ok.sum() < 50:
+        return math.nan, math.nan, "fewer than 50 pixels with noise"
+    m, v = m[ok], v[ok]
+    lo, hi = np.quantile(m, [0.005, 0.995])
+    if not hi > lo:
+        return math.nan, math.nan, "every pixel has the same mean: no photon-transfer curve"
+    # Bins of equal pixel count: each bin's mean variance is as precise as the next.
+    edges = np.unique(np.quantile(m, np.linspace(0.005, 0.995, n_bins + 1)))
+    which = np.clip(np.searchsorted(edges, m, side="right") - 1, 0, edges.size - 2)
+    keep = (m >= lo) & (m <= hi)
+    count = np.bincount(which[keep], minlength=edges.size - 1).astype(np.float64)
+    sm = np.bincount(which[keep], weights=m[keep], minlength=edges.size - 1)
+    sv = np.bincount(which[keep], weights=v[keep], minlength=edges.size - 1)
+    use = count >= 5
+    if use.sum() < 5:
+        return math.nan, math.nan, "fewer than 5 populated intensity bins"
+    bm, bv, bc = sm[use] / count[use], sv[use] / count[use], count[use]
+    # The darkest 3 % of the range is distorted by clipping at zero and read noise.
+    span = bm.max() - bm.min()
+    use2 = bm > bm.min() + 0.03 * span
+    if use2.sum() < 5:
+        use2 = np.ones_like(bm, bool)
+    slope, intercept = _huber_line(bm[use2], bv[use2], bc[use2] / np.maximum(bv[use2], 1e-12) ** 2)
+    if not slope > 0:
+        return math.nan, math.nan, f"the noise variance does not grow with the mean (slope {slope:.3g}): not shot noise"
+    # Shot noise must visibly change the variance over the range of means, or the
+    # slope is noise (read noise alone, or data rescaled after the detector).
+    if slope * span < 0.2 * float(np.median(bv)):
+        return math.nan, math.nan, (f"the noise variance hardly grows with the mean (by {slope * span:.3g} over a "
+                                    f"median of {float(np.median(bv)):.3g}): not shot noise")
+    # Too few photons' worth of range to tell the slope from the offset.
+    if span / slope < MIN_LEVELS:
+        return math.nan, math.nan, (f"the pixel means span {span / slope:.1f} photons, fewer than {MIN_LEVELS:g}: "
+                                    "gain and offset cannot be told apart")
+    return float(slope), float(-intercept / slope), ""
+
+
+def _dithered(frames: np.ndarray, gain: float, offset, seed: int, chunk: int = 256) -> np.ndarray:
+    out = np.empty(frames.shape, np.int32)
+    for t0 in range(0, frames.shape[0], chunk):
+        rng = np.random.default_rng([seed, 7, t0])
+        block = (np.asarray(frames[t0 : t0 + chunk], np.float64) - offset) / gain
+        out[t0 : t0 + chunk] = np.floor(block + rng.random(block.shape))
+    return out
+
+
+def _dither_variance(frames: np.ndarray, gain: float, offset, chunk: int = 256) -> np.ndarray:
+    """Per pixel, ``mean_t f (1 - f)``: the variance that dithering adds, ``f`` the fractional part."""
+    total = np.zeros(frames.shape[1:])
+    for t0 in range(0, frames.shape[0], chunk):
+        block = (np.asarray(frames[t0 : t0 + chunk], np.float64) - offset) / gain
+        f = block - np.floor(block)
+        total += (f * (1.0 - f)).sum(axis=0)
+    return total / frames.shape[0]
+
+
+def _pair_slices(h: int, w: int, dy: int, dx: int):
+    """Slices of the pixels (y, x) and their neighbours (y + dy, x + dx) that are both inside."""
+    x0, x1 = max(0, -dx), w - max(dx, 0)
+    return (slice(0, h - dy), slice(x0, x1)), (slice(dy, h), slice(x0 + dx, x1 + dx))
+
+
+def _lags(radius: int):
+    return [(dy, dx) for dy in range(radius + 1) for dx in range(-radius, radius + 1) if dy > 0 or dx > 0]
+
+
+def cross_correlations(first: np.ndarray, second: np.ndarray | None = None, *, radius: int = CORRELATION_RADIUS,
+                       include_zero: bool = False, chunk: int = 256) -> dict:
+    """Median over pixels of the correlation of first differences of ``first`` at p and ``second`` at p + lag.
+
+    ``second`` None: ``first`` with itself (its spatial noise correlation).
+    The median over pixels ignores the few pixels whose first differences hold
+    fast, spatially coherent signal (calcium rises); noise shared between
+    neighbours moves every pixel.
+
+    Returns
+    -------
+    dict
+        ``{(dy, dx): correlation}`` for the lags within ``radius`` (half of them:
+        the others follow by symmetry), and ``(0, 0)`` when ``include_zero``.
+    """
+    same = second is None
+    second = first if same else second
+    n, h, w = first.shape
+    lags = ([(0, 0)] if include_zero else []) + _lags(radius)
+    lags = [(dy, dx) for dy, dx in lags if dy < h and abs(dx) < w]
+    if n < 3 or not lags:
+        return {}
+    pairs = [_pair_slices(h, w, dy, dx) for dy, dx in lags]
+    sxy = [np.zeros((h - dy, w - abs(dx))) for dy, dx in lags]
+    s1, s2, q1, q2 = (np.zeros((h, w)) for _ in range(4))
+    count = 0
+    for t0 in range(0, n - 1, chunk):
+        d1 = np.diff(np.asarray(first[t0 : min(t0 + chunk + 1, n)], np.float64), axis=0)
+        d2 = d1 if same else np.diff(np.asarray(second[t0 : min(t0 + chunk + 1, n)], np.float64), axis=0)
+        s1 += d1.sum(axis=0)
+        s2 += d2.sum(axis=0)
+        q1 += np.einsum("tij,tij->ij", d1, d1)
+        q2 += np.einsum("tij,tij->ij", d2, d2)
+        for acc, (p, q) in zip(sxy, pairs, strict=True):
+            acc += np.einsum("tij,tij->ij", d1[:, p[0], p[1]], d2[:, q[0], q[1]])
+        count += d1.shape[0]
+    m1, m2 = s1 / count, s2 / count
+    v1, v2 = q1 / count - m1**2, q2 / count - m2**2
+    out = {}
+    for lag, acc, (p, q) in zip(lags, sxy, pairs, strict=True):
+        cov = acc / count - m1[p] * m2[q]
+        den = np.sqrt(v1[p] * v2[q])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = cov / den
+        r = r[np.isfinite(r) & (den > 0)]
+        out[lag] = float(np.median(r)) if r.size else math.nan
+    return out
+
+
+def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS, chunk: int = 256) -> dict:
+    """Noise correlation at each lag, pooled over pixels: ``sum_p cov(p, p + lag) / sum_p sqrt(var_p var_{p+lag})``.
+
+    On first differences, without the values that hold spatially coherent signal
+    (:func:`_signal_mask`).  Pooled rather than a median over pixels because the
+    split must cancel the total shared covariance: where read noise (not shared)
+    dilutes the correlation of dim pixels, the median correlation is not the
+    average one.
+    """
+    n, h, w = frames.shape
+    lags = [(dy, dx) for dy, dx in _lags(radius) if dy < h and abs(dx) < w]
+    pairs = [_pair_slices(h, w, dy, dx) for dy, dx in lags]
+    sxy = [np.zeros((h - dy, w - abs(dx))) for dy, dx in lags]
+    cxy = [np.zeros((h - dy, w - abs(dx))) for dy, dx in lags]
+    sq = np.zeros((h, w))
+    cnt = np.zeros((h, w))
+    for t0 in range(0, n - 1, chunk):
+        d = np.diff(np.asarray(frames[t0 : min(t0 + chunk + 1, n)], np.float64), axis=0)
+        keep = (~_signal_mask(d) if d.shape[0] >= 8 else np.ones(d.shape, bool)).astype(np.float64)
+        d = d * keep
+        sq += np.einsum("tij,tij->ij", d, d)
+        cnt += keep.sum(axis=0)
+        for acc, num, (p, q) in zip(sxy, cxy, pairs, strict=True):
+            acc += np.einsum("tij,tij->ij", d[:, p[0], p[1]], d[:, q[0], q[1]])
+            num += np.einsum("tij,tij->ij", keep[:, p[0], p[1]], keep[:, q[0], q[1]])
+    var = sq / np.maximum(cnt, 1)
+    out = {}
+    for lag, acc, num, (p, q) in zip(lags, sxy, cxy, pairs, strict=True):
+        den = np.sqrt(var[p] * var[q]).sum()
+        out[lag] = float((acc / np.maximum(num, 1)).sum() / den) if den > 0 else math.nan
+    return out
+
+
+def neighbour_correlation(frames: np.ndarray) -> float:
+    """Largest |median neighbour correlation of first differences| within :data:`CORRELATION_RADIUS` pixels."""
+    corr = cross_correlations(frames)
+    values = [abs(v) for v in corr.values() if math.isfinite(v)]
+    return max(values) if values else math.nan
+
+
+def _counts(frames: np.ndarray, seed: int) -> tuple[Counts | None, str]:
+    mean, var = pixel_moments(frames)
+    gain, offset, reason = photon_transfer(mean, var)
+    if reason:
+        return None, reason
+    # Per-pixel offsets: each pixel's counts get a mean equal to its noise variance
+    # (the dither's 1/12 included).  The split halves are independent only when
+    # var = mean, and a global line leaves every pixel off by its share of the fit's
+    # error (0.5 % of the gain biases a 50x error reduction by about 25 %); per
+    # pixel, the errors are those of the variance estimate, which average out.
+    # The dither adds the variance f (1 - f) of a value with fractional part f (about 1/6).
+    dither = np.full(mean.shape, 1.0 / 6.0)
+    for _ in range(3):
+        offsets = mean - var / gain - gain * dither
+        dither = _dither_variance(frames, gain, offsets)
+    offsets = mean - var / gain - gain * dither
+    counts = _dithered(frames, gain, offsets, seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = var / (gain * (mean - offset))
+    good = np.isfinite(ratio) & (mean > offset)
+    dispersion = float(np.median(ratio[good])) if good.any() else math.nan
+    shift = (offsets - offset) / gain
+    return Counts(ok=True, counts=counts, gain=gain, offset=offset, photons_per_pixel=float(counts.mean()),
+                  dispersion=dispersion, variance=var / gain**2 + dither, offsets=offsets,
+                  offset_spread=float(np.subtract(*np.percentile(shift, [75, 25])))), ""
+
+
+def prepare_counts(frames: np.ndarray, *, seed: int = 0, correlation_limit: float = CORRELATION_LIMIT) -> Counts:
+    """Photon counts of a movie, and the spatial correlation of their noise.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (T, h, w)
+        Raw movie (any real dtype, in its own units).
+    seed : int
+        Seed of the dither.
+    correlation_limit : float
+        Largest |median neighbour correlation| of first differences treated as
+        independent noise (binomial split); above it the correlation is modelled
+        (:func:`split`).
+
+    Returns
+    -------
+    Counts
+        ``ok`` False with the reason when the movie has no shot-noise curve.
+    """
+    if frames.shape[0] < 8:
+        return Counts(ok=False, reason=f"{frames.shape[0]} frames: too few for a photon-transfer fit")
+    if min(frames.shape[1:]) < 4:
+        return Counts(ok=False, reason=f"frames of {frames.shape[1]} x {frames.shape[2]} pixels: too small")
+    counts, reason = _counts(frames, seed)
+    if counts is None:
+        return Counts(ok=False, reason=reason)
+    corr = pooled_correlations(counts.counts)
+    counts.correlations = corr
+    values = [abs(v) for v in corr.values() if math.isfinite(v)]
+    counts.correlation = max(values) if values else math.nan
+    counts.method = "binomial" if counts.correlation <= correlation_limit else "correlated"
+    return counts
+
+
+def _correlation_filter(shape, correlations: dict) -> np.ndarray:
+    """sqrt of the power spectrum of a stationary field with the given lag correlations (unit variance)."""
+    h, w = shape
+    kernel = np.zeros((h, w))
+    kernel[0, 0] = 1.0
+    for (dy, dx), r in correlations.items():
+        if (dy, dx) == (0, 0) or not math.isfinite(r):
+            continue
+        kernel[dy % h, dx % w] += r
+        kernel[-dy % h, -dx % w] += r
+    spectrum = np.clip(np.real(np.fft.fft2(kernel)), 0.0, None)
+    spectrum *= spectrum.size / max(spectrum.sum(), 1e-12)  # unit variance after clipping
+    return np.sqrt(spectrum)
+
+
+def split(counts: Counts | np.ndarray, seed: int = 0, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of a movie of counts with the same signal and independent noise.
+
+    * independent noise (``counts.method == "binomial"``, or a bare array):
+      binomial thinning, ``A ~ sign(n) Binomial(|n|, 1/2)``, ``B = n - A`` (the
+      sign keeps ``E[A] = n / 2`` for the few negative counts that read noise
+      gives dark pixels);
+    * noise shared between neighbours (``"correlated"``): ``A = n/2 + z``,
+      ``B = n/2 - z`` with ``z`` Gaussian, of covariance a quarter of the counts'
+      noise covariance (their variance per pixel, the measured correlation
+      between neighbours).  Then ``Cov(A, B) = Cov(n)/4 - Cov(z) = 0`` between
+      every pair of pixels: the halves share no noise (Gaussian data fission,
+      Leiner et al. 2023), where a binomial split would leave them the shared part.
+    """
+    if isinstance(counts, np.ndarray):
+        counts = Counts(ok=True, counts=counts)
+    n_all = counts.counts
+    if counts.method == "correlated":
+        filt = _correlation_filter(n_all.shape[1:], counts.correlations)
+        scale = 0.5 * np.sqrt(counts.variance)
+        a = np.empty(n_all.shape, np.float32)
+        for t0 in range(0, n_all.shape[0], chunk):
+            rng = np.random.default_rng([seed, 13, t0])
+            n = np.asarray(n_all[t0 : t0 + chunk], np.float64)
+            white = rng.standard_normal(n.shape)
+            z = np.real(np.fft.ifft2(np.fft.fft2(white, axes=(1, 2)) * filt, axes=(1, 2))) * scale
+            a[t0 : t0 + chunk] = 0.5 * n + z
+        return a, (n_all - a).astype(np.float32)
+    a = np.empty(n_all.shape, np.int32)
+    for t0 in range(0, n_all.shape[0], chunk):
+        rng = np.random.default_rng([seed, 11, t0])
+        n = n_all[t0 : t0 + chunk]
+        a[t0 : t0 + chunk] = np.sign(n) * rng.binomial(np.abs(n), 0.5)
+    return a, n_all - a
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _smooth(image, sigma=1.0):
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(np.asarray(image, np.float64), sigma, mode="nearest")
+
+
+def active_pixels(a: np.ndarray, fraction: float = ACTIVE_FRACTION) -> np.ndarray:
+    """The ``fraction`` of pixels with the most signal variance in ``A`` (``var_t - mean_t``, 1-px smoothed).
+
+    Chosen on ``A`` only: it is the same for every denoiser, and ``B`` (which
+    scores them) stays independent of the choice.
+    """
+    mean, _ = pixel_moments(a)
+    var = np.var(np.asarray(a, np.float64), axis=0)
+    power = _smooth(var - mean)
+    k = max(1, int(round(fraction * power.size)))
+    threshold = np.sort(power.ravel())[::-1][k - 1]
+    return power >= threshold
+
+
+def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndarray | None = None,
+          n_blocks: int = N_BLOCKS, chunk: int = 256) -> dict:
+    """Error and signal removed of ``denoised`` (made from ``a`` only), scored against ``b``.
+
+    Returns
+    -------
+    dict
+        ``all`` and ``active``, each with ``mse`` (estimated mean squared error of
+        the denoised movie against ``s / 2``, photons^2), ``mse_raw`` (the same for
+        ``A`` itself), ``error_reduction`` (their ratio; None when the estimate is
+        not positive), ``error_reduction_low``/``high`` (+- 2 standard errors over
+        time blocks) and ``signal_removed`` (covariance of the residual ``A - dA``
+        with ``B`` over ``B``'s signal variance).
+    """
+    t, h, w = a.shape
+    if active is None:
+        active = active_pixels(a)
+    blocks = np.array_split(np.arange(t), min(n_blocks, t))
+    # Per block, per pixel: sum (dA - B)^2, sum (A - B)^2, sum B; and the
+    # moments for the signal-removed covariance.
+    names = ("sq_d", "sq_a", "b", "b2", "r", "rb")
+    per_block = {k: np.zeros((len(blocks), h, w)) for k in names}
+    for i, idx in enumerate(blocks):
+        for j0 in range(0, idx.size, chunk):
+            sel = slice(idx[j0], idx[min(j0 + chunk, idx.size) - 1] + 1)
+            A = np.asarray(a[sel], np.float64)
+            B = np.asarray(b[sel], np.float64)
+            D = np.asarray(denoised[sel], np.float64)
+            e = D - B
+            per_block["sq_d"][i] += np.einsum("tij,tij->ij", e, e)
+            e = A - B
+            per_block["sq_a"][i] += np.einsum("tij,tij->ij", e, e)
+            per_block["b"][i] += B.sum(axis=0)
+            per_block["b2"][i] += np.einsum("tij,tij->ij", B, B)
+            r = A - D
+            per_block["r"][i] += r.sum(axis=0)
+            per_block["rb"][i] += np.einsum("tij,tij->ij", r, B)
+    sizes = np.array([idx.size for idx in blocks], np.float64)
+    out = {}
+    for name, mask in (("all", np.ones((h, w), bool)), ("active", active)):
+        out[name] = _score_set(per_block, sizes, mask, t)
+    out["active_fraction"] = float(active.mean())
+    return out
+
+
+def _score_set(per_block: dict, sizes: np.ndarray, mask: np.ndarray, t: int) -> dict:
+    n_pix = int(mask.sum())
+    # Block totals over the pixel set.
+    tot = {k: v[:, mask].sum(axis=1) for k, v in per_block.items()}
+
+    def estimates(sel):
+        n = sizes[sel].sum() * n_pix
+        mse = (tot["sq_d"][sel].sum() - tot["b"][sel].sum()) / n
+        raw = (tot["sq_a"][sel].sum() - tot["b"][sel].sum()) / n
+        return mse, raw
+
+    mse, raw = estimates(slice(None))
+    # Jackknife over time blocks for the standard error of the log error reduction.
+    k = sizes.size
+    if k >= 3:
+        logs = []
+        for i in range(k):
+            sel = np.ones(k, bool)
+            sel[i] = False
+            m_i, r_i = estimates(sel)
+            logs.append(math.log(r_i / m_i) if m_i > 0 and r_i > 0 else math.nan)
+        logs = np.array(logs)
+        se = math.sqrt((k - 1) / k * np.sum((logs - logs.mean()) ** 2)) if np.all(np.isfinite(logs)) else math.nan
+    else:
+        se = math.nan
+    valid = mse > 0 and raw > 0
+    er = raw / mse if valid else math.nan
+    # Signal removed: cov_t(A - dA, B) / (var_t(B) - mean_t(B)), pooled over the pixel set.
+    b_sum = per_block["b"].sum(axis=0)[mask]
+    b2 = per_block["b2"].sum(axis=0)[mask]
+    r_sum = per_block["r"].sum(axis=0)[mask]
+    rb = per_block["rb"].sum(axis=0)[mask]
+    signal_var = np.sum(b2 / t - (b_sum / t) ** 2 - b_sum / t)
+    removed_cov = np.sum(rb / t - (r_sum / t) * (b_sum / t))
+    removed = removed_cov / signal_var if signal_var > 0 else math.nan
+    return {
+        "pixels": n_pix,
+        "mse": float(mse),
+        "mse_raw": float(raw),
+        "valid": bool(valid),
+        "error_reduction": _num(er) if valid else None,
+        "error_reduction_low": _num(er * math.exp(-2 * se)) if valid and math.isfinite(se) else None,
+        "error_reduction_high": _num(er * math.exp(2 * se)) if valid and math.isfinite(se) else None,
+        "signal_variance": float(signal_var / n_pix),
+        "signal_removed": _num(removed),
+    }
+
+
+def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limit: float = CORRELATION_LIMIT,
+                 counts: Counts | None = None) -> dict:
+    """Photon-splitting score of a denoiser on a movie.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (T, h, w)
+        Raw movie.
+    denoise : callable
+        ``denoise(A) -> dA``: takes a float32 (T, h, w) movie of photon counts
+        and returns its denoised version, same shape.
+    seed : int
+    correlation_limit : float
+        See :func:`prepare_counts`.
+    counts : Counts, optional
+        Already prepared counts (to score several denoisers on the same split).
+
+    Returns
+    -------
+    dict
+        ``ok``, ``reason``, ``counts`` (:meth:`Counts.summary`),
+        ``halves_correlation`` (largest |median correlation| of the halves' first
+        differences at any lag: 0 when they share no noise), and when ok the
+        scores of :func:`score` (``all``, ``active``).
+    """
+    if counts is None:
+        counts = prepare_counts(frames, seed=seed, correlation_limit=correlation_limit)
+    out = {"ok": counts.ok, "reason": counts.reason, "counts": counts.summary()}
+    if not counts.ok:
+        return out
+    a, b = split(counts, seed)
+    shared = cross_correlations(a, b, radius=1, include_zero=True)
+    worst = max((abs(v) for v in shared.values() if math.isfinite(v)), default=math.nan)
+    out["halves_correlation"] = _num(worst)
+    denoised = np.asarray(denoise(a.astype(np.float32)), np.float32)
+    if denoised.shape != a.shape:
+        raise ValueError(f"denoise returned shape {denoised.shape} for input {a.shape}")
+    out.update(score(a, b, denoised))
+    if not worst <= HALVES_LIMIT:
+        out["ok"] = False
+        out["reason"] = (f"the two halves share noise (correlation {worst:.3f} > {HALVES_LIMIT:g}): the counts are "
+                         "not shot noise with the measured correlation, so no number is reported")
+    elif not out["all"]["valid"]:
+        out["ok"] = False
+        out["reason"] = ("the error estimate is not positive: the halves share noise, so no number is reported")
+    return out
+
+
+# --------------------------------------------------------------------------- the report's section
+
+#: Side of the central crop scored by photon splitting in ``pmd report`` (at least one patch).
+REPORT_CROP = 128
+#: Most frames of the crop (the first ones).
+REPORT_FRAMES = 2000
+#: Most bytes of raw crop frames held for the split.
+REPORT_BYTES = 256 * 2**20
+
+
+def report_crop(frame_shape, patch_shape, side: int = REPORT_CROP):
+    """Central crop of at most ``side`` x ``side`` pixels (at least one patch)."""
+    out = []
+    for n, p in zip(frame_shape, patch_shape, strict=True):
+        size = min(n, max(side, p))
+        start = (n - size) // 2
+        out.append((start, start + size))
+    return tuple(out)
+
+
+def report_section(movie, store, denoise, *, seed: int = 0) -> dict:
+    """Photon splitting of a denoiser on a central crop of the raw movie (``report.json``'s section).
+
+    The crop (:data:`REPORT_CROP` pixels a side, the first :data:`REPORT_FRAMES`
+    frames) is split, its half ``A`` denoised by ``denoise`` (the pipeline passes
+    a compression with the store's parameters), and scored against ``B``.
+    Returns the :func:`photon_split` dict plus ``crop`` and ``frames``.
+    """
+    n_frames, h, w = store.shape
+    (y0, y1), (x0, x1) = report_crop((h, w), store.patch_shape)
+    n = int(min(n_frames, REPORT_FRAMES, REPORT_BYTES // max(8 * (y1 - y0) * (x1 - x0), 1)))
+    section = {"crop": [y0, y1, x0, x1], "frames": n}
+    if n < max(MIN_FRAMES, 16):
+        return dict(section, ok=False, reason=f"{n} frames: too few to split and compress")
+    frames = np.empty((n, y1 - y0, x1 - x0), np.float64)
+    for t0 in range(0, n, 256):
+        t1 = min(n, t0 + 256)
+        frames[t0:t1] = movie.read(t0, t1)[:, y0:y1, x0:x1]
+    if not np.all(np.isfinite(frames)):
+        return dict(section, ok=False, reason="the crop holds non-finite values")
+    result = photon_split(frames, denoise, seed=seed)
+    return dict(section, **result)
+
+
+def report_metrics(section: dict) -> dict:
+    """The section's headline numbers as report metrics (``metric`` records of docs/snr.md#photon-splitting)."""
+    from .metrics import metric
+
+    out = {"photon_split_ok": metric(bool(section.get("ok")), "photon-splitting",
+                                     section.get("reason") or "valid: independent halves, positive error")}
+    if not section.get("ok"):
+        return out
+    c = section["counts"]
+    out["photon_split_error_reduction"] = metric(
+        section["all"]["error_reduction"], "photon-splitting",
+        "raw error / denoised error of the split half A, scored on the other half B (crop, all pixels)")
+    out["photon_split_error_reduction_active"] = metric(
+        section["active"]["error_reduction"], "photon-splitting",
+        "the same on the 10 % of pixels with the most signal variance")
+    out["photon_split_signal_removed"] = metric(
+        section["all"]["signal_removed"], "photon-splitting",
+        "share of B's signal variance that the residual A - dA holds (all pixels)")
+    out["photon_split_signal_removed_active"] = metric(
+        section["active"]["signal_removed"], "photon-splitting", "the same on the most active 10 % of pixels")
+    out["photon_split_noise_correlation"] = metric(
+        c["neighbour_correlation"], "photon-splitting",
+        f"largest neighbour correlation of the counts' noise ({c['split']} split)")
+    return out
+
+
+def figure(data: dict, folder):
+    """Error reduction (with its range) and signal removed, all pixels and most active, from the split."""
+    section = data.get("photon_split")
+    if not section:
+        return None
+    from .figures import PANEL, _figure, _save
+
+    fig = _figure(PANEL * 2.6, PANEL)
+    axes = fig.subplots(1, 2)
+    if not section.get("ok"):
+        for ax in axes:
+            ax.axis("off")
+        axes[0].text(0.0, 0.5, "photon splitting: no valid number\n" + str(section.get("reason", "")),
+                     ha="left", va="center", fontsize=8, wrap=True)
+        return _save(fig, folder, "photon_split.png"), "Photon splitting was not possible on this movie (reason above)."
+    labels = ("all pixels", "most active 10 %")
+    sets = [section["all"], section["active"]]
+    ax = axes[0]
+    for i, s in enumerate(sets):
+        er = s["error_reduction"]
+        lo, hi = s.get("error_reduction_low") or er, s.get("error_reduction_high") or er
+        ax.errorbar([i], [er], yerr=[[er - lo], [hi - er]], fmt="o", color="C0", capsize=4)
+        ax.text(i, er, f"  {er:.1f}x", va="center", fontsize=7)
+    ax.set_xticks(range(2), labels, fontsize=7)
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_ylabel("error reduction (raw MSE / denoised MSE)", fontsize=8)
+    ax.set_title("photon splitting: error reduction", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax = axes[1]
+    values = [100 * (s["signal_removed"] or 0.0) for s in sets]
+    ax.bar(range(2), values, color=["C0", "C3"])
+    for i, v in enumerate(values):
+        ax.text(i, v, f"{v:.1f} %", ha="center", va="bottom", fontsize=7)
+    ax.axhline(10, color="0.5", lw=0.8, ls="--")
+    ax.set_xticks(range(2), labels, fontsize=7)
+    ax.set_ylabel("signal removed (% of B's signal variance)", fontsize=8)
+    ax.set_title("signal left in the residual", fontsize=9)
+    ax.tick_params(labelsize=7)
+    c = section["counts"]
+    return _save(fig, folder, "photon_split.png"), (
+        f"Photon splitting on the crop {section['crop']} ({section['frames']} frames): the raw counts (gain "
+        f"{c['gain']:.3g} ADU/photon, {c['photons_per_pixel']:.2f} photons per pixel per frame, {c['split']} split, "
+        f"neighbour noise correlation {c['neighbour_correlation']:.3f}) split into halves A and B; A is compressed "
+        "with the store's parameters and scored against B (bars: +- 2 standard errors over time blocks).")

@@ -1,0 +1,159 @@
+"""Simulated regimes (pmd simulate --kind) and the adaptive temporal filter that must serve all of them."""
+
+import numpy as np
+import pytest
+import zarr
+
+from pmdcompress.cli.simulate import SIMULATE_KINDS
+from pmdcompress.simulate import KINDS, simulate_movie
+from pmdcompress.solver.penalties import constrained_trend_filter
+from pmdcompress.solver.temporal import adaptive_trend_filter, robust_noise_std, trend_filter_rows
+
+
+def test_cli_lists_every_regime():
+    assert tuple(SIMULATE_KINDS) == tuple(KINDS)
+
+
+def simulate(tmp_path, kind, **kw):
+    args = dict(n_frames=300, shape=(48, 48), n_neurons=10, seed=1, photons=4.0, kind=kind)
+    args.update(kw)
+    info = simulate_movie(tmp_path / f"{kind}.tif", **args)
+    import tifffile
+
+    raw = tifffile.imread(info["movie"]).astype(np.float64)
+    return info, raw, zarr.open_group(str(info["truth"]), mode="r")
+
+
+def neighbour_noise_correlation(noise):
+    a, b = noise[:, :, :-1].ravel(), noise[:, :, 1:].ravel()
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def test_one_photon_correlated_noise_is_shared_and_the_truth_stays_exact(tmp_path):
+    info, raw, truth = simulate(tmp_path, "1p-correlated")
+    noise = raw - truth["clean"][...]
+    assert neighbour_noise_correlation(noise) > 0.15
+    assert abs(noise.mean()) < 0.05 * noise.std()  # the clean movie is the noise's expectation
+    _, raw_1p, truth_1p = simulate(tmp_path, "1p")
+    assert abs(neighbour_noise_correlation(raw_1p - truth_1p["clean"][...])) < 0.03
+
+
+def test_voltage_spikes_are_short_over_a_bleaching_baseline(tmp_path):
+    info, raw, truth = simulate(tmp_path, "voltage", n_frames=2000, n_neurons=4)
+    assert info["attrs"]["fs"] == 1000.0
+    traces, spikes = truth["traces"][...], truth["spikes"][...]
+    i = int(np.argmax(spikes.sum(axis=1)))
+    t = [s for s in np.flatnonzero(spikes[i]) if 10 < s < 1990 and spikes[i, s - 10 : s + 10].sum() == 1]
+    assert len(t) >= 3
+    peak = np.mean([traces[i, s] - traces[i, s - 5] for s in t])
+    after = np.mean([traces[i, s + 4] - traces[i, s - 5] for s in t])
+    assert peak > 0 and abs(after) < 0.35 * peak  # back near baseline within a few ms
+    # Bleaching: the field dims over the movie.
+    offset = info["attrs"]["offset"]
+    assert raw[-200:].mean() - offset < 0.9 * (raw[:200].mean() - offset)
+
+
+def test_widefield_has_a_global_fluctuating_signal(tmp_path):
+    _, raw, truth = simulate(tmp_path, "widefield", n_frames=600)
+    clean = truth["clean"][...]
+    global_course = clean.mean(axis=(1, 2))
+    assert global_course.std() / global_course.mean() > 0.005
+    # Pixels far apart share it: correlation of clean traces at opposite corners.
+    assert np.corrcoef(clean[:, 2, 2], clean[:, -3, -3])[0, 1] > 0.5
+
+
+def test_dendritic_sources_are_thin_and_elongated(tmp_path):
+    _, _, truth = simulate(tmp_path, "dendritic", n_neurons=12)
+    ratios = []
+    for f in truth["footprints"][...]:
+        ys, xs = np.nonzero(f > 0.3)
+        if ys.size < 5:
+            continue
+        cov = np.cov(np.stack([ys, xs]).astype(float))
+        ev = np.sort(np.linalg.eigvalsh(cov))
+        ratios.append(np.sqrt(ev[1] / max(ev[0], 1e-6)))
+    assert np.median(ratios) > 3
+
+
+def test_dense_two_photon_has_more_sources_per_area_and_dendrites(tmp_path):
+    _, _, dense = simulate(tmp_path, "2p-dense", n_neurons=30)
+    feet = dense["footprints"][...]
+    assert feet.shape[0] == 30
+    assert len(dense.attrs["regime"]["neuropil_level"]) == 7
+
+
+# --------------------------------------------------------------------------- the adaptive filter
+
+
+def spike_row(rng, n=3000, amplitude=6.0, n_spikes=20):
+    truth = 0.5 * np.sin(2 * np.pi * np.arange(n) / 150.0) + np.linspace(2, 0, n)
+    peaks = rng.choice(np.arange(20, n - 20), n_spikes, replace=False)
+    for p in peaks:
+        truth[p : p + 2] += amplitude * np.array([1.0, 0.5])
+    return truth, np.sort(peaks)
+
+
+def test_spikes_keep_their_amplitude_and_noise_is_still_removed():
+    rng = np.random.default_rng(0)
+    truth, peaks = spike_row(rng)
+    row = truth + rng.normal(0, 1.0, truth.size)
+    x, info = adaptive_trend_filter(row, float(robust_noise_std(row[None])[0]))
+    kept = np.mean([x[p] - x[p - 6 : p - 2].mean() for p in peaks]) / np.mean(
+        [truth[p] - truth[p - 6 : p - 2].mean() for p in peaks])
+    assert kept > 0.95
+    assert info["events"] > 0
+    assert np.sqrt(np.mean((x - truth) ** 2)) < 0.5  # the raw error is 1
+
+
+def test_noise_only_is_filtered_fully():
+    rng = np.random.default_rng(1)
+    row = rng.normal(0, 1.0, 2000)
+    x, info = adaptive_trend_filter(row, 1.0)
+    assert info["budget"] == 1.0 and info["events"] < 0.05
+    assert np.sqrt(np.mean(x**2)) < 0.35  # the raw error is 1
+
+
+def test_removed_part_that_is_not_white_backs_the_filter_off():
+    # A noise level read too high (temporally correlated noise, fast signal in the differences) makes the
+    # budget larger than the noise: the filter would then remove signal, and the removed part shows it.
+    rng = np.random.default_rng(2)
+    n = 2000
+    truth = 2.0 * np.sin(2 * np.pi * np.arange(n) / 40.0) + np.convolve(rng.random(n) < 0.01,
+                                                                         np.exp(-np.arange(40) / 8.0))[:n] * 4
+    row = truth + rng.normal(0, 1.0, n)
+    x, info = adaptive_trend_filter(row, 1.6)
+    assert info["budget"] < 1.0
+    forced, _ = constrained_trend_filter(row, n * 1.6**2)
+    assert np.mean((x - truth) ** 2) < 0.5 * np.mean((forced - truth) ** 2)
+
+
+def test_trend_filter_rows_reports_per_row_decisions():
+    rng = np.random.default_rng(3)
+    truth, _ = spike_row(rng, n=1000, n_spikes=6)
+    rows = np.stack([truth + rng.normal(0, 1, truth.size), rng.normal(0, 1, truth.size)]).astype(np.float32)
+    out, info = trend_filter_rows(rows, return_info=True)
+    assert out.shape == rows.shape and out.dtype == np.float32 and len(info) == 2
+    assert info[0]["events"] > info[1]["events"]
+
+
+@pytest.mark.parametrize("kind", ["voltage"])
+def test_voltage_movie_keeps_spikes_with_defaults(tmp_path, kind):
+    """End to end: the default compression keeps >= 95 % of each spike in footprint-weighted traces."""
+    import pmdcompress
+
+    info, raw, truth = simulate(tmp_path, kind, n_frames=3000, shape=(48, 48), n_neurons=5, photons=40.0, seed=0)
+    store = pmdcompress.compress(info["movie"], tmp_path / "v.pmd.zarr")
+    den = store[:].astype(np.float64)
+    clean = truth["clean"][...].astype(np.float64)
+    feet = truth["footprints"][...].reshape(5, -1)
+    w = feet / (feet**2).sum(axis=1, keepdims=True)
+    tc, td = w @ clean.reshape(3000, -1).T, w @ den.reshape(3000, -1).T
+    spikes = truth["spikes"][...]
+    amps_c, amps_d = [], []
+    for i in range(5):
+        for t in np.flatnonzero(spikes[i]):
+            if 10 <= t < 2997:
+                amps_c.append(tc[i, t : t + 2].max() - tc[i, t - 8 : t - 2].mean())
+                amps_d.append(td[i, t : t + 2].max() - td[i, t - 8 : t - 2].mean())
+    assert np.median(np.array(amps_d) / np.array(amps_c)) > 0.95
+    assert np.sqrt(np.mean((raw - clean) ** 2) / np.mean((den - clean) ** 2)) > 5

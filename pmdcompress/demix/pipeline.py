@@ -522,6 +522,7 @@ def local_contrast(mean: np.ndarray, sigma: float) -> np.ndarray:
 
 
 NUCLEUS_SCALES = (0.85, 1.0, 1.15)  # template radii, relative to the soma radius (the estimate is rough)
+NUCLEUS_DISC = 1.2  # footprint radius relative to the matched template's: the middle of its rim (0.9-1.45)
 
 
 def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprints:
@@ -554,7 +555,7 @@ def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footpr
     regions = np.zeros(fp.dims, np.int32)
     taken = covered.copy()
     kept = []
-    reach = int(np.ceil(radius * max(NUCLEUS_SCALES))) + 1
+    reach = int(np.ceil(1.45 * radius * max(NUCLEUS_SCALES))) + 1
     for y, x in seeds:
         r = radius * NUCLEUS_SCALES[best[y, x]]
         y0, y1 = max(y - reach, 0), min(y + reach + 1, height)
@@ -564,7 +565,9 @@ def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footpr
         core = dist2 < (0.9 * r) ** 2
         if hp[y0:y1, x0:x1][rim].mean() - hp[y0:y1, x0:x1][core].mean() < opts.nucleus_contrast * structure:
             continue
-        disc = (dist2 <= r**2) & ~taken[y0:y1, x0:x1]
+        # The footprint reaches the middle of the template's cytoplasm rim: hand-drawn somata include it
+        # (neurofinder_dev: mean IoU of the matches 0.50 -> 0.57 on both halves).
+        disc = (dist2 <= (NUCLEUS_DISC * r) ** 2) & ~taken[y0:y1, x0:x1]
         if disc.sum() < opts.min_size:
             continue
         kept.append((y, x))

@@ -103,13 +103,13 @@ def main():
     result["timings"] = store.metadata.timings
     result["total_rank"] = store.metadata.total_rank
     result["input_bytes"] = os.path.getsize(cfg["movie"])
+    result["shape"] = list(store.shape)
     print("RESULT " + json.dumps(result))
 
 if __name__ == "__main__":
     main()
 """
 
-TARGET_BYTES = 20000 * 512 * 512 * 2  # the issue's 10.5 GB movie
 READS = 2  # statistics pass + re-fit pass (hash_input=False)
 
 
@@ -131,22 +131,83 @@ def cpu_bound_wall(r: dict, cores: int) -> float:
     return max(max(workers), r["driver_cpu_s"], (sum(workers) + r["driver_cpu_s"]) / cores)
 
 
-def model(one: dict, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8, 16, 32, 64)) -> dict:
-    """Amdahl's law plus the file system, fitted to the 1-worker run and scaled to the 10.5 GB movie."""
-    scale = TARGET_BYTES / one["input_bytes"]
-    serial = one["driver_cpu_s"] * scale
-    parallel = sum(one["worker_cpu_s"]) * scale
-    out = {"serial_s": serial, "parallel_s": parallel, "reads_per_input_byte": READS,
+def model(one: dict, target=(20000, 512, 512), bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8, 16, 32, 64)) -> dict:
+    """Amdahl's law plus the file system, fitted to the 1-worker run and scaled to the TARGET movie (T, Y, X).
+
+    Two kinds of cost scale differently.  What works on the fit buffer (its
+    assembly and cutting on the driver, the null, the patch fits on the
+    workers) grows with the pixels only: the buffer has at most ``fit_frames``
+    rows whatever the movie's length.  What streams (the statistics and re-fit
+    passes on the workers, the temporal filter on the driver) grows with the
+    bytes.  The run's stage times split each process's CPU between the two;
+    the split is an approximation (one movie size measured).
+    """
+    frames, height, width = one["shape"]
+    pixel_ratio = target[1] * target[2] / (height * width)
+    byte_ratio = target[0] * target[1] * target[2] / (frames * height * width)
+    t = one["timings"]
+    driver = one["driver_cpu_s"]
+    driver_streaming = min(t.get("driver_cpu_temporal_filter_s", 0.0), driver)
+    serial = (driver - driver_streaming) * pixel_ratio + driver_streaming * byte_ratio
+    workers = sum(one["worker_cpu_s"])
+    stages = sum(t.get(k, 0.0) for k in ("statistics_s", "null_s", "fit_s", "refit_s"))
+    fit_share = (t.get("null_s", 0.0) + t.get("fit_s", 0.0)) / stages if stages else 0.0
+    parallel = workers * fit_share * pixel_ratio + workers * (1 - fit_share) * byte_ratio
+    target_bytes = target[0] * target[1] * target[2] * 2
+    out = {"target_shape": list(target), "serial_s": serial, "parallel_s": parallel,
+           "reads_per_input_byte": READS, "driver_share_1_worker": serial / (serial + parallel),
            "max_speedup": (serial + parallel) / serial if serial else float("inf"), "efficiency": {}}
     for bandwidth in bandwidths:
-        t1 = serial + max(parallel, READS * TARGET_BYTES / bandwidth)
+        io = READS * target_bytes / bandwidth
+        t1 = serial + max(parallel, io)
         row = {}
         for n in counts:
-            tn = serial + max(parallel / n, READS * TARGET_BYTES / bandwidth)
-            row[str(n)] = {"wall_s": tn, "efficiency": t1 / (n * tn), "limit": (
-                "file system" if READS * TARGET_BYTES / bandwidth >= parallel / n else "cores")}
+            tn = serial + max(parallel / n, io)
+            row[str(n)] = {"wall_s": tn, "efficiency": t1 / (n * tn),
+                           "limit": "file system" if io >= parallel / n else "cores"}
         out["efficiency"][f"{bandwidth / 1e9:g} GB/s"] = row
     return out
+
+
+def report(best: dict, n: str) -> None:
+    t = best["timings"]
+    parts = {k[len("driver_cpu_"):-2]: v for k, v in t.items() if k.startswith("driver_cpu_")}
+    total_cpu = best["driver_cpu_s"] + sum(best["worker_cpu_s"])
+    print(f"workers={n}: wall {best['wall_s']:.1f} s ({best['input_bytes'] / 1e6 / best['wall_s']:.0f} MB/s), "
+          f"CPU s driver {best['driver_cpu_s']:.1f} ({100 * best['driver_cpu_s'] / total_cpu:.0f}% of "
+          f"{total_cpu:.1f}), workers {', '.join(f'{c:.1f}' for c in best['worker_cpu_s'])}; "
+          f"peak RSS driver {best['driver_peak_rss_bytes'] / 1e9:.2f} GB, workers "
+          f"{', '.join(f'{b / 1e9:.2f}' for b in best['worker_peak_rss_bytes'])} GB; "
+          f"load {best['load_average'][0]:.1f}; rank {best['total_rank']}")
+    print("    driver thread CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+    print("    driver process CPU s by thread: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in sorted(best.get("driver_threads_cpu_s", {}).items(), key=lambda kv: -kv[1])
+        if v >= 0.05))
+
+
+def summarise(runs: dict, cores: int) -> tuple[dict, dict | None]:
+    for n, r in runs.items():
+        report(r, n)
+    one = runs.get("1")
+    if one is None:
+        return {}, None
+    summary = {}
+    for n, r in runs.items():
+        summary[n] = {"speedup_wall": one["wall_s"] / r["wall_s"],
+                      "speedup_cpu_bound": one["cpu_bound_wall_s"] / r["cpu_bound_wall_s"],
+                      "driver_cpu_share": r["driver_cpu_s"] / (r["driver_cpu_s"] + sum(r["worker_cpu_s"]))}
+        print(f"speed-up {n} vs 1 worker: {summary[n]['speedup_wall']:.2f}x wall (noisy, shared machine), "
+              f"{summary[n]['speedup_cpu_bound']:.2f}x from CPU accounting ({cores} free cores); "
+              f"driver {100 * summary[n]['driver_cpu_share']:.0f}% of all CPU")
+    fitted = model(one)
+    print(f"model (20000x512x512, 10.5 GB): serial driver {fitted['serial_s']:.1f} s, "
+          f"parallel {fitted['parallel_s']:.1f} s, {READS} reads per input byte, "
+          f"speed-up at most {fitted['max_speedup']:.1f}x")
+    for bw, row in fitted["efficiency"].items():
+        print(f"  efficiency at {bw}: " + ", ".join(
+            f"{n}: {v['efficiency']:.2f}{'*' if v['limit'] == 'file system' else ''}" for n, v in row.items())
+            + "   (* file system bound)")
+    return summary, fitted
 
 
 def main() -> None:
@@ -155,50 +216,32 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--warm-null", action="store_true", help="keep the usual null cache (default: an empty one)")
+    ap.add_argument("--refit", action="store_true", help="no runs: reprint and refit the model from --out")
     ap.add_argument("--out", default=str(HERE / "results" / "scaling.json"))
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
-    runs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in (int(v) for v in args.workers.split(",")):
-            best = None
-            for rep in range(args.repeats):
-                cache = None if args.warm_null else tempfile.mkdtemp(dir=tmp)
-                r = run_child({"movie": str(Path(args.movie).resolve()), "output": f"{tmp}/out-{n}-{rep}.pmd.zarr",
-                               "workers": n}, cache)
-                r["cpu_bound_wall_s"] = cpu_bound_wall(r, cores)
-                best = r if best is None or r["wall_s"] < best["wall_s"] else best
-            runs[str(n)] = best
-            t = best["timings"]
-            parts = {k[len("driver_cpu_"):-2]: v for k, v in t.items() if k.startswith("driver_cpu_")}
-            total_cpu = best["driver_cpu_s"] + sum(best["worker_cpu_s"])
-            print(f"workers={n}: wall {best['wall_s']:.1f} s ({best['input_bytes'] / 1e6 / best['wall_s']:.0f} MB/s), "
-                  f"CPU s driver {best['driver_cpu_s']:.1f} ({100 * best['driver_cpu_s'] / total_cpu:.0f}% of "
-                  f"{total_cpu:.1f}), workers {', '.join(f'{c:.1f}' for c in best['worker_cpu_s'])}; "
-                  f"peak RSS driver {best['driver_peak_rss_bytes'] / 1e9:.2f} GB, workers "
-                  f"{', '.join(f'{b / 1e9:.2f}' for b in best['worker_peak_rss_bytes'])} GB; "
-                  f"load {best['load_average'][0]:.1f}; rank {best['total_rank']}")
-            print("    driver thread CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
-            print("    driver process CPU s by thread: " + ", ".join(
-                f"{k} {v:.2f}" for k, v in sorted(best["driver_threads_cpu_s"].items(), key=lambda kv: -kv[1])
-                if v >= 0.05))
-    one = runs.get("1")
-    summary = {}
-    if one is not None:
-        for n, r in runs.items():
-            summary[n] = {"speedup_wall": one["wall_s"] / r["wall_s"],
-                          "speedup_cpu_bound": one["cpu_bound_wall_s"] / r["cpu_bound_wall_s"]}
-            print(f"speed-up {n} vs 1 worker: {summary[n]['speedup_wall']:.2f}x wall (noisy, shared machine), "
-                  f"{summary[n]['speedup_cpu_bound']:.2f}x from CPU accounting ({cores} free cores)")
-        fitted = model(one)
-        print(f"model (10.5 GB movie): serial driver {fitted['serial_s']:.1f} s, "
-              f"parallel {fitted['parallel_s']:.1f} s, "
-              f"{READS} reads per input byte, speed-up at most {fitted['max_speedup']:.1f}x")
-        for bw, row in fitted["efficiency"].items():
-            print(f"  {bw}: " + ", ".join(f"{n}: {v['efficiency']:.2f}{'*' if v['limit'] == 'file system' else ''}"
-                                          for n, v in row.items()) + "   (* file system bound)")
+    if args.refit:
+        saved = json.loads(Path(args.out).read_text())
+        runs, cores = saved["runs"], saved["cores"]
     else:
-        fitted = None
+        runs = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in (int(v) for v in args.workers.split(",")):
+                best = None
+                for rep in range(args.repeats):
+                    cache = None if args.warm_null else tempfile.mkdtemp(dir=tmp)
+                    r = run_child({"movie": str(Path(args.movie).resolve()),
+                                   "output": f"{tmp}/out-{n}-{rep}.pmd.zarr", "workers": n}, cache)
+                    r["cpu_bound_wall_s"] = cpu_bound_wall(r, cores)
+                    best = r if best is None or r["wall_s"] < best["wall_s"] else best
+                runs[str(n)] = best
+    for r in runs.values():
+        if "shape" not in r:
+            from pmdcompress.io.readers import open_movie
+
+            with open_movie(args.movie) as m:
+                r["shape"] = list(m.shape)
+    summary, fitted = summarise(runs, cores)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"cores": cores, "movie": args.movie, "runs": runs, "speedup": summary,
                                           "model": fitted, "measured_at": time.strftime("%Y-%m-%d %H:%M UTC",

@@ -1,11 +1,14 @@
 """Regressions found by end-to-end QA at the seams between packages (pipeline, formats, CLI, README)."""
 
 import logging
+import re
+from pathlib import Path
 
 import numpy as np
 
 import pmdcompress
 from conftest import blobs_movie
+from pmdcompress.cli import main
 from pmdcompress.pipeline import heldout
 from pmdcompress.pipeline.batch import plan_batch
 
@@ -48,3 +51,36 @@ def test_batch_folders_of_same_named_movies_say_which_movie(tmp_path):
                        {"path": tmp_path / "m1" / "movie.npy", "plane": 1}])
     assert len({j.name for j in same}) == 2  # one file twice: still told apart
 
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _options(command) -> set[str]:
+    return {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)} | {"-v", "-q", "--help"}
+
+
+def test_readme_commands_use_options_that_exist():
+    text = README.read_text()
+    problems = []
+    # the example lines (indented `pmd CMD ...`) and every `--option` named in a `### pmd CMD` section
+    for line in re.findall(r"^ {4}pmd (.+(?:\\\n.+)*)", text, flags=re.M):
+        name, *rest = line.split()
+        command = main.commands.get(name)
+        if command is None:
+            problems.append(f"pmd {name}: no such command")
+            continue
+        problems += [f"pmd {name} {o}" for o in re.findall(r"(?<![\w-])--[a-z][\w-]*", " ".join(rest))
+                     if o not in _options(command)]
+    for names, body in re.findall(r"^### (`pmd .*)\n((?:(?!^##).*\n)*)", text, flags=re.M):
+        commands = [main.commands[w] for w in re.findall(r"`pmd ([a-z]+)", names) if w in main.commands]
+        known = set().union(*map(_options, commands))
+        problems += [f"### pmd {names}: {o}" for o in re.findall(r"`(--[a-z][\w-]*)", body) if o not in known]
+    assert not problems
+
+
+def test_readme_command_line_block_runs_in_order():
+    # each example writes its own output: `pmd report -o report/` after `pmd denoise --report report/` was refused
+    block = README.read_text().split("## Command line", 1)[1].split("`pmd COMMAND --help`", 1)[0]
+    outputs = re.findall(r"(?:-o|--report) (\S+)", block)
+    assert outputs and len(outputs) == len(set(outputs))

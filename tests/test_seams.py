@@ -9,6 +9,7 @@ import numpy as np
 import pmdcompress
 from conftest import blobs_movie
 from pmdcompress.cli import main
+from pmdcompress.demix import hals
 from pmdcompress.pipeline import heldout
 from pmdcompress.pipeline.batch import plan_batch
 
@@ -84,3 +85,12 @@ def test_readme_command_line_block_runs_in_order():
     block = README.read_text().split("## Command line", 1)[1].split("`pmd COMMAND --help`", 1)[0]
     outputs = re.findall(r"(?:-o|--report) (\S+)", block)
     assert outputs and len(outputs) == len(set(outputs))
+
+
+def test_background_of_fewer_frames_than_its_rank():
+    # `pmd simulate --kind voltage` (400 frames at 1 kHz) then `pmd demix --kind voltage` crashed (exit 1) reshaping
+    # 2 modes of a 2-frame binned movie into the 3 of the default background rank.
+    rng = np.random.default_rng(0)
+    u, v = rng.standard_normal((12 * 10, 5)), rng.standard_normal((5, 2))
+    bg = hals.init_background(u, v, 3, 1.0, (12, 10), rng=rng)
+    assert bg.spatial.shape == (2, 12, 10) and bg.temporal.shape == (2, 2)

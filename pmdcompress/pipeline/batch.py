@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__, checkpoints
-from ..demix import demix
 from ..errors import BatchError, InputError, OptionError, PMDError, StoreFormatError, Terminated
 from ..formats.batch_status import BATCH_STATUS, json_default, write_status
 from ..formats.batch_status import read_status as formats_read_status
@@ -65,6 +64,7 @@ from ..progress import null_progress
 from .cluster import SchedulerSpec, dashboard_link, emit_sbatch, open_client, parse_memory, parse_scheduler
 from .compress import compress
 from .decompress import decompress
+from .demix import demix
 
 __all__ = [
     "BatchError",

@@ -1,15 +1,19 @@
 """Regressions found by end-to-end QA at the seams between packages (pipeline, formats, CLI, README)."""
 
+import json
 import logging
 import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import pmdcompress
 from conftest import blobs_movie
 from pmdcompress.cli import main
 from pmdcompress.demix import hals
+from pmdcompress.demix.matching import load_regions
+from pmdcompress.errors import InputError
 from pmdcompress.pipeline import heldout
 from pmdcompress.pipeline.batch import plan_batch
 
@@ -94,3 +98,13 @@ def test_background_of_fewer_frames_than_its_rank():
     u, v = rng.standard_normal((12 * 10, 5)), rng.standard_normal((5, 2))
     bg = hals.init_background(u, v, 3, 1.0, (12, 10), rng=rng)
     assert bg.spatial.shape == (2, 12, 10) and bg.temporal.shape == (2, 2)
+
+
+def test_regions_of_another_field_of_view_are_refused(tmp_path):
+    # `pmd evaluate small.demix.zarr --truth neurofinder regions.json` scored F1 0.075 against the ROIs that
+    # happened to overlap the small field instead of saying the truth belongs to another movie.
+    path = tmp_path / "regions.json"
+    path.write_text(json.dumps([{"coordinates": [[2, 3], [2, 4]]}, {"coordinates": [[150, 200], [151, 200]]}]))
+    with pytest.raises(InputError, match=r"regions.json: ROI 1 .* outside the 96x96 field of view"):
+        load_regions(path, dims=(96, 96))
+    assert load_regions(path, dims=(160, 210)).masks.shape == (160 * 210, 2)

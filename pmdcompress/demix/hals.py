@@ -353,4 +353,5 @@ def init_background(u_low, v, rank, sigma, dims, *, rng=None) -> Background:
     _, _, vt = np.linalg.svd(small, full_matrices=False)
     f = vt[:rank] * np.sqrt(t)
     maps = np.asarray(u_low @ (v64 @ f.T)).T / t
-    return Background(_smooth(maps.reshape(rank, *dims), sigma), f, sigma)
+    # fewer frames than ``rank`` (a short movie binned for demixing) leave fewer modes
+    return Background(_smooth(maps.reshape(len(f), *dims), sigma), f, sigma)

@@ -105,17 +105,25 @@ def _from_json(path: Path, dims) -> Regions:
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not neurofinder-style JSON ([{{\"coordinates\": [[row, col], ...]}}]): "
                          f"{type(exc).__name__}: {exc}") from exc
-    return _from_coordinates(coords, dims)
+    return _from_coordinates(coords, dims, path)
 
 
-def _from_coordinates(coords: list, dims) -> Regions:
-    """Regions from per-ROI ``[[row, col], ...]`` pixel lists (clipped to ``dims``; deferred without them)."""
+def _from_coordinates(coords: list, dims, source=None) -> Regions:
+    """Regions from per-ROI ``[[row, col], ...]`` pixel lists (clipped to ``dims``; deferred without them).
+
+    An ROI with no pixel in the field means regions of another field of view (scoring them would be silently
+    wrong), so SOURCE is refused.
+    """
     if dims is None:
         return Regions(None, None, coordinates=coords)
     height, width = dims
     rows, cols = [], []
     for j, c in enumerate(coords):
         ok = (c[:, 0] >= 0) & (c[:, 0] < height) & (c[:, 1] >= 0) & (c[:, 1] < width)
+        if c.size and not ok.any():
+            raise InputError(f"{source or 'regions'}: ROI {j} (rows {c[:, 0].min()}-{c[:, 0].max()}, columns "
+                             f"{c[:, 1].min()}-{c[:, 1].max()}) lies outside the {height}x{width} field of view: "
+                             "regions of another movie?")
         pix = np.unique(c[ok, 0] * width + c[ok, 1])
         rows.append(pix)
         cols.append(np.full(pix.size, j))
@@ -166,7 +174,7 @@ def _from_suite2p(path: Path, dims) -> Regions:
             if dims is not None and tuple(dims) != own:
                 raise InputError(f"image sizes differ: {plane} is {own}, the other side {tuple(dims)}")
             dims = own
-    return _from_coordinates(coords, dims)
+    return _from_coordinates(coords, dims, path)
 
 
 def _from_nwb(path: Path, threshold, dims=None) -> Regions:
@@ -218,7 +226,7 @@ def _from_nwb(path: Path, threshold, dims=None) -> Regions:
             starts = np.concatenate([[0], ends[:-1]])
             coords = [np.stack([y[a:b][w[a:b] > 0], x[a:b][w[a:b] > 0]], axis=1) for a, b in zip(starts, ends,
                                                                                                      strict=True)]
-            return _from_coordinates(coords, _nwb_plane_dims(f, seg) or dims)
+            return _from_coordinates(coords, _nwb_plane_dims(f, seg) or dims, path)
         raise InputError(f"{path}: PlaneSegmentation {sorted(found)[0]} has neither image_mask nor pixel_mask")
 
 
@@ -281,7 +289,7 @@ def _from_imagej(path: Path, dims) -> Regions:
         else:
             inside = np.ones(yy.shape, bool)
         coords.append(np.stack([yy[inside], xx[inside]], axis=1).astype(np.int64))
-    return _from_coordinates(coords, dims)
+    return _from_coordinates(coords, dims, path)
 
 
 def _from_labels(path: Path) -> Regions:

@@ -15,7 +15,9 @@ its cache ``key``, style ``"key"``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import StoreFormatError
@@ -67,3 +69,13 @@ def read_version(meta: Any, fmt: FormatId, where: str) -> int:
             f"(reads {', '.join(map(str, fmt.readable))})" + ("; upgrade pmdcompress" if newer else "")
         )
     return version
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The JSON content of PATH; a missing or unreadable file is a :class:`StoreFormatError` naming it as WHAT."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise StoreFormatError(f"{path}: no such {what}") from exc
+    except (OSError, ValueError) as exc:
+        raise StoreFormatError(f"{path}: not a readable {what} ({exc})") from exc

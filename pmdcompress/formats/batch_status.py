@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StoreFormatError
-from ._version import FormatId, read_version
+from ._version import FormatId, read_json, read_version
 
 BATCH_STATUS = FormatId("pmdcompress-batch-status", 1, (1,), "batch status")
 STATUS_NAME = "status.json"
@@ -52,12 +52,7 @@ def write_status(path, data: dict) -> None:
 def read_status(path) -> BatchStatus:
     """Read and check a ``status.json``."""
     path = Path(path)
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise StoreFormatError(f"{path}: no such batch status") from exc
-    except (OSError, ValueError) as exc:
-        raise StoreFormatError(f"{path}: not a readable batch status ({exc})") from exc
+    content = read_json(path, "batch status")
     version = read_version(content, BATCH_STATUS, str(path))
     state = content.get("state")
     if state not in STATES:

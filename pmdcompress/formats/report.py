@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StoreFormatError
-from ._version import FormatId, read_version
+from ._version import FormatId, read_json, read_version
 
 #: Version 2 adds the ``photon_split`` section and the ``photon_split_*`` metrics (version 1 reports have
 #: neither; they read as they are).
@@ -59,10 +58,5 @@ def read_report(path) -> ReportFile:
     path = Path(path)
     if path.is_dir():
         path = path / REPORT_NAME
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise StoreFormatError(f"{path}: no such report") from exc
-    except (OSError, ValueError) as exc:
-        raise StoreFormatError(f"{path}: not a readable report ({exc})") from exc
+    content = read_json(path, "report")
     return ReportFile(read_version(content, REPORT, str(path)), content)

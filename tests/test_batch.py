@@ -346,6 +346,16 @@ def test_results_on_the_cluster_are_identical_to_a_local_run(recordings, referen
     assert None not in workers and workers <= set(client.scheduler_info()["workers"])
 
 
+def test_one_movie_split_into_tasks_on_the_cluster_is_identical_to_a_local_run(recordings, references, client,
+                                                                               tmp_path, monkeypatch):
+    movie = recordings[1][0]
+    # An empty null cache here (the driver): the null's simulations run as tasks on the workers.
+    monkeypatch.setenv("PMD_CACHE_DIR", str(tmp_path / "empty-null-cache"))
+    store = pmdcompress.compress(movie, tmp_path / "split.pmd.zarr", client=client, workers=1, **OPTIONS)
+    assert_same_store(references[movie], tmp_path / "split.pmd.zarr")  # bit for bit
+    assert store.metadata.timings["driver_cpu_null_s"] >= 0
+
+
 def _set_environment(values: dict) -> None:
     """Runs in each worker process: set (or, with None, remove) environment variables."""
     for key, value in values.items():

@@ -187,7 +187,7 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         if n_frames < MIN_FRAMES:
             raise InputError(f"{movie.name}: {n_frames} frames; pmd compress needs at least {MIN_FRAMES}")
         check_compressible(movie)
-        if movie.frame_rate is None:
+        if movie.frame_rate is None and output is not None:  # an in-memory fit (the report's held-out) stores nothing
             log.warning("%s: frame rate unknown (none in the file's metadata); stored as unknown: give it with"
                         " --fs (frame_rate=) for demix, reports and exports", movie.name)
         else:
@@ -253,7 +253,7 @@ class _Fit:
 
 
 def _run(movie: Movie, path, opts: CompressOptions, solver, executor: Executor, progress, hash_input):
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.thread_time()
     job = _plan(movie, opts, solver, executor, progress)
     hasher = _Hasher(movie.path if hash_input else None)
     hasher.start()
@@ -267,10 +267,13 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, executor: Executor, 
     _refit_stage(job, stats, fit, temporal, on_disk=path is not None)
     job.timings["refit_s"] = time.perf_counter() - t_refit
     if fit.total_rank and opts.temporal_filter:
-        t_filter = time.perf_counter()
+        t_filter, cpu_filter = time.perf_counter(), time.thread_time()
         _filter_stage(job, temporal, fit.total_rank)
         job.timings["temporal_filter_s"] = time.perf_counter() - t_filter
+        _driver_cpu(job, "temporal_filter", time.thread_time() - cpu_filter)
     job.timings["total_s"] = time.perf_counter() - t_start
+    # this thread only: the filter's threads and a LocalCluster's scheduler run in other threads
+    _driver_cpu(job, "thread", time.thread_time() - cpu_start)
     finish_store(group, dataclasses.replace(metadata, timings=job.timings))
     log.info("compressed %s: rank %d over %d patches in %.2f s", movie.name, fit.total_rank,
              job.tiling.n_patches, job.timings["total_s"])
@@ -308,15 +311,19 @@ def _statistics_stage(job: _Job) -> _Statistics:
 
     bar = job.progress("statistics", len(chunks))
     total = power = count = 0
+    assembly = 0.0  # CPU seconds of this (the driver's) thread spent on the fit buffer and the sums
     chunk_means = []
     for members in job.executor.groups(range(len(chunks))):
         results = job.executor.map(_statistics_task, [statistics_args(i) for i in members], on_done=bar.update)
+        cpu = time.thread_time()
         for i, (part_total, part_power, part_count, rows, fit_rows) in zip(members, results, strict=True):
             total, power, count = total + part_total, power + part_power, count + part_count
             fit_flat[rows] = fit_rows
             if job.opts.detrend:
                 chunk_means.append(part_total / (chunks[i][1] - chunks[i][0]))
+        assembly += time.thread_time() - cpu
     bar.close()
+    cpu = time.thread_time()
     mean = (total / n_frames).reshape(height, width).astype(np.float32)
     trend = knots = None
     if job.opts.detrend and len(chunks) >= 2:
@@ -329,7 +336,13 @@ def _statistics_stage(job: _Job) -> _Statistics:
     scale = safe_scale(noise)
     fit -= mean
     fit /= scale
+    _driver_cpu(job, "fit_buffer", assembly + time.thread_time() - cpu)
     return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots)
+
+
+def _driver_cpu(job: _Job, part: str, seconds: float) -> None:
+    """Record CPU seconds that this process (the driver, on a cluster) spent on PART, for the scaling benchmark."""
+    job.timings[f"driver_cpu_{part}_s"] = job.timings.get(f"driver_cpu_{part}_s", 0.0) + seconds
 
 
 def _baseline(chunks, n_frames: int, deviations: np.ndarray, noise: np.ndarray, chunk: int):
@@ -361,11 +374,16 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     t_null = time.perf_counter()
     opts, tiling, plan, executor = job.opts, job.tiling, job.plan, job.executor
     fit, live = stats.fit, stats.live
+    cpu = time.thread_time()
     correlation = round_correlation(noise_neighbour_correlation(fit))
+    _driver_cpu(job, "neighbour_correlation", time.thread_time() - cpu)
+    cpu = time.thread_time()
     thresholds = null_thresholds(job.solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
                                  seed=opts.seed, workers=executor.workers, noise_correlation=correlation,
-                                 progress=job.progress)
+                                 progress=job.progress, executor=executor)
     job.timings["null_s"] = time.perf_counter() - t_null
+    _driver_cpu(job, "null", time.thread_time() - cpu)
+    slicing = 0.0
     t_fit = time.perf_counter()
 
     def patch_data(p):
@@ -380,11 +398,14 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     spatial_list = []
     for members in executor.groups(range(tiling.n_patches)):
         # each patch straight to a worker, not through the scheduler's task graph
+        cpu = time.thread_time()
         data = executor.scatter_each([patch_data(p) for p in members])
+        slicing += time.thread_time() - cpu
         spatial_list += executor.map(_fit_task, [(job.solver, d, tiling.patch_shape, thresholds, opts.seed, p,
                                                   patch_live(p)) for d, p in zip(data, members, strict=True)],
                                      on_done=bar.update)
     bar.close()
+    _driver_cpu(job, "patch_data", slicing)
     ranks = np.array([u.shape[1] for u in spatial_list], dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(ranks)]).astype(np.int64)
     n_pix = tiling.patch_shape[0] * tiling.patch_shape[1]

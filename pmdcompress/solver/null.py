@@ -106,9 +106,18 @@ def round_correlation(correlation) -> tuple[float, float]:
     return tuple(0.0 if abs(r) < 0.03 else round(round(float(r) / 0.02) * 0.02, 2) for r in correlation)
 
 
+def _null_task(args):
+    """The null statistics of simulation ``i``: one noise patch through the solver (a picklable cluster task)."""
+    solver, seed, i, n_frames, patch_shape, noise_correlation, n_components = args
+    rng = np.random.default_rng([seed, 7919, i])
+    noise = correlated_noise(rng, n_frames, patch_shape, noise_correlation)
+    return solver.null_statistics(noise, patch_shape, rng, n_components)
+
+
 def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_components: int = 4,
                     false_pass: float = 0.05, seed: int = 0, use_cache: bool = True,
-                    workers: int | None = None, noise_correlation=(0.0, 0.0), progress=None) -> Thresholds:
+                    workers: int | None = None, noise_correlation=(0.0, 0.0), progress=None,
+                    executor=None) -> Thresholds:
     """Thresholds for ``solver`` on patches of ``patch_shape`` with ``n_frames`` fit frames.
 
     Parameters
@@ -129,6 +138,11 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
         null noise is given the same correlation.
     progress : callable, optional
         Progress factory (see :mod:`pmdcompress.progress`); a cached null shows none.
+    executor : pmdcompress.parallel.Executor, optional
+        Where the simulations run (a cluster's workers, so that the driver only
+        gathers their statistics); default: ``workers`` threads here.  Each
+        simulation is seeded by its index, so the thresholds do not depend on
+        where it ran.
     """
     noise_correlation = round_correlation(noise_correlation)
     key = cache_key(
@@ -146,13 +160,14 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
         except StoreFormatError:
             log.debug("ignoring unreadable null cache %s", path)
 
-    def simulate(i):
-        rng = np.random.default_rng([seed, 7919, i])
-        noise = correlated_noise(rng, n_frames, patch_shape, noise_correlation)
-        return solver.null_statistics(noise, patch_shape, rng, n_components)
-
+    tasks = [(solver, seed, i, int(n_frames), tuple(map(int, patch_shape)), noise_correlation, n_components)
+             for i in range(n_sims)]
     bar = (progress or (lambda label, total: None))("null", n_sims)
-    stats = map_tasks(simulate, range(n_sims), workers=workers, on_done=bar.update if bar is not None else None)
+    on_done = bar.update if bar is not None else None
+    if executor is not None:
+        stats = executor.map(_null_task, tasks, on_done=on_done)
+    else:
+        stats = map_tasks(_null_task, tasks, workers=workers, on_done=on_done)
     if bar is not None:
         bar.close()
     thresholds = joint_thresholds(np.concatenate([s[0] for s in stats]),

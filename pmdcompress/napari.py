@@ -48,7 +48,7 @@ def get_reader(path):
 
 def read_store(path) -> list[tuple]:
     """``[(data, add_kwargs, "image")]``: the store as one lazy (T, Y, X) float32 image layer."""
-    from .store.zarr_store import open_store
+    from .reconstruct import open_store
 
     if isinstance(path, list):
         path = path[0]

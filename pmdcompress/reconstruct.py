@@ -23,7 +23,7 @@ import numpy as np
 from ._numba import jit
 from .formats.store import read_store
 from .preprocess import trend_basis
-from .store.zarr_store import describe, directory_bytes
+from .store.zarr_store import describe, directory_bytes, store_frame_rate
 
 
 @dataclass
@@ -300,8 +300,6 @@ class PMDStore:
     @property
     def frame_rate(self) -> float | None:
         """Frames per second of the input; None when unknown (never assumed)."""
-        from .store.zarr_store import store_frame_rate
-
         return store_frame_rate(self.metadata)
 
     def to_dask(self, chunks=None):

@@ -49,7 +49,8 @@ def rel_gap(a, b):
 def assert_matches_twin(y, x, x_ref, d, lam):
     obj = ref.penalized_objective(y, x, d, lam)
     obj_ref = ref.penalized_objective(y, x_ref, d, lam)
-    assert rel_gap(obj, obj_ref) <= 1e-9, (obj, obj_ref)
+    # One-sided: the kernel may beat its twin (scipy's solvers stop at ~1e-9 of an exact zero on flat input).
+    assert obj - obj_ref <= 1e-9 * max(1.0, abs(obj_ref)), (obj, obj_ref)
     assert np.abs(x - x_ref).max() <= 1e-7 * max(1.0, np.abs(y).max())
 
 

@@ -44,7 +44,7 @@ def demix_command(ctx, store, output, kind, fs, export, nwb_metadata, cell_radiu
                   max_num_iter, seed_from_mean, no_figures, overwrite):
     """Find neurons in STORE (a .pmd.zarr): footprints, traces, dF/F, background and metrics."""
 
-    from ..demix import demix
+    from ..pipeline.demix import demix
 
     if output is None:
         name = Path(store).name
@@ -71,7 +71,7 @@ def demix_command(ctx, store, output, kind, fs, export, nwb_metadata, cell_radiu
 @click.pass_context
 def evaluate_command(ctx, result, truth, iou, mode, max_distance, pairs):
     """Score RESULT (a .demix.zarr or other regions) against ground truth; JSON on stdout."""
-    from ..demix import evaluate
+    from ..pipeline.demix import evaluate
 
     scores = evaluate(result, truth, iou=iou, mode=mode, max_distance=max_distance)
     if not pairs:

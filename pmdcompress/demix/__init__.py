@@ -13,15 +13,20 @@ does not import numba (``pmd --help`` stays fast); the kernels load on first use
 
 from __future__ import annotations
 
-from ._api import demix, evaluate
+import importlib
+
+from ..options import DemixOptions
 from .result import DemixResult, open_demix
 
 __all__ = ["DemixOptions", "DemixResult", "demix", "evaluate", "open_demix"]
 
+# The job that runs a demixing (options, fit, result, figures, exports) is pipeline/demix.py, one layer above this
+# package; ``demix`` and ``evaluate`` are re-exported from there on first use so that the public API stays
+# ``pmdcompress.demix.demix`` while nothing in this package imports the pipeline at import time.
+_FROM_PIPELINE = {"demix", "evaluate"}
+
 
 def __getattr__(name):
-    if name == "DemixOptions":
-        from ..options import DemixOptions
-
-        return DemixOptions
+    if name in _FROM_PIPELINE:
+        return getattr(importlib.import_module("pmdcompress.pipeline.demix"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

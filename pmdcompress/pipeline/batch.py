@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__, checkpoints
-from ..demix import demix
 from ..errors import BatchError, InputError, OptionError, PMDError, StoreFormatError, Terminated
 from ..formats.batch_status import BATCH_STATUS, json_default, write_status
 from ..formats.batch_status import read_status as formats_read_status
@@ -65,6 +64,7 @@ from ..progress import null_progress
 from .cluster import SchedulerSpec, dashboard_link, emit_sbatch, open_client, parse_memory, parse_scheduler
 from .compress import compress
 from .decompress import decompress
+from .demix import demix
 
 __all__ = [
     "BatchError",
@@ -393,6 +393,10 @@ def _name_jobs(rows) -> list[MovieJob]:
     counts: dict[str, int] = {}
     for _, name, _, _, _ in unique:
         counts[name] = counts.get(name, 0) + 1
+    unique = _name_by_folders(unique, counts)
+    counts = {}
+    for _, name, _, _, _ in unique:
+        counts[name] = counts.get(name, 0) + 1
     jobs = []
     for path, name, opts, where, explicit in unique:
         if counts[name] > 1:
@@ -403,6 +407,24 @@ def _name_jobs(rows) -> list[MovieJob]:
             name = f"{name}-{digest[:8]}"
         jobs.append(MovieJob(index=len(jobs), path=path, name=name, options=opts))
     return jobs
+
+
+def _name_by_folders(unique, counts) -> list:
+    """Derived names that collide (``a/movie.tif`` and ``b/movie.tif`` given as paths) take as many of their
+    parent folders as tell them apart (``a/movie``, ``b/movie``), so every folder says which movie it holds."""
+    clashing = [i for i, (_, name, _, _, explicit) in enumerate(unique) if counts[name] > 1 and not explicit]
+    if not clashing:
+        return unique
+    unique = list(unique)
+    paths = {i: unique[i][0] for i in clashing}
+    for depth in range(1, max(len(p.parts) for p in paths.values())):
+        names = {i: "/".join(p.with_suffix("").parts[-depth - 1:]) for i, p in paths.items()}
+        if len(set(names.values())) == len(names):
+            for i, name in names.items():
+                path, _, opts, where, explicit = unique[i]
+                unique[i] = (path, _check_name(name.lstrip("/"), where), opts, where, explicit)
+            break
+    return unique  # the same path twice (two planes, other options): a digest suffix tells them apart
 
 
 def _normalize_steps(steps) -> tuple[str, ...]:

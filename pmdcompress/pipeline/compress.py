@@ -187,7 +187,7 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         if n_frames < MIN_FRAMES:
             raise InputError(f"{movie.name}: {n_frames} frames; pmd compress needs at least {MIN_FRAMES}")
         check_compressible(movie)
-        if movie.frame_rate is None:
+        if movie.frame_rate is None and output is not None:  # an in-memory fit (the report's held-out) stores nothing
             log.warning("%s: frame rate unknown (none in the file's metadata); stored as unknown: give it with"
                         " --fs (frame_rate=) for demix, reports and exports", movie.name)
         else:

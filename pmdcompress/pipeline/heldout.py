@@ -41,5 +41,8 @@ def heldout_validation(frames: np.ndarray, store, *, workers=None, chunk: int = 
     options = {k: params[k] for k in REUSED_OPTIONS if k in params}
     options["patch_shape"] = tuple(store.patch_shape)
     options["overlap"] = tuple(store.metadata.overlap)
-    fits = [compress(frames[parity::2], None, workers=workers, hash_input=False, **options) for parity in (0, 1)]
+    # Each fit sees every other frame, so at half the store's rate (unknown stays unknown).
+    rate = store.frame_rate / 2 if store.frame_rate else None
+    fits = [compress(frames[parity::2], None, workers=workers, hash_input=False, frame_rate=rate, **options)
+            for parity in (0, 1)]
     return score_heldout(frames, fits, chunk=chunk)

@@ -8,12 +8,11 @@ The layout itself (arrays, attributes, codecs, writer, reader) lives in
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
-from ..formats.store import COMPRESSORS, StoreContents, create_store, finish_store, read_store  # noqa: F401
+from ..formats.store import StoreContents
 
 
 def directory_bytes(path) -> int:
@@ -76,13 +75,3 @@ def describe(contents: StoreContents, path: Path | None) -> dict:
         "created": md.created,
     }
 
-
-# Names that lived here before the reconstruction moved to reconstruct.py and the
-# trend basis to preprocess.py; resolved on use so that store/ never imports them.
-_MOVED = {"PMDStore": "..reconstruct", "open_store": "..reconstruct", "trend_basis": "..preprocess"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name], __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

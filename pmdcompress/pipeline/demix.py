@@ -1,4 +1,8 @@
-"""Public entry points of the demixing: validate, run, write; the math lives in pipeline.py."""
+"""The demixing job: validate the options, run the fit (``demix.pipeline``), write the result, figures, exports.
+
+``pmdcompress.demix.demix`` and ``pmdcompress.demix.evaluate`` are these functions (re-exported lazily); the
+demix package itself holds the maths and the formats and never imports the pipeline.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import __version__
+from ..demix import export as demix_export
+from ..demix import figures as demix_figures
+from ..demix import pipeline as demix_fit
+from ..demix import result as demix_result
+from ..demix.matching import evaluate_regions, load_regions
+from ..demix.nwb_metadata import load_nwb_metadata
 from ..errors import InputError, MissingDependencyError, OptionError
 from ..io.atomic import atomic_output, check_output_path, output_lock
 from ..options import DemixOptions, positive_float
 from ..parallel import blas_threads
 from ..progress import null_progress
 from ..reconstruct import PMDStore, open_store
-from . import export as demix_export
-from . import figures as demix_figures
-from . import pipeline
-from . import result as demix_result
-from .matching import evaluate_regions, load_regions
-from .nwb_metadata import load_nwb_metadata
 
 log = logging.getLogger("pmdcompress")
 
@@ -175,9 +179,9 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
     # Coarse steps (the fit, the traces, the result, figures, each export): the fit is most of the time.
     bar = (progress or null_progress)("demix", 3 + bool(figures) + len(exports))
     with blas_threads(1):
-        model, fac, opts = pipeline.fit(store, opts)
+        model, fac, opts = demix_fit.fit(store, opts)
         bar.update()
-        result = pipeline.to_result(model, fac, opts, store)
+        result = demix_fit.to_result(model, fac, opts, store)
         bar.update()
     result.metadata.update(
         software_version=__version__,

@@ -190,7 +190,7 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         if movie.frame_rate is None and output is not None:  # an in-memory fit (the report's held-out) stores nothing
             log.warning("%s: frame rate unknown (none in the file's metadata); stored as unknown: give it with"
                         " --fs (frame_rate=) for demix, reports and exports", movie.name)
-        else:
+        elif movie.frame_rate is not None:  # (an in-memory fit of a movie without a rate logs nothing)
             log.info("%s: %.6g frames/s (%s)", movie.name, movie.frame_rate, movie.frame_rate_source)
         executor = Executor(workers, client)
         if output is None:

@@ -54,15 +54,16 @@ def run_pmd(movie: Path, out: Path, options: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_localmd(movie: Path, out: Path) -> dict | None:
-    if not LOCALMD_PY.exists():
-        print(f"localmd venv missing ({LOCALMD_PY}); run benchmarks/peers/setup_localmd.sh", file=sys.stderr)
+def run_localmd(movie: Path, out: Path, python: Path = LOCALMD_PY) -> dict | None:
+    """localmd's best configuration in its own venv (``python``); its result JSON, or None when it cannot run."""
+    if not python.exists():
+        print(f"localmd venv missing ({python}); run benchmarks/peers/setup_localmd.sh", file=sys.stderr)
         return None
     out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([str(LOCALMD_PY), str(HERE / "peers" / "run_localmd.py"), str(movie), str(out),
+    proc = subprocess.run([str(python), str(HERE / "peers" / "run_localmd.py"), str(movie), str(out),
                            "--config", "best"], capture_output=True, text=True, check=False)
     if proc.returncode:
-        print(f"localmd failed: {proc.stderr[-1500:]}", file=sys.stderr)
+        print(f"localmd failed on {movie}: {proc.stderr[-1500:]}", file=sys.stderr)
         return None
     return json.loads((out / "localmd_result.json").read_text())
 

@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import bench_compress  # the localmd runner (benchmarks/ is on sys.path when run as a script)
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -65,17 +66,9 @@ def run_pmd(movie: Path, out: Path) -> dict:
 
 
 def run_localmd(movie: Path, out: Path) -> dict | None:
-    if not LOCALMD_PY.exists():
-        print(f"localmd venv missing ({LOCALMD_PY})", file=sys.stderr)
-        return None
-    out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([str(LOCALMD_PY), str(HERE / "peers" / "run_localmd.py"), str(movie), str(out),
-                           "--config", "best"], capture_output=True, text=True, check=False)
-    if proc.returncode:
-        print(f"localmd failed on {movie}: {proc.stderr[-1500:]}", file=sys.stderr)
-        return None
-    result = json.loads((out / "localmd_result.json").read_text())
-    result["denoised"] = out / "localmd_denoised.npy"
+    result = bench_compress.run_localmd(movie, out, python=LOCALMD_PY)
+    if result is not None:
+        result["denoised"] = out / "localmd_denoised.npy"
     return result
 
 

@@ -18,14 +18,20 @@ HELDOUT_FRAMES = 1500
 HELDOUT_BYTES = 256 * 2**20
 
 
-def heldout_crop(frame_shape, patch_shape, side: int = HELDOUT_CROP):
-    """Central crop of at most ``side`` x ``side`` pixels and half of each side (but at least one patch)."""
+def central_crop(frame_shape, patch_shape, side: int, *, at_most_half: bool = False):
+    """Central crop of at most ``side`` x ``side`` pixels (and at most half of each side with ``at_most_half``),
+    but at least one patch: ``((y0, y1), (x0, x1))``."""
     out = []
     for n, p in zip(frame_shape, patch_shape, strict=True):
-        size = min(n, max(min(side, -(-n // 2)), p))
+        size = min(n, max(min(side, -(-n // 2)) if at_most_half else side, p))
         start = (n - size) // 2
         out.append((start, start + size))
     return tuple(out)
+
+
+def heldout_crop(frame_shape, patch_shape, side: int = HELDOUT_CROP):
+    """The held-out fits' crop: central, at most ``side`` pixels and half of each side, at least one patch."""
+    return central_crop(frame_shape, patch_shape, side, at_most_half=True)
 
 
 def heldout_frames(n_frames: int, crop, itemsize: int) -> int:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..options import MIN_FRAMES
+from .heldout import central_crop
 
 __all__ = ["CORRELATION_LIMIT", "Counts", "cross_correlations", "neighbour_correlation", "photon_split",
            "photon_transfer", "prepare_counts", "score", "split"]
@@ -599,16 +600,6 @@ REPORT_FRAMES = 2000
 REPORT_BYTES = 256 * 2**20
 
 
-def report_crop(frame_shape, patch_shape, side: int = REPORT_CROP):
-    """Central crop of at most ``side`` x ``side`` pixels (at least one patch)."""
-    out = []
-    for n, p in zip(frame_shape, patch_shape, strict=True):
-        size = min(n, max(side, p))
-        start = (n - size) // 2
-        out.append((start, start + size))
-    return tuple(out)
-
-
 def report_section(movie, store, denoise, *, seed: int = 0) -> dict:
     """Photon splitting of a denoiser on a central crop of the raw movie (``report.json``'s section).
 
@@ -618,7 +609,7 @@ def report_section(movie, store, denoise, *, seed: int = 0) -> dict:
     Returns the :func:`photon_split` dict plus ``crop`` and ``frames``.
     """
     n_frames, h, w = store.shape
-    (y0, y1), (x0, x1) = report_crop((h, w), store.patch_shape)
+    (y0, y1), (x0, x1) = central_crop((h, w), store.patch_shape, REPORT_CROP)
     n = int(min(n_frames, REPORT_FRAMES, REPORT_BYTES // max(8 * (y1 - y0) * (x1 - x0), 1)))
     section = {"crop": [y0, y1, x0, x1], "frames": n}
     if n < max(MIN_FRAMES, 16):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import reference
 from pmdcompress import preprocess, tiling
-from pmdcompress.reconstruct import dtype_limits, epilogue
+from pmdcompress.reconstruct import dtype_limits, epilogue, epilogue_into
 from pmdcompress.solver.roughness import spatial_roughness, temporal_roughness
 
 
@@ -46,6 +46,20 @@ def test_epilogue_matches_numpy(dtype):
     reference.epilogue(product, mean, ref[:, 2:5, 1:5], lo, hi, do_round)
     np.testing.assert_array_equal(out, ref)
     assert (out[:, :2] == 0).all()  # nothing written outside the view
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("h, w", [(3, 4), (2, 8), (5, 16)])
+def test_epilogue_into_a_whole_output_matches_numpy(dtype, h, w):
+    rng = np.random.default_rng(6)
+    product = (rng.standard_normal((7, h * w)) * 300).astype(np.float32)
+    mean = rng.uniform(-50, 70000, h * w).astype(np.float32)
+    lo, hi, do_round = dtype_limits(dtype)
+    out = np.zeros((7, 10, 20), dtype)
+    ref = np.zeros((7, 10, 20), dtype)
+    epilogue_into(product, mean, out, 2, 1, h, w, lo, hi, do_round)
+    reference.epilogue(product, mean, ref[:, 2 : 2 + h, 1 : 1 + w], lo, hi, do_round)
+    np.testing.assert_array_equal(out, ref)  # and nothing written outside the rectangle
 
 
 RTOL32 = 1e-5  # float32 precision: the kernels and the twins may round differently

@@ -71,6 +71,29 @@ def _block(rng, shape, dtype):
     return (rng.standard_normal(shape) * 100).astype(dtype)
 
 
+@pytest.mark.parametrize("lo, hi, n_segments", [(0, 1, 1), (3, 9, 2), (5, 5, 3), (2, 17, 4)])
+def test_segment_band_power_kernel_matches_numpy(lo, hi, n_segments):
+    rng = np.random.default_rng(3)
+    spec = (rng.standard_normal((17, n_segments)) + 1j * rng.standard_normal((17, n_segments))).astype(np.complex64)
+    np.testing.assert_allclose(preprocess._segment_band_power_kernel(spec, lo, hi),
+                               reference.segment_band_power(spec, lo, hi), rtol=RTOL32)
+
+
+@pytest.mark.parametrize("n", [4, 7, 8, 100, 256, 257, 600, 1001])
+def test_noise_std_vector_equals_noise_std_psd_to_the_last_bit(n):
+    rng = np.random.default_rng(n)
+    v = rng.standard_normal(n) * 3.0 + np.cumsum(rng.standard_normal(n)) * 0.2
+    assert preprocess.noise_std_vector(v) == float(preprocess.noise_std_psd(v[:, None])[0])
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (5, 9), (32, 32)])
+def test_laplacian_abs_sum_kernel_matches_scipy(shape):
+    from pmdcompress.solver.pmd import _laplacian_abs_sum_kernel
+
+    img = np.random.default_rng(4).standard_normal(shape) * 5.0
+    np.testing.assert_allclose(_laplacian_abs_sum_kernel(img), reference.laplacian_abs_sum(img), rtol=RTOL32)
+
+
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1), (7, 5), (64, 33)])
 def test_windowed_kernel_matches_numpy(dtype, shape):

@@ -115,9 +115,9 @@ def test_4d_movie_with_plane_works(tmp_path):
 
 
 def test_unexpected_failure_is_exit_1_and_traceback_only_with_v(tmp_path, monkeypatch):
-    import sys
+    import importlib
 
-    mod = sys.modules["pmdcompress.pipeline.compress"]
+    mod = importlib.import_module("pmdcompress.pipeline.compress")
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")
@@ -152,3 +152,22 @@ def test_help_starts_without_numba():
     code = "import sys; from pmdcompress.cli import main; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_out_of_memory_is_the_users_problem_exit_2_one_line(tmp_path, monkeypatch):
+    import importlib
+
+    mod = importlib.import_module("pmdcompress.pipeline.compress")
+
+    def no_memory(*a, **k):
+        raise MemoryError("Unable to allocate 12.0 GiB for an array")
+
+    monkeypatch.setattr(mod, "_run", no_memory)
+    noisy, _ = blobs_movie(n_frames=30, shape=(16, 16))
+    np.save(tmp_path / "m.npy", noisy)
+    out = tmp_path / "o.pmd.zarr"
+    result = run("compress", tmp_path / "m.npy", "-o", out, code=2)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "out of memory" in lines[0] and "12.0 GiB" in lines[0], result.output
+    assert "--fit-frames" in lines[0] and "Traceback" not in result.output
+    assert not out.exists() and not list(tmp_path.glob("*.partial*"))

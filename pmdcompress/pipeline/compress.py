@@ -29,7 +29,7 @@ import zarr
 
 from .. import __version__
 from ..errors import InputError
-from ..formats.store import StoreMetadata, create_store, finish_store
+from ..formats.store import QUANTIZED_DTYPE, StoreMetadata, create_store, finish_store, piecewise_linear_df, quantize
 from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
@@ -292,7 +292,7 @@ def _run_stages(movie: Movie, path, opts: CompressOptions, solver, executor: Exe
     filtering = bool(fit.total_rank and opts.temporal_filter)
     # Filtered factors go through the scratch first: the filter works on blocks of rows, the store's chunks
     # hold every row of a time chunk.
-    unfiltered = RowBlocks(fit.total_rank, job.shape[0], opts.dtype, job.scratch) if filtering else None
+    unfiltered = RowBlocks(fit.total_rank, job.shape[0], QUANTIZED_DTYPE, job.scratch, temporal) if filtering else None
     _refit_stage(job, stats, fit, unfiltered if filtering else temporal)
     job.timings["refit_s"] = time.perf_counter() - t_refit
     if filtering:
@@ -517,7 +517,12 @@ def _filter_stage(job: _Job, unfiltered: RowBlocks, temporal) -> None:
     does not depend on the tasks or the workers), then copy tasks move the
     factors into the store's time chunks (every chunk holds all rows, so rows
     cannot be written there one block at a time).  Each task holds at most
-    ~64 MB of rows; the driver only schedules.
+    ~64 MB of rows; the driver only schedules, and records each row's degrees
+    of freedom (which the store's final rounding steps need).
+
+    The scratch holds what the store would: the factors rounded to the store's
+    working step (``temporal.scale``), so the filter reads the same values as
+    it would from the store.
     """
     n_frames, executor = job.shape[0], job.executor
     n_blocks = unfiltered.n_blocks
@@ -525,25 +530,34 @@ def _filter_stage(job: _Job, unfiltered: RowBlocks, temporal) -> None:
     per_task = int(np.clip(-(-n_blocks // (4 * executor.slots)), 1, most))
     spans = [(b, min(b + per_task, n_blocks)) for b in range(0, n_blocks, per_task)]
     bar = job.progress("temporal filter", len(spans) + len(job.chunks))
+    df = []
     for members in executor.groups(spans):
-        executor.map(_filter_task, [(unfiltered, b0, b1, job.opts.dtype) for b0, b1 in members], on_done=bar.update)
+        df += executor.map(_filter_task, [(unfiltered, b0, b1, job.opts.dtype) for b0, b1 in members],
+                           on_done=bar.update)
     for members in executor.groups(job.chunks):
-        executor.map(_copy_task, [(unfiltered, t0, t1, temporal) for t0, t1 in members], on_done=bar.update)
+        executor.map(_copy_task, [(unfiltered, t0, t1, temporal.array) for t0, t1 in members], on_done=bar.update)
     bar.close()
+    temporal.df = np.concatenate(df).astype(np.int64)  # as if each row had been written whole
 
 
 def _filter_task(args):
-    """Trend-filter blocks [b0, b1) of 16 rows of the unfiltered factors, in place."""
+    """Trend-filter blocks [b0, b1) of 16 rows of the unfiltered factors, in place; their degrees of freedom."""
     unfiltered, b0, b1, dtype = args
+    df = []
     for b in range(b0, b1):
-        rows = np.ascontiguousarray(unfiltered.read_block(b), dtype=np.float32)
-        unfiltered.write_block(b, trend_filter_rows(rows).astype(dtype))
+        steps = unfiltered.scale[b * FILTER_ROWS : (b + 1) * FILTER_ROWS, None]
+        # what the store's reader gives: the rounded values times their step, in float32
+        rows = np.multiply(unfiltered.read_block(b), steps, dtype=np.float32)
+        filtered = trend_filter_rows(rows).astype(dtype)
+        df.append(piecewise_linear_df(np.asarray(filtered, np.float64)))
+        unfiltered.write_block(b, quantize(filtered, steps, unfiltered.where, "temporal"))
+    return np.concatenate(df) if df else np.zeros(0, np.int64)
 
 
 def _copy_task(args):
-    """Frames [t0, t1) of every factor, from the scratch into their time chunk of the store."""
-    unfiltered, t0, t1, temporal = args
-    temporal[:, t0:t1] = unfiltered.read_columns(t0, t1)
+    """Frames [t0, t1) of every factor (rounded integers), from the scratch into their time chunk of the store."""
+    unfiltered, t0, t1, array = args
+    array[:, t0:t1] = unfiltered.read_columns(t0, t1)
 
 
 def _neighbour_task(fit: FitBuffer):
@@ -619,7 +633,8 @@ def _project_task(args):
         v[proj.offsets[p] : proj.offsets[p + 1]] = (patch @ proj.folded[p]).T - proj.shifts[p][:, None]
         if basis is not None:
             v[proj.offsets[p] : proj.offsets[p + 1]] -= (proj.trend_gains[p] @ basis.T).astype(np.float32)
-    if isinstance(temporal, RowBlocks):
-        temporal.write_columns(t0, v.astype(proj.dtype))
+    if isinstance(temporal, RowBlocks):  # rounded to the store's working step, as the store would
+        temporal.write_columns(t0, quantize(v.astype(proj.dtype), temporal.scale[:, None], temporal.where,
+                                            "temporal"))
     else:
         temporal[:, t0:t1] = v.astype(proj.dtype)

@@ -217,10 +217,14 @@ class RowBlocks:
 
     Time chunks (``[:, t0:t1]``, the re-fit and the copy into the store) are
     one contiguous range per block; a block of rows is one contiguous range.
+    ``like``, a store's temporal factors, lends its rounding steps (``scale``)
+    and name (``where``) for the values kept here.
     """
 
-    def __init__(self, n_rows: int, n_frames: int, dtype, folder: Path | None):
+    def __init__(self, n_rows: int, n_frames: int, dtype, folder: Path | None, like=None):
         self.n_rows, self.n_frames = int(n_rows), int(n_frames)
+        self.scale = None if like is None else np.array(like.scale, np.float32)
+        self.where = "scratch" if like is None else like.where
         n_blocks = -(-self.n_rows // FILTER_ROWS)
         path = None if folder is None else Path(folder) / "temporal.raw"
         self.blocks = Blocks((n_blocks, self.n_frames, FILTER_ROWS), dtype, path)

@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 
 CHILD = r"""
@@ -104,6 +106,7 @@ def main():
     result["total_rank"] = store.metadata.total_rank
     result["input_bytes"] = os.path.getsize(cfg["movie"])
     result["shape"] = list(store.shape)
+    result["parameters"] = store.metadata.parameters
     print("RESULT " + json.dumps(result))
 
 if __name__ == "__main__":
@@ -111,6 +114,8 @@ if __name__ == "__main__":
 """
 
 READS = 2  # statistics pass + re-fit pass (hash_input=False)
+TARGET = (20000, 512, 512)
+NULL_SIMULATIONS = 48  # null_thresholds' n_sims: one task each when not cached
 
 
 def run_child(cfg: dict, cache: str | None) -> dict:
@@ -131,39 +136,115 @@ def cpu_bound_wall(r: dict, cores: int) -> float:
     return max(max(workers), r["driver_cpu_s"], (sum(workers) + r["driver_cpu_s"]) / cores)
 
 
-def model(one: dict, target=(20000, 512, 512), bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8, 16, 32, 64)) -> dict:
-    """Amdahl's law plus the file system, fitted to the 1-worker run and scaled to the TARGET movie (T, Y, X).
+def scratch_traffic(shape, params: dict, total_rank: int) -> dict:
+    """Bytes the tasks write to and read from the scratch folder (the shared file system), from the store's shape.
 
-    Two kinds of cost scale differently.  What works on the fit buffer (its
-    assembly and cutting on the driver, the null, the patch fits on the
-    workers) grows with the pixels only: the buffer has at most ``fit_frames``
-    rows whatever the movie's length.  What streams (the statistics and re-fit
-    passes on the workers, the temporal filter on the driver) grows with the
-    bytes.  The run's stage times split each process's CPU between the two;
-    the split is an approximation (one movie size measured).
+    The fit buffer: written once (``fit frames x Y x X`` float32), read by every
+    fit task as the scratch's tiles (the patch shape) that its patch touches.
+    The unfiltered temporal factors (int32): written by the re-fit, read and
+    rewritten by the filter, read by the copy into the store; the store's
+    ``temporal`` itself is written once more (compressed; counted raw here).
     """
+    from pmdcompress.tiling import Tiling
+
+    frames, height, width = shape
+    tiling = Tiling.create((height, width), params["patch_shape"], params["overlap"])
+    ty, tx = (min(p, s) for p, s in zip(tiling.patch_shape, (height, width), strict=True))
+    n_fit = params["fit_frames_used"]
+    tiles_read = 0
+    for p in range(tiling.n_patches):
+        ys, xs = tiling.patch_slices(p)
+        tiles_read += ((ys.stop - 1) // ty - ys.start // ty + 1) * ((xs.stop - 1) // tx - xs.start // tx + 1)
+    fit_write = n_fit * height * width * 4
+    fit_read = tiles_read * n_fit * ty * tx * 4
+    temporal = total_rank * frames * 4
+    filtered = params.get("temporal_filter", True)
+    return {"fit_buffer_write": fit_write, "fit_buffer_read": fit_read,
+            "temporal_write": temporal * (3 if filtered else 1), "temporal_read": temporal * (2 if filtered else 0),
+            "patches": tiling.n_patches, "tiles_read_per_patch": tiles_read / tiling.n_patches}
+
+
+def task_count(shape, params: dict, total_rank: int, slots: int = 1) -> int:
+    """Tasks the driver schedules for one compression (statistics, null, fit, re-fit, filter, copy)."""
+    from pmdcompress.pipeline.compress import default_chunk_frames, plan_fit
+    from pmdcompress.pipeline.scratch import FILTER_ROWS
+    from pmdcompress.tiling import Tiling
+
+    frames, height, width = shape
+    chunk = params.get("chunk_frames") or default_chunk_frames((height, width), plan_fit(
+        frames, params["fit_frames"], params.get("fit_bin")).bin)
+    chunks = -(-frames // chunk)
+    patches = Tiling.create((height, width), params["patch_shape"], params["overlap"]).n_patches
+    blocks = -(-total_rank // FILTER_ROWS)
+    spans = -(-blocks // max(1, min(-(-blocks // (4 * slots)), max(1, (64 << 20) // (4 * FILTER_ROWS * frames)))))
+    return 3 * chunks + NULL_SIMULATIONS + patches + spans + 1
+
+
+def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8, 16, 32, 64)) -> dict:
+    """``T(N) = S(N) + max(P / N, IO / B)`` fitted to the measured runs and scaled to the TARGET movie (T, Y, X).
+
+    ``S(N)``, the driver's CPU seconds, is serial: a part per task scheduled
+    (the scheduler and the client, which live in the driver process of a
+    LocalCluster), a part per worker (heartbeats, fitted as the slope of the
+    driver's CPU over the runs with 1 to N workers), and the rest of its main
+    thread, which grows with the temporal factors (``K x T``: the store's final
+    rounding, :func:`finish_store`).  ``P``, the workers' CPU seconds, is split
+    by the stage times: the fits (null and patches) grow with the pixels (the
+    fit buffer has at most ``fit_frames`` rows whatever the movie's length),
+    the rest (the streaming passes, the filter) with the bytes.  ``IO`` is every
+    byte read or written on the shared file system: the movie twice (the sha256
+    is off), the scratch folder and the store's factors.  One movie size was
+    measured, so the scaling is an approximation.
+    """
+    one = runs["1"]
     frames, height, width = one["shape"]
+    params = one["parameters"]
+    rank = one["total_rank"]
+    patches = scratch_traffic(one["shape"], params, rank)["patches"]
     pixel_ratio = target[1] * target[2] / (height * width)
     byte_ratio = target[0] * target[1] * target[2] / (frames * height * width)
+    target_params = dict(params, fit_frames_used=min(params["fit_frames"], target[0]), chunk_frames=None)
+    target_rank = int(round(rank / patches * scratch_traffic(target, target_params, 0)["patches"]))
+    rank_ratio = target_rank * target[0] / (rank * frames)
+    task_ratio = task_count(target, target_params, target_rank) / task_count(one["shape"], params, rank)
+
+    # the driver: per worker (slope over the runs), per task, and its main thread's work on the factors
+    ns = sorted(int(n) for n in runs)
+    slope = 0.0
+    if len(ns) >= 2:
+        xs = np.array(ns, float)
+        ys = np.array([runs[str(n)]["driver_cpu_s"] for n in ns])
+        slope = max(float(np.polyfit(xs, ys, 1)[0]), 0.0)
     t = one["timings"]
-    driver = one["driver_cpu_s"]
-    driver_streaming = min(t.get("driver_cpu_temporal_filter_s", 0.0), driver)
-    serial = (driver - driver_streaming) * pixel_ratio + driver_streaming * byte_ratio
+    main_thread = one.get("driver_threads_cpu_s", {}).get("main", 0.0)
+    factors = max(main_thread - t.get("driver_cpu_thread_s", 0.0), 0.0)  # finish_store, after the timed part
+    per_task = max(one["driver_cpu_s"] - factors - slope, 0.0)
+    serial_fixed = per_task * task_ratio + factors * rank_ratio
+
     workers = sum(one["worker_cpu_s"])
-    stages = sum(t.get(k, 0.0) for k in ("statistics_s", "null_s", "fit_s", "refit_s"))
+    stages = sum(t.get(k, 0.0) for k in ("statistics_s", "null_s", "fit_s", "refit_s", "temporal_filter_s"))
     fit_share = (t.get("null_s", 0.0) + t.get("fit_s", 0.0)) / stages if stages else 0.0
     parallel = workers * fit_share * pixel_ratio + workers * (1 - fit_share) * byte_ratio
+
     target_bytes = target[0] * target[1] * target[2] * 2
-    out = {"target_shape": list(target), "serial_s": serial, "parallel_s": parallel,
-           "reads_per_input_byte": READS, "driver_share_1_worker": serial / (serial + parallel),
-           "max_speedup": (serial + parallel) / serial if serial else float("inf"), "efficiency": {}}
+    traffic = scratch_traffic(target, target_params, target_rank)
+    io_read = READS * target_bytes + traffic["fit_buffer_read"] + traffic["temporal_read"]
+    io_write = traffic["fit_buffer_write"] + traffic["temporal_write"]
+    out = {"target_shape": list(target), "target_rank": target_rank, "serial_fixed_s": serial_fixed,
+           "serial_per_worker_s": slope, "parallel_s": parallel, "driver_split_s": {
+               "per_task": per_task, "per_worker": slope, "factors": factors},
+           "scale_ratios": {"pixels": pixel_ratio, "bytes": byte_ratio, "tasks": task_ratio, "factors": rank_ratio},
+           "reads_per_input_byte": io_read / target_bytes, "writes_per_input_byte": io_write / target_bytes,
+           "scratch_traffic_bytes": traffic, "efficiency": {}}
     for bandwidth in bandwidths:
-        io = READS * target_bytes / bandwidth
-        t1 = serial + max(parallel, io)
+        io = (io_read + io_write) / bandwidth
+
+        def wall(n, io=io):
+            return serial_fixed + slope * n + max(parallel / n, io)
+
         row = {}
         for n in counts:
-            tn = serial + max(parallel / n, io)
-            row[str(n)] = {"wall_s": tn, "efficiency": t1 / (n * tn),
+            row[str(n)] = {"wall_s": wall(n), "efficiency": wall(1) / (n * wall(n)),
                            "limit": "file system" if io >= parallel / n else "cores"}
         out["efficiency"][f"{bandwidth / 1e9:g} GB/s"] = row
     return out
@@ -199,10 +280,11 @@ def summarise(runs: dict, cores: int) -> tuple[dict, dict | None]:
         print(f"speed-up {n} vs 1 worker: {summary[n]['speedup_wall']:.2f}x wall (noisy, shared machine), "
               f"{summary[n]['speedup_cpu_bound']:.2f}x from CPU accounting ({cores} free cores); "
               f"driver {100 * summary[n]['driver_cpu_share']:.0f}% of all CPU")
-    fitted = model(one)
-    print(f"model (20000x512x512, 10.5 GB): serial driver {fitted['serial_s']:.1f} s, "
-          f"parallel {fitted['parallel_s']:.1f} s, {READS} reads per input byte, "
-          f"speed-up at most {fitted['max_speedup']:.1f}x")
+    fitted = model(runs)
+    print(f"model (20000x512x512, 10.5 GB, rank {fitted['target_rank']}): serial driver "
+          f"{fitted['serial_fixed_s']:.2f} s + {fitted['serial_per_worker_s']:.2f} s per worker, "
+          f"parallel {fitted['parallel_s']:.1f} s; per input byte {fitted['reads_per_input_byte']:.2f} reads, "
+          f"{fitted['writes_per_input_byte']:.2f} writes (movie, scratch, store)")
     for bw, row in fitted["efficiency"].items():
         print(f"  efficiency at {bw}: " + ", ".join(
             f"{n}: {v['efficiency']:.2f}{'*' if v['limit'] == 'file system' else ''}" for n, v in row.items())

@@ -14,6 +14,7 @@ import zarr
 
 import pmdcompress
 from conftest import blobs_movie
+from pmdcompress.formats.store import TemporalFactors
 from pmdcompress.pipeline import cluster
 from pmdcompress.pipeline import compress as compress_module
 from pmdcompress.pipeline.scratch import FILTER_ROWS, Blocks, FitBuffer, LazyFrames, RowBlocks
@@ -148,7 +149,7 @@ def test_a_failed_compression_leaves_no_scratch(movie, tmp_path, monkeypatch):
     def fail(args):
         raise RuntimeError("stop in the temporal filter")
 
-    monkeypatch.setattr(compress_module, "_filter_task", fail)
+    monkeypatch.setattr(compress_module, "_factors_task", fail)
     with pytest.raises(RuntimeError, match="stop in the temporal filter"):
         pmdcompress.compress(movie, tmp_path / "x.pmd.zarr", workers=2, hash_input=False, **OPTIONS)
     assert no_leftovers(tmp_path) == [] and not (tmp_path / "x.pmd.zarr").exists()
@@ -161,11 +162,15 @@ def test_a_local_cluster_gives_the_same_store_and_the_driver_never_holds_the_buf
         original = getattr(Blocks, name)
         monkeypatch.setattr(Blocks, name,
                             lambda self, parts, _f=original, _n=name: touched.append(_n) or _f(self, parts))
+    getitem = TemporalFactors.__getitem__  # nor does the store's final rounding read the factors here
+    monkeypatch.setattr(TemporalFactors, "__getitem__",
+                        lambda self, key: touched.append("temporal") or getitem(self, key))
     out = tmp_path / "cluster.pmd.zarr"
     pmdcompress.compress(movie, out, client=client, workers=1, hash_input=False, **OPTIONS)
     assert_same_store(reference, out)
     assert no_leftovers(tmp_path) == []
-    assert touched == []  # neither the fit buffer nor the unfiltered factors pass through the driver
+    assert touched == []  # neither the fit buffer nor the factors pass through the driver
+    monkeypatch.undo()
 
     # Everything this process allocates at once (the driver's thread, and the LocalCluster's scheduler and
     # nannies, which live here) stays below half of the fit buffer, the largest array of the compression.
@@ -182,12 +187,14 @@ def test_a_local_cluster_gives_the_same_store_and_the_driver_never_holds_the_buf
     assert store.metadata.parameters["fit_frames_used"] == 600 and peak < fit_buffer / 2, (peak, fit_buffer)
 
 
-def test_detrended_and_float16_stores_are_the_same_on_the_cluster(movie, client, tmp_path):
-    options = dict(OPTIONS, detrend=True, dtype="float16")
+@pytest.mark.parametrize("options", [dict(detrend=True, dtype="float16"), dict(temporal_filter=False)],
+                         ids=["detrended-float16", "unfiltered"])
+def test_other_settings_give_the_same_store_on_the_cluster(movie, client, tmp_path, options):
+    options = dict(OPTIONS, **options)
     pmdcompress.compress(movie, tmp_path / "local.pmd.zarr", workers=1, hash_input=False, **options)
     pmdcompress.compress(movie, tmp_path / "cluster.pmd.zarr", client=client, workers=1, hash_input=False, **options)
     assert_same_store(tmp_path / "local.pmd.zarr", tmp_path / "cluster.pmd.zarr")
-    assert "trend" in store_arrays(tmp_path / "cluster.pmd.zarr")
+    assert ("trend" in store_arrays(tmp_path / "cluster.pmd.zarr")) == bool(options.get("detrend"))
 
 
 def test_the_scratch_sits_beside_the_stores_temporary_folder(movie, tmp_path, monkeypatch):

@@ -29,7 +29,16 @@ import zarr
 
 from .. import __version__
 from ..errors import InputError
-from ..formats.store import QUANTIZED_DTYPE, StoreMetadata, create_store, finish_store, piecewise_linear_df, quantize
+from ..formats.store import (
+    QUANTIZED_DTYPE,
+    StoreMetadata,
+    create_store,
+    final_steps,
+    finish_store,
+    piecewise_linear_df,
+    quantize,
+    round_rows,
+)
 from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
@@ -289,21 +298,23 @@ def _run_stages(movie: Movie, path, opts: CompressOptions, solver, executor: Exe
     t_refit = time.perf_counter()
     hasher.join()
     group, temporal, metadata = _write_stage(job, stats, fit, path, hasher.digest)
-    filtering = bool(fit.total_rank and opts.temporal_filter)
-    # Filtered factors go through the scratch first: the filter works on blocks of rows, the store's chunks
-    # hold every row of a time chunk.
-    unfiltered = RowBlocks(fit.total_rank, job.shape[0], QUANTIZED_DTYPE, job.scratch, temporal) if filtering else None
-    _refit_stage(job, stats, fit, unfiltered if filtering else temporal)
-    job.timings["refit_s"] = time.perf_counter() - t_refit
-    if filtering:
-        t_filter, cpu_filter = time.perf_counter(), time.thread_time()
-        _filter_stage(job, unfiltered, temporal)
-        job.timings["temporal_filter_s"] = time.perf_counter() - t_filter
-        _driver_cpu(job, "temporal_filter", time.thread_time() - cpu_filter)
+    sum_squares = None
+    if fit.total_rank:
+        # The factors go through the scratch first: the filter and the final rounding work on blocks of whole
+        # rows, while the store's chunks hold every row of a time chunk.
+        rows = RowBlocks(fit.total_rank, job.shape[0], QUANTIZED_DTYPE, job.scratch, temporal)
+        _refit_stage(job, stats, fit, rows)
+        job.timings["refit_s"] = time.perf_counter() - t_refit
+        t_factors, cpu_factors = time.perf_counter(), time.thread_time()
+        sum_squares = _factors_stage(job, rows, temporal)
+        job.timings["factors_s"] = time.perf_counter() - t_factors
+        if opts.temporal_filter:
+            job.timings["temporal_filter_s"] = job.timings["factors_s"]
+        _driver_cpu(job, "factors", time.thread_time() - cpu_factors)
     job.timings["total_s"] = time.perf_counter() - t_start
     # this thread only: the filter's threads and a LocalCluster's scheduler run in other threads
     _driver_cpu(job, "thread", time.thread_time() - cpu_start)
-    finish_store(group, dataclasses.replace(metadata, timings=job.timings))
+    finish_store(group, dataclasses.replace(metadata, timings=job.timings), sum_squares=sum_squares)
     log.info("compressed %s: rank %d over %d patches in %.2f s", movie.name, fit.total_rank,
              job.tiling.n_patches, job.timings["total_s"])
     return PMDStore(group)
@@ -509,55 +520,68 @@ def _projection(job: _Job, stats: _Statistics, fit: _Fit) -> _Projection:
                        job.opts.dtype, trend_gains, stats.knots)
 
 
-def _filter_stage(job: _Job, unfiltered: RowBlocks, temporal) -> None:
-    """Trend-filter every temporal factor within its noise level (PMD's temporal penalty), into ``temporal``.
+def _factors_stage(job: _Job, rows: RowBlocks, temporal) -> np.ndarray:
+    """The temporal factors' last steps, by tasks: trend filter, final rounding, copy into ``temporal``.
 
-    Tasks filter blocks of 16 rows of the scratch's unfiltered factors in
-    place (each block warm-starts its penalty search afresh, so the result
-    does not depend on the tasks or the workers), then copy tasks move the
-    factors into the store's time chunks (every chunk holds all rows, so rows
-    cannot be written there one block at a time).  Each task holds at most
-    ~64 MB of rows; the driver only schedules, and records each row's degrees
-    of freedom (which the store's final rounding steps need).
-
-    The scratch holds what the store would: the factors rounded to the store's
-    working step (``temporal.scale``), so the filter reads the same values as
-    it would from the store.
+    Tasks take blocks of 16 whole rows of the scratch's factors (rounded to
+    the store's working step, as the store would hold them): trend-filter each
+    factor within its noise level (PMD's temporal penalty; each block
+    warm-starts its penalty search afresh, so the result does not depend on
+    the tasks or the workers), then round it to its final step
+    (:func:`round_rows`, which needs the whole row).  Copy tasks then move the
+    integers into the store's time chunks (every chunk holds all rows).  Each
+    task holds at most ~64 MB of rows; the driver receives three numbers per
+    row (degrees of freedom, final step, sum of squares), which
+    :func:`finish_store` needs.  Returns the sums of squares.
     """
-    n_frames, executor = job.shape[0], job.executor
-    n_blocks = unfiltered.n_blocks
+    n_frames, executor, opts = job.shape[0], job.executor, job.opts
+    n_blocks = rows.n_blocks
     most = max(1, CHUNK_BYTES // (4 * FILTER_ROWS * n_frames))
     per_task = int(np.clip(-(-n_blocks // (4 * executor.slots)), 1, most))
     spans = [(b, min(b + per_task, n_blocks)) for b in range(0, n_blocks, per_task)]
-    bar = job.progress("temporal filter", len(spans) + len(job.chunks))
-    df = []
+    label = "temporal filter" if opts.temporal_filter else "factors"
+    bar = job.progress(label, len(spans) + len(job.chunks))
+    parts = []
     for members in executor.groups(spans):
-        df += executor.map(_filter_task, [(unfiltered, b0, b1, job.opts.dtype) for b0, b1 in members],
-                           on_done=bar.update)
+        parts += executor.map(_factors_task, [(rows, b0, b1, opts.dtype, opts.temporal_filter,
+                                               temporal.rounding_error) for b0, b1 in members], on_done=bar.update)
     for members in executor.groups(job.chunks):
-        executor.map(_copy_task, [(unfiltered, t0, t1, temporal.array) for t0, t1 in members], on_done=bar.update)
+        executor.map(_copy_task, [(rows, t0, t1, temporal.array) for t0, t1 in members], on_done=bar.update)
     bar.close()
-    temporal.df = np.concatenate(df).astype(np.int64)  # as if each row had been written whole
+    df, steps, sum_squares = (np.concatenate(p) for p in zip(*parts, strict=True))
+    temporal.scale[:] = steps
+    if opts.temporal_filter:
+        temporal.df = df.astype(np.int64)  # as if each row had been written whole
+    return sum_squares
 
 
-def _filter_task(args):
-    """Trend-filter blocks [b0, b1) of 16 rows of the unfiltered factors, in place; their degrees of freedom."""
-    unfiltered, b0, b1, dtype = args
-    df = []
+def _factors_task(args):
+    """Blocks [b0, b1) of 16 rows of the scratch's factors: filtered (optionally) and rounded to their final
+    steps, in place.  Returns each row's (degrees of freedom, final step, sum of squares)."""
+    rows, b0, b1, dtype, filtering, rounding_error = args
+    out = []
     for b in range(b0, b1):
-        steps = unfiltered.scale[b * FILTER_ROWS : (b + 1) * FILTER_ROWS, None]
+        steps = rows.scale[b * FILTER_ROWS : (b + 1) * FILTER_ROWS]
+        integers = rows.read_block(b)
         # what the store's reader gives: the rounded values times their step, in float32
-        rows = np.multiply(unfiltered.read_block(b), steps, dtype=np.float32)
-        filtered = trend_filter_rows(rows).astype(dtype)
-        df.append(piecewise_linear_df(np.asarray(filtered, np.float64)))
-        unfiltered.write_block(b, quantize(filtered, steps, unfiltered.where, "temporal"))
-    return np.concatenate(df) if df else np.zeros(0, np.int64)
+        values = np.multiply(integers, steps[:, None], dtype=np.float32)
+        df = None
+        if filtering:
+            filtered = trend_filter_rows(values).astype(dtype)
+            df = piecewise_linear_df(np.asarray(filtered, np.float64))
+            integers = quantize(filtered, steps[:, None], rows.where, "temporal")
+            values = np.multiply(integers, steps[:, None], dtype=np.float32)
+        final = final_steps(df, rows.n_frames, rounding_error, steps)
+        rounded, sum_squares = round_rows(values, steps, final, rows.where)
+        rows.write_block(b, integers if rounded is None else rounded)
+        out.append((np.full(len(steps), -1, np.int64) if df is None else df, final, sum_squares))
+    return tuple(np.concatenate(p) for p in zip(*out, strict=True)) if out else (np.zeros(0, np.int64),) * 3
 
 
 def _copy_task(args):
     """Frames [t0, t1) of every factor (rounded integers), from the scratch into their time chunk of the store."""
-    unfiltered, t0, t1, array = args
-    array[:, t0:t1] = unfiltered.read_columns(t0, t1)
+    rows, t0, t1, array = args
+    array[:, t0:t1] = rows.read_columns(t0, t1)
 
 
 def _neighbour_task(fit: FitBuffer):

@@ -12,17 +12,20 @@ Every configuration runs in a fresh process: a LocalCluster of N single-threaded
 worker processes, ``compress(..., client=..., hash_input=False)``.  Recorded:
 wall time of the call; CPU seconds of the driver process (its own compression
 thread, a LocalCluster's scheduler and nannies, which run inside it) and of each
-worker process; the driver thread's CPU per part (``driver_cpu_*_s`` in the
-store's timings: fit buffer assembly, neighbour correlation, null simulation,
-patch data, temporal filter).  By default the null cache is empty
-(``PMD_CACHE_DIR`` is a fresh folder), as on a first run.
+worker process, and the driver's CPU per thread and per part (``driver_cpu_*_s``
+in the store's timings: the sums of the statistics pass, the null, the
+factors' last stage).  By default the null cache is empty (``PMD_CACHE_DIR`` is
+a fresh folder), as on a first run.  Use at least one N above the number of
+cores (the default ``1,2,4`` on 2 cores): the driver's CPU then shows what it
+costs per worker.
 
-The model (docs/scaling.md): ``T(N) = S + max(P / N, r * bytes / B)``, with
-``S`` the driver's CPU seconds (serial), ``P`` the workers' CPU seconds
-(parallel), ``r`` the reads of each input byte (2: the statistics and re-fit
-passes; the sha256 is off) and ``B`` the file system's bandwidth.  ``S`` and
-``P`` are taken per input byte from the 1-worker run and scaled to a 10.5 GB
-movie (20000 x 512 x 512).  Efficiency is ``T(1) / (N T(N))``.
+The model (docs/scaling.md, :func:`model`): ``T(N) = S + s N + max(P / N, IO / B)``,
+with ``S`` the driver's CPU seconds per compression (its tasks' scheduling and
+its own work), ``s`` its CPU per worker (heartbeats; the slope over the runs),
+``P`` the workers' CPU seconds, ``IO`` the bytes read and written on the
+shared file system (the movie twice, the scratch folder, the store) and ``B``
+its bandwidth.  Measured on MOVIE, scaled to a 10.5 GB movie (20000 x 512 x
+512) of the same rank per patch.  Efficiency is ``T(1) / (N T(N))``.
 
 This machine is shared and loaded: wall-clock speed-ups here are noisy; the
 speed-up from CPU accounting (``max(worker CPU, total CPU / cores)``) is the
@@ -187,8 +190,8 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     (the scheduler and the client, which live in the driver process of a
     LocalCluster), a part per worker (heartbeats, fitted as the slope of the
     driver's CPU over the runs with 1 to N workers), and the rest of its main
-    thread, which grows with the temporal factors (``K x T``: the store's final
-    rounding, :func:`finish_store`).  ``P``, the workers' CPU seconds, is split
+    thread after the timed stages (:func:`finish_store`: the spatial factors'
+    rounding, the manifest), which grows with the rank.  ``P``, the workers' CPU seconds, is split
     by the stage times: the fits (null and patches) grow with the pixels (the
     fit buffer has at most ``fit_frames`` rows whatever the movie's length),
     the rest (the streaming passes, the filter) with the bytes.  ``IO`` is every
@@ -205,7 +208,7 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     byte_ratio = target[0] * target[1] * target[2] / (frames * height * width)
     target_params = dict(params, fit_frames_used=min(params["fit_frames"], target[0]), chunk_frames=None)
     target_rank = int(round(rank / patches * scratch_traffic(target, target_params, 0)["patches"]))
-    rank_ratio = target_rank * target[0] / (rank * frames)
+    rank_ratio = target_rank / rank
     task_ratio = task_count(target, target_params, target_rank) / task_count(one["shape"], params, rank)
 
     # the driver: per worker (slope over the runs), per task, and its main thread's work on the factors
@@ -222,7 +225,7 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     serial_fixed = per_task * task_ratio + factors * rank_ratio
 
     workers = sum(one["worker_cpu_s"])
-    stages = sum(t.get(k, 0.0) for k in ("statistics_s", "null_s", "fit_s", "refit_s", "temporal_filter_s"))
+    stages = sum(t.get(k, 0.0) for k in ("statistics_s", "null_s", "fit_s", "refit_s", "factors_s"))
     fit_share = (t.get("null_s", 0.0) + t.get("fit_s", 0.0)) / stages if stages else 0.0
     parallel = workers * fit_share * pixel_ratio + workers * (1 - fit_share) * byte_ratio
 
@@ -233,7 +236,7 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     out = {"target_shape": list(target), "target_rank": target_rank, "serial_fixed_s": serial_fixed,
            "serial_per_worker_s": slope, "parallel_s": parallel, "driver_split_s": {
                "per_task": per_task, "per_worker": slope, "factors": factors},
-           "scale_ratios": {"pixels": pixel_ratio, "bytes": byte_ratio, "tasks": task_ratio, "factors": rank_ratio},
+           "scale_ratios": {"pixels": pixel_ratio, "bytes": byte_ratio, "tasks": task_ratio, "rank": rank_ratio},
            "reads_per_input_byte": io_read / target_bytes, "writes_per_input_byte": io_write / target_bytes,
            "scratch_traffic_bytes": traffic, "efficiency": {}}
     for bandwidth in bandwidths:

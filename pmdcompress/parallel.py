@@ -97,6 +97,13 @@ def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, cl
     return results
 
 
+def _fold_into(combine: Callable, acc, *results):
+    """One group of :meth:`Executor.map_fold` folded into ACC, in order (runs on a worker)."""
+    for result in results:
+        acc = combine(acc, result)
+    return acc
+
+
 @dataclass
 class Outcome:
     """How one task of :meth:`Executor.completed` ended: its ``result``, or the ``error`` it raised, or cancelled."""
@@ -145,6 +152,37 @@ class Executor:
     def map(self, func: Callable, items: Iterable, *, on_done: Callable | None = None) -> list:
         """``[func(item) for item in items]`` in parallel, results in input order (see :func:`map_tasks`)."""
         return map_tasks(func, items, workers=self.workers, client=self.client, on_done=on_done)
+
+    def map_fold(self, func: Callable, items: Iterable, combine: Callable, *, on_done: Callable | None = None):
+        """``combine(...combine(combine(None, func(items[0])), func(items[1]))..., func(items[-1]))``.
+
+        The map runs in parallel, by :meth:`groups`; the fold takes the results
+        in input order, so that float sums are the same however many workers
+        ran them.  On a cluster the fold runs there too, one task per group
+        (each after the previous one), and only its final value comes to this
+        process: the results themselves go from worker to worker.
+        """
+        items = list(items)
+        if self.client is None:
+            acc = None
+            for members in self.groups(items):
+                for result in self.map(func, members, on_done=on_done):
+                    acc = combine(acc, result)
+            return acc
+        from dask.distributed import as_completed, wait
+
+        acc = None
+        for members in self.groups(items):
+            futures = self.client.map(func, members, pure=False)
+            acc = self.client.submit(_fold_into, combine, acc, *futures, pure=False)
+            for _ in as_completed(futures):
+                if on_done:
+                    on_done()
+            wait([acc])  # one group in flight at a time: bounded memory on the workers
+            if acc.status == "error":
+                acc.result()  # raises the first task's error now, not after every group
+            del futures
+        return None if acc is None else acc.result()
 
     def scatter(self, obj, *, broadcast: bool = True):
         """OBJ where every task can read it without shipping it per task.

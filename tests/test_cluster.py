@@ -211,3 +211,16 @@ def test_the_scratch_sits_beside_the_stores_temporary_folder(movie, tmp_path, mo
     assert path.parent.parent == tmp_path and path.parent.name.startswith(".s.pmd.zarr.")
     assert path.parent.name.endswith(".scratch.partial") and not path.exists()
     assert os.listdir(tmp_path) == ["s.pmd.zarr"]
+
+
+def test_map_fold_on_the_cluster_sums_in_input_order_and_raises_the_tasks_error(client):
+    from pmdcompress.parallel import Executor
+
+    rng = np.random.default_rng(5)
+    parts = [(rng.normal(size=50) * 10.0 ** rng.integers(-8, 8), rng.normal(size=50), 3, 7) for _ in range(40)]
+    here = Executor(2).map_fold(tuple, parts, compress_module._add_sums)
+    there = Executor(1, client).map_fold(tuple, parts, compress_module._add_sums)
+    for a, b in zip(here, there, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the same float sums, bit for bit
+    with pytest.raises(ValueError, match="invalid literal"):
+        Executor(1, client).map_fold(int, ["1"] * 20 + ["x"] + ["2"] * 30, lambda acc, x: (acc or 0) + x)

@@ -355,17 +355,10 @@ def _statistics_stage(job: _Job) -> _Statistics:
         return job.source, t0, t1, plan.bin, rows, i in noise_chunks, writer
 
     bar = job.progress("statistics", len(chunks))
-    total = power = count = 0
-    assembly = 0.0  # CPU seconds of this (the driver's) thread spent on the sums
-    chunk_means = []
-    for members in job.executor.groups(range(len(chunks))):
-        results = job.executor.map(_statistics_task, [statistics_args(i) for i in members], on_done=bar.update)
-        cpu = time.thread_time()
-        for i, (part_total, part_power, part_count) in zip(members, results, strict=True):
-            total, power, count = total + part_total, power + part_power, count + part_count
-            if job.opts.detrend:
-                chunk_means.append(part_total / (chunks[i][1] - chunks[i][0]))
-        assembly += time.thread_time() - cpu
+    # the sums, in chunk order (the same floats however many workers), folded where the tasks ran
+    total, power, count, chunk_means = job.executor.map_fold(
+        _statistics_task, [statistics_args(i) for i in range(len(chunks))],
+        _add_sums if job.opts.detrend else _add_sums_no_means, on_done=bar.update)
     bar.close()
     cpu = time.thread_time()
     mean = (total / n_frames).reshape(height, width).astype(np.float32)
@@ -379,8 +372,21 @@ def _statistics_stage(job: _Job) -> _Statistics:
     noise = noise.reshape(height, width).astype(np.float32)
     scale = safe_scale(noise)
     fit.mean, fit.scale = mean, scale  # the fit tasks standardise their patches: (x - trend - mean) / scale
-    _driver_cpu(job, "fit_buffer", assembly + time.thread_time() - cpu)
+    _driver_cpu(job, "fit_buffer", time.thread_time() - cpu)
     return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots)
+
+
+def _add_sums(acc, part, keep_means: bool = True):
+    """Fold one chunk's statistics into ``(total, power, count, chunk means)`` (first: ACC None)."""
+    total, power, count, means = acc if acc is not None else (0, 0, 0, [])
+    part_total, part_power, part_count, length = part
+    if keep_means:
+        means = [*means, part_total / length]
+    return total + part_total, power + part_power, count + part_count, means
+
+
+def _add_sums_no_means(acc, part):
+    return _add_sums(acc, part, keep_means=False)
 
 
 def _driver_cpu(job: _Job, part: str, seconds: float) -> None:
@@ -610,7 +616,7 @@ def _statistics_task(args):
     if len(kept):
         assert np.array_equal(kept, np.arange(kept[0], kept[0] + len(kept))), "a chunk's fit rows are consecutive"
         fit.write_rows(int(kept[0]), fit_rows)
-    return total, acc.power, acc.count
+    return total, acc.power, acc.count, t1 - t0
 
 
 def _fit_task(args):

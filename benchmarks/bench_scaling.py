@@ -75,13 +75,21 @@ def main():
             out[int(tid)] = (names.get(int(tid), "other"), (int(fields[11]) + int(fields[12])) / tick)
         return out
 
-    def warm_up():
-        import pmdcompress.pipeline.compress, pmdcompress.solver  # noqa: F401
+    def warm_up(path):
+        # every kernel (statistics, fit, null, re-fit, filter) compiled or loaded from numba's disk cache in
+        # this worker, by a small in-memory compression on its own thread
+        import numpy as np
+        import pmdcompress
+        from pmdcompress.io.readers import open_movie
+
+        with open_movie(path) as m:
+            frames = np.array(m.view(0, min(300, m.shape[0])))
+        pmdcompress.compress(frames, None, workers=1, hash_input=False)
 
     result = {"config": cfg}
     with open_client("local", workers=cfg["workers"], threads_per_worker=1, dashboard=False) as client:
         client.wait_for_workers(cfg["workers"], timeout=120)
-        client.run(warm_up)
+        client.run(warm_up, cfg["movie"])
         # numba kernels compiled (or loaded from their disk cache) on the workers, not inside the timed run
         pmdcompress.compress(cfg["movie"], cfg["output"] + ".warm", frames="0:200", overwrite=True, client=client,
                              workers=1, hash_input=False)

@@ -93,6 +93,13 @@ def main():
         # numba kernels compiled (or loaded from their disk cache) on the workers, not inside the timed run
         pmdcompress.compress(cfg["movie"], cfg["output"] + ".warm", frames="0:200", overwrite=True, client=client,
                              workers=1, hash_input=False)
+        # dask's own housekeeping (heartbeats, monitors, the scheduler's periodic callbacks) while idle
+        c0, w0, t = cpu(), client.run(cpu), time.perf_counter()
+        time.sleep(cfg["idle_s"])
+        elapsed = time.perf_counter() - t
+        w1 = client.run(cpu)
+        idle_driver = (cpu() - c0) / elapsed
+        idle_workers = {w: (w1[w] - w0[w]) / elapsed for w in w1}
         cpu0 = cpu()
         threads0 = thread_cpu()
         warm = client.run(cpu)
@@ -110,6 +117,10 @@ def main():
             result["driver_threads_cpu_s"][key] = result["driver_threads_cpu_s"].get(key, 0.0) + seconds - before
         after = client.run(cpu)
         result["worker_cpu_s"] = sorted(after[w] - warm[w] for w in after)
+        wall = result["wall_s"]
+        result["idle_cpu_per_s"] = {"driver": idle_driver, "workers": sorted(idle_workers.values())}
+        result["driver_net_cpu_s"] = result["driver_cpu_s"] - idle_driver * wall
+        result["worker_net_cpu_s"] = sorted(after[w] - warm[w] - idle_workers[w] * wall for w in after)
         result["worker_peak_rss_bytes"] = sorted(client.run(rss).values())
         result["load_average"] = [load0, os.getloadavg()[0]]
     result["driver_peak_rss_bytes"] = rss()
@@ -141,10 +152,14 @@ def run_child(cfg: dict, cache: str | None) -> dict:
     raise RuntimeError(f"child failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
 
 
-def cpu_bound_wall(r: dict, cores: int) -> float:
-    """Wall time if this run had ``cores`` free cores: the busiest process, or all CPU spread over the cores."""
-    workers = r["worker_cpu_s"]
-    return max(max(workers), r["driver_cpu_s"], (sum(workers) + r["driver_cpu_s"]) / cores)
+def cpu_bound_wall(r: dict, cores: int, net: bool = False) -> float:
+    """Wall time if this run had ``cores`` free cores: the busiest process, or all CPU spread over the cores.
+
+    ``net``: without dask's idle housekeeping (measured before the run, per second, times the run's wall time).
+    """
+    workers = r["worker_net_cpu_s"] if net else r["worker_cpu_s"]
+    driver = r["driver_net_cpu_s"] if net else r["driver_cpu_s"]
+    return max(max(workers), driver, (sum(workers) + driver) / cores)
 
 
 def scratch_traffic(shape, params: dict, total_rank: int) -> dict:
@@ -224,15 +239,15 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     slope = 0.0
     if len(ns) >= 2:
         xs = np.array(ns, float)
-        ys = np.array([runs[str(n)]["driver_cpu_s"] for n in ns])
+        ys = np.array([runs[str(n)]["driver_net_cpu_s"] for n in ns])
         slope = max(float(np.polyfit(xs, ys, 1)[0]), 0.0)
     t = one["timings"]
     main_thread = one.get("driver_threads_cpu_s", {}).get("main", 0.0)
     factors = max(main_thread - t.get("driver_cpu_thread_s", 0.0), 0.0)  # finish_store, after the timed part
-    per_task = max(one["driver_cpu_s"] - factors - slope, 0.0)
+    per_task = max(one["driver_net_cpu_s"] - factors - slope, 0.0)
     serial_fixed = per_task * task_ratio + factors * rank_ratio
 
-    workers = sum(one["worker_cpu_s"])
+    workers = sum(one["worker_net_cpu_s"])
     stages = sum(t.get(k, 0.0) for k in ("statistics_s", "null_s", "fit_s", "refit_s", "factors_s"))
     fit_share = (t.get("null_s", 0.0) + t.get("fit_s", 0.0)) / stages if stages else 0.0
     parallel = workers * fit_share * pixel_ratio + workers * (1 - fit_share) * byte_ratio
@@ -271,6 +286,10 @@ def report(best: dict, n: str) -> None:
           f"peak RSS driver {best['driver_peak_rss_bytes'] / 1e9:.2f} GB, workers "
           f"{', '.join(f'{b / 1e9:.2f}' for b in best['worker_peak_rss_bytes'])} GB; "
           f"load {best['load_average'][0]:.1f}; rank {best['total_rank']}")
+    idle = best["idle_cpu_per_s"]
+    print(f"    net of dask's idle housekeeping (driver {idle['driver']:.3f}, workers "
+          f"{', '.join(f'{c:.3f}' for c in idle['workers'])} CPU s per s): driver {best['driver_net_cpu_s']:.2f}, "
+          f"workers {', '.join(f'{c:.1f}' for c in best['worker_net_cpu_s'])} CPU s")
     print("    driver thread CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     print("    driver process CPU s by thread: " + ", ".join(
         f"{k} {v:.2f}" for k, v in sorted(best.get("driver_threads_cpu_s", {}).items(), key=lambda kv: -kv[1])
@@ -285,12 +304,17 @@ def summarise(runs: dict, cores: int) -> tuple[dict, dict | None]:
         return {}, None
     summary = {}
     for n, r in runs.items():
+        net_driver, net_workers = r["driver_net_cpu_s"], sum(r["worker_net_cpu_s"])
         summary[n] = {"speedup_wall": one["wall_s"] / r["wall_s"],
                       "speedup_cpu_bound": one["cpu_bound_wall_s"] / r["cpu_bound_wall_s"],
-                      "driver_cpu_share": r["driver_cpu_s"] / (r["driver_cpu_s"] + sum(r["worker_cpu_s"]))}
+                      "speedup_cpu_bound_net": cpu_bound_wall(one, cores, True) / cpu_bound_wall(r, cores, True),
+                      "driver_cpu_share": r["driver_cpu_s"] / (r["driver_cpu_s"] + sum(r["worker_cpu_s"])),
+                      "driver_net_cpu_share": net_driver / (net_driver + net_workers)}
         print(f"speed-up {n} vs 1 worker: {summary[n]['speedup_wall']:.2f}x wall (noisy, shared machine), "
-              f"{summary[n]['speedup_cpu_bound']:.2f}x from CPU accounting ({cores} free cores); "
-              f"driver {100 * summary[n]['driver_cpu_share']:.0f}% of all CPU")
+              f"{summary[n]['speedup_cpu_bound']:.2f}x from CPU accounting ({cores} free cores), "
+              f"{summary[n]['speedup_cpu_bound_net']:.2f}x net of housekeeping; driver "
+              f"{100 * summary[n]['driver_cpu_share']:.1f}% of all CPU, "
+              f"{100 * summary[n]['driver_net_cpu_share']:.1f}% net")
     fitted = model(runs)
     print(f"model (20000x512x512, 10.5 GB, rank {fitted['target_rank']}): serial driver "
           f"{fitted['serial_fixed_s']:.2f} s + {fitted['serial_per_worker_s']:.2f} s per worker, "
@@ -309,6 +333,8 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--warm-null", action="store_true", help="keep the usual null cache (default: an empty one)")
+    ap.add_argument("--idle-s", type=float, default=5.0, help="seconds of idle cluster to measure dask's "
+                    "housekeeping CPU before each run")
     ap.add_argument("--refit", action="store_true", help="no runs: reprint and refit the model from --out")
     ap.add_argument("--out", default=str(HERE / "results" / "scaling.json"))
     args = ap.parse_args()
@@ -323,7 +349,7 @@ def main() -> None:
                 best = None
                 for rep in range(args.repeats):
                     cache = None if args.warm_null else tempfile.mkdtemp(dir=tmp)
-                    r = run_child({"movie": str(Path(args.movie).resolve()),
+                    r = run_child({"movie": str(Path(args.movie).resolve()), "idle_s": args.idle_s,
                                    "output": f"{tmp}/out-{n}-{rep}.pmd.zarr", "workers": n}, cache)
                     r["cpu_bound_wall_s"] = cpu_bound_wall(r, cores)
                     best = r if best is None or r["wall_s"] < best["wall_s"] else best

@@ -191,7 +191,15 @@ def scratch_traffic(shape, params: dict, total_rank: int) -> dict:
 
 
 def task_count(shape, params: dict, total_rank: int, slots: int = 1) -> int:
-    """Tasks the driver schedules for one compression (statistics, null, fit, re-fit, filter, copy)."""
+    """Tasks the driver schedules for one compression on SLOTS worker threads.
+
+    Items (chunks three times: statistics, re-fit, copy; null simulations;
+    patches; blocks of factor rows; the neighbour correlation) go in groups of
+    ``CLUSTER_ITEMS_PER_SLOT x slots`` (at least 16), each sent in batches of about
+    ``TASKS_PER_SLOT`` per slot (:mod:`pmdcompress.parallel`), plus one fold
+    task per statistics group.
+    """
+    from pmdcompress.parallel import CLUSTER_ITEMS_PER_SLOT, TASKS_PER_SLOT
     from pmdcompress.pipeline.compress import default_chunk_frames, plan_fit
     from pmdcompress.pipeline.scratch import FILTER_ROWS
     from pmdcompress.tiling import Tiling
@@ -203,15 +211,26 @@ def task_count(shape, params: dict, total_rank: int, slots: int = 1) -> int:
     patches = Tiling.create((height, width), params["patch_shape"], params["overlap"]).n_patches
     blocks = -(-total_rank // FILTER_ROWS)
     spans = -(-blocks // max(1, min(-(-blocks // (4 * slots)), max(1, (64 << 20) // (4 * FILTER_ROWS * frames)))))
-    return 3 * chunks + NULL_SIMULATIONS + patches + spans + 1
+    group = max(16, CLUSTER_ITEMS_PER_SLOT * slots)
+
+    def tasks(items: int) -> int:
+        n = 0
+        for start in range(0, items, group):
+            size = min(group, items - start)
+            n += -(-size // max(1, size // (TASKS_PER_SLOT * slots)))
+        return n
+
+    folds = -(-chunks // group)
+    return 3 * tasks(chunks) + folds + tasks(NULL_SIMULATIONS) + tasks(patches) + tasks(spans) + 1
 
 
 def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8, 16, 32, 64)) -> dict:
     """``T(N) = S(N) + max(P / N, IO / B)`` fitted to the measured runs and scaled to the TARGET movie (T, Y, X).
 
-    ``S(N)``, the driver's CPU seconds, is serial: a part per task scheduled
-    (the scheduler and the client, which live in the driver process of a
-    LocalCluster), a part per worker (heartbeats, fitted as the slope of the
+    ``S(N)``, the driver's CPU seconds net of dask's idle housekeeping, is
+    serial: a part per task scheduled (the scheduler and the client, which live
+    in the driver process of a LocalCluster; :func:`task_count` for N workers),
+    a part per worker (heartbeats, fitted as the slope of the
     driver's CPU over the runs with 1 to N workers), and the rest of its main
     thread after the timed stages (:func:`finish_store`: the spatial factors'
     rounding, the manifest), which grows with the rank.  ``P``, the workers' CPU seconds, is split
@@ -232,7 +251,7 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     target_params = dict(params, fit_frames_used=min(params["fit_frames"], target[0]), chunk_frames=None)
     target_rank = int(round(rank / patches * scratch_traffic(target, target_params, 0)["patches"]))
     rank_ratio = target_rank / rank
-    task_ratio = task_count(target, target_params, target_rank) / task_count(one["shape"], params, rank)
+    measured_tasks = task_count(one["shape"], params, rank, 1)
 
     # the driver: per worker (slope over the runs), per task, and its main thread's work on the factors
     ns = sorted(int(n) for n in runs)
@@ -244,8 +263,12 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     t = one["timings"]
     main_thread = one.get("driver_threads_cpu_s", {}).get("main", 0.0)
     factors = max(main_thread - t.get("driver_cpu_thread_s", 0.0), 0.0)  # finish_store, after the timed part
-    per_task = max(one["driver_net_cpu_s"] - factors - slope, 0.0)
-    serial_fixed = per_task * task_ratio + factors * rank_ratio
+    per_task = max(one["driver_net_cpu_s"] - factors - slope, 0.0) / measured_tasks
+
+    def serial(n):
+        return per_task * task_count(target, target_params, target_rank, n) + factors * rank_ratio + slope * n
+
+    serial_fixed = serial(1) - slope
 
     workers = sum(one["worker_net_cpu_s"])
     stages = sum(t.get(k, 0.0) for k in ("statistics_s", "null_s", "fit_s", "refit_s", "factors_s"))
@@ -259,14 +282,16 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     out = {"target_shape": list(target), "target_rank": target_rank, "serial_fixed_s": serial_fixed,
            "serial_per_worker_s": slope, "parallel_s": parallel, "driver_split_s": {
                "per_task": per_task, "per_worker": slope, "factors": factors},
-           "scale_ratios": {"pixels": pixel_ratio, "bytes": byte_ratio, "tasks": task_ratio, "rank": rank_ratio},
+           "scale_ratios": {"pixels": pixel_ratio, "bytes": byte_ratio, "rank": rank_ratio},
+           "tasks": {"measured": measured_tasks, **{f"target_{n}": task_count(target, target_params, target_rank, n)
+                                                     for n in counts}},
            "reads_per_input_byte": io_read / target_bytes, "writes_per_input_byte": io_write / target_bytes,
            "scratch_traffic_bytes": traffic, "efficiency": {}}
     for bandwidth in bandwidths:
         io = (io_read + io_write) / bandwidth
 
         def wall(n, io=io):
-            return serial_fixed + slope * n + max(parallel / n, io)
+            return serial(n) + max(parallel / n, io)
 
         row = {}
         for n in counts:

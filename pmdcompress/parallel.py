@@ -26,6 +26,8 @@ log = logging.getLogger("pmdcompress")
 #: On a cluster, items are sent in batches, about this many per worker thread and map: each task costs
 #: the scheduler and the client (the driver) about a millisecond whatever it does.
 TASKS_PER_SLOT = 3
+#: On a cluster, items per worker thread in one group of :meth:`Executor.groups` (a group is in flight at once).
+CLUSTER_ITEMS_PER_SLOT = 32
 
 
 def default_workers() -> int:
@@ -226,8 +228,15 @@ class Executor:
             return items
         return self.client.scatter(items)
 
-    def groups(self, items: Iterable, per_slot: int = 8, least: int = 16) -> list[list]:
-        """Consecutive groups of ITEMS, ``per_slot`` per slot: bounds what is in flight (and in memory) at once."""
+    def groups(self, items: Iterable, per_slot: int | None = None, least: int = 16) -> list[list]:
+        """Consecutive groups of ITEMS, ``per_slot`` per slot: bounds what is in flight (and in memory) at once.
+
+        Default: 8 per slot here, :data:`CLUSTER_ITEMS_PER_SLOT` on a cluster,
+        whose tasks take their data from the file system, so that a group's
+        batches (:data:`TASKS_PER_SLOT` per slot) carry several items each.
+        """
+        if per_slot is None:
+            per_slot = CLUSTER_ITEMS_PER_SLOT if self.client is not None else 8
         size = max(least, per_slot * self.slots)
         items = list(items)
         return [items[i : i + size] for i in range(0, len(items), size)]

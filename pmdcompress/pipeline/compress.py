@@ -7,8 +7,14 @@ Three streaming passes, none of which holds the movie as float:
 2. *fit*: each patch of the standardised fit buffer goes to the solver, which
    returns the spatial components it keeps (tested against a simulated null);
 3. *re-fit*: every chunk again, projecting each patch onto its spatial
-   components — the least-squares temporal factors on the full movie — written
-   straight into the store's time-chunked ``temporal`` array.
+   components — the least-squares temporal factors on the full movie;
+
+then the factors' last stage (the temporal trend filter and the final
+rounding, by blocks of whole rows) and their copy into the store's
+time-chunked ``temporal`` array.  Every step is a task that reads and writes
+its own data: the fit buffer and the factors before the store live in a
+scratch folder beside the store (:mod:`.scratch`), so the process that
+schedules the tasks (on a cluster, the driver) never holds them.
 """
 
 from __future__ import annotations
@@ -165,7 +171,11 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
     workers : int, optional
         Threads (default: all cores, or ``$PMD_NUM_WORKERS``).
     client : dask.distributed.Client, optional
-        Fit patches on this cluster.
+        Run the passes as tasks on this cluster.  The workers read the movie
+        and share their data through a scratch folder beside the output (on
+        the same file system; removed at the end), so the output must be on a
+        file system that every worker sees.  An in-memory output
+        (``output=None`` with an array) runs on this process's threads.
     progress : callable, optional
         Progress factory ``(label, total) -> bar`` (see :mod:`pmdcompress.progress`).
     **options

@@ -14,8 +14,8 @@ level, from the factor alone (no frame rate, no kind of recording):
   an unbiased fit leaves ``(T - df) sigma^2`` in the removed part.  The full
   ``T sigma^2`` (Morozov's discrepancy principle) can only be met by shaving
   about ``df sigma^2`` of signal as well: calcium peaks and fast rises.  The
-  budget is therefore set to ``(T - df) sigma^2`` (``df`` of the fit itself, a
-  fixed point reached in :data:`DF_ITERATIONS` re-fits).  On the real
+  budget is therefore set to ``(T - df) sigma^2`` (``df`` of the fit at the
+  full budget, then :data:`DF_ITERATIONS` re-fit).  On the real
   two-photon movie of ``../shared`` this removes less signal (photon splitting)
   and lowers the error; on the simulated calcium movie it lowers the error
   against the ground truth;
@@ -67,7 +67,7 @@ FISSION_Z = 3.0
 #: ``a`` of the fission ``f = y + a z``, ``g = y - z / a``: ``f`` is nearly ``y``, ``g`` the noisy reference.
 FISSION_SPLIT = 0.5
 #: Re-fits that bring the budget to ``(T - df) sigma^2``, ``df`` the fit's own degrees of freedom.
-DF_ITERATIONS = 3
+DF_ITERATIONS = 1
 
 
 def robust_noise_std(rows: np.ndarray) -> np.ndarray:
@@ -172,8 +172,8 @@ def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0):
     return y.copy(), {"budget": 0.0, "fraction": 0.0, "events": 0.0, "lag1": lag1, "lam": 0.0}
 
 
-def fission_removed(y: np.ndarray, sigma: float, budget: float, *, lam0=None) -> tuple[float, float, float]:
-    """Signal that the filter at ``budget`` removes from ``y``, by data fission: ``(removed, signal, spread)``.
+def fission_removed(y: np.ndarray, sigma: float, budget: float, *, lam0=None):
+    """Signal that the filter at ``budget`` removes from ``y``, by data fission: ``(removed, signal, spread, lam)``.
 
     ``y = s + e`` with white noise ``e`` of std ``sigma``: with independent
     ``z ~ N(0, sigma^2)`` (seeded by ``y`` itself), ``f = y + a z`` and
@@ -186,17 +186,18 @@ def fission_removed(y: np.ndarray, sigma: float, budget: float, *, lam0=None) ->
     ``||s - mean s||^2``.  ``f`` is noisier than ``y`` (``1 + a^2`` times the
     variance), so its fit is smoother: the estimate errs on the side of more
     signal removed.  ``spread``: the variance of ``signal`` when ``y`` is
-    noise alone, ``sum_t ((f_t - mean f) g_t)^2``.
+    noise alone, ``sum_t ((f_t - mean f) g_t)^2``; ``lam``: the penalty of
+    the fit (a start for the next).
     """
     y = np.asarray(y, np.float64)
     a = FISSION_SPLIT
     rng = np.random.default_rng(zlib.crc32(y.tobytes()))
     z = rng.normal(0.0, sigma, y.size)
     f, g = y + a * z, y - z / a
-    x, _ = budget_fit(f, sigma * math.sqrt(1.0 + a * a), budget, lam0=lam0)
+    x, fit = budget_fit(f, sigma * math.sqrt(1.0 + a * a), budget, lam0=lam0)
     g = g - g.mean()
     products = (f - f.mean()) * g
-    return float(np.dot(f - x, g)), float(products.sum()), float(np.dot(products, products))
+    return float(np.dot(f - x, g)), float(products.sum()), float(np.dot(products, products)), fit["lam"]
 
 
 def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -210,14 +211,16 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray) -> np
     slow fluctuations the filter cannot follow) shows in most of them at once.
     """
     out = np.zeros(len(rows))
+    lam = [None]  # rows are in noise units: one fit's penalty is a good start for the next
     for group in np.unique(groups):
         members = np.flatnonzero((groups == group) & (sigma > 0))
 
         def passes(budget, members=members):
             removed = signal = spread = 0.0
             for i in members:
-                r, e, v = fission_removed(rows[i], float(sigma[i]), budget)
+                r, e, v, fit_lam = fission_removed(rows[i], float(sigma[i]), budget, lam0=lam[0])
                 removed, signal, spread = removed + r, signal + e, spread + v
+                lam[0] = fit_lam if fit_lam > 0 else lam[0]
             # A group of noise alone (no signal detected) has no signal to lose.
             return signal <= FISSION_Z * math.sqrt(spread) or removed <= SIGNAL_REMOVED_LIMIT * signal
 

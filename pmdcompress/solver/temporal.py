@@ -37,8 +37,9 @@ level, from the factor alone (no frame rate, no kind of recording):
   does, the filter is redone with half the budget, and dropped for that factor
   after :data:`MAX_HALVINGS` halvings.
 
-So slow calcium factors are smoothed as before, spikes and fast rises keep their
-amplitude, and a factor whose dynamics the filter cannot follow is left as it was.
+So calcium factors are smoothed as far as what is removed is noise, spikes and fast
+rises keep their amplitude, and a factor whose dynamics the filter cannot follow is
+left as it was.
 """
 
 from __future__ import annotations
@@ -188,6 +189,10 @@ def fission_removed(y: np.ndarray, sigma: float, budget: float, *, lam0=None):
     signal removed.  ``spread``: the variance of ``signal`` when ``y`` is
     noise alone, ``sum_t ((f_t - mean f) g_t)^2``; ``lam``: the penalty of
     the fit (a start for the next).
+
+    The two noises are independent only when ``y``'s noise has variance
+    ``sigma^2``: a level read high (signal in the differences) makes the
+    removed estimate low, one read low makes it high.
     """
     y = np.asarray(y, np.float64)
     a = FISSION_SPLIT

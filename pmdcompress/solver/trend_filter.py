@@ -183,17 +183,22 @@ def _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs):
         diag[j] = 0.0
         off[j] = 0.0
         rhs[j] = 0.0
+    # Local accumulators (not the arrays' elements, whose load-store round trips would chain the loop),
+    # added to in the same order, so the sums are the same to the last bit.
     for j in range(nb - 1):
         t0 = knots[j]
-        inv_len = 1.0 / (knots[j + 1] - t0)
-        for t in range(t0, knots[j + 1]):
+        t1 = knots[j + 1]
+        inv_len = 1.0 / (t1 - t0)
+        diag_j, off_j, diag_k, rhs_j, rhs_k = diag[j], off[j], diag[j + 1], rhs[j], rhs[j + 1]
+        for t in range(t0, t1):
             a = (t - t0) * inv_len
             b = 1.0 - a
-            diag[j] += b * b
-            off[j] += b * a
-            diag[j + 1] += a * a
-            rhs[j] += b * w[t]
-            rhs[j + 1] += a * w[t]
+            diag_j += b * b
+            off_j += b * a
+            diag_k += a * a
+            rhs_j += b * w[t]
+            rhs_k += a * w[t]
+        diag[j], off[j], diag[j + 1], rhs[j], rhs[j + 1] = diag_j, off_j, diag_k, rhs_j, rhs_k
     diag[nb - 1] += 1.0
     rhs[nb - 1] += w[n - 1]
     # symmetric positive definite tridiagonal solve (LDL^T), coefficients in rhs

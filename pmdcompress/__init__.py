@@ -36,3 +36,8 @@ def __getattr__(name: str):
         globals()[name] = value  # cached: later look-ups skip __getattr__
         return value
     raise AttributeError(f"module 'pmdcompress' has no attribute {name!r}")
+
+
+def __dir__():
+    # The lazy names too, so that tab completion and dir() show the public API.
+    return sorted(set(globals()) | set(__all__))

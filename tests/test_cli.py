@@ -114,20 +114,23 @@ def test_4d_movie_with_plane_works(tmp_path):
     np.testing.assert_allclose(pmdcompress.open(tmp_path / "h.pmd.zarr")[:], 7, atol=1e-3)
 
 
-def test_unexpected_failure_is_exit_1_and_traceback_only_with_v(tmp_path, monkeypatch):
-    import sys
+def _compress_failing_with(error, tmp_path, monkeypatch, *flags, code):
+    """Run ``pmd compress`` on a small movie while its pipeline raises ``error``."""
+    import importlib
 
-    mod = sys.modules["pmdcompress.pipeline.compress"]
+    def fail(*a, **k):
+        raise error
 
-    def boom(*a, **k):
-        raise RuntimeError("kaboom")
-
-    monkeypatch.setattr(mod, "_run", boom)
+    monkeypatch.setattr(importlib.import_module("pmdcompress.pipeline.compress"), "_run", fail)
     noisy, _ = blobs_movie(n_frames=30, shape=(16, 16))
     np.save(tmp_path / "m.npy", noisy)
-    quiet = run("compress", tmp_path / "m.npy", "-o", tmp_path / "o.pmd.zarr", code=1)
+    return run(*flags, "compress", tmp_path / "m.npy", "-o", tmp_path / "o.pmd.zarr", code=code)
+
+
+def test_unexpected_failure_is_exit_1_and_traceback_only_with_v(tmp_path, monkeypatch):
+    quiet = _compress_failing_with(RuntimeError("kaboom"), tmp_path, monkeypatch, code=1)
     assert "kaboom" in quiet.output and "Traceback" not in quiet.output
-    loud = run("-v", "compress", tmp_path / "m.npy", "-o", tmp_path / "o.pmd.zarr", code=1)
+    loud = _compress_failing_with(RuntimeError("kaboom"), tmp_path, monkeypatch, "-v", code=1)
     assert "Traceback" in loud.output
 
 
@@ -152,3 +155,12 @@ def test_help_starts_without_numba():
     code = "import sys; from pmdcompress.cli import main; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_out_of_memory_is_the_users_problem_exit_2_one_line(tmp_path, monkeypatch):
+    error = MemoryError("Unable to allocate 12.0 GiB for an array")
+    result = _compress_failing_with(error, tmp_path, monkeypatch, code=2)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "out of memory" in lines[0] and "12.0 GiB" in lines[0], result.output
+    assert "--fit-frames" in lines[0] and "Traceback" not in result.output
+    assert not (tmp_path / "o.pmd.zarr").exists() and not list(tmp_path.glob("*.partial*"))

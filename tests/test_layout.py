@@ -94,3 +94,12 @@ def test_the_layout_check_sees_an_import_against_the_flow():
     targets = [t for _, t in _imports(tree, "pmdcompress.store")]
     assert targets == ["pmdcompress.pipeline.compress"]
     assert RANK[_layer(targets[0])] > RANK["store"]
+
+
+def test_every_public_name_is_listed_and_loads():
+    import pmdcompress
+
+    listed = dir(pmdcompress)
+    for name in pmdcompress.__all__:
+        assert name in listed
+        assert getattr(pmdcompress, name) is not None

@@ -3,8 +3,8 @@
 Exit codes: 0 success; 2 bad input, usage, or a user's environment problem (a
 one-line message, no traceback); 1 unexpected failure (a one-line message; the
 traceback only with ``-v``); 130 interrupted (SIGINT); 143 terminated (SIGTERM).
-A full disk and a permission denied are the user's problems (2), as is any
-:class:`~pmdcompress.errors.PMDError`.
+A full disk, a permission denied and running out of memory are the user's
+problems (2), as is any :class:`~pmdcompress.errors.PMDError`.
 Messages and progress go to stderr; stdout carries only data (``pmd info --json``).
 """
 
@@ -32,7 +32,7 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 EXIT_HELP = """\b
-Exit codes: 0 success, 2 bad input, usage, full disk or permission denied, 1 unexpected failure
+Exit codes: 0 success, 2 bad input, usage, full disk, permission denied or out of memory, 1 unexpected failure
 (traceback with -v), 130 interrupted (SIGINT), 143 terminated (SIGTERM)."""
 
 
@@ -42,6 +42,13 @@ def _as_user_error(exc: BaseException) -> PMDError | None:
         return exc
     if isinstance(exc, OSError):
         return user_error(exc, exc.filename or "output")
+    if isinstance(exc, MemoryError):
+        # Not a bug of ours: the machine has less free memory than the step needs.  The
+        # outputs are already removed by then (atomic writes); say what to change.
+        detail = " ".join(str(exc).split())
+        return PMDError(f"out of memory{f' ({detail})' if detail else ''}: free memory or use a machine with "
+                        "more; `pmd compress` needs less with a smaller --fit-frames and fewer "
+                        "--workers")
     return None
 
 

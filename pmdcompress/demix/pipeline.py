@@ -129,6 +129,11 @@ def _concat(a: Footprints, b: Footprints) -> Footprints:
     )
 
 
+# 4-connectivity inside each box, none across boxes: all footprints labelled or dilated in one call
+_BOXWISE = np.zeros((3, 3, 3), bool)
+_BOXWISE[1] = ndimage.generate_binary_structure(2, 1)
+
+
 def _refine_supports(fp: Footprints, *, grow: bool, fixed=None, prune: float = 0.1) -> None:
     """Keep each footprint's connected part of most mass; optionally grow the support by a pixel (in its zone).
 
@@ -136,25 +141,30 @@ def _refine_supports(fp: Footprints, *, grow: bool, fixed=None, prune: float = 0
     bouton, a dendrite's cross-section) at a soma's edge must not take the
     footprint away from the soma.
     """
-    for j in range(fp.n):
-        if fixed is not None and fixed[j]:
-            continue
-        a = fp.values[j]
-        top = a.max()
-        if top <= 0:
-            fp.support[j] = False
-            continue
-        mask = a > prune * top
-        lab, n_lab = ndimage.label(mask)
-        if n_lab > 1:
-            mass = ndimage.sum(a, lab, index=np.arange(1, n_lab + 1))
-            keep = lab == 1 + int(np.argmax(mass))
-        else:
-            keep = mask
-        fp.values[j] *= keep
-        fp.support[j] = ndimage.binary_dilation(keep) if grow else keep
-        if fp.zone is not None:
-            fp.support[j] &= fp.zone[j]
+    idx = np.arange(fp.n) if fixed is None else np.flatnonzero(~np.asarray(fixed, bool))
+    if idx.size == 0:
+        return
+    a = fp.values[idx]
+    top = a.reshape(idx.size, -1).max(axis=1)
+    mask = a > (prune * top)[:, None, None]
+    lab, n_lab = ndimage.label(mask, structure=_BOXWISE)
+    keep = np.zeros(a.shape, bool)
+    if n_lab:
+        labels = np.arange(1, n_lab + 1)
+        mass = ndimage.sum(a, lab, index=labels)
+        box_of = ndimage.minimum(np.broadcast_to(np.arange(idx.size)[:, None, None], a.shape), lab, index=labels)
+        # per box, the label of most mass (the first of equals, as argmax)
+        order = np.lexsort((labels, -mass, box_of))
+        first = np.ones(n_lab, bool)
+        first[1:] = box_of[order][1:] != box_of[order][:-1]
+        best = np.zeros(n_lab + 1, bool)
+        best[labels[order][first]] = True
+        keep = best[lab]
+    fp.values[idx] = a * keep
+    support = ndimage.binary_dilation(keep, structure=_BOXWISE) if grow else keep
+    if fp.zone is not None:
+        support &= fp.zone[idx]
+    fp.support[idx] = support
 
 
 def _centers(fp: Footprints) -> np.ndarray:

@@ -179,7 +179,8 @@ def _centers(fp: Footprints) -> np.ndarray:
 
 
 # Two active footprints whose masks share more than this fraction of the smaller one are one object (a soma
-# split between two seeds); 0.7 keeps touching and overlapping simulated somata apart (bench_demix.py).
+# split between two seeds; two-photon only); 0.7 keeps touching and overlapping simulated somata apart
+# (bench_demix.py).
 DUPLICATE_OVERLAP = 0.7
 
 
@@ -374,6 +375,9 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     # Seed regions and, through every update, the supports stay within support_radius cell radii of the
     # seed (+1 pixel, the first dilation): the alternating updates would otherwise let a footprint drift onto
     # a brighter neighbour or a few hot pixels nearby, and its soma would be lost (neurofinder_dev).
+    # Duplicates by mask overlap only in a thin two-photon section: one-photon blur makes distinct
+    # neighbours overlap (the Inscopix clip: 22 components -> 13 with this merge).
+    duplicate_threshold = opts.footprint_threshold if opts.kind == "2p" else None
     reach = int(math.ceil(opts.support_radius * opts.cell_radius))
     zone_radius = opts.support_radius * opts.cell_radius + 1.0
     regions = seed_regions(corr, seeds, low=opts.region_threshold, max_radius=reach)
@@ -400,7 +404,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
             ring, u_fit, v_fit = _ring_step(fac.U, vb, fp, c, opts)
             c = _iterate(u_fit, v_fit, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
     n_before = fp.n
-    fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=opts.footprint_threshold)
+    fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
     n_merged = fp.n
     fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
     log.debug("demix: %d components, %d after merging, %d after deleting", n_before, n_merged, fp.n)
@@ -436,7 +440,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
         if use_ring:
             ring, u_fit, v_fit = _ring_step(fac.U, vb, fp, c, opts)
             c = _iterate(u_fit, v_fit, fp, bg, fixed, 2)
-        fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=opts.footprint_threshold)
+        fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
         fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
     timings["fit_s"] = time.perf_counter() - t0
 

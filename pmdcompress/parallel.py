@@ -14,6 +14,7 @@ buffers without copies.  BLAS is limited to one thread inside each task so that
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import uuid
@@ -21,6 +22,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 log = logging.getLogger("pmdcompress")
+
+#: On a cluster, items are sent in batches, about this many per worker thread and map: each task costs
+#: the scheduler and the client (the driver) about a millisecond whatever it does.
+TASKS_PER_SLOT = 3
+#: On a cluster, items per worker thread in one group of :meth:`Executor.groups` (a group is in flight at once).
+CLUSTER_ITEMS_PER_SLOT = 32
 
 
 def default_workers() -> int:
@@ -47,8 +54,20 @@ def blas_threads(n: int):
     return threadpool_limits(limits=n)
 
 
+def _run_batch(func: Callable, items: list) -> list:
+    """One cluster task: FUNC over a batch of items."""
+    return [func(item) for item in items]
+
+
+def _batches(items: list, client, per_task: int | None) -> list[list]:
+    if per_task is None:
+        slots = max(int(sum(client.nthreads().values())), 1)
+        per_task = max(1, len(items) // (TASKS_PER_SLOT * slots))
+    return [items[i : i + per_task] for i in range(0, len(items), per_task)]
+
+
 def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, client=None,
-              on_done: Callable | None = None) -> list:
+              on_done: Callable | None = None, per_task: int | None = None) -> list:
     """``[func(item) for item in items]``, in parallel; results in input order.
 
     Parameters
@@ -60,17 +79,22 @@ def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, cl
     client : dask.distributed.Client, optional
         Run the tasks on this cluster instead (func and items must pickle).
     on_done : callable, optional
-        Called once per finished task (progress reporting).
+        Called once per finished item (progress reporting).
+    per_task : int, optional
+        On a cluster, items per task (default: about :data:`TASKS_PER_SLOT`
+        tasks per worker thread).
     """
     items = list(items)
     if client is not None:
         from dask.distributed import as_completed
 
-        futures = client.map(func, items, pure=False)
-        for _ in as_completed(futures):
-            if on_done:
+        batches = _batches(items, client, per_task)
+        futures = client.map(functools.partial(_run_batch, func), batches, pure=False)
+        sizes = {f.key: len(b) for f, b in zip(futures, batches, strict=True)}
+        for fut in as_completed(futures):
+            for _ in range(sizes[fut.key] if on_done else 0):
                 on_done()
-        return client.gather(futures)
+        return [result for batch in client.gather(futures) for result in batch]
     workers = default_workers() if workers is None else workers
     if workers <= 1 or len(items) <= 1:
         results = []
@@ -95,6 +119,15 @@ def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, cl
                 fut.cancel()
             raise
     return results
+
+
+def _fold_into(combine: Callable, acc, *batches):
+    """One group of :meth:`Executor.map_fold` (its tasks' batches of results) folded into ACC, in order (runs on
+    a worker)."""
+    for batch in batches:
+        for result in batch:
+            acc = combine(acc, result)
+    return acc
 
 
 @dataclass
@@ -146,6 +179,39 @@ class Executor:
         """``[func(item) for item in items]`` in parallel, results in input order (see :func:`map_tasks`)."""
         return map_tasks(func, items, workers=self.workers, client=self.client, on_done=on_done)
 
+    def map_fold(self, func: Callable, items: Iterable, combine: Callable, *, on_done: Callable | None = None):
+        """``combine(...combine(combine(None, func(items[0])), func(items[1]))..., func(items[-1]))``.
+
+        The map runs in parallel, by :meth:`groups`; the fold takes the results
+        in input order, so that float sums are the same however many workers
+        ran them.  On a cluster the fold runs there too, one task per group
+        (each after the previous one), and only its final value comes to this
+        process: the results themselves go from worker to worker.
+        """
+        items = list(items)
+        if self.client is None:
+            acc = None
+            for members in self.groups(items):
+                for result in self.map(func, members, on_done=on_done):
+                    acc = combine(acc, result)
+            return acc
+        from dask.distributed import as_completed, wait
+
+        acc = None
+        for members in self.groups(items):
+            batches = _batches(members, self.client, None)
+            futures = self.client.map(functools.partial(_run_batch, func), batches, pure=False)
+            sizes = {f.key: len(b) for f, b in zip(futures, batches, strict=True)}
+            acc = self.client.submit(_fold_into, combine, acc, *futures, pure=False)
+            for fut in as_completed(futures):
+                for _ in range(sizes[fut.key] if on_done else 0):
+                    on_done()
+            wait([acc])  # one group in flight at a time: bounded memory on the workers
+            if acc.status == "error":
+                acc.result()  # raises the first task's error now, not after every group
+            del futures
+        return None if acc is None else acc.result()
+
     def scatter(self, obj, *, broadcast: bool = True):
         """OBJ where every task can read it without shipping it per task.
 
@@ -162,8 +228,15 @@ class Executor:
             return items
         return self.client.scatter(items)
 
-    def groups(self, items: Iterable, per_slot: int = 8, least: int = 16) -> list[list]:
-        """Consecutive groups of ITEMS, ``per_slot`` per slot: bounds what is in flight (and in memory) at once."""
+    def groups(self, items: Iterable, per_slot: int | None = None, least: int = 16) -> list[list]:
+        """Consecutive groups of ITEMS, ``per_slot`` per slot: bounds what is in flight (and in memory) at once.
+
+        Default: 8 per slot here, :data:`CLUSTER_ITEMS_PER_SLOT` on a cluster,
+        whose tasks take their data from the file system, so that a group's
+        batches (:data:`TASKS_PER_SLOT` per slot) carry several items each.
+        """
+        if per_slot is None:
+            per_slot = CLUSTER_ITEMS_PER_SLOT if self.client is not None else 8
         size = max(least, per_slot * self.slots)
         items = list(items)
         return [items[i : i + size] for i in range(0, len(items), size)]

@@ -51,3 +51,14 @@ def test_completed_runs_every_task_and_stops_on_an_error():
     with pytest.raises(KeyboardInterrupt), contextlib.closing(Executor(1).completed(fail_on_two, [1, 2, 3])) as it:
         list(it)
     assert ran == [1, 2]
+
+
+def _record(acc, x):
+    return (acc or ()) + (x,)
+
+
+def test_map_fold_takes_the_results_in_input_order():
+    done = []
+    folded = Executor(3).map_fold(lambda x: x * x, range(40), _record, on_done=lambda: done.append(1))
+    assert folded == tuple(x * x for x in range(40)) and len(done) == 40
+    assert Executor(1).map_fold(lambda x: x, [], _record) is None

@@ -320,7 +320,29 @@ def create_store(path, metadata: StoreMetadata, arrays: dict, *, temporal_chunk:
     return StoreWriter(group, Path(path) if on_disk else None, temporal, spatial), temporal
 
 
-def finish_store(writer: StoreWriter, metadata: StoreMetadata) -> None:
+def final_steps(df: np.ndarray | None, n_frames: int, rounding_error: float | None, scale: np.ndarray) -> np.ndarray:
+    """The final step of each temporal factor: :func:`temporal_steps` of the fraction of noise it keeps (its
+    degrees of freedom ``df`` over the frames when filtered, else 1); without a rounding error, its step SCALE."""
+    kept = np.minimum(df / max(n_frames, 1), 1.0) if df is not None else np.ones(len(scale))
+    return temporal_steps(kept, rounding_error) if rounding_error is not None else scale
+
+
+def round_rows(rows: np.ndarray, scale: np.ndarray, final: np.ndarray, where: str):
+    """Whole rows of temporal factors (float32, as read at steps SCALE) rounded to their FINAL steps.
+
+    Returns ``(integers, or None when every step is already final; the sum of
+    squares of each row's final values)``.  Row by row: the same whatever rows
+    are rounded together (:func:`finish_store` takes blocks of ~64 MB, a
+    cluster's tasks blocks of 16 rows).
+    """
+    if (scale != final).any():
+        steps = final[:, None].astype(np.float64)
+        rounded = quantize(rows, steps, where, "temporal")
+        return rounded, np.square(rounded * steps, dtype=np.float64).sum(axis=1)
+    return None, np.square(rows, dtype=np.float64).sum(axis=1)
+
+
+def finish_store(writer: StoreWriter, metadata: StoreMetadata, *, sum_squares: np.ndarray | None = None) -> None:
     """Write the spatial factors, the manifest and, last, the metadata (a store without it is incomplete).
 
     Each temporal factor gets its step from the noise it passes
@@ -328,26 +350,31 @@ def finish_store(writer: StoreWriter, metadata: StoreMetadata) -> None:
     it adds no more error to the movie than rounding its temporal factor:
     ``s_k / (sqrt(h*w) * rms(V_k))`` (the error of column k is ``step_k**2 / 12 *
     h*w * mean(V_k**2)`` summed over a patch's pixels).
+
+    ``sum_squares``: each row's sum of squares, when the rows were already
+    rounded to their final steps elsewhere (:func:`round_rows`, by a cluster's
+    tasks); then this process does not read the factors again.
     """
     where = str(writer)
     temporal = writer.temporal
     k, t = temporal.shape
     filtered = metadata.parameters.get("temporal_filter") and temporal.df is not None and (temporal.df >= 0).all()
-    kept = np.minimum(temporal.df / max(t, 1), 1.0) if filtered else np.ones(k)
-    final = temporal_steps(kept, temporal.rounding_error) if temporal.rounding_error is not None else temporal.scale
-    # Every row gets its final step (from the working step), by blocks of ~64 MB.
-    rows_per_block = int(np.clip((64 << 20) // (8 * max(t, 1)), 1, max(k, 1)))
-    sum_sq = np.zeros(k)
-    for k0 in range(0, k, rows_per_block):
-        k1 = min(k0 + rows_per_block, k)
-        rows = temporal[k0:k1, :]
-        if (temporal.scale[k0:k1] != final[k0:k1]).any():
-            temporal.scale[k0:k1] = final[k0:k1]
-            steps = temporal.scale[k0:k1, None].astype(np.float64)
-            rounded = quantize(rows, steps, where, "temporal")
-            temporal.array[k0:k1, :] = rounded
-            rows = rounded * steps
-        sum_sq[k0:k1] = np.square(rows, dtype=np.float64).sum(axis=1)
+    final = final_steps(temporal.df if filtered else None, t, temporal.rounding_error, temporal.scale)
+    if sum_squares is not None:
+        if not np.array_equal(temporal.scale, final) or np.shape(sum_squares) != (k,):
+            raise ValueError("finish_store: sum_squares given for rows not rounded to their final steps")
+        sum_sq = np.asarray(sum_squares, np.float64)
+    else:
+        # Every row gets its final step (from the working step), by blocks of ~64 MB.
+        rows_per_block = int(np.clip((64 << 20) // (8 * max(t, 1)), 1, max(k, 1)))
+        sum_sq = np.zeros(k)
+        for k0 in range(0, k, rows_per_block):
+            k1 = min(k0 + rows_per_block, k)
+            rows = temporal[k0:k1, :]
+            rounded, sum_sq[k0:k1] = round_rows(rows, temporal.scale[k0:k1], final[k0:k1], where)
+            if rounded is not None:
+                temporal.scale[k0:k1] = final[k0:k1]
+                temporal.array[k0:k1, :] = rounded
     _create(writer.group, "temporal_scale", temporal.scale.astype(np.float32), where)
     rms = np.sqrt(sum_sq / max(t, 1))
     n_pix = writer.spatial.shape[0]

@@ -7,8 +7,14 @@ Three streaming passes, none of which holds the movie as float:
 2. *fit*: each patch of the standardised fit buffer goes to the solver, which
    returns the spatial components it keeps (tested against a simulated null);
 3. *re-fit*: every chunk again, projecting each patch onto its spatial
-   components — the least-squares temporal factors on the full movie — written
-   straight into the store's time-chunked ``temporal`` array.
+   components — the least-squares temporal factors on the full movie;
+
+then the factors' last stage (the temporal trend filter and the final
+rounding, by blocks of whole rows) and their copy into the store's
+time-chunked ``temporal`` array.  Every step is a task that reads and writes
+its own data: the fit buffer and the factors before the store live in a
+scratch folder beside the store (:mod:`.scratch`), so the process that
+schedules the tasks (on a cluster, the driver) never holds them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import datetime
 import hashlib
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +35,16 @@ import zarr
 
 from .. import __version__
 from ..errors import InputError
-from ..formats.store import StoreMetadata, create_store, finish_store
+from ..formats.store import (
+    QUANTIZED_DTYPE,
+    StoreMetadata,
+    create_store,
+    final_steps,
+    finish_store,
+    piecewise_linear_df,
+    quantize,
+    round_rows,
+)
 from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
@@ -48,6 +64,7 @@ from ..solver import get_solver
 from ..solver.null import null_thresholds, round_correlation
 from ..solver.temporal import trend_filter_rows
 from ..tiling import Tiling, extract_patch
+from .scratch import FILTER_ROWS, FitBuffer, LazyFrames, RowBlocks
 
 log = logging.getLogger("pmdcompress")
 
@@ -154,7 +171,11 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
     workers : int, optional
         Threads (default: all cores, or ``$PMD_NUM_WORKERS``).
     client : dask.distributed.Client, optional
-        Fit patches on this cluster.
+        Run the passes as tasks on this cluster.  The workers read the movie
+        and share their data through a scratch folder beside the output (on
+        the same file system; removed at the end), so the output must be on a
+        file system that every worker sees.  An in-memory output
+        (``output=None`` with an array) runs on this process's threads.
     progress : callable, optional
         Progress factory ``(label, total) -> bar`` (see :mod:`pmdcompress.progress`).
     **options
@@ -219,6 +240,7 @@ class _Job:
     chunk: int  # frames per chunk (a multiple of the fit bin)
     chunks: list  # [(t0, t1)] of every chunk
     source: object = None  # the movie where the tasks read it (scattered to a cluster's workers)
+    scratch: Path | None = None  # the scratch folder beside the store's temporary folder (None: in memory)
     timings: dict = field(default_factory=dict)
 
     @property
@@ -233,7 +255,7 @@ class _Statistics:
     mean: np.ndarray  # (Y, X) float32
     scale: np.ndarray  # (Y, X) float32, the noise level used to standardise (never 0)
     live: np.ndarray  # (Y, X) bool, pixels that carry signal
-    fit: np.ndarray  # (fit frames, Y, X) float32, standardised
+    fit: FitBuffer  # (fit frames, Y, X), raw in the scratch folder, read back standardised by patch
     trend: np.ndarray | None = None  # (knots, Y*X) float32 baseline values
     knots: np.ndarray | None = None  # frame of each baseline value
 
@@ -253,9 +275,30 @@ class _Fit:
         return int(self.offsets[-1])
 
 
+def _scratch_folder(path) -> Path:
+    """The scratch folder beside the store's temporary folder: hidden and ending in ``.partial`` like it, so that
+    a killed run's leftovers are cleaned like the store's (``pmd batch``)."""
+    path = Path(path)
+    folder = path.with_name(path.name.removesuffix(".partial") + ".scratch.partial")
+    folder.mkdir()
+    return folder
+
+
 def _run(movie: Movie, path, opts: CompressOptions, solver, executor: Executor, progress, hash_input):
+    if path is None:  # an in-memory store: only this process's threads can fill it
+        executor = executor.local()
+    scratch = None if path is None else _scratch_folder(path)
+    try:
+        return _run_stages(movie, path, opts, solver, executor, progress, hash_input, scratch)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_stages(movie: Movie, path, opts: CompressOptions, solver, executor: Executor, progress, hash_input,
+                scratch):
     t_start, cpu_start = time.perf_counter(), time.thread_time()
-    job = _plan(movie, opts, solver, executor, progress)
+    job = _plan(movie, opts, solver, executor, progress, scratch)
     hasher = _Hasher(movie.path if hash_input else None)
     hasher.start()
     stats = _statistics_stage(job)
@@ -265,23 +308,29 @@ def _run(movie: Movie, path, opts: CompressOptions, solver, executor: Executor, 
     t_refit = time.perf_counter()
     hasher.join()
     group, temporal, metadata = _write_stage(job, stats, fit, path, hasher.digest)
-    _refit_stage(job, stats, fit, temporal, on_disk=path is not None)
-    job.timings["refit_s"] = time.perf_counter() - t_refit
-    if fit.total_rank and opts.temporal_filter:
-        t_filter, cpu_filter = time.perf_counter(), time.thread_time()
-        _filter_stage(job, temporal, fit.total_rank)
-        job.timings["temporal_filter_s"] = time.perf_counter() - t_filter
-        _driver_cpu(job, "temporal_filter", time.thread_time() - cpu_filter)
+    sum_squares = None
+    if fit.total_rank:
+        # The factors go through the scratch first: the filter and the final rounding work on blocks of whole
+        # rows, while the store's chunks hold every row of a time chunk.
+        rows = RowBlocks(fit.total_rank, job.shape[0], QUANTIZED_DTYPE, job.scratch, temporal)
+        _refit_stage(job, stats, fit, rows)
+        job.timings["refit_s"] = time.perf_counter() - t_refit
+        t_factors, cpu_factors = time.perf_counter(), time.thread_time()
+        sum_squares = _factors_stage(job, rows, temporal)
+        job.timings["factors_s"] = time.perf_counter() - t_factors
+        if opts.temporal_filter:
+            job.timings["temporal_filter_s"] = job.timings["factors_s"]
+        _driver_cpu(job, "factors", time.thread_time() - cpu_factors)
     job.timings["total_s"] = time.perf_counter() - t_start
     # this thread only: the filter's threads and a LocalCluster's scheduler run in other threads
     _driver_cpu(job, "thread", time.thread_time() - cpu_start)
-    finish_store(group, dataclasses.replace(metadata, timings=job.timings))
+    finish_store(group, dataclasses.replace(metadata, timings=job.timings), sum_squares=sum_squares)
     log.info("compressed %s: rank %d over %d patches in %.2f s", movie.name, fit.total_rank,
              job.tiling.n_patches, job.timings["total_s"])
     return PMDStore(group)
 
 
-def _plan(movie: Movie, opts: CompressOptions, solver, executor: Executor, progress) -> _Job:
+def _plan(movie: Movie, opts: CompressOptions, solver, executor: Executor, progress, scratch=None) -> _Job:
     """Patches, fit frames and chunks of frames for MOVIE."""
     n_frames, height, width = movie.shape
     tiling = Tiling.create((height, width), opts.patch_shape, opts.overlap)
@@ -291,38 +340,35 @@ def _plan(movie: Movie, opts: CompressOptions, solver, executor: Executor, progr
     # On a cluster the workers read their chunks themselves: the movie goes to each worker once
     # (it pickles as "reopen this file"); a task returns its sums and its rows of the fit buffer.
     return _Job(movie=movie, opts=opts, solver=solver, executor=executor, progress=progress, tiling=tiling,
-                plan=plan, chunk=chunk, chunks=_chunk_bounds(n_frames, chunk), source=executor.scatter(movie))
+                plan=plan, chunk=chunk, chunks=_chunk_bounds(n_frames, chunk), source=executor.scatter(movie),
+                scratch=scratch)
 
 
 def _statistics_stage(job: _Job) -> _Statistics:
-    """Pass 1: every chunk once, for the mean, the noise level and the fit buffer (and the baseline)."""
+    """Pass 1: every chunk once, for the mean, the noise level and the fit buffer (and the baseline).
+
+    The tasks write their rows of the fit buffer themselves (into the scratch
+    folder, raw) and return only their sums: no process holds the buffer.
+    """
     n_frames, height, width = job.shape
     plan, chunks = job.plan, job.chunks
-    fit = np.empty((plan.n_frames, height, width), dtype=np.float32)
+    fit = FitBuffer.create(plan.n_frames, (height, width), job.tiling.patch_shape, job.scratch)
+    writer = fit.without_values()
     row_of_bin = np.full(n_frames // plan.bin + 1, -1, dtype=np.int64)
     row_of_bin[plan.bins] = np.arange(plan.n_frames)
     noise_chunks = set(np.round(np.linspace(0, len(chunks) - 1, min(MAX_NOISE_CHUNKS, len(chunks)))).astype(int))
-    fit_flat = fit.reshape(plan.n_frames, -1)
 
     def statistics_args(i):
         t0, t1 = chunks[i]
         first_bin = t0 // plan.bin
         rows = np.ascontiguousarray(row_of_bin[first_bin : first_bin + (t1 - t0) // plan.bin])
-        return job.source, t0, t1, plan.bin, rows, i in noise_chunks
+        return job.source, t0, t1, plan.bin, rows, i in noise_chunks, writer
 
     bar = job.progress("statistics", len(chunks))
-    total = power = count = 0
-    assembly = 0.0  # CPU seconds of this (the driver's) thread spent on the fit buffer and the sums
-    chunk_means = []
-    for members in job.executor.groups(range(len(chunks))):
-        results = job.executor.map(_statistics_task, [statistics_args(i) for i in members], on_done=bar.update)
-        cpu = time.thread_time()
-        for i, (part_total, part_power, part_count, rows, fit_rows) in zip(members, results, strict=True):
-            total, power, count = total + part_total, power + part_power, count + part_count
-            fit_flat[rows] = fit_rows
-            if job.opts.detrend:
-                chunk_means.append(part_total / (chunks[i][1] - chunks[i][0]))
-        assembly += time.thread_time() - cpu
+    # the sums, in chunk order (the same floats however many workers), folded where the tasks ran
+    total, power, count, chunk_means = job.executor.map_fold(
+        _statistics_task, [statistics_args(i) for i in range(len(chunks))],
+        _add_sums if job.opts.detrend else _add_sums_no_means, on_done=bar.update)
     bar.close()
     cpu = time.thread_time()
     mean = (total / n_frames).reshape(height, width).astype(np.float32)
@@ -331,14 +377,26 @@ def _statistics_stage(job: _Job) -> _Statistics:
         noise_flat = np.sqrt(power / count) if count else np.ones(height * width)
         trend, knots = _baseline(chunks, n_frames, np.stack(chunk_means) - mean.reshape(1, -1), noise_flat, job.chunk)
         centres = plan.bins * plan.bin + (plan.bin - 1) / 2.0
-        fit_flat -= trend_basis(centres, knots) @ trend
+        fit.trend, fit.basis = trend.reshape(-1, height, width), trend_basis(centres, knots)
     noise = np.sqrt(power / count) if count else np.zeros((height * width,))
     noise = noise.reshape(height, width).astype(np.float32)
     scale = safe_scale(noise)
-    fit -= mean
-    fit /= scale
-    _driver_cpu(job, "fit_buffer", assembly + time.thread_time() - cpu)
+    fit.mean, fit.scale = mean, scale  # the fit tasks standardise their patches: (x - trend - mean) / scale
+    _driver_cpu(job, "fit_buffer", time.thread_time() - cpu)
     return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots)
+
+
+def _add_sums(acc, part, keep_means: bool = True):
+    """Fold one chunk's statistics into ``(total, power, count, chunk means)`` (first: ACC None)."""
+    total, power, count, means = acc if acc is not None else (0, 0, 0, [])
+    part_total, part_power, part_count, length = part
+    if keep_means:
+        means = [*means, part_total / length]
+    return total + part_total, power + part_power, count + part_count, means
+
+
+def _add_sums_no_means(acc, part):
+    return _add_sums(acc, part, keep_means=False)
 
 
 def _driver_cpu(job: _Job, part: str, seconds: float) -> None:
@@ -374,9 +432,10 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     """Pass 2: the null thresholds, then each patch of the fit buffer through the solver."""
     t_null = time.perf_counter()
     opts, tiling, plan, executor = job.opts, job.tiling, job.plan, job.executor
-    fit, live = stats.fit, stats.live
+    live = stats.live
     cpu = time.thread_time()
-    correlation = round_correlation(noise_neighbour_correlation(fit))
+    fit = executor.scatter(stats.fit)  # its standardisation (and the scratch's path) to every worker, once
+    correlation = round_correlation(executor.map(_neighbour_task, [fit])[0])
     _driver_cpu(job, "neighbour_correlation", time.thread_time() - cpu)
     cpu = time.thread_time()
     thresholds = null_thresholds(job.solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
@@ -384,12 +443,7 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
                                  progress=job.progress, executor=executor)
     job.timings["null_s"] = time.perf_counter() - t_null
     _driver_cpu(job, "null", time.thread_time() - cpu)
-    slicing = 0.0
     t_fit = time.perf_counter()
-
-    def patch_data(p):
-        ys, xs = tiling.patch_slices(p)
-        return np.ascontiguousarray(fit[:, ys, xs]).reshape(plan.n_frames, -1)
 
     def patch_live(p):
         ys, xs = tiling.patch_slices(p)
@@ -398,15 +452,11 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     bar = job.progress("fit patches", tiling.n_patches)
     spatial_list = []
     for members in executor.groups(range(tiling.n_patches)):
-        # each patch straight to a worker, not through the scheduler's task graph
-        cpu = time.thread_time()
-        data = executor.scatter_each([patch_data(p) for p in members])
-        slicing += time.thread_time() - cpu
-        spatial_list += executor.map(_fit_task, [(job.solver, d, tiling.patch_shape, thresholds, opts.seed, p,
-                                                  patch_live(p)) for d, p in zip(data, members, strict=True)],
+        # each task reads its own patch of the fit buffer
+        spatial_list += executor.map(_fit_task, [(job.solver, fit, tiling.patch_slices(p), tiling.patch_shape,
+                                                  thresholds, opts.seed, p, patch_live(p)) for p in members],
                                      on_done=bar.update)
     bar.close()
-    _driver_cpu(job, "patch_data", slicing)
     ranks = np.array([u.shape[1] for u in spatial_list], dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(ranks)]).astype(np.int64)
     n_pix = tiling.patch_shape[0] * tiling.patch_shape[1]
@@ -446,14 +496,16 @@ def _write_stage(job: _Job, stats: _Statistics, fit: _Fit, path, sha256):
     return group, temporal, metadata
 
 
-def _refit_stage(job: _Job, stats: _Statistics, fit: _Fit, temporal, *, on_disk: bool) -> None:
-    """Pass 3: every chunk again, projected on its patches' spatial components, into ``temporal``."""
+def _refit_stage(job: _Job, stats: _Statistics, fit: _Fit, temporal) -> None:
+    """Pass 3: every chunk again, projected on its patches' spatial components, into ``temporal``.
+
+    ``temporal`` is the store's array or the scratch's :class:`RowBlocks`; the
+    workers write their time chunks into it themselves.
+    """
     if not fit.total_rank:
         return
     projection = _projection(job, stats, fit)
-    # Workers write their time chunks of ``temporal`` straight into the (temporary) store on disk;
-    # an in-memory store can only be filled by this process's threads.
-    executor = job.executor if on_disk else job.executor.local()
+    executor = job.executor
     source = job.source if executor.distributed else job.movie
     projection = executor.scatter(projection)
     bar = job.progress("re-fit", len(job.chunks))
@@ -484,29 +536,79 @@ def _projection(job: _Job, stats: _Statistics, fit: _Fit) -> _Projection:
                        job.opts.dtype, trend_gains, stats.knots)
 
 
-def _filter_stage(job: _Job, temporal, total_rank: int) -> None:
-    """Trend-filter every temporal factor within its noise level (PMD's temporal penalty), in place.
+def _factors_stage(job: _Job, rows: RowBlocks, temporal) -> np.ndarray:
+    """The temporal factors' last steps, by tasks: trend filter, final rounding, copy into ``temporal``.
 
-    Reads as many rows as fit in ~64 MB, filters them in parallel, writes them
-    back at once: every zarr chunk holds all rows, so a write per row would
-    recompress the whole array each time.  Slices of a fixed 16 rows (each
-    warm-starts its penalty search afresh) keep the result independent of the
-    number of workers.
+    Tasks take blocks of 16 whole rows of the scratch's factors (rounded to
+    the store's working step, as the store would hold them): trend-filter each
+    factor within its noise level (PMD's temporal penalty; each block
+    warm-starts its penalty search afresh, so the result does not depend on
+    the tasks or the workers), then round it to its final step
+    (:func:`round_rows`, which needs the whole row).  Copy tasks then move the
+    integers into the store's time chunks (every chunk holds all rows).  Each
+    task holds at most ~64 MB of rows; the driver receives three numbers per
+    row (degrees of freedom, final step, sum of squares), which
+    :func:`finish_store` needs.  Returns the sums of squares.
     """
-    n_frames = job.shape[0]
-    executor = job.executor.local()
-    rows_per_block = int(np.clip(CHUNK_BYTES // (4 * n_frames), 1, total_rank))
-    for k0 in range(0, total_rank, rows_per_block):
-        k1 = min(k0 + rows_per_block, total_rank)
-        rows = np.asarray(temporal[k0:k1, :], dtype=np.float32)
-        slices = [(a, min(a + 16, k1 - k0)) for a in range(0, k1 - k0, 16)]
-        parts = executor.map(lambda c, rows=rows: trend_filter_rows(rows[c[0] : c[1]]), slices)
-        temporal[k0:k1, :] = np.concatenate(parts).astype(job.opts.dtype)
+    n_frames, executor, opts = job.shape[0], job.executor, job.opts
+    n_blocks = rows.n_blocks
+    most = max(1, CHUNK_BYTES // (4 * FILTER_ROWS * n_frames))
+    per_task = int(np.clip(-(-n_blocks // (4 * executor.slots)), 1, most))
+    spans = [(b, min(b + per_task, n_blocks)) for b in range(0, n_blocks, per_task)]
+    label = "temporal filter" if opts.temporal_filter else "factors"
+    bar = job.progress(label, len(spans) + len(job.chunks))
+    parts = []
+    for members in executor.groups(spans):
+        parts += executor.map(_factors_task, [(rows, b0, b1, opts.dtype, opts.temporal_filter,
+                                               temporal.rounding_error) for b0, b1 in members], on_done=bar.update)
+    for members in executor.groups(job.chunks):
+        executor.map(_copy_task, [(rows, t0, t1, temporal.array) for t0, t1 in members], on_done=bar.update)
+    bar.close()
+    df, steps, sum_squares = (np.concatenate(p) for p in zip(*parts, strict=True))
+    temporal.scale[:] = steps
+    if opts.temporal_filter:
+        temporal.df = df.astype(np.int64)  # as if each row had been written whole
+    return sum_squares
+
+
+def _factors_task(args):
+    """Blocks [b0, b1) of 16 rows of the scratch's factors: filtered (optionally) and rounded to their final
+    steps, in place.  Returns each row's (degrees of freedom, final step, sum of squares)."""
+    rows, b0, b1, dtype, filtering, rounding_error = args
+    out = []
+    for b in range(b0, b1):
+        steps = rows.scale[b * FILTER_ROWS : (b + 1) * FILTER_ROWS]
+        integers = rows.read_block(b)
+        # what the store's reader gives: the rounded values times their step, in float32
+        values = np.multiply(integers, steps[:, None], dtype=np.float32)
+        df = None
+        if filtering:
+            filtered = trend_filter_rows(values).astype(dtype)
+            df = piecewise_linear_df(np.asarray(filtered, np.float64))
+            integers = quantize(filtered, steps[:, None], rows.where, "temporal")
+            values = np.multiply(integers, steps[:, None], dtype=np.float32)
+        final = final_steps(df, rows.n_frames, rounding_error, steps)
+        rounded, sum_squares = round_rows(values, steps, final, rows.where)
+        rows.write_block(b, integers if rounded is None else rounded)
+        out.append((np.full(len(steps), -1, np.int64) if df is None else df, final, sum_squares))
+    return tuple(np.concatenate(p) for p in zip(*out, strict=True)) if out else (np.zeros(0, np.int64),) * 3
+
+
+def _copy_task(args):
+    """Frames [t0, t1) of every factor (rounded integers), from the scratch into their time chunk of the store."""
+    rows, t0, t1, array = args
+    array[:, t0:t1] = rows.read_columns(t0, t1)
+
+
+def _neighbour_task(fit: FitBuffer):
+    """The noise's neighbour correlation on (at most 64 pairs of) standardised fit frames."""
+    return noise_neighbour_correlation(LazyFrames(fit))
 
 
 def _statistics_task(args):
-    """Sums, noise power and fit-buffer rows of frames [t0, t1) (pass 1; runs where the movie is read)."""
-    movie, t0, t1, fit_bin, rows, want_noise = args
+    """Sums and noise power of frames [t0, t1), whose fit-buffer rows it writes (pass 1; runs where the movie is
+    read)."""
+    movie, t0, t1, fit_bin, rows, want_noise, fit = args
     n_pix = movie.shape[1] * movie.shape[2]
     block = movie.view(t0, t1).reshape(t1 - t0, -1)
     keep = rows >= 0
@@ -520,12 +622,17 @@ def _statistics_task(args):
     acc = NoiseAccumulator(n_pix)
     if want_noise:
         acc.add(block)
-    return total, acc.power, acc.count, rows[keep], fit_rows
+    kept = rows[keep]
+    if len(kept):
+        assert np.array_equal(kept, np.arange(kept[0], kept[0] + len(kept))), "a chunk's fit rows are consecutive"
+        fit.write_rows(int(kept[0]), fit_rows)
+    return total, acc.power, acc.count, t1 - t0
 
 
 def _fit_task(args):
     """Spatial components of one patch of the standardised fit buffer (pass 2)."""
-    solver, data, patch_shape, thresholds, seed, p, live = args
+    solver, fit, (ys, xs), patch_shape, thresholds, seed, p, live = args
+    data = fit.patch(ys, xs)
     u = solver.fit(data, patch_shape, thresholds, np.random.default_rng([seed, p])).spatial
     if live is None or u.shape[1] == 0 or not np.any(u[~live]):
         return u
@@ -566,4 +673,8 @@ def _project_task(args):
         v[proj.offsets[p] : proj.offsets[p + 1]] = (patch @ proj.folded[p]).T - proj.shifts[p][:, None]
         if basis is not None:
             v[proj.offsets[p] : proj.offsets[p + 1]] -= (proj.trend_gains[p] @ basis.T).astype(np.float32)
-    temporal[:, t0:t1] = v.astype(proj.dtype)
+    if isinstance(temporal, RowBlocks):  # rounded to the store's working step, as the store would
+        temporal.write_columns(t0, quantize(v.astype(proj.dtype), temporal.scale[:, None], temporal.where,
+                                            "temporal"))
+    else:
+        temporal[:, t0:t1] = v.astype(proj.dtype)

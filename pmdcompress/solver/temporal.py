@@ -44,6 +44,7 @@ left as it was.
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 
@@ -77,6 +78,13 @@ def robust_noise_std(rows: np.ndarray) -> np.ndarray:
     return 1.4826 * np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) / np.sqrt(2.0)
 
 
+@functools.lru_cache(maxsize=32)
+def _event_threshold(window: int, p: float) -> float:
+    """Energy of ``window`` frames of unit white noise exceeded with probability ``p`` (cached: scipy's
+    ``chi2.ppf`` costs about as much as a short trend-filter solve, and every fit asks for the same one)."""
+    return float(chi2.ppf(1.0 - p, window))
+
+
 def event_mask(removed: np.ndarray, sigma: float, *, window: int | None = None, p: float | None = None) -> np.ndarray:
     """Frames near windows where ``removed`` holds more energy than noise of std ``sigma`` gives (rate ``p``).
 
@@ -86,7 +94,7 @@ def event_mask(removed: np.ndarray, sigma: float, *, window: int | None = None, 
     p = EVENT_P if p is None else p
     z = np.asarray(removed, np.float64) / sigma
     energy = uniform_filter1d(z * z, window, mode="nearest") * window
-    mask = energy > chi2.ppf(1.0 - p, window)
+    mask = energy > _event_threshold(window, p)
     if mask.any():
         mask = binary_dilation(mask, np.ones(window, bool))
     return mask

@@ -9,6 +9,8 @@ default ``logmexp`` averaging is 25 % low (see docs/format.md and
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.fft
 
@@ -172,6 +174,44 @@ def chunk_statistics(block, bin_size, rows, total, fit) -> int:
         First frame (within the chunk) holding NaN or inf, or -1.
     """
     return int(_chunk_statistics_kernel(block, int(bin_size), rows, total, fit))
+
+
+@jit
+def _segment_band_power_kernel(spec, lo, hi):
+    # sum over segments s, then bins lo <= k < hi, of |spec[k, s]|**2: the order in which
+    # NoiseAccumulator.add adds them for one pixel, so the two agree to the last bit.
+    power = 0.0
+    for s in range(spec.shape[1]):
+        for k in range(lo, hi):
+            z = spec[k, s]
+            power += z.real * z.real + z.imag * z.imag
+    return power
+
+
+@functools.lru_cache(maxsize=8)
+def _welch_plan(n_frames: int, segment: int):
+    segs = _segments(n_frames, segment)
+    seg_len = segs[0][1] - segs[0][0]
+    window, norm, lo, hi = welch_band(seg_len)
+    index = np.array([s0 for s0, _ in segs])[None, :] + np.arange(seg_len)[:, None]  # (seg_len, n_segments)
+    return index, window[:, None], norm, lo, hi
+
+
+def noise_std_vector(v: np.ndarray, segment: int = WELCH_SEGMENT) -> float:
+    """:func:`noise_std_psd` of one time series (T,), equal to it to the last bit, with all segments in one FFT.
+
+    The PMD solver calls this once per candidate component: the general path costs
+    several Python-level FFT calls per call.
+    """
+    v = np.asarray(v, np.float64)
+    n = v.shape[0]
+    if n < 4:
+        return 0.0
+    index, window, norm, lo, hi = _welch_plan(n, segment)
+    buf = (v[index] * window).astype(np.float32)  # as _windowed_kernel: float64 products rounded to float32
+    spec = scipy.fft.rfft(buf, axis=0, workers=1, overwrite_x=True)
+    count = (hi - lo) * index.shape[1]
+    return float(np.sqrt(_segment_band_power_kernel(spec, lo, hi) / norm / count))
 
 
 def noise_std_psd(movie: np.ndarray, segment: int = WELCH_SEGMENT) -> np.ndarray:

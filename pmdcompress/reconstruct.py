@@ -39,6 +39,17 @@ class Cell:
     mean: np.ndarray  # (n_pixels,) float32
     trend: np.ndarray | None = None  # (n_knots, n_pixels) float32, when the store has a trend
 
+    @property
+    def rows(self) -> slice | np.ndarray:
+        """The temporal rows of the cell: a slice when they are consecutive (a view, no gather), else indices.
+
+        A cell covered by one patch, or by horizontal neighbours (consecutive patches), has consecutive rows.
+        """
+        k = self.components
+        if k.size and int(k[-1]) - int(k[0]) == k.size - 1:
+            return slice(int(k[0]), int(k[-1]) + 1)
+        return k
+
 
 def _cuts(starts, size, lo, hi):
     points = {lo, hi}
@@ -120,6 +131,36 @@ def _epilogue_float_kernel(product, mean, out):
                 out[t, i, j] = product[t, k] + mean[k]
 
 
+# The same epilogues into the rectangle [y0:y0+h, x0:x0+w] of a whole C-contiguous output (n, Y, X): there the
+# compiler knows that a row is contiguous and vectorises it: 1.5-3x faster than through a strided view when the
+# rows are a multiple of 8 pixels wide (a vector of float32); no faster, in place, for other widths.
+@jit
+def _epilogue_round_into_kernel(product, mean, out, y0, x0, h, w, lo, hi):
+    n = out.shape[0]
+    lo32 = np.float32(lo)
+    hi32 = np.float32(hi)
+    half = np.float32(0.5)
+    for t in range(n):
+        for i in range(h):
+            row = out[t, y0 + i, x0 : x0 + w]
+            values = product[t, i * w : (i + 1) * w]
+            offsets = mean[i * w : (i + 1) * w]
+            for j in range(w):
+                row[j] = np.floor(min(max(values[j] + offsets[j] + half, lo32), hi32))
+
+
+@jit
+def _epilogue_float_into_kernel(product, mean, out, y0, x0, h, w):
+    n = out.shape[0]
+    for t in range(n):
+        for i in range(h):
+            row = out[t, y0 + i, x0 : x0 + w]
+            values = product[t, i * w : (i + 1) * w]
+            offsets = mean[i * w : (i + 1) * w]
+            for j in range(w):
+                row[j] = values[j] + offsets[j]
+
+
 def epilogue(product, mean, out, lo, hi, do_round):
     """Add the mean to a cell's product and write it into ``out`` (n, h, w), any dtype.
 
@@ -130,6 +171,14 @@ def epilogue(product, mean, out, lo, hi, do_round):
         _epilogue_round_kernel(product, mean, out, lo, hi)
     else:
         _epilogue_float_kernel(product, mean, out)
+
+
+def epilogue_into(product, mean, out, y0, x0, h, w, lo, hi, do_round):
+    """:func:`epilogue` into ``out[:, y0:y0+h, x0:x0+w]`` of a C-contiguous ``out`` (n, Y, X)."""
+    if do_round:
+        _epilogue_round_into_kernel(product, mean, out, y0, x0, h, w, lo, hi)
+    else:
+        _epilogue_float_into_kernel(product, mean, out, y0, x0, h, w)
 
 
 def dtype_limits(dtype) -> tuple[float, float, bool]:
@@ -151,16 +200,25 @@ def render(cells: list[Cell], temporal_block: np.ndarray, out: np.ndarray, y0: i
     """
     lo, hi, do_round = dtype_limits(out.dtype)
     n = out.shape[0]
+    whole = out.flags.c_contiguous
+    vector = 8  # float32 lanes of an AVX2 register: rows of a multiple of this vectorise without a scalar tail
+    # One product buffer for every cell (reused: no allocation, and its pages stay in cache).
+    buffer = np.empty(n * max((cell.mean.size for cell in cells), default=0), np.float32)
     for cell in cells:
-        region = out[:, cell.y0 - y0 : cell.y1 - y0, cell.x0 - x0 : cell.x1 - x0]
+        product = buffer[: n * cell.mean.size].reshape(n, cell.mean.size)
         if cell.components.size:
-            product = temporal_block[cell.components].T @ cell.left
+            # (K_c, n) rows: a view when consecutive; their transpose is F-ordered, which BLAS takes as is
+            np.matmul(temporal_block[cell.rows].T, cell.left, out=product)
         else:
-            product = np.zeros((n, cell.mean.size), np.float32)
+            product[...] = 0.0
         if cell.trend is not None and trend_basis is not None:
             product += trend_basis @ cell.trend
-        epilogue(product, cell.mean, region, lo, hi, do_round)
-
+        if whole and (cell.x1 - cell.x0) % vector == 0:
+            epilogue_into(product, cell.mean, out, cell.y0 - y0, cell.x0 - x0, cell.y1 - cell.y0, cell.x1 - cell.x0,
+                          lo, hi, do_round)
+        else:
+            region = out[:, cell.y0 - y0 : cell.y1 - y0, cell.x0 - x0 : cell.x1 - x0]
+            epilogue(product, cell.mean, region, lo, hi, do_round)
 
 
 #: Default chunks of :meth:`PMDStore.to_dask`: (frames, pixels, pixels).

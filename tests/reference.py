@@ -62,6 +62,19 @@ def band_power(spec, lo, hi):
     return (band.real**2 + band.imag**2).sum(axis=0)
 
 
+def segment_band_power(spec, lo, hi):
+    """Sum of ``|spec[k, s]|**2`` over the bins ``lo <= k < hi`` and every segment (column) ``s``, float64."""
+    return float(band_power(spec, lo, hi).sum())
+
+
+def laplacian_abs_sum(img):
+    """Sum of |Laplacian-difference filter| over the valid region (Immerkaer's operator), by scipy."""
+    from scipy.signal import convolve2d
+
+    kernel = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+    return float(np.abs(convolve2d(np.asarray(img, np.float64), kernel, mode="valid")).sum())
+
+
 def chunk_statistics(block, bin_size, rows, n_fit_rows):
     """Per-pixel sums, the fit rows and the first non-finite frame of one chunk.
 

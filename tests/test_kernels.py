@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import reference
 from pmdcompress import preprocess, tiling
-from pmdcompress.reconstruct import dtype_limits, epilogue
+from pmdcompress.reconstruct import dtype_limits, epilogue, epilogue_into
 from pmdcompress.solver.roughness import spatial_roughness, temporal_roughness
 
 
@@ -48,6 +48,20 @@ def test_epilogue_matches_numpy(dtype):
     assert (out[:, :2] == 0).all()  # nothing written outside the view
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("h, w", [(3, 4), (2, 8), (5, 16)])
+def test_epilogue_into_a_whole_output_matches_numpy(dtype, h, w):
+    rng = np.random.default_rng(6)
+    product = (rng.standard_normal((7, h * w)) * 300).astype(np.float32)
+    mean = rng.uniform(-50, 70000, h * w).astype(np.float32)
+    lo, hi, do_round = dtype_limits(dtype)
+    out = np.zeros((7, 10, 20), dtype)
+    ref = np.zeros((7, 10, 20), dtype)
+    epilogue_into(product, mean, out, 2, 1, h, w, lo, hi, do_round)
+    reference.epilogue(product, mean, ref[:, 2 : 2 + h, 1 : 1 + w], lo, hi, do_round)
+    np.testing.assert_array_equal(out, ref)  # and nothing written outside the rectangle
+
+
 RTOL32 = 1e-5  # float32 precision: the kernels and the twins may round differently
 
 
@@ -55,6 +69,29 @@ def _block(rng, shape, dtype):
     if np.dtype(dtype).kind == "u":
         return rng.integers(0, 4000, shape).astype(dtype)
     return (rng.standard_normal(shape) * 100).astype(dtype)
+
+
+@pytest.mark.parametrize("lo, hi, n_segments", [(0, 1, 1), (3, 9, 2), (5, 5, 3), (2, 17, 4)])
+def test_segment_band_power_kernel_matches_numpy(lo, hi, n_segments):
+    rng = np.random.default_rng(3)
+    spec = (rng.standard_normal((17, n_segments)) + 1j * rng.standard_normal((17, n_segments))).astype(np.complex64)
+    np.testing.assert_allclose(preprocess._segment_band_power_kernel(spec, lo, hi),
+                               reference.segment_band_power(spec, lo, hi), rtol=RTOL32)
+
+
+@pytest.mark.parametrize("n", [4, 7, 8, 100, 256, 257, 600, 1001])
+def test_noise_std_vector_equals_noise_std_psd_to_the_last_bit(n):
+    rng = np.random.default_rng(n)
+    v = rng.standard_normal(n) * 3.0 + np.cumsum(rng.standard_normal(n)) * 0.2
+    assert preprocess.noise_std_vector(v) == float(preprocess.noise_std_psd(v[:, None])[0])
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (5, 9), (32, 32)])
+def test_laplacian_abs_sum_kernel_matches_scipy(shape):
+    from pmdcompress.solver.pmd import _laplacian_abs_sum_kernel
+
+    img = np.random.default_rng(4).standard_normal(shape) * 5.0
+    np.testing.assert_allclose(_laplacian_abs_sum_kernel(img), reference.laplacian_abs_sum(img), rtol=RTOL32)
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32, np.float64])

@@ -78,3 +78,42 @@ def test_deflation_is_the_rank_one_update_in_place():
     _deflate(residual, v, u)
     assert residual.__array_interface__["data"][0] == before
     np.testing.assert_allclose(residual, want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_solver_searches_equal_the_checked_public_searches():
+    """tv2d_search / trend_filter_search (no argument checks, for the solver) return what the public functions do."""
+    from pmdcompress.solver import trend_filter as tf
+    from pmdcompress.solver import tv2d
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:16, :16]
+    img = np.exp(-((yy - 8) ** 2 + (xx - 6) ** 2) / 10.0) + 0.2 * rng.standard_normal((16, 16))
+    for lam0, dual in [(None, None), (None, np.ones((16, 16))), (0.05, rng.uniform(-0.01, 0.01, (16, 16)))]:
+        duals = [None if dual is None else dual.copy() for _ in range(2)]
+        x1, lam1 = tv2d.constrained_tv2d(img, 256 * 0.04, lam0=lam0, rtol=0.05, tol=1e-2, dual=duals[0])
+        x2, lam2 = tv2d.tv2d_search(img, 256 * 0.04, lam0=lam0, rtol=0.05, tol=1e-2, dual=duals[1])
+        np.testing.assert_array_equal(x1, x2)
+        assert lam1 == lam2
+        if dual is not None:
+            np.testing.assert_array_equal(duals[0], duals[1])
+    y = np.sin(np.linspace(0, 6, 300)) + 0.2 * rng.standard_normal(300)
+    for lam0 in (None, 3.0):
+        x1, lam1 = tf.constrained_trend_filter(y, 300 * 0.04, lam0=lam0, rtol=0.05)
+        x2, lam2 = tf.trend_filter_search(y, 300 * 0.04, lam0=lam0, rtol=0.05)
+        np.testing.assert_array_equal(x1, x2)
+        assert lam1 == lam2
+    x, lam = tv2d.tv2d_search(img, 0.0, lam0=None, rtol=0.05, tol=1e-2, dual=None)  # no budget: the image
+    np.testing.assert_array_equal(x, img)
+    assert lam == 0.0
+
+
+def test_rank_one_returns_the_debiased_temporal_factor_of_its_u(low_snr):
+    """The solver reuses R u from the last temporal step as the debiased factor: it must be exactly R u."""
+    from pmdcompress.solver.pmd import _WarmStart
+
+    noisy, _ = low_snr
+    patch = noisy[:, :24, :24].reshape(len(noisy), -1).astype(np.float32)
+    residual = np.ascontiguousarray((patch - patch.mean(axis=0)) / patch.std(axis=0))
+    v0 = np.linalg.svd(residual.astype(np.float64), full_matrices=False)[0][:, 0]
+    u, _, ru = PMDSolver()._rank_one(residual, (24, 24), v0, _WarmStart(None, None, np.zeros((24, 24))))
+    np.testing.assert_array_equal(ru, residual @ u.astype(np.float32))

@@ -28,3 +28,20 @@ def test_reads_in_any_order_equal_one_read(store):
     whole = reopened.read(0, 120, dtype=np.uint16)
     for t0, t1 in [(70, 90), (0, 5), (5, 64), (64, 120), (33, 34)]:
         np.testing.assert_array_equal(reopened.read(t0, t1, dtype=np.uint16), whole[t0:t1])
+
+
+def test_reads_into_any_output_layout_equal_the_dense_model(store):
+    """Cells of every width (multiples of 8 or not), into a whole output or a strided view, all as in the format."""
+    import reference
+
+    model = reference.dense_model(store)
+    expected = np.clip(np.floor(model.astype(np.float32) + np.float32(0.5)), 0, 65535)
+    whole = store.read(0, 120, dtype=np.uint16)
+    np.testing.assert_allclose(whole, expected, atol=1)  # float32 sums of the cells vs float64 ones
+    padded = np.zeros((120, 30, 33), np.uint16)
+    view = padded[:, 3:27, 5:29]  # not contiguous: the cells are written through the view
+    store.read(0, 120, dtype=np.uint16, out=view)
+    np.testing.assert_array_equal(view, whole)
+    assert not padded[:, :3].any() and not padded[:, :, :5].any() and not padded[:, :, 29:].any()
+    crop = store.read(10, 50, (1, 23), (8, 24), dtype=np.float32)  # crop: cells cut at odd widths
+    np.testing.assert_allclose(crop, model[10:50, 1:23, 8:24], rtol=1e-5, atol=1e-3)

@@ -31,13 +31,26 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.linalg.blas import sger as _sger
 
-from ..preprocess import noise_std_psd
+from .._numba import jit
+from ..preprocess import noise_std_vector
 from .roughness import spatial_roughness, temporal_roughness
 from .svd import PatchFit, randomized_svd
-from .trend_filter import constrained_trend_filter
-from .tv2d import constrained_tv2d
+from .trend_filter import trend_filter_search
+from .tv2d import tv2d_search
 
-_LAPLACE = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+
+@jit
+def _laplacian_abs_sum_kernel(img):
+    # sum over the valid (h-2, w-2) region of |img * [[1,-2,1],[-2,4,-2],[1,-2,1]]|
+    h, w = img.shape
+    total = 0.0
+    for i in range(h - 2):
+        a, b, c = img[i], img[i + 1], img[i + 2]
+        for j in range(w - 2):
+            conv = (a[j] - 2.0 * a[j + 1] + a[j + 2]) - 2.0 * (b[j] - 2.0 * b[j + 1] + b[j + 2]) \
+                + (c[j] - 2.0 * c[j + 1] + c[j + 2])
+            total += abs(conv)
+    return total
 
 
 def image_noise_std(img: np.ndarray) -> float:
@@ -49,10 +62,8 @@ def image_noise_std(img: np.ndarray) -> float:
     h, w = img.shape
     if h < 3 or w < 3:
         return float(np.std(img))
-    from scipy.signal import convolve2d
-
-    conv = convolve2d(img, _LAPLACE, mode="valid")
-    return float(np.sqrt(np.pi / 2.0) * np.abs(conv).sum() / (6.0 * (w - 2) * (h - 2)))
+    total = _laplacian_abs_sum_kernel(np.ascontiguousarray(img, dtype=np.float64))
+    return float(np.sqrt(np.pi / 2.0) * total / (6.0 * (w - 2) * (h - 2)))
 
 
 @dataclass
@@ -105,10 +116,15 @@ class PMDSolver:
         ``warm`` carries the penalty weights (and the 2-D TV dual) of the last
         search from one iteration, and (with ``warm_start``) one component, to
         the next: the searches then start next to their answer.
+
+        Returns ``(u, v, Ru)``: the spatial and (smoothed) temporal factors, and
+        ``R u`` in float32 (the debiased temporal factor), or None when no
+        step was taken.
         """
         h, w = patch_shape
         n_frames, n_pix = residual.shape
         u = np.zeros(n_pix)
+        ru = None
         if not self.warm_start:
             warm.lam_u = warm.lam_v = None
         for it in range(self.max_num_iter):
@@ -123,21 +139,22 @@ class PMDSolver:
             if norm == 0:
                 break
             u_tilde = (u_tilde / norm).astype(np.float64)
-            sigma_u = image_noise_std(u_tilde.reshape(h, w))
-            u_new, warm.lam_u = constrained_tv2d(u_tilde.reshape(h, w), n_pix * sigma_u**2, rtol=rtol_u,
-                                                 tol=tv_tol, lam0=warm.lam_u,
-                                                 dual=warm.dual if self.warm_start else None)
+            image = u_tilde.reshape(h, w)
+            sigma_u = image_noise_std(image)
+            u_new, warm.lam_u = tv2d_search(image, n_pix * sigma_u**2, lam0=warm.lam_u, rtol=rtol_u, tol=tv_tol,
+                                            dual=warm.dual if self.warm_start else None)
             u_new = u_new.ravel()
             nu = np.linalg.norm(u_new)
             if nu == 0:
                 u_new = u_tilde
             else:
                 u_new = u_new / nu
-            v_tilde = (residual @ u_new.astype(np.float32)).astype(np.float64)
-            sigma_v = float(noise_std_psd(v_tilde[:, None])[0]) if n_frames >= 8 else 0.0
+            ru = residual @ u_new.astype(np.float32)
+            v_tilde = ru.astype(np.float64)
+            sigma_v = noise_std_vector(v_tilde) if n_frames >= 8 else 0.0
             if sigma_v > 0 and n_frames >= 4:
-                v_new, warm.lam_v = constrained_trend_filter(v_tilde, n_frames * sigma_v**2, rtol=self.search_rtol,
-                                                             lam0=warm.lam_v)
+                v_new, warm.lam_v = trend_filter_search(v_tilde, n_frames * sigma_v**2, lam0=warm.lam_v,
+                                                        rtol=self.search_rtol)
             else:
                 v_new = v_tilde
             nv = np.linalg.norm(v_new)
@@ -146,7 +163,7 @@ class PMDSolver:
             u, v = u_new, v_new
             if change < self.tol:
                 break
-        return u, v
+        return u, v, ru
 
     def _components(self, data, patch_shape, rng, thresholds, limit, n_null=None):
         residual = np.array(data, dtype=np.float32, copy=True)
@@ -159,9 +176,11 @@ class PMDSolver:
             if temporal.shape[1] == 0 or s[0] <= 0:
                 break
             for i in range(temporal.shape[1]):
-                u, v_smooth = self._rank_one(residual, patch_shape, temporal[:, i].astype(np.float64), warm)
+                u, v_smooth, v = self._rank_one(residual, patch_shape, temporal[:, i].astype(np.float64), warm)
                 u32 = u.astype(np.float32)
-                v = residual @ u32  # debiased temporal factor
+                if v is None:  # no step taken (u = 0)
+                    v = residual @ u32
+                # else v = R u, the debiased temporal factor, from the last temporal step (u is its u)
                 # The test looks at unpenalised (debiased) factors: a penalised
                 # u of pure noise collapses towards a constant and would look
                 # smooth, so its roughness would say nothing.

@@ -32,7 +32,7 @@ from .constrained import (
     squared_distance,
 )
 
-__all__ = ["constrained_trend_filter", "trend_filter"]
+__all__ = ["constrained_trend_filter", "trend_filter", "trend_filter_search"]
 
 logger = logging.getLogger("pmdcompress")
 
@@ -775,3 +775,20 @@ def constrained_trend_filter(
     return x.astype(out_dtype, copy=False), float(lam)
 
 
+
+
+def trend_filter_search(y, delta, *, lam0, rtol):
+    """:func:`constrained_trend_filter` without its argument checks, for a solver's own arrays.
+
+    ``y``: finite float64 (n,); ``lam0``: float or None.  Returns ``(x float64, lam)``, the same values as
+    :func:`constrained_trend_filter`.
+    """
+    y64 = np.ascontiguousarray(y, dtype=np.float64)
+    if not delta > 0.0 or y64.size == 0:
+        return constrained_trend_filter(y, delta, lam0=lam0, rtol=rtol)
+    x = np.empty_like(y64)
+    lam, _, _, converged = _constrained_tf_kernel(y64, float(delta), 0.0 if lam0 is None else float(lam0),
+                                                  float(rtol), DEFAULT_SEARCH_MAX_NUM_ITER, DEFAULT_TF_MAX_NUM_ITER, x)
+    if not converged:
+        logger.warning("constrained_trend_filter: an active-set solve did not converge (n=%d)", y64.size)
+    return x, float(lam)

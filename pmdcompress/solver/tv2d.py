@@ -35,7 +35,7 @@ from .constrained import (
 )
 from .tv1d import _tv1d_kernel
 
-__all__ = ["constrained_tv2d", "tv2d_denoise"]
+__all__ = ["constrained_tv2d", "tv2d_denoise", "tv2d_search"]
 
 logger = logging.getLogger("pmdcompress")
 
@@ -506,3 +506,28 @@ def constrained_tv2d(
         logger.warning("constrained_tv2d: a 2-D TV solve did not reach tol=%g (shape %s)", tol, y64.shape)
     return x.astype(out_dtype, copy=False), float(lam)
 
+
+
+def tv2d_search(img, delta, *, lam0, rtol, tol, dual):
+    """:func:`constrained_tv2d` without its argument checks, for a solver's own arrays.
+
+    ``img``: finite float64 (h, w); ``delta > 0``; ``lam0``: float or None;
+    ``dual``: as in :func:`constrained_tv2d` (checked there), or None.
+    Returns ``(x float64, lam)``, the same values as :func:`constrained_tv2d`.
+    """
+    y64 = np.ascontiguousarray(img, dtype=np.float64)
+    if not delta > 0.0 or y64.size == 0:
+        return constrained_tv2d(img, delta, lam0=lam0, rtol=rtol, tol=tol, dual=dual)
+    lam0 = 0.0 if lam0 is None else float(lam0)
+    x = np.empty_like(y64)
+    if dual is None:
+        t, lam_t = np.zeros_like(y64), 0.0
+    else:
+        t, lam_t = dual, lam0
+        if lam_t <= 0.0:
+            t[...] = 0.0
+    lam, _, _, converged = _constrained_tv2d_kernel(y64, float(delta), lam0, float(rtol), DEFAULT_SEARCH_MAX_NUM_ITER,
+                                                    DEFAULT_TV2D_MAX_NUM_ITER, float(tol), x, t, lam_t)
+    if not converged:
+        logger.warning("constrained_tv2d: a 2-D TV solve did not reach tol=%g (shape %s)", tol, y64.shape)
+    return x, float(lam)

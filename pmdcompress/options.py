@@ -282,6 +282,10 @@ class DemixOptions:
     nucleus_radius: float | None = None  # that template's radius; default: the somata's (demix.pipeline._soma_radius)
     min_compactness: float = 0.8  # active components: area over that of their moment ellipse
     min_relative_size: float = 0.5  # ... and mask area over the median of the accepted ones (fragments go)
+    max_relative_size: float | None = None  # ... at most this (larger: neuropil, or merged cells); 2p: 2.5
+    max_elongation: float | None = None  # ... ratio of the mask's principal axes (dendrites are longer); 2p: 2
+    min_mean_contrast: float | None = None  # ... mean-image brightness over the surround, robust SDs (2p: 0)
+    support_radius: float = 2.0  # active footprints stay within this many cell radii (+1 px) of their seed
     min_snr: float = 1.0
     min_r_value: float = 0.4
     min_skew: float | None = None  # default 0.5 for calcium, none for voltage
@@ -332,6 +336,21 @@ class DemixOptions:
             q = 50.0 if self.kind == "voltage" else 8.0
         min_size = self.min_size if self.min_size is not None else int(0.25 * np.pi * self.cell_radius**2)
         from_mean = self.seed_from_mean if self.seed_from_mean is not None else self.kind == "2p"
+        contrast = self.min_mean_contrast
+        if contrast is None:
+            # a soma filled with indicator outshines its neuropil in a 2p mean image; 1p and voltage
+            # mean images are dominated by background and membrane, so no test there
+            contrast = 0.0 if self.kind == "2p" else -np.inf
+        # Shape tests of two-photon somata (round to oval, about the movie's median size); one-photon blur
+        # stretches and merges footprints (simulated 1p somata reached 2.2x), so 1p and voltage go without.
+        elongation = self.max_elongation
+        if elongation is None:
+            elongation = 2.0 if self.kind == "2p" else np.inf
+        largest = self.max_relative_size
+        if largest is None:
+            largest = 2.5 if self.kind == "2p" else np.inf
         return replace(self, seed_from_mean=bool(from_mean), highpass_sigma=sigma, min_size=min_size,
+                       min_mean_contrast=float(contrast), max_elongation=float(elongation),
+                       max_relative_size=float(largest),
                        background_rank=rank, ring_radius=ring, background_model=model, bin_frames=b,
                        min_skew=float(skew), dff_percentile=float(q))

@@ -216,3 +216,15 @@ def test_temporal_smoothing_cannot_inflate_the_reports_gains(report_sim, tmp_pat
     # A PMD-style gain (the denoised movie's own high-band noise in the denominator) is inflated by it.
     assert value(smoothed, "pmd_style_gain_median") > 3 * value(plain, "pmd_style_gain_median")
     assert value(smoothed, "pmd_style_gain_median") > 3 * value(smoothed, "truth_snr_gain_median")
+
+
+def test_figure_draws_a_set_without_a_valid_estimate(tmp_path):
+    pytest.importorskip("matplotlib")
+    valid = {"error_reduction": 12.0, "error_reduction_low": 10.0, "error_reduction_high": 14.0,
+             "signal_removed": 0.05}
+    invalid = {"error_reduction": None, "error_reduction_low": None, "error_reduction_high": None,
+               "signal_removed": None}
+    counts = {"gain": 2.0, "photons_per_pixel": 3.0, "split": "binomial", "neighbour_correlation": 0.01}
+    section = {"ok": True, "all": valid, "active": invalid, "counts": counts, "crop": [0, 64, 0, 64], "frames": 100}
+    out = ps.figure({"photon_split": section}, tmp_path)
+    assert out is not None and (tmp_path / "photon_split.png").stat().st_size > 0

@@ -40,12 +40,15 @@ class Footprints:
         Where each footprint may be non-zero.
     dims : tuple of int
         Frame shape ``(Y, X)``.
+    zone : ndarray, shape (n, bh, bw), bool, optional
+        Where the support may grow (a disk around each seed); ``None``: the whole box.
     """
 
     origins: np.ndarray
     values: np.ndarray
     support: np.ndarray
     dims: tuple[int, int]
+    zone: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -57,7 +60,9 @@ class Footprints:
 
     def subset(self, keep) -> Footprints:
         keep = np.asarray(keep)
-        return Footprints(self.origins[keep].copy(), self.values[keep].copy(), self.support[keep].copy(), self.dims)
+        zone = self.zone[keep].copy() if self.zone is not None else None
+        return Footprints(self.origins[keep].copy(), self.values[keep].copy(), self.support[keep].copy(), self.dims,
+                          zone)
 
     def images(self) -> np.ndarray:
         """Dense footprints, shape (n, Y, X) (for small fields of view and tests)."""

@@ -12,6 +12,12 @@
 - ``size``: pixels above ``threshold`` of the footprint's peak.
 - ``compactness``: ``size`` over the area of the ellipse with the mask's second
   moments (1 for an ellipse, lower for ragged or split masks).
+- ``elongation``: the ratio of the mask's principal axes (square root of the
+  eigenvalue ratio of its second moments): about 1 for a soma, 3 or more for a
+  piece of dendrite.
+- ``mean_contrast`` (with a mean image): the mask's mean in the mean image
+  high-passed at ``contrast_sigma``, in robust SDs of that high-passed image: a
+  soma filled with a cytosolic indicator is brighter than the neuropil around it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 
 from . import hals
 
-METRICS = ("snr", "std_snr", "skew", "r_value", "size", "compactness")
+METRICS = ("snr", "std_snr", "skew", "r_value", "size", "compactness", "elongation")
 
 
 def trace_noise(fp: hals.Footprints, noise: np.ndarray) -> np.ndarray:
@@ -39,12 +45,13 @@ def _skew(c: np.ndarray) -> np.ndarray:
     return m3 / np.maximum(m2, 1e-30) ** 1.5
 
 
-def _shape(fp: hals.Footprints, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _shape(fp: hals.Footprints, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = fp.n
     bh, bw = fp.box
     yy, xx = np.mgrid[:bh, :bw]
     size = np.zeros(n, np.int64)
     compact = np.zeros(n)
+    elong = np.ones(n)
     for j in range(n):
         a = fp.values[j]
         top = a.max()
@@ -58,7 +65,10 @@ def _shape(fp: hals.Footprints, threshold: float) -> tuple[np.ndarray, np.ndarra
         cov = np.cov(np.stack([y, x]))
         det = max(float(np.linalg.det(cov)), 1e-12)
         compact[j] = size[j] / (4 * np.pi * np.sqrt(det))
-    return size, compact
+        # a pixel's own extent (1/12 on each axis) keeps one-pixel-wide masks finite
+        ev = np.linalg.eigvalsh(cov + np.eye(2) / 12.0)
+        elong[j] = float(np.sqrt(ev[1] / ev[0]))
+    return size, compact, elong
 
 
 def r_values(u, v, fp: hals.Footprints, c: np.ndarray, *, top=0.05) -> np.ndarray:
@@ -85,17 +95,39 @@ def r_values(u, v, fp: hals.Footprints, c: np.ndarray, *, top=0.05) -> np.ndarra
     return out
 
 
-def compute_metrics(u, v, fp: hals.Footprints, c: np.ndarray, noise: np.ndarray, *, threshold=0.2) -> dict:
-    """Every metric of :data:`METRICS` for each footprint; arrays of shape (n,)."""
+def mean_contrast(mean: np.ndarray, fp: hals.Footprints, threshold: float, sigma: float) -> np.ndarray:
+    """Each mask's mean in ``mean`` high-passed at ``sigma``, in robust SDs of the high-passed image."""
+    from scipy import ndimage
+
+    img = mean.astype(np.float64)
+    hp = img - ndimage.gaussian_filter(img, sigma, mode="reflect")
+    spread = 1.4826 * float(np.median(np.abs(hp - np.median(hp)))) + 1e-12
+    win = hals.windows(hp[None], fp)[0]
+    out = np.zeros(fp.n)
+    for j in range(fp.n):
+        a = fp.values[j]
+        m = a > threshold * max(float(a.max()), 1e-30)
+        if m.any():
+            out[j] = win[j][m].mean() / spread
+    return out
+
+
+def compute_metrics(u, v, fp: hals.Footprints, c: np.ndarray, noise: np.ndarray, *, threshold=0.2,
+                    mean=None, contrast_sigma=None) -> dict:
+    """Every metric of :data:`METRICS` for each footprint (and ``mean_contrast`` with ``mean``); arrays (n,)."""
     sigma = trace_noise(fp, noise)
     med = np.median(c, axis=1) if c.size else np.zeros(0)
     peak = np.percentile(c, 99.5, axis=1) if c.size else np.zeros(0)
-    size, compact = _shape(fp, threshold)
-    return {
+    size, compact, elong = _shape(fp, threshold)
+    extra = {}
+    if mean is not None:
+        extra["mean_contrast"] = mean_contrast(mean, fp, threshold, contrast_sigma)
+    return {**extra,
         "snr": (peak - med) / np.maximum(sigma, 1e-30),
         "std_snr": c.std(axis=1) / np.maximum(sigma, 1e-30) if c.size else np.zeros(0),
         "skew": _skew(c) if c.size else np.zeros(0),
         "r_value": r_values(u, v, fp, c),
         "size": size,
         "compactness": compact,
+        "elongation": elong,
     }

@@ -90,44 +90,81 @@ def _activity_z(peak, noise, opts: DemixOptions) -> np.ndarray:
     return (pnr - p30) / max(spread, 1e-12) - 0.524
 
 
-def _new_footprints(image, seeds, regions, box, dims) -> Footprints:
-    """Footprints started from seed regions (values: the correlation image on the region)."""
+def _new_footprints(image, seeds, regions, box, dims, *, zone_radius=None) -> Footprints:
+    """Footprints started from seed regions (values: the correlation image on the region).
+
+    With ``zone_radius``, each footprint's support may later grow only within that
+    distance of its seed (:attr:`Footprints.zone`).
+    """
     n = len(seeds)
     origins = hals.box_origins(seeds, box, dims)
     values = np.zeros((n, *box), np.float32)
     support = np.zeros((n, *box), bool)
+    zone = np.zeros((n, *box), bool) if zone_radius is not None else None
     bh, bw = box
+    yy, xx = np.mgrid[:bh, :bw]
     for j, (y, x) in enumerate(origins):
         reg = regions[y : y + bh, x : x + bw] == j + 1
         values[j] = reg * np.clip(image[y : y + bh, x : x + bw], 0.05, None)
         support[j] = ndimage.binary_dilation(reg)
-    return Footprints(origins, values, support, dims)
+        if zone is not None:
+            sy, sx = seeds[j]
+            zone[j] = ((yy + y - sy) ** 2 + (xx + x - sx) ** 2 <= zone_radius**2) | reg
+            support[j] &= zone[j]
+    return Footprints(origins, values, support, dims, zone)
 
 
 def _concat(a: Footprints, b: Footprints) -> Footprints:
+    if a.zone is None and b.zone is None:
+        zone = None
+    else:
+        zone = np.concatenate([a.zone if a.zone is not None else np.ones(a.values.shape, bool),
+                               b.zone if b.zone is not None else np.ones(b.values.shape, bool)])
     return Footprints(
         np.concatenate([a.origins, b.origins]),
         np.concatenate([a.values, b.values]),
         np.concatenate([a.support, b.support]),
         a.dims,
+        zone,
     )
 
 
+# 4-connectivity inside each box, none across boxes: all footprints labelled or dilated in one call
+_BOXWISE = np.zeros((3, 3, 3), bool)
+_BOXWISE[1] = ndimage.generate_binary_structure(2, 1)
+
+
 def _refine_supports(fp: Footprints, *, grow: bool, fixed=None, prune: float = 0.1) -> None:
-    """Keep each footprint's connected part around its peak; optionally grow the support by a pixel."""
-    for j in range(fp.n):
-        if fixed is not None and fixed[j]:
-            continue
-        a = fp.values[j]
-        top = a.max()
-        if top <= 0:
-            fp.support[j] = False
-            continue
-        mask = a > prune * top
-        lab, _ = ndimage.label(mask)
-        keep = lab == lab[np.unravel_index(np.argmax(a), a.shape)]
-        fp.values[j] *= keep
-        fp.support[j] = ndimage.binary_dilation(keep) if grow else keep
+    """Keep each footprint's connected part of most mass; optionally grow the support by a pixel (in its zone).
+
+    The part of most mass, not the part holding the peak: a few hot pixels (a
+    bouton, a dendrite's cross-section) at a soma's edge must not take the
+    footprint away from the soma.
+    """
+    idx = np.arange(fp.n) if fixed is None else np.flatnonzero(~np.asarray(fixed, bool))
+    if idx.size == 0:
+        return
+    a = fp.values[idx]
+    top = a.reshape(idx.size, -1).max(axis=1)
+    mask = a > (prune * top)[:, None, None]
+    lab, n_lab = ndimage.label(mask, structure=_BOXWISE)
+    keep = np.zeros(a.shape, bool)
+    if n_lab:
+        labels = np.arange(1, n_lab + 1)
+        mass = ndimage.sum(a, lab, index=labels)
+        box_of = ndimage.minimum(np.broadcast_to(np.arange(idx.size)[:, None, None], a.shape), lab, index=labels)
+        # per box, the label of most mass (the first of equals, as argmax)
+        order = np.lexsort((labels, -mass, box_of))
+        first = np.ones(n_lab, bool)
+        first[1:] = box_of[order][1:] != box_of[order][:-1]
+        best = np.zeros(n_lab + 1, bool)
+        best[labels[order][first]] = True
+        keep = best[lab]
+    fp.values[idx] = a * keep
+    support = ndimage.binary_dilation(keep, structure=_BOXWISE) if grow else keep
+    if fp.zone is not None:
+        support &= fp.zone[idx]
+    fp.support[idx] = support
 
 
 def _centers(fp: Footprints) -> np.ndarray:
@@ -141,8 +178,21 @@ def _centers(fp: Footprints) -> np.ndarray:
     return np.stack([cy, cx], axis=1)
 
 
-def _merge(fp: Footprints, c: np.ndarray, threshold: float, fixed) -> tuple[Footprints, np.ndarray, np.ndarray]:
-    """Merge footprints that touch and whose traces correlate above ``threshold``."""
+# Two active footprints whose masks share more than this fraction of the smaller one are one object (a soma
+# split between two seeds; two-photon only); 0.7 keeps touching and overlapping simulated somata apart
+# (bench_demix.py).
+DUPLICATE_OVERLAP = 0.7
+
+
+def _merge(fp: Footprints, c: np.ndarray, threshold: float, fixed, *, mask_threshold: float | None = None,
+           max_overlap: float = DUPLICATE_OVERLAP) -> tuple[Footprints, np.ndarray, np.ndarray]:
+    """Merge footprints that touch and whose traces correlate above ``threshold``.
+
+    With ``mask_threshold``, footprints whose masks (above that fraction of their
+    peaks) share more than ``max_overlap`` of the smaller mask are merged too,
+    whatever their traces: two components on one soma split its signal between
+    them, and their least-squares traces, fitted against each other, need not correlate.
+    """
     n = fp.n
     if n < 2:
         return fp, c, fixed
@@ -152,7 +202,14 @@ def _merge(fp: Footprints, c: np.ndarray, threshold: float, fixed) -> tuple[Foot
     corr = (z @ z.T) / c.shape[1]
     touch = gram > 0
     np.fill_diagonal(touch, False)
-    link = touch & (corr > threshold) & ~fixed[:, None] & ~fixed[None, :]
+    similar = corr > threshold
+    if mask_threshold is not None:
+        top = fp.values.reshape(n, -1).max(axis=1)
+        masks = (fp.values > mask_threshold * np.maximum(top, 1e-30)[:, None, None]).astype(np.float32)
+        shared = hals.box_gram(Footprints(fp.origins, masks, fp.support, fp.dims))
+        area = np.maximum(np.diag(shared), 1.0)
+        similar |= shared > max_overlap * np.minimum(area[:, None], area[None, :])
+    link = touch & similar & ~fixed[:, None] & ~fixed[None, :]
     n_groups, labels = sp.csgraph.connected_components(sp.csr_matrix(link), directed=False)
     if n_groups == n:
         return fp, c, fixed
@@ -168,15 +225,20 @@ def _merge(fp: Footprints, c: np.ndarray, threshold: float, fixed) -> tuple[Foot
         lead = members[np.argmax(energy)]
         canvas = np.zeros(fp.dims, np.float64)
         support = np.zeros(fp.dims, bool)
+        zone = np.zeros(fp.dims, bool)
         trace = np.zeros(c.shape[1])
         for i, m in enumerate(members):
             y, x = fp.origins[m]
             canvas[y : y + bh, x : x + bw] += fp.values[m] * sd[m]
             support[y : y + bh, x : x + bw] |= fp.support[m]
+            if fp.zone is not None:
+                zone[y : y + bh, x : x + bw] |= fp.zone[m]
             trace += c[m] / max(sd[m], 1e-12) * energy[i]
         y, x = fp.origins[lead]
         fp.values[lead] = canvas[y : y + bh, x : x + bw]
         fp.support[lead] = support[y : y + bh, x : x + bw]
+        if fp.zone is not None:
+            fp.zone[lead] = zone[y : y + bh, x : x + bw]
         c[lead] = trace / max(energy.sum(), 1e-12) * sd[lead]
         keep.append(lead)
     keep = np.sort(np.array(keep))
@@ -225,6 +287,9 @@ def _ring_step(u, vb, fp: Footprints, c, opts: DemixOptions):
 
 
 DEFAULT_CELL_RADIUS = 6.0
+# Refit when the first pass's footprints are more than a third off in radius (1.2 refitted the 'large'
+# simulated regime, estimate 7.9 px, but also the Inscopix clip, 7.4 px: 24 -> 18 components, unjudged).
+REFIT_RATIO = 1.33
 
 
 def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors, DemixOptions]:
@@ -232,7 +297,7 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
 
     Without a ``cell_radius``, a first pass uses :data:`DEFAULT_CELL_RADIUS`; when
     the radius of the footprints it finds (:func:`estimate_cell_radius`) is more
-    than a third off, the fit is repeated with that radius.
+    than :data:`REFIT_RATIO` off, the fit is repeated with that radius.
     """
     t_start = time.perf_counter()
     fac = load_factors(store)
@@ -243,7 +308,7 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     model, fac, opts = _fit(store, fac, first, load_s, radius_given=False)
     estimate = estimate_cell_radius(model.footprints, model.fixed)
     model.cell_radius_estimate = estimate
-    if estimate is None or 0.75 <= estimate / DEFAULT_CELL_RADIUS <= 1.33:
+    if estimate is None or 1 / REFIT_RATIO <= estimate / DEFAULT_CELL_RADIUS <= REFIT_RATIO:
         return model, fac, opts
     log.info("demix: footprints have a radius of %.1f px; refitting with it", estimate)
     first_s = model.timings["total_fit_s"]
@@ -307,10 +372,18 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     smooth_corr, contrast = seed_score(corr, size=4 * opts.cell_radius + 1)
     seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
                        exclude=(contrast < opts.contrast_threshold) | (activity < opts.min_activity))
-    regions = seed_regions(corr, seeds, low=opts.region_threshold, max_radius=half)
+    # Seed regions and, through every update, the supports stay within support_radius cell radii of the
+    # seed (+1 pixel, the first dilation): the alternating updates would otherwise let a footprint drift onto
+    # a brighter neighbour or a few hot pixels nearby, and its soma would be lost (neurofinder_dev).
+    # Duplicates by mask overlap only in a thin two-photon section: one-photon blur makes distinct
+    # neighbours overlap (the Inscopix clip: 22 components -> 13 with this merge).
+    duplicate_threshold = opts.footprint_threshold if opts.kind == "2p" else None
+    reach = int(math.ceil(opts.support_radius * opts.cell_radius))
+    zone_radius = opts.support_radius * opts.cell_radius + 1.0
+    regions = seed_regions(corr, seeds, low=opts.region_threshold, max_radius=reach)
     sizes = np.bincount(regions.ravel(), minlength=len(seeds) + 1)[1:]
     ok = np.flatnonzero(sizes >= opts.min_size)
-    fp = _new_footprints(corr, seeds, regions, box, fac.dims).subset(ok)
+    fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius).subset(ok)
     rng = np.random.default_rng(opts.seed)
     if opts.background_rank:
         bg = hals.init_background(fac.U - uh, vb, opts.background_rank, opts.highpass_sigma, fac.dims, rng=rng)
@@ -331,7 +404,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
             ring, u_fit, v_fit = _ring_step(fac.U, vb, fp, c, opts)
             c = _iterate(u_fit, v_fit, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
     n_before = fp.n
-    fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed)
+    fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
     n_merged = fp.n
     fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
     log.debug("demix: %d components, %d after merging, %d after deleting", n_before, n_merged, fp.n)
@@ -355,27 +428,31 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
                          exclude=near | (contrast < opts.contrast_threshold) | (resid_activity < opts.min_activity))
         if len(new) == 0:
             break
-        regions = seed_regions(resid_corr, new, low=opts.region_threshold, max_radius=half)
+        regions = seed_regions(resid_corr, new, low=opts.region_threshold, max_radius=reach)
         sizes = np.bincount(regions.ravel(), minlength=len(new) + 1)[1:]
         ok = np.flatnonzero(sizes >= opts.min_size)
         if ok.size == 0:
             break
         log.info("demix: residual pass adds %d seeds", ok.size)
-        fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims).subset(ok))
+        fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims, zone_radius=zone_radius).subset(ok))
         fixed = np.concatenate([fixed, np.zeros(ok.size, bool)])
         c = _iterate(u_fit, v_fit, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
         if use_ring:
             ring, u_fit, v_fit = _ring_step(fac.U, vb, fp, c, opts)
             c = _iterate(u_fit, v_fit, fp, bg, fixed, 2)
-        fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed)
+        fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
         fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold)
+    met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold,
+                          mean=fac.mean, contrast_sigma=2.2 * opts.cell_radius)
     accept = (met["snr"] >= opts.min_snr) & (met["r_value"] >= opts.min_r_value) & (met["skew"] >= opts.min_skew)
     # Ragged or split footprints are neuropil, dendrite or bouton fragments on real data, not somata.
     accept &= met["compactness"] >= opts.min_compactness
+    # Dendrites are long, somata round; a soma is brighter than its surround in a two-photon mean image.
+    accept &= met["elongation"] <= opts.max_elongation
+    accept &= met["mean_contrast"] >= opts.min_mean_contrast
     # Fragments: an active component under half the median area of the accepted ones is a piece of a soma,
     # a dendrite or a bouton (the median is the movie's own soma scale, so this holds at any cell size).
     sizes = met["size"][accept & ~fixed]
@@ -383,6 +460,8 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     soma_radius = _soma_radius(opts, fp.subset(passed), fixed[passed], radius_given)
     if sizes.size >= 5:
         accept &= met["size"] >= opts.min_relative_size * float(np.median(sizes))
+        # ... and one several times that area is neuropil or several cells merged.
+        accept &= met["size"] <= opts.max_relative_size * float(np.median(sizes))
     accept |= fixed
     log.info("demix: %d of %d components pass the quality tests", int(accept.sum()), fp.n)
     idx = np.flatnonzero(accept)
@@ -637,7 +716,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
 
     vb = bin_frames(fac.V, opts.bin_frames)
     met = compute_metrics(fac.U, vb, fp, bin_frames(c, opts.bin_frames), store.noise,
-                          threshold=opts.footprint_threshold)
+                          threshold=opts.footprint_threshold, mean=fac.mean, contrast_sigma=2.2 * opts.cell_radius)
     met["seeded_from_mean"] = model.fixed.astype(np.uint8)
     met["f0"] = f0
     met["local_background"] = local_bg

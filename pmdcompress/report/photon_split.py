@@ -669,7 +669,10 @@ def figure(data: dict, folder):
     sets = [section["all"], section["active"]]
     ax = axes[0]
     for i, s in enumerate(sets):
-        er = s["error_reduction"]
+        er = s.get("error_reduction")
+        if er is None:  # this set's estimate was not positive: no number, said so (never a made-up bar)
+            ax.text(i, 0.0, "  no valid number", va="bottom", fontsize=7)
+            continue
         lo, hi = s.get("error_reduction_low") or er, s.get("error_reduction_high") or er
         ax.errorbar([i], [er], yerr=[[er - lo], [hi - er]], fmt="o", color="C0", capsize=4)
         ax.text(i, er, f"  {er:.1f}x", va="center", fontsize=7)

@@ -1,0 +1,148 @@
+"""Soma-shaped components on two-photon data: supports that stay on their soma, duplicates merged,
+dendrites and neuropil rejected by shape and by mean-image contrast."""
+
+import numpy as np
+import pytest
+
+import pmdcompress
+import pmdcompress.demix as dm
+from pmdcompress.demix import hals
+from pmdcompress.demix.matching import iou_matrix, load_regions
+from pmdcompress.demix.metrics import compute_metrics, mean_contrast
+from pmdcompress.demix.pipeline import _merge, _refine_supports
+
+# --------------------------------------------------------------------------- a hand-made scene
+
+
+def _disk(dims, center, radius):
+    yy, xx = np.mgrid[: dims[0], : dims[1]]
+    return ((yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2).astype(np.float64)
+
+
+def _calcium(rng, n_frames, rate, tau_frames=6.0):
+    spikes = rng.random(n_frames) < rate
+    trace = np.zeros(n_frames)
+    level = 0.0
+    for t in range(n_frames):
+        level = level * np.exp(-1.0 / tau_frames) + spikes[t]
+        trace[t] = level
+    return trace
+
+
+SOMATA = ((20, 20), (20, 30), (45, 46))  # the first two touch (radius 5, 10 px apart)
+DENDRITE = (slice(52, 55), slice(4, 36))  # 3 px wide, 32 px long, with its own transients
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """64x64x500 frames: three somata (two touching), a dendrite, smooth neuropil, Poisson noise."""
+    rng = np.random.default_rng(7)
+    dims, n_frames = (64, 64), 500
+    shapes, traces = [], []
+    for center in SOMATA:
+        shapes.append(_disk(dims, center, 5))
+        traces.append(_calcium(rng, n_frames, 0.03))
+    dendrite = np.zeros(dims)
+    dendrite[DENDRITE] = 1.0
+    shapes.append(dendrite)
+    traces.append(_calcium(rng, n_frames, 0.03))
+    yy, xx = np.mgrid[: dims[0], : dims[1]]
+    neuropil_map = 0.5 + 0.5 * np.exp(-((yy - 32) ** 2 + (xx - 32) ** 2) / (2 * 25.0**2))
+    neuropil = 1.0 + 0.2 * np.sin(np.arange(n_frames) / 40.0)
+    rates = 20.0 * neuropil_map[None] * neuropil[:, None, None]
+    for shape, trace in zip(shapes, traces, strict=True):
+        # baseline brightness of the indicator, and transients of 1.5x that per spike
+        rates = rates + 10.0 * shape[None] * (1.0 + 1.5 * trace[:, None, None])
+    movie = rng.poisson(rates).astype(np.float32)
+    root = tmp_path_factory.mktemp("shapes")
+    store = pmdcompress.compress(movie, root / "scene.pmd.zarr", workers=1)
+    result = dm.demix(store, root / "scene.demix.zarr", fs=7.0, seed_from_mean=False, figures=False,
+                      cell_radius=5.0)
+    return {"result": result, "shapes": shapes}
+
+
+def _masks(shapes):
+    import scipy.sparse as sp
+
+    return sp.csc_matrix(np.stack([s.ravel() > 0 for s in shapes], axis=1).astype(np.float32))
+
+
+def test_touching_somata_are_found_as_two_and_the_dendrite_is_not_a_cell(scene):
+    res = scene["result"]
+    pred = load_regions(res).masks
+    true = _masks(scene["shapes"])
+    iou = iou_matrix(pred, true)  # (pred, true)
+    for k in range(len(SOMATA)):
+        assert iou[:, k].max() >= 0.5, (k, iou)
+    # one component per soma: the touching pair is not merged into one, nor split in two
+    assert (iou[:, : len(SOMATA)].max(axis=1) >= 0.3).sum() == len(SOMATA), iou
+    # nothing kept on the dendrite: no mask has a third of its pixels on it
+    dend = true[:, len(SOMATA)].toarray().ravel() > 0
+    for j in range(pred.shape[1]):
+        pix = pred.indices[pred.indptr[j] : pred.indptr[j + 1]]
+        assert dend[pix].mean() < 1 / 3, (j, dend[pix].mean())
+    assert res.n_components == len(SOMATA), iou
+
+
+def test_shape_metrics_of_a_soma_and_a_dendrite():
+    dims, box = (40, 40), (33, 33)
+    soma = _disk(box, (16, 16), 5)
+    bar = np.zeros(box)
+    bar[28:30, 2:30] = 1.0
+    fp = hals.Footprints(np.array([[0, 0], [0, 0]]), np.stack([soma, bar]).astype(np.float32),
+                         np.ones((2, *box), bool), dims)
+    u = __import__("scipy.sparse", fromlist=["csr_matrix"]).csr_matrix((dims[0] * dims[1], 1), dtype=np.float32)
+    c = np.random.default_rng(0).standard_normal((2, 50))
+    texture = np.random.default_rng(1).normal(0, 5, dims)  # the neuropil's texture sets the contrast's scale
+    mean = 100.0 + texture
+    mean[:33, :33] += 40 * soma  # a bright soma in the mean image; the bar is not brighter than its surround
+    met = compute_metrics(u, np.zeros((1, 50), np.float32), fp, c, np.ones(dims), mean=mean, contrast_sigma=7.0)
+    assert met["elongation"][0] < 1.2
+    assert met["elongation"][1] > 5
+    assert met["mean_contrast"][0] > 3
+    assert abs(met["mean_contrast"][1]) < 1
+    # a dark disk (a hole in the neuropil) has negative contrast
+    dark = 100.0 + texture
+    dark[:33, :33] -= 40 * soma
+    assert mean_contrast(dark, fp.subset([0]), 0.2, 7.0)[0] < -3
+
+
+# --------------------------------------------------------------------------- fitting steps
+
+
+def test_a_hot_spot_beside_a_soma_does_not_take_its_footprint():
+    box = (25, 25)
+    soma = _disk(box, (12, 12), 5)  # 81 pixels at 1
+    values = soma.copy()
+    values[2:4, 20:22] = 6.0  # 4 hot pixels, apart from the soma: the peak, but a fraction of the mass
+    fp = hals.Footprints(np.array([[0, 0]]), values[None].astype(np.float32), np.ones((1, *box), bool), (40, 40))
+    _refine_supports(fp, grow=False)
+    assert fp.values[0][3, 21] == 0
+    np.testing.assert_array_equal(fp.values[0] > 0, soma > 0)
+
+
+def test_supports_grow_only_inside_their_zone():
+    box = (25, 25)
+    values = _disk(box, (12, 12), 3)[None].astype(np.float32)
+    zone = _disk(box, (12, 12), 4)[None] > 0
+    fp = hals.Footprints(np.array([[0, 0]]), values, values > 0, (40, 40), zone)
+    for _ in range(5):
+        _refine_supports(fp, grow=True)
+    np.testing.assert_array_equal(fp.support[0], zone[0])
+
+
+def test_two_components_on_one_soma_are_merged_but_touching_somata_are_not():
+    dims, box = (40, 60), (21, 21)
+    soma = _disk(box, (10, 10), 5)
+    shifted = np.roll(soma, 1, axis=1)
+    rng = np.random.default_rng(1)
+    c = rng.standard_normal((4, 200))  # uncorrelated traces: only the masks can tell duplicates
+    origins = np.array([[5, 5], [5, 5], [5, 30], [5, 39]])  # 0 and 1: one soma; 2 and 3: 9 px apart, touching
+    values = np.stack([soma, shifted, soma, soma]).astype(np.float32)
+    fp = hals.Footprints(origins, values, values > 0, dims)
+    merged, c2, fixed = _merge(fp, c, 0.8, np.zeros(4, bool), mask_threshold=0.2)
+    assert merged.n == 3
+    assert sorted(map(tuple, merged.origins.tolist())) == [(5, 5), (5, 30), (5, 39)]
+    # without the mask test, uncorrelated duplicates stay apart
+    kept, _, _ = _merge(fp, c, 0.8, np.zeros(4, bool))
+    assert kept.n == 4

@@ -1,0 +1,99 @@
+"""The adaptive temporal filter's budget: the noise the fit leaves out, not all of it (solver/temporal.py)."""
+
+import numpy as np
+
+from pmdcompress.solver.penalties import constrained_trend_filter
+from pmdcompress.solver.temporal import adaptive_trend_filter, trend_df
+
+
+def calcium_row(rng, n=1500, rate=0.02, tau=6.0, amplitude=3.0):
+    """Calcium-like factor: jumps of random size at random frames, exponential decay over ``tau`` frames."""
+    jumps = (rng.random(n) < rate) * rng.exponential(amplitude, n)
+    return np.convolve(jumps, np.exp(-np.arange(int(8 * tau)) / tau))[:n]
+
+
+def signal_removed(x, truth):
+    """Share of the truth's variance that the removed part ``truth - x`` still holds (covariance)."""
+    t = truth - truth.mean()
+    return float(np.dot(truth - x, t) / np.dot(t, t))
+
+
+def test_trend_df_counts_knots_plus_two():
+    x = np.interp(np.arange(30.0), [0, 10, 20, 29], [0.0, 10.0, 5.0, 5.0])
+    assert trend_df(x) == 2 + 2  # kinks at frames 10 and 20
+    assert trend_df(np.linspace(0, 1, 50)) == 2
+
+
+def test_calcium_peaks_are_shaved_less_at_about_the_same_error():
+    # The full T sigma^2 budget (discrepancy principle) can only be met by shaving about df sigma^2 of
+    # signal; the (T - df) sigma^2 budget keeps most of it, at about the same error against the truth.
+    rng = np.random.default_rng(4)
+    removed_full, removed_df, err_full, err_df = [], [], [], []
+    for _ in range(6):
+        truth = calcium_row(rng)
+        row = truth + rng.normal(0, 1.0, truth.size)
+        x, info = adaptive_trend_filter(row, 1.0)
+        assert info["budget"] == 1.0 and info["fraction"] < 1.0
+        full, _ = constrained_trend_filter(row, truth.size * 1.0)
+        removed_full.append(signal_removed(np.asarray(full, np.float64), truth))
+        removed_df.append(signal_removed(x, truth))
+        err_full.append(np.mean((full - truth) ** 2))
+        err_df.append(np.mean((x - truth) ** 2))
+    assert np.mean(removed_df) < 0.1 and np.mean(removed_df) < 0.5 * np.mean(removed_full)
+    assert np.mean(err_df) < 1.1 * np.mean(err_full)
+    assert np.mean(err_df) < 0.5  # the raw error is 1
+
+
+def test_pure_noise_is_still_filtered():
+    rng = np.random.default_rng(5)
+    for n in (200, 2000):
+        x, info = adaptive_trend_filter(rng.normal(0, 1.0, n), 1.0)
+        assert info["budget"] == 1.0 and info["fraction"] > 0.8
+        assert np.sqrt(np.mean(x**2)) < 0.45  # the raw error is 1
+
+
+def test_fission_estimate_is_unbiased_on_noise_and_sees_shaved_signal():
+    from pmdcompress.solver.temporal import fission_removed
+
+    rng = np.random.default_rng(6)
+    noise = [fission_removed(rng.normal(0, 1.0, 600), 1.0, 1.0)[0] for _ in range(40)]
+    # sum of 40 removed estimates of pure noise: mean 0 (each has a std of about sqrt(600 * 5 * 0.2))
+    assert abs(np.sum(noise)) < 3 * np.sqrt(40 * 600 * 5 * 0.25)
+    t = np.arange(600)
+    truth = 2.0 * np.sin(2 * np.pi * t / 25.0)  # too fast for the full budget: it shaves the sine
+    estimates = [fission_removed(truth + rng.normal(0, 1.0, t.size), 1.0, 1.0) for _ in range(16)]
+    removed, signal = np.array(estimates)[:, 0], np.array(estimates)[:, 1]
+    shaved = np.sum(removed) / np.sum(signal)
+    full, _ = adaptive_trend_filter(truth + rng.normal(0, 1.0, t.size), 1.0)
+    assert shaved > 0.05 and signal_removed(full, truth) > 0.05
+
+
+def test_a_group_whose_signal_the_filter_shaves_gets_a_smaller_budget():
+    from pmdcompress.solver.temporal import trend_filter_rows
+
+    rng = np.random.default_rng(7)
+    n, k = 600, 16
+    t = np.arange(n)
+    # A frame-wide fluctuation seen by every factor of a patch (flicker, a slow wave of activity) that the
+    # whole budget would shave, and a group of factors that hold noise only.
+    common = 2.0 * np.sin(2 * np.pi * t / 25.0) + np.sin(2 * np.pi * t / 11.0)
+    truth = common[None, :] * rng.uniform(0.5, 1.5, (k, 1))
+    rows = np.vstack([truth + rng.normal(0, 1.0, (k, n)), rng.normal(0, 1.0, (k, n))]).astype(np.float32)
+    groups = np.repeat([0, 1], k)
+    out, info = trend_filter_rows(rows, groups=groups, return_info=True)
+    budgets = np.array([i["budget"] for i in info])
+    assert np.all(budgets[k:] == 1.0)  # noise alone: filtered with the whole budget
+    assert np.all(budgets[:k] < 1.0)
+    kept = np.mean([1 - signal_removed(out[i].astype(np.float64), truth[i]) for i in range(k)])
+    forced = np.mean([1 - signal_removed(adaptive_trend_filter(rows[i], 1.0)[0], truth[i]) for i in range(k)])
+    assert kept > 0.97 and forced < kept - 0.03
+    assert np.sqrt(np.mean(out[k:].astype(np.float64) ** 2)) < 0.45  # the noise is still removed
+
+
+def test_groups_must_match_the_rows():
+    import pytest
+
+    from pmdcompress.solver.temporal import trend_filter_rows
+
+    with pytest.raises(ValueError, match="groups must hold one value per row"):
+        trend_filter_rows(np.zeros((3, 50), np.float32), groups=[0, 1])

@@ -100,6 +100,12 @@ def main():
         w1 = client.run(cpu)
         idle_driver = (cpu() - c0) / elapsed
         idle_workers = {w: (w1[w] - w0[w]) / elapsed for w in w1}
+        # the driver's CPU per (trivial) task: the client and the scheduler, in groups as the pipeline sends them
+        import operator
+        c0, t = cpu(), time.perf_counter()
+        for g in range(0, 400, 50):
+            client.gather(client.map(operator.neg, range(g, g + 50), pure=False))
+        result["driver_cpu_per_task_s"] = (cpu() - c0 - idle_driver * (time.perf_counter() - t)) / 400
         cpu0 = cpu()
         threads0 = thread_cpu()
         warm = client.run(cpu)
@@ -263,10 +269,19 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     t = one["timings"]
     main_thread = one.get("driver_threads_cpu_s", {}).get("main", 0.0)
     factors = max(main_thread - t.get("driver_cpu_thread_s", 0.0), 0.0)  # finish_store, after the timed part
-    per_task = max(one["driver_net_cpu_s"] - factors - slope, 0.0) / measured_tasks
+    # Two readings of the driver's net CPU: all of it per task (an upper bound: it includes fixed costs such as
+    # the store's creation and the broadcasts), or the measured CPU of a trivial task per task and the rest
+    # fixed, growing with the rank (the broadcast components, the spatial factors).
+    upper_per_task = max(one["driver_net_cpu_s"] - factors - slope, 0.0) / measured_tasks
+    per_task = min(one.get("driver_cpu_per_task_s", upper_per_task), upper_per_task)
+    fixed = max(one["driver_net_cpu_s"] - factors - slope - per_task * measured_tasks, 0.0)
 
-    def serial(n):
-        return per_task * task_count(target, target_params, target_rank, n) + factors * rank_ratio + slope * n
+    def serial(n, per_task=per_task, fixed=fixed):
+        return (per_task * task_count(target, target_params, target_rank, n) + (factors + fixed) * rank_ratio
+                + slope * n)
+
+    def serial_upper(n):
+        return serial(n, upper_per_task, 0.0)
 
     serial_fixed = serial(1) - slope
 
@@ -281,23 +296,25 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     io_write = traffic["fit_buffer_write"] + traffic["temporal_write"]
     out = {"target_shape": list(target), "target_rank": target_rank, "serial_fixed_s": serial_fixed,
            "serial_per_worker_s": slope, "parallel_s": parallel, "driver_split_s": {
-               "per_task": per_task, "per_worker": slope, "factors": factors},
+               "per_task": per_task, "per_task_upper": upper_per_task, "fixed": fixed, "per_worker": slope,
+               "factors": factors},
            "scale_ratios": {"pixels": pixel_ratio, "bytes": byte_ratio, "rank": rank_ratio},
            "tasks": {"measured": measured_tasks, **{f"target_{n}": task_count(target, target_params, target_rank, n)
                                                      for n in counts}},
            "reads_per_input_byte": io_read / target_bytes, "writes_per_input_byte": io_write / target_bytes,
-           "scratch_traffic_bytes": traffic, "efficiency": {}}
+           "scratch_traffic_bytes": traffic, "efficiency": {}, "efficiency_upper_driver": {}}
     for bandwidth in bandwidths:
         io = (io_read + io_write) / bandwidth
 
-        def wall(n, io=io):
-            return serial(n) + max(parallel / n, io)
+        for key, driver in (("efficiency", serial), ("efficiency_upper_driver", serial_upper)):
+            def wall(n, io=io, driver=driver):
+                return driver(n) + max(parallel / n, io)
 
-        row = {}
-        for n in counts:
-            row[str(n)] = {"wall_s": wall(n), "efficiency": wall(1) / (n * wall(n)),
-                           "limit": "file system" if io >= parallel / n else "cores"}
-        out["efficiency"][f"{bandwidth / 1e9:g} GB/s"] = row
+            row = {}
+            for n in counts:
+                row[str(n)] = {"wall_s": wall(n), "efficiency": wall(1) / (n * wall(n)),
+                               "limit": "file system" if io >= parallel / n else "cores"}
+            out[key][f"{bandwidth / 1e9:g} GB/s"] = row
     return out
 
 
@@ -345,6 +362,11 @@ def summarise(runs: dict, cores: int) -> tuple[dict, dict | None]:
           f"{fitted['serial_fixed_s']:.2f} s + {fitted['serial_per_worker_s']:.2f} s per worker, "
           f"parallel {fitted['parallel_s']:.1f} s; per input byte {fitted['reads_per_input_byte']:.2f} reads, "
           f"{fitted['writes_per_input_byte']:.2f} writes (movie, scratch, store)")
+    print(f"  driver per task {1000 * fitted['driver_split_s']['per_task']:.2f} ms (a trivial task's; upper bound "
+          f"{1000 * fitted['driver_split_s']['per_task_upper']:.1f} ms: all its net CPU per task)")
+    for bw, row in fitted["efficiency_upper_driver"].items():
+        print(f"  efficiency at {bw}, upper bound of the driver: " + ", ".join(
+            f"{n}: {v['efficiency']:.2f}{'*' if v['limit'] == 'file system' else ''}" for n, v in row.items()))
     for bw, row in fitted["efficiency"].items():
         print(f"  efficiency at {bw}: " + ", ".join(
             f"{n}: {v['efficiency']:.2f}{'*' if v['limit'] == 'file system' else ''}" for n, v in row.items())

@@ -45,10 +45,25 @@ def store_size_bound(shape, opts: CompressOptions) -> int:
     return int(factors + maps + trend + STORE_OVERHEAD)
 
 
+def scratch_size_bound(shape, opts: CompressOptions) -> int:
+    """The most bytes of the scratch folder that a compression writes beside its store while it runs.
+
+    The fit buffer (at most ``fit_frames`` frames, float32) and the unfiltered temporal
+    factors (every patch at ``max_rank``, int32 or float32); the folder goes when the run ends.
+    """
+    t, y, x = (int(v) for v in shape)
+    tiling = Tiling.create((y, x), opts.patch_shape, opts.overlap)
+    py, px = tiling.patch_shape
+    rank = min(int(opts.max_rank), py * px, t)
+    return int(min(int(opts.fit_frames), t) * y * x * 4 + tiling.n_patches * rank * t * 4)
+
+
 def check_store_fits(output, shape, opts: CompressOptions) -> None:
-    """Refuse a store whose largest possible size exceeds the free space; warn when that is unknowable."""
-    bound = store_size_bound(shape, opts)
-    if not check_free_space(output, bound, f"a store at {{max_rank}} {opts.max_rank}", ("max_rank",)):
+    """Refuse a store (with its scratch) whose largest possible size exceeds the free space; warn when that
+    is unknowable."""
+    bound = store_size_bound(shape, opts) + scratch_size_bound(shape, opts)
+    if not check_free_space(output, bound, f"a store at {{max_rank}} {opts.max_rank} and its scratch",
+                            ("max_rank",)):
         log.warning("%s: cannot tell the free space in %s; the store may take up to %.1f MB",
                     output, os.path.dirname(os.path.abspath(output)), bound / 1e6)
 

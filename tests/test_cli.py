@@ -164,3 +164,24 @@ def test_out_of_memory_is_the_users_problem_exit_2_one_line(tmp_path, monkeypatc
     assert len(lines) == 1 and "out of memory" in lines[0] and "12.0 GiB" in lines[0], result.output
     assert "--fit-frames" in lines[0] and "Traceback" not in result.output
     assert not (tmp_path / "o.pmd.zarr").exists() and not list(tmp_path.glob("*.partial*"))
+
+
+def test_free_space_check_counts_the_scratch_beside_the_store(tmp_path, monkeypatch):
+    import importlib
+
+    from pmdcompress.options import CompressOptions
+    from pmdcompress.preflight import scratch_size_bound, store_size_bound
+
+    atomic = importlib.import_module("pmdcompress.io.atomic")
+    noisy, _ = blobs_movie(n_frames=60, shape=(32, 32))
+    np.save(tmp_path / "m.npy", noisy)
+    opts = CompressOptions.create()
+    store, scratch = store_size_bound(noisy.shape, opts), scratch_size_bound(noisy.shape, opts)
+    # the fit buffer (every frame here) and the unfiltered factors of every patch at max_rank
+    assert scratch >= noisy.size * 4 and scratch > 0
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: store + scratch // 2)  # the store fits, not both
+    result = run("compress", tmp_path / "m.npy", "-o", tmp_path / "o.pmd.zarr", code=2)
+    assert "and its scratch" in result.output and "--max-rank" in result.output
+    assert not (tmp_path / "o.pmd.zarr").exists()
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: store + scratch)
+    run("-q", "compress", tmp_path / "m.npy", "-o", tmp_path / "o.pmd.zarr")

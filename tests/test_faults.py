@@ -525,7 +525,7 @@ def _demix_result_module():
 
 NOSPACE = r"no space left on device while writing it"
 case(F, "compress: the largest store does not fit", ["compress", "movie.tif", "-o", "o.pmd.zarr"], 2,
-     r"o\.pmd\.zarr: needs up to .* \(a store at --max-rank 50\) but only 0\.0 MB are free",
+     r"o\.pmd\.zarr: needs up to .* \(a store at --max-rank 50 and its scratch\) but only 0\.0 MB are free",
      setup=lambda ws, mp: _tiny_free(mp))
 case(F, "decompress to .npy does not fit", ["decompress", "movie.pmd.zarr", "-o", "o.npy"], 2,
      r"o\.npy: needs up to .* \(the uncompressed movie\)", setup=lambda ws, mp: _tiny_free(mp))

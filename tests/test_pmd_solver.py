@@ -102,6 +102,15 @@ def test_the_solver_searches_equal_the_checked_public_searches():
         x2, lam2 = tf.trend_filter_search(y, 300 * 0.04, lam0=lam0, rtol=0.05)
         np.testing.assert_array_equal(x1, x2)
         assert lam1 == lam2
+    # a search started from another budget's active set (and left holding its own) ends at the same fit
+    active = np.zeros(298, np.int8)
+    tf.trend_filter_search(y, 300 * 0.08, lam0=None, rtol=0.05, active=active)
+    assert active.any()
+    for lam0 in (None, 3.0):
+        x1, lam1 = tf.constrained_trend_filter(y, 300 * 0.04, lam0=lam0, rtol=0.05)
+        x2, lam2 = tf.trend_filter_search(y, 300 * 0.04, lam0=lam0, rtol=0.05, active=active)
+        np.testing.assert_allclose(x2, x1, rtol=1e-6, atol=1e-6 * np.abs(x1).max())
+        assert lam2 == pytest.approx(lam1, rel=1e-6)
     x, lam = tv2d.tv2d_search(img, 0.0, lam0=None, rtol=0.05, tol=1e-2, dual=None)  # no budget: the image
     np.testing.assert_array_equal(x, img)
     assert lam == 0.0

@@ -97,3 +97,58 @@ def test_groups_must_match_the_rows():
 
     with pytest.raises(ValueError, match="groups must hold one value per row"):
         trend_filter_rows(np.zeros((3, 50), np.float32), groups=[0, 1])
+
+
+def test_the_event_mask_is_the_windowed_energy_test_dilated():
+    """event_mask's sums over centred windows equal scipy's uniform filter (edges repeated) and dilation."""
+    from scipy.ndimage import binary_dilation, uniform_filter1d
+    from scipy.stats import chi2
+
+    from pmdcompress.solver.temporal import event_mask
+
+    rng = np.random.default_rng(8)
+    for trial in range(300):
+        n, window = int(rng.integers(3, 80)), (3, 5, 1)[trial % 3]
+        removed = rng.normal(0, rng.uniform(0.5, 2.0), n)
+        removed[rng.integers(n, size=rng.integers(0, 3))] += 6.0
+        energy = uniform_filter1d(removed**2, window, mode="nearest") * window
+        want = binary_dilation(energy > chi2.ppf(0.99, window), np.ones(window, bool))
+        np.testing.assert_array_equal(event_mask(removed, 1.0, window=window, p=0.01), want)
+
+
+def test_group_levels_are_the_largest_at_which_the_fission_estimate_passes():
+    """group_budgets (first fits bracketing the re-fit's budget, re-fits only when needed) picks the level
+    that testing every level with the full fission fit picks."""
+    from pmdcompress.solver.temporal import (
+        FISSION_Z,
+        MAX_HALVINGS,
+        SIGNAL_REMOVED_LIMIT,
+        fission_removed,
+        group_budgets,
+        robust_noise_std,
+    )
+
+    rng = np.random.default_rng(9)
+    n, k = 600, 8
+    t = np.arange(n)
+    # fast calcium (shaved at the whole budget), slower calcium, waves of several speeds, noise alone
+    blocks = [np.array([calcium_row(rng, n, rate=0.05, tau=tau, amplitude=a) for _ in range(k)])
+              for a, tau in ((2.0, 1.5), (2.0, 6.0), (8.0, 3.0))]
+    blocks += [np.array([a * np.sin(2 * np.pi * t / q + rng.uniform(0, 6)) for q in rng.uniform(p, 1.5 * p, k)])
+               for a, p in ((1.0, 8.0), (2.0, 15.0), (4.0, 8.0))]
+    blocks.append(np.zeros((k, n)))
+    levels = []
+    for truth in blocks:
+        rows = truth + rng.normal(0, 1.0, truth.shape)
+        sigma = robust_noise_std(rows)
+        want = 0.0
+        for level in [0.5**j for j in range(MAX_HALVINGS + 1)]:
+            estimates = [fission_removed(r, s, level) for r, s in zip(rows, sigma, strict=True)]
+            removed, signal, spread, _ = np.array(estimates).sum(0)
+            if signal <= FISSION_Z * np.sqrt(spread) or removed <= SIGNAL_REMOVED_LIMIT * signal:
+                want = level
+                break
+        got = group_budgets(rows, sigma, np.zeros(k, np.int64))
+        np.testing.assert_array_equal(got, np.full(k, want))
+        levels.append(want)
+    assert {1.0, 0.5, 0.25} <= set(levels)  # the cases cover shortcuts, brackets and re-fits

@@ -42,3 +42,16 @@ def blobs_movie(n_frames=400, shape=(48, 56), n_sources=6, noise=5.0, seed=0, of
         clean += trace[:, None, None] * footprint
     noisy = clean + rng.normal(0, noise, clean.shape)
     return noisy.astype(np.float32), clean.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """A real LocalCluster of 2 single-threaded worker processes, started through pmdcompress.pipeline.cluster."""
+    from pmdcompress.pipeline import cluster
+
+    with pytest.MonkeyPatch.context() as mp:
+        # Workers are spawned processes: give them the session's null cache (conftest sets it per test only).
+        mp.setenv("PMD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "null-cache"))
+        with cluster.open_client("local", workers=2, threads_per_worker=1, dashboard=False) as c:
+            c.wait_for_workers(2, timeout=60)
+            yield c

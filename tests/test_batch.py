@@ -63,17 +63,6 @@ def references(recordings, tmp_path_factory):
             for p in good}
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    """A real LocalCluster of 2 single-threaded worker processes, started through pmdcompress.pipeline.cluster."""
-    with pytest.MonkeyPatch.context() as mp:
-        # Workers are spawned processes: give them the session's null cache (conftest sets it per test only).
-        mp.setenv("PMD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "null-cache"))
-        with cluster.open_client("local", workers=2, threads_per_worker=1, dashboard=False) as c:
-            c.wait_for_workers(2, timeout=60)
-            yield c
-
-
 def assert_same_store(a, b):
     a, b = pmdcompress.open(a) if not hasattr(a, "spatial") else a, pmdcompress.open(b)
     for name in ("mean", "noise", "patch_ranks", "spatial"):

@@ -15,7 +15,6 @@ import zarr
 import pmdcompress
 from conftest import blobs_movie
 from pmdcompress.formats.store import TemporalFactors
-from pmdcompress.pipeline import cluster
 from pmdcompress.pipeline import compress as compress_module
 from pmdcompress.pipeline.scratch import FILTER_ROWS, Blocks, FitBuffer, LazyFrames, RowBlocks
 from pmdcompress.preprocess import noise_neighbour_correlation, trend_basis
@@ -119,16 +118,6 @@ def reference(movie, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "one.pmd.zarr"
     pmdcompress.compress(movie, out, workers=1, hash_input=False, **OPTIONS)
     return out
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    """A real LocalCluster of 2 single-threaded worker processes."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PMD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "null-cache"))
-        with cluster.open_client("local", workers=2, threads_per_worker=1, dashboard=False) as c:
-            c.wait_for_workers(2, timeout=60)
-            yield c
 
 
 def test_two_threads_give_the_store_of_one(movie, reference, tmp_path):

@@ -78,24 +78,16 @@ def load_nwb_metadata(source) -> dict:
     for key in ("identifier", "session_id", "session_description"):
         if key in meta:
             meta[key] = str(meta[key])
-    subject = raw.get("subject")
+    subject = _section(raw, "subject", SUBJECT_KEYS, where)
     if subject is not None:
-        if not isinstance(subject, dict):
-            raise InputError(f"{where}: 'subject' must be a mapping")
-        _known(subject, SUBJECT_KEYS, where, "subject.")
-        subject = {k: v for k, v in subject.items() if v is not None}
         if "date_of_birth" in subject:
             subject["date_of_birth"] = _start_time(subject["date_of_birth"], where, "subject.date_of_birth")
         for k in ("subject_id", "species", "sex", "age", "genotype", "strain", "description"):
             if k in subject:
                 subject[k] = str(subject[k])
         meta["subject"] = subject
-    imaging = raw.get("imaging")
+    imaging = _section(raw, "imaging", IMAGING_KEYS, where)
     if imaging is not None:
-        if not isinstance(imaging, dict):
-            raise InputError(f"{where}: 'imaging' must be a mapping")
-        _known(imaging, IMAGING_KEYS, where, "imaging.")
-        imaging = {k: v for k, v in imaging.items() if v is not None}
         for k in ("excitation_lambda", "emission_lambda"):
             if k in imaging:
                 try:
@@ -113,6 +105,17 @@ def load_nwb_metadata(source) -> dict:
             imaging["pixel_size_um"] = [float(v) for v in size]
         meta["imaging"] = imaging
     return meta
+
+
+def _section(raw: dict, name: str, keys, where: str) -> dict | None:
+    """The nested mapping ``raw[name]`` with its keys checked and empty values dropped (None when absent)."""
+    section = raw.get(name)
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise InputError(f"{where}: '{name}' must be a mapping")
+    _known(section, keys, where, f"{name}.")
+    return {k: v for k, v in section.items() if v is not None}
 
 
 def _known(d: dict, keys, where: str, prefix: str) -> None:

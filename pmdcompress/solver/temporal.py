@@ -294,8 +294,8 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
                     lam[0] = first[budget][i][1] if first[budget][i][1] > 0 else lam[0]
             return first[budget]
 
-        def removed(fits, splits=splits):
-            return sum(float(np.dot(splits[i][0] - fits[i][0], splits[i][1])) for i in fits)
+        def removed(fitted, splits=splits):  # member -> its fit of f: the signal the fits remove, summed
+            return sum(float(np.dot(splits[i][0] - x, splits[i][1])) for i, x in fitted.items())
 
         chosen = 0.0
         for budget in levels:
@@ -303,11 +303,11 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
             # The first fit spends the whole level, more than the re-fit's (T - df) of it, and so shaves
             # more signal (in expectation: the estimate is noisy): when it passes the limit, the re-fit
             # would too, and is skipped.  A group that fails is decided by the re-fits, as before.
-            if removed(fits) <= limit:
+            if removed({i: fit[0] for i, fit in fits.items()}) <= limit:
                 chosen = budget
                 break
             refits = {i: _refit(splits[i][0], splits[i][2], budget, fits[i], active[i])[0] for i in members}
-            if removed({i: (x,) for i, x in refits.items()}) <= limit:
+            if removed(refits) <= limit:
                 chosen = budget
                 break
         out[members] = chosen

@@ -59,6 +59,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation, uniform_filter1d
 from scipy.stats import chi2
 
+from ..formats.store import piecewise_linear_df
 from .trend_filter import trend_filter_search
 
 #: Frames of the windows tested for shaved events.
@@ -123,13 +124,9 @@ def event_mask(removed: np.ndarray, sigma: float, *, window: int | None = None, 
 
 
 def trend_df(x: np.ndarray, tol: float = 1e-4) -> int:
-    """Degrees of freedom of a piecewise-linear fit: frames where its second difference is not zero, plus 2.
-
-    Zero is relative to ``tol`` times the fit's peak (as the store counts them).
-    """
-    x = np.asarray(x, np.float64)
-    peak = float(np.abs(x).max()) if x.size else 0.0
-    return int(np.count_nonzero(np.abs(np.diff(x, 2)) > tol * (peak if peak > 0 else 1.0))) + 2
+    """Degrees of freedom of one piecewise-linear fit, counted as the store counts them
+    (:func:`~pmdcompress.formats.store.piecewise_linear_df`: knots plus 2)."""
+    return int(piecewise_linear_df(x, tol)[0])
 
 
 def removed_lag1(removed: np.ndarray, keep: np.ndarray) -> float:

@@ -32,12 +32,18 @@ def check_compressible(movie) -> None:
                          "per frame")
 
 
-def store_size_bound(shape, opts: CompressOptions) -> int:
-    """The most bytes a store of a (T, Y, X) movie can take with ``opts`` (every patch at ``max_rank``)."""
+def _largest_rank(shape, opts: CompressOptions):
+    """``(T, Y, X, tiling, rank)``: the movie's sides, its patches and the most components a patch can keep."""
     t, y, x = (int(v) for v in shape)
     tiling = Tiling.create((y, x), opts.patch_shape, opts.overlap)
     py, px = tiling.patch_shape
-    rank = min(int(opts.max_rank), py * px, t)
+    return t, y, x, tiling, min(int(opts.max_rank), py * px, t)
+
+
+def store_size_bound(shape, opts: CompressOptions) -> int:
+    """The most bytes a store of a (T, Y, X) movie can take with ``opts`` (every patch at ``max_rank``)."""
+    t, y, x, tiling, rank = _largest_rank(shape, opts)
+    py, px = tiling.patch_shape
     itemsize = np.dtype(opts.dtype).itemsize
     factors = tiling.n_patches * rank * (py * px + t) * max(itemsize, 4)
     maps = 8 * y * x * 4 + tiling.n_patches * (py + px) * 4
@@ -51,10 +57,7 @@ def scratch_size_bound(shape, opts: CompressOptions) -> int:
     The fit buffer (at most ``fit_frames`` frames, float32) and the unfiltered temporal
     factors (every patch at ``max_rank``, int32 or float32); the folder goes when the run ends.
     """
-    t, y, x = (int(v) for v in shape)
-    tiling = Tiling.create((y, x), opts.patch_shape, opts.overlap)
-    py, px = tiling.patch_shape
-    rank = min(int(opts.max_rank), py * px, t)
+    t, y, x, tiling, rank = _largest_rank(shape, opts)
     return int(min(int(opts.fit_frames), t) * y * x * 4 + tiling.n_patches * rank * t * 4)
 
 

@@ -167,6 +167,45 @@ def _refine_supports(fp: Footprints, *, grow: bool, fixed=None, prune: float = 0
     fp.support[idx] = support
 
 
+def _disk(radius: float) -> np.ndarray:
+    """Boolean disk of ``radius`` pixels (odd side)."""
+    half = max(int(np.floor(radius)), 0)
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    return yy**2 + xx**2 <= radius**2
+
+
+def _soma_shape(fp: Footprints, fixed, radius: float, threshold: float) -> np.ndarray:
+    """Cut each active footprint down to its soma-shaped core; ``False`` where it has none.
+
+    The mask (above ``threshold`` of the peak) is opened with a disk of
+    ``radius`` (half the cell radius): protrusions thinner than that (a
+    dendrite leaving the soma, neuropil fringes, a bouton at the edge) go, and
+    a footprint with no part that wide (a dendrite, a fragment) is no soma.
+    The opened part of most mass, holes filled, becomes the footprint's
+    support; its values outside are zeroed.
+    """
+    keep = np.ones(fp.n, bool)
+    structure = _disk(radius)
+    for j in np.flatnonzero(~np.asarray(fixed, bool)):
+        a = fp.values[j]
+        top = float(a.max())
+        if top <= 0:
+            keep[j] = False
+            continue
+        core = ndimage.binary_opening(a > threshold * top, structure)
+        lab, n = ndimage.label(core)
+        if n == 0:
+            keep[j] = False
+            continue
+        if n > 1:
+            mass = ndimage.sum(a, lab, index=np.arange(1, n + 1))
+            core = lab == 1 + int(np.argmax(mass))
+        core = ndimage.binary_fill_holes(core)
+        fp.values[j] = np.where(core, a, 0)
+        fp.support[j] = core
+    return keep
+
+
 def _centers(fp: Footprints) -> np.ndarray:
     """Weighted centroids (y, x) of the footprints, float64 (n, 2)."""
     bh, bw = fp.box
@@ -445,6 +484,10 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    if opts.soma_opening:
+        shaped = _soma_shape(fp, fixed, opts.soma_opening * opts.cell_radius, opts.footprint_threshold)
+        idx = np.flatnonzero(shaped)
+        fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
     met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold,
                           mean=fac.mean, contrast_sigma=2.2 * opts.cell_radius)
     accept = (met["snr"] >= opts.min_snr) & (met["r_value"] >= opts.min_r_value) & (met["skew"] >= opts.min_skew)

@@ -21,8 +21,8 @@ F1, precision, recall, recall of the visibly active labelled cells
 its left half (columns < width/2, where pmd's defaults were developed) and
 right half (held out), each ROI assigned to the half of its centroid.
 
-With ``--stores``, pmd also runs on three stores of the same movie (default,
-``--seed 1``, ``--no-temporal-filter``) and the JSON gets their scores and means
+With ``--stores``, pmd also runs on five stores of the same movie (default,
+``--seed 1``, ``--seed 2``, ``--no-temporal-filter``, ``--method svd``) and the JSON gets their scores and means
 (``pmd_stores``): one store's score moves by a few hundredths with small changes
 to the store, so changes to demixing are judged by those means.
 """
@@ -132,7 +132,8 @@ def run_pmd(movie: Path, fs: float, compress_args=(), name="movie") -> dict:
 
 # The score moves by a few hundredths with small changes to the store (another seed of the random draws, the
 # temporal filter off): judge demixing by the mean over such stores and over both halves, never one number.
-STORES = {"default": (), "seed1": ("--seed", "1"), "no_temporal_filter": ("--no-temporal-filter",)}
+STORES = {"default": (), "seed1": ("--seed", "1"), "seed2": ("--seed", "2"),
+          "no_temporal_filter": ("--no-temporal-filter",), "svd": ("--method", "svd")}
 PARTS = ("whole", "dev_left_half", "heldout_right_half")
 KEYS = ("f1", "precision", "recall", "recall_active", "mean_iou", "n_pred")
 
@@ -173,7 +174,8 @@ def main() -> None:
     parser.add_argument("--skip", choices=("suite2p", "pmd"), default=None)
     parser.add_argument("--out", default=str(HERE / "results" / "demix_suite2p.json"))
     parser.add_argument("--stores", action="store_true",
-                        help="Also score pmd on three stores (default, --seed 1, --no-temporal-filter) and their mean.")
+                        help="Also score pmd on five stores (default, --seed 1 and 2, --no-temporal-filter, "
+                             "--method svd) and their means.")
     args = parser.parse_args()
     folder = Path(args.movie)
     movie, truth = folder / "movie.tif", folder / "regions.json"

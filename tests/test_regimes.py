@@ -136,12 +136,14 @@ def test_trend_filter_rows_reports_per_row_decisions():
     assert info[0]["events"] > info[1]["events"]
 
 
-@pytest.mark.parametrize("kind", ["voltage"])
-def test_voltage_movie_keeps_spikes_with_defaults(tmp_path, kind):
-    """End to end: the default compression keeps >= 95 % of each spike in footprint-weighted traces."""
+@pytest.mark.parametrize("seed", [0, 1])
+def test_voltage_movie_keeps_spikes_with_defaults(tmp_path, seed):
+    """End to end: the default compression keeps >= 95 % of each spike in footprint-weighted traces (spikes
+    at 1-2.5x the shot noise at their pixels; benchmarks/bench_fidelity.py measures more seeds and sizes)."""
     import pmdcompress
 
-    info, raw, truth = simulate(tmp_path, kind, n_frames=3000, shape=(48, 48), n_neurons=5, photons=40.0, seed=0)
+    info, raw, truth = simulate(tmp_path, "voltage", n_frames=3000, shape=(48, 48), n_neurons=5, photons=40.0,
+                                seed=seed)
     store = pmdcompress.compress(info["movie"], tmp_path / "v.pmd.zarr")
     den = store[:].astype(np.float64)
     clean = truth["clean"][...].astype(np.float64)

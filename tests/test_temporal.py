@@ -152,3 +152,48 @@ def test_group_levels_are_the_largest_at_which_the_fission_estimate_passes():
         np.testing.assert_array_equal(got, np.full(k, want))
         levels.append(want)
     assert {1.0, 0.5, 0.25} <= set(levels)  # the cases cover shortcuts, brackets and re-fits
+
+
+def voltage_rows(rng, n=3000, k=8, amplitude=4.0, n_spikes=60):
+    """Factors of one voltage neuron: a large slow oscillation and drift (most of the signal), and spikes of
+    2 frames at ``amplitude`` noise stds at the same frames in every factor."""
+    truth = 4 * np.sin(2 * np.pi * np.arange(n) / 300.0) + np.linspace(6, 0, n)
+    peaks = np.sort(rng.choice(np.arange(20, n - 20), n_spikes, replace=False))
+    for p in peaks:
+        truth[p : p + 2] += amplitude * np.array([1.0, 0.5])
+    return truth, peaks, truth + rng.normal(0, 1.0, (k, n))
+
+
+def test_restoring_shaved_spikes_is_decided_by_fission_per_factor(monkeypatch):
+    """The event rate ladder: factors whose shaved spikes cost more error than restoring them move to a
+    higher event rate; the spikes keep more of their amplitude, the error against the truth barely moves."""
+    import pmdcompress.solver.temporal as temporal
+
+    kept, error, rates = {}, {}, {}
+    for levels in ((temporal.EVENT_P,), temporal.EVENT_P_LEVELS):
+        monkeypatch.setattr(temporal, "EVENT_P_LEVELS", levels)
+        for seed in range(3):
+            truth, peaks, rows = voltage_rows(np.random.default_rng(seed))
+            x, info = temporal.trend_filter_rows(rows, return_info=True)
+            before = np.stack([x[:, p - 6 : p - 2].mean(1) for p in peaks], 1)
+            want = np.mean([truth[p] - truth[p - 6 : p - 2].mean() for p in peaks])
+            kept[levels, seed] = float(np.mean(x[:, peaks] - before) / want)
+            error[levels, seed] = float(np.mean((x - truth) ** 2))
+            rates[levels, seed] = [i["event_p"] for i in info]
+    fixed, ladder = (temporal.EVENT_P,), temporal.EVENT_P_LEVELS
+    for seed in range(3):
+        assert set(rates[fixed, seed]) == {temporal.EVENT_P}
+        assert max(rates[ladder, seed]) > temporal.EVENT_P
+        assert kept[ladder, seed] > kept[fixed, seed] + 0.02
+        assert error[ladder, seed] < 1.1 * error[fixed, seed]
+
+
+def test_factors_of_slow_signal_keep_the_first_event_rate():
+    """No spikes: the filter shaves nothing that restoring would win back (median rate the first one)."""
+    from pmdcompress.solver.temporal import EVENT_P, trend_filter_rows
+
+    rng = np.random.default_rng(4)
+    t = np.arange(3000)
+    rows = np.array([2 * np.sin(2 * np.pi * t / q) for q in rng.uniform(150, 300, 8)]) + rng.normal(0, 1, (8, 3000))
+    _, info = trend_filter_rows(rows, return_info=True)
+    assert np.median([i["event_p"] for i in info]) == EVENT_P

@@ -64,8 +64,14 @@ from .trend_filter import trend_filter_search
 
 #: Frames of the windows tested for shaved events.
 EVENT_WINDOW = 3
-#: False-alarm rate per window of the event test (noise alone).
+#: False-alarm rate per window of the event test (noise alone): the first of :data:`EVENT_P_LEVELS`.
 EVENT_P = 1e-2
+#: The event test's false-alarm rates tried, in order: a group moves to the next while the frames that it
+#: would restore hold shaved signal by data fission (:func:`group_event_rates`).
+EVENT_P_LEVELS = (1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 4e-1)
+#: Standard errors (of noise alone) that the fission estimate of the signal in the frames the next event
+#: rate would restore must exceed for the group to move to it.
+EVENT_FISSION_Z = 3.0
 #: Largest lag-1 autocorrelation of the removed part, in standard errors (1 / sqrt(T)).
 WHITENESS_Z = 3.0
 #: Budget halvings tried before the filter is dropped for a factor.
@@ -136,48 +142,53 @@ def removed_lag1(removed: np.ndarray, keep: np.ndarray) -> float:
     return float(np.sum(r[1:] * r[:-1]) / den) if den > 0 else 0.0
 
 
-def _fit(y, sigma, fraction, lam0, active, events):
-    """One trend-filter fit of ``y`` within ``fraction T sigma^2``, shaved events (and ``events``) restored:
-    ``(x, lam, mask, df)``, ``df`` of the trend itself (restored frames spend no budget)."""
+def _fit(y, sigma, fraction, lam0, active, events, p=None):
+    """One trend-filter fit of ``y`` within ``fraction T sigma^2``, shaved events (at false-alarm rate ``p``,
+    and ``events``) restored: ``(x, lam, mask, df, trend)``, ``df`` of the trend itself (restored frames spend
+    no budget), ``trend`` the fit before the events were restored."""
     n = y.size
-    x, lam = trend_filter_search(y, fraction * n * sigma**2, rtol=5e-2, lam0=lam0, active=active)
-    x = np.array(x, np.float64)
-    df = trend_df(x)
-    mask = event_mask(y - x, sigma) if events is None else events | event_mask(y - x, sigma)
+    trend, lam = trend_filter_search(y, fraction * n * sigma**2, rtol=5e-2, lam0=lam0, active=active)
+    trend = np.array(trend, np.float64)
+    df = trend_df(trend)
+    mask = event_mask(y - trend, sigma, p=p)
+    if events is not None:
+        mask |= events
+    x = trend.copy()
     x[mask] = y[mask]
-    return x, float(lam), mask, df
+    return x, float(lam), mask, df, trend
 
 
-def _refit(y, sigma, budget, first, active):
+def _refit(y, sigma, budget, first, active, p=None):
     """The degrees-of-freedom re-fits of :func:`budget_fit` after its first fit ``first`` (``_fit``'s tuple).
     Events found by the smoother fit stay restored: a smaller budget shaves them less, below what the test
     sees."""
-    x, lam, mask, df = first
+    x, lam, mask, df, _ = first
     lam0 = lam if lam > 0 else None
     fraction = budget
     for _ in range(DF_ITERATIONS):
         # The fit keeps df of the n noise dimensions: leave them out of the budget.
         fraction = budget * max(1.0 - df / y.size, 0.0)
-        x, lam, mask, df = _fit(y, sigma, fraction, lam if lam > 0 else lam0, active, mask)
+        x, lam, mask, df, _ = _fit(y, sigma, fraction, lam if lam > 0 else lam0, active, mask, p)
     return x, {"fraction": fraction, "events": float(mask.mean()), "mask": mask, "lam": lam}
 
 
-def budget_fit(y: np.ndarray, sigma: float, budget: float, *, lam0=None, active=None):
+def budget_fit(y: np.ndarray, sigma: float, budget: float, *, lam0=None, active=None, event_p=None):
     """Trend filter ``y`` within ``budget (T - df) sigma^2``, shaved events restored: ``(x, info)``.
 
     ``info``: ``fraction`` (of ``T sigma^2`` removed), ``events`` (fraction of
     frames restored), ``mask`` (those frames), ``lam``.  ``active``: the solver's
     active set (int8, ``T - 2``) to start from and update, shared by the fits of
     one ``y`` (:func:`~pmdcompress.solver.trend_filter.trend_filter_search`): the
-    same fits, in fewer solver steps.
+    same fits, in fewer solver steps.  ``event_p``: the event test's false-alarm rate
+    (default :data:`EVENT_P`).
     """
     y = np.ascontiguousarray(y, np.float64)
     if active is None:
         active = np.zeros(max(y.size - 2, 0), np.int8)
-    return _refit(y, sigma, budget, _fit(y, sigma, budget, lam0, active, None), active)
+    return _refit(y, sigma, budget, _fit(y, sigma, budget, lam0, active, None, event_p), active, event_p)
 
 
-def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0, active=None):
+def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0, active=None, event_p=None):
     """Trend filter ``y`` within ``(len(y) - df) sigma^2``, undone where the removed part is not noise.
 
     Parameters
@@ -189,6 +200,8 @@ def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0, ac
         Starting penalty for the budget search.
     budget : float
         First halving level tried (1: the whole noise budget).
+    event_p : float, optional
+        False-alarm rate per window of the event test (default :data:`EVENT_P`).
 
     Returns
     -------
@@ -205,7 +218,7 @@ def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0, ac
     for _ in range(MAX_HALVINGS + 1):
         if budget < 0.5**MAX_HALVINGS:
             break
-        x, fit = budget_fit(y, sigma, budget, lam0=lam0, active=active)
+        x, fit = budget_fit(y, sigma, budget, lam0=lam0, active=active, event_p=event_p)
         keep = ~fit["mask"]
         lag1 = removed_lag1(y - x, keep)
         if lag1 <= WHITENESS_Z / math.sqrt(max(int(keep.sum()), 1)):
@@ -238,25 +251,63 @@ def fission_removed(y: np.ndarray, sigma: float, budget: float, *, lam0=None, ac
     ``sigma^2``: a level read high (signal in the differences) makes the
     removed estimate low, one read low makes it high.
     """
-    f, g, sigma_f, signal, spread = _fission_split(y, sigma)
+    f, g, sigma_f, signal, spread, _ = _fission_split(y, sigma)
     x, fit = budget_fit(f, sigma_f, budget, lam0=lam0, active=active)
     return float(np.dot(f - x, g)), signal, spread, fit["lam"]
 
 
 def _fission_split(y, sigma):
-    """``(f, g - mean g, sigma of f, signal, spread)`` of :func:`fission_removed`: what does not depend on
-    the budget."""
+    """``(f, g - mean g, sigma of f, signal, spread, mean g)`` of :func:`fission_removed`: what does not
+    depend on the budget."""
     y = np.asarray(y, np.float64)
     a = FISSION_SPLIT
     rng = np.random.default_rng(zlib.crc32(y.tobytes()))
     z = rng.normal(0.0, sigma, y.size)
     f, g = y + a * z, y - z / a
-    g = g - g.mean()
+    g_mean = float(g.mean())
+    g = g - g_mean
     products = (f - f.mean()) * g
-    return f, g, sigma * math.sqrt(1.0 + a * a), float(products.sum()), float(np.dot(products, products))
+    return f, g, sigma * math.sqrt(1.0 + a * a), float(products.sum()), float(np.dot(products, products)), g_mean
 
 
-def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, seeds=None) -> np.ndarray:
+def event_rate(splits: dict, trends: dict) -> float:
+    """The event test's false-alarm rate for a group: the first of :data:`EVENT_P_LEVELS` whose next would
+    restore frames where restoring does not lower the error, by data fission.
+
+    ``splits``: member -> :func:`_fission_split` of its row; ``trends``: member
+    -> the filter's fit ``x`` of its ``f`` (before any restoring).  Restoring a
+    frame replaces the fit's error there, ``(s - x)^2``, by the noise's
+    variance: it pays where the filter shaved more than the noise (a spike, a
+    fast rise).  ``g`` holds the same signal as ``f`` and noise independent of
+    it, so over frames chosen from ``f`` alone (those that the next rate's event
+    test would restore and the current one does not), ``sum (g - x)^2 - var(g)``
+    is an unbiased estimate of the fit's error there; the group moves to the
+    next rate while that exceeds what restoring costs, ``var(f)`` a frame.
+    Shaved spikes recur over a movie, so their frames add up long before one of
+    them passes the event test alone; calcium peaks that the filter rounds off
+    by less than the noise stay filtered.
+    """
+    members = list(trends)
+    a2 = FISSION_SPLIT**2
+    removed = {i: splits[i][0] - trends[i] for i in members}
+    # error of each frame's fit, measured against g: (g - x)^2 - var(g), var(g) = sigma_f^2 / a^2
+    excess = {i: (splits[i][1] + splits[i][5] - trends[i]) ** 2 - splits[i][2] ** 2 * (1.0 / a2 + 1.0)
+              for i in members}
+    masks = {i: event_mask(removed[i], splits[i][2], p=EVENT_P_LEVELS[0]) for i in members}
+    for level, p in enumerate(EVENT_P_LEVELS[:-1]):
+        gain = 0.0
+        following = {}
+        for i in members:
+            following[i] = event_mask(removed[i], splits[i][2], p=EVENT_P_LEVELS[level + 1])
+            gain += float(excess[i][following[i] & ~masks[i]].sum())
+        if gain <= 0.0:
+            return p
+        masks = following
+    return EVENT_P_LEVELS[-1]
+
+
+def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, seeds=None,
+                  event_rates=None) -> np.ndarray:
     """First halving level of each row: the largest of 1, 1/2, ... 1/2^:data:`MAX_HALVINGS` at which the
     filter removes at most :data:`SIGNAL_REMOVED_LIMIT` of its group's signal (:func:`fission_removed`,
     summed over the group); 0 when none does.  A group whose signal estimate is within :data:`FISSION_Z`
@@ -265,8 +316,13 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
     A factor's own estimate is too noisy to decide on (a weak factor holds little
     signal); its neighbours' add up, and shaved signal (calcium peaks and rises,
     slow fluctuations the filter cannot follow) shows in most of them at once.
+
+    ``event_rates``: an array (k,) to fill with each row's event test false-alarm rate, chosen by
+    :func:`event_rate` at the group's level (:data:`EVENT_P` for groups of noise alone).
     """
     out = np.zeros(len(rows))
+    if event_rates is not None:
+        event_rates[:] = EVENT_P
     n = rows.shape[1]
     levels = [0.5**k for k in range(MAX_HALVINGS + 1)]
     lam = [None]  # rows are in noise units: one fit's penalty is a good start for the next
@@ -308,6 +364,9 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
                 chosen = budget
                 break
         out[members] = chosen
+        if event_rates is not None and chosen > 0:
+            for i in members:
+                event_rates[i] = event_rate({i: splits[i]}, {i: first[chosen][i][4]})
         if seeds is not None:
             # The row's own fit starts from its fission fit at the chosen level: the same signal, so nearly
             # the same knots and penalty (the search then takes fewer steps; it ends within its tolerance).
@@ -347,7 +406,7 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = Fals
     out = np.array(rows, dtype=np.float32, copy=True)
     n = rows.shape[1]
     info = []
-    unfiltered = {"budget": 0.0, "fraction": 0.0, "events": 0.0, "lag1": math.nan, "lam": 0.0}
+    unfiltered = {"budget": 0.0, "fraction": 0.0, "events": 0.0, "lag1": math.nan, "lam": 0.0, "event_p": EVENT_P}
     if n < 8:
         return (out, [dict(unfiltered) for _ in range(len(rows))]) if return_info else out
     sigma = robust_noise_std(rows)
@@ -356,14 +415,17 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = Fals
         raise ValueError(f"groups must hold one value per row ({len(rows)}), got shape {groups.shape}")
     rows64 = np.asarray(rows, np.float64)
     seeds = {}  # each row's last fission active set: the knots of its signal, a start for its own fit
-    budgets = group_budgets(rows64, sigma, groups, seeds=seeds)
+    rates = np.full(len(rows), EVENT_P)
+    budgets = group_budgets(rows64, sigma, groups, seeds=seeds, event_rates=rates)
     lam = None  # rows are in noise units, so one row's penalty is a good start for the next
     for i in range(rows.shape[0]):
         if sigma[i] > 0 and budgets[i] > 0:
             seed_active, seed_lam = seeds.get(i, (None, None))
             x, row_info = adaptive_trend_filter(rows64[i], float(sigma[i]), budget=float(budgets[i]),
-                                                   lam0=lam if seed_lam is None else seed_lam, active=seed_active)
+                                                   lam0=lam if seed_lam is None else seed_lam, active=seed_active,
+                                                   event_p=float(rates[i]))
             out[i] = x
+            row_info["event_p"] = float(rates[i])
             lam = row_info["lam"] if row_info["lam"] > 0 else lam
         else:
             row_info = dict(unfiltered)

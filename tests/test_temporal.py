@@ -197,3 +197,22 @@ def test_factors_of_slow_signal_keep_the_first_event_rate():
     rows = np.array([2 * np.sin(2 * np.pi * t / q) for q in rng.uniform(150, 300, 8)]) + rng.normal(0, 1, (8, 3000))
     _, info = trend_filter_rows(rows, return_info=True)
     assert np.median([i["event_p"] for i in info]) == EVENT_P
+
+
+def test_a_given_noise_level_replaces_the_rows_own_estimate():
+    from pmdcompress.solver.temporal import robust_noise_std, trend_filter_rows
+
+    rng = np.random.default_rng(5)
+    rows = np.array([calcium_row(rng, 600) for _ in range(4)]) + rng.normal(0, 1.0, (4, 600))
+    np.testing.assert_array_equal(trend_filter_rows(rows, sigma=robust_noise_std(rows)), trend_filter_rows(rows))
+    # a smaller noise level removes less, and a row of noise std 0 is kept as it is
+    sigma = robust_noise_std(rows)
+    sigma[0], sigma[1] = 0.0, 0.5 * sigma[1]
+    out = trend_filter_rows(rows, sigma=sigma).astype(np.float64)
+    default = trend_filter_rows(rows).astype(np.float64)
+    np.testing.assert_array_equal(out[0], rows[0].astype(np.float32))
+    assert np.sum((out[1] - rows[1]) ** 2) < 0.5 * np.sum((default[1] - rows[1]) ** 2)
+    import pytest
+
+    with pytest.raises(ValueError, match="sigma must hold one"):
+        trend_filter_rows(rows, sigma=[1.0, 1.0])

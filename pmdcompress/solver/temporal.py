@@ -7,7 +7,16 @@ level, from the factor alone (no frame rate, no kind of recording):
 * **events**: windows of :data:`EVENT_WINDOW` frames where the removed part's
   energy exceeds what noise gives once in :data:`EVENT_P` windows hold a fast
   event that the filter shaved (a voltage spike of 1-3 frames, a calcium rise
-  within a frame); there the factor keeps its unfiltered values;
+  within a frame); there the factor keeps its unfiltered values.  The rate
+  is each factor's own (:func:`event_rate`): it rises along
+  :data:`EVENT_P_LEVELS` (0.01 to 0.4) while restoring the frames that the
+  next rate adds lowers the error, which data fission estimates without ground
+  truth.  A spike a few noise stds high, shaved in every factor that holds it,
+  passes the test at 0.01 only now and then; over the recurring spikes of a
+  voltage movie restoring them pays, so the factor moves up (spike amplitude
+  kept in footprint-weighted traces: 0.96-0.99 over the voltage cases of
+  benchmarks/bench_fidelity.py, was 0.91-0.98), while calcium factors, whose
+  peaks the filter rounds off by less than the noise, stay near 0.01;
 * **degrees of freedom**: the budget is the noise the fit leaves out, not all
   of it.  A fit with ``df`` degrees of freedom (trend filtering: its knots plus
   2, Tibshirani and Taylor 2011) keeps ``df`` of the ``T`` noise dimensions, so
@@ -376,7 +385,7 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
     return out
 
 
-def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = False):
+def trend_filter_rows(rows: np.ndarray, *, groups=None, sigma=None, return_info: bool = False):
     """Trend-filter each temporal factor within its own noise budget, where that removes only noise.
 
     Each row ``v~`` (a patch component's time course on the full movie) is
@@ -396,6 +405,10 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = Fals
     groups : array_like of int, shape (k,), optional
         Group of each row (e.g. its patch); all rows form one group by default.
         The rows of a group share their first halving level.
+    sigma : array_like of float, shape (k,), optional
+        Each row's noise std, when the caller knows it (e.g. from the row's spatial
+        factor and the pixels' noise); default :func:`robust_noise_std` of each row.
+        Rows of noise std 0 are left as they are.
     return_info : bool
         Also return the per-row :func:`adaptive_trend_filter` information.
 
@@ -409,7 +422,12 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = Fals
     unfiltered = {"budget": 0.0, "fraction": 0.0, "events": 0.0, "lag1": math.nan, "lam": 0.0, "event_p": EVENT_P}
     if n < 8:
         return (out, [dict(unfiltered) for _ in range(len(rows))]) if return_info else out
-    sigma = robust_noise_std(rows)
+    if sigma is None:
+        sigma = robust_noise_std(rows)
+    else:
+        sigma = np.asarray(sigma, np.float64)
+        if sigma.shape != (len(rows),) or not np.all(np.isfinite(sigma)) or np.any(sigma < 0):
+            raise ValueError(f"sigma must hold one finite value >= 0 per row ({len(rows)}), got {sigma!r}")
     groups = np.zeros(len(rows), np.int64) if groups is None else np.asarray(groups)
     if groups.shape != (len(rows),):
         raise ValueError(f"groups must hold one value per row ({len(rows)}), got shape {groups.shape}")

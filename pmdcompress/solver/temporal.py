@@ -76,8 +76,8 @@ from .trend_filter import trend_filter_search
 EVENT_WINDOW = 3
 #: False-alarm rate per window of the event test (noise alone): the first of :data:`EVENT_P_LEVELS`.
 EVENT_P = 1e-2
-#: The event test's false-alarm rates tried, in order: a group moves to the next while the frames that it
-#: would restore hold shaved signal by data fission (:func:`group_event_rates`).
+#: The event test's false-alarm rates tried, in order: a factor moves to the next while restoring the frames
+#: that it adds lowers the error, by data fission (:func:`event_rate`).
 EVENT_P_LEVELS = (1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 4e-1)
 #: Standard errors that the fission estimate of what restoring the frames the next event rate adds gains
 #: must exceed for a factor to move to it.  At 0 a calcium factor moves on noise in the estimate now and then
@@ -311,8 +311,9 @@ def _fission_split(y, sigma):
 
 
 def event_rate(splits: dict, trends: dict) -> float:
-    """The event test's false-alarm rate for a group: the first of :data:`EVENT_P_LEVELS` whose next would
-    restore frames where restoring does not lower the error, by data fission.
+    """The event test's false-alarm rate of the factors given (together; the pipeline gives them one at a
+    time): the first of :data:`EVENT_P_LEVELS` whose next would restore frames where restoring does not lower
+    the error, by data fission.
 
     ``splits``: member -> :func:`_fission_split` of its row; ``trends``: member
     -> the filter's fit ``x`` of its ``f`` (before any restoring).  Restoring a
@@ -321,7 +322,7 @@ def event_rate(splits: dict, trends: dict) -> float:
     fast rise).  ``g`` holds the same signal as ``f`` and noise independent of
     it, so over frames chosen from ``f`` alone (those that the next rate's event
     test would restore and the current one does not), ``sum (g - x)^2 - var(g)``
-    is an unbiased estimate of the fit's error there; the group moves to the
+    is an unbiased estimate of the fit's error there; the factors move to the
     next rate while that exceeds what restoring costs, ``var(f)`` a frame, by
     :data:`EVENT_GAIN_Z` standard errors of the sum.
     Shaved spikes recur over a movie, so their frames add up long before one of
@@ -333,7 +334,8 @@ def event_rate(splits: dict, trends: dict) -> float:
     members = list(trends)
     a2 = FISSION_SPLIT**2
     removed = {i: splits[i][0] - trends[i] for i in members}
-    # error of each frame's fit, measured against g: (g - x)^2 - var(g), var(g) = sigma_f^2 / a^2
+    # each frame's gain from restoring: the fit's error measured against g, (g - x)^2 - var(g), less the
+    # cost var(f); var(g) = sigma_f^2 / a^2
     excess = {i: (splits[i][1] + splits[i][5] - trends[i]) ** 2 - splits[i][2] ** 2 * (1.0 / a2 + 1.0)
               for i in members}
     masks = {i: event_mask(removed[i], splits[i][2], p=EVENT_P_LEVELS[0]) for i in members}

@@ -5,6 +5,14 @@ density in the upper half band (0.25 to 0.5 cycles per frame), estimated with
 Hann-windowed segments (Welch).  On white noise this is unbiased; CaImAn's
 default ``logmexp`` averaging is 25 % low (see docs/format.md and
 ``../shared/reference/compression_denoising.md``), so it is not offered.
+
+A fast signal shared by a whole region (a one-photon microscope's flickering
+excitation light, out-of-focus background, hemodynamics) also has power in the
+upper half band, and a plain spectral estimate counts it as noise (3x the noise
+on a real microendoscope clip).  :class:`NoiseAccumulator` given the frame shape
+therefore also regresses each pixel's band on that of its surrounding annulus
+(:func:`ring_mean`) and keeps what the annulus cannot explain: independent (or
+only locally shared) noise.
 """
 
 from __future__ import annotations
@@ -19,6 +27,11 @@ from ._numba import jit
 # Welch segment length: long enough to resolve the band edge, short enough that
 # a 20-frame movie still gets an estimate (segments shrink to the movie length).
 WELCH_SEGMENT = 256
+
+#: Square annulus (Chebyshev distance from the pixel, pixels) whose mean is a pixel's reference for signals
+#: shared by a region: beyond the noise shared by neighbours (resampling, a sensor's point spread: 1-2 px),
+#: close enough to share out-of-focus background and global fluctuations.
+RING_INNER, RING_OUTER = 4, 8
 
 
 def periodic_hann(length: int) -> np.ndarray:
@@ -67,6 +80,95 @@ def _segments(n_frames: int, segment: int) -> list[tuple[int, int]]:
     return [(s, s + seg) for s in starts]
 
 
+def ring_mean(frames: np.ndarray, inner: int = RING_INNER, outer: int = RING_OUTER) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each pixel's square annulus ``inner < max(|dy|, |dx|) <= outer``, frame by frame.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (n, Y, X)
+
+    Returns
+    -------
+    (means, counts) : float64 ndarray (n, Y, X) and int ndarray (Y, X)
+        Pixels outside the frame are left out of the mean; ``counts`` is how
+        many annulus pixels each mean has (0: none, the mean is 0).
+    """
+    frames = np.asarray(frames)
+    n, h, w = frames.shape
+    integral = np.zeros((n, h + 1, w + 1), np.float64)
+    np.cumsum(frames, axis=1, dtype=np.float64, out=integral[:, 1:, 1:])
+    np.cumsum(integral[:, 1:, 1:], axis=2, out=integral[:, 1:, 1:])
+    ys, xs = np.arange(h), np.arange(w)
+
+    def box(r):
+        y0, y1 = np.clip(ys - r, 0, h), np.clip(ys + r + 1, 0, h)
+        x0, x1 = np.clip(xs - r, 0, w), np.clip(xs + r + 1, 0, w)
+        rows_hi, rows_lo = integral[:, y1], integral[:, y0]
+        total = rows_hi[:, :, x1] - rows_lo[:, :, x1] - rows_hi[:, :, x0] + rows_lo[:, :, x0]
+        return total, (y1 - y0)[:, None] * (x1 - x0)[None, :]
+
+    total_out, count_out = box(outer)
+    total_in, count_in = box(inner)
+    counts = count_out - count_in
+    return (total_out - total_in) / np.maximum(counts, 1), counts
+
+
+#: Float64 values per block of :func:`ring_products` (32 MB): bounds the annulus means' memory.
+_RING_BLOCK = 2**22
+
+
+def ring_products(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel, over frames: sum of x * (annulus mean), sum of (annulus mean)^2, annulus pixel counts.
+
+    ``frames`` (n, Y, X) is taken in blocks of frames, so that the annulus
+    means (:func:`ring_mean`) never all exist at once.
+    """
+    n, h, w = frames.shape
+    cross, power = np.zeros((h, w)), np.zeros((h, w))
+    counts = np.zeros((h, w), np.int64)
+    step = max(1, _RING_BLOCK // max(h * w, 1))
+    for t0 in range(0, n, step):
+        part = np.asarray(frames[t0 : t0 + step], np.float64)
+        mean, counts = ring_mean(part)
+        cross += np.einsum("tyx,tyx->yx", part, mean)
+        power += np.einsum("tyx,tyx->yx", mean, mean)
+    return cross, power, counts
+
+
+def coherent_noise_std(sums: np.ndarray, count: int) -> np.ndarray:
+    """Per-pixel noise std from the sums of :attr:`NoiseAccumulator.sums` (3, P) over ``count`` bins.
+
+    The band's power less the part explained by the annulus's band (least
+    squares, one real coefficient per pixel), over the degrees of freedom left
+    (``count`` complex bins less half a bin for the coefficient): unbiased for
+    noise independent of the annulus's.  Where there is no annulus, the plain
+    estimate.
+    """
+    power, cross, ring = (np.asarray(a, np.float64) for a in sums)
+    if count <= 0:
+        return np.zeros_like(power)
+    explained = np.divide(cross * cross, ring, out=np.zeros_like(power), where=ring > 0)
+    dof = np.where(ring > 0, count - 0.5, count)
+    return np.sqrt(np.maximum(power - explained, 0.0) / dof)
+
+
+def remove_coherent(frames: np.ndarray) -> np.ndarray:
+    """Frames less, per pixel, their least-squares multiple of the annulus mean (:func:`ring_mean`), over time.
+
+    What remains of frame differences is the noise without the fast signals a
+    region shares, for measuring its neighbour correlation.
+    """
+    frames = np.asarray(frames)
+    cross, power, counts = ring_products(frames)
+    beta = np.divide(cross, power, out=np.zeros_like(cross), where=(power > 0) & (counts > 0))
+    out = np.empty(frames.shape, np.float32)
+    step = max(1, _RING_BLOCK // max(frames.shape[1] * frames.shape[2], 1))
+    for t0 in range(0, len(frames), step):
+        part = np.asarray(frames[t0 : t0 + step], np.float64)
+        out[t0 : t0 + step] = part - beta * ring_mean(part)[0]
+    return out
+
+
 class NoiseAccumulator:
     """Accumulate the upper-half-band PSD of pixel time series, chunk by chunk.
 
@@ -76,6 +178,10 @@ class NoiseAccumulator:
         Number of pixels (columns of the blocks passed to :meth:`add`).
     segment : int
         Welch segment length in frames.
+    frame_shape : (int, int), optional
+        The frames' shape (``Y * X == n_pixels``): then :attr:`sums` also holds
+        each pixel's band cross power with its annulus mean and the annulus's
+        band power, for :meth:`coherent_std`.
 
     Notes
     -----
@@ -86,10 +192,21 @@ class NoiseAccumulator:
     median average) keeps it unbiased.
     """
 
-    def __init__(self, n_pixels: int, segment: int = WELCH_SEGMENT):
+    def __init__(self, n_pixels: int, segment: int = WELCH_SEGMENT, frame_shape=None):
         self.segment = segment
+        self.frame_shape = None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1]))
+        if self.frame_shape is not None and self.frame_shape[0] * self.frame_shape[1] != n_pixels:
+            raise ValueError(f"frame_shape {frame_shape} does not hold n_pixels={n_pixels}")
         self.power = np.zeros(n_pixels, dtype=np.float64)
+        self.ring = np.zeros((2, n_pixels), dtype=np.float64) if self.frame_shape is not None else None
         self.count = 0
+
+    @property
+    def sums(self) -> np.ndarray:
+        """(3, P): band power, cross power with the annulus mean, the annulus mean's power (over the window norm)."""
+        if self.ring is None:
+            raise ValueError("the annulus sums need NoiseAccumulator(frame_shape=...)")
+        return np.vstack([self.power[None], self.ring])
 
     def add(self, block: np.ndarray) -> None:
         """Add a block of consecutive frames, shape (n, n_pixels), any numeric dtype."""
@@ -101,18 +218,31 @@ class NoiseAccumulator:
         window, norm, lo, hi = welch_band(seg_len)
         buf = np.empty((seg_len, block.shape[1]), np.float32)
         power = np.zeros(block.shape[1], np.float64)
+        ring = np.zeros_like(self.ring) if self.ring is not None else None
         for s0, s1 in segs:
             _windowed_kernel(block[s0:s1], window, buf)
             spec = scipy.fft.rfft(buf, axis=0, workers=1, overwrite_x=True)
             _band_power_kernel(spec, lo, hi, power)
+            if ring is not None:
+                band = spec[lo:hi]
+                for part in (band.real, band.imag):
+                    cross, mean_power, _ = ring_products(part.reshape(-1, *self.frame_shape))
+                    ring[0] += cross.ravel()
+                    ring[1] += mean_power.ravel()
             self.count += hi - lo
         self.power += power / norm
+        if ring is not None:
+            self.ring += ring / norm
 
     def std(self) -> np.ndarray:
         """Per-pixel noise standard deviation (float64); zeros where nothing was added."""
         if self.count == 0:
             return np.zeros_like(self.power)
         return np.sqrt(self.power / self.count)
+
+    def coherent_std(self) -> np.ndarray:
+        """Per-pixel noise std without the signals each pixel shares with its annulus (:func:`coherent_noise_std`)."""
+        return coherent_noise_std(self.sums, self.count)
 
 
 @jit
@@ -277,6 +407,10 @@ def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 64) -> tupl
     idx = np.arange(0, step * n, step)
     d = frames[idx + 1] - frames[idx]
     d -= d.mean(axis=0)
+    if n >= 8:
+        # A fast signal shared by a region (flicker, background) is not noise: leave out what each
+        # pixel's difference shares with its annulus (a 1-p movie's flicker read 0.98 here).
+        d = remove_coherent(d)
 
     def corr(a, b):
         den = np.sqrt(np.vdot(a, a).astype(np.float64) * np.vdot(b, b))

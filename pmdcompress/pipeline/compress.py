@@ -53,6 +53,7 @@ from ..preflight import check_compressible, check_store_fits
 from ..preprocess import (
     NoiseAccumulator,
     chunk_statistics,
+    coherent_noise_std,
     live_pixels,
     noise_neighbour_correlation,
     safe_scale,
@@ -316,7 +317,8 @@ def _run_stages(movie: Movie, path, opts: CompressOptions, solver, executor: Exe
         _refit_stage(job, stats, fit, rows)
         job.timings["refit_s"] = time.perf_counter() - t_refit
         t_factors, cpu_factors = time.perf_counter(), time.thread_time()
-        sum_squares = _factors_stage(job, rows, temporal)
+        sum_squares = _factors_stage(job, rows, temporal, row_noise(fit.spatial, job.tiling.patch_shape,
+                                                                   fit.correlation))
         job.timings["factors_s"] = time.perf_counter() - t_factors
         if opts.temporal_filter:
             job.timings["temporal_filter_s"] = job.timings["factors_s"]
@@ -374,11 +376,12 @@ def _statistics_stage(job: _Job) -> _Statistics:
     mean = (total / n_frames).reshape(height, width).astype(np.float32)
     trend = knots = None
     if job.opts.detrend and len(chunks) >= 2:
-        noise_flat = np.sqrt(power / count) if count else np.ones(height * width)
+        noise_flat = coherent_noise_std(power, count) if count else np.ones(height * width)
         trend, knots = _baseline(chunks, n_frames, np.stack(chunk_means) - mean.reshape(1, -1), noise_flat, job.chunk)
         centres = plan.bins * plan.bin + (plan.bin - 1) / 2.0
         fit.trend, fit.basis = trend.reshape(-1, height, width), trend_basis(centres, knots)
-    noise = np.sqrt(power / count) if count else np.zeros((height * width,))
+    # Without the fast signals a region shares (a one-photon microscope's flicker): noise (preprocess).
+    noise = coherent_noise_std(power, count) if count else np.zeros((height * width,))
     noise = noise.reshape(height, width).astype(np.float32)
     scale = safe_scale(noise)
     fit.mean, fit.scale = mean, scale  # the fit tasks standardise their patches: (x - trend - mean) / scale
@@ -536,7 +539,24 @@ def _projection(job: _Job, stats: _Statistics, fit: _Fit) -> _Projection:
                        job.opts.dtype, trend_gains, stats.knots)
 
 
-def _factors_stage(job: _Job, rows: RowBlocks, temporal) -> np.ndarray:
+def row_noise(spatial: np.ndarray, patch_shape, correlation) -> np.ndarray:
+    """Noise std of each temporal factor, (K,): ``sqrt(u^T R u)`` for its standardised spatial component ``u``.
+
+    A factor is ``u`` (over the noise scale) applied to the movie, so its noise
+    is the pixels' standardised noise (variance 1, correlation ``R`` between
+    vertical and horizontal neighbours, ``correlation = (rho_y, rho_x)``)
+    through ``u``: known, whatever fast signal the factor carries.
+    """
+    h, w = patch_shape
+    u = np.asarray(spatial, np.float64).reshape(h, w, -1)
+    var = np.einsum("ijk,ijk->k", u, u)
+    rho_y, rho_x = correlation
+    var += 2.0 * rho_y * np.einsum("ijk,ijk->k", u[:-1], u[1:]) + 2.0 * rho_x * np.einsum("ijk,ijk->k", u[:, :-1],
+                                                                                          u[:, 1:])
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+def _factors_stage(job: _Job, rows: RowBlocks, temporal, noise: np.ndarray | None = None) -> np.ndarray:
     """The temporal factors' last steps, by tasks: trend filter, final rounding, copy into ``temporal``.
 
     Tasks take blocks of 16 whole rows of the scratch's factors (rounded to
@@ -560,7 +580,9 @@ def _factors_stage(job: _Job, rows: RowBlocks, temporal) -> np.ndarray:
     parts = []
     for members in executor.groups(spans):
         parts += executor.map(_factors_task, [(rows, b0, b1, opts.dtype, opts.temporal_filter,
-                                               temporal.rounding_error) for b0, b1 in members], on_done=bar.update)
+                                               temporal.rounding_error,
+                                               None if noise is None else noise[b0 * FILTER_ROWS : b1 * FILTER_ROWS])
+                                              for b0, b1 in members], on_done=bar.update)
     for members in executor.groups(job.chunks):
         executor.map(_copy_task, [(rows, t0, t1, temporal.array) for t0, t1 in members], on_done=bar.update)
     bar.close()
@@ -574,16 +596,17 @@ def _factors_stage(job: _Job, rows: RowBlocks, temporal) -> np.ndarray:
 def _factors_task(args):
     """Blocks [b0, b1) of 16 rows of the scratch's factors: filtered (optionally) and rounded to their final
     steps, in place.  Returns each row's (degrees of freedom, final step, sum of squares)."""
-    rows, b0, b1, dtype, filtering, rounding_error = args
+    rows, b0, b1, dtype, filtering, rounding_error, noise = args
     out = []
     for b in range(b0, b1):
         steps = rows.scale[b * FILTER_ROWS : (b + 1) * FILTER_ROWS]
+        known = None if noise is None else noise[(b - b0) * FILTER_ROWS : (b - b0 + 1) * FILTER_ROWS]
         integers = rows.read_block(b)
         # what the store's reader gives: the rounded values times their step, in float32
         values = np.multiply(integers, steps[:, None], dtype=np.float32)
         df = None
         if filtering:
-            filtered = trend_filter_rows(values).astype(dtype)
+            filtered = trend_filter_rows(values, sigma=known).astype(dtype)
             df = piecewise_linear_df(np.asarray(filtered, np.float64))
             integers = quantize(filtered, steps[:, None], rows.where, "temporal")
             values = np.multiply(integers, steps[:, None], dtype=np.float32)
@@ -619,14 +642,14 @@ def _statistics_task(args):
     bad = chunk_statistics(block, fit_bin, local, total, fit_rows)
     if bad >= 0:
         raise InputError(f"{movie.name}: frame {t0 + bad} contains NaN or inf values")
-    acc = NoiseAccumulator(n_pix)
+    acc = NoiseAccumulator(n_pix, frame_shape=movie.shape[1:3])
     if want_noise:
         acc.add(block)
     kept = rows[keep]
     if len(kept):
         assert np.array_equal(kept, np.arange(kept[0], kept[0] + len(kept))), "a chunk's fit rows are consecutive"
         fit.write_rows(int(kept[0]), fit_rows)
-    return total, acc.power, acc.count, t1 - t0
+    return total, acc.sums, acc.count, t1 - t0
 
 
 def _fit_task(args):

@@ -21,8 +21,8 @@ SAVED_MAPS = (
     "mse_curvature_corrected", "signal_curvature", "lost_signal", "df", "df_filtered", "rank", "residual_ratio",
     "residual_noise_ratio",
     "residual_band_ratio", "residual_lag1", "flags", "active", "corr_raw", "corr_denoised", "corr_residual",
-    "corr_difference", "snr_denoised_signal", "noise_photon_transfer", "pmd_style_gain", "mse_true", "noise_true",
-    "signal_power_true", "gain_true", "snr_raw_true",
+    "corr_difference", "corr_noise", "snr_denoised_signal", "noise_photon_transfer", "pmd_style_gain", "mse_true",
+    "noise_true", "signal_power_true", "gain_true", "snr_raw_true",
 )
 
 SECTIONS = (

@@ -80,6 +80,11 @@ FISSION_SPLIT = 0.5
 DF_ITERATIONS = 1
 
 
+#: A row whose first differences read more than this times its known noise (``trend_filter_rows(sigma=)``)
+#: carries a fast signal: its known noise is used (below it, the differences' own estimate).
+KNOWN_NOISE_MARGIN = 1.25
+
+
 def robust_noise_std(rows: np.ndarray) -> np.ndarray:
     """Per-row white-noise std: 1.4826 * median(|diff|) / sqrt(2), shape (k,)."""
     d = np.diff(np.asarray(rows, np.float64), axis=1)
@@ -317,7 +322,7 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
     return out
 
 
-def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = False):
+def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = False, sigma=None):
     """Trend-filter each temporal factor within its own noise budget, where that removes only noise.
 
     Each row ``v~`` (a patch component's time course on the full movie) is
@@ -339,6 +344,11 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = Fals
         The rows of a group share their first halving level.
     return_info : bool
         Also return the per-row :func:`adaptive_trend_filter` information.
+    sigma : array_like, shape (k,), optional
+        Each row's noise std where it is known otherwise (a projection of pixel
+        noise of known level): where the first differences read more than
+        :data:`KNOWN_NOISE_MARGIN` times it, the row carries a fast signal (a
+        one-photon microscope's flicker) and this is its noise.
 
     Returns
     -------
@@ -350,7 +360,12 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = Fals
     unfiltered = {"budget": 0.0, "fraction": 0.0, "events": 0.0, "lag1": math.nan, "lam": 0.0}
     if n < 8:
         return (out, [dict(unfiltered) for _ in range(len(rows))]) if return_info else out
+    known = sigma
     sigma = robust_noise_std(rows)
+    if known is not None:
+        # Differences well above the row's known noise are a fast signal (flicker), not noise.
+        known = np.asarray(known, np.float64)
+        sigma = np.where(sigma > KNOWN_NOISE_MARGIN * known, known, sigma)
     groups = np.zeros(len(rows), np.int64) if groups is None else np.asarray(groups)
     if groups.shape != (len(rows),):
         raise ValueError(f"groups must hold one value per row ({len(rows)}), got shape {groups.shape}")

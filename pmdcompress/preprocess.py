@@ -169,6 +169,19 @@ def remove_coherent(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+def coherent_share(frames: np.ndarray) -> float:
+    """Median over pixels of the share of each pixel's power (over frames) that its annulus mean explains.
+
+    On frame differences: about ``1 / n`` for noise alone (``n`` frames), near 1
+    under a fast signal a region shares (a one-photon microscope's flicker).
+    """
+    frames = np.asarray(frames)
+    cross, power, counts = ring_products(frames)
+    own = np.einsum("tyx,tyx->yx", frames, frames, dtype=np.float64)
+    ok = (power > 0) & (own > 0) & (counts > 0)
+    return float(np.median(cross[ok] ** 2 / (power[ok] * own[ok]))) if ok.any() else 0.0
+
+
 class NoiseAccumulator:
     """Accumulate the upper-half-band PSD of pixel time series, chunk by chunk.
 

@@ -57,6 +57,7 @@ from ..preprocess import (
     live_pixels,
     noise_neighbour_correlation,
     safe_scale,
+    strong_components,
     trend_basis,
 )
 from ..progress import null_progress
@@ -457,7 +458,8 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     for members in executor.groups(range(tiling.n_patches)):
         # each task reads its own patch of the fit buffer
         spatial_list += executor.map(_fit_task, [(job.solver, fit, tiling.patch_slices(p), tiling.patch_shape,
-                                                  thresholds, opts.seed, p, patch_live(p)) for p in members],
+                                                  thresholds, opts.seed, p, patch_live(p), correlation)
+                                                 for p in members],
                                      on_done=bar.update)
     bar.close()
     ranks = np.array([u.shape[1] for u in spatial_list], dtype=np.int32)
@@ -654,9 +656,18 @@ def _statistics_task(args):
 
 def _fit_task(args):
     """Spatial components of one patch of the standardised fit buffer (pass 2)."""
-    solver, fit, (ys, xs), patch_shape, thresholds, seed, p, live = args
+    solver, fit, (ys, xs), patch_shape, thresholds, seed, p, live, correlation = args
     data = fit.patch(ys, xs)
+    # Components far above the noise (a one-photon background) are kept exactly, before the penalized fit,
+    # whose smoothed version of them would leave rough leftovers that stop the rank test (preprocess).
+    strong = strong_components(data, correlation, np.random.default_rng([seed, p, 1]))
+    if strong.shape[1]:
+        data = data - (data @ strong) @ strong.T
     u = solver.fit(data, patch_shape, thresholds, np.random.default_rng([seed, p])).spatial
+    if strong.shape[1]:
+        q, r = np.linalg.qr(np.concatenate([strong, u], axis=1).astype(np.float64))
+        keep = np.abs(np.diag(r)) > 1e-6
+        u = (q[:, keep] * np.sign(np.diag(r))[keep]).astype(np.float32)
     if live is None or u.shape[1] == 0 or not np.any(u[~live]):
         return u
     # Dead or constant pixels carry no signal, but a penalized (smoothing) spatial step

@@ -184,3 +184,6 @@ def test_one_photon_flicker_is_kept_and_the_report_measures_it(tmp_path):
     assert abs(metrics["residual_ratio_median"]["value"] - true_ratio) < 0.05
     assert abs(metrics["noise_raw_median"]["value"] / np.median(noise.std(axis=0)) - 1) < 0.05
     assert metrics["local_corr_noise"]["value"] < 0.1  # the flicker is not noise (frame differences: ~0.9)
+    assert metrics["local_corr_difference"]["value"] > 0.5
+    # What the noise alone would give through this fit (it keeps rank / frames of it).
+    assert 0.85 < metrics["residual_ratio_noise_only"]["value"] < 1.0

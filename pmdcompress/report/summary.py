@@ -417,6 +417,11 @@ def _residual_numbers(fl: _Flags, maps: dict, corr_frames: int) -> dict:
     finite = np.isfinite(ratio)
     n_pix = max(int(finite.sum()), 1)
     M["residual_ratio_median"] = metric(_median(ratio), "residual-ratio", "median residual std / raw noise std")
+    kept = maps.get("df_filtered", maps.get("df"))
+    if kept is not None:
+        M["residual_ratio_noise_only"] = metric(_median(np.sqrt(np.maximum(1.0 - kept, 0.0))), "residual-ratio",
+                                                "median sqrt(1 - df): the ratio if the residual were the noise alone "
+                                                "(a fit keeps df of it)")
     M["residual_ratio_within"] = metric(float(np.mean((ratio[finite] >= RESIDUAL_LOW)
                                                       & (ratio[finite] <= RESIDUAL_HIGH))),
                                         "residual-ratio",

@@ -132,21 +132,48 @@ def ring_products(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return cross, power, counts
 
 
+@functools.lru_cache(maxsize=32)
+def band_dof(n_frames: int, segment: int = WELCH_SEGMENT) -> float:
+    """Effective number of independent values in the noise band of ``n_frames`` frames, ``tr(C)^2 / tr(C^2)``.
+
+    ``C`` is the covariance, for white noise, of the real and imaginary parts of
+    the band's bins over the Welch segments of :class:`NoiseAccumulator`: the
+    Hann window correlates neighbouring bins (-2/3) and the 50 % overlap the
+    segments, so a least-squares coefficient fitted to noise takes ``1 / dof``
+    of its power, not ``1 / (2 bins)`` (20 frames: 4.7 values in 5 bins;
+    1024 frames: 426 in 448).
+    """
+    segs = _segments(n_frames, segment)
+    length = segs[0][1] - segs[0][0]
+    window, _, lo, hi = welch_band(length)
+    phases = np.exp(-2j * np.pi * np.outer(np.arange(lo, hi), np.arange(length)) / length) * window[None, :]
+    rows = np.vstack([phases.real, phases.imag])  # one segment's band, as a map of its frames
+    # Segments overlap only their neighbours, by the same offset: C is block tridiagonal with equal blocks.
+    same = rows @ rows.T
+    trace, square = len(segs) * np.trace(same), len(segs) * np.sum(same * same)
+    if len(segs) > 1:
+        step = segs[1][0] - segs[0][0]
+        if step < length:
+            cross = rows[:, step:] @ rows[:, : length - step].T
+            square += 2 * (len(segs) - 1) * np.sum(cross * cross)
+    return float(trace**2 / square)
+
+
 def coherent_noise_std(sums: np.ndarray, count: int) -> np.ndarray:
-    """Per-pixel noise std from the sums of :attr:`NoiseAccumulator.sums` (3, P) over ``count`` bins.
+    """Per-pixel noise std from the sums of :attr:`NoiseAccumulator.sums` (4, P) over ``count`` bins.
 
     The band's power less the part explained by the annulus's band (least
-    squares, one real coefficient per pixel), over the degrees of freedom left
-    (``count`` complex bins less half a bin for the coefficient): unbiased for
-    noise independent of the annulus's.  Where there is no annulus, the plain
-    estimate.
+    squares, one real coefficient per pixel), over what noise alone keeps of it
+    (``count (1 - 1 / dof)``, ``dof`` the band's effective number of values,
+    :func:`band_dof`, summed over the chunks): unbiased for noise independent of
+    the annulus's.  Where there is no annulus, the plain estimate.
     """
-    power, cross, ring = (np.asarray(a, np.float64) for a in sums)
+    power, cross, ring, dof = (np.asarray(a, np.float64) for a in sums)
     if count <= 0:
         return np.zeros_like(power)
     explained = np.divide(cross * cross, ring, out=np.zeros_like(power), where=ring > 0)
-    dof = np.where(ring > 0, count - 0.5, count)
-    return np.sqrt(np.maximum(power - explained, 0.0) / dof)
+    kept = np.where((ring > 0) & (dof > 1), count * (1.0 - 1.0 / np.maximum(dof, 1.0)), count)
+    return np.sqrt(np.maximum(power - explained, 0.0) / kept)
 
 
 def remove_coherent(frames: np.ndarray) -> np.ndarray:
@@ -210,13 +237,16 @@ class NoiseAccumulator:
         self.power = np.zeros(n_pixels, dtype=np.float64)
         self.ring = np.zeros((2, n_pixels), dtype=np.float64) if self.frame_shape is not None else None
         self.count = 0
+        self.dof = 0.0  # effective values of the band so far (band_dof of each block)
 
     @property
     def sums(self) -> np.ndarray:
-        """(3, P): band power, cross power with the annulus mean, the annulus mean's power (over the window norm)."""
+        """(4, P): band power, cross power with the annulus mean, the annulus mean's power (over the window norm),
+        and the band's effective number of values (:func:`band_dof`, the same in every column, so that the sums of
+        chunks add up)."""
         if self.ring is None:
             raise ValueError("the annulus sums need NoiseAccumulator(frame_shape=...)")
-        return np.vstack([self.power[None], self.ring])
+        return np.vstack([self.power[None], self.ring, np.full((1, len(self.power)), self.dof)])
 
     def add(self, block: np.ndarray) -> None:
         """Add a block of consecutive frames, shape (n, n_pixels), any numeric dtype."""
@@ -243,6 +273,7 @@ class NoiseAccumulator:
         self.power += power / norm
         if ring is not None:
             self.ring += ring / norm
+            self.dof += band_dof(n, self.segment)
 
     def std(self) -> np.ndarray:
         """Per-pixel noise standard deviation (float64); zeros where nothing was added."""

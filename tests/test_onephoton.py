@@ -12,6 +12,7 @@ from pmdcompress.pipeline.compress import row_noise
 from pmdcompress.pipeline.report import make_report
 from pmdcompress.preprocess import (
     NoiseAccumulator,
+    band_dof,
     coherent_noise_std,
     noise_neighbour_correlation,
     noise_std_psd,
@@ -62,6 +63,19 @@ def test_noise_estimate_is_unchanged_without_shared_signals():
     robust = acc.coherent_std().reshape(sigma.shape)
     assert abs(np.median(robust / sigma) - 1) < 0.02
     assert abs(np.median(robust / noise_std_psd(movie)) - 1) < 0.01
+
+
+@pytest.mark.parametrize("n_frames", [20, 63])
+def test_noise_estimate_is_unbiased_on_short_movies(n_frames):
+    """The coefficient fitted to each pixel takes 1 / band_dof of its noise (4.7 values in 20 frames' band, where
+    the window correlates neighbouring bins), which the estimate gives back: no signal, no bias."""
+    rng = np.random.default_rng(n_frames)
+    movie = (3.0 * rng.standard_normal((n_frames, 64, 64))).astype(np.float32)
+    acc = NoiseAccumulator(64 * 64, frame_shape=(64, 64))
+    acc.add(movie.reshape(n_frames, -1))
+    assert abs(np.mean(acc.coherent_std() ** 2) / 9.0 - 1) < 0.03
+    assert abs(np.mean(acc.std() ** 2) / 9.0 - 1) < 0.03
+    assert band_dof(20) == pytest.approx(4.675, abs=0.01)
 
 
 def test_noise_estimate_sums_of_chunks_add_up():

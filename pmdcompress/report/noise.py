@@ -8,7 +8,7 @@ import numpy as np
 import scipy.fft
 
 from ..formats.store import piecewise_linear_df
-from ..preprocess import coherent_noise_std, ring_products, welch_band
+from ..preprocess import band_dof, coherent_noise_std, ring_products, welch_band
 from .kernels import DIRECTIONS, _band_kernel, _window_kernel
 
 
@@ -119,6 +119,7 @@ class Spectra:
         # fast signals a region shares: preprocess.coherent_noise_std).
         self.frame_shape = None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1]))
         self.ring = np.zeros((2, n_pixels)) if frame_shape is not None else None
+        self.dof = 0.0
         self.window, self.norm, self.lo, self.hi = welch_band(self.segment)
         self.weights = np.asarray(weights, np.float32)
         self.high = np.zeros((3, n_pixels))
@@ -165,6 +166,7 @@ class Spectra:
         self.residual_sq += residual_sq / self.norm
         if ring is not None:
             self.ring += ring / self.norm
+            self.dof += band_dof(n, seg)
         self.n_frames += n
 
     def merge(self, other: Spectra) -> None:
@@ -175,6 +177,7 @@ class Spectra:
         self.residual_sq += other.residual_sq
         if self.ring is not None:
             self.ring += other.ring
+            self.dof += other.dof
         self.n_frames += other.n_frames
 
     def residual_std(self) -> np.ndarray:
@@ -200,7 +203,8 @@ class Spectra:
         count = self.n_segments * (self.hi - self.lo)
         if self.ring is None or not count:
             return self.noise_std()[0]
-        return coherent_noise_std(np.vstack([self.high[:1], self.ring]), count)
+        return coherent_noise_std(np.vstack([self.high[:1], self.ring, np.full((1, self.high.shape[1]), self.dof)]),
+                                  count)
 
     def band_ratio(self) -> np.ndarray:
         """(3, P) mean power per bin in the lower band over that in the upper half band (1 = white)."""

@@ -136,12 +136,16 @@ def test_trend_filter_rows_reports_per_row_decisions():
     assert info[0]["events"] > info[1]["events"]
 
 
-@pytest.mark.parametrize("kind", ["voltage"])
-def test_voltage_movie_keeps_spikes_with_defaults(tmp_path, kind):
-    """End to end: the default compression keeps >= 95 % of each spike in footprint-weighted traces."""
+@pytest.mark.parametrize("seed", [0, 1])
+def test_voltage_movie_keeps_spikes_with_defaults(tmp_path, seed):
+    """End to end: the default compression keeps >= 95 % of each spike in footprint-weighted traces (spikes
+    at 2.4-3x the shot noise at their footprint's peak, as issue 13 states the regime; 0.98 here).
+    benchmarks/bench_fidelity.py measures more seeds, sizes, photon levels and a frame rate (down to spikes
+    at 1x the shot noise, where 0.92 is kept)."""
     import pmdcompress
 
-    info, raw, truth = simulate(tmp_path, kind, n_frames=3000, shape=(48, 48), n_neurons=5, photons=40.0, seed=0)
+    info, raw, truth = simulate(tmp_path, "voltage", n_frames=3000, shape=(48, 48), n_neurons=5, photons=120.0,
+                                seed=seed)
     store = pmdcompress.compress(info["movie"], tmp_path / "v.pmd.zarr")
     den = store[:].astype(np.float64)
     clean = truth["clean"][...].astype(np.float64)

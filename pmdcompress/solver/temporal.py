@@ -7,7 +7,16 @@ level, from the factor alone (no frame rate, no kind of recording):
 * **events**: windows of :data:`EVENT_WINDOW` frames where the removed part's
   energy exceeds what noise gives once in :data:`EVENT_P` windows hold a fast
   event that the filter shaved (a voltage spike of 1-3 frames, a calcium rise
-  within a frame); there the factor keeps its unfiltered values;
+  within a frame); there the factor keeps its unfiltered values.  The rate
+  is each factor's own (:func:`event_rate`): it rises along
+  :data:`EVENT_P_LEVELS` (0.01 to 0.4) while restoring the frames that the
+  next rate adds lowers the error, which data fission estimates without ground
+  truth.  A spike a few noise stds high, shaved in every factor that holds it,
+  passes the test at 0.01 only now and then; over the recurring spikes of a
+  voltage movie restoring them pays, so the factor moves up (spike amplitude
+  kept in footprint-weighted traces: 0.96-0.99 over the voltage cases of
+  benchmarks/bench_fidelity.py, was 0.91-0.98), while calcium factors, whose
+  peaks the filter rounds off by less than the noise, stay near 0.01;
 * **degrees of freedom**: the budget is the noise the fit leaves out, not all
   of it.  A fit with ``df`` degrees of freedom (trend filtering: its knots plus
   2, Tibshirani and Taylor 2011) keeps ``df`` of the ``T`` noise dimensions, so
@@ -53,19 +62,28 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 import zlib
 
 import numpy as np
 from scipy.ndimage import binary_dilation, uniform_filter1d
-from scipy.stats import chi2
+from scipy.special import gammaincinv
 
 from ..formats.store import piecewise_linear_df
 from .trend_filter import trend_filter_search
 
 #: Frames of the windows tested for shaved events.
 EVENT_WINDOW = 3
-#: False-alarm rate per window of the event test (noise alone).
+#: False-alarm rate per window of the event test (noise alone): the first of :data:`EVENT_P_LEVELS`.
 EVENT_P = 1e-2
+#: The event test's false-alarm rates tried, in order: a factor moves to the next while restoring the frames
+#: that it adds lowers the error, by data fission (:func:`event_rate`).
+EVENT_P_LEVELS = (1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 4e-1)
+#: Standard errors that the fission estimate of what restoring the frames the next event rate adds gains
+#: must exceed for a factor to move to it.  At 0 a calcium factor moves on noise in the estimate now and then
+#: (calcium 256x256x3000: ground-truth error reduction 20.24x at 0, 20.52x at 0.6, 20.68x without moving;
+#: voltage spikes kept 0.96, 0.955 and 0.94 at 48x48, seed 1).
+EVENT_GAIN_Z = 0.5
 #: Largest lag-1 autocorrelation of the removed part, in standard errors (1 / sqrt(T)).
 WHITENESS_Z = 3.0
 #: Budget halvings tried before the filter is dropped for a factor.
@@ -80,22 +98,48 @@ FISSION_SPLIT = 0.5
 DF_ITERATIONS = 1
 
 
-#: A row whose first differences read more than this times its known noise (``trend_filter_rows(sigma=)``)
-#: carries a fast signal: its known noise is used (below it, the differences' own estimate).
-KNOWN_NOISE_MARGIN = 1.25
+#: The noise estimate averages the absolute first differences between these quantiles (around the median).
+NOISE_QUANTILES = (0.4, 0.6)
+
+
+def _central_half_normal_mean(lo: float, hi: float, n: int = 2001) -> float:
+    """Mean of ``|Z|``, ``Z`` standard normal, between its quantiles ``lo`` and ``hi``."""
+    normal = statistics.NormalDist()
+    return float(np.mean([normal.inv_cdf(0.5 + 0.5 * p) for p in np.linspace(lo, hi, n)]))
+
+
+_CENTRAL_MEAN = _central_half_normal_mean(*NOISE_QUANTILES)
 
 
 def robust_noise_std(rows: np.ndarray) -> np.ndarray:
-    """Per-row white-noise std: 1.4826 * median(|diff|) / sqrt(2), shape (k,)."""
+    """Per-row white-noise std from first differences, shape (k,), robust to spikes and calcium rises.
+
+    The mean of the absolute differences (about their median) between their
+    :data:`NOISE_QUANTILES`, over what a normal gives there, over ``sqrt(2)``:
+    the median absolute difference, smoothed.  The median alone moves in steps:
+    the pipeline's factors are rounded to about 0.17 of their noise before the
+    filter, so the median of their differences takes two or three values over
+    all the factors of a movie, 9-17 % apart, and the filter's budget moves with
+    its square.  An average over the central order statistics does not.
+    """
     d = np.diff(np.asarray(rows, np.float64), axis=1)
-    return 1.4826 * np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) / np.sqrt(2.0)
+    a = np.sort(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
+    n = a.shape[1]
+    if n == 0:
+        return np.zeros(len(a))
+    lo, hi = (int(q * n) for q in NOISE_QUANTILES)
+    hi = max(hi, lo + 1)
+    return a[:, lo:hi].mean(axis=1) / _CENTRAL_MEAN / np.sqrt(2.0)
 
 
 @functools.lru_cache(maxsize=32)
 def _event_threshold(window: int, p: float) -> float:
-    """Energy of ``window`` frames of unit white noise exceeded with probability ``p`` (cached: scipy's
-    ``chi2.ppf`` costs about as much as a short trend-filter solve, and every fit asks for the same one)."""
-    return float(chi2.ppf(1.0 - p, window))
+    """Energy of ``window`` frames of unit white noise exceeded with probability ``p`` (cached: it costs about
+    as much as a short trend-filter solve, and every fit asks for the same one).
+
+    ``scipy.stats.chi2.ppf(1 - p, window)`` to the last bit (scipy computes it so), without importing
+    ``scipy.stats`` (0.4 CPU-s, a twentieth of a short compression)."""
+    return float(2.0 * gammaincinv(window / 2.0, 1.0 - p))
 
 
 def event_mask(removed: np.ndarray, sigma: float, *, window: int | None = None, p: float | None = None) -> np.ndarray:
@@ -141,48 +185,53 @@ def removed_lag1(removed: np.ndarray, keep: np.ndarray) -> float:
     return float(np.sum(r[1:] * r[:-1]) / den) if den > 0 else 0.0
 
 
-def _fit(y, sigma, fraction, lam0, active, events):
-    """One trend-filter fit of ``y`` within ``fraction T sigma^2``, shaved events (and ``events``) restored:
-    ``(x, lam, mask, df)``, ``df`` of the trend itself (restored frames spend no budget)."""
+def _fit(y, sigma, fraction, lam0, active, events, p=None):
+    """One trend-filter fit of ``y`` within ``fraction T sigma^2``, shaved events (at false-alarm rate ``p``,
+    and ``events``) restored: ``(x, lam, mask, df, trend)``, ``df`` of the trend itself (restored frames spend
+    no budget), ``trend`` the fit before the events were restored."""
     n = y.size
-    x, lam = trend_filter_search(y, fraction * n * sigma**2, rtol=5e-2, lam0=lam0, active=active)
-    x = np.array(x, np.float64)
-    df = trend_df(x)
-    mask = event_mask(y - x, sigma) if events is None else events | event_mask(y - x, sigma)
+    trend, lam = trend_filter_search(y, fraction * n * sigma**2, rtol=5e-2, lam0=lam0, active=active)
+    trend = np.array(trend, np.float64)
+    df = trend_df(trend)
+    mask = event_mask(y - trend, sigma, p=p)
+    if events is not None:
+        mask |= events
+    x = trend.copy()
     x[mask] = y[mask]
-    return x, float(lam), mask, df
+    return x, float(lam), mask, df, trend
 
 
-def _refit(y, sigma, budget, first, active):
+def _refit(y, sigma, budget, first, active, p=None):
     """The degrees-of-freedom re-fits of :func:`budget_fit` after its first fit ``first`` (``_fit``'s tuple).
     Events found by the smoother fit stay restored: a smaller budget shaves them less, below what the test
     sees."""
-    x, lam, mask, df = first
+    x, lam, mask, df, _ = first
     lam0 = lam if lam > 0 else None
     fraction = budget
     for _ in range(DF_ITERATIONS):
         # The fit keeps df of the n noise dimensions: leave them out of the budget.
         fraction = budget * max(1.0 - df / y.size, 0.0)
-        x, lam, mask, df = _fit(y, sigma, fraction, lam if lam > 0 else lam0, active, mask)
+        x, lam, mask, df, _ = _fit(y, sigma, fraction, lam if lam > 0 else lam0, active, mask, p)
     return x, {"fraction": fraction, "events": float(mask.mean()), "mask": mask, "lam": lam}
 
 
-def budget_fit(y: np.ndarray, sigma: float, budget: float, *, lam0=None, active=None):
+def budget_fit(y: np.ndarray, sigma: float, budget: float, *, lam0=None, active=None, event_p=None):
     """Trend filter ``y`` within ``budget (T - df) sigma^2``, shaved events restored: ``(x, info)``.
 
     ``info``: ``fraction`` (of ``T sigma^2`` removed), ``events`` (fraction of
     frames restored), ``mask`` (those frames), ``lam``.  ``active``: the solver's
     active set (int8, ``T - 2``) to start from and update, shared by the fits of
     one ``y`` (:func:`~pmdcompress.solver.trend_filter.trend_filter_search`): the
-    same fits, in fewer solver steps.
+    same fits, in fewer solver steps.  ``event_p``: the event test's false-alarm rate
+    (default :data:`EVENT_P`).
     """
     y = np.ascontiguousarray(y, np.float64)
     if active is None:
         active = np.zeros(max(y.size - 2, 0), np.int8)
-    return _refit(y, sigma, budget, _fit(y, sigma, budget, lam0, active, None), active)
+    return _refit(y, sigma, budget, _fit(y, sigma, budget, lam0, active, None, event_p), active, event_p)
 
 
-def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0, active=None):
+def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0, active=None, event_p=None):
     """Trend filter ``y`` within ``(len(y) - df) sigma^2``, undone where the removed part is not noise.
 
     Parameters
@@ -194,6 +243,8 @@ def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0, ac
         Starting penalty for the budget search.
     budget : float
         First halving level tried (1: the whole noise budget).
+    event_p : float, optional
+        False-alarm rate per window of the event test (default :data:`EVENT_P`).
 
     Returns
     -------
@@ -210,7 +261,7 @@ def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0, ac
     for _ in range(MAX_HALVINGS + 1):
         if budget < 0.5**MAX_HALVINGS:
             break
-        x, fit = budget_fit(y, sigma, budget, lam0=lam0, active=active)
+        x, fit = budget_fit(y, sigma, budget, lam0=lam0, active=active, event_p=event_p)
         keep = ~fit["mask"]
         lag1 = removed_lag1(y - x, keep)
         if lag1 <= WHITENESS_Z / math.sqrt(max(int(keep.sum()), 1)):
@@ -243,25 +294,70 @@ def fission_removed(y: np.ndarray, sigma: float, budget: float, *, lam0=None, ac
     ``sigma^2``: a level read high (signal in the differences) makes the
     removed estimate low, one read low makes it high.
     """
-    f, g, sigma_f, signal, spread = _fission_split(y, sigma)
+    f, g, sigma_f, signal, spread, _ = _fission_split(y, sigma)
     x, fit = budget_fit(f, sigma_f, budget, lam0=lam0, active=active)
     return float(np.dot(f - x, g)), signal, spread, fit["lam"]
 
 
 def _fission_split(y, sigma):
-    """``(f, g - mean g, sigma of f, signal, spread)`` of :func:`fission_removed`: what does not depend on
-    the budget."""
+    """``(f, g - mean g, sigma of f, signal, spread, mean g)`` of :func:`fission_removed`: what does not
+    depend on the budget."""
     y = np.asarray(y, np.float64)
     a = FISSION_SPLIT
     rng = np.random.default_rng(zlib.crc32(y.tobytes()))
     z = rng.normal(0.0, sigma, y.size)
     f, g = y + a * z, y - z / a
-    g = g - g.mean()
+    g_mean = float(g.mean())
+    g = g - g_mean
     products = (f - f.mean()) * g
-    return f, g, sigma * math.sqrt(1.0 + a * a), float(products.sum()), float(np.dot(products, products))
+    return f, g, sigma * math.sqrt(1.0 + a * a), float(products.sum()), float(np.dot(products, products)), g_mean
 
 
-def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, seeds=None) -> np.ndarray:
+def event_rate(splits: dict, trends: dict) -> float:
+    """The event test's false-alarm rate of the factors given (together; the pipeline gives them one at a
+    time): the first of :data:`EVENT_P_LEVELS` whose next would restore frames where restoring does not lower
+    the error, by data fission.
+
+    ``splits``: member -> :func:`_fission_split` of its row; ``trends``: member
+    -> the filter's fit ``x`` of its ``f`` (before any restoring).  Restoring a
+    frame replaces the fit's error there, ``(s - x)^2``, by the noise's
+    variance: it pays where the filter shaved more than the noise (a spike, a
+    fast rise).  ``g`` holds the same signal as ``f`` and noise independent of
+    it, so over frames chosen from ``f`` alone (those that the next rate's event
+    test would restore and the current one does not), ``sum (g - x)^2 - var(g)``
+    is an unbiased estimate of the fit's error there; the factors move to the
+    next rate while that exceeds what restoring costs, ``var(f)`` a frame, by
+    :data:`EVENT_GAIN_Z` standard errors of the sum.
+    Shaved spikes recur over a movie, so their frames add up long before one of
+    them passes the event test alone; calcium peaks that the filter rounds off
+    by less than the noise stay filtered.  ``f`` is noisier than the factor, so
+    its fit shaves more than the factor's own: the estimate errs on the side of
+    restoring, which :data:`EVENT_GAIN_Z` offsets.
+    """
+    members = list(trends)
+    a2 = FISSION_SPLIT**2
+    removed = {i: splits[i][0] - trends[i] for i in members}
+    # each frame's gain from restoring: the fit's error measured against g, (g - x)^2 - var(g), less the
+    # cost var(f); var(g) = sigma_f^2 / a^2
+    excess = {i: (splits[i][1] + splits[i][5] - trends[i]) ** 2 - splits[i][2] ** 2 * (1.0 / a2 + 1.0)
+              for i in members}
+    masks = {i: event_mask(removed[i], splits[i][2], p=EVENT_P_LEVELS[0]) for i in members}
+    for level, p in enumerate(EVENT_P_LEVELS[:-1]):
+        gain = spread = 0.0
+        following = {}
+        for i in members:
+            following[i] = event_mask(removed[i], splits[i][2], p=EVENT_P_LEVELS[level + 1])
+            new = excess[i][following[i] & ~masks[i]]
+            gain += float(new.sum())
+            spread += float(np.dot(new, new))
+        if gain <= EVENT_GAIN_Z * math.sqrt(spread):
+            return p
+        masks = following
+    return EVENT_P_LEVELS[-1]
+
+
+def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, seeds=None,
+                  event_rates=None) -> np.ndarray:
     """First halving level of each row: the largest of 1, 1/2, ... 1/2^:data:`MAX_HALVINGS` at which the
     filter removes at most :data:`SIGNAL_REMOVED_LIMIT` of its group's signal (:func:`fission_removed`,
     summed over the group); 0 when none does.  A group whose signal estimate is within :data:`FISSION_Z`
@@ -270,8 +366,13 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
     A factor's own estimate is too noisy to decide on (a weak factor holds little
     signal); its neighbours' add up, and shaved signal (calcium peaks and rises,
     slow fluctuations the filter cannot follow) shows in most of them at once.
+
+    ``event_rates``: an array (k,) to fill with each row's event test false-alarm rate, chosen by
+    :func:`event_rate` at the group's level (:data:`EVENT_P` for groups of noise alone).
     """
     out = np.zeros(len(rows))
+    if event_rates is not None:
+        event_rates[:] = EVENT_P
     n = rows.shape[1]
     levels = [0.5**k for k in range(MAX_HALVINGS + 1)]
     lam = [None]  # rows are in noise units: one fit's penalty is a good start for the next
@@ -313,6 +414,9 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
                 chosen = budget
                 break
         out[members] = chosen
+        if event_rates is not None and chosen > 0:
+            for i in members:
+                event_rates[i] = event_rate({i: splits[i]}, {i: first[chosen][i][4]})
         if seeds is not None:
             # The row's own fit starts from its fission fit at the chosen level: the same signal, so nearly
             # the same knots and penalty (the search then takes fewer steps; it ends within its tolerance).
@@ -322,7 +426,7 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
     return out
 
 
-def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = False, sigma=None):
+def trend_filter_rows(rows: np.ndarray, *, groups=None, sigma=None, return_info: bool = False):
     """Trend-filter each temporal factor within its own noise budget, where that removes only noise.
 
     Each row ``v~`` (a patch component's time course on the full movie) is
@@ -342,13 +446,12 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = Fals
     groups : array_like of int, shape (k,), optional
         Group of each row (e.g. its patch); all rows form one group by default.
         The rows of a group share their first halving level.
+    sigma : array_like of float, shape (k,), optional
+        Each row's noise std, when the caller knows it (e.g. from the row's spatial
+        factor and the pixels' noise); default :func:`robust_noise_std` of each row.
+        Rows of noise std 0 are left as they are.
     return_info : bool
         Also return the per-row :func:`adaptive_trend_filter` information.
-    sigma : array_like, shape (k,), optional
-        Each row's noise std where it is known otherwise (a projection of pixel
-        noise of known level): where the first differences read more than
-        :data:`KNOWN_NOISE_MARGIN` times it, the row carries a fast signal (a
-        one-photon microscope's flicker) and this is its noise.
 
     Returns
     -------
@@ -357,28 +460,31 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, return_info: bool = Fals
     out = np.array(rows, dtype=np.float32, copy=True)
     n = rows.shape[1]
     info = []
-    unfiltered = {"budget": 0.0, "fraction": 0.0, "events": 0.0, "lag1": math.nan, "lam": 0.0}
+    unfiltered = {"budget": 0.0, "fraction": 0.0, "events": 0.0, "lag1": math.nan, "lam": 0.0, "event_p": EVENT_P}
     if n < 8:
         return (out, [dict(unfiltered) for _ in range(len(rows))]) if return_info else out
-    known = sigma
-    sigma = robust_noise_std(rows)
-    if known is not None:
-        # Differences well above the row's known noise are a fast signal (flicker), not noise.
-        known = np.asarray(known, np.float64)
-        sigma = np.where(sigma > KNOWN_NOISE_MARGIN * known, known, sigma)
+    if sigma is None:
+        sigma = robust_noise_std(rows)
+    else:
+        sigma = np.asarray(sigma, np.float64)
+        if sigma.shape != (len(rows),) or not np.all(np.isfinite(sigma)) or np.any(sigma < 0):
+            raise ValueError(f"sigma must hold one finite value >= 0 per row ({len(rows)}), got {sigma!r}")
     groups = np.zeros(len(rows), np.int64) if groups is None else np.asarray(groups)
     if groups.shape != (len(rows),):
         raise ValueError(f"groups must hold one value per row ({len(rows)}), got shape {groups.shape}")
     rows64 = np.asarray(rows, np.float64)
     seeds = {}  # each row's last fission active set: the knots of its signal, a start for its own fit
-    budgets = group_budgets(rows64, sigma, groups, seeds=seeds)
+    rates = np.full(len(rows), EVENT_P)
+    budgets = group_budgets(rows64, sigma, groups, seeds=seeds, event_rates=rates)
     lam = None  # rows are in noise units, so one row's penalty is a good start for the next
     for i in range(rows.shape[0]):
         if sigma[i] > 0 and budgets[i] > 0:
             seed_active, seed_lam = seeds.get(i, (None, None))
             x, row_info = adaptive_trend_filter(rows64[i], float(sigma[i]), budget=float(budgets[i]),
-                                                   lam0=lam if seed_lam is None else seed_lam, active=seed_active)
+                                                   lam0=lam if seed_lam is None else seed_lam, active=seed_active,
+                                                   event_p=float(rates[i]))
             out[i] = x
+            row_info["event_p"] = float(rates[i])
             lam = row_info["lam"] if row_info["lam"] > 0 else lam
         else:
             row_info = dict(unfiltered)

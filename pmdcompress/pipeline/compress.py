@@ -708,7 +708,7 @@ def _fit_task(args):
     solver, fit, (ys, xs), patch_shape, thresholds, seed, p, live, correlation = args
     data = fit.patch(ys, xs)
     # Components far above the noise (a one-photon background) are kept exactly, before the penalized fit,
-    # whose smoothed version of them would leave rough leftovers that stop the rank test (solver.null.strong_components).
+    # whose smoothed version of them would leave rough leftovers that stop the rank test (strong_components).
     strong = strong_components(data, correlation, np.random.default_rng([seed, p, 1]))
     if strong.shape[1]:
         data = data - (data @ strong) @ strong.T

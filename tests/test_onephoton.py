@@ -17,8 +17,8 @@ from pmdcompress.preprocess import (
     noise_neighbour_correlation,
     noise_std_psd,
     remove_coherent,
-    strong_components,
 )
+from pmdcompress.solver.null import strong_components
 from pmdcompress.solver.temporal import trend_filter_rows
 
 
@@ -190,7 +190,7 @@ def test_one_photon_flicker_is_kept_and_the_report_measures_it(tmp_path):
     true_ratio = np.median((raw - denoised).std(axis=0) / noise.std(axis=0))
     assert 0.95 < true_ratio < 1.10  # the flicker stayed in the denoised movie
     gain = np.sqrt(np.sum(noise**2) / np.sum((denoised - expected) ** 2))
-    # Its background kept exactly (preprocess.strong_components): 7x here, 2.9x when the penalized fit of the
+    # Its background kept exactly (solver.null.strong_components): 7x here, 2.9x when the penalized fit of the
     # background leaves rough leftovers that stop every patch early.
     assert gain > 5.0
     report = make_report(flick, store, tmp_path / "rep", heldout=False, photon_split=False, workers=1)

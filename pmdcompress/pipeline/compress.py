@@ -58,13 +58,12 @@ from ..preprocess import (
     live_pixels,
     noise_neighbour_correlation,
     safe_scale,
-    strong_components,
     trend_basis,
 )
 from ..progress import null_progress
 from ..reconstruct import PMDStore
 from ..solver import get_solver
-from ..solver.null import null_thresholds, round_correlation
+from ..solver.null import null_thresholds, round_correlation, strong_components
 from ..solver.temporal import robust_noise_std, trend_filter_rows
 from ..tiling import Tiling, extract_patch
 from .scratch import FILTER_ROWS, FitBuffer, LazyFrames, RowBlocks
@@ -709,7 +708,7 @@ def _fit_task(args):
     solver, fit, (ys, xs), patch_shape, thresholds, seed, p, live, correlation = args
     data = fit.patch(ys, xs)
     # Components far above the noise (a one-photon background) are kept exactly, before the penalized fit,
-    # whose smoothed version of them would leave rough leftovers that stop the rank test (preprocess).
+    # whose smoothed version of them would leave rough leftovers that stop the rank test (strong_components).
     strong = strong_components(data, correlation, np.random.default_rng([seed, p, 1]))
     if strong.shape[1]:
         data = data - (data @ strong) @ strong.T

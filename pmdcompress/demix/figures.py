@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# zlib level 1: at the default (6) encoding took a fifth of the figures' time, and the files were no smaller
+# (neurofinder_dev: 857 kB at 6, 740 kB at 1).
+PNG_OPTIONS = {"compress_level": 1}
+
 
 def _pyplot():
     import matplotlib
@@ -39,7 +43,7 @@ def contours_png(result, path, *, dpi=100) -> None:
     ax.set_title(f"{result.n_components} components over the correlation image")
     ax.set_axis_off()
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95)
-    fig.savefig(path, dpi=dpi, format="png")
+    fig.savefig(path, dpi=dpi, format="png", pil_kwargs=PNG_OPTIONS)
     plt.close(fig)
 
 
@@ -71,5 +75,5 @@ def traces_png(result, path, *, max_traces=60, dpi=100) -> None:
     title = f"dF/F of {len(order)} of {n} components"
     ax.set_title(title + (" (highest SNR)" if len(order) < n else ""))
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.5 / fig.get_figheight(), top=1 - 0.35 / fig.get_figheight())
-    fig.savefig(path, dpi=dpi, format="png")
+    fig.savefig(path, dpi=dpi, format="png", pil_kwargs=PNG_OPTIONS)
     plt.close(fig)

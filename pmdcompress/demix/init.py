@@ -77,21 +77,22 @@ def _robust_normalize_kernel(x, mad_threshold, step, peak):
         for k in range(m):
             buf[k] = x[i, k * step]
         med = _median_kernel(buf)
-        top = x[i, 0]
-        for k in range(1, t):
-            if x[i, k] > top:
-                top = x[i, k]
-        peak[i] = top - med
         for k in range(m):
             buf[k] = abs(x[i, k * step] - med)
         mad = 1.4826 * _median_kernel(buf)
         cut = med + mad_threshold * mad
+        # one pass for the peak and the excess (the median and MAD come from the samples alone)
+        top = x[i, 0]
         s = 0.0
         for k in range(t):
-            v = x[i, k] - cut
+            xk = x[i, k]
+            if xk > top:
+                top = xk
+            v = xk - cut
             v = v if v > 0.0 else 0.0
             x[i, k] = v
             s += v
+        peak[i] = top - med
         mu = s / t
         ss = 0.0
         for k in range(t):

@@ -17,7 +17,6 @@ from ..demix import export as demix_export
 from ..demix import figures as demix_figures
 from ..demix import pipeline as demix_fit
 from ..demix import result as demix_result
-from ..demix.matching import evaluate_regions, load_regions
 from ..demix.nwb_metadata import load_nwb_metadata
 from ..errors import InputError, MissingDependencyError, OptionError
 from ..io.atomic import atomic_output, check_output_path, output_lock
@@ -255,6 +254,9 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
         raise OptionError(f"{{mode}} {mode!r}: expected 'iou' or 'centroid'", "mode")
     if not 0 < iou <= 1:
         raise OptionError(f"{{iou}} {iou!r}: expected a value in (0, 1]", "iou")
+    # matching needs scipy.optimize (a quarter of a second to import): only evaluations pay for it
+    from ..demix.matching import evaluate_regions, load_regions
+
     pred = load_regions(demix_path, threshold=threshold)
     true = load_regions(truth, dims=pred.dims, threshold=truth_threshold)
     if pred.dims is None:

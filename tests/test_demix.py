@@ -41,7 +41,7 @@ def sim(tmp_path_factory):
     simulate_movie(movie, n_frames=1000, shape=(80, 80), n_neurons=12, photons=2.0, seed=3)
     store = pmdcompress.compress(movie, root / "small.pmd.zarr", workers=2)
     out = root / "small.demix.zarr"
-    result = dm.demix(store, out, fs=30.0, export=("caiman", "suite2p"))
+    result = dm.demix(store, out, fs=30.0, export=("caiman", "suite2p"), figures=True)
     return {"root": root, "movie": movie, "store": store, "out": out, "result": result}
 
 
@@ -342,8 +342,9 @@ def test_demix_errors(sim, tmp_path):
 def test_cli_demix_and_evaluate(sim, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli.demix.zarr"
-    r = runner.invoke(_group(), ["demix", str(sim["root"] / "small.pmd.zarr"), "-o", str(out), "--no-figures"])
+    r = runner.invoke(_group(), ["demix", str(sim["root"] / "small.pmd.zarr"), "-o", str(out)])
     assert r.exit_code == 0, r.output  # the frame rate comes from the store
+    assert not list(tmp_path.glob("*.png"))  # figures only with --figures
     r = runner.invoke(_group(), ["evaluate", str(out), "--truth", str(sim["movie"])])
     assert r.exit_code == 0, r.output
     scores = json.loads(r.stdout)

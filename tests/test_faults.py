@@ -671,7 +671,7 @@ case(R, "an output a dead run had moved aside is restored", ["decompress", "movi
      r"other\.tif: output exists",
      setup=lambda ws, mp: os.replace(ws / "other.tif", ws / ".other.tif.1234abcd.old"),
      check=lambda ws: (ws / "other.tif").exists(), changes=("other.tif",))
-case(R, "the result is held while its figures are free", D, 2, r"d\.demix\.zarr: " + BUSY,
+case(R, "the result is held while its figures are free", D + ["--figures"], 2, r"d\.demix\.zarr: " + BUSY,
      setup=_lock("d.demix.zarr"), allowed=(".d.demix.zarr.lock",),
      check=lambda ws: not (ws / "d.demix.contours.png").exists())
 

@@ -37,11 +37,12 @@ from .common import say as _say
               help="Alternating updates per pass.")
 @click.option("--seed-from-mean/--no-seed-from-mean", default=None,
               help="Also add cells of the mean image that never fire (default: on for 2p, off otherwise).")
-@click.option("--no-figures", is_flag=True, help="Skip contours.png and traces.png.")
+@click.option("--figures/--no-figures", default=False, show_default=True,
+              help="Also draw contours.png and traces.png (matplotlib: about 2 CPU-s, as much as the fit of a short movie).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
 def demix_command(ctx, store, output, kind, fs, export, nwb_metadata, cell_radius, corr_threshold, background_rank,
-                  max_num_iter, seed_from_mean, no_figures, overwrite):
+                  max_num_iter, seed_from_mean, figures, overwrite):
     """Find neurons in STORE (a .pmd.zarr): footprints, traces, dF/F, background and metrics."""
 
     from ..pipeline.demix import demix
@@ -52,7 +53,7 @@ def demix_command(ctx, store, output, kind, fs, export, nwb_metadata, cell_radiu
         output = str(Path(store).with_name(stem + ".demix.zarr"))
     result = demix(store, output, kind=kind, fs=fs, export=export, overwrite=overwrite, nwb_metadata=nwb_metadata,
                    progress=_progress(ctx),
-                   seed_from_mean=seed_from_mean, figures=not no_figures, cell_radius=cell_radius,
+                   seed_from_mean=seed_from_mean, figures=figures, cell_radius=cell_radius,
                    corr_threshold=corr_threshold, background_rank=background_rank, max_num_iter=max_num_iter)
     extra = ", ".join(str(p) for p in result.extra_outputs.values())
     rate = f"{result.fs:g} Hz" if result.fs else "frame rate unknown"

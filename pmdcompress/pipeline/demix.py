@@ -69,7 +69,7 @@ def demix(
     export=(),
     overwrite: bool = False,
     seed_from_mean: bool | None = None,
-    figures: bool = True,
+    figures: bool = False,
     nwb_metadata=None,
     progress=None,
     **options,
@@ -101,7 +101,8 @@ def demix(
         (cells that never fire: bright blobs, and dark nuclei in a bright rim);
         their footprints stay fixed.  Default: on for ``kind="2p"``, off otherwise.
     figures : bool, optional
-        Write ``contours.png`` and ``traces.png``.
+        Also write ``contours.png`` and ``traces.png`` (off by default: drawing them with matplotlib costs about
+        2 CPU-s, as much as the whole fit of a short movie).
     nwb_metadata : str, path-like or dict, optional
         Session metadata for the NWB export (subject, session start, experimenter,
         indicator, location; a YAML file, see :mod:`pmdcompress.demix.nwb_metadata`);

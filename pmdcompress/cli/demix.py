@@ -38,7 +38,7 @@ from .common import say as _say
 @click.option("--seed-from-mean/--no-seed-from-mean", default=None,
               help="Also add cells of the mean image that never fire (default: on for 2p, off otherwise).")
 @click.option("--figures/--no-figures", default=False, show_default=True,
-              help="Also draw contours.png and traces.png (matplotlib: about 2 CPU-s, as much as the fit of a short movie).")
+              help="Also draw contours.png and traces.png (matplotlib: about 2 CPU-s, like a short fit).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
 def demix_command(ctx, store, output, kind, fs, export, nwb_metadata, cell_radius, corr_threshold, background_rank,

@@ -10,7 +10,7 @@ movie.  Each movie gets its own folder under the output folder::
         status.json                 # state, timings, versions, errors
         movie.pmd.zarr              # step "compress"
         denoised.zarr               # step "denoise" (float32 reconstruction)
-        movie.demix.zarr            # step "demix" (+ .contours.png, .traces.png)
+        movie.demix.zarr            # step "demix" (+ .contours.png, .traces.png with figures)
 
 Movies are tasks on a dask.distributed cluster (see :mod:`pmdcompress.pipeline.cluster`):
 each worker opens its movie itself and runs the whole pipeline on it with its

@@ -284,7 +284,8 @@ class DemixOptions:
     min_relative_size: float = 0.5  # ... and mask area over the median of the accepted ones (fragments go)
     max_relative_size: float | None = None  # ... at most this (larger: neuropil, or merged cells); 2p: 2.5
     max_elongation: float | None = None  # ... ratio of the mask's principal axes (dendrites are longer); 2p: 2
-    min_mean_contrast: float | None = None  # ... mean-image brightness over the surround, robust SDs (2p: 0)
+    min_mean_contrast: float | None = None  # ... mean-image brightness over the surround, robust SDs (2p: -1)
+    soma_opening: float = 0.5  # active footprints: opened by a disk of this many cell radii (0: off)
     support_radius: float = 2.0  # active footprints stay within this many cell radii (+1 px) of their seed
     min_snr: float = 1.0
     min_r_value: float = 0.4
@@ -338,9 +339,11 @@ class DemixOptions:
         from_mean = self.seed_from_mean if self.seed_from_mean is not None else self.kind == "2p"
         contrast = self.min_mean_contrast
         if contrast is None:
-            # a soma filled with indicator outshines its neuropil in a 2p mean image; 1p and voltage
+            # a 2p soma is not much darker than its neuropil in the mean image (a vessel's shadow is); not
+            # 0: active somata with a dark nucleus and a thin rim sit just below it (neurofinder_dev: 12 of
+            # 24 components rejected by a test at 0 alone lay on labelled active cells).  1p and voltage
             # mean images are dominated by background and membrane, so no test there
-            contrast = 0.0 if self.kind == "2p" else -np.inf
+            contrast = -1.0 if self.kind == "2p" else -np.inf
         # Shape tests of two-photon somata (round to oval, about the movie's median size); one-photon blur
         # stretches and merges footprints (simulated 1p somata reached 2.2x), so 1p and voltage go without.
         elongation = self.max_elongation

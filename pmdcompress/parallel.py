@@ -179,14 +179,17 @@ class Executor:
         """``[func(item) for item in items]`` in parallel, results in input order (see :func:`map_tasks`)."""
         return map_tasks(func, items, workers=self.workers, client=self.client, on_done=on_done)
 
-    def map_fold(self, func: Callable, items: Iterable, combine: Callable, *, on_done: Callable | None = None):
+    def map_fold(self, func: Callable, items: Iterable, combine: Callable, *, on_done: Callable | None = None,
+                 finish: Callable | None = None):
         """``combine(...combine(combine(None, func(items[0])), func(items[1]))..., func(items[-1]))``.
 
         The map runs in parallel, by :meth:`groups`; the fold takes the results
         in input order, so that float sums are the same however many workers
         ran them.  On a cluster the fold runs there too, one task per group
         (each after the previous one), and only its final value comes to this
-        process: the results themselves go from worker to worker.
+        process: the results themselves go from worker to worker.  ``finish``,
+        when given, is applied to that final value where the fold ran (on a
+        cluster: one more task), and only its result comes here.
         """
         items = list(items)
         if self.client is None:
@@ -194,7 +197,7 @@ class Executor:
             for members in self.groups(items):
                 for result in self.map(func, members, on_done=on_done):
                     acc = combine(acc, result)
-            return acc
+            return acc if finish is None else finish(acc)
         from dask.distributed import as_completed, wait
 
         acc = None
@@ -210,7 +213,11 @@ class Executor:
             if acc.status == "error":
                 acc.result()  # raises the first task's error now, not after every group
             del futures
-        return None if acc is None else acc.result()
+        if acc is None:  # no items
+            return None if finish is None else finish(None)
+        if finish is not None:
+            acc = self.client.submit(finish, acc, pure=False)
+        return acc.result()
 
     def scatter(self, obj, *, broadcast: bool = True):
         """OBJ where every task can read it without shipping it per task.

@@ -213,3 +213,40 @@ def test_map_fold_on_the_cluster_sums_in_input_order_and_raises_the_tasks_error(
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the same float sums, bit for bit
     with pytest.raises(ValueError, match="invalid literal"):
         Executor(1, client).map_fold(int, ["1"] * 20 + ["x"] + ["2"] * 30, lambda acc, x: (acc or 0) + x)
+
+
+def test_map_fold_finishes_where_the_fold_ran(client):
+    from pmdcompress.parallel import Executor
+
+    parts = [(np.full(3, float(i)), np.ones(3), 1, 1) for i in range(30)]
+
+    def finish(acc):
+        return float(acc[0].sum()), os.getpid()
+
+    (here, pid_here), (there, pid_there) = (Executor(e, c).map_fold(tuple, parts, compress_module._add_sums,
+                                                                    finish=finish)
+                                            for e, c in ((2, None), (1, client)))
+    assert here == there == 3 * sum(range(30))
+    assert pid_here == os.getpid() != pid_there  # on the cluster, a worker finished it
+    assert Executor(1, client).map_fold(tuple, [], compress_module._add_sums, finish=lambda acc: acc) is None
+
+
+def test_on_a_cluster_a_worker_hashes_the_input_not_the_driver(movie, client, tmp_path, monkeypatch):
+    import hashlib
+
+    expected = hashlib.sha256(movie.read_bytes()).hexdigest()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the driver read the input to hash it")
+
+    monkeypatch.setattr(hashlib, "file_digest", refuse)  # this process only: the workers keep theirs
+    store = pmdcompress.compress(movie, tmp_path / "hashed.pmd.zarr", client=client, workers=1, **OPTIONS)
+    assert store.metadata.input["sha256"] == expected
+
+
+def test_a_local_cluster_runs_without_the_workers_profiler(client):
+    import dask
+
+    # QUIET_CONFIG reached the worker processes (their housekeeping was most of an idle cluster's CPU)
+    assert set(client.run(lambda: dask.config.get("distributed.worker.profile.enabled")).values()) == {False}
+    assert set(client.run(lambda: dask.config.get("distributed.admin.tick.interval")).values()) == {"200ms"}

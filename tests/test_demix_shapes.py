@@ -9,7 +9,7 @@ import pmdcompress.demix as dm
 from pmdcompress.demix import hals
 from pmdcompress.demix.matching import iou_matrix, load_regions
 from pmdcompress.demix.metrics import compute_metrics, mean_contrast
-from pmdcompress.demix.pipeline import _merge, _refine_supports
+from pmdcompress.demix.pipeline import _merge, _refine_supports, _soma_shape
 
 # --------------------------------------------------------------------------- a hand-made scene
 
@@ -146,3 +146,25 @@ def test_two_components_on_one_soma_are_merged_but_touching_somata_are_not():
     # without the mask test, uncorrelated duplicates stay apart
     kept, _, _ = _merge(fp, c, 0.8, np.zeros(4, bool))
     assert kept.n == 4
+
+
+def test_soma_shape_cuts_a_dendrite_off_a_soma_keeps_round_somata_whole_and_drops_a_dendrite():
+    box = (33, 33)
+    soma = _disk(box, (16, 16), 5)
+    with_dendrite = soma.copy()
+    with_dendrite[15:17, 21:33] = 0.8  # a 2 px wide dendrite leaving the soma
+    bar = np.zeros(box)
+    bar[10:13, 2:30] = 1.0  # a piece of dendrite alone (3 px wide)
+    silent = _disk(box, (16, 16), 4)  # a fixed (mean-image) footprint: never touched
+    silent[0:3, 0:30] = 1.0
+    values = np.stack([soma, with_dendrite, bar, silent]).astype(np.float32)
+    fp = hals.Footprints(np.zeros((4, 2), np.int64), values.copy(), values > 0, (40, 40))
+    fixed = np.array([False, False, False, True])
+    keep = _soma_shape(fp, fixed, radius=3.0, threshold=0.2)
+    assert keep.tolist() == [True, True, False, True]
+    np.testing.assert_array_equal(fp.values[0], values[0])  # a round soma keeps every pixel
+    # the dendrite goes beyond one pixel from the soma's disk; the soma stays whole
+    assert (fp.values[1][soma > 0] > 0).all()
+    assert not (fp.values[1][15:17, 23:] > 0).any()
+    np.testing.assert_array_equal(fp.support[1], fp.values[1] > 0)
+    np.testing.assert_array_equal(fp.values[3], values[3])

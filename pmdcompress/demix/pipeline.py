@@ -167,6 +167,49 @@ def _refine_supports(fp: Footprints, *, grow: bool, fixed=None, prune: float = 0
     fp.support[idx] = support
 
 
+def _disk(radius: float) -> np.ndarray:
+    """Boolean disk of ``radius`` pixels (odd side)."""
+    half = max(int(np.floor(radius)), 0)
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    return yy**2 + xx**2 <= radius**2
+
+
+def _soma_shape(fp: Footprints, fixed, radius: float, threshold: float) -> np.ndarray:
+    """Cut each active footprint down to its soma-shaped core; ``False`` where it has none.
+
+    The mask (above ``threshold`` of the peak) is opened with a disk of
+    ``radius`` (half the cell radius): protrusions thinner than that (a
+    dendrite leaving the soma, neuropil fringes, a bouton at the edge) go, and
+    a footprint with no part that wide (a dendrite, a fragment) is no soma.
+    The opened part of most mass, holes filled, becomes the footprint's
+    support; its values outside are zeroed.
+    """
+    keep = np.ones(fp.n, bool)
+    structure = _disk(radius)
+    for j in np.flatnonzero(~np.asarray(fixed, bool)):
+        a = fp.values[j]
+        top = float(a.max())
+        if top <= 0:
+            keep[j] = False
+            continue
+        mask = a > threshold * top
+        # A digital disk's opening trims a round mask's boundary pixels too: one pixel of regrowth (inside the
+        # mask) gives them back, while protrusions stay cut one pixel from the core (simulated somata:
+        # matched IoU 0.963 without the opening, 0.888 with it alone, 0.958 with the regrowth).
+        core = mask & ndimage.binary_dilation(ndimage.binary_opening(mask, structure))
+        lab, n = ndimage.label(core)
+        if n == 0:
+            keep[j] = False
+            continue
+        if n > 1:
+            mass = ndimage.sum(a, lab, index=np.arange(1, n + 1))
+            core = lab == 1 + int(np.argmax(mass))
+        core = ndimage.binary_fill_holes(core)
+        fp.values[j] = np.where(core, a, 0)
+        fp.support[j] = core
+    return keep
+
+
 def _centers(fp: Footprints) -> np.ndarray:
     """Weighted centroids (y, x) of the footprints, float64 (n, 2)."""
     bh, bw = fp.box
@@ -370,7 +413,14 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     half = int(math.ceil(2 * opts.cell_radius))
     box = (min(2 * half + 1, fac.dims[0]), min(2 * half + 1, fac.dims[1]))
     smooth_corr, contrast = seed_score(corr, size=4 * opts.cell_radius + 1)
-    seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
+    _mode = __import__("os").environ.get("PMD_SEED", "")
+    if _mode:
+        score = activity if _mode == "act" else smooth_corr * np.maximum(activity, 0)
+        seeds = find_seeds(score, threshold=-np.inf, min_distance=opts.min_distance,
+                           exclude=(smooth_corr < opts.corr_threshold) | (contrast < opts.contrast_threshold)
+                           | (activity < opts.min_activity))
+    else:
+        seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
                        exclude=(contrast < opts.contrast_threshold) | (activity < opts.min_activity))
     # Seed regions and, through every update, the supports stay within support_radius cell radii of the
     # seed (+1 pixel, the first dilation): the alternating updates would otherwise let a footprint drift onto
@@ -445,6 +495,10 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    if opts.soma_opening:
+        shaped = _soma_shape(fp, fixed, opts.soma_opening * opts.cell_radius, opts.footprint_threshold)
+        idx = np.flatnonzero(shaped)
+        fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
     met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold,
                           mean=fac.mean, contrast_sigma=2.2 * opts.cell_radius)
     accept = (met["snr"] >= opts.min_snr) & (met["r_value"] >= opts.min_r_value) & (met["skew"] >= opts.min_skew)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import logging
 import os
@@ -48,7 +49,7 @@ from ..formats.store import (
 from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
-from ..parallel import Executor, default_workers
+from ..parallel import Executor, blas_threads, default_workers
 from ..preflight import check_compressible, check_store_fits
 from ..preprocess import (
     NoiseAccumulator,
@@ -133,18 +134,37 @@ def default_chunk_frames(frame_shape, fit_bin: int) -> int:
     return max(fit_bin, n - n % fit_bin)
 
 
-class _Hasher(threading.Thread):
-    """sha256 of the input file, computed beside the first pass."""
+def _sha256(path: Path) -> str | None:
+    """sha256 of the file at PATH (None when it is not a file)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as exc:  # the store records no digest rather than failing a finished compression
+        log.warning("%s: no sha256 of the input (%s)", path, exc)
+        return None
 
-    def __init__(self, path: Path | None):
+
+class _Hasher(threading.Thread):
+    """sha256 of the input file, computed beside the first pass: in a thread here, or as one task on a cluster
+    (whose workers read the movie anyway), so that the driver does not read the file (7 CPU-s for 10 GB)."""
+
+    def __init__(self, path: Path | None, client=None):
         super().__init__(daemon=True, name="pmd-sha256")
-        self.path, self.digest = path, None
+        self.path, self.digest, self.future = path, None, None
+        if client is not None and path is not None:
+            self.future = client.submit(_sha256, path, pure=False)
 
     def run(self):
-        if self.path is None or not self.path.is_file():
-            return
-        with open(self.path, "rb") as f:
-            self.digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if self.future is None:
+            self.digest = _sha256(self.path)
+
+    def join(self, timeout=None):
+        super().join(timeout)
+        if self.future is not None:
+            self.digest = self.future.result()
+            self.future = None
 
 
 def compress(source, output=None, *, frames=None, plane=None, channel=None, dataset=None,
@@ -299,7 +319,7 @@ def _run_stages(movie: Movie, path, opts: CompressOptions, solver, executor: Exe
                 scratch):
     t_start, cpu_start = time.perf_counter(), time.thread_time()
     job = _plan(movie, opts, solver, executor, progress, scratch)
-    hasher = _Hasher(movie.path if hash_input else None)
+    hasher = _Hasher(movie.path if hash_input else None, executor.client)
     hasher.start()
     stats = _statistics_stage(job)
     job.timings["statistics_s"] = time.perf_counter() - t_start
@@ -365,25 +385,40 @@ def _statistics_stage(job: _Job) -> _Statistics:
         return job.source, t0, t1, plan.bin, rows, i in noise_chunks, writer
 
     bar = job.progress("statistics", len(chunks))
-    # the sums, in chunk order (the same floats however many workers), folded where the tasks ran
-    total, power, count, chunk_means = job.executor.map_fold(
+    # the sums, in chunk order (the same floats however many workers), folded where the tasks ran, and the
+    # per-pixel results (and the baseline, from every chunk's mean) computed there: only those come here
+    finish = functools.partial(_statistics_finish, chunks=chunks, n_frames=n_frames, frame_shape=(height, width),
+                               chunk=job.chunk, detrend=job.opts.detrend)
+    mean, noise, trend, knots = job.executor.map_fold(
         _statistics_task, [statistics_args(i) for i in range(len(chunks))],
-        _add_sums if job.opts.detrend else _add_sums_no_means, on_done=bar.update)
+        _add_sums if job.opts.detrend else _add_sums_no_means, on_done=bar.update, finish=finish)
     bar.close()
     cpu = time.thread_time()
-    mean = (total / n_frames).reshape(height, width).astype(np.float32)
-    trend = knots = None
-    if job.opts.detrend and len(chunks) >= 2:
-        noise_flat = np.sqrt(power / count) if count else np.ones(height * width)
-        trend, knots = _baseline(chunks, n_frames, np.stack(chunk_means) - mean.reshape(1, -1), noise_flat, job.chunk)
+    if trend is not None:
         centres = plan.bins * plan.bin + (plan.bin - 1) / 2.0
         fit.trend, fit.basis = trend.reshape(-1, height, width), trend_basis(centres, knots)
-    noise = np.sqrt(power / count) if count else np.zeros((height * width,))
-    noise = noise.reshape(height, width).astype(np.float32)
     scale = safe_scale(noise)
     fit.mean, fit.scale = mean, scale  # the fit tasks standardise their patches: (x - trend - mean) / scale
     _driver_cpu(job, "fit_buffer", time.thread_time() - cpu)
     return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots)
+
+
+def _statistics_finish(acc, *, chunks, n_frames: int, frame_shape, chunk: int, detrend: bool):
+    """The folded sums of pass 1 as ``(mean, noise, trend, knots)``: per-pixel mean and noise level ``(Y, X)``
+    float32, and the slow baseline (``None, None`` unless ``detrend``).  Runs where the fold ran (on a cluster, a
+    worker: the chunk means and the baseline's SVD stay off the driver), BLAS on one thread, so the floats are the
+    same wherever it runs."""
+    total, power, count, chunk_means = acc
+    height, width = frame_shape
+    with blas_threads(1):
+        mean = (total / n_frames).reshape(height, width).astype(np.float32)
+        trend = knots = None
+        if detrend and len(chunks) >= 2:
+            noise_flat = np.sqrt(power / count) if count else np.ones(height * width)
+            trend, knots = _baseline(chunks, n_frames, np.stack(chunk_means) - mean.reshape(1, -1), noise_flat,
+                                     chunk)
+        noise = np.sqrt(power / count) if count else np.zeros((height * width,))
+    return mean, noise.reshape(height, width).astype(np.float32), trend, knots
 
 
 def _add_sums(acc, part, keep_means: bool = True):

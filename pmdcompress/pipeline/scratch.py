@@ -155,24 +155,29 @@ class FitBuffer:
                        for i in range(gy) for j in range(gx))
 
     def _region(self, ys: slice, xs: slice, rows=None) -> np.ndarray:
-        """Raw values ``[rows, ys, xs]`` (all rows by default), float32."""
+        """Raw values ``[rows, ys, xs]`` (all rows by default), float32, C-contiguous."""
         (ty, tx), (_, gx) = self.tile, self.grid
         i0, i1, j0, j1 = ys.start // ty, (ys.stop - 1) // ty + 1, xs.start // tx, (xs.stop - 1) // tx + 1
         if rows is None:
-            ranges = [(i * gx + j, 0, self.n_rows) for i in range(i0, i1) for j in range(j0, j1)]
+            runs = [(0, self.n_rows)]
         else:  # runs of consecutive rows, one read each
-            runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
-            ranges = [(i * gx + j, int(r[0]), int(r[-1]) + 1) for i in range(i0, i1) for j in range(j0, j1)
-                      for r in runs]
+            runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)]
+        ranges = [(i * gx + j, a, b) for i in range(i0, i1) for j in range(j0, j1) for a, b in runs]
         parts = iter(self.raw.read(ranges))
         n = self.n_rows if rows is None else len(rows)
-        region = np.empty((n, (i1 - i0) * ty, (j1 - j0) * tx), np.float32)
+        region = np.empty((n, ys.stop - ys.start, xs.stop - xs.start), np.float32)
         for i in range(i0, i1):
+            # the rows (y) of tile row i inside the region, in tile and in region coordinates
+            y0, y1 = max(ys.start, i * ty), min(ys.stop, (i + 1) * ty)
             for j in range(j0, j1):
-                block = np.concatenate([next(parts) for _ in range(1 if rows is None else len(runs))])
-                region[:, (i - i0) * ty : (i - i0 + 1) * ty, (j - j0) * tx : (j - j0 + 1) * tx] = \
-                    block.reshape(n, ty, tx)
-        return region[:, ys.start - i0 * ty : ys.stop - i0 * ty, xs.start - j0 * tx : xs.stop - j0 * tx]
+                x0, x1 = max(xs.start, j * tx), min(xs.stop, (j + 1) * tx)
+                start = 0
+                for a, b in runs:  # each run's tile values straight into place: no intermediate copies
+                    tile = next(parts).reshape(b - a, ty, tx)
+                    region[start : start + b - a, y0 - ys.start : y1 - ys.start, x0 - xs.start : x1 - xs.start] = \
+                        tile[:, y0 - i * ty : y1 - i * ty, x0 - j * tx : x1 - j * tx]
+                    start += b - a
+        return region
 
     def _standardise(self, values: np.ndarray, ys: slice, xs: slice, rows=None) -> np.ndarray:
         flat = np.ascontiguousarray(values).reshape(len(values), -1)

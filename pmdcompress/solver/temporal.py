@@ -70,7 +70,7 @@ import zlib
 
 import numpy as np
 from scipy.ndimage import binary_dilation, uniform_filter1d
-from scipy.stats import chi2
+from scipy.special import gammaincinv
 
 from ..formats.store import piecewise_linear_df
 from .trend_filter import trend_filter_search
@@ -137,9 +137,12 @@ def robust_noise_std(rows: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _event_threshold(window: int, p: float) -> float:
-    """Energy of ``window`` frames of unit white noise exceeded with probability ``p`` (cached: scipy's
-    ``chi2.ppf`` costs about as much as a short trend-filter solve, and every fit asks for the same one)."""
-    return float(chi2.ppf(1.0 - p, window))
+    """Energy of ``window`` frames of unit white noise exceeded with probability ``p`` (cached: it costs about
+    as much as a short trend-filter solve, and every fit asks for the same one).
+
+    ``scipy.stats.chi2.ppf(1 - p, window)`` to the last bit (scipy computes it so), without importing
+    ``scipy.stats`` (0.4 CPU-s, a twentieth of a short compression)."""
+    return float(2.0 * gammaincinv(window / 2.0, 1.0 - p))
 
 
 def event_mask(removed: np.ndarray, sigma: float, *, window: int | None = None, p: float | None = None) -> np.ndarray:

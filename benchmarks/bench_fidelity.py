@@ -8,6 +8,8 @@
   2-frame peak over the mean of frames -8..-3), and the noise RMS reduction against the ground truth, with
   the defaults and with ``temporal_filter=False`` (which keeps the spikes but removes less noise).  The
   spike's amplitude at its footprint's peak pixel over the shot noise there is reported per case;
+* **regimes**: every other simulated kind (one-photon, with correlated noise, widefield, dendritic, dense
+  two-photon; 64x64x1000, seed 2): ground-truth noise RMS reduction and residual std over the noise std;
 * **calcium** (``--calcium``): the 256x256x3000 simulated movie of benchmarks/bench_compress.py (100 neurons,
   seed 0, default photons): ground-truth noise RMS reduction (>= 20x wanted) and median trace correlation
   (>= 0.99 wanted).
@@ -98,6 +100,29 @@ def voltage_case(name: str, args: dict, folder: Path) -> dict:
     return row
 
 
+REGIMES = ("1p", "1p-correlated", "widefield", "dendritic", "2p-dense")
+
+
+def regime_case(kind: str, folder: Path) -> dict:
+    import tifffile
+    import zarr
+
+    import pmdcompress
+    from pmdcompress.simulate import simulate_movie
+
+    info = simulate_movie(folder / f"{kind}.tif", kind=kind, n_frames=1000, shape=(64, 64), n_neurons=15, seed=2,
+                          overwrite=True)
+    raw = tifffile.imread(info["movie"]).astype(np.float32)
+    clean = zarr.open_group(str(info["truth"]), mode="r")["clean"][...].astype(np.float64)
+    cpu = time.process_time()
+    store = pmdcompress.compress(raw, None, workers=1, hash_input=False)
+    den = store.read(0, raw.shape[0]).astype(np.float64)
+    noise = raw - clean
+    return {"kind": kind, "noise_rms_reduction": float(np.sqrt(np.mean(noise**2) / np.mean((den - clean) ** 2))),
+            "residual_over_noise": float(np.std(raw - den) / np.std(noise)),
+            "total_rank": int(store.metadata.total_rank), "cpu_s": time.process_time() - cpu}
+
+
 def calcium_case() -> dict:
     import pmdcompress
     from pmdcompress.io.readers import open_movie
@@ -141,6 +166,13 @@ def main(argv=None):
     kept = [r["default"]["spike_amplitude_kept"] for r in results["voltage"]]
     results["voltage_summary"] = {"median_kept": float(np.median(kept)), "min_kept": float(np.min(kept))}
     print(f"median over cases of the spike amplitude kept: {np.median(kept):.3f} (lowest {np.min(kept):.3f})")
+    results["regimes"] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in REGIMES[:1] if args.quick else REGIMES:
+            r = regime_case(kind, Path(tmp))
+            results["regimes"].append(r)
+            print(f"{kind}: noise RMS reduction {r['noise_rms_reduction']:.2f}x, residual / noise "
+                  f"{r['residual_over_noise']:.3f}", flush=True)
     if args.calcium:
         results["calcium"] = c = calcium_case()
         print(f"calcium 256x256x3000: noise RMS reduction {c['noise_rms_reduction']:.2f}x, median trace corr "

@@ -76,14 +76,15 @@ def run_localmd(movie: Path, out: Path) -> dict | None:
 
 
 def noise_std(movie: np.ndarray) -> np.ndarray:
-    """Per-pixel noise std from the upper half band of the PSD (the compressor's estimate)."""
+    """Per-pixel noise std from the upper half band of the PSD, without the fast signals a region shares (the
+    compressor's estimate, :func:`pmdcompress.preprocess.coherent_noise_std`)."""
     from pmdcompress.preprocess import NoiseAccumulator
 
     t_len = movie.shape[0]
-    acc = NoiseAccumulator(int(np.prod(movie.shape[1:])))
+    acc = NoiseAccumulator(int(np.prod(movie.shape[1:])), frame_shape=movie.shape[1:])
     for t0 in range(0, t_len, 256):
         acc.add(np.asarray(movie[t0 : t0 + 256], np.float32).reshape(min(256, t_len - t0), -1))
-    return acc.std().reshape(movie.shape[1:])
+    return acc.coherent_std().reshape(movie.shape[1:])
 
 
 def local_correlation(x: np.ndarray) -> float:
@@ -170,12 +171,15 @@ def localmd_denoiser(folder: Path):
 def bench_movie(path: Path, *, localmd: bool) -> dict:
     import tifffile
 
+    from pmdcompress.preprocess import remove_coherent
+
     name = path.parent.name
     raw = tifffile.imread(path)
     row = {"movie": name, "shape": list(raw.shape), "dtype": str(raw.dtype), "input_bytes": path.stat().st_size}
     print(f"{name}: {raw.shape} {raw.dtype}", flush=True)
     sigma = noise_std(raw)
-    diffs = np.diff(raw.astype(np.float32), axis=0)
+    # the noise alone: frame differences less what each pixel shares with its annulus (a 1-p flicker)
+    diffs = remove_coherent(np.diff(raw.astype(np.float32), axis=0))
     row["noise_local_corr"] = local_correlation(diffs)
     del diffs
     WORK.mkdir(parents=True, exist_ok=True)

@@ -285,7 +285,7 @@ class DemixOptions:
     max_relative_size: float | None = None  # ... at most this (larger: neuropil, or merged cells); 2p: 2.5
     max_elongation: float | None = None  # ... ratio of the mask's principal axes (dendrites are longer); 2p: 2
     min_mean_contrast: float | None = None  # ... mean-image brightness over the surround, robust SDs (2p: -1)
-    soma_opening: float = 0.5  # active footprints: opened by a disk of this many cell radii (0: off)
+    soma_opening: float | None = None  # active footprints opened by a disk of this many cell radii; 2p: 0.5, else 0
     support_radius: float = 2.0  # active footprints stay within this many cell radii (+1 px) of their seed
     min_snr: float = 1.0
     min_r_value: float = 0.4
@@ -352,8 +352,12 @@ class DemixOptions:
         largest = self.max_relative_size
         if largest is None:
             largest = 2.5 if self.kind == "2p" else np.inf
+        # a 2p soma contains a disk of half its radius; not tried on 1p blur or voltage membranes
+        opening = self.soma_opening
+        if opening is None:
+            opening = 0.5 if self.kind == "2p" else 0.0
         return replace(self, seed_from_mean=bool(from_mean), highpass_sigma=sigma, min_size=min_size,
                        min_mean_contrast=float(contrast), max_elongation=float(elongation),
-                       max_relative_size=float(largest),
+                       max_relative_size=float(largest), soma_opening=float(opening),
                        background_rank=rank, ring_radius=ring, background_model=model, bin_frames=b,
                        min_skew=float(skew), dff_percentile=float(q))

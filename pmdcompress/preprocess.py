@@ -5,6 +5,14 @@ density in the upper half band (0.25 to 0.5 cycles per frame), estimated with
 Hann-windowed segments (Welch).  On white noise this is unbiased; CaImAn's
 default ``logmexp`` averaging is 25 % low (see docs/format.md and
 ``../shared/reference/compression_denoising.md``), so it is not offered.
+
+A fast signal shared by a whole region (a one-photon microscope's flickering
+excitation light, out-of-focus background, hemodynamics) also has power in the
+upper half band, and a plain spectral estimate counts it as noise (3x the noise
+on a real microendoscope clip).  :class:`NoiseAccumulator` given the frame shape
+therefore also regresses each pixel's band on that of its surrounding annulus
+(:func:`ring_mean`) and keeps what the annulus cannot explain: independent (or
+only locally shared) noise.
 """
 
 from __future__ import annotations
@@ -19,6 +27,11 @@ from ._numba import jit
 # Welch segment length: long enough to resolve the band edge, short enough that
 # a 20-frame movie still gets an estimate (segments shrink to the movie length).
 WELCH_SEGMENT = 256
+
+#: Square annulus (Chebyshev distance from the pixel, pixels) whose mean is a pixel's reference for signals
+#: shared by a region: beyond the noise shared by neighbours (resampling, a sensor's point spread: 1-2 px),
+#: close enough to share out-of-focus background and global fluctuations.
+RING_INNER, RING_OUTER = 4, 8
 
 
 def periodic_hann(length: int) -> np.ndarray:
@@ -67,6 +80,132 @@ def _segments(n_frames: int, segment: int) -> list[tuple[int, int]]:
     return [(s, s + seg) for s in starts]
 
 
+def ring_mean(frames: np.ndarray, inner: int = RING_INNER, outer: int = RING_OUTER) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each pixel's square annulus ``inner < max(|dy|, |dx|) <= outer``, frame by frame.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (n, Y, X)
+
+    Returns
+    -------
+    (means, counts) : float64 ndarray (n, Y, X) and int ndarray (Y, X)
+        Pixels outside the frame are left out of the mean; ``counts`` is how
+        many annulus pixels each mean has (0: none, the mean is 0).
+    """
+    from scipy import ndimage
+
+    frames = np.asarray(frames, np.float64)
+
+    def box(r):
+        # sums over the (2r + 1)^2 box, zeros outside the frame (uniform filters: running sums in C)
+        side = 2 * r + 1
+        total = ndimage.uniform_filter(frames, size=(1, side, side), mode="constant") * side**2
+        count = ndimage.uniform_filter(np.ones(frames.shape[1:]), size=side, mode="constant") * side**2
+        return total, np.rint(count).astype(np.int64)
+
+    total_out, count_out = box(outer)
+    total_in, count_in = box(inner)
+    counts = count_out - count_in
+    return (total_out - total_in) / np.maximum(counts, 1), counts
+
+
+#: Float64 values per block of :func:`ring_products` (32 MB): bounds the annulus means' memory.
+_RING_BLOCK = 2**22
+
+
+def ring_products(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel, over frames: sum of x * (annulus mean), sum of (annulus mean)^2, annulus pixel counts.
+
+    ``frames`` (n, Y, X) is taken in blocks of frames, so that the annulus
+    means (:func:`ring_mean`) never all exist at once.
+    """
+    n, h, w = frames.shape
+    cross, power = np.zeros((h, w)), np.zeros((h, w))
+    counts = np.zeros((h, w), np.int64)
+    step = max(1, _RING_BLOCK // max(h * w, 1))
+    for t0 in range(0, n, step):
+        part = np.asarray(frames[t0 : t0 + step], np.float64)
+        mean, counts = ring_mean(part)
+        cross += np.einsum("tyx,tyx->yx", part, mean)
+        power += np.einsum("tyx,tyx->yx", mean, mean)
+    return cross, power, counts
+
+
+@functools.lru_cache(maxsize=32)
+def band_dof(n_frames: int, segment: int = WELCH_SEGMENT) -> float:
+    """Effective number of independent values in the noise band of ``n_frames`` frames, ``tr(C)^2 / tr(C^2)``.
+
+    ``C`` is the covariance, for white noise, of the real and imaginary parts of
+    the band's bins over the Welch segments of :class:`NoiseAccumulator`: the
+    Hann window correlates neighbouring bins (-2/3) and the 50 % overlap the
+    segments, so a least-squares coefficient fitted to noise takes ``1 / dof``
+    of its power, not ``1 / (2 bins)`` (20 frames: 4.7 values in 5 bins;
+    1024 frames: 426 in 448).
+    """
+    segs = _segments(n_frames, segment)
+    length = segs[0][1] - segs[0][0]
+    window, _, lo, hi = welch_band(length)
+    phases = np.exp(-2j * np.pi * np.outer(np.arange(lo, hi), np.arange(length)) / length) * window[None, :]
+    rows = np.vstack([phases.real, phases.imag])  # one segment's band, as a map of its frames
+    # Segments overlap only their neighbours, by the same offset: C is block tridiagonal with equal blocks.
+    same = rows @ rows.T
+    trace, square = len(segs) * np.trace(same), len(segs) * np.sum(same * same)
+    if len(segs) > 1:
+        step = segs[1][0] - segs[0][0]
+        if step < length:
+            cross = rows[:, step:] @ rows[:, : length - step].T
+            square += 2 * (len(segs) - 1) * np.sum(cross * cross)
+    return float(trace**2 / square)
+
+
+def coherent_noise_std(sums: np.ndarray, count: int) -> np.ndarray:
+    """Per-pixel noise std from the sums of :attr:`NoiseAccumulator.sums` (4, P) over ``count`` bins.
+
+    The band's power less the part explained by the annulus's band (least
+    squares, one real coefficient per pixel), over what noise alone keeps of it
+    (``count (1 - 1 / dof)``, ``dof`` the band's effective number of values,
+    :func:`band_dof`, summed over the chunks): unbiased for noise independent of
+    the annulus's.  Where there is no annulus, the plain estimate.
+    """
+    power, cross, ring, dof = (np.asarray(a, np.float64) for a in sums)
+    if count <= 0:
+        return np.zeros_like(power)
+    explained = np.divide(cross * cross, ring, out=np.zeros_like(power), where=ring > 0)
+    kept = np.where((ring > 0) & (dof > 1), count * (1.0 - 1.0 / np.maximum(dof, 1.0)), count)
+    return np.sqrt(np.maximum(power - explained, 0.0) / kept)
+
+
+def remove_coherent(frames: np.ndarray) -> np.ndarray:
+    """Frames less, per pixel, their least-squares multiple of the annulus mean (:func:`ring_mean`), over time.
+
+    What remains of frame differences is the noise without the fast signals a
+    region shares, for measuring its neighbour correlation.
+    """
+    frames = np.asarray(frames)
+    cross, power, counts = ring_products(frames)
+    beta = np.divide(cross, power, out=np.zeros_like(cross), where=(power > 0) & (counts > 0))
+    out = np.empty(frames.shape, np.float32)
+    step = max(1, _RING_BLOCK // max(frames.shape[1] * frames.shape[2], 1))
+    for t0 in range(0, len(frames), step):
+        part = np.asarray(frames[t0 : t0 + step], np.float64)
+        out[t0 : t0 + step] = part - beta * ring_mean(part)[0]
+    return out
+
+
+def coherent_share(frames: np.ndarray) -> float:
+    """Median over pixels of the share of each pixel's power (over frames) that its annulus mean explains.
+
+    On frame differences: about ``1 / n`` for noise alone (``n`` frames), near 1
+    under a fast signal a region shares (a one-photon microscope's flicker).
+    """
+    frames = np.asarray(frames)
+    cross, power, counts = ring_products(frames)
+    own = np.einsum("tyx,tyx->yx", frames, frames, dtype=np.float64)
+    ok = (power > 0) & (own > 0) & (counts > 0)
+    return float(np.median(cross[ok] ** 2 / (power[ok] * own[ok]))) if ok.any() else 0.0
+
+
 class NoiseAccumulator:
     """Accumulate the upper-half-band PSD of pixel time series, chunk by chunk.
 
@@ -76,6 +215,10 @@ class NoiseAccumulator:
         Number of pixels (columns of the blocks passed to :meth:`add`).
     segment : int
         Welch segment length in frames.
+    frame_shape : (int, int), optional
+        The frames' shape (``Y * X == n_pixels``): then :attr:`sums` also holds
+        each pixel's band cross power with its annulus mean and the annulus's
+        band power, for :meth:`coherent_std`.
 
     Notes
     -----
@@ -86,10 +229,24 @@ class NoiseAccumulator:
     median average) keeps it unbiased.
     """
 
-    def __init__(self, n_pixels: int, segment: int = WELCH_SEGMENT):
+    def __init__(self, n_pixels: int, segment: int = WELCH_SEGMENT, frame_shape=None):
         self.segment = segment
+        self.frame_shape = None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1]))
+        if self.frame_shape is not None and self.frame_shape[0] * self.frame_shape[1] != n_pixels:
+            raise ValueError(f"frame_shape {frame_shape} does not hold n_pixels={n_pixels}")
         self.power = np.zeros(n_pixels, dtype=np.float64)
+        self.ring = np.zeros((2, n_pixels), dtype=np.float64) if self.frame_shape is not None else None
         self.count = 0
+        self.dof = 0.0  # effective values of the band so far (band_dof of each block)
+
+    @property
+    def sums(self) -> np.ndarray:
+        """(4, P): band power, cross power with the annulus mean, the annulus mean's power (over the window norm),
+        and the band's effective number of values (:func:`band_dof`, the same in every column, so that the sums of
+        chunks add up)."""
+        if self.ring is None:
+            raise ValueError("the annulus sums need NoiseAccumulator(frame_shape=...)")
+        return np.vstack([self.power[None], self.ring, np.full((1, len(self.power)), self.dof)])
 
     def add(self, block: np.ndarray) -> None:
         """Add a block of consecutive frames, shape (n, n_pixels), any numeric dtype."""
@@ -101,18 +258,32 @@ class NoiseAccumulator:
         window, norm, lo, hi = welch_band(seg_len)
         buf = np.empty((seg_len, block.shape[1]), np.float32)
         power = np.zeros(block.shape[1], np.float64)
+        ring = np.zeros_like(self.ring) if self.ring is not None else None
         for s0, s1 in segs:
             _windowed_kernel(block[s0:s1], window, buf)
             spec = scipy.fft.rfft(buf, axis=0, workers=1, overwrite_x=True)
             _band_power_kernel(spec, lo, hi, power)
+            if ring is not None:
+                band = spec[lo:hi]
+                for part in (band.real, band.imag):
+                    cross, mean_power, _ = ring_products(part.reshape(-1, *self.frame_shape))
+                    ring[0] += cross.ravel()
+                    ring[1] += mean_power.ravel()
             self.count += hi - lo
         self.power += power / norm
+        if ring is not None:
+            self.ring += ring / norm
+            self.dof += band_dof(n, self.segment)
 
     def std(self) -> np.ndarray:
         """Per-pixel noise standard deviation (float64); zeros where nothing was added."""
         if self.count == 0:
             return np.zeros_like(self.power)
         return np.sqrt(self.power / self.count)
+
+    def coherent_std(self) -> np.ndarray:
+        """Per-pixel noise std without the signals each pixel shares with its annulus (:func:`coherent_noise_std`)."""
+        return coherent_noise_std(self.sums, self.count)
 
 
 @jit
@@ -277,6 +448,10 @@ def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 64) -> tupl
     idx = np.arange(0, step * n, step)
     d = frames[idx + 1] - frames[idx]
     d -= d.mean(axis=0)
+    if n >= 8:
+        # A fast signal shared by a region (flicker, background) is not noise: leave out what each
+        # pixel's difference shares with its annulus (a 1-p movie's flicker read 0.98 here).
+        d = remove_coherent(d)
 
     def corr(a, b):
         den = np.sqrt(np.vdot(a, a).astype(np.float64) * np.vdot(b, b))

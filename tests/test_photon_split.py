@@ -9,12 +9,15 @@ from pmdcompress.report import photon_split as ps
 GAIN, OFFSET, READ_NOISE = 4.0, 100.0, 3.0
 
 
-def make_movie(seed=0, *, shape=(600, 48, 48), n_sources=10, photons=4.0, blur=0.0):
+def make_movie(seed=0, *, shape=(600, 48, 48), n_sources=10, photons=4.0, blur=0.0, flicker=0.0):
     """ADU movie, its clean ADU movie and the footprints (k, h, w).
 
     ``blur`` > 0 spreads every detected photon over its 4 neighbours (weight
     ``blur`` each, the rest stays): noise shared between neighbours, as
-    interpolation in motion correction gives.
+    interpolation in motion correction gives.  ``flicker`` > 0 multiplies the
+    diffuse background of every frame by ``1 + flicker * N(0, 1)`` (a one-photon
+    microscope's fast out-of-focus fluctuation); the footprints then end with the
+    background.
     """
     rng = np.random.default_rng(seed)
     t, h, w = shape
@@ -30,7 +33,12 @@ def make_movie(seed=0, *, shape=(600, 48, 48), n_sources=10, photons=4.0, blur=0
         kernel = np.exp(-np.arange(60) / 8.0)
         traces[i] = 1.0 + 3.0 * np.convolve(spikes, kernel)[:t]
     background = 0.5 + 0.5 * ndimage.gaussian_filter(rng.random((h, w)), 8)
-    rate = photons * (np.einsum("kt,kij->tij", traces, feet) * 0.5 + background[None])
+    course = np.ones(t)
+    if flicker:
+        course = np.maximum(1.0 + flicker * rng.standard_normal(t), 0.1)
+    rate = photons * (np.einsum("kt,kij->tij", traces, feet) * 0.5 + course[:, None, None] * background[None])
+    if flicker:
+        feet = np.concatenate([feet, background[None]])
     counts = rng.poisson(rate).astype(np.float64)
     if blur:
         mix = np.array([[0, blur, 0], [blur, 1 - 4 * blur, blur], [0, blur, 0]])
@@ -148,6 +156,30 @@ def test_error_reduction_matches_truth_shared_noise(shared, alpha):
     assert result["ok"], result["reason"]
     assert result["counts"]["split"] == "correlated"
     assert result["all"]["error_reduction"] == pytest.approx(truth, rel=0.10)
+
+
+def test_a_fast_background_flicker_is_signal_shared_by_both_halves(monkeypatch):
+    """A white flicker of the diffuse background, 2x the pixels' shot noise: taken as noise it inflates the
+    variance, fakes a neighbour correlation near 1 and makes the halves look as if they shared noise (a
+    real one-photon movie was refused so); left out of the noise statistics, the estimate matches the truth."""
+    photons = 30.0
+    movie = make_movie(4, shape=(300, 48, 48), photons=photons, flicker=2.0 / np.sqrt(0.75 * photons))
+    adu, clean, feet = movie
+    counts = ps.prepare_counts(adu)
+    assert counts.ok, counts.reason
+    assert counts.clean and counts.coherent > 0.5
+    assert counts.gain == pytest.approx(GAIN, rel=0.05)
+    assert counts.method == "binomial"
+    result, truth = run(adu, clean, oracle_denoiser(feet, 0.2))
+    assert result["ok"], result["reason"]
+    assert result["all"]["error_reduction"] == pytest.approx(truth, rel=0.10)
+    assert abs(result["active"]["signal_removed"]) < 0.05
+    assert result["counts"]["shared_signal_removed"] is True
+    # The same movie with the flicker counted as noise: refused.
+    monkeypatch.setattr(ps, "COHERENT_LIMIT", 2.0)
+    counts = ps.prepare_counts(adu)
+    assert not counts.clean and counts.correlation > 0.5
+    assert not ps.photon_split(adu, oracle_denoiser(feet, 0.2), counts=counts)["ok"]
 
 
 def test_refuses_movies_without_shot_noise():

@@ -285,9 +285,11 @@ def _connect(spec: SchedulerSpec):
 def _worker_env(threads_per_worker: int) -> dict:
     # Each movie task uses the worker's threads and nothing more: pmdcompress's
     # own pool, BLAS and numba all see the same number.
+    # dask's statistical profiler off (about a quarter of a busy worker's CPU; see QUIET_CONFIG): also for the
+    # SLURM jobs, whose workers do not get this process's dask settings
     n = str(threads_per_worker)
     return {"PMD_NUM_WORKERS": n, "NUMBA_NUM_THREADS": n, "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 
 
 def _local_cluster(workers, threads_per_worker, memory, dashboard):

@@ -54,6 +54,7 @@ from ..preflight import check_compressible, check_store_fits
 from ..preprocess import (
     NoiseAccumulator,
     chunk_statistics,
+    coherent_noise_std,
     live_pixels,
     noise_neighbour_correlation,
     safe_scale,
@@ -62,8 +63,8 @@ from ..preprocess import (
 from ..progress import null_progress
 from ..reconstruct import PMDStore
 from ..solver import get_solver
-from ..solver.null import null_thresholds, round_correlation
-from ..solver.temporal import trend_filter_rows
+from ..solver.null import null_thresholds, round_correlation, strong_components
+from ..solver.temporal import robust_noise_std, trend_filter_rows
 from ..tiling import Tiling, extract_patch
 from .scratch import FILTER_ROWS, FitBuffer, LazyFrames, RowBlocks
 
@@ -336,7 +337,8 @@ def _run_stages(movie: Movie, path, opts: CompressOptions, solver, executor: Exe
         _refit_stage(job, stats, fit, rows)
         job.timings["refit_s"] = time.perf_counter() - t_refit
         t_factors, cpu_factors = time.perf_counter(), time.thread_time()
-        sum_squares = _factors_stage(job, rows, temporal)
+        sum_squares = _factors_stage(job, rows, temporal, row_noise(fit.spatial, job.tiling.patch_shape,
+                                                                   fit.correlation))
         job.timings["factors_s"] = time.perf_counter() - t_factors
         if opts.temporal_filter:
             job.timings["temporal_filter_s"] = job.timings["factors_s"]
@@ -414,10 +416,11 @@ def _statistics_finish(acc, *, chunks, n_frames: int, frame_shape, chunk: int, d
         mean = (total / n_frames).reshape(height, width).astype(np.float32)
         trend = knots = None
         if detrend and len(chunks) >= 2:
-            noise_flat = np.sqrt(power / count) if count else np.ones(height * width)
+            noise_flat = coherent_noise_std(power, count) if count else np.ones(height * width)
             trend, knots = _baseline(chunks, n_frames, np.stack(chunk_means) - mean.reshape(1, -1), noise_flat,
                                      chunk)
-        noise = np.sqrt(power / count) if count else np.zeros((height * width,))
+        # Without the fast signals a region shares (a one-photon microscope's flicker): noise (preprocess).
+        noise = coherent_noise_std(power, count) if count else np.zeros((height * width,))
     return mean, noise.reshape(height, width).astype(np.float32), trend, knots
 
 
@@ -489,7 +492,8 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     for members in executor.groups(range(tiling.n_patches)):
         # each task reads its own patch of the fit buffer
         spatial_list += executor.map(_fit_task, [(job.solver, fit, tiling.patch_slices(p), tiling.patch_shape,
-                                                  thresholds, opts.seed, p, patch_live(p)) for p in members],
+                                                  thresholds, opts.seed, p, patch_live(p), correlation)
+                                                 for p in members],
                                      on_done=bar.update)
     bar.close()
     ranks = np.array([u.shape[1] for u in spatial_list], dtype=np.int32)
@@ -571,7 +575,39 @@ def _projection(job: _Job, stats: _Statistics, fit: _Fit) -> _Projection:
                        job.opts.dtype, trend_gains, stats.knots)
 
 
-def _factors_stage(job: _Job, rows: RowBlocks, temporal) -> np.ndarray:
+#: A temporal factor whose first differences read more than this times its known noise (:func:`row_noise`)
+#: carries a fast signal (a one-photon flicker): the filter takes the known noise (below it, the differences').
+KNOWN_NOISE_MARGIN = 1.25
+
+
+def _filter_noise(values: np.ndarray, known: np.ndarray | None) -> np.ndarray | None:
+    """Each row's noise for the trend filter: its first differences' (``robust_noise_std``), or its known noise
+    where the differences read more than :data:`KNOWN_NOISE_MARGIN` times it (they hold a fast signal)."""
+    if known is None:
+        return None
+    measured = robust_noise_std(values)
+    known = np.asarray(known, np.float64)
+    return np.where(measured > KNOWN_NOISE_MARGIN * known, known, measured)
+
+
+def row_noise(spatial: np.ndarray, patch_shape, correlation) -> np.ndarray:
+    """Noise std of each temporal factor, (K,): ``sqrt(u^T R u)`` for its standardised spatial component ``u``.
+
+    A factor is ``u`` (over the noise scale) applied to the movie, so its noise
+    is the pixels' standardised noise (variance 1, correlation ``R`` between
+    vertical and horizontal neighbours, ``correlation = (rho_y, rho_x)``)
+    through ``u``: known, whatever fast signal the factor carries.
+    """
+    h, w = patch_shape
+    u = np.asarray(spatial, np.float64).reshape(h, w, -1)
+    var = np.einsum("ijk,ijk->k", u, u)
+    rho_y, rho_x = correlation
+    var += 2.0 * rho_y * np.einsum("ijk,ijk->k", u[:-1], u[1:]) + 2.0 * rho_x * np.einsum("ijk,ijk->k", u[:, :-1],
+                                                                                          u[:, 1:])
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+def _factors_stage(job: _Job, rows: RowBlocks, temporal, noise: np.ndarray | None = None) -> np.ndarray:
     """The temporal factors' last steps, by tasks: trend filter, final rounding, copy into ``temporal``.
 
     Tasks take blocks of 16 whole rows of the scratch's factors (rounded to
@@ -595,7 +631,9 @@ def _factors_stage(job: _Job, rows: RowBlocks, temporal) -> np.ndarray:
     parts = []
     for members in executor.groups(spans):
         parts += executor.map(_factors_task, [(rows, b0, b1, opts.dtype, opts.temporal_filter,
-                                               temporal.rounding_error) for b0, b1 in members], on_done=bar.update)
+                                               temporal.rounding_error,
+                                               None if noise is None else noise[b0 * FILTER_ROWS : b1 * FILTER_ROWS])
+                                              for b0, b1 in members], on_done=bar.update)
     for members in executor.groups(job.chunks):
         executor.map(_copy_task, [(rows, t0, t1, temporal.array) for t0, t1 in members], on_done=bar.update)
     bar.close()
@@ -609,16 +647,17 @@ def _factors_stage(job: _Job, rows: RowBlocks, temporal) -> np.ndarray:
 def _factors_task(args):
     """Blocks [b0, b1) of 16 rows of the scratch's factors: filtered (optionally) and rounded to their final
     steps, in place.  Returns each row's (degrees of freedom, final step, sum of squares)."""
-    rows, b0, b1, dtype, filtering, rounding_error = args
+    rows, b0, b1, dtype, filtering, rounding_error, noise = args
     out = []
     for b in range(b0, b1):
         steps = rows.scale[b * FILTER_ROWS : (b + 1) * FILTER_ROWS]
+        known = None if noise is None else noise[(b - b0) * FILTER_ROWS : (b - b0 + 1) * FILTER_ROWS]
         integers = rows.read_block(b)
         # what the store's reader gives: the rounded values times their step, in float32
         values = np.multiply(integers, steps[:, None], dtype=np.float32)
         df = None
         if filtering:
-            filtered = trend_filter_rows(values).astype(dtype)
+            filtered = trend_filter_rows(values, sigma=_filter_noise(values, known)).astype(dtype)
             df = piecewise_linear_df(np.asarray(filtered, np.float64))
             integers = quantize(filtered, steps[:, None], rows.where, "temporal")
             values = np.multiply(integers, steps[:, None], dtype=np.float32)
@@ -654,21 +693,30 @@ def _statistics_task(args):
     bad = chunk_statistics(block, fit_bin, local, total, fit_rows)
     if bad >= 0:
         raise InputError(f"{movie.name}: frame {t0 + bad} contains NaN or inf values")
-    acc = NoiseAccumulator(n_pix)
+    acc = NoiseAccumulator(n_pix, frame_shape=movie.shape[1:3])
     if want_noise:
         acc.add(block)
     kept = rows[keep]
     if len(kept):
         assert np.array_equal(kept, np.arange(kept[0], kept[0] + len(kept))), "a chunk's fit rows are consecutive"
         fit.write_rows(int(kept[0]), fit_rows)
-    return total, acc.power, acc.count, t1 - t0
+    return total, acc.sums, acc.count, t1 - t0
 
 
 def _fit_task(args):
     """Spatial components of one patch of the standardised fit buffer (pass 2)."""
-    solver, fit, (ys, xs), patch_shape, thresholds, seed, p, live = args
+    solver, fit, (ys, xs), patch_shape, thresholds, seed, p, live, correlation = args
     data = fit.patch(ys, xs)
+    # Components far above the noise (a one-photon background) are kept exactly, before the penalized fit,
+    # whose smoothed version of them would leave rough leftovers that stop the rank test (strong_components).
+    strong = strong_components(data, correlation, np.random.default_rng([seed, p, 1]))
+    if strong.shape[1]:
+        data = data - (data @ strong) @ strong.T
     u = solver.fit(data, patch_shape, thresholds, np.random.default_rng([seed, p])).spatial
+    if strong.shape[1]:
+        q, r = np.linalg.qr(np.concatenate([strong, u], axis=1).astype(np.float64))
+        keep = np.abs(np.diag(r)) > 1e-6
+        u = (q[:, keep] * np.sign(np.diag(r))[keep]).astype(np.float32)
     if live is None or u.shape[1] == 0 or not np.any(u[~live]):
         return u
     # Dead or constant pixels carry no signal, but a penalized (smoothing) spatial step

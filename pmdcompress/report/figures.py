@@ -168,9 +168,10 @@ def residual_figure(data: dict, folder: Path):
         axes[1].contour(flags > 0, levels=[0.5], colors="black", linewidths=0.6)
     corr = maps.get("corr_residual")
     if corr is not None:
-        # What pure noise gives: the median over pixels of the frame-difference correlation
-        # image (frame differences keep the noise and little of the slow signal).
-        noise_level = float(np.nanmedian(maps["corr_difference"])) if "corr_difference" in maps else 0.0
+        # What pure noise gives: the median over pixels of the correlation image of frame differences
+        # (which keep the noise and little of the slow signal) less their regionally shared part.
+        noise_map = maps.get("corr_noise", maps.get("corr_difference"))
+        noise_level = float(np.nanmedian(noise_map)) if noise_map is not None else 0.0
         excess = corr - noise_level
         _show(fig, axes[2], excess, "residual local corr. (minus noise's)", cmap="RdBu_r",
               vmin=-0.1, vmax=0.1)

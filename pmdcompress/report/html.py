@@ -21,8 +21,8 @@ SAVED_MAPS = (
     "mse_curvature_corrected", "signal_curvature", "lost_signal", "df", "df_filtered", "rank", "residual_ratio",
     "residual_noise_ratio",
     "residual_band_ratio", "residual_lag1", "flags", "active", "corr_raw", "corr_denoised", "corr_residual",
-    "corr_difference", "snr_denoised_signal", "noise_photon_transfer", "pmd_style_gain", "mse_true", "noise_true",
-    "signal_power_true", "gain_true", "snr_raw_true",
+    "corr_difference", "corr_noise", "snr_denoised_signal", "noise_photon_transfer", "pmd_style_gain", "mse_true",
+    "noise_true", "signal_power_true", "gain_true", "snr_raw_true",
 )
 
 SECTIONS = (
@@ -34,11 +34,13 @@ SECTIONS = (
              "snr_gain_active_curvature_corrected", "active_pixels", "snr_raw_median",
              "snr_denoised_median", "snr_raw_active", "snr_denoised_active", "signal_power_median",
              "denoised_signal_over_raw_noise_median", "pmd_style_gain_median")),
-    ("What was removed", ("residual_ratio_median", "residual_ratio_within", "flagged_signal_removed",
+    ("What was removed", ("residual_ratio_median", "residual_ratio_noise_only", "residual_ratio_within",
+                          "flagged_signal_removed",
                           "flagged_by_correlation", "flagged_noise_kept", "flagged_regions",
                           "residual_noise_ratio_median", "residual_band_ratio", "raw_band_ratio",
                           "residual_lag1_median", "local_corr_raw_mean", "local_corr_denoised_mean",
-                          "local_corr_residual_mean", "local_corr_noise", "local_corr_residual_excess",
+                          "local_corr_residual_mean", "local_corr_noise", "local_corr_difference",
+                          "local_corr_residual_excess",
                           "correlation_frames")),
     ("Validation", ("mse_over_noise", "mse_over_noise_neighbour", "mse_over_noise_model",
                     "mse_over_noise_model_unfiltered", "lost_signal_over_noise", "temporal_filter_kept_median",
@@ -80,7 +82,8 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"SNR gain            {num('snr_gain_median')}x median pixel, {num('snr_gain_active')}x on "
                      f"the most active {num('active_pixels', '{:d}')} pixels")
         lines.append(f"noise removed       residual std / raw noise {num('residual_ratio_median', '{:.3f}')} "
-                     f"(median); {num('residual_ratio_within', '{:.1%}')} of pixels within 0.95-1.10, "
+                     f"(median; noise alone through this fit: {num('residual_ratio_noise_only', '{:.3f}')}); "
+                     f"{num('residual_ratio_within', '{:.1%}')} of pixels within 0.95-1.10, "
                      f"{num('flagged_signal_removed', '{:.2%}')} flagged for removed signal")
         lines.append(f"residual structure  local correlation {num('local_corr_residual_mean', '{:.3f}')} "
                      f"(noise alone: {num('local_corr_noise', '{:.3f}')}), spectrum low/high "

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.fft
 
 from ..formats.store import piecewise_linear_df
-from ..preprocess import welch_band
+from ..preprocess import band_dof, coherent_noise_std, ring_products, welch_band
 from .kernels import DIRECTIONS, _band_kernel, _window_kernel
 
 
@@ -113,8 +113,13 @@ class Spectra:
         ``1 / sigma^2`` used to pool the spectra over pixels.
     """
 
-    def __init__(self, n_pixels: int, segment: int, weights: np.ndarray):
+    def __init__(self, n_pixels: int, segment: int, weights: np.ndarray, frame_shape=None):
         self.segment = int(segment)
+        # The raw band's cross power with each pixel's annulus mean and that mean's power (noise without the
+        # fast signals a region shares: preprocess.coherent_noise_std).
+        self.frame_shape = None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1]))
+        self.ring = np.zeros((2, n_pixels)) if frame_shape is not None else None
+        self.dof = 0.0
         self.window, self.norm, self.lo, self.hi = welch_band(self.segment)
         self.weights = np.asarray(weights, np.float32)
         self.high = np.zeros((3, n_pixels))
@@ -139,6 +144,7 @@ class Spectra:
         low = np.zeros_like(self.low)
         pooled = np.zeros_like(self.pooled)
         residual_sq = np.zeros_like(self.residual_sq)
+        ring = None if self.ring is None else np.zeros_like(self.ring)
         d = np.ascontiguousarray(d, np.float32)
         for s0 in range(0, n - seg + 1, max(seg // 2, 1)):
             yw = np.empty((seg, y.shape[1]), np.float32)
@@ -147,11 +153,20 @@ class Spectra:
             spec_y = scipy.fft.rfft(yw, axis=0, workers=1, overwrite_x=True)
             spec_r = scipy.fft.rfft(rw, axis=0, workers=1, overwrite_x=True)
             _band_kernel(spec_y, spec_r, self.lo, self.hi, self.weights, high, low, pooled)
+            if ring is not None:
+                band = spec_y[self.lo : self.hi]
+                for part in (band.real, band.imag):
+                    cross, power, _ = ring_products(part.reshape(-1, *self.frame_shape))
+                    ring[0] += cross.ravel()
+                    ring[1] += power.ravel()
             self.n_segments += 1
         self.high += high / self.norm
         self.low += low / self.norm
         self.pooled += pooled / self.norm
         self.residual_sq += residual_sq / self.norm
+        if ring is not None:
+            self.ring += ring / self.norm
+            self.dof += band_dof(n, seg)
         self.n_frames += n
 
     def merge(self, other: Spectra) -> None:
@@ -160,6 +175,9 @@ class Spectra:
         self.pooled += other.pooled
         self.n_segments += other.n_segments
         self.residual_sq += other.residual_sq
+        if self.ring is not None:
+            self.ring += other.ring
+            self.dof += other.dof
         self.n_frames += other.n_frames
 
     def residual_std(self) -> np.ndarray:
@@ -175,6 +193,18 @@ class Spectra:
         """(3, P) noise std of raw, denoised, residual (upper half band, mean average)."""
         count = self.n_segments * (self.hi - self.lo)
         return np.sqrt(self.high / count) if count else np.full_like(self.high, np.nan)
+
+    def raw_noise_coherent(self) -> np.ndarray:
+        """(P,) raw noise std without the fast signals each pixel shares with its annulus (flicker, background).
+
+        :func:`pmdcompress.preprocess.coherent_noise_std` on the upper half
+        band; the plain band estimate (``noise_std()[0]``) when no frame shape was given.
+        """
+        count = self.n_segments * (self.hi - self.lo)
+        if self.ring is None or not count:
+            return self.noise_std()[0]
+        return coherent_noise_std(np.vstack([self.high[:1], self.ring, np.full((1, self.high.shape[1]), self.dof)]),
+                                  count)
 
     def band_ratio(self) -> np.ndarray:
         """(3, P) mean power per bin in the lower band over that in the upper half band (1 = white)."""

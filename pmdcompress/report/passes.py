@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..parallel import blas_threads, default_workers
-from ..preprocess import WELCH_SEGMENT
+from ..preprocess import WELCH_SEGMENT, remove_coherent
 from ..progress import null_progress
 from .kernels import moments, neighbour_sums
 from .noise import Spectra
@@ -25,6 +25,11 @@ CHUNK_PIXELS = 16 * 2**20
 
 #: Frames used for the 8-neighbour correlation images (whole chunks, spread over the movie).
 CORRELATION_FRAMES = 1024
+
+
+#: Fewest frames of a chunk whose differences measure the noise's local correlation (each pixel's share of its
+#: annulus is fitted over them).
+COHERENT_MIN_FRAMES = 8
 
 
 #: Frames used for the Welch spectra (noise std of raw, denoised and residual).
@@ -92,6 +97,8 @@ class PassResult:
     crop_frames: np.ndarray | None
     seconds: float = 0.0
     truth_frames: int = 0
+    noise_neighbours: np.ndarray | None = None  # (6, H, W): frame differences less their coherent part
+    noise_frames: int = 0
 
 
 def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=None, plan: Plan | None = None,
@@ -158,8 +165,15 @@ def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=N
         if i in plan.correlation:
             part["neighbours"] = neighbour_sums(y, d, mu)
             part["neighbour_frames"] = n
+            if movie is not None and n > COHERENT_MIN_FRAMES:
+                # The noise alone: frame differences less what each pixel shares with its annulus
+                # (flicker, background), whose neighbour products the raw slot of the kernel sums.
+                noise = remove_coherent(np.diff(np.asarray(y, np.float32), axis=0))
+                part["noise_neighbours"] = neighbour_sums(noise, np.zeros(noise.shape, np.float32),
+                                                          np.zeros((height, width), np.float32))[0]
+                part["noise_frames"] = n - 1
         if i in plan.spectrum:
-            sp = Spectra(n_pix, plan.segment, weights)
+            sp = Spectra(n_pix, plan.segment, weights, frame_shape=(height, width))
             sp.add(y.reshape(n, -1), d.reshape(n, -1))
             part["spectra"] = sp
             if int_range is not None:
@@ -211,6 +225,7 @@ def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=N
         photon_lo=int_range[0] if int_range else None, truth=total.get("truth"),
         crop_frames=crop_frames, seconds=time.perf_counter() - start,
         truth_frames=sum(plan.bounds[i][1] - plan.bounds[i][0] for i in plan.spectrum) if truth is not None else 0,
+        noise_neighbours=total.get("noise_neighbours"), noise_frames=total.get("noise_frames", 0),
     )
 
 

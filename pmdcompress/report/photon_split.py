@@ -34,6 +34,14 @@ Steps (every number is defined in ``docs/snr.md#photon-splitting``):
 
 A binned movie is a different (brighter, smaller) movie: its error reduction is
 that of the denoiser on it, reported with the binning factor.
+
+A fast signal that a whole region shares (a one-photon microscope's flickering
+light) moves every first difference: read as noise it inflates the variance,
+fakes a neighbour correlation near 1 and makes the halves look as if they shared
+noise (they share that signal, as they should).  When the annulus of each pixel
+explains more than :data:`COHERENT_LIMIT` of its differences
+(:func:`pmdcompress.preprocess.coherent_share`), every statistic above is taken
+on the differences less that shared part (:func:`pmdcompress.preprocess.remove_coherent`).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..options import MIN_FRAMES
+from ..preprocess import coherent_share, remove_coherent
 from .heldout import central_crop
 
 __all__ = ["CORRELATION_LIMIT", "Counts", "cross_correlations", "neighbour_correlation", "photon_split",
@@ -61,6 +70,14 @@ ACTIVE_FRACTION = 0.10
 MIN_LEVELS = 1.0
 #: Time blocks used for the standard error of the estimates.
 N_BLOCKS = 10
+#: Median share of a pixel's first differences explained by its annulus above which a region-wide fast
+#: signal is left out of the noise statistics (noise alone: about 1 / frames).
+COHERENT_LIMIT = 0.05
+#: What a user can do when the movie's noise is not shot noise (appended to the refusals).
+RAW_COUNTS_HINT = ("; photon splitting needs the detector's own counts: give the movie as the camera wrote it, before "
+                   "the acquisition software's filtering, resampling or rescaling")
+#: Fewest differences in a block for fitting each pixel's share of its annulus.
+COHERENT_MIN_FRAMES = 8
 
 
 @dataclass
@@ -80,6 +97,8 @@ class Counts:
     correlation: float = math.nan  # largest |median neighbour correlation| of the counts' noise
     correlations: dict = field(default_factory=dict)  # (dy, dx) -> median correlation
     method: str = "binomial"  # how the halves are made: "binomial" or "correlated"
+    coherent: float = 0.0  # median share of a pixel's first differences that its annulus explains
+    clean: bool = False  # noise statistics without the region-shared part (coherent > COHERENT_LIMIT)
 
     def summary(self) -> dict:
         """JSON-able description (everything but the arrays)."""
@@ -87,6 +106,7 @@ class Counts:
                 "photons_per_pixel": _num(self.photons_per_pixel), "dispersion": _num(self.dispersion),
                 "offset_spread": _num(self.offset_spread),
                 "neighbour_correlation": _num(self.correlation), "split": self.method,
+                "shared_signal": _num(self.coherent), "shared_signal_removed": self.clean,
                 "correlations": {f"{dy},{dx}": _num(v) for (dy, dx), v in self.correlations.items()}}
 
 
@@ -96,6 +116,19 @@ def _num(x):
 
 
 # --------------------------------------------------------------------------- counts
+
+
+def _differences(block: np.ndarray, clean: bool = False) -> np.ndarray:
+    """First differences (float64) of a block of frames; with ``clean``, less each pixel's share of its annulus.
+
+    Fitting that share takes one of the ``n`` differences' degrees of freedom from
+    every pixel: the rest is scaled by ``sqrt(n / (n - 1))`` to keep the noise's variance.
+    """
+    d = np.diff(np.asarray(block, np.float64), axis=0)
+    n = d.shape[0]
+    if clean and n >= COHERENT_MIN_FRAMES:
+        d = remove_coherent(d).astype(np.float64) * math.sqrt(n / (n - 1))
+    return d
 
 
 def _signal_mask(d: np.ndarray, size: int = 5, z: float = 4.0) -> np.ndarray:
@@ -113,7 +146,8 @@ def _signal_mask(d: np.ndarray, size: int = 5, z: float = 4.0) -> np.ndarray:
     return np.abs(sm) > z * np.maximum(scale, 1e-12)
 
 
-def pixel_moments(frames: np.ndarray, chunk: int = 256, *, mask_signal: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def pixel_moments(frames: np.ndarray, chunk: int = 256, *, mask_signal: bool = True,
+                  clean: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel temporal mean and white-noise variance.
 
     With first differences ``d_t = x_{t+1} - x_t`` of white noise of variance
@@ -124,6 +158,7 @@ def pixel_moments(frames: np.ndarray, chunk: int = 256, *, mask_signal: bool = T
     coherent, abrupt change (:func:`_signal_mask`: rises within a frame, whose
     increments are not slow) are left out.  The split needs the noise variance
     to about 0.1 %: plain ``mean d^2 / 2`` reads 0.3-1 % high on calcium movies.
+    ``clean``: on the differences less their region-shared part (:func:`_differences`).
     """
     n = frames.shape[0]
     total = np.zeros(frames.shape[1:])
@@ -134,7 +169,7 @@ def pixel_moments(frames: np.ndarray, chunk: int = 256, *, mask_signal: bool = T
     for t0 in range(0, n, chunk):
         block = np.asarray(frames[t0 : min(t0 + chunk + 2, n)], np.float64)
         total += block[: min(chunk, n - t0)].sum(axis=0)
-        d = np.diff(block, axis=0)
+        d = _differences(block, clean)
         if d.shape[0] == 0:
             continue
         keep = (~_signal_mask(d) if mask_signal and d.shape[0] >= 8 else np.ones(d.shape, bool)).astype(np.float64)
@@ -183,12 +218,13 @@ def photon_transfer(mean: np.ndarray, variance: np.ndarray, *, n_bins: int = 64)
         use2 = np.ones_like(bm, bool)
     slope, intercept = _huber_line(bm[use2], bv[use2], bc[use2] / np.maximum(bv[use2], 1e-12) ** 2)
     if not slope > 0:
-        return math.nan, math.nan, f"the noise variance does not grow with the mean (slope {slope:.3g}): not shot noise"
+        return math.nan, math.nan, (f"the noise variance does not grow with the mean (slope {slope:.3g}): not shot "
+                                    f"noise{RAW_COUNTS_HINT}")
     # Shot noise must visibly change the variance over the range of means, or the
     # slope is noise (read noise alone, or data rescaled after the detector).
     if slope * span < 0.2 * float(np.median(bv)):
         return math.nan, math.nan, (f"the noise variance hardly grows with the mean (by {slope * span:.3g} over a "
-                                    f"median of {float(np.median(bv)):.3g}): not shot noise")
+                                    f"median of {float(np.median(bv)):.3g}): not shot noise{RAW_COUNTS_HINT}")
     # Too few photons' worth of range to tell the slope from the offset.
     if span / slope < MIN_LEVELS:
         return math.nan, math.nan, (f"the pixel means span {span / slope:.1f} photons, fewer than {MIN_LEVELS:g}: "
@@ -226,7 +262,7 @@ def _lags(radius: int):
 
 
 def cross_correlations(first: np.ndarray, second: np.ndarray | None = None, *, radius: int = CORRELATION_RADIUS,
-                       include_zero: bool = False, chunk: int = 256) -> dict:
+                       include_zero: bool = False, chunk: int = 256, clean: bool = False) -> dict:
     """Median over pixels of the correlation of first differences of ``first`` at p and ``second`` at p + lag.
 
     ``second`` None: ``first`` with itself (its spatial noise correlation).
@@ -252,8 +288,8 @@ def cross_correlations(first: np.ndarray, second: np.ndarray | None = None, *, r
     s1, s2, q1, q2 = (np.zeros((h, w)) for _ in range(4))
     count = 0
     for t0 in range(0, n - 1, chunk):
-        d1 = np.diff(np.asarray(first[t0 : min(t0 + chunk + 1, n)], np.float64), axis=0)
-        d2 = d1 if same else np.diff(np.asarray(second[t0 : min(t0 + chunk + 1, n)], np.float64), axis=0)
+        d1 = _differences(first[t0 : min(t0 + chunk + 1, n)], clean)
+        d2 = d1 if same else _differences(second[t0 : min(t0 + chunk + 1, n)], clean)
         s1 += d1.sum(axis=0)
         s2 += d2.sum(axis=0)
         q1 += np.einsum("tij,tij->ij", d1, d1)
@@ -274,7 +310,8 @@ def cross_correlations(first: np.ndarray, second: np.ndarray | None = None, *, r
     return out
 
 
-def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS, chunk: int = 256) -> dict:
+def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS, chunk: int = 256,
+                        clean: bool = False) -> dict:
     """Noise correlation at each lag, pooled over pixels: ``sum_p cov(p, p + lag) / sum_p sqrt(var_p var_{p+lag})``.
 
     On first differences, without the values that hold spatially coherent signal
@@ -291,7 +328,7 @@ def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS,
     sq = np.zeros((h, w))
     cnt = np.zeros((h, w))
     for t0 in range(0, n - 1, chunk):
-        d = np.diff(np.asarray(frames[t0 : min(t0 + chunk + 1, n)], np.float64), axis=0)
+        d = _differences(frames[t0 : min(t0 + chunk + 1, n)], clean)
         keep = (~_signal_mask(d) if d.shape[0] >= 8 else np.ones(d.shape, bool)).astype(np.float64)
         d = d * keep
         sq += np.einsum("tij,tij->ij", d, d)
@@ -314,8 +351,8 @@ def neighbour_correlation(frames: np.ndarray) -> float:
     return max(values) if values else math.nan
 
 
-def _counts(frames: np.ndarray, seed: int) -> tuple[Counts | None, str]:
-    mean, var = pixel_moments(frames)
+def _counts(frames: np.ndarray, seed: int, clean: bool = False) -> tuple[Counts | None, str]:
+    mean, var = pixel_moments(frames, clean=clean)
     gain, offset, reason = photon_transfer(mean, var)
     if reason:
         return None, reason
@@ -364,10 +401,15 @@ def prepare_counts(frames: np.ndarray, *, seed: int = 0, correlation_limit: floa
         return Counts(ok=False, reason=f"{frames.shape[0]} frames: too few for a photon-transfer fit")
     if min(frames.shape[1:]) < 4:
         return Counts(ok=False, reason=f"frames of {frames.shape[1]} x {frames.shape[2]} pixels: too small")
-    counts, reason = _counts(frames, seed)
+    # A fast signal shared by a region is not noise (module docstring): measured on the first differences.
+    coherent = coherent_share(np.diff(np.asarray(frames[:257], np.float64), axis=0)) \
+        if frames.shape[0] > COHERENT_MIN_FRAMES else 0.0
+    clean = coherent > COHERENT_LIMIT
+    counts, reason = _counts(frames, seed, clean)
     if counts is None:
-        return Counts(ok=False, reason=reason)
-    corr = pooled_correlations(counts.counts)
+        return Counts(ok=False, reason=reason, coherent=coherent, clean=clean)
+    counts.coherent, counts.clean = coherent, clean
+    corr = pooled_correlations(counts.counts, clean=clean)
     counts.correlations = corr
     values = [abs(v) for v in corr.values() if math.isfinite(v)]
     counts.correlation = max(values) if values else math.nan
@@ -573,7 +615,7 @@ def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limi
     if not counts.ok:
         return out
     a, b = split(counts, seed)
-    shared = cross_correlations(a, b, radius=1, include_zero=True)
+    shared = cross_correlations(a, b, radius=1, include_zero=True, clean=counts.clean)
     worst = max((abs(v) for v in shared.values() if math.isfinite(v)), default=math.nan)
     out["halves_correlation"] = _num(worst)
     denoised = np.asarray(denoise(a.astype(np.float32)), np.float32)
@@ -583,7 +625,8 @@ def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limi
     if not worst <= HALVES_LIMIT:
         out["ok"] = False
         out["reason"] = (f"the two halves share noise (correlation {worst:.3f} > {HALVES_LIMIT:g}): the counts are "
-                         "not shot noise with the measured correlation, so no number is reported")
+                         "not shot noise with the measured correlation, so no number is reported"
+                         f"{RAW_COUNTS_HINT}")
     elif not out["all"]["valid"]:
         out["ok"] = False
         out["reason"] = ("the error estimate is not positive: the halves share noise, so no number is reported")

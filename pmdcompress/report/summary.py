@@ -191,6 +191,9 @@ def _noise_estimate(res: PassResult, store, shape, curves: dict) -> _NoiseEstima
     if res.spectra is None or not res.spectra.n_segments:
         return _NoiseEstimate(sigma=np.asarray(store.noise, np.float64))
     noise = res.spectra.noise_std().reshape(3, *shape)
+    # The raw noise leaves out fast signals a region shares (a one-photon microscope's flicker): they are
+    # signal to keep, and counted as noise they hide their own removal (preprocess.coherent_noise_std).
+    noise[0] = res.spectra.raw_noise_coherent().reshape(shape)
     band = res.spectra.band_ratio().reshape(3, *shape)
     curves["spectra"] = {"frequency": res.spectra.frequencies.tolist(), "raw": None, "denoised": None, "residual": None}
     pooled = res.spectra.pooled_spectra(shape[0] * shape[1])
@@ -217,6 +220,11 @@ def _error_maps(res: PassResult, store, plan: Plan, est: _NoiseEstimate, var_raw
         for name, g in (("raw", RAW), ("residual", RESIDUAL), ("difference", DIFFERENCE)):
             n = corr_frames - (g == DIFFERENCE)
             maps[f"corr_{name}"] = local_correlation(res.neighbours[g], n)
+        maps["corr_noise"] = maps["corr_difference"]
+        if res.noise_neighbours is not None and res.noise_frames > 2:
+            # Noise alone: the differences less the fast signals a region shares (flicker, background).
+            rho = neighbour_correlations(res.noise_neighbours, res.noise_frames)
+            maps["corr_noise"] = local_correlation(res.noise_neighbours, res.noise_frames)
     else:
         rho = (0.0, 0.0, 0.0, 0.0)
     df = hat_diagonal(store, rho) + maps["rank"] / n_frames
@@ -302,7 +310,7 @@ def _residual_flags(err: _ErrorModel, est: _NoiseEstimate, maps: dict) -> _Flags
     by_correlation = np.zeros(ratio.shape, bool)
     if "corr_residual" in maps:
         # Neurons left in the residual: its local correlation well above the noise's.
-        excess_corr = maps["corr_residual"] - _median(maps["corr_difference"])
+        excess_corr = maps["corr_residual"] - _median(maps["corr_noise"])
         by_correlation = np.isfinite(excess_corr) & (excess_corr > CORRELATION_FLAG)
         flags[by_correlation] = 1
     maps["flags"] = flags.astype(np.float64)
@@ -409,6 +417,11 @@ def _residual_numbers(fl: _Flags, maps: dict, corr_frames: int) -> dict:
     finite = np.isfinite(ratio)
     n_pix = max(int(finite.sum()), 1)
     M["residual_ratio_median"] = metric(_median(ratio), "residual-ratio", "median residual std / raw noise std")
+    kept = maps.get("df_filtered", maps.get("df"))
+    if kept is not None:
+        M["residual_ratio_noise_only"] = metric(_median(np.sqrt(np.maximum(1.0 - kept, 0.0))), "residual-ratio",
+                                                "median sqrt(1 - df): the ratio if the residual were the noise alone "
+                                                "(a fit keeps df of it)")
     M["residual_ratio_within"] = metric(float(np.mean((ratio[finite] >= RESIDUAL_LOW)
                                                       & (ratio[finite] <= RESIDUAL_HIGH))),
                                         "residual-ratio",
@@ -429,9 +442,12 @@ def _residual_numbers(fl: _Flags, maps: dict, corr_frames: int) -> dict:
                                           "mean 8-neighbour correlation image of the raw movie")
         M["local_corr_residual_mean"] = metric(_mean(maps["corr_residual"]), "local-correlation",
                                                "mean 8-neighbour correlation image of the residual")
-        noise_level = _median(maps["corr_difference"])
+        noise_level = _median(maps["corr_noise"])
         M["local_corr_noise"] = metric(noise_level, "local-correlation",
-                                       "median of the frame-difference image: what pure noise gives")
+                                       "median of the image of frame differences less what each pixel shares with "
+                                       "its annulus: what pure noise gives")
+        M["local_corr_difference"] = metric(_median(maps["corr_difference"]), "local-correlation",
+                                            "median of the frame-difference image (fast shared signals included)")
         M["local_corr_residual_excess"] = metric(
             _mean(maps["corr_residual"]) - noise_level, "local-correlation",
             "residual local correlation (mean) minus that of the noise")

@@ -129,6 +129,10 @@ class PMDSolver:
         n_frames, n_pix = residual.shape
         u = np.zeros(n_pix)
         ru = None
+        # The trend filter's active set (its kinks) carries from one iteration's temporal step to the next: v~
+        # changes little, so the second search starts next to its answer.  Only the number of active-set steps
+        # changes (the optimum of each solve is unique; the same active set gives the same floats).
+        active = np.zeros(max(n_frames - 2, 0), np.int8)
         if not self.warm_start:
             warm.lam_u = warm.lam_v = None
         for it in range(self.max_num_iter):
@@ -158,7 +162,7 @@ class PMDSolver:
             sigma_v = noise_std_vector(v_tilde) if n_frames >= 8 else 0.0
             if sigma_v > 0 and n_frames >= 4:
                 v_new, warm.lam_v = trend_filter_search(v_tilde, n_frames * sigma_v**2, lam0=warm.lam_v,
-                                                        rtol=self.search_rtol)
+                                                        rtol=self.search_rtol, active=active)
             else:
                 v_new = v_tilde
             nv = np.linalg.norm(v_new)

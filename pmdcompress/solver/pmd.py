@@ -20,7 +20,7 @@ component of a patch's residual ``R`` (frames x pixels, standardised):
    noise), deflate ``R -= v u^T`` whether it passed or not, and stop after
    ``consecutive_failures`` failures in a row.
 
-The kept spatial components are orthonormalised (their span is what the
+The kept spatial components are orthonormalised and rotated by varimax (their span is what the
 pipeline projects the full movie on).
 """
 
@@ -33,6 +33,7 @@ from scipy.linalg.blas import sger as _sger
 
 from .._numba import jit
 from ..preprocess import noise_std_vector
+from .localize import localized
 from .roughness import spatial_roughness, temporal_roughness
 from .svd import PatchFit, randomized_svd
 from .trend_filter import trend_filter_search
@@ -105,6 +106,9 @@ class PMDSolver:
     #: faster on real patches.  Off: each component starts cold, and only the
     #: weights carry over between its two iterations (the earlier behaviour).
     warm_start: bool = True
+    #: Rotate the kept components of a patch by varimax (:mod:`.localize`): the same span, so the same
+    #: unfiltered movie, but each source in few temporal factors, where the temporal filter's tests see it.
+    localize: bool = True
     name: str = "pmd"
 
     def params(self) -> dict:
@@ -221,7 +225,8 @@ class PMDSolver:
         kept, n_tested, sp, tp = self._components(data, patch_shape, rng, thresholds, limit)
         if kept:
             u, _ = np.linalg.qr(np.stack(kept, axis=1).astype(np.float64))
-            u = u.astype(np.float32)
+            # the same span, each column as local as can be: one source per temporal factor (see .localize)
+            u = (localized(u) if self.localize else u).astype(np.float32)
         else:
             u = np.zeros((data.shape[1], 0), np.float32)
         return PatchFit(u, n_tested, sp, tp)

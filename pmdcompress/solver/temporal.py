@@ -13,10 +13,13 @@ level, from the factor alone (no frame rate, no kind of recording):
   next rate adds lowers the error, which data fission estimates without ground
   truth.  A spike a few noise stds high, shaved in every factor that holds it,
   passes the test at 0.01 only now and then; over the recurring spikes of a
-  voltage movie restoring them pays, so the factor moves up (spike amplitude
-  kept in footprint-weighted traces: 0.96-0.99 over the voltage cases of
-  benchmarks/bench_fidelity.py, was 0.91-0.98), while calcium factors, whose
-  peaks the filter rounds off by less than the noise, stay near 0.01;
+  voltage movie restoring them pays, so the factor moves up, while calcium
+  factors, whose peaks the filter rounds off by less than the noise, stay near
+  0.01.  A spike spread over many factors is a few small spikes to these
+  tests: the solver's components are localised (one source in few factors,
+  :mod:`.localize`) for that.  With both, the voltage cases of
+  benchmarks/bench_fidelity.py keep 0.98-1.00 of their spikes' amplitude in
+  footprint-weighted traces (0.91-0.99 with neither);
 * **degrees of freedom**: the budget is the noise the fit leaves out, not all
   of it.  A fit with ``df`` degrees of freedom (trend filtering: its knots plus
   2, Tibshirani and Taylor 2011) keeps ``df`` of the ``T`` noise dimensions, so

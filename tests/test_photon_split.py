@@ -191,6 +191,19 @@ def test_refuses_movies_without_shot_noise():
     assert "shot noise" in result["reason"] or "grow" in result["reason"]
 
 
+def test_a_refused_split_reports_no_numbers(monkeypatch):
+    """Halves that share noise: the scores are computed, then withheld (never an uncorrected number)."""
+    rng = np.random.default_rng(4)
+    rate = np.linspace(5.0, 60.0, 48 * 48).reshape(48, 48)  # a spread of means for the photon-transfer fit
+    frames = rng.poisson(rate, (120, 48, 48)).astype(np.float32) * 3.0 + 100.0
+    monkeypatch.setattr(ps, "HALVES_LIMIT", -1.0)  # every split now counts as sharing noise
+    result = ps.photon_split(frames, lambda a: a)
+    assert not result["ok"] and "share noise" in result["reason"]
+    for name in ("all", "active"):
+        assert result[name]["valid"] is False
+        assert "error_reduction" not in result[name] and "signal_removed" not in result[name]
+
+
 # --------------------------------------------------------------------------- in the report
 
 

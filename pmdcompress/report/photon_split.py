@@ -630,6 +630,10 @@ def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limi
     elif not out["all"]["valid"]:
         out["ok"] = False
         out["reason"] = ("the error estimate is not positive: the halves share noise, so no number is reported")
+    if not out["ok"]:
+        # An invalid split's scores must not be read as numbers (report.json, benchmarks): withhold them all.
+        for name in ("all", "active"):
+            out[name] = {"pixels": out[name]["pixels"], "valid": False} if name in out else {"valid": False}
     return out
 
 

@@ -273,3 +273,88 @@ def test_figure_draws_a_set_without_a_valid_estimate(tmp_path):
     section = {"ok": True, "all": valid, "active": invalid, "counts": counts, "crop": [0, 64, 0, 64], "frames": 100}
     out = ps.figure({"photon_split": section}, tmp_path)
     assert out is not None and (tmp_path / "photon_split.png").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- the report's scored region
+
+
+class _Movie:
+    """The reader interface that :func:`ps.report_section` uses, over an array."""
+
+    def __init__(self, frames):
+        self.frames, self.dtype = frames, frames.dtype
+
+    def read(self, t0, t1):
+        return self.frames[t0:t1]
+
+
+def _ruin_margin(denoise, margin):
+    """``denoise``, then the outer ``margin`` pixels set to zero: a denoiser that fails on the crop's border."""
+
+    def wrapped(a):
+        out = np.array(denoise(a), np.float32)
+        (top, bottom, left, right) = margin
+        out[:, :top], out[:, out.shape[1] - bottom :] = 0, 0
+        out[:, :, :left], out[:, :, out.shape[2] - right :] = 0, 0
+        return out
+
+    return wrapped
+
+
+def test_a_scored_region_matches_the_truth_on_its_pixels(independent):
+    """The whole movie is denoised, only the region is scored: the estimate is that region's true error."""
+    adu, clean, feet = independent
+    region = ((10, 38), (12, 36))
+    counts = ps.prepare_counts(adu)
+    captured = {}
+
+    def denoise(a):
+        captured["a"], captured["d"] = a, _ruin_margin(oracle_denoiser(feet, 0.2), (10, 10, 12, 12))(a)
+        return captured["d"]
+
+    result = ps.photon_split(adu, denoise, counts=counts, region=region)
+    assert result["ok"], result["reason"]
+    assert result["all"]["pixels"] == 28 * 24
+    inner = (slice(None), slice(10, 38), slice(12, 36))
+    truth = (clean[inner] - counts.offsets[inner[1:]]) / (2 * counts.gain)
+    true_er = np.mean((captured["a"][inner] - truth) ** 2) / np.mean((captured["d"][inner] - truth) ** 2)
+    assert result["all"]["error_reduction"] == pytest.approx(true_er, rel=0.10), true_er
+    assert abs(result["active"]["signal_removed"]) < 0.1
+    # The ruined border would dominate a whole-movie score.
+    whole = ps.photon_split(adu, denoise, counts=counts)
+    assert whole["all"]["error_reduction"] is None or whole["all"]["error_reduction"] < 0.5 * true_er
+
+
+@pytest.mark.parametrize(("side", "scored", "crop"), [(24, [12, 36, 12, 36], [4, 44, 4, 44]),
+                                                      (40, [4, 44, 4, 44], [0, 48, 0, 48])])
+def test_the_report_scores_a_central_region_inside_a_denoised_margin(independent, monkeypatch, side, scored, crop):
+    """``pmd report`` denoises the region and a margin (one patch, clipped to the movie) and scores the region
+    only: a denoiser that fails on the crop's border leaves the score at the region's true error."""
+    from types import SimpleNamespace
+
+    adu, clean, feet = independent
+    monkeypatch.setattr(ps, "REPORT_CROP", side)
+    store = SimpleNamespace(shape=adu.shape, patch_shape=(8, 8), metadata=SimpleNamespace(overlap=(2, 2)))
+    (y0, y1, x0, x1) = crop
+    margin = [scored[0] - y0, y1 - scored[1], scored[2] - x0, x1 - scored[3]]
+    prepared, captured = {}, {}
+    prepare = ps.prepare_counts
+    monkeypatch.setattr(ps, "prepare_counts", lambda f, **k: prepared.setdefault("c", prepare(f, **k)))
+
+    def denoise(a):
+        captured["a"] = a
+        captured["d"] = _ruin_margin(oracle_denoiser(feet[:, y0:y1, x0:x1], 0.2), margin)(a)
+        return captured["d"]
+
+    section = ps.report_section(_Movie(adu), store, denoise)
+    assert section["ok"], section["reason"]
+    assert section["crop"] == crop and section["scored"] == scored and section["margin"] == margin
+    assert captured["a"].shape == (600, y1 - y0, x1 - x0)
+    assert section["all"]["pixels"] == (scored[1] - scored[0]) * (scored[3] - scored[2])
+    counts = prepared["c"]
+    inner = (slice(None), slice(scored[0] - y0, scored[1] - y0), slice(scored[2] - x0, scored[3] - x0))
+    truth = (clean[:, y0:y1, x0:x1][inner] - counts.offsets[inner[1:]]) / (2 * counts.gain)
+    true_er = np.mean((captured["a"][inner] - truth) ** 2) / np.mean((captured["d"][inner] - truth) ** 2)
+    assert section["all"]["error_reduction"] == pytest.approx(true_er, rel=0.10), true_er
+    assert abs(section["active"]["signal_removed"]) < 0.1
+    assert ps.report_margin((8, 12)) == (8, 12)

@@ -33,7 +33,7 @@ from pmdcompress.simulate import load_truth
 from pmdcompress.solver.null import NULL_VERSION
 
 V1 = Path(__file__).parent / "fixtures" / "v1"
-V2 = Path(__file__).parent / "fixtures" / "v2"  # the store only: the other formats are still at version 1
+V2 = Path(__file__).parent / "fixtures" / "v2"  # the store, and a report made by session 3's code
 ALL_FORMATS = [STORE, DEMIX, TRUTH, REPORT, BATCH_STATUS, NULL_CACHE]
 
 
@@ -72,6 +72,15 @@ def test_v1_truth_fixture_reads():
     rate = np.einsum("nyx,nt->tyx", truth.footprints, truth.traces)
     rate += np.einsum("kyx,kt->tyx", truth.neuropil_spatial, truth.neuropil_traces)
     np.testing.assert_allclose(truth.read(0, 40), truth.offset + truth.gain * rate, rtol=1e-4, atol=1e-3)
+
+
+def test_v2_report_reads_with_its_refused_split_as_written():
+    """A version-2 report (sima_ca1_example, trimmed) reads; its refused split still holds scores (v3: none)."""
+    report = read_report(V2 / "report.json")
+    assert report.format_version == 2 and REPORT.version == 3
+    split = report.content["photon_split"]
+    assert split["ok"] is False and "share noise" in split["reason"]
+    assert "scored" not in split and split["all"]["error_reduction"] > 1  # v2: the whole crop was scored
 
 
 def test_v1_report_status_and_null_cache_fixtures_read():

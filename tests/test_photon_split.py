@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from pmdcompress.formats.report import REPORT
 from pmdcompress.report import photon_split as ps
+from pmdcompress.report.figures import photon_split_figure
 
 GAIN, OFFSET, READ_NOISE = 4.0, 100.0, 3.0
 
@@ -236,7 +238,7 @@ def test_report_has_a_valid_photon_split_section(report_sim, tmp_path):
     assert value(r, "photon_split_error_reduction") > 3
     assert abs(value(r, "photon_split_signal_removed_active")) < 0.1
     assert (tmp_path / "rep" / "photon_split.png").is_file()
-    assert r["format_version"] == 2
+    assert r["format_version"] == REPORT.version == 3
 
 
 def test_temporal_smoothing_cannot_inflate_the_reports_gains(report_sim, tmp_path):
@@ -271,7 +273,7 @@ def test_figure_draws_a_set_without_a_valid_estimate(tmp_path):
                "signal_removed": None}
     counts = {"gain": 2.0, "photons_per_pixel": 3.0, "split": "binomial", "neighbour_correlation": 0.01}
     section = {"ok": True, "all": valid, "active": invalid, "counts": counts, "crop": [0, 64, 0, 64], "frames": 100}
-    out = ps.figure({"photon_split": section}, tmp_path)
+    out = photon_split_figure({"photon_split": section}, tmp_path)
     assert out is not None and (tmp_path / "photon_split.png").stat().st_size > 0
 
 

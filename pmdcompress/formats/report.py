@@ -18,8 +18,10 @@ import numpy as np
 from ._version import FormatId, read_json, read_version
 
 #: Version 2 adds the ``photon_split`` section and the ``photon_split_*`` metrics (version 1 reports have
-#: neither; they read as they are).
-REPORT = FormatId("pmdcompress-report", 2, (1, 2), "report")
+#: neither; they read as they are).  Version 3: the split denoises ``crop`` (a margin around the scored
+#: region) and scores ``scored`` only (``margin`` says how much); a refused split carries no scores; the
+#: noise-only residual ratio and local correlation leave out what a ring of pixels explains (``corr_noise``).
+REPORT = FormatId("pmdcompress-report", 3, (1, 2, 3), "report")
 REPORT_NAME = "report.json"
 
 

@@ -392,10 +392,55 @@ def movie_preview(data: dict, folder: Path, *, max_side: int = 192):
 
 
 def photon_split_figure(data: dict, folder: Path):
-    """Photon splitting's error reduction and signal removed (drawn by :mod:`pmdcompress.report.photon_split`)."""
-    from .photon_split import figure
-
-    return figure(data, folder)
+    """Error reduction (with its range) and signal removed, all pixels and most active, from the split."""
+    section = data.get("photon_split")
+    if not section:
+        return None
+    fig = _figure(PANEL * 2.6, PANEL)
+    axes = fig.subplots(1, 2)
+    if not section.get("ok"):
+        for ax in axes:
+            ax.axis("off")
+        axes[0].text(0.0, 0.5, "photon splitting: no valid number\n" + str(section.get("reason", "")),
+                     ha="left", va="center", fontsize=8, wrap=True)
+        return _save(fig, folder, "photon_split.png"), "Photon splitting was not possible on this movie (reason above)."
+    labels = ("all pixels", "most active 10 %")
+    sets = [section["all"], section["active"]]
+    ax = axes[0]
+    for i, s in enumerate(sets):
+        er = s.get("error_reduction")
+        if er is None:  # this set's estimate was not positive: no number, said so (never a made-up bar)
+            ax.text(i, 0.0, "  no valid number", va="bottom", fontsize=7)
+            continue
+        lo, hi = s.get("error_reduction_low") or er, s.get("error_reduction_high") or er
+        ax.errorbar([i], [er], yerr=[[er - lo], [hi - er]], fmt="o", color="C0", capsize=4)
+        ax.text(i, er, f"  {er:.1f}x", va="center", fontsize=7)
+    ax.set_xticks(range(2), labels, fontsize=7)
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_ylabel("error reduction (raw MSE / denoised MSE)", fontsize=8)
+    ax.set_title("photon splitting: error reduction", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax = axes[1]
+    for i, s in enumerate(sets):
+        if s.get("signal_removed") is None:  # no estimate for this set: said so, never a bar at zero
+            ax.text(i, 0.0, "no valid number", ha="center", va="bottom", fontsize=7)
+            continue
+        v = 100 * s["signal_removed"]
+        ax.bar([i], [v], color=["C0", "C3"][i])
+        ax.text(i, v, f"{v:.1f} %", ha="center", va="bottom", fontsize=7)
+    ax.axhline(10, color="0.5", lw=0.8, ls="--")
+    ax.set_xticks(range(2), labels, fontsize=7)
+    ax.set_ylabel("signal removed (% of B's signal variance)", fontsize=8)
+    ax.set_title("signal left in the residual", fontsize=9)
+    ax.tick_params(labelsize=7)
+    c = section["counts"]
+    return _save(fig, folder, "photon_split.png"), (
+        f"Photon splitting on the crop {section['crop']} ({section['frames']} frames), scored on its central "
+        f"region {section.get('scored', section['crop'])} (a margin of {section.get('margin', [0] * 4)} pixels "
+        "denoised around it keeps the crop's cut cells out of the score): the raw counts (gain "
+        f"{c['gain']:.3g} ADU/photon, {c['photons_per_pixel']:.2f} photons per pixel per frame, {c['split']} split, "
+        f"neighbour noise correlation {c['neighbour_correlation']:.3f}) split into halves A and B; A is compressed "
+        "with the store's parameters and scored against B (bars: +- 2 standard errors over time blocks).")
 
 
 def render_all(data: dict, folder: Path, store, *, movie_preview_gif: bool = False,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,18 @@ settings.register_profile("pmd", derandomize=True, deadline=None, print_blob=Tru
 settings.load_profile("pmd")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sigint_delivered():
+    # A background job of a non-interactive shell (`nohup pytest &`) starts with SIGINT ignored, and its children
+    # inherit that: the Ctrl-C cases would wait for an interrupt that never comes. Install the handler an
+    # interactive run has (children then start with SIGINT at its default).
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True)

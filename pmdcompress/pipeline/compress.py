@@ -414,13 +414,14 @@ def _statistics_finish(acc, *, chunks, n_frames: int, frame_shape, chunk: int, d
     height, width = frame_shape
     with blas_threads(1):
         mean = (total / n_frames).reshape(height, width).astype(np.float32)
+        # Without the fast signals a region shares (a one-photon microscope's flicker): noise (preprocess).
+        noise = coherent_noise_std(power, count) if count else None
         trend = knots = None
         if detrend and len(chunks) >= 2:
-            noise_flat = coherent_noise_std(power, count) if count else np.ones(height * width)
-            trend, knots = _baseline(chunks, n_frames, np.stack(chunk_means) - mean.reshape(1, -1), noise_flat,
-                                     chunk)
-        # Without the fast signals a region shares (a one-photon microscope's flicker): noise (preprocess).
-        noise = coherent_noise_std(power, count) if count else np.zeros((height * width,))
+            trend, knots = _baseline(chunks, n_frames, np.stack(chunk_means) - mean.reshape(1, -1),
+                                     noise if noise is not None else np.ones(height * width), chunk)
+        if noise is None:
+            noise = np.zeros((height * width,))
     return mean, noise.reshape(height, width).astype(np.float32), trend, knots
 
 
@@ -433,8 +434,8 @@ def _add_sums(acc, part, keep_means: bool = True):
     return total + part_total, power + part_power, count + part_count, means
 
 
-def _add_sums_no_means(acc, part):
-    return _add_sums(acc, part, keep_means=False)
+#: Without ``detrend`` the chunk means are not needed.
+_add_sums_no_means = functools.partial(_add_sums, keep_means=False)
 
 
 def _driver_cpu(job: _Job, part: str, seconds: float) -> None:

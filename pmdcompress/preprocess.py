@@ -110,6 +110,10 @@ def ring_mean(frames: np.ndarray, inner: int = RING_INNER, outer: int = RING_OUT
     return (total_out - total_in) / np.maximum(counts, 1), counts
 
 
+#: Fewest frames (of differences) on which a region's shared signal is regressed out (:func:`remove_coherent`):
+#: fewer leave too little to tell it from the noise.
+COHERENT_MIN_FRAMES = 8
+
 #: Float64 values per block of :func:`ring_products` (32 MB): bounds the annulus means' memory.
 _RING_BLOCK = 2**22
 
@@ -130,6 +134,20 @@ def ring_products(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
         cross += np.einsum("tyx,tyx->yx", part, mean)
         power += np.einsum("tyx,tyx->yx", mean, mean)
     return cross, power, counts
+
+
+def add_ring_band(ring: np.ndarray, band: np.ndarray, frame_shape) -> None:
+    """Add to ``ring`` (2, P) one segment's band (bins, P) complex spectrum: each pixel's cross power with its
+    annulus mean and the annulus mean's power, over the real and the imaginary parts (:func:`ring_products`)."""
+    for part in (band.real, band.imag):
+        cross, mean_power, _ = ring_products(part.reshape(-1, *frame_shape))
+        ring[0] += cross.ravel()
+        ring[1] += mean_power.ravel()
+
+
+def coherent_sums(power: np.ndarray, ring: np.ndarray, dof: float) -> np.ndarray:
+    """(4, P) sums for :func:`coherent_noise_std`: band power, the two annulus sums, the band's effective values."""
+    return np.vstack([np.reshape(power, (1, -1)), ring, np.full((1, ring.shape[1]), dof)])
 
 
 @functools.lru_cache(maxsize=32)
@@ -246,7 +264,7 @@ class NoiseAccumulator:
         chunks add up)."""
         if self.ring is None:
             raise ValueError("the annulus sums need NoiseAccumulator(frame_shape=...)")
-        return np.vstack([self.power[None], self.ring, np.full((1, len(self.power)), self.dof)])
+        return coherent_sums(self.power, self.ring, self.dof)
 
     def add(self, block: np.ndarray) -> None:
         """Add a block of consecutive frames, shape (n, n_pixels), any numeric dtype."""
@@ -264,11 +282,7 @@ class NoiseAccumulator:
             spec = scipy.fft.rfft(buf, axis=0, workers=1, overwrite_x=True)
             _band_power_kernel(spec, lo, hi, power)
             if ring is not None:
-                band = spec[lo:hi]
-                for part in (band.real, band.imag):
-                    cross, mean_power, _ = ring_products(part.reshape(-1, *self.frame_shape))
-                    ring[0] += cross.ravel()
-                    ring[1] += mean_power.ravel()
+                add_ring_band(ring, spec[lo:hi], self.frame_shape)
             self.count += hi - lo
         self.power += power / norm
         if ring is not None:
@@ -448,7 +462,7 @@ def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 64) -> tupl
     idx = np.arange(0, step * n, step)
     d = frames[idx + 1] - frames[idx]
     d -= d.mean(axis=0)
-    if n >= 8:
+    if n >= COHERENT_MIN_FRAMES:
         # A fast signal shared by a region (flicker, background) is not noise: leave out what each
         # pixel's difference shares with its annulus (a 1-p movie's flicker read 0.98 here).
         d = remove_coherent(d)

@@ -413,14 +413,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     half = int(math.ceil(2 * opts.cell_radius))
     box = (min(2 * half + 1, fac.dims[0]), min(2 * half + 1, fac.dims[1]))
     smooth_corr, contrast = seed_score(corr, size=4 * opts.cell_radius + 1)
-    _mode = __import__("os").environ.get("PMD_SEED", "")
-    if _mode:
-        score = activity if _mode == "act" else smooth_corr * np.maximum(activity, 0)
-        seeds = find_seeds(score, threshold=-np.inf, min_distance=opts.min_distance,
-                           exclude=(smooth_corr < opts.corr_threshold) | (contrast < opts.contrast_threshold)
-                           | (activity < opts.min_activity))
-    else:
-        seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
+    seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
                        exclude=(contrast < opts.contrast_threshold) | (activity < opts.min_activity))
     # Seed regions and, through every update, the supports stay within support_radius cell radii of the
     # seed (+1 pixel, the first dilation): the alternating updates would otherwise let a footprint drift onto

@@ -60,10 +60,6 @@ class Blocks:
             raise TypeError("an in-memory scratch array cannot leave this process")
         return self.__dict__
 
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
-
     def _offset(self, block: int, start: int) -> int:
         return ((block * self.shape[1]) + start) * self.shape[2] * self.dtype.itemsize
 

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.fft
 
 from ..formats.store import piecewise_linear_df
-from ..preprocess import band_dof, coherent_noise_std, ring_products, welch_band
+from ..preprocess import add_ring_band, band_dof, coherent_noise_std, coherent_sums, welch_band
 from .kernels import DIRECTIONS, _band_kernel, _window_kernel
 
 
@@ -154,11 +154,7 @@ class Spectra:
             spec_r = scipy.fft.rfft(rw, axis=0, workers=1, overwrite_x=True)
             _band_kernel(spec_y, spec_r, self.lo, self.hi, self.weights, high, low, pooled)
             if ring is not None:
-                band = spec_y[self.lo : self.hi]
-                for part in (band.real, band.imag):
-                    cross, power, _ = ring_products(part.reshape(-1, *self.frame_shape))
-                    ring[0] += cross.ravel()
-                    ring[1] += power.ravel()
+                add_ring_band(ring, spec_y[self.lo : self.hi], self.frame_shape)
             self.n_segments += 1
         self.high += high / self.norm
         self.low += low / self.norm
@@ -203,8 +199,7 @@ class Spectra:
         count = self.n_segments * (self.hi - self.lo)
         if self.ring is None or not count:
             return self.noise_std()[0]
-        return coherent_noise_std(np.vstack([self.high[:1], self.ring, np.full((1, self.high.shape[1]), self.dof)]),
-                                  count)
+        return coherent_noise_std(coherent_sums(self.high[0], self.ring, self.dof), count)
 
     def band_ratio(self) -> np.ndarray:
         """(3, P) mean power per bin in the lower band over that in the upper half band (1 = white)."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..parallel import blas_threads, default_workers
-from ..preprocess import WELCH_SEGMENT, remove_coherent
+from ..preprocess import COHERENT_MIN_FRAMES, WELCH_SEGMENT, remove_coherent
 from ..progress import null_progress
 from .kernels import moments, neighbour_sums
 from .noise import Spectra
@@ -27,9 +27,6 @@ CHUNK_PIXELS = 16 * 2**20
 CORRELATION_FRAMES = 1024
 
 
-#: Fewest frames of a chunk whose differences measure the noise's local correlation (each pixel's share of its
-#: annulus is fitted over them).
-COHERENT_MIN_FRAMES = 8
 
 
 #: Frames used for the Welch spectra (noise std of raw, denoised and residual).
@@ -169,8 +166,8 @@ def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=N
                 # The noise alone: frame differences less what each pixel shares with its annulus
                 # (flicker, background), whose neighbour products the raw slot of the kernel sums.
                 noise = remove_coherent(np.diff(np.asarray(y, np.float32), axis=0))
-                part["noise_neighbours"] = neighbour_sums(noise, np.zeros(noise.shape, np.float32),
-                                                          np.zeros((height, width), np.float32))[0]
+                # only the raw slot (x - mu) is kept, so the noise stands in for the denoised frames too
+                part["noise_neighbours"] = neighbour_sums(noise, noise, np.zeros((height, width), np.float32))[0]
                 part["noise_frames"] = n - 1
         if i in plan.spectrum:
             sp = Spectra(n_pix, plan.segment, weights, frame_shape=(height, width))

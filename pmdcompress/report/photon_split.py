@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..options import MIN_FRAMES
-from ..preprocess import coherent_share, remove_coherent
+from ..preprocess import COHERENT_MIN_FRAMES, coherent_share, remove_coherent
 from .heldout import central_crop
 
 __all__ = ["CORRELATION_LIMIT", "Counts", "cross_correlations", "neighbour_correlation", "photon_split",
@@ -76,8 +76,6 @@ COHERENT_LIMIT = 0.05
 #: What a user can do when the movie's noise is not shot noise (appended to the refusals).
 RAW_COUNTS_HINT = ("; photon splitting needs the detector's own counts: give the movie as the camera wrote it, before "
                    "the acquisition software's filtering, resampling or rescaling")
-#: Fewest differences in a block for fitting each pixel's share of its annulus.
-COHERENT_MIN_FRAMES = 8
 
 
 @dataclass

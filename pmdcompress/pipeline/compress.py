@@ -56,7 +56,7 @@ from ..preprocess import (
     chunk_statistics,
     coherent_noise_std,
     live_pixels,
-    noise_neighbour_correlation,
+    noise_lag_correlation,
     safe_scale,
     trend_basis,
 )
@@ -474,11 +474,12 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     live = stats.live
     cpu = time.thread_time()
     fit = executor.scatter(stats.fit)  # its standardisation (and the scratch's path) to every worker, once
-    correlation = round_correlation(executor.map(_neighbour_task, [fit])[0])
+    profile = executor.map(_neighbour_task, [fit])[0]  # the noise's correlation at lags 1.. along y and x
+    correlation = round_correlation((profile[0][0], profile[1][0]))
     _driver_cpu(job, "neighbour_correlation", time.thread_time() - cpu)
     cpu = time.thread_time()
     thresholds = null_thresholds(job.solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
-                                 seed=opts.seed, workers=executor.workers, noise_correlation=correlation,
+                                 seed=opts.seed, workers=executor.workers, noise_correlation=profile,
                                  progress=job.progress, executor=executor)
     job.timings["null_s"] = time.perf_counter() - t_null
     _driver_cpu(job, "null", time.thread_time() - cpu)
@@ -679,8 +680,8 @@ def _copy_task(args):
 
 
 def _neighbour_task(fit: FitBuffer):
-    """The noise's neighbour correlation on (at most 64 pairs of) standardised fit frames."""
-    return noise_neighbour_correlation(LazyFrames(fit))
+    """The noise's correlation at lags 1.. along y and x on (at most 64 pairs of) standardised fit frames."""
+    return noise_lag_correlation(LazyFrames(fit))
 
 
 def _statistics_task(args):

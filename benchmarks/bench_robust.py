@@ -1,6 +1,6 @@
 """Benchmark: is the residual (raw minus denoised) the noise, and only the noise, on every kind of movie?
 
-    python benchmarks/bench_robust.py [--quick] [--cases NAME ...] [--no-real] [--out benchmarks/results/robust.json]
+    PYTHONPATH=. python benchmarks/bench_robust.py [--quick] [--cases NAME ...] [--no-real] [--out benchmarks/results/robust.json]
 
 Issue 13 asks, on every real movie and with the defaults only, for a residual std within 0.95-1.10 of the noise
 std and a residual local correlation within 0.02 of what the noise alone gives.  Short movies (a fit of k
@@ -223,7 +223,6 @@ def main(argv=None) -> None:
     ap.add_argument("--no-real", action="store_true")
     ap.add_argument("--out", default=str(HERE / "results" / "robust.json"))
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     cases = SIM_CASES
     if args.quick:
         cases = [c for c in SIM_CASES if c[0] in QUICK]

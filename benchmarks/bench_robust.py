@@ -1,6 +1,6 @@
 """Benchmark: is the residual (raw minus denoised) the noise, and only the noise, on every kind of movie?
 
-    PYTHONPATH=. python benchmarks/bench_robust.py [--quick] [--cases NAME ...] [--no-real] [--out benchmarks/results/robust.json]
+    PYTHONPATH=. python benchmarks/bench_robust.py [--quick] [--cases NAME ...] [--no-real] [--out FILE.json]
 
 Issue 13 asks, on every real movie and with the defaults only, for a residual std within 0.95-1.10 of the noise
 std and a residual local correlation within 0.02 of what the noise alone gives.  Short movies (a fit of k
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 

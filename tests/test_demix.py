@@ -698,3 +698,28 @@ def test_faint_dark_holes_are_not_silent_somata():
         centres = [tuple(int(v) for v in c) for c in found.origins + 9]
         assert found.n == len(wanted), (contrast, centres)
         assert all(min(np.hypot(cy - y, cx - x) for y, x in centres) <= 2 for cy, cx in wanted), centres
+
+
+def test_active_components_need_a_clear_transient_on_two_photon_only():
+    """Two-photon active components need a peak 5 noise SDs high (or a clear soma in the mean image); one-photon
+    and voltage keep the old floor of 1, and a value given is kept."""
+    from pmdcompress.options import DemixOptions
+
+    assert DemixOptions.create(kind="2p", cell_radius=6.0).resolved(600).min_snr == 5.0
+    assert DemixOptions.create(kind="1p", cell_radius=6.0).resolved(600).min_snr == 1.0
+    assert DemixOptions.create(kind="voltage", cell_radius=6.0).resolved(600).min_snr == 1.0
+    assert DemixOptions.create(kind="2p", cell_radius=6.0, min_snr=2.5).resolved(600).min_snr == 2.5
+
+
+def test_weak_dim_components_are_dropped_but_a_weak_bright_soma_is_kept(sparse, tmp_path):
+    """The SNR test on the neurofinder-like simulation: every accepted active component under SNR 5 is a clear
+    soma of the mean image, and lowering the floor only adds components (the rule removes, never reshapes)."""
+    from pmdcompress.demix.pipeline import BRIGHT_SOMA_CONTRAST
+
+    res = dm.demix(sparse["store"], tmp_path / "d.demix.zarr", fs=7.0, figures=False, seed_from_mean=False)
+    met = res.metrics
+    weak = met["snr"] < 5.0
+    assert np.all(met["mean_contrast"][weak] >= BRIGHT_SOMA_CONTRAST)
+    loose = dm.demix(sparse["store"], tmp_path / "l.demix.zarr", fs=7.0, figures=False, seed_from_mean=False,
+                     min_snr=1.0)
+    assert loose.n_components >= res.n_components

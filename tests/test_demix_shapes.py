@@ -186,7 +186,7 @@ def test_mean_image_blobs_in_bright_texture_are_not_somata_but_filled_somata_are
     spots = [(y, x) for y in range(4, dims[0] - 4, 6) for x in range(84, dims[1] - 4, 6)]
     for y, x in spots:
         y, x = y + rng.integers(-1, 2), x + rng.integers(-1, 2)
-        mean += rng.uniform(15, 30) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.2**2))
+        mean += rng.uniform(20, 40) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.6**2))
     somata = [(30, 25), (60, 50), (95, 30), (60, 120)]  # the last one inside the texture, twice as bright
     for k, c in enumerate(somata):
         mean += (60.0 if k == 3 else 30.0) * _disk(dims, c, 5.5)
@@ -213,4 +213,4 @@ def test_mean_image_blobs_in_bright_texture_are_not_somata_but_filled_somata_are
         loose = _mean_footprints(mean, none, opts, (23, 23))
     finally:
         pipeline.MEAN_BLOB_TEXTURE_CONTRAST = saved
-    assert MEAN_BLOB_TEXTURE_CONTRAST > 0 and loose.n > found.n
+    assert MEAN_BLOB_TEXTURE_CONTRAST > 0 and loose.n >= found.n + 2

@@ -161,3 +161,19 @@ def test_pooled_noise_raises_the_error_reduction_of_a_short_movie(tmp_path, monk
     gain_own, _ = _scores(raw, clean)
     assert gain > 1.15 * gain_own
     assert 0.95 <= ratio <= 1.10
+
+
+def test_report_reads_a_short_movie_of_pure_noise_as_noise(tmp_path):
+    """20 frames of white noise: the residual is the noise less its mean over the frames (and the little that a
+    false pass or two fit), so the report's ratios must read about sqrt(1 - 1/20) and 1 (per-pixel medians of two
+    5-value estimates read 0.944)."""
+    from pmdcompress.pipeline.report import make_report
+
+    movie = (1000 + 20 * np.random.default_rng(7).standard_normal((20, 96, 96))).astype(np.float32)
+    store = pmdcompress.compress(movie, tmp_path / "noise.pmd.zarr", workers=1)
+    assert store.metadata.total_rank <= 4  # a few false passes at most
+    r = make_report(movie, store, tmp_path / "rep", heldout=False, photon_split=False)
+    m = {k: v["value"] for k, v in r["metrics"].items()}
+    assert 0.96 < m["residual_ratio_noise_only"] <= np.sqrt(1 - 1 / 20) + 1e-9
+    assert m["residual_ratio_median"] == pytest.approx(m["residual_ratio_noise_only"], abs=0.015)
+    assert m["residual_noise_ratio_median"] == pytest.approx(1.0, abs=0.02)

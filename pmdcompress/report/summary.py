@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..preprocess import band_dof
 from .kernels import DENOISED, DIFFERENCE, RAW, RESIDUAL, local_correlation, neighbour_correlations, smooth
 from .noise import filter_fractions, hat_diagonal, rank_map
 from .passes import PassResult, Plan
@@ -24,6 +25,21 @@ RESIDUAL_LOW, RESIDUAL_HIGH = 0.95, 1.10
 
 #: Residual local correlation above the noise's by more than this flags removed signal.
 CORRELATION_FLAG = 0.1
+
+#: Effective values of the band that each locally pooled noise estimate behind the residual ratios should rest on:
+#: with fewer, the median over pixels of a ratio of two noisy estimates reads low (pure noise of 20 frames, fit by
+#: nothing: 0.944 per pixel, 0.971 pooled over 1 px).
+RATIO_VALUES = 200.0
+
+
+def ratio_width(n_frames: int, segment: int) -> float:
+    """Gaussian width (pixels, at least 1) over which the residual ratios pool their noise estimates.
+
+    A Gaussian of width ``s`` pools about ``4 pi s^2`` pixels; each pixel's band holds
+    :func:`pmdcompress.preprocess.band_dof` values (16 for 63 frames, 4.7 for 20).
+    """
+    values = band_dof(int(n_frames), int(segment)) if n_frames >= 4 else 1.0
+    return max(1.0, math.sqrt(RATIO_VALUES / max(values, 1.0) / (4.0 * math.pi)))
 
 
 def metric(value, definition: str, description: str, units: str | None = None) -> dict:
@@ -178,8 +194,9 @@ def summarize(res: PassResult, store, plan: Plan, *, has_movie: bool) -> dict:
     var_raw = (sums[1] - sums[0] ** 2).reshape(shape)
     maps["var_raw"] = var_raw
     err = _error_maps(res, store, plan, est, var_raw, sums[5].reshape(shape), maps)
-    flags = _residual_flags(err, est, maps)
-    _residual_maps(res, plan, n_frames, est, var_raw, var_den, sums[5].reshape(shape), maps)
+    width = ratio_width(n_frames, plan.segment)
+    flags = _residual_flags(err, est, maps, width)
+    _residual_maps(res, plan, n_frames, est, var_raw, var_den, sums[5].reshape(shape), maps, width)
     metrics.update(_noise_numbers(est, plan, maps, err))
     metrics.update(_gain_numbers(err, maps))
     metrics.update(_residual_numbers(flags, maps, corr_frames))
@@ -227,13 +244,15 @@ def _error_maps(res: PassResult, store, plan: Plan, est: _NoiseEstimate, var_raw
             maps["corr_noise"] = local_correlation(res.noise_neighbours, res.noise_frames)
     else:
         rho = (0.0, 0.0, 0.0, 0.0)
-    df = hat_diagonal(store, rho) + maps["rank"] / n_frames
+    # The per-pixel mean is fitted too: it keeps 1 / n_frames of the noise (a 20-frame movie's residual of pure
+    # noise reads sqrt(1 - 1/20) = 0.975 of the noise).
+    df = hat_diagonal(store, rho) + (maps["rank"] + 1.0) / n_frames
     maps["df"] = df
     filtered = bool(store.metadata.parameters.get("temporal_filter"))
     fractions = None
     if filtered:
         fractions = filter_fractions(store)
-        maps["df_filtered"] = hat_diagonal(store, rho, fractions) + maps["rank"] / n_frames
+        maps["df_filtered"] = hat_diagonal(store, rho, fractions) + (maps["rank"] + 1.0) / n_frames
 
     # Error of the denoised movie: neighbour-frame validation of the full fit.
     n_pairs = max(res.pair_count, 1)
@@ -292,17 +311,17 @@ def _lost_signal(excess: np.ndarray) -> np.ndarray:
     return np.where(excess > centre + 3 * spread, np.maximum(excess, 0.0), 0.0)
 
 
-def _residual_flags(err: _ErrorModel, est: _NoiseEstimate, maps: dict) -> _Flags:
+def _residual_flags(err: _ErrorModel, est: _NoiseEstimate, maps: dict, width: float = 1.0) -> _Flags:
     """What was removed: residual RMS over the raw noise, flagged outside [RESIDUAL_LOW, RESIDUAL_HIGH].
 
-    The ratio of local (1 px Gaussian) averages, on the same frames: the
-    per-pixel ratio is noisy (a few % for 1500 frames) while removed signal and
-    kept noise are spatially extended.
+    The ratio of local (Gaussian, ``width`` px: :func:`ratio_width`) averages, on
+    the same frames: the per-pixel ratio is noisy (a few % for 1500 frames) while
+    removed signal and kept noise are spatially extended.
     """
     res_sq, sigma = err.res_sq, est.sigma
     with np.errstate(invalid="ignore", divide="ignore"):
         maps["residual_ratio_pixel"] = np.sqrt(res_sq) / est.safe_sigma
-        ratio = np.sqrt(smooth(res_sq, 1.0) / smooth(sigma**2, 1.0))
+        ratio = np.sqrt(smooth(res_sq, width) / smooth(sigma**2, width))
     maps["residual_ratio"] = ratio
     flags = np.zeros(ratio.shape, np.int8)
     flags[ratio < RESIDUAL_LOW] = -1
@@ -318,7 +337,7 @@ def _residual_flags(err: _ErrorModel, est: _NoiseEstimate, maps: dict) -> _Flags
 
 
 def _residual_maps(res: PassResult, plan: Plan, n_frames: int, est: _NoiseEstimate, var_raw, var_den, msq_res,
-                   maps: dict) -> None:
+                   maps: dict, width: float = 1.0) -> None:
     """The residual's lag-1 correlation and, with spectra, its noise maps and trefide's SNR gain."""
     lag_pairs = max(n_frames - plan.n_chunks, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -328,7 +347,8 @@ def _residual_maps(res: PassResult, plan: Plan, n_frames: int, est: _NoiseEstima
         with np.errstate(invalid="ignore", divide="ignore"):
             maps["noise_denoised"] = noise[1]
             maps["noise_residual"] = noise[2]
-            maps["residual_noise_ratio"] = noise[2] / est.safe_sigma
+            # pooled like residual_ratio: a per-pixel ratio of two short movies' band estimates has a low median
+            maps["residual_noise_ratio"] = np.sqrt(smooth(noise[2] ** 2, width) / smooth(est.sigma**2, width))
             maps["residual_band_ratio"] = est.band[2]
             pmd_raw = np.sqrt(np.maximum(var_raw, 0)) / est.safe_sigma
             pmd_den = np.sqrt(np.maximum(var_den, 0)) / np.where(noise[1] > 0, noise[1], np.nan)

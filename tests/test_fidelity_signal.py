@@ -52,6 +52,12 @@ def test_signal_removed_on_a_subset_is_the_scores_own_number():
 def dense(tmp_path_factory):
     """A dense two-photon simulation (the regime closest to neurofinder's packed cells), compressed with defaults."""
     folder = tmp_path_factory.mktemp("dense")
+    with pytest.MonkeyPatch.context() as patch:  # conftest's per-test cache folder is not set yet for this fixture
+        patch.setenv("PMD_CACHE_DIR", str(folder / "null-cache"))
+        return _dense(folder)
+
+
+def _dense(folder):
     info = simulate_movie(folder / "dense.tif", kind="2p-dense", n_frames=500, shape=(80, 80), n_neurons=25,
                           seed=2)
     raw = tifffile.imread(info["movie"]).astype(np.float32)

@@ -66,6 +66,24 @@ def _batches(items: list, client, per_task: int | None) -> list[list]:
     return [items[i : i + per_task] for i in range(0, len(items), per_task)]
 
 
+def _submit_batches(client, func: Callable, items: list, per_task: int | None = None):
+    """FUNC over ITEMS on the cluster, one task per batch (:func:`_batches`); returns the tasks' futures and
+    their batch sizes, for :func:`_await_batches`."""
+    batches = _batches(items, client, per_task)
+    futures = client.map(functools.partial(_run_batch, func), batches, pure=False)
+    return futures, [len(b) for b in batches]
+
+
+def _await_batches(futures: list, sizes: list, on_done: Callable | None) -> None:
+    """Wait for every task of :func:`_submit_batches`, calling ON_DONE once per item of each that finishes."""
+    from dask.distributed import as_completed
+
+    size = {f.key: n for f, n in zip(futures, sizes, strict=True)}
+    for fut in as_completed(futures):
+        for _ in range(size[fut.key] if on_done else 0):
+            on_done()
+
+
 def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, client=None,
               on_done: Callable | None = None, per_task: int | None = None) -> list:
     """``[func(item) for item in items]``, in parallel; results in input order.
@@ -86,14 +104,8 @@ def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, cl
     """
     items = list(items)
     if client is not None:
-        from dask.distributed import as_completed
-
-        batches = _batches(items, client, per_task)
-        futures = client.map(functools.partial(_run_batch, func), batches, pure=False)
-        sizes = {f.key: len(b) for f, b in zip(futures, batches, strict=True)}
-        for fut in as_completed(futures):
-            for _ in range(sizes[fut.key] if on_done else 0):
-                on_done()
+        futures, sizes = _submit_batches(client, func, items, per_task)
+        _await_batches(futures, sizes, on_done)
         return [result for batch in client.gather(futures) for result in batch]
     workers = default_workers() if workers is None else workers
     if workers <= 1 or len(items) <= 1:
@@ -198,17 +210,13 @@ class Executor:
                 for result in self.map(func, members, on_done=on_done):
                     acc = combine(acc, result)
             return acc if finish is None else finish(acc)
-        from dask.distributed import as_completed, wait
+        from dask.distributed import wait
 
         acc = None
         for members in self.groups(items):
-            batches = _batches(members, self.client, None)
-            futures = self.client.map(functools.partial(_run_batch, func), batches, pure=False)
-            sizes = {f.key: len(b) for f, b in zip(futures, batches, strict=True)}
+            futures, sizes = _submit_batches(self.client, func, members)
             acc = self.client.submit(_fold_into, combine, acc, *futures, pure=False)
-            for fut in as_completed(futures):
-                for _ in range(sizes[fut.key] if on_done else 0):
-                    on_done()
+            _await_batches(futures, sizes, on_done)
             wait([acc])  # one group in flight at a time: bounded memory on the workers
             if acc.status == "error":
                 acc.result()  # raises the first task's error now, not after every group

@@ -231,6 +231,20 @@ def test_map_fold_finishes_where_the_fold_ran(client):
     assert Executor(1, client).map_fold(tuple, [], compress_module._add_sums, finish=lambda acc: acc) is None
 
 
+def test_cluster_maps_report_every_item_once_and_keep_the_order(client):
+    """map_tasks and map_fold share the cluster batching: results in input order, one on_done per item."""
+    from pmdcompress.parallel import Executor, map_tasks
+
+    items = list(range(37))
+    done = []
+    assert map_tasks(abs, [-i for i in items], client=client, on_done=lambda: done.append(1), per_task=5) == items
+    assert len(done) == len(items)
+    done.clear()
+    folded = Executor(1, client).map_fold(str, items, lambda acc, x: (acc or "") + x + ",",
+                                          on_done=lambda: done.append(1))
+    assert folded == "".join(f"{i}," for i in items) and len(done) == len(items)
+
+
 def test_on_a_cluster_a_worker_hashes_the_input_not_the_driver(movie, client, tmp_path, monkeypatch):
     import hashlib
 

@@ -168,3 +168,49 @@ def test_soma_shape_cuts_a_dendrite_off_a_soma_keeps_round_somata_whole_and_drop
     assert not (fp.values[1][15:17, 23:] > 0).any()
     np.testing.assert_array_equal(fp.support[1], fp.values[1] > 0)
     np.testing.assert_array_equal(fp.values[3], values[3])
+
+
+def test_mean_image_blobs_in_bright_texture_are_not_somata_but_filled_somata_are():
+    """Silent somata from the mean image: filled somata stand out of their surround; neuropil texture
+    (many small bright spots, each above the whole image's robust spread) does not make components."""
+    from dataclasses import replace
+
+    from pmdcompress.demix.pipeline import MEAN_BLOB_TEXTURE_CONTRAST, _mean_footprints
+    from pmdcompress.options import DemixOptions
+
+    rng = np.random.default_rng(3)
+    dims = (120, 160)
+    mean = 100.0 + rng.normal(0, 1.0, dims)
+    # textured right half: boutons and dendrite cross-sections, 2-3 px bright spots every ~6 px
+    yy, xx = np.mgrid[: dims[0], : dims[1]]
+    spots = [(y, x) for y in range(4, dims[0] - 4, 6) for x in range(84, dims[1] - 4, 6)]
+    for y, x in spots:
+        y, x = y + rng.integers(-1, 2), x + rng.integers(-1, 2)
+        mean += rng.uniform(15, 30) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.2**2))
+    somata = [(30, 25), (60, 50), (95, 30), (60, 120)]  # the last one inside the texture, twice as bright
+    for k, c in enumerate(somata):
+        mean += (60.0 if k == 3 else 30.0) * _disk(dims, c, 5.5)
+    opts = DemixOptions.create(fs=7.0, cell_radius=5.5).resolved(600)
+    opts = replace(opts, cell_radius=5.5, highpass_sigma=7.7, min_size=int(0.25 * np.pi * 5.5**2))
+    none = hals.Footprints(np.zeros((0, 2), np.int64), np.zeros((0, 23, 23), np.float32),
+                           np.zeros((0, 23, 23), bool), dims)
+    found = _mean_footprints(mean, none, opts, (23, 23))
+    truth = _masks([_disk(dims, c, 5.5) for c in somata])
+    masks = (found.to_sparse() > 0).astype(np.float32).tocsc()
+    centers = np.array([np.divmod(masks.indices[masks.indptr[j] : masks.indptr[j + 1]], dims[1])
+                        for j in range(found.n)], dtype=object)
+    centers = np.array([[np.mean(c[0]), np.mean(c[1])] for c in centers]).reshape(-1, 2)
+    hits = iou_matrix(masks, truth).max(axis=0) if found.n else np.zeros(len(somata))
+    assert np.all(hits >= 0.3), hits  # every filled soma, the one in the texture too
+    in_texture = (centers[:, 1] >= 80) & (np.hypot(centers[:, 0] - 60, centers[:, 1] - 120) > 8)
+    assert found.n == len(somata) and not in_texture.any(), centers
+    # without the texture test the same spots are taken as somata (the test above can fail)
+    import pmdcompress.demix.pipeline as pipeline
+
+    saved = pipeline.MEAN_BLOB_TEXTURE_CONTRAST
+    try:
+        pipeline.MEAN_BLOB_TEXTURE_CONTRAST = 0.0
+        loose = _mean_footprints(mean, none, opts, (23, 23))
+    finally:
+        pipeline.MEAN_BLOB_TEXTURE_CONTRAST = saved
+    assert MEAN_BLOB_TEXTURE_CONTRAST > 0 and loose.n > found.n

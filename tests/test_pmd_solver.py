@@ -19,9 +19,13 @@ def low_snr():
 
 
 @pytest.fixture(scope="module")
-def stores(low_snr):
+def stores(low_snr, tmp_path_factory):
     noisy, _ = low_snr
-    return {m: pmdcompress.compress(noisy, method=m, patch_shape=24, overlap=6) for m in ("svd", "pmd")}
+    # A module fixture runs before conftest's per-test cache folder is set: set it here too, or these stores
+    # would use the null thresholds cached in the user's home by another version of the solver.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PMD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "null-cache"))
+        return {m: pmdcompress.compress(noisy, method=m, patch_shape=24, overlap=6) for m in ("svd", "pmd")}
 
 
 def test_pmd_denoises_more_than_svd(low_snr, stores):

@@ -56,7 +56,8 @@ from ..preprocess import (
     chunk_statistics,
     coherent_noise_std,
     live_pixels,
-    noise_neighbour_correlation,
+    noise_lag_correlation,
+    pooled_noise,
     safe_scale,
     trend_basis,
 )
@@ -416,6 +417,9 @@ def _statistics_finish(acc, *, chunks, n_frames: int, frame_shape, chunk: int, d
         mean = (total / n_frames).reshape(height, width).astype(np.float32)
         # Without the fast signals a region shares (a one-photon microscope's flicker): noise (preprocess).
         noise = coherent_noise_std(power, count) if count else None
+        if noise is not None:
+            # A short movie's per-pixel estimates are poor (35 % for 63 frames): pooled with their neighbours'.
+            noise = pooled_noise(noise.reshape(height, width), mean, float(power[3][0]) - 1.0).ravel()
         trend = knots = None
         if detrend and len(chunks) >= 2:
             trend, knots = _baseline(chunks, n_frames, np.stack(chunk_means) - mean.reshape(1, -1),
@@ -474,11 +478,12 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
     live = stats.live
     cpu = time.thread_time()
     fit = executor.scatter(stats.fit)  # its standardisation (and the scratch's path) to every worker, once
-    correlation = round_correlation(executor.map(_neighbour_task, [fit])[0])
+    profile = executor.map(_neighbour_task, [fit])[0]  # the noise's correlation at lags 1.. along y and x
+    correlation = round_correlation((profile[0][0], profile[1][0]))
     _driver_cpu(job, "neighbour_correlation", time.thread_time() - cpu)
     cpu = time.thread_time()
     thresholds = null_thresholds(job.solver, tiling.patch_shape, plan.n_frames, false_pass=opts.false_pass,
-                                 seed=opts.seed, workers=executor.workers, noise_correlation=correlation,
+                                 seed=opts.seed, workers=executor.workers, noise_correlation=profile,
                                  progress=job.progress, executor=executor)
     job.timings["null_s"] = time.perf_counter() - t_null
     _driver_cpu(job, "null", time.thread_time() - cpu)
@@ -679,8 +684,8 @@ def _copy_task(args):
 
 
 def _neighbour_task(fit: FitBuffer):
-    """The noise's neighbour correlation on (at most 64 pairs of) standardised fit frames."""
-    return noise_neighbour_correlation(LazyFrames(fit))
+    """The noise's correlation at lags 1.. along y and x on (at most 64 pairs of) standardised fit frames."""
+    return noise_lag_correlation(LazyFrames(fit))
 
 
 def _statistics_task(args):

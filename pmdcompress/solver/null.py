@@ -87,12 +87,45 @@ def _kernel(rho: float) -> np.ndarray:
     return lag1(hi)[1]
 
 
+def _profile_kernel(lags) -> np.ndarray:
+    """A symmetric 1-D kernel whose output has correlations ``lags`` (at distances 1, 2, ...) on white input.
+
+    Spectral factorisation: the power spectrum of the correlation sequence
+    (clipped at a small floor where estimation noise makes it negative), its
+    square root as a zero-phase filter, cut to ``2 len(lags) + 2`` taps each side.
+    """
+    lags = np.asarray(lags, np.float64)
+    size = 256
+    k = np.arange(1, len(lags) + 1)
+    f = np.arange(size) / size
+    spectrum = 1.0 + 2.0 * np.cos(2 * np.pi * np.outer(f, k)) @ lags
+    spectrum = np.maximum(spectrum, 1e-4 * spectrum.max())
+    taps = np.fft.ifft(np.sqrt(spectrum)).real
+    half = 2 * len(lags) + 2
+    return np.concatenate([taps[-half:], taps[: half + 1]])
+
+
+def _axis_kernel(correlation) -> np.ndarray:
+    """The kernel for one axis: a lag-1 correlation (float) or the correlations at lags 1, 2, ... (a sequence)."""
+    if np.ndim(correlation) == 0:
+        return _kernel(float(correlation))
+    if len(correlation) == 1:
+        return _kernel(float(correlation[0]))
+    return _profile_kernel(correlation)
+
+
 def correlated_noise(rng, n_frames: int, patch_shape, correlation=(0.0, 0.0)) -> np.ndarray:
-    """N(0, 1)-like noise (n_frames, h*w) with the given neighbour correlations (rho_y, rho_x)."""
+    """N(0, 1)-like noise (n_frames, h*w) with the given correlations along y and x.
+
+    ``correlation = (rho_y, rho_x)``: each the correlation between neighbours
+    (a float), or the correlations at distances 1, 2, ... pixels (a tuple, see
+    :func:`pmdcompress.preprocess.noise_lag_correlation`).
+    """
     h, w = (int(v) for v in patch_shape)
-    if correlation[0] == 0.0 and correlation[1] == 0.0:
+    if all(np.all(np.asarray(c) == 0.0) for c in correlation):
         return rng.standard_normal((int(n_frames), h * w), dtype=np.float32)
-    ky, kx = (_kernel(r).astype(np.float32) for r in correlation)
+    ky, kx = (_axis_kernel(c).astype(np.float32) for c in correlation)
+    ky, kx = ky / np.linalg.norm(ky), kx / np.linalg.norm(kx)
     ry, rx = len(ky) // 2, len(kx) // 2
     field = rng.standard_normal((int(n_frames), h + 2 * ry, w + 2 * rx), dtype=np.float32)
     # Separable 'valid' filtering: every output pixel sees a full kernel, as inside a large field.
@@ -104,6 +137,36 @@ def correlated_noise(rng, n_frames: int, patch_shape, correlation=(0.0, 0.0)) ->
 def round_correlation(correlation) -> tuple[float, float]:
     """Neighbour correlations rounded to 0.02 (so near-equal movies share a cached null); |rho| < 0.03 -> 0."""
     return tuple(0.0 if abs(r) < 0.03 else round(round(float(r) / 0.02) * 0.02, 2) for r in correlation)
+
+
+#: A correlation beyond the first lag below this enters no null (two-photon movies: |rho| <= 0.035 at lag 2).
+FAR_LAG_MIN = 0.05
+
+
+def null_correlation(profile) -> tuple:
+    """The null's noise correlation from :func:`pmdcompress.preprocess.noise_lag_correlation`'s profile.
+
+    The correlations beyond the first lag are kept only from
+    :data:`FAR_LAG_MIN` (and up to the last that is); where no axis keeps any,
+    the plain pair of neighbour correlations rounded by :func:`round_correlation`
+    (the same null, and cache entry, as before lags were measured), else every
+    kept lag rounded to 0.001.
+    """
+    rounded = []
+    for lags in profile:
+        lags = [float(r) for r in np.atleast_1d(lags)]
+        far = [0.0 if abs(r) < FAR_LAG_MIN else r for r in lags[1:]]
+        while far and far[-1] == 0.0:
+            far.pop()
+        rounded.append(lags[:1] + far)
+    if any(len(r) > 1 for r in rounded):
+        # The null's spectrum is built from these: rounding to 0.02 would add a floor of a few % of its power
+        # at high spatial frequencies, where smooth noise has almost none (and the roughness test looks).
+        return tuple(tuple(round(r, 3) for r in lags) for lags in rounded)
+    rounded = [[round_correlation(r[:1])[0]] for r in rounded]
+    if all(len(r) == 1 for r in rounded):
+        return tuple(r[0] for r in rounded)
+    return tuple(rounded)
 
 
 def _null_task(args):
@@ -132,10 +195,12 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
         Leading candidates of each noise patch that enter the null.
     false_pass : float
         Probability that a pure-noise component is kept.
-    noise_correlation : (float, float)
+    noise_correlation : (float, float) or two sequences
         Correlation of the noise between vertical and horizontal neighbours
-        (see :func:`pmdcompress.preprocess.noise_neighbour_correlation`); the
-        null noise is given the same correlation.
+        (see :func:`pmdcompress.preprocess.noise_neighbour_correlation`), or
+        at distances 1, 2, ... along each axis
+        (:func:`pmdcompress.preprocess.noise_lag_correlation`, rounded by
+        :func:`null_correlation`); the null noise is given the same correlation.
     progress : callable, optional
         Progress factory (see :mod:`pmdcompress.progress`); a cached null shows none.
     executor : pmdcompress.parallel.Executor, optional
@@ -144,11 +209,12 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
         simulation is seeded by its index, so the thresholds do not depend on
         where it ran.
     """
-    noise_correlation = round_correlation(noise_correlation)
+    noise_correlation = null_correlation(noise_correlation)
     key = cache_key(
         solver=solver.params(), patch_shape=list(map(int, patch_shape)),
         n_frames=int(n_frames), n_sims=n_sims, n_components=n_components,
-        false_pass=false_pass, seed=seed, noise_correlation=list(noise_correlation),
+        false_pass=false_pass, seed=seed, noise_correlation=[list(c) if isinstance(c, tuple) else c
+                                                             for c in noise_correlation],
     )
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     folder = cache_dir() if use_cache else None

@@ -88,20 +88,25 @@ def _tf_dual_from_residual(r, z):
     """
     m = z.shape[0]
     mid = (m + 1) // 2
-    z1 = 0.0  # z[t-1]
-    z2 = 0.0  # z[t-2]
-    for t in range(mid):
-        zt = r[t] + 2.0 * z1 - z2
-        z[t] = zt
-        z2 = z1
-        z1 = zt
-    z1 = 0.0  # z[i+1]
-    z2 = 0.0  # z[i+2]
-    for i in range(m - 1, mid - 1, -1):
-        zi = r[i + 2] + 2.0 * z1 - z2
+    n_back = m - mid  # mid or mid - 1
+    f1 = 0.0  # z[t-1]
+    f2 = 0.0  # z[t-2]
+    b1 = 0.0  # z[i+1]
+    b2 = 0.0  # z[i+2]
+    # The two halves are independent chains of dependent additions: one loop runs both, so each waits
+    # on its own latency only (the same operations in the same order: the same floats).
+    for k in range(n_back):
+        zt = r[k] + 2.0 * f1 - f2
+        z[k] = zt
+        f2 = f1
+        f1 = zt
+        i = m - 1 - k
+        zi = r[i + 2] + 2.0 * b1 - b2
         z[i] = zi
-        z2 = z1
-        z1 = zi
+        b2 = b1
+        b1 = zi
+    if mid > n_back:
+        z[mid - 1] = r[mid - 1] + 2.0 * f1 - f2
 
 
 @jit

@@ -107,6 +107,20 @@ class Tiling:
         ny, nx = len(wy), len(wx)
         return np.repeat(wy, nx, axis=0), np.tile(wx, (ny, 1))
 
+    def coverage(self) -> np.ndarray:
+        """How many patches cover each pixel, (Y, X) int: 1 in a patch's interior, 2 or 4 where patches overlap.
+
+        The reconstruction blends the patches' fits where they overlap; the
+        benchmarks and tests compare the signal kept there with the interiors'.
+        """
+        cy = np.zeros(self.frame_shape[0], np.int64)
+        cx = np.zeros(self.frame_shape[1], np.int64)
+        for s in self.starts_y:
+            cy[s : s + self.patch_shape[0]] += 1
+        for s in self.starts_x:
+            cx[s : s + self.patch_shape[1]] += 1
+        return cy[:, None] * cx[None, :]
+
     def patch_slices(self, i: int) -> tuple[slice, slice]:
         y0, x0 = self.origins[i]
         py, px = self.patch_shape

@@ -56,7 +56,8 @@ from ..preprocess import COHERENT_MIN_FRAMES, coherent_share, remove_coherent
 from .heldout import central_crop
 
 __all__ = ["CORRELATION_LIMIT", "Counts", "cross_correlations", "neighbour_correlation", "photon_split",
-           "photon_transfer", "prepare_counts", "report_crops", "report_margin", "score", "split"]
+           "photon_transfer", "prepare_counts", "report_crops", "report_margin", "score", "signal_removed", "split",
+           "true_signal_removed"]
 
 #: Largest |median correlation of first differences| with a neighbour treated as independent noise.
 CORRELATION_LIMIT = 0.03
@@ -532,6 +533,44 @@ def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndar
         out[name] = _score_set(per_block, sizes, mask, t)
     out["active_fraction"] = float(active.mean())
     return out
+
+
+def signal_removed(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, mask: np.ndarray, *,
+                   chunk: int = 256) -> float:
+    """Share of ``b``'s signal variance that the residual ``a - denoised`` holds, pooled over the pixels of MASK.
+
+    The ``signal_removed`` of :func:`score` on any set of pixels (``mask``, (h, w)
+    bool), e.g. where patches overlap against their interiors: the covariance
+    of the residual with ``b`` over ``b``'s signal variance ``var_t(b) -
+    mean_t(b)``, summed over the set (:func:`true_signal_removed` is the same
+    against a simulation's clean movie).  NaN when the set holds no signal.
+    """
+    return _removed(a, b, denoised, mask, chunk=chunk, b_is_clean=False)
+
+
+def true_signal_removed(noisy: np.ndarray, clean: np.ndarray, denoised: np.ndarray, mask: np.ndarray, *,
+                        chunk: int = 256) -> float:
+    """Ground truth of :func:`signal_removed` on a simulation: the residual's covariance with the clean movie over
+    the clean movie's temporal variance, pooled over MASK."""
+    return _removed(noisy, clean, denoised, mask, chunk=chunk, b_is_clean=True)
+
+
+def _removed(a, b, denoised, mask, *, chunk: int, b_is_clean: bool) -> float:
+    mask = np.asarray(mask, bool)
+    t = a.shape[0]
+    sums = {k: np.zeros(int(mask.sum())) for k in ("b", "b2", "r", "rb")}
+    for t0 in range(0, t, chunk):
+        sel = slice(t0, min(t0 + chunk, t))
+        B = np.asarray(b[sel], np.float64)[:, mask]
+        R = np.asarray(a[sel], np.float64)[:, mask] - np.asarray(denoised[sel], np.float64)[:, mask]
+        sums["b"] += B.sum(axis=0)
+        sums["b2"] += np.einsum("tp,tp->p", B, B)
+        sums["r"] += R.sum(axis=0)
+        sums["rb"] += np.einsum("tp,tp->p", R, B)
+    mean_b = sums["b"] / t
+    signal = np.sum(sums["b2"] / t - mean_b**2 - (0.0 if b_is_clean else mean_b))
+    removed = np.sum(sums["rb"] / t - (sums["r"] / t) * mean_b)
+    return float(removed / signal) if signal > 0 else math.nan
 
 
 def _score_set(per_block: dict, sizes: np.ndarray, mask: np.ndarray, t: int) -> dict:

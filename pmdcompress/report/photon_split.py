@@ -588,8 +588,17 @@ def signal_removed(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, mask: np.
     of the residual with ``b`` over ``b``'s signal variance ``var_t(b) -
     mean_t(b)``, summed over the set (:func:`true_signal_removed` is the same
     against a simulation's clean movie).  NaN when the set holds no signal.
+    ``mask`` may also be folds ``[(frames, mask), ...]`` (:func:`active_folds`), pooled.
     """
+    if isinstance(mask, list):
+        return _pooled_removed(a, b, denoised, mask, chunk=chunk, b_is_clean=False)
     return _removed(a, b, denoised, mask, chunk=chunk, b_is_clean=False)
+
+
+def _pooled_removed(a, b, denoised, folds, *, chunk: int, b_is_clean: bool) -> float:
+    sums = [_removed_sums(a[f], b[f], denoised[f], m, chunk=chunk, b_is_clean=b_is_clean) for f, m in folds]
+    removed, signal = sum(x[0] for x in sums), sum(x[1] for x in sums)
+    return float(removed / signal) if signal > 0 else math.nan
 
 
 def true_signal_removed(noisy: np.ndarray, clean: np.ndarray, denoised: np.ndarray, mask, *,
@@ -601,9 +610,7 @@ def true_signal_removed(noisy: np.ndarray, clean: np.ndarray, denoised: np.ndarr
     (:func:`active_folds`: each mask over its frames, pooled), as :func:`score`'s ``active`` set.
     """
     if isinstance(mask, list):
-        sums = [_removed_sums(noisy[f], clean[f], denoised[f], m, chunk=chunk, b_is_clean=True) for f, m in mask]
-        removed, signal = sum(s[0] for s in sums), sum(s[1] for s in sums)
-        return float(removed / signal) if signal > 0 else math.nan
+        return _pooled_removed(noisy, clean, denoised, mask, chunk=chunk, b_is_clean=True)
     return _removed(noisy, clean, denoised, mask, chunk=chunk, b_is_clean=True)
 
 

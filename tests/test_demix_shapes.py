@@ -136,16 +136,44 @@ def test_two_components_on_one_soma_are_merged_but_touching_somata_are_not():
     soma = _disk(box, (10, 10), 5)
     shifted = np.roll(soma, 1, axis=1)
     rng = np.random.default_rng(1)
-    c = rng.standard_normal((4, 200))  # uncorrelated traces: only the masks can tell duplicates
+    c = rng.standard_normal((4, 200))
+    # 0 and 1 both carry the soma's transients, correlated well under the trace test's 0.8: only the masks can
+    # tell they are duplicates
+    c[1] = 0.5 * c[0] + rng.standard_normal(200)
+    assert 0 < np.corrcoef(c[0], c[1])[0, 1] < 0.8
     origins = np.array([[5, 5], [5, 5], [5, 30], [5, 39]])  # 0 and 1: one soma; 2 and 3: 9 px apart, touching
     values = np.stack([soma, shifted, soma, soma]).astype(np.float32)
     fp = hals.Footprints(origins, values, values > 0, dims)
-    merged, c2, fixed = _merge(fp, c, 0.8, np.zeros(4, bool), mask_threshold=0.2)
+    # _merge writes the merged footprint and trace into its arguments: give it copies
+    merged, c2, fixed = _merge(hals.Footprints(origins, values.copy(), values > 0, dims), c.copy(), 0.8,
+                               np.zeros(4, bool), mask_threshold=0.2)
     assert merged.n == 3
     assert sorted(map(tuple, merged.origins.tolist())) == [(5, 5), (5, 30), (5, 39)]
-    # without the mask test, uncorrelated duplicates stay apart
+    # without the mask test, weakly correlated duplicates stay apart
     kept, _, _ = _merge(fp, c, 0.8, np.zeros(4, bool))
     assert kept.n == 4
+
+
+def test_overlapping_components_with_anti_correlated_traces_are_two_sources():
+    # A soma and a larger component around it (a neighbour, neuropil) whose masks overlap past the duplicate
+    # test: their least-squares traces anti-correlate, so they are not one soma split in two.
+    dims, box = (40, 40), (21, 21)
+    soma = _disk(box, (10, 10), 4)
+    around = _disk(box, (10, 10), 8)
+    rng = np.random.default_rng(2)
+    shared = rng.standard_normal(300)
+    c = np.stack([shared + 0.3 * rng.standard_normal(300), -shared + 0.3 * rng.standard_normal(300)])
+    fp = hals.Footprints(np.array([[5, 5], [5, 5]]), np.stack([soma, around]).astype(np.float32),
+                         np.stack([soma, around]) > 0, dims)
+    kept, c2, _ = _merge(fp, c.copy(), 0.8, np.zeros(2, bool), mask_threshold=0.2)
+    assert kept.n == 2
+    np.testing.assert_array_equal(c2, c)
+    np.testing.assert_array_equal(kept.values, fp.values)
+    # the same masks with traces that share the transients are one object
+    c[1] = shared + 0.3 * rng.standard_normal(300) + 2.0 * rng.standard_normal(300)
+    assert 0 < np.corrcoef(c[0], c[1])[0, 1] < 0.8
+    merged, _, _ = _merge(fp, c.copy(), 0.8, np.zeros(2, bool), mask_threshold=0.2)
+    assert merged.n == 1
 
 
 def test_soma_shape_cuts_a_dendrite_off_a_soma_keeps_round_somata_whole_and_drops_a_dendrite():

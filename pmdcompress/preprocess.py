@@ -84,6 +84,73 @@ def _segments(n_frames: int, segment: int) -> list[tuple[int, int]]:
     return [(s, s + seg) for s in starts]
 
 
+@jit
+def _box_mean_kernel(frame, r, column, passed, out):
+    # out = mean of frame (Y, X) over the (2r + 1)^2 box, zeros outside the frame, by running sums along y
+    # (into passed), then along x: the operations of scipy.ndimage.uniform_filter(mode="constant") in its order
+    # (a running sum that adds entering - leaving, over the side), so the same values to the bit, without its
+    # line buffers and temporaries.
+    h, w = frame.shape
+    if r == 0:  # scipy leaves a box of one pixel alone (no running sum)
+        for y in range(h):
+            for x in range(w):
+                out[y, x] = frame[y, x]
+        return
+    size = float(2 * r + 1)
+    for x in range(w):
+        column[x] = 0.0
+    for j in range(min(r + 1, h)):
+        for x in range(w):
+            column[x] += frame[j, x]
+    for x in range(w):
+        passed[0, x] = column[x] / size
+    for y in range(1, h):
+        enter, leave = y + r, y - 1 - r
+        for x in range(w):
+            a = frame[enter, x] if enter < h else 0.0
+            b = frame[leave, x] if leave >= 0 else 0.0
+            column[x] += a - b
+            passed[y, x] = column[x] / size
+    for y in range(h):
+        total = 0.0
+        for j in range(min(r + 1, w)):
+            total += passed[y, j]
+        out[y, 0] = total / size
+        for x in range(1, w):
+            enter, leave = x + r, x - 1 - r
+            a = passed[y, enter] if enter < w else 0.0
+            b = passed[y, leave] if leave >= 0 else 0.0
+            total += a - b
+            out[y, x] = total / size
+
+
+@jit
+def _ring_mean_kernel(frames, inner, outer, counts, means):
+    # means[t] = (box sum within outer - box sum within inner) / max(counts, 1), frame by frame
+    n, h, w = frames.shape
+    column = np.empty(w)
+    passed = np.empty((h, w))
+    box_out = np.empty((h, w))
+    box_in = np.empty((h, w))
+    area_out = float((2 * outer + 1) ** 2)
+    area_in = float((2 * inner + 1) ** 2)
+    for t in range(n):
+        _box_mean_kernel(frames[t], outer, column, passed, box_out)
+        _box_mean_kernel(frames[t], inner, column, passed, box_in)
+        for y in range(h):
+            for x in range(w):
+                means[t, y, x] = (box_out[y, x] * area_out - box_in[y, x] * area_in) / float(max(counts[y, x], 1))
+
+
+def _box_counts(shape, r: int) -> np.ndarray:
+    """How many pixels of the (2r + 1)^2 box around each pixel lie inside a frame of ``shape``, (Y, X) int64."""
+    h, w = shape
+    ys, xs = np.arange(h), np.arange(w)
+    along_y = np.minimum(ys + r, h - 1) - np.maximum(ys - r, 0) + 1
+    along_x = np.minimum(xs + r, w - 1) - np.maximum(xs - r, 0) + 1
+    return np.outer(along_y, along_x).astype(np.int64)
+
+
 def ring_mean(frames: np.ndarray, inner: int = RING_INNER, outer: int = RING_OUTER) -> tuple[np.ndarray, np.ndarray]:
     """Mean of each pixel's square annulus ``inner < max(|dy|, |dx|) <= outer``, frame by frame.
 
@@ -97,21 +164,12 @@ def ring_mean(frames: np.ndarray, inner: int = RING_INNER, outer: int = RING_OUT
         Pixels outside the frame are left out of the mean; ``counts`` is how
         many annulus pixels each mean has (0: none, the mean is 0).
     """
-    from scipy import ndimage
-
     frames = np.asarray(frames, np.float64)
-
-    def box(r):
-        # sums over the (2r + 1)^2 box, zeros outside the frame (uniform filters: running sums in C)
-        side = 2 * r + 1
-        total = ndimage.uniform_filter(frames, size=(1, side, side), mode="constant") * side**2
-        count = ndimage.uniform_filter(np.ones(frames.shape[1:]), size=side, mode="constant") * side**2
-        return total, np.rint(count).astype(np.int64)
-
-    total_out, count_out = box(outer)
-    total_in, count_in = box(inner)
-    counts = count_out - count_in
-    return (total_out - total_in) / np.maximum(counts, 1), counts
+    counts = _box_counts(frames.shape[1:], outer) - _box_counts(frames.shape[1:], inner)
+    means = np.empty(frames.shape, np.float64)
+    if frames.size:
+        _ring_mean_kernel(frames, int(inner), int(outer), counts, means)
+    return means, counts
 
 
 #: Fewest frames (of differences) on which a region's shared signal is regressed out (:func:`remove_coherent`):

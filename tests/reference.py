@@ -107,3 +107,21 @@ def epilogue(product, mean, out, lo, hi, do_round):
     if do_round:
         v = np.clip(np.floor(v + np.float32(0.5)), np.float32(lo), np.float32(hi))
     out[...] = v.astype(out.dtype)
+
+
+def ring_mean(frames, inner, outer):
+    """Twin of :func:`pmdcompress.preprocess.ring_mean`: annulus means from scipy's box filters (zeros outside)."""
+    from scipy import ndimage
+
+    frames = np.asarray(frames, np.float64)
+
+    def box(r):
+        side = 2 * r + 1
+        total = ndimage.uniform_filter(frames, size=(1, side, side), mode="constant") * side**2
+        count = ndimage.uniform_filter(np.ones(frames.shape[1:]), size=side, mode="constant") * side**2
+        return total, np.rint(count).astype(np.int64)
+
+    total_out, count_out = box(outer)
+    total_in, count_in = box(inner)
+    counts = count_out - count_in
+    return (total_out - total_in) / np.maximum(counts, 1), counts

@@ -125,21 +125,60 @@ def _box_mean_kernel(frame, r, column, passed, out):
 
 
 @jit
+def _annulus_mean_kernel(frame, inner, outer, counts, column, passed, box_out, box_in, mean):
+    # mean = (box sum within outer - box sum within inner) / max(counts, 1) of one frame (ring_mean's arithmetic)
+    h, w = frame.shape
+    area_out = float((2 * outer + 1) ** 2)
+    area_in = float((2 * inner + 1) ** 2)
+    _box_mean_kernel(frame, outer, column, passed, box_out)
+    _box_mean_kernel(frame, inner, column, passed, box_in)
+    for y in range(h):
+        for x in range(w):
+            mean[y, x] = (box_out[y, x] * area_out - box_in[y, x] * area_in) / float(max(counts[y, x], 1))
+
+
+@jit
 def _ring_mean_kernel(frames, inner, outer, counts, means):
-    # means[t] = (box sum within outer - box sum within inner) / max(counts, 1), frame by frame
     n, h, w = frames.shape
     column = np.empty(w)
     passed = np.empty((h, w))
     box_out = np.empty((h, w))
     box_in = np.empty((h, w))
-    area_out = float((2 * outer + 1) ** 2)
-    area_in = float((2 * inner + 1) ** 2)
     for t in range(n):
-        _box_mean_kernel(frames[t], outer, column, passed, box_out)
-        _box_mean_kernel(frames[t], inner, column, passed, box_in)
+        _annulus_mean_kernel(frames[t], inner, outer, counts, column, passed, box_out, box_in, means[t])
+
+
+@jit
+def _ring_products_kernel(frames, inner, outer, counts, block, cross, power):
+    # cross += sum_t x_t * m_t, power += sum_t m_t^2 (m_t the annulus mean of frame t), summed per block of
+    # frames from zero and then added, as einsum over blocks of ring_mean's means adds them (the same values
+    # to the bit), without the blocks' means ever existing.
+    n, h, w = frames.shape
+    column = np.empty(w)
+    passed = np.empty((h, w))
+    box_out = np.empty((h, w))
+    box_in = np.empty((h, w))
+    frame = np.empty((h, w))
+    mean = np.empty((h, w))
+    part_cross = np.empty((h, w))
+    part_power = np.empty((h, w))
+    for t0 in range(0, n, block):
+        part_cross[:] = 0.0
+        part_power[:] = 0.0
+        for t in range(t0, min(t0 + block, n)):
+            for y in range(h):
+                for x in range(w):
+                    frame[y, x] = float(frames[t, y, x])
+            _annulus_mean_kernel(frame, inner, outer, counts, column, passed, box_out, box_in, mean)
+            for y in range(h):
+                for x in range(w):
+                    m = mean[y, x]
+                    part_cross[y, x] += frame[y, x] * m
+                    part_power[y, x] += m * m
         for y in range(h):
             for x in range(w):
-                means[t, y, x] = (box_out[y, x] * area_out - box_in[y, x] * area_in) / float(max(counts[y, x], 1))
+                cross[y, x] += part_cross[y, x]
+                power[y, x] += part_power[y, x]
 
 
 def _box_counts(shape, r: int) -> np.ndarray:
@@ -176,25 +215,24 @@ def ring_mean(frames: np.ndarray, inner: int = RING_INNER, outer: int = RING_OUT
 #: fewer leave too little to tell it from the noise.
 COHERENT_MIN_FRAMES = 8
 
-#: Float64 values per block of :func:`ring_products` (32 MB): bounds the annulus means' memory.
+#: Float64 values per block of :func:`remove_coherent` (32 MB): bounds the annulus means' memory; the sums of
+#: :func:`ring_products` add blocks of this many values.
 _RING_BLOCK = 2**22
 
 
 def ring_products(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per pixel, over frames: sum of x * (annulus mean), sum of (annulus mean)^2, annulus pixel counts.
 
-    ``frames`` (n, Y, X) is taken in blocks of frames, so that the annulus
-    means (:func:`ring_mean`) never all exist at once.
+    The annulus means (:func:`ring_mean`) are made frame by frame and never
+    kept; the sums add blocks of frames' sums (the order the values depend on).
     """
+    frames = np.asarray(frames)
     n, h, w = frames.shape
     cross, power = np.zeros((h, w)), np.zeros((h, w))
-    counts = np.zeros((h, w), np.int64)
-    step = max(1, _RING_BLOCK // max(h * w, 1))
-    for t0 in range(0, n, step):
-        part = np.asarray(frames[t0 : t0 + step], np.float64)
-        mean, counts = ring_mean(part)
-        cross += np.einsum("tyx,tyx->yx", part, mean)
-        power += np.einsum("tyx,tyx->yx", mean, mean)
+    counts = _box_counts((h, w), RING_OUTER) - _box_counts((h, w), RING_INNER)
+    if n and h and w:
+        step = max(1, _RING_BLOCK // max(h * w, 1))
+        _ring_products_kernel(frames, RING_INNER, RING_OUTER, counts, step, cross, power)
     return cross, power, counts
 
 

@@ -125,3 +125,16 @@ def ring_mean(frames, inner, outer):
     total_in, count_in = box(inner)
     counts = count_out - count_in
     return (total_out - total_in) / np.maximum(counts, 1), counts
+
+
+def ring_products(frames, inner, outer, block):
+    """Twin of :func:`pmdcompress.preprocess.ring_products`: einsums of :func:`ring_mean` over blocks of frames."""
+    frames = np.asarray(frames)
+    cross, power = np.zeros(frames.shape[1:]), np.zeros(frames.shape[1:])
+    counts = None
+    for t0 in range(0, len(frames), block):
+        part = np.asarray(frames[t0 : t0 + block], np.float64)
+        mean, counts = ring_mean(part, inner, outer)
+        cross += np.einsum("tyx,tyx->yx", part, mean)
+        power += np.einsum("tyx,tyx->yx", mean, mean)
+    return cross, power, counts

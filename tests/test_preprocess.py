@@ -65,3 +65,21 @@ def test_ring_mean_matches_scipy_box_filters_to_the_bit(shape, inner, outer):
     band = (frames + 1j * frames[::-1]).astype(np.complex64)
     np.testing.assert_array_equal(ring_mean(band.real, inner, outer)[0],
                                   reference.ring_mean(band.real.astype(np.float64), inner, outer)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ring_products_match_einsums_of_the_annulus_means(monkeypatch, dtype):
+    import reference
+    from pmdcompress import preprocess
+
+    monkeypatch.setattr(preprocess, "_RING_BLOCK", 3 * 23 * 30)  # blocks of 3 frames: 13 frames in 5 blocks
+    rng = np.random.default_rng(4)
+    frames = (rng.normal(size=(13, 23, 30)) * 10 + 50).astype(dtype)
+    got = preprocess.ring_products(frames)
+    want = reference.ring_products(frames, preprocess.RING_INNER, preprocess.RING_OUTER, 3)
+    np.testing.assert_array_equal(got[2], want[2])
+    for a, b in zip(got[:2], want[:2], strict=True):
+        np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=1e-6)
+        # the same additions in the same order: equal to the bit here; a numpy whose einsum fuses multiply-adds
+        # would differ in the last bits only
+        np.testing.assert_allclose(a, b, rtol=1e-12)

@@ -84,15 +84,17 @@ def score_row(a, b, den, region, options, rank, cpu) -> dict:
     inner = (slice(None), slice(y0, y1), slice(x0, x1))
     A, B, D = a[inner], b[inner], den[inner]
     sc = ps.score(A, B, D)
-    active = ps.active_pixels(A)
+    # the score's own active set: each half of the frames on the pixels chosen on B's other half
+    folds = ps.active_folds(B)
+    active = np.any([m for _, m in folds], axis=0)
     tiling = Tiling.create(a.shape[1:], options.get("patch_shape", 32), options.get("overlap", 8))
     overlap = tiling.coverage()[y0:y1, x0:x1] > 1
     # B's signal variance per pixel, (var_t - mean_t): which of the two sets holds the brighter cells
     signal = B.astype(np.float64).var(axis=0) - B.astype(np.float64).mean(axis=0)
     return {"er_all": sc["all"]["error_reduction"], "er_active": sc["active"]["error_reduction"],
             "removed_all": sc["all"]["signal_removed"], "removed_active": sc["active"]["signal_removed"],
-            "removed_active_overlap": ps.signal_removed(A, B, D, active & overlap),
-            "removed_active_interior": ps.signal_removed(A, B, D, active & ~overlap),
+            "removed_active_overlap": ps.signal_removed(A, B, D, [(f, m & overlap) for f, m in folds]),
+            "removed_active_interior": ps.signal_removed(A, B, D, [(f, m & ~overlap) for f, m in folds]),
             "removed_all_overlap": ps.signal_removed(A, B, D, overlap),
             "removed_all_interior": ps.signal_removed(A, B, D, ~overlap),
             "signal_active_overlap": float(signal[active & overlap].mean()) if (active & overlap).any() else None,
@@ -111,6 +113,7 @@ def removed_parts(a, b, den, region) -> dict:
     A = np.asarray(a, np.float64)
     B = np.asarray(b, np.float64)
     R = A - np.asarray(den, np.float64)
+    # chosen on A (all frames): a decomposition of the residual, not the score's active set (ps.active_folds)
     active = ps.active_pixels(A[inner])
     signal = _signal(B[inner], active)
     out = {"removed_active": _cov(R[inner], B[inner], active) / signal}

@@ -42,10 +42,15 @@ def test_signal_removed_on_a_subset_is_the_scores_own_number():
     assert ps.signal_removed(a, b, den, active) == pytest.approx(result["active"]["signal_removed"], rel=1e-9)
     assert ps.signal_removed(a, b, den, np.ones_like(active)) == pytest.approx(result["all"]["signal_removed"],
                                                                               rel=1e-9)
+    # the score's default active set: the folds chosen on B's other half of the frames
+    folds = ps.active_folds(b)
+    assert ps.signal_removed(a, b, den, folds) == pytest.approx(ps.score(a, b, den)["active"]["signal_removed"],
+                                                                rel=1e-9)
     # the truth of the same denoiser on the noiseless movie: exactly the 40 % it shrinks
     clean = signal / 2
     shrunk = 0.6 * clean + 0.4 * clean.mean(axis=0)
     assert ps.true_signal_removed(clean, clean, shrunk, active) == pytest.approx(0.4, abs=1e-9)
+    assert ps.true_signal_removed(clean, clean, shrunk, folds) == pytest.approx(0.4, abs=1e-9)
 
 
 @pytest.fixture(scope="module")

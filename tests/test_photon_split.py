@@ -132,6 +132,50 @@ def test_temporal_smoothing_is_scored_by_its_true_error(independent):
     assert result["active"]["signal_removed"] > 0.15
 
 
+def test_the_most_active_pixels_are_chosen_apart_from_what_scores_them(independent):
+    """Each fold's pixels come from B's other half of the frames only: A, dA and B's scored frames cannot move them."""
+    adu, _, _ = independent
+    a, b = ps.split(ps.prepare_counts(adu), 0)
+    folds = ps.active_folds(b)
+    t = a.shape[0]
+    np.testing.assert_array_equal(np.sort(np.concatenate([f for f, _ in folds])), np.arange(t))
+    (second, chosen_on_first), (first, chosen_on_second) = folds
+    assert first.max() < second.min() and chosen_on_first.mean() == pytest.approx(ps.ACTIVE_FRACTION, abs=0.01)
+    noisy = b.copy()
+    noisy[second] += np.random.default_rng(5).poisson(3.0, noisy[second].shape)  # B's scored frames of fold 1
+    moved = ps.active_folds(noisy)
+    np.testing.assert_array_equal(moved[0][1], chosen_on_first)
+    assert not np.array_equal(moved[1][1], chosen_on_second)
+    # The score's own active set is these folds, whatever the denoiser.
+    for den in (a, np.zeros_like(a)):
+        result = ps.score(a, b, den)
+        assert result["active"]["pixels"] == round(np.mean([m.sum() for _, m in folds]))
+
+
+def fold_truth(folds, a, denoised, truth):
+    """True error reduction of ``denoised`` over each fold's pixels and frames, pooled."""
+    raw = sum(np.sum((a[f][:, m] - truth[f][:, m]) ** 2) for f, m in folds)
+    den = sum(np.sum((denoised[f][:, m] - truth[f][:, m]) ** 2) for f, m in folds)
+    return raw / den
+
+
+@pytest.mark.parametrize(("alpha", "temporal_sigma"), [(0.5, 0.0), (0.1, 0.0), (1.0, 2.0)])
+def test_the_most_active_pixels_score_matches_the_truth_on_them(independent, alpha, temporal_sigma):
+    """Error reduction and signal removed on the active folds against ground truth on the same pixels and frames."""
+    adu, clean, feet = independent
+    counts = ps.prepare_counts(adu)
+    a, b = ps.split(counts, 0)
+    den = oracle_denoiser(feet, alpha, temporal_sigma)(a.astype(np.float32))
+    result = ps.score(a, b, den)
+    folds = ps.active_folds(b)
+    truth = (clean - counts.offsets) / (2 * counts.gain)
+    assert result["active"]["error_reduction"] == pytest.approx(fold_truth(folds, a, den, truth), rel=0.10)
+    true_removed = ps.true_signal_removed(a, truth, den, folds)
+    assert result["active"]["signal_removed"] == pytest.approx(true_removed, abs=0.05)
+    if temporal_sigma:
+        assert true_removed > 0.15  # blurred transients: the residual holds signal, and the estimate sees it
+
+
 def test_signal_removed_is_zero_for_a_faithful_denoiser(independent):
     adu, clean, feet = independent
     result, _ = run(adu, clean, oracle_denoiser(feet, 0.0))

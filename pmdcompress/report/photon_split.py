@@ -55,9 +55,9 @@ from ..options import MIN_FRAMES
 from ..preprocess import COHERENT_MIN_FRAMES, coherent_share, remove_coherent
 from .heldout import central_crop
 
-__all__ = ["CORRELATION_LIMIT", "Counts", "cross_correlations", "neighbour_correlation", "photon_split",
-           "photon_transfer", "prepare_counts", "report_crops", "report_margin", "score", "signal_removed", "split",
-           "true_signal_removed"]
+__all__ = ["CORRELATION_LIMIT", "Counts", "active_folds", "active_pixels", "cross_correlations",
+           "neighbour_correlation", "photon_split", "photon_transfer", "prepare_counts", "report_crops",
+           "report_margin", "score", "signal_removed", "split", "true_signal_removed"]
 
 #: Largest |median correlation of first differences| with a neighbour treated as independent noise.
 CORRELATION_LIMIT = 0.03
@@ -476,23 +476,59 @@ def _smooth(image, sigma=1.0):
     return gaussian_filter(np.asarray(image, np.float64), sigma, mode="nearest")
 
 
-def active_pixels(a: np.ndarray, fraction: float = ACTIVE_FRACTION) -> np.ndarray:
-    """The ``fraction`` of pixels with the most signal variance in ``A`` (``var_t - mean_t``, 1-px smoothed).
+def _blocks(t: int, n_blocks: int = N_BLOCKS) -> list[np.ndarray]:
+    """The time blocks (frame indices) of the scores' jackknife and of the active-pixel folds."""
+    return np.array_split(np.arange(t), min(n_blocks, t))
 
-    Chosen on ``A`` only: it is the same for every denoiser, and ``B`` (which
-    scores them) stays independent of the choice.
+
+def active_pixels(x: np.ndarray, fraction: float = ACTIVE_FRACTION, *, frames=None, chunk: int = 256) -> np.ndarray:
+    """The ``fraction`` of pixels with the most signal variance in ``x`` (``var_t - mean_t``, 1-px smoothed).
+
+    ``frames`` (indices, default all): the frames the choice is made on.  Under
+    Poisson noise ``var_t - mean_t`` estimates a pixel's signal variance.
     """
-    mean, _ = pixel_moments(a)
-    var = np.var(np.asarray(a, np.float64), axis=0)
-    power = _smooth(var - mean)
+    frames = np.arange(x.shape[0]) if frames is None else np.asarray(frames)
+    total = np.zeros(x.shape[1:])
+    sq = np.zeros(x.shape[1:])
+    for j0 in range(0, frames.size, chunk):
+        block = np.asarray(x[frames[j0 : j0 + chunk]], np.float64)
+        total += block.sum(axis=0)
+        sq += np.einsum("tij,tij->ij", block, block)
+    mean = total / frames.size
+    power = _smooth(sq / frames.size - mean**2 - mean)
     k = max(1, int(round(fraction * power.size)))
     threshold = np.sort(power.ravel())[::-1][k - 1]
     return power >= threshold
 
 
+def active_folds(b: np.ndarray, fraction: float = ACTIVE_FRACTION, *, n_blocks: int = N_BLOCKS) -> list:
+    """The most active pixels, chosen apart from the data that score them: ``[(frames, mask), ...]``.
+
+    The frames are cut in two halves (of whole time blocks).  The pixels scored
+    on the second half are the most active in ``B``'s first half, and the other
+    way round: the choice then shares no noise with what scores it (``A`` and
+    ``dA`` do not depend on ``B``; ``B``'s two halves are independent Poisson
+    draws).  A choice made on ``A`` itself (the half that is denoised) picks
+    pixels whose noise in ``A`` happens to be large: there the raw error is
+    large and the denoised error is not, and the ratio reads high (on
+    neurofinder_dev's report crop, 101x where these folds give 66x).  Empty
+    when the movie has fewer than 2 frames.
+    """
+    blocks = _blocks(b.shape[0], n_blocks)
+    if len(blocks) < 2:
+        return []
+    half = len(blocks) // 2
+    first, second = np.concatenate(blocks[:half]), np.concatenate(blocks[half:])
+    return [(second, active_pixels(b, fraction, frames=first)), (first, active_pixels(b, fraction, frames=second))]
+
+
 def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndarray | None = None,
           n_blocks: int = N_BLOCKS, chunk: int = 256) -> dict:
     """Error and signal removed of ``denoised`` (made from ``a`` only), scored against ``b``.
+
+    ``active`` (an (h, w) mask, scored on every frame): the "most active"
+    pixels; default :func:`active_folds` (each half of the frames scored on the
+    pixels chosen on ``B``'s other half, pooled).
 
     Returns
     -------
@@ -502,12 +538,14 @@ def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndar
         ``A`` itself), ``error_reduction`` (their ratio; None when the estimate is
         not positive), ``error_reduction_low``/``high`` (+- 2 standard errors over
         time blocks) and ``signal_removed`` (covariance of the residual ``A - dA``
-        with ``B`` over ``B``'s signal variance).
+        with ``B`` over ``B``'s signal variance, within each fold's frames).
     """
     t, h, w = a.shape
+    blocks = _blocks(t, n_blocks)
     if active is None:
-        active = active_pixels(a)
-    blocks = np.array_split(np.arange(t), min(n_blocks, t))
+        folds = active_folds(b, n_blocks=n_blocks)
+    else:
+        folds = [(np.arange(t), np.asarray(active, bool))]
     # Per block, per pixel: sum (dA - B)^2, sum (A - B)^2, sum B; and the
     # moments for the signal-removed covariance.
     names = ("sq_d", "sq_a", "b", "b2", "r", "rb")
@@ -528,10 +566,16 @@ def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndar
             per_block["r"][i] += r.sum(axis=0)
             per_block["rb"][i] += np.einsum("tij,tij->ij", r, B)
     sizes = np.array([idx.size for idx in blocks], np.float64)
-    out = {}
-    for name, mask in (("all", np.ones((h, w), bool)), ("active", active)):
-        out[name] = _score_set(per_block, sizes, mask, t)
-    out["active_fraction"] = float(active.mean())
+    out = {"all": _score_set(per_block, sizes, [(np.arange(len(blocks)), np.ones((h, w), bool))])}
+    if folds:
+        # Each fold is a union of whole blocks: the blocks whose first frame it holds.
+        starts = np.array([idx[0] for idx in blocks])
+        block_folds = [(np.flatnonzero(np.isin(starts, frames)), mask) for frames, mask in folds]
+        out["active"] = _score_set(per_block, sizes, block_folds)
+        out["active_fraction"] = float(np.mean([mask.mean() for _, mask in folds]))
+    else:
+        out["active"] = {"pixels": 0, "valid": False}
+        out["active_fraction"] = 0.0
     return out
 
 
@@ -544,18 +588,38 @@ def signal_removed(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, mask: np.
     of the residual with ``b`` over ``b``'s signal variance ``var_t(b) -
     mean_t(b)``, summed over the set (:func:`true_signal_removed` is the same
     against a simulation's clean movie).  NaN when the set holds no signal.
+    ``mask`` may also be folds ``[(frames, mask), ...]`` (:func:`active_folds`), pooled.
     """
+    if isinstance(mask, list):
+        return _pooled_removed(a, b, denoised, mask, chunk=chunk, b_is_clean=False)
     return _removed(a, b, denoised, mask, chunk=chunk, b_is_clean=False)
 
 
-def true_signal_removed(noisy: np.ndarray, clean: np.ndarray, denoised: np.ndarray, mask: np.ndarray, *,
+def _pooled_removed(a, b, denoised, folds, *, chunk: int, b_is_clean: bool) -> float:
+    sums = [_removed_sums(a[f], b[f], denoised[f], m, chunk=chunk, b_is_clean=b_is_clean) for f, m in folds]
+    removed, signal = sum(x[0] for x in sums), sum(x[1] for x in sums)
+    return float(removed / signal) if signal > 0 else math.nan
+
+
+def true_signal_removed(noisy: np.ndarray, clean: np.ndarray, denoised: np.ndarray, mask, *,
                         chunk: int = 256) -> float:
     """Ground truth of :func:`signal_removed` on a simulation: the residual's covariance with the clean movie over
-    the clean movie's temporal variance, pooled over MASK."""
+    the clean movie's temporal variance, pooled over MASK.
+
+    ``mask``: an (h, w) bool mask over every frame, or folds ``[(frames, mask), ...]``
+    (:func:`active_folds`: each mask over its frames, pooled), as :func:`score`'s ``active`` set.
+    """
+    if isinstance(mask, list):
+        return _pooled_removed(noisy, clean, denoised, mask, chunk=chunk, b_is_clean=True)
     return _removed(noisy, clean, denoised, mask, chunk=chunk, b_is_clean=True)
 
 
 def _removed(a, b, denoised, mask, *, chunk: int, b_is_clean: bool) -> float:
+    removed, signal = _removed_sums(a, b, denoised, mask, chunk=chunk, b_is_clean=b_is_clean)
+    return float(removed / signal) if signal > 0 else math.nan
+
+
+def _removed_sums(a, b, denoised, mask, *, chunk: int, b_is_clean: bool) -> tuple[float, float]:
     mask = np.asarray(mask, bool)
     t = a.shape[0]
     sums = {k: np.zeros(int(mask.sum())) for k in ("b", "b2", "r", "rb")}
@@ -570,53 +634,65 @@ def _removed(a, b, denoised, mask, *, chunk: int, b_is_clean: bool) -> float:
     mean_b = sums["b"] / t
     signal = np.sum(sums["b2"] / t - mean_b**2 - (0.0 if b_is_clean else mean_b))
     removed = np.sum(sums["rb"] / t - (sums["r"] / t) * mean_b)
-    return float(removed / signal) if signal > 0 else math.nan
+    return float(removed), float(signal)
 
 
-def _score_set(per_block: dict, sizes: np.ndarray, mask: np.ndarray, t: int) -> dict:
-    n_pix = int(mask.sum())
-    # Block totals over the pixel set.
-    tot = {k: v[:, mask].sum(axis=1) for k, v in per_block.items()}
+def _score_set(per_block: dict, sizes: np.ndarray, folds: list, t: int | None = None) -> dict:
+    """Scores pooled over ``folds``: ``[(block indices, (h, w) mask), ...]``, each block in at most one fold."""
+    k = sizes.size
+    masks = np.zeros((k,) + per_block["b"].shape[1:], bool)
+    for idx, mask in folds:
+        masks[idx] = mask
+    n_pix = masks.sum(axis=(1, 2)).astype(np.float64)
+    # Block totals over each block's pixel set.
+    tot = {name: np.einsum("kij,kij->k", v, masks) for name, v in per_block.items()}
 
     def estimates(sel):
-        n = sizes[sel].sum() * n_pix
+        n = np.sum(sizes[sel] * n_pix[sel])
         mse = (tot["sq_d"][sel].sum() - tot["b"][sel].sum()) / n
         raw = (tot["sq_a"][sel].sum() - tot["b"][sel].sum()) / n
         return mse, raw
 
-    mse, raw = estimates(slice(None))
+    scored = n_pix > 0
+    mse, raw = estimates(scored)
     # Jackknife over time blocks for the standard error of the log error reduction.
-    k = sizes.size
-    if k >= 3:
+    used = np.flatnonzero(scored)
+    if used.size >= 3:
         logs = []
-        for i in range(k):
-            sel = np.ones(k, bool)
+        for i in used:
+            sel = scored.copy()
             sel[i] = False
             m_i, r_i = estimates(sel)
             logs.append(math.log(r_i / m_i) if m_i > 0 and r_i > 0 else math.nan)
         logs = np.array(logs)
-        se = math.sqrt((k - 1) / k * np.sum((logs - logs.mean()) ** 2)) if np.all(np.isfinite(logs)) else math.nan
+        n_used = used.size
+        se = (math.sqrt((n_used - 1) / n_used * np.sum((logs - logs.mean()) ** 2)) if np.all(np.isfinite(logs))
+              else math.nan)
     else:
         se = math.nan
     valid = mse > 0 and raw > 0
     er = raw / mse if valid else math.nan
-    # Signal removed: cov_t(A - dA, B) / (var_t(B) - mean_t(B)), pooled over the pixel set.
-    b_sum = per_block["b"].sum(axis=0)[mask]
-    b2 = per_block["b2"].sum(axis=0)[mask]
-    r_sum = per_block["r"].sum(axis=0)[mask]
-    rb = per_block["rb"].sum(axis=0)[mask]
-    signal_var = np.sum(b2 / t - (b_sum / t) ** 2 - b_sum / t)
-    removed_cov = np.sum(rb / t - (r_sum / t) * (b_sum / t))
+    # Signal removed: cov_t(A - dA, B) / (var_t(B) - mean_t(B)) within each fold's frames, pooled over its pixels.
+    signal_var = removed_cov = 0.0
+    for idx, mask in folds:
+        tf = sizes[idx].sum()
+        b_sum = per_block["b"][idx].sum(axis=0)[mask]
+        b2 = per_block["b2"][idx].sum(axis=0)[mask]
+        r_sum = per_block["r"][idx].sum(axis=0)[mask]
+        rb = per_block["rb"][idx].sum(axis=0)[mask]
+        signal_var += np.sum(b2 / tf - (b_sum / tf) ** 2 - b_sum / tf)
+        removed_cov += np.sum(rb / tf - (r_sum / tf) * (b_sum / tf))
     removed = removed_cov / signal_var if signal_var > 0 else math.nan
+    pixels = int(round(float(np.mean([mask.sum() for _, mask in folds]))))
     return {
-        "pixels": n_pix,
+        "pixels": pixels,
         "mse": float(mse),
         "mse_raw": float(raw),
         "valid": bool(valid),
         "error_reduction": _num(er) if valid else None,
         "error_reduction_low": _num(er * math.exp(-2 * se)) if valid and math.isfinite(se) else None,
         "error_reduction_high": _num(er * math.exp(2 * se)) if valid and math.isfinite(se) else None,
-        "signal_variance": float(signal_var / n_pix),
+        "signal_variance": float(signal_var / max(pixels * len(folds), 1)),
         "signal_removed": _num(removed),
     }
 

@@ -84,6 +84,112 @@ def _segments(n_frames: int, segment: int) -> list[tuple[int, int]]:
     return [(s, s + seg) for s in starts]
 
 
+@jit
+def _box_mean_kernel(frame, r, column, passed, out):
+    # out = mean of frame (Y, X) over the (2r + 1)^2 box, zeros outside the frame, by running sums along y
+    # (into passed), then along x: the operations of scipy.ndimage.uniform_filter(mode="constant") in its order
+    # (a running sum that adds entering - leaving, over the side), so the same values to the bit, without its
+    # line buffers and temporaries.
+    h, w = frame.shape
+    if r == 0:  # scipy leaves a box of one pixel alone (no running sum)
+        for y in range(h):
+            for x in range(w):
+                out[y, x] = frame[y, x]
+        return
+    size = float(2 * r + 1)
+    for x in range(w):
+        column[x] = 0.0
+    for j in range(min(r + 1, h)):
+        for x in range(w):
+            column[x] += frame[j, x]
+    for x in range(w):
+        passed[0, x] = column[x] / size
+    for y in range(1, h):
+        enter, leave = y + r, y - 1 - r
+        for x in range(w):
+            a = frame[enter, x] if enter < h else 0.0
+            b = frame[leave, x] if leave >= 0 else 0.0
+            column[x] += a - b
+            passed[y, x] = column[x] / size
+    for y in range(h):
+        total = 0.0
+        for j in range(min(r + 1, w)):
+            total += passed[y, j]
+        out[y, 0] = total / size
+        for x in range(1, w):
+            enter, leave = x + r, x - 1 - r
+            a = passed[y, enter] if enter < w else 0.0
+            b = passed[y, leave] if leave >= 0 else 0.0
+            total += a - b
+            out[y, x] = total / size
+
+
+@jit
+def _annulus_mean_kernel(frame, inner, outer, counts, column, passed, box_out, box_in, mean):
+    # mean = (box sum within outer - box sum within inner) / max(counts, 1) of one frame (ring_mean's arithmetic)
+    h, w = frame.shape
+    area_out = float((2 * outer + 1) ** 2)
+    area_in = float((2 * inner + 1) ** 2)
+    _box_mean_kernel(frame, outer, column, passed, box_out)
+    _box_mean_kernel(frame, inner, column, passed, box_in)
+    for y in range(h):
+        for x in range(w):
+            mean[y, x] = (box_out[y, x] * area_out - box_in[y, x] * area_in) / float(max(counts[y, x], 1))
+
+
+@jit
+def _ring_mean_kernel(frames, inner, outer, counts, means):
+    n, h, w = frames.shape
+    column = np.empty(w)
+    passed = np.empty((h, w))
+    box_out = np.empty((h, w))
+    box_in = np.empty((h, w))
+    for t in range(n):
+        _annulus_mean_kernel(frames[t], inner, outer, counts, column, passed, box_out, box_in, means[t])
+
+
+@jit
+def _ring_products_kernel(frames, inner, outer, counts, block, cross, power):
+    # cross += sum_t x_t * m_t, power += sum_t m_t^2 (m_t the annulus mean of frame t), summed per block of
+    # frames from zero and then added, as einsum over blocks of ring_mean's means adds them (the same values
+    # to the bit), without the blocks' means ever existing.
+    n, h, w = frames.shape
+    column = np.empty(w)
+    passed = np.empty((h, w))
+    box_out = np.empty((h, w))
+    box_in = np.empty((h, w))
+    frame = np.empty((h, w))
+    mean = np.empty((h, w))
+    part_cross = np.empty((h, w))
+    part_power = np.empty((h, w))
+    for t0 in range(0, n, block):
+        part_cross[:] = 0.0
+        part_power[:] = 0.0
+        for t in range(t0, min(t0 + block, n)):
+            for y in range(h):
+                for x in range(w):
+                    frame[y, x] = float(frames[t, y, x])
+            _annulus_mean_kernel(frame, inner, outer, counts, column, passed, box_out, box_in, mean)
+            for y in range(h):
+                for x in range(w):
+                    m = mean[y, x]
+                    part_cross[y, x] += frame[y, x] * m
+                    part_power[y, x] += m * m
+        for y in range(h):
+            for x in range(w):
+                cross[y, x] += part_cross[y, x]
+                power[y, x] += part_power[y, x]
+
+
+def _box_counts(shape, r: int) -> np.ndarray:
+    """How many pixels of the (2r + 1)^2 box around each pixel lie inside a frame of ``shape``, (Y, X) int64."""
+    h, w = shape
+    ys, xs = np.arange(h), np.arange(w)
+    along_y = np.minimum(ys + r, h - 1) - np.maximum(ys - r, 0) + 1
+    along_x = np.minimum(xs + r, w - 1) - np.maximum(xs - r, 0) + 1
+    return np.outer(along_y, along_x).astype(np.int64)
+
+
 def ring_mean(frames: np.ndarray, inner: int = RING_INNER, outer: int = RING_OUTER) -> tuple[np.ndarray, np.ndarray]:
     """Mean of each pixel's square annulus ``inner < max(|dy|, |dx|) <= outer``, frame by frame.
 
@@ -97,46 +203,36 @@ def ring_mean(frames: np.ndarray, inner: int = RING_INNER, outer: int = RING_OUT
         Pixels outside the frame are left out of the mean; ``counts`` is how
         many annulus pixels each mean has (0: none, the mean is 0).
     """
-    from scipy import ndimage
-
     frames = np.asarray(frames, np.float64)
-
-    def box(r):
-        # sums over the (2r + 1)^2 box, zeros outside the frame (uniform filters: running sums in C)
-        side = 2 * r + 1
-        total = ndimage.uniform_filter(frames, size=(1, side, side), mode="constant") * side**2
-        count = ndimage.uniform_filter(np.ones(frames.shape[1:]), size=side, mode="constant") * side**2
-        return total, np.rint(count).astype(np.int64)
-
-    total_out, count_out = box(outer)
-    total_in, count_in = box(inner)
-    counts = count_out - count_in
-    return (total_out - total_in) / np.maximum(counts, 1), counts
+    counts = _box_counts(frames.shape[1:], outer) - _box_counts(frames.shape[1:], inner)
+    means = np.empty(frames.shape, np.float64)
+    if frames.size:
+        _ring_mean_kernel(frames, int(inner), int(outer), counts, means)
+    return means, counts
 
 
 #: Fewest frames (of differences) on which a region's shared signal is regressed out (:func:`remove_coherent`):
 #: fewer leave too little to tell it from the noise.
 COHERENT_MIN_FRAMES = 8
 
-#: Float64 values per block of :func:`ring_products` (32 MB): bounds the annulus means' memory.
+#: Float64 values per block of :func:`remove_coherent` (32 MB): bounds the annulus means' memory; the sums of
+#: :func:`ring_products` add blocks of this many values.
 _RING_BLOCK = 2**22
 
 
 def ring_products(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per pixel, over frames: sum of x * (annulus mean), sum of (annulus mean)^2, annulus pixel counts.
 
-    ``frames`` (n, Y, X) is taken in blocks of frames, so that the annulus
-    means (:func:`ring_mean`) never all exist at once.
+    The annulus means (:func:`ring_mean`) are made frame by frame and never
+    kept; the sums add blocks of frames' sums (the order the values depend on).
     """
+    frames = np.asarray(frames)
     n, h, w = frames.shape
     cross, power = np.zeros((h, w)), np.zeros((h, w))
-    counts = np.zeros((h, w), np.int64)
-    step = max(1, _RING_BLOCK // max(h * w, 1))
-    for t0 in range(0, n, step):
-        part = np.asarray(frames[t0 : t0 + step], np.float64)
-        mean, counts = ring_mean(part)
-        cross += np.einsum("tyx,tyx->yx", part, mean)
-        power += np.einsum("tyx,tyx->yx", mean, mean)
+    counts = _box_counts((h, w), RING_OUTER) - _box_counts((h, w), RING_INNER)
+    if n and h and w:
+        step = max(1, _RING_BLOCK // max(h * w, 1))
+        _ring_products_kernel(frames, RING_INNER, RING_OUTER, counts, step, cross, power)
     return cross, power, counts
 
 

@@ -107,3 +107,34 @@ def epilogue(product, mean, out, lo, hi, do_round):
     if do_round:
         v = np.clip(np.floor(v + np.float32(0.5)), np.float32(lo), np.float32(hi))
     out[...] = v.astype(out.dtype)
+
+
+def ring_mean(frames, inner, outer):
+    """Twin of :func:`pmdcompress.preprocess.ring_mean`: annulus means from scipy's box filters (zeros outside)."""
+    from scipy import ndimage
+
+    frames = np.asarray(frames, np.float64)
+
+    def box(r):
+        side = 2 * r + 1
+        total = ndimage.uniform_filter(frames, size=(1, side, side), mode="constant") * side**2
+        count = ndimage.uniform_filter(np.ones(frames.shape[1:]), size=side, mode="constant") * side**2
+        return total, np.rint(count).astype(np.int64)
+
+    total_out, count_out = box(outer)
+    total_in, count_in = box(inner)
+    counts = count_out - count_in
+    return (total_out - total_in) / np.maximum(counts, 1), counts
+
+
+def ring_products(frames, inner, outer, block):
+    """Twin of :func:`pmdcompress.preprocess.ring_products`: einsums of :func:`ring_mean` over blocks of frames."""
+    frames = np.asarray(frames)
+    cross, power = np.zeros(frames.shape[1:]), np.zeros(frames.shape[1:])
+    counts = None
+    for t0 in range(0, len(frames), block):
+        part = np.asarray(frames[t0 : t0 + block], np.float64)
+        mean, counts = ring_mean(part, inner, outer)
+        cross += np.einsum("tyx,tyx->yx", part, mean)
+        power += np.einsum("tyx,tyx->yx", mean, mean)
+    return cross, power, counts

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from pmdcompress.preprocess import NoiseAccumulator, noise_std_psd, safe_scale
+from pmdcompress.preprocess import NoiseAccumulator, noise_std_psd, ring_mean, safe_scale
 
 
 def test_psd_noise_is_unbiased_on_white_noise():
@@ -45,3 +46,40 @@ def test_zero_variance_pixels_never_give_nan_or_zero_scale():
     scale = safe_scale(noise)
     assert np.isfinite(scale).all() and (scale > 0).all()
     assert scale[3] == 2.0 and scale[0] == 1.0
+
+
+@pytest.mark.parametrize("shape, inner, outer", [((3, 40, 37), 4, 8), ((2, 5, 21), 4, 8), ((2, 1, 1), 1, 2),
+                                                 ((4, 17, 9), 0, 3)])
+def test_ring_mean_matches_scipy_box_filters_to_the_bit(shape, inner, outer):
+    # the running-sum kernel does scipy's operations in scipy's order: the same float64 values, not just close
+    import reference
+
+    rng = np.random.default_rng(3)
+    frames = rng.normal(size=shape) * 100 + rng.uniform(-5, 5, size=shape[1:])
+    means, counts = ring_mean(frames, inner, outer)
+    want_means, want_counts = reference.ring_mean(frames, inner, outer)
+    np.testing.assert_array_equal(counts, want_counts)
+    np.testing.assert_allclose(means.astype(np.float32), want_means.astype(np.float32), rtol=1e-6, atol=1e-6)
+    assert np.array_equal(means, want_means)
+    # a strided float32 view (the real part of a complex band) gives the same as its float64 copy
+    band = (frames + 1j * frames[::-1]).astype(np.complex64)
+    np.testing.assert_array_equal(ring_mean(band.real, inner, outer)[0],
+                                  reference.ring_mean(band.real.astype(np.float64), inner, outer)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ring_products_match_einsums_of_the_annulus_means(monkeypatch, dtype):
+    import reference
+    from pmdcompress import preprocess
+
+    monkeypatch.setattr(preprocess, "_RING_BLOCK", 3 * 23 * 30)  # blocks of 3 frames: 13 frames in 5 blocks
+    rng = np.random.default_rng(4)
+    frames = (rng.normal(size=(13, 23, 30)) * 10 + 50).astype(dtype)
+    got = preprocess.ring_products(frames)
+    want = reference.ring_products(frames, preprocess.RING_INNER, preprocess.RING_OUTER, 3)
+    np.testing.assert_array_equal(got[2], want[2])
+    for a, b in zip(got[:2], want[:2], strict=True):
+        np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=1e-6)
+        # the same additions in the same order: equal to the bit here; a numpy whose einsum fuses multiply-adds
+        # would differ in the last bits only
+        np.testing.assert_allclose(a, b, rtol=1e-12)

@@ -252,6 +252,36 @@ def null_thresholds(solver, patch_shape, n_frames: int, *, n_sims: int = 48, n_c
 STRONG_FACTOR = 10.0
 #: Most such components per patch.
 STRONG_MAX = 4
+#: Rows per block of :func:`top_singular_value_bound` (32: 0.8 ms on a 600x1024 patch, a third of the SVD it
+#: spares; two-photon patches bound at 0.6-0.9 of the strong threshold).
+STRONG_BOUND_BLOCK = 32
+#: The SVD is skipped only where that bound is below this share of the threshold: the bound's float32 Gram
+#: matrices are off by at most about ``P`` float32 roundings (1e-4 for 1024 pixels), far inside it.
+STRONG_BOUND_MARGIN = 0.95
+
+
+def top_singular_value_bound(data: np.ndarray, block: int = STRONG_BOUND_BLOCK) -> float:
+    """An upper bound on the largest singular value of ``data`` (L, P), for a few matrix products of its rows.
+
+    With ``A_b`` the blocks of ``block`` rows, ``A^T A = sum_b A_b^T A_b``; the
+    largest eigenvalue of a sum is at most the sum of the largest, and that of
+    ``A_b A_b^T`` (``block x block``) at most its Frobenius norm:
+    ``sigma_1(A)^2 <= sum_b ||A_b A_b^T||_F``.  For unit noise about
+    ``sqrt(L P) (1/block + 1/P)^(1/4)`` (0.59 of ``10 (sqrt L + sqrt P)`` at
+    600x1024), where the Frobenius norm alone would give ``sqrt(L P)`` (1.4 of it).
+    """
+    data = np.asarray(data, np.float32)
+    n, p = data.shape
+    full = n - n % block
+    total = 0.0
+    if full:
+        blocks = data[:full].reshape(full // block, block, p)
+        gram = np.matmul(blocks, blocks.transpose(0, 2, 1))
+        total += float(np.sqrt(np.einsum("bij,bij->b", gram, gram, dtype=np.float64)).sum())
+    if full < n:
+        gram = data[full:] @ data[full:].T
+        total += float(np.sqrt(np.sum(np.square(gram, dtype=np.float64))))
+    return float(np.sqrt(total))
 
 
 def strong_components(data: np.ndarray, correlation=(0.0, 0.0), rng=None) -> np.ndarray:
@@ -275,7 +305,8 @@ def strong_components(data: np.ndarray, correlation=(0.0, 0.0), rng=None) -> np.
     correlation : (rho_y, rho_x)
         The noise's neighbour correlation.
     rng : numpy Generator, optional
-        For the randomized SVD.
+        For the randomized SVD; not drawn from where :func:`top_singular_value_bound` shows that no
+        component can pass (the SVD is skipped).
 
     Returns
     -------
@@ -287,6 +318,10 @@ def strong_components(data: np.ndarray, correlation=(0.0, 0.0), rng=None) -> np.
         return np.zeros((p, 0), np.float32)
     gain = float(np.sqrt(max((1 + 2 * max(correlation[0], 0.0)) * (1 + 2 * max(correlation[1], 0.0)), 1.0)))
     edge = (np.sqrt(n) + np.sqrt(p)) * gain
+    if top_singular_value_bound(data) < STRONG_BOUND_MARGIN * STRONG_FACTOR * edge:
+        # No singular value, so none of the SVD's estimates (never above them), can pass: what the SVD gives then
+        # (no column), for a third of its cost (a two-photon patch's usual case).  Its rng is the caller's own.
+        return np.zeros((p, 0), np.float32)
     rng = np.random.default_rng(0) if rng is None else rng
     k = min(STRONG_MAX, n - 1, p - 1)
     _, values, spatial = randomized_svd(data, k, oversample=8, power_iterations=2, rng=rng)

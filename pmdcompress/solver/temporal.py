@@ -72,6 +72,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation, uniform_filter1d
 from scipy.special import gammaincinv
 
+from .._numba import jit
 from ..formats.store import piecewise_linear_df
 from .trend_filter import trend_filter_search
 
@@ -159,20 +160,30 @@ def event_mask(removed: np.ndarray, sigma: float, *, window: int | None = None, 
         if mask.any():
             mask = binary_dilation(mask, np.ones(window, bool))
         return mask
-    # The same, by sums over the centred windows (edges repeated), a few times cheaper: it runs on every fit.
-    h = window // 2
-    padded = np.concatenate((np.full(h, z[0]), z, np.full(h, z[-1])))
-    energy = padded * padded
-    acc = energy[: z.size].copy()
-    for k in range(1, window):
-        acc += energy[k: k + z.size]
-    mask = acc > _event_threshold(window, p)
-    if mask.any():
-        hits = np.concatenate((np.zeros(h, bool), mask, np.zeros(h, bool)))
-        mask = hits[: z.size].copy()
-        for k in range(1, window):
-            mask |= hits[k: k + z.size]
+    # The same, by sums over the centred windows (edges repeated), in one compiled pass: it runs on every fit.
+    mask = np.empty(z.size, np.bool_)
+    _event_mask_kernel(z, window // 2, _event_threshold(window, p), mask)
     return mask
+
+
+@jit
+def _event_mask_kernel(z, h, threshold, mask):
+    # mask[i]: some window of 2h + 1 frames (edges repeated) within h of i holds energy sum(z^2) > threshold;
+    # each window's sum adds its squares in order, as sums of shifted squares do.
+    n = z.size
+    hits = np.zeros(n + 2 * h, np.bool_)
+    for i in range(n):
+        j = min(max(i - h, 0), n - 1)
+        total = z[j] * z[j]
+        for k in range(i - h + 1, i + h + 1):
+            j = min(max(k, 0), n - 1)
+            total += z[j] * z[j]
+        hits[i + h] = total > threshold
+    for i in range(n):
+        hit = False
+        for k in range(2 * h + 1):
+            hit |= hits[i + k]
+        mask[i] = hit
 
 
 def trend_df(x: np.ndarray, tol: float = 1e-4) -> int:

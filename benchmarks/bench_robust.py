@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+# The residual measures of the real-movie benchmark, one definition each.
+from bench_real import local_correlation, noise_std
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / "work" / "robust"
@@ -70,39 +73,6 @@ REAL_MOVIES = ("inscopix_1p_part2", "sima_ca1_example", "neurofinder_dev", "opti
 
 
 # --------------------------------------------------------------------------- measures
-
-
-def local_correlation(x: np.ndarray) -> float:
-    """Mean over pixels of the mean Pearson correlation (over time) with the 8 neighbours."""
-    x = np.asarray(x, np.float64)
-    x = x - x.mean(axis=0)
-    norm = np.sqrt(np.einsum("tij,tij->ij", x, x))
-    h, w = x.shape[1:]
-    total = np.zeros((h, w))
-    count = np.zeros((h, w))
-    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        x0, x1 = max(0, -dx), w - max(dx, 0)
-        p = (slice(0, h - dy), slice(x0, x1))
-        q = (slice(dy, h), slice(x0 + dx, x1 + dx))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            c = np.einsum("tij,tij->ij", x[:, p[0], p[1]], x[:, q[0], q[1]]) / (norm[p] * norm[q])
-        c = np.nan_to_num(c)
-        total[p] += c
-        count[p] += 1
-        total[q] += c
-        count[q] += 1
-    return float(np.mean(total / np.maximum(count, 1)))
-
-
-def noise_std(movie: np.ndarray) -> np.ndarray:
-    """Per-pixel noise std from the movie alone: upper-half-band PSD less what each pixel shares with its annulus."""
-    from pmdcompress.preprocess import NoiseAccumulator
-
-    t_len = movie.shape[0]
-    acc = NoiseAccumulator(int(np.prod(movie.shape[1:])), frame_shape=movie.shape[1:])
-    for t0 in range(0, t_len, 256):
-        acc.add(np.asarray(movie[t0 : t0 + 256], np.float32).reshape(min(256, t_len - t0), -1))
-    return acc.coherent_std().reshape(movie.shape[1:])
 
 
 def blind_measures(raw: np.ndarray, residual: np.ndarray) -> dict:

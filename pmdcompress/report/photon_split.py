@@ -590,13 +590,13 @@ def signal_removed(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, mask: np.
     against a simulation's clean movie).  NaN when the set holds no signal.
     ``mask`` may also be folds ``[(frames, mask), ...]`` (:func:`active_folds`), pooled.
     """
-    if isinstance(mask, list):
-        return _pooled_removed(a, b, denoised, mask, chunk=chunk, b_is_clean=False)
-    return _removed(a, b, denoised, mask, chunk=chunk, b_is_clean=False)
+    return _pooled_removed(a, b, denoised, mask, chunk=chunk, b_is_clean=False)
 
 
-def _pooled_removed(a, b, denoised, folds, *, chunk: int, b_is_clean: bool) -> float:
-    sums = [_removed_sums(a[f], b[f], denoised[f], m, chunk=chunk, b_is_clean=b_is_clean) for f, m in folds]
+def _pooled_removed(a, b, denoised, mask, *, chunk: int, b_is_clean: bool) -> float:
+    """:func:`signal_removed`'s share, over an (h, w) ``mask`` on every frame or pooled over folds."""
+    folds = mask if isinstance(mask, list) else [(None, mask)]
+    sums = [_removed_sums(a, b, denoised, m, frames=f, chunk=chunk, b_is_clean=b_is_clean) for f, m in folds]
     removed, signal = sum(x[0] for x in sums), sum(x[1] for x in sums)
     return float(removed / signal) if signal > 0 else math.nan
 
@@ -609,35 +609,36 @@ def true_signal_removed(noisy: np.ndarray, clean: np.ndarray, denoised: np.ndarr
     ``mask``: an (h, w) bool mask over every frame, or folds ``[(frames, mask), ...]``
     (:func:`active_folds`: each mask over its frames, pooled), as :func:`score`'s ``active`` set.
     """
-    if isinstance(mask, list):
-        return _pooled_removed(noisy, clean, denoised, mask, chunk=chunk, b_is_clean=True)
-    return _removed(noisy, clean, denoised, mask, chunk=chunk, b_is_clean=True)
+    return _pooled_removed(noisy, clean, denoised, mask, chunk=chunk, b_is_clean=True)
 
 
-def _removed(a, b, denoised, mask, *, chunk: int, b_is_clean: bool) -> float:
-    removed, signal = _removed_sums(a, b, denoised, mask, chunk=chunk, b_is_clean=b_is_clean)
-    return float(removed / signal) if signal > 0 else math.nan
+def _covariance_terms(b_sum, b2, r_sum, rb, t, b_is_clean: bool = False) -> tuple[float, float]:
+    """From per-pixel sums over ``t`` frames: the residual's covariance with ``b`` and ``b``'s signal variance
+    (``var_t - mean_t`` under Poisson noise; ``var_t`` for a clean movie), each summed over the pixels."""
+    mean_b = b_sum / t
+    signal = np.sum(b2 / t - mean_b**2 - (0.0 if b_is_clean else mean_b))
+    removed = np.sum(rb / t - (r_sum / t) * mean_b)
+    return float(removed), float(signal)
 
 
-def _removed_sums(a, b, denoised, mask, *, chunk: int, b_is_clean: bool) -> tuple[float, float]:
+def _removed_sums(a, b, denoised, mask, *, frames=None, chunk: int, b_is_clean: bool) -> tuple[float, float]:
+    """:func:`_covariance_terms` over the pixels of ``mask`` and ``frames`` (indices; default all), read in chunks."""
     mask = np.asarray(mask, bool)
-    t = a.shape[0]
+    frames = np.arange(a.shape[0]) if frames is None else np.asarray(frames)
+    t = frames.size
     sums = {k: np.zeros(int(mask.sum())) for k in ("b", "b2", "r", "rb")}
     for t0 in range(0, t, chunk):
-        sel = slice(t0, min(t0 + chunk, t))
+        sel = frames[t0 : t0 + chunk]
         B = np.asarray(b[sel], np.float64)[:, mask]
         R = np.asarray(a[sel], np.float64)[:, mask] - np.asarray(denoised[sel], np.float64)[:, mask]
         sums["b"] += B.sum(axis=0)
         sums["b2"] += np.einsum("tp,tp->p", B, B)
         sums["r"] += R.sum(axis=0)
         sums["rb"] += np.einsum("tp,tp->p", R, B)
-    mean_b = sums["b"] / t
-    signal = np.sum(sums["b2"] / t - mean_b**2 - (0.0 if b_is_clean else mean_b))
-    removed = np.sum(sums["rb"] / t - (sums["r"] / t) * mean_b)
-    return float(removed), float(signal)
+    return _covariance_terms(sums["b"], sums["b2"], sums["r"], sums["rb"], t, b_is_clean)
 
 
-def _score_set(per_block: dict, sizes: np.ndarray, folds: list, t: int | None = None) -> dict:
+def _score_set(per_block: dict, sizes: np.ndarray, folds: list) -> dict:
     """Scores pooled over ``folds``: ``[(block indices, (h, w) mask), ...]``, each block in at most one fold."""
     k = sizes.size
     masks = np.zeros((k,) + per_block["b"].shape[1:], bool)
@@ -675,13 +676,10 @@ def _score_set(per_block: dict, sizes: np.ndarray, folds: list, t: int | None = 
     # Signal removed: cov_t(A - dA, B) / (var_t(B) - mean_t(B)) within each fold's frames, pooled over its pixels.
     signal_var = removed_cov = 0.0
     for idx, mask in folds:
-        tf = sizes[idx].sum()
-        b_sum = per_block["b"][idx].sum(axis=0)[mask]
-        b2 = per_block["b2"][idx].sum(axis=0)[mask]
-        r_sum = per_block["r"][idx].sum(axis=0)[mask]
-        rb = per_block["rb"][idx].sum(axis=0)[mask]
-        signal_var += np.sum(b2 / tf - (b_sum / tf) ** 2 - b_sum / tf)
-        removed_cov += np.sum(rb / tf - (r_sum / tf) * (b_sum / tf))
+        cov, signal = _covariance_terms(*(per_block[name][idx].sum(axis=0)[mask] for name in ("b", "b2", "r", "rb")),
+                                        sizes[idx].sum())
+        removed_cov += cov
+        signal_var += signal
     removed = removed_cov / signal_var if signal_var > 0 else math.nan
     pixels = int(round(float(np.mean([mask.sum() for _, mask in folds]))))
     return {

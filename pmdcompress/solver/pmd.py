@@ -37,7 +37,7 @@ from .localize import localized
 from .roughness import spatial_roughness, temporal_roughness
 from .svd import PatchFit, randomized_svd
 from .trend_filter import trend_filter_search
-from .tv2d import tv2d_search
+from .tv2d import SEARCH_TOL_FACTOR, tv2d_search
 
 
 @jit
@@ -104,7 +104,7 @@ class PMDSolver:
     #: The 2-D TV searches certify the solves that only steer their penalty weight (outside the residual
     #: window) to this multiple of the step's tolerance, and the answer to the tolerance itself
     #: (:func:`.tv2d.tv2d_search`); 1 certifies every solve (the earlier behaviour, about 1.3x the iterations).
-    tv_steer_factor: float = 5.0
+    tv_steer_factor: float = SEARCH_TOL_FACTOR
     #: Start every penalty search from the weights (and 2-D TV dual) of the previous
     #: one, within a component and from one component to the next: about 1.5x
     #: faster on real patches.  Off: each component starts cold, and only the

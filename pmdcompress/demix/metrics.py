@@ -64,7 +64,7 @@ def _shape(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = masks.shape[0]
     bh, bw = masks.shape[1:]
     yy, xx = np.mgrid[:bh, :bw]
-    size = masks.reshape(n, -1).sum(axis=1).astype(np.int64)
+    size = masks.reshape(n, bh * bw).sum(axis=1).astype(np.int64)
     compact = np.zeros(n)
     elong = np.ones(n)
     for j in np.flatnonzero(size >= 3):

@@ -666,6 +666,10 @@ def test_normalized_cross_correlation_is_the_windowed_pearson_correlation():
         window = padded[y : y + 5, x : x + 5]
         cov = np.cov(window.ravel(), template.ravel(), aweights=weights.ravel())
         assert score[y, x] == pytest.approx(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]), abs=1e-9)
+    # a separable window given by its row and column profiles: the same as their outer product
+    rows, cols = rng.uniform(0.1, 1.0, 5), rng.uniform(0.1, 1.0, 5)
+    np.testing.assert_allclose(normalized_cross_correlation(image, template, (rows, cols)),
+                               normalized_cross_correlation(image, template, np.outer(rows, cols)), atol=1e-9)
 
 
 def test_silent_somata_with_a_dark_nucleus_are_found_in_the_mean_image():

@@ -637,7 +637,7 @@ def shared_signal_removed(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, ma
     of its signal variance (about 1 % on a dim movie): on 2p-dense simulations
     split like the real two-photon movies it read 13.5 % where the truth was
     4.4 %, whatever the denoiser (a 3-frame temporal blur: 12.7 % for 4.5 %);
-    this reads 3.1 % for 3.1 % and 4.6 % for 4.5 %.  A source larger than a
+    this reads 2.1 % for 2.9 % and 4.1 % for 4.5 %.  A source larger than a
     pixel (a cell, neuropil) is shared with its neighbours; a signal private to
     one pixel is not counted.  With ``b`` a simulation's clean movie it is the
     ground truth of the same number.  NaN when the set holds no shared signal.

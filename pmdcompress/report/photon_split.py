@@ -939,7 +939,8 @@ def report_metrics(section: dict) -> dict:
         "the same on the 10 % of pixels with the most signal variance")
     out["photon_split_signal_removed"] = metric(
         section["all"]["signal_removed"], "photon-splitting",
-        "share of B's signal variance that the residual A - dA holds (all pixels)")
+        "share of the signal each pixel shares with the pixels above and below (B's) that the residual "
+        "A - dA holds (all pixels)")
     out["photon_split_signal_removed_active"] = metric(
         section["active"]["signal_removed"], "photon-splitting", "the same on the most active 10 % of pixels")
     out["photon_split_noise_correlation"] = metric(

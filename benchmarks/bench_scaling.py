@@ -230,7 +230,8 @@ def task_count(shape, params: dict, total_rank: int, slots: int = 1) -> int:
     return 3 * tasks(chunks) + folds + tasks(NULL_SIMULATIONS) + tasks(patches) + tasks(spans) + 1
 
 
-def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8, 16, 32, 64)) -> dict:
+def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8, 16, 32, 64),
+          target_rank: int | None = None) -> dict:
     """``T(N) = S(N) + max(P / N, IO / B)`` fitted to the measured runs and scaled to the TARGET movie (T, Y, X).
 
     ``S(N)``, the driver's CPU seconds net of dask's idle housekeeping, is
@@ -255,8 +256,11 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     pixel_ratio = target[1] * target[2] / (height * width)
     byte_ratio = target[0] * target[1] * target[2] / (frames * height * width)
     target_params = dict(params, fit_frames_used=min(params["fit_frames"], target[0]), chunk_frames=None)
-    target_rank = int(round(rank / patches * scratch_traffic(target, target_params, 0)["patches"]))
+    target_patches = scratch_traffic(target, target_params, 0)["patches"]
+    if target_rank is None:
+        target_rank = int(round(rank / patches * target_patches))
     rank_ratio = target_rank / rank
+    per_patch_ratio = (target_rank / target_patches) / (rank / patches)
     measured_tasks = task_count(one["shape"], params, rank, 1)
 
     # the driver: per worker (slope over the runs), per task, and its main thread's work on the factors
@@ -287,8 +291,13 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
 
     workers = sum(one["worker_net_cpu_s"])
     stages = sum(t.get(k, 0.0) for k in ("statistics_s", "null_s", "fit_s", "refit_s", "factors_s"))
-    fit_share = (t.get("null_s", 0.0) + t.get("fit_s", 0.0)) / stages if stages else 0.0
-    parallel = workers * fit_share * pixel_ratio + workers * (1 - fit_share) * byte_ratio
+    share = {k: (t.get(f"{k}_s", 0.0) / stages if stages else 0.0) for k in ("statistics", "null", "fit", "refit",
+                                                                              "factors")}
+    # the null with the pixels; the fits with the pixels and the rank per patch; the statistics with the bytes;
+    # the re-fit and the filter with the bytes and the rank per patch
+    parallel = workers * (share["null"] * pixel_ratio + share["fit"] * pixel_ratio * per_patch_ratio
+                          + share["statistics"] * byte_ratio
+                          + (share["refit"] + share["factors"]) * byte_ratio * per_patch_ratio)
 
     target_bytes = target[0] * target[1] * target[2] * 2
     traffic = scratch_traffic(target, target_params, target_rank)
@@ -298,7 +307,8 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
            "serial_per_worker_s": slope, "parallel_s": parallel, "driver_split_s": {
                "per_task": per_task, "per_task_upper": upper_per_task, "fixed": fixed, "per_worker": slope,
                "factors": factors},
-           "scale_ratios": {"pixels": pixel_ratio, "bytes": byte_ratio, "rank": rank_ratio},
+           "scale_ratios": {"pixels": pixel_ratio, "bytes": byte_ratio, "rank": rank_ratio,
+                            "rank_per_patch": per_patch_ratio}, "stage_shares": share,
            "tasks": {"measured": measured_tasks, **{f"target_{n}": task_count(target, target_params, target_rank, n)
                                                      for n in counts}},
            "reads_per_input_byte": io_read / target_bytes, "writes_per_input_byte": io_write / target_bytes,
@@ -338,7 +348,7 @@ def report(best: dict, n: str) -> None:
         if v >= 0.05))
 
 
-def summarise(runs: dict, cores: int) -> tuple[dict, dict | None]:
+def summarise(runs: dict, cores: int, target_rank: int | None = None) -> tuple[dict, dict | None]:
     for n, r in runs.items():
         report(r, n)
     one = runs.get("1")
@@ -357,7 +367,7 @@ def summarise(runs: dict, cores: int) -> tuple[dict, dict | None]:
               f"{summary[n]['speedup_cpu_bound_net']:.2f}x net of housekeeping; driver "
               f"{100 * summary[n]['driver_cpu_share']:.1f}% of all CPU, "
               f"{100 * summary[n]['driver_net_cpu_share']:.1f}% net")
-    fitted = model(runs)
+    fitted = model(runs, target_rank=target_rank)
     print(f"model (20000x512x512, 10.5 GB, rank {fitted['target_rank']}): serial driver "
           f"{fitted['serial_fixed_s']:.2f} s + {fitted['serial_per_worker_s']:.2f} s per worker, "
           f"parallel {fitted['parallel_s']:.1f} s; per input byte {fitted['reads_per_input_byte']:.2f} reads, "
@@ -383,6 +393,8 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=5.0, help="seconds of idle cluster to measure dask's "
                     "housekeeping CPU before each run")
     ap.add_argument("--refit", action="store_true", help="no runs: reprint and refit the model from --out")
+    ap.add_argument("--target-rank", type=int, default=None, help="the 20000 x 512 x 512 movie's measured rank "
+                    "(benchmarks/bench_long.py); default: the measured movie's rank per patch")
     ap.add_argument("--out", default=str(HERE / "results" / "scaling.json"))
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
@@ -407,7 +419,7 @@ def main() -> None:
 
             with open_movie(args.movie) as m:
                 r["shape"] = list(m.shape)
-    summary, fitted = summarise(runs, cores)
+    summary, fitted = summarise(runs, cores, args.target_rank)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"cores": cores, "movie": args.movie, "runs": runs, "speedup": summary,
                                           "model": fitted, "measured_at": time.strftime("%Y-%m-%d %H:%M UTC",

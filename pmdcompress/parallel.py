@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -47,11 +48,42 @@ def default_workers() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
-def blas_threads(n: int):
-    """Context manager limiting BLAS/OpenMP threads (threadpoolctl)."""
+# threadpoolctl's limits are process-wide, and pmd's thread pools can run side by side (the report's held-out fit
+# runs in a thread beside its photon split). Independent `threadpool_limits` contexts would then restore each
+# other's saved state in whatever order they exit, so a running task's BLAS calls could switch between 1 and N
+# threads midway, and a reduction split over N threads rounds differently: the same command gave different reports.
+# One shared limit, entered by the first context and restored by the last, keeps every task at one thread.
+# (Observed with OpenBLAS 0.3.31, pthreads: a change made from a thread other than the main one can be ignored; when
+# such a thread closes the last context, BLAS stays at one thread, which only costs a user's own BLAS calls speed.)
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit = None
+
+
+@contextlib.contextmanager
+def blas_threads(n: int = 1):
+    """Limit BLAS/OpenMP to N threads (threadpoolctl) while the context is open, in this and in every thread.
+
+    Nested and concurrent contexts share one limit: the first opens it and the last closes it. Only ``n=1`` (one
+    BLAS thread per pmd worker thread) is used, and only one value can be shared.
+    """
+    global _blas_users, _blas_limit
+    if n != 1:
+        raise ValueError(f"blas_threads: only n=1 can be shared between concurrent pools, got {n}")
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=n)
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limit = threadpool_limits(limits=n)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
 
 
 def _run_batch(func: Callable, items: list) -> list:

@@ -27,9 +27,19 @@ def _sigint_delivered():
     signal.signal(signal.SIGINT, previous)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache_session(tmp_path_factory):
+    # Null thresholds are cached on disk; tests use their own cache folder. Session scope, so that module-scoped
+    # fixtures (instantiated before any function-scoped one) never read or fill the user's ~/.cache either.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PMD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "null-cache"))
+        patch.setenv("PMD_NUM_WORKERS", os.environ.get("PMD_NUM_WORKERS", "2"))
+        yield
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    # Null thresholds are cached on disk; tests use their own cache folder.
+def _isolated_cache(_isolated_cache_session, tmp_path_factory, monkeypatch):
+    # Tests that change the cache folder or the worker count get them back afterwards.
     monkeypatch.setenv("PMD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "null-cache"))
     monkeypatch.setenv("PMD_NUM_WORKERS", os.environ.get("PMD_NUM_WORKERS", "2"))
 

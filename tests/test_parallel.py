@@ -62,3 +62,43 @@ def test_map_fold_takes_the_results_in_input_order():
     folded = Executor(3).map_fold(lambda x: x * x, range(40), _record, on_done=lambda: done.append(1))
     assert folded == tuple(x * x for x in range(40)) and len(done) == 40
     assert Executor(1).map_fold(lambda x: x, [], _record) is None
+
+
+def _blas_thread_counts():
+    from threadpoolctl import threadpool_info
+
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_overlapping_blas_limits_hold_until_the_last_one_closes():
+    # Two pools side by side (the report's held-out fit beside its photon split): the first context to close must
+    # not give the other one's running tasks back their N BLAS threads (a reduction over N threads rounds
+    # differently), and the last one must restore what the process had.
+    import threading
+
+    from pmdcompress.parallel import blas_threads
+
+    before = _blas_thread_counts()
+    if not before:
+        pytest.skip("no BLAS library found by threadpoolctl")
+    with blas_threads(1):  # the process is at N threads again only after this one closes
+        pass
+    assert _blas_thread_counts() == before
+    second_open, first_closed, seen = threading.Event(), threading.Event(), {}
+
+    def second():  # opens while the first context is open, and still runs tasks after the first one closes
+        with blas_threads(1):
+            second_open.set()
+            first_closed.wait(10)
+            seen["after_first_closed"] = _blas_thread_counts()
+
+    thread = threading.Thread(target=second)
+    with blas_threads(1):
+        thread.start()
+        assert second_open.wait(10)
+    first_closed.set()
+    thread.join(10)
+    assert seen["after_first_closed"] == [1] * len(before)
+    with pytest.raises(ValueError, match="only n=1"):
+        with blas_threads(2):
+            pass

@@ -161,3 +161,63 @@ def test_voltage_movie_keeps_spikes_with_defaults(tmp_path, seed):
                 amps_d.append(td[i, t : t + 2].max() - td[i, t - 8 : t - 2].mean())
     assert np.median(np.array(amps_d) / np.array(amps_c)) > 0.95
     assert np.sqrt(np.mean((raw - clean) ** 2) / np.mean((den - clean) ** 2)) > 5
+
+
+# --------------------------------------------------------------------------- regimes calibrated to real movies
+
+
+def test_real_kinds_take_their_density_photons_and_rate_by_default(tmp_path):
+    info = simulate_movie(tmp_path / "r.tif", kind="2p-real", n_frames=20, shape=(40, 50), seed=0, truth=False)
+    attrs = info["attrs"]
+    assert attrs["n_neurons"] == round(6.5 * 40 * 50 / 1000) and attrs["photons"] == 0.8 and attrs["fs"] == 7.0
+    assert info["truth"] is None and not (tmp_path / "r.truth.zarr").exists()
+    # the kinds before them keep 100 sources and 1 photon
+    other = simulate_movie(tmp_path / "d.tif", kind="2p-dense", n_frames=5, shape=(16, 16), seed=0, truth=False)
+    assert other["attrs"]["n_neurons"] == 100 and other["attrs"]["photons"] == 1.0
+
+
+def test_movie_only_has_the_same_bytes_as_with_its_truth(tmp_path):
+    args = dict(kind="2p-real", n_frames=40, shape=(48, 40), seed=2, chunk_frames=16)
+    simulate_movie(tmp_path / "a.tif", **args)
+    simulate_movie(tmp_path / "b.tif", truth=False, **args)
+    assert (tmp_path / "a.tif").read_bytes() == (tmp_path / "b.tif").read_bytes()
+
+
+def test_sparse_footprints_reach_the_truth_and_the_movie(tmp_path):
+    # More sources than one block of the truth's footprints (16 MB / frame bytes): the blocks fit together, and
+    # the movie's mean is the truth's clean mean (every footprint made it into the rates).
+    info, raw, truth = simulate(tmp_path, "2p-real", n_neurons=40, shape=(600, 700), n_frames=3, photons=2.0)
+    feet = truth["footprints"]
+    assert feet.shape == (40, 600, 700) and feet.chunks[0] < 40
+    assert np.all(feet[...].reshape(40, -1).max(axis=1) == 1.0)
+    clean = truth["clean"][...]
+    assert abs(raw.mean() - clean.mean()) < 0.01 * (clean.mean() - info["attrs"]["offset"])
+
+
+def test_vignetting_dims_the_field_away_from_its_bright_spot(tmp_path):
+    _, _, truth = simulate(tmp_path, "2p-real", n_neurons=20, shape=(64, 64), n_frames=10)
+    (tmp_path / "flat").mkdir()
+    flat = simulate(tmp_path / "flat", "2p-real", n_neurons=20, shape=(64, 64), n_frames=10, regime={"vignetting": 0.0})
+    # the same neuropil, times the falloff (and another photon scale): 1 near the spot, 1 - 0.8 at the farthest pixel
+    ratio = truth["neuropil_spatial"][0] / flat[2]["neuropil_spatial"][0]  # the first mode is never dark
+    assert ratio.min() / ratio.max() == pytest.approx(0.2, rel=0.05)
+
+
+@pytest.mark.parametrize(("kind", "frames", "shape", "band", "photons"), [
+    # neurofinder_dev (600 x 231 x 280 at about 7 Hz): components per patch median 7.5 (quartiles 5-11), about
+    # 0.7 photons per pixel per frame (median over pixels); optinist_mouse2p (2000 x 128 x 128): median 21
+    # (quartiles 20-24), 2.8 photons.  The simulations here are smaller fields (docs/simulate.md's table).
+    ("2p-real", 600, (128, 128), (6, 11), (0.5, 0.9)),
+    ("2p-real-bright", 2000, (96, 96), (16, 25), (2.2, 3.2)),
+])
+def test_real_kinds_give_the_rank_per_patch_and_photons_of_real_movies(tmp_path, kind, frames, shape, band, photons):
+    import pmdcompress
+
+    info = simulate_movie(tmp_path / "m.tif", kind=kind, n_frames=frames, shape=shape, seed=0, truth=False)
+    store = pmdcompress.compress(info["movie"], tmp_path / "m.pmd.zarr", hash_input=False)
+    ranks = np.asarray(store.patch_ranks)
+    assert band[0] <= np.median(ranks) <= band[1], sorted(ranks.tolist())
+    assert np.percentile(ranks, 90) > np.percentile(ranks, 10) + 3  # patches differ, as on real fields
+    attrs = info["attrs"]
+    level = np.median((np.asarray(store.mean) - attrs["offset"]) / attrs["gain"])
+    assert photons[0] <= level <= photons[1]

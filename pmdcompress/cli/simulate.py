@@ -17,32 +17,37 @@ from .common import progress_for as _progress
 from .common import say as _say
 
 # Kept in step with pmdcompress.simulate.KINDS (tests/test_regimes.py checks it) without importing numpy here.
-SIMULATE_KINDS = ("2p", "1p", "1p-correlated", "voltage", "widefield", "dendritic", "2p-dense")
+SIMULATE_KINDS = ("2p", "1p", "1p-correlated", "voltage", "widefield", "dendritic", "2p-dense", "2p-real",
+                  "2p-real-bright")
 
 
 @click.command("simulate")
 @click.argument("output", default="demo.tif")
 @click.option("--frames", "n_frames", default=3000, show_default=True, type=int, help="Number of frames.")
 @click.option("--shape", default="256x256", show_default=True, help="Frame size HxW.")
-@click.option("--neurons", "n_neurons", default=100, show_default=True, type=int, help="Number of neurons.")
-@click.option("--photons", default=1.0, show_default=True, type=float,
-              help="Mean photons per pixel per frame (lower is noisier).")
+@click.option("--neurons", "n_neurons", default=None, type=int,
+              help="Number of sources (default: 100; for 2p-real kinds, the kind's density per area).")
+@click.option("--photons", default=None, type=float,
+              help="Mean photons per pixel per frame, lower is noisier (default: 1; the 2p-real kinds' own).")
 @click.option("--kind", type=click.Choice(SIMULATE_KINDS), default="2p", show_default=True,
               help="Regime: 2p/1p calcium, 1p-correlated (noise shared between neighbours), voltage (1 kHz), "
-                   "widefield, dendritic (thin segments), 2p-dense (real-like rank per patch).")
+                   "widefield, dendritic (thin segments), 2p-dense (dense field), 2p-real and 2p-real-bright "
+                   "(calibrated to the rank per patch of real two-photon movies).")
 @click.option("--fs", type=float, default=None, help="Frame rate in Hz (default: the kind's, 30 or 1000).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--no-truth", is_flag=True, help="Write the movie only (no STEM.truth.zarr: for scale tests).")
 @click.pass_context
-def simulate(ctx, output, n_frames, shape, n_neurons, photons, kind, fs, seed, overwrite):
+def simulate(ctx, output, n_frames, shape, n_neurons, photons, kind, fs, seed, overwrite, no_truth):
     """Write a seeded synthetic movie to OUTPUT and its ground truth beside it (STEM.truth.zarr)."""
     from ..options import parse_pair
     from ..simulate import simulate_movie
 
     hw = parse_pair(shape, "shape")
-    simulate_movie(output, n_frames=n_frames, shape=hw, n_neurons=n_neurons, photons=photons, kind=kind,
-                   fs=fs, seed=seed, overwrite=overwrite)
-    _say(ctx, f"pmd: wrote {output} ({n_frames}x{hw[0]}x{hw[1]}, {n_neurons} neurons) and its ground truth")
+    info = simulate_movie(output, n_frames=n_frames, shape=hw, n_neurons=n_neurons, photons=photons, kind=kind,
+                          fs=fs, seed=seed, overwrite=overwrite, truth=not no_truth)
+    what = "" if no_truth else " and its ground truth"
+    _say(ctx, f"pmd: wrote {output} ({n_frames}x{hw[0]}x{hw[1]}, {info['attrs']['n_neurons']} sources){what}")
 
 
 @click.command("demo")

@@ -25,6 +25,7 @@ from .. import __version__
 from ..errors import InputError
 from ..formats.report import REPORT
 from ..io.readers import Movie, open_movie
+from ..parallel import blas_threads
 from . import figures
 from . import metrics as mt
 from .html import summary_lines as html_summary_lines
@@ -175,9 +176,16 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
     if res.crop_frames is not None:
         from concurrent.futures import ThreadPoolExecutor
 
+        # The held-out fits run in a thread beside the rest of the analysis (the photon split re-compresses too).
+        # OpenBLAS can ignore a thread-count limit set from that thread, so this (main) thread holds one BLAS
+        # thread until the fits end: otherwise their results would depend on whether the photon split's own
+        # limit happened to be in force, and two runs of one command could differ.
+        hold_blas = blas_threads(1)
+        hold_blas.__enter__()
         pool = ThreadPoolExecutor(1, thread_name_prefix="pmd-heldout")
-        pending = (pool.submit(heldout_fit, res.crop_frames, store, workers=workers), collect[0],
-                   time.perf_counter())
+        future = pool.submit(heldout_fit, res.crop_frames, store, workers=workers)
+        future.add_done_callback(lambda _: hold_blas.__exit__(None, None, None))
+        pending = (future, collect[0], time.perf_counter())
         pool.shutdown(wait=False)
         res.crop_frames = None
     if truth is not None and movie is not None:

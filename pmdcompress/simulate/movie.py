@@ -33,6 +33,7 @@ from itertools import repeat
 from pathlib import Path
 
 import numpy as np
+import zarr
 from scipy import ndimage, signal, sparse
 
 from ..errors import OptionError
@@ -83,6 +84,10 @@ class _Regime:
     bleaching: float = 0.0  # fractional exponential decline of all fluorescence over the movie
     hemodynamic: float = 0.0  # amplitude of a global multiplicative (absorption-like) fluctuation
     noise_blur: float = 0.0  # share of each detected photon's noise spread to each of the 4 neighbours
+    # Defaults of simulate_movie's arguments for the kind (the regimes above keep 100 neurons and 1 photon).
+    density: float = 0.0  # sources per 1000 px^2 when n_neurons is not given (0: 100 sources)
+    photons: float = 1.0  # mean photons per pixel per frame when photons is not given
+    vignetting: float = 0.0  # brightness lost at the field's far edge (an objective's falloff), 0-1
 
 
 _REGIMES = {
@@ -157,6 +162,13 @@ _REGIMES["2p-dense"] = dataclasses.replace(
     neuropil_sigma=(24.0, 12.0, 8.0, 6.0, 4.0, 3.0, 2.0), neuropil_level=(1.0, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4),
     neuropil_tau_s=(5.0, 2.0, 1.5, 1.0, 0.7, 0.5, 0.4), neuropil_swing=(0.05, 0.5, 0.5, 0.5, 0.6, 0.6, 0.6),
     silent_fraction=0.2, tau_decay_s=(0.5, 1.5), dff_per_spike=(0.4, 1.2), spike_rate_hz=(0.1, 0.8))
+# Calibrated to real movies with pmd compress's defaults (docs/simulate.md, benchmarks/bench_regimes.py): the
+# 2p-dense field at a density per area, a photon level and a frame rate that give the components per 32 x 32
+# patch and the photon level of neurofinder_dev (GCaMP6s at 7 Hz, a field that dims towards one side) ...
+_REGIMES["2p-real"] = dataclasses.replace(_REGIMES["2p-dense"], fs=7.0, density=6.5, photons=0.8, vignetting=0.8,
+                                          baseline=5.0)
+# ... and of optinist_mouse2p (brighter and denser; its frame rate is not documented: 30 Hz).
+_REGIMES["2p-real-bright"] = dataclasses.replace(_REGIMES["2p-dense"], fs=30.0, density=12.0, photons=3.3)
 
 #: The simulated regimes (``kind``), in the order the CLI lists them.
 KINDS = tuple(_REGIMES)
@@ -166,7 +178,7 @@ KINDS = tuple(_REGIMES)
 class _Model:
     """Everything but the per-frame noise, in photons per pixel per frame."""
 
-    footprints: np.ndarray  # (N, Y, X) float32, max 1 each
+    footprints: sparse.csr_matrix  # (N, Y * X) float32, max 1 each: sparse, so that thousands fit at 512 x 512
     traces: np.ndarray  # (N, T) float32
     spikes: np.ndarray  # (N, T) uint8
     baseline: np.ndarray  # (N,) float32
@@ -203,8 +215,8 @@ def simulate_movie(
     *,
     n_frames: int = 3000,
     shape: tuple[int, int] = (256, 256),
-    n_neurons: int = 100,
-    photons: float = 1.0,
+    n_neurons: int | None = None,
+    photons: float | None = None,
     fs: float | None = None,
     seed: int = 0,
     kind: str = "2p",
@@ -214,6 +226,7 @@ def simulate_movie(
     offset: float = DEFAULT_OFFSET,
     read_noise: float = DEFAULT_READ_NOISE,
     regime: dict | None = None,
+    truth: bool = True,
 ) -> dict:
     """Write a simulated calcium-imaging movie and its ground truth.
 
@@ -227,10 +240,13 @@ def simulate_movie(
     shape : tuple of int, optional
         Frame shape ``(Y, X)``.
     n_neurons : int, optional
-        Number of somata N.
+        Number of sources N (somata, and dendrites in the kinds that have them).
+        Default: the kind's density per area for the ``2p-real`` kinds
+        (``density`` sources per 1000 px^2), else 100.
     photons : float, optional
         Mean expected photons per pixel per frame over the field of view and all
         frames.  1-2 is the photon-limited regime of two-photon imaging.
+        Default: the kind's (1; 0.9 for ``2p-real``, 3.3 for ``2p-real-bright``).
     fs : float, optional
         Frame rate in Hz; sets the time scales of spikes and calcium.  Default: the
         kind's (30 Hz; 1000 Hz for ``"voltage"``).
@@ -257,6 +273,10 @@ def simulate_movie(
         Overrides of the constants of ``kind`` (fields of ``_Regime``), e.g.
         ``{"tau_decay_s": (1.0, 2.0), "silent_fraction": 0.4}`` for a GCaMP6s-like
         movie in which 40% of the somata never fire.
+    truth : bool, optional
+        Write the ground truth beside the movie (default).  False writes the
+        movie only: the truth's clean movie is float32, twice the movie's bytes
+        before compression, which a scale test (20000 x 512 x 512) does not need.
 
     Returns
     -------
@@ -300,19 +320,30 @@ def simulate_movie(
     """
     n_frames = _positive_int(n_frames, "n_frames")
     chunk_frames = _positive_int(chunk_frames, "chunk_frames")
-    n_neurons = int(n_neurons)
-    if n_neurons < 0:
-        raise OptionError(f"{{n_neurons}} must be >= 0, got {n_neurons}", "n_neurons")
+    if kind not in _REGIMES:
+        raise OptionError(f"{{kind}} must be one of {sorted(_REGIMES)}, got {kind!r}", "kind")
     try:
         shape = tuple(int(s) for s in shape)
     except TypeError as exc:
         raise OptionError(f"{{shape}} must be a pair (Y, X), got {shape!r}", "shape") from exc
     if len(shape) != 2 or min(shape) < 8:
         raise OptionError(f"{{shape}} must be a pair (Y, X) of at least 8 px each, got {shape!r}", "shape")
-    if kind not in _REGIMES:
-        raise OptionError(f"{{kind}} must be one of {sorted(_REGIMES)}, got {kind!r}", "kind")
+    constants = _REGIMES[kind]
+    if regime:
+        fields = {f.name for f in dataclasses.fields(_Regime)}
+        unknown = sorted(set(regime) - fields)
+        if unknown:
+            raise ValueError(f"regime: unknown constant(s) {unknown}; known: {sorted(fields)}")
+        constants = dataclasses.replace(constants, **regime)
+    if n_neurons is None:
+        n_neurons = round(constants.density * shape[0] * shape[1] / 1000.0) if constants.density > 0 else 100
+    if photons is None:
+        photons = constants.photons
+    n_neurons = int(n_neurons)
+    if n_neurons < 0:
+        raise OptionError(f"{{n_neurons}} must be >= 0, got {n_neurons}", "n_neurons")
     if fs is None:
-        fs = _REGIMES[kind].fs
+        fs = constants.fs
     for name, value in (("photons", photons), ("fs", fs), ("gain", gain)):
         if not np.isfinite(value) or value <= 0:
             raise OptionError(f"{{{name}}} must be a positive number, got {value!r}", name)
@@ -328,15 +359,9 @@ def simulate_movie(
     zarr_path = truth_path(movie_path)
     # Validate both outputs before writing either.
     check_output_path(movie_path, overwrite=overwrite)
-    check_output_path(zarr_path, overwrite=overwrite)
+    if truth:
+        check_output_path(zarr_path, overwrite=overwrite)
 
-    constants = _REGIMES[kind]
-    if regime:
-        fields = {f.name for f in dataclasses.fields(_Regime)}
-        unknown = sorted(set(regime) - fields)
-        if unknown:
-            raise ValueError(f"regime: unknown constant(s) {unknown}; known: {sorted(fields)}")
-        constants = dataclasses.replace(constants, **regime)
     if not 0.0 <= constants.silent_fraction <= 1.0:
         raise ValueError(f"silent_fraction must be in [0, 1], got {constants.silent_fraction!r}")
     model = _build_model(np.random.default_rng([seed, 0]), constants, n_frames, shape, n_neurons, photons, fs)
@@ -364,11 +389,12 @@ def simulate_movie(
         },
     }
     # Both or neither: the truth is renamed into place with the movie.
-    with atomic_outputs([movie_path, zarr_path], overwrite=overwrite, folders=[False, True]) as (tmp_movie, tmp_zarr):
-        stats = _write(tmp_movie, tmp_zarr, model, attrs, seed, chunk_frames)
+    outputs, folders = ([movie_path, zarr_path], [False, True]) if truth else ([movie_path], [False])
+    with atomic_outputs(outputs, overwrite=overwrite, folders=folders) as tmp:
+        stats = _write(tmp[0], tmp[1] if truth else None, model, attrs, seed, chunk_frames)
     return {
         "movie": movie_path,
-        "truth": zarr_path,
+        "truth": zarr_path if truth else None,
         "shape": (n_frames, *shape),
         "mean_photons": stats["mean_photons"],
         "n_overlapping": model.n_overlapping,
@@ -427,6 +453,14 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     field -= field.min()
     top = field.max()
     return field / top if top > 0 else np.full(shape, 0.5)
+
+
+def _vignette(rng: np.random.Generator, shape: tuple[int, int], loss: float) -> np.ndarray:
+    """Brightness over the field, 1 at a spot in the middle half, ``1 - loss`` at the farthest corner."""
+    spot = rng.uniform(0.25, 0.75, size=2) * (np.array(shape) - 1)
+    yy, xx = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    d2 = (yy - spot[0]) ** 2 + (xx - spot[1]) ** 2
+    return 1.0 - loss * d2 / d2.max()
 
 
 def _slow_noise(rng: np.random.Generator, n: int, frames: float) -> np.ndarray:
@@ -585,20 +619,26 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
     """Draw footprints, traces and neuropil; scale so that the mean rate is ``photons``."""
     centers, radii = _place(rng, regime, n_neurons, shape)
     thetas = rng.uniform(0, np.pi, size=n_neurons)
-    footprints = (
-        np.stack([_soma(rng, regime, centers[i], radii[i], thetas[i], shape) for i in range(n_neurons)])
-        if n_neurons
-        else np.zeros((0, *shape))
-    )
+    pixels = shape[0] * shape[1]
+    # Each footprint is drawn on the whole frame (as always: the same floats), then kept sparse, so that
+    # thousands of sources at 512 x 512 take megabytes, not gigabytes; its sum is taken on the dense frame.
+    rows, sums = [], np.zeros(n_neurons)
+    for i in range(n_neurons):
+        dense = _soma(rng, regime, centers[i], radii[i], thetas[i], shape)
+        rows.append(sparse.csr_matrix(dense.reshape(1, pixels)))
+        sums[i] = dense.sum()
     if regime.dendrite_fraction > 0 and n_neurons:
         # A separate stream, so that the regimes without dendrites keep their bytes.
         extra = np.random.default_rng([int(rng.integers(2**31)), 2])
         for i in np.flatnonzero(extra.random(n_neurons) < regime.dendrite_fraction):
-            footprints[i] = _dendrite(extra, regime, centers[i], shape)
-    support = footprints > 0
+            dense = _dendrite(extra, regime, centers[i], shape)
+            rows[i] = sparse.csr_matrix(dense.reshape(1, pixels))
+            sums[i] = dense.sum()
+    footprints = sparse.vstack(rows, format="csr") if n_neurons else sparse.csr_matrix((0, pixels))
     if n_neurons:
-        cover = support.sum(axis=0)
-        n_overlapping = int(sum(np.any(cover[s] > 1) for s in support))
+        cover = np.bincount(footprints.indices, minlength=pixels)
+        n_overlapping = int(sum(np.any(cover[footprints.indices[a:b]] > 1)
+                                for a, b in zip(footprints.indptr[:-1], footprints.indptr[1:], strict=True)))
     else:
         n_overlapping = 0
 
@@ -634,6 +674,15 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
         if k == 0:
             course *= 1.0 - regime.drift * (ramp - 0.5)
         neuropil_traces[k] = course
+    if regime.vignetting > 0:
+        # Uneven brightness across the field (real fields dim towards an edge: fewer photons, fewer components
+        # there): a quadratic falloff from a bright spot drawn off centre; sources take the value at their centre.
+        extra = np.random.default_rng([int(rng.integers(2**31)), 5])
+        falloff = _vignette(extra, shape, regime.vignetting)
+        neuropil_spatial *= falloff
+        cy, cx = (np.clip(np.rint(centers[:, a]), 0, shape[a] - 1).astype(int) for a in (0, 1))
+        traces = traces * falloff[cy, cx][:, None]
+        baseline = baseline * falloff[cy, cx]
     if regime.bleaching > 0 or regime.hemodynamic > 0:
         # Multiplies every source and the neuropil alike: bleaching of the whole field, and an
         # absorption-like hemodynamic fluctuation (slow vasomotion near 0.1 Hz plus the heartbeat).
@@ -648,9 +697,8 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
         traces = traces * factor
         neuropil_traces = neuropil_traces * factor
 
-    pixels = shape[0] * shape[1]
     mean_rate = (
-        footprints.reshape(n_neurons, pixels).sum(axis=1) @ traces.mean(axis=1)
+        sums @ traces.mean(axis=1)
         + neuropil_spatial.reshape(k_modes, pixels).sum(axis=1) @ neuropil_traces.mean(axis=1)
     ) / pixels
     scale = photons / mean_rate
@@ -702,34 +750,16 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
     """Write the truth group and stream the movie; return realised statistics."""
     import tifffile
 
-    n_neurons, ny, nx = model.footprints.shape
+    ny, nx = model.neuropil_spatial.shape[1:]
     n_frames = model.traces.shape[1]
     pixels = ny * nx
     gain, offset, read_noise = attrs["gain"], attrs["offset"], attrs["read_noise"]
     noise_blur = float(attrs["regime"].get("noise_blur", 0.0))
-
-    background = (
-        np.tensordot(model.neuropil_traces.mean(axis=1), model.neuropil_spatial, axes=1)
-        + np.tensordot(model.baseline, model.footprints, axes=1)
-    ).astype(np.float32)
-    small = {
-        "footprints": model.footprints,
-        "traces": model.traces,
-        "spikes": model.spikes,
-        "background": background,
-        "neuropil_spatial": model.neuropil_spatial,
-        "neuropil_traces": model.neuropil_traces,
-        "neuron_baseline": model.baseline,
-        "centers": model.centers,
-        "radii": model.radii,
-        "spike_rate_hz": model.spike_rate_hz,
-        "tau_decay_s": model.tau_decay_s,
-        "dff_per_spike": model.dff_per_spike,
-    }
     time_chunk = min(chunk_frames, n_frames, max(1, (16 << 20) // (4 * pixels)))
-    group, clean = create_truth(tmp_zarr, small, n_frames, ny, nx, time_chunk)
+    clean = None
+    if tmp_zarr is not None:
+        clean = _write_truth(tmp_zarr, model, n_frames, ny, nx, time_chunk)
 
-    a = model.footprints.reshape(n_neurons, pixels)
     b = model.neuropil_spatial.reshape(len(model.neuropil_spatial), pixels)
     # Chunks of the movie are multiples of the zarr chunk so that no zarr chunk is
     # written twice.
@@ -739,7 +769,8 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
     # Chunk-invariant sums: each pixel adds its neurons in one fixed order (a sparse product is plain
     # loops), then the neuropil modes one by one.  A blocked matrix product (BLAS) would round
     # differently with the chunk length and the CPU's kernels.
-    by_pixel = sparse.csr_matrix(a.T)
+    by_pixel = model.footprints.T.tocsr()
+    by_pixel.sort_indices()
 
     def rates(t0: int, t1: int) -> np.ndarray:
         rate = np.ascontiguousarray((by_pixel @ model.traces[:, t0:t1]).T)
@@ -755,11 +786,12 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
                 t1 = min(t0 + step, n_frames)
                 rate = rates(t0, t1)
                 frame_totals.extend(rate.sum(axis=1, dtype=np.float64).tolist())
-                expected = rate
-                if noise_blur > 0:  # the spread photons' expected value spreads too
-                    expected = ndimage.convolve(rate.reshape(t1 - t0, ny, nx), _blur_kernel(noise_blur)[None],
-                                                mode="nearest")
-                clean[t0:t1] = (offset + gain * expected).reshape(t1 - t0, ny, nx)
+                if clean is not None:
+                    expected = rate
+                    if noise_blur > 0:  # the spread photons' expected value spreads too
+                        expected = ndimage.convolve(rate.reshape(t1 - t0, ny, nx), _blur_kernel(noise_blur)[None],
+                                                    mode="nearest")
+                    clean[t0:t1] = (offset + gain * expected).reshape(t1 - t0, ny, nx)
                 noisy = pool.map(
                     _noisy_frame,
                     rate,
@@ -785,5 +817,38 @@ def _write(tmp_movie: Path, tmp_zarr: Path, model: _Model, attrs: dict, seed, ch
     )
     attrs["mean_photons"] = math.fsum(frame_totals) / (n_frames * pixels)
     attrs["scale"] = model.scale
-    finish_truth(group, attrs)
+    if clean is not None:
+        finish_truth(zarr.open_group(str(tmp_zarr), mode="r+"), attrs)
     return {"mean_photons": attrs["mean_photons"]}
+
+
+def _write_truth(path: Path, model: _Model, n_frames: int, ny: int, nx: int, time_chunk: int):
+    """The truth group without its attributes (written last), and its empty ``clean`` array to fill.
+
+    The footprints (dense on disk, ``(N, Y, X)``) are written by blocks of sources from the sparse model.
+    """
+    n_neurons, pixels = model.footprints.shape
+    feet = model.footprints
+    # The mean rate without transients: the neuropil's mean, then each pixel's sources, in a fixed order.
+    background = np.tensordot(model.neuropil_traces.mean(axis=1), model.neuropil_spatial, axes=1).astype(np.float32)
+    background += (feet.T @ model.baseline).reshape(ny, nx).astype(np.float32)
+    small = {
+        "traces": model.traces,
+        "spikes": model.spikes,
+        "background": background,
+        "neuropil_spatial": model.neuropil_spatial,
+        "neuropil_traces": model.neuropil_traces,
+        "neuron_baseline": model.baseline,
+        "centers": model.centers,
+        "radii": model.radii,
+        "spike_rate_hz": model.spike_rate_hz,
+        "tau_decay_s": model.tau_decay_s,
+        "dff_per_spike": model.dff_per_spike,
+    }
+    group, clean = create_truth(path, small, n_frames, ny, nx, time_chunk)
+    per_chunk = max(1, (16 << 20) // (4 * pixels))
+    array = group.create_array("footprints", shape=(n_neurons, ny, nx), dtype=np.float32,
+                               chunks=(max(1, min(per_chunk, n_neurons)), ny, nx))
+    for i in range(0, n_neurons, per_chunk):
+        array[i : i + per_chunk] = feet[i : i + per_chunk].toarray().reshape(-1, ny, nx)
+    return clean

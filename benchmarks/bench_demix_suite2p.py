@@ -1,7 +1,7 @@
 """Benchmark: pmd (compress + demix) against suite2p on a labelled real movie (neurofinder_dev).
 
     python benchmarks/bench_demix_suite2p.py [--suite2p-python /work/peers/suite2p-venv/bin/python]
-        [--movie ../shared/data/neurofinder_dev] [--fs 7] [--skip suite2p|pmd] [--stores] [--bin 2]
+        [--movie ../shared/data/neurofinder_dev] [--fs 7] [--skip suite2p|pmd] [--stores] [--bin 2] [--zoom 1.5]
         [--out benchmarks/results/demix_suite2p.json]
 
 Both tools run with their defaults plus the frame rate, each in a fresh process
@@ -25,6 +25,11 @@ With ``--bin N``, pmd runs on the movie binned N x N in space (a real movie at 1
 1/N the radius, more photons per pixel), scored against the labels binned the same way (a label keeps a
 binned pixel when it covers at least half of it); results under ``pmd_binned``.  Every threshold of
 demixing must hold at any zoom, so a change is judged there too.
+
+With ``--zoom F`` (F > 1), pmd runs on a zoomed-in movie: the default store's denoised movie upsampled F
+times in space (cubic) plus independent Gaussian noise of the raw movie's per-pixel level (the SD of raw
+minus denoised; upsampling the raw movie would correlate neighbouring pixels' noise, which a microscope's
+zoom does not), against the labels upsampled alike; results under ``pmd_zoomed``.
 
 With ``--stores``, pmd also runs on five stores of the same movie (default,
 ``--seed 1``, ``--seed 2``, ``--no-temporal-filter``, ``--method svd``) and the JSON gets their scores and means
@@ -194,6 +199,51 @@ def run_binned(folder: Path, fs: float, factor: int, active: list[int]) -> dict:
     return r
 
 
+def zoomed_movie(folder: Path, factor: float, store: Path) -> Path:
+    """A ``factor`` x zoom-in of the movie and its labels, in ``WORK/zoomF/`` (made once, seeded noise)."""
+    import tifffile
+    from scipy import ndimage
+
+    import pmdcompress
+
+    out = WORK / f"zoom{factor:g}"
+    if (out / "regions.json").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    raw = tifffile.imread(folder / "movie.tif").astype(np.float32)
+    denoised = pmdcompress.open(store).read()
+    noise_sd = (raw - denoised).std(axis=0)
+    del raw
+    rng = np.random.default_rng(0)
+    frames = []
+    noise = ndimage.zoom(noise_sd, factor, order=1)
+    for frame in denoised:
+        up = ndimage.zoom(frame, factor, order=3)
+        frames.append(np.clip(np.round(up + noise * rng.standard_normal(up.shape)), 0, 65535).astype(np.uint16))
+    tifffile.imwrite(out / "movie.tif", np.stack(frames))
+    height, width = denoised.shape[1:]
+    regions = []
+    for k, region in enumerate(json.loads((folder / "regions.json").read_text())):
+        mask = np.zeros((height, width), np.float32)
+        rows, cols = np.asarray(region["coordinates"]).T
+        mask[rows, cols] = 1.0
+        regions.append({"id": k + 1, "coordinates": np.argwhere(ndimage.zoom(mask, factor, order=1) >= 0.5).tolist()})
+    (out / "regions.json").write_text(json.dumps(regions))
+    return out
+
+
+def run_zoomed(folder: Path, fs: float, factor: float, active: list[int]) -> dict:
+    """pmd (default store) on a ``factor`` x zoom-in of the movie (:func:`zoomed_movie`), scored against its labels."""
+    store = WORK / "movie.pmd.zarr"
+    if not store.exists():
+        run_pmd(folder / "movie.tif", fs)
+    zoomed = zoomed_movie(folder, factor, store)
+    r = run_pmd(zoomed / "movie.tif", fs, name=f"zoom{factor:g}")
+    r["scores"] = halves_scores(Path(r["suite2p_folder"]), zoomed / "regions.json", active)
+    r["factor"] = factor
+    return r
+
+
 def run_suite2p(movie: Path, fs: float, python: str) -> dict:
     data = WORK / "s2p_data"
     save = WORK / "s2p_out"
@@ -218,6 +268,8 @@ def main() -> None:
                              "--method svd) and their means.")
     parser.add_argument("--bin", type=int, default=None, metavar="N",
                         help="Also score pmd on the movie binned N x N in space (another zoom), labels binned alike.")
+    parser.add_argument("--zoom", type=float, default=None, metavar="F",
+                        help="Also score pmd on an F x zoom-in (denoised movie upsampled, fresh noise), labels alike.")
     args = parser.parse_args()
     folder = Path(args.movie)
     movie, truth = folder / "movie.tif", folder / "regions.json"
@@ -239,6 +291,10 @@ def main() -> None:
         results["pmd_binned"] = run_binned(folder, args.fs, args.bin, active)
     elif "pmd_binned" in previous:
         results["pmd_binned"] = previous["pmd_binned"]
+    if args.zoom and args.skip != "pmd":
+        results["pmd_zoomed"] = run_zoomed(folder, args.fs, args.zoom, active)
+    elif "pmd_zoomed" in previous:
+        results["pmd_zoomed"] = previous["pmd_zoomed"]
     if args.skip != "suite2p":
         r = run_suite2p(movie, args.fs, args.suite2p_python)
         plane = Path(r["folder"])
@@ -276,10 +332,12 @@ def main() -> None:
             print(f"{'pmd, mean of ' + str(len(results['pmd_stores']['runs'])) + ' stores':36s} {part:18s} "
                   f"F1 {p['f1']:.3f} P {p['precision']:.3f} R {p['recall']:.3f} active {p['recall_active']:.3f} "
                   f"IoU {p['mean_iou']:.3f} ({p['n_pred']:.1f} ROIs)")
-    if "pmd_binned" in results:
-        b = results["pmd_binned"]
+    for key, label in (("pmd_binned", "pmd, movie binned {f}x{f}"), ("pmd_zoomed", "pmd, movie zoomed {f}x")):
+        if key not in results:
+            continue
+        b = results[key]
         for part, p in b["scores"].items():
-            print(f"{'pmd, movie binned ' + str(b['factor']) + 'x' + str(b['factor']):36s} {part:18s} F1 {p['f1']:.3f} "
+            print(f"{label.format(f=b['factor']):36s} {part:18s} F1 {p['f1']:.3f} "
                   f"P {p['precision']:.3f} R {p['recall']:.3f} active {p['recall_active'] or 0:.3f} "
                   f"IoU {p['mean_iou'] or 0:.3f} ({p['n_pred']} ROIs)")
     if "pmd" in results["tools"]:

@@ -79,7 +79,7 @@ N_BLOCKS = 10
 #: The neighbours whose ``B`` the residual is compared with in the signal removed (:func:`shared_signal_removed`):
 #: the pixels above and below.  A raster scan shares noise along its rows, more at bright pixels than the split's
 #: one pooled correlation per lag models (neurofinder_dev: 0.024 for dim pixels, 0.055 at the 90th percentile of
-#: the mean, 0.12 at the 99th, between horizontal neighbours; at most 0.01 between vertical ones up to the 95th).
+#: the mean, 0.12 at the 99th, between horizontal neighbours; 0.001, 0.008 and 0.028 between vertical ones).
 SHARED_LAGS = ((1, 0), (-1, 0))
 #: Median share of a pixel's first differences explained by its annulus above which a region-wide fast
 #: signal is left out of the noise statistics (noise alone: about 1 / frames).

@@ -32,6 +32,12 @@ Steps (every number is defined in ``docs/snr.md#photon-splitting``):
 3. **Split, denoise, score.**  The estimate is refused as well when it comes
    out negative (the tell of shared noise).
 
+A movie without a shot-noise curve (rescaled, filtered or resampled after the
+detector, or read noise alone) is split in its own units instead of being
+refused: Gaussian data fission with the measured noise variance and spatial
+correlation (``Counts.method == "gaussian"``, :func:`split`), scored with
+``B``'s known noise variance (:meth:`Counts.noise_of_half`).
+
 A binned movie is a different (brighter, smaller) movie: its error reduction is
 that of the denoiser on it, reported with the binning factor.
 
@@ -90,7 +96,7 @@ class Counts:
 
     ok: bool
     reason: str = ""
-    counts: np.ndarray | None = None  # (T, h, w) int32
+    counts: np.ndarray | None = None  # (T, h, w) int32 counts; float32 ADU for the "gaussian" split
     gain: float = math.nan  # ADU per photon
     offset: float = math.nan  # ADU at zero photons (read noise folded in)
     photons_per_pixel: float = math.nan  # mean counts per pixel per frame

@@ -22,15 +22,15 @@ Steps (every number is defined in ``docs/snr.md#photon-splitting``):
    effective offset ``o``.  ``n = floor((x - o) / g + U)``, ``U`` uniform
    (dithering keeps ``E[n]`` exact); ``o`` is then shifted so that the median
    pixel has variance = mean (the dither's own variance included).
-2. **Checks.**  The split needs noise independent across pixels: the median
-   per-pixel correlation of first differences with each neighbour must be below
-   :data:`CORRELATION_LIMIT`.  Where it is not (interpolation by motion
-   correction, sensor blur, resampling), the raw movie is binned ``k x k``
-   (summed) and step 1 is redone on the binned movie, for ``k`` up to
-   :data:`MAX_BIN`; a movie that stays correlated, or whose variance does not
-   grow with its mean, is refused with the reason (no number is reported).
-3. **Split, denoise, score.**  The estimate is refused as well when it comes
-   out negative (the tell of shared noise).
+2. **Shared noise.**  A binomial split needs noise independent across pixels
+   (pooled correlation of first differences with each neighbour up to
+   :data:`CORRELATION_LIMIT`).  Where it is not (interpolation by motion
+   correction, sensor blur, resampling), the correlation is modelled and the
+   halves are made by Gaussian data fission (:func:`split`, ``"correlated"``),
+   at every lag of the frame where it reaches past 2 px (:func:`correlations`).
+3. **Split, denoise, score.**  The estimate is refused when the halves still
+   share noise (:func:`halves_correlations` above :data:`HALVES_LIMIT`) or when
+   it comes out negative (the tell of shared noise).
 
 A movie without a shot-noise curve (rescaled, filtered or resampled after the
 detector, or read noise alone) is split in its own units instead of being

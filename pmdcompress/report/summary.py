@@ -242,9 +242,9 @@ def _error_maps(res: PassResult, store, plan: Plan, est: _NoiseEstimate, var_raw
             # Noise alone: the differences less the fast signals a region shares (flicker, background).
             rho = neighbour_correlations(res.noise_neighbours, res.noise_frames)
             maps["corr_noise"] = local_correlation(res.noise_neighbours, res.noise_frames)
-        if res.noise_fit_neighbours is not None and res.noise_frames > 2:
+        if res.noise_fit_neighbours is not None and res.noise_fit_frames > 2:
             # The same noise less what the fit keeps of it: the residual of noise alone (FitProjection).
-            maps["corr_noise_fit"] = local_correlation(res.noise_fit_neighbours, res.noise_frames)
+            maps["corr_noise_fit"] = local_correlation(res.noise_fit_neighbours, res.noise_fit_frames)
     else:
         rho = (0.0, 0.0, 0.0, 0.0)
     # The per-pixel mean is fitted too: it keeps 1 / n_frames of the noise (a 20-frame movie's residual of pure

@@ -171,8 +171,10 @@ def main() -> None:
         trees = {"current": ROOT}
         if args.baseline:
             trees["baseline"] = baseline_tree(args.baseline, tmp)
-        results = {"machine": platform.node(), "cpus": os.cpu_count(), "baseline": args.baseline,
-                   "method": args.method, "movies": {}}
+        # the load average beside the numbers: on a shared machine CPU seconds still move with the load
+        # (caches, memory bandwidth, hyperthreads), so ratios between trees mean more than the absolute values
+        results = {"machine": platform.node(), "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+                   "baseline": args.baseline, "method": args.method, "movies": {}}
         try:
             for name in filter(None, args.movies.split(",")):
                 movie = SHARED / name / "movie.tif"
@@ -254,6 +256,7 @@ def main() -> None:
     for entry in results["movies"].values():
         for tag in trees:
             entry[tag].pop("ranks")
+    results["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

@@ -53,7 +53,10 @@ VARIANTS = {
     "overlap_16": {"overlap": 16},
     "residual_pass_shifted": {"residual_shift": 16},
 }
-COLUMNS = ("er_all", "er_active", "removed_all", "removed_active", "removed_active_overlap",
+#: The four nearest neighbours (photon_split.shared_signal_removed's default is the pixels above and below).
+NEIGHBOUR_LAGS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+COLUMNS = ("er_all", "er_active", "removed_all", "removed_active", "shared_removed_all", "shared_removed_active",
+           "shared4_removed_active", "removed_active_overlap",
            "removed_active_interior", "removed_all_overlap", "removed_all_interior", "signal_active_overlap",
            "signal_active_interior", "rank", "cpu_s")
 
@@ -93,6 +96,9 @@ def score_row(a, b, den, region, options, rank, cpu) -> dict:
     signal = B.astype(np.float64).var(axis=0) - B.astype(np.float64).mean(axis=0)
     return {"er_all": sc["all"]["error_reduction"], "er_active": sc["active"]["error_reduction"],
             "removed_all": sc["all"]["signal_removed"], "removed_active": sc["active"]["signal_removed"],
+            "shared_removed_all": ps.shared_signal_removed(A, B, D, np.ones(A.shape[1:], bool)),
+            "shared_removed_active": ps.shared_signal_removed(A, B, D, folds),
+            "shared4_removed_active": ps.shared_signal_removed(A, B, D, folds, lags=NEIGHBOUR_LAGS),
             "removed_active_overlap": ps.signal_removed(A, B, D, [(f, m & overlap) for f, m in folds]),
             "removed_active_interior": ps.signal_removed(A, B, D, [(f, m & ~overlap) for f, m in folds]),
             "removed_all_overlap": ps.signal_removed(A, B, D, overlap),
@@ -236,6 +242,57 @@ def simulation_case(seeds=(2, 3)) -> dict:
     return {"regime": "2p-dense", "shape": [1000, 128, 128], "n_neurons": 60, "mean": _mean(rows), "per_seed": rows}
 
 
+def split_simulation_case(seeds=(2, 3, 4), methods=("correlated", "binomial")) -> dict:
+    """The photon-split measures against their ground truth on simulations (the same A, the same folds).
+
+    ``2p-dense`` movies (600 x 128 x 128, about 1.2 photons per pixel per frame, neurofinder_dev's level), split
+    both ways (``"correlated"``: the Gaussian fission both real two-photon movies here take), denoised by the
+    defaults, a 3-frame temporal Gaussian and a 1.5-px spatial Gaussian: ``signal_removed`` on the active folds
+    (lag 0) and :func:`shared_signal_removed` (rows above/below, and the 4 neighbours), each from ``B`` and from
+    the clean movie of ``A`` (the truth of the same number).
+    """
+    import tifffile
+    import zarr
+    from scipy.ndimage import gaussian_filter, gaussian_filter1d
+
+    from pmdcompress.report import photon_split as ps
+    from pmdcompress.simulate import simulate_movie
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            info = simulate_movie(Path(tmp) / f"split{seed}.tif", kind="2p-dense", n_frames=600, shape=(128, 128),
+                                  n_neurons=60, seed=seed)
+            raw = tifffile.imread(info["movie"]).astype(np.float32)
+            clean = zarr.open_group(str(info["truth"]), mode="r")["clean"][...].astype(np.float64)
+            for method in methods:
+                counts = ps.prepare_counts(raw, seed=seed)
+                counts.method = method
+                a, b = ps.split(counts, seed)
+                a = a.astype(np.float32)
+                clean_a = (clean - counts.offsets) / counts.gain / 2  # A's (and B's) clean movie, in counts
+                folds = ps.active_folds(b)
+                for name in ("pmd", "temporal_gauss_3", "spatial_gauss_1.5"):
+                    if name == "pmd":
+                        den, _ = denoise(a, {})
+                    elif name == "temporal_gauss_3":
+                        den = gaussian_filter1d(a, 3, axis=0)
+                    else:
+                        den = gaussian_filter(a, (0, 1.5, 1.5))
+                    row = {"seed": seed, "split": method, "denoiser": name,
+                           "removed_active": ps.signal_removed(a, b, den, folds),
+                           "true_removed_active": ps.true_signal_removed(a, clean_a, den, folds),
+                           "shared_removed_active": ps.shared_signal_removed(a, b, den, folds),
+                           "true_shared_removed_active": ps.shared_signal_removed(a, clean_a, den, folds),
+                           "shared4_removed_active": ps.shared_signal_removed(a, b, den, folds, lags=NEIGHBOUR_LAGS),
+                           "true_shared4_removed_active": ps.shared_signal_removed(a, clean_a, den, folds,
+                                                                               lags=NEIGHBOUR_LAGS)}
+                    rows.append(row)
+                    print("2p-dense split: " + ", ".join(f"{k} {_fmt(v) if not isinstance(v, str) else v}"
+                                                         for k, v in row.items()), flush=True)
+    return {"regime": "2p-dense", "shape": [600, 128, 128], "n_neurons": 60, "rows": rows}
+
+
 def _mean(rows: list[dict]) -> dict:
     keys = [k for k in rows[0] if k != "seed"]
     out = {}
@@ -272,6 +329,14 @@ def table(results: dict) -> list[str]:
     if results.get("simulation"):
         lines.append("2p-dense simulation (means): "
                      + ", ".join(f"{k} {_fmt(v)}" for k, v in results["simulation"]["mean"].items()))
+    if results.get("split_simulation"):
+        keys = ("removed_active", "true_removed_active", "shared_removed_active", "true_shared_removed_active",
+                "shared4_removed_active", "true_shared4_removed_active")
+        lines += ["\n2p-dense 600x128x128 photon split vs truth (same A, same active folds)",
+                  "| seed | split | denoiser | " + " | ".join(keys) + " |", "|---" * (len(keys) + 3) + "|"]
+        for r in results["split_simulation"]["rows"]:
+            lines.append(f"| {r['seed']} | {r['split']} | {r['denoiser']} | " + " | ".join(_fmt(r[k]) for k in keys)
+                         + " |")
     return lines
 
 
@@ -282,6 +347,8 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--no-whole", action="store_true", help="skip the whole-movie split of neurofinder_dev")
     parser.add_argument("--no-simulation", action="store_true")
+    parser.add_argument("--no-split-simulation", action="store_true",
+                        help="skip the photon-split measures against ground truth on simulations")
     parser.add_argument("--out", default=str(HERE / "results" / "signal.json"))
     args = parser.parse_args(argv)
     os.environ.setdefault("PMD_NUM_WORKERS", "1")
@@ -299,6 +366,8 @@ def main(argv=None):
         results["whole"].append(whole_case(nf, args.seeds))
     if not args.no_simulation:
         results["simulation"] = simulation_case()
+    if not args.no_split_simulation:
+        results["split_simulation"] = split_simulation_case()
     lines = table(results)
     results["table"] = lines
     print("\n".join(lines))

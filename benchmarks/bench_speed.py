@@ -1,6 +1,7 @@
 """Benchmark: compression and decompression speed on real movies, per CPU-second, before vs after.
 
-    python benchmarks/bench_speed.py [--baseline REV] [--repeats N] [--movies a,b] [--out benchmarks/results/speed.json]
+    python benchmarks/bench_speed.py [--baseline REV] [--repeats N] [--movies a,b] [--profile N]
+                                     [--out benchmarks/results/speed.json]
 
 For every movie (default: ../shared/data/neurofinder_dev and optinist_mouse2p) and every tree (this
 checkout, and with ``--baseline`` the git revision REV checked out into a temporary worktree) it runs,
@@ -19,7 +20,9 @@ patch and the RMS error of the decompressed movie against the clean truth: a spe
 what is kept (the spread between seeds is the yardstick).  With ``--yardstick`` it also compresses each real
 movie with the baseline tree (or this one) at seed 1 and reports the ranks per patch of seed 0 against seed 1:
 the method's own spread, against which a change's rank differences are read (the greedy rank test is chaotic:
-a float32-rounding perturbation of the input already moves a few patches by 2-3).
+a float32-rounding perturbation of the input already moves a few patches by 2-3).  With ``--profile N`` it also
+profiles one compress of each movie with this checkout (cProfile with CPU time as its clock, in a fresh process with
+the caches filled): CPU-s per pipeline stage, imports, numba cache loads, and the N functions of most self time.
 
 Prints a table and writes JSON.
 """
@@ -71,6 +74,31 @@ with blas_threads(1):
             store.read(a, b, dtype=np.uint16, out=buf[: b - a])
         best = min(best, time.process_time() - t0)
 print(json.dumps({"cpu_s": best, "gb_per_cpu_s": t_len * y_len * x_len * 2 / best / 1e9}))
+"""
+
+
+PROFILE = r"""
+import cProfile, json, pstats, sys, time
+import pmdcompress
+prof = cProfile.Profile(time.process_time)
+t0 = time.process_time()
+prof.enable()
+pmdcompress.compress(sys.argv[1], sys.argv[2], overwrite=True, workers=1, method=sys.argv[3])
+prof.disable()
+cpu = time.process_time() - t0
+stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
+def label(key):
+    path, line, name = key
+    return f"{path.split('site-packages/')[-1].split('pmdcompress/')[-1]}:{name}"
+top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:int(sys.argv[4])]
+stages = {label(k): round(v[3], 3) for k, v in stats.items()
+          if k[0].endswith("pipeline/compress.py") and k[2].startswith("_") and k[2].endswith(("_stage", "_task"))}
+imports = max((v[3] for k, v in stats.items() if k[2] == "_find_and_load"), default=0.0)
+numba_load = sum(v[3] for k, v in stats.items() if k[0].endswith("numba/core/dispatcher.py") and k[2] == "compile")
+print(json.dumps({"cpu_s_profiled": cpu, "imports_cum_s": round(imports, 3), "numba_load_cum_s": round(numba_load, 3),
+                  "stages_cum_s": stages,
+                  "top_self_s": [{"function": label(k), "calls": v[1], "self_s": round(v[2], 3),
+                                  "cum_s": round(v[3], 3)} for k, v in top]}))
 """
 
 
@@ -132,6 +160,9 @@ def main() -> None:
     ap.add_argument("--simulated", action="store_true", help="also check ranks and error on a simulated movie")
     ap.add_argument("--yardstick", action="store_true",
                     help="also the ranks per patch of seed 0 vs seed 1 on each real movie (the method's own spread)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also profile one compress of each movie with this checkout (cProfile on CPU time, in a "
+                         "fresh process, caches filled): the stages and the N functions of most self time")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "speed.json")
     args = ap.parse_args()
 
@@ -140,8 +171,10 @@ def main() -> None:
         trees = {"current": ROOT}
         if args.baseline:
             trees["baseline"] = baseline_tree(args.baseline, tmp)
-        results = {"machine": platform.node(), "cpus": os.cpu_count(), "baseline": args.baseline,
-                   "method": args.method, "movies": {}}
+        # the load average beside the numbers: on a shared machine CPU seconds still move with the load
+        # (caches, memory bandwidth, hyperthreads), so ratios between trees mean more than the absolute values
+        results = {"machine": platform.node(), "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+                   "baseline": args.baseline, "method": args.method, "movies": {}}
         try:
             for name in filter(None, args.movies.split(",")):
                 movie = SHARED / name / "movie.tif"
@@ -167,6 +200,11 @@ def main() -> None:
                     }
                 if "baseline" in entry:
                     entry["rank_difference"] = rank_difference(entry["current"]["ranks"], entry["baseline"]["ranks"])
+                if args.profile:
+                    # cProfile's own cost inflates Python-heavy code: read the shares, and cpu_s_profiled against
+                    # compress_cpu_s for the overhead
+                    entry["profile"] = child(ROOT, PROFILE, movie, tmp / f"{name}-profile.pmd.zarr", args.method,
+                                             args.profile)
                 if args.yardstick:
                     tag = "baseline" if "baseline" in trees else "current"
                     seed1 = child(trees[tag], COMPRESS, movie, tmp / f"{name}-seed1.pmd.zarr", args.method, 1)
@@ -192,6 +230,15 @@ def main() -> None:
         if "seed_spread" in entry:
             spread = entry["seed_spread"]
             print(f"{'':<18} ranks per patch, seed 0 vs seed 1 ({spread['tree']}): {spread}")
+    for name, entry in results["movies"].items():
+        prof = entry.get("profile")
+        if prof:
+            print(f"{name}: profiled compress {prof['cpu_s_profiled']:.2f} CPU-s (imports {prof['imports_cum_s']:.2f}, "
+                  f"numba cache loads {prof['numba_load_cum_s']:.2f}); stages: "
+                  + ", ".join(f"{k.split(':')[-1]} {v:.2f}" for k, v in prof["stages_cum_s"].items()))
+            for row in prof["top_self_s"]:
+                print(f"  {row['self_s']:>7.3f} s self {row['cum_s']:>7.3f} s cum {row['calls']:>7} calls  "
+                      f"{row['function']}")
     sim = results.get("simulated")
     if sim:
         print(f"simulated ({sim['movie']}): total rank and RMS error vs the clean truth, seeds 0 / 1")
@@ -209,6 +256,7 @@ def main() -> None:
     for entry in results["movies"].values():
         for tag in trees:
             entry[tag].pop("ranks")
+    results["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

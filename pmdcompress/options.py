@@ -277,7 +277,7 @@ class DemixOptions:
     footprint_threshold: float = 0.2
     seed_from_mean: bool | None = None  # default True for 2p (silent somata from the mean image), else False
     mean_threshold: float = 2.0
-    nucleus_threshold: float = 0.35  # mean-image seeds: correlation with a dark-nucleus soma template
+    nucleus_threshold: float = 0.45  # mean-image seeds: correlation with a dark-nucleus soma template
     nucleus_contrast: float = 0.7  # ... whose rim minus nucleus exceeds this many robust SDs of the high-passed mean
     nucleus_radius: float | None = None  # that template's radius; default: the somata's (demix.pipeline._soma_radius)
     min_compactness: float = 0.8  # active components: area over that of their moment ellipse

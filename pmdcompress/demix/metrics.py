@@ -45,22 +45,30 @@ def _skew(c: np.ndarray) -> np.ndarray:
     return m3 / np.maximum(m2, 1e-30) ** 1.5
 
 
-def _shape(fp: hals.Footprints, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = fp.n
-    bh, bw = fp.box
+def footprint_masks(fp: hals.Footprints, threshold: float) -> np.ndarray:
+    """Each footprint's mask in its box, the pixels above ``threshold`` of its peak: bool (n, bh, bw).
+
+    Built once per :func:`compute_metrics` and shared by the shape metrics and ``mean_contrast``;
+    an empty footprint (peak <= 0) has an empty mask.
+    """
+    if fp.n == 0:
+        return np.zeros((0, *fp.box), bool)
+    top = fp.values.reshape(fp.n, -1).max(axis=1)
+    masks = fp.values > (threshold * np.maximum(top, 1e-30))[:, None, None]
+    masks[top <= 0] = False
+    return masks
+
+
+def _shape(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Size, compactness and elongation of each mask (bool (n, bh, bw))."""
+    n = masks.shape[0]
+    bh, bw = masks.shape[1:]
     yy, xx = np.mgrid[:bh, :bw]
-    size = np.zeros(n, np.int64)
+    size = masks.reshape(n, bh * bw).sum(axis=1).astype(np.int64)
     compact = np.zeros(n)
     elong = np.ones(n)
-    for j in range(n):
-        a = fp.values[j]
-        top = a.max()
-        if top <= 0:
-            continue
-        m = a > threshold * top
-        size[j] = m.sum()
-        if size[j] < 3:
-            continue
+    for j in np.flatnonzero(size >= 3):
+        m = masks[j]
         y, x = yy[m].astype(np.float64), xx[m].astype(np.float64)
         cov = np.cov(np.stack([y, x]))
         det = max(float(np.linalg.det(cov)), 1e-12)
@@ -95,20 +103,24 @@ def r_values(u, v, fp: hals.Footprints, c: np.ndarray, *, top=0.05) -> np.ndarra
     return out
 
 
-def mean_contrast(mean: np.ndarray, fp: hals.Footprints, threshold: float, sigma: float) -> np.ndarray:
-    """Each mask's mean in ``mean`` high-passed at ``sigma``, in robust SDs of the high-passed image."""
+def mean_contrast(mean: np.ndarray, fp: hals.Footprints, threshold: float, sigma: float,
+                  masks: np.ndarray | None = None) -> np.ndarray:
+    """Each mask's mean in ``mean`` high-passed at ``sigma``, in robust SDs of the high-passed image.
+
+    ``masks``: :func:`footprint_masks` at ``threshold``, when the caller has them already.
+    """
     from scipy import ndimage
 
+    if masks is None:
+        masks = footprint_masks(fp, threshold)
     img = mean.astype(np.float64)
     hp = img - ndimage.gaussian_filter(img, sigma, mode="reflect")
     spread = 1.4826 * float(np.median(np.abs(hp - np.median(hp)))) + 1e-12
     win = hals.windows(hp[None], fp)[0]
     out = np.zeros(fp.n)
     for j in range(fp.n):
-        a = fp.values[j]
-        m = a > threshold * max(float(a.max()), 1e-30)
-        if m.any():
-            out[j] = win[j][m].mean() / spread
+        if masks[j].any():
+            out[j] = win[j][masks[j]].mean() / spread
     return out
 
 
@@ -118,10 +130,11 @@ def compute_metrics(u, v, fp: hals.Footprints, c: np.ndarray, noise: np.ndarray,
     sigma = trace_noise(fp, noise)
     med = np.median(c, axis=1) if c.size else np.zeros(0)
     peak = np.percentile(c, 99.5, axis=1) if c.size else np.zeros(0)
-    size, compact, elong = _shape(fp, threshold)
+    masks = footprint_masks(fp, threshold)
+    size, compact, elong = _shape(masks)
     extra = {}
     if mean is not None:
-        extra["mean_contrast"] = mean_contrast(mean, fp, threshold, contrast_sigma)
+        extra["mean_contrast"] = mean_contrast(mean, fp, threshold, contrast_sigma, masks=masks)
     return {**extra,
         "snr": (peak - med) / np.maximum(sigma, 1e-30),
         "std_snr": c.std(axis=1) / np.maximum(sigma, 1e-30) if c.size else np.zeros(0),

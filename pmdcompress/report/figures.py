@@ -430,17 +430,22 @@ def photon_split_figure(data: dict, folder: Path):
         ax.text(i, v, f"{v:.1f} %", ha="center", va="bottom", fontsize=7)
     ax.axhline(10, color="0.5", lw=0.8, ls="--")
     ax.set_xticks(range(2), labels, fontsize=7)
-    ax.set_ylabel("signal removed (% of B's signal variance)", fontsize=8)
+    ax.set_ylabel("signal removed (% of the signal shared with neighbours)", fontsize=8)
     ax.set_title("signal left in the residual", fontsize=9)
     ax.tick_params(labelsize=7)
     c = section["counts"]
+    if c.get("units") == "ADU":  # no shot-noise curve: the movie itself, split by Gaussian fission
+        what = ("the raw movie in its own units (no photon counts: its noise does not follow its mean; Gaussian "
+                "split with the measured noise covariance, neighbour noise correlation "
+                f"{c['neighbour_correlation']:.3f})")
+    else:
+        what = (f"the raw counts (gain {c['gain']:.3g} ADU/photon, {c['photons_per_pixel']:.2f} photons per pixel "
+                f"per frame, {c['split']} split, neighbour noise correlation {c['neighbour_correlation']:.3f})")
     return _save(fig, folder, "photon_split.png"), (
         f"Photon splitting on the crop {section['crop']} ({section['frames']} frames), scored on its central "
         f"region {section.get('scored', section['crop'])} (a margin of {section.get('margin', [0] * 4)} pixels "
-        "denoised around it keeps the crop's cut cells out of the score): the raw counts (gain "
-        f"{c['gain']:.3g} ADU/photon, {c['photons_per_pixel']:.2f} photons per pixel per frame, {c['split']} split, "
-        f"neighbour noise correlation {c['neighbour_correlation']:.3f}) split into halves A and B; A is compressed "
-        "with the store's parameters and scored against B (bars: +- 2 standard errors over time blocks).")
+        f"denoised around it keeps the crop's cut cells out of the score): {what} split into halves A and B; A is "
+        "compressed with the store's parameters and scored against B (bars: +- 2 standard errors over time blocks).")
 
 
 def render_all(data: dict, folder: Path, store, *, movie_preview_gif: bool = False,

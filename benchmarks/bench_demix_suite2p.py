@@ -1,7 +1,7 @@
 """Benchmark: pmd (compress + demix) against suite2p on a labelled real movie (neurofinder_dev).
 
     python benchmarks/bench_demix_suite2p.py [--suite2p-python /work/peers/suite2p-venv/bin/python]
-        [--movie ../shared/data/neurofinder_dev] [--fs 7] [--skip suite2p|pmd] [--stores]
+        [--movie ../shared/data/neurofinder_dev] [--fs 7] [--skip suite2p|pmd] [--stores] [--bin 2]
         [--out benchmarks/results/demix_suite2p.json]
 
 Both tools run with their defaults plus the frame rate, each in a fresh process
@@ -20,6 +20,11 @@ F1, precision, recall, recall of the visibly active labelled cells
 (``active_cells.json``), mean IoU of matched pairs; on the whole field and on
 its left half (columns < width/2, where pmd's defaults were developed) and
 right half (held out), each ROI assigned to the half of its centroid.
+
+With ``--bin N``, pmd runs on the movie binned N x N in space (a real movie at 1/N of the zoom: somata of
+1/N the radius, more photons per pixel), scored against the labels binned the same way (a label keeps a
+binned pixel when it covers at least half of it); results under ``pmd_binned``.  Every threshold of
+demixing must hold at any zoom, so a change is judged there too.
 
 With ``--stores``, pmd also runs on five stores of the same movie (default,
 ``--seed 1``, ``--seed 2``, ``--no-temporal-filter``, ``--method svd``) and the JSON gets their scores and means
@@ -154,6 +159,41 @@ def run_stores(movie: Path, fs: float, truth: Path, active: list[int]) -> dict:
             "demix_over_compress_cpu_mean": ratio}
 
 
+def binned_movie(folder: Path, factor: int) -> Path:
+    """The movie and its labels binned ``factor`` x ``factor`` in space, in ``WORK/binN/`` (made once)."""
+    import tifffile
+
+    out = WORK / f"bin{factor}"
+    if (out / "regions.json").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    movie = tifffile.imread(folder / "movie.tif").astype(np.float32)
+    t_len, height, width = movie.shape
+    h, w = height // factor * factor, width // factor * factor
+
+    def binned(a):
+        return a[..., :h, :w].reshape(*a.shape[:-2], h // factor, factor, w // factor, factor).mean(axis=(-3, -1))
+
+    tifffile.imwrite(out / "movie.tif", np.clip(np.round(binned(movie)), 0, 65535).astype(np.uint16))
+    regions = []
+    for k, region in enumerate(json.loads((folder / "regions.json").read_text())):
+        mask = np.zeros((height, width), np.float32)
+        rows, cols = np.asarray(region["coordinates"]).T
+        mask[rows, cols] = 1.0
+        regions.append({"id": k + 1, "coordinates": np.argwhere(binned(mask) >= 0.5).tolist()})
+    (out / "regions.json").write_text(json.dumps(regions))
+    return out
+
+
+def run_binned(folder: Path, fs: float, factor: int, active: list[int]) -> dict:
+    """pmd (default store) on the movie binned ``factor`` x ``factor``, scored against the binned labels."""
+    binned = binned_movie(folder, factor)
+    r = run_pmd(binned / "movie.tif", fs, name=f"bin{factor}")
+    r["scores"] = halves_scores(Path(r["suite2p_folder"]), binned / "regions.json", active)
+    r["factor"] = factor
+    return r
+
+
 def run_suite2p(movie: Path, fs: float, python: str) -> dict:
     data = WORK / "s2p_data"
     save = WORK / "s2p_out"
@@ -176,6 +216,8 @@ def main() -> None:
     parser.add_argument("--stores", action="store_true",
                         help="Also score pmd on five stores (default, --seed 1 and 2, --no-temporal-filter, "
                              "--method svd) and their means.")
+    parser.add_argument("--bin", type=int, default=None, metavar="N",
+                        help="Also score pmd on the movie binned N x N in space (another zoom), labels binned alike.")
     args = parser.parse_args()
     folder = Path(args.movie)
     movie, truth = folder / "movie.tif", folder / "regions.json"
@@ -193,6 +235,10 @@ def main() -> None:
         results["pmd_stores"] = run_stores(movie, args.fs, truth, active)
     elif "pmd_stores" in previous:
         results["pmd_stores"] = previous["pmd_stores"]
+    if args.bin and args.skip != "pmd":
+        results["pmd_binned"] = run_binned(folder, args.fs, args.bin, active)
+    elif "pmd_binned" in previous:
+        results["pmd_binned"] = previous["pmd_binned"]
     if args.skip != "suite2p":
         r = run_suite2p(movie, args.fs, args.suite2p_python)
         plane = Path(r["folder"])
@@ -230,6 +276,12 @@ def main() -> None:
             print(f"{'pmd, mean of ' + str(len(results['pmd_stores']['runs'])) + ' stores':36s} {part:18s} "
                   f"F1 {p['f1']:.3f} P {p['precision']:.3f} R {p['recall']:.3f} active {p['recall_active']:.3f} "
                   f"IoU {p['mean_iou']:.3f} ({p['n_pred']:.1f} ROIs)")
+    if "pmd_binned" in results:
+        b = results["pmd_binned"]
+        for part, p in b["scores"].items():
+            print(f"{'pmd, movie binned ' + str(b['factor']) + 'x' + str(b['factor']):36s} {part:18s} F1 {p['f1']:.3f} "
+                  f"P {p['precision']:.3f} R {p['recall']:.3f} active {p['recall_active'] or 0:.3f} "
+                  f"IoU {p['mean_iou'] or 0:.3f} ({p['n_pred']} ROIs)")
     if "pmd" in results["tools"]:
         t = results["tools"]["pmd"]
         print(f"pmd demix / compress: wall {t['demix_over_compress_wall']:.2f}, cpu {t['demix_over_compress_cpu']:.2f}")

@@ -53,10 +53,7 @@ VARIANTS = {
     "overlap_16": {"overlap": 16},
     "residual_pass_shifted": {"residual_shift": 16},
 }
-#: Neighbours whose B the residual is compared with in :func:`shared_signal_removed`: the rows above and below
-#: (raster scanning shares noise along a row, more at bright pixels than the split models; not across rows).
-ROW_LAGS = ((1, 0), (-1, 0))
-#: The four nearest neighbours.
+#: The four nearest neighbours (photon_split.shared_signal_removed's default is the pixels above and below).
 NEIGHBOUR_LAGS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 COLUMNS = ("er_all", "er_active", "removed_all", "removed_active", "shared_removed_all", "shared_removed_active",
            "shared4_removed_active", "removed_active_overlap",
@@ -82,43 +79,6 @@ def denoise(a: np.ndarray, options: dict) -> tuple[np.ndarray, int]:
     return out, rank
 
 
-def shared_signal_removed(a, b, denoised, mask, *, lags=ROW_LAGS, chunk: int = 256) -> float:
-    """Share of the signal a pixel shares with its neighbours that the residual holds, pooled over MASK.
-
-    ``sum_p cov_t(a_p - denoised_p, b_q) / sum_p cov_t(a_p, b_q)`` over the pixels ``p`` of ``mask`` ((h, w)
-    bool, or folds ``[(frames, mask), ...]`` as :func:`pmdcompress.report.photon_split.active_folds` gives) and
-    their neighbours ``q = p + lag`` inside the frame.  Unlike
-    :func:`~pmdcompress.report.photon_split.signal_removed` (``cov_t(a_p - denoised_p, b_p)`` over ``var_t(b_p) -
-    mean_t(b_p)``) it never uses a pixel's own noise variance: the halves' noise must be uncorrelated between
-    neighbours (the split makes it so), not known at each pixel to a fraction of its signal.  A source larger
-    than a pixel (a cell, neuropil) is shared with the neighbours; a signal private to one pixel is not seen.
-    With ``b`` a simulation's clean movie it is the ground truth of the same number.
-    """
-    folds = mask if isinstance(mask, list) else [(np.arange(a.shape[0]), mask)]
-    h, w = a.shape[1:]
-    removed = signal = 0.0
-    for frames, m in folds:
-        frames = np.asarray(frames)
-        m = np.asarray(m, bool)
-        t = frames.size
-        for dy, dx in lags:
-            ys, yq = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
-            xs, xq = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
-            sel = m[ys, xs]
-            sums = np.zeros((5, int(sel.sum())))  # r, a, b_q, r b_q, a b_q
-            for t0 in range(0, t, chunk):
-                idx = frames[t0 : t0 + chunk]
-                ap = np.asarray(a[idx][:, ys, xs], np.float64)[:, sel]
-                rp = ap - np.asarray(denoised[idx][:, ys, xs], np.float64)[:, sel]
-                bq = np.asarray(b[idx][:, yq, xq], np.float64)[:, sel]
-                sums += [rp.sum(0), ap.sum(0), bq.sum(0), np.einsum("tp,tp->p", rp, bq),
-                         np.einsum("tp,tp->p", ap, bq)]
-            r, ap, bq, rb, ab = sums / t
-            removed += float(np.sum(rb - r * bq))
-            signal += float(np.sum(ab - ap * bq))
-    return removed / signal if signal > 0 else float("nan")
-
-
 def score_row(a, b, den, region, options, rank, cpu) -> dict:
     from pmdcompress.report import photon_split as ps
     from pmdcompress.tiling import Tiling
@@ -136,9 +96,9 @@ def score_row(a, b, den, region, options, rank, cpu) -> dict:
     signal = B.astype(np.float64).var(axis=0) - B.astype(np.float64).mean(axis=0)
     return {"er_all": sc["all"]["error_reduction"], "er_active": sc["active"]["error_reduction"],
             "removed_all": sc["all"]["signal_removed"], "removed_active": sc["active"]["signal_removed"],
-            "shared_removed_all": shared_signal_removed(A, B, D, np.ones(A.shape[1:], bool)),
-            "shared_removed_active": shared_signal_removed(A, B, D, folds),
-            "shared4_removed_active": shared_signal_removed(A, B, D, folds, lags=NEIGHBOUR_LAGS),
+            "shared_removed_all": ps.shared_signal_removed(A, B, D, np.ones(A.shape[1:], bool)),
+            "shared_removed_active": ps.shared_signal_removed(A, B, D, folds),
+            "shared4_removed_active": ps.shared_signal_removed(A, B, D, folds, lags=NEIGHBOUR_LAGS),
             "removed_active_overlap": ps.signal_removed(A, B, D, [(f, m & overlap) for f, m in folds]),
             "removed_active_interior": ps.signal_removed(A, B, D, [(f, m & ~overlap) for f, m in folds]),
             "removed_all_overlap": ps.signal_removed(A, B, D, overlap),
@@ -322,10 +282,10 @@ def split_simulation_case(seeds=(2, 3, 4), methods=("correlated", "binomial")) -
                     row = {"seed": seed, "split": method, "denoiser": name,
                            "removed_active": ps.signal_removed(a, b, den, folds),
                            "true_removed_active": ps.true_signal_removed(a, clean_a, den, folds),
-                           "shared_removed_active": shared_signal_removed(a, b, den, folds),
-                           "true_shared_removed_active": shared_signal_removed(a, clean_a, den, folds),
-                           "shared4_removed_active": shared_signal_removed(a, b, den, folds, lags=NEIGHBOUR_LAGS),
-                           "true_shared4_removed_active": shared_signal_removed(a, clean_a, den, folds,
+                           "shared_removed_active": ps.shared_signal_removed(a, b, den, folds),
+                           "true_shared_removed_active": ps.shared_signal_removed(a, clean_a, den, folds),
+                           "shared4_removed_active": ps.shared_signal_removed(a, b, den, folds, lags=NEIGHBOUR_LAGS),
+                           "true_shared4_removed_active": ps.shared_signal_removed(a, clean_a, den, folds,
                                                                                lags=NEIGHBOUR_LAGS)}
                     rows.append(row)
                     print("2p-dense split: " + ", ".join(f"{k} {_fmt(v) if not isinstance(v, str) else v}"

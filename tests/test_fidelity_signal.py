@@ -10,6 +10,9 @@ from pmdcompress.report import photon_split as ps
 from pmdcompress.simulate import simulate_movie
 from pmdcompress.tiling import Tiling
 
+#: The four nearest neighbours (shared_signal_removed's default: the pixels above and below).
+NEIGHBOURS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+
 
 def most_active(clean, fraction=0.1):
     var = clean.var(axis=0)
@@ -39,18 +42,18 @@ def test_signal_removed_on_a_subset_is_the_scores_own_number():
     den = 0.6 * a + 0.4 * a.mean(axis=0)  # keeps 60 % of every fluctuation
     active = ps.active_pixels(a)
     result = ps.score(a, b, den, active=active)
-    assert ps.signal_removed(a, b, den, active) == pytest.approx(result["active"]["signal_removed"], rel=1e-9)
-    assert ps.signal_removed(a, b, den, np.ones_like(active)) == pytest.approx(result["all"]["signal_removed"],
-                                                                              rel=1e-9)
-    # the score's default active set: the folds chosen on B's other half of the frames
-    folds = ps.active_folds(b)
-    assert ps.signal_removed(a, b, den, folds) == pytest.approx(ps.score(a, b, den)["active"]["signal_removed"],
-                                                                rel=1e-9)
+    for name, removed in (("signal_removed", ps.shared_signal_removed), ("signal_removed_pixel", ps.signal_removed)):
+        assert removed(a, b, den, active) == pytest.approx(result["active"][name], rel=1e-9)
+        assert removed(a, b, den, np.ones_like(active)) == pytest.approx(result["all"][name], rel=1e-9)
+        # the score's default active set: the folds chosen on B's other half of the frames
+        folds = ps.active_folds(b)
+        assert removed(a, b, den, folds) == pytest.approx(ps.score(a, b, den)["active"][name], rel=1e-9)
     # the truth of the same denoiser on the noiseless movie: exactly the 40 % it shrinks
     clean = signal / 2
     shrunk = 0.6 * clean + 0.4 * clean.mean(axis=0)
     assert ps.true_signal_removed(clean, clean, shrunk, active) == pytest.approx(0.4, abs=1e-9)
     assert ps.true_signal_removed(clean, clean, shrunk, folds) == pytest.approx(0.4, abs=1e-9)
+    assert ps.shared_signal_removed(clean, clean, shrunk, folds) == pytest.approx(0.4, abs=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -90,24 +93,11 @@ def test_overlapping_patches_lose_no_more_signal_than_their_interiors(dense):
     assert edge < interior + 0.02
 
 
-def _bench_signal():
-    """benchmarks/bench_signal.py (``shared_signal_removed`` lives there until the report takes it)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_signal.py"
-    spec = importlib.util.spec_from_file_location("bench_signal", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_shared_signal_removed_ignores_noise_the_halves_share_at_a_pixel():
     # Halves that share some noise at each pixel (a split whose per-pixel noise variance is off): the lag-0
     # signal_removed counts that noise as signal the denoiser removed; the covariance with the neighbours' B
     # does not see it.  The denoiser removes all the noise and 40 % of the signal (it keeps 60 % of every
     # fluctuation of the clean movie).
-    bench = _bench_signal()
     rng = np.random.default_rng(5)
     t, h, w = 600, 24, 24
     yy, xx = np.mgrid[:h, :w]
@@ -119,10 +109,10 @@ def test_shared_signal_removed_ignores_noise_the_halves_share_at_a_pixel():
     b = clean + rng.normal(0, 1.0, (t, h, w)) + shared
     den = 0.6 * clean + 0.4 * clean.mean(axis=0)
     active = most_active(clean)
-    truth = bench.shared_signal_removed(a, clean, den, active)
+    truth = ps.shared_signal_removed(a, clean, den, active)
     assert truth == pytest.approx(0.4, abs=0.02)
-    assert bench.shared_signal_removed(a, b, den, active) == pytest.approx(truth, abs=0.03)
-    assert bench.shared_signal_removed(a, b, den, active, lags=bench.NEIGHBOUR_LAGS) == pytest.approx(truth, abs=0.03)
+    assert ps.shared_signal_removed(a, b, den, active) == pytest.approx(truth, abs=0.03)
+    assert ps.shared_signal_removed(a, b, den, active, lags=NEIGHBOURS) == pytest.approx(truth, abs=0.03)
     # b's signal variance is taken as var_t - 1 (its noise's variance, less the part it shares with a)
     lag0 = np.sum(((a - den) * b).mean(0)[active] - (a - den).mean(0)[active] * b.mean(0)[active]) / np.sum(
         b.var(0)[active] - 1.0)
@@ -151,14 +141,13 @@ def dense_split(tmp_path_factory):
 def test_shared_signal_removed_by_photon_splitting_matches_the_truth(dense_split):
     from scipy.ndimage import gaussian_filter
 
-    bench = _bench_signal()
     a, b, den, clean_a, folds = dense_split
     for denoised, most in ((den, 0.08), (gaussian_filter(a, (0, 1.5, 1.5)), None)):
-        truth = bench.shared_signal_removed(a, clean_a, denoised, folds, lags=bench.NEIGHBOUR_LAGS)
-        estimate = bench.shared_signal_removed(a, b, denoised, folds, lags=bench.NEIGHBOUR_LAGS)
+        truth = ps.shared_signal_removed(a, clean_a, denoised, folds, lags=NEIGHBOURS)
+        estimate = ps.shared_signal_removed(a, b, denoised, folds, lags=NEIGHBOURS)
         assert estimate == pytest.approx(truth, abs=0.015)
-        rows = bench.shared_signal_removed(a, b, denoised, folds)
-        assert rows == pytest.approx(bench.shared_signal_removed(a, clean_a, denoised, folds), abs=0.02)
+        rows = ps.shared_signal_removed(a, b, denoised, folds)
+        assert rows == pytest.approx(ps.shared_signal_removed(a, clean_a, denoised, folds), abs=0.02)
         if most is not None:  # the defaults keep the active pixels' signal
             assert truth < most
         else:  # a blur that removes a fifth of it is seen

@@ -109,31 +109,60 @@ def _neighbour_correlation_kernel(x, out):
     """``out[i, j]`` = mean over the 8 neighbours (inside the tile) of ``x[i, j] . x[i', j']``.
 
     ``x``: (h, w, T) rows of unit norm (or zero); ``out``: (h, w).  Each pair is
-    computed once and credited to both pixels.
+    computed once and credited to both pixels.  The four forward neighbours' dot
+    products are accumulated in one sweep over T (four independent sums, each in
+    the order of its own loop, so the result is that of one loop per pair).
     """
     h, w, t = x.shape
     acc = np.zeros((h, w), np.float64)
     cnt = np.zeros((h, w), np.int64)
     for i in range(h):
+        down = i + 1 < h
         for j in range(w):
-            for d in range(4):
-                if d == 0:
-                    a, b = i, j + 1
-                elif d == 1:
-                    a, b = i + 1, j - 1
-                elif d == 2:
-                    a, b = i + 1, j
-                else:
-                    a, b = i + 1, j + 1
-                if a >= h or b < 0 or b >= w:
-                    continue
-                s = 0.0
+            right = j + 1 < w
+            left = j >= 1
+            s_right = 0.0
+            s_down_left = 0.0
+            s_down = 0.0
+            s_down_right = 0.0
+            if down and left and right:
                 for k in range(t):
-                    s += x[i, j, k] * x[a, b, k]
-                acc[i, j] += s
-                acc[a, b] += s
+                    v = x[i, j, k]
+                    s_right += v * x[i, j + 1, k]
+                    s_down_left += v * x[i + 1, j - 1, k]
+                    s_down += v * x[i + 1, j, k]
+                    s_down_right += v * x[i + 1, j + 1, k]
+            else:
+                for k in range(t):
+                    v = x[i, j, k]
+                    if right:
+                        s_right += v * x[i, j + 1, k]
+                    if down and left:
+                        s_down_left += v * x[i + 1, j - 1, k]
+                    if down:
+                        s_down += v * x[i + 1, j, k]
+                    if down and right:
+                        s_down_right += v * x[i + 1, j + 1, k]
+            if right:
+                acc[i, j] += s_right
+                acc[i, j + 1] += s_right
                 cnt[i, j] += 1
-                cnt[a, b] += 1
+                cnt[i, j + 1] += 1
+            if down and left:
+                acc[i, j] += s_down_left
+                acc[i + 1, j - 1] += s_down_left
+                cnt[i, j] += 1
+                cnt[i + 1, j - 1] += 1
+            if down:
+                acc[i, j] += s_down
+                acc[i + 1, j] += s_down
+                cnt[i, j] += 1
+                cnt[i + 1, j] += 1
+            if down and right:
+                acc[i, j] += s_down_right
+                acc[i + 1, j + 1] += s_down_right
+                cnt[i, j] += 1
+                cnt[i + 1, j + 1] += 1
     for i in range(h):
         for j in range(w):
             out[i, j] = acc[i, j] / cnt[i, j] if cnt[i, j] > 0 else 0.0

@@ -654,11 +654,12 @@ def _soft_disk(distance: np.ndarray, radius: float) -> np.ndarray:
 NUCLEUS_WINDOW = 1.8
 
 
-def nucleus_template(radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """A soma with a dark nucleus and the window it is compared over: ``(template, window)``.
+def nucleus_template(radius: float) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """A soma with a dark nucleus and the window it is compared over: ``(template, (rows, columns))``.
 
     The template is -1 inside 0.9 ``radius`` and 0.7 on the ring out to 1.45 ``radius``, 0 beyond; the
-    window is a square of half-side :data:`NUCLEUS_WINDOW` ``radius``.  GCaMP is excluded from the
+    window is a square of half-side :data:`NUCLEUS_WINDOW` ``radius``, given by its row and column profiles
+    (it is their outer product).  GCaMP is excluded from the
     nucleus, so a soma that never fires shows in the mean image as a dark disc in a brighter rim of
     cytoplasm.  Edges are anti-aliased (pixel coverage), so the score changes continuously with the
     radius: with hard edges the digital discs and the window's side jumped at whole pixels and the
@@ -671,27 +672,38 @@ def nucleus_template(radius: float) -> tuple[np.ndarray, np.ndarray]:
     rr = np.hypot(yy, xx)
     nucleus = _soft_disk(rr, 0.9 * radius)
     template = -nucleus + 0.7 * (_soft_disk(rr, 1.45 * radius) - nucleus)
-    window = _soft_disk(np.abs(yy), NUCLEUS_WINDOW * radius) * _soft_disk(np.abs(xx), NUCLEUS_WINDOW * radius)
-    return template, window
+    side = _soft_disk(np.abs(np.arange(-half, half + 1)), NUCLEUS_WINDOW * radius)
+    return template, (side, side)
 
 
-def normalized_cross_correlation(image: np.ndarray, template: np.ndarray, window: np.ndarray | None = None
-                                 ) -> np.ndarray:
+def normalized_cross_correlation(image: np.ndarray, template: np.ndarray, window=None) -> np.ndarray:
     """Pearson correlation of ``template`` (odd sides) with the window of ``image`` centred at each pixel.
 
-    With ``window`` (non-negative weights of the template's shape) the correlation is weighted by it.
+    With ``window``, non-negative weights of the template's shape or a pair of 1-D profiles ``(rows,
+    columns)`` whose outer product they are (then the local means take two 1-D passes), the correlation is
+    weighted by it.
     Edges are mirrored (``d c b | a b c d``).  Direct correlation (``scipy.ndimage``):
     templates are a few cell radii wide, and ``scipy.signal`` alone would add
     seconds of import time to every run.
     """
-    w = np.ones(template.shape) if window is None else np.asarray(window, np.float64)
+    if window is None:
+        window = (np.ones(template.shape[0]), np.ones(template.shape[1]))
+    separable = isinstance(window, tuple)
+    w = np.outer(*window) if separable else np.asarray(window, np.float64)
     total = float(w.sum())
     t = template - float((w * template).sum()) / total
     t = w * t / max(float(np.sqrt((w * t * t).sum())), 1e-30)
     img = image.astype(np.float64)
     num = ndimage.correlate(img, t, mode="mirror")
-    mean = ndimage.correlate(img, w / total, mode="mirror")
-    mean2 = ndimage.correlate(img * img, w / total, mode="mirror")
+
+    def local_mean(x):
+        if not separable:
+            return ndimage.correlate(x, w / total, mode="mirror")
+        rows, cols = (np.asarray(v, np.float64) for v in window)
+        x = ndimage.correlate1d(x, rows / rows.sum(), axis=0, mode="mirror")
+        return ndimage.correlate1d(x, cols / cols.sum(), axis=1, mode="mirror")
+
+    mean, mean2 = local_mean(img), local_mean(img * img)
     var = np.maximum(mean2 - mean * mean, 0.0) * total
     return np.where(var > 1e-12, num / np.sqrt(np.maximum(var, 1e-12)), 0.0)
 

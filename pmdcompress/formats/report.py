@@ -22,7 +22,9 @@ from ._version import FormatId, read_json, read_version
 #: region) and scores ``scored`` only (``margin`` says how much); a refused split carries no scores; the
 #: noise-only residual ratio and local correlation leave out what a ring of pixels explains (``corr_noise``).
 #: Version 4: a movie without a shot-noise curve is split in its own units (``counts.split`` ``"gaussian"``,
-#: ``counts.units`` ``"ADU"``, ``counts.shot_noise_reason``) where version 3 refused it.
+#: ``counts.units`` ``"ADU"``, ``counts.shot_noise_reason``) where version 3 refused it; ``signal_removed``
+#: (``photon_split_signal_removed``, ``_active``) is the signal shared with the vertical neighbours that the residual
+#: still follows, and version 3's per-pixel form is kept beside it as ``signal_removed_pixel``.
 REPORT = FormatId("pmdcompress-report", 4, (1, 2, 3, 4), "report")
 REPORT_NAME = "report.json"
 

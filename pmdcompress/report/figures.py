@@ -430,7 +430,7 @@ def photon_split_figure(data: dict, folder: Path):
         ax.text(i, v, f"{v:.1f} %", ha="center", va="bottom", fontsize=7)
     ax.axhline(10, color="0.5", lw=0.8, ls="--")
     ax.set_xticks(range(2), labels, fontsize=7)
-    ax.set_ylabel("signal removed (% of B's signal variance)", fontsize=8)
+    ax.set_ylabel("signal removed (% of the signal shared with neighbours)", fontsize=8)
     ax.set_title("signal left in the residual", fontsize=9)
     ax.tick_params(labelsize=7)
     c = section["counts"]

@@ -58,7 +58,7 @@ from .heldout import central_crop
 __all__ = ["CORRELATION_LIMIT", "Counts", "active_folds", "active_pixels", "cross_correlations",
            "halves_correlations",
            "neighbour_correlation", "photon_split", "photon_transfer", "prepare_counts", "report_crops",
-           "report_margin", "score", "signal_removed", "split", "true_signal_removed"]
+           "report_margin", "score", "shared_signal_removed", "signal_removed", "split", "true_signal_removed"]
 
 #: Largest |median correlation of first differences| with a neighbour treated as independent noise.
 CORRELATION_LIMIT = 0.03
@@ -76,6 +76,11 @@ ACTIVE_FRACTION = 0.10
 MIN_LEVELS = 1.0
 #: Time blocks used for the standard error of the estimates.
 N_BLOCKS = 10
+#: The neighbours whose ``B`` the residual is compared with in the signal removed (:func:`shared_signal_removed`):
+#: the pixels above and below.  A raster scan shares noise along its rows, more at bright pixels than the split's
+#: one pooled correlation per lag models (neurofinder_dev: 0.024 for dim pixels, 0.055 at the 90th percentile of
+#: the mean, 0.12 at the 99th, between horizontal neighbours; at most 0.01 between vertical ones up to the 95th).
+SHARED_LAGS = ((1, 0), (-1, 0))
 #: Median share of a pixel's first differences explained by its annulus above which a region-wide fast
 #: signal is left out of the noise statistics (noise alone: about 1 / frames).
 COHERENT_LIMIT = 0.05
@@ -156,11 +161,14 @@ def _remove_shared(d: np.ndarray) -> np.ndarray:
 
     The noise of a difference frame spreads its power over every spatial
     direction, so the singular values of the (frames x pixels) matrix of noise
-    cluster around their median; a signal that many pixels share stands out.
-    Those components (at most a quarter of the frames) are projected out of every
-    frame: the noise loses its share along them only (a few of the pixels' count
-    of directions), and unlike a per-pixel regression on a surrounding annulus it
-    leaves the noise's own spatial correlation intact.
+    cluster around their median (within about 1.7x: the first differences' own
+    spread); a signal that many pixels share stands out.  Those components (at
+    most a quarter of the frames) are projected out of every frame.  Unlike a
+    per-pixel regression on a surrounding annulus this leaves the noise's own
+    spatial correlation intact; the noise lost along them is
+    :func:`projection_loss`.  Noise shared over very many pixels (tens) spreads
+    the noise's singular values past the threshold: components of noise are then
+    taken for signal, and the halves check refuses the split.
     """
     return _project_out(d, _shared_basis(d))
 
@@ -527,7 +535,41 @@ def prepare_counts(frames: np.ndarray, *, seed: int = 0, correlation_limit: floa
     counts.correlation = max(values) if values else math.nan
     if counts.method != "gaussian":
         counts.method = "binomial" if counts.correlation <= correlation_limit else "correlated"
+    elif clean:
+        counts.variance = counts.variance / (1.0 - projection_loss(frames, counts.variance, corr))
     return counts
+
+
+def projection_loss(frames: np.ndarray, variance: np.ndarray, corr: dict, chunk: int = 256) -> np.ndarray:
+    """Per pixel, the share of the noise variance that taking the shared signal out (:func:`_shared_basis`)
+    removes with it, under the noise model (``variance``, the lag correlations ``corr``).
+
+    Projecting a difference frame off the spatial components ``V`` (rows) removes, at pixel ``p``,
+    ``2 (P S)_pp - (P S P)_pp`` of noise of covariance ``S`` (``P = V^T V``).  Noise shared over many pixels
+    lies partly along the smooth components of a one-photon background, so this is not always small (5 %
+    on a real one-photon clip); the variance measured after the projection is divided by ``1 - loss``, or
+    the split's ``z`` is too weak and the halves share the rest (0.024 at lag 0 on that clip, 0.010 after).
+    The components of the first chunk of frames stand for the movie's.  First order: the components are
+    held fixed, but they were estimated from the same noisy frames and take some more of its noise (on a
+    simulation with a three-component background, 6.5 % where this computes 0.9 %); the halves check
+    (:func:`halves_correlations`) is the judge of the split that results.
+    """
+    n, h, w = frames.shape
+    d = np.diff(np.asarray(frames[: min(n, chunk + 1)], np.float64), axis=0)
+    basis = _shared_basis(d) if d.shape[0] >= COHERENT_MIN_FRAMES else np.zeros((0, h * w))
+    if basis.shape[0] == 0:
+        return np.zeros((h, w))
+    spectrum = _correlation_filter((h, w), corr) ** 2
+    sd = np.sqrt(np.maximum(variance, 0.0))
+    v = basis.reshape(-1, h, w)
+    # S V^T: each component through the noise covariance (the split's own model of it).
+    sv = sd * np.real(np.fft.ifft2(np.fft.fft2(sd * v, axes=(1, 2)) * spectrum, axes=(1, 2)))
+    ps_diag = np.einsum("kij,kij->ij", v, sv)
+    m = np.einsum("kij,lij->kl", v, sv)
+    psp_diag = np.einsum("kij,kl,lij->ij", v, m, v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss = np.where(variance > 0, (2.0 * ps_diag - psp_diag) / np.maximum(variance, 1e-300), 0.0)
+    return np.clip(loss, 0.0, 0.5)
 
 
 def _gaussian(frames: np.ndarray, clean: bool, reason: str) -> Counts | None:
@@ -732,8 +774,13 @@ def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndar
         the denoised movie against ``s / 2``, photons^2), ``mse_raw`` (the same for
         ``A`` itself), ``error_reduction`` (their ratio; None when the estimate is
         not positive), ``error_reduction_low``/``high`` (+- 2 standard errors over
-        time blocks) and ``signal_removed`` (covariance of the residual ``A - dA``
-        with ``B`` over ``B``'s signal variance, within each fold's frames).
+        time blocks), ``signal_removed`` (:func:`shared_signal_removed`: the
+        covariance of the residual ``A - dA`` with the ``B`` of the pixels above
+        and below over that of ``A``, within each fold's frames) and
+        ``signal_removed_pixel`` (:func:`signal_removed`, the lag-0 diagnostic:
+        the residual's covariance with ``B`` at the same pixel over ``var_t(B) -
+        mean_t(B)``, which reads high where the halves' noise variance is off by
+        a fraction of the signal's).
     """
     t, h, w = a.shape
     blocks = _blocks(t, n_blocks)
@@ -741,9 +788,11 @@ def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndar
         folds = active_folds(b, n_blocks=n_blocks, noise=noise)
     else:
         folds = [(np.arange(t), np.asarray(active, bool))]
-    # Per block, per pixel: sum (dA - B)^2, sum (A - B)^2, sum B; and the
-    # moments for the signal-removed covariance.
-    names = ("sq_d", "sq_a", "b", "b2", "r", "rb", "nv")
+    # Per block, per pixel: sum (dA - B)^2, sum (A - B)^2, sum B, B's noise variance; the moments for
+    # the signal-removed covariances, at the pixel and with each neighbour q = p + lag
+    # (B_q stored at p; zero where q falls outside the frame).
+    names = ("sq_d", "sq_a", "b", "b2", "r", "rb", "nv", "a") + tuple(
+        f"{k}{i}" for i in range(len(SHARED_LAGS)) for k in ("bq", "rbq", "abq"))
     per_block = {k: np.zeros((len(blocks), h, w)) for k in names}
     for i, idx in enumerate(blocks):
         for j0 in range(0, idx.size, chunk):
@@ -761,6 +810,13 @@ def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndar
             r = A - D
             per_block["r"][i] += r.sum(axis=0)
             per_block["rb"][i] += np.einsum("tij,tij->ij", r, B)
+            per_block["a"][i] += A.sum(axis=0)
+            for k, lag in enumerate(SHARED_LAGS):
+                here, there = _lag_slices(h, w, lag)
+                bq = B[:, there[0], there[1]]
+                per_block[f"bq{k}"][i][here] += bq.sum(axis=0)
+                per_block[f"rbq{k}"][i][here] += np.einsum("tij,tij->ij", r[:, here[0], here[1]], bq)
+                per_block[f"abq{k}"][i][here] += np.einsum("tij,tij->ij", A[:, here[0], here[1]], bq)
     sizes = np.array([idx.size for idx in blocks], np.float64)
     out = {"all": _score_set(per_block, sizes, [(np.arange(len(blocks)), np.ones((h, w), bool))], noise)}
     if folds:
@@ -779,7 +835,8 @@ def signal_removed(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, mask: np.
                    chunk: int = 256, noise: np.ndarray | None = None) -> float:
     """Share of ``b``'s signal variance that the residual ``a - denoised`` holds, pooled over the pixels of MASK.
 
-    The ``signal_removed`` of :func:`score` on any set of pixels (``mask``, (h, w)
+    The lag-0 diagnostic (:func:`score`'s ``signal_removed_pixel``; its
+    ``signal_removed`` is :func:`shared_signal_removed`), on any set of pixels (``mask``, (h, w)
     bool), e.g. where patches overlap against their interiors: the covariance
     of the residual with ``b`` over ``b``'s signal variance ``var_t(b) -
     mean_t(b)``, summed over the set (:func:`true_signal_removed` is the same
@@ -788,6 +845,59 @@ def signal_removed(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, mask: np.
     :func:`score`.
     """
     return _pooled_removed(a, b, denoised, mask, chunk=chunk, noise=noise)
+
+
+def _lag_slices(h: int, w: int, lag) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Slices of the pixels ``p`` whose neighbour ``q = p + lag`` is inside an (h, w) frame, and of those ``q``."""
+    dy, dx = lag
+    here = (slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx)))
+    there = (slice(max(0, dy), h - max(0, -dy)), slice(max(0, dx), w - max(0, -dx)))
+    return here, there
+
+
+def shared_signal_removed(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, mask, *, lags=SHARED_LAGS,
+                          chunk: int = 256) -> float:
+    """Share of the signal that pixels share with their neighbours which the residual ``a - denoised`` holds.
+
+    ``sum_p cov_t(a_p - denoised_p, b_q) / sum_p cov_t(a_p, b_q)`` over the pixels ``p``
+    of ``mask`` ((h, w) bool, or folds ``[(frames, mask), ...]`` as
+    :func:`active_folds` gives, pooled) and their neighbours ``q = p + lag``
+    inside the frame (default :data:`SHARED_LAGS`, the pixels above and
+    below).  This is :func:`score`'s ``signal_removed``.  Unlike
+    :func:`signal_removed` (``cov_t(a_p - denoised_p, b_p)`` over ``var_t(b_p) -
+    mean_t(b_p)``) it never uses a pixel's own noise variance: only that the
+    halves' noise is uncorrelated between neighbours, which the split makes so.
+    The lag-0 estimate needs each active pixel's noise variance to a fraction
+    of its signal variance (about 1 % on a dim movie): on 2p-dense simulations
+    split like the real two-photon movies it read 13.5 % where the truth was
+    4.4 %, whatever the denoiser (a 3-frame temporal blur: 12.7 % for 4.5 %);
+    this reads 2.1 % for 2.9 % and 4.1 % for 4.5 %.  A source larger than a
+    pixel (a cell, neuropil) is shared with its neighbours; a signal private to
+    one pixel is not counted.  With ``b`` a simulation's clean movie it is the
+    ground truth of the same number.  NaN when the set holds no shared signal.
+    """
+    folds = mask if isinstance(mask, list) else [(np.arange(a.shape[0]), mask)]
+    h, w = a.shape[1:]
+    removed = signal = 0.0
+    for frames, m in folds:
+        frames = np.asarray(frames)
+        m = np.asarray(m, bool)
+        t = frames.size
+        for lag in lags:
+            here, there = _lag_slices(h, w, lag)
+            sel = m[here]
+            sums = np.zeros((5, int(sel.sum())))  # r_p, a_p, b_q, r_p b_q, a_p b_q
+            for j0 in range(0, t, chunk):
+                idx = frames[j0 : j0 + chunk]
+                ap = np.asarray(a[idx], np.float64)[:, here[0], here[1]][:, sel]
+                rp = ap - np.asarray(denoised[idx], np.float64)[:, here[0], here[1]][:, sel]
+                bq = np.asarray(b[idx], np.float64)[:, there[0], there[1]][:, sel]
+                sums += [rp.sum(axis=0), ap.sum(axis=0), bq.sum(axis=0), np.einsum("tp,tp->p", rp, bq),
+                         np.einsum("tp,tp->p", ap, bq)]
+            r, ap, bq, rb, ab = sums / t
+            removed += float(np.sum(rb - r * bq))
+            signal += float(np.sum(ab - ap * bq))
+    return float(removed / signal) if signal > 0 else math.nan
 
 
 def _pooled_removed(a, b, denoised, mask, *, chunk: int, noise) -> float:
@@ -884,6 +994,20 @@ def _score_set(per_block: dict, sizes: np.ndarray, folds: list, noise=None) -> d
         removed_cov += cov
         signal_var += signal
     removed = removed_cov / signal_var if signal_var > 0 else math.nan
+    # The same with the neighbours' B (shared_signal_removed): no pixel's own noise variance enters it.
+    h, w = masks.shape[1:]
+    shared_cov = shared_signal = 0.0
+    for k, lag in enumerate(SHARED_LAGS):
+        inside = np.zeros((h, w), bool)
+        inside[_lag_slices(h, w, lag)[0]] = True
+        for idx, mask in folds:
+            t = sizes[idx].sum()
+            keep = mask & inside
+            r, a, bq, rbq, abq = (per_block[name][idx].sum(axis=0)[keep] / t
+                                  for name in ("r", "a", f"bq{k}", f"rbq{k}", f"abq{k}"))
+            shared_cov += float(np.sum(rbq - r * bq))
+            shared_signal += float(np.sum(abq - a * bq))
+    shared = shared_cov / shared_signal if shared_signal > 0 else math.nan
     pixels = int(round(float(np.mean([mask.sum() for _, mask in folds]))))
     return {
         "pixels": pixels,
@@ -894,7 +1018,8 @@ def _score_set(per_block: dict, sizes: np.ndarray, folds: list, noise=None) -> d
         "error_reduction_low": _num(er * math.exp(-2 * se)) if valid and math.isfinite(se) else None,
         "error_reduction_high": _num(er * math.exp(2 * se)) if valid and math.isfinite(se) else None,
         "signal_variance": float(signal_var / max(pixels * len(folds), 1)),
-        "signal_removed": _num(removed),
+        "signal_removed": _num(shared),
+        "signal_removed_pixel": _num(removed),
     }
 
 
@@ -1057,7 +1182,8 @@ def report_metrics(section: dict) -> dict:
         "the same on the 10 % of pixels with the most signal variance")
     out["photon_split_signal_removed"] = metric(
         section["all"]["signal_removed"], "photon-splitting",
-        "share of B's signal variance that the residual A - dA holds (all pixels)")
+        "share of the signal each pixel shares with the pixels above and below (B's) that the residual "
+        "A - dA holds (all pixels)")
     out["photon_split_signal_removed_active"] = metric(
         section["active"]["signal_removed"], "photon-splitting", "the same on the most active 10 % of pixels")
     out["photon_split_noise_correlation"] = metric(

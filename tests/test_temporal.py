@@ -280,8 +280,11 @@ def test_budgets_decided_on_the_window_match_the_whole_rows():
         windowed = windowed_group_budgets(rows, sigma, groups, seeds=seeds)
         np.testing.assert_array_equal(windowed, whole)
         levels |= set(whole.tolist())
-        # the window's active sets mark its own frames: a windowed row's own fit starts from its penalty only
-        assert all(active is None for active, _ in seeds.values())
+        # a windowed row's own fit starts from the window's knots, at their frames of the row
+        start = (rows.shape[1] - BUDGET_WINDOW_FRAMES) // 2
+        for active, _ in seeds.values():
+            assert active.size == rows.shape[1] - 2 and not active[:start].any()
+            assert not active[start + BUDGET_WINDOW_FRAMES - 2:].any()
     assert levels == {1.0, 0.5}  # the cases decide more than one level
 
 

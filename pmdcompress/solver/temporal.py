@@ -452,8 +452,8 @@ def windowed_group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarr
     """:func:`group_budgets` decided on the central ``window`` frames (default
     :data:`BUDGET_WINDOW_FRAMES`) of rows longer than that; on all frames otherwise.
 
-    ``seeds`` of windowed rows keep only the penalty: an active set marks knots frame by frame, and the
-    window's are not the full row's.
+    ``seeds`` of windowed rows: the window's active set (knots, frame by frame) placed at its frames of the
+    full row, none elsewhere, and its penalty: a start for the row's own fit, which ends at the same optimum.
     """
     window = BUDGET_WINDOW_FRAMES if window is None else int(window)
     n = rows.shape[1]
@@ -464,8 +464,10 @@ def windowed_group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarr
     out = group_budgets(np.ascontiguousarray(rows[:, start:start + window]), sigma, groups, seeds=window_seeds,
                         event_rates=event_rates)
     if seeds is not None:
-        for i, (_, lam) in window_seeds.items():
-            seeds[i] = (None, lam)
+        for i, (active, lam) in window_seeds.items():
+            placed = np.zeros(n - 2, np.int8)
+            placed[start:start + active.size] = active
+            seeds[i] = (placed, lam)
     return out
 
 

@@ -430,8 +430,8 @@ def photon_split_figure(data: dict, folder: Path):
         ax.text(i, v, f"{v:.1f} %", ha="center", va="bottom", fontsize=7)
     ax.axhline(10, color="0.5", lw=0.8, ls="--")
     ax.set_xticks(range(2), labels, fontsize=7)
-    ax.set_ylabel("signal removed (% of the signal shared with neighbours)", fontsize=8)
-    ax.set_title("signal left in the residual", fontsize=9)
+    ax.set_ylabel("signal removed (%)", fontsize=8)
+    ax.set_title("signal left in the residual (shared with neighbours)", fontsize=9)
     ax.tick_params(labelsize=7)
     c = section["counts"]
     if c.get("units") == "ADU":  # no shot-noise curve: the movie itself, split by Gaussian fission
@@ -445,7 +445,9 @@ def photon_split_figure(data: dict, folder: Path):
         f"Photon splitting on the crop {section['crop']} ({section['frames']} frames), scored on its central "
         f"region {section.get('scored', section['crop'])} (a margin of {section.get('margin', [0] * 4)} pixels "
         f"denoised around it keeps the crop's cut cells out of the score): {what} split into halves A and B; A is "
-        "compressed with the store's parameters and scored against B (bars: +- 2 standard errors over time blocks).")
+        "compressed with the store's parameters and scored against B (bars: +- 2 standard errors over time blocks). "
+        "Signal removed: the residual A - dA's covariance with B at the pixels above and below, over A's (the "
+        "signal each pixel shares with its neighbours; no pixel's own noise variance enters it).")
 
 
 def render_all(data: dict, folder: Path, store, *, movie_preview_gif: bool = False,

@@ -21,7 +21,8 @@ SAVED_MAPS = (
     "mse_curvature_corrected", "signal_curvature", "lost_signal", "df", "df_filtered", "rank", "residual_ratio",
     "residual_noise_ratio",
     "residual_band_ratio", "residual_lag1", "flags", "active", "corr_raw", "corr_denoised", "corr_residual",
-    "corr_difference", "corr_noise", "snr_denoised_signal", "noise_photon_transfer", "pmd_style_gain", "mse_true",
+    "corr_difference", "corr_noise", "corr_noise_fit", "snr_denoised_signal", "noise_photon_transfer",
+    "pmd_style_gain", "mse_true",
     "noise_true", "signal_power_true", "gain_true", "snr_raw_true",
 )
 
@@ -40,7 +41,8 @@ SECTIONS = (
                           "residual_noise_ratio_median", "residual_band_ratio", "raw_band_ratio",
                           "residual_lag1_median", "local_corr_raw_mean", "local_corr_denoised_mean",
                           "local_corr_residual_mean", "local_corr_noise", "local_corr_difference",
-                          "local_corr_residual_excess",
+                          "local_corr_residual_excess", "local_corr_noise_through_fit",
+                          "local_corr_residual_excess_through_fit",
                           "correlation_frames")),
     ("Validation", ("mse_over_noise", "mse_over_noise_neighbour", "mse_over_noise_model",
                     "mse_over_noise_model_unfiltered", "lost_signal_over_noise", "temporal_filter_kept_median",
@@ -86,7 +88,8 @@ def summary_lines(report: dict) -> list[str]:
                      f"{num('residual_ratio_within', '{:.1%}')} of pixels within 0.95-1.10, "
                      f"{num('flagged_signal_removed', '{:.2%}')} flagged for removed signal")
         lines.append(f"residual structure  local correlation {num('local_corr_residual_mean', '{:.3f}')} "
-                     f"(noise alone: {num('local_corr_noise', '{:.3f}')}), spectrum low/high "
+                     f"(noise alone: {num('local_corr_noise', '{:.3f}')}; through this fit: "
+                     f"{num('local_corr_noise_through_fit', '{:.3f}')}), spectrum low/high "
                      f"{num('residual_band_ratio', '{:.3f}')} (1 = white)")
         held = num("mse_over_noise_heldout", "{:.4f}")
         lines.append(f"error estimate      MSE / noise variance {num('mse_over_noise', '{:.4f}')} "

@@ -82,6 +82,58 @@ def hat_diagonal(store, correlation=(0.0, 0.0, 0.0, 0.0), fractions=None) -> np.
     return out
 
 
+class FitProjection:
+    """The store's patch projections applied to other frames: ``P x = s sum_q W_q U_q diag(a) U_q^T (x / s)_q``
+    (``s`` the store's noise scale: the components live on the standardised movie).
+
+    :meth:`noise_residual` passes the movie's own noise (its frame differences
+    less their region-shared part) through the fit: what the residual of noise
+    alone looks like, its spatial correlation included (a fit keeps the smooth,
+    shared part of widely correlated noise first, which lowers the residual's
+    local correlation below the noise's).  The spatial components are taken as
+    fixed, and each component's temporal filter as keeping the fraction ``g``
+    of its noise (:func:`filter_fractions`): the kept part of frame ``t`` is
+    ``g P x_t + sqrt(g - g^2) P x_t'`` with ``x_t'`` another frame's noise (half
+    the block away), which has the filter's variance ``g`` and covariance ``g``
+    with ``x_t``.
+    """
+
+    def __init__(self, store, fractions=None):
+        self.shape = tuple(store.shape[1:])
+        self.patch_shape = tuple(store.patch_shape)
+        g = filter_fractions(store) if fractions is None else np.asarray(fractions, np.float64)
+        self.kept = np.asarray(g, np.float32)
+        self.extra = np.sqrt(np.clip(g - g * g, 0.0, None)).astype(np.float32)
+        scale = np.asarray(store.noise, np.float64)
+        self.scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        self.patches = []
+        h, w = self.patch_shape
+        for p, (y0, x0) in enumerate(store.patch_origins):
+            k0, k1 = int(store.component_offsets[p]), int(store.component_offsets[p + 1])
+            if k1 == k0:
+                continue
+            u = np.asarray(store.spatial[:, k0:k1], np.float32)
+            weight = (store.weights_y[p][:, None].astype(np.float32) * store.weights_x[p][None, :]).reshape(-1)
+            self.patches.append((int(y0), int(x0), k0, k1, u, weight))
+
+    def apply(self, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """``sum_q W_q U_q diag(scale_q) U_q^T x_q`` for frames ``x`` (n, H, W)."""
+        n = x.shape[0]
+        h, w = self.patch_shape
+        x = np.asarray(x, np.float32) / self.scale
+        out = np.zeros(x.shape, np.float32)
+        for y0, x0, k0, k1, u, weight in self.patches:
+            block = np.ascontiguousarray(x[:, y0 : y0 + h, x0 : x0 + w]).reshape(n, -1)
+            fitted = ((block @ u) * scale[k0:k1]) @ u.T
+            out[:, y0 : y0 + h, x0 : x0 + w] += (fitted * weight).reshape(n, h, w)
+        return out * self.scale
+
+    def noise_residual(self, noise: np.ndarray) -> np.ndarray:
+        """``noise`` (n, H, W, independent over frames more than one apart) less what the fit keeps of it."""
+        other = np.roll(noise, noise.shape[0] // 2, axis=0)
+        return noise - self.apply(noise, self.kept) - self.apply(other, self.extra)
+
+
 def rank_map(store) -> np.ndarray:
     """Overlap-weighted number of components at each pixel, ``sum_q W_q(p) rank_q``."""
     _, height, width = store.shape

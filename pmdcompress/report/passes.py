@@ -16,8 +16,11 @@ from ..parallel import blas_threads, default_workers
 from ..preprocess import COHERENT_MIN_FRAMES, WELCH_SEGMENT, remove_coherent
 from ..progress import null_progress
 from .kernels import moments, neighbour_sums
-from .noise import Spectra
+from .noise import FitProjection, Spectra
 from .photon_transfer import integer_range, photon_pairs
+
+#: Frames of noise passed through the fit for the residual's local-correlation reference (one chunk's first).
+NOISE_FIT_FRAMES = 96
 
 #: Pixels (frames x pixels per frame) of one chunk: 16 M float32 = 64 MB.
 CHUNK_PIXELS = 16 * 2**20
@@ -96,6 +99,8 @@ class PassResult:
     truth_frames: int = 0
     noise_neighbours: np.ndarray | None = None  # (6, H, W): frame differences less their coherent part
     noise_frames: int = 0
+    noise_fit_neighbours: np.ndarray | None = None  # (6, H, W): the same less what the fit keeps of them
+    noise_fit_frames: int = 0
 
 
 def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=None, plan: Plan | None = None,
@@ -136,6 +141,9 @@ def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=N
     write_dtype = np.dtype(write_dtype) if write_dtype is not None else None
     int_output = write_dtype is not None and write_dtype.kind in "iu"
     store.cells((0, height), (0, width))  # build once, before the threads share it
+    # The noise alone through the fit (the residual's local-correlation reference), on the correlation chunks.
+    projection = FitProjection(store) if movie is not None and plan.correlation else None
+    first_correlation = min(plan.correlation) if plan.correlation else -1
     crop_frames = None
     if collect is not None and movie is not None:
         ((cy0, cy1), (cx0, cx1)), n_keep = collect
@@ -167,8 +175,15 @@ def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=N
                 # (flicker, background), whose neighbour products the raw slot of the kernel sums.
                 noise = remove_coherent(np.diff(np.asarray(y, np.float32), axis=0))
                 # only the raw slot (x - mu) is kept, so the noise stands in for the denoised frames too
-                part["noise_neighbours"] = neighbour_sums(noise, noise, np.zeros((height, width), np.float32))[0]
+                zero = np.zeros((height, width), np.float32)
+                part["noise_neighbours"] = neighbour_sums(noise, noise, zero)[0]
                 part["noise_frames"] = n - 1
+                if projection is not None and i == first_correlation and n - 1 >= 4:
+                    # One chunk's first frames: the projections cost about 3 CPU-s per 256 frames on a
+                    # 600-patch movie, and a pooled local correlation needs few frames.
+                    rest = projection.noise_residual(noise[:NOISE_FIT_FRAMES])
+                    part["noise_fit_neighbours"] = neighbour_sums(rest, rest, zero)[0]
+                    part["noise_fit_frames"] = rest.shape[0]
         if i in plan.spectrum:
             sp = Spectra(n_pix, plan.segment, weights, frame_shape=(height, width))
             sp.add(y.reshape(n, -1), d.reshape(n, -1))
@@ -223,6 +238,7 @@ def stream(movie, store, *, truth=None, writer=None, write_dtype=None, collect=N
         crop_frames=crop_frames, seconds=time.perf_counter() - start,
         truth_frames=sum(plan.bounds[i][1] - plan.bounds[i][0] for i in plan.spectrum) if truth is not None else 0,
         noise_neighbours=total.get("noise_neighbours"), noise_frames=total.get("noise_frames", 0),
+        noise_fit_neighbours=total.get("noise_fit_neighbours"), noise_fit_frames=total.get("noise_fit_frames", 0),
     )
 
 

@@ -22,15 +22,21 @@ Steps (every number is defined in ``docs/snr.md#photon-splitting``):
    effective offset ``o``.  ``n = floor((x - o) / g + U)``, ``U`` uniform
    (dithering keeps ``E[n]`` exact); ``o`` is then shifted so that the median
    pixel has variance = mean (the dither's own variance included).
-2. **Checks.**  The split needs noise independent across pixels: the median
-   per-pixel correlation of first differences with each neighbour must be below
-   :data:`CORRELATION_LIMIT`.  Where it is not (interpolation by motion
-   correction, sensor blur, resampling), the raw movie is binned ``k x k``
-   (summed) and step 1 is redone on the binned movie, for ``k`` up to
-   :data:`MAX_BIN`; a movie that stays correlated, or whose variance does not
-   grow with its mean, is refused with the reason (no number is reported).
-3. **Split, denoise, score.**  The estimate is refused as well when it comes
-   out negative (the tell of shared noise).
+2. **Shared noise.**  A binomial split needs noise independent across pixels
+   (pooled correlation of first differences with each neighbour up to
+   :data:`CORRELATION_LIMIT`).  Where it is not (interpolation by motion
+   correction, sensor blur, resampling), the correlation is modelled and the
+   halves are made by Gaussian data fission (:func:`split`, ``"correlated"``),
+   at every lag of the frame where it reaches past 2 px (:func:`correlations`).
+3. **Split, denoise, score.**  The estimate is refused when the halves still
+   share noise (:func:`halves_correlations` above :data:`HALVES_LIMIT`) or when
+   it comes out negative (the tell of shared noise).
+
+A movie without a shot-noise curve (rescaled, filtered or resampled after the
+detector, or read noise alone) is split in its own units instead of being
+refused: Gaussian data fission with the measured noise variance and spatial
+correlation (``Counts.method == "gaussian"``, :func:`split`), scored with
+``B``'s known noise variance (:meth:`Counts.noise_of_half`).
 
 A binned movie is a different (brighter, smaller) movie: its error reduction is
 that of the denoiser on it, reported with the binning factor.
@@ -79,7 +85,7 @@ N_BLOCKS = 10
 #: The neighbours whose ``B`` the residual is compared with in the signal removed (:func:`shared_signal_removed`):
 #: the pixels above and below.  A raster scan shares noise along its rows, more at bright pixels than the split's
 #: one pooled correlation per lag models (neurofinder_dev: 0.024 for dim pixels, 0.055 at the 90th percentile of
-#: the mean, 0.12 at the 99th, between horizontal neighbours; at most 0.01 between vertical ones up to the 95th).
+#: the mean, 0.12 at the 99th, between horizontal neighbours; 0.001, 0.008 and 0.028 between vertical ones).
 SHARED_LAGS = ((1, 0), (-1, 0))
 #: Median share of a pixel's first differences explained by its annulus above which a region-wide fast
 #: signal is left out of the noise statistics (noise alone: about 1 / frames).
@@ -95,7 +101,7 @@ class Counts:
 
     ok: bool
     reason: str = ""
-    counts: np.ndarray | None = None  # (T, h, w) int32
+    counts: np.ndarray | None = None  # (T, h, w) int32 counts; float32 ADU for the "gaussian" split
     gain: float = math.nan  # ADU per photon
     offset: float = math.nan  # ADU at zero photons (read noise folded in)
     photons_per_pixel: float = math.nan  # mean counts per pixel per frame

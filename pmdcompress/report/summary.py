@@ -242,6 +242,9 @@ def _error_maps(res: PassResult, store, plan: Plan, est: _NoiseEstimate, var_raw
             # Noise alone: the differences less the fast signals a region shares (flicker, background).
             rho = neighbour_correlations(res.noise_neighbours, res.noise_frames)
             maps["corr_noise"] = local_correlation(res.noise_neighbours, res.noise_frames)
+        if res.noise_fit_neighbours is not None and res.noise_fit_frames > 2:
+            # The same noise less what the fit keeps of it: the residual of noise alone (FitProjection).
+            maps["corr_noise_fit"] = local_correlation(res.noise_fit_neighbours, res.noise_fit_frames)
     else:
         rho = (0.0, 0.0, 0.0, 0.0)
     # The per-pixel mean is fitted too: it keeps 1 / n_frames of the noise (a 20-frame movie's residual of pure
@@ -471,6 +474,15 @@ def _residual_numbers(fl: _Flags, maps: dict, corr_frames: int) -> dict:
         M["local_corr_residual_excess"] = metric(
             _mean(maps["corr_residual"]) - noise_level, "local-correlation",
             "residual local correlation (mean) minus that of the noise")
+        if "corr_noise_fit" in maps:
+            through = _mean(maps["corr_noise_fit"])
+            M["local_corr_noise_through_fit"] = metric(
+                through, "local-correlation",
+                "mean image of the same noise less what this fit keeps of it: the residual of noise alone (a fit "
+                "keeps the smooth, shared part of correlated noise first)")
+            M["local_corr_residual_excess_through_fit"] = metric(
+                _mean(maps["corr_residual"]) - through, "local-correlation",
+                "residual local correlation (mean) minus that of the noise alone through this fit")
         M["correlation_frames"] = metric(corr_frames, "local-correlation", "frames behind the correlation images")
     return M
 

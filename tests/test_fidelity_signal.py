@@ -152,3 +152,18 @@ def test_shared_signal_removed_by_photon_splitting_matches_the_truth(dense_split
             assert truth < most
         else:  # a blur that removes a fifth of it is seen
             assert truth > 0.12
+
+
+def test_shared_signal_removed_is_nan_without_a_shared_signal_to_measure():
+    # Halves with no common signal (a flat movie's noise, 20 frames): the denominator is sampling noise, and a
+    # ratio of it would read any share removed; with a real signal of the same length the number comes back.
+    t, h, w = 20, 32, 32
+    everything = np.ones((h, w), bool)
+    for seed in range(8):  # without the check, half of these read a positive "signal" and 100 % removed
+        rng = np.random.default_rng(seed)
+        a, b = rng.poisson(3.0, (2, t, h, w)).astype(float)
+        assert np.isnan(ps.shared_signal_removed(a, b, np.full_like(a, 3.0), everything))
+    wave = 3.0 + 2.0 * np.sin(np.arange(t) / 2.0)[:, None, None] * np.ones((1, h, w))
+    a, b = rng.poisson(np.repeat(wave[None], 2, axis=0)).astype(float)
+    assert ps.shared_signal_removed(a, b, np.repeat(a.mean((1, 2), keepdims=True), h, 1).repeat(w, 2),
+                                    everything) == pytest.approx(0.0, abs=0.1)

@@ -87,6 +87,9 @@ N_BLOCKS = 10
 #: one pooled correlation per lag models (neurofinder_dev: 0.024 for dim pixels, 0.055 at the 90th percentile of
 #: the mean, 0.12 at the 99th, between horizontal neighbours; 0.001, 0.008 and 0.028 between vertical ones).
 SHARED_LAGS = ((1, 0), (-1, 0))
+#: :func:`shared_signal_removed` is reported only where the shared signal stands this many standard errors
+#: above what halves with no common signal would give (their covariances' sampling spread).
+SHARED_SIGNAL_SE = 3.0
 #: Median share of a pixel's first differences explained by its annulus above which a region-wide fast
 #: signal is left out of the noise statistics (noise alone: about 1 / frames).
 COHERENT_LIMIT = 0.05
@@ -880,11 +883,12 @@ def shared_signal_removed(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, ma
     this reads 2.1 % for 2.9 % and 4.1 % for 4.5 %.  A source larger than a
     pixel (a cell, neuropil) is shared with its neighbours; a signal private to
     one pixel is not counted.  With ``b`` a simulation's clean movie it is the
-    ground truth of the same number.  NaN when the set holds no shared signal.
+    ground truth of the same number.  NaN when the set holds no shared signal that stands
+    :data:`SHARED_SIGNAL_SE` standard errors above what unrelated halves would give.
     """
     folds = mask if isinstance(mask, list) else [(np.arange(a.shape[0]), mask)]
     h, w = a.shape[1:]
-    removed = signal = 0.0
+    removed = signal = signal_var = 0.0
     for frames, m in folds:
         frames = np.asarray(frames)
         m = np.asarray(m, bool)
@@ -892,18 +896,24 @@ def shared_signal_removed(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, ma
         for lag in lags:
             here, there = _lag_slices(h, w, lag)
             sel = m[here]
-            sums = np.zeros((5, int(sel.sum())))  # r_p, a_p, b_q, r_p b_q, a_p b_q
+            sums = np.zeros((7, int(sel.sum())))  # r_p, a_p, b_q, r_p b_q, a_p b_q, a_p^2, b_q^2
             for j0 in range(0, t, chunk):
                 idx = frames[j0 : j0 + chunk]
                 ap = np.asarray(a[idx], np.float64)[:, here[0], here[1]][:, sel]
                 rp = ap - np.asarray(denoised[idx], np.float64)[:, here[0], here[1]][:, sel]
                 bq = np.asarray(b[idx], np.float64)[:, there[0], there[1]][:, sel]
                 sums += [rp.sum(axis=0), ap.sum(axis=0), bq.sum(axis=0), np.einsum("tp,tp->p", rp, bq),
-                         np.einsum("tp,tp->p", ap, bq)]
-            r, ap, bq, rb, ab = sums / t
+                         np.einsum("tp,tp->p", ap, bq), np.einsum("tp,tp->p", ap, ap), np.einsum("tp,tp->p", bq, bq)]
+            r, ap, bq, rb, ab, aa, bb = sums / t
             removed += float(np.sum(rb - r * bq))
             signal += float(np.sum(ab - ap * bq))
-    return float(removed / signal) if signal > 0 else math.nan
+            # Sampling variance of each pixel's covariance were the halves unrelated (var_a var_b / t): the
+            # denominator must stand clear of it, or the ratio is noise over noise (a 20-frame movie's shared
+            # signal can read 30 % removed from a covariance that is not there).
+            signal_var += float(np.sum((aa - ap * ap) * (bb - bq * bq))) / max(t - 1, 1)
+    if not signal > SHARED_SIGNAL_SE * math.sqrt(signal_var):
+        return math.nan
+    return float(removed / signal)
 
 
 def _pooled_removed(a, b, denoised, mask, *, chunk: int, noise) -> float:

@@ -237,3 +237,68 @@ def test_the_noise_estimate_does_not_move_in_steps_on_rounded_factors():
     ratio = robust_noise_std(rounded) / sigma
     assert abs(np.median(ratio) - 1) < 0.05 and np.all(np.abs(ratio - 1) < 0.1)
     assert np.std(ratio) < 0.5 * np.std(mad / sigma)
+
+
+def long_group_rows(seed, n=8000):
+    """Three groups of three factors over ``n`` frames with noise std 1: calcium transients on a
+    bleaching-like decay (the filter follows them: the whole budget), dense fast fluctuations near the noise
+    level on the decay (the filter shaves them: a lower level), and noise alone.  (A group of the decay alone
+    is decided near the limit, by chance at any length: a window decides it as differently as another seed.)"""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / n
+    rows = []
+    for group in range(3):
+        for _ in range(3):
+            decay = rng.uniform(1, 3) * np.exp(-t / rng.uniform(0.3, 1.0))
+            if group == 0:
+                signal = calcium_row(rng, n, rate=0.01, tau=10.0, amplitude=4.0)
+            elif group == 1:
+                signal = lfilter([1.0], [1.0, -0.8], rng.normal(0, 0.6, n))
+            else:
+                signal, decay = 0.0, 0.0
+            rows.append(decay + signal + rng.normal(0, 1.0, n))
+    return np.array(rows), np.repeat(np.arange(3), 3)
+
+
+def test_budgets_decided_on_the_window_match_the_whole_rows():
+    """Rows longer than the window: the levels decided on its central frames are those of all frames."""
+    from pmdcompress.solver.temporal import (
+        BUDGET_WINDOW_FRAMES,
+        group_budgets,
+        robust_noise_std,
+        windowed_group_budgets,
+    )
+
+    levels = set()
+    for seed in range(3):
+        rows, groups = long_group_rows(seed, n=2 * BUDGET_WINDOW_FRAMES)
+        sigma = robust_noise_std(rows)
+        whole = group_budgets(rows, sigma, groups)
+        seeds = {}
+        windowed = windowed_group_budgets(rows, sigma, groups, seeds=seeds)
+        np.testing.assert_array_equal(windowed, whole)
+        levels |= set(whole.tolist())
+        # a windowed row's own fit starts from the window's knots, at their frames of the row
+        start = (rows.shape[1] - BUDGET_WINDOW_FRAMES) // 2
+        for active, _ in seeds.values():
+            assert active.size == rows.shape[1] - 2 and not active[:start].any()
+            assert not active[start + BUDGET_WINDOW_FRAMES - 2:].any()
+    assert levels == {1.0, 0.5}  # the cases decide more than one level
+
+
+def test_rows_no_longer_than_the_window_are_filtered_as_before(monkeypatch):
+    """Rows of at most the window's frames: the decision on all frames, the output bit-identical."""
+    import pmdcompress.solver.temporal as temporal
+
+    rows, groups = long_group_rows(1, n=temporal.BUDGET_WINDOW_FRAMES)
+    got = temporal.trend_filter_rows(rows, groups=groups)
+    monkeypatch.setattr(temporal, "windowed_group_budgets", temporal.group_budgets)
+    np.testing.assert_array_equal(got, temporal.trend_filter_rows(rows, groups=groups))
+    # and a longer movie does take the window (its first and last frames are not decided on)
+    long_rows = np.concatenate([rows[:, :2000], rows, rows[:, -2000:]], axis=1)
+    sigma = temporal.robust_noise_std(long_rows)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(temporal.windowed_group_budgets(long_rows, sigma, groups),
+                                  temporal.group_budgets(rows, sigma, groups))

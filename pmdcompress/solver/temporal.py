@@ -100,6 +100,13 @@ FISSION_Z = 3.0
 FISSION_SPLIT = 0.5
 #: Re-fits that bring the budget to ``(T - df) sigma^2``, ``df`` the fit's own degrees of freedom.
 DF_ITERATIONS = 1
+#: Frames (a central window) on which :func:`group_budgets` decides the budgets and event rates of longer
+#: rows.  The decision compares statistics (shares of signal removed, event gains), the same at any length
+#: once they are measured on enough frames; only each row's own fit needs every frame.  On a 20000-frame
+#: real-rank movie (2p-real, 96 rows) 4000 frames chose the same budgets as all frames, outputs within a
+#: median 0.0007 (max 0.05) noise SDs RMS, and the filter cost 40 % less.  Rows of at most this many frames
+#: are decided on all of them (unchanged).
+BUDGET_WINDOW_FRAMES = 4000
 
 
 #: The noise estimate averages the absolute first differences between these quantiles (around the median).
@@ -440,6 +447,30 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
     return out
 
 
+def windowed_group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, seeds=None,
+                           event_rates=None, window: int | None = None) -> np.ndarray:
+    """:func:`group_budgets` decided on the central ``window`` frames (default
+    :data:`BUDGET_WINDOW_FRAMES`) of rows longer than that; on all frames otherwise.
+
+    ``seeds`` of windowed rows: the window's active set (knots, frame by frame) placed at its frames of the
+    full row, none elsewhere, and its penalty: a start for the row's own fit, which ends at the same optimum.
+    """
+    window = BUDGET_WINDOW_FRAMES if window is None else int(window)
+    n = rows.shape[1]
+    if n <= window:
+        return group_budgets(rows, sigma, groups, seeds=seeds, event_rates=event_rates)
+    start = (n - window) // 2
+    window_seeds = {} if seeds is not None else None
+    out = group_budgets(np.ascontiguousarray(rows[:, start:start + window]), sigma, groups, seeds=window_seeds,
+                        event_rates=event_rates)
+    if seeds is not None:
+        for i, (active, lam) in window_seeds.items():
+            placed = np.zeros(n - 2, np.int8)
+            placed[start:start + active.size] = active
+            seeds[i] = (placed, lam)
+    return out
+
+
 def trend_filter_rows(rows: np.ndarray, *, groups=None, sigma=None, return_info: bool = False):
     """Trend-filter each temporal factor within its own noise budget, where that removes only noise.
 
@@ -489,7 +520,7 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, sigma=None, return_info:
     rows64 = np.asarray(rows, np.float64)
     seeds = {}  # each row's last fission active set: the knots of its signal, a start for its own fit
     rates = np.full(len(rows), EVENT_P)
-    budgets = group_budgets(rows64, sigma, groups, seeds=seeds, event_rates=rates)
+    budgets = windowed_group_budgets(rows64, sigma, groups, seeds=seeds, event_rates=rates)
     lam = None  # rows are in noise units, so one row's penalty is a good start for the next
     for i in range(rows.shape[0]):
         if sigma[i] > 0 and budgets[i] > 0:

@@ -772,3 +772,24 @@ def test_weak_dim_components_are_dropped_but_a_weak_bright_soma_is_kept(sparse, 
     loose = dm.demix(sparse["store"], tmp_path / "l.demix.zarr", fs=7.0, figures=False, seed_from_mean=False,
                      min_snr=1.0)
     assert loose.n_components >= res.n_components
+
+@pytest.mark.parametrize("zoom", [1.0, 1.5])
+def test_estimate_cell_radius_is_not_outvoted_by_fragments(zoom):
+    # At high zoom the active components are mostly small pieces (boutons, dendrite sections, soma fragments):
+    # neurofinder_dev at 1.5x had 72 fragments among 95.  The estimate must follow the somata and scale with
+    # the zoom, whereas the plain median of all footprints is a fragment's radius.
+    from pmdcompress.demix.hals import Footprints
+    from pmdcompress.demix.pipeline import estimate_cell_radius
+
+    rng = np.random.default_rng(3)
+    side = int(np.ceil(24 * zoom)) | 1
+    yy, xx = np.mgrid[:side, :side] - side // 2
+    soma_radii = zoom * rng.uniform(4.5, 6.5, 12)
+    fragment_radii = zoom * rng.uniform(1.5, 3.0, 36)
+    values = np.stack([(yy**2 + xx**2 <= r * r).astype(np.float32) for r in (*soma_radii, *fragment_radii)])
+    fp = Footprints(np.zeros((len(values), 2), np.int64), values, values > 0, (side, side))
+    somata = float(np.sqrt(np.median([(v > 0).sum() for v in values[:12]]) / np.pi))
+    fragments_and_somata = float(np.sqrt(np.median((values > 0).sum(axis=(1, 2))) / np.pi))
+    assert fragments_and_somata < 0.6 * somata  # the trap
+    assert estimate_cell_radius(fp) == pytest.approx(somata, rel=0.08)
+    assert estimate_cell_radius(fp) == pytest.approx(5.5 * zoom, rel=0.1)

@@ -206,21 +206,27 @@ def whole_case(path: Path, seeds) -> dict:
     return {"movie": path.parent.name, "shape": list(raw.shape), "mean": _mean(rows), "per_seed": rows}
 
 
-def simulation_case(seeds=(2, 3)) -> dict:
+def _dense_simulation(path: Path, seed: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ``2p-dense`` movie of ``n_frames`` x 128 x 128 with 60 sources: (raw float32, clean float64)."""
     import tifffile
     import zarr
 
-    from pmdcompress.report import photon_split as ps
     from pmdcompress.simulate import simulate_movie
+
+    info = simulate_movie(path, kind="2p-dense", n_frames=n_frames, shape=(128, 128), n_neurons=60, seed=seed)
+    raw = tifffile.imread(info["movie"]).astype(np.float32)
+    return raw, zarr.open_group(str(info["truth"]), mode="r")["clean"][...].astype(np.float64)
+
+
+def simulation_case(seeds=(2, 3)) -> dict:
+    from pmdcompress.report import photon_split as ps
     from pmdcompress.tiling import Tiling
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            info = simulate_movie(Path(tmp) / f"dense{seed}.tif", kind="2p-dense", n_frames=1000, shape=(128, 128),
-                                  n_neurons=60, seed=seed)
-            raw = tifffile.imread(info["movie"]).astype(np.float32)
-            clean = zarr.open_group(str(info["truth"]), mode="r")["clean"][...].astype(np.float32)
+            raw, clean = _dense_simulation(Path(tmp) / f"dense{seed}.tif", seed, 1000)
+            clean = clean.astype(np.float32)
             cpu = time.process_time()
             den, rank = denoise(raw, {})
             cpu = time.process_time() - cpu
@@ -251,20 +257,14 @@ def split_simulation_case(seeds=(2, 3, 4), methods=("correlated", "binomial")) -
     (lag 0) and :func:`shared_signal_removed` (rows above/below, and the 4 neighbours), each from ``B`` and from
     the clean movie of ``A`` (the truth of the same number).
     """
-    import tifffile
-    import zarr
     from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
     from pmdcompress.report import photon_split as ps
-    from pmdcompress.simulate import simulate_movie
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            info = simulate_movie(Path(tmp) / f"split{seed}.tif", kind="2p-dense", n_frames=600, shape=(128, 128),
-                                  n_neurons=60, seed=seed)
-            raw = tifffile.imread(info["movie"]).astype(np.float32)
-            clean = zarr.open_group(str(info["truth"]), mode="r")["clean"][...].astype(np.float64)
+            raw, clean = _dense_simulation(Path(tmp) / f"split{seed}.tif", seed, 600)
             for method in methods:
                 counts = ps.prepare_counts(raw, seed=seed)
                 counts.method = method

@@ -32,15 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-# The residual measures of the real-movie benchmark, one definition each.
-from bench_real import local_correlation, noise_std
+# The residual measures and the real movies' folder of the real-movie benchmark, one definition each.
+from bench_real import SHARED, local_correlation, noise_std
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 WORK = HERE / "work" / "robust"
-SHARED = ROOT.parent / "shared" / "data"
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
 
 #: (name, simulate_movie arguments, post-processing): the simulated cases.  ``uint8``: the movie rescaled so that
 #: its 99.9th percentile is 250 and rounded to 8 bits (the truth rescaled the same way), as an 8-bit camera or an

@@ -628,8 +628,7 @@ def row_noise(spatial: np.ndarray, patch_shape, correlation) -> np.ndarray:
     """
     h, w = patch_shape
     u = np.asarray(spatial, np.float64).reshape(h, w, -1)
-    if len(correlation) == 2 and all(isinstance(c, tuple | list) for c in correlation) \
-            and any(len(c) > 1 for c in correlation):
+    if _has_far_lags(correlation):
         return np.sqrt(np.maximum(_separable_quadratic(u, correlation[0], correlation[1]), 0.0))
     if all(isinstance(c, tuple | list) for c in correlation):
         correlation = tuple(float(c[0]) if len(c) else 0.0 for c in correlation)

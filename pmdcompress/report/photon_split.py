@@ -317,12 +317,6 @@ def _dither_variance(frames: np.ndarray, gain: float, offset, chunk: int = 256) 
     return total / frames.shape[0]
 
 
-def _pair_slices(h: int, w: int, dy: int, dx: int):
-    """Slices of the pixels (y, x) and their neighbours (y + dy, x + dx) that are both inside."""
-    x0, x1 = max(0, -dx), w - max(dx, 0)
-    return (slice(0, h - dy), slice(x0, x1)), (slice(dy, h), slice(x0 + dx, x1 + dx))
-
-
 def _lags(radius: int):
     return [(dy, dx) for dy in range(radius + 1) for dx in range(-radius, radius + 1) if dy > 0 or dx > 0]
 
@@ -349,7 +343,7 @@ def cross_correlations(first: np.ndarray, second: np.ndarray | None = None, *, r
     lags = [(dy, dx) for dy, dx in lags if dy < h and abs(dx) < w]
     if n < 3 or not lags:
         return {}
-    pairs = [_pair_slices(h, w, dy, dx) for dy, dx in lags]
+    pairs = [_lag_slices(h, w, lag) for lag in lags]
     sxy = [np.zeros((h - dy, w - abs(dx))) for dy, dx in lags]
     s1, s2, q1, q2 = (np.zeros((h, w)) for _ in range(4))
     count = 0
@@ -388,7 +382,7 @@ def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS,
     """
     n, h, w = frames.shape
     lags = [(dy, dx) for dy, dx in _lags(radius) if dy < h and abs(dx) < w]
-    pairs = [_pair_slices(h, w, dy, dx) for dy, dx in lags]
+    pairs = [_lag_slices(h, w, lag) for lag in lags]
     sxy = [np.zeros((h - dy, w - abs(dx))) for dy, dx in lags]
     cxy = [np.zeros((h - dy, w - abs(dx))) for dy, dx in lags]
     sq = np.zeros((h, w))
@@ -427,7 +421,7 @@ def halves_correlations(first: np.ndarray, second: np.ndarray, *, radius: int = 
     """
     n, h, w = first.shape
     lags = [(0, 0)] + [(dy, dx) for dy, dx in _lags(radius) if dy < h and abs(dx) < w]
-    pairs = [_pair_slices(h, w, dy, dx) for dy, dx in lags]
+    pairs = [_lag_slices(h, w, lag) for lag in lags]
     names = ("c0", "c1", "k0", "k1")
     acc = [{k: np.zeros((h - dy, w - abs(dx))) for k in names} for dy, dx in lags]
     own = {k: np.zeros((2, h, w)) for k in names}

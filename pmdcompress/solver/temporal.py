@@ -58,7 +58,10 @@ factor, or its fission copy ``f``, at every level and re-fit) start from the
 solver's last active set on it; a group level passed by the fission fits at the
 whole level needs no re-fits; and a factor's own fit starts from its fission fit
 at the chosen level (knots and penalty).  On the factors of neurofinder_dev this
-takes 4.9 searches per factor instead of 5.6, and half the CPU time.
+takes 4.9 searches per factor instead of 5.6, and half the CPU time.  Rows longer than
+:data:`BUDGET_WINDOW_FRAMES` are decided (group levels, event rates, halvings, penalties) on their central
+window and fitted once on all frames (:func:`long_row_filter`): 14 ms per row of 20000 frames of a
+real-rank movie instead of 25.
 """
 
 from __future__ import annotations
@@ -478,7 +481,8 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
 def windowed_group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, seeds=None,
                            event_rates=None, window: int | None = None) -> np.ndarray:
     """:func:`group_budgets` decided on the central ``window`` frames (default
-    :data:`BUDGET_WINDOW_FRAMES`) of rows longer than that; on all frames otherwise.
+    :data:`BUDGET_WINDOW_FRAMES`) of rows longer than that; on all frames otherwise.  (:func:`trend_filter_rows`
+    decides on the window itself and keeps the window's seeds in its frames, for :func:`long_row_filter`.)
 
     ``seeds`` of windowed rows: the window's active set (knots, frame by frame) placed at its frames of the
     full row, none elsewhere, and its penalty: a start for the row's own fit, which ends at the same optimum.

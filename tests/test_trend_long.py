@@ -127,3 +127,29 @@ def test_rows_up_to_the_window_take_the_whole_row_path_and_longer_ones_the_long_
     longer = np.concatenate([rows, rows[:, :5]], axis=1)
     temporal.trend_filter_rows(longer)
     assert len(calls) == 3
+
+
+def spike_row(rng, n, rate=0.004, amplitude=4.0):
+    """Voltage-like factor: spikes of 1-2 frames on a slow drift; ``(truth, spike frames)``."""
+    spikes = np.flatnonzero(rng.random(n) < rate)
+    truth = np.zeros(n)
+    truth[spikes] = amplitude * (1 + 0.3 * rng.random(spikes.size))
+    truth[np.minimum(spikes + 1, n - 1)] += 0.4 * amplitude
+    return truth + np.cumsum(np.convolve(rng.normal(0, 0.05, n), np.ones(200) / 200, "same")) * 0.05, spikes
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3])
+def test_long_rows_with_fast_events_keep_their_spikes_as_the_whole_row_filter(seed, monkeypatch):
+    """A window showing events that only the smoother first fit restores makes the row fitted twice: its
+    spikes keep the amplitude that the filter on all frames keeps; one fit shaves them (the test can fail)."""
+    rng = np.random.default_rng(seed)
+    n, window = 9000, 3000
+    truth, spikes = spike_row(rng, n)
+    y = truth + rng.normal(0, 1.0, n)
+    whole, _ = temporal.adaptive_trend_filter(y, 1.0)
+    kept_whole = np.median(whole[spikes] / truth[spikes])
+    long, _ = temporal.long_row_filter(y, 1.0, window=window)
+    assert abs(np.median(long[spikes] / truth[spikes]) - kept_whole) < 0.01
+    monkeypatch.setattr(temporal, "LONG_EVENT_SHARE", np.inf)
+    one_fit, _ = temporal.long_row_filter(y, 1.0, window=window)
+    assert np.median(one_fit[spikes] / truth[spikes]) < kept_whole - 0.03

@@ -118,13 +118,22 @@ LONG_SOLVE_OVERLAP = 50
 #: The long rows' searches accept a squared residual within this share below their budget (the window's
 #: penalty usually lands there at once; rows of at most the window's frames: 5e-2).
 LONG_RTOL = 0.15
-#: Whether a long row is fitted twice as :func:`budget_fit` fits it (the whole level, then its degrees-of-
+#: Whether every long row is fitted twice as :func:`budget_fit` fits it (the whole level, then its degrees-of-
 #: freedom re-fit, the first fit's events kept restored) or once, within the window's re-fit budget, its own
 #: events restored.  Once (12000-frame sims against their truth, 2p-real / 2p / voltage / 1p, noise RMS
 #: reduction with main's twice-on-all-frames filter, twice on the window, once on the window): 12.49 / 12.47
 #: / 12.51x, 22.65 / 22.49 / 23.06x, 23.26 / 22.58 / 23.03x; voltage trace correlation 0.960 / 0.957 / 0.954)
 #: at about 0.8 of the cost of twice (restoring the smoother fit's events restores noise, in calcium rows).
 LONG_FIRST_FIT_EVENTS = False
+#: A long row is fitted twice all the same (events of both fits restored) when, on its window, the first
+#: fit's event test restores more than this share of the frames that the re-fit's own test does not: fast
+#: events (voltage spikes) that the re-fit shaves below the test's threshold.  Calcium rows of a 20000 x
+#: 512 x 512 ``2p-real`` movie: 4 of 96 rows (92 show 0-3 such frames); 12000-frame sims: 2p-real 18 of 159,
+#: voltage 18 of 41, 2p 60 of 69, 1p 36 of 43.
+LONG_EVENT_SHARE = 2.5e-3
+#: The second of those two fits meets its budget to this tolerance (the short rows' own), not
+#: :data:`LONG_RTOL`: it is the one that sets the noise left.
+LONG_REFIT_RTOL = 5e-2
 
 
 #: The noise estimate averages the absolute first differences between these quantiles (around the median).
@@ -252,8 +261,8 @@ def _refit(y, sigma, budget, first, active, p=None):
     for _ in range(DF_ITERATIONS):
         # The fit keeps df of the n noise dimensions: leave them out of the budget.
         fraction = budget * max(1.0 - df / y.size, 0.0)
-        x, lam, mask, df, _ = _fit(y, sigma, fraction, lam if lam > 0 else lam0, active, mask, p)
-    return x, {"fraction": fraction, "events": float(mask.mean()), "mask": mask, "lam": lam}
+        x, lam, mask, df, trend = _fit(y, sigma, fraction, lam if lam > 0 else lam0, active, mask, p)
+    return x, {"fraction": fraction, "events": float(mask.mean()), "mask": mask, "lam": lam, "trend": trend}
 
 
 def budget_fit(y: np.ndarray, sigma: float, budget: float, *, lam0=None, active=None, event_p=None):
@@ -269,7 +278,9 @@ def budget_fit(y: np.ndarray, sigma: float, budget: float, *, lam0=None, active=
     y = np.ascontiguousarray(y, np.float64)
     if active is None:
         active = np.zeros(max(y.size - 2, 0), np.int8)
-    return _refit(y, sigma, budget, _fit(y, sigma, budget, lam0, active, None, event_p), active, event_p)
+    x, info = _refit(y, sigma, budget, _fit(y, sigma, budget, lam0, active, None, event_p), active, event_p)
+    del info["trend"]
+    return x, info
 
 
 def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0, active=None, event_p=None):
@@ -301,19 +312,20 @@ def adaptive_trend_filter(y, sigma: float, *, lam0=None, budget: float = 1.0, ac
     return _halvings(y, sigma, lam0, budget, active, event_p)
 
 
-def _halvings(y, sigma, lam0, budget, active, event_p, first_lams=None):
+def _halvings(y, sigma, lam0, budget, active, event_p, fits=None):
     """:func:`adaptive_trend_filter`'s budget halvings on float64 ``y``; ``active`` (int8, ``T - 2``) is the
-    solver's active set to start from, left holding the last fit's.  ``first_lams``: a list to which each
-    level's first fit's penalty (before its degrees-of-freedom re-fit) is appended."""
+    solver's active set to start from, left holding the last fit's.  ``fits``: a list to which each level's
+    ``(first, trend)`` is appended: its first fit (``_fit``'s tuple, before the degrees-of-freedom re-fit) and
+    the re-fit's trend (before any event was restored)."""
     lag1 = math.nan
     for _ in range(MAX_HALVINGS + 1):
         if budget < 0.5**MAX_HALVINGS:
             break
         # budget_fit, its first fit kept
         first = _fit(y, sigma, budget, lam0, active, None, event_p)
-        if first_lams is not None:
-            first_lams.append(first[1])
         x, fit = _refit(y, sigma, budget, first, active, event_p)
+        if fits is not None:
+            fits.append((first, fit["trend"]))
         keep = ~fit["mask"]
         lag1 = removed_lag1(y - x, keep)
         if lag1 <= WHITENESS_Z / math.sqrt(max(int(keep.sum()), 1)):
@@ -534,7 +546,10 @@ def long_row_filter(y: np.ndarray, sigma: float, *, budget: float = 1.0, lam0=No
     frame is a property of the row's signal and noise per frame, not of its length, so each search usually
     ends at its first solve; a row whose signal differs outside the window gets its own penalty.  The
     whiteness test then runs on every frame; a row that fails it (the window's test, on fewer frames, is the
-    more lenient) is filtered as :func:`adaptive_trend_filter` would, from half the window's level.  Rows of
+    more lenient) is filtered as :func:`adaptive_trend_filter` would, from half the window's level.  A row
+    whose window shows fast events that only the smoother first fit's test restores (more than
+    :data:`LONG_EVENT_SHARE` of its frames: voltage spikes, which one fit would shave) is fitted twice on all
+    frames, as :func:`budget_fit` fits it, the first fit's events kept restored.  Rows of
     at most ``window`` frames: :func:`adaptive_trend_filter` itself.
     """
     y = np.ascontiguousarray(y, np.float64)
@@ -544,21 +559,25 @@ def long_row_filter(y: np.ndarray, sigma: float, *, budget: float = 1.0, lam0=No
         return adaptive_trend_filter(y, sigma, lam0=lam0, budget=budget, active=active, event_p=event_p)
     start = (n - window) // 2
     active_window = np.zeros(window - 2, np.int8) if active is None else np.array(active, np.int8)
-    first_lams = []
-    _, fit = _halvings(np.ascontiguousarray(y[start:start + window]), sigma, lam0, budget, active_window, event_p,
-                       first_lams)
+    fits = []
+    y_window = np.ascontiguousarray(y[start:start + window])
+    _, fit = _halvings(y_window, sigma, lam0, budget, active_window, event_p, fits)
     level = fit["budget"]
-    if level == 0.0 or not fit["lam"] > 0.0 or not first_lams[-1] > 0.0:
+    if level == 0.0 or not fit["lam"] > 0.0 or not fits[-1][0][1] > 0.0:
         return y.copy(), fit
     state = curvature_signs(y)
     state[start:start + window - 2] = active_window
     chunked = {"rtol": LONG_RTOL, "chunk": LONG_SOLVE_CHUNK}
-    if LONG_FIRST_FIT_EVENTS:
+    first_window, refit_trend = fits[-1]
+    # frames that only the smoother first fit's event test restores, on the window
+    first_only = int(np.sum(first_window[2] & ~event_mask(y_window - refit_trend, sigma, p=event_p)))
+    if LONG_FIRST_FIT_EVENTS or first_only > LONG_EVENT_SHARE * window:
         # budget_fit's two fits: the events that the first (the whole level, smoother) shaves stay restored
         # after its degrees-of-freedom re-fit, which shaves them less, below what the test sees
-        first = _fit(y, sigma, level, first_lams[-1], state, None, event_p, **chunked)
+        first = _fit(y, sigma, level, first_window[1], state, None, event_p, **chunked)
         fraction = level * max(1.0 - first[3] / n, 0.0)
-        x, lam, mask, _, _ = _fit(y, sigma, fraction, fit["lam"], state, first[2], event_p, rtol=LONG_RTOL)
+        x, lam, mask, _, _ = _fit(y, sigma, fraction, fit["lam"], state, first[2], event_p,
+                                  rtol=LONG_REFIT_RTOL)
     else:
         fraction = fit["fraction"]
         x, lam, mask, _, _ = _fit(y, sigma, fraction, fit["lam"], state, None, event_p, **chunked)

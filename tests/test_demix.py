@@ -169,7 +169,7 @@ def test_suite2p_export_round_trip(sim):
 
 def test_nwb_export_round_trip(sim, tmp_path):
     pynwb = pytest.importorskip("pynwb")
-    from pmdcompress.demix.export import write_nwb
+    from pmdcompress.demix.export import nwb_image_masks, write_nwb
 
     res = sim["result"]
     path = tmp_path / "x.nwb"
@@ -180,7 +180,7 @@ def test_nwb_export_round_trip(sim, tmp_path):
         ps = ophys["ImageSegmentation"]["PlaneSegmentation"]
         assert len(ps) == res.n_components
         # NWB's image_mask is [roi, x, y] (x the width), as roiextractors reads it
-        np.testing.assert_allclose(ps["image_mask"][0], res.footprint_images()[0].T, rtol=1e-6)
+        np.testing.assert_allclose(ps["image_mask"][0], nwb_image_masks(res)[0].T, rtol=1e-6)
         rrs = ophys["Fluorescence"]["RoiResponseSeries"]
         np.testing.assert_allclose(rrs.data[:], res.raw_traces.T, rtol=1e-6)
         assert ophys["DfOverF"]["RoiResponseSeries"].data.shape == (res.n_frames, res.n_components)

@@ -21,6 +21,7 @@ from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factor
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
 from .metrics import compute_metrics
+from .result import default_mask_shape
 
 log = logging.getLogger("pmdcompress")
 
@@ -887,6 +888,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         "n_frames": int(fac.n_frames),
         "n_components": int(fp.n),
         "parameters": options_dict(opts),
+        "mask_shape": default_mask_shape(opts.kind),
         "cell_radius_estimate": model.cell_radius_estimate,
         "nucleus_radius": model.nucleus_radius,
         "ring": ({"ssub": opts.ring_ssub, "radius": opts.ring_radius, "low_dims": list(model.ring.low_dims),

@@ -18,6 +18,22 @@ ATTRS_KEY = DEMIX_ATTRS_KEY
 FORMAT = DEMIX.name
 FORMAT_VERSION = DEMIX.version
 
+#: How a footprint becomes a mask (``metadata["mask_shape"]``): ``"threshold"``, its pixels above
+#: ``footprint_threshold`` of its peak with holes filled; ``"ellipse"``, that many pixels (the same area) in the
+#: ellipse of their second moments.  Results written without the key keep ``"threshold"``, so their masks
+#: and scores do not change.
+MASK_SHAPES = ("threshold", "ellipse")
+#: Refits of an ellipse's moments on the mask's pixels inside it (:func:`moment_ellipse`).
+ELLIPSE_ITERATIONS = 3
+
+
+def default_mask_shape(kind: str) -> str:
+    """What new results of ``kind`` record.  Two-photon: ``"ellipse"``; every matched mask came closer to its
+    cell on simulations (truth masks) and on neurofinder_dev's labels alike (docs/demix.md, session 7): a
+    thresholded footprint's edge follows the noise, the neuropil and pixels shared with a neighbour, while the
+    soma under it is round or oval.  One-photon and voltage keep ``"threshold"`` (not measured there)."""
+    return "ellipse" if kind == "2p" else "threshold"
+
 
 @dataclass
 class DemixResult:
@@ -62,20 +78,31 @@ class DemixResult:
         """Dense footprints, shape (n, Y, X), float32."""
         return np.asarray(self.footprints.T.toarray(), np.float32).reshape(self.n_components, *self.dims)
 
-    def masks(self, threshold: float | None = None) -> sp.csc_matrix:
+    @property
+    def mask_shape(self) -> str:
+        """How :meth:`masks` draws each mask (see :data:`MASK_SHAPES`); ``"threshold"`` for older results."""
+        return str(self.metadata.get("mask_shape", "threshold"))
+
+    def masks(self, threshold: float | None = None, shape: str | None = None) -> sp.csc_matrix:
         """Masks (pixels x n, 0/1 float32): pixels above ``threshold`` (default: the run's) of each
-        footprint's peak, with enclosed holes filled.
+        footprint's peak, with enclosed holes filled; with ``shape`` ``"ellipse"`` (default: the run's,
+        :attr:`mask_shape`) the same number of pixels in the ellipse of their second moments.
 
         Filling follows the convention of hand-drawn regions of interest, which
         include the nucleus that a cytosolic indicator leaves dark.
         """
         thr = self.metadata["parameters"]["footprint_threshold"] if threshold is None else threshold
-        return fill_mask_holes(threshold_columns(self.footprints, thr), self.dims)
+        shape = self.mask_shape if shape is None else shape
+        if shape not in MASK_SHAPES:
+            raise ValueError(f"shape: {shape!r} is not one of {', '.join(MASK_SHAPES)}")
+        masks = fill_mask_holes(threshold_columns(self.footprints, thr), self.dims)
+        return moment_ellipses(masks, self.dims) if shape == "ellipse" else masks
 
     def label_image(self, threshold: float | None = None) -> np.ndarray:
         """Label image (Y, X) int32: 0 where no mask, else 1 + the index of the strongest footprint."""
         masks = self.masks(threshold)
-        a = self.footprints.multiply(masks).tocsr()
+        # 1 + the footprint's value under its mask: an ellipse's pixels where the footprint is zero still count.
+        a = (sp.csc_matrix(masks, dtype=np.float64) + self.footprints.multiply(masks)).tocsr()
         out = np.zeros(a.shape[0], np.int32)
         for p in np.flatnonzero(np.diff(a.indptr)):
             seg = slice(a.indptr[p], a.indptr[p + 1])
@@ -145,6 +172,63 @@ def fill_mask_holes(masks: sp.csc_matrix, dims) -> sp.csc_matrix:
         fy, fx = np.nonzero(ndimage.binary_fill_holes(box))
         rows.append((fy + y0) * width + fx + x0)
         cols.append(np.full(fy.size, j))
+    if not rows:
+        return sp.csc_matrix(masks.shape, dtype=np.float32)
+    r = np.concatenate(rows)
+    return sp.csc_matrix((np.ones(r.size, np.float32), (r, np.concatenate(cols))), shape=masks.shape)
+
+
+def moment_ellipse(ypix: np.ndarray, xpix: np.ndarray, dims, *, n_iter: int = ELLIPSE_ITERATIONS) -> np.ndarray:
+    """Flat indices (``y * X + x``) of as many pixels as given, those nearest (in the Mahalanobis distance of the
+    pixels' second moments, each pixel a unit square) to their centroid: a digital ellipse of the same area,
+    clipped to the field.  Then ``n_iter`` times the moments are taken again over the given pixels inside the
+    last ellipse, so that a protrusion (a dendrite's stub, a neighbour's pixels) does not stretch or pull the
+    ellipse towards it.  Ties go to the lower index (deterministic)."""
+    height, width = dims
+    n = ypix.size
+    flat_given = ypix.astype(np.int64) * width + xpix
+    if n < 3:
+        return np.sort(flat_given)
+    y = ypix.astype(np.float64)
+    x = xpix.astype(np.float64)
+    inside = np.ones(n, bool)
+    for _ in range(n_iter + 1):
+        cy, cx = y[inside].mean(), x[inside].mean()
+        # A pixel is a unit square: its own second moment (1/12) keeps a line of pixels a (thin) ellipse.
+        cov = np.cov(np.vstack([y[inside], x[inside]]), bias=True) + np.eye(2) / 12.0
+        inv = np.linalg.inv(cov)
+        # Wide enough for any ellipse of n pixels with these moments: the boundary of a uniform ellipse is at 2
+        # SDs of each axis; the trimmed moments are smaller than the ellipse's, so allow 3 x n / count, + 2 px.
+        grow = np.sqrt(n / max(int(inside.sum()), 1))
+        half = int(np.ceil(3.0 * grow * np.sqrt(np.linalg.eigvalsh(cov)[-1]))) + 2
+        y0, y1 = max(int(np.floor(cy)) - half, 0), min(int(np.ceil(cy)) + half + 1, height)
+        x0, x1 = max(int(np.floor(cx)) - half, 0), min(int(np.ceil(cx)) + half + 1, width)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        dy, dx = yy.ravel() - cy, xx.ravel() - cx
+        dist = inv[0, 0] * dy * dy + 2.0 * inv[0, 1] * dy * dx + inv[1, 1] * dx * dx
+        flat = yy.ravel().astype(np.int64) * width + xx.ravel()
+        order = np.lexsort((flat, np.round(dist, 9)))
+        ellipse = np.sort(flat[order[: min(n, flat.size)]])
+        now = np.isin(flat_given, ellipse)
+        if now.sum() < 3 or np.array_equal(now, inside):
+            break
+        inside = now
+    return ellipse
+
+
+def moment_ellipses(masks: sp.csc_matrix, dims) -> sp.csc_matrix:
+    """Each column's mask (pixel index ``y * X + x``) replaced by :func:`moment_ellipse` of its pixels."""
+    masks = sp.csc_matrix(masks)
+    width = dims[1]
+    rows, cols = [], []
+    for j in range(masks.shape[1]):
+        pix = masks.indices[masks.indptr[j] : masks.indptr[j + 1]]
+        if pix.size == 0:
+            continue
+        y, x = np.divmod(pix.astype(np.int64), width)
+        new = moment_ellipse(y, x, dims)
+        rows.append(new)
+        cols.append(np.full(new.size, j))
     if not rows:
         return sp.csc_matrix(masks.shape, dtype=np.float32)
     r = np.concatenate(rows)

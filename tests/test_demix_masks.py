@@ -114,7 +114,7 @@ def test_results_without_the_key_keep_threshold_masks_and_new_ones_draw_ellipses
     np.testing.assert_array_equal(ell, old.masks(shape="ellipse").toarray()[:, 0].reshape(DIMS) > 0)
     assert thr[20, 33] and not ell[20, 33]  # the stub belongs to the threshold mask only
     assert ell.sum() == thr.sum() and _iou(ell, soma) >= _iou(thr, soma)  # the stub's area goes round the soma
-    with pytest.raises(ValueError, match="shape: 'disc' is not one of threshold, ellipse"):
+    with pytest.raises(ValueError, match="shape: 'disc' is not one of threshold, ellipse, cell"):
         new.masks(shape="disc")
 
 
@@ -165,3 +165,22 @@ def test_nwb_image_masks_threshold_to_the_scored_masks():
         on = images > 0.21
         np.testing.assert_array_equal(images[on & (fp > 0.21)], fp[on & (fp > 0.21)])  # weights kept on the mask
     assert np.array_equal(nwb_image_masks(_result(None)[0]), _result(None)[0].footprint_images())
+
+
+def test_cell_shape_finds_the_edge_of_a_blurred_soma():
+    from scipy import ndimage
+
+    soma = _ellipse(24.0, 28.0, 5.0, 5.0, 0.0)
+    for blur in (0.0, 1.0, 2.0, 3.0):
+        fp = ndimage.gaussian_filter(soma.astype(np.float64), blur) if blur else soma.astype(np.float64)
+        fp = (fp / fp.max()).astype(np.float32)
+        res, _ = _result("ellipse")
+        res.footprints = sp.csc_matrix(fp.reshape(-1, 1))
+        cell = res.masks(shape="cell").toarray().reshape(DIMS).astype(bool)
+        wide = res.masks(shape="ellipse").toarray().reshape(DIMS).astype(bool)
+        assert _iou(cell, soma) >= 0.83, blur  # half the plateau is the blurred soma's edge at any blur
+        if blur >= 1.0:  # while 20 % of the peak lies ever further outside it
+            assert wide.sum() > 1.3 * soma.sum() and _iou(cell, soma) > _iou(wide, soma) + 0.1
+    res, _ = _result("ellipse")
+    res.metrics["seeded_from_mean"] = np.array([0, 1], np.uint8)  # a mean-image region keeps its area
+    np.testing.assert_array_equal(np.diff(res.masks(shape="cell").indptr)[1], np.diff(res.masks().indptr)[1])

@@ -22,7 +22,13 @@ FORMAT_VERSION = DEMIX.version
 #: ``footprint_threshold`` of its peak with holes filled; ``"ellipse"``, that many pixels (the same area) in the
 #: ellipse of their second moments.  Results written without the key keep ``"threshold"``, so their masks
 #: and scores do not change.
-MASK_SHAPES = ("threshold", "ellipse")
+#: ``"cell"`` (not a default): the ellipse holds only as many pixels as the footprint has above half its plateau (the
+#: 90th percentile of its values on the mask), for components found by their activity: the boundary of a
+#: blurred cell, as hand-drawn labels follow it (and as the mean-image finders already draw theirs).
+MASK_SHAPES = ("threshold", "ellipse", "cell")
+#: The plateau and the level of the ``"cell"`` shape: half of the 90th percentile of the footprint on its mask.
+CELL_PLATEAU_PERCENTILE = 90.0
+CELL_EDGE_LEVEL = 0.5
 #: Refits of an ellipse's moments on the mask's pixels inside it (:func:`moment_ellipse`).
 ELLIPSE_ITERATIONS = 3
 
@@ -86,7 +92,8 @@ class DemixResult:
     def masks(self, threshold: float | None = None, shape: str | None = None) -> sp.csc_matrix:
         """Masks (pixels x n, 0/1 float32): pixels above ``threshold`` (default: the run's) of each
         footprint's peak, with enclosed holes filled; with ``shape`` ``"ellipse"`` (default: the run's,
-        :attr:`mask_shape`) the same number of pixels in the ellipse of their second moments.
+        :attr:`mask_shape`) the same number of pixels in the ellipse of their second moments; ``"cell"``: that
+        ellipse with the area inside half the footprint's plateau (see :data:`MASK_SHAPES`).
 
         Filling follows the convention of hand-drawn regions of interest, which
         include the nucleus that a cytosolic indicator leaves dark.
@@ -96,7 +103,14 @@ class DemixResult:
         if shape not in MASK_SHAPES:
             raise ValueError(f"shape: {shape!r} is not one of {', '.join(MASK_SHAPES)}")
         masks = fill_mask_holes(threshold_columns(self.footprints, thr), self.dims)
-        return moment_ellipses(masks, self.dims) if shape == "ellipse" else masks
+        if shape == "threshold":
+            return masks
+        sizes = None
+        if shape == "cell":
+            sizes = cell_sizes(self.footprints, masks)
+            fixed = np.asarray(self.metrics.get("seeded_from_mean", np.zeros(self.n_components)), bool)
+            sizes[fixed] = np.diff(masks.indptr)[fixed]  # the mean-image finders' regions are already the cell
+        return moment_ellipses(masks, self.dims, sizes=sizes)
 
     def label_image(self, threshold: float | None = None) -> np.ndarray:
         """Label image (Y, X) int32: 0 where no mask, else 1 + the index of the strongest footprint."""
@@ -178,20 +192,22 @@ def fill_mask_holes(masks: sp.csc_matrix, dims) -> sp.csc_matrix:
     return sp.csc_matrix((np.ones(r.size, np.float32), (r, np.concatenate(cols))), shape=masks.shape)
 
 
-def moment_ellipse(ypix: np.ndarray, xpix: np.ndarray, dims, *, n_iter: int = ELLIPSE_ITERATIONS) -> np.ndarray:
-    """Flat indices (``y * X + x``) of as many pixels as given, those nearest (in the Mahalanobis distance of the
-    pixels' second moments, each pixel a unit square) to their centroid: a digital ellipse of the same area,
-    clipped to the field.  Then ``n_iter`` times the moments are taken again over the given pixels inside the
-    last ellipse, so that a protrusion (a dendrite's stub, a neighbour's pixels) does not stretch or pull the
-    ellipse towards it.  Ties go to the lower index (deterministic)."""
+def moment_ellipse(ypix: np.ndarray, xpix: np.ndarray, dims, *, n_iter: int = ELLIPSE_ITERATIONS,
+                   size: int | None = None) -> np.ndarray:
+    """Flat indices (``y * X + x``) of as many pixels as given (or ``size``), those nearest (in the Mahalanobis
+    distance of the pixels' second moments, each pixel a unit square) to their centroid: a digital ellipse of the
+    same area (or of ``size`` pixels), clipped to the field.  Then ``n_iter`` times the moments are taken again
+    over the given pixels inside the last ellipse, so that a protrusion (a dendrite's stub, a neighbour's
+    pixels) does not stretch or pull the ellipse towards it.  Ties go to the lower index (deterministic)."""
     height, width = dims
     n = ypix.size
     flat_given = ypix.astype(np.int64) * width + xpix
     if n < 3:
         return np.sort(flat_given)
+    n = n if size is None else max(int(size), 1)
     y = ypix.astype(np.float64)
     x = xpix.astype(np.float64)
-    inside = np.ones(n, bool)
+    inside = np.ones(ypix.size, bool)
     for _ in range(n_iter + 1):
         cy, cx = y[inside].mean(), x[inside].mean()
         # A pixel is a unit square: its own second moment (1/12) keeps a line of pixels a (thin) ellipse.
@@ -199,7 +215,7 @@ def moment_ellipse(ypix: np.ndarray, xpix: np.ndarray, dims, *, n_iter: int = EL
         inv = np.linalg.inv(cov)
         # Wide enough for any ellipse of n pixels with these moments: the boundary of a uniform ellipse is at 2
         # SDs of each axis; the trimmed moments are smaller than the ellipse's, so allow 3 x n / count, + 2 px.
-        grow = np.sqrt(n / max(int(inside.sum()), 1))
+        grow = np.sqrt(max(n, ypix.size) / max(int(inside.sum()), 1))
         half = int(np.ceil(3.0 * grow * np.sqrt(np.linalg.eigvalsh(cov)[-1]))) + 2
         y0, y1 = max(int(np.floor(cy)) - half, 0), min(int(np.ceil(cy)) + half + 1, height)
         x0, x1 = max(int(np.floor(cx)) - half, 0), min(int(np.ceil(cx)) + half + 1, width)
@@ -216,8 +232,25 @@ def moment_ellipse(ypix: np.ndarray, xpix: np.ndarray, dims, *, n_iter: int = EL
     return ellipse
 
 
-def moment_ellipses(masks: sp.csc_matrix, dims) -> sp.csc_matrix:
-    """Each column's mask (pixel index ``y * X + x``) replaced by :func:`moment_ellipse` of its pixels."""
+def cell_sizes(footprints, masks: sp.csc_matrix) -> np.ndarray:
+    """Per column, the mask's pixels where the footprint exceeds :data:`CELL_EDGE_LEVEL` of its plateau (the
+    :data:`CELL_PLATEAU_PERCENTILE` of its values on the mask); int64 (n,)."""
+    a = sp.csc_matrix(footprints)
+    masks = sp.csc_matrix(masks)
+    on = sp.csc_matrix(a.multiply(masks))
+    out = np.diff(masks.indptr).astype(np.int64)
+    for j in range(masks.shape[1]):
+        values = on.data[on.indptr[j] : on.indptr[j + 1]]
+        values = values[values > 0]
+        if values.size:
+            plateau = np.percentile(values, CELL_PLATEAU_PERCENTILE)
+            out[j] = max(int(np.count_nonzero(values > CELL_EDGE_LEVEL * plateau)), 1)
+    return out
+
+
+def moment_ellipses(masks: sp.csc_matrix, dims, *, sizes=None) -> sp.csc_matrix:
+    """Each column's mask (pixel index ``y * X + x``) replaced by :func:`moment_ellipse` of its pixels (of
+    ``sizes[j]`` pixels where given, else of the mask's area)."""
     masks = sp.csc_matrix(masks)
     width = dims[1]
     rows, cols = [], []
@@ -226,7 +259,7 @@ def moment_ellipses(masks: sp.csc_matrix, dims) -> sp.csc_matrix:
         if pix.size == 0:
             continue
         y, x = np.divmod(pix.astype(np.int64), width)
-        new = moment_ellipse(y, x, dims)
+        new = moment_ellipse(y, x, dims, size=None if sizes is None else int(sizes[j]))
         rows.append(new)
         cols.append(np.full(new.size, j))
     if not rows:

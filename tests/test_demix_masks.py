@@ -127,9 +127,9 @@ def test_label_image_covers_every_ellipse_pixel():
     assert labels[20, 20] == 1 and labels[34, 42] == 2
 
 
-def test_two_photon_results_record_ellipses():
-    assert default_mask_shape("2p") == "ellipse"
-    assert default_mask_shape("1p") == default_mask_shape("voltage") == "threshold"
+def test_calcium_results_record_ellipses():
+    assert default_mask_shape("2p") == default_mask_shape("1p") == "ellipse"
+    assert default_mask_shape("voltage") == "threshold"
 
 
 def test_neurofinder_json_is_read_as_neurofinder_reads_it(tmp_path):

@@ -184,3 +184,20 @@ def test_cell_shape_finds_the_edge_of_a_blurred_soma():
     res, _ = _result("ellipse")
     res.metrics["seeded_from_mean"] = np.array([0, 1], np.uint8)  # a mean-image region keeps its area
     np.testing.assert_array_equal(np.diff(res.masks(shape="cell").indptr)[1], np.diff(res.masks().indptr)[1])
+
+
+def test_a_mean_image_region_is_masked_whole():
+    """A mean-image component's footprint is its finder's region carrying the high-passed mean image: the mask
+    is the region (as an ellipse), not the pixels above 20 % of a bright spot in it."""
+    region = _ellipse(24.0, 28.0, 5.0, 4.0, 0.2)
+    values = np.where(region, 0.1, 0.0).astype(np.float32)
+    values[22:25, 26:29] = 1.0  # a bright spot: every other pixel of the region is under 20 % of it
+    res, _ = _result("ellipse")
+    res.footprints = sp.csc_matrix(np.stack([values.ravel(), values.ravel()], axis=1))
+    res.metrics["seeded_from_mean"] = np.array([1, 0], np.uint8)
+    masks = res.masks().toarray().reshape(*DIMS, 2).astype(bool)
+    assert masks[..., 0].sum() == region.sum() and _iou(masks[..., 0], region) >= 0.9
+    assert masks[..., 1].sum() == 9  # a fitted footprint is thresholded as before
+    old, _ = _result(None)
+    old.footprints, old.metrics = res.footprints, res.metrics
+    assert old.masks().toarray()[:, 0].sum() == 9  # results without mask_shape keep their masks

@@ -93,8 +93,9 @@ class DemixResult:
     def masks(self, threshold: float | None = None, shape: str | None = None) -> sp.csc_matrix:
         """Masks (pixels x n, 0/1 float32): pixels above ``threshold`` (default: the run's) of each
         footprint's peak, with enclosed holes filled; with ``shape`` ``"ellipse"`` (default: the run's,
-        :attr:`mask_shape`) the same number of pixels in the ellipse of their second moments; ``"cell"``: that
-        ellipse with the area inside half the footprint's plateau (see :data:`MASK_SHAPES`).
+        :attr:`mask_shape`) the same number of pixels in the ellipse of their second moments (for components
+        seeded from the mean image, of their whole region); ``"cell"``: that ellipse with the area inside half
+        the footprint's plateau (see :data:`MASK_SHAPES`).
 
         Filling follows the convention of hand-drawn regions of interest, which
         include the nucleus that a cytosolic indicator leaves dark.
@@ -103,13 +104,15 @@ class DemixResult:
         shape = self.mask_shape if shape is None else shape
         if shape not in MASK_SHAPES:
             raise ValueError(f"shape: {shape!r} is not one of {', '.join(MASK_SHAPES)}")
-        masks = fill_mask_holes(threshold_columns(self.footprints, thr), self.dims)
         if shape == "threshold":
-            return masks
+            return fill_mask_holes(threshold_columns(self.footprints, thr), self.dims)
+        # A mean-image component's footprint is the finder's region carrying the high-passed mean image (a dark
+        # nucleus, an uneven rim), not a fitted profile: its mask is the whole region.
+        fixed = np.asarray(self.metrics.get("seeded_from_mean", np.zeros(self.n_components)), bool)
+        masks = fill_mask_holes(threshold_columns(self.footprints, np.where(fixed, 0.0, thr)), self.dims)
         sizes = None
         if shape == "cell":
             sizes = cell_sizes(self.footprints, masks)
-            fixed = np.asarray(self.metrics.get("seeded_from_mean", np.zeros(self.n_components)), bool)
             sizes[fixed] = np.diff(masks.indptr)[fixed]  # the mean-image finders' regions are already the cell
         return moment_ellipses(masks, self.dims, sizes=sizes)
 
@@ -156,15 +159,16 @@ def open_demix(path: str | os.PathLike) -> DemixResult:
     return read_result(path)
 
 
-def threshold_columns(footprints, threshold: float) -> sp.csc_matrix:
-    """0/1 float32 CSC: entries above ``threshold`` times their column's maximum."""
+def threshold_columns(footprints, threshold) -> sp.csc_matrix:
+    """0/1 float32 CSC: entries above ``threshold`` (a number, or one per column) times their column's maximum."""
     a = sp.csc_matrix(footprints, copy=True)
+    threshold = np.broadcast_to(np.asarray(threshold, np.float64), (a.shape[1],))
     top = np.zeros(a.shape[1])
     for j in range(a.shape[1]):
         seg = a.data[a.indptr[j] : a.indptr[j + 1]]
         top[j] = seg.max() if seg.size else 0.0
     cols = np.repeat(np.arange(a.shape[1]), np.diff(a.indptr))
-    a.data = ((a.data > threshold * top[cols]) & (a.data > 0)).astype(np.float32)
+    a.data = ((a.data > threshold[cols] * top[cols]) & (a.data > 0)).astype(np.float32)
     a.eliminate_zeros()
     return a
 

@@ -21,7 +21,6 @@ from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factor
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
 from .metrics import compute_metrics
-from .result import default_mask_shape
 
 log = logging.getLogger("pmdcompress")
 
@@ -880,6 +879,8 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     if model.residual_correlation_image is not None:
         images["residual_correlation"] = model.residual_correlation_image
     bg = model.background
+    from .result import default_mask_shape  # (here, not at the top: a one-line hook in a file s7-masks does not own)
+
     meta = {
         **header(DEMIX),
         "kind": opts.kind,

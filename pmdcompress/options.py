@@ -260,7 +260,7 @@ class DemixOptions:
     corr_threshold: float = 0.7
     residual_corr_threshold: float = 0.6
     region_threshold: float = 0.5
-    contrast_threshold: float = 0.2
+    contrast_threshold: float = 0.1  # active seeds: smoothed correlation over its local median (see demix.init)
     min_activity: float = 5.0  # seeds need a peak-to-noise this many SDs above the quiet pixels
     min_size: int | None = None  # default a quarter of the area of a disk of cell_radius
     min_distance: int = 3
@@ -278,7 +278,7 @@ class DemixOptions:
     seed_from_mean: bool | None = None  # default True for 2p (silent somata from the mean image), else False
     mean_threshold: float = 2.0
     nucleus_threshold: float = 0.45  # mean-image seeds: correlation with a dark-nucleus soma template
-    nucleus_contrast: float = 0.7  # ... whose rim minus nucleus exceeds this many robust SDs of the high-passed mean
+    nucleus_contrast: float = 1.0  # ... whose rim minus nucleus exceeds this many robust SDs of the high-passed mean
     nucleus_radius: float | None = None  # that template's radius; default: the somata's (demix.pipeline._soma_radius)
     min_compactness: float = 0.8  # active components: area over that of their moment ellipse
     min_relative_size: float = 0.5  # ... and mask area over the median of the accepted ones (fragments go)

@@ -793,3 +793,26 @@ def test_estimate_cell_radius_is_not_outvoted_by_fragments(zoom):
     assert fragments_and_somata < 0.6 * somata  # the trap
     assert estimate_cell_radius(fp) == pytest.approx(somata, rel=0.08)
     assert estimate_cell_radius(fp) == pytest.approx(5.5 * zoom, rel=0.1)
+
+
+def test_somata_are_seeded_where_their_surround_is_strongly_correlated_but_its_ripples_are_not():
+    # In dense tissue, or where neuropil carries the same transients, the correlation image stands near 0.85 beside
+    # the somata (1.0): their contrast over the local median is about 0.15, which the seed test must pass, while the
+    # ripples of that surround (+-0.04) must make no seed.  (0.2, the threshold before session 7, lost them.)
+    from pmdcompress.demix.init import seed_score
+    from pmdcompress.options import DemixOptions
+
+    opts = DemixOptions(fs=7.0, cell_radius=6.0).resolved(600)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:120, :160]
+    img = 0.85 + 0.04 * np.sin(yy / 2.3 + rng.uniform(0, 6)) * np.cos(xx / 1.9 + rng.uniform(0, 6))
+    somata = [(25, 25), (25, 80), (60, 50), (95, 25), (95, 130), (60, 150)]  # the last one cut by the field's edge
+    for cy, cx in somata:
+        img[np.hypot(yy - cy, xx - cx) <= 4.5] = 1.0
+    smooth, contrast = seed_score(img, size=4 * opts.cell_radius + 1)
+    seeds = find_seeds(smooth, threshold=opts.corr_threshold, min_distance=opts.min_distance,
+                       exclude=contrast < opts.contrast_threshold)
+    assert len(seeds) == len(somata), seeds.tolist()
+    assert all(min(np.hypot(y - cy, x - cx) for y, x in seeds) <= 1.5 for cy, cx in somata), seeds.tolist()
+    loose = find_seeds(smooth, threshold=opts.corr_threshold, min_distance=opts.min_distance)
+    assert len(loose) > 2 * len(somata)  # without the test the ripples would be seeds

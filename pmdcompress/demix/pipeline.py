@@ -41,6 +41,20 @@ class Model:
     cell_radius_estimate: float | None = None  # from the footprints of a first pass (cell_radius not given)
     nucleus_radius: float | None = None  # radius of the mean-image soma template (seed_from_mean)
     ring: ringbg.Ring | None = None  # ring-model background (background_model="ring")
+    source: np.ndarray | None = None  # (n,) int8: where each component came from, an index into SOURCES
+
+
+# Where a component came from (Model.source): an active seed, a mean-image blob, a dark-nucleus disc.
+SOURCES = ("active", "mean_blob", "nucleus")
+
+# Diagnostics: when set, called as ``STAGE_HOOK(stage, footprints, fixed, metrics_or_None)`` at each stage of
+# :func:`_fit` (seeds, fit, merge, delete, residual pass, soma shape, quality tests); never set in normal runs.
+STAGE_HOOK = None
+
+
+def _stage(name, fp, fixed, met=None):
+    if STAGE_HOOK is not None:
+        STAGE_HOOK(name, fp, fixed, met)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -444,6 +458,10 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     t0 = time.perf_counter()
     half = int(math.ceil(2 * opts.cell_radius))
     box = (min(2 * half + 1, fac.dims[0]), min(2 * half + 1, fac.dims[1]))
+    # contrast_threshold (0.1) only has to reject broad plateaus (a vessel's shadow, a patch-wide residual): in dense
+    # or strongly correlated tissue the local median of the correlation image is itself 0.8-0.9 at a soma's side, and
+    # 0.2 rejected most somata of the simulated large-soma regime (65 %) and active cells at the field's edge
+    # (neurofinder_dev: two labelled ones at 0.17-0.19).  See docs/demix.md, session 7.
     smooth_corr, contrast = seed_score(corr, size=4 * opts.cell_radius + 1)
     seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
                        exclude=(contrast < opts.contrast_threshold) | (activity < opts.min_activity))
@@ -459,6 +477,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     sizes = np.bincount(regions.ravel(), minlength=len(seeds) + 1)[1:]
     ok = np.flatnonzero(sizes >= opts.min_size)
     fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius).subset(ok)
+    _stage("seeds", fp, np.zeros(fp.n, bool))
     rng = np.random.default_rng(opts.seed)
     if opts.background_rank:
         bg = hals.init_background(fac.U - uh, vb, opts.background_rank, opts.highpass_sigma, fac.dims, rng=rng)
@@ -479,9 +498,12 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
             ring, u_fit, v_fit = _ring_step(fac.U, vb, fp, c, opts)
             c = _iterate(u_fit, v_fit, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
     n_before = fp.n
+    _stage("fit", fp, fixed)
     fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
     n_merged = fp.n
+    _stage("merge", fp, fixed)
     fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
+    _stage("delete", fp, fixed)
     log.debug("demix: %d components, %d after merging, %d after deleting", n_before, n_merged, fp.n)
     resid_corr = None
     for _ in range(1, opts.n_passes):
@@ -517,6 +539,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
             c = _iterate(u_fit, v_fit, fp, bg, fixed, 2)
         fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
         fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
+        _stage("residual", fp, fixed)
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -529,6 +552,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
         shaped = _soma_shape(fp, fixed, opening, opts.footprint_threshold)
         idx = np.flatnonzero(shaped)
         fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
+        _stage("soma_shape", fp, fixed)
     met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold,
                           mean=fac.mean, contrast_sigma=2.2 * opts.cell_radius)
     # A weak transient is enough where the footprint is also a clear soma of the mean image: two kinds of evidence
@@ -554,16 +578,19 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
         # ... and one several times that area is neuropil or several cells merged.
         accept &= met["size"] <= opts.max_relative_size * reference
     accept |= fixed
+    _stage("quality", fp, fixed, dict(met, accept=accept))
     log.info("demix: %d of %d components pass the quality tests", int(accept.sum()), fp.n)
     idx = np.flatnonzero(accept)
     fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
+    source = np.zeros(fp.n, np.int8)
     if opts.seed_from_mean:
         soma_opts = replace(opts, cell_radius=soma_radius, min_size=int(0.25 * np.pi * soma_radius**2))
-        for finder, finder_opts in ((_mean_footprints, opts), (_nucleus_footprints, soma_opts)):
+        for code, finder, finder_opts in ((1, _mean_footprints, opts), (2, _nucleus_footprints, soma_opts)):
             extra = finder(fac.mean, fp, finder_opts, box)
             log.info("demix: %d components seeded from the mean image (%s)", extra.n, finder.__name__)
             fp = _concat(fp, extra)
             fixed = np.concatenate([fixed, np.ones(extra.n, bool)])
+            source = np.concatenate([source, np.full(extra.n, code, np.int8)])
     timings["select_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -579,7 +606,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     timings["traces_s"] = time.perf_counter() - t0
     timings["total_fit_s"] = time.perf_counter() - t_start
     model = Model(fp, c, bg, corr, resid_corr, fixed, timings, ring=ring,
-                  nucleus_radius=soma_radius if opts.seed_from_mean else None)
+                  nucleus_radius=soma_radius if opts.seed_from_mean else None, source=source)
     return model, fac, opts
 
 

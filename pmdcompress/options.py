@@ -260,7 +260,7 @@ class DemixOptions:
     corr_threshold: float = 0.7
     residual_corr_threshold: float = 0.6
     region_threshold: float = 0.5
-    contrast_threshold: float = 0.1  # active seeds: smoothed correlation over its local median (see demix.init)
+    contrast_threshold: float | None = None  # active seeds: correlation over its local median; 2p: 0.1, else 0.2
     min_activity: float = 5.0  # seeds need a peak-to-noise this many SDs above the quiet pixels
     min_size: int | None = None  # default a quarter of the area of a disk of cell_radius
     min_distance: int = 3
@@ -362,7 +362,15 @@ class DemixOptions:
         snr = self.min_snr
         if snr is None:
             snr = 5.0 if self.kind == "2p" else 1.0
-        return replace(self, seed_from_mean=bool(from_mean), highpass_sigma=sigma, min_size=min_size,
+        # Active seeds stand this much above the local median of the correlation image.  Two-photon: 0.1; 0.2
+        # rejected somata beside strongly correlated tissue (neurofinder_dev's field edge, the simulated large-soma
+        # regime; see docs/demix.md, session 7).  One-photon and voltage keep 0.2: on the 63-frame Inscopix clip
+        # 0.1 gave 6 components instead of 11 (neighbours merged), though a 1p simulation gained (F1 0.67 -> 0.74).
+        seed_contrast = self.contrast_threshold
+        if seed_contrast is None:
+            seed_contrast = 0.1 if self.kind == "2p" else 0.2
+        return replace(self, seed_from_mean=bool(from_mean), contrast_threshold=float(seed_contrast),
+                       highpass_sigma=sigma, min_size=min_size,
                        min_snr=float(snr), min_mean_contrast=float(contrast), max_elongation=float(elongation),
                        max_relative_size=float(largest), soma_opening=float(opening),
                        background_rank=rank, ring_radius=ring, background_model=model, bin_frames=b,

@@ -458,10 +458,10 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     t0 = time.perf_counter()
     half = int(math.ceil(2 * opts.cell_radius))
     box = (min(2 * half + 1, fac.dims[0]), min(2 * half + 1, fac.dims[1]))
-    # contrast_threshold (0.1) only has to reject broad plateaus (a vessel's shadow, a patch-wide residual): in dense
-    # or strongly correlated tissue the local median of the correlation image is itself 0.8-0.9 at a soma's side, and
-    # 0.2 rejected most somata of the simulated large-soma regime (65 %) and active cells at the field's edge
-    # (neurofinder_dev: two labelled ones at 0.17-0.19).  See docs/demix.md, session 7.
+    # contrast_threshold (2p: 0.1) only has to reject broad plateaus (a vessel's shadow, a patch-wide residual): in
+    # dense or strongly correlated tissue the local median of the correlation image is itself 0.8-0.9 at a soma's
+    # side, and 0.2 rejected most somata of the simulated large-soma regime (65 %) and active cells at the field's
+    # edge (neurofinder_dev: two labelled ones at 0.17-0.19).  See docs/demix.md, session 7.
     smooth_corr, contrast = seed_score(corr, size=4 * opts.cell_radius + 1)
     seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
                        exclude=(contrast < opts.contrast_threshold) | (activity < opts.min_activity))

@@ -56,6 +56,8 @@ from ..preprocess import (
     chunk_statistics,
     coherent_noise_std,
     live_pixels,
+    mean_correction,
+    mean_correction_possible,
     noise_lag_correlation,
     pooled_noise,
     safe_scale,
@@ -515,6 +517,22 @@ def _fit_stage(job: _Job, stats: _Statistics) -> _Fit:
                 noise_profile=null_correlation(profile))
 
 
+def _mean_correction(job: _Job) -> tuple[float, np.ndarray | None]:
+    """:func:`~pmdcompress.preprocess.mean_correction` from the means of the even and the odd frames (one more
+    read of a movie short enough to gain from it; none for longer ones)."""
+    n_frames, height, width = job.shape
+    if not mean_correction_possible(n_frames):
+        return 0.0, None
+    sums = np.zeros((2, height, width))
+    for t0, t1 in job.chunks:
+        block = job.movie.view(t0, t1)
+        first = t0 % 2  # the parity of the block's first frame
+        sums[first] += block[0::2].sum(axis=0, dtype=np.float64)
+        sums[1 - first] += block[1::2].sum(axis=0, dtype=np.float64)
+    n_even, n_odd = (n_frames + 1) // 2, n_frames // 2
+    return mean_correction(sums[0] / n_even, sums[1] / n_odd, n_even, n_odd)
+
+
 def _write_stage(job: _Job, stats: _Statistics, fit: _Fit, path, sha256):
     """The store (on disk at PATH, or in memory) with everything but the temporal factors: (group, temporal, meta)."""
     opts, tiling, plan = job.opts, job.tiling, job.plan
@@ -541,6 +559,17 @@ def _write_stage(job: _Job, stats: _Statistics, fit: _Fit, path, sha256):
     if stats.trend is not None:
         arrays["trend"] = stats.trend.reshape(-1, height, width)
         arrays["trend_frames"] = stats.knots
+    # A short movie's mean keeps 1/T of the noise in every frame: where smoothing it lowers the error
+    # (preprocess.mean_correction, by SURE), the correction goes into the trend, which reconstruction adds to
+    # every frame; the stored mean stays the input's (the report and demixing read it).
+    smoothing, correction = _mean_correction(job)
+    metadata.parameters["mean_smoothing"] = smoothing
+    if correction is not None:
+        if "trend" in arrays:
+            arrays["trend"] = arrays["trend"] + correction[None]
+        else:
+            arrays["trend"] = correction[None]
+            arrays["trend_frames"] = np.zeros(1)
     target = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3).store if path is None else path
     group, temporal = create_store(target, metadata, arrays, temporal_chunk=job.chunk)
     return group, temporal, metadata

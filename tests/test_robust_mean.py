@@ -44,8 +44,12 @@ def test_the_chosen_smoothing_is_within_a_few_percent_of_the_best_and_beats_none
     errors = {w: true_error(w) for w in (0.0, *MEAN_WIDTHS)}
     assert errors[width] <= 1.05 * min(errors.values())
     assert errors[width] < 0.7 * errors[0.0]
+    # rounded to a power of two within MEAN_STEP_SHARE of the mean's noise std (20 / sqrt(30))
+    step = 2.0 ** np.floor(np.log2(preprocess.MEAN_STEP_SHARE * 20.0 / np.sqrt(30)))
+    assert step > 0.4 * preprocess.MEAN_STEP_SHARE * 20.0 / np.sqrt(30)
+    np.testing.assert_array_equal(correction / step, np.round(correction / step))
     np.testing.assert_allclose(mean + correction, ndimage.gaussian_filter(mean, width, mode="nearest",
-                                                                          truncate=4.0), atol=1e-3)
+                                                                          truncate=4.0), atol=0.51 * step)
 
 
 def test_fine_structure_or_little_noise_is_left_alone():

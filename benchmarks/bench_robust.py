@@ -27,8 +27,10 @@ about 5x the noise of one pixel.  Every factor carries 10x or more signal than t
 signals are rough (frame-to-frame changes 1.3-2x the factor's noise), so neither the rank test nor the temporal
 filter can drop it without dropping signal: the trend filter takes in-span error 0.092 -> 0.076, a Wiener filter
 told each factor's realised signal spectrum 0.060.  benchmarks/bench_robust_levers.py tries the levers one at a
-time (results/robust_levers.json).  On short movies the stored per-pixel mean keeps ``1 / T`` of the noise:
-most of the error of 40-100-frame two-photon cases (0.025 of 0.035, 0.010 of 0.017).
+time (results/robust_levers.json).  On short movies the stored per-pixel mean kept ``1 / T`` of the noise:
+most of the error of 40-100-frame two-photon cases (0.025 of 0.035, 0.010 of 0.017); compress now smooths the
+mean image where cross-validation says it pays (:func:`pmdcompress.preprocess.mean_correction`;
+results/robust_s7_before.json is this benchmark before that, results/robust.json after).
 
 Local correlation: the mean over pixels of the mean Pearson correlation (over time) with the 8 neighbours.
 Every compression runs with the defaults, ``workers=1``, in this process.  Prints a table and writes JSON
@@ -142,7 +144,8 @@ def kept_noise_diagnosis(store, raw: np.ndarray, clean: np.ndarray, denoised: np
       linear filter of each factor could do: a reference, not a bound; the trend filter with its restored
       events beats it on spikes and steps);
     * ``out_of_span_signal``: ``||S - S U U^T||^2``, signal the components cannot hold (the stored mean's
-      noise, ``1/T`` of the noise, counts here too), and ``total_error``: ``||D - C||^2``.
+      noise, ``1/T`` of the noise, counts here too), and ``total_error``: ``||D - C||^2``; ``mean_noise``:
+      ``1/T``, what the input's own mean keeps (less where the store smooths it).
 
     Patches' terms are weighted by their overlap weights (approximate where patches overlap).
     """

@@ -535,7 +535,7 @@ def test_cell_radius_is_estimated_and_refitted(tmp_path):
     assert auto.cell_radius_estimate == pytest.approx(est)
     assert auto_opts.n_passes == min(DemixOptions().n_passes, pipeline.REFIT_PASSES)
     assert "first_pass_s" in auto.timings
-    start = replace(DemixOptions(fs=30.0), cell_radius=est, n_passes=pipeline.REFIT_PASSES)
+    start = replace(DemixOptions(fs=30.0), cell_radius=est, n_passes=auto_opts.n_passes)
     direct, _, _ = pipeline._fit(st, load_factors(st), start, 0.0, radius_given=False)
     assert auto.footprints.n == direct.footprints.n
     np.testing.assert_array_equal(auto.footprints.origins, direct.footprints.origins)

@@ -525,6 +525,22 @@ def test_cell_radius_is_estimated_and_refitted(tmp_path):
     fixed = dm.demix(store, tmp_path / "fixed.demix.zarr", figures=False, cell_radius=10.0, fs=30.0)
     assert fixed.metadata["cell_radius_estimate"] is None
     assert dm.evaluate(res, movie)["f1"] >= 0.8
+    # The refit is a whole fit at the estimated radius, with at most REFIT_PASSES seeding passes: the same
+    # footprints and traces as a fit started at that radius (the soma template estimated alike, not given).
+    from pmdcompress.demix import pipeline
+    from pmdcompress.options import DemixOptions
+
+    st = store
+    auto, _, auto_opts = pipeline.fit(st, DemixOptions(fs=30.0))
+    assert auto.cell_radius_estimate == pytest.approx(est)
+    assert auto_opts.n_passes == min(DemixOptions().n_passes, pipeline.REFIT_PASSES)
+    assert "first_pass_s" in auto.timings
+    start = replace(DemixOptions(fs=30.0), cell_radius=est, n_passes=auto_opts.n_passes)
+    direct, _, _ = pipeline._fit(st, load_factors(st), start, 0.0, radius_given=False)
+    assert auto.footprints.n == direct.footprints.n
+    np.testing.assert_array_equal(auto.footprints.origins, direct.footprints.origins)
+    np.testing.assert_array_equal(auto.footprints.values, direct.footprints.values)
+    np.testing.assert_array_equal(auto.traces, direct.traces)
 
 
 def test_estimate_cell_radius_of_disks():

@@ -358,6 +358,14 @@ BRIGHT_SOMA_CONTRAST = 5.0
 # Refit when the first pass's footprints are more than a third off in radius (1.2 refitted the 'large'
 # simulated regime, estimate 7.9 px, but also the Inscopix clip, 7.4 px: 24 -> 18 components, unjudged).
 REFIT_RATIO = 1.33
+# Seeding passes of the refit, at most (the first pass runs options.n_passes, 2 by default).  1 saves the refit's
+# residual pass, about a third of it where cells are large (neurofinder_dev zoomed 1.5x, the one real movie that
+# refits: demix CPU 13.7-14.0 -> 11.3 s, demix/compress 0.81 -> 0.66, F1 0.557 -> 0.554), but every simulation
+# that refits lost or tied (ten movies: 1p 0.667 -> 0.636, 'large' regime 0.491 -> 0.472, 8-9 px somata 0.824 ->
+# 0.788, 0.899 -> 0.891; six tied): not adopted.  Keeping the first pass's fitted footprints and redoing only the
+# selection at the new radius cost half, but lost F1 at the zoom (0.513: the default radius's high-pass splits
+# the larger somata).  See docs/demix.md, session 7 (refit).
+REFIT_PASSES = 2
 
 
 def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors, DemixOptions]:
@@ -365,7 +373,8 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
 
     Without a ``cell_radius``, a first pass uses :data:`DEFAULT_CELL_RADIUS`; when
     the radius of the footprints it finds (:func:`estimate_cell_radius`) is more
-    than :data:`REFIT_RATIO` off, the fit is repeated with that radius.
+    than :data:`REFIT_RATIO` off, the fit is repeated with that radius and at most
+    :data:`REFIT_PASSES` seeding passes.
     """
     t_start = time.perf_counter()
     fac = load_factors(store)
@@ -380,7 +389,8 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
         return model, fac, opts
     log.info("demix: footprints have a radius of %.1f px; refitting with it", estimate)
     first_s = model.timings["total_fit_s"]
-    model, fac, opts = _fit(store, fac, replace(options, cell_radius=estimate), load_s, radius_given=False)
+    refit = replace(options, cell_radius=estimate, n_passes=min(options.n_passes, REFIT_PASSES))
+    model, fac, opts = _fit(store, fac, refit, load_s, radius_given=False)
     model.cell_radius_estimate = estimate
     model.timings["first_pass_s"] = first_s
     model.timings["total_fit_s"] += first_s

@@ -572,3 +572,17 @@ def test_a_noise_shared_along_rows_is_modelled_and_the_halves_share_none_of_it(m
     monkeypatch.undo()
     plain = make_movie(4, shape=(400, 48, 64), n_sources=12)[0]
     assert not ps.prepare_counts(plain, seed=4).lines
+
+
+def test_the_most_active_pixels_are_chosen_on_the_signal_they_share_with_rows_two_away(independent):
+    """The default choice of the most active pixels (``shared_active_pixels``: covariance with the pixels two rows
+    above and below) finds the sources, as the choice on ``var_t - mean_t`` does, without using any pixel's own
+    noise variance."""
+    adu, clean, feet = independent
+    counts = ps.prepare_counts(adu)
+    _, b = ps.split(counts)
+    signal = clean.var(axis=0)
+    top = signal >= np.quantile(signal, 1 - ps.ACTIVE_FRACTION)
+    for shared in (True, False):
+        for _, mask in ps.active_folds(b, shared=shared):
+            assert (mask & top).sum() > 0.6 * mask.sum()

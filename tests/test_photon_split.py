@@ -288,7 +288,7 @@ def test_report_has_a_valid_photon_split_section(report_sim, tmp_path):
     assert value(r, "photon_split_error_reduction") > 3
     assert abs(value(r, "photon_split_signal_removed_active")) < 0.1
     assert (tmp_path / "rep" / "photon_split.png").is_file()
-    assert r["format_version"] == REPORT.version == 4
+    assert r["format_version"] == REPORT.version == 5
 
 
 def test_temporal_smoothing_cannot_inflate_the_reports_gains(report_sim, tmp_path):

@@ -173,10 +173,8 @@ def threshold_columns(footprints, threshold) -> sp.csc_matrix:
     return a
 
 
-def fill_mask_holes(masks: sp.csc_matrix, dims) -> sp.csc_matrix:
-    """Each column's mask (pixel index ``y * X + x``) with its enclosed holes filled."""
-    from scipy import ndimage
-
+def _redraw_masks(masks: sp.csc_matrix, dims, redraw) -> sp.csc_matrix:
+    """Each nonempty column's mask (pixel index ``y * X + x``) replaced by ``redraw(j, y, x)``, flat indices."""
     masks = sp.csc_matrix(masks)
     width = dims[1]
     rows, cols = [], []
@@ -184,17 +182,30 @@ def fill_mask_holes(masks: sp.csc_matrix, dims) -> sp.csc_matrix:
         pix = masks.indices[masks.indptr[j] : masks.indptr[j + 1]]
         if pix.size == 0:
             continue
-        y, x = np.divmod(pix, width)
-        y0, x0 = y.min(), x.min()
-        box = np.zeros((y.max() - y0 + 1, x.max() - x0 + 1), bool)
-        box[y - y0, x - x0] = True
-        fy, fx = np.nonzero(ndimage.binary_fill_holes(box))
-        rows.append((fy + y0) * width + fx + x0)
-        cols.append(np.full(fy.size, j))
+        y, x = np.divmod(pix.astype(np.int64), width)
+        new = redraw(j, y, x)
+        rows.append(new)
+        cols.append(np.full(new.size, j))
     if not rows:
         return sp.csc_matrix(masks.shape, dtype=np.float32)
     r = np.concatenate(rows)
     return sp.csc_matrix((np.ones(r.size, np.float32), (r, np.concatenate(cols))), shape=masks.shape)
+
+
+def fill_mask_holes(masks: sp.csc_matrix, dims) -> sp.csc_matrix:
+    """Each column's mask (pixel index ``y * X + x``) with its enclosed holes filled."""
+    from scipy import ndimage
+
+    width = dims[1]
+
+    def filled(j, y, x):
+        y0, x0 = y.min(), x.min()
+        box = np.zeros((y.max() - y0 + 1, x.max() - x0 + 1), bool)
+        box[y - y0, x - x0] = True
+        fy, fx = np.nonzero(ndimage.binary_fill_holes(box))
+        return (fy + y0) * width + fx + x0
+
+    return _redraw_masks(masks, dims, filled)
 
 
 def moment_ellipse(ypix: np.ndarray, xpix: np.ndarray, dims, *, n_iter: int = ELLIPSE_ITERATIONS,
@@ -256,18 +267,6 @@ def cell_sizes(footprints, masks: sp.csc_matrix) -> np.ndarray:
 def moment_ellipses(masks: sp.csc_matrix, dims, *, sizes=None) -> sp.csc_matrix:
     """Each column's mask (pixel index ``y * X + x``) replaced by :func:`moment_ellipse` of its pixels (of
     ``sizes[j]`` pixels where given, else of the mask's area)."""
-    masks = sp.csc_matrix(masks)
-    width = dims[1]
-    rows, cols = [], []
-    for j in range(masks.shape[1]):
-        pix = masks.indices[masks.indptr[j] : masks.indptr[j + 1]]
-        if pix.size == 0:
-            continue
-        y, x = np.divmod(pix.astype(np.int64), width)
-        new = moment_ellipse(y, x, dims, size=None if sizes is None else int(sizes[j]))
-        rows.append(new)
-        cols.append(np.full(new.size, j))
-    if not rows:
-        return sp.csc_matrix(masks.shape, dtype=np.float32)
-    r = np.concatenate(rows)
-    return sp.csc_matrix((np.ones(r.size, np.float32), (r, np.concatenate(cols))), shape=masks.shape)
+    return _redraw_masks(
+        masks, dims, lambda j, y, x: moment_ellipse(y, x, dims, size=None if sizes is None else int(sizes[j]))
+    )

@@ -211,8 +211,28 @@ def fmt(v, spec="{:.2f}"):
     return spec.format(v) if isinstance(v, int | float) and v == v else "-"
 
 
+def reduction(scores: dict) -> str:
+    """Error reduction with its +- 2 SE interval; ``[>= low]`` where the interval is open above."""
+    value, low, high = (scores.get(k) for k in ("error_reduction", "error_reduction_low", "error_reduction_high"))
+    if value is None:
+        return "no estimate"
+    if low is None:
+        return f"{value:.1f}x"
+    return f"{value:.1f}x [{low:.1f}, {high:.1f}]" if high is not None else f"{value:.1f}x [>= {low:.1f}]"
+
+
+def removed(scores: dict) -> str:
+    """Signal removed in %, with its +- 2 SE interval (a jackknife over 16-px tiles) where one was computed."""
+    value = scores.get("signal_removed")
+    low, high = scores.get("signal_removed_low"), scores.get("signal_removed_high")
+    text = f"{fmt(None if value is None else 100 * value, '{:.1f}')} %"
+    if low is not None and high is not None:
+        text += f" [{100 * low:.1f}, {100 * high:.1f}]"
+    return text
+
+
 def table(rows: list[dict]) -> list[str]:
-    lines = ["| movie | tool | error reduction, all (active 10 %) | signal removed, active (all) | "
+    lines = ["| movie | tool | error reduction, all (active 10 %) [+- 2 SE] | signal removed, active (all) [+- 2 SE] | "
              "residual / noise | residual local corr. (noise only) | size vs input | wall s | CPU s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -223,9 +243,8 @@ def table(rows: list[dict]) -> list[str]:
                 continue
             s = split["tools"].get(tool)
             if s and s.get("ok"):
-                er = f"{fmt(s['all']['error_reduction'], '{:.1f}')}x ({fmt(s['active']['error_reduction'], '{:.1f}')}x)"
-                sr = (f"{fmt(100 * s['active']['signal_removed'], '{:.1f}')} % "
-                      f"({fmt(100 * s['all']['signal_removed'], '{:.1f}')} %)")
+                er = f"{reduction(s['all'])} ({reduction(s['active'])})"
+                sr = f"{removed(s['active'])} ({removed(s['all'])})"
             else:
                 why = (s or {}).get("reason") or split.get("reason") or "not run"
                 er, sr = f"n/a: {why[:60]}", "n/a"

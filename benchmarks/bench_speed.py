@@ -1,6 +1,6 @@
 """Benchmark: compression and decompression speed on real movies, per CPU-second, before vs after.
 
-    python benchmarks/bench_speed.py [--baseline REV] [--repeats N] [--movies a,b] [--profile N]
+    python benchmarks/bench_speed.py [--baseline REV] [--repeats N] [--movies a,b] [--profile N] [--breakdown]
                                      [--out benchmarks/results/speed.json]
 
 For every movie (default: ../shared/data/neurofinder_dev and optinist_mouse2p) and every tree (this
@@ -23,6 +23,9 @@ the method's own spread, against which a change's rank differences are read (the
 a float32-rounding perturbation of the input already moves a few patches by 2-3).  With ``--profile N`` it also
 profiles one compress of each movie with this checkout (cProfile with CPU time as its clock, in a fresh process with
 the caches filled): CPU-s per pipeline stage, imports, numba cache loads, and the N functions of most self time.
+With ``--breakdown`` it times one compress of each movie in place instead (each stage and solver function wrapped
+in a CPU-time counter: cProfile's per-call cost inflates the Python between kernels 2-5x) and reports the rank
+test's margins (statistic / threshold; a component is kept at <= 1) of every tested component.
 
 Prints a table and writes JSON.
 """
@@ -102,6 +105,60 @@ print(json.dumps({"cpu_s_profiled": cpu, "imports_cum_s": round(imports, 3), "nu
 """
 
 
+BREAKDOWN = r"""
+import json, sys, time
+from collections import defaultdict
+import numpy as np
+t0 = time.process_time()
+import pmdcompress
+import pmdcompress.pipeline.compress as compress_module
+from pmdcompress.solver import pmd as pmd_module
+import numba, scipy.fft, scipy.linalg, scipy.ndimage, scipy.special, zarr  # noqa: F401  (what compress loads)
+imports = time.process_time() - t0
+cpu, calls = defaultdict(float), defaultdict(int)
+def timed(owner, name, label):
+    inner = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        start = time.process_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            cpu[label] += time.process_time() - start
+            calls[label] += 1
+    setattr(owner, name, wrapper)
+for name in ("_statistics_stage", "_fit_stage", "_neighbour_task", "strong_components", "_factors_stage",
+             "_refit_stage", "_write_stage"):
+    if hasattr(compress_module, name):
+        timed(compress_module, name, "pipeline:" + name.strip("_"))
+timed(pmd_module.PMDSolver, "fit", "fit:PMDSolver.fit")
+for name in ("randomized_svd", "localized", "tv2d_search", "trend_filter_search", "noise_std_vector", "_deflate"):
+    timed(pmd_module, name, "fit:" + name.strip("_"))
+margins = []
+fit = pmd_module.PMDSolver.fit
+def fit_with_margins(self, data, patch_shape, thresholds, rng):
+    out = fit(self, data, patch_shape, thresholds, rng)
+    sp = np.asarray(out.spatial_stats) / thresholds.spatial
+    tp = np.asarray(out.temporal_stats) / thresholds.temporal
+    margins.append(np.minimum(sp, tp))
+    return out
+pmd_module.PMDSolver.fit = fit_with_margins
+start = time.process_time()
+store = pmdcompress.compress(sys.argv[1], sys.argv[2], overwrite=True, workers=1, method=sys.argv[3])
+total = time.process_time() - start
+m = np.concatenate(margins) if margins else np.zeros(0)
+kept, rejected = m[m <= 1], m[m > 1]
+# the rejections that end each patch (consecutive_failures in a row): what a cheaper stop could spare
+tail = sum(int(np.argmax(np.r_[True, x <= 1][::-1])) for x in margins)
+quant = lambda x: [round(float(q), 4) for q in np.quantile(x, [0.0, 0.1, 0.5, 0.9, 1.0])] if x.size else []
+print(json.dumps({"imports_cpu_s": round(imports, 3), "compress_cpu_s": round(total, 3),
+                  "cpu_s": {k: round(v, 3) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])},
+                  "calls": dict(calls), "total_rank": store.metadata.total_rank,
+                  "rank_test": {"tested": int(m.size), "kept": int(kept.size), "rejected": int(rejected.size),
+                                "rejected_ending_a_patch": tail,
+                                "margin_quantiles_kept": quant(kept), "margin_quantiles_rejected": quant(rejected)}}))
+"""
+
+
 QUALITY = r"""
 import json, sys
 import numpy as np
@@ -163,6 +220,10 @@ def main() -> None:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="also profile one compress of each movie with this checkout (cProfile on CPU time, in a "
                          "fresh process, caches filled): the stages and the N functions of most self time")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also one compress of each movie with this checkout, CPU per stage and per solver function "
+                         "timed in place (no profiler: cProfile inflates the Python between kernels 2-5x), and the "
+                         "rank test's margins (statistic / threshold) of every tested component")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "speed.json")
     args = ap.parse_args()
 
@@ -205,6 +266,8 @@ def main() -> None:
                     # compress_cpu_s for the overhead
                     entry["profile"] = child(ROOT, PROFILE, movie, tmp / f"{name}-profile.pmd.zarr", args.method,
                                              args.profile)
+                if args.breakdown:
+                    entry["breakdown"] = child(ROOT, BREAKDOWN, movie, tmp / f"{name}-breakdown.pmd.zarr", args.method)
                 if args.yardstick:
                     tag = "baseline" if "baseline" in trees else "current"
                     seed1 = child(trees[tag], COMPRESS, movie, tmp / f"{name}-seed1.pmd.zarr", args.method, 1)
@@ -239,6 +302,19 @@ def main() -> None:
             for row in prof["top_self_s"]:
                 print(f"  {row['self_s']:>7.3f} s self {row['cum_s']:>7.3f} s cum {row['calls']:>7} calls  "
                       f"{row['function']}")
+    for name, entry in results["movies"].items():
+        brk = entry.get("breakdown")
+        if brk:
+            total = brk["compress_cpu_s"]
+            print(f"{name}: compress {total:.2f} CPU-s after imports ({brk['imports_cpu_s']:.2f} CPU-s), "
+                  "timed in place:")
+            for label, seconds in brk["cpu_s"].items():
+                print(f"  {seconds:>7.3f} s {100 * seconds / total:>5.1f} % {brk['calls'][label]:>6} calls  {label}")
+            test = brk["rank_test"]
+            print(f"  rank test: {test['tested']} tested, {test['kept']} kept, {test['rejected']} rejected "
+                  f"({test['rejected_ending_a_patch']} ending a patch); margin (statistic / threshold) quantiles "
+                  f"0/10/50/90/100 %: kept {test['margin_quantiles_kept']}, "
+                  f"rejected {test['margin_quantiles_rejected']}")
     sim = results.get("simulated")
     if sim:
         print(f"simulated ({sim['movie']}): total rank and RMS error vs the clean truth, seeds 0 / 1")

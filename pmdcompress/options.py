@@ -260,7 +260,7 @@ class DemixOptions:
     corr_threshold: float = 0.7
     residual_corr_threshold: float = 0.6
     region_threshold: float = 0.5
-    contrast_threshold: float = 0.2
+    contrast_threshold: float | None = None  # active seeds: correlation over its local median; 2p: 0.1, else 0.2
     min_activity: float = 5.0  # seeds need a peak-to-noise this many SDs above the quiet pixels
     min_size: int | None = None  # default a quarter of the area of a disk of cell_radius
     min_distance: int = 3
@@ -278,7 +278,7 @@ class DemixOptions:
     seed_from_mean: bool | None = None  # default True for 2p (silent somata from the mean image), else False
     mean_threshold: float = 2.0
     nucleus_threshold: float = 0.45  # mean-image seeds: correlation with a dark-nucleus soma template
-    nucleus_contrast: float = 0.7  # ... whose rim minus nucleus exceeds this many robust SDs of the high-passed mean
+    nucleus_contrast: float = 1.0  # ... whose rim minus nucleus exceeds this many robust SDs of the high-passed mean
     nucleus_radius: float | None = None  # that template's radius; default: the somata's (demix.pipeline._soma_radius)
     min_compactness: float = 0.8  # active components: area over that of their moment ellipse
     min_relative_size: float = 0.5  # ... and mask area over the median of the accepted ones (fragments go)
@@ -362,7 +362,15 @@ class DemixOptions:
         snr = self.min_snr
         if snr is None:
             snr = 5.0 if self.kind == "2p" else 1.0
-        return replace(self, seed_from_mean=bool(from_mean), highpass_sigma=sigma, min_size=min_size,
+        # Active seeds stand this much above the local median of the correlation image.  Two-photon: 0.1; 0.2
+        # rejected somata beside strongly correlated tissue (neurofinder_dev's field edge, the simulated large-soma
+        # regime; see docs/demix.md, session 7).  One-photon and voltage keep 0.2: on the 63-frame Inscopix clip
+        # 0.1 gave 6 components instead of 11 (neighbours merged), though a 1p simulation gained (F1 0.67 -> 0.74).
+        seed_contrast = self.contrast_threshold
+        if seed_contrast is None:
+            seed_contrast = 0.1 if self.kind == "2p" else 0.2
+        return replace(self, seed_from_mean=bool(from_mean), contrast_threshold=float(seed_contrast),
+                       highpass_sigma=sigma, min_size=min_size,
                        min_snr=float(snr), min_mean_contrast=float(contrast), max_elongation=float(elongation),
                        max_relative_size=float(largest), soma_opening=float(opening),
                        background_rank=rank, ring_radius=ring, background_model=model, bin_frames=b,

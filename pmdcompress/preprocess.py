@@ -695,3 +695,73 @@ def trend_basis(frames: np.ndarray, knots: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames, dtype=np.float64)
     eye = np.eye(len(knots))
     return np.stack([np.interp(frames, knots, eye[j]) for j in range(len(knots))], axis=1).astype(np.float32)
+
+
+#: Gaussian widths (pixels) tried for the smoothing of the mean image (:func:`mean_correction`).
+MEAN_WIDTHS = (0.5, 0.7, 1.0, 1.4, 2.0)
+#: Least error the smoothed mean must save, per frame, as a share of the movie's noise variance (summed over
+#: pixels): the correction costs the store one (Y, X) array.  A movie of T frames keeps ``1 / T`` of its noise
+#: in its mean, so movies of more than ``1 / MEAN_MIN_GAIN`` frames never pass (:func:`mean_correction_possible`).
+MEAN_MIN_GAIN = 1e-3
+#: The correction is rounded to a power of two at most this share of the mean's noise std (the rounding adds
+#: at most 1/12 of its square, 0.03 % of that noise's variance): whole multiples of a power of two leave the
+#: low mantissa bits of its float32 values zero, which the store's compressor then packs (a third of the bytes).
+MEAN_STEP_SHARE = 1.0 / 16.0
+
+
+def mean_correction_possible(n_frames: int) -> bool:
+    """Whether a movie of ``n_frames`` can gain :data:`MEAN_MIN_GAIN` from its mean's smoothing at all (the
+    smoothing removes at most the mean's noise, ``1 / T`` of the noise): longer movies skip its pass."""
+    return n_frames >= 4 and 1.0 / n_frames >= MEAN_MIN_GAIN
+
+
+def mean_correction(even: np.ndarray, odd: np.ndarray, n_even: int, n_odd: int) -> tuple[float, np.ndarray | None]:
+    """A smoothing of the mean image where it lowers the denoised movie's error: ``(width, smoothed - mean)``.
+
+    The stored per-pixel mean of ``T`` frames keeps ``1 / T`` of the noise at
+    every pixel and in every frame of the denoised movie: most of the error of a
+    short movie (a 40-frame two-photon simulation: 0.025 of the 0.035 of the
+    noise's energy that its error holds).  The means of the even and of the odd
+    frames hold the same static image and independent noises (noise independent
+    between frames), so each Gaussian smoothing ``G`` of the mean ``m`` is
+    scored against the truth's mean ``mu`` without a noise model (cross-validation):
+    ``<(G - 1) m_e, (G - 1) m_o>`` estimates the structure it blurs,
+    ``||(G - 1) mu||^2``, and with ``d = m_e - m_o``, ``f = n_e n_o / T^2``,
+    ``f ||G d||^2`` the noise it keeps, ``E||G (m - mu)||^2`` (``f ||d||^2``
+    without smoothing).  The width of :data:`MEAN_WIDTHS` that minimises their
+    sum is taken where it saves at least :data:`MEAN_MIN_GAIN` of the noise
+    variance a frame holds (``T f ||d||^2``), else none: ``(0.0, None)``.  On
+    bench_robust's simulated cases this estimate is within a few % of the true
+    error of every width.
+
+    Parameters
+    ----------
+    even, odd : ndarray, shape (Y, X)
+        The per-pixel means of the even and of the odd frames.
+    n_even, n_odd : int
+        Their frame counts.
+    """
+    from scipy import ndimage
+
+    even = np.asarray(even, np.float64)
+    odd = np.asarray(odd, np.float64)
+    n_frames = n_even + n_odd
+    if even.ndim != 2 or min(even.shape) < 3 or min(n_even, n_odd) < 1:
+        return 0.0, None
+    share = n_even * n_odd / n_frames**2
+    difference = even - odd
+    unsmoothed = share * float(np.sum(difference**2))  # the mean's own noise
+    mean = (n_even * even + n_odd * odd) / n_frames
+    best, best_width, best_image = unsmoothed, 0.0, None
+    for width in MEAN_WIDTHS:
+        def smooth(image, width=width):
+            return ndimage.gaussian_filter(image, width, mode="nearest", truncate=4.0)
+
+        blurred = float(np.sum((smooth(even) - even) * (smooth(odd) - odd)))
+        risk = blurred + share * float(np.sum(smooth(difference) ** 2))
+        if risk < best:
+            best, best_width, best_image = risk, width, smooth(mean)
+    if best_image is None or unsmoothed - best < MEAN_MIN_GAIN * n_frames * unsmoothed:
+        return 0.0, None
+    step = 2.0 ** np.floor(np.log2(MEAN_STEP_SHARE * np.sqrt(unsmoothed / even.size)))
+    return best_width, (np.round((best_image - mean) / step) * step).astype(np.float32)

@@ -39,16 +39,15 @@ class Cell:
     mean: np.ndarray  # (n_pixels,) float32
     trend: np.ndarray | None = None  # (n_knots, n_pixels) float32, when the store has a trend
 
+    def __post_init__(self):
+        k = self.components
+        # A cell covered by one patch, or by horizontal neighbours (consecutive patches), has consecutive rows.
+        self._rows = slice(int(k[0]), int(k[-1]) + 1) if k.size and int(k[-1]) - int(k[0]) == k.size - 1 else k
+
     @property
     def rows(self) -> slice | np.ndarray:
-        """The temporal rows of the cell: a slice when they are consecutive (a view, no gather), else indices.
-
-        A cell covered by one patch, or by horizontal neighbours (consecutive patches), has consecutive rows.
-        """
-        k = self.components
-        if k.size and int(k[-1]) - int(k[0]) == k.size - 1:
-            return slice(int(k[0]), int(k[-1]) + 1)
-        return k
+        """The temporal rows of the cell: a slice when they are consecutive (a view, no gather), else indices."""
+        return self._rows
 
 
 def _cuts(starts, size, lo, hi):
@@ -131,34 +130,42 @@ def _epilogue_float_kernel(product, mean, out):
                 out[t, i, j] = product[t, k] + mean[k]
 
 
-# The same epilogues into the rectangle [y0:y0+h, x0:x0+w] of a whole C-contiguous output (n, Y, X): there the
-# compiler knows that a row is contiguous and vectorises it: 1.5-3x faster than through a strided view when the
-# rows are a multiple of 8 pixels wide (a vector of float32); no faster, in place, for other widths.
+# The same epilogues into the rectangle [y0:y0+h, x0:x0+w] of a whole C-contiguous output (n, Y, X), every index
+# unsigned: numba tests a signed index for a negative value (to wrap it around) at every element, and with that
+# test in the loop a row of 9-24 pixels (a cell's width) costs about twice its arithmetic.  Unsigned, on the real
+# stores' cells: 1.16 -> 0.83 ns per pixel (neurofinder_dev, widths 9-23), 1.37 -> 0.54 (optinist_mouse2p,
+# widths 8-24), the same values.
 @jit
 def _epilogue_round_into_kernel(product, mean, out, y0, x0, h, w, lo, hi):
     n = out.shape[0]
     lo32 = np.float32(lo)
     hi32 = np.float32(hi)
     half = np.float32(0.5)
+    first = np.uint64(x0)
+    width = np.uint64(w)
     for t in range(n):
+        frame = out[t]
+        values = product[t]
         for i in range(h):
-            row = out[t, y0 + i, x0 : x0 + w]
-            values = product[t, i * w : (i + 1) * w]
-            offsets = mean[i * w : (i + 1) * w]
-            for j in range(w):
-                row[j] = np.floor(min(max(values[j] + offsets[j] + half, lo32), hi32))
+            row = frame[y0 + i]
+            start = np.uint64(i * w)
+            for j in range(width):
+                row[first + j] = np.floor(min(max(values[start + j] + mean[start + j] + half, lo32), hi32))
 
 
 @jit
 def _epilogue_float_into_kernel(product, mean, out, y0, x0, h, w):
     n = out.shape[0]
+    first = np.uint64(x0)
+    width = np.uint64(w)
     for t in range(n):
+        frame = out[t]
+        values = product[t]
         for i in range(h):
-            row = out[t, y0 + i, x0 : x0 + w]
-            values = product[t, i * w : (i + 1) * w]
-            offsets = mean[i * w : (i + 1) * w]
-            for j in range(w):
-                row[j] = values[j] + offsets[j]
+            row = frame[y0 + i]
+            start = np.uint64(i * w)
+            for j in range(width):
+                row[first + j] = values[start + j] + mean[start + j]
 
 
 def epilogue(product, mean, out, lo, hi, do_round):
@@ -200,25 +207,31 @@ def render(cells: list[Cell], temporal_block: np.ndarray, out: np.ndarray, y0: i
     """
     lo, hi, do_round = dtype_limits(out.dtype)
     n = out.shape[0]
-    whole = out.flags.c_contiguous
-    vector = 8  # float32 lanes of an AVX2 register: rows of a multiple of this vectorise without a scalar tail
+    whole = out.flags.c_contiguous  # else (a strided view given as out) the strided epilogue
+    # The kernels are called directly (not through epilogue()/epilogue_into()): a short read of many small cells
+    # (20 frames, 189 cells on sima_ca1_example) spends as much in the Python around each cell as in its work.
+    if do_round:
+        into_kernel, strided_kernel, limits = _epilogue_round_into_kernel, _epilogue_round_kernel, (lo, hi)
+    else:
+        into_kernel, strided_kernel, limits = _epilogue_float_into_kernel, _epilogue_float_kernel, ()
     # One product buffer for every cell (reused: no allocation, and its pages stay in cache).
     buffer = np.empty(n * max((cell.mean.size for cell in cells), default=0), np.float32)
     for cell in cells:
-        product = buffer[: n * cell.mean.size].reshape(n, cell.mean.size)
+        size = cell.mean.size
+        product = buffer[: n * size].reshape(n, size)
         if cell.components.size:
             # (K_c, n) rows: a view when consecutive; their transpose is F-ordered, which BLAS takes as is
-            np.matmul(temporal_block[cell.rows].T, cell.left, out=product)
+            np.matmul(temporal_block[cell._rows].T, cell.left, out=product)
         else:
             product[...] = 0.0
         if cell.trend is not None and trend_basis is not None:
             product += trend_basis @ cell.trend
-        if whole and (cell.x1 - cell.x0) % vector == 0:
-            epilogue_into(product, cell.mean, out, cell.y0 - y0, cell.x0 - x0, cell.y1 - cell.y0, cell.x1 - cell.x0,
-                          lo, hi, do_round)
+        if whole:
+            into_kernel(product, cell.mean, out, cell.y0 - y0, cell.x0 - x0, cell.y1 - cell.y0, cell.x1 - cell.x0,
+                        *limits)
         else:
-            region = out[:, cell.y0 - y0 : cell.y1 - y0, cell.x0 - x0 : cell.x1 - x0]
-            epilogue(product, cell.mean, region, lo, hi, do_round)
+            strided_kernel(product, cell.mean, out[:, cell.y0 - y0 : cell.y1 - y0, cell.x0 - x0 : cell.x1 - x0],
+                           *limits)
 
 
 #: Default chunks of :meth:`PMDStore.to_dask`: (frames, pixels, pixels).

@@ -145,7 +145,12 @@ def test_real_two_photon_movie_round_trips(tmp_path):
     resid = np.std(raw - rec, axis=0)
     noise = np.std(np.diff(raw, axis=0), axis=0) / np.sqrt(2)
     assert np.median(resid / noise) < 1.1
-    assert np.corrcoef(rec.mean(0).ravel(), raw.mean(0).ravel())[0, 1] > 0.99
+    # The mean image of 20 frames is noisy (its even and odd halves correlate at c = 0.52) and the store smooths
+    # it (preprocess.mean_correction): the reconstruction's mean must correlate with the raw one as well as the
+    # noise-free mean would, sqrt(2c / (1 + c)) (the halves hold the structure S and twice the mean's noise N:
+    # c = S / (S + 2N)).
+    c = np.corrcoef(raw[0::2].mean(0).ravel(), raw[1::2].mean(0).ravel())[0, 1]
+    assert np.corrcoef(rec.mean(0).ravel(), raw.mean(0).ravel())[0, 1] > 0.95 * np.sqrt(2 * c / (1 + c))
 
 
 def test_help_starts_without_numba():

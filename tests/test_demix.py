@@ -169,7 +169,7 @@ def test_suite2p_export_round_trip(sim):
 
 def test_nwb_export_round_trip(sim, tmp_path):
     pynwb = pytest.importorskip("pynwb")
-    from pmdcompress.demix.export import write_nwb
+    from pmdcompress.demix.export import nwb_image_masks, write_nwb
 
     res = sim["result"]
     path = tmp_path / "x.nwb"
@@ -180,7 +180,7 @@ def test_nwb_export_round_trip(sim, tmp_path):
         ps = ophys["ImageSegmentation"]["PlaneSegmentation"]
         assert len(ps) == res.n_components
         # NWB's image_mask is [roi, x, y] (x the width), as roiextractors reads it
-        np.testing.assert_allclose(ps["image_mask"][0], res.footprint_images()[0].T, rtol=1e-6)
+        np.testing.assert_allclose(ps["image_mask"][0], nwb_image_masks(res)[0].T, rtol=1e-6)
         rrs = ophys["Fluorescence"]["RoiResponseSeries"]
         np.testing.assert_allclose(rrs.data[:], res.raw_traces.T, rtol=1e-6)
         assert ophys["DfOverF"]["RoiResponseSeries"].data.shape == (res.n_frames, res.n_components)
@@ -525,6 +525,22 @@ def test_cell_radius_is_estimated_and_refitted(tmp_path):
     fixed = dm.demix(store, tmp_path / "fixed.demix.zarr", figures=False, cell_radius=10.0, fs=30.0)
     assert fixed.metadata["cell_radius_estimate"] is None
     assert dm.evaluate(res, movie)["f1"] >= 0.8
+    # The refit is a whole fit at the estimated radius, with at most REFIT_PASSES seeding passes: the same
+    # footprints and traces as a fit started at that radius (the soma template estimated alike, not given).
+    from pmdcompress.demix import pipeline
+    from pmdcompress.options import DemixOptions
+
+    st = store
+    auto, _, auto_opts = pipeline.fit(st, DemixOptions(fs=30.0))
+    assert auto.cell_radius_estimate == pytest.approx(est)
+    assert auto_opts.n_passes == min(DemixOptions().n_passes, pipeline.REFIT_PASSES)
+    assert "first_pass_s" in auto.timings
+    start = replace(DemixOptions(fs=30.0), cell_radius=est, n_passes=auto_opts.n_passes)
+    direct, _, _ = pipeline._fit(st, load_factors(st), start, 0.0, radius_given=False)
+    assert auto.footprints.n == direct.footprints.n
+    np.testing.assert_array_equal(auto.footprints.origins, direct.footprints.origins)
+    np.testing.assert_array_equal(auto.footprints.values, direct.footprints.values)
+    np.testing.assert_array_equal(auto.traces, direct.traces)
 
 
 def test_estimate_cell_radius_of_disks():
@@ -793,3 +809,57 @@ def test_estimate_cell_radius_is_not_outvoted_by_fragments(zoom):
     assert fragments_and_somata < 0.6 * somata  # the trap
     assert estimate_cell_radius(fp) == pytest.approx(somata, rel=0.08)
     assert estimate_cell_radius(fp) == pytest.approx(5.5 * zoom, rel=0.1)
+
+
+def test_somata_are_seeded_where_their_surround_is_strongly_correlated_but_its_ripples_are_not():
+    # In dense tissue, or where neuropil carries the same transients, the correlation image stands near 0.85 beside
+    # the somata (1.0): their contrast over the local median is about 0.15, which the seed test must pass, while the
+    # ripples of that surround (+-0.04) must make no seed.  (0.2, the threshold before session 7, lost them.)
+    from pmdcompress.demix.init import seed_score
+    from pmdcompress.options import DemixOptions
+
+    opts = DemixOptions(fs=7.0, cell_radius=6.0).resolved(600)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:120, :160]
+    img = 0.85 + 0.04 * np.sin(yy / 2.3 + rng.uniform(0, 6)) * np.cos(xx / 1.9 + rng.uniform(0, 6))
+    somata = [(25, 25), (25, 80), (60, 50), (95, 25), (95, 130), (60, 150)]  # the last one cut by the field's edge
+    for cy, cx in somata:
+        img[np.hypot(yy - cy, xx - cx) <= 4.5] = 1.0
+    smooth, contrast = seed_score(img, size=4 * opts.cell_radius + 1)
+    seeds = find_seeds(smooth, threshold=opts.corr_threshold, min_distance=opts.min_distance,
+                       exclude=contrast < opts.contrast_threshold)
+    assert len(seeds) == len(somata), seeds.tolist()
+    assert all(min(np.hypot(y - cy, x - cx) for y, x in seeds) <= 1.5 for cy, cx in somata), seeds.tolist()
+    loose = find_seeds(smooth, threshold=opts.corr_threshold, min_distance=opts.min_distance)
+    assert len(loose) > 2 * len(somata)  # without the test the ripples would be seeds
+
+
+def test_mean_image_blobs_with_transients_must_be_clear_somata():
+    # A blob of the mean image stands for a soma that never fires.  One whose trace has transients but that is no
+    # clear soma of the mean image is an active fragment the active tests turned down; a very bright one, or a
+    # silent one, stays.
+    from pmdcompress.demix.hals import Footprints
+    from pmdcompress.demix.pipeline import _active_dim_blobs
+    from pmdcompress.options import DemixOptions
+
+    rng = np.random.default_rng(1)
+    dims, n_frames = (80, 80), 600
+    yy, xx = np.mgrid[:80, :80]
+    centres = [(15, 15), (15, 60), (60, 15), (60, 60)]  # dim + transients, dim + silent, bright + transients, bright
+    mean = 100.0 + rng.standard_normal(dims)
+    origins = np.array([(cy - 7, cx - 7) for cy, cx in centres])
+    disc = (np.hypot(*np.mgrid[-7:8, -7:8]) <= 5).astype(np.float32)
+    for (cy, cx), height in zip(centres, (3.0, 3.0, 40.0, 40.0), strict=True):
+        mean += height * (np.hypot(yy - cy, xx - cx) <= 5)
+    fp = Footprints(origins, np.repeat(disc[None], 4, axis=0), np.repeat(disc[None] > 0, 4, axis=0), dims)
+    traces = 0.05 * rng.standard_normal((4, n_frames))
+    spikes = np.zeros(n_frames)
+    spikes[rng.choice(n_frames, 12, replace=False)] = 1.0
+    transients = np.convolve(spikes, np.exp(-np.arange(30) / 8.0))[:n_frames]
+    traces[[0, 2]] += transients
+    noise = np.full(dims, 0.5)  # trace noise 0.5 / sqrt(81 px) = 0.056: transients of 1 stand 18 SDs out
+    opts = DemixOptions(fs=7.0, cell_radius=5.0).resolved(n_frames)
+    source = np.ones(4, np.int8)  # all four are mean-image blobs (pipeline.SOURCES)
+    assert _active_dim_blobs(fp, traces, source, mean, noise, opts).tolist() == [0]
+    # the dim blobs stand about 3 robust SDs out of the mean image, under BRIGHT_SOMA_CONTRAST; the bright ones 40
+    assert _active_dim_blobs(fp, traces, source, mean + 12.0 * (mean > 101.5), noise, opts).tolist() == []

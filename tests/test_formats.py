@@ -77,7 +77,7 @@ def test_v1_truth_fixture_reads():
 def test_v2_report_reads_with_its_refused_split_as_written():
     """A version-2 report (sima_ca1_example, trimmed) reads; its refused split still holds scores (v3: none)."""
     report = read_report(V2 / "report.json")
-    assert report.format_version == 2 and REPORT.version == 4
+    assert report.format_version == 2 and REPORT.version == 5
     split = report.content["photon_split"]
     assert split["ok"] is False and "share noise" in split["reason"]
     assert "scored" not in split and split["all"]["error_reduction"] > 1  # v2: the whole crop was scored

@@ -49,7 +49,7 @@ def test_epilogue_matches_numpy(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8, np.float32, np.float64])
-@pytest.mark.parametrize("h, w", [(3, 4), (2, 8), (5, 16)])
+@pytest.mark.parametrize("h, w", [(3, 4), (2, 8), (5, 16), (4, 13), (1, 19)])
 def test_epilogue_into_a_whole_output_matches_numpy(dtype, h, w):
     rng = np.random.default_rng(6)
     product = (rng.standard_normal((7, h * w)) * 300).astype(np.float32)

@@ -288,7 +288,7 @@ def test_report_has_a_valid_photon_split_section(report_sim, tmp_path):
     assert value(r, "photon_split_error_reduction") > 3
     assert abs(value(r, "photon_split_signal_removed_active")) < 0.1
     assert (tmp_path / "rep" / "photon_split.png").is_file()
-    assert r["format_version"] == REPORT.version == 4
+    assert r["format_version"] == REPORT.version == 5
 
 
 def test_temporal_smoothing_cannot_inflate_the_reports_gains(report_sim, tmp_path):
@@ -386,6 +386,7 @@ def test_the_report_scores_a_central_region_inside_a_denoised_margin(independent
 
     adu, clean, feet = independent
     monkeypatch.setattr(ps, "REPORT_CROP", side)
+    monkeypatch.setattr(ps, "WHOLE_FRAME_COST", 0.5)  # the region only, never the whole frame
     store = SimpleNamespace(shape=adu.shape, patch_shape=(8, 8), metadata=SimpleNamespace(overlap=(2, 2)))
     (y0, y1, x0, x1) = crop
     margin = [scored[0] - y0, y1 - scored[1], scored[2] - x0, x1 - scored[3]]
@@ -410,6 +411,14 @@ def test_the_report_scores_a_central_region_inside_a_denoised_margin(independent
     assert section["all"]["error_reduction"] == pytest.approx(true_er, rel=0.10), true_er
     assert abs(section["active"]["signal_removed"]) < 0.1
     assert ps.report_margin((8, 12)) == (8, 12)
+
+
+def test_the_report_scores_the_whole_frame_where_it_costs_at_most_twice_the_crop():
+    """A region's cells need not be the movie's: the whole frame is scored where it is cheap enough."""
+    whole = ((0, 231), (0, 280))
+    assert ps.report_crops((231, 280), (32, 32), 128) == (whole, whole)  # 64680 px against 192 x 192 = 36864
+    scored, crop = ps.report_crops((512, 512), (32, 32), 128)
+    assert scored == ((192, 320), (192, 320)) and crop == ((160, 352), (160, 352))
 
 
 # --------------------------------------------------------------------------- short movies, no shot noise
@@ -521,3 +530,59 @@ def test_a_flicker_over_shared_noise_is_taken_out_without_the_noise():
     true_er = np.mean((captured["a"] - truth) ** 2) / np.mean((captured["d"] - truth) ** 2)
     assert result["all"]["error_reduction"] == pytest.approx(true_er, rel=0.10)
 
+
+
+# --------------------------------------------------------------------------- noise shared along whole lines
+
+
+def row_noise_movie(seed, *, strength=0.08, shape=(400, 48, 64)):
+    """``make_movie`` counts plus a gain-like noise shared by every pixel of a row in each frame (a raster
+    scan's line noise): ``strength * mean_p * eta_row(t)``, about 2 % of the noise variance."""
+    adu, clean, feet = make_movie(seed, shape=shape, n_sources=12)
+    rng = np.random.default_rng(seed + 100)
+    rate = (clean - OFFSET) / GAIN
+    counts = rng.poisson(rate).astype(np.float64)
+    counts += strength * rate.mean(axis=0)[None] * rng.standard_normal((shape[0], shape[1], 1))
+    adu = np.round(OFFSET + GAIN * counts + rng.normal(0, READ_NOISE, shape)).astype(np.uint16)
+    return adu, clean, feet
+
+
+def test_a_noise_shared_along_rows_is_modelled_and_the_halves_share_none_of_it(monkeypatch):
+    """Rows share a gain noise at every distance: the 2-px model leaves the halves' row means correlated (and
+    the estimate off); the line model (``line_noise``) finds the rows, not the columns, and makes the halves
+    independent along rows, and the error reduction is the truth's."""
+    adu, clean, feet = row_noise_movie(3)
+    counts = ps.prepare_counts(adu, seed=3)
+    assert set(counts.lines) == {"rows"}
+    assert 0.01 < counts.summary()["line_noise"]["rows"] < 0.05
+
+    def row_mean_correlation(c):
+        a, b = ps.split(c, 3)
+        da, db = np.diff(a.mean(axis=2), axis=0), np.diff(b.mean(axis=2), axis=0)
+        return np.corrcoef(da.ravel(), db.ravel())[0, 1]
+
+    assert abs(row_mean_correlation(counts)) < 0.1
+    result, truth = run(adu, clean, oracle_denoiser(feet, 0.1), seed=3)
+    assert result["ok"], result["reason"]
+    assert result["all"]["error_reduction"] == pytest.approx(truth, rel=0.10)
+    monkeypatch.setattr(ps, "LINE_NOISE_LIMIT", 1.0)  # no line model
+    unmodelled = ps.prepare_counts(adu, seed=3)
+    assert not unmodelled.lines and row_mean_correlation(unmodelled) > 0.3
+    # Independent noise has no lines to model (and keeps its binomial split).
+    monkeypatch.undo()
+    plain = make_movie(4, shape=(400, 48, 64), n_sources=12)[0]
+    assert not ps.prepare_counts(plain, seed=4).lines
+
+
+def test_the_most_active_pixels_are_chosen_on_the_signal_they_share_with_rows_two_away(independent):
+    """The default choice of the most active pixels (``shared_active_pixels``: covariance with the pixels two rows
+    above and below) finds the sources, as the choice on ``var_t - mean_t`` does, without using any pixel's own
+    noise variance."""
+    adu, clean, feet = independent
+    counts = ps.prepare_counts(adu)
+    _, b = ps.split(counts)
+    signal = clean.var(axis=0)
+    top = signal >= np.quantile(signal, 1 - ps.ACTIVE_FRACTION)
+    for shared in (True, False):
+        for _, mask in ps.active_folds(b, shared=shared):
+            assert (mask & top).sum() > 0.6 * mask.sum()

@@ -164,16 +164,20 @@ def test_pooled_noise_raises_the_error_reduction_of_a_short_movie(tmp_path, monk
 
 
 def test_report_reads_a_short_movie_of_pure_noise_as_noise(tmp_path):
-    """20 frames of white noise: the residual is the noise less its mean over the frames (and the little that a
-    false pass or two fit), so the report's ratios must read about sqrt(1 - 1/20) and 1 (per-pixel medians of two
-    5-value estimates read 0.944)."""
+    """20 frames of white noise: the residual is the noise less the part of its mean over the frames that the store
+    keeps (a flat truth: the store smooths that mean, preprocess.mean_correction) and the little that a false pass
+    or two fit, so the report's ratios must read about sqrt(1 - kept/20) and 1 (per-pixel medians of two 5-value
+    estimates read 0.944)."""
     from pmdcompress.pipeline.report import make_report
+    from pmdcompress.report.noise import mean_kept_fraction
 
     movie = (1000 + 20 * np.random.default_rng(7).standard_normal((20, 96, 96))).astype(np.float32)
     store = pmdcompress.compress(movie, tmp_path / "noise.pmd.zarr", workers=1)
     assert store.metadata.total_rank <= 4  # a few false passes at most
+    kept = mean_kept_fraction(store)
+    assert store.metadata.parameters["mean_smoothing"] > 0 and kept < 0.1  # a flat mean: smoothed
     r = make_report(movie, store, tmp_path / "rep", heldout=False, photon_split=False)
     m = {k: v["value"] for k, v in r["metrics"].items()}
-    assert 0.96 < m["residual_ratio_noise_only"] <= np.sqrt(1 - 1 / 20) + 1e-9
+    assert 0.96 < m["residual_ratio_noise_only"] <= np.sqrt(1 - kept / 20) + 1e-9
     assert m["residual_ratio_median"] == pytest.approx(m["residual_ratio_noise_only"], abs=0.015)
     assert m["residual_noise_ratio_median"] == pytest.approx(1.0, abs=0.02)

@@ -208,6 +208,23 @@ def write_suite2p(result, path, *, final_path=None) -> None:
     np.save(os.path.join(plane, "ops.npy"), np.array(ops, dtype=object), allow_pickle=True)
 
 
+def nwb_image_masks(result) -> np.ndarray:
+    """NWB ``image_mask`` weights, (n, Y, X) float32: the footprints, peak 1.
+
+    Where the result's masks are ellipses (``mask_shape``), each footprint is kept on its mask only, and the
+    mask's pixels where it is at most ``footprint_threshold`` of its peak (an ellipse's rim, a filled nucleus)
+    carry just above that level: every reader that thresholds an image mask at it, as ``pmd evaluate`` does,
+    gets the mask that ``stat.npy`` and ``pmd evaluate`` score for the result.
+    """
+    images = result.footprint_images()
+    if result.mask_shape == "threshold":
+        return images
+    thr = float(result.metadata["parameters"]["footprint_threshold"])
+    masks = result.masks().toarray().T.reshape(images.shape) > 0
+    floor = np.float32(thr * (1.0 + 1e-3))
+    return np.where(masks, np.maximum(images, floor), np.float32(0)).astype(np.float32)
+
+
 def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
     """NWB file with the segmentation and the traces (needs pynwb).
 
@@ -272,7 +289,7 @@ def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
                                        "(peak-normalised weights)", imaging_plane=plane)
     ps.add_column(name="snr", description="peak SNR of the trace")
     ps.add_column(name="r_value", description="spatial correlation with the data at active frames")
-    images = result.footprint_images()
+    images = nwb_image_masks(result)
     for j in range(result.n_components):
         ps.add_roi(image_mask=images[j].T, snr=float(result.metrics["snr"][j]),
                    r_value=float(result.metrics["r_value"][j]))

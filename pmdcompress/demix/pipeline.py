@@ -20,7 +20,7 @@ from .deconvolve import deconvolve
 from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
-from .metrics import compute_metrics
+from .metrics import compute_metrics, mean_contrast, trace_noise
 
 log = logging.getLogger("pmdcompress")
 
@@ -41,6 +41,20 @@ class Model:
     cell_radius_estimate: float | None = None  # from the footprints of a first pass (cell_radius not given)
     nucleus_radius: float | None = None  # radius of the mean-image soma template (seed_from_mean)
     ring: ringbg.Ring | None = None  # ring-model background (background_model="ring")
+    source: np.ndarray | None = None  # (n,) int8: where each component came from, an index into SOURCES
+
+
+# Where a component came from (Model.source): an active seed, a mean-image blob, a dark-nucleus disc.
+SOURCES = ("active", "mean_blob", "nucleus")
+
+# Diagnostics: when set, called as ``STAGE_HOOK(stage, footprints, fixed, metrics_or_None)`` at each stage of
+# :func:`_fit` (seeds, fit, merge, delete, residual pass, soma shape, quality tests); never set in normal runs.
+STAGE_HOOK = None
+
+
+def _stage(name, fp, fixed, met=None):
+    if STAGE_HOOK is not None:
+        STAGE_HOOK(name, fp, fixed, met)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -344,6 +358,14 @@ BRIGHT_SOMA_CONTRAST = 5.0
 # Refit when the first pass's footprints are more than a third off in radius (1.2 refitted the 'large'
 # simulated regime, estimate 7.9 px, but also the Inscopix clip, 7.4 px: 24 -> 18 components, unjudged).
 REFIT_RATIO = 1.33
+# Seeding passes of the refit, at most (the first pass runs options.n_passes, 2 by default).  1 saves the refit's
+# residual pass, about a third of it where cells are large (neurofinder_dev zoomed 1.5x, the one real movie that
+# refits: demix CPU 13.7-14.0 -> 11.3 s, demix/compress 0.81 -> 0.66, F1 0.557 -> 0.554), but every simulation
+# that refits lost or tied (ten movies: 1p 0.667 -> 0.636, 'large' regime 0.491 -> 0.472, 8-9 px somata 0.824 ->
+# 0.788, 0.899 -> 0.891; six tied): not adopted.  Keeping the first pass's fitted footprints and redoing only the
+# selection at the new radius cost half, but lost F1 at the zoom (0.513: the default radius's high-pass splits
+# the larger somata).  See docs/demix.md, session 7 (refit).
+REFIT_PASSES = 2
 
 
 def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors, DemixOptions]:
@@ -351,7 +373,8 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
 
     Without a ``cell_radius``, a first pass uses :data:`DEFAULT_CELL_RADIUS`; when
     the radius of the footprints it finds (:func:`estimate_cell_radius`) is more
-    than :data:`REFIT_RATIO` off, the fit is repeated with that radius.
+    than :data:`REFIT_RATIO` off, the fit is repeated with that radius and at most
+    :data:`REFIT_PASSES` seeding passes.
     """
     t_start = time.perf_counter()
     fac = load_factors(store)
@@ -366,7 +389,8 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
         return model, fac, opts
     log.info("demix: footprints have a radius of %.1f px; refitting with it", estimate)
     first_s = model.timings["total_fit_s"]
-    model, fac, opts = _fit(store, fac, replace(options, cell_radius=estimate), load_s, radius_given=False)
+    refit = replace(options, cell_radius=estimate, n_passes=min(options.n_passes, REFIT_PASSES))
+    model, fac, opts = _fit(store, fac, refit, load_s, radius_given=False)
     model.cell_radius_estimate = estimate
     model.timings["first_pass_s"] = first_s
     model.timings["total_fit_s"] += first_s
@@ -444,6 +468,10 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     t0 = time.perf_counter()
     half = int(math.ceil(2 * opts.cell_radius))
     box = (min(2 * half + 1, fac.dims[0]), min(2 * half + 1, fac.dims[1]))
+    # contrast_threshold (2p: 0.1) only has to reject broad plateaus (a vessel's shadow, a patch-wide residual): in
+    # dense or strongly correlated tissue the local median of the correlation image is itself 0.8-0.9 at a soma's
+    # side, and 0.2 rejected most somata of the simulated large-soma regime (65 %) and active cells at the field's
+    # edge (neurofinder_dev: two labelled ones at 0.17-0.19).  See docs/demix.md, session 7.
     smooth_corr, contrast = seed_score(corr, size=4 * opts.cell_radius + 1)
     seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
                        exclude=(contrast < opts.contrast_threshold) | (activity < opts.min_activity))
@@ -459,6 +487,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     sizes = np.bincount(regions.ravel(), minlength=len(seeds) + 1)[1:]
     ok = np.flatnonzero(sizes >= opts.min_size)
     fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius).subset(ok)
+    _stage("seeds", fp, np.zeros(fp.n, bool))
     rng = np.random.default_rng(opts.seed)
     if opts.background_rank:
         bg = hals.init_background(fac.U - uh, vb, opts.background_rank, opts.highpass_sigma, fac.dims, rng=rng)
@@ -479,9 +508,12 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
             ring, u_fit, v_fit = _ring_step(fac.U, vb, fp, c, opts)
             c = _iterate(u_fit, v_fit, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
     n_before = fp.n
+    _stage("fit", fp, fixed)
     fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
     n_merged = fp.n
+    _stage("merge", fp, fixed)
     fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
+    _stage("delete", fp, fixed)
     log.debug("demix: %d components, %d after merging, %d after deleting", n_before, n_merged, fp.n)
     resid_corr = None
     for _ in range(1, opts.n_passes):
@@ -517,6 +549,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
             c = _iterate(u_fit, v_fit, fp, bg, fixed, 2)
         fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
         fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
+        _stage("residual", fp, fixed)
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -529,6 +562,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
         shaped = _soma_shape(fp, fixed, opening, opts.footprint_threshold)
         idx = np.flatnonzero(shaped)
         fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
+        _stage("soma_shape", fp, fixed)
     met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold,
                           mean=fac.mean, contrast_sigma=2.2 * opts.cell_radius)
     # A weak transient is enough where the footprint is also a clear soma of the mean image: two kinds of evidence
@@ -554,24 +588,36 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
         # ... and one several times that area is neuropil or several cells merged.
         accept &= met["size"] <= opts.max_relative_size * reference
     accept |= fixed
+    _stage("quality", fp, fixed, dict(met, accept=accept))
     log.info("demix: %d of %d components pass the quality tests", int(accept.sum()), fp.n)
     idx = np.flatnonzero(accept)
     fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
+    source = np.zeros(fp.n, np.int8)
     if opts.seed_from_mean:
         soma_opts = replace(opts, cell_radius=soma_radius, min_size=int(0.25 * np.pi * soma_radius**2))
-        for finder, finder_opts in ((_mean_footprints, opts), (_nucleus_footprints, soma_opts)):
+        for code, finder, finder_opts in ((1, _mean_footprints, opts), (2, _nucleus_footprints, soma_opts)):
             extra = finder(fac.mean, fp, finder_opts, box)
             log.info("demix: %d components seeded from the mean image (%s)", extra.n, finder.__name__)
             fp = _concat(fp, extra)
             fixed = np.concatenate([fixed, np.ones(extra.n, bool)])
+            source = np.concatenate([source, np.full(extra.n, code, np.int8)])
     timings["select_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    if use_ring:
-        c = ringbg.solve_traces_ring(ring, fac.U, fac.V, fp)
-        f = np.zeros((0, fac.n_frames))
-    else:
-        c, f = hals.solve_traces(fac.U, fac.V, fp, bg)
+
+    def final_traces():
+        if use_ring:
+            return ringbg.solve_traces_ring(ring, fac.U, fac.V, fp), np.zeros((0, fac.n_frames))
+        return hals.solve_traces(fac.U, fac.V, fp, bg)
+
+    c, f = final_traces()
+    if BLOB_TRANSIENT_TEST and (source == 1).any():
+        rejected = _active_dim_blobs(fp, c, source, fac.mean, store.noise, opts)
+        if rejected.size:
+            log.info("demix: %d mean-image blobs with transients and no clear soma left out", rejected.size)
+            keep = np.setdiff1d(np.arange(fp.n), rejected)
+            fp, fixed, source = fp.subset(keep), fixed[keep], source[keep]
+            c, f = final_traces()
     if bg.rank:
         bg.temporal = f
     else:
@@ -579,7 +625,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     timings["traces_s"] = time.perf_counter() - t0
     timings["total_fit_s"] = time.perf_counter() - t_start
     model = Model(fp, c, bg, corr, resid_corr, fixed, timings, ring=ring,
-                  nucleus_radius=soma_radius if opts.seed_from_mean else None)
+                  nucleus_radius=soma_radius if opts.seed_from_mean else None, source=source)
     return model, fac, opts
 
 
@@ -590,6 +636,30 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
 # simulations (no texture) 8 of 196 somata do.  The RMS of the whole high-passed image over the same window served
 # worse: it also counts neighbouring somata, and dense simulated fields lost 22 of 196 at the same rejection.
 MEAN_BLOB_TEXTURE_CONTRAST = 2.0
+
+
+BLOB_TRANSIENT_TEST = True
+
+
+def _active_dim_blobs(fp: Footprints, c: np.ndarray, source: np.ndarray, mean, noise, opts: DemixOptions):
+    """Indices of the mean-image blobs whose traces have transients but which are no clear soma of the mean image.
+
+    A blob stands for a soma that never fires.  One whose trace reaches ``min_snr``
+    is an active structure, so it needs the evidence an active component needs:
+    it is no clear soma of the mean image (``mean_contrast`` under
+    :data:`BRIGHT_SOMA_CONTRAST`), so it is a fragment, a dendrite or a bouton the
+    active tests turned down (neurofinder_dev, natively, binned 2 x 2 and at 1.5x
+    zoom: the blobs on labels stand 6.5-60 robust SDs out of the mean image, the
+    unlabelled ones 1.4-4.7 with SNR 3-16; the simulated silent somata found as
+    blobs have SNR under 1).
+    """
+    blobs = np.flatnonzero(source == 1)
+    sub = fp.subset(blobs)
+    cb = bin_frames(c[blobs], opts.bin_frames)
+    sigma = trace_noise(sub, noise)
+    snr = (np.percentile(cb, 99.5, axis=1) - np.median(cb, axis=1)) / np.maximum(sigma, 1e-30)
+    contrast = mean_contrast(mean, sub, opts.footprint_threshold, 2.2 * opts.cell_radius)
+    return blobs[(snr >= opts.min_snr) & (contrast < BRIGHT_SOMA_CONTRAST)]
 
 
 def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprints:
@@ -879,6 +949,8 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     if model.residual_correlation_image is not None:
         images["residual_correlation"] = model.residual_correlation_image
     bg = model.background
+    from .result import default_mask_shape  # (here, not at the top: a one-line hook in a file s7-masks does not own)
+
     meta = {
         **header(DEMIX),
         "kind": opts.kind,
@@ -887,6 +959,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         "n_frames": int(fac.n_frames),
         "n_components": int(fp.n),
         "parameters": options_dict(opts),
+        "mask_shape": default_mask_shape(opts.kind),
         "cell_radius_estimate": model.cell_radius_estimate,
         "nucleus_radius": model.nucleus_radius,
         "ring": ({"ssub": opts.ring_ssub, "radius": opts.ring_radius, "low_dims": list(model.ring.low_dims),

@@ -25,7 +25,12 @@ from ._version import FormatId, read_json, read_version
 #: ``counts.units`` ``"ADU"``, ``counts.shot_noise_reason``) where version 3 refused it; ``signal_removed``
 #: (``photon_split_signal_removed``, ``_active``) is the signal shared with the vertical neighbours that the residual
 #: still follows, and version 3's per-pixel form is kept beside it as ``signal_removed_pixel``.
-REPORT = FormatId("pmdcompress-report", 4, (1, 2, 3, 4), "report")
+#: Version 5: the split models a noise shared along whole rows or columns (``counts.line_noise``); the whole frame
+#: is scored where it costs at most twice the crop (``crop``/``scored`` say which); the ``active`` pixels are those
+#: whose signal is shared with the pixels two rows away (version 4: variance over mean); each set adds
+#: ``signal_removed_low``/``_high``; ``error_reduction_high`` null beside a set ``_low`` means open above (version 4:
+#: both null meant no interval).
+REPORT = FormatId("pmdcompress-report", 5, (1, 2, 3, 4, 5), "report")
 REPORT_NAME = "report.json"
 
 

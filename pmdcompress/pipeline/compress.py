@@ -56,6 +56,8 @@ from ..preprocess import (
     chunk_statistics,
     coherent_noise_std,
     live_pixels,
+    mean_correction,
+    mean_correction_possible,
     noise_lag_correlation,
     pooled_noise,
     safe_scale,
@@ -280,6 +282,7 @@ class _Statistics:
     fit: FitBuffer  # (fit frames, Y, X), raw in the scratch folder, read back standardised by patch
     trend: np.ndarray | None = None  # (knots, Y*X) float32 baseline values
     knots: np.ndarray | None = None  # frame of each baseline value
+    mean_smoothing: tuple = (0.0, None)  # (width, correction (Y, X) float32 or None): preprocess.mean_correction
 
 
 @dataclass
@@ -385,18 +388,20 @@ def _statistics_stage(job: _Job) -> _Statistics:
     row_of_bin[plan.bins] = np.arange(plan.n_frames)
     noise_chunks = set(np.round(np.linspace(0, len(chunks) - 1, min(MAX_NOISE_CHUNKS, len(chunks)))).astype(int))
 
+    parity = mean_correction_possible(n_frames)  # the even frames' sums too (preprocess.mean_correction)
+
     def statistics_args(i):
         t0, t1 = chunks[i]
         first_bin = t0 // plan.bin
         rows = np.ascontiguousarray(row_of_bin[first_bin : first_bin + (t1 - t0) // plan.bin])
-        return job.source, t0, t1, plan.bin, rows, i in noise_chunks, writer
+        return job.source, t0, t1, plan.bin, rows, i in noise_chunks, writer, parity
 
     bar = job.progress("statistics", len(chunks))
     # the sums, in chunk order (the same floats however many workers), folded where the tasks ran, and the
     # per-pixel results (and the baseline, from every chunk's mean) computed there: only those come here
     finish = functools.partial(_statistics_finish, chunks=chunks, n_frames=n_frames, frame_shape=(height, width),
                                chunk=job.chunk, detrend=job.opts.detrend)
-    mean, noise, trend, knots = job.executor.map_fold(
+    mean, noise, trend, knots, smoothing = job.executor.map_fold(
         _statistics_task, [statistics_args(i) for i in range(len(chunks))],
         _add_sums if job.opts.detrend else _add_sums_no_means, on_done=bar.update, finish=finish)
     bar.close()
@@ -407,18 +412,25 @@ def _statistics_stage(job: _Job) -> _Statistics:
     scale = safe_scale(noise)
     fit.mean, fit.scale = mean, scale  # the fit tasks standardise their patches: (x - trend - mean) / scale
     _driver_cpu(job, "fit_buffer", time.thread_time() - cpu)
-    return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots)
+    return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots,
+                       mean_smoothing=smoothing)
 
 
 def _statistics_finish(acc, *, chunks, n_frames: int, frame_shape, chunk: int, detrend: bool):
-    """The folded sums of pass 1 as ``(mean, noise, trend, knots)``: per-pixel mean and noise level ``(Y, X)``
-    float32, and the slow baseline (``None, None`` unless ``detrend``).  Runs where the fold ran (on a cluster, a
-    worker: the chunk means and the baseline's SVD stay off the driver), BLAS on one thread, so the floats are the
-    same wherever it runs."""
-    total, power, count, chunk_means = acc
+    """The folded sums of pass 1 as ``(mean, noise, trend, knots, (width, correction))``: per-pixel mean and
+    noise level ``(Y, X)`` float32, the slow baseline (``None, None`` unless ``detrend``) and the mean image's
+    smoothing (:func:`~pmdcompress.preprocess.mean_correction` from the even and odd frames' sums; ``(0.0,
+    None)`` when none pays).  Runs where the fold ran (on a cluster, a worker: the chunk means and the baseline's
+    SVD stay off the driver), BLAS on one thread, so the floats are the same wherever it runs."""
+    total, power, count, chunk_means, even = acc
     height, width = frame_shape
     with blas_threads(1):
         mean = (total / n_frames).reshape(height, width).astype(np.float32)
+        smoothing = (0.0, None)
+        if even is not None and n_frames >= 2:
+            n_even, n_odd = (n_frames + 1) // 2, n_frames // 2
+            smoothing = mean_correction((even / n_even).reshape(height, width),
+                                        ((total - even) / n_odd).reshape(height, width), n_even, n_odd)
         # Without the fast signals a region shares (a one-photon microscope's flicker): noise (preprocess).
         noise = coherent_noise_std(power, count) if count else None
         if noise is not None:
@@ -430,16 +442,19 @@ def _statistics_finish(acc, *, chunks, n_frames: int, frame_shape, chunk: int, d
                                      noise if noise is not None else np.ones(height * width), chunk)
         if noise is None:
             noise = np.zeros((height * width,))
-    return mean, noise.reshape(height, width).astype(np.float32), trend, knots
+    return mean, noise.reshape(height, width).astype(np.float32), trend, knots, smoothing
 
 
 def _add_sums(acc, part, keep_means: bool = True):
-    """Fold one chunk's statistics into ``(total, power, count, chunk means)`` (first: ACC None)."""
-    total, power, count, means = acc if acc is not None else (0, 0, 0, [])
-    part_total, part_power, part_count, length = part
+    """Fold one chunk's statistics into ``(total, power, count, chunk means, even frames' total)`` (first: ACC
+    None).  A part without the even frames' sum (or with None) leaves that total None."""
+    total, power, count, means, even = acc if acc is not None else (0, 0, 0, [], 0)
+    part_total, part_power, part_count, length, *rest = part
+    part_even = rest[0] if rest else None
     if keep_means:
         means = [*means, part_total / length]
-    return total + part_total, power + part_power, count + part_count, means
+    even = None if even is None or part_even is None else even + part_even
+    return total + part_total, power + part_power, count + part_count, means, even
 
 
 #: Without ``detrend`` the chunk means are not needed.
@@ -541,6 +556,17 @@ def _write_stage(job: _Job, stats: _Statistics, fit: _Fit, path, sha256):
     if stats.trend is not None:
         arrays["trend"] = stats.trend.reshape(-1, height, width)
         arrays["trend_frames"] = stats.knots
+    # A short movie's mean keeps 1/T of the noise in every frame: where smoothing it lowers the error
+    # (preprocess.mean_correction, by SURE), the correction goes into the trend, which reconstruction adds to
+    # every frame; the stored mean stays the input's (the report and demixing read it).
+    smoothing, correction = stats.mean_smoothing
+    metadata.parameters["mean_smoothing"] = smoothing
+    if correction is not None:
+        if "trend" in arrays:
+            arrays["trend"] = arrays["trend"] + correction[None]
+        else:
+            arrays["trend"] = correction[None]
+            arrays["trend_frames"] = np.zeros(1)
     target = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3).store if path is None else path
     group, temporal = create_store(target, metadata, arrays, temporal_chunk=job.chunk)
     return group, temporal, metadata
@@ -732,9 +758,11 @@ def _neighbour_task(fit: FitBuffer):
 def _statistics_task(args):
     """Sums and noise power of frames [t0, t1), whose fit-buffer rows it writes (pass 1; runs where the movie is
     read)."""
-    movie, t0, t1, fit_bin, rows, want_noise, fit = args
+    movie, t0, t1, fit_bin, rows, want_noise, fit, parity = args
     n_pix = movie.shape[1] * movie.shape[2]
     block = movie.view(t0, t1).reshape(t1 - t0, -1)
+    # the frames of even index in the movie: the mean image's cross-validation (preprocess.mean_correction)
+    even = block[t0 % 2 :: 2].sum(axis=0, dtype=np.float64) if parity else None
     keep = rows >= 0
     local = np.full(rows.shape, -1, np.int64)
     local[keep] = np.arange(int(keep.sum()))
@@ -750,7 +778,7 @@ def _statistics_task(args):
     if len(kept):
         assert np.array_equal(kept, np.arange(kept[0], kept[0] + len(kept))), "a chunk's fit rows are consecutive"
         fit.write_rows(int(kept[0]), fit_rows)
-    return total, acc.sums, acc.count, t1 - t0
+    return total, acc.sums, acc.count, t1 - t0, even
 
 
 def _fit_task(args):

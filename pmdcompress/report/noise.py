@@ -35,6 +35,22 @@ def filter_fractions(store, *, tol: float = 1e-4) -> np.ndarray:
     return out
 
 
+def mean_kept_fraction(store) -> float:
+    """Share of a pixel's noise mean over the frames that the store keeps: 1 for the input's own mean; for a
+    smoothed one (``parameters.mean_smoothing``, :func:`pmdcompress.preprocess.mean_correction`) the Gaussian's
+    sum of squared weights (white noise; noise shared between neighbours keeps more)."""
+    width = float(store.metadata.parameters.get("mean_smoothing") or 0.0)
+    if width <= 0 or getattr(store, "trend", None) is None:
+        return 1.0
+    from scipy import ndimage
+
+    radius = int(np.ceil(4.0 * width))
+    impulse = np.zeros((2 * radius + 1, 2 * radius + 1))
+    impulse[radius, radius] = 1.0
+    kernel = ndimage.gaussian_filter(impulse, width, mode="constant", truncate=4.0)
+    return float(np.sum(kernel**2))
+
+
 def hat_diagonal(store, correlation=(0.0, 0.0, 0.0, 0.0), fractions=None) -> np.ndarray:
     """Per-pixel degrees of freedom of the reconstruction, from the factors.
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..preprocess import band_dof
 from .kernels import DENOISED, DIFFERENCE, RAW, RESIDUAL, local_correlation, neighbour_correlations, smooth
-from .noise import filter_fractions, hat_diagonal, rank_map
+from .noise import filter_fractions, hat_diagonal, mean_kept_fraction, rank_map
 from .passes import PassResult, Plan
 from .photon_transfer import fit_photon_transfer
 
@@ -248,14 +248,15 @@ def _error_maps(res: PassResult, store, plan: Plan, est: _NoiseEstimate, var_raw
     else:
         rho = (0.0, 0.0, 0.0, 0.0)
     # The per-pixel mean is fitted too: it keeps 1 / n_frames of the noise (a 20-frame movie's residual of pure
-    # noise reads sqrt(1 - 1/20) = 0.975 of the noise).
-    df = hat_diagonal(store, rho) + (maps["rank"] + 1.0) / n_frames
+    # noise reads sqrt(1 - 1/20) = 0.975 of the noise), less where the store smooths it (mean_kept_fraction).
+    mean_kept = mean_kept_fraction(store)
+    df = hat_diagonal(store, rho) + (maps["rank"] + mean_kept) / n_frames
     maps["df"] = df
     filtered = bool(store.metadata.parameters.get("temporal_filter"))
     fractions = None
     if filtered:
         fractions = filter_fractions(store)
-        maps["df_filtered"] = hat_diagonal(store, rho, fractions) + (maps["rank"] + 1.0) / n_frames
+        maps["df_filtered"] = hat_diagonal(store, rho, fractions) + (maps["rank"] + mean_kept) / n_frames
 
     # Error of the denoised movie: neighbour-frame validation of the full fit.
     n_pairs = max(res.pair_count, 1)

@@ -75,21 +75,26 @@ def _tv1d_kernel(y, lam, x):
         for i in range(n):
             x[i] = mean
         return
-    k = 0  # current position
-    k0 = 0  # start of the current segment
-    kminus = 0  # last position where the lower bound was active
-    kplus = 0  # last position where the upper bound was active
+    # Positions are unsigned: numba tests every signed index for a negative value (to wrap it around), and in
+    # this loop, the 2-D TV's inner step, those tests cost about 7 % (the same floats either way).
+    one = np.uint64(1)
+    end = np.uint64(n)
+    last = end - one
+    k = np.uint64(0)  # current position
+    k0 = np.uint64(0)  # start of the current segment
+    kminus = np.uint64(0)  # last position where the lower bound was active
+    kplus = np.uint64(0)  # last position where the upper bound was active
     vmin = y[0] - lam
     vmax = y[0] + lam
     umin = lam
     umax = -lam
     while True:
-        if k == n - 1:
+        if k == last:
             if umin < 0.0:
                 # segment ends with a negative jump
-                for i in range(k0, kminus + 1):
+                for i in range(k0, kminus + one):
                     x[i] = vmin
-                k0 = kminus + 1
+                k0 = kminus + one
                 k = k0
                 kminus = k0
                 kplus = k0
@@ -99,9 +104,9 @@ def _tv1d_kernel(y, lam, x):
                 continue
             if umax > 0.0:
                 # segment ends with a positive jump
-                for i in range(k0, kplus + 1):
+                for i in range(k0, kplus + one):
                     x[i] = vmax
-                k0 = kplus + 1
+                k0 = kplus + one
                 k = k0
                 kminus = k0
                 kplus = k0
@@ -109,15 +114,15 @@ def _tv1d_kernel(y, lam, x):
                 umax = -lam
                 umin = y[k] - lam - vmin
                 continue
-            value = vmin + umin / (k - k0 + 1)
-            for i in range(k0, n):
+            value = vmin + umin / (k - k0 + one)
+            for i in range(k0, end):
                 x[i] = value
             return
-        if y[k + 1] + umin < vmin - lam:
+        if y[k + one] + umin < vmin - lam:
             # negative jump after the lower-bound position
-            for i in range(k0, kminus + 1):
+            for i in range(k0, kminus + one):
                 x[i] = vmin
-            k0 = kminus + 1
+            k0 = kminus + one
             k = k0
             kminus = k0
             kplus = k0
@@ -125,11 +130,11 @@ def _tv1d_kernel(y, lam, x):
             vmax = y[k] + 2.0 * lam
             umin = lam
             umax = -lam
-        elif y[k + 1] + umax > vmax + lam:
+        elif y[k + one] + umax > vmax + lam:
             # positive jump after the upper-bound position
-            for i in range(k0, kplus + 1):
+            for i in range(k0, kplus + one):
                 x[i] = vmax
-            k0 = kplus + 1
+            k0 = kplus + one
             k = k0
             kminus = k0
             kplus = k0
@@ -138,15 +143,15 @@ def _tv1d_kernel(y, lam, x):
             umin = lam
             umax = -lam
         else:
-            k += 1
+            k += one
             umin += y[k] - vmin
             umax += y[k] - vmax
             if umin >= lam:
-                vmin += (umin - lam) / (k - k0 + 1)
+                vmin += (umin - lam) / (k - k0 + one)
                 umin = lam
                 kminus = k
             if umax <= -lam:
-                vmax += (umax + lam) / (k - k0 + 1)
+                vmax += (umax + lam) / (k - k0 + one)
                 umax = -lam
                 kplus = k
 

@@ -268,7 +268,6 @@ def test_budgets_decided_on_the_window_match_the_whole_rows():
         BUDGET_WINDOW_FRAMES,
         group_budgets,
         robust_noise_std,
-        windowed_group_budgets,
     )
 
     levels = set()
@@ -276,29 +275,20 @@ def test_budgets_decided_on_the_window_match_the_whole_rows():
         rows, groups = long_group_rows(seed, n=2 * BUDGET_WINDOW_FRAMES)
         sigma = robust_noise_std(rows)
         whole = group_budgets(rows, sigma, groups)
-        seeds = {}
-        windowed = windowed_group_budgets(rows, sigma, groups, seeds=seeds)
+        start = (rows.shape[1] - BUDGET_WINDOW_FRAMES) // 2
+        windowed = group_budgets(np.ascontiguousarray(rows[:, start:start + BUDGET_WINDOW_FRAMES]), sigma, groups)
         np.testing.assert_array_equal(windowed, whole)
         levels |= set(whole.tolist())
-        # a windowed row's own fit starts from the window's knots, at their frames of the row
-        start = (rows.shape[1] - BUDGET_WINDOW_FRAMES) // 2
-        for active, _ in seeds.values():
-            assert active.size == rows.shape[1] - 2 and not active[:start].any()
-            assert not active[start + BUDGET_WINDOW_FRAMES - 2:].any()
     assert levels == {1.0, 0.5}  # the cases decide more than one level
 
 
-def test_rows_no_longer_than_the_window_are_filtered_as_before(monkeypatch):
-    """Rows of at most the window's frames: the decision on all frames, the output bit-identical."""
+def test_rows_no_longer_than_the_window_are_filtered_as_before():
+    """Rows of at most the window's frames take adaptive_trend_filter itself, bit for bit."""
     import pmdcompress.solver.temporal as temporal
 
-    rows, groups = long_group_rows(1, n=temporal.BUDGET_WINDOW_FRAMES)
-    got = temporal.trend_filter_rows(rows, groups=groups)
-    monkeypatch.setattr(temporal, "windowed_group_budgets", temporal.group_budgets)
-    np.testing.assert_array_equal(got, temporal.trend_filter_rows(rows, groups=groups))
-    # and a longer movie does take the window (its first and last frames are not decided on)
-    long_rows = np.concatenate([rows[:, :2000], rows, rows[:, -2000:]], axis=1)
-    sigma = temporal.robust_noise_std(long_rows)
-    monkeypatch.undo()
-    np.testing.assert_array_equal(temporal.windowed_group_budgets(long_rows, sigma, groups),
-                                  temporal.group_budgets(rows, sigma, groups))
+    rows, _ = long_group_rows(1, n=temporal.BUDGET_WINDOW_FRAMES)
+    sigma = temporal.robust_noise_std(rows)
+    for row, s in zip(rows[:3], sigma[:3], strict=True):
+        got, _ = temporal.long_row_filter(row, float(s))
+        want, _ = temporal.adaptive_trend_filter(np.asarray(row, np.float64), float(s))
+        np.testing.assert_array_equal(got, want)

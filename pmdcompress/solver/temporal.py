@@ -490,31 +490,6 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
     return out
 
 
-def windowed_group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, seeds=None,
-                           event_rates=None, window: int | None = None) -> np.ndarray:
-    """:func:`group_budgets` decided on the central ``window`` frames (default
-    :data:`BUDGET_WINDOW_FRAMES`) of rows longer than that; on all frames otherwise.  (:func:`trend_filter_rows`
-    decides on the window itself and keeps the window's seeds in its frames, for :func:`long_row_filter`.)
-
-    ``seeds`` of windowed rows: the window's active set (knots, frame by frame) placed at its frames of the
-    full row, none elsewhere, and its penalty: a start for the row's own fit, which ends at the same optimum.
-    """
-    window = BUDGET_WINDOW_FRAMES if window is None else int(window)
-    n = rows.shape[1]
-    if n <= window:
-        return group_budgets(rows, sigma, groups, seeds=seeds, event_rates=event_rates)
-    start = (n - window) // 2
-    window_seeds = {} if seeds is not None else None
-    out = group_budgets(np.ascontiguousarray(rows[:, start:start + window]), sigma, groups, seeds=window_seeds,
-                        event_rates=event_rates)
-    if seeds is not None:
-        for i, (active, lam) in window_seeds.items():
-            placed = np.zeros(n - 2, np.int8)
-            placed[start:start + active.size] = active
-            seeds[i] = (placed, lam)
-    return out
-
-
 #: Std (frames) of the Gaussian smoothing and threshold (in standard deviations of the smoothed second
 #: differences) of :func:`curvature_signs`.
 START_SMOOTHING = 2.0

@@ -712,10 +712,11 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
         area = int(mask.sum())
         if area < opts.min_size:
             continue
-        # Compactness: area over that of the disk of the mask's largest extent from its centroid.
+        # Compactness: area over that of the disk of the mask's largest extent from its centroid, the part of
+        # that disk inside the frame (a soma cut by the field's edge is a compact half-disk).
         py, px = np.nonzero(mask)
         extent = np.sqrt(((py - py.mean()) ** 2 + (px - px.mean()) ** 2).max()) + 0.5
-        if area < 0.55 * np.pi * extent**2:
+        if area < 0.55 * np.pi * extent**2 * _inside_fraction(py.mean() + y0, px.mean() + x0, extent, fp.dims):
             continue
         kept.append((y, x))
         regions[y0:y1, x0:x1][mask] = len(kept)
@@ -725,6 +726,20 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
     new = _new_footprints(values, seeds, regions, box, fp.dims)
     new.support[...] = new.values > 0
     return new
+
+
+def _inside_fraction(cy: float, cx: float, radius: float, dims) -> float:
+    """Fraction of the disk of ``radius`` around ``(cy, cx)`` inside a frame of ``dims`` (pixel centres
+    counted); exactly 1 where the disk is clear of the edges."""
+    height, width = dims
+    if cy - radius >= -0.5 and cx - radius >= -0.5 and cy + radius <= height - 0.5 and cx + radius <= width - 0.5:
+        return 1.0
+    half = int(math.ceil(radius)) + 1
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    yy, xx = yy + int(round(cy)), xx + int(round(cx))
+    disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+    return float((disk & inside).sum()) / max(float(disk.sum()), 1.0)
 
 
 def _covered(fp: Footprints, threshold: float) -> np.ndarray:

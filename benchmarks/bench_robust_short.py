@@ -33,6 +33,9 @@ split), a per-component shrinkage of the temporal factors toward noise-free (:fu
 session 7 did not try) and, on the simulations, the error-optimal selection oracle.
 
 The real sima_ca1_example is scored by its photon split (``report.photon_split``) for the rank test's variants.
+A last part (``selection``) asks whether the error-optimal choice drops components on the simulator's own
+regimes too (:data:`SELECTION_CASES`, truth only).
+
 Prints a table and writes JSON (``--parts`` runs some parts; the others keep their numbers from an existing
 ``--out`` file).  Needs ../shared/data/sima_ca1_example.
 """
@@ -52,7 +55,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_short_split import SIMA, SIMA_GAIN, SIMA_OFFSET  # noqa: E402
 
-PARTS = ("short", "real", "correlated")
+PARTS = ("short", "real", "correlated", "selection")
+#: bench_robust cases of the selection part: does the error-optimal choice drop components on the simulator's
+#: regimes too (the sima-like simulation's weak cells are one regime)?
+SELECTION_CASES = ("2p 100 frames", "2p-real 600 frames", "1p short 63 frames 10 Hz", "voltage 1000 frames",
+                   "dendritic 300 frames")
 
 VARIANTS = [("defaults", {}), ("false_pass 0.01", {"false_pass": 0.01}), ("false_pass 0.15", {"false_pass": 0.15}),
             ("false_pass 0.3", {"false_pass": 0.3}), ("consecutive_failures 6", {"consecutive_failures": 6}),
@@ -300,6 +307,19 @@ def correlated_case(name: str) -> dict:
     return out
 
 
+def selection_case(name: str) -> dict:
+    """bench_robust's case ``name``: the defaults and the error-optimal selection of their components (truth)."""
+    import bench_robust as br
+
+    args, post = next((a, p) for n, a, p in br.SIM_CASES if n == name)
+    raw, clean = br.simulated(name, args, post)
+    data = raw.astype(np.uint8 if post == "uint8" else np.uint16) if post != "blurred-noise" else raw.astype(np.float32)
+    den, info, store = br.compress_denoise(data)
+    chosen, sel = oracle_selection(store, den, clean)
+    return {"defaults": dict(info, **br.truth_measures(raw, clean, den)),
+            "oracle: error-optimal selection": dict(sel, **br.truth_measures(raw, clean, chosen.astype(np.float64)))}
+
+
 def correlated_real(name: str = "inscopix_1p_part2") -> dict:
     """The real movie: blind residual measures and photon-split scores, defaults and shrinkage."""
     import bench_robust as br
@@ -387,21 +407,23 @@ def main(argv=None):
         for name in CORRELATED_CASES:
             correlated[name] = correlated_case(name)
         correlated["inscopix_1p_part2"] = correlated_real()
-        keys = ("rank", "true_error_reduction", "true_residual_over_noise", "residual_over_noise",
-                "true_signal_removed", "residual_local_corr", "noise_local_corr", "split_er_all", "split_er_active",
-                "split_removed_active")
-        for name, variants in correlated.items():
-            for label, r in variants.items():
-                print(f"{name[:26]:26s} {label:32s} " + " ".join(f"{k} {r[k]:.3f}" for k in keys
-                                                                  if r.get(k) is not None), flush=True)
+    selection = {name: selection_case(name) for name in SELECTION_CASES} if "selection" in args.parts else {}
+    keys = ("rank", "kept", "true_error_reduction", "true_residual_over_noise", "residual_over_noise",
+            "true_signal_removed", "residual_local_corr", "noise_local_corr", "split_er_all", "split_er_active",
+            "split_removed_active")
+    for name, variants in {**correlated, **selection}.items():
+        for label, r in variants.items():
+            print(f"{name[:26]:26s} {label:32s} " + " ".join(f"{k} {r[k]:.3f}" for k in keys if r.get(k) is not None),
+                  flush=True)
     result = {"benchmark": "bench_robust_short", "machine": platform.platform(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "means": means, "rows": rows, "real": real, "correlated": correlated}
+              "means": means, "rows": rows, "real": real, "correlated": correlated, "selection": selection}
     if args.out.exists():  # a part not run keeps its numbers from the earlier file
         earlier = json.loads(args.out.read_text())
-        for part, keys in (("short", ("means", "rows")), ("real", ("real",)), ("correlated", ("correlated",))):
+        for part, names in (("short", ("means", "rows")), ("real", ("real",)), ("correlated", ("correlated",)),
+                            ("selection", ("selection",))):
             if part not in args.parts:
-                result.update({k: earlier.get(k, result[k]) for k in keys})
+                result.update({k: earlier.get(k, result[k]) for k in names})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

@@ -366,6 +366,11 @@ REFIT_RATIO = 1.33
 # selection at the new radius cost half, but lost F1 at the zoom (0.513: the default radius's high-pass splits
 # the larger somata).  See docs/demix.md, session 7 (refit).
 REFIT_PASSES = 2
+# Radius of the first pass when none is given (None: DEFAULT_CELL_RADIUS).  A knob for measuring how the result
+# depends on the pass radius: neurofinder_dev zoomed 1.5x, whose estimate is 8.1 px, scores F1 0.508 started at
+# 7 px without a refit against 0.557 at 8.1 px (binned 2x2: 0.541 / 0.546 / 0.559 / 0.540 at 2.6 / 3 / 3.55 /
+# 4.5 px), so a radius guessed before the first pass must be within a few per cent.  See docs/demix.md, session 8.
+START_RADIUS = None
 
 
 def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors, DemixOptions]:
@@ -374,21 +379,32 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     Without a ``cell_radius``, a first pass uses :data:`DEFAULT_CELL_RADIUS`; when
     the radius of the footprints it finds (:func:`estimate_cell_radius`) is more
     than :data:`REFIT_RATIO` off, the fit is repeated with that radius and at most
-    :data:`REFIT_PASSES` seeding passes.
+    :data:`REFIT_PASSES` seeding passes.  The estimate counts only the active
+    footprints that pass the quality tests, so a first pass to be redone stops
+    there (no mean-image components, no final traces: about a tenth of a pass).
     """
     t_start = time.perf_counter()
     fac = load_factors(store)
     load_s = time.perf_counter() - t_start
     if options.cell_radius is not None:
         return _fit(store, fac, options, load_s, radius_given=True)
-    first = replace(options, cell_radius=DEFAULT_CELL_RADIUS)
-    model, fac, opts = _fit(store, fac, first, load_s, radius_given=False)
-    estimate = estimate_cell_radius(model.footprints, model.fixed)
-    model.cell_radius_estimate = estimate
-    if estimate is None or 1 / REFIT_RATIO <= estimate / DEFAULT_CELL_RADIUS <= REFIT_RATIO:
-        return model, fac, opts
+    start = DEFAULT_CELL_RADIUS if START_RADIUS is None else START_RADIUS
+    first = replace(options, cell_radius=start)
+
+    def far_off(estimate):
+        return estimate is not None and not 1 / REFIT_RATIO <= estimate / start <= REFIT_RATIO
+
+    t_first = time.perf_counter()
+    model, fac, opts = _fit(store, fac, first, load_s, radius_given=False, stop_if=far_off)
+    if isinstance(model, _Stopped):
+        estimate = model.estimate
+    else:
+        estimate = estimate_cell_radius(model.footprints, model.fixed)
+        model.cell_radius_estimate = estimate
+        if not far_off(estimate):
+            return model, fac, opts
     log.info("demix: footprints have a radius of %.1f px; refitting with it", estimate)
-    first_s = model.timings["total_fit_s"]
+    first_s = time.perf_counter() - t_first + load_s
     refit = replace(options, cell_radius=estimate, n_passes=min(options.n_passes, REFIT_PASSES))
     model, fac, opts = _fit(store, fac, refit, load_s, radius_given=False)
     model.cell_radius_estimate = estimate
@@ -452,8 +468,18 @@ def _soma_radius(opts: DemixOptions, fp: Footprints, fixed, radius_given: bool) 
     return float((estimate if estimate is not None else opts.cell_radius) / SOFT_EDGE_FACTOR)
 
 
-def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
-         radius_given: bool) -> tuple[Model, Factors, DemixOptions]:
+@dataclass
+class _Stopped:
+    """A pass stopped after its quality tests (:func:`_fit`'s ``stop_if``): the radius estimate of its footprints."""
+
+    estimate: float | None
+
+
+def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_given: bool,
+         stop_if=None) -> tuple[Model | _Stopped, Factors, DemixOptions]:
+    """One pass.  ``stop_if(estimate)``, called with :func:`estimate_cell_radius` of the footprints that pass the
+    quality tests, stops the pass there when true (it is to be redone at that radius): no mean-image components,
+    no final traces; a :class:`_Stopped` comes back in place of the model."""
     timings = {"load_s": load_s}
     t_start = time.perf_counter() - load_s
     opts = options.resolved(fac.n_frames)
@@ -592,6 +618,12 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     log.info("demix: %d of %d components pass the quality tests", int(accept.sum()), fp.n)
     idx = np.flatnonzero(accept)
     fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
+    if stop_if is not None:
+        # The radius estimate counts these active footprints only (the mean-image components that follow are
+        # fixed, and left out): a pass to be redone at another radius stops here, its estimate final.
+        estimate = estimate_cell_radius(fp, fixed)
+        if stop_if(estimate):
+            return _Stopped(estimate), fac, opts
     source = np.zeros(fp.n, np.int8)
     if opts.seed_from_mean:
         soma_opts = replace(opts, cell_radius=soma_radius, min_size=int(0.25 * np.pi * soma_radius**2))

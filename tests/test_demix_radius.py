@@ -46,3 +46,18 @@ def test_first_pass_stops_at_its_quality_tests_with_the_whole_pass_estimate(big_
     assert model.cell_radius_estimate == whole_estimate
     assert opts.cell_radius == pytest.approx(whole_estimate)
     assert 0 < model.timings["first_pass_s"] < model.timings["total_fit_s"]
+
+
+@pytest.mark.parametrize("sigma", [8.4, 13.0])
+def test_highpass_spatial_is_the_frame_filtered_factors(big_cells, sigma):
+    # Filtering each patch's components on the patch grown by the filter's reach equals filtering the whole
+    # frame (reflected at the frame's edges): the sparse high-passed factors, assembled in place, are exact.
+    from pmdcompress.demix.factors import _smooth, highpass_spatial
+
+    store = big_cells
+    fac = load_factors(store)
+    uh = highpass_spatial(store, fac, sigma)
+    assert uh.shape == fac.U.shape and uh.indices.dtype == np.int32
+    dense = fac.U.toarray().T.reshape(-1, *fac.dims)
+    want = (dense - _smooth(dense, sigma)).reshape(dense.shape[0], -1).T
+    np.testing.assert_allclose(uh.toarray(), want, atol=1e-5 * np.abs(want).max())

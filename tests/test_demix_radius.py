@@ -24,7 +24,41 @@ def big_cells(tmp_path_factory):
     return pmdcompress.compress(movie, folder / "big.pmd.zarr")
 
 
-def test_first_pass_stops_at_its_quality_tests_with_the_whole_pass_estimate(big_cells):
+def test_local_footprint_area_of_a_disk_under_a_flat_background():
+    from pmdcompress.demix.hals import local_footprint_area
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:25, :25]
+    for radius in (3.0, 5.0, 8.0):
+        disk = ((yy - 13) ** 2 + (xx - 11) ** 2 <= radius**2).astype(np.float64)
+        cell = np.maximum(rng.standard_normal(400), 0) ** 2
+        neuropil = rng.standard_normal(400)
+        tile = disk[None] * cell[:, None, None] + 0.8 * neuropil[:, None, None]
+        tile += 0.3 * rng.standard_normal(tile.shape)
+        tile -= tile.mean(axis=0)
+        area = local_footprint_area(tile.astype(np.float32), (13, 11))
+        assert abs(area - disk.sum()) <= 0.1 * disk.sum() + 2, (radius, area, disk.sum())
+    assert local_footprint_area(np.zeros((50, 9, 9), np.float32), (4, 4)) == 0
+
+
+def test_seeds_guess_the_radius_before_the_fit(big_cells):
+    # Somata of 9-11 px: the brightest seeds' own footprints say so before any fit, and the one pass runs at
+    # their radius (no refit: the fitted estimate agrees within REFIT_RATIO).
+    store = big_cells
+    model, _, opts = pipeline.fit(store, DemixOptions(fs=30.0))
+    prior = model.cell_radius_prior
+    assert prior is not None and 8.0 < prior < 14.0
+    assert opts.cell_radius == prior and "first_pass_s" not in model.timings
+    assert 1 / pipeline.REFIT_RATIO <= model.cell_radius_estimate / prior <= pipeline.REFIT_RATIO
+    # The same pass as one started at that radius.
+    direct, _, _ = pipeline._fit(store, load_factors(store), replace(DemixOptions(fs=30.0), cell_radius=prior), 0.0,
+                                 radius_given=False)
+    np.testing.assert_array_equal(model.footprints.values, direct.footprints.values)
+    np.testing.assert_array_equal(model.traces, direct.traces)
+
+
+def test_first_pass_stops_at_its_quality_tests_with_the_whole_pass_estimate(big_cells, monkeypatch):
+    monkeypatch.setattr(pipeline, "GUESS_FROM_SEEDS", False)
     store = big_cells
     first = replace(DemixOptions(fs=30.0), cell_radius=pipeline.DEFAULT_CELL_RADIUS)
     whole, _, _ = pipeline._fit(store, load_factors(store), first, 0.0, radius_given=False)

@@ -513,7 +513,11 @@ def test_sparse_movie_active_cells_then_silent_ones_from_the_mean_by_default(spa
     assert np.all(np.abs(offsets.mean(axis=0)) < 0.25), offsets.mean(axis=0)
 
 
-def test_cell_radius_is_estimated_and_refitted(tmp_path):
+def test_cell_radius_is_estimated_and_refitted(tmp_path, monkeypatch):
+    from pmdcompress.demix import pipeline
+
+    # The refit path: without the seeds' guess (tests/test_demix_radius.py), a first pass at the default radius.
+    monkeypatch.setattr(pipeline, "GUESS_FROM_SEEDS", False)
     movie = tmp_path / "big.tif"
     simulate_movie(movie, n_frames=600, shape=(112, 112), n_neurons=14, photons=2.0, seed=1,
                    regime={"radius": (9.0, 11.0)})
@@ -527,7 +531,6 @@ def test_cell_radius_is_estimated_and_refitted(tmp_path):
     assert dm.evaluate(res, movie)["f1"] >= 0.8
     # The refit is a whole fit at the estimated radius, with at most REFIT_PASSES seeding passes: the same
     # footprints and traces as a fit started at that radius (the soma template estimated alike, not given).
-    from pmdcompress.demix import pipeline
     from pmdcompress.options import DemixOptions
 
     st = store

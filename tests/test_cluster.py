@@ -264,6 +264,8 @@ def test_a_local_cluster_runs_without_the_workers_profiler(client):
     # QUIET_CONFIG reached the worker processes (their housekeeping was most of an idle cluster's CPU)
     assert set(client.run(lambda: dask.config.get("distributed.worker.profile.enabled")).values()) == {False}
     assert set(client.run(lambda: dask.config.get("distributed.admin.tick.interval")).values()) == {"200ms"}
+    monitor = "distributed.worker.memory.monitor-interval"
+    assert set(client.run(lambda: dask.config.get(monitor)).values()) == {"500ms"}
 
 
 def test_slurm_jobs_get_the_workers_profiler_off_in_their_environment():

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_split_truth.py [--regimes sima-like-20 sima-like-160 dim-binomial 2p-real 1p-correlated]
                                            [--seeds 0 1 2] [--out benchmarks/results/split_truth.json]
+    python benchmarks/bench_split_truth.py --real [--seeds 0] [--out benchmarks/results/split_real.json]
 
 Every movie is converted to counts and split (:mod:`pmdcompress.report.photon_split`), half ``A`` is compressed
 with the defaults, and each estimate is printed beside the same number computed against ``A``'s clean movie (the
@@ -16,6 +17,10 @@ interval, and the shared signal removed (all pixels, most active).  Regimes (the
 * ``1p-correlated``: ``pmd simulate --kind 1p-correlated`` 200 x 96 x 96 (noise shared over several pixels).
 
 Needs ../shared/data/sima_ca1_example for the sima-like regimes.  Prints a table, writes JSON.
+
+``--real``: the four real movies of ../shared/data instead (no truth): the report's photon split
+(:func:`pmdcompress.report.photon_split.photon_split` on the first 2000 frames, whole frame as ``pmd report``
+scores all four) of pmd's defaults, one JSON line per movie and seed, to compare trees side by side.
 """
 
 from __future__ import annotations
@@ -96,6 +101,39 @@ def case(regime: str, seed: int) -> dict:
     return row
 
 
+def real_rows(seeds) -> list[dict]:
+    import tifffile
+
+    import pmdcompress
+    from pmdcompress.report import photon_split as ps
+
+    shared = HERE.parent.parent / "shared" / "data"
+    if not shared.is_dir():
+        shared = Path("/work/shared/data")
+
+    def denoise(a):
+        return pmdcompress.compress(np.ascontiguousarray(a, np.float32), None, workers=1, hash_input=False).read(
+            0, a.shape[0])
+
+    rows = []
+    for name in ("sima_ca1_example", "inscopix_1p_part2", "optinist_mouse2p", "neurofinder_dev"):
+        raw = tifffile.imread(shared / name / "movie.tif")[: ps.REPORT_FRAMES]
+        for seed in seeds:
+            cpu = time.process_time()
+            r = ps.photon_split(raw, denoise, seed=seed)
+            row = {"movie": name, "seed": seed, "ok": r["ok"], "reason": r.get("reason", ""),
+                   "split": r["counts"]["split"], "correlations": r["counts"]["correlations"],
+                   "line_noise": r["counts"]["line_noise"], "halves_correlation": r.get("halves_correlation"),
+                   "cpu_s": time.process_time() - cpu}
+            for part in ("all", "active"):
+                x = r.get(part, {})
+                row[part] = {k: x.get(k) for k in ("error_reduction", "error_reduction_low", "error_reduction_high",
+                                                   "signal_removed", "signal_removed_low", "signal_removed_high")}
+            rows.append(row)
+            print(json.dumps(row, default=float), flush=True)
+    return rows
+
+
 def _inside(row, name, what) -> bool | None:
     low, high, true = row.get(f"{what}_{name}_low"), row.get(f"{what}_{name}_high"), row.get(f"true_{what}_{name}")
     if low is None or true is None or not np.isfinite(true):
@@ -133,9 +171,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "split_truth.json")
+    parser.add_argument("--real", action="store_true", help="the real movies of ../shared/data (no truth)")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
+    if args.real:
+        out = args.out or HERE / "results" / "split_real.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"machine": platform.platform(), "rows": real_rows(args.seeds)}, indent=1,
+                                  default=float))
+        return
+    args.out = args.out or HERE / "results" / "split_truth.json"
     rows = []
     for regime in args.regimes:
         for seed in args.seeds:

@@ -112,15 +112,28 @@ def test_gain_and_offset_from_photon_transfer(independent):
     assert counts.dispersion == pytest.approx(1.0, abs=0.02)
 
 
-@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.2, 0.1])
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.2])
 def test_error_reduction_matches_truth_independent_noise(independent, alpha):
     adu, clean, feet = independent
     result, truth = run(adu, clean, oracle_denoiser(feet, alpha))
     assert result["ok"], result["reason"]
     est = result["all"]["error_reduction"]
     assert est == pytest.approx(truth, rel=0.10), (est, truth)
-    if alpha == 0.1:
-        assert truth > 50  # the hard regime, where the noise variance must be known to 0.1 %
+
+
+def test_error_reduction_matches_truth_above_50x_independent_noise():
+    """The hard regime, where the noise variance must be known to 0.1 %: at 56x one 600 x 48 x 48 movie's estimate
+    scatters by 8 % (seeds 0-7: 0.87-1.12 of the truth, mean 1.01), so the mean over four seeds is held to 10 %,
+    each seed to 20 %."""
+    ratios = []
+    for seed in range(4):
+        adu, clean, feet = make_movie(seed)
+        result, truth = run(adu, clean, oracle_denoiser(feet, 0.1), seed=seed)
+        assert result["ok"], result["reason"]
+        assert truth > 50
+        ratios.append(result["all"]["error_reduction"] / truth)
+    assert np.mean(ratios) == pytest.approx(1.0, abs=0.10), ratios
+    assert max(abs(r - 1.0) for r in ratios) < 0.2, ratios
 
 
 def test_temporal_smoothing_is_scored_by_its_true_error(independent):
@@ -586,3 +599,69 @@ def test_the_most_active_pixels_are_chosen_on_the_signal_they_share_with_rows_tw
     for shared in (True, False):
         for _, mask in ps.active_folds(b, shared=shared):
             assert (mask & top).sum() > 0.6 * mask.sum()
+
+
+def row_shared_movie(seed, *, shape=(300, 64, 64), n_sources=20, blur=0.1):
+    """ADU movie, clean ADU movie and footprints: cells with 4-frame decays over a background, every photon spread
+    over its row neighbours (``blur`` each side): noise shared between horizontal neighbours only, as a raster
+    scan's line filter gives, so the vertical neighbours whose ``B`` the signal removed uses share none."""
+    rng = np.random.default_rng(seed)
+    t, h, w = shape
+    yy, xx = np.mgrid[:h, :w]
+    centres = rng.uniform(4, min(h, w) - 4, (n_sources, 2))
+    feet = np.array([np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 2.5**2)) for cy, cx in centres])
+    traces = np.array([1 + 2 * np.convolve(rng.random(t) < 0.03, np.exp(-np.arange(40) / 4.0))[:t] for _ in feet])
+    background = 4.0 * (0.5 + 0.5 * ndimage.gaussian_filter(rng.random((h, w)), 8))
+    rate = background + 2.0 * np.einsum("kt,kij->tij", traces, feet)
+    mix = np.array([[blur, 1 - 2 * blur, blur]])[None]
+    counts = ndimage.convolve(rng.poisson(rate).astype(np.float64), mix, mode="nearest")
+    rate = ndimage.convolve(rate, mix, mode="nearest")
+    adu = np.round(OFFSET + GAIN * counts + rng.normal(0, READ_NOISE, shape))
+    return adu.astype(np.uint16), OFFSET + GAIN * rate, feet
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_signal_removed_matches_truth_where_noise_is_shared_along_rows(temporal):
+    """The neighbours' noise correlation is extrapolated to lag 0 in time (pooled_correlations): measured on the
+    differences at lag 0, the cells' signal read as a correlation of 0.003-0.005 between vertical neighbours whose
+    noise has none, the halves shared -0.005 of their noise there and the signal removed (all pixels) read -0.02
+    for a true 0.15 (spatial blur) and 0.09 for 0.25 (temporal blur); now within 0.03 and inside its interval."""
+    adu, clean, feet = row_shared_movie(0)
+    counts = ps.prepare_counts(adu, seed=0)
+    assert counts.method == "correlated" and counts.correlations[(0, 1)] > 0.1
+    assert abs(counts.correlations[(1, 0)]) < 0.003
+    a, b = ps.split(counts, 0)
+    if temporal:
+        denoised = ndimage.gaussian_filter1d(oracle_denoiser(feet, 0.05)(a), 1.5, axis=0)
+    else:
+        denoised = ndimage.gaussian_filter(oracle_denoiser(feet, 0.0)(a), (0, 1.5, 1.5))
+    truth = (clean - counts.offsets) / (2 * counts.gain)
+    scores = ps.score(a, b, denoised)
+    every = np.ones(a.shape[1:], bool)
+    true_all = ps.shared_signal_removed(a, truth, denoised, every)
+    assert true_all > 0.1
+    assert scores["all"]["signal_removed"] == pytest.approx(true_all, abs=0.03)
+    assert scores["all"]["signal_removed_low"] < true_all < scores["all"]["signal_removed_high"]
+    true_active = ps.shared_signal_removed(a, truth, denoised, ps.active_folds(b))
+    assert scores["active"]["signal_removed"] == pytest.approx(true_active, abs=0.03)
+
+
+def test_a_dim_movie_with_negative_counts_is_split_into_uncorrelated_halves():
+    """About 1.5 photons per pixel per frame and read noise of 0.75 photons: a few % of the counts are negative.
+    Thinning |n| with its sign spread the halves by E|n|/4 > var(n)/4: they shared -n^-/2 of their noise per
+    value and the error reduction read 0.61-0.65 of the truth at 57x (0.45-0.50 at 120x); with the spread scaled
+    per pixel (photon_split._thinning_scale) it is the truth's within 10 %, inside its interval."""
+    adu, clean, feet = make_movie(0, photons=1.5)
+    counts = ps.prepare_counts(adu, seed=0)
+    assert counts.method == "binomial"
+    assert np.mean(counts.counts < 0) > 0.005
+    a, b = ps.split(counts, 0)
+    assert np.allclose(a + b, counts.counts)
+    # no noise shared between the halves at the same pixel, pooled over pixels and frames
+    truth = (clean - counts.offsets) / (2 * counts.gain)
+    shared = np.mean((a - truth) * (b - truth)) / np.mean((b - truth) ** 2)
+    assert abs(shared) < 0.003
+    result, true = run(adu, clean, oracle_denoiser(feet, 0.1), seed=0)
+    assert result["ok"], result["reason"]
+    assert result["all"]["error_reduction"] == pytest.approx(true, rel=0.10)
+    assert result["all"]["error_reduction_low"] < true < result["all"]["error_reduction_high"]

@@ -351,20 +351,23 @@ def main(argv=None) -> int:
     cells = grid(args.quick)
     if args.only:
         cells = [c for c in cells if any(s in c.name for s in args.only)]
+    import pmdcompress
+
+    def write(rows, failures, complete):
+        out = {"benchmark": "bench_sweep", "version": pmdcompress.__version__, "python": platform.python_version(),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": args.quick,
+               "report": not args.no_report, "complete": complete, "failures": failures, "rows": rows}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
     rows = []
     show_header()
     with tempfile.TemporaryDirectory(prefix="pmd-sweep-") as tmp:
         for cell in cells:
             rows.append(run_cell(cell, Path(tmp) / "cell", report=not args.no_report))
             show(rows[-1])
-    failures = summarize(rows)
-    import pmdcompress
-
-    out = {"benchmark": "bench_sweep", "version": pmdcompress.__version__, "python": platform.python_version(),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": args.quick,
-           "failures": failures, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+            write(rows, None, False)  # what is done so far survives an interrupted run
+    write(rows, summarize(rows), True)
     print(f"wrote {args.out}")
     return 0
 

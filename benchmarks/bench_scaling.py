@@ -110,9 +110,24 @@ def main():
         threads0 = thread_cpu()
         warm = client.run(cpu)
         load0 = os.getloadavg()[0]
+        stages = []
+
+        class StageBar:  # each stage's driver and worker CPU, read at its start and end
+            def __init__(self, label, total):
+                self.label, self.c0, self.w0, self.t0 = label, cpu(), client.run(cpu), time.perf_counter()
+
+            def update(self, n=1):
+                pass
+
+            def close(self):
+                w1 = client.run(cpu)
+                stages.append({"stage": self.label, "wall_s": time.perf_counter() - self.t0,
+                               "driver_cpu_s": cpu() - self.c0,
+                               "worker_cpu_s": sorted(w1[w] - self.w0[w] for w in w1)})
+
         t0 = time.perf_counter()
         store = pmdcompress.compress(cfg["movie"], cfg["output"], overwrite=True, client=client, workers=1,
-                                     hash_input=False)
+                                     hash_input=False, progress=StageBar)
         result["wall_s"] = time.perf_counter() - t0
         result["driver_cpu_s"] = cpu() - cpu0
         threads1 = thread_cpu()
@@ -128,6 +143,7 @@ def main():
         result["driver_net_cpu_s"] = result["driver_cpu_s"] - idle_driver * wall
         result["worker_net_cpu_s"] = sorted(after[w] - warm[w] - idle_workers[w] * wall for w in after)
         result["worker_peak_rss_bytes"] = sorted(client.run(rss).values())
+        result["stages"] = stages
         result["load_average"] = [load0, os.getloadavg()[0]]
     result["driver_peak_rss_bytes"] = rss()
     result["timings"] = store.metadata.timings
@@ -343,6 +359,10 @@ def report(best: dict, n: str) -> None:
           f"{', '.join(f'{c:.3f}' for c in idle['workers'])} CPU s per s): driver {best['driver_net_cpu_s']:.2f}, "
           f"workers {', '.join(f'{c:.1f}' for c in best['worker_net_cpu_s'])} CPU s")
     print("    driver thread CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+    if best.get("stages"):
+        print("    CPU s by stage (driver; workers): " + "; ".join(
+            f"{st['stage']} {st['driver_cpu_s']:.2f}; {'+'.join(f'{c:.1f}' for c in st['worker_cpu_s'])}"
+            for st in best["stages"]))
     print("    driver process CPU s by thread: " + ", ".join(
         f"{k} {v:.2f}" for k, v in sorted(best.get("driver_threads_cpu_s", {}).items(), key=lambda kv: -kv[1])
         if v >= 0.05))

@@ -288,6 +288,15 @@ class Executor:
         items = list(items)
         return [items[i : i + size] for i in range(0, len(items), size)]
 
+    def small_result_groups(self, items: Iterable) -> list[list]:
+        """:meth:`groups` for tasks whose results are small (a patch's components, a block's three numbers per
+        row): here, one group of every item, since the threads hold only the tasks that run (no barrier where
+        the slowest task of each group kept the other threads idle); on a cluster, :meth:`groups`."""
+        items = list(items)
+        if self.client is not None:
+            return self.groups(items)
+        return [items] if items else []
+
     def completed(self, func: Callable, items: Iterable, *, name: str = "pmd-task", **kwargs) -> Iterator:
         """Run ``func(item, **kwargs)`` for every item; yield ``(index, Outcome)`` as each task ends.
 

@@ -264,6 +264,8 @@ def test_a_local_cluster_runs_without_the_workers_profiler(client):
     # QUIET_CONFIG reached the worker processes (their housekeeping was most of an idle cluster's CPU)
     assert set(client.run(lambda: dask.config.get("distributed.worker.profile.enabled")).values()) == {False}
     assert set(client.run(lambda: dask.config.get("distributed.admin.tick.interval")).values()) == {"200ms"}
+    monitor = "distributed.worker.memory.monitor-interval"
+    assert set(client.run(lambda: dask.config.get(monitor)).values()) == {"500ms"}
 
 
 def test_slurm_jobs_get_the_workers_profiler_off_in_their_environment():
@@ -271,3 +273,15 @@ def test_slurm_jobs_get_the_workers_profiler_off_in_their_environment():
 
     env = _worker_env(2)
     assert env["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] == "False" and env["PMD_NUM_WORKERS"] == "2"
+
+
+def test_blocks_gather_reads_scattered_rows_of_every_block_from_the_file(tmp_path):
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(5, 40, 7)).astype(np.float32)
+    on_disk, in_memory = Blocks(values.shape, np.float32, tmp_path / "b.raw"), Blocks(values.shape, np.float32)
+    for blocks in (on_disk, in_memory):
+        blocks.write((b, 0, values[b]) for b in range(5))
+    rows = np.array([0, 3, 4, 17, 39])
+    np.testing.assert_array_equal(on_disk.gather(rows), values[:, rows])
+    np.testing.assert_array_equal(in_memory.gather(rows), values[:, rows])
+    assert on_disk.gather(np.zeros(0, np.int64)).shape == (5, 0, 7)

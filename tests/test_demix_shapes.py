@@ -242,3 +242,35 @@ def test_mean_image_blobs_in_bright_texture_are_not_somata_but_filled_somata_are
     finally:
         pipeline.MEAN_BLOB_TEXTURE_CONTRAST = saved
     assert MEAN_BLOB_TEXTURE_CONTRAST > 0 and loose.n >= found.n + 2
+
+
+def test_mean_image_somata_cut_by_the_field_edge_are_found_and_an_edge_bar_is_not():
+    """A filled soma cut in half by the frame's edge is compact for the frame it lies in (its compactness is
+    measured against the part of the enclosing disk inside the frame); a bright bar along the edge is not."""
+    from dataclasses import replace
+
+    from pmdcompress.demix.pipeline import _inside_fraction, _mean_footprints
+    from pmdcompress.options import DemixOptions
+
+    assert _inside_fraction(50.0, 50.0, 6.0, (100, 100)) == 1.0
+    assert _inside_fraction(50.0, 0.0, 6.0, (100, 100)) == pytest.approx(0.5, abs=0.06)
+    assert _inside_fraction(0.0, 0.0, 6.0, (100, 100)) == pytest.approx(0.25, abs=0.06)
+
+    rng = np.random.default_rng(5)
+    dims = (120, 160)
+    mean = 100.0 + rng.normal(0, 1.0, dims)
+    somata = [(40, 0), (0, 90), (70, 159), (80, 60)]  # left, top and right edges, and one inside
+    for c in somata:
+        mean += 30.0 * _disk(dims, c, 5.5)
+    mean[100:104, 100:160] += 30.0  # a bright bar (a vessel's wall) along the right part of the bottom
+    mean[117:120, 20:50] += 30.0  # ... and one on the bottom edge itself
+    opts = DemixOptions.create(fs=7.0, cell_radius=5.5).resolved(600)
+    opts = replace(opts, cell_radius=5.5, highpass_sigma=7.7, min_size=int(0.25 * np.pi * 5.5**2))
+    none = hals.Footprints(np.zeros((0, 2), np.int64), np.zeros((0, 23, 23), np.float32),
+                           np.zeros((0, 23, 23), bool), dims)
+    found = _mean_footprints(mean, none, opts, (23, 23))
+    truth = _masks([_disk(dims, c, 5.5) for c in somata])
+    masks = (found.to_sparse() > 0).astype(np.float32).tocsc()
+    hits = iou_matrix(masks, truth).max(axis=0) if found.n else np.zeros(len(somata))
+    assert np.all(hits >= 0.5), hits
+    assert found.n == len(somata), found.n  # neither bar

@@ -102,3 +102,17 @@ def test_overlapping_blas_limits_hold_until_the_last_one_closes():
     with pytest.raises(ValueError, match="only n=1"):
         with blas_threads(2):
             pass
+
+
+def test_small_result_groups_are_one_group_here_and_the_cluster_groups_there():
+    local = Executor(2)
+    assert local.small_result_groups(range(100)) == [list(range(100))]
+    assert local.small_result_groups([]) == []
+
+    class Client:  # what groups() asks of a cluster
+        def nthreads(self):
+            return {"a": 1, "b": 1}
+
+    remote = Executor(2, Client())
+    assert remote.small_result_groups(range(100)) == remote.groups(range(100))
+    assert len(remote.groups(range(100))) == 2

@@ -153,3 +153,42 @@ def test_long_rows_with_fast_events_keep_their_spikes_as_the_whole_row_filter(se
     monkeypatch.setattr(temporal, "LONG_EVENT_SHARE", np.inf)
     one_fit, _ = temporal.long_row_filter(y, 1.0, window=window)
     assert np.median(one_fit[spikes] / truth[spikes]) < kept_whole - 0.03
+
+
+def _sorted_noise_std(rows):
+    # robust_noise_std by a full sort (its form before the partition): the central order statistics' mean
+    d = np.diff(np.asarray(rows, np.float64), axis=1)
+    a = np.sort(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
+    lo, hi = (int(q * a.shape[1]) for q in temporal.NOISE_QUANTILES)
+    return a[:, lo:max(hi, lo + 1)].mean(axis=1) / temporal._CENTRAL_MEAN / np.sqrt(2.0)
+
+
+@pytest.mark.parametrize("frames", [2, 3, 7, 10, 101, 5000])
+def test_robust_noise_std_partition_gives_the_full_sort_to_the_last_bit(frames):
+    rng = np.random.default_rng(frames)
+    rows = rng.normal(size=(6, frames)) * np.array([[1.0], [3.0], [0.1], [1.0], [2.0], [1.0]])
+    rows[3] = np.round(rows[3] / 0.17) * 0.17  # rounded factors: many tied differences
+    rows[4, frames // 2 :] += 50.0  # a step
+    rows[5] = 0.0
+    got = temporal.robust_noise_std(rows.astype(np.float32))
+    np.testing.assert_array_equal(got, _sorted_noise_std(rows.astype(np.float32)))
+    assert got[5] == 0.0
+    if frames > 100:
+        assert got[1] > 2.0 * got[0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_trend_df_counts_the_knots_as_piecewise_linear_df(seed):
+    from pmdcompress.formats.store import piecewise_linear_df
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    knots = np.sort(rng.choice(np.arange(1, n - 1), 40, replace=False))
+    slopes = np.where(np.arange(41) % 2, 1.0, -1.0) * (0.5 + rng.random(41))  # each kink >= 1
+    x = np.cumsum(np.repeat(slopes, np.diff(np.concatenate([[0], knots, [n]]))))  # 40 kinks
+    rows = [x, x + 1e-7 * rng.normal(size=n), np.zeros(n), np.ones(2), np.zeros(0), -x * 1e3,
+            np.round(x * 4) / 4]
+    for row in rows:
+        assert temporal.trend_df(row) == int(piecewise_linear_df(row)[0])
+        assert temporal.trend_df(row, 1e-2) == int(piecewise_linear_df(row, 1e-2)[0])
+    assert temporal.trend_df(x) == 42

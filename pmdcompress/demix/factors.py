@@ -139,13 +139,30 @@ def highpass_spatial(store, factors: Factors, sigma: float) -> sp.csr_matrix:
     ph, pw = store.patch_shape
     halo = 2 * (_box_size(sigma) // 2)
     offsets = store.component_offsets
-    rows, cols, vals = [], [], []
-    for p, (y0, x0) in enumerate(store.patch_origins):
+    k = int(offsets[-1])
+
+    def grown(y0, x0):
+        return max(y0 - halo, 0), min(y0 + ph + halo, height), max(x0 - halo, 0), min(x0 + pw + halo, width)
+
+    # Every patch's components over the patch grown by the halo, dense: the entries are counted first and
+    # written into one set of int32 arrays (a list of pieces and their concatenation held three copies of
+    # them: the peak of a demix at 1.5x zoom, 714 MiB, now about a third of that).
+    patches = [p for p in range(len(store.patch_origins)) if offsets[p + 1] > offsets[p]]
+    sizes = []
+    for p in patches:
+        a0, a1, b0, b1 = grown(*store.patch_origins[p])
+        sizes.append(int(offsets[p + 1] - offsets[p]) * (a1 - a0) * (b1 - b0))
+    if not patches:
+        return sp.csr_matrix((height * width, k), dtype=np.float32)
+    index_type = np.int32 if max(height * width, k) < 2**31 else np.int64
+    rows = np.empty(sum(sizes), index_type)
+    cols = np.empty(sum(sizes), index_type)
+    vals = np.empty(sum(sizes), np.float32)
+    start = 0
+    for p, size in zip(patches, sizes, strict=True):
+        y0, x0 = store.patch_origins[p]
         k0, k1 = int(offsets[p]), int(offsets[p + 1])
-        if k1 == k0:
-            continue
-        a0, a1 = max(y0 - halo, 0), min(y0 + ph + halo, height)
-        b0, b1 = max(x0 - halo, 0), min(x0 + pw + halo, width)
+        a0, a1, b0, b1 = grown(y0, x0)
         w = store.weights_y[p][:, None] * store.weights_x[p][None, :] * store.noise[y0 : y0 + ph, x0 : x0 + pw]
         img = np.zeros((k1 - k0, a1 - a0, b1 - b0), np.float32)
         img[:, y0 - a0 : y0 - a0 + ph, x0 - b0 : x0 - b0 + pw] = (
@@ -153,18 +170,13 @@ def highpass_spatial(store, factors: Factors, sigma: float) -> sp.csr_matrix:
         )
         img -= _smooth(img, sigma)
         pix = (np.arange(a0, a1)[:, None] * width + np.arange(b0, b1)[None, :]).ravel()
-        flat = img.reshape(k1 - k0, -1)
-        rows.append(np.repeat(pix[None, :], k1 - k0, axis=0).ravel())
-        cols.append(np.repeat(np.arange(k0, k1), pix.size))
-        vals.append(flat.ravel())
-    k = int(offsets[-1])
-    if not rows:
-        return sp.csr_matrix((height * width, k), dtype=np.float32)
-    u = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(height * width, k),
-        dtype=np.float32,
-    )
+        piece = slice(start, start + size)
+        rows[piece].reshape(k1 - k0, pix.size)[:] = pix[None, :]
+        cols[piece].reshape(k1 - k0, pix.size)[:] = np.arange(k0, k1)[:, None]
+        vals[piece] = img.ravel()
+        start += size
+    u = sp.csr_matrix((vals, (rows, cols)), shape=(height * width, k), dtype=np.float32)
+    del rows, cols, vals
     u.sum_duplicates()
     return u
 

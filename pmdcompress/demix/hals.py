@@ -360,3 +360,32 @@ def init_background(u_low, v, rank, sigma, dims, *, rng=None) -> Background:
     maps = np.asarray(u_low @ (v64 @ f.T)).T / t
     # fewer frames than ``rank`` (a short movie binned for demixing) leave fewer modes
     return Background(_smooth(maps.reshape(len(f), *dims), sigma), f, sigma)
+
+
+def local_footprint_area(tile: np.ndarray, seed, *, threshold: float = 0.2, n_iter: int = 10) -> int:
+    """Area of the non-negative rank-one footprint of a window of the movie around ``seed``.
+
+    ``tile`` (T, h, w) is the centred movie in the window; the model is
+    ``a c + 1 f``: a footprint ``a >= 0`` started on a 2-pixel disk at ``seed`` with its trace ``c``, and a
+    flat component with its own trace ``f`` (the window's share of the neuropil).  Alternating least squares,
+    ``n_iter`` rounds.  Returns the pixels above ``threshold`` of the footprint's peak in its part connected to
+    the peak (0 when the footprint vanishes), the measure of :func:`pipeline.estimate_cell_radius`.
+    """
+    t, h, w = tile.shape
+    y = tile.reshape(t, h * w).T.astype(np.float64)  # (pixels, T)
+    yy, xx = np.mgrid[:h, :w]
+    a = (((yy - seed[0]) ** 2 + (xx - seed[1]) ** 2) <= 4).ravel().astype(np.float64)
+    flat = np.full(h * w, 1.0 / np.sqrt(h * w))
+    for _ in range(n_iter):
+        basis = np.stack([a, flat])
+        traces = np.linalg.solve(basis @ basis.T + 1e-9 * np.eye(2), basis @ y)
+        c, f = traces
+        cc = float(c @ c)
+        if not cc > 0:
+            return 0
+        a = np.maximum((y @ c - flat * float(f @ c)) / cc, 0.0)
+        if not a.max() > 0:
+            return 0
+    image = a.reshape(h, w)
+    labels, _ = ndimage.label(image > threshold * image.max())
+    return int((labels == labels.flat[np.argmax(image)]).sum())

@@ -17,7 +17,7 @@ from ..options import DEMIX_KINDS, DemixOptions
 from . import hals
 from . import ring as ringbg
 from .deconvolve import deconvolve
-from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors
+from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors, render_tile
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
 from .metrics import compute_metrics, mean_contrast, trace_noise
@@ -39,6 +39,7 @@ class Model:
     fixed: np.ndarray  # (n,) bool: footprints seeded from the mean image and never updated
     timings: dict = field(default_factory=dict)
     cell_radius_estimate: float | None = None  # from the footprints of a first pass (cell_radius not given)
+    cell_radius_prior: float | None = None  # guessed from the seeds before the fit (seed_radius), if used
     nucleus_radius: float | None = None  # radius of the mean-image soma template (seed_from_mean)
     ring: ringbg.Ring | None = None  # ring-model background (background_model="ring")
     source: np.ndarray | None = None  # (n,) int8: where each component came from, an index into SOURCES
@@ -355,6 +356,12 @@ def _ring_step(u, vb, fp: Footprints, c, opts: DemixOptions):
 DEFAULT_CELL_RADIUS = 6.0
 # Robust SDs of the high-passed mean image (metrics.mean_contrast) above which an active footprint is a clear soma.
 BRIGHT_SOMA_CONTRAST = 5.0
+# ... and where the footprint matches the data at its own transients almost perfectly (``r_value``, CaImAn's
+# spatial consistency, at or above this) and stands out of the mean image's surround (``mean_contrast`` at least
+# CONSISTENT_SOMA_CONTRAST robust SDs), a transient of WEAK_SNR_FRACTION of ``min_snr`` is enough.
+CONSISTENT_R_VALUE = 0.9
+CONSISTENT_SOMA_CONTRAST = 1.0
+WEAK_SNR_FRACTION = 0.7
 # Refit when the first pass's footprints are more than a third off in radius (1.2 refitted the 'large'
 # simulated regime, estimate 7.9 px, but also the Inscopix clip, 7.4 px: 24 -> 18 components, unjudged).
 REFIT_RATIO = 1.33
@@ -366,6 +373,12 @@ REFIT_RATIO = 1.33
 # selection at the new radius cost half, but lost F1 at the zoom (0.513: the default radius's high-pass splits
 # the larger somata).  See docs/demix.md, session 7 (refit).
 REFIT_PASSES = 2
+# Radius of the first pass when none is given (None: DEFAULT_CELL_RADIUS).  A knob for measuring how the result
+# depends on the pass radius: neurofinder_dev zoomed 1.5x, whose estimate is 8.1 px, scores F1 0.508 started at
+# 7 px without a refit against 0.557 at 8.1 px (binned 2x2: 0.541 / 0.546 / 0.559 / 0.540 at 2.6 / 3 / 3.55 /
+# 4.5 px), so a radius guessed before the first pass must be within a few per cent.  See docs/demix.md, session 8.
+START_RADIUS = None
+GUESS_FROM_SEEDS = True
 
 
 def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors, DemixOptions]:
@@ -374,24 +387,54 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     Without a ``cell_radius``, a first pass uses :data:`DEFAULT_CELL_RADIUS`; when
     the radius of the footprints it finds (:func:`estimate_cell_radius`) is more
     than :data:`REFIT_RATIO` off, the fit is repeated with that radius and at most
-    :data:`REFIT_PASSES` seeding passes.
+    :data:`REFIT_PASSES` seeding passes.  The estimate counts only the active
+    footprints that pass the quality tests, so a first pass to be redone stops
+    there (no mean-image components, no final traces: about a tenth of a pass).
     """
     t_start = time.perf_counter()
     fac = load_factors(store)
     load_s = time.perf_counter() - t_start
     if options.cell_radius is not None:
         return _fit(store, fac, options, load_s, radius_given=True)
-    first = replace(options, cell_radius=DEFAULT_CELL_RADIUS)
-    model, fac, opts = _fit(store, fac, first, load_s, radius_given=False)
-    estimate = estimate_cell_radius(model.footprints, model.fixed)
-    model.cell_radius_estimate = estimate
-    if estimate is None or 1 / REFIT_RATIO <= estimate / DEFAULT_CELL_RADIUS <= REFIT_RATIO:
-        return model, fac, opts
+    start = DEFAULT_CELL_RADIUS if START_RADIUS is None else START_RADIUS
+
+    def far_off(estimate, radius):
+        return estimate is not None and not 1 / REFIT_RATIO <= estimate / radius <= REFIT_RATIO
+
+    t_first = time.perf_counter()
+    guess_if = (lambda guess: far_off(guess, start)) if GUESS_FROM_SEEDS else None
+    model, fac, opts = _fit(store, fac, replace(options, cell_radius=start), load_s, radius_given=False,
+                            stop_if=lambda estimate: far_off(estimate, start), guess_if=guess_if)
+    prior = None
+    if isinstance(model, _Stopped) and model.guessed:
+        # The seeds say the somata are far from the default size: the pass runs at their radius, and the
+        # refit below is only a safety net, for a fitted estimate as far from that.
+        prior = model.estimate
+        log.info("demix: the brightest seeds have a radius of %.1f px; fitting with it", prior)
+        model, fac, opts = _fit(store, fac, replace(options, cell_radius=prior), load_s, radius_given=False,
+                                stop_if=lambda estimate: estimate is None or far_off(estimate, prior))
+        if isinstance(model, _Stopped) and model.estimate is None:
+            # Too few somata at that radius: the seeds misled (a 20-frame movie, a short one-photon clip, whose
+            # rank-one windows spread over their neighbours); the default pass, as without a guess.
+            log.info("demix: too few components at %.1f px; fitting at %.1f px", prior, start)
+            model, fac, opts = _fit(store, fac, replace(options, cell_radius=start), load_s, radius_given=False,
+                                    stop_if=lambda estimate: far_off(estimate, start))
+        else:
+            start = prior
+    if isinstance(model, _Stopped):
+        estimate = model.estimate
+    else:
+        estimate = estimate_cell_radius(model.footprints, model.fixed)
+        model.cell_radius_estimate = estimate
+        model.cell_radius_prior = prior
+        if not far_off(estimate, start):
+            return model, fac, opts
     log.info("demix: footprints have a radius of %.1f px; refitting with it", estimate)
-    first_s = model.timings["total_fit_s"]
+    first_s = time.perf_counter() - t_first + load_s
     refit = replace(options, cell_radius=estimate, n_passes=min(options.n_passes, REFIT_PASSES))
     model, fac, opts = _fit(store, fac, refit, load_s, radius_given=False)
     model.cell_radius_estimate = estimate
+    model.cell_radius_prior = prior
     model.timings["first_pass_s"] = first_s
     model.timings["total_fit_s"] += first_s
     return model, fac, opts
@@ -434,6 +477,41 @@ def soma_area(area) -> float:
     return float(np.median(area[area >= FRAGMENT_AREA_FRACTION * weighted_median]))
 
 
+# The radius guessed before the fit from the brightest seeds (:func:`seed_radius`): how many seeds, the half side
+# of the window each is fitted in (in units of the pass's cell radius, at least SEED_WINDOW_MIN px), and the
+# ratio of the fitted footprints' estimate to the guess.  Rank-one footprints of a seed's window take a little
+# of the neighbours and the neuropil: the fitted footprints' estimate is 0.91x their radius (median of 12 movies:
+# neurofinder_dev natively, zoomed 1.5x and its svd store; 9 simulations of 2p, 1p, small and large somata;
+# 0.87-0.99 each; binned 2x2 neurofinder_dev, 1.23, is the exception: its 2.4 px somata).  0.92 started the
+# 1.5x zoom at 8.26 px: F1 0.541 against 0.557 at 8.1.
+SEED_GUESSES = 20
+SEED_WINDOW = 2.0
+SEED_WINDOW_MIN = 12
+SEED_RADIUS_SCALE = 0.90
+# Fewer (binned) frames and no guess: neighbours' transients overlap in time and the rank-one windows spread over
+# them (the 63-frame Inscopix clip guessed 9.1 px and kept 5 components at that radius, against 19 at 6 px; the
+# 20-frame sima_ca1_example guessed 10.9 px).
+GUESS_MIN_FRAMES = 100
+
+
+def seed_radius(u, v, dims, seeds, cell_radius: float) -> float | None:
+    """The soma radius from the brightest ``seeds`` alone, before any fit: the median equivalent radius of each
+    one's rank-one footprint in its own window (:func:`hals.local_footprint_area`) times
+    :data:`SEED_RADIUS_SCALE`; ``None`` with fewer than 5 footprints."""
+    half = max(int(math.ceil(SEED_WINDOW * cell_radius)), SEED_WINDOW_MIN)
+    height, width = dims
+    areas = []
+    for sy, sx in seeds[:SEED_GUESSES]:
+        y0, y1 = max(sy - half, 0), min(sy + half + 1, height)
+        x0, x1 = max(sx - half, 0), min(sx + half + 1, width)
+        area = hals.local_footprint_area(render_tile(u, v, dims, y0, y1, x0, x1), (sy - y0, sx - x0))
+        if area:
+            areas.append(area)
+    if len(areas) < 5:
+        return None
+    return float(np.clip(SEED_RADIUS_SCALE * np.sqrt(np.median(areas) / np.pi), 2.5, 20.0))
+
+
 # Footprints above 20 % of their peak are wider than the soma (soft edges): by about 15 % on simulations, by
 # 23-31 % on real movies (neurofinder_dev's footprints on labelled somata against the labels, natively, binned
 # 2 x 2 and at 1.5x zoom).  The real movies' value: with 1.15 the mean-image template came out 10 % too large
@@ -452,8 +530,20 @@ def _soma_radius(opts: DemixOptions, fp: Footprints, fixed, radius_given: bool) 
     return float((estimate if estimate is not None else opts.cell_radius) / SOFT_EDGE_FACTOR)
 
 
-def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
-         radius_given: bool) -> tuple[Model, Factors, DemixOptions]:
+@dataclass
+class _Stopped:
+    """A pass stopped after its quality tests (:func:`_fit`'s ``stop_if``): the radius estimate of its footprints."""
+
+    estimate: float | None
+    guessed: bool = False  # the seeds' radius (:func:`seed_radius`), not the fitted footprints'
+
+
+def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_given: bool,
+         stop_if=None, guess_if=None) -> tuple[Model | _Stopped, Factors, DemixOptions]:
+    """One pass.  ``stop_if(estimate)``, called with :func:`estimate_cell_radius` of the footprints that pass the
+    quality tests, stops the pass there when true (it is to be redone at that radius): no mean-image components,
+    no final traces; a :class:`_Stopped` comes back in place of the model.  ``guess_if(guess)``, called with
+    :func:`seed_radius` of the seeds, stops it right after its seeds when true."""
     timings = {"load_s": load_s}
     t_start = time.perf_counter() - load_s
     opts = options.resolved(fac.n_frames)
@@ -488,6 +578,10 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     ok = np.flatnonzero(sizes >= opts.min_size)
     fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius).subset(ok)
     _stage("seeds", fp, np.zeros(fp.n, bool))
+    if guess_if is not None and vb.shape[1] >= GUESS_MIN_FRAMES:
+        guess = seed_radius(fac.U, vb, fac.dims, seeds[ok], opts.cell_radius)
+        if guess_if(guess):
+            return _Stopped(guess, guessed=True), fac, opts
     rng = np.random.default_rng(opts.seed)
     if opts.background_rank:
         bg = hals.init_background(fac.U - uh, vb, opts.background_rank, opts.highpass_sigma, fac.dims, rng=rng)
@@ -565,11 +659,11 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
         _stage("soma_shape", fp, fixed)
     met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold,
                           mean=fac.mean, contrast_sigma=2.2 * opts.cell_radius)
-    # A weak transient is enough where the footprint is also a clear soma of the mean image: two kinds of evidence
-    # (simulated dim cells: 10 of 11 true cells under SNR 5 stood >= 5 SDs out of the mean image; neurofinder_dev's
-    # fragments and neuropil under SNR 5 mostly < 3.5).
-    strong = (met["snr"] >= opts.min_snr) | (met["mean_contrast"] >= BRIGHT_SOMA_CONTRAST)
-    accept = strong & (met["snr"] >= min(opts.min_snr, 1.0))
+    # A weak transient is enough with a second kind of evidence (:func:`_clear_transients`): a clear soma of the mean
+    # image (simulated dim cells: 10 of 11 true cells under SNR 5 stood >= 5 SDs out of the mean image;
+    # neurofinder_dev's fragments and neuropil under SNR 5 mostly < 3.5), or a footprint consistent with its
+    # transients and brighter than its surround.
+    accept = _clear_transients(met, opts.min_snr)
     accept &= (met["r_value"] >= opts.min_r_value) & (met["skew"] >= opts.min_skew)
     # Ragged or split footprints are neuropil, dendrite or bouton fragments on real data, not somata.
     accept &= met["compactness"] >= opts.min_compactness
@@ -592,6 +686,12 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     log.info("demix: %d of %d components pass the quality tests", int(accept.sum()), fp.n)
     idx = np.flatnonzero(accept)
     fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
+    if stop_if is not None:
+        # The radius estimate counts these active footprints only (the mean-image components that follow are
+        # fixed, and left out): a pass to be redone at another radius stops here, its estimate final.
+        estimate = estimate_cell_radius(fp, fixed)
+        if stop_if(estimate):
+            return _Stopped(estimate), fac, opts
     source = np.zeros(fp.n, np.int8)
     if opts.seed_from_mean:
         soma_opts = replace(opts, cell_radius=soma_radius, min_size=int(0.25 * np.pi * soma_radius**2))
@@ -627,6 +727,25 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *,
     model = Model(fp, c, bg, corr, resid_corr, fixed, timings, ring=ring,
                   nucleus_radius=soma_radius if opts.seed_from_mean else None, source=source)
     return model, fac, opts
+
+
+def _clear_transients(met: dict, min_snr: float) -> np.ndarray:
+    """Which components' transients are evidence enough for an active cell (before the shape and size tests).
+
+    A peak of ``min_snr`` noise SDs; or, under that, a footprint that is also a clear soma of the mean image
+    (``mean_contrast`` >= :data:`BRIGHT_SOMA_CONTRAST`); or one that matches the data at its own transients
+    almost perfectly (``r_value`` >= :data:`CONSISTENT_R_VALUE`) and stands out of its surround in the mean
+    image (>= :data:`CONSISTENT_SOMA_CONTRAST`) with a peak of :data:`WEAK_SNR_FRACTION` x ``min_snr``: two kinds
+    of evidence (CaImAn accepts on spatial consistency alone).  The simulated 2p-real movies lost 22 of 48
+    missed visible somata to the SNR floor at r_value 0.8-0.99 and mean contrast 0.5-3; on neurofinder_dev's
+    stores no component under the floor passes this (their weak ones are neuropil, fragments or dim pieces with
+    r_value mostly under 0.9 or no mean-image contrast).  At least a peak of 1 SD (or ``min_snr`` if lower).
+    """
+    snr, contrast = met["snr"], met["mean_contrast"]
+    strong = (snr >= min_snr) | (contrast >= BRIGHT_SOMA_CONTRAST)
+    strong |= ((snr >= WEAK_SNR_FRACTION * min_snr) & (met["r_value"] >= CONSISTENT_R_VALUE)
+               & (contrast >= CONSISTENT_SOMA_CONTRAST))
+    return strong & (snr >= min(min_snr, 1.0))
 
 
 # A mean-image blob (a filled soma) must stand this many times above the RMS of the fine structure around it:
@@ -712,10 +831,11 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
         area = int(mask.sum())
         if area < opts.min_size:
             continue
-        # Compactness: area over that of the disk of the mask's largest extent from its centroid.
+        # Compactness: area over that of the disk of the mask's largest extent from its centroid, the part of
+        # that disk inside the frame (a soma cut by the field's edge is a compact half-disk).
         py, px = np.nonzero(mask)
         extent = np.sqrt(((py - py.mean()) ** 2 + (px - px.mean()) ** 2).max()) + 0.5
-        if area < 0.55 * np.pi * extent**2:
+        if area < 0.55 * np.pi * extent**2 * _inside_fraction(py.mean() + y0, px.mean() + x0, extent, fp.dims):
             continue
         kept.append((y, x))
         regions[y0:y1, x0:x1][mask] = len(kept)
@@ -725,6 +845,20 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
     new = _new_footprints(values, seeds, regions, box, fp.dims)
     new.support[...] = new.values > 0
     return new
+
+
+def _inside_fraction(cy: float, cx: float, radius: float, dims) -> float:
+    """Fraction of the disk of ``radius`` around ``(cy, cx)`` inside a frame of ``dims`` (pixel centres
+    counted); exactly 1 where the disk is clear of the edges."""
+    height, width = dims
+    if cy - radius >= -0.5 and cx - radius >= -0.5 and cy + radius <= height - 0.5 and cx + radius <= width - 0.5:
+        return 1.0
+    half = int(math.ceil(radius)) + 1
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    yy, xx = yy + int(round(cy)), xx + int(round(cx))
+    disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+    return float((disk & inside).sum()) / max(float(disk.sum()), 1.0)
 
 
 def _covered(fp: Footprints, threshold: float) -> np.ndarray:
@@ -961,6 +1095,7 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         "parameters": options_dict(opts),
         "mask_shape": default_mask_shape(opts.kind),
         "cell_radius_estimate": model.cell_radius_estimate,
+        "cell_radius_prior": model.cell_radius_prior,
         "nucleus_radius": model.nucleus_radius,
         "ring": ({"ssub": opts.ring_ssub, "radius": opts.ring_radius, "low_dims": list(model.ring.low_dims),
                   "model": "B(t) = up(W down(Y(t) - mean image - A c(t))), c the traces centred in time; down: "

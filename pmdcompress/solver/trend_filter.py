@@ -190,9 +190,11 @@ def _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs):
         rhs[j] = 0.0
     # Local accumulators (not the arrays' elements, whose load-store round trips would chain the loop),
     # added to in the same order, so the sums are the same to the last bit.
+    # Frame positions unsigned: numba tests every signed index for a negative value (to wrap it around), and
+    # positions loaded from knots[] are not known to be >= 0 (the same floats either way).
     for j in range(nb - 1):
-        t0 = knots[j]
-        t1 = knots[j + 1]
+        t0 = np.uint64(knots[j])
+        t1 = np.uint64(knots[j + 1])
         inv_len = 1.0 / (t1 - t0)
         diag_j, off_j, diag_k, rhs_j, rhs_k = diag[j], off[j], diag[j + 1], rhs[j], rhs[j + 1]
         for t in range(t0, t1):
@@ -216,11 +218,12 @@ def _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs):
         rhs[j] = (rhs[j] - off[j] * rhs[j + 1]) / diag[j]
     # evaluate the spline
     for j in range(nb - 1):
-        t0 = knots[j]
-        inv_len = 1.0 / (knots[j + 1] - t0)
+        t0 = np.uint64(knots[j])
+        t1 = np.uint64(knots[j + 1])
+        inv_len = 1.0 / (t1 - t0)
         c0 = rhs[j]
         dc = rhs[j + 1] - c0
-        for t in range(t0, knots[j + 1]):
+        for t in range(t0, t1):
             x[t] = c0 + dc * ((t - t0) * inv_len)
     x[n - 1] = rhs[nb - 1]
     # dual variables from D^T z = y - x (w is free again)

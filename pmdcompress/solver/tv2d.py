@@ -70,6 +70,14 @@ def _tv2d_total_variation(x):
 
 @jit
 def _tv2d_kernel(y, lam, t, x, max_num_iter, tol):
+    """:func:`_tv2d_solve` with its own work arrays."""
+    h, w = y.shape
+    return _tv2d_solve(y, lam, t, x, max_num_iter, tol, np.empty((h, w)), np.empty((h, w)), np.empty((h, w)),
+                       np.empty((w, h)), np.empty((w, h)))
+
+
+@jit
+def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt):
     """Anisotropic 2-D TV denoising to a certified tolerance.
 
     Parameters
@@ -90,6 +98,10 @@ def _tv2d_kernel(y, lam, t, x, max_num_iter, tol):
     tol : float
         Stop once ``sqrt(2 * gap) <= tol * ||y - mean(y)||``, which bounds
         ``||x - x*||``.
+    t_hat, v, a : ndarray of float64, shape (h, w)
+    wt, xt : ndarray of float64, shape (w, h)
+        Work arrays (their contents on entry do not matter): a search solves
+        many times on one image without allocating them again.
 
     Returns
     -------
@@ -147,28 +159,29 @@ def _tv2d_kernel(y, lam, t, x, max_num_iter, tol):
     h = np.uint64(h)
     w = np.uint64(w)
     one = np.uint64(1)
-    t_hat = t.copy()
-    t_old = t.copy()
-    v = np.empty((h, w))
-    a = np.empty((h, w))
-    wt = np.empty((w, h))
-    xt = np.empty((w, h))
+    # Two passes over the image per iteration besides the 1-D solves: the momentum step of the next iteration
+    # (and its ``v``) is taken inside the certificate's pass, with the beta it will use if there is no restart
+    # (beta depends on theta alone); a restart, or the last iteration, discards it.  The same floats as the
+    # four passes this replaced (t_hat and v are each the same expression of the same operands).
+    for i in range(h):
+        for j in range(w):
+            t_hat[i, j] = t[i, j]
+            v[i, j] = y[i, j] - t_hat[i, j]
     theta = 1.0
     gap = np.inf
     converged = False
     n_iter = 0
     while n_iter < max_num_iter:
         n_iter += 1
-        for i in range(h):
-            for j in range(w):
-                v[i, j] = y[i, j] - t_hat[i, j]
         _tv_rows(v, lam, a)  # a = prox_f(y - t_hat); s = v - a
         for i in range(h):
             for j in range(w):
                 wt[j, i] = t_hat[i, j] + a[i, j]
         _tv_rows(wt, lam, xt)  # x = prox_g(t_hat + a)
-        # One pass: x, the new dual, and the three sums of the certificate and the restart test (the total
-        # variation read from xt, the transpose of x), each accumulated in the order (i, j) as before.
+        theta_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * theta * theta))
+        beta = (theta - 1.0) / theta_new
+        # One pass: the new dual, the three sums of the certificate and the restart test (the total variation
+        # read from xt, the transpose of x), each accumulated in the order (i, j), and the momentum step.
         inner = 0.0
         grad_dot = 0.0
         tv = 0.0
@@ -179,30 +192,31 @@ def _tv2d_kernel(y, lam, t, x, max_num_iter, tol):
                     tv += abs(xt[j + one, i] - xij)
                 if i + one < h:
                     tv += abs(xt[j, i + one] - xij)
-                x[i, j] = xij
                 t_new = wt[j, i] - xij
+                t_prev = t[i, j]
                 inner += xij * (v[i, j] - a[i, j] + t_new)
-                grad_dot += (t_hat[i, j] - t_new) * (t_new - t[i, j])
-                t_old[i, j] = t[i, j]
+                grad_dot += (t_hat[i, j] - t_new) * (t_new - t_prev)
                 t[i, j] = t_new
+                t_step = t_new + beta * (t_new - t_prev)
+                t_hat[i, j] = t_step
+                v[i, j] = y[i, j] - t_step
         penalty = lam * tv
         gap = penalty - inner
         if gap <= max(gap_tol, 1e-13 * (penalty + abs(inner))):
             converged = True
             break
-        theta_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * theta * theta))
         if grad_dot > 0.0:
             # momentum points uphill: restart
             theta = 1.0
             for i in range(h):
                 for j in range(w):
                     t_hat[i, j] = t[i, j]
+                    v[i, j] = y[i, j] - t_hat[i, j]
         else:
-            beta = (theta - 1.0) / theta_new
             theta = theta_new
-            for i in range(h):
-                for j in range(w):
-                    t_hat[i, j] = t[i, j] + beta * (t[i, j] - t_old[i, j])
+    for i in range(h):
+        for j in range(w):
+            x[i, j] = xt[j, i]
     return n_iter, max(gap, 0.0), converged
 
 
@@ -302,6 +316,11 @@ def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_so
     state, target, lam = search_start(lam0, lam_bound, r_inf, delta, rtol)
     x_best = y.copy()
     t_best = np.zeros((h, w))  # the dual of x_best (y itself, at lam = 0, until a feasible lam is found)
+    t_hat = np.empty((h, w))
+    v = np.empty((h, w))
+    a = np.empty((h, w))
+    wt = np.empty((w, h))
+    xt = np.empty((w, h))
     res_best = 0.0
     lam_best = 0.0
     lam_prev = 0.0
@@ -317,14 +336,15 @@ def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_so
             for j in range(w):
                 t[i, j] *= scale
         lam_t = lam
-        _, _, converged = _tv2d_kernel(y, lam, t, x, max_num_iter_solver, tol if tight else steer_tol)
+        _, _, converged = _tv2d_solve(y, lam, t, x, max_num_iter_solver, tol if tight else steer_tol, t_hat, v, a,
+                                      wt, xt)
         all_converged = all_converged and converged
         res = squared_distance(y, x)
         if not tight and ((1.0 - rtol) * delta <= res <= delta or state[S_HI] - state[S_LO] <= 1e-12 * state[S_HI]):
             # this lam is the candidate (or the loose bracket collapsed): certify it, and search afresh from here
             tight = True
             state = search_init(lam_bound)
-            _, _, converged = _tv2d_kernel(y, lam, t, x, max_num_iter_solver, tol)
+            _, _, converged = _tv2d_solve(y, lam, t, x, max_num_iter_solver, tol, t_hat, v, a, wt, xt)
             all_converged = all_converged and converged
             res = squared_distance(y, x)
         if search_record(state, lam, res, delta) and tight:

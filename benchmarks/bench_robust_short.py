@@ -53,7 +53,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_short_split import SIMA, SIMA_GAIN, SIMA_OFFSET  # noqa: E402
+from bench_short_split import SIMA, sima_like_maps  # noqa: E402
 
 PARTS = ("short", "real", "correlated", "selection")
 #: bench_robust cases of the selection part: does the error-optimal choice drop components on the simulator's
@@ -68,33 +68,6 @@ VARIANTS = [("defaults", {}), ("false_pass 0.01", {"false_pass": 0.01}), ("false
 SELECTED = ("defaults", "false_pass 0.3")
 #: bench_robust cases of the correlated-noise part (inscopix_1p_part2's simulation, and a short two-photon one).
 CORRELATED_CASES = ("1p 63 frames blurred noise", "2p short 40 frames")
-
-
-def sima_like_maps(seed: int, frames: int, amplitude: float, n_cells: int = 300, blur: float = 0.075):
-    """``bench_short_split.sima_like`` (same draws, same movie) that also returns each cell's dynamic spatial map
-    (photons per unit of its trace, after the row blur) and its trace: (raw ADU, clean ADU, maps (k, h, w), traces
-    (k, T))."""
-    import tifffile
-    from scipy import ndimage
-
-    raw = tifffile.imread(SIMA).astype(np.float64)
-    base = np.clip((raw.mean(axis=0) - SIMA_OFFSET) / SIMA_GAIN, 0.05, None)
-    rng = np.random.default_rng(seed)
-    h, w = base.shape
-    yy, xx = np.mgrid[:h, :w]
-    weight = ndimage.gaussian_filter(base, 3).ravel() ** 2
-    centres = rng.choice(h * w, n_cells, p=weight / weight.sum(), replace=False)
-    feet = np.array([np.exp(-((yy - c // w) ** 2 + (xx - c % w) ** 2) / (2 * 3.0**2)) for c in centres])
-    kernel = np.exp(-np.arange(frames) / 4.0)
-    traces = np.array([np.convolve((rng.random(frames + 10) < 0.08) * rng.exponential(1.0, frames + 10),
-                                   kernel)[10 : frames + 10] for _ in range(n_cells)])
-    rate = base[None] * (1 + amplitude * np.einsum("kt,kij->tij", traces, feet))
-    counts = rng.poisson(rate).astype(np.float64)
-    mix = np.array([[blur, 1 - 2 * blur, blur]])[None]
-    counts, rate = ndimage.convolve(counts, mix, mode="nearest"), ndimage.convolve(rate, mix, mode="nearest")
-    adu = np.round(200.0 + 50.0 * counts + rng.normal(0, 15.0, counts.shape))
-    maps = ndimage.convolve(amplitude * base[None] * feet, mix, mode="nearest")
-    return adu.astype(np.float32), 200.0 + 50.0 * rate, maps, traces
 
 
 def measures(a, b, truth, den, ps) -> dict:

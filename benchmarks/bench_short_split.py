@@ -35,8 +35,10 @@ SIMA = SHARED / "sima_ca1_example" / "movie.tif"
 SIMA_GAIN, SIMA_OFFSET = 486.5, -619.6  # the real movie's photon transfer (report.json counts)
 
 
-def sima_like(seed: int, frames: int, amplitude: float, n_cells: int = 300, blur: float = 0.075):
-    """(raw ADU float32 movie, clean ADU movie) copying sima_ca1_example's photon level and noise correlation."""
+def sima_like_maps(seed: int, frames: int, amplitude: float, n_cells: int = 300, blur: float = 0.075):
+    """:func:`sima_like` that also returns each cell's dynamic spatial map
+    (photons per unit of its trace, after the row blur) and its trace: (raw ADU, clean ADU, maps (k, h, w), traces
+    (k, T))."""
     import tifffile
     from scipy import ndimage
 
@@ -56,7 +58,14 @@ def sima_like(seed: int, frames: int, amplitude: float, n_cells: int = 300, blur
     mix = np.array([[blur, 1 - 2 * blur, blur]])[None]
     counts, rate = ndimage.convolve(counts, mix, mode="nearest"), ndimage.convolve(rate, mix, mode="nearest")
     adu = np.round(200.0 + 50.0 * counts + rng.normal(0, 15.0, counts.shape))
-    return adu.astype(np.float32), 200.0 + 50.0 * rate
+    maps = ndimage.convolve(amplitude * base[None] * feet, mix, mode="nearest")
+    return adu.astype(np.float32), 200.0 + 50.0 * rate, maps, traces
+
+
+def sima_like(seed: int, frames: int, amplitude: float, n_cells: int = 300, blur: float = 0.075):
+    """(raw ADU float32 movie, clean ADU movie) copying sima_ca1_example's photon level and noise correlation."""
+    adu, clean, _, _ = sima_like_maps(seed, frames, amplitude, n_cells, blur)
+    return adu, clean
 
 
 def case(seed: int, frames: int, amplitude: float) -> dict:

@@ -395,6 +395,22 @@ def cross_correlations(first: np.ndarray, second: np.ndarray | None = None, *, r
     return out
 
 
+def _add_lagged_moments(acc, pairs, first, second, keep, m: int, m2: int) -> None:
+    """Add one chunk's cross moments of ``first`` and ``second`` at each lag's pixel pairs to ``acc``.
+
+    ``c0``/``k0``: products at the same time over the ``m`` differences that start in the chunk; ``c1``/``k1``:
+    at time lag one, symmetrised, over ``m2``; ``k`` counts the kept (unmasked) products.
+    """
+    for a, (p, q) in zip(acc, pairs, strict=True):
+        x, y, kx, ky = first[:, p[0], p[1]], second[:, q[0], q[1]], keep[:, p[0], p[1]], keep[:, q[0], q[1]]
+        a["c0"] += np.einsum("tij,tij->ij", x[:m], y[:m])
+        a["c1"] += 0.5 * (np.einsum("tij,tij->ij", x[:m2], y[1 : m2 + 1])
+                          + np.einsum("tij,tij->ij", x[1 : m2 + 1], y[:m2]))
+        a["k0"] += np.einsum("tij,tij->ij", kx[:m], ky[:m])
+        a["k1"] += 0.5 * (np.einsum("tij,tij->ij", kx[:m2], ky[1 : m2 + 1])
+                          + np.einsum("tij,tij->ij", kx[1 : m2 + 1], ky[:m2]))
+
+
 def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS, chunk: int = 256,
                         clean: bool = False, extrapolation: str | None = None,
                         variance: np.ndarray | None = None) -> dict:
@@ -436,14 +452,7 @@ def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS,
         own["c1"] += np.einsum("tij,tij->ij", d[:m2], d[1 : m2 + 1])
         own["k0"] += keep[:m].sum(axis=0)
         own["k1"] += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
-        for a, (p, q) in zip(acc, pairs, strict=True):
-            x, y, kx, ky = d[:, p[0], p[1]], d[:, q[0], q[1]], keep[:, p[0], p[1]], keep[:, q[0], q[1]]
-            a["c0"] += np.einsum("tij,tij->ij", x[:m], y[:m])
-            a["c1"] += 0.5 * (np.einsum("tij,tij->ij", x[:m2], y[1 : m2 + 1])
-                              + np.einsum("tij,tij->ij", x[1 : m2 + 1], y[:m2]))
-            a["k0"] += np.einsum("tij,tij->ij", kx[:m], ky[:m])
-            a["k1"] += 0.5 * (np.einsum("tij,tij->ij", kx[:m2], ky[1 : m2 + 1])
-                              + np.einsum("tij,tij->ij", kx[1 : m2 + 1], ky[:m2]))
+        _add_lagged_moments(acc, pairs, d, d, keep, m, m2)
     if variance is None:
         var = np.clip(_extrapolated(own["c0"], own["k0"], own["c1"], own["k1"], extrapolation), 0.0, None)
     else:
@@ -497,14 +506,7 @@ def halves_correlations(first: np.ndarray, second: np.ndarray, *, radius: int = 
             own["c1"][i] += np.einsum("tij,tij->ij", d[:m2], d[1 : m2 + 1])
             own["k0"][i] += keep[:m].sum(axis=0)
             own["k1"][i] += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
-        for a, (p, q) in zip(acc, pairs, strict=True):
-            x, y, kx, ky = d1[:, p[0], p[1]], d2[:, q[0], q[1]], keep[:, p[0], p[1]], keep[:, q[0], q[1]]
-            a["c0"] += np.einsum("tij,tij->ij", x[:m], y[:m])
-            a["c1"] += 0.5 * (np.einsum("tij,tij->ij", x[:m2], y[1 : m2 + 1])
-                              + np.einsum("tij,tij->ij", x[1 : m2 + 1], y[:m2]))
-            a["k0"] += np.einsum("tij,tij->ij", kx[:m], ky[:m])
-            a["k1"] += 0.5 * (np.einsum("tij,tij->ij", kx[:m2], ky[1 : m2 + 1])
-                              + np.einsum("tij,tij->ij", kx[1 : m2 + 1], ky[:m2]))
+        _add_lagged_moments(acc, pairs, d1, d2, keep, m, m2)
 
     def extrapolated(s):
         return (s["c0"] / np.maximum(s["k0"], 1) - s["c1"] / np.maximum(s["k1"], 1)) / 3.0

@@ -198,13 +198,27 @@ def test_soma_shape_cuts_a_dendrite_off_a_soma_keeps_round_somata_whole_and_drop
     np.testing.assert_array_equal(fp.values[3], values[3])
 
 
+def _mean_blobs(mean, dims, somata):
+    """The mean-image blobs found with no footprint yet (cell radius 5.5 px), the somata's true disks, the blobs'
+    masks (pixels x blobs)."""
+    from dataclasses import replace
+
+    from pmdcompress.demix.pipeline import _mean_footprints
+    from pmdcompress.options import DemixOptions
+
+    opts = DemixOptions.create(fs=7.0, cell_radius=5.5).resolved(600)
+    opts = replace(opts, cell_radius=5.5, highpass_sigma=7.7, min_size=int(0.25 * np.pi * 5.5**2))
+    none = hals.Footprints(np.zeros((0, 2), np.int64), np.zeros((0, 23, 23), np.float32),
+                           np.zeros((0, 23, 23), bool), dims)
+    found = _mean_footprints(mean, none, opts, (23, 23))
+    truth = _masks([_disk(dims, c, 5.5) for c in somata])
+    return found, truth, (found.to_sparse() > 0).astype(np.float32).tocsc()
+
+
 def test_mean_image_blobs_in_bright_texture_are_not_somata_but_filled_somata_are():
     """Silent somata from the mean image: filled somata stand out of their surround; neuropil texture
     (many small bright spots, each above the whole image's robust spread) does not make components."""
-    from dataclasses import replace
-
-    from pmdcompress.demix.pipeline import MEAN_BLOB_TEXTURE_CONTRAST, _mean_footprints
-    from pmdcompress.options import DemixOptions
+    from pmdcompress.demix.pipeline import MEAN_BLOB_TEXTURE_CONTRAST
 
     rng = np.random.default_rng(3)
     dims = (120, 160)
@@ -218,13 +232,7 @@ def test_mean_image_blobs_in_bright_texture_are_not_somata_but_filled_somata_are
     somata = [(30, 25), (60, 50), (95, 30), (60, 120)]  # the last one inside the texture, twice as bright
     for k, c in enumerate(somata):
         mean += (60.0 if k == 3 else 30.0) * _disk(dims, c, 5.5)
-    opts = DemixOptions.create(fs=7.0, cell_radius=5.5).resolved(600)
-    opts = replace(opts, cell_radius=5.5, highpass_sigma=7.7, min_size=int(0.25 * np.pi * 5.5**2))
-    none = hals.Footprints(np.zeros((0, 2), np.int64), np.zeros((0, 23, 23), np.float32),
-                           np.zeros((0, 23, 23), bool), dims)
-    found = _mean_footprints(mean, none, opts, (23, 23))
-    truth = _masks([_disk(dims, c, 5.5) for c in somata])
-    masks = (found.to_sparse() > 0).astype(np.float32).tocsc()
+    found, truth, masks = _mean_blobs(mean, dims, somata)
     centers = np.array([np.divmod(masks.indices[masks.indptr[j] : masks.indptr[j + 1]], dims[1])
                         for j in range(found.n)], dtype=object)
     centers = np.array([[np.mean(c[0]), np.mean(c[1])] for c in centers]).reshape(-1, 2)
@@ -238,7 +246,7 @@ def test_mean_image_blobs_in_bright_texture_are_not_somata_but_filled_somata_are
     saved = pipeline.MEAN_BLOB_TEXTURE_CONTRAST
     try:
         pipeline.MEAN_BLOB_TEXTURE_CONTRAST = 0.0
-        loose = _mean_footprints(mean, none, opts, (23, 23))
+        loose, _, _ = _mean_blobs(mean, dims, somata)
     finally:
         pipeline.MEAN_BLOB_TEXTURE_CONTRAST = saved
     assert MEAN_BLOB_TEXTURE_CONTRAST > 0 and loose.n >= found.n + 2
@@ -247,10 +255,7 @@ def test_mean_image_blobs_in_bright_texture_are_not_somata_but_filled_somata_are
 def test_mean_image_somata_cut_by_the_field_edge_are_found_and_an_edge_bar_is_not():
     """A filled soma cut in half by the frame's edge is compact for the frame it lies in (its compactness is
     measured against the part of the enclosing disk inside the frame); a bright bar along the edge is not."""
-    from dataclasses import replace
-
-    from pmdcompress.demix.pipeline import _inside_fraction, _mean_footprints
-    from pmdcompress.options import DemixOptions
+    from pmdcompress.demix.pipeline import _inside_fraction
 
     assert _inside_fraction(50.0, 50.0, 6.0, (100, 100)) == 1.0
     assert _inside_fraction(50.0, 0.0, 6.0, (100, 100)) == pytest.approx(0.5, abs=0.06)
@@ -264,13 +269,7 @@ def test_mean_image_somata_cut_by_the_field_edge_are_found_and_an_edge_bar_is_no
         mean += 30.0 * _disk(dims, c, 5.5)
     mean[100:104, 100:160] += 30.0  # a bright bar (a vessel's wall) along the right part of the bottom
     mean[117:120, 20:50] += 30.0  # ... and one on the bottom edge itself
-    opts = DemixOptions.create(fs=7.0, cell_radius=5.5).resolved(600)
-    opts = replace(opts, cell_radius=5.5, highpass_sigma=7.7, min_size=int(0.25 * np.pi * 5.5**2))
-    none = hals.Footprints(np.zeros((0, 2), np.int64), np.zeros((0, 23, 23), np.float32),
-                           np.zeros((0, 23, 23), bool), dims)
-    found = _mean_footprints(mean, none, opts, (23, 23))
-    truth = _masks([_disk(dims, c, 5.5) for c in somata])
-    masks = (found.to_sparse() > 0).astype(np.float32).tocsc()
+    found, truth, masks = _mean_blobs(mean, dims, somata)
     hits = iou_matrix(masks, truth).max(axis=0) if found.n else np.zeros(len(somata))
     assert np.all(hits >= 0.5), hits
     assert found.n == len(somata), found.n  # neither bar

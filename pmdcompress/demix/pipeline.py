@@ -467,7 +467,12 @@ def estimate_cell_radius(fp: Footprints, fixed=None, *, threshold: float = 0.2, 
         area = area[~np.asarray(fixed, bool)]
     if area.size < min_count:
         return None
-    return float(np.clip(np.sqrt(soma_area(area) / np.pi), 2.5, 20.0))
+    return _equivalent_radius(soma_area(area))
+
+
+def _equivalent_radius(area: float, scale: float = 1.0) -> float:
+    """``scale`` times the radius of a disk of ``area`` pixels, clipped to the 2.5-20 px a soma radius may take."""
+    return float(np.clip(scale * np.sqrt(area / np.pi), 2.5, 20.0))
 
 
 def soma_area(area) -> float:
@@ -509,7 +514,7 @@ def seed_radius(u, v, dims, seeds, cell_radius: float) -> float | None:
             areas.append(area)
     if len(areas) < 5:
         return None
-    return float(np.clip(SEED_RADIUS_SCALE * np.sqrt(np.median(areas) / np.pi), 2.5, 20.0))
+    return _equivalent_radius(float(np.median(areas)), SEED_RADIUS_SCALE)
 
 
 # Footprints above 20 % of their peak are wider than the soma (soft edges): by about 15 % on simulations, by

@@ -63,6 +63,15 @@ class Blocks:
     def _offset(self, block: int, start: int) -> int:
         return ((block * self.shape[1]) + start) * self.shape[2] * self.dtype.itemsize
 
+    def _read_into(self, fd: int, view: memoryview, offset: int) -> None:
+        """Fill ``view`` (bytes) from ``fd`` at ``offset`` (``preadv`` may return less than asked)."""
+        done = 0
+        while done < len(view):
+            n = os.preadv(fd, [view[done:]], offset + done)
+            if n == 0:
+                raise OSError(f"{self.path}: scratch file shorter than expected")
+            done += n
+
     def write(self, parts) -> None:
         """Write ``(block, start, values (n, width))`` for each of PARTS."""
         if self._array is not None:
@@ -88,12 +97,7 @@ class Blocks:
         try:
             for block, start, stop in ranges:
                 values = np.empty((stop - start, self.shape[2]), self.dtype)
-                view, offset, done = memoryview(values).cast("B"), self._offset(block, start), 0
-                while done < len(view):
-                    n = os.preadv(fd, [view[done:]], offset + done)
-                    if n == 0:
-                        raise OSError(f"{self.path}: scratch file shorter than expected")
-                    done += n
+                self._read_into(fd, memoryview(values).cast("B"), self._offset(block, start))
                 out.append(values)
         finally:
             os.close(fd)
@@ -119,13 +123,8 @@ class Blocks:
             for block in range(self.shape[0]):
                 for run in runs:
                     start = (block * len(rows) + int(run[0])) * row_bytes
-                    view = flat[start : start + len(run) * row_bytes]
-                    offset, done = self._offset(block, int(rows[run[0]])), 0
-                    while done < len(view):
-                        n = os.preadv(fd, [view[done:]], offset + done)
-                        if n == 0:
-                            raise OSError(f"{self.path}: scratch file shorter than expected")
-                        done += n
+                    self._read_into(fd, flat[start : start + len(run) * row_bytes],
+                                    self._offset(block, int(rows[run[0]])))
         finally:
             os.close(fd)
         return out

@@ -508,8 +508,8 @@ def halves_correlations(first: np.ndarray, second: np.ndarray, *, radius: int = 
             own["k1"][i] += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
         _add_lagged_moments(acc, pairs, d1, d2, keep, m, m2)
 
-    def extrapolated(s):
-        return (s["c0"] / np.maximum(s["k0"], 1) - s["c1"] / np.maximum(s["k1"], 1)) / 3.0
+    def extrapolated(s):  # the halves' check keeps the three-lag form
+        return _extrapolated(s["c0"], s["k0"], s["c1"], s["k1"], "three-lag")
 
     var = np.clip(extrapolated(own), 0.0, None)
     out = {}

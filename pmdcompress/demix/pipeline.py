@@ -17,7 +17,7 @@ from ..options import DEMIX_KINDS, DemixOptions
 from . import hals
 from . import ring as ringbg
 from .deconvolve import deconvolve
-from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors, render_tile
+from .factors import ColumnStack, Factors, _smooth, bin_frames, highpass_spatial, load_factors, render_tile
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
 from .metrics import compute_metrics, mean_contrast, trace_noise
@@ -618,7 +618,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
     for _ in range(1, opts.n_passes):
         # Residual pass: the same image on the movie minus what the model explains.
         ha = _highpass_footprints(fp, opts.highpass_sigma)
-        u_res = sp.hstack([uh, -ha]).tocsr()
+        u_res = ColumnStack(uh, -ha)  # hstack, without copying uh
         v_res = np.vstack([vb, c.astype(np.float32)])
         resid_corr, resid_peak = correlation_image(u_res, v_res, fac.dims, mad_threshold=opts.mad_threshold,
                                                    return_peak=True)

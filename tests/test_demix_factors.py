@@ -136,3 +136,42 @@ def test_masks_are_drawn_once_and_redrawn_for_new_footprints():
     res.footprints = sp.csc_matrix(res.footprints[:, ::-1])
     swapped = res.masks()
     assert (swapped[:, 0] != first[:, 1]).nnz == 0 and (swapped[:, 1] != first[:, 0]).nnz == 0
+
+
+@pytest.mark.parametrize("shape,sigma", [((37, 52), 4.0), ((9, 6), 6.0), ((64, 40), 8.4)])
+def test_box_lowpass_is_self_adjoint(shape, sigma):
+    # What init_background_lowpass relies on: box filters reflected by half a sample at the edges (also where the
+    # box is wider than the image) are symmetric operators, so (smooth U).T q = U.T smooth(q).
+    from pmdcompress.demix.factors import _smooth
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, *shape))
+    y = rng.standard_normal((3, *shape))
+    lhs = np.sum(_smooth(x, sigma) * y, axis=(1, 2))
+    rhs = np.sum(x * _smooth(y, sigma), axis=(1, 2))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12 * np.abs(lhs).max())
+
+
+def test_background_from_the_lowpass_products_equals_the_lowpassed_factors(tmp_path):
+    import pmdcompress
+    from pmdcompress.demix import hals
+    from pmdcompress.demix.factors import highpass_spatial, load_factors
+    from pmdcompress.simulate import simulate_movie
+
+    movie = tmp_path / "m.tif"
+    simulate_movie(movie, n_frames=300, shape=(64, 80), n_neurons=10, photons=2.0, seed=4)
+    store = pmdcompress.compress(movie, tmp_path / "m.pmd.zarr")
+    fac = load_factors(store)
+    sigma = 8.4
+    u_low = fac.U - highpass_spatial(store, fac, sigma)
+    want = hals.init_background(u_low, fac.V, 3, sigma, fac.dims, rng=np.random.default_rng(1))
+    got = hals.init_background_lowpass(fac.U, fac.V, 3, sigma, fac.dims, rng=np.random.default_rng(1))
+    assert got.rank == want.rank == 3
+    # the same modes up to float32 rounding of U - (U - smooth U)
+    np.testing.assert_allclose(got.temporal, want.temporal, atol=1e-6 * np.abs(want.temporal).max())
+    np.testing.assert_allclose(got.spatial, want.spatial, atol=1e-6 * np.abs(want.spatial).max())
+    # and the top mode is the movie's low-passed top mode (exact SVD of the dense low-passed movie)
+    dense = np.asarray(u_low.toarray(), np.float64) @ fac.V.astype(np.float64)
+    _, _, vt = np.linalg.svd(dense, full_matrices=False)
+    top = vt[0] * np.sqrt(fac.n_frames)
+    assert abs(abs(np.dot(top, got.temporal[0])) / fac.n_frames - 1.0) < 1e-3

@@ -133,9 +133,14 @@ class DemixResult:
         # 1 + the footprint's value under its mask: an ellipse's pixels where the footprint is zero still count.
         a = (sp.csc_matrix(masks, dtype=np.float64) + self.footprints.multiply(masks)).tocsr()
         out = np.zeros(a.shape[0], np.int32)
-        for p in np.flatnonzero(np.diff(a.indptr)):
-            seg = slice(a.indptr[p], a.indptr[p + 1])
-            out[p] = a.indices[seg][np.argmax(a.data[seg])] + 1
+        rows = np.flatnonzero(np.diff(a.indptr))
+        if rows.size:
+            # Each covered pixel's first entry holding its row's maximum (np.argmax per row, all rows at once).
+            row_of = np.repeat(np.arange(rows.size), np.diff(a.indptr)[rows])
+            top = np.maximum.reduceat(a.data, a.indptr[rows])
+            at_top = np.flatnonzero(a.data == top[row_of])
+            first = at_top[np.unique(row_of[at_top], return_index=True)[1]]
+            out[rows] = a.indices[first] + 1
         return out.reshape(self.dims)
 
     def __repr__(self) -> str:

@@ -175,3 +175,19 @@ def test_background_from_the_lowpass_products_equals_the_lowpassed_factors(tmp_p
     _, _, vt = np.linalg.svd(dense, full_matrices=False)
     top = vt[0] * np.sqrt(fac.n_frames)
     assert abs(abs(np.dot(top, got.temporal[0])) / fac.n_frames - 1.0) < 1e-3
+
+
+def test_windows_are_the_per_pixel_gather_with_its_layout():
+    from pmdcompress.demix import hals
+
+    rng = np.random.default_rng(8)
+    for dims, box, m in (((40, 50), (9, 9), 3), ((30, 20), (7, 5), 2), ((9, 9), (9, 9), 4)):
+        origins = np.stack([rng.integers(0, dims[0] - box[0] + 1, 6), rng.integers(0, dims[1] - box[1] + 1, 6)], 1)
+        fp = hals.Footprints(origins, np.zeros((6, *box), np.float32), np.ones((6, *box), bool), dims)
+        images = rng.standard_normal((m, *dims))
+        yy = origins[:, 0][:, None, None] + np.arange(box[0])[None, :, None]
+        xx = origins[:, 1][:, None, None] + np.arange(box[1])[None, None, :]
+        want = images[:, yy, xx]
+        got = hals.windows(images, fp)
+        np.testing.assert_array_equal(got, want)
+        assert got.strides == want.strides  # einsum over it sums in the same order

@@ -34,13 +34,14 @@ from pmdcompress.solver.null import NULL_VERSION
 
 V1 = Path(__file__).parent / "fixtures" / "v1"
 V2 = Path(__file__).parent / "fixtures" / "v2"  # the store, and a report made by session 3's code
+V3 = Path(__file__).parent / "fixtures" / "v3"  # the store (zigzag spatial codes), made by session 8's code
 ALL_FORMATS = [STORE, DEMIX, TRUTH, REPORT, BATCH_STATUS, NULL_CACHE]
 
 
 # -- the version-1 fixtures (made by tests/fixtures/make_fixtures.py) ----------------------------------------
 
 
-@pytest.mark.parametrize("version, folder", [(1, V1), (2, V2)])
+@pytest.mark.parametrize("version, folder", [(1, V1), (2, V2), (3, V3)])
 def test_store_fixtures_reconstruct_the_simulated_movie_within_its_noise(version, folder):
     store = pmdcompress.open(folder / "sim.pmd.zarr")
     truth = load_truth(V1 / "sim.truth.zarr")  # both stores were made from this movie

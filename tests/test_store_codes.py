@@ -87,6 +87,10 @@ def test_noise_rounds_to_8_bits_of_mantissa_and_its_16_bit_codes_are_exact():
     assert noise_codes(noise) is None  # not rounded: no code holds it
     assert noise_codes(np.array([1.0, 0.0], np.float32)) is None and noise_codes(np.array([np.inf])) is None
     assert mean_step(600, 0.005) == pytest.approx(0.01)
+    # nothing positive rounds to zero or to infinity
+    edge = np.array([1e-45, 3e-39, np.finfo(np.float32).max], np.float32)
+    assert (round_noise(edge) > 0).all() and np.isfinite(round_noise(edge)).all()
+    np.testing.assert_array_equal(noise_from_codes(noise_codes(round_noise(edge))), round_noise(edge))
 
 
 @pytest.fixture(scope="module")

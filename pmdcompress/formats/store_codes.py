@@ -28,6 +28,7 @@ from .._numba import jit
 #: own error (>= 4 % even on 2000 frames), and it adds no error: the movie is standardised by the rounded map.
 NOISE_MANTISSA_BITS = 8
 _NOISE_DROP = 23 - NOISE_MANTISSA_BITS  # float32 mantissa bits dropped
+_LARGEST = (0x7F7FFFFF >> _NOISE_DROP) << _NOISE_DROP  # the largest finite float32 so rounded
 
 
 def zigzag_encode(q: np.ndarray) -> np.ndarray:
@@ -125,8 +126,10 @@ def round_noise(noise: np.ndarray) -> np.ndarray:
     """``noise`` (positive, finite) as float32 rounded to :data:`NOISE_MANTISSA_BITS` bits of mantissa (to the
     nearest, ties away from zero): exactly what :func:`noise_codes` stores."""
     bits = np.asarray(noise, np.float32).view(np.uint32).astype(np.uint64)
-    bits = ((bits + (1 << (_NOISE_DROP - 1))) >> _NOISE_DROP) << _NOISE_DROP
-    return bits.astype(np.uint32).view(np.float32)
+    rounded = ((bits + (1 << (_NOISE_DROP - 1))) >> _NOISE_DROP) << _NOISE_DROP
+    # a positive value never rounds to 0 (a tiny subnormal) nor to infinity (beyond the largest float32)
+    rounded = np.where((bits > 0) & (bits < 0x7F800000), np.clip(rounded, 1 << _NOISE_DROP, _LARGEST), rounded)
+    return rounded.astype(np.uint32).view(np.float32)
 
 
 def noise_codes(noise: np.ndarray) -> np.ndarray | None:

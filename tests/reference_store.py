@@ -19,3 +19,9 @@ def med_decode_reference(residuals: np.ndarray) -> np.ndarray:
             prediction = np.select([c >= hi, c <= lo], [lo, hi], a + b - c)
             padded[..., y + 1, x + 1] = r[..., y, x] + prediction
     return padded[..., 1:, 1:]
+
+
+def delta_decode_reference(codes: np.ndarray) -> np.ndarray:
+    """Rows (int64) of zigzag-coded first differences: the running sums of the signed differences."""
+    z = np.asarray(codes).astype(np.int64)
+    return np.cumsum((z >> 1) ^ -(z & 1), axis=1)

@@ -29,7 +29,7 @@ from pmdcompress.formats.store_codes import (
     smoothed_mean_kept,
 )
 from pmdcompress.pipeline import compress as compress_module
-from reference_store import med_decode_reference
+from reference_store import delta_decode_reference, med_decode_reference
 
 
 def test_zigzag_codes_round_trip_exactly_in_the_narrowest_unsigned_dtype():
@@ -71,6 +71,8 @@ def test_delta_codes_round_trip_rows_and_refuse_what_32_bits_cannot_hold():
     z = delta_codes(q)
     assert z.dtype == np.uint32 and int(z[:, 1:].max()) <= 10
     np.testing.assert_array_equal(from_delta_codes(z), q)
+    np.testing.assert_array_equal(delta_decode_reference(z), q)
+    np.testing.assert_array_equal(from_delta_codes(z[:, :30], 12), q[:, 12:30])  # a later part of a chunk
     with pytest.raises(OverflowError):
         delta_codes(np.array([[-2**31, 2**31]]))
 

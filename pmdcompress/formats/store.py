@@ -275,10 +275,12 @@ class TemporalFactors:
         chunk, t = self.array.chunks[1], self.shape[1]
         c0, c1 = lo // chunk * chunk, min(-(-hi // chunk) * chunk, t)
         codes = np.asarray(read_array(self.array, (rows, slice(c0, c1)), self.where, "temporal"))
-        out = np.empty(codes.shape, np.int64)
-        for b0 in range(0, c1 - c0, chunk):
-            out[:, b0 : b0 + chunk] = from_delta_codes(codes[:, b0 : b0 + chunk])
-        return out[:, lo - c0 : hi - c0]
+        out = np.empty((codes.shape[0], hi - lo), np.int64)
+        for b0 in range(c0, c1, chunk):  # each chunk's running sums, up to the last frame asked for
+            s0, s1 = max(lo, b0), min(hi, b0 + chunk)
+            if s0 < s1:
+                from_delta_codes(codes[:, b0 - c0 : s1 - c0], s0 - b0, out[:, s0 - lo : s1 - lo])
+        return out
 
     def set_integers(self, key, integers) -> None:
         """Store ``integers`` (already rounded to this array's steps) at ``key``; in version 4 the time chunks

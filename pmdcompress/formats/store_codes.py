@@ -117,9 +117,26 @@ def delta_codes(q: np.ndarray) -> np.ndarray:
     return z.astype(np.uint32)
 
 
-def from_delta_codes(z: np.ndarray) -> np.ndarray:
-    """The rows (int64) of :func:`delta_codes` ``z`` (K, n)."""
-    return np.cumsum(zigzag_decode(z), axis=1)
+def from_delta_codes(z: np.ndarray, skip: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+    """The rows (int64) of :func:`delta_codes` ``z`` (K, n), from frame ``skip`` on (into ``out`` when given):
+    one pass per row (the decoding of a time chunk is a running sum), no temporary arrays."""
+    z = np.asarray(z)
+    if out is None:
+        out = np.empty((z.shape[0], max(z.shape[1] - skip, 0)), np.int64)
+    if z.size:
+        _delta_decode(z, int(skip), out)
+    return out
+
+
+@jit
+def _delta_decode(z, skip, out):  # pragma: no cover - compiled (twin: tests/reference_store.py)
+    for r in range(z.shape[0]):
+        total = 0
+        for t in range(z.shape[1]):
+            code = np.int64(z[r, t])
+            total += (code >> 1) ^ -(code & 1)
+            if t >= skip:
+                out[r, t - skip] = total
 
 
 def round_noise(noise: np.ndarray) -> np.ndarray:

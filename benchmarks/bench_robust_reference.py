@@ -170,16 +170,20 @@ def fit(raw: np.ndarray, lever: str) -> tuple[np.ndarray, int]:
 
     import pmdcompress
     from pmdcompress.pipeline import compress as cp
+    from pmdcompress.preprocess import noise_lag_correlation
     from pmdcompress.solver import pmd
 
     options = {"false_pass 0.01": dict(false_pass=0.01), "no temporal filter": dict(temporal_filter=False),
                "patches 48 x 48": dict(patch_shape=(48, 48), overlap=(12, 12)), "overlap 4": dict(overlap=(4, 4)),
                "patches 16 x 16": dict(patch_shape=(16, 16), overlap=(4, 4))}
-    saved = cp.strong_components, cp._filter_noise, pmd.PMDSolver._rank_one, os.environ.get("PMD_CACHE_DIR")
+    saved = (cp.strong_components, cp._filter_noise, pmd.PMDSolver._rank_one, os.environ.get("PMD_CACHE_DIR"),
+             cp._neighbour_task)
     if lever == "2-D TV at the known noise":
         pmd.PMDSolver._rank_one = _known_noise_rank_one()
         # the null thresholds are simulated through the same solver: their cache must not mix the two
         os.environ["PMD_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / "pmd-null-known-noise-tv")
+    if lever == "plain noise profile":  # the fit before session 9: the plain correlation of differences
+        cp._neighbour_task = lambda fit: noise_lag_correlation(cp.LazyFrames(fit))
     if lever == "no strong components":
         cp.strong_components = lambda data, *a, **k: np.zeros((data.shape[1], 0), np.float32)
     if lever in ("known noise floor", "known noise"):
@@ -193,6 +197,7 @@ def fit(raw: np.ndarray, lever: str) -> tuple[np.ndarray, int]:
         store = pmdcompress.compress(raw, None, hash_input=False, workers=1, **options.get(lever, {}))
     finally:
         cp.strong_components, cp._filter_noise, pmd.PMDSolver._rank_one = saved[:3]
+        cp._neighbour_task = saved[4]
         if saved[3] is None:
             os.environ.pop("PMD_CACHE_DIR", None)
         else:

@@ -139,7 +139,7 @@ def fit_with_margins(self, data, patch_shape, thresholds, rng):
     out = fit(self, data, patch_shape, thresholds, rng)
     sp = np.asarray(out.spatial_stats) / thresholds.spatial
     tp = np.asarray(out.temporal_stats) / thresholds.temporal
-    margins.append(np.minimum(sp, tp))
+    margins.append(np.fmin(sp, tp))  # fmin: a component kept on its temporal statistic alone has no spatial one (NaN)
     return out
 pmd_module.PMDSolver.fit = fit_with_margins
 start = time.process_time()

@@ -138,3 +138,22 @@ def ring_products(frames, inner, outer, block):
         cross += np.einsum("tyx,tyx->yx", part, mean)
         power += np.einsum("tyx,tyx->yx", mean, mean)
     return cross, power, counts
+
+
+def varimax(u, iterations=100, tol=1e-5):
+    """Kaiser's varimax rotation of orthonormal columns ``u`` (n, k): the polar factor of ``u^T (L^3 - L
+    mean(L^2))`` with ``L = u R``, iterated until the criterion (the sum of its singular values) gains less than
+    ``tol`` relative."""
+    u = np.asarray(u, np.float64)
+    n, k = u.shape
+    rotation = np.eye(k)
+    criterion = 0.0
+    for _ in range(iterations):
+        loadings = u @ rotation
+        gradient = u.T @ (loadings**3 - loadings * np.mean(loadings**2, axis=0))
+        left, s, right = np.linalg.svd(gradient)
+        rotation = left @ right
+        previous, criterion = criterion, s.sum()
+        if previous > 0 and criterion < previous * (1 + tol):
+            break
+    return rotation

@@ -176,3 +176,22 @@ def test_compressing_does_not_import_scipy_stats():
             "temporal.trend_filter_rows(rows); print('scipy.stats' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_varimax_kernel_matches_twin(seed):
+    from pmdcompress.solver.localize import varimax
+
+    rng = np.random.default_rng(seed)
+    # compact sources on a 16 x 16 patch, mixed by a random rotation, plus a little noise: a real varimax problem
+    yy, xx = np.mgrid[:16, :16]
+    k = 3 + seed
+    sources = np.stack([np.exp(-((yy - rng.uniform(2, 14)) ** 2 + (xx - rng.uniform(2, 14)) ** 2) / 6.0).ravel()
+                        for _ in range(k)], axis=1)
+    mixed = sources @ np.linalg.qr(rng.normal(size=(k, k)))[0] + 0.01 * rng.normal(size=(256, k))
+    u = np.linalg.qr(mixed)[0]
+    got = varimax(u)
+    want = reference.varimax(u)
+    np.testing.assert_allclose(got, want, rtol=RTOL32, atol=1e-6)
+    np.testing.assert_allclose(got @ got.T, np.eye(k), atol=1e-12)
+    assert not np.allclose(got, np.eye(k), atol=1e-2)  # it did rotate

@@ -57,6 +57,30 @@ def test_image_noise_std_on_white_noise_and_a_smooth_image():
     assert image_noise_std(smooth + rng.normal(0, 1.0, (64, 64))) == pytest.approx(1.0, rel=0.1)
 
 
+def test_early_keep_changes_no_decision(low_snr):
+    """Keeping a component on its temporal statistic before the last temporal step decides as the full test does.
+
+    Without warm starts nothing carries from one component to the next, so the kept components must be the same
+    to the last bit; the early decisions skip the spatial statistic only (NaN), the temporal ones are equal.
+    """
+    noisy, _ = low_snr
+    patch = noisy[:, :24, :24].reshape(len(noisy), -1).astype(np.float32)
+    data = (patch - patch.mean(axis=0)) / patch.std(axis=0)
+    thresholds = Thresholds(1.3, 1.6)
+    fits = {early: PMDSolver(warm_start=False, early_keep=early).fit(data, (24, 24), thresholds,
+                                                                     np.random.default_rng(0))
+            for early in (True, False)}
+    np.testing.assert_array_equal(fits[True].spatial, fits[False].spatial)
+    assert fits[True].n_tested == fits[False].n_tested
+    np.testing.assert_array_equal(fits[True].temporal_stats, fits[False].temporal_stats)
+    sp_early, sp_full = np.asarray(fits[True].spatial_stats), np.asarray(fits[False].spatial_stats)
+    early = np.isnan(sp_early)
+    assert early.any() and not early.all()  # some decided early, some (the rejections) not
+    assert np.all(np.asarray(fits[True].temporal_stats)[early] <= thresholds.temporal)
+    np.testing.assert_array_equal(sp_early[~early], sp_full[~early])
+    assert fits[True].rank >= 2 and fits[True].n_tested > fits[True].rank
+
+
 def test_pmd_warm_starts_keep_the_same_components(low_snr):
     """Warm-started penalty searches (the default) find what cold ones find, within the search tolerance."""
     noisy, _ = low_snr
@@ -128,5 +152,5 @@ def test_rank_one_returns_the_debiased_temporal_factor_of_its_u(low_snr):
     patch = noisy[:, :24, :24].reshape(len(noisy), -1).astype(np.float32)
     residual = np.ascontiguousarray((patch - patch.mean(axis=0)) / patch.std(axis=0))
     v0 = np.linalg.svd(residual.astype(np.float64), full_matrices=False)[0][:, 0]
-    u, _, ru = PMDSolver()._rank_one(residual, (24, 24), v0, _WarmStart(None, None, np.zeros((24, 24))))
+    u, _, ru, _ = PMDSolver()._rank_one(residual, (24, 24), v0, _WarmStart(None, None, np.zeros((24, 24))))
     np.testing.assert_array_equal(ru, residual @ u.astype(np.float32))

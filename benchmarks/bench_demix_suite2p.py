@@ -199,14 +199,19 @@ def run_binned(folder: Path, fs: float, factor: int, active: list[int]) -> dict:
     return r
 
 
-def zoomed_movie(folder: Path, factor: float, store: Path) -> Path:
-    """A ``factor`` x zoom-in of the movie and its labels, in ``WORK/zoomF/`` (made once, seeded noise)."""
+def zoomed_movie(folder: Path, factor: float, store: Path, *, photons: bool = False) -> Path:
+    """A ``factor`` x zoom-in of the movie and its labels, in ``WORK/zoomF/`` (made once, seeded noise).
+
+    With ``photons``, in ``WORK/zoomF_photons/``: the noise added is ``factor`` times the raw movie's per-pixel SD,
+    as a microscope's zoom at the same frame rate spreads each cell's photons over ``factor``^2 as many pixels
+    (shot noise: each pixel's SNR falls by ``factor``, a whole cell's stays).  Without it each cell's SNR grows
+    ``factor``-fold with its pixel count, and structures too weak to pass natively pass at the zoom."""
     import tifffile
     from scipy import ndimage
 
     import pmdcompress
 
-    out = WORK / f"zoom{factor:g}"
+    out = WORK / (f"zoom{factor:g}" + ("_photons" if photons else ""))
     if (out / "regions.json").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +221,7 @@ def zoomed_movie(folder: Path, factor: float, store: Path) -> Path:
     del raw
     rng = np.random.default_rng(0)
     frames = []
-    noise = ndimage.zoom(noise_sd, factor, order=1)
+    noise = ndimage.zoom(noise_sd, factor, order=1) * (factor if photons else 1.0)
     for frame in denoised:
         up = ndimage.zoom(frame, factor, order=3)
         frames.append(np.clip(np.round(up + noise * rng.standard_normal(up.shape)), 0, 65535).astype(np.uint16))
@@ -232,13 +237,13 @@ def zoomed_movie(folder: Path, factor: float, store: Path) -> Path:
     return out
 
 
-def run_zoomed(folder: Path, fs: float, factor: float, active: list[int]) -> dict:
+def run_zoomed(folder: Path, fs: float, factor: float, active: list[int], *, photons: bool = False) -> dict:
     """pmd (default store) on a ``factor`` x zoom-in of the movie (:func:`zoomed_movie`), scored against its labels."""
     store = WORK / "movie.pmd.zarr"
     if not store.exists():
         run_pmd(folder / "movie.tif", fs)
-    zoomed = zoomed_movie(folder, factor, store)
-    r = run_pmd(zoomed / "movie.tif", fs, name=f"zoom{factor:g}")
+    zoomed = zoomed_movie(folder, factor, store, photons=photons)
+    r = run_pmd(zoomed / "movie.tif", fs, name=zoomed.name)
     r["scores"] = halves_scores(Path(r["suite2p_folder"]), zoomed / "regions.json", active)
     r["factor"] = factor
     return r
@@ -270,6 +275,9 @@ def main() -> None:
                         help="Also score pmd on the movie binned N x N in space (another zoom), labels binned alike.")
     parser.add_argument("--zoom", type=float, default=None, metavar="F",
                         help="Also score pmd on an F x zoom-in (denoised movie upsampled, fresh noise), labels alike.")
+    parser.add_argument("--zoom-photons", action="store_true",
+                        help="With --zoom: also the zoom-in whose fresh noise is F x the raw per-pixel SD (the same "
+                             "photons per cell over F^2 as many pixels); results under pmd_zoomed_photons.")
     args = parser.parse_args()
     folder = Path(args.movie)
     movie, truth = folder / "movie.tif", folder / "regions.json"
@@ -295,6 +303,10 @@ def main() -> None:
         results["pmd_zoomed"] = run_zoomed(folder, args.fs, args.zoom, active)
     elif "pmd_zoomed" in previous:
         results["pmd_zoomed"] = previous["pmd_zoomed"]
+    if args.zoom and args.zoom_photons and args.skip != "pmd":
+        results["pmd_zoomed_photons"] = run_zoomed(folder, args.fs, args.zoom, active, photons=True)
+    elif "pmd_zoomed_photons" in previous:
+        results["pmd_zoomed_photons"] = previous["pmd_zoomed_photons"]
     if args.skip != "suite2p":
         r = run_suite2p(movie, args.fs, args.suite2p_python)
         plane = Path(r["folder"])
@@ -332,7 +344,8 @@ def main() -> None:
             print(f"{'pmd, mean of ' + str(len(results['pmd_stores']['runs'])) + ' stores':36s} {part:18s} "
                   f"F1 {p['f1']:.3f} P {p['precision']:.3f} R {p['recall']:.3f} active {p['recall_active']:.3f} "
                   f"IoU {p['mean_iou']:.3f} ({p['n_pred']:.1f} ROIs)")
-    for key, label in (("pmd_binned", "pmd, movie binned {f}x{f}"), ("pmd_zoomed", "pmd, movie zoomed {f}x")):
+    for key, label in (("pmd_binned", "pmd, movie binned {f}x{f}"), ("pmd_zoomed", "pmd, movie zoomed {f}x"),
+                       ("pmd_zoomed_photons", "pmd, zoomed {f}x, photons")):
         if key not in results:
             continue
         b = results[key]

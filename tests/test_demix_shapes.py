@@ -273,3 +273,37 @@ def test_mean_image_somata_cut_by_the_field_edge_are_found_and_an_edge_bar_is_no
     hits = iou_matrix(masks, truth).max(axis=0) if found.n else np.zeros(len(somata))
     assert np.all(hits >= 0.5), hits
     assert found.n == len(somata), found.n  # neither bar
+
+
+def test_mean_image_blobs_smaller_than_half_a_soma_are_not_somata_at_a_small_working_radius():
+    """Where the working cell radius is set below the somata's (a binned movie: a pass at 2.5 px), the blob finder's
+    own floor (a quarter of that radius's disk, 4 px) lets bright specks of 5 px (boutons, dendrite
+    cross-sections) through; the floor of half the disk of the somata's measured radius keeps every soma and
+    no speck."""
+    from dataclasses import replace
+
+    from pmdcompress.demix.pipeline import _mean_footprints, blob_options
+    from pmdcompress.options import DemixOptions
+
+    rng = np.random.default_rng(7)
+    dims = (80, 100)
+    mean = 100.0 + rng.normal(0, 1.0, dims)
+    somata = [(15, 15), (40, 30), (62, 18), (20, 70)]
+    for c in somata:
+        mean += 30.0 * _disk(dims, c, 3.0)
+    yy, xx = np.mgrid[: dims[0], : dims[1]]
+    for y, x in [(45, 60), (60, 75), (35, 85), (65, 50), (8, 40), (70, 90)]:
+        mean += 40.0 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 0.7**2))
+    opts = DemixOptions.create(fs=7.0, cell_radius=2.5).resolved(600)
+    opts = replace(opts, cell_radius=2.5, highpass_sigma=3.5, min_size=int(0.25 * np.pi * 2.5**2))
+    none = hals.Footprints(np.zeros((0, 2), np.int64), np.zeros((0, 11, 11), np.float32),
+                           np.zeros((0, 11, 11), bool), dims)
+    truth = _masks([_disk(dims, c, 3.0) for c in somata])
+    loose = _mean_footprints(mean, none, opts, (11, 11))
+    assert loose.n == len(somata) + 6  # the specks pass the working radius's floor (the test below can fail)
+    found = _mean_footprints(mean, none, blob_options(opts, 2.6), (11, 11))
+    masks = (found.to_sparse() > 0).astype(np.float32).tocsc()
+    assert found.n == len(somata), found.n
+    assert np.all(iou_matrix(masks, truth).max(axis=0) >= 0.5)
+    # a working radius well above the somata's keeps the finder's own floor
+    assert blob_options(replace(opts, min_size=28), 4.0).min_size == 28

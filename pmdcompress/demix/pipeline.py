@@ -700,7 +700,8 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
     source = np.zeros(fp.n, np.int8)
     if opts.seed_from_mean:
         soma_opts = replace(opts, cell_radius=soma_radius, min_size=int(0.25 * np.pi * soma_radius**2))
-        for code, finder, finder_opts in ((1, _mean_footprints, opts), (2, _nucleus_footprints, soma_opts)):
+        for code, finder, finder_opts in ((1, _mean_footprints, blob_options(opts, soma_radius)),
+                                          (2, _nucleus_footprints, soma_opts)):
             extra = finder(fac.mean, fp, finder_opts, box)
             log.info("demix: %d components seeded from the mean image (%s)", extra.n, finder.__name__)
             fp = _concat(fp, extra)
@@ -763,6 +764,20 @@ MEAN_BLOB_TEXTURE_CONTRAST = 2.0
 
 
 BLOB_TRANSIENT_TEST = True
+
+# A mean-image blob's region must cover at least this fraction of the disc of the somata's measured radius
+# (:func:`_soma_radius`), the scale the active fragment test uses too (``min_relative_size`` 0.5).  Its floor was
+# ``min_size``, a quarter of the disc of the working ``cell_radius``: natively the same scale, but where that
+# radius is set below the somata's (neurofinder_dev binned 2 x 2: a pass at 2.5 px, somata of 2.3 px less their
+# soft edges, labels of 18 px) bright specks of 5-8 px, boutons and dendrite cross-sections, passed as somata
+# (14 of 18 blobs unlabelled; the labelled ones cover 10-22 px, 0.58-1.3 of the disc).
+BLOB_MIN_SOMA_AREA = 0.5
+
+
+def blob_options(opts: DemixOptions, soma_radius: float) -> DemixOptions:
+    """``opts`` for :func:`_mean_footprints`: ``min_size`` at least :data:`BLOB_MIN_SOMA_AREA` of the disc of
+    ``soma_radius`` (a blob is a whole soma, whatever the working cell radius)."""
+    return replace(opts, min_size=max(opts.min_size, math.ceil(BLOB_MIN_SOMA_AREA * np.pi * soma_radius**2)))
 
 
 def _active_dim_blobs(fp: Footprints, c: np.ndarray, source: np.ndarray, mean, noise, opts: DemixOptions):

@@ -61,7 +61,8 @@ at the chosen level (knots and penalty).  On the factors of neurofinder_dev this
 takes 4.9 searches per factor instead of 5.6, and half the CPU time.  Rows longer than
 :data:`BUDGET_WINDOW_FRAMES` are decided (group levels, event rates, halvings, penalties) on their central
 window and fitted once on all frames (:func:`long_row_filter`): 14 ms per row of 20000 frames of a
-real-rank movie instead of 25.
+real-rank movie instead of 25; 10-11 since each search starts at the penalty ratio that the block's previous
+row found (:data:`LONG_RATIO_STARTS`) and the whole-row solve from a denser curvature start.
 """
 
 from __future__ import annotations
@@ -142,6 +143,12 @@ LONG_REFIT_RTOL = 5e-2
 #: in 1.45 solves instead of 2.5, the fission ones in 1.64 instead of 2.11.  Only the starts change: each
 #: search still ends within its tolerance of its budget (outputs within a median 0.004 noise SDs RMS).
 LONG_RATIO_STARTS = True
+
+
+def _clipped_ratio(ratio: float, most: float) -> float:
+    """A penalty ratio carried to the next row's search start, within ``[most / 20, most]``: a re-fit's budget is
+    smaller than its first fit's (ratio <= 1); one odd row must not send the next row's search far away."""
+    return float(min(max(ratio, most / 20.0), most))
 
 
 #: The noise estimate averages the absolute first differences between these quantiles (around the median).
@@ -518,7 +525,7 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
             for i in members:
                 refits[i], refit = _refit(splits[i][0], splits[i][2], budget, fits[i], active[i], lam_ratio=ratio)
                 if ratio_starts and fits[i][1] > 0 and refit["lam"] > 0:
-                    ratio = refit["lam"] / fits[i][1]
+                    ratio = _clipped_ratio(refit["lam"] / fits[i][1], 1.0)
             if removed(refits) <= limit:
                 chosen = budget
                 break
@@ -594,7 +601,7 @@ def long_row_filter(y: np.ndarray, sigma: float, *, budget: float = 1.0, lam0=No
     ratios = {} if ratios is None else ratios
     _, fit = _halvings(y_window, sigma, lam0, budget, active_window, event_p, fits, refit_ratio=ratios.get("refit"))
     if len(fits) == 1 and fits[0][0][1] > 0 and fit["lam"] > 0:
-        ratios["refit"] = fit["lam"] / fits[0][0][1]
+        ratios["refit"] = _clipped_ratio(fit["lam"] / fits[0][0][1], 1.0)
         ratios["first_lam"] = fits[0][0][1]
     level = fit["budget"]
     if level == 0.0 or not fit["lam"] > 0.0 or not fits[-1][0][1] > 0.0:
@@ -694,7 +701,7 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, sigma=None, return_info:
                                      active=seed_active, event_p=float(rates[i]))
             first_lam = None if ratios is None else ratios.pop("first_lam", None)
             if seed_lam is not None and first_lam:
-                ratios["first"] = first_lam / seed_lam
+                ratios["first"] = _clipped_ratio(first_lam / seed_lam, 4.0)
             out[i] = x
             row_info["event_p"] = float(rates[i])
             lam = row_info["lam"] if row_info["lam"] > 0 else lam

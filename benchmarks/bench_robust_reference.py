@@ -182,8 +182,11 @@ def fit(raw: np.ndarray, lever: str) -> tuple[np.ndarray, int]:
         pmd.PMDSolver._rank_one = _known_noise_rank_one()
         # the null thresholds are simulated through the same solver: their cache must not mix the two
         os.environ["PMD_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / "pmd-null-known-noise-tv")
-    if lever == "plain noise profile":  # the fit before session 9: the plain correlation of differences
+    if lever == "plain noise profile":  # the default: the plain correlation of differences
         cp._neighbour_task = lambda fit: noise_lag_correlation(cp.LazyFrames(fit))
+    saved_extrapolate = cp.EXTRAPOLATE_NOISE_PROFILE
+    if lever == "extrapolated noise profile":  # measured in session 9, off by default (see compress.py)
+        cp.EXTRAPOLATE_NOISE_PROFILE = True
     if lever == "no strong components":
         cp.strong_components = lambda data, *a, **k: np.zeros((data.shape[1], 0), np.float32)
     if lever in ("known noise floor", "known noise"):
@@ -196,6 +199,7 @@ def fit(raw: np.ndarray, lever: str) -> tuple[np.ndarray, int]:
     try:
         store = pmdcompress.compress(raw, None, hash_input=False, workers=1, **options.get(lever, {}))
     finally:
+        cp.EXTRAPOLATE_NOISE_PROFILE = saved_extrapolate
         cp.strong_components, cp._filter_noise, pmd.PMDSolver._rank_one = saved[:3]
         cp._neighbour_task = saved[4]
         if saved[3] is None:

@@ -675,6 +675,27 @@ case(R, "the result is held while its figures are free", D + ["--figures"], 2, r
      setup=_lock("d.demix.zarr"), allowed=(".d.demix.zarr.lock",),
      check=lambda ws: not (ws / "d.demix.contours.png").exists())
 
+# -- session 9: files and options of kinds a new user brings (each once a traceback or a silent wrong result) ---
+case(B, "float movie too large for float32 sums", ["compress", "huge.npy", "-o", "o.pmd.zarr", "--method", "svd"], 2,
+     r"huge\.npy: values of magnitude [\d.]+e\+20 in frames 0-39; pmd compress needs \|values\| < 1e\+15",
+     setup=write_npy("huge.npy", MOVIE.astype(np.float32) * np.float32(1e20)))
+case(O, "compress negative seed", C + ["--seed", "-1"], 2, r"--seed must be >= 0, got -1")
+case(O, "demix cell radius wider than the field", D + ["--cell-radius", "1000"], 2,
+     r"movie\.pmd\.zarr: --cell-radius 1000: a soma that wide does not fit in the 24x24 field of view")
+case(O, "demix correlation threshold NaN", D + ["--corr-threshold", "nan"], 2,
+     r"--corr-threshold nan: expected a number in \[0, 1\)")
+case(O, "demix correlation threshold no pixel reaches", D + ["--corr-threshold", "2"], 2,
+     r"--corr-threshold 2\.0: expected a number in \[0, 1\)")
+case(O, "evaluate negative centroid distance", ["evaluate", "labels.npy", "--truth", "labels.npy", "--mode",
+                                                "centroid", "--max-distance", "-1"], 2,
+     r"--max-distance -1\.0: expected a positive distance")
+case(O, "simulate a movie named .npy", ["simulate", "s.npy", "--frames", "10", "--shape", "16x16"], 2,
+     r"s\.npy: a simulated movie is written as TIFF; name it \.tif")
+case(O, "simulate a movie named .zarr", ["simulate", "s.zarr", "--frames", "10", "--shape", "16x16"], 2,
+     r"s\.zarr: a simulated movie is written as TIFF")
+case(P, "demo into a file", ["demo", "movie.tif"], 2, r"movie\.tif: is a file, not a folder")
+case(P, "demo in a missing folder", ["demo", "no/such/demo"], 2, r"no/such/demo: parent folder no/such does not exist")
+
 
 # ---------------------------------------------------------------------------
 # The runner

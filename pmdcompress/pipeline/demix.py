@@ -159,6 +159,7 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
     t_len, height, width = store.shape
     if t_len < 2:
         raise InputError(f"{store.path}: {t_len} frame(s); demixing needs at least 2")
+    opts.check_field((height, width), store.path or "store")
     if store.metadata.total_rank == 0:
         log.warning("%s: the store holds no components (rank 0: nothing above the noise); the result is empty",
                     store.path or "store")
@@ -255,6 +256,8 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
         raise OptionError(f"{{mode}} {mode!r}: expected 'iou' or 'centroid'", "mode")
     if not 0 < iou <= 1:
         raise OptionError(f"{{iou}} {iou!r}: expected a value in (0, 1]", "iou")
+    if not max_distance > 0:  # NaN fails too
+        raise OptionError(f"{{max_distance}} {max_distance!r}: expected a positive distance in pixels", "max_distance")
     # matching needs scipy.optimize (a quarter of a second to import): only evaluations pay for it
     from ..demix.matching import evaluate_regions, load_regions
 

@@ -693,6 +693,27 @@ case(O, "simulate a movie named .npy", ["simulate", "s.npy", "--frames", "10", "
      r"s\.npy: a simulated movie is written as TIFF; name it \.tif")
 case(O, "simulate a movie named .zarr", ["simulate", "s.zarr", "--frames", "10", "--shape", "16x16"], 2,
      r"s\.zarr: a simulated movie is written as TIFF")
+EVAL = ["evaluate", "labels.npy", "--truth"]
+case(B, "evaluate against an empty label image", EVAL + ["none.npy"], 2,
+     r"none\.npy: no regions; a ground truth needs at least one cell",
+     setup=write_npy("none.npy", np.zeros((24, 24), np.int32)))
+case(B, "evaluate against an empty JSON list", EVAL + ["none.json"], 2, r"none\.json: no regions",
+     setup=write_bytes("none.json", b"[]"))
+case(B, "evaluate against an empty ImageJ ROI zip", EVAL + ["RoiSet.zip"], 2, r"RoiSet\.zip: no regions",
+     setup=write_bytes("RoiSet.zip", b"PK\x05\x06" + b"\0" * 18))
+case(B, "evaluate against a region without pixels", EVAL + ["e.json"], 2,
+     r"e\.json: region 1 has no pixel in the field of view \(1 such of 2\)",
+     setup=write_bytes("e.json", b'[{"coordinates": [[3, 3], [3, 4]]}, {"coordinates": []}]'))
+case(B, "evaluate against labels of another field of view", EVAL + ["small.npy"], 2,
+     r"small\.npy: image sizes differ: regions in a 10x10 field of view, but labels\.npy is 24x24: ground truth "
+     r"of another movie",
+     setup=write_npy("small.npy", np.ones((10, 10), np.int32)))
+case(P, "decompress over the raw movie the store was made from", ["decompress", "movie.pmd.zarr", "-o", "movie.tif",
+                                                                   "--overwrite"], 2,
+     r"movie\.tif: is the raw movie movie\.pmd\.zarr was made from; a reconstruction never replaces it, even with "
+     r"--overwrite")
+case(P, "denoise a store over its raw movie", ["denoise", "movie.pmd.zarr", "-o", "movie.tif", "--overwrite"], 2,
+     r"movie\.tif: is the raw movie movie\.pmd\.zarr was made from")
 case(P, "demo into a file", ["demo", "movie.tif"], 2, r"movie\.tif: is a file, not a folder")
 case(P, "demo in a missing folder", ["demo", "no/such/demo"], 2, r"no/such/demo: parent folder no/such does not exist")
 

@@ -73,6 +73,25 @@ def check_not_input(output: str | os.PathLike, inputs) -> None:
             raise OutputError(f"{output}: is inside the input {item}; choose another output path", "overwrite")
 
 
+def check_not_source(output: str | os.PathLike, store) -> None:
+    """Refuse to write a reconstruction of ``store`` over the raw movie it was made from.
+
+    The store records its input's name; the movie of that name beside the store is taken for that input (by
+    name alone: a lossy reconstruction of the same size would otherwise pass), even with ``overwrite``.
+    """
+    path = getattr(store, "path", None)
+    name = ((getattr(getattr(store, "metadata", None), "input", None) or {}).get("name") or "")
+    if path is None or not name or name.startswith("<") or Path(name).name != name:
+        return
+    source = Path(path).parent / name
+    if not source.exists():
+        return
+    out = resolved(output)
+    if out == resolved(source) or _same_file(out, source):
+        raise OutputError(f"{output}: is the raw movie {Path(path).name} was made from; a reconstruction never "
+                          "replaces it, even with {overwrite}; choose another output path", "overwrite")
+
+
 def input_paths(*items) -> list:
     """The paths among ``items``: inputs given as paths, or objects with a ``path`` (a Movie, a store)."""
     out = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.atomic import check_output_path
+from ..io.atomic import check_not_source, check_output_path
 from ..io.writers import open_writer
 from ..options import output_dtype, parse_crop, parse_range, workers_count
 from ..parallel import blas_threads, default_workers
@@ -48,6 +48,7 @@ def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=F
 
     inputs = [store.path, *inputs]
     check_output_path(output, overwrite=overwrite, inputs=inputs)
+    check_not_source(output, store)
     check_movie_fits(output, shape, out_dtype, compressed=str(output).lower().endswith(".zarr"))
     metadata = {"frame_rate": store.frame_rate} if store.frame_rate else {}
     with open_writer(output, shape, out_dtype, overwrite=overwrite, chunk_frames=chunk_frames,

@@ -12,6 +12,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
 from ..demix import export as demix_export
 from ..demix import figures as demix_figures
@@ -265,4 +267,20 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     true = load_regions(truth, dims=pred.dims, threshold=truth_threshold)
     if pred.dims is None:
         pred = load_regions(demix_path, dims=true.dims, threshold=threshold)
+    _check_truth(pred, true, demix_path, truth)
     return evaluate_regions(pred, true, iou=iou, mode=mode, max_distance=max_distance)
+
+
+def _check_truth(pred, true, result_name, truth_name) -> None:
+    """Refuse ground truth that cannot score anything: no regions, an empty region, another field of view."""
+    if true.masks is None or pred.masks is None:
+        return  # evaluate_regions says which sizes are missing
+    if tuple(pred.dims) != tuple(true.dims):
+        raise InputError(f"{truth_name}: image sizes differ: regions in a {true.dims[0]}x{true.dims[1]} field of "
+                         f"view, but {result_name} is {pred.dims[0]}x{pred.dims[1]}: ground truth of another movie?")
+    if true.n == 0:
+        raise InputError(f"{truth_name}: no regions; a ground truth needs at least one cell to score against")
+    empty = np.flatnonzero(np.diff(true.masks.tocsc().indptr) == 0)
+    if empty.size:
+        raise InputError(f"{truth_name}: region {int(empty[0])} has no pixel in the field of view "
+                         f"({empty.size} such of {true.n})")

@@ -82,8 +82,10 @@ def parse_range(value, length: int, parameter: str = "frames", *, source=None,
     return start, stop
 
 
-def parse_crop(value, frame_shape, parameter: str = "crop") -> tuple[tuple[int, int], tuple[int, int]]:
-    """``"y0:y1,x0:x1"`` (either range may be empty) -> ``((y0, y1), (x0, x1))`` within the frame."""
+def parse_crop(value, frame_shape, parameter: str = "crop", *,
+               source=None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``"y0:y1,x0:x1"`` (either range may be empty) -> ``((y0, y1), (x0, x1))`` within the frame (of ``source``,
+    a file name that prefixes the messages)."""
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return (0, int(frame_shape[0])), (0, int(frame_shape[1]))
     if isinstance(value, str):
@@ -94,8 +96,8 @@ def parse_crop(value, frame_shape, parameter: str = "crop") -> tuple[tuple[int, 
         parts = [value]
     if len(parts) != 2:
         raise OptionError(f"{_p(parameter)} {value!r}: expected y0:y1,x0:x1, e.g. 0:64,0:128", parameter)
-    return (parse_range(parts[0], int(frame_shape[0]), parameter, unit="rows"),
-            parse_range(parts[1], int(frame_shape[1]), parameter, unit="columns"))
+    return (parse_range(parts[0], int(frame_shape[0]), parameter, source=source, unit="rows"),
+            parse_range(parts[1], int(frame_shape[1]), parameter, source=source, unit="columns"))
 
 
 def _integer(value) -> int:

@@ -270,9 +270,9 @@ case(O, "frames backwards", C + ["--frames", "10:5"], 2, r"movie\.npy: --frames 
 case(O, "frames not a range", C + ["--frames", "abc"], 2, r"--frames 'abc' is not a 'start:stop' range")
 case(O, "frames with a step", C + ["--frames", "1:20:2"], 2, r"--frames '1:20:2' is not a 'start:stop' range")
 case(O, "decompress frames past the end", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--frames", "50:60"], 2,
-     r"--frames '50:60' selects no frames of the 40")
+     r"movie\.pmd\.zarr: --frames '50:60' selects no frames of the 40")
 case(O, "empty crop", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--crop", "5:5,:"], 2,
-     r"--crop '5:5' selects no rows")
+     r"movie\.pmd\.zarr: --crop '5:5' selects no rows")
 case(O, "crop with one range", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--crop", "1:2"], 2,
      r"--crop '1:2': expected y0:y1,x0:x1")
 case(O, "output dtype unknown", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--dtype", "nope"], 2,
@@ -714,6 +714,10 @@ case(P, "decompress over the raw movie the store was made from", ["decompress", 
      r"--overwrite")
 case(P, "denoise a store over its raw movie", ["denoise", "movie.pmd.zarr", "-o", "movie.tif", "--overwrite"], 2,
      r"movie\.tif: is the raw movie movie\.pmd\.zarr was made from")
+case(P, "compress to a .tif name", ["compress", "movie.npy", "-o", "o.tif"], 2,
+     r"o\.tif: this output is a folder \(a Zarr store, a result or a report folder\), but \.tif names a file format")
+case(P, "demix to a .npy name", ["demix", "movie.pmd.zarr", "-o", "d.npy"], 2, r"d\.npy: this output is a folder")
+case(B, "info of a movie", ["info", "movie.tif"], 2, r"movie\.tif: a file, not a store \(the \.pmd\.zarr folder")
 case(P, "demo into a file", ["demo", "movie.tif"], 2, r"movie\.tif: is a file, not a folder")
 case(P, "demo in a missing folder", ["demo", "no/such/demo"], 2, r"no/such/demo: parent folder no/such does not exist")
 

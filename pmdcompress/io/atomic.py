@@ -34,6 +34,10 @@ from ..errors import OutputBusyError, OutputError, OutputExistsError
 
 #: Suffixes of outputs that are folders (anything without a suffix is a folder too: report folders).
 FOLDER_SUFFIXES = (".zarr", ".suite2p")
+#: Single-file formats: a folder output (a store, a result, a report) under such a name would pass for a movie
+#: of that format and fool every reader (and the user), so it is refused.
+FILE_SUFFIXES = (".tif", ".tiff", ".btf", ".npy", ".npz", ".h5", ".hdf5", ".nwb", ".avi", ".bin", ".mmap", ".mat",
+                 ".json", ".csv", ".png", ".html")
 #: errno values that mean "the user's disk or permissions", not a bug.
 USER_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
                errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
@@ -143,6 +147,9 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, inputs=(), fo
     path = Path(path)
     check_not_input(path, inputs)
     folder = is_folder_output(path) if folder is None else folder
+    if folder and path.suffix.lower() in FILE_SUFFIXES:
+        raise OutputError(f"{path}: this output is a folder (a Zarr store, a result or a report folder), but "
+                          f"{path.suffix} names a file format; choose another name (a store: .pmd.zarr)")
     parent = path.parent
     if not parent.exists():
         raise OutputExistsError(f"{path}: parent folder {parent} does not exist")

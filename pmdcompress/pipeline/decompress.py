@@ -31,8 +31,9 @@ def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=F
     if not isinstance(store, PMDStore):
         store = open_store(store)
     t_len, y_len, x_len = store.shape
-    t0, t1 = parse_range(frames, t_len, "frames")
-    (y0, y1), (x0, x1) = parse_crop(crop, (y_len, x_len))
+    name = store.path or None  # the messages name the store
+    t0, t1 = parse_range(frames, t_len, "frames", source=name)
+    (y0, y1), (x0, x1) = parse_crop(crop, (y_len, x_len), source=name)
     out_dtype = output_dtype(dtype, store.metadata.input_dtype, default="original")
     shape = (t1 - t0, y1 - y0, x1 - x0)
     if chunk_frames is None:

@@ -693,6 +693,30 @@ case(O, "simulate a movie named .npy", ["simulate", "s.npy", "--frames", "10", "
      r"s\.npy: a simulated movie is written as TIFF; name it \.tif")
 case(O, "simulate a movie named .zarr", ["simulate", "s.zarr", "--frames", "10", "--shape", "16x16"], 2,
      r"s\.zarr: a simulated movie is written as TIFF")
+
+
+def _external_h5(ws, mp):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(ws / "ext.h5", "w") as f:  # its frames live in a raw file that is gone
+        f.create_dataset("mov", MOVIE.shape, dtype=MOVIE.dtype, external=[("gone.raw", 0, MOVIE.nbytes)])
+
+
+def _frame_by_frame(name, frames):
+    def setup(ws, mp):
+        with tifffile.TiffWriter(ws / name) as tw:
+            for frame in frames:
+                tw.write(frame)
+    return setup
+
+
+case(B, "HDF5 frames that cannot be read", ["compress", "ext.h5", "-o", "o.pmd.zarr"], 2,
+     r"ext\.h5:/mov: frames 0-\d+ cannot be read \(OSError", setup=_external_h5)
+case(B, "a TIFF written frame by frame is a movie", ["compress", "loop.tif", "-o", "loop.pmd.zarr", "--method", "svd"],
+     0, r"loop\.tif -> loop\.pmd\.zarr: 40x16x16", setup=_frame_by_frame("loop.tif", MOVIE),
+     changes=("loop.pmd.zarr",))
+case(B, "TIFF pages of different shapes", ["compress", "mixed.tif", "-o", "o.pmd.zarr"], 2,
+     r"mixed\.tif: pages of different shapes or types: pages 0-39 are 16x16 uint16, page 40 is 8x8",
+     setup=_frame_by_frame("mixed.tif", [*MOVIE, *MOVIE[:5, :8, :8]]))
 EVAL = ["evaluate", "labels.npy", "--truth"]
 case(B, "evaluate against an empty label image", EVAL + ["none.npy"], 2,
      r"none\.npy: no regions; a ground truth needs at least one cell",

@@ -147,9 +147,6 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, inputs=(), fo
     path = Path(path)
     check_not_input(path, inputs)
     folder = is_folder_output(path) if folder is None else folder
-    if folder and path.suffix.lower() in FILE_SUFFIXES:
-        raise OutputError(f"{path}: this output is a folder (a Zarr store, a result or a report folder), but "
-                          f"{path.suffix} names a file format; choose another name (a store: .pmd.zarr)")
     parent = path.parent
     if not parent.exists():
         raise OutputExistsError(f"{path}: parent folder {parent} does not exist")
@@ -171,6 +168,9 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, inputs=(), fo
         elif folder and path.exists():
             raise OutputError(f"{path}: is a file and the output is a folder; {{overwrite}} replaces only an "
                               "output of the same kind; remove it yourself or choose another path", "overwrite")
+    if folder and path.suffix.lower() in FILE_SUFFIXES:
+        raise OutputError(f"{path}: this output is a folder (a Zarr store, a result or a report folder), but "
+                          f"{path.suffix} names a file format; choose another name (a store: .pmd.zarr)")
     return path
 
 

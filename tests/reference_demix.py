@@ -102,3 +102,29 @@ def ar1_fit_on_support(y, g, support):
     s = np.zeros(y.size)
     s[support] = coef
     return k @ coef, s
+
+
+def tile_block(indptr, indices, data, n_cols, pix):
+    """Columns used by rows ``pix`` of a CSR matrix (sorted) and those rows on them, dense float32."""
+    dense = np.zeros((len(pix), n_cols))
+    used = np.zeros(n_cols, bool)
+    for i, p in enumerate(pix):
+        for q in range(indptr[p], indptr[p + 1]):
+            dense[i, indices[q]] += data[q]
+            used[indices[q]] = True
+    cols = np.flatnonzero(used)
+    return cols, dense[:, cols].astype(np.float32)
+
+
+def patch_rows(pieces, n_pixels, k):
+    """CSR arrays of (pixels, values (k_p, len(pixels)), k0) pieces written into a dense matrix, row by row in
+    column order, keeping explicit zeros (a pixel a piece covers keeps its entries even where they are 0)."""
+    dense = np.zeros((n_pixels, k), np.float32)
+    present = np.zeros((n_pixels, k), bool)
+    for pix, values, k0 in pieces:
+        for i, p in enumerate(pix):
+            dense[p, k0 : k0 + values.shape[0]] = values[:, i]
+            present[p, k0 : k0 + values.shape[0]] = True
+    indptr = np.concatenate([[0], np.cumsum(present.sum(axis=1))])
+    rows, cols = np.nonzero(present)
+    return indptr, cols, dense[rows, cols]

@@ -28,19 +28,21 @@ from pmdcompress.formats.store import (
     finish_store,
     read_store,
 )
+from pmdcompress.formats.store_codes import round_noise
 from pmdcompress.formats.truth import TRUTH, create_truth, finish_truth, read_truth
 from pmdcompress.simulate import load_truth
 from pmdcompress.solver.null import NULL_VERSION
 
 V1 = Path(__file__).parent / "fixtures" / "v1"
 V2 = Path(__file__).parent / "fixtures" / "v2"  # the store, and a report made by session 3's code
+V3 = Path(__file__).parent / "fixtures" / "v3"  # the store (zigzag spatial codes), made by session 8's code
 ALL_FORMATS = [STORE, DEMIX, TRUTH, REPORT, BATCH_STATUS, NULL_CACHE]
 
 
 # -- the version-1 fixtures (made by tests/fixtures/make_fixtures.py) ----------------------------------------
 
 
-@pytest.mark.parametrize("version, folder", [(1, V1), (2, V2)])
+@pytest.mark.parametrize("version, folder", [(1, V1), (2, V2), (3, V3)])
 def test_store_fixtures_reconstruct_the_simulated_movie_within_its_noise(version, folder):
     store = pmdcompress.open(folder / "sim.pmd.zarr")
     truth = load_truth(V1 / "sim.truth.zarr")  # both stores were made from this movie
@@ -119,17 +121,22 @@ def test_store_metadata_round_trip_and_store_round_trip(tmp_path):
     temporal[...] = v
     finish_store(group, md)
     back = read_store(tmp_path / "s.pmd.zarr")
-    assert back.metadata == dataclasses.replace(md, manifest=back.metadata.manifest)
+    # version 4: the step of the mean relative to the noise, sqrt(12 * 0.005 / T) (formats.store_codes.mean_step)
+    assert back.metadata == dataclasses.replace(md, manifest=back.metadata.manifest, mean_step=0.1)
     assert set(back.metadata.manifest) == set(arrays) | {"temporal", "temporal_scale", "spatial_scale"}
     for name, data in arrays.items():
-        if name != "spatial":
+        if name not in ("spatial", "mean", "noise"):
             np.testing.assert_array_equal(getattr(back, name), data)
+    # The noise map to 8 bits of mantissa (what a compression standardises by), the mean to 0.1 of it.
+    assert (np.abs(back.noise / arrays["noise"] - 1) <= 2.0**-9).all() and (back.noise != arrays["noise"]).any()
+    np.testing.assert_array_equal(back.noise, round_noise(arrays["noise"]))
+    assert (np.abs(back.mean - arrays["mean"]) <= back.noise * 0.1 / 2 * (1 + 1e-6)).all()
     # Quantized factors: within half a step of what was written.
     assert np.abs(back.temporal[...] - v).max() <= back.temporal.scale.max() / 2 + 1e-6
     assert (np.abs(back.spatial - arrays["spatial"]) <= back.spatial_scale / 2 + 1e-7).all()
     # The model of docs/format.md, one patch, unit weights.
     store = pmdcompress.open(tmp_path / "s.pmd.zarr")
-    expected = arrays["mean"] + arrays["noise"] * (back.spatial @ back.temporal[...]).T.reshape(6, 5, 4)
+    expected = back.mean + back.noise * (back.spatial @ back.temporal[...]).T.reshape(6, 5, 4)
     np.testing.assert_allclose(store[:], expected, rtol=1e-5, atol=1e-5)
 
 

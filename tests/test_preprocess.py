@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,94 @@ def test_ring_products_match_einsums_of_the_annulus_means(monkeypatch, dtype):
         # the same additions in the same order: equal to the bit here; a numpy whose einsum fuses multiply-adds
         # would differ in the last bits only
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@functools.lru_cache(maxsize=4)
+def _one_photon_like(seed: int, *, cells: bool = True, colored: bool = False, n_frames: int = 63, size: int = 64):
+    """Noise shared over a few pixels (0.35 independent + 0.65 blurred over 2 px) and, optionally, large smooth
+    cells that jump and decay (a one-photon movie's); ``colored`` makes the noise a 2-frame moving sum (not white
+    in time).  Returns (movie, noise)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    shape = (n_frames + 1, size, size)
+    blurred = ndimage.gaussian_filter(rng.standard_normal(shape), (0, 2.0, 2.0), mode="wrap")
+    noise = np.sqrt(0.35) * rng.standard_normal(shape) + np.sqrt(0.65) * blurred / blurred.std()
+    noise = noise[1:] + noise[:-1] if colored else noise[1:]
+    movie = 100.0 + noise
+    if cells:
+        yy, xx = np.mgrid[:size, :size]
+        for _ in range(40):
+            cy, cx = rng.uniform(4, size - 4, 2)
+            foot = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 3.5**2))
+            events = (rng.random(n_frames + 20) < 0.05) * rng.exponential(8.0, n_frames + 20)
+            trace = np.convolve(events, np.exp(-np.arange(n_frames) / 10.0))[20 : n_frames + 20]
+            movie += trace[:, None, None] * foot
+    return movie.astype(np.float32), noise
+
+
+def _true_lag1(noise):
+    n = noise - noise.mean(axis=0)
+    return tuple(float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)))
+                 for a, b in ((n[:, :-1], n[:, 1:]), (n[:, :, :-1], n[:, :, 1:])))
+
+
+def test_extrapolated_noise_correlation_sees_through_cells_that_the_plain_one_counts():
+    from pmdcompress.preprocess import noise_lag_correlation, noise_lag_correlation_extrapolated
+
+    for seed in (0, 1):
+        movie, noise = _one_photon_like(seed)
+        truth = _true_lag1(noise)
+        plain = noise_lag_correlation(movie, lags=2)
+        extrapolated = noise_lag_correlation_extrapolated(movie, lags=2)
+        for axis in range(2):
+            assert plain[axis][0] > truth[axis] + 0.05  # the cells' increments, shared by neighbours
+            assert abs(extrapolated[axis][0] - truth[axis]) < 0.03
+
+
+def test_on_noise_alone_the_extrapolation_reads_the_truth_and_the_plain_profile_is_kept():
+    from pmdcompress import preprocess
+    from pmdcompress.preprocess import noise_lag_correlation, noise_lag_correlation_extrapolated
+
+    movie, noise = _one_photon_like(2, cells=False)
+    truth = _true_lag1(noise)
+    plain = noise_lag_correlation(movie, lags=3)
+    assert noise_lag_correlation_extrapolated(movie, lags=3) == plain  # within the margin: nothing to correct
+    saved = preprocess.EXTRAPOLATION_MARGIN
+    preprocess.EXTRAPOLATION_MARGIN = -1.0
+    try:
+        extrapolated = noise_lag_correlation_extrapolated(movie, lags=3)
+    finally:
+        preprocess.EXTRAPOLATION_MARGIN = saved
+    for axis in range(2):
+        assert abs(extrapolated[axis][0] - truth[axis]) < 0.03
+        assert abs(plain[axis][0] - truth[axis]) < 0.03
+
+
+def test_extrapolation_falls_back_to_the_plain_profile_where_differences_are_not_white_noise():
+    from pmdcompress.preprocess import noise_lag_correlation, noise_lag_correlation_extrapolated
+
+    movie, _ = _one_photon_like(3, colored=True)
+    assert noise_lag_correlation_extrapolated(movie) == noise_lag_correlation(movie)
+
+
+def test_the_fit_takes_the_extrapolated_profile_only_where_the_noise_is_shared_beyond_neighbours():
+    from pmdcompress.pipeline import compress as cp
+    from pmdcompress.preprocess import noise_lag_correlation, noise_lag_correlation_extrapolated
+
+    class Frames:  # what _neighbour_task reads through LazyFrames
+        def __init__(self, movie):
+            self.movie = movie
+
+    shared, _ = _one_photon_like(0)
+    independent = (100.0 + np.random.default_rng(5).standard_normal((63, 64, 64))).astype(np.float32)
+    saved = cp.LazyFrames
+    cp.LazyFrames = lambda fit: fit.movie
+    try:
+        assert cp._neighbour_task(Frames(independent)) == noise_lag_correlation(independent)
+        plain = noise_lag_correlation(shared)
+        taken = cp._neighbour_task(Frames(shared))
+        assert taken != plain
+        assert taken == noise_lag_correlation_extrapolated(shared, plain=plain)
+    finally:
+        cp.LazyFrames = saved

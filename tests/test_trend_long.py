@@ -192,3 +192,39 @@ def test_trend_df_counts_the_knots_as_piecewise_linear_df(seed):
         assert temporal.trend_df(row) == int(piecewise_linear_df(row)[0])
         assert temporal.trend_df(row, 1e-2) == int(piecewise_linear_df(row, 1e-2)[0])
     assert temporal.trend_df(x) == 42
+
+
+def test_long_rows_penalty_searches_start_from_the_previous_rows_ratios(monkeypatch):
+    """The long rows of a block start their penalty searches at the ratios that the previous row found: the
+    same budgets and event rates, every row within its searches' tolerance of the filter without them (the
+    searches end elsewhere inside their tolerance), in fewer solves."""
+    window, n = 1500, 4500
+    monkeypatch.setattr(temporal, "BUDGET_WINDOW_FRAMES", window)
+    rng = np.random.default_rng(5)
+    truth = np.array([calcium_row(rng, n, rate=0.02) for _ in range(16)])
+    rows = truth + rng.normal(0, 1.0, truth.shape)
+    solves = []
+    original = tf._constrained_tf_kernel_from
+
+    def counted(*args):
+        out = original(*args)
+        solves.append(out[2])
+        return out
+
+    monkeypatch.setattr(tf, "_constrained_tf_kernel_from", counted)
+    got, info = temporal.trend_filter_rows(rows, return_info=True)
+    with_ratios = sum(solves)
+    solves.clear()
+    monkeypatch.setattr(temporal, "LONG_RATIO_STARTS", False)
+    plain, plain_info = temporal.trend_filter_rows(rows, return_info=True)
+    assert sum(solves) > 1.1 * with_ratios, (sum(solves), with_ratios)
+    for a, b in zip(info, plain_info, strict=True):
+        assert a["budget"] == b["budget"] > 0 and a["event_p"] == b["event_p"]
+        assert abs(a["fraction"] - b["fraction"]) < 0.05 * b["fraction"]
+    # the whole-row search accepts residuals down to LONG_RTOL below its budget: fits at two penalties there
+    # differ by at most ~sqrt(LONG_RTOL * fraction) noise SDs RMS (0.27); nearly all end much closer
+    apart = [noise_units_rms(a, b) for a, b in zip(got, plain, strict=True)]
+    assert np.median(apart) < 0.05 and max(apart) < 0.15, apart
+    errors = [noise_units_rms(a, t) for a, t in zip(got, truth, strict=True)]
+    plain_errors = [noise_units_rms(a, t) for a, t in zip(plain, truth, strict=True)]
+    assert np.mean(errors) < 1.01 * np.mean(plain_errors)

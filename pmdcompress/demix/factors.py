@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .._numba import jit
+
 
 @dataclass
 class Factors:
@@ -48,12 +50,61 @@ class Factors:
         return self.dims[0] * self.dims[1]
 
 
+@jit
+def _append_rows_kernel(pix, values, k0, cursor, indices, data):
+    """Append ``values[:, i]`` (columns ``k0, k0 + 1, ...``) to row ``pix[i]`` of a CSR matrix being filled:
+    at ``cursor[pix[i]]``, which advances past them."""
+    k, n = values.shape
+    for i in range(n):
+        p = pix[i]
+        at = cursor[p]
+        for c in range(k):
+            indices[at + c] = k0 + c
+            data[at + c] = values[c, i]
+        cursor[p] = at + k
+
+
+class _PatchRows:
+    """A CSR matrix (pixels x K) filled patch by patch, each patch's columns after the previous patch's.
+
+    Every pixel's row holds, in patch order, the columns of the patches whose region covers it, so the rows
+    come out sorted and without duplicates (canonical): the COO route and its sort (a tenth of a demix's CPU
+    at 1.5x zoom, for the high-passed factors) are not needed.  ``counts`` (pixels) is each row's length.
+    """
+
+    def __init__(self, counts: np.ndarray, k: int):
+        n_pixels = counts.size
+        self.indptr = np.zeros(n_pixels + 1, np.int64)
+        np.cumsum(counts, out=self.indptr[1:])
+        index_type = np.int32 if max(n_pixels, k, int(self.indptr[-1])) < 2**31 else np.int64
+        self.indptr = self.indptr.astype(index_type)
+        self.indices = np.empty(int(self.indptr[-1]), index_type)
+        self.data = np.empty(int(self.indptr[-1]), np.float32)
+        self.cursor = self.indptr[:-1].astype(np.int64)
+        self.shape = (n_pixels, k)
+
+    def append(self, pix: np.ndarray, values: np.ndarray, k0: int) -> None:
+        """``values`` (k, len(pix)): columns ``k0 ...`` of rows ``pix`` (patches in column order)."""
+        _append_rows_kernel(np.ascontiguousarray(pix, np.int64), np.ascontiguousarray(values, np.float32), k0,
+                            self.cursor, self.indices, self.data)
+
+    def matrix(self) -> sp.csr_matrix:
+        if not np.array_equal(self.cursor, self.indptr[1:]):
+            raise AssertionError("patch rows: a row was not filled as counted")
+        u = sp.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape, copy=False)
+        u.has_sorted_indices = True
+        u.has_canonical_format = True
+        return u
+
+
 def global_spatial(store) -> sp.csr_matrix:
     """Sparse ``U`` (pixels x K) of a store: ``noise * W_p * U_p`` placed in the frame."""
     height, width = store.shape[1:]
     ph, pw = store.patch_shape
-    rows, cols, vals = [], [], []
     offsets = store.component_offsets
+    k = int(offsets[-1])
+    pieces = []
+    counts = np.zeros(height * width, np.int64)
     for p, (y0, x0) in enumerate(store.patch_origins):
         k0, k1 = int(offsets[p]), int(offsets[p + 1])
         if k1 == k0:
@@ -63,23 +114,15 @@ def global_spatial(store) -> sp.csr_matrix:
         pix = (yy[:, None] * width + xx[None, :]).ravel()
         w = (store.weights_y[p][:, None] * store.weights_x[p][None, :]).ravel()
         w = w * store.noise[y0 : y0 + ph, x0 : x0 + pw].ravel()
-        block = store.spatial[:, k0:k1] * w[:, None]
         keep = w > 0
-        r, c = np.nonzero(np.broadcast_to(keep[:, None], block.shape))
-        rows.append(pix[r])
-        cols.append(c + k0)
-        vals.append(block[r, c])
-    k = int(offsets[-1])
-    if rows:
-        u = sp.coo_matrix(
-            (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(height * width, k),
-        )
-    else:
-        u = sp.coo_matrix((height * width, k), dtype=np.float32)
-    u = u.tocsr()
-    u.sum_duplicates()
-    return u
+        pieces.append((p, pix[keep], keep, w))
+        counts[pix[keep]] += k1 - k0
+    rows = _PatchRows(counts, k)
+    for p, pix, keep, w in pieces:
+        k0, k1 = int(offsets[p]), int(offsets[p + 1])
+        block = store.spatial[:, k0:k1] * w[:, None]
+        rows.append(pix, block[keep].T.astype(np.float32), k0)
+    return rows.matrix()
 
 
 def load_factors(store, *, chunk_frames: int = 4096) -> Factors:
@@ -108,6 +151,66 @@ def bin_frames(v: np.ndarray, factor: int) -> np.ndarray:
     return v[:, : n * factor].reshape(k, n, factor).mean(axis=2)
 
 
+@jit
+def _tile_columns_kernel(indptr, indices, pix, local):
+    """Number the columns that rows ``pix`` use, in column order: ``local[c]`` (all -1 on entry) becomes the
+    column's place among them; returns how many there are."""
+    for i in range(pix.size):
+        p = pix[i]
+        for q in range(indptr[p], indptr[p + 1]):
+            local[indices[q]] = 0
+    count = 0
+    for c in range(local.size):
+        if local[c] == 0:
+            local[c] = count
+            count += 1
+    return count
+
+
+@jit
+def _tile_rows_kernel(indptr, indices, data, pix, local, out):
+    """``out[i, local[c]] += U[pix[i], c]`` over the entries of rows ``pix`` (``out`` zeroed by the caller)."""
+    for i in range(pix.size):
+        p = pix[i]
+        for q in range(indptr[p], indptr[p + 1]):
+            out[i, local[indices[q]]] += data[q]
+
+
+class ColumnStack:
+    """Sparse matrices side by side, as ``scipy.sparse.hstack(parts)`` would hold them, without the copy: all
+    :func:`render_tile` needs (the residual correlation image: the high-passed factors, 12.6 M entries at 1.5x
+    zoom, beside the few footprints)."""
+
+    format = "stack"
+
+    def __init__(self, *parts):
+        self.parts = [p if p.format == "csr" else p.tocsr() for p in parts]
+        if len({p.shape[0] for p in self.parts}) > 1:
+            raise ValueError("ColumnStack: the parts have different numbers of rows")
+        self.shape = (self.parts[0].shape[0], sum(p.shape[1] for p in self.parts))
+
+
+def tile_block(u, pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The columns of ``u`` (CSR, or a :class:`ColumnStack`) that rows ``pix`` use (sorted) and those rows on
+    them, dense float32 (``len(pix)``, columns): ``u[pix][:, cols].toarray()`` without scipy's two
+    fancy-indexed copies and sort."""
+    parts = u.parts if isinstance(u, ColumnStack) else [u if u.format == "csr" else u.tocsr()]
+    pix = np.ascontiguousarray(pix, np.int64)
+    locals_, counts = [], []
+    for part in parts:
+        local = np.full(part.shape[1], -1, np.int64)
+        counts.append(_tile_columns_kernel(part.indptr, part.indices, pix, local))
+        locals_.append(local)
+    out = np.zeros((pix.size, sum(counts)), np.float32)
+    cols, start, offset = [], 0, 0
+    for part, local, count in zip(parts, locals_, counts, strict=True):
+        _tile_rows_kernel(part.indptr, part.indices, part.data, pix, local, out[:, start : start + count])
+        cols.append(np.flatnonzero(local >= 0) + offset)
+        start += count
+        offset += part.shape[1]
+    return np.concatenate(cols), out
+
+
 def render_tile(u: sp.csr_matrix, v: np.ndarray, dims, y0, y1, x0, x1, *, pixel_major=False) -> np.ndarray:
     """Pixels of rectangle ``[y0:y1, x0:x1]`` of ``U @ V``, float32.
 
@@ -116,9 +219,7 @@ def render_tile(u: sp.csr_matrix, v: np.ndarray, dims, y0, y1, x0, x1, *, pixel_
     width = dims[1]
     yy = np.arange(y0, y1)
     pix = (yy[:, None] * width + np.arange(x0, x1)[None, :]).ravel()
-    block = u[pix]
-    cols = np.unique(block.indices)
-    dense = block[:, cols].toarray().astype(np.float32, copy=False)
+    cols, dense = tile_block(u, pix)
     if pixel_major:
         out = (dense @ v[cols]) if cols.size else np.zeros((pix.size, v.shape[1]), np.float32)
         return np.ascontiguousarray(out, dtype=np.float32).reshape(y1 - y0, x1 - x0, v.shape[1])
@@ -144,22 +245,18 @@ def highpass_spatial(store, factors: Factors, sigma: float) -> sp.csr_matrix:
     def grown(y0, x0):
         return max(y0 - halo, 0), min(y0 + ph + halo, height), max(x0 - halo, 0), min(x0 + pw + halo, width)
 
-    # Every patch's components over the patch grown by the halo, dense: the entries are counted first and
-    # written into one set of int32 arrays (a list of pieces and their concatenation held three copies of
-    # them: the peak of a demix at 1.5x zoom, 714 MiB, now about a third of that).
+    # Every patch's components over the patch grown by the halo, dense, appended to the rows of the pixels they
+    # cover (:class:`_PatchRows`: counted first, then written in place, int32 indices; a list of pieces and their
+    # concatenation held three copies of them, and their COO form needed a sort).
     patches = [p for p in range(len(store.patch_origins)) if offsets[p + 1] > offsets[p]]
-    sizes = []
-    for p in patches:
-        a0, a1, b0, b1 = grown(*store.patch_origins[p])
-        sizes.append(int(offsets[p + 1] - offsets[p]) * (a1 - a0) * (b1 - b0))
     if not patches:
         return sp.csr_matrix((height * width, k), dtype=np.float32)
-    index_type = np.int32 if max(height * width, k) < 2**31 else np.int64
-    rows = np.empty(sum(sizes), index_type)
-    cols = np.empty(sum(sizes), index_type)
-    vals = np.empty(sum(sizes), np.float32)
-    start = 0
-    for p, size in zip(patches, sizes, strict=True):
+    counts = np.zeros((height, width), np.int64)
+    for p in patches:
+        a0, a1, b0, b1 = grown(*store.patch_origins[p])
+        counts[a0:a1, b0:b1] += int(offsets[p + 1] - offsets[p])
+    rows = _PatchRows(counts.ravel(), k)
+    for p in patches:
         y0, x0 = store.patch_origins[p]
         k0, k1 = int(offsets[p]), int(offsets[p + 1])
         a0, a1, b0, b1 = grown(y0, x0)
@@ -170,15 +267,8 @@ def highpass_spatial(store, factors: Factors, sigma: float) -> sp.csr_matrix:
         )
         img -= _smooth(img, sigma)
         pix = (np.arange(a0, a1)[:, None] * width + np.arange(b0, b1)[None, :]).ravel()
-        piece = slice(start, start + size)
-        rows[piece].reshape(k1 - k0, pix.size)[:] = pix[None, :]
-        cols[piece].reshape(k1 - k0, pix.size)[:] = np.arange(k0, k1)[:, None]
-        vals[piece] = img.ravel()
-        start += size
-    u = sp.csr_matrix((vals, (rows, cols)), shape=(height * width, k), dtype=np.float32)
-    del rows, cols, vals
-    u.sum_duplicates()
-    return u
+        rows.append(pix, img.reshape(k1 - k0, pix.size), k0)
+    return rows.matrix()
 
 
 def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:

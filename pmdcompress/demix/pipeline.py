@@ -17,7 +17,7 @@ from ..options import DEMIX_KINDS, DemixOptions
 from . import hals
 from . import ring as ringbg
 from .deconvolve import deconvolve
-from .factors import Factors, _smooth, bin_frames, highpass_spatial, load_factors, render_tile
+from .factors import ColumnStack, Factors, _smooth, bin_frames, highpass_spatial, load_factors, render_tile
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
 from .metrics import compute_metrics, mean_contrast, trace_noise
@@ -588,7 +588,10 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         if guess_if(guess):
             return _Stopped(guess, guessed=True), fac, opts
     rng = np.random.default_rng(opts.seed)
-    if opts.background_rank:
+    if opts.background_rank and opts.highpass_sigma > 0:
+        # The low-passed movie is U - uh; its products are taken as smoothed products with U (7x fewer entries).
+        bg = hals.init_background_lowpass(fac.U, vb, opts.background_rank, opts.highpass_sigma, fac.dims, rng=rng)
+    elif opts.background_rank:
         bg = hals.init_background(fac.U - uh, vb, opts.background_rank, opts.highpass_sigma, fac.dims, rng=rng)
     else:
         bg = Background(np.zeros((0, *fac.dims)), np.zeros((0, vb.shape[1])), opts.highpass_sigma)
@@ -598,14 +601,18 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
 
     t0 = time.perf_counter()
     use_ring = opts.background_model == "ring"
-    c = _iterate(fac.U, vb, fp, bg, fixed, opts.max_num_iter)
+    # The alternating updates multiply V by float64 operands: converted once here, not in each of their products
+    # (the same products, to the last bit).
+    fit64 = vb.astype(np.float64)
+    c = _iterate(fac.U, fit64, fp, bg, fixed, opts.max_num_iter)
     u_fit, v_fit, ring = fac.U, vb, None
     if use_ring:
         # Start from the low-rank fit, then alternate: ring weights given A, C; A, C given the ring background.
         bg = Background(np.zeros((0, *fac.dims)), np.zeros((0, vb.shape[1])), opts.highpass_sigma)
         for _ in range(opts.ring_rounds):
             ring, u_fit, v_fit = _ring_step(fac.U, vb, fp, c, opts)
-            c = _iterate(u_fit, v_fit, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
+            fit64 = v_fit.astype(np.float64, copy=False)
+            c = _iterate(u_fit, fit64, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
     n_before = fp.n
     _stage("fit", fp, fixed)
     fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
@@ -618,7 +625,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
     for _ in range(1, opts.n_passes):
         # Residual pass: the same image on the movie minus what the model explains.
         ha = _highpass_footprints(fp, opts.highpass_sigma)
-        u_res = sp.hstack([uh, -ha]).tocsr()
+        u_res = ColumnStack(uh, -ha)  # hstack, without copying uh
         v_res = np.vstack([vb, c.astype(np.float32)])
         resid_corr, resid_peak = correlation_image(u_res, v_res, fac.dims, mad_threshold=opts.mad_threshold,
                                                    return_peak=True)
@@ -642,10 +649,11 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         log.info("demix: residual pass adds %d seeds", ok.size)
         fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims, zone_radius=zone_radius).subset(ok))
         fixed = np.concatenate([fixed, np.zeros(ok.size, bool)])
-        c = _iterate(u_fit, v_fit, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
+        c = _iterate(u_fit, fit64, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
         if use_ring:
             ring, u_fit, v_fit = _ring_step(fac.U, vb, fp, c, opts)
-            c = _iterate(u_fit, v_fit, fp, bg, fixed, 2)
+            fit64 = v_fit.astype(np.float64, copy=False)
+            c = _iterate(u_fit, fit64, fp, bg, fixed, 2)
         fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
         fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
         _stage("residual", fp, fixed)

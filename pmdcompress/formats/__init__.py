@@ -11,6 +11,7 @@ module                 file                                 reader / writer
 :mod:`.null_cache`     ``null-<digest>.json`` (rank test)   ``read_null_cache`` / ``write_null_cache``
 =====================  ===================================  =========================================
 
+:mod:`.store_codes` holds the store's integer codes (version 4: image, delta, noise and mean codes).
 Each has a :class:`~._version.FormatId` (name, integer version written,
 versions read) checked by the one helper :func:`~._version.read_version`.
 docs/format.md describes every layout.

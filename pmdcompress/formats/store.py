@@ -10,9 +10,15 @@ scale, puts a CRC-32C checksum on every chunk of every array and records every
 chunk file with its size in the metadata (``manifest``), so that a missing,
 truncated or altered chunk is an error naming the store and the chunk instead
 of a silently wrong movie (Zarr reads a missing chunk as its fill value).
-Version 3 (written now) is version 2 with the spatial integers stored as zigzag
+Version 3 is version 2 with the spatial integers stored as zigzag
 codes in the narrowest unsigned dtype (:func:`zigzag_encode`: smaller stores,
-the same values); version 2 is still read.
+the same values).  Version 4 (written now) codes every large array
+(:mod:`.store_codes`): the spatial components, the mean, the noise and the trend
+as images predicted from their neighbours, the temporal factors as their
+differences from frame to frame; the noise map is rounded to 8 bits of
+mantissa before the movie is standardised by it, and the mean and trend are
+rounded to a step from the noise, like the factors.  Versions 2 and 3 are
+still read.
 Version 1 (float factors, no checksums) is still read, with a warning.
 """
 
@@ -32,10 +38,24 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from ..errors import StoreFormatError
 from ._version import FormatId, read_version
+from .store_codes import (
+    NOISE_MANTISSA_BITS,
+    delta_codes,
+    from_delta_codes,
+    image_residuals,
+    images_from_residuals,
+    mean_step,
+    noise_codes,
+    noise_from_codes,
+    round_noise,
+    smoothed_mean_kept,
+    zigzag_decode,
+    zigzag_encode,
+)
 
 log = logging.getLogger("pmdcompress")
 
-STORE = FormatId("pmdcompress-store", 3, (1, 2, 3), "store")
+STORE = FormatId("pmdcompress-store", 4, (1, 2, 3, 4), "store")
 FORMAT_NAME = STORE.name
 FORMAT_VERSION = STORE.version
 ATTRS_KEY = "pmdcompress"
@@ -56,9 +76,10 @@ _ARRAYS_V1 = {
 ARRAYS_BY_VERSION = {1: _ARRAYS_V1, 2: {**_ARRAYS_V1, "spatial_scale": (1, True), "temporal_scale": (1, True),
                                         "temporal_df": (1, False)}}
 ARRAYS_BY_VERSION[3] = ARRAYS_BY_VERSION[2]  # version 3 changes how 'spatial' holds its integers (zigzag_encode)
+ARRAYS_BY_VERSION[4] = ARRAYS_BY_VERSION[2]  # version 4 codes 'spatial', 'temporal', 'mean', 'noise', 'trend'
 ARRAYS = ARRAYS_BY_VERSION[FORMAT_VERSION]
 
-FACTOR_DTYPES_BY_VERSION = {1: ("float32", "float16"), 2: ("int32",), 3: ("int32",)}
+FACTOR_DTYPES_BY_VERSION = {1: ("float32", "float16"), 2: ("int32",), 3: ("int32",), 4: ("int32",)}
 FACTOR_DTYPES = ("float32", "float16")  # what a compression may ask for (both are stored quantized in version 2)
 QUANTIZED_DTYPE = "int32"
 METHODS = ("svd", "pmd")
@@ -125,6 +146,9 @@ class StoreMetadata:
     #: Every chunk file of every array with its size in bytes ({array: {"c/0/1": bytes}}); None in
     #: version 1 and for stores that never were on disk.
     manifest: dict | None = None
+    #: Version 4: step of the mean and trend codes relative to each pixel's noise (:func:`mean_step`); None
+    #: where they are stored as floats (and before version 4).
+    mean_step: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -133,6 +157,8 @@ class StoreMetadata:
         d["overlap"] = list(self.overlap)
         if self.format_version < 2:  # version 1 had neither field
             del d["frame_rate"], d["manifest"]
+        if self.format_version < 4:  # nor had versions 2 and 3 this one
+            del d["mean_step"]
         return d
 
     @classmethod
@@ -157,19 +183,22 @@ class StoreMetadata:
             frame_rate=_frame_rate(d, where) if version >= 2 else None,
             format_version=version,
             manifest=_manifest(d, where) if version >= 2 else None,
+            mean_step=_mean_step(d, where) if version >= 4 else None,
         )
 
 
 class TemporalFactors:
     """The temporal factors (K, T) as float32, however stored; written and read by blocks.
 
-    Version 2 stores ``round(V / scale[k])`` as int32; writing refuses non-finite
-    values, reading names the chunk that cannot be decoded.  Picklable, so that
-    cluster workers can write their time chunks straight into the store.
+    Version 2 stores ``round(V / scale[k])`` as int32; version 4 stores those integers as the zigzag codes of
+    their differences from frame to frame within each time chunk (:func:`delta_codes`, uint32), so it reads
+    and writes whole time chunks (a write of part of one decodes and rewrites it).  Writing refuses
+    non-finite values, reading names the chunk that cannot be decoded.  Picklable, so that cluster workers
+    can write their time chunks straight into the store.
     """
 
     def __init__(self, array, scale: np.ndarray | None, where: str, df: np.ndarray | None = None,
-                 rounding_error: float | None = None):
+                 rounding_error: float | None = None, delta: bool = False):
         self.array = array
         self.scale = scale
         self.where = where
@@ -179,6 +208,8 @@ class TemporalFactors:
         #: counted on the exact values of rows written whole (the temporal filter writes them so),
         #: since rounding hides the knots.  -1: not written whole.
         self.df = df
+        #: Version 4: the array holds :func:`delta_codes` of each time chunk.
+        self.delta = delta
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -199,7 +230,7 @@ class TemporalFactors:
         return np.broadcast_to(self.scale[:, None], self.shape)[key]
 
     def __getitem__(self, key) -> np.ndarray:
-        data = read_array(self.array, key, self.where, "temporal")
+        data = self.integers(key) if self.delta else read_array(self.array, key, self.where, "temporal")
         if self.scale is None:
             data = np.asarray(data, np.float32)
             if not np.isfinite(data).all():
@@ -212,11 +243,64 @@ class TemporalFactors:
         if self.scale is None:
             raise StoreFormatError(f"{self.where}: a version-1 store is read-only")
         rows = self._whole_rows(key)
-        self.array[key] = quantize(value, self._scale_of(key), self.where, "temporal")
+        self.set_integers(key, quantize(value, self._scale_of(key), self.where, "temporal"))
         if rows is not None and rows.size:
             if self.df is None:
                 self.df = np.full(self.shape[0], -1, np.int64)
             self.df[rows] = piecewise_linear_df(np.asarray(value, np.float64).reshape(rows.size, -1))
+
+    def integers(self, key=...) -> np.ndarray:
+        """The stored integers at ``key`` (numpy's indexing), decoded from the time chunks that hold them."""
+        if not self.delta:
+            return np.asarray(read_array(self.array, key, self.where, "temporal"), np.int64)
+        k, t = self.shape
+        rows, frames = _two_keys(key)
+        if isinstance(frames, slice) and frames.indices(t)[2] == 1 or isinstance(frames, int | np.integer):
+            selected = np.arange(t)[frames]  # IndexError as numpy's
+            lo, hi = (int(selected.min()), int(selected.max()) + 1) if selected.size else (0, 0)
+            sub = slice(0, hi - lo) if isinstance(frames, slice) else int(selected) - lo
+        else:
+            lo, hi, sub = 0, t, frames
+        if isinstance(rows, int | np.integer):
+            row = int(np.arange(k)[rows])
+            block, pick = self._decode(slice(row, row + 1), lo, hi), 0
+        elif isinstance(rows, slice):
+            block, pick = self._decode(rows, lo, hi), slice(None)
+        else:
+            block, pick = self._decode(slice(None), lo, hi), rows
+        return block[pick, sub]
+
+    def _decode(self, rows: slice, lo: int, hi: int) -> np.ndarray:
+        """Integers of ``rows`` at frames [lo, hi) (int64, 2-D), from the whole time chunks that hold them."""
+        chunk, t = self.array.chunks[1], self.shape[1]
+        c0, c1 = lo // chunk * chunk, min(-(-hi // chunk) * chunk, t)
+        codes = np.asarray(read_array(self.array, (rows, slice(c0, c1)), self.where, "temporal"))
+        out = np.empty((codes.shape[0], hi - lo), np.int64)
+        for b0 in range(c0, c1, chunk):  # each chunk's running sums, up to the last frame asked for
+            s0, s1 = max(lo, b0), min(hi, b0 + chunk)
+            if s0 < s1:
+                from_delta_codes(codes[:, b0 - c0 : s1 - c0], s0 - b0, out[:, s0 - lo : s1 - lo])
+        return out
+
+    def set_integers(self, key, integers) -> None:
+        """Store ``integers`` (already rounded to this array's steps) at ``key``; in version 4 the time chunks
+        that ``key`` covers only in part are decoded and written again whole."""
+        if not self.delta:
+            self.array[key] = integers
+            return
+        k, t = self.shape
+        rows, frames = _two_keys(key)
+        if not (isinstance(rows, slice) and isinstance(frames, slice) and frames.indices(t)[2] == 1):
+            raise IndexError("a version-4 store's temporal factors are written by slices of rows and frames")
+        lo, hi = frames.indices(t)[:2]
+        chunk = self.array.chunks[1]
+        c0, c1 = lo // chunk * chunk, min(-(-hi // chunk) * chunk, t)
+        whole = np.arange(k)[rows].size == k and (lo, hi) == (c0, c1)
+        block = np.empty((k, c1 - c0), np.int64) if whole else self._decode(slice(None), c0, c1)
+        block[rows, lo - c0 : hi - c0] = integers
+        for b0 in range(c0, c1, chunk):
+            b1 = min(b0 + chunk, t)
+            self.array[:, b0:b1] = delta_codes(block[:, b0 - c0 : b1 - c0])
 
     def _whole_rows(self, key):
         """The rows ``key`` selects when it selects every frame of them, else None."""
@@ -225,6 +309,18 @@ class TemporalFactors:
         k, t = self.shape
         frames = np.arange(t)[key[1]]
         return np.arange(k)[key[0]] if frames.size == t and (frames == np.arange(t)).all() else None
+
+
+def _two_keys(key) -> tuple:
+    """``key`` into a 2-D array as (rows, frames) (an Ellipsis or a missing part is every index)."""
+    key = key if isinstance(key, tuple) else (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (3 - len(key)) + key[i + 1 :]
+    key = key + (slice(None),) * (2 - len(key))
+    if len(key) != 2:
+        raise IndexError(f"too many indices for the temporal factors: {len(key)}")
+    return key
 
 
 def piecewise_linear_df(rows: np.ndarray, tol: float = 1e-4) -> np.ndarray:
@@ -270,28 +366,6 @@ def quantize(values, scale, where: str, name: str) -> np.ndarray:
     return q.astype(np.int32)
 
 
-def zigzag_encode(q: np.ndarray) -> np.ndarray:
-    """Integers ``q`` as zigzag codes (0, -1, 1, -2, 2, ... -> 0, 1, 2, 3, 4, ...) in the narrowest unsigned
-    dtype that holds them (uint8, uint16 or uint32): how version 3 stores the spatial factors.
-
-    The quantized spatial factors are small signed integers (most within +-2**10): as int32 two of their four
-    bytes only repeat the sign, which the byte shuffle + zstd chain cannot squeeze to nothing (about 2 bits a
-    value); zigzag codes put the sign in the lowest bit, and the narrow dtype drops the empty bytes
-    (a ~35 % smaller spatial array on two-photon stores, ~1/3 of the whole store).
-    """
-    q = np.asarray(q, np.int64)
-    z = (q << 1) ^ (q >> 63)
-    top = int(z.max()) if z.size else 0
-    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
-    return z.astype(dtype)
-
-
-def zigzag_decode(z: np.ndarray) -> np.ndarray:
-    """The signed integers (int64) of zigzag codes ``z`` (:func:`zigzag_encode`)."""
-    z = np.asarray(z).astype(np.int64)
-    return (z >> 1) ^ -(z & 1)
-
-
 # -- writer --------------------------------------------------------------------
 
 
@@ -303,6 +377,7 @@ class StoreWriter:
     path: Path | None  # None for an in-memory store
     temporal: TemporalFactors
     spatial: np.ndarray  # (h*w, K) float, written by finish_store
+    mean_step: float | None = None  # the step of the mean and trend codes relative to the noise (None: floats)
 
     def __str__(self) -> str:
         return str(self.path) if self.path is not None else "in-memory store"
@@ -312,8 +387,61 @@ def _create(group, name, data, where, checked=True):
     data = np.asarray(data)
     if data.dtype.kind == "f" and not np.isfinite(data).all():
         raise StoreFormatError(f"{where}: refusing to write non-finite values into '{name}'")
-    group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,),
-                       compressors=CHECKED_COMPRESSORS if checked else COMPRESSORS, config=_ARRAY_CONFIG)[...] = data
+    with compact_json():
+        group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,),
+                           compressors=CHECKED_COMPRESSORS if checked else COMPRESSORS,
+                           config=_ARRAY_CONFIG)[...] = data
+
+
+def compact_json():
+    """Zarr's metadata files without indentation (zarr indents by 2: ~40 % of the ~0.8 kB each array's
+    ``zarr.json`` takes, a few % of a small store)."""
+    return zarr.config.set({"json_indent": None})
+
+
+def image_codes(images: np.ndarray) -> np.ndarray:
+    """Integer images ``(..., h, w)`` as the zigzag codes of their residuals from the median edge detector
+    (:func:`image_residuals`), in the narrowest unsigned dtype: how version 4 stores its maps and components."""
+    return zigzag_encode(image_residuals(images))
+
+
+def images_of_codes(codes: np.ndarray, where: str, name: str) -> np.ndarray:
+    """The integer images (int64) of :func:`image_codes`."""
+    codes = np.asarray(codes)
+    if codes.dtype.kind != "u":
+        raise StoreFormatError(f"{where}: array '{name}' must hold unsigned codes in version 4, got {codes.dtype}")
+    return images_from_residuals(zigzag_decode(codes))
+
+
+def _noise_array(noise: np.ndarray) -> np.ndarray:
+    """What version 4 stores of a noise map: the image codes of its 16-bit codes (rounded first by
+    :func:`round_noise`, which the compression does before standardising the movie by it), or, where a
+    value is not positive and finite, the floats."""
+    noise = np.asarray(noise, np.float32)
+    codes = noise_codes(round_noise(noise)) if np.isfinite(noise).all() and (noise > 0).all() else None
+    return noise if codes is None else image_codes(codes)
+
+
+#: Largest mean or trend code (in units of the noise times :func:`mean_step`): the decoded integers must be
+#: exact in float64.  A map beyond it (a huge offset over a tiny noise) is stored as float32.
+MAX_MEAN_CODE = 2**50
+
+
+def _mean_codes(arrays: dict, step: np.ndarray) -> dict | None:
+    """The image codes of ``round(mean / step)`` and of the trend as ``round((mean + trend) / step)`` less the
+    mean's integers (the movie's baseline, mean plus trend, is then rounded once); None when a value is not
+    finite or too large."""
+    mean = np.asarray(arrays["mean"], np.float64)
+    values = [mean] + ([mean + np.asarray(arrays["trend"], np.float64)] if "trend" in arrays else [])
+    if not all(np.isfinite(v).all() for v in values):
+        return None
+    ints = [np.rint(v / step) for v in values]
+    if any(q.size and np.abs(q).max() >= MAX_MEAN_CODE for q in ints):
+        return None
+    codes = {"mean": image_codes(ints[0].astype(np.int64))}
+    if "trend" in arrays:
+        codes["trend"] = image_codes((ints[1] - ints[0]).astype(np.int64))
+    return codes
 
 
 def create_store(path, metadata: StoreMetadata, arrays: dict, *, temporal_chunk: int):
@@ -323,27 +451,49 @@ def create_store(path, metadata: StoreMetadata, arrays: dict, *, temporal_chunk:
     time chunks (float values; quantized as they are written).  The spatial
     factors (``arrays["spatial"]``) are quantized and written by
     :func:`finish_store`, once the temporal factors are known.
+
+    The noise map is stored rounded to 8 bits of mantissa (:func:`round_noise`;
+    the compression standardises the movie by the rounded map, so the store
+    holds exactly what was used); the mean and the mean plus the trend are
+    rounded to a step of ``noise * mean_step(T, e, kept)`` (:func:`mean_step`,
+    ``e`` the float32 rounding error, or a finer one asked for), which adds
+    ``e`` of the noise the movie keeps of its mean.
     """
     on_disk = isinstance(path, str | os.PathLike)
     where = str(path) if on_disk else "in-memory store"
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    with compact_json():
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
     spatial = np.asarray(arrays["spatial"])
+    k, t = metadata.total_rank, metadata.shape[0]
+    rounding_error = ROUNDING_ERROR.get(metadata.factor_dtype, ROUNDING_ERROR["float32"])
+    arrays = dict(arrays)
+    arrays["noise"] = _noise_array(arrays["noise"])
+    noise = (noise_from_codes(images_of_codes(arrays["noise"], where, "noise")) if arrays["noise"].dtype.kind == "u"
+             else arrays["noise"]).astype(np.float64)
+    # the mean and trend at the finest precision a compression may ask for (they are a small part of the store),
+    # against the share of the mean's noise that the movie keeps (a smoothed mean keeps less)
+    kept = smoothed_mean_kept(float(metadata.parameters.get("mean_smoothing") or 0.0)) if "trend" in arrays else 1.0
+    relative = mean_step(t, min(rounding_error, ROUNDING_ERROR["float32"]), kept)
+    codes = _mean_codes(arrays, noise * relative)
+    if codes is not None:
+        arrays.update(codes)
+    else:
+        relative = None
     for name, data in arrays.items():
         if name != "spatial":
             _create(group, name, data, where)
-    k, t = metadata.total_rank, metadata.shape[0]
-    rounding_error = ROUNDING_ERROR.get(metadata.factor_dtype, ROUNDING_ERROR["float32"])
-    array = group.create_array(
-        "temporal",
-        shape=(k, t),
-        dtype=QUANTIZED_DTYPE,
-        chunks=(max(k, 1), max(min(temporal_chunk, t), 1)),
-        compressors=CHECKED_COMPRESSORS,
-        config=_ARRAY_CONFIG,
-    )
+    with compact_json():
+        array = group.create_array(
+            "temporal",
+            shape=(k, t),
+            dtype="uint32",
+            chunks=(max(k, 1), max(min(temporal_chunk, t), 1)),
+            compressors=CHECKED_COMPRESSORS,
+            config=_ARRAY_CONFIG,
+        )
     temporal = TemporalFactors(array, np.full(k, WORKING_STEP, np.float32), where,
-                               rounding_error=rounding_error)
-    return StoreWriter(group, Path(path) if on_disk else None, temporal, spatial), temporal
+                               rounding_error=rounding_error, delta=True)
+    return StoreWriter(group, Path(path) if on_disk else None, temporal, spatial, relative), temporal
 
 
 def final_steps(df: np.ndarray | None, n_frames: int, rounding_error: float | None, scale: np.ndarray) -> np.ndarray:
@@ -400,21 +550,25 @@ def finish_store(writer: StoreWriter, metadata: StoreMetadata, *, sum_squares: n
             rounded, sum_sq[k0:k1] = round_rows(rows, temporal.scale[k0:k1], final[k0:k1], where)
             if rounded is not None:
                 temporal.scale[k0:k1] = final[k0:k1]
-                temporal.array[k0:k1, :] = rounded
+                temporal.set_integers((slice(k0, k1), slice(None)), rounded)
     _create(writer.group, "temporal_scale", temporal.scale.astype(np.float32), where)
     rms = np.sqrt(sum_sq / max(t, 1))
     n_pix = writer.spatial.shape[0]
     step = temporal.scale.astype(np.float64)
     scale = (step / (math.sqrt(max(n_pix, 1)) * np.maximum(rms, step))).astype(np.float32)
     _create(writer.group, "spatial_scale", scale, where)
-    _create(writer.group, "spatial", zigzag_encode(quantize(writer.spatial, scale[None, :], where, "spatial")),
-            where)
+    h_w = metadata.patch_shape
+    integers = quantize(writer.spatial, scale[None, :], where, "spatial")  # (h*w, K)
+    # each column as its (h, w) image, coded from its neighbours; stored pixel by pixel as before
+    residuals = image_residuals(integers.T.reshape(k, *h_w)).reshape(k, h_w[0] * h_w[1]).T
+    _create(writer.group, "spatial", zigzag_encode(residuals), where)
     if filtered:
         _create(writer.group, "temporal_df", temporal.df.astype(np.int32), where)
     manifest = chunk_manifest(writer.path, ARRAYS) if writer.path is not None else None
     metadata = dataclasses.replace(metadata, factor_dtype=QUANTIZED_DTYPE, format_version=FORMAT_VERSION,
-                                   manifest=manifest)
-    writer.group.attrs[ATTRS_KEY] = strict_json(metadata.to_dict())
+                                   manifest=manifest, mean_step=writer.mean_step)
+    with compact_json():
+        writer.group.attrs[ATTRS_KEY] = strict_json(metadata.to_dict())
 
 
 def strict_json(obj):
@@ -527,15 +681,39 @@ def read_store(path) -> StoreContents:
             raise StoreFormatError(f"{where}: array '{name}' holds non-finite values; the store is damaged")
         return data
 
+    coded = version >= 4
+    noise = _load_noise(group, where) if coded else load("noise", np.float32)
+
+    def load_map(name):
+        """The mean or the trend: version 4's codes times the noise times mean_step (the trend's: the codes of
+        mean + trend less the mean's), or the floats."""
+        data = np.asarray(read_array(group[name], ..., where, name))
+        if not (coded and data.dtype.kind == "u"):
+            return load(name, np.float32)
+        if metadata.mean_step is None:
+            raise StoreFormatError(f"{where}: array '{name}' holds codes but the metadata has no 'mean_step'")
+        codes = images_of_codes(data, where, name)
+        if codes.shape[-2:] != noise.shape:
+            raise StoreFormatError(f"{where}: array '{name}' does not match the noise map's shape {noise.shape}")
+        return (codes * (noise.astype(np.float64) * metadata.mean_step)).astype(np.float32)
+
     # Optional slow baseline (pmd compress --detrend): (n_knots, Y, X) at frames trend_frames.
-    trend = load("trend", np.float32) if "trend" in group else None
+    trend = load_map("trend") if "trend" in group else None
     trend_frames = load("trend_frames", np.float64) if "trend_frames" in group else None
     if (trend is None) != (trend_frames is None):
         raise StoreFormatError(f"{where}: arrays 'trend' and 'trend_frames' must come together")
     if version >= 2:
         spatial_scale = load("spatial_scale", np.float32)
         temporal_scale = load("temporal_scale", np.float32)
-        if version >= 3:
+        if coded:
+            codes = np.asarray(read_array(group["spatial"], ..., where, "spatial"))
+            h, w = metadata.patch_shape
+            if codes.ndim != 2 or codes.shape[0] != h * w:
+                raise StoreFormatError(f"{where}: array 'spatial' has shape {codes.shape}, expected ({h * w}, K)")
+            k = codes.shape[1]
+            integers = images_of_codes(codes.T.reshape(k, h, w), where, "spatial").reshape(k, h * w).T
+            spatial = (integers * spatial_scale.astype(np.float64)).astype(np.float32)
+        elif version >= 3:
             codes = read_array(group["spatial"], ..., where, "spatial")
             if np.asarray(codes).dtype.kind != "u":
                 raise StoreFormatError(f"{where}: array 'spatial' must hold unsigned zigzag codes in version 3, "
@@ -548,19 +726,22 @@ def read_store(path) -> StoreContents:
                                    "per component")
     else:
         spatial, spatial_scale, temporal_scale = load("spatial", np.float32), None, None
+    if coded and group["temporal"].dtype != np.uint32:
+        raise StoreFormatError(f"{where}: array 'temporal' must hold uint32 codes in version 4, "
+                               f"got {group['temporal'].dtype}")
     temporal_df = load("temporal_df", np.int64) if "temporal_df" in group else None
     if temporal_df is not None and temporal_df.shape != (group["temporal"].shape[0],):
         raise StoreFormatError(f"{where}: array 'temporal_df' must have one value per component")
     contents = StoreContents(
         metadata=metadata,
-        mean=load("mean", np.float32),
-        noise=load("noise", np.float32),
+        mean=load_map("mean"),
+        noise=noise,
         patch_origins=load("patch_origins", np.int64),
         patch_ranks=load("patch_ranks", np.int64),
         weights_y=load("weights_y", np.float32),
         weights_x=load("weights_x", np.float32),
         spatial=spatial,
-        temporal=TemporalFactors(group["temporal"], temporal_scale, where),
+        temporal=TemporalFactors(group["temporal"], temporal_scale, where, delta=coded),
         spatial_scale=spatial_scale,
         temporal_df=temporal_df,
         trend=trend,
@@ -568,6 +749,21 @@ def read_store(path) -> StoreContents:
     )
     _check_shapes(contents, where)
     return contents
+
+
+def _load_noise(group, where: str) -> np.ndarray:
+    """Version 4's noise map: the floats of its 16-bit codes (:func:`noise_codes`), or floats as stored."""
+    data = np.asarray(read_array(group["noise"], ..., where, "noise"))
+    if data.dtype.kind == "u":
+        codes = images_of_codes(data, where, "noise")
+        if codes.size and (codes.min() < 1 or codes.max() >= 0xFF << (NOISE_MANTISSA_BITS)):
+            raise StoreFormatError(f"{where}: array 'noise' holds codes of no positive finite noise; "
+                                   "the store is damaged")
+        data = noise_from_codes(codes)
+    data = np.asarray(data, np.float32)
+    if not np.isfinite(data).all():
+        raise StoreFormatError(f"{where}: array 'noise' holds non-finite values; the store is damaged")
+    return data
 
 
 def _check_shapes(c: StoreContents, where: str) -> None:
@@ -632,6 +828,15 @@ def _frame_rate(d, where):
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise StoreFormatError(f"{where}: 'frame_rate' must be a positive number or null, got {value!r}")
+    return float(value)
+
+
+def _mean_step(d, where):
+    value = d.get("mean_step")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise StoreFormatError(f"{where}: 'mean_step' must be a positive number or null, got {value!r}")
     return float(value)
 
 

@@ -46,6 +46,7 @@ from ..formats.store import (
     quantize,
     round_rows,
 )
+from ..formats.store_codes import round_noise
 from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
@@ -59,6 +60,7 @@ from ..preprocess import (
     mean_correction,
     mean_correction_possible,
     noise_lag_correlation,
+    noise_lag_correlation_extrapolated,
     pooled_noise,
     safe_scale,
     trend_basis,
@@ -409,7 +411,8 @@ def _statistics_stage(job: _Job) -> _Statistics:
     if trend is not None:
         centres = plan.bins * plan.bin + (plan.bin - 1) / 2.0
         fit.trend, fit.basis = trend.reshape(-1, height, width), trend_basis(centres, knots)
-    scale = safe_scale(noise)
+    # rounded as the store keeps it (8 bits of mantissa), so that the movie is standardised by what is stored
+    scale = round_noise(safe_scale(noise))
     fit.mean, fit.scale = mean, scale  # the fit tasks standardise their patches: (x - trend - mean) / scale
     _driver_cpu(job, "fit_buffer", time.thread_time() - cpu)
     return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots,
@@ -713,7 +716,7 @@ def _factors_stage(job: _Job, rows: RowBlocks, temporal, noise: np.ndarray | Non
                                                margin)
                                               for b0, b1 in members], on_done=bar.update)
     for members in executor.small_result_groups(job.chunks):
-        executor.map(_copy_task, [(rows, t0, t1, temporal.array) for t0, t1 in members], on_done=bar.update)
+        executor.map(_copy_task, [(rows, t0, t1, temporal) for t0, t1 in members], on_done=bar.update)
     bar.close()
     df, steps, sum_squares = (np.concatenate(p) for p in zip(*parts, strict=True))
     temporal.scale[:] = steps
@@ -748,13 +751,25 @@ def _factors_task(args):
 
 def _copy_task(args):
     """Frames [t0, t1) of every factor (rounded integers), from the scratch into their time chunk of the store."""
-    rows, t0, t1, array = args
-    array[:, t0:t1] = rows.read_columns(t0, t1)
+    rows, t0, t1, temporal = args
+    temporal.set_integers((slice(None), slice(t0, t1)), rows.read_columns(t0, t1))
 
 
 def _neighbour_task(fit: FitBuffer):
-    """The noise's correlation at lags 1.. along y and x on (at most 64 pairs of) standardised fit frames."""
-    return noise_lag_correlation(LazyFrames(fit))
+    """The noise's correlation at lags 1.. along y and x on (at most 64 pairs of) standardised fit frames.
+
+    Where the noise is shared beyond the neighbours (far lags kept by the null: a one-photon movie) the
+    differences' covariances are extrapolated to lag 0 in time
+    (:func:`pmdcompress.preprocess.noise_lag_correlation_extrapolated`): such a movie's large cells rise in
+    step over many pixels, which the plain correlation of differences counts as noise (simulations copying
+    inscopix_1p_part2: 0.71-0.82 for a true 0.61, the null then so strict that the filter took the signal the
+    rank test left).  Two-photon movies (no far lags) keep the plain profile, bit for bit.
+    """
+    frames = LazyFrames(fit)
+    plain = noise_lag_correlation(frames)
+    if not _has_far_lags(null_correlation(plain)):
+        return plain
+    return noise_lag_correlation_extrapolated(frames, plain=plain)
 
 
 def _statistics_task(args):

@@ -1,0 +1,169 @@
+"""Benchmark: demixing's CPU time against the compression's, side by side, on neurofinder_dev at three zooms.
+
+    python benchmarks/bench_demix_time.py [--repeat 2] [--baseline /path/to/other/checkout]
+        [--movie ../shared/data/neurofinder_dev] [--fs 7] [--stages] [--out benchmarks/results/demix_time.json]
+
+Issue 14 asks that demixing take at most half the compression time (aim: 0.4), in bounded memory.  For each
+movie (neurofinder_dev natively, zoomed 1.5x and binned 2x2: ``bench_demix_suite2p.py``'s movies, made once
+under its work folder), ``pmd compress`` then ``pmd demix --fs 7 --export suite2p`` run as fresh processes,
+interleaved (compress, demix, with ``--baseline`` the other checkout's demix of the same store, next repeat ...)
+so that the machine's load, which moves CPU times by 10-20 % on a shared machine, falls on all of them alike.
+Reported per run: CPU time (user + system, the process and its children), peak RSS, and the ratio of each demix
+to the compression beside it; the table gives the medians.  ``PMD_NUM_WORKERS=1`` unless set.
+
+With ``--stages``, one more demix of each store runs in this process with a CPU timer around each stage of the
+fit (correlation images, alternating updates, background, write, export, ...): where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_demix_suite2p import WORK, _shared, binned_movie, run_pmd, zoomed_movie  # noqa: E402
+
+MEASURE = r"""
+import json, resource, subprocess, sys
+proc = subprocess.run(sys.argv[2:], capture_output=True, text=True, cwd=sys.argv[1])
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"returncode": proc.returncode, "cpu_s": ru.ru_utime + ru.ru_stime,
+                  "peak_rss_mib": ru.ru_maxrss / 1024, "stderr_tail": proc.stderr[-2000:]}))
+"""
+
+
+def measured(tree: Path, args: list[str]) -> dict:
+    """``pmd ARGS`` of the checkout ``tree`` in a fresh process: its CPU time and peak RSS."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    env.setdefault("PMD_NUM_WORKERS", "1")
+    proc = subprocess.run([sys.executable, "-c", MEASURE, str(tree), sys.executable, str(tree / "bin" / "pmd"),
+                           *args], capture_output=True, text=True, check=True, env=env)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if out["returncode"]:
+        raise RuntimeError(f"pmd {args[:2]} ({tree}) failed: {out['stderr_tail']}")
+    return out
+
+
+def movies(folder: Path, fs: float) -> dict[str, Path]:
+    """The three movies: native, zoomed 1.5x, binned 2x2 (made once, as bench_demix_suite2p makes them)."""
+    store = WORK / "movie.pmd.zarr"
+    if not store.exists():
+        run_pmd(folder / "movie.tif", fs)
+    return {"native": folder / "movie.tif", "zoom1.5": zoomed_movie(folder, 1.5, store) / "movie.tif",
+            "binned2": binned_movie(folder, 2) / "movie.tif"}
+
+
+def stage_times(store: Path, out: Path, fs: float) -> dict:
+    """CPU seconds per stage of one demix in this process (timers wrapped around the stages' functions)."""
+    import pmdcompress.pipeline.demix as job
+    from pmdcompress.demix import hals
+    from pmdcompress.demix import pipeline as fit
+
+    spent: dict[str, float] = {}
+    originals = []
+
+    def timed(module, name, key):
+        func = getattr(module, name)
+        originals.append((module, name, func))
+
+        @functools.wraps(func)
+        def wrapper(*a, **k):
+            t = time.process_time()
+            try:
+                return func(*a, **k)
+            finally:
+                spent[key] = spent.get(key, 0.0) + time.process_time() - t
+
+        setattr(module, name, wrapper)
+
+    for key, (module, name) in {
+        "load factors": (fit, "load_factors"), "high-pass": (fit, "highpass_spatial"),
+        "correlation images": (fit, "correlation_image"), "radius guess": (fit, "seed_radius"),
+        "background init": (hals, "init_background_lowpass"), "alternating updates": (fit, "_iterate"),
+        "quality metrics": (fit, "compute_metrics"), "mean-image seeds": (fit, "_mean_footprints"),
+        "nucleus seeds": (fit, "_nucleus_footprints"), "result (traces, dF/F, spikes)": (fit, "to_result"),
+        "write result": (job.demix_result, "write_result"), "suite2p export": (job.demix_export, "write_suite2p"),
+    }.items():
+        timed(module, name, key)
+    try:
+        t = time.process_time()
+        job.demix(store, out, fs=fs, export="suite2p", overwrite=True)
+        total = time.process_time() - t
+    finally:
+        for module, name, func in originals:
+            setattr(module, name, func)
+    return {"total_cpu_s": total, "stages_cpu_s": dict(sorted(spent.items(), key=lambda kv: -kv[1]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--movie", default=str(_shared() / "neurofinder_dev"))
+    parser.add_argument("--fs", type=float, default=7.0)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--baseline", default=None, help="Another checkout whose demix runs beside this one's.")
+    parser.add_argument("--only", nargs="*", default=None, choices=("native", "zoom1.5", "binned2"))
+    parser.add_argument("--stages", action="store_true", help="Also time the stages of one demix per movie.")
+    parser.add_argument("--out", default=str(HERE / "results" / "demix_time.json"))
+    args = parser.parse_args()
+    trees = {"this": ROOT}
+    if args.baseline:
+        trees["baseline"] = Path(args.baseline).resolve()
+    work = WORK / "time"
+    work.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list] = {}
+    chosen = {k: v for k, v in movies(Path(args.movie), args.fs).items() if not args.only or k in args.only}
+    for rep in range(args.repeat):
+        for name, movie in chosen.items():
+            store = work / f"{name}.pmd.zarr"
+            row = {"compress": measured(ROOT, ["compress", str(movie), "-o", str(store), "--overwrite"])}
+            for tree_name, tree in trees.items():
+                out = work / f"{name}.{tree_name}.demix.zarr"
+                row[tree_name] = measured(tree, ["demix", str(store), "-o", str(out), "--fs", str(args.fs),
+                                                 "--export", "suite2p", "--overwrite"])
+                row[tree_name]["over_compress"] = row[tree_name]["cpu_s"] / row["compress"]["cpu_s"]
+            runs.setdefault(name, []).append(row)
+            print(f"{name:8s} repeat {rep + 1}: compress {row['compress']['cpu_s']:6.2f} CPU-s; "
+                  + "; ".join(f"demix ({t}) {row[t]['cpu_s']:5.2f} = {row[t]['over_compress']:.3f}, "
+                              f"{row[t]['peak_rss_mib']:.0f} MiB" for t in trees), flush=True)
+    summary = {}
+    for name, rows in runs.items():
+        summary[name] = {"compress_cpu_s": statistics.median(r["compress"]["cpu_s"] for r in rows)}
+        for t in trees:
+            summary[name][t] = {key: statistics.median(r[t][src] for r in rows)
+                                for key, src in (("demix_cpu_s", "cpu_s"), ("demix_over_compress", "over_compress"),
+                                                 ("peak_rss_mib", "peak_rss_mib"))}
+    header = " ".join(f"{'demix ' + t:>15s} {'ratio':>6s} {'MiB':>5s}" for t in trees)
+    print(f"\n{'movie':8s} {'compress':>9s} {header}")
+    for name, s in summary.items():
+        cells = " ".join(f"{s[t]['demix_cpu_s']:15.2f} {s[t]['demix_over_compress']:6.3f} {s[t]['peak_rss_mib']:5.0f}"
+                         for t in trees)
+        print(f"{name:8s} {s['compress_cpu_s']:9.2f} {cells}")
+    result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "load_average": os.getloadavg()},
+              "movie": args.movie, "fs": args.fs, "repeat": args.repeat,
+              "trees": {k: str(v) for k, v in trees.items()}, "runs": runs, "median": summary}
+    if args.stages:
+        result["stages"] = {}
+        for name in chosen:
+            s = stage_times(work / f"{name}.pmd.zarr", work / f"{name}.stages.demix.zarr", args.fs)
+            result["stages"][name] = s
+            print(f"\n{name}: demix {s['total_cpu_s']:.2f} CPU-s in this process (imports excluded)")
+            for key, value in s["stages_cpu_s"].items():
+                print(f"  {key:32s} {value:6.3f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

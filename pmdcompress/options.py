@@ -82,8 +82,10 @@ def parse_range(value, length: int, parameter: str = "frames", *, source=None,
     return start, stop
 
 
-def parse_crop(value, frame_shape, parameter: str = "crop") -> tuple[tuple[int, int], tuple[int, int]]:
-    """``"y0:y1,x0:x1"`` (either range may be empty) -> ``((y0, y1), (x0, x1))`` within the frame."""
+def parse_crop(value, frame_shape, parameter: str = "crop", *,
+               source=None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``"y0:y1,x0:x1"`` (either range may be empty) -> ``((y0, y1), (x0, x1))`` within the frame (of ``source``,
+    a file name that prefixes the messages)."""
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return (0, int(frame_shape[0])), (0, int(frame_shape[1]))
     if isinstance(value, str):
@@ -94,8 +96,8 @@ def parse_crop(value, frame_shape, parameter: str = "crop") -> tuple[tuple[int, 
         parts = [value]
     if len(parts) != 2:
         raise OptionError(f"{_p(parameter)} {value!r}: expected y0:y1,x0:x1, e.g. 0:64,0:128", parameter)
-    return (parse_range(parts[0], int(frame_shape[0]), parameter, unit="rows"),
-            parse_range(parts[1], int(frame_shape[1]), parameter, unit="columns"))
+    return (parse_range(parts[0], int(frame_shape[0]), parameter, source=source, unit="rows"),
+            parse_range(parts[1], int(frame_shape[1]), parameter, source=source, unit="columns"))
 
 
 def _integer(value) -> int:
@@ -171,6 +173,17 @@ def positive_float(value, parameter: str, *, what: str = "a positive number") ->
     return number
 
 
+def unit_interval(value, parameter: str) -> float:
+    """A number in [0, 1) (a correlation level to reach)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"{_p(parameter)} {value!r}: expected a number in [0, 1)", parameter) from exc
+    if not 0 <= number < 1:  # NaN fails too
+        raise OptionError(f"{_p(parameter)} {value!r}: expected a number in [0, 1)", parameter)
+    return number
+
+
 def workers_count(workers) -> int | None:
     """Threads: None (the default) or an integer >= 1."""
     return None if workers is None else positive_int(workers, "workers")
@@ -232,6 +245,7 @@ class CompressOptions:
             positive_int(self.chunk_frames, "chunk_frames")
         if not 0 < self.false_pass < 0.5:
             raise OptionError(f"{{false_pass}} must be in (0, 0.5), got {self.false_pass}", "false_pass")
+        positive_int(self.seed, "seed", minimum=0)  # numpy's generators take no negative seed
         patch = parse_pair(self.patch_shape, "patch_shape", minimum=2)
         overlap = parse_pair(self.overlap, "overlap", minimum=0)
         check_patch_overlap(patch, overlap)
@@ -316,6 +330,17 @@ class DemixOptions:
         if self.background_rank is not None:
             positive_int(self.background_rank, "background_rank", minimum=0)
         positive_int(self.max_num_iter, "max_num_iter")
+        positive_int(self.seed, "seed", minimum=0)
+        # a correlation level no pixel can reach (>= 1, NaN) would find nothing, silently
+        for name in ("corr_threshold", "residual_corr_threshold"):
+            unit_interval(getattr(self, name), name)
+
+    def check_field(self, dims, where) -> None:
+        """Refuse a given ``cell_radius`` whose soma would not fit in a ``dims`` field of view (``where``: the
+        store, for the message)."""
+        if self.cell_radius is not None and 2 * self.cell_radius > max(dims):
+            raise OptionError(f"{where}: {{cell_radius}} {self.cell_radius:g}: a soma that wide does not fit in the "
+                              f"{dims[0]}x{dims[1]} field of view", "cell_radius")
 
     def resolved(self, n_frames: int) -> DemixOptions:
         """A copy with every ``None`` replaced by its default for this movie."""

@@ -82,3 +82,17 @@ def check_movie_fits(output, shape, dtype, *, compressed: bool) -> None:
         return
     if not check_free_space(output, nbytes, "the uncompressed movie"):
         log.warning("%s: cannot tell the free space; the movie takes %.1f MB", output, nbytes / 1e6)
+
+
+#: Largest mean magnitude per pixel that the float32 computations of compress handle: the noise power (squares of
+#: the values, summed over a segment of frames) must stay far from float32's 3.4e38.  No recording comes near it
+#: (raw counts < 1e5, dF/F or photon units < 1e6); a movie above it is almost surely a units or scaling mistake.
+MAX_MAGNITUDE = 1e15
+
+
+def check_magnitude(total, n_frames: int, name: str, t0: int, t1: int) -> None:
+    """Refuse frames [t0, t1) of the movie ``name`` whose per-pixel sums ``total`` (over ``n_frames``) are too large."""
+    largest = float(np.max(np.abs(total))) / max(n_frames, 1) if len(total) else 0.0
+    if not largest <= MAX_MAGNITUDE:
+        raise InputError(f"{name}: values of magnitude {largest:.3g} in frames {t0}-{t1 - 1}; pmd compress needs "
+                         f"|values| < {MAX_MAGNITUDE:.0e}: rescale the movie")

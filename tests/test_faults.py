@@ -270,9 +270,9 @@ case(O, "frames backwards", C + ["--frames", "10:5"], 2, r"movie\.npy: --frames 
 case(O, "frames not a range", C + ["--frames", "abc"], 2, r"--frames 'abc' is not a 'start:stop' range")
 case(O, "frames with a step", C + ["--frames", "1:20:2"], 2, r"--frames '1:20:2' is not a 'start:stop' range")
 case(O, "decompress frames past the end", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--frames", "50:60"], 2,
-     r"--frames '50:60' selects no frames of the 40")
+     r"movie\.pmd\.zarr: --frames '50:60' selects no frames of the 40")
 case(O, "empty crop", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--crop", "5:5,:"], 2,
-     r"--crop '5:5' selects no rows")
+     r"movie\.pmd\.zarr: --crop '5:5' selects no rows")
 case(O, "crop with one range", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--crop", "1:2"], 2,
      r"--crop '1:2': expected y0:y1,x0:x1")
 case(O, "output dtype unknown", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--dtype", "nope"], 2,
@@ -674,6 +674,76 @@ case(R, "an output a dead run had moved aside is restored", ["decompress", "movi
 case(R, "the result is held while its figures are free", D + ["--figures"], 2, r"d\.demix\.zarr: " + BUSY,
      setup=_lock("d.demix.zarr"), allowed=(".d.demix.zarr.lock",),
      check=lambda ws: not (ws / "d.demix.contours.png").exists())
+
+# -- session 9: files and options of kinds a new user brings (each once a traceback or a silent wrong result) ---
+case(B, "float movie too large for float32 sums", ["compress", "huge.npy", "-o", "o.pmd.zarr", "--method", "svd"], 2,
+     r"huge\.npy: values of magnitude [\d.]+e\+20 in frames 0-39; pmd compress needs \|values\| < 1e\+15",
+     setup=write_npy("huge.npy", MOVIE.astype(np.float32) * np.float32(1e20)))
+case(O, "compress negative seed", C + ["--seed", "-1"], 2, r"--seed must be >= 0, got -1")
+case(O, "demix cell radius wider than the field", D + ["--cell-radius", "1000"], 2,
+     r"movie\.pmd\.zarr: --cell-radius 1000: a soma that wide does not fit in the 24x24 field of view")
+case(O, "demix correlation threshold NaN", D + ["--corr-threshold", "nan"], 2,
+     r"--corr-threshold nan: expected a number in \[0, 1\)")
+case(O, "demix correlation threshold no pixel reaches", D + ["--corr-threshold", "2"], 2,
+     r"--corr-threshold 2\.0: expected a number in \[0, 1\)")
+case(O, "evaluate negative centroid distance", ["evaluate", "labels.npy", "--truth", "labels.npy", "--mode",
+                                                "centroid", "--max-distance", "-1"], 2,
+     r"--max-distance -1\.0: expected a positive distance")
+case(O, "simulate a movie named .npy", ["simulate", "s.npy", "--frames", "10", "--shape", "16x16"], 2,
+     r"s\.npy: a simulated movie is written as TIFF; name it \.tif")
+case(O, "simulate a movie named .zarr", ["simulate", "s.zarr", "--frames", "10", "--shape", "16x16"], 2,
+     r"s\.zarr: a simulated movie is written as TIFF")
+
+
+def _external_h5(ws, mp):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(ws / "ext.h5", "w") as f:  # its frames live in a raw file that is gone
+        f.create_dataset("mov", MOVIE.shape, dtype=MOVIE.dtype, external=[("gone.raw", 0, MOVIE.nbytes)])
+
+
+def _frame_by_frame(name, frames):
+    def setup(ws, mp):
+        with tifffile.TiffWriter(ws / name) as tw:
+            for frame in frames:
+                tw.write(frame)
+    return setup
+
+
+case(B, "HDF5 frames that cannot be read", ["compress", "ext.h5", "-o", "o.pmd.zarr"], 2,
+     r"ext\.h5:/mov: frames 0-\d+ cannot be read \(OSError", setup=_external_h5)
+case(B, "a TIFF written frame by frame is a movie", ["compress", "loop.tif", "-o", "loop.pmd.zarr", "--method", "svd"],
+     0, r"loop\.tif -> loop\.pmd\.zarr: 40x16x16", setup=_frame_by_frame("loop.tif", MOVIE),
+     changes=("loop.pmd.zarr",))
+case(B, "TIFF pages of different shapes", ["compress", "mixed.tif", "-o", "o.pmd.zarr"], 2,
+     r"mixed\.tif: pages of different shapes or types: pages 0-39 are 16x16 uint16, page 40 is 8x8",
+     setup=_frame_by_frame("mixed.tif", [*MOVIE, *MOVIE[:5, :8, :8]]))
+EVAL = ["evaluate", "labels.npy", "--truth"]
+case(B, "evaluate against an empty label image", EVAL + ["none.npy"], 2,
+     r"none\.npy: no regions; a ground truth needs at least one cell",
+     setup=write_npy("none.npy", np.zeros((24, 24), np.int32)))
+case(B, "evaluate against an empty JSON list", EVAL + ["none.json"], 2, r"none\.json: no regions",
+     setup=write_bytes("none.json", b"[]"))
+case(B, "evaluate against an empty ImageJ ROI zip", EVAL + ["RoiSet.zip"], 2, r"RoiSet\.zip: no regions",
+     setup=write_bytes("RoiSet.zip", b"PK\x05\x06" + b"\0" * 18))
+case(B, "evaluate against a region without pixels", EVAL + ["e.json"], 2,
+     r"e\.json: region 1 has no pixel in the field of view \(1 such of 2\)",
+     setup=write_bytes("e.json", b'[{"coordinates": [[3, 3], [3, 4]]}, {"coordinates": []}]'))
+case(B, "evaluate against labels of another field of view", EVAL + ["small.npy"], 2,
+     r"small\.npy: image sizes differ: regions in a 10x10 field of view, but labels\.npy is 24x24: ground truth "
+     r"of another movie",
+     setup=write_npy("small.npy", np.ones((10, 10), np.int32)))
+case(P, "decompress over the raw movie the store was made from", ["decompress", "movie.pmd.zarr", "-o", "movie.tif",
+                                                                   "--overwrite"], 2,
+     r"movie\.tif: is the raw movie movie\.pmd\.zarr was made from; a reconstruction never replaces it, even with "
+     r"--overwrite")
+case(P, "denoise a store over its raw movie", ["denoise", "movie.pmd.zarr", "-o", "movie.tif", "--overwrite"], 2,
+     r"movie\.tif: is the raw movie movie\.pmd\.zarr was made from")
+case(P, "compress to a .tif name", ["compress", "movie.npy", "-o", "o.tif"], 2,
+     r"o\.tif: this output is a folder \(a Zarr store, a result or a report folder\), but \.tif names a file format")
+case(P, "demix to a .npy name", ["demix", "movie.pmd.zarr", "-o", "d.npy"], 2, r"d\.npy: this output is a folder")
+case(B, "info of a movie", ["info", "movie.tif"], 2, r"movie\.tif: a file, not a store \(the \.pmd\.zarr folder")
+case(P, "demo into a file", ["demo", "movie.tif"], 2, r"movie\.tif: is a file, not a folder")
+case(P, "demo in a missing folder", ["demo", "no/such/demo"], 2, r"no/such/demo: parent folder no/such does not exist")
 
 
 # ---------------------------------------------------------------------------

@@ -764,3 +764,62 @@ def test_real_movies(folder, shape, dtype, span):
     want = tifffile.imread(path, key=range(t0, t1))
     np.testing.assert_array_equal(got, want.reshape(got.shape))
     assert os.stat(path).st_mtime_ns == before
+
+
+# -- session 9: files written by other tools' habits ------------------------------------------------------------
+
+
+def _frames(n=20, shape=(16, 16), seed=0):
+    return np.random.default_rng(seed).poisson(50, (n, *shape)).astype(np.uint16)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_a_tiff_written_frame_by_frame_is_one_movie(tmp_path, compression):
+    # tifffile.TiffWriter.write() once per frame makes one "shaped" 2-D series per frame; it is still one movie
+    movie = _frames()
+    with tifffile.TiffWriter(tmp_path / "loop.tif") as tw:
+        for frame in movie:
+            tw.write(frame, compression=compression)
+    with open_movie(tmp_path / "loop.tif") as m:
+        assert m.shape == movie.shape
+        np.testing.assert_array_equal(m.read(0, len(movie)), movie)
+
+
+def test_pages_of_different_shapes_are_refused(tmp_path):
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tw:
+        for frame in _frames(12):
+            tw.write(frame)
+        for frame in _frames(3, (8, 8)):
+            tw.write(frame)
+    with pytest.raises(InputError, match=r"mixed\.tif: pages of different shapes or types: pages 0-11 are 16x16 "
+                                         r"uint16, page 12 is 8x8 uint16"):
+        open_movie(tmp_path / "mixed.tif")
+
+
+def test_a_damaged_tiff_is_noticed_while_tifffile_is_quieted(tmp_path):
+    # the CLI sets tifffile's logger to CRITICAL (its lines would precede ours); the damage it logs must still count
+    import logging
+
+    tifffile.imwrite(tmp_path / "ok.tif", _frames(40), compression="zlib")
+    data = bytearray((tmp_path / "ok.tif").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 200] = b"\xff" * 200
+    (tmp_path / "bad.tif").write_bytes(bytes(data))
+    tlog = logging.getLogger("tifffile")
+    level = tlog.level
+    tlog.setLevel(logging.CRITICAL)
+    try:
+        with pytest.raises(InputError, match=r"bad\.tif: truncated or corrupt TIFF"):
+            open_movie(tmp_path / "bad.tif")
+        assert tlog.level == logging.CRITICAL
+    finally:
+        tlog.setLevel(level)
+
+
+def test_an_hdf5_movie_whose_data_cannot_be_read_is_bad_input(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "ext.h5", "w") as f:  # its frames live in a raw file that is gone
+        f.create_dataset("mov", (20, 16, 16), dtype=np.uint16, external=[("gone.raw", 0, 20 * 16 * 16 * 2)])
+    with open_movie(tmp_path / "ext.h5") as m, pytest.raises(InputError, match=r"ext\.h5:/mov: frames 0-9 cannot "
+                                                                              r"be read \(OSError"):
+        m.read(0, 10)

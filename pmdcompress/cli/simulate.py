@@ -59,12 +59,17 @@ def demo(ctx, folder, overwrite):
 
     import numpy as np
 
+    from ..errors import OutputError
     from ..io.readers import open_movie
     from ..pipeline.compress import compress as run
     from ..simulate import simulate_movie
     from ..simulate.groundtruth import evaluate_against_truth, load_truth
 
     root = pathlib.Path(folder)
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"{root}: is a file, not a folder; choose another demo folder")
+    if not root.parent.is_dir():
+        raise OutputError(f"{root}: parent folder {root.parent} does not exist")
     root.mkdir(exist_ok=True)
     movie = root / "demo.tif"
     check_output_path(root / "demo.pmd.zarr", overwrite=overwrite, folder=True)  # before simulating

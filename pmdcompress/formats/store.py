@@ -609,6 +609,8 @@ def open_group(path) -> zarr.Group:
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         if not Path(path).exists():
             raise StoreFormatError(f"{where}: no such store") from exc
+        if Path(path).is_file():  # a movie given where a store goes, most often
+            raise StoreFormatError(f"{where}: a file, not a store (the .pmd.zarr folder pmd compress writes)") from exc
         raise StoreFormatError(f"{where}: not a Zarr v3 store ({exc})") from exc
     except Exception as exc:
         raise StoreFormatError(f"{where}: cannot open as a Zarr store ({type(exc).__name__}: {exc})") from exc

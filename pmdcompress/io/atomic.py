@@ -34,6 +34,10 @@ from ..errors import OutputBusyError, OutputError, OutputExistsError
 
 #: Suffixes of outputs that are folders (anything without a suffix is a folder too: report folders).
 FOLDER_SUFFIXES = (".zarr", ".suite2p")
+#: Single-file formats: a folder output (a store, a result, a report) under such a name would pass for a movie
+#: of that format and fool every reader (and the user), so it is refused.
+FILE_SUFFIXES = (".tif", ".tiff", ".btf", ".npy", ".npz", ".h5", ".hdf5", ".nwb", ".avi", ".bin", ".mmap", ".mat",
+                 ".json", ".csv", ".png", ".html")
 #: errno values that mean "the user's disk or permissions", not a bug.
 USER_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
                errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
@@ -71,6 +75,25 @@ def check_not_input(output: str | os.PathLike, inputs) -> None:
             raise OutputError(f"{output}: contains the input {item}; choose another output path", "overwrite")
         if src in out.parents:
             raise OutputError(f"{output}: is inside the input {item}; choose another output path", "overwrite")
+
+
+def check_not_source(output: str | os.PathLike, store) -> None:
+    """Refuse to write a reconstruction of ``store`` over the raw movie it was made from.
+
+    The store records its input's name; the movie of that name beside the store is taken for that input (by
+    name alone: a lossy reconstruction of the same size would otherwise pass), even with ``overwrite``.
+    """
+    path = getattr(store, "path", None)
+    name = ((getattr(getattr(store, "metadata", None), "input", None) or {}).get("name") or "")
+    if path is None or not name or name.startswith("<") or Path(name).name != name:
+        return
+    source = Path(path).parent / name
+    if not source.exists():
+        return
+    out = resolved(output)
+    if out == resolved(source) or _same_file(out, source):
+        raise OutputError(f"{output}: is the raw movie {Path(path).name} was made from; a reconstruction never "
+                          "replaces it, even with {overwrite}; choose another output path", "overwrite")
 
 
 def input_paths(*items) -> list:
@@ -145,6 +168,9 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, inputs=(), fo
         elif folder and path.exists():
             raise OutputError(f"{path}: is a file and the output is a folder; {{overwrite}} replaces only an "
                               "output of the same kind; remove it yourself or choose another path", "overwrite")
+    if folder and path.suffix.lower() in FILE_SUFFIXES:
+        raise OutputError(f"{path}: this output is a folder (a Zarr store, a result or a report folder), but "
+                          f"{path.suffix} names a file format; choose another name (a store: .pmd.zarr)")
     return path
 
 

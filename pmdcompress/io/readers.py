@@ -206,9 +206,18 @@ class _ArraySource(_Source):
         self._size = size
         self._fresh = fresh
         self._pread = None
+        self._name = name
 
     def read(self, t0: int, t1: int) -> np.ndarray:
-        block = np.asarray(self._array[t0:t1])
+        try:
+            block = np.asarray(self._array[t0:t1])
+        except (OSError, RuntimeError, ValueError) as exc:
+            # h5py and zarr raise these for data they cannot decode or reach (a damaged chunk, an external
+            # raw file that is gone) mid-run; a disk's own errors (with an errno) keep their meaning
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise
+            raise InputError(f"{self._name}: frames {t0}-{t1 - 1} cannot be read ({type(exc).__name__}: "
+                             f"{_oneline(exc)})") from exc
         if self._fresh and block.flags.writeable:
             # Already our own array; convert only if layout or byte order differ.
             return np.ascontiguousarray(block, dtype=self.dtype)
@@ -280,6 +289,12 @@ class _TiffSource(_Source):
                 raise InputError(f"{name}: not a TIFF file ({_oneline(exc)})") from exc
             except Exception as exc:  # struct.error, OSError, ... from a mangled header
                 raise InputError(f"{name}: corrupt TIFF, cannot parse header ({_oneline(exc)})") from exc
+            self._one_by_one = _frames_written_one_by_one(tif)
+            if self._one_by_one:
+                # tifffile writes each write() call as its own "shaped" series: a movie saved frame by frame
+                # is many 2-D series.  Without the shaped metadata its pages form one series again.
+                tif.close()
+                tif = tifffile.TiffFile(path, is_shaped=False)
             self._tif = tif
             try:
                 self._setup(tif, records, plane=plane, channel=channel)
@@ -330,6 +345,11 @@ class _TiffSource(_Source):
         if frame_data is not None:
             n_pages = n_ifds  # tifffile's ScanImage series shape may count pages that were never written
         self._frame_bytes = ny * nx * self.dtype.itemsize
+        if self._one_by_one and n_pages < n_ifds:
+            other = tif.pages[n_pages]
+            raise InputError(f"{name}: pages of different shapes or types: pages 0-{n_pages - 1} are {ny}x{nx} "
+                             f"{self.dtype}, page {n_pages} is {'x'.join(map(str, other.shape))} {other.dtype}; "
+                             "need one movie of equal frames")
         if not series.is_multifile and 1 < n_ifds < n_pages:
             raise InputError(f"{name}: truncated TIFF: found {n_ifds} of {n_pages} pages")
         self._check_truncation(series, n_pages)
@@ -489,6 +509,15 @@ class _TiffSource(_Source):
             self._tif = None
 
 
+def _frames_written_one_by_one(tif) -> bool:
+    """Whether ``tif`` holds several single-image "shaped" series (tifffile's write() called once per frame)."""
+    try:
+        series = tif.series
+        return bool(tif.is_shaped and len(series) > 1 and all(len(s.shape) == 2 for s in series[:2]))
+    except Exception:  # noqa: BLE001 - a damaged file is diagnosed by _setup
+        return False
+
+
 class _LogCollector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -507,11 +536,19 @@ def _capture_tifffile_log():
     """
     tlog = logging.getLogger("tifffile")
     handler = _LogCollector()
+    # The CLI quiets tifffile's logger (its lines would come before ours); a logger's level filters records
+    # before any handler sees them, so open it up here or the damage goes unnoticed.  Nothing propagates
+    # meanwhile: what is not damage is passed on through the pmdcompress logger.
+    level, propagate = tlog.level, tlog.propagate
     tlog.addHandler(handler)
+    tlog.setLevel(logging.WARNING)
+    tlog.propagate = False
     try:
         yield handler.records
     finally:
         tlog.removeHandler(handler)
+        tlog.setLevel(level)
+        tlog.propagate = propagate
 
 
 def _tiff_layout(axes: str, shape: tuple[int, ...], name: str, *, plane, channel):

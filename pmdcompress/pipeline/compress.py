@@ -51,7 +51,7 @@ from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
 from ..parallel import Executor, blas_threads, default_workers
-from ..preflight import check_compressible, check_store_fits
+from ..preflight import check_compressible, check_magnitude, check_store_fits
 from ..preprocess import (
     NoiseAccumulator,
     chunk_statistics,
@@ -794,6 +794,7 @@ def _statistics_task(args):
     bad = chunk_statistics(block, fit_bin, local, total, fit_rows)
     if bad >= 0:
         raise InputError(f"{movie.name}: frame {t0 + bad} contains NaN or inf values")
+    check_magnitude(total, t1 - t0, movie.name, t0, t1)
     acc = NoiseAccumulator(n_pix, frame_shape=movie.shape[1:3])
     if want_noise:
         acc.add(block)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.atomic import check_output_path
+from ..io.atomic import check_not_source, check_output_path
 from ..io.writers import open_writer
 from ..options import output_dtype, parse_crop, parse_range, workers_count
 from ..parallel import blas_threads, default_workers
@@ -31,8 +31,9 @@ def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=F
     if not isinstance(store, PMDStore):
         store = open_store(store)
     t_len, y_len, x_len = store.shape
-    t0, t1 = parse_range(frames, t_len, "frames")
-    (y0, y1), (x0, x1) = parse_crop(crop, (y_len, x_len))
+    name = store.path or None  # the messages name the store
+    t0, t1 = parse_range(frames, t_len, "frames", source=name)
+    (y0, y1), (x0, x1) = parse_crop(crop, (y_len, x_len), source=name)
     out_dtype = output_dtype(dtype, store.metadata.input_dtype, default="original")
     shape = (t1 - t0, y1 - y0, x1 - x0)
     if chunk_frames is None:
@@ -48,6 +49,7 @@ def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=F
 
     inputs = [store.path, *inputs]
     check_output_path(output, overwrite=overwrite, inputs=inputs)
+    check_not_source(output, store)
     check_movie_fits(output, shape, out_dtype, compressed=str(output).lower().endswith(".zarr"))
     metadata = {"frame_rate": store.frame_rate} if store.frame_rate else {}
     with open_writer(output, shape, out_dtype, overwrite=overwrite, chunk_frames=chunk_frames,

@@ -12,6 +12,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
 from ..demix import export as demix_export
 from ..demix import figures as demix_figures
@@ -159,6 +161,7 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
     t_len, height, width = store.shape
     if t_len < 2:
         raise InputError(f"{store.path}: {t_len} frame(s); demixing needs at least 2")
+    opts.check_field((height, width), store.path or "store")
     if store.metadata.total_rank == 0:
         log.warning("%s: the store holds no components (rank 0: nothing above the noise); the result is empty",
                     store.path or "store")
@@ -255,6 +258,8 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
         raise OptionError(f"{{mode}} {mode!r}: expected 'iou' or 'centroid'", "mode")
     if not 0 < iou <= 1:
         raise OptionError(f"{{iou}} {iou!r}: expected a value in (0, 1]", "iou")
+    if not max_distance > 0:  # NaN fails too
+        raise OptionError(f"{{max_distance}} {max_distance!r}: expected a positive distance in pixels", "max_distance")
     # matching needs scipy.optimize (a quarter of a second to import): only evaluations pay for it
     from ..demix.matching import evaluate_regions, load_regions
 
@@ -262,4 +267,20 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     true = load_regions(truth, dims=pred.dims, threshold=truth_threshold)
     if pred.dims is None:
         pred = load_regions(demix_path, dims=true.dims, threshold=threshold)
+    _check_truth(pred, true, demix_path, truth)
     return evaluate_regions(pred, true, iou=iou, mode=mode, max_distance=max_distance)
+
+
+def _check_truth(pred, true, result_name, truth_name) -> None:
+    """Refuse ground truth that cannot score anything: no regions, an empty region, another field of view."""
+    if true.masks is None or pred.masks is None:
+        return  # evaluate_regions says which sizes are missing
+    if tuple(pred.dims) != tuple(true.dims):
+        raise InputError(f"{truth_name}: image sizes differ: regions in a {true.dims[0]}x{true.dims[1]} field of "
+                         f"view, but {result_name} is {pred.dims[0]}x{pred.dims[1]}: ground truth of another movie?")
+    if true.n == 0:
+        raise InputError(f"{truth_name}: no regions; a ground truth needs at least one cell to score against")
+    empty = np.flatnonzero(np.diff(true.masks.tocsc().indptr) == 0)
+    if empty.size:
+        raise InputError(f"{truth_name}: region {int(empty[0])} has no pixel in the field of view "
+                         f"({empty.size} such of {true.n})")

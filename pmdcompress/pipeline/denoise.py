@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError, OptionError
-from ..io.atomic import atomic_output, check_output_path, input_paths, output_lock, partial_path
+from ..io.atomic import atomic_output, check_not_source, check_output_path, input_paths, output_lock, partial_path
 from ..io.readers import Movie, open_movie
 from ..io.writers import open_writer
 from ..options import output_dtype
@@ -87,6 +87,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
         stack.enter_context(output_lock(output))  # held from the start: one writer per output
         if given_store:
             st = movie_or_store if isinstance(movie_or_store, PMDStore) else open_store(movie_or_store)
+            check_not_source(output, st)
             raw = open_raw(movie, st, stack) if report is not None else None
         else:
             if movie is not None:

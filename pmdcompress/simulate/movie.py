@@ -357,6 +357,9 @@ def simulate_movie(
 
     movie_path = Path(path)
     zarr_path = truth_path(movie_path)
+    if movie_path.suffix.lower() not in (".tif", ".tiff", ".btf"):
+        # the movie is always a TIFF: under another name it would fool every reader (a .npy that is no .npy)
+        raise OptionError(f"{movie_path}: a simulated movie is written as TIFF; name it .tif or .tiff")
     # Validate both outputs before writing either.
     check_output_path(movie_path, overwrite=overwrite)
     if truth:

@@ -156,7 +156,8 @@ def test_extrapolation_falls_back_to_the_plain_profile_where_differences_are_not
     assert noise_lag_correlation_extrapolated(movie) == noise_lag_correlation(movie)
 
 
-def test_the_fit_takes_the_extrapolated_profile_only_where_the_noise_is_shared_beyond_neighbours():
+def test_the_fit_takes_the_extrapolated_profile_only_when_asked_and_the_noise_is_shared_beyond_neighbours(
+        monkeypatch):
     from pmdcompress.pipeline import compress as cp
     from pmdcompress.preprocess import noise_lag_correlation, noise_lag_correlation_extrapolated
 
@@ -169,8 +170,10 @@ def test_the_fit_takes_the_extrapolated_profile_only_where_the_noise_is_shared_b
     saved = cp.LazyFrames
     cp.LazyFrames = lambda fit: fit.movie
     try:
-        assert cp._neighbour_task(Frames(independent)) == noise_lag_correlation(independent)
         plain = noise_lag_correlation(shared)
+        assert cp._neighbour_task(Frames(shared)) == plain  # off by default (see EXTRAPOLATE_NOISE_PROFILE)
+        monkeypatch.setattr(cp, "EXTRAPOLATE_NOISE_PROFILE", True)
+        assert cp._neighbour_task(Frames(independent)) == noise_lag_correlation(independent)
         taken = cp._neighbour_task(Frames(shared))
         assert taken != plain
         assert taken == noise_lag_correlation_extrapolated(shared, plain=plain)

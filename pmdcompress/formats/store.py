@@ -822,22 +822,21 @@ def _dict(d, key, where):
     return value
 
 
-def _frame_rate(d, where):
-    value = d.get("frame_rate")
+def _positive_or_none(d, key, where):
+    value = d.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise StoreFormatError(f"{where}: 'frame_rate' must be a positive number or null, got {value!r}")
+        raise StoreFormatError(f"{where}: '{key}' must be a positive number or null, got {value!r}")
     return float(value)
+
+
+def _frame_rate(d, where):
+    return _positive_or_none(d, "frame_rate", where)
 
 
 def _mean_step(d, where):
-    value = d.get("mean_step")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise StoreFormatError(f"{where}: 'mean_step' must be a positive number or null, got {value!r}")
-    return float(value)
+    return _positive_or_none(d, "mean_step", where)
 
 
 def _manifest(d, where):

@@ -121,7 +121,7 @@ def info(store, as_json):
         f"{d['overlap'][0]}x{d['overlap'][1]}",
         f"rank            {d['total_rank']} in all; per patch min {r['min']}, median {r['median']:g}, "
         f"max {r['max']}",
-        f"bytes on disk   {d['bytes_on_disk']:,} ({d['factor_dtype']} factors)",
+        f"bytes on disk   {d['bytes_on_disk']:,} ({_factor_kind(d)})",
         f"ratio           {d['compression_ratio_bytes']:.1f}x by bytes vs the input, "
         f"{d['compression_ratio_vs_uint16']:.1f}x vs uint16, {d['compression_ratio_elements']:.1f}x by elements",
         f"input           {d['input'].get('name')} ({d['input'].get('size_bytes')} bytes, "
@@ -129,3 +129,10 @@ def info(store, as_json):
         "timings         " + ", ".join(f"{k} {v:.2f}" for k, v in d["timings"].items()),
     ]
     click.echo("\n".join(lines))
+
+
+def _factor_kind(info: dict) -> str:
+    """What the factors are on disk: format 3 and later write integer factors as narrow unsigned codes."""
+    if info["factor_dtype"] == "int32" and info["format_version"] >= 3:
+        return "factors as integer codes"
+    return f"{info['factor_dtype']} factors"

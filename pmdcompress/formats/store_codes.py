@@ -39,11 +39,16 @@ def zigzag_encode(q: np.ndarray) -> np.ndarray:
     zstd chain cannot squeeze to nothing (about 2 bits a value); zigzag codes put the sign in the lowest bit,
     and the narrow dtype drops the empty bytes.
     """
-    q = np.asarray(q, np.int64)
-    z = (q << 1) ^ (q >> 63)
-    top = int(z.view(np.uint64).max()) if z.size else 0
+    z = _zigzag(q)
+    top = int(z.max()) if z.size else 0
     dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.uint64
-    return z.view(np.uint64).astype(dtype)
+    return z.astype(dtype)
+
+
+def _zigzag(q) -> np.ndarray:
+    """Zigzag codes (uint64) of the integers ``q``: the sign in the lowest bit."""
+    q = np.asarray(q, np.int64)
+    return ((q << 1) ^ (q >> 63)).view(np.uint64)
 
 
 def zigzag_decode(z: np.ndarray) -> np.ndarray:
@@ -111,8 +116,8 @@ def delta_codes(q: np.ndarray) -> np.ndarray:
     if q.size:
         d[:, :1] = q[:, :1]
         np.subtract(q[:, 1:], q[:, :-1], out=d[:, 1:])
-    z = (d << 1) ^ (d >> 63)
-    if z.size and int(z.view(np.uint64).max()) >= 2**32:
+    z = _zigzag(d)
+    if z.size and int(z.max()) >= 2**32:
         raise OverflowError("temporal codes beyond 32 bits")
     return z.astype(np.uint32)
 

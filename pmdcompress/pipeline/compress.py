@@ -764,12 +764,11 @@ EXTRAPOLATE_NOISE_PROFILE = False
 def _neighbour_task(fit: FitBuffer):
     """The noise's correlation at lags 1.. along y and x on (at most 64 pairs of) standardised fit frames.
 
-    Where the noise is shared beyond the neighbours (far lags kept by the null: a one-photon movie) the
-    differences' covariances are extrapolated to lag 0 in time
-    (:func:`pmdcompress.preprocess.noise_lag_correlation_extrapolated`): such a movie's large cells rise in
+    With :data:`EXTRAPOLATE_NOISE_PROFILE` (off by default), where the noise is shared beyond the neighbours
+    (far lags kept by the null: a one-photon movie) the differences' covariances are extrapolated to lag 0 in
+    time (:func:`pmdcompress.preprocess.noise_lag_correlation_extrapolated`): such a movie's large cells rise in
     step over many pixels, which the plain correlation of differences counts as noise (simulations copying
-    inscopix_1p_part2: 0.71-0.82 for a true 0.61, the null then so strict that the filter took the signal the
-    rank test left).  Two-photon movies (no far lags) keep the plain profile, bit for bit.
+    inscopix_1p_part2: 0.71-0.82 for a true 0.61).  Two-photon movies (no far lags) keep the plain profile.
     """
     frames = LazyFrames(fit)
     plain = noise_lag_correlation(frames)

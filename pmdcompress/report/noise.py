@@ -8,6 +8,7 @@ import numpy as np
 import scipy.fft
 
 from ..formats.store import piecewise_linear_df
+from ..formats.store_codes import smoothed_mean_kept
 from ..preprocess import add_ring_band, band_dof, coherent_noise_std, coherent_sums, welch_band
 from .kernels import DIRECTIONS, _band_kernel, _window_kernel
 
@@ -42,13 +43,7 @@ def mean_kept_fraction(store) -> float:
     width = float(store.metadata.parameters.get("mean_smoothing") or 0.0)
     if width <= 0 or getattr(store, "trend", None) is None:
         return 1.0
-    from scipy import ndimage
-
-    radius = int(np.ceil(4.0 * width))
-    impulse = np.zeros((2 * radius + 1, 2 * radius + 1))
-    impulse[radius, radius] = 1.0
-    kernel = ndimage.gaussian_filter(impulse, width, mode="constant", truncate=4.0)
-    return float(np.sum(kernel**2))
+    return smoothed_mean_kept(width)
 
 
 def hat_diagonal(store, correlation=(0.0, 0.0, 0.0, 0.0), fractions=None) -> np.ndarray:

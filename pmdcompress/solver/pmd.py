@@ -218,7 +218,6 @@ class PMDSolver:
                                                     keep_temporal)
                 u32 = u.astype(np.float32)
                 if tp is not None:  # kept on R u alone: the spatial statistic would not change the decision
-                    _deflate(residual, v, u32)
                     sp = np.nan
                 else:
                     if v is None:  # no step taken (u = 0)
@@ -228,9 +227,9 @@ class PMDSolver:
                     # u of pure noise collapses towards a constant and would look
                     # smooth, so its roughness would say nothing.
                     u_debiased = residual.T @ v_smooth.astype(np.float32)
-                    _deflate(residual, v, u32)
                     sp = spatial_roughness(u_debiased[:, None], patch_shape)[0]
                     tp = temporal_roughness(v[:, None])[0]
+                _deflate(residual, v, u32)
                 n_tested += 1
                 sp_stats.append(sp)
                 t_stats.append(tp)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.fft
 
 from ._numba import jit
 
@@ -440,6 +439,8 @@ class NoiseAccumulator:
 
     def add(self, block: np.ndarray) -> None:
         """Add a block of consecutive frames, shape (n, n_pixels), any numeric dtype."""
+        import scipy.fft  # here, not at the top: demix and info never estimate noise (scipy.fft: 0.02 CPU-s)
+
         n = block.shape[0]
         if n < 4:
             return
@@ -560,6 +561,8 @@ def noise_std_vector(v: np.ndarray, segment: int = WELCH_SEGMENT) -> float:
     The PMD solver calls this once per candidate component: the general path costs
     several Python-level FFT calls per call.
     """
+    import scipy.fft
+
     v = np.asarray(v, np.float64)
     n = v.shape[0]
     if n < 4:

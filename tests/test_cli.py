@@ -162,6 +162,59 @@ def test_help_starts_without_numba():
     assert out.stdout.strip() == "False"
 
 
+# Runs ``pmd ARGS`` in a fresh interpreter, then prints the top-level packages it imported on its last line.
+_IMPORTED_BY = """
+import json, sys
+from pmdcompress.cli import main
+try:
+    main(sys.argv[1:], prog_name="pmd")
+except SystemExit as exc:
+    code = exc.code
+print("\\n" + json.dumps({"exit": code, "packages": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
+# Imported only by the commands and options that use them: figures (matplotlib), --scheduler (dask, distributed),
+# the NWB and CaImAn exports (pynwb, h5py).  Each costs 0.3-1 CPU-s per command.
+OPTIONAL_PACKAGES = {"matplotlib", "dask", "distributed", "pynwb", "h5py"}
+NUMERIC_PACKAGES = {"numpy", "scipy", "numba", "zarr"}
+
+
+def packages_imported_by(*args) -> set[str]:
+    """The top-level packages that ``pmd ARGS`` imports, in a fresh interpreter (the checkout first on its path)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(pmdcompress.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]), PMD_NUM_WORKERS="1")
+    proc = subprocess.run([sys.executable, "-c", _IMPORTED_BY, *map(str, args)], capture_output=True, text=True,
+                          env=env, check=True)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["exit"] in (0, None), proc.stderr
+    return set(out["packages"])
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["demix", "--help"], ["compress", "--help"]])
+def test_help_imports_no_numeric_or_optional_package(args):
+    imported = packages_imported_by(*args)
+    assert imported & (NUMERIC_PACKAGES | OPTIONAL_PACKAGES) == set()
+
+
+def test_store_commands_import_no_optional_package(movie_tif, store_path, tmp_path):
+    """info, compress and demix (no figures, no --scheduler, no NWB or CaImAn export) leave the optional packages
+    alone; demix --export caiman loads h5py and nothing else of them."""
+    assert packages_imported_by("info", store_path) & OPTIONAL_PACKAGES == set()
+    compressed = packages_imported_by("-q", "compress", movie_tif, "-o", tmp_path / "m.pmd.zarr", "--patch", "24",
+                                      "--overlap", "6")
+    assert compressed & OPTIONAL_PACKAGES == set() and "zarr" in compressed
+    demixed = packages_imported_by("-q", "demix", store_path, "-o", tmp_path / "m.demix.zarr", "--fs", "10",
+                                   "--export", "suite2p")
+    assert demixed & OPTIONAL_PACKAGES == set() and (tmp_path / "m.demix.suite2p").is_dir()
+    caiman = packages_imported_by("-q", "demix", store_path, "-o", tmp_path / "c.demix.zarr", "--fs", "10",
+                                  "--export", "caiman")
+    assert caiman & OPTIONAL_PACKAGES == {"h5py"}
+
+
 def test_out_of_memory_is_the_users_problem_exit_2_one_line(tmp_path, monkeypatch):
     error = MemoryError("Unable to allocate 12.0 GiB for an array")
     result = _compress_failing_with(error, tmp_path, monkeypatch, code=2)

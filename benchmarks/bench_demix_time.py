@@ -6,10 +6,15 @@
 Issue 14 asks that demixing take at most half the compression time (aim: 0.4), in bounded memory.  For each
 movie (neurofinder_dev natively, zoomed 1.5x and binned 2x2: ``bench_demix_suite2p.py``'s movies, made once
 under its work folder), ``pmd compress`` then ``pmd demix --fs 7 --export suite2p`` run as fresh processes,
-interleaved (compress, demix, with ``--baseline`` the other checkout's demix of the same store, next repeat ...)
+interleaved (compress, demix, with ``--baseline`` the other checkout's demix of the same store, the two taking
+turns going first, next repeat ...)
 so that the machine's load, which moves CPU times by 10-20 % on a shared machine, falls on all of them alike.
 Reported per run: CPU time (user + system, the process and its children), peak RSS, and the ratio of each demix
 to the compression beside it; the table gives the medians.  ``PMD_NUM_WORKERS=1`` unless set.
+
+The fixed cost of a command is measured beside each demix: ``pmd info STORE`` of the same checkout (the start-up
+every store command pays: Python, numpy, scipy, zarr, numba and its first cached kernel, the store's metadata and
+codes); on the binned movie it is about half of the demix.
 
 With ``--stages``, one more demix of each store runs in this process with a CPU timer around each stage of the
 fit (correlation images, alternating updates, background, write, export, ...): where the time goes.
@@ -67,7 +72,7 @@ def movies(folder: Path, fs: float) -> dict[str, Path]:
 def stage_times(store: Path, out: Path, fs: float) -> dict:
     """CPU seconds per stage of one demix in this process (timers wrapped around the stages' functions)."""
     import pmdcompress.pipeline.demix as job
-    from pmdcompress.demix import hals
+    from pmdcompress.demix import export, hals, result
     from pmdcompress.demix import pipeline as fit
 
     spent: dict[str, float] = {}
@@ -93,7 +98,7 @@ def stage_times(store: Path, out: Path, fs: float) -> dict:
         "background init": (hals, "init_background_lowpass"), "alternating updates": (fit, "_iterate"),
         "quality metrics": (fit, "compute_metrics"), "mean-image seeds": (fit, "_mean_footprints"),
         "nucleus seeds": (fit, "_nucleus_footprints"), "result (traces, dF/F, spikes)": (fit, "to_result"),
-        "write result": (job.demix_result, "write_result"), "suite2p export": (job.demix_export, "write_suite2p"),
+        "write result": (result, "write_result"), "suite2p export": (export, "write_suite2p"),
     }.items():
         timed(module, name, key)
     try:
@@ -127,27 +132,30 @@ def main() -> None:
         for name, movie in chosen.items():
             store = work / f"{name}.pmd.zarr"
             row = {"compress": measured(ROOT, ["compress", str(movie), "-o", str(store), "--overwrite"])}
-            for tree_name, tree in trees.items():
+            # the trees take turns going first, so that whatever the first demix after a compress pays falls on both
+            for tree_name, tree in (list(trees.items()) if rep % 2 == 0 else list(trees.items())[::-1]):
                 out = work / f"{name}.{tree_name}.demix.zarr"
                 row[tree_name] = measured(tree, ["demix", str(store), "-o", str(out), "--fs", str(args.fs),
                                                  "--export", "suite2p", "--overwrite"])
                 row[tree_name]["over_compress"] = row[tree_name]["cpu_s"] / row["compress"]["cpu_s"]
+                row[tree_name]["info_cpu_s"] = measured(tree, ["info", str(store)])["cpu_s"]
             runs.setdefault(name, []).append(row)
             print(f"{name:8s} repeat {rep + 1}: compress {row['compress']['cpu_s']:6.2f} CPU-s; "
                   + "; ".join(f"demix ({t}) {row[t]['cpu_s']:5.2f} = {row[t]['over_compress']:.3f}, "
-                              f"{row[t]['peak_rss_mib']:.0f} MiB" for t in trees), flush=True)
+                              f"{row[t]['peak_rss_mib']:.0f} MiB, info {row[t]['info_cpu_s']:.2f}" for t in trees),
+                  flush=True)
     summary = {}
     for name, rows in runs.items():
         summary[name] = {"compress_cpu_s": statistics.median(r["compress"]["cpu_s"] for r in rows)}
         for t in trees:
             summary[name][t] = {key: statistics.median(r[t][src] for r in rows)
                                 for key, src in (("demix_cpu_s", "cpu_s"), ("demix_over_compress", "over_compress"),
-                                                 ("peak_rss_mib", "peak_rss_mib"))}
-    header = " ".join(f"{'demix ' + t:>15s} {'ratio':>6s} {'MiB':>5s}" for t in trees)
+                                                 ("peak_rss_mib", "peak_rss_mib"), ("info_cpu_s", "info_cpu_s"))}
+    header = " ".join(f"{'demix ' + t:>15s} {'ratio':>6s} {'MiB':>5s} {'info':>5s}" for t in trees)
     print(f"\n{'movie':8s} {'compress':>9s} {header}")
     for name, s in summary.items():
         cells = " ".join(f"{s[t]['demix_cpu_s']:15.2f} {s[t]['demix_over_compress']:6.3f} {s[t]['peak_rss_mib']:5.0f}"
-                         for t in trees)
+                         f" {s[t]['info_cpu_s']:5.2f}" for t in trees)
         print(f"{name:8s} {s['compress_cpu_s']:9.2f} {cells}")
     result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "load_average": os.getloadavg()},

@@ -15,17 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..demix import export as demix_export
-from ..demix import figures as demix_figures
-from ..demix import pipeline as demix_fit
-from ..demix import result as demix_result
-from ..demix.nwb_metadata import load_nwb_metadata
 from ..errors import InputError, MissingDependencyError, OptionError
 from ..io.atomic import atomic_output, check_output_path, output_lock
 from ..options import DemixOptions, positive_float
-from ..parallel import blas_threads
 from ..progress import null_progress
-from ..reconstruct import PMDStore, open_store
+
+# The fit, the store reader and the writers are imported where they are used: ``pmd evaluate`` needs none of them,
+# and the figures (matplotlib), the exports and the NWB metadata (YAML) only the runs that ask for them.
 
 log = logging.getLogger("pmdcompress")
 
@@ -129,6 +125,8 @@ def demix(
     opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=seed_from_mean, **options)
     exports = _parse_export(export)
     if nwb_metadata is not None:
+        from ..demix.nwb_metadata import load_nwb_metadata
+
         nwb_metadata = load_nwb_metadata(nwb_metadata)  # checked before any work
     if "nwb" in exports:
         try:
@@ -140,6 +138,8 @@ def demix(
             import h5py  # noqa: F401
         except ImportError as exc:
             raise MissingDependencyError("CaImAn export needs h5py: pip install 'pmdcompress[hdf5]'") from exc
+
+    from ..reconstruct import PMDStore
 
     output = Path(output)
     siblings = sibling_paths(output)
@@ -154,6 +154,11 @@ def demix(
 
 
 def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata, progress):
+    from ..demix import pipeline as demix_fit
+    from ..demix import result as demix_result
+    from ..parallel import blas_threads
+    from ..reconstruct import PMDStore, open_store
+
     if isinstance(store_or_path, PMDStore):
         store = store_or_path
     else:
@@ -205,6 +210,8 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
     log.info("demix: %d components -> %s", result.n_components, output)
 
     if figures:
+        from ..demix import figures as demix_figures
+
         with atomic_output(siblings["contours"], overwrite=overwrite, inputs=inputs) as tmp:
             demix_figures.contours_png(result, tmp)
         with atomic_output(siblings["traces"], overwrite=overwrite, inputs=inputs) as tmp:
@@ -212,6 +219,8 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
         result.extra_outputs.update(contours=siblings["contours"], traces=siblings["traces"])
         bar.update()
     if exports:
+        from ..demix import export as demix_export
+
         writers = {"caiman": demix_export.write_caiman,
                    "suite2p": lambda res, tmp: demix_export.write_suite2p(res, tmp,
                                                                           final_path=siblings["suite2p"].resolve()),

@@ -880,3 +880,18 @@ def test_one_image_of_channels_is_not_a_movie(tmp_path, ome):
     with pytest.raises(InputError, match=r"one image of 3 channels .* no time axis") as ei:
         open_movie(path)
     assert_one_line(ei, path.name)
+
+
+def test_a_trailing_axis_of_one_on_three_axes(tmp_path, caplog):
+    """(A, B, 1): a .npy keeps the frames as saved (A frames of B x 1) and says so; a TIFF of it is one page."""
+    data = make_movie((8, 5, 1))
+    path = tmp_path / "line.npy"
+    np.save(path, data)
+    with caplog.at_level("WARNING", logger="pmdcompress"), open_movie(path) as m:
+        np.testing.assert_array_equal(m.read(0, 8), data)
+    assert any("line.npy" in r.getMessage() and "8 frames of 5x1 pixels" in r.getMessage() for r in caplog.records)
+    path = tmp_path / "line.tif"
+    tifffile.imwrite(path, data)
+    with pytest.raises(InputError, match=r"single 2-D image") as ei:
+        open_movie(path)
+    assert_one_line(ei, "line.tif")

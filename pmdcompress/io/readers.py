@@ -112,6 +112,10 @@ def _squeeze_singletons(array: Any, name: str) -> Any:
     movie.  Anything else is left for ``_check_movie_shape`` to refuse.
     """
     shape = tuple(int(n) for n in array.shape)
+    if len(shape) == 3 and shape[2] == 1 and shape[1] > 1:
+        # (T, Y, 1) or one (Y, X) image with a channel axis of one?  Read as saved, and say so.
+        logger.warning("%s: shape %s read as %d frames of %dx1 pixels; if it is one image with a channel axis,"
+                       " it is not a movie", name, shape, shape[0], shape[1])
     if len(shape) <= 3 or sum(n > 1 for n in shape) != 3:
         return array
     index = tuple(0 if n == 1 else slice(None) for n in shape)
@@ -364,9 +368,10 @@ class _TiffSource(_Source):
                 f"{name}: RGB/multi-sample image ({keyframe.samplesperpixel} samples per pixel,"
                 f" axes {axes}); need single-channel grayscale frames"
             )
-        while len(shape) > 3 and shape[-1] == 1 and not axes.endswith("YX"):
-            # a movie written as (T, Y, X, 1) (a trailing channel of one) keeps that axis in tifffile's
-            # shaped series; each page still holds one (Y, X) frame
+        while len(shape) > 2 and shape[-1] == 1 and not axes.endswith("YX"):
+            # an array written as (T, Y, X, 1) (a trailing channel of one) keeps that axis in tifffile's shaped
+            # series; each page still holds one (Y, X) frame.  A 3-D (A, B, 1) array is one page of A x B: a
+            # single image, refused below as such.
             axes, shape = axes[:-1], shape[:-1]
         dtype = series.dtype
         if dtype is None:

@@ -895,3 +895,24 @@ def test_a_trailing_axis_of_one_on_three_axes(tmp_path, caplog):
     with pytest.raises(InputError, match=r"single 2-D image") as ei:
         open_movie(path)
     assert_one_line(ei, "line.tif")
+
+
+def test_a_folder_of_tiffs_is_named_as_such(tmp_path):
+    for i in range(3):
+        tifffile.imwrite(tmp_path / f"frame{i:04d}.tif", make_movie((1, 5, 6), seed=i)[0])
+    with pytest.raises(InputError, match=r"a folder of 3 TIFF files, not one movie") as ei:
+        open_movie(tmp_path)
+    assert_one_line(ei, str(tmp_path))
+
+
+def test_a_tiff_of_several_series_says_only_the_first_is_read(tmp_path, caplog):
+    """A multi-position OME-TIFF holds one series per field of view: the first is read, and a warning says so."""
+    movie = make_movie((6, 5, 7))
+    path = tmp_path / "pos.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as w:
+        w.write(movie, metadata={"axes": "TYX"})
+        w.write(movie[:4, :3], metadata={"axes": "TYX"})
+    with caplog.at_level("WARNING", logger="pmdcompress"), open_movie(path) as m:
+        np.testing.assert_array_equal(m.read(0, 6), movie)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [f"{path}: the file holds 2 image series (6x5x7, 4x3x7); only the first is read"]

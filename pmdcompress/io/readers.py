@@ -362,6 +362,14 @@ class _TiffSource(_Source):
             raise InputError(f"{name}: truncated or corrupt TIFF ({msg})")
         for record in records:
             logger.warning("%s: tifffile: %s", name, _oneline(record.getMessage()))
+        others = [s for s in series_list[1:] if len(s.shape) >= 3 and s.shape[0] > 1]
+        if others and not self._one_by_one:
+            # several positions or fields of view (an OME-TIFF from a multi-position acquisition): only the
+            # first is read, and the user must know it
+            shapes = ", ".join("x".join(map(str, s.shape)) for s in series_list[: 4]) + (
+                ", ..." if len(series_list) > 4 else "")
+            logger.warning("%s: the file holds %d image series (%s); only the first is read", name,
+                           len(series_list), shapes)
 
         if "S" in axes or keyframe.samplesperpixel > 1:
             raise InputError(
@@ -976,6 +984,11 @@ def _detect_format(path: Path, name: str) -> str:
             return "zarr"
         if (path / "metaData.json").exists() and any(path.glob("*.avi")):
             return "miniscope"
+        tiffs = [p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES]
+        if tiffs:
+            # an image sequence (one file per frame) or an acquisition split into files: say what to do
+            raise InputError(f"{name}: a folder of {len(tiffs)} TIFF files, not one movie; pmd reads one file:"
+                             " give one of them, or join them in order into one TIFF first")
         raise InputError(f"{name}: a folder but not a Zarr array or group (no zarr.json or .zarray)")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:

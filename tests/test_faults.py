@@ -224,6 +224,11 @@ case(B, "denoise a truncated TIFF", ["denoise", "cut.tif", "-o", "d.tif"], 2, r"
 case(B, "demix a store without components", ["demix", "flat.pmd.zarr", "-o", "f.demix.zarr", "--no-figures"], 0,
      r"flat\.pmd\.zarr: the store holds no components", changes=("f.demix.zarr",),
      check=lambda ws: _n_components(ws / "f.demix.zarr") == 0)
+case(B, "export a demix without components", ["demix", "flat.pmd.zarr", "-o", "f.demix.zarr", "--no-figures",
+                                             "--fs", "30", "--export", "nwb,suite2p,caiman"], 0,
+     r"flat\.pmd\.zarr: the store holds no components",
+     changes=("f.demix.zarr", "f.demix.nwb", "f.demix.suite2p", "f.demix.caiman.hdf5"),
+     check=lambda ws: (ws / "f.demix.nwb").is_file() and _n_components(ws / "f.demix.zarr") == 0)
 case(B, "evaluate against a missing truth", ["evaluate", "labels.npy", "--truth", "none.json"], 2, r"none\.json")
 
 

@@ -235,14 +235,6 @@ def test_hyperstack_single_plane_needs_only_channel(tmp_path):
     np.testing.assert_array_equal(open_movie(path, channel=1, plane=0).read(0, 4), data[:, 0, 1])
 
 
-def test_imagej_stack_of_slices_is_time(tmp_path):
-    """ImageJ saves a plain stack as 'slices'; a 3-D series is always (T, Y, X)."""
-    data = make_movie((7, 8, 9))
-    path = tmp_path / "z.tif"
-    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "ZYX"})
-    np.testing.assert_array_equal(open_movie(path).read(0, 7), data)
-
-
 # --------------------------------------------------------------------------------------
 # Frame selection and chunking.
 # --------------------------------------------------------------------------------------
@@ -823,3 +815,104 @@ def test_an_hdf5_movie_whose_data_cannot_be_read_is_bad_input(tmp_path):
     with open_movie(tmp_path / "ext.h5") as m, pytest.raises(InputError, match=r"ext\.h5:/mov: frames 0-9 cannot "
                                                                               r"be read \(OSError"):
         m.read(0, 10)
+
+
+@pytest.mark.parametrize("layout", ["TYX1", "1TYX", "T1YX", "1TYX1"])
+@pytest.mark.parametrize("fmt", ["npy", "hdf5", "zarr"])
+def test_axes_of_length_one_are_dropped(tmp_path, layout, fmt):
+    """(T, Y, X, 1), (1, T, Y, X), ...: the movie is read exactly, by every route; more than 3 long axes is refused."""
+    movie = make_movie((7, 5, 6))
+    shape = {"TYX1": (7, 5, 6, 1), "1TYX": (1, 7, 5, 6), "T1YX": (7, 1, 5, 6), "1TYX1": (1, 7, 5, 6, 1)}[layout]
+    data = movie.reshape(shape)
+    if fmt == "npy":
+        path = tmp_path / "m.npy"
+        np.save(path, data)
+    elif fmt == "hdf5":
+        h5py = pytest.importorskip("h5py")
+        path = tmp_path / "m.h5"
+        with h5py.File(path, "w") as fh:
+            fh["mov"] = data
+    else:
+        path = tmp_path / "m.zarr"
+        zarr.create_array(str(path), shape=data.shape, dtype=data.dtype, chunks=data.shape)[:] = data
+    with open_movie(path) as m:
+        assert m.shape == movie.shape
+        np.testing.assert_array_equal(m.read(2, 6), movie[2:6])
+        np.testing.assert_array_equal(m.view(0, 7), movie)
+    with open_movie(data) as m:  # an in-memory array too
+        np.testing.assert_array_equal(m.read(0, 7), movie)
+
+
+def test_tiff_with_a_trailing_axis_of_one(tmp_path):
+    """tifffile keeps a (T, Y, X, 1) movie's last axis in its shaped series (axes QYXQ); each page is one frame."""
+    movie = make_movie((6, 5, 7))
+    path = tmp_path / "s.tif"
+    tifffile.imwrite(path, movie[..., None])
+    with open_movie(path) as m:
+        assert m.shape == movie.shape
+        np.testing.assert_array_equal(m.read(0, 6), movie)
+
+
+def test_two_long_extra_axes_are_still_refused(tmp_path):
+    path = tmp_path / "c.npy"
+    np.save(path, np.zeros((4, 5, 6, 2), np.uint16))
+    with pytest.raises(InputError, match=r"4-D array with shape \(4, 5, 6, 2\)") as ei:
+        open_movie(path)
+    assert_one_line(ei, "c.npy")
+
+
+@pytest.mark.parametrize("ome", [True, False])
+def test_a_stack_of_z_slices_is_read_as_time_with_a_warning(tmp_path, caplog, ome):
+    """OME's or ImageJ's Z as the only axis: ImageJ and converters save plain movies so; say how it was read."""
+    movie = make_movie((9, 5, 6))
+    path = tmp_path / ("z.ome.tif" if ome else "z.tif")
+    tifffile.imwrite(path, movie, ome=ome, imagej=not ome, metadata={"axes": "ZYX"})
+    with caplog.at_level("WARNING", logger="pmdcompress"), open_movie(path) as m:
+        np.testing.assert_array_equal(m.read(0, 9), movie)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and path.name in warned[0] and "Z (9 slices)" in warned[0] and "9 frames" in warned[0]
+
+
+@pytest.mark.parametrize("ome", [True, False])
+def test_one_image_of_channels_is_not_a_movie(tmp_path, ome):
+    path = tmp_path / ("c.ome.tif" if ome else "c.tif")
+    tifffile.imwrite(path, make_movie((3, 5, 6)), ome=ome, imagej=not ome, metadata={"axes": "CYX"})
+    with pytest.raises(InputError, match=r"one image of 3 channels .* no time axis") as ei:
+        open_movie(path)
+    assert_one_line(ei, path.name)
+
+
+def test_a_trailing_axis_of_one_on_three_axes(tmp_path, caplog):
+    """(A, B, 1): a .npy keeps the frames as saved (A frames of B x 1) and says so; a TIFF of it is one page."""
+    data = make_movie((8, 5, 1))
+    path = tmp_path / "line.npy"
+    np.save(path, data)
+    with caplog.at_level("WARNING", logger="pmdcompress"), open_movie(path) as m:
+        np.testing.assert_array_equal(m.read(0, 8), data)
+    assert any("line.npy" in r.getMessage() and "8 frames of 5x1 pixels" in r.getMessage() for r in caplog.records)
+    path = tmp_path / "line.tif"
+    tifffile.imwrite(path, data)
+    with pytest.raises(InputError, match=r"single 2-D image") as ei:
+        open_movie(path)
+    assert_one_line(ei, "line.tif")
+
+
+def test_a_folder_of_tiffs_is_named_as_such(tmp_path):
+    for i in range(3):
+        tifffile.imwrite(tmp_path / f"frame{i:04d}.tif", make_movie((1, 5, 6), seed=i)[0])
+    with pytest.raises(InputError, match=r"a folder of 3 TIFF files, not one movie") as ei:
+        open_movie(tmp_path)
+    assert_one_line(ei, str(tmp_path))
+
+
+def test_a_tiff_of_several_series_says_only_the_first_is_read(tmp_path, caplog):
+    """A multi-position OME-TIFF holds one series per field of view: the first is read, and a warning says so."""
+    movie = make_movie((6, 5, 7))
+    path = tmp_path / "pos.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as w:
+        w.write(movie, metadata={"axes": "TYX"})
+        w.write(movie[:4, :3], metadata={"axes": "TYX"})
+    with caplog.at_level("WARNING", logger="pmdcompress"), open_movie(path) as m:
+        np.testing.assert_array_equal(m.read(0, 6), movie)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [f"{path}: the file holds 2 image series (6x5x7, 4x3x7); only the first is read"]

@@ -150,7 +150,7 @@ def test_success_leaves_no_temporary_files(small):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(kind="3p"), "kind"),
+        (dict(kind="4p"), "kind"),
         (dict(shape=(4, 64)), "shape"),
         (dict(shape=(64, 64, 3)), "shape"),
         (dict(n_frames=0), "n_frames"),
@@ -185,6 +185,21 @@ def test_one_photon_kind_has_larger_cells_and_strong_background(tmp_path):
     ]
     assert neuron_share[0] < neuron_share[1]
     assert t1.attrs["kind"] == "1p"
+
+
+def test_three_photon_kind_is_dim_slow_and_sparse(tmp_path):
+    """0.2 photons per pixel per frame at 2 Hz, 1.5 sources per 1000 px^2, nearly no neuropil: the counts are
+    mostly zeros, the somata stand over a dark field."""
+    info = sim.simulate_movie(tmp_path / "p3.tif", kind="3p", n_frames=200, shape=(80, 100), seed=1)
+    truth = sim.load_truth(info["truth"])
+    attrs = truth.attrs
+    assert (attrs["photons"], attrs["fs"], attrs["n_neurons"]) == (0.2, 2.0, round(1.5 * 80 * 100 / 1000))
+    rate = (np.asarray(truth.clean) - sim.DEFAULT_OFFSET) / sim.DEFAULT_GAIN  # expected photons per pixel per frame
+    assert rate.mean() == pytest.approx(0.2, rel=0.05)
+    counts = np.round((tifffile.imread(tmp_path / "p3.tif") - sim.DEFAULT_OFFSET) / sim.DEFAULT_GAIN)
+    assert 0.6 < (counts <= 0).mean() < 0.95  # most pixels see no photon in a frame
+    inside = truth.footprints.max(axis=0) > 0.5
+    assert rate[:, inside].mean() > 5 * rate[:, ~inside].mean()  # somata over a dark background
 
 
 def test_load_truth_paths_and_errors(tmp_path, small):

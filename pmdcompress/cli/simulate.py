@@ -17,7 +17,7 @@ from .common import progress_for as _progress
 from .common import say as _say
 
 # Kept in step with pmdcompress.simulate.KINDS (tests/test_regimes.py checks it) without importing numpy here.
-SIMULATE_KINDS = ("2p", "1p", "1p-correlated", "voltage", "widefield", "dendritic", "2p-dense", "2p-real",
+SIMULATE_KINDS = ("2p", "1p", "1p-correlated", "voltage", "widefield", "dendritic", "2p-dense", "3p", "2p-real",
                   "2p-real-bright")
 
 
@@ -26,14 +26,15 @@ SIMULATE_KINDS = ("2p", "1p", "1p-correlated", "voltage", "widefield", "dendriti
 @click.option("--frames", "n_frames", default=3000, show_default=True, type=int, help="Number of frames.")
 @click.option("--shape", default="256x256", show_default=True, help="Frame size HxW.")
 @click.option("--neurons", "n_neurons", default=None, type=int,
-              help="Number of sources (default: 100; for 2p-real kinds, the kind's density per area).")
+              help="Number of sources (default: 100; for the 3p and 2p-real kinds, the kind's density per area).")
 @click.option("--photons", default=None, type=float,
-              help="Mean photons per pixel per frame, lower is noisier (default: 1; the 2p-real kinds' own).")
+              help="Mean photons per pixel per frame, lower is noisier (default: 1; the 3p and 2p-real kinds' own).")
 @click.option("--kind", type=click.Choice(SIMULATE_KINDS), default="2p", show_default=True,
               help="Regime: 2p/1p calcium, 1p-correlated (noise shared between neighbours), voltage (1 kHz), "
-                   "widefield, dendritic (thin segments), 2p-dense (dense field), 2p-real and 2p-real-bright "
-                   "(calibrated to the rank per patch of real two-photon movies).")
-@click.option("--fs", type=float, default=None, help="Frame rate in Hz (default: the kind's, 30 or 1000).")
+                   "widefield, dendritic (thin segments), 2p-dense (dense field), 3p (three-photon: 0.2 photons/px "
+                   "at 2 Hz), 2p-real and 2p-real-bright (calibrated to the rank per patch of real two-photon movies).")
+@click.option("--fs", type=float, default=None,
+              help="Frame rate in Hz (default: the kind's: 30; voltage 1000, 2p-real 7, 3p 2).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--no-truth", is_flag=True, help="Write the movie only (no STEM.truth.zarr: for scale tests).")

@@ -71,9 +71,11 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, frame_rate, fr
                     dtype=dtype, temporal_filter=temporal_filter, detrend=detrend, seed=seed)
     info = store.info()
     t, y, x = info["shape"]
+    ratio = info["compression_ratio_bytes"]  # below 1 on movies of a few pixels: the store's fixed overhead
     _say(ctx, f"pmd: {movie} -> {info['path']}: {t}x{y}x{x}, rank {info['total_rank']} over "
               f"{info['n_patches']} patches, {info['bytes_on_disk'] / 1e6:.2f} MB, "
-              f"{info['compression_ratio_bytes']:.1f}x smaller, {info['timings']['total_s']:.2f} s")
+              + (f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.1f}x LARGER than the input")
+              + f", {info['timings']['total_s']:.2f} s")
 
 
 @click.command("decompress")

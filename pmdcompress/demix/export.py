@@ -287,8 +287,8 @@ def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
     module.add(seg)
     ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="pmdcompress demix footprints "
                                        "(peak-normalised weights)", imaging_plane=plane)
-    ps.add_column(name="snr", description="peak SNR of the trace")
-    ps.add_column(name="r_value", description="spatial correlation with the data at active frames")
+    ps.add_column(name="snr", description="peak SNR of the trace", data=np.zeros(0))
+    ps.add_column(name="r_value", description="spatial correlation with the data at active frames", data=np.zeros(0))
     images = nwb_image_masks(result)
     for j in range(result.n_components):
         ps.add_roi(image_mask=images[j].T, snr=float(result.metrics["snr"][j]),

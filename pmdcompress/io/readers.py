@@ -104,6 +104,42 @@ def _check_movie_shape(shape: tuple[int, ...], name: str, what: str = "array") -
         raise InputError(f"{name}: empty {what} with shape {tuple(shape)}")
 
 
+def _squeeze_singletons(array: Any, name: str) -> Any:
+    """A 4-D or 5-D array with only three axes longer than 1, seen as the (T, Y, X) movie it holds.
+
+    Arrays saved as (T, Y, X, 1) (a trailing channel), (1, T, Y, X) (a leading batch or plane) or
+    (T, 1, Y, X) are common; their axes of length 1 carry nothing, so dropping them cannot misread the
+    movie.  Anything else is left for ``_check_movie_shape`` to refuse.
+    """
+    shape = tuple(int(n) for n in array.shape)
+    if len(shape) == 3 and shape[2] == 1 and shape[1] > 1:
+        # (T, Y, 1) or one (Y, X) image with a channel axis of one?  Read as saved, and say so.
+        logger.warning("%s: shape %s read as %d frames of %dx1 pixels; if it is one image with a channel axis,"
+                       " it is not a movie", name, shape, shape[0], shape[1])
+    if len(shape) <= 3 or sum(n > 1 for n in shape) != 3:
+        return array
+    index = tuple(0 if n == 1 else slice(None) for n in shape)
+    kept = tuple(n for n in shape if n > 1)
+    logger.info("%s: read the %d-D array of shape %s as a (T, Y, X) movie of shape %s (axes of length 1 dropped)",
+                name, len(shape), shape, kept)
+    if isinstance(array, np.ndarray):
+        return array[index]  # a view (a memmap stays a memmap), still C-contiguous
+    return _Squeezed(array, index, kept)
+
+
+class _Squeezed:
+    """A lazy array (h5py, zarr) with its axes of length 1 fixed at 0; sliced along time only."""
+
+    def __init__(self, array: Any, index: tuple, shape: tuple[int, ...]):
+        self._array, self._index, self.shape, self.dtype = array, index, shape, array.dtype
+        self._time_axis = next(i for i, ix in enumerate(index) if isinstance(ix, slice))
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        index = list(self._index)
+        index[self._time_axis] = key
+        return self._array[tuple(index)]
+
+
 # ---------------------------------------------------------------------------
 # Sources: each knows how to read frames [t0, t1) of the full (T, Y, X) movie.
 # ---------------------------------------------------------------------------
@@ -196,6 +232,7 @@ class _ArraySource(_Source):
     """
 
     def __init__(self, array: Any, fmt: str, name: str, *, closer=None, size=None, fresh=False):
+        array = _squeeze_singletons(array, name)
         self._array = array
         self.format = fmt
         self.access = "memmap" if isinstance(array, np.memmap) else "array"
@@ -325,12 +362,25 @@ class _TiffSource(_Source):
             raise InputError(f"{name}: truncated or corrupt TIFF ({msg})")
         for record in records:
             logger.warning("%s: tifffile: %s", name, _oneline(record.getMessage()))
+        others = [s for s in series_list[1:] if len(s.shape) >= 3 and s.shape[0] > 1]
+        if others and not self._one_by_one:
+            # several positions or fields of view (an OME-TIFF from a multi-position acquisition): only the
+            # first is read, and the user must know it
+            shapes = ", ".join("x".join(map(str, s.shape)) for s in series_list[: 4]) + (
+                ", ..." if len(series_list) > 4 else "")
+            logger.warning("%s: the file holds %d image series (%s); only the first is read", name,
+                           len(series_list), shapes)
 
         if "S" in axes or keyframe.samplesperpixel > 1:
             raise InputError(
                 f"{name}: RGB/multi-sample image ({keyframe.samplesperpixel} samples per pixel,"
                 f" axes {axes}); need single-channel grayscale frames"
             )
+        while len(shape) > 2 and shape[-1] == 1 and not axes.endswith("YX"):
+            # an array written as (T, Y, X, 1) (a trailing channel of one) keeps that axis in tifffile's shaped
+            # series; each page still holds one (Y, X) frame.  A 3-D (A, B, 1) array is one page of A x B: a
+            # single image, refused below as such.
+            axes, shape = axes[:-1], shape[:-1]
         dtype = series.dtype
         if dtype is None:
             raise InputError(f"{name}: unsupported TIFF sample format")
@@ -555,9 +605,10 @@ def _tiff_layout(axes: str, shape: tuple[int, ...], name: str, *, plane, channel
     """Map a squeezed TIFF series layout to (T, base page, page stride, plane, channel).
 
     A 3-D series is (T, Y, X) whatever its first axis is called (I, Q, T, or
-    the Z of an ImageJ stack saved without frames).  In 4-D and 5-D series the
-    Z and C axes must be picked with ``plane``/``channel``; the one remaining
-    axis is time.
+    the Z of a stack saved without frames, with a warning), except C: a few
+    channels of one image are not a movie.  In 4-D and 5-D series the Z and C
+    axes must be picked with ``plane``/``channel``; the one remaining axis is
+    time.
     """
     ndim = len(shape)
     if ndim == 2:
@@ -565,6 +616,14 @@ def _tiff_layout(axes: str, shape: tuple[int, ...], name: str, *, plane, channel
     lead, lshape = axes[:-2], shape[:-2]
     zi, ci = lead.find("Z"), lead.find("C")
     if ndim == 3:
+        if lead == "C":
+            raise InputError(f"{name}: one image of {lshape[0]} channels (axes {axes}, shape {shape}), no time axis;"
+                             " need a movie (T, Y, X): if those are frames, save them as T")
+        if lead == "Z":
+            # ImageJ calls a plain stack's images slices, and converters (bfconvert) write them as OME's Z:
+            # a movie saved that way is common, a z-stack given to a movie compressor rare.  Say so once.
+            logger.warning("%s: its only axis besides Y, X is Z (%d slices), no T; read as %d frames of a movie"
+                           " (a z-stack is not a movie)", name, lshape[0], lshape[0])
         zi = ci = -1  # the only axis is time, whatever its letter
         ti = 0
     else:
@@ -925,6 +984,11 @@ def _detect_format(path: Path, name: str) -> str:
             return "zarr"
         if (path / "metaData.json").exists() and any(path.glob("*.avi")):
             return "miniscope"
+        tiffs = [p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES]
+        if tiffs:
+            # an image sequence (one file per frame) or an acquisition split into files: say what to do
+            raise InputError(f"{name}: a folder of {len(tiffs)} TIFF files, not one movie; pmd reads one file:"
+                             " give one of them, or join them in order into one TIFF first")
         raise InputError(f"{name}: a folder but not a Zarr array or group (no zarr.json or .zarray)")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:

@@ -162,6 +162,12 @@ _REGIMES["2p-dense"] = dataclasses.replace(
     neuropil_sigma=(24.0, 12.0, 8.0, 6.0, 4.0, 3.0, 2.0), neuropil_level=(1.0, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4),
     neuropil_tau_s=(5.0, 2.0, 1.5, 1.0, 0.7, 0.5, 0.4), neuropil_swing=(0.05, 0.5, 0.5, 0.5, 0.6, 0.6, 0.6),
     silent_fraction=0.2, tau_decay_s=(0.5, 1.5), dff_per_spike=(0.4, 1.2), spike_rate_hz=(0.1, 0.8))
+# Three-photon imaging of deep layers: sparse somata and almost no neuropil (the excitation is confined to the
+# focus), but very few photons (0.1-0.5 per pixel per frame) at a slow frame rate (1-5 Hz), so that a GCaMP6s
+# transient spans only a few frames.
+_REGIMES["3p"] = dataclasses.replace(
+    _REGIMES["2p"], fs=2.0, photons=0.2, density=1.5, radius=(4.0, 7.0), dff_per_spike=(0.5, 1.5),
+    tau_decay_s=(0.8, 1.6), neuropil_level=(0.3, 0.05, 0.03), neuropil_tau_s=(20.0, 8.0, 4.0), drift=0.02)
 # Calibrated to real movies with pmd compress's defaults (docs/simulate.md, benchmarks/bench_regimes.py): the
 # 2p-dense field at a density per area, a photon level and a frame rate that give the components per 32 x 32
 # patch and the photon level of neurofinder_dev (GCaMP6s at 7 Hz, a field that dims towards one side) ...

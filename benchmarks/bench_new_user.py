@@ -1,0 +1,440 @@
+"""Run the whole chain as a new user would, on every kind of recording, and tabulate what went wrong.
+
+Each case is a movie (simulated with ``pmd simulate``'s regimes, or a small hand-made rig file: ScanImage
+volumes, OME-TIFF with Z or C axes, HDF5, NWB, suite2p binaries, trailing singleton axes) and a chain of
+``pmd`` commands run as subprocesses, exactly as typed: ``compress``, ``info``, ``report``, ``denoise``,
+``decompress``, ``demix --export suite2p,nwb,caiman`` and ``evaluate``.  Per command: exit code, CPU seconds
+(children's user + system), and the last line of its messages.  Per case: the store's ratio by bytes against
+the input file and what looked wrong: an exit code other than 0 (or other than 2 where the case expects a
+refusal), a traceback without ``-v``, a refusal that does not name the file, a store larger than its movie,
+NaN or negative numbers in ``info --json`` or ``report.json`` where none may be.
+
+    PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py                 # every case, a few minutes
+    PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --cases 3p,wide  # cases whose name has these
+    python benchmarks/bench_new_user.py --full                           # widefield at 512 x 512
+
+Writes ``benchmarks/results/new_user.json`` (``--out``); the scratch folder (``--work``) is deleted at the end
+unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from pmdcompress.simulate import simulate_movie  # noqa: E402
+
+PMD = [sys.executable, str(ROOT / "bin" / "pmd")]
+
+
+# ---------------------------------------------------------------------------
+# Inputs a user brings.
+# ---------------------------------------------------------------------------
+
+
+def _sim(work: Path, name: str, kind: str, frames: int, shape=(64, 64), **kw) -> tuple[Path, Path, np.ndarray]:
+    path = work / f"{name}.sim.tif"
+    if not path.exists():
+        simulate_movie(path, n_frames=frames, shape=shape, kind=kind, seed=kw.pop("seed", 0), **kw)
+    return path, work / f"{name}.sim.truth.zarr", tifffile.imread(path)
+
+
+def _as_dtype(movie: np.ndarray, dtype: str) -> np.ndarray:
+    """The movie as a rig that saves ``dtype`` would write it."""
+    m = movie.astype(np.float64)
+    if dtype == "uint8":
+        lo, hi = np.percentile(m, [0.01, 99.99])
+        return np.clip(np.round((m - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
+    if dtype == "int16":
+        return np.round(m - np.median(m)).astype(np.int16)
+    if dtype == "float32-dff":  # a dF/F movie: small, signed floats
+        f0 = np.percentile(m, 20, axis=0)
+        return ((m - f0) / np.maximum(f0, 1)).astype(np.float32)
+    return m.astype(dtype)
+
+
+@dataclass
+class Case:
+    name: str
+    kind: str  # what a user would call the recording
+    make: object  # work -> (movie path, truth path or None)
+    compress: list = field(default_factory=list)  # extra options of pmd compress
+    demix: list = field(default_factory=list)  # extra options of pmd demix
+    expect_refusal: bool = False  # compress must stop with exit 2 and one line naming the file
+    expect_warning: str = ""  # compress must say this (how an ambiguous file was read)
+    report: bool = True
+    expect_cells: bool = True  # demix must find some of the truth's sources
+
+
+def _simulated(name, kind, frames, shape=(64, 64), dtype=None, **kw):
+    def make(work: Path):
+        path, truth, movie = _sim(work, name, kind, frames, shape, **kw)
+        if dtype is None:
+            return path, truth
+        # the truth's clean movie is in the simulation's ADU: it scores the demix's masks, not the report
+        out = work / f"{name}.{dtype}.tif"
+        fs = kw.get("fs")
+        tifffile.imwrite(out, _as_dtype(movie, dtype), imagej=dtype in ("uint8", "float32"),
+                         metadata={"axes": "TYX", **({"finterval": 1 / fs} if fs else {})} if dtype in
+                         ("uint8", "float32") else None)
+        return out, truth
+    return make
+
+
+def _ome(axes: str):
+    """An OME-TIFF holding a 2p movie with the given leading axes (``Z``: a z-stack only; ``TC``, ``TZ``)."""
+    def make(work: Path):
+        path, truth, movie = _sim(work, "ome_src", "2p", 200, (48, 48), n_neurons=15)
+        if axes == "ZYX":
+            data = movie[:40]
+        elif axes == "CYX":
+            data = movie[:2]
+        elif axes == "TCYX":
+            data = np.stack([movie, movie // 2], axis=1)
+        elif axes == "TZYX":
+            data = np.stack([movie, movie[::-1]], axis=1)
+        else:
+            data = movie
+        out = work / f"ome_{axes}.ome.tif"
+        tifffile.imwrite(out, data, ome=True, metadata={"axes": axes, "TimeIncrement": 0.1})
+        return out, truth
+    return make
+
+
+def _imagej_z_only(work: Path):
+    path, truth, movie = _sim(work, "ome_src", "2p", 200, (48, 48), n_neurons=15)
+    out = work / "imagej_zstack.tif"
+    tifffile.imwrite(out, movie[:40], imagej=True, metadata={"axes": "ZYX", "spacing": 2.0, "unit": "um"})
+    return out, truth
+
+
+def _array_file(ext: str, layout: str):
+    """``.npy``/``.h5``/``.zarr`` holding the 2p movie as (T, Y, X, 1), (T, Y, X), (1, T, Y, X), ..."""
+    def make(work: Path):
+        path, truth, movie = _sim(work, "arr_src", "2p", 300, (48, 48), n_neurons=15)
+        data = {"TYX": movie, "TYX1": movie[..., None], "1TYX": movie[None], "T1YX": movie[:, None],
+                "TY1": movie[:, :, :1]}[layout]
+        out = work / f"{layout}{ext}"
+        if ext == ".npy":
+            np.save(out, data)
+        elif ext == ".h5":
+            import h5py
+            with h5py.File(out, "w") as fh:
+                fh["mov"] = data
+        elif ext == ".tif":
+            tifffile.imwrite(out, data)
+        return out, truth
+    return make
+
+
+def _scanimage(n_slices: int, n_channels: int):
+    def make(work: Path):
+        from rig_files import interleave, scanimage_frame_data, write_scanimage
+
+        path, truth, movie = _sim(work, "si_src", "2p", 200, (48, 48), n_neurons=15)
+        vol = np.zeros((movie.shape[0], n_slices, n_channels) + movie.shape[1:], np.int16)
+        for z in range(n_slices):
+            for c in range(n_channels):
+                vol[:, z, c] = np.roll(movie, z * 5, axis=2) // (c + 1)
+        out = work / f"scanimage_z{n_slices}c{n_channels}.tif"
+        fd = scanimage_frame_data(n_channels=n_channels, n_slices=n_slices, flyback=1 if n_slices > 1 else 0,
+                                  frame_rate=30.0 * (n_slices + 1))
+        write_scanimage(out, interleave(vol, flyback=1 if n_slices > 1 else 0), fd, frame_rate=30.0)
+        return out, truth
+    return make
+
+
+def _suite2p(work: Path):
+    path, truth, movie = _sim(work, "s2p_src", "2p", 300, (48, 48), n_neurons=15)
+    plane = work / "suite2p" / "plane0"
+    plane.mkdir(parents=True, exist_ok=True)
+    movie.astype("<i2").tofile(plane / "data.bin")
+    np.save(plane / "ops.npy", np.array({"Ly": 48, "Lx": 48, "nframes": 300, "fs": 30.0}, dtype=object),
+            allow_pickle=True)
+    return plane / "data.bin", truth
+
+
+def _nwb(work: Path):
+    import datetime
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ophys import OpticalChannel, TwoPhotonSeries
+
+    path, truth, movie = _sim(work, "nwb_src", "2p", 300, (48, 48), n_neurons=15)
+    out = work / "rec.nwb"
+    nwb = NWBFile(session_description="s10", identifier="x",
+                  session_start_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+    device = nwb.create_device(name="scope")
+    plane = nwb.create_imaging_plane(name="plane", optical_channel=OpticalChannel(name="ch", description="g",
+                                     emission_lambda=520.0), description="p", device=device, excitation_lambda=920.0,
+                                     indicator="GCaMP6s", location="V1")
+    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=movie.transpose(0, 2, 1), imaging_plane=plane,
+                                        unit="n.a.", rate=30.0))
+    with NWBHDF5IO(str(out), "w") as io:
+        io.write(nwb)
+    return out, truth
+
+
+def cases(full: bool) -> list[Case]:
+    wide_shape = (512, 512) if full else (256, 256)
+    return [
+        Case("2p-somatic", "two-photon somatic, uint16", _simulated("2p", "2p", 600, n_neurons=20)),
+        Case("2p-dendritic", "two-photon dendritic, uint16", _simulated("dend", "dendritic", 600, n_neurons=30)),
+        Case("1p-uint16", "one-photon microendoscope, uint16", _simulated("1p", "1p", 600, n_neurons=15),
+             demix=["--kind", "1p"]),
+        Case("1p-uint8", "one-photon microendoscope, 8-bit, noise shared", _simulated(
+            "1pc", "1p-correlated", 600, dtype="uint8", fs=20.0, n_neurons=15), demix=["--kind", "1p"]),
+        Case("3p-dim", "three-photon, 0.2 photons/px, 2 Hz, 300 frames", _simulated(
+            "3p", "3p", 300, (96, 96))),
+        Case("3p-very-dim", "three-photon, 0.1 photons/px, 1 Hz, 150 frames", _simulated(
+            "3pvd", "3p", 150, (96, 96), photons=0.1, fs=1.0)),
+        Case("widefield", f"widefield {wide_shape[0]}x{wide_shape[1]}, 20 Hz, uint16", _simulated(
+            "wide", "widefield", 300, wide_shape, fs=20.0, n_neurons=60), report=full, expect_cells=False),
+        Case("widefield-float", "widefield as dF/F float32, 128x128", _simulated(
+            "widef", "widefield", 300, (128, 128), fs=20.0, n_neurons=30, dtype="float32-dff"), expect_cells=False),
+        Case("voltage", "voltage 1 kHz, 3000 frames", _simulated("volt", "voltage", 3000, n_neurons=8),
+             demix=["--kind", "voltage"]),
+        Case("short-20", "two-photon, 20 frames", _simulated("short", "2p", 20, n_neurons=20), expect_cells=False),
+        Case("long-8000", "two-photon 32x32, 8000 frames", _simulated("long", "2p", 8000, (32, 32), n_neurons=10)),
+        Case("2p-float64", "two-photon as float64", _simulated("2p", "2p", 600, dtype="float64", n_neurons=20)),
+        Case("2p-int16", "two-photon as int16 with negative values", _simulated("2p", "2p", 600, dtype="int16",
+                                                                                  n_neurons=20)),
+        Case("2p-float32", "two-photon as float32 (ImageJ)", _simulated("2p", "2p", 600, dtype="float32",
+                                                                         n_neurons=20)),
+        Case("scanimage-z3c2", "ScanImage 3 planes x 2 channels, flyback", _scanimage(3, 2),
+             compress=["--plane", "1", "--channel", "0"], report=False),
+        Case("scanimage-z3c2-noopt", "ScanImage volume without --plane/--channel", _scanimage(3, 2),
+             expect_refusal=True),
+        Case("ome-TCYX", "OME-TIFF T x C", _ome("TCYX"), compress=["--channel", "1"], report=False),
+        Case("ome-TZYX", "OME-TIFF T x Z", _ome("TZYX"), compress=["--plane", "0"], report=False),
+        Case("ome-ZYX", "OME-TIFF with only a Z axis (a z-stack)", _ome("ZYX"), expect_warning="read as 40 frames",
+             report=False),
+        Case("ome-CYX", "OME-TIFF with only a C axis", _ome("CYX"), expect_refusal=True),
+        Case("imagej-ZYX", "ImageJ stack saved with only Z", _imagej_z_only, expect_warning="read as 40 frames",
+             report=False),
+        Case("npy-TYX1", "(T, Y, X, 1) .npy", _array_file(".npy", "TYX1"), report=False),
+        Case("npy-1TYX", "(1, T, Y, X) .npy", _array_file(".npy", "1TYX"), report=False),
+        Case("tif-TYX1", "(T, Y, X, 1) TIFF", _array_file(".tif", "TYX1"), report=False),
+        Case("h5-TYX", "HDF5 'mov' (T, Y, X)", _array_file(".h5", "TYX"), report=False),
+        Case("h5-TYX1", "HDF5 'mov' (T, Y, X, 1)", _array_file(".h5", "TYX1"), report=False),
+        Case("npy-TY1", "(T, Y, 1) .npy: one column", _array_file(".npy", "TY1"), report=False, expect_cells=False,
+             expect_warning="300 frames of 48x1 pixels"),
+        Case("suite2p-bin", "suite2p data.bin + ops.npy", _suite2p, report=False),
+        Case("nwb", "NWB TwoPhotonSeries", _nwb, report=False),
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Running the chain.
+# ---------------------------------------------------------------------------
+
+
+def _run(cmd: list[str], timeout: float = 1800) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired:
+        rc, out, err = -9, "", "timed out"
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    return {"cmd": " ".join(Path(c).name if i < 2 else c for i, c in enumerate(cmd)), "rc": rc,
+            "cpu_s": round(cpu, 2), "wall_s": round(time.perf_counter() - start, 2),
+            "message": lines[-1][:300] if lines else "", "traceback": "Traceback" in err, "stdout": out,
+            "stderr": err}
+
+
+def _bad_numbers(obj, path="") -> list[str]:
+    """Names of NaN or infinite numbers anywhere in a JSON-like object."""
+    bad = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            bad += _bad_numbers(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj[:50]):
+            bad += _bad_numbers(v, f"{path}[{i}]")
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        bad.append(path)
+    return bad
+
+
+def run_case(case: Case, work: Path) -> dict:
+    folder = work / case.name
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        movie, truth = case.make(work)
+    except Exception as exc:  # noqa: BLE001 - a writer we cannot run here (pynwb missing, ...)
+        return {"case": case.name, "kind": case.kind, "skipped": f"{type(exc).__name__}: {exc}"}
+    make_s = time.perf_counter() - t0
+    store = folder / "m.pmd.zarr"
+    steps, problems = [], []
+    row = {"case": case.name, "kind": case.kind, "input": movie.name, "input_bytes": _size(movie),
+           "make_s": round(make_s, 1)}
+
+    def step(name, cmd, *, expect=0):
+        r = _run(PMD + cmd)
+        r["step"] = name
+        steps.append(r)
+        if r["rc"] != expect:
+            problems.append(f"{name}: exit {r['rc']} (expected {expect}): {r['message']}")
+        if r["traceback"]:
+            problems.append(f"{name}: traceback without -v")
+        if r["rc"] == 2 and movie.name not in r["message"] and store.name not in r["message"] and "pmd" not in \
+                r["message"][:5]:
+            problems.append(f"{name}: the refusal does not name the file: {r['message']}")
+        return r
+
+    r = step("compress", ["compress", str(movie), "-o", str(store), *case.compress],
+             expect=2 if case.expect_refusal else 0)
+    if case.expect_warning and case.expect_warning not in r["stderr"]:
+        problems.append(f"compress did not say {case.expect_warning!r}")
+    if case.expect_refusal or r["rc"] != 0:
+        row.update(steps=_strip(steps), problems=problems)
+        return row
+    info = step("info", ["info", str(store), "--json"])
+    try:
+        meta = json.loads(info["stdout"])
+        row["ratio"] = round(meta.get("compression_ratio_bytes", float("nan")), 2)
+        row["shape"] = meta.get("shape")
+        row["rank"] = meta.get("total_rank")
+        row["frame_rate"] = meta.get("frame_rate")
+        if row["ratio"] < 1:
+            problems.append(f"store larger than the movie (ratio {row['ratio']})")
+        problems += [f"info: {b} is not finite" for b in _bad_numbers(meta)]
+    except (json.JSONDecodeError, TypeError) as exc:
+        problems.append(f"info --json unreadable: {exc}")
+    step("decompress", ["decompress", str(store), "-o", str(folder / "part.npy"), "--frames", "0:5"])
+    step("denoise", ["denoise", str(store), "-o", str(folder / "denoised.tif")])
+    if case.report:
+        rep = folder / "report"
+        same_units = truth and movie.name.endswith(".sim.tif")  # a converted movie no longer matches its truth
+        step("report", ["report", str(movie), str(store), "-o", str(rep), "--no-heldout",
+                        *(["--truth", str(truth)] if same_units else [])])
+        try:
+            rj = json.loads((rep / "report.json").read_text())
+            problems += [f"report: {b} is not finite" for b in _bad_numbers(rj)]
+            row["report"] = _report_numbers(rj)
+            problems += _report_contradictions(row["report"])
+            row["summary"] = rj.get("summary", [])
+            problems += [f"report summary: {line!r}" for line in row["summary"] if "n/ax" in line]
+        except (OSError, json.JSONDecodeError) as exc:
+            problems.append(f"report.json unreadable: {exc}")
+    fs = [] if row.get("frame_rate") else ["--fs", "30"]
+    dm = folder / "m.demix.zarr"
+    d = step("demix", ["demix", str(store), "-o", str(dm), "--export", "suite2p,nwb,caiman", *fs, *case.demix])
+    if d["rc"] == 0 and truth and truth.exists():
+        e = step("evaluate", ["evaluate", str(dm), "--truth", str(truth)])
+        try:
+            scores = json.loads(e["stdout"])
+            row["f1"] = round(scores.get("f1", float("nan")), 3)
+            if case.expect_cells and scores.get("n_true", 0) > 0 and scores.get("n_pred", 0) == 0:
+                problems.append(f"demix found no cells; the truth has {scores['n_true']}")
+        except json.JSONDecodeError:
+            problems.append("evaluate printed no JSON")
+        s2p = next(dm.parent.glob("**/stat.npy"), None)
+        if s2p is not None:
+            step("evaluate-suite2p", ["evaluate", str(s2p.parent), "--truth", str(truth)])
+    row["cpu_s"] = round(sum(s["cpu_s"] for s in steps), 1)
+    row.update(steps=_strip(steps), problems=problems)
+    return row
+
+
+def _report_numbers(rj: dict) -> dict:
+    flat = {}
+
+    def walk(obj, prefix):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{prefix}.{k}" if prefix else k)
+        elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+            flat[prefix] = obj
+    walk(rj, "")
+    keep = ("snr_gain", "residual_ratio", "error_reduction", "signal_removed", "photon", "truth")
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in flat.items()
+            if any(s in k for s in keep) and len(k) < 80}
+
+
+def _report_contradictions(nums: dict) -> list[str]:
+    out = []
+    for k, v in nums.items():
+        if k.endswith(("_low", "_high", "_pixel")):  # intervals and diagnostics may leave 0-1
+            continue
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            if ("error_reduction" in k or "snr_gain" in k) and v < 0:
+                out.append(f"report: {k} = {v} is negative")
+            if "signal_removed" in k and not -0.05 <= v <= 1.05:
+                out.append(f"report: {k} = {v} outside 0-1")
+    return out
+
+
+def _strip(steps):
+    return [{k: v for k, v in s.items() if k not in ("stdout", "stderr")} for s in steps]
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="", help="comma-separated substrings of case names to run")
+    ap.add_argument("--full", action="store_true", help="widefield at 512 x 512 (several CPU minutes)")
+    ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "new_user.json"))
+    args = ap.parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix="pmd-new-user-"))
+    work.mkdir(parents=True, exist_ok=True)
+    wanted = [w for w in args.cases.split(",") if w]
+    rows = []
+    try:
+        for case in cases(args.full):
+            if wanted and not any(w in case.name for w in wanted):
+                continue
+            row = run_case(case, work)
+            rows.append(row)
+            mark = "ok" if not row.get("problems") and "skipped" not in row else "PROBLEM"
+            print(f"{row['case']:22s} ratio {row.get('ratio', '-')!s:>7s}  cpu {row.get('cpu_s', '-')!s:>6s}  "
+                  f"f1 {row.get('f1', '-')!s:>5s}  {mark}", flush=True)
+            for p in row.get("problems", []) + ([row["skipped"]] if "skipped" in row else []):
+                print(f"    {p}", flush=True)
+            _write(args.out, rows)
+    finally:
+        if not args.keep and not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {_write(args.out, rows)}")
+    return 0
+
+
+def _write(out: str, rows: list) -> Path:
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"argv": sys.argv[1:], "cases": rows}, indent=1, default=str) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

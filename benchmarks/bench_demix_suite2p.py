@@ -2,7 +2,7 @@
 
     python benchmarks/bench_demix_suite2p.py [--suite2p-python /work/peers/suite2p-venv/bin/python]
         [--movie ../shared/data/neurofinder_dev] [--fs 7] [--skip suite2p|pmd] [--stores] [--bin 2] [--zoom 1.5]
-        [--out benchmarks/results/demix_suite2p.json]
+        [--border 16] [--out benchmarks/results/demix_suite2p.json]
 
 Both tools run with their defaults plus the frame rate, each in a fresh process
 (wall time, CPU time of the process and its children, peak RSS = ru_maxrss):
@@ -25,6 +25,14 @@ With ``--bin N``, pmd runs on the movie binned N x N in space (a real movie at 1
 1/N the radius, more photons per pixel), scored against the labels binned the same way (a label keeps a
 binned pixel when it covers at least half of it); results under ``pmd_binned``.  Every threshold of
 demixing must hold at any zoom, so a change is judged there too.
+
+With ``--border W``, pmd runs on the movie with W dark columns added at its left (the full Neurofinder frames
+have a dark band of 16 on one side; the crop here is clear of it), labels moved alike; results under
+``pmd_bordered``.
+
+Every part's scores also hold ``vs_active_labels``: F1, precision and recall against the visibly active labels
+only (``active_cells.json``), as if the labels marked only cells that fire, a style other labelled movies may
+have; every silent-soma detection then counts false.
 
 With ``--zoom F`` (F > 1), pmd runs on a zoomed-in movie: the default store's denoised movie upsampled F
 times in space (cubic) plus independent Gaussian noise of the raw movie's per-pixel level (the SD of raw
@@ -126,6 +134,10 @@ def halves_scores(pred_source, truth_json: Path, active: list[int]) -> dict:
         out[name] = {k: s[k] for k in ("n_true", "n_pred", "tp", "precision", "recall", "f1", "mean_iou")}
         out[name]["n_active"] = int(act.size)
         out[name]["recall_active"] = float(np.isin(act, matched_true).mean()) if act.size else None
+        # Scored as if the labels marked only the cells that fire (a label style some datasets use): every
+        # silent-soma detection then counts false.
+        s_act = evaluate_regions(sub_p, type(true)(true.masks.tocsc()[:, act], true.dims))
+        out[name]["vs_active_labels"] = {k: s_act[k] for k in ("f1", "precision", "recall")}
     return out
 
 
@@ -196,6 +208,37 @@ def run_binned(folder: Path, fs: float, factor: int, active: list[int]) -> dict:
     r = run_pmd(binned / "movie.tif", fs, name=f"bin{factor}")
     r["scores"] = halves_scores(Path(r["suite2p_folder"]), binned / "regions.json", active)
     r["factor"] = factor
+    return r
+
+
+def bordered_movie(folder: Path, width: int) -> Path:
+    """The movie with ``width`` dark columns added at its left and its labels moved alike, in ``WORK/borderW/``
+    (made once, seeded noise): the dark band of a scanner's flyback that the full Neurofinder frames have (16
+    columns; neurofinder_dev is cropped clear of it), near 0 as in their offset-subtracted data."""
+    import tifffile
+
+    out = WORK / f"border{width}"
+    if (out / "regions.json").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    movie = tifffile.imread(folder / "movie.tif")
+    rng = np.random.default_rng(0)
+    band = np.clip(np.round(rng.normal(3.0, 6.0, (*movie.shape[:2], width))), 0, None).astype(movie.dtype)
+    tifffile.imwrite(out / "movie.tif", np.concatenate([band, movie], axis=2))
+    regions = json.loads((folder / "regions.json").read_text())
+    for region in regions:
+        region["coordinates"] = [[row, col + width] for row, col in region["coordinates"]]
+    (out / "regions.json").write_text(json.dumps(regions))
+    return out
+
+
+def run_bordered(folder: Path, fs: float, width: int, active: list[int]) -> dict:
+    """pmd (default store) on the movie with a dark band of ``width`` columns at its left (:func:`bordered_movie`),
+    scored against its labels (the halves split at the middle of the wider frame)."""
+    bordered = bordered_movie(folder, width)
+    r = run_pmd(bordered / "movie.tif", fs, name=bordered.name)
+    r["scores"] = halves_scores(Path(r["suite2p_folder"]), bordered / "regions.json", active)
+    r["width"] = width
     return r
 
 
@@ -275,6 +318,9 @@ def main() -> None:
                         help="Also score pmd on the movie binned N x N in space (another zoom), labels binned alike.")
     parser.add_argument("--zoom", type=float, default=None, metavar="F",
                         help="Also score pmd on an F x zoom-in (denoised movie upsampled, fresh noise), labels alike.")
+    parser.add_argument("--border", type=int, default=None, metavar="W",
+                        help="Also score pmd on the movie with W dark columns added at its left (a scanner's dark "
+                             "band, as the full Neurofinder frames have 16); results under pmd_bordered.")
     parser.add_argument("--zoom-photons", action="store_true",
                         help="With --zoom: also the zoom-in whose fresh noise is F x the raw per-pixel SD (the same "
                              "photons per cell over F^2 as many pixels); results under pmd_zoomed_photons.")
@@ -299,6 +345,10 @@ def main() -> None:
         results["pmd_binned"] = run_binned(folder, args.fs, args.bin, active)
     elif "pmd_binned" in previous:
         results["pmd_binned"] = previous["pmd_binned"]
+    if args.border and args.skip != "pmd":
+        results["pmd_bordered"] = run_bordered(folder, args.fs, args.border, active)
+    elif "pmd_bordered" in previous:
+        results["pmd_bordered"] = previous["pmd_bordered"]
     if args.zoom and args.skip != "pmd":
         results["pmd_zoomed"] = run_zoomed(folder, args.fs, args.zoom, active)
     elif "pmd_zoomed" in previous:

@@ -307,3 +307,78 @@ def test_mean_image_blobs_smaller_than_half_a_soma_are_not_somata_at_a_small_wor
     assert np.all(iou_matrix(masks, truth).max(axis=0) >= 0.5)
     # a working radius well above the somata's keeps the finder's own floor
     assert blob_options(replace(opts, min_size=28), 4.0).min_size == 28
+
+
+def test_tissue_bounds_are_the_frame_less_its_dark_edge_bands():
+    """A scanner's dark band (the full neurofinder frames have 16 dark columns on one side) is cut off; dim tissue
+    (neurofinder_dev's top rows stand at 0.45 of the field's median) and a dark vessel inside the field are not."""
+    from pmdcompress.demix.pipeline import mirror_outside, tissue_bounds
+
+    rng = np.random.default_rng(11)
+    mean = 200.0 + 20.0 * rng.standard_normal((100, 140))
+    mean[:30] *= 0.45  # dim tissue at the top
+    mean[:, 70:74] = 15.0  # a vessel's shadow across the whole field
+    assert tissue_bounds(mean) == (0, 100, 0, 140)
+    banded = mean.copy()
+    banded[:, :16] = 4.0 + rng.standard_normal((100, 16))  # dark columns on the left ...
+    banded[:2] = 3.0  # ... and rows on top
+    banded[:, -3:] = 0.0  # ... and right
+    bounds = tissue_bounds(banded)
+    assert bounds == (2, 100, 16, 137)
+    mirrored = mirror_outside(banded, bounds)
+    np.testing.assert_array_equal(mirrored[2:, 16:137], banded[2:, 16:137])  # the tissue is untouched
+    np.testing.assert_array_equal(mirrored[5:, 15], banded[5:, 16])  # the band mirrors it
+    np.testing.assert_array_equal(mirrored[5:, 0], banded[5:, 31])
+    np.testing.assert_array_equal(mirrored[0, 20:40], banded[3, 20:40])
+    assert mirror_outside(mean, tissue_bounds(mean)) is mean
+
+
+def test_somata_beside_a_dark_edge_band_are_found_as_at_the_frame_edge():
+    """Next to a dark band the high-passed mean image steps from tissue to nothing; the mean-image finders see the
+    tissue mirrored over the band (as at the frame's own edge) and place nothing in it: the somata along the band
+    are found as on the tissue alone, cut by its edge."""
+    from dataclasses import replace
+
+    from pmdcompress.demix.pipeline import _mean_footprints, _nucleus_footprints, mirror_outside, tissue_bounds
+    from pmdcompress.options import DemixOptions
+
+    rng = np.random.default_rng(5)
+    pad, dims = 16, (120, 160)
+    tissue = 100.0 + rng.normal(0, 1.0, dims)
+    blobs = [(40, 0), (30, 90), (95, 3)]  # filled somata: on the tissue's left edge, inside, 3 px from the edge
+    for c in blobs:
+        tissue += 30.0 * _disk(dims, c, 5.5)
+    yy, xx = np.mgrid[: dims[0], : dims[1]]
+    nuclei = [(70, 5), (60, 120)]  # dark nuclei in a bright rim: 5 px from the edge, inside
+    for cy, cx in nuclei:
+        r = np.hypot(yy - cy, xx - cx)
+        tissue += np.where(r < 4.0, -8.0, np.where(r < 6.5, 10.0, 0.0))
+    banded = np.concatenate([3.0 + rng.normal(0, 1.0, (dims[0], pad)), tissue], axis=1)
+    bounds = tissue_bounds(banded)
+    assert bounds == (0, dims[0], pad, dims[1] + pad)
+    shape_mean = mirror_outside(banded, bounds)
+    opts = DemixOptions.create(fs=7.0, cell_radius=5.5).resolved(600)
+    opts = replace(opts, cell_radius=5.5, highpass_sigma=7.7, min_size=int(0.25 * np.pi * 5.5**2))
+
+    def found(finder, mean, width, **kw):
+        none = hals.Footprints(np.zeros((0, 2), np.int64), np.zeros((0, 23, 23), np.float32),
+                               np.zeros((0, 23, 23), bool), (dims[0], width))
+        fp = finder(mean, none, opts, (23, 23), **kw)
+        images = np.zeros((fp.n, dims[0], width + 22), bool)
+        for j, (y, x) in enumerate(fp.origins):
+            images[j, y : y + 23, x : x + 23] = fp.values[j][: dims[0] - y] > 0
+        return images[:, :, :width]
+
+    for finder, centres in ((_mean_footprints, blobs), (_nucleus_footprints, nuclei)):
+        alone = found(finder, tissue, dims[1])  # the tissue as its own frame
+        beside = found(finder, shape_mean, dims[1] + pad, bounds=bounds)
+        assert not beside[:, :, :pad].any()  # nothing in the band
+        beside = beside[:, :, pad:]
+        for cy, cx in centres:
+            on = [j for j in range(alone.shape[0]) if alone[j, cy, cx]]
+            assert len(on) == 1, (finder.__name__, cy, cx)
+            hit = [j for j in range(beside.shape[0]) if beside[j, cy, cx]]
+            assert len(hit) == 1, (finder.__name__, cy, cx)
+            a, b = alone[on[0]], beside[hit[0]]
+            assert (a & b).sum() / (a | b).sum() >= 0.9
+        assert beside.shape[0] == alone.shape[0] == len(centres)

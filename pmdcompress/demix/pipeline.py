@@ -660,6 +660,9 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    # Mean-image shape measures see the tissue only: a scanner's dark edge band is mirrored over (tissue_bounds).
+    bounds = tissue_bounds(fac.mean)
+    shape_mean = mirror_outside(fac.mean, bounds)
     if opts.soma_opening:
         # The disk is a fraction of the somata's own radius, measured on these footprints (less their soft
         # edges), not of the working cell radius: that stays at its 6 px default for footprints up to a third
@@ -671,7 +674,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
         _stage("soma_shape", fp, fixed)
     met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold,
-                          mean=fac.mean, contrast_sigma=2.2 * opts.cell_radius)
+                          mean=shape_mean, contrast_sigma=2.2 * opts.cell_radius)
     # A weak transient is enough with a second kind of evidence (:func:`_clear_transients`): a clear soma of the mean
     # image (simulated dim cells: 10 of 11 true cells under SNR 5 stood >= 5 SDs out of the mean image;
     # neurofinder_dev's fragments and neuropil under SNR 5 mostly < 3.5), or a footprint consistent with its
@@ -710,7 +713,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         soma_opts = replace(opts, cell_radius=soma_radius, min_size=int(0.25 * np.pi * soma_radius**2))
         for code, finder, finder_opts in ((1, _mean_footprints, blob_options(opts, soma_radius)),
                                           (2, _nucleus_footprints, soma_opts)):
-            extra = finder(fac.mean, fp, finder_opts, box)
+            extra = finder(shape_mean, fp, finder_opts, box, bounds=bounds)
             log.info("demix: %d components seeded from the mean image (%s)", extra.n, finder.__name__)
             fp = _concat(fp, extra)
             fixed = np.concatenate([fixed, np.ones(extra.n, bool)])
@@ -726,7 +729,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
 
     c, f = final_traces()
     if BLOB_TRANSIENT_TEST and (source == 1).any():
-        rejected = _active_dim_blobs(fp, c, source, fac.mean, store.noise, opts)
+        rejected = _active_dim_blobs(fp, c, source, shape_mean, store.noise, opts)
         if rejected.size:
             log.info("demix: %d mean-image blobs with transients and no clear soma left out", rejected.size)
             keep = np.setdiff1d(np.arange(fp.n), rejected)
@@ -809,7 +812,7 @@ def _active_dim_blobs(fp: Footprints, c: np.ndarray, source: np.ndarray, mean, n
     return blobs[(snr >= opts.min_snr) & (contrast < BRIGHT_SOMA_CONTRAST)]
 
 
-def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprints:
+def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box, *, bounds=None) -> Footprints:
     """Footprints of bright blobs of the mean image that no footprint covers (cells that never fire).
 
     The mean image is high-passed (neuropil removed), then smoothed at half the
@@ -818,7 +821,8 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
     existing footprints; each footprint is the seed's connected part of the
     high-passed image above a quarter of the seed's height, within 1.5 cell radii, with
     holes filled, kept when it is at least ``min_size`` pixels and compact
-    (not a dendrite or a vessel's edge).
+    (not a dendrite or a vessel's edge).  ``bounds`` (:func:`tissue_bounds`): no seed or
+    pixel outside them, and a blob cut by their edge is compact for the part of its disk inside.
     """
     radius = opts.cell_radius
     img = mean.astype(np.float64)
@@ -828,18 +832,19 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
     mad = 1.4826 * np.median(np.abs(blob - med)) + 1e-12
     z = (blob - med) / mad
     covered = _covered(fp, opts.footprint_threshold)
+    outside = _outside(bounds, fp.dims)
     # A real mean image's texture is uneven: its bright spots pass a z-score against the whole image's spread,
     # but not the fine structure around them (see MEAN_BLOB_TEXTURE_CONTRAST).
     fine_structure = hp - ndimage.gaussian_filter(hp, max(radius / 4.0, 0.5), mode="reflect")
     texture = np.sqrt(ndimage.gaussian_filter(fine_structure**2, 4.0 * radius, mode="reflect"))
     seeds = find_seeds(z, threshold=opts.mean_threshold, min_distance=max(int(radius), 1),
                        exclude=ndimage.binary_dilation(covered, iterations=max(int(radius / 2), 1))
-                       | (blob < MEAN_BLOB_TEXTURE_CONTRAST * texture))
+                       | (blob < MEAN_BLOB_TEXTURE_CONTRAST * texture) | outside)
     fine = ndimage.gaussian_filter(hp, max(radius / 6.0, 0.5), mode="reflect")
     half = int(math.ceil(1.5 * radius))
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
     disk = yy**2 + xx**2 <= half**2
-    taken = covered.copy()
+    taken = covered | outside
     regions = np.zeros(fp.dims, np.int32)
     kept = []
     height, width = fp.dims
@@ -863,7 +868,8 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
         # that disk inside the frame (a soma cut by the field's edge is a compact half-disk).
         py, px = np.nonzero(mask)
         extent = np.sqrt(((py - py.mean()) ** 2 + (px - px.mean()) ** 2).max()) + 0.5
-        if area < 0.55 * np.pi * extent**2 * _inside_fraction(py.mean() + y0, px.mean() + x0, extent, fp.dims):
+        if area < 0.55 * np.pi * extent**2 * _inside_fraction(py.mean() + y0, px.mean() + x0, extent, fp.dims,
+                                                                         bounds=bounds):
             continue
         kept.append((y, x))
         regions[y0:y1, x0:x1][mask] = len(kept)
@@ -875,18 +881,72 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprint
     return new
 
 
-def _inside_fraction(cy: float, cx: float, radius: float, dims) -> float:
+def _inside_fraction(cy: float, cx: float, radius: float, dims, *, bounds=None) -> float:
     """Fraction of the disk of ``radius`` around ``(cy, cx)`` inside a frame of ``dims`` (pixel centres
-    counted); exactly 1 where the disk is clear of the edges."""
-    height, width = dims
-    if cy - radius >= -0.5 and cx - radius >= -0.5 and cy + radius <= height - 0.5 and cx + radius <= width - 0.5:
+    counted), or inside its ``bounds`` (top, bottom, left, right; :func:`tissue_bounds`); exactly 1 where the
+    disk is clear of the edges."""
+    top, bottom, left, right = bounds if bounds is not None else (0, dims[0], 0, dims[1])
+    if cy - radius >= top - 0.5 and cx - radius >= left - 0.5 and cy + radius <= bottom - 0.5 \
+            and cx + radius <= right - 0.5:
         return 1.0
     half = int(math.ceil(radius)) + 1
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
     yy, xx = yy + int(round(cy)), xx + int(round(cx))
     disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
-    inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+    inside = (yy >= top) & (yy < bottom) & (xx >= left) & (xx < right)
     return float((disk & inside).sum()) / max(float(disk.sum()), 1.0)
+
+
+# A frame's edge rows or columns are a dark band, not tissue, where their median in the mean image is under this
+# fraction of the way from the image's minimum to its median: a scanner's flyback or the edge of the field (the full
+# neurofinder frames have 16 dark columns on one side; neurofinder_dev is cropped clear of them).  Tissue, even the
+# dim top of neurofinder_dev (row medians about 0.45 of the field's median), stands far above; bands wider than
+# DARK_EDGE_MAX of the frame are not taken for one.
+DARK_EDGE_FRACTION = 0.1
+DARK_EDGE_MAX = 0.25
+
+
+def tissue_bounds(mean: np.ndarray) -> tuple[int, int, int, int]:
+    """The frame less its dark edge bands (:data:`DARK_EDGE_FRACTION`): ``(top, bottom, left, right)``,
+    end-exclusive; the whole frame when it has none.
+
+    Next to a dark band the mean image steps from tissue to nothing: high-passed, the step is a bright ridge
+    that hides the somata along it from the mean-image finders (neurofinder_dev with 16 dark columns added at
+    its left edge lost 4 labelled somata within 5 px of that edge, found without the band).  The finders see
+    the tissue mirrored over the band (:func:`mirror_outside`), as at the frame's own edge.
+    """
+    img = np.asarray(mean, np.float64)
+    lo = float(img.min())
+    floor = lo + DARK_EDGE_FRACTION * (float(np.median(img)) - lo)
+    out = []
+    for axis in (1, 0):  # row medians (top, bottom), then column medians (left, right)
+        bright = np.flatnonzero(np.median(img, axis=axis) > floor)
+        n = img.shape[1 - axis]
+        first, last = (int(bright[0]), int(bright[-1]) + 1) if bright.size else (0, n)
+        limit = DARK_EDGE_MAX * n
+        out += [first if first <= limit else 0, last if n - last <= limit else n]
+    return tuple(out)
+
+
+def mirror_outside(mean: np.ndarray, bounds) -> np.ndarray:
+    """``mean`` with everything outside ``bounds`` replaced by the tissue mirrored at their edges
+    (``d c b a | a b c d``, the ``reflect`` boundary of the filters at the frame's edge)."""
+    top, bottom, left, right = bounds
+    height, width = mean.shape
+    if (top, bottom, left, right) == (0, height, 0, width):
+        return mean
+    inner = mean[top:bottom, left:right]
+    return np.pad(inner, ((top, height - bottom), (left, width - right)), mode="symmetric")
+
+
+def _outside(bounds, dims) -> np.ndarray:
+    """Pixels outside ``bounds`` (none when it is ``None``)."""
+    out = np.zeros(dims, bool)
+    if bounds is not None:
+        top, bottom, left, right = bounds
+        out[:top] = out[bottom:] = True
+        out[:, :left] = out[:, right:] = True
+    return out
 
 
 def _covered(fp: Footprints, threshold: float) -> np.ndarray:
@@ -984,7 +1044,7 @@ def nucleus_scores(flat: np.ndarray, radius: float) -> np.ndarray:
     return np.stack([normalized_cross_correlation(flat, *nucleus_template(radius * k)) for k in NUCLEUS_SCALES])
 
 
-def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footprints:
+def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box, *, bounds=None) -> Footprints:
     """Disc footprints of silent somata: dark nuclei in a bright rim of the mean image.
 
     The mean image is evened out (:func:`local_contrast`, scale 2.2 cell radii)
@@ -992,7 +1052,7 @@ def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footpr
     radius (:data:`NUCLEUS_SCALES`; the best one per pixel); maxima above
     ``nucleus_threshold``, at least a cell radius apart and away from existing
     footprints, become discs of the radius that matched best (fixed; only their
-    traces are fitted).
+    traces are fitted); none centred outside ``bounds`` (:func:`tissue_bounds`), and discs are cut to them.
     """
     radius = opts.cell_radius
     flat = local_contrast(mean, 2.2 * radius)
@@ -1007,12 +1067,13 @@ def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box) -> Footpr
     best = np.argmax(scores, axis=0)
     score = scores.max(axis=0)
     covered = _covered(fp, opts.footprint_threshold)
+    outside = _outside(bounds, fp.dims)
     seeds = find_seeds(score, threshold=opts.nucleus_threshold, min_distance=max(int(radius), 1),
-                       exclude=ndimage.binary_dilation(covered, iterations=max(int(radius / 2), 1)))
+                       exclude=ndimage.binary_dilation(covered, iterations=max(int(radius / 2), 1)) | outside)
     height, width = fp.dims
     yy, xx = np.mgrid[:height, :width]
     regions = np.zeros(fp.dims, np.int32)
-    taken = covered.copy()
+    taken = covered | outside
     kept = []
     reach = int(np.ceil(1.45 * radius * max(NUCLEUS_SCALES))) + 1
     for y, x in seeds:
@@ -1100,7 +1161,8 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
 
     vb = bin_frames(fac.V, opts.bin_frames)
     met = compute_metrics(fac.U, vb, fp, bin_frames(c, opts.bin_frames), store.noise,
-                          threshold=opts.footprint_threshold, mean=fac.mean, contrast_sigma=2.2 * opts.cell_radius)
+                          threshold=opts.footprint_threshold, mean=mirror_outside(fac.mean, tissue_bounds(fac.mean)),
+                          contrast_sigma=2.2 * opts.cell_radius)
     met["seeded_from_mean"] = model.fixed.astype(np.uint8)
     met["f0"] = f0
     met["local_background"] = local_bg

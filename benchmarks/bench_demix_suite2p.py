@@ -2,7 +2,7 @@
 
     python benchmarks/bench_demix_suite2p.py [--suite2p-python /work/peers/suite2p-venv/bin/python]
         [--movie ../shared/data/neurofinder_dev] [--fs 7] [--skip suite2p|pmd] [--stores] [--bin 2] [--zoom 1.5]
-        [--border 16] [--out benchmarks/results/demix_suite2p.json]
+        [--border 16] [--reuse-stores] [--out benchmarks/results/demix_suite2p.json]
 
 Both tools run with their defaults plus the frame rate, each in a fresh process
 (wall time, CPU time of the process and its children, peak RSS = ru_maxrss):
@@ -141,12 +141,20 @@ def halves_scores(pred_source, truth_json: Path, active: list[int]) -> dict:
     return out
 
 
+# --reuse-stores: demix the stores an earlier run left in WORK instead of compressing again (a change to demixing
+# judged on identical stores; compression's time is then not measured: NaN).
+REUSE_STORES = False
+
+
 def run_pmd(movie: Path, fs: float, compress_args=(), name="movie") -> dict:
     WORK.mkdir(parents=True, exist_ok=True)
     store = WORK / f"{name}.pmd.zarr"
     out = WORK / f"{name}.demix.zarr"
     pmd = [sys.executable, str(ROOT / "bin" / "pmd")]
-    comp = measured([*pmd, "compress", str(movie), "-o", str(store), "--overwrite", *compress_args])
+    if REUSE_STORES and store.exists():
+        comp = {"returncode": 0, "reused": True, "wall_s": float("nan"), "cpu_s": float("nan"), "peak_rss_bytes": 0}
+    else:
+        comp = measured([*pmd, "compress", str(movie), "-o", str(store), "--overwrite", *compress_args])
     dem = measured([*pmd, "demix", str(store), "-o", str(out), "--fs", str(fs), "--export", "suite2p",
                     "--no-figures", "--overwrite"])
     return {"compress": comp, "demix": dem, "suite2p_folder": str(WORK / f"{name}.demix.suite2p")}
@@ -324,7 +332,12 @@ def main() -> None:
     parser.add_argument("--zoom-photons", action="store_true",
                         help="With --zoom: also the zoom-in whose fresh noise is F x the raw per-pixel SD (the same "
                              "photons per cell over F^2 as many pixels); results under pmd_zoomed_photons.")
+    parser.add_argument("--reuse-stores", action="store_true",
+                        help="Demix the stores an earlier run left in benchmarks/work/demix_suite2p (compress only "
+                             "those missing): a demixing change judged on identical stores.")
     args = parser.parse_args()
+    global REUSE_STORES
+    REUSE_STORES = args.reuse_stores
     folder = Path(args.movie)
     movie, truth = folder / "movie.tif", folder / "regions.json"
     active = json.loads((folder / "active_cells.json").read_text())["active"]

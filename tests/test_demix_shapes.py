@@ -331,6 +331,10 @@ def test_tissue_bounds_are_the_frame_less_its_dark_edge_bands():
     np.testing.assert_array_equal(mirrored[5:, 0], banded[5:, 31])
     np.testing.assert_array_equal(mirrored[0, 20:40], banded[3, 20:40])
     assert mirror_outside(mean, tissue_bounds(mean)) is mean
+    assert tissue_bounds(np.full((10, 12), 7.0)) == (0, 10, 0, 12)  # a flat image has no band
+    wide = mean.copy()
+    wide[:, :60] = 4.0  # dark over more than a quarter of the width: not a scanner's band, left alone
+    assert tissue_bounds(wide)[2] == 0
 
 
 def test_somata_beside_a_dark_edge_band_are_found_as_at_the_frame_edge():

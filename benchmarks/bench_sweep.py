@@ -47,7 +47,9 @@ known-footprints reference, which keeps all the signal and all the traces' noise
 error reduction, trace correlation, spike amplitude and signal removed on the most active pixels (also split
 into the frame's border band and the rest), then the mean and range over seeds
 (``results/sweep_variants.json``).  ``--spatial-budget F`` runs them with the PMD spatial step's 2-D TV budget
-scaled by ``F`` (a lever measured by session 10, not an option of ``pmd compress``).
+scaled by ``F``, ``--spatial-whiteness Z`` with that budget halved while the spatial step removes a part whose
+neighbours correlate by more than ``Z`` standard errors (levers measured by session 10, not options of
+``pmd compress``).
 """
 
 from __future__ import annotations
@@ -250,8 +252,10 @@ def report_scores(path: Path, store) -> dict:
 
 
 #: ``--variants``: compress options (or ``None``: the known-footprints reference) that each cell runs under.
-VARIANTS = {"defaults": {}, "no_filter": {"temporal_filter": False}, "false_pass_0.15": {"false_pass": 0.15},
-            "known_footprints": None}
+#: ``compress_seed_1`` (the solver's random starts drawn from another seed) gives the spread that any change to
+#: the fit shows on the same movie by chance: the yardstick of a paired comparison.
+VARIANTS = {"defaults": {}, "compress_seed_1": {"seed": 1}, "no_filter": {"temporal_filter": False},
+            "false_pass_0.15": {"false_pass": 0.15}, "known_footprints": None}
 
 
 def known_footprints(raw: np.ndarray, truth) -> np.ndarray:
@@ -279,6 +283,49 @@ def scale_spatial_budget(factor: float, cache: Path) -> None:
     pmd.tv2d_search = lambda image, delta, **kw: search(image, delta * factor, **kw)
     pmd.PMDSolver.params = lambda self: {**params(self), "spatial_budget": factor}
     os.environ["PMD_CACHE_DIR"] = str(cache)
+
+
+def neighbour_z(removed: np.ndarray) -> float:
+    """The pooled correlation of an image's horizontal and vertical neighbours (about their mean of 0), in
+    standard errors of white noise (``sqrt`` of the number of pairs)."""
+    pairs = removed[:, 1:].size + removed[1:].size
+    energy = float(np.sum(removed * removed))
+    if energy <= 0:
+        return 0.0
+    products = float(np.sum(removed[:, 1:] * removed[:, :-1]) + np.sum(removed[1:] * removed[:-1]))
+    return products / energy * removed.size / pairs * np.sqrt(pairs)
+
+
+def spatial_whiteness(z: float, cache: Path, halvings: int = 2) -> dict:
+    """A lever measured, not an option: the PMD solver's spatial step (its final 2-D TV search of each
+    iteration, not the draft) is redone with half the noise budget while what it removed, ``u~ - u``, has a
+    neighbour correlation above ``z`` standard errors (:func:`neighbour_z`), at most ``halvings`` times: the
+    temporal filter's whiteness test (``solver.temporal.WHITENESS_Z``) applied to the spatial factors.  White
+    noise only: noise shared between neighbours would fail it by itself.  The null is recomputed in ``cache``.
+    Returns the counts of solves and of solves halved (filled as the solver runs)."""
+    from pmdcompress.solver import pmd
+
+    search = pmd.tv2d_search
+    params = pmd.PMDSolver.params
+    counts = {"solves": 0, "halved": 0}
+
+    def halving_search(image, delta, **kw):
+        x, lam = search(image, delta, **kw)
+        if kw.get("tol", 0.0) > pmd.PMDSolver.tv_tol:  # the draft step only steers the next temporal step
+            return x, lam
+        counts["solves"] += 1
+        k = 0
+        while k < halvings and neighbour_z(image - x) > z:
+            delta *= 0.5
+            k += 1
+            x, lam = search(image, delta, **dict(kw, lam0=None))
+        counts["halved"] += k > 0
+        return x, lam
+
+    pmd.tv2d_search = halving_search
+    pmd.PMDSolver.params = lambda self: {**params(self), "spatial_whiteness": [z, halvings]}
+    os.environ["PMD_CACHE_DIR"] = str(cache)
+    return counts
 
 
 def run_variants(cell: Cell, work: Path, variants) -> list[dict]:
@@ -466,6 +513,9 @@ def main(argv=None) -> int:
     ap.add_argument("--spatial-budget", type=float, default=1.0,
                     help="with --variants: scale the PMD spatial step's 2-D TV noise budget by this (a lever measured,"
                          " not a compress option; the null is recomputed in a temporary cache)")
+    ap.add_argument("--spatial-whiteness", type=float, metavar="Z",
+                    help="with --variants: halve the PMD spatial step's budget while its removed part's neighbour"
+                         " correlation exceeds Z standard errors (a lever measured, not a compress option)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     if args.out is None:
@@ -498,6 +548,9 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="pmd-sweep-") as tmp:
             if args.spatial_budget != 1.0:
                 scale_spatial_budget(args.spatial_budget, Path(tmp) / "null-cache")
+            counts = None
+            if args.spatial_whiteness is not None:
+                counts = spatial_whiteness(args.spatial_whiteness, Path(tmp) / "null-cache")
             for cell in cells:
                 for j in range(args.seeds):
                     rows += run_variants(dataclasses.replace(cell, seed=cell.seed + 100 * j), Path(tmp) / "cell",
@@ -505,7 +558,9 @@ def main(argv=None) -> int:
                     show_variants(rows[-len(args.variants):])
                     write(rows, None, False)
         write(rows, None, True, variants=args.variants, spatial_budget=args.spatial_budget,
-              summary=summarize_variants(rows))
+              spatial_whiteness=args.spatial_whiteness, spatial_solves=counts, summary=summarize_variants(rows))
+        if counts is not None:
+            print(f"spatial solves {counts['solves']}, halved {counts['halved']}")
         print(f"wrote {args.out}")
         return 0
     show_header()

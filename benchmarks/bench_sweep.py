@@ -296,26 +296,49 @@ def neighbour_z(removed: np.ndarray) -> float:
     return products / energy * removed.size / pairs * np.sqrt(pairs)
 
 
-def spatial_whiteness(z: float, cache: Path, halvings: int = 2) -> dict:
+def spatial_whiteness(z: float, cache: Path, halvings: int = 2, null_quantile: float | None = None) -> dict:
     """A lever measured, not an option: the PMD solver's spatial step (its final 2-D TV search of each
     iteration, not the draft) is redone with half the noise budget while what it removed, ``u~ - u``, has a
     neighbour correlation above ``z`` standard errors (:func:`neighbour_z`), at most ``halvings`` times: the
-    temporal filter's whiteness test (``solver.temporal.WHITENESS_Z``) applied to the spatial factors.  White
-    noise only: noise shared between neighbours would fail it by itself.  The null is recomputed in ``cache``.
-    Returns the counts of solves and of solves halved (filled as the solver runs)."""
+    temporal filter's whiteness test (``solver.temporal.WHITENESS_Z``) applied to the spatial factors.  Noise
+    shared between neighbours fails it by itself: with ``null_quantile`` the threshold is the larger of ``z``
+    and that quantile of the same statistic over the rank test's null simulations (the same solver on noise of
+    the movie's measured correlation; the null is then never cached, so that every compression measures it).
+    The null is recomputed in ``cache``.  Returns the counts of solves and of solves halved, and the
+    thresholds used (filled as the solver runs)."""
+    import threading
+
     from pmdcompress.solver import pmd
 
     search = pmd.tv2d_search
     params = pmd.PMDSolver.params
-    counts = {"solves": 0, "halved": 0}
+    null_statistics = pmd.PMDSolver.null_statistics
+    counts = {"solves": 0, "halved": 0, "thresholds": []}
+    state = threading.local()
+    pending = []  # the statistic over the last null's solves, not yet turned into a threshold
+    threshold = [z]
+
+    def collecting_null(self, *args, **kw):
+        state.null = True
+        try:
+            return null_statistics(self, *args, **kw)
+        finally:
+            state.null = False
 
     def halving_search(image, delta, **kw):
         x, lam = search(image, delta, **kw)
         if kw.get("tol", 0.0) > pmd.PMDSolver.tv_tol:  # the draft step only steers the next temporal step
             return x, lam
+        if getattr(state, "null", False) and null_quantile is not None:
+            pending.append(neighbour_z(image - x))
+            return x, lam
+        if pending:
+            threshold[0] = max(z, float(np.quantile(pending, null_quantile)))
+            counts["thresholds"].append(threshold[0])
+            pending.clear()
         counts["solves"] += 1
         k = 0
-        while k < halvings and neighbour_z(image - x) > z:
+        while k < halvings and neighbour_z(image - x) > threshold[0]:
             delta *= 0.5
             k += 1
             x, lam = search(image, delta, **dict(kw, lam0=None))
@@ -323,8 +346,10 @@ def spatial_whiteness(z: float, cache: Path, halvings: int = 2) -> dict:
         return x, lam
 
     pmd.tv2d_search = halving_search
-    pmd.PMDSolver.params = lambda self: {**params(self), "spatial_whiteness": [z, halvings]}
-    os.environ["PMD_CACHE_DIR"] = str(cache)
+    pmd.PMDSolver.params = lambda self: {**params(self), "spatial_whiteness": [z, halvings, null_quantile]}
+    if null_quantile is not None:
+        pmd.PMDSolver.null_statistics = collecting_null
+    os.environ["PMD_CACHE_DIR"] = "" if null_quantile is not None else str(cache)
     return counts
 
 
@@ -516,6 +541,9 @@ def main(argv=None) -> int:
     ap.add_argument("--spatial-whiteness", type=float, metavar="Z",
                     help="with --variants: halve the PMD spatial step's budget while its removed part's neighbour"
                          " correlation exceeds Z standard errors (a lever measured, not a compress option)")
+    ap.add_argument("--whiteness-null-quantile", type=float, metavar="Q",
+                    help="with --spatial-whiteness: the threshold is also at least this quantile of the statistic"
+                         " over the null's noise components (noise-aware)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     if args.out is None:
@@ -550,7 +578,8 @@ def main(argv=None) -> int:
                 scale_spatial_budget(args.spatial_budget, Path(tmp) / "null-cache")
             counts = None
             if args.spatial_whiteness is not None:
-                counts = spatial_whiteness(args.spatial_whiteness, Path(tmp) / "null-cache")
+                counts = spatial_whiteness(args.spatial_whiteness, Path(tmp) / "null-cache",
+                                           null_quantile=args.whiteness_null_quantile)
             for cell in cells:
                 for j in range(args.seeds):
                     rows += run_variants(dataclasses.replace(cell, seed=cell.seed + 100 * j), Path(tmp) / "cell",
@@ -558,9 +587,11 @@ def main(argv=None) -> int:
                     show_variants(rows[-len(args.variants):])
                     write(rows, None, False)
         write(rows, None, True, variants=args.variants, spatial_budget=args.spatial_budget,
-              spatial_whiteness=args.spatial_whiteness, spatial_solves=counts, summary=summarize_variants(rows))
+              spatial_whiteness=args.spatial_whiteness, whiteness_null_quantile=args.whiteness_null_quantile,
+              spatial_solves=counts, summary=summarize_variants(rows))
         if counts is not None:
-            print(f"spatial solves {counts['solves']}, halved {counts['halved']}")
+            print(f"spatial solves {counts['solves']}, halved {counts['halved']}, thresholds "
+                  + " ".join(f"{t:.2f}" for t in counts["thresholds"]))
         print(f"wrote {args.out}")
         return 0
     show_header()

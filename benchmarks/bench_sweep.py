@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_sweep.py [--quick] [--only SUBSTRING ...] [--no-report]
                                                   [--out benchmarks/results/sweep.json]
+    PYTHONPATH=. python benchmarks/bench_sweep.py --only CELL ... --variants defaults no_filter ... [--seeds 3]
 
 The independent evaluation runs real movies of kinds that are not in ../shared (voltage at kHz, widefield,
 dendritic/axonal, long one-photon, 8-bit and float inputs, other sizes and lengths).  This sweep stands in for
@@ -39,6 +40,16 @@ reduction and signal removed) are shown beside the truth's, not scored (they est
 
 Prints a table (``x`` marks a failure) and a list of failures, writes ``results/sweep.json``.  On one core
 the full grid takes ~15-25 CPU minutes, ``--quick`` (the base cells) ~3.
+
+``--variants``: which decision removes the signal where a cell fails.  Each cell (on ``--seeds`` movies) runs
+under each named setting of :data:`VARIANTS` (the defaults; no temporal filter; a looser rank test; and the
+known-footprints reference, which keeps all the signal and all the traces' noise) and prints the truth's
+error reduction, trace correlation, spike amplitude and signal removed on the most active pixels (also split
+into the frame's border band and the rest), then the mean and range over seeds
+(``results/sweep_variants.json``).  ``--spatial-budget F`` runs them with the PMD spatial step's 2-D TV budget
+scaled by ``F``, ``--spatial-whiteness Z`` with that budget halved while the spatial step removes a part whose
+neighbours correlate by more than ``Z`` standard errors (levers measured by session 10, not options of
+``pmd compress``).
 """
 
 from __future__ import annotations
@@ -173,6 +184,10 @@ def make_movie(cell: Cell, work: Path):
 # --------------------------------------------------------------------------- scores
 
 
+#: Pixels within this many of the frame's edge form the border band of ``signal_removed_active_border``.
+BORDER_BAND = 8
+
+
 def truth_scores(raw: np.ndarray, clean: np.ndarray, denoised: np.ndarray, truth, kind: str) -> dict:
     from pmdcompress.simulate.groundtruth import trace_correlations
 
@@ -185,11 +200,21 @@ def truth_scores(raw: np.ndarray, clean: np.ndarray, denoised: np.ndarray, truth
     s = clean - clean.mean(axis=0)
     d = denoised - denoised.mean(axis=0)
     active = s.var(axis=0) >= np.percentile(s.var(axis=0), 90)
+
+    def removed(where):
+        return float(1.0 - np.sum(d[:, where] * s[:, where]) / np.sum(s[:, where] ** 2)) if where.any() else None
+
+    # The border band: a source cut by the frame's edge has fewer pixels to average its trace over.
+    h, w = s.shape[1:]
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    border = np.minimum.reduce([yy, xx, h - 1 - yy, w - 1 - xx]) < BORDER_BAND
     out = {"error_reduction": float(np.sqrt(np.mean(noise**2) / np.mean(error**2))),
            "residual_over_noise": float(np.median(rms[ok] / noise_sd[ok])),
            "residual_local_corr": local_correlation(residual),
            "noise_local_corr": local_correlation(noise),
-           "signal_removed_active": float(1.0 - np.sum(d[:, active] * s[:, active]) / np.sum(s[:, active] ** 2))}
+           "signal_removed_active": removed(active),
+           "signal_removed_active_border": removed(active & border),
+           "signal_removed_active_inner": removed(active & ~border)}
     out["local_corr_excess"] = out["residual_local_corr"] - out["noise_local_corr"]
     if truth.footprints.shape[0]:
         out["trace_corr_raw"] = float(np.nanmedian(trace_correlations(raw, truth)))
@@ -224,6 +249,135 @@ def report_scores(path: Path, store) -> dict:
             "photon_split_error_reduction": v("photon_split_error_reduction"),
             "photon_split_signal_removed_active": v("photon_split_signal_removed_active"),
             "photon_split_ok": v("photon_split_ok")}
+
+
+#: ``--variants``: compress options (or ``None``: the known-footprints reference) that each cell runs under.
+#: ``compress_seed_1`` (the solver's random starts drawn from another seed) gives the spread that any change to
+#: the fit shows on the same movie by chance: the yardstick of a paired comparison.
+VARIANTS = {"defaults": {}, "compress_seed_1": {"seed": 1}, "no_filter": {"temporal_filter": False},
+            "false_pass_0.15": {"false_pass": 0.15}, "known_footprints": None}
+
+
+def known_footprints(raw: np.ndarray, truth) -> np.ndarray:
+    """The reference of a known span: each frame's deviation from the pixel means least-squares projected on the
+    true sources' maps and the neuropil's (no penalty, no filter): no signal removed, all the traces' noise kept."""
+    maps = [np.asarray(truth.footprints[:], np.float64).reshape(truth.footprints.shape[0], -1)]
+    if truth.neuropil_spatial is not None:
+        neuropil = np.asarray(truth.neuropil_spatial[:], np.float64)
+        maps.append(neuropil.reshape(-1, maps[0].shape[1]))
+    basis = np.concatenate(maps).T  # (pixels, maps)
+    t_len = raw.shape[0]
+    mean = raw.mean(axis=0)
+    coef, *_ = np.linalg.lstsq(basis, (raw - mean).reshape(t_len, -1).T, rcond=None)
+    return mean + (basis @ coef).T.reshape(raw.shape)
+
+
+def scale_spatial_budget(factor: float, cache: Path) -> None:
+    """A lever measured, not an option: every 2-D TV search of the PMD solver's spatial step gets ``factor``
+    times its noise budget (``n_pix * sigma_u^2``, the discrepancy principle).  The rank test's null goes through
+    the same solver, so it is recomputed (in ``cache``, never the user's null cache)."""
+    from pmdcompress.solver import pmd
+
+    search = pmd.tv2d_search
+    params = pmd.PMDSolver.params
+    pmd.tv2d_search = lambda image, delta, **kw: search(image, delta * factor, **kw)
+    pmd.PMDSolver.params = lambda self: {**params(self), "spatial_budget": factor}
+    os.environ["PMD_CACHE_DIR"] = str(cache)
+
+
+def neighbour_z(removed: np.ndarray) -> float:
+    """The pooled correlation of an image's horizontal and vertical neighbours (about their mean of 0), in
+    standard errors of white noise (``sqrt`` of the number of pairs)."""
+    pairs = removed[:, 1:].size + removed[1:].size
+    energy = float(np.sum(removed * removed))
+    if energy <= 0:
+        return 0.0
+    products = float(np.sum(removed[:, 1:] * removed[:, :-1]) + np.sum(removed[1:] * removed[:-1]))
+    return products / energy * removed.size / pairs * np.sqrt(pairs)
+
+
+def spatial_whiteness(z: float, cache: Path, halvings: int = 2, null_quantile: float | None = None) -> dict:
+    """A lever measured, not an option: the PMD solver's spatial step (its final 2-D TV search of each
+    iteration, not the draft) is redone with half the noise budget while what it removed, ``u~ - u``, has a
+    neighbour correlation above ``z`` standard errors (:func:`neighbour_z`), at most ``halvings`` times: the
+    temporal filter's whiteness test (``solver.temporal.WHITENESS_Z``) applied to the spatial factors.  Noise
+    shared between neighbours fails it by itself: with ``null_quantile`` the threshold is the larger of ``z``
+    and that quantile of the same statistic over the rank test's null simulations (the same solver on noise of
+    the movie's measured correlation; the null is then never cached, so that every compression measures it).
+    The null is recomputed in ``cache``.  Returns the counts of solves and of solves halved, and the
+    thresholds used (filled as the solver runs)."""
+    import threading
+
+    from pmdcompress.solver import pmd
+
+    search = pmd.tv2d_search
+    params = pmd.PMDSolver.params
+    null_statistics = pmd.PMDSolver.null_statistics
+    counts = {"solves": 0, "halved": 0, "thresholds": []}
+    state = threading.local()
+    pending = []  # the statistic over the last null's solves, not yet turned into a threshold
+    threshold = [z]
+
+    def collecting_null(self, *args, **kw):
+        state.null = True
+        try:
+            return null_statistics(self, *args, **kw)
+        finally:
+            state.null = False
+
+    def halving_search(image, delta, **kw):
+        x, lam = search(image, delta, **kw)
+        if kw.get("tol", 0.0) > pmd.PMDSolver.tv_tol:  # the draft step only steers the next temporal step
+            return x, lam
+        if getattr(state, "null", False) and null_quantile is not None:
+            pending.append(neighbour_z(image - x))
+            return x, lam
+        if pending:
+            threshold[0] = max(z, float(np.quantile(pending, null_quantile)))
+            counts["thresholds"].append(threshold[0])
+            pending.clear()
+        counts["solves"] += 1
+        k = 0
+        while k < halvings and neighbour_z(image - x) > threshold[0]:
+            delta *= 0.5
+            k += 1
+            x, lam = search(image, delta, **dict(kw, lam0=None))
+        counts["halved"] += k > 0
+        return x, lam
+
+    pmd.tv2d_search = halving_search
+    pmd.PMDSolver.params = lambda self: {**params(self), "spatial_whiteness": [z, halvings, null_quantile]}
+    if null_quantile is not None:
+        pmd.PMDSolver.null_statistics = collecting_null
+    os.environ["PMD_CACHE_DIR"] = "" if null_quantile is not None else str(cache)
+    return counts
+
+
+def run_variants(cell: Cell, work: Path, variants) -> list[dict]:
+    """CELL under each of VARIANTS (names of :data:`VARIANTS`): truth scores, rank and store bytes only (no
+    quantization reference, no report)."""
+    import pmdcompress
+    from pmdcompress.store.zarr_store import directory_bytes
+
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    path, raw, truth, a, b, info = make_movie(cell, work)
+    clean = np.asarray(truth.clean[:], np.float64)
+    rows = []
+    for name in variants:
+        options = VARIANTS[name]
+        row = {"cell": cell.name, "variant": name, **dataclasses.asdict(cell), "shape": list(raw.shape)}
+        if options is None:
+            denoised = known_footprints(raw, truth)
+        else:
+            out = work / f"{name}.pmd.zarr"
+            store = pmdcompress.compress(path, out, workers=1, hash_input=False, **options)
+            denoised = (np.asarray(store.read(0, raw.shape[0]), np.float64) - b) / a
+            row.update(rank=int(store.metadata.total_rank), store_bytes=directory_bytes(out))
+        row["truth"] = truth_scores(raw, clean, denoised, truth, cell.kind)
+        rows.append(row)
+    return rows
 
 
 def run_cell(cell: Cell, work: Path, report: bool = True) -> dict:
@@ -329,14 +483,71 @@ def summarize(rows: list[dict]) -> dict:
     return by_check
 
 
+def show_variants(rows: list[dict]) -> None:
+    """One line per cell, seed and variant: the truth's numbers (``removed``: signal removed on the most active
+    10 %, all of them, those within :data:`BORDER_BAND` px of the frame's edge, the others)."""
+    print(f"{'cell':<24}{'seed':>5} {'variant':<17}{'rank':>5}{'ER':>7}{'trace':>7}{'spike':>7}{'res/n':>7}"
+          f"{'removed':>8}{'border':>7}{'inner':>7}")
+    for r in rows:
+        t = r["truth"]
+
+        def num(value, fmt):
+            return "-" if value is None else format(value, fmt)
+
+        print(f"{r['cell'][:23]:<24}{r['seed']:>5} {r['variant']:<17}{num(r.get('rank'), '5d')}"
+              f"{t['error_reduction']:7.2f}{num(t.get('trace_corr'), '7.3f')}{num(t.get('spike_kept'), '7.3f')}"
+              f"{t['residual_over_noise']:7.3f}{t['signal_removed_active']:8.3f}"
+              f"{num(t['signal_removed_active_border'], '7.3f')}{num(t['signal_removed_active_inner'], '7.3f')}",
+              flush=True)
+
+
+def summarize_variants(rows: list[dict]) -> dict:
+    """Per cell and variant, the mean and range over seeds of the truth's numbers; printed and returned."""
+    keys = ("error_reduction", "trace_corr", "spike_kept", "signal_removed_active", "signal_removed_active_border",
+            "signal_removed_active_inner")
+    out = {}
+    for r in rows:
+        entry = out.setdefault(r["cell"], {}).setdefault(r["variant"], {k: [] for k in keys})
+        for k in keys:
+            if r["truth"].get(k) is not None:
+                entry[k].append(r["truth"][k])
+    print(f"\n{'mean over seeds [min, max]':<42}" + "".join(f"{k.replace('signal_removed_', 'rm ')[:16]:>22}"
+                                                          for k in keys))
+    for cell, variants in out.items():
+        for name, entry in variants.items():
+            for k in keys:
+                v = entry[k]
+                entry[k] = {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))} if v else None
+            spans = ["-" if e is None else f"{e['mean']:.3f} [{e['min']:.3f}, {e['max']:.3f}]"
+                     for e in (entry[k] for k in keys)]
+            print(f"{cell[:23]:<24}{name:<18}" + "".join(f"{text:>22}" for text in spans))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the base cell of each kind only")
     ap.add_argument("--only", nargs="*", help="cells whose name contains any of these")
     ap.add_argument("--no-report", action="store_true", help="skip the report's blind numbers (faster)")
     ap.add_argument("--rescore", metavar="JSON", help="print the table of an earlier run, checks recomputed")
-    ap.add_argument("--out", default=str(HERE / "results" / "sweep.json"))
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                    help="run each cell under these settings instead (truth scores only; no report, no quantization"
+                         " reference); default output results/sweep_variants.json")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="with --variants: each cell on this many movies (seeds cell seed + 100 j)")
+    ap.add_argument("--spatial-budget", type=float, default=1.0,
+                    help="with --variants: scale the PMD spatial step's 2-D TV noise budget by this (a lever measured,"
+                         " not a compress option; the null is recomputed in a temporary cache)")
+    ap.add_argument("--spatial-whiteness", type=float, metavar="Z",
+                    help="with --variants: halve the PMD spatial step's budget while its removed part's neighbour"
+                         " correlation exceeds Z standard errors (a lever measured, not a compress option)")
+    ap.add_argument("--whiteness-null-quantile", type=float, metavar="Q",
+                    help="with --spatial-whiteness: the threshold is also at least this quantile of the statistic"
+                         " over the null's noise components (noise-aware)")
+    ap.add_argument("--out")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = str(HERE / "results" / ("sweep_variants.json" if args.variants else "sweep.json"))
     if args.rescore:
         rows = json.loads(Path(args.rescore).read_text())["rows"]
         show_header()
@@ -353,14 +564,36 @@ def main(argv=None) -> int:
         cells = [c for c in cells if any(s in c.name for s in args.only)]
     import pmdcompress
 
-    def write(rows, failures, complete):
+    def write(rows, failures, complete, **extra):
         out = {"benchmark": "bench_sweep", "version": pmdcompress.__version__, "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": args.quick,
-               "report": not args.no_report, "complete": complete, "failures": failures, "rows": rows}
+               "report": not args.no_report, "complete": complete, "failures": failures, **extra, "rows": rows}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
     rows = []
+    if args.variants:
+        with tempfile.TemporaryDirectory(prefix="pmd-sweep-") as tmp:
+            if args.spatial_budget != 1.0:
+                scale_spatial_budget(args.spatial_budget, Path(tmp) / "null-cache")
+            counts = None
+            if args.spatial_whiteness is not None:
+                counts = spatial_whiteness(args.spatial_whiteness, Path(tmp) / "null-cache",
+                                           null_quantile=args.whiteness_null_quantile)
+            for cell in cells:
+                for j in range(args.seeds):
+                    rows += run_variants(dataclasses.replace(cell, seed=cell.seed + 100 * j), Path(tmp) / "cell",
+                                         args.variants)
+                    show_variants(rows[-len(args.variants):])
+                    write(rows, None, False)
+        write(rows, None, True, variants=args.variants, spatial_budget=args.spatial_budget,
+              spatial_whiteness=args.spatial_whiteness, whiteness_null_quantile=args.whiteness_null_quantile,
+              spatial_solves=counts, summary=summarize_variants(rows))
+        if counts is not None:
+            print(f"spatial solves {counts['solves']}, halved {counts['halved']}, thresholds "
+                  + " ".join(f"{t:.2f}" for t in counts["thresholds"]))
+        print(f"wrote {args.out}")
+        return 0
     show_header()
     with tempfile.TemporaryDirectory(prefix="pmd-sweep-") as tmp:
         for cell in cells:

@@ -1,7 +1,7 @@
 """Benchmark: compression and decompression speed on real movies, per CPU-second, before vs after.
 
     python benchmarks/bench_speed.py [--baseline REV] [--repeats N] [--movies a,b] [--profile N] [--breakdown]
-                                     [--out benchmarks/results/speed.json]
+                                     [--solver] [--out benchmarks/results/speed.json]
 
 For every movie (default: ../shared/data/neurofinder_dev and optinist_mouse2p) and every tree (this
 checkout, and with ``--baseline`` the git revision REV checked out into a temporary worktree) it runs,
@@ -23,6 +23,11 @@ the method's own spread, against which a change's rank differences are read (the
 a float32-rounding perturbation of the input already moves a few patches by 2-3).  With ``--profile N`` it also
 profiles one compress of each movie with this checkout (cProfile with CPU time as its clock, in a fresh process with
 the caches filled): CPU-s per pipeline stage, imports, numba cache loads, and the N functions of most self time.
+With ``--solver`` it also times the per-patch solver alone, the load-independent part of the comparison: one
+compress of each movie with this checkout records every patch's standardised fit data, null thresholds and
+random state, then each tree fits those same patches (``PMDSolver.fit``, warm, interleaved, ``--repeats``
+times) and the table gives its CPU-s, the total rank, the patches whose kept components are bit-identical to
+this checkout's and the ranks per patch against it (a solver change that keeps the floats keeps every patch).
 With ``--breakdown`` it times one compress of each movie in place instead (each stage and solver function wrapped
 in a CPU-time counter: cProfile's per-call cost inflates the Python between kernels 2-5x) and reports the rank
 test's margins (statistic / threshold; a component is kept at <= 1) of every tested component.
@@ -159,6 +164,47 @@ print(json.dumps({"imports_cpu_s": round(imports, 3), "compress_cpu_s": round(to
 """
 
 
+CAPTURE = r"""
+import pickle, sys
+import numpy as np
+import pmdcompress
+from pmdcompress.solver import pmd as pmd_module
+patches = []
+fit = pmd_module.PMDSolver.fit
+def recording_fit(self, data, patch_shape, thresholds, rng):
+    patches.append((np.array(data, np.float32), tuple(patch_shape), thresholds, rng.bit_generator.state))
+    return fit(self, data, patch_shape, thresholds, rng)
+pmd_module.PMDSolver.fit = recording_fit
+pmdcompress.compress(sys.argv[1], sys.argv[2], overwrite=True, workers=1, method="pmd")
+with open(sys.argv[3], "wb") as f:
+    pickle.dump(patches, f, protocol=pickle.HIGHEST_PROTOCOL)
+print("{}")
+"""
+
+SOLVER = r"""
+import hashlib, json, pickle, sys, time
+import numpy as np
+from pmdcompress.solver.pmd import PMDSolver
+with open(sys.argv[1], "rb") as f:
+    patches = pickle.load(f)  # written by this benchmark's CAPTURE child, in this run
+solver = PMDSolver()
+def fit_all():
+    fits = []
+    for data, patch_shape, thresholds, state in patches:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state
+        fits.append(solver.fit(data, patch_shape, thresholds, rng))
+    return fits
+fit_all()  # numba caches loaded, BLAS warm
+t0 = time.process_time()
+fits = fit_all()
+cpu = time.process_time() - t0
+print(json.dumps({"cpu_s": cpu, "total_rank": sum(f.rank for f in fits), "tested": sum(f.n_tested for f in fits),
+                  "ranks": [f.rank for f in fits],
+                  "digests": [hashlib.sha256(np.ascontiguousarray(f.spatial).tobytes()).hexdigest() for f in fits]}))
+"""
+
+
 QUALITY = r"""
 import json, sys
 import numpy as np
@@ -201,6 +247,29 @@ def rank_difference(a, b) -> dict:
             "patches_differing_by_more_than_one": sum(d > 1 for d in diffs)}
 
 
+def solver_only(trees: dict, movie: Path, folder: Path, name: str, repeats: int) -> dict:
+    """The solver alone, per tree, on the patches (data, thresholds, random state) of one compress with this
+    checkout: CPU-s (median), total rank, and per patch rank and bit-identity against this checkout's fit."""
+    recorded = folder / f"{name}-patches.pkl"
+    child(ROOT, CAPTURE, movie, folder / f"{name}-capture.pmd.zarr", recorded)
+    runs = {tag: [] for tag in trees}
+    for _ in range(max(repeats, 1)):
+        for tag, tree in trees.items():
+            runs[tag].append(child(tree, SOLVER, recorded))
+    recorded.unlink()
+    mine = runs["current"][-1]
+    out = {}
+    for tag, rs in runs.items():
+        last = rs[-1]
+        out[tag] = {"cpu_s": statistics.median(r["cpu_s"] for r in rs), "cpu_s_runs": [r["cpu_s"] for r in rs],
+                    "total_rank": last["total_rank"], "tested": last["tested"], "patches": len(last["ranks"])}
+        if tag != "current":
+            out[tag]["bit_identical_patches"] = sum(a == b for a, b in zip(last["digests"], mine["digests"],
+                                                                            strict=True))
+            out[tag]["rank_difference"] = rank_difference(mine["ranks"], last["ranks"])
+    return out
+
+
 def baseline_tree(rev: str, folder: Path) -> Path:
     path = folder / "baseline"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev], check=True,
@@ -224,6 +293,9 @@ def main() -> None:
                     help="also one compress of each movie with this checkout, CPU per stage and per solver function "
                          "timed in place (no profiler: cProfile inflates the Python between kernels 2-5x), and the "
                          "rank test's margins (statistic / threshold) of every tested component")
+    ap.add_argument("--solver", action="store_true",
+                    help="also time the per-patch solver alone on each movie's recorded patches, per tree "
+                         "(interleaved, --repeats times), with the patches kept bit-identically")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "speed.json")
     args = ap.parse_args()
 
@@ -266,6 +338,8 @@ def main() -> None:
                     # compress_cpu_s for the overhead
                     entry["profile"] = child(ROOT, PROFILE, movie, tmp / f"{name}-profile.pmd.zarr", args.method,
                                              args.profile)
+                if args.solver:
+                    entry["solver"] = solver_only(trees, movie, tmp, name, args.repeats)
                 if args.breakdown:
                     entry["breakdown"] = child(ROOT, BREAKDOWN, movie, tmp / f"{name}-breakdown.pmd.zarr", args.method)
                 if args.yardstick:
@@ -293,6 +367,14 @@ def main() -> None:
         if "seed_spread" in entry:
             spread = entry["seed_spread"]
             print(f"{'':<18} ranks per patch, seed 0 vs seed 1 ({spread['tree']}): {spread}")
+    for name, entry in results["movies"].items():
+        solver = entry.get("solver")
+        if solver:
+            for tag, r in solver.items():
+                same = (f", {r['bit_identical_patches']}/{r['patches']} patches bit-identical to current, ranks "
+                        f"{r['rank_difference']}" if "bit_identical_patches" in r else "")
+                print(f"{name}: solver alone ({tag}) {r['cpu_s']:.2f} CPU-s over {r['patches']} patches, rank "
+                      f"{r['total_rank']} of {r['tested']} tested{same}")
     for name, entry in results["movies"].items():
         prof = entry.get("profile")
         if prof:

@@ -80,48 +80,52 @@ class DemixFile:
 def write_demix(path, result: DemixFile) -> None:
     """Write ``result`` as a Zarr v3 group at ``path`` (the caller makes it atomic).
 
-    The arrays (about 30, most of them small) are created and written in one batch on zarr's event loop: one
-    array at a time, zarr's own overhead per array (its round trip through the loop, metadata, codec set-up) cost
-    more CPU than the data of a small result (0.2 of 1.3 CPU-s of a demix of a 300x115x140 movie).  The files are
-    byte for byte those of one array at a time; the group's attributes are still written last.
+    The small arrays (about 25 of 30: metrics, images, centers, ...) are created and written in one batch on
+    zarr's event loop: one at a time, zarr's own overhead per array (a round trip through the loop, metadata,
+    codec set-up) cost more CPU than their data (0.1 of 1.3 CPU-s of a demix of a 300x115x140 movie).  The large
+    ones (traces, footprints) follow one at a time, each converted to its stored type only while it is written,
+    so that memory stays that of one copy.  The files are byte for byte those of one array at a time; the group's
+    attributes are written last.
     """
-    arrays: dict[str, np.ndarray] = {}  # "group/name" -> data, in the order of the layout
     a = result.footprints.tocsc()
-    arrays.update({"footprints/data": a.data.astype(np.float32), "footprints/indices": a.indices.astype(np.int64),
-                   "footprints/indptr": a.indptr.astype(np.int64)})
+    arrays = {"footprints/data": (a.data, np.float32), "footprints/indices": (a.indices, np.int64),
+              "footprints/indptr": (a.indptr, np.int64)}  # "group/name" -> (data, stored dtype or None: as is)
     for name in ("traces", "raw_traces", "baseline", "dff"):
-        arrays[name] = getattr(result, name).astype(np.float32)
+        arrays[name] = (getattr(result, name), np.float32)
     if result.spikes is not None:
-        arrays["spikes"] = result.spikes.astype(np.float32)
-    arrays["centers"] = result.centers.astype(np.float64)
-    arrays["labels"] = result.labels
-    arrays["background/spatial"] = result.background_spatial.astype(np.float32)
-    arrays["background/temporal"] = result.background_temporal.astype(np.float32)
-    arrays["background/static"] = result.background_static.astype(np.float32)
+        arrays["spikes"] = (result.spikes, np.float32)
+    arrays["centers"] = (result.centers, np.float64)
+    arrays["labels"] = (result.labels, None)
+    arrays["background/spatial"] = (result.background_spatial, np.float32)
+    arrays["background/temporal"] = (result.background_temporal, np.float32)
+    arrays["background/static"] = (result.background_static, np.float32)
+    groups = ["footprints", "background", "metrics", "images"]
     if result.ring_weights is not None:
         w = sp.csr_matrix(result.ring_weights)
-        arrays.update({"background/ring/data": w.data.astype(np.float32),
-                       "background/ring/indices": w.indices.astype(np.int64),
-                       "background/ring/indptr": w.indptr.astype(np.int64)})
-    groups = ["footprints", "background", *(["background/ring"] if result.ring_weights is not None else []),
-              "metrics", "images"]
+        arrays.update({"background/ring/data": (w.data, np.float32), "background/ring/indices": (w.indices, np.int64),
+                       "background/ring/indptr": (w.indptr, np.int64)})
+        groups.insert(2, "background/ring")
     for name, values in result.metrics.items():
-        arrays[f"metrics/{name}"] = np.asarray(values)
+        arrays[f"metrics/{name}"] = (values, None)
     for name, img in result.images.items():
-        arrays[f"images/{name}"] = np.asarray(img, np.float32)
+        arrays[f"images/{name}"] = (img, np.float32)
     sync(_write_group(str(path), groups, arrays, jsonable(result.metadata)))
 
 
-async def _write_group(path: str, groups: list[str], arrays: dict[str, np.ndarray], attrs) -> None:
+# Arrays up to this many bytes are written in one batch (their copies, where the stored type differs, coexist).
+BATCH_BYTES = 4 << 20
+
+
+async def _write_group(path: str, groups: list[str], arrays: dict, attrs) -> None:
     root = await zarr.api.asynchronous.open_group(store=path, mode="w", zarr_format=3)
     opened = {"": root}
     for name in groups:  # parents first
         parent, _, leaf = name.rpartition("/")
         opened[name] = await opened[parent].create_group(leaf)
 
-    async def put(key, data):
+    async def put(key, source, dtype):
         parent, _, name = key.rpartition("/")
-        data = np.ascontiguousarray(data)
+        data = np.ascontiguousarray(np.asarray(source), dtype=dtype)
         chunks = data.shape if data.size else tuple(max(s, 1) for s in data.shape)
         if data.ndim == 2 and data.shape[1] > 4096 and data.shape[0] < data.shape[1]:
             chunks = (max(data.shape[0], 1), 4096)
@@ -130,7 +134,14 @@ async def _write_group(path: str, groups: list[str], arrays: dict[str, np.ndarra
         if data.size:
             await arr.setitem(..., data)
 
-    await asyncio.gather(*(put(key, data) for key, data in arrays.items()))
+    def small(source, dtype):
+        source = np.asarray(source)
+        return source.size * np.dtype(dtype or source.dtype).itemsize <= BATCH_BYTES
+
+    await asyncio.gather(*(put(key, *item) for key, item in arrays.items() if small(*item)))
+    for key, item in arrays.items():
+        if not small(*item):
+            await put(key, *item)
     await root.update_attributes({ATTRS_KEY: attrs})  # last: a group without it is incomplete
 
 

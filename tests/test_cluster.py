@@ -261,11 +261,12 @@ def test_on_a_cluster_a_worker_hashes_the_input_not_the_driver(movie, client, tm
 def test_a_local_cluster_runs_without_the_workers_profiler(client):
     import dask
 
+    from pmdcompress.pipeline.cluster import QUIET_CONFIG
+
     # QUIET_CONFIG reached the worker processes (their housekeeping was most of an idle cluster's CPU)
-    assert set(client.run(lambda: dask.config.get("distributed.worker.profile.enabled")).values()) == {False}
-    assert set(client.run(lambda: dask.config.get("distributed.admin.tick.interval")).values()) == {"200ms"}
-    monitor = "distributed.worker.memory.monitor-interval"
-    assert set(client.run(lambda: dask.config.get(monitor)).values()) == {"500ms"}
+    for key in ("distributed.worker.profile.enabled", "distributed.admin.tick.interval",
+                "distributed.admin.system-monitor.interval", "distributed.worker.memory.monitor-interval"):
+        assert set(client.run(lambda key=key: dask.config.get(key)).values()) == {QUIET_CONFIG[key]}, key
 
 
 def test_slurm_jobs_get_the_workers_profiler_off_in_their_environment():

@@ -264,21 +264,29 @@ def _tf_violates(lam, state, x, z, i, tol_z, tol_nu):
 
 
 @jit
-def _tf_count_violations(lam, state, x, z, tol_z, tol_nu):
-    """Number of indices where the spline solution breaks the KKT conditions.
+def _tf_count_violations(lam, state, x, z, tol_z, tol_nu, flags):
+    """Number of indices where the spline solution breaks the KKT conditions, each marked in ``flags`` (bool).
 
     Free dual values must lie in ``[-lam, lam]``; at an active index the
-    curvature ``(D x)_i`` must have the sign of ``z_i`` (or vanish).
+    curvature ``(D x)_i`` must have the sign of ``z_i`` (or vanish).  Both
+    tests are made at every index and one is selected (no branch on the
+    state, whose pattern a predictor does not learn); :func:`_tf_pdas_update`
+    then visits only the marked indices.
     """
     count = 0
+    bound = lam + tol_z
     for i in range(state.shape[0]):
-        if _tf_violates(lam, state, x, z, i, tol_z, tol_nu):
-            count += 1
+        s = state[i]
+        wrong_sign = s * _tf_curvature(x, i) < -tol_nu
+        outside = abs(z[i]) > bound
+        violates = wrong_sign if s != 0 else outside
+        flags[i] = violates
+        count += violates
     return count
 
 
 @jit
-def _tf_pdas_update(lam, state, x, z, tol_z, tol_nu, last_change, it):
+def _tf_pdas_update(lam, state, x, z, tol_z, tol_nu, last_change, it, flags):
     """One active-set update: release wrong-sign kinks, add one kink per violating run.
 
     A run of consecutive free indices whose dual values exceed the bound on
@@ -286,18 +294,21 @@ def _tf_pdas_update(lam, state, x, z, tol_z, tol_nu, last_change, it):
     is a double cumulative sum of the residual, a violating run marks one
     badly fit region, and activating all of it at once makes the plain
     primal-dual active-set method oscillate.  Changed indices get
-    ``last_change[i] = it``.
+    ``last_change[i] = it``.  ``flags``: the violations that
+    :func:`_tf_count_violations` marked on this ``state`` (the update reads
+    each index's state before it changes it, so the marks hold).
     """
     m = state.shape[0]
     i = 0
     while i < m:
-        s = state[i]
-        if s != 0:
-            if s * _tf_curvature(x, i) < -tol_nu:
-                state[i] = 0
-                last_change[i] = it
+        if not flags[i]:
             i += 1
-        elif abs(z[i]) > lam + tol_z:
+            continue
+        if state[i] != 0:  # a kink of the wrong sign
+            state[i] = 0
+            last_change[i] = it
+            i += 1
+        else:  # the first free index of a run outside the bound
             sign = 1 if z[i] > 0.0 else -1
             best = i
             best_value = abs(z[i])
@@ -310,8 +321,6 @@ def _tf_pdas_update(lam, state, x, z, tol_z, tol_nu, last_change, it):
             state[best] = sign
             last_change[best] = it
             i = j
-        else:
-            i += 1
 
 
 @jit
@@ -529,6 +538,7 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
     off = np.empty(n)
     rhs = np.empty(n)
     last_change = np.full(m, -(2**62), np.int64)
+    violations = np.empty(m, np.bool_)
 
     ring_hash = np.full(_PDAS_HISTORY, -1, np.int64)
     ring_iter = np.zeros(_PDAS_HISTORY, np.int64)
@@ -544,7 +554,7 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
         it += 1
         _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs)
         n_fits += 1
-        count = _tf_count_violations(lam, state, x, z, tol_z, tol_nu)
+        count = _tf_count_violations(lam, state, x, z, tol_z, tol_nu, violations)
         if count == 0:
             for i in range(m):
                 z[i] = min(max(z[i], -lam), lam)
@@ -568,7 +578,7 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
         if cycle_start < 0 and since_best >= _PDAS_MAX_STALLS:
             cycle_start = it - _PDAS_MAX_STALLS - 1
         if cycle_start < 0:
-            _tf_pdas_update(lam, state, x, z, tol_z, tol_nu, last_change, it)
+            _tf_pdas_update(lam, state, x, z, tol_z, tol_nu, last_change, it, violations)
             continue
         if n_repairs >= _PDAS_MAX_REPAIRS:
             state[:] = best_state

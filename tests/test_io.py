@@ -916,3 +916,23 @@ def test_a_tiff_of_several_series_says_only_the_first_is_read(tmp_path, caplog):
         np.testing.assert_array_equal(m.read(0, 6), movie)
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warned == [f"{path}: the file holds 2 image series (6x5x7, 4x3x7); only the first is read"]
+
+
+def test_hdf5_chunked_along_time_gets_a_cache_that_holds_a_row_of_chunks(tmp_path):
+    """Chunks spanning all frames: every block of frames touches every chunk, so the cache must hold them all
+    or each is decompressed again per block; frame-sized chunks keep h5py's default cache."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "pix.h5"
+    with h5py.File(path, "w") as fh:
+        default = fh.id.get_access_plist().get_cache()[2]
+    n_frames = default // (64 * 64 * 2) + 10  # a row of (T, 16, 16) chunks larger than the default cache
+    movie = make_movie((n_frames, 64, 64))
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("mov", data=movie, chunks=(n_frames, 16, 16), compression="gzip")
+        fh.create_dataset("frames", data=movie, chunks=(1, 64, 64), compression="gzip")
+    with open_movie(path) as m:
+        assert m._source._array.file.id.get_access_plist().get_cache()[2] >= movie.nbytes
+        np.testing.assert_array_equal(np.concatenate([b for _, b in m.iter_chunks(97)]), movie)
+    with open_movie(path, dataset="frames") as m:
+        assert m._source._array.file.id.get_access_plist().get_cache()[2] == default
+        np.testing.assert_array_equal(m.read(3, 9), movie[3:9])

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from pmdcompress.simulate import simulate_movie  # noqa: E402
 
 PMD = [sys.executable, str(ROOT / "bin" / "pmd")]
+PMD_ROOT = ROOT  # the tree whose pmd runs (--tree: another checkout, side by side)
 
 
 # ---------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def _array_file(ext: str, layout: str):
                 fh["mov"] = data
         elif ext == ".tif":
             tifffile.imwrite(out, data)
-        return out, truth
+        return out, (None if layout == "TY1" else truth)  # one column of the field: the truth is another movie's
     return make
 
 
@@ -251,7 +252,7 @@ def _run(cmd: list[str], timeout: float = 1800) -> dict:
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              env={**os.environ, "PYTHONPATH": str(PMD_ROOT)})
         rc, out, err = proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired:
         rc, out, err = -9, "", "timed out"
@@ -405,7 +406,12 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "new_user.json"))
+    ap.add_argument("--tree", default=None, help="run the pmd of another checkout (e.g. a baseline) on the same cases")
     args = ap.parse_args(argv)
+    if args.tree:
+        global PMD_ROOT
+        PMD_ROOT = Path(args.tree).resolve()
+        PMD[1] = str(PMD_ROOT / "bin" / "pmd")
     work = Path(args.work or tempfile.mkdtemp(prefix="pmd-new-user-"))
     work.mkdir(parents=True, exist_ok=True)
     wanted = [w for w in args.cases.split(",") if w]
@@ -432,7 +438,8 @@ def main(argv=None) -> int:
 def _write(out: str, rows: list) -> Path:
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"argv": sys.argv[1:], "cases": rows}, indent=1, default=str) + "\n")
+    path.write_text(json.dumps({"argv": sys.argv[1:], "tree": str(PMD_ROOT), "cases": rows}, indent=1,
+                               default=str) + "\n")
     return path
 
 

@@ -109,7 +109,8 @@ def _squeeze_singletons(array: Any, name: str) -> Any:
 
     Arrays saved as (T, Y, X, 1) (a trailing channel), (1, T, Y, X) (a leading batch or plane) or
     (T, 1, Y, X) are common; their axes of length 1 carry nothing, so dropping them cannot misread the
-    movie.  Anything else is left for ``_check_movie_shape`` to refuse.
+    movie.  Anything else is left for ``_check_movie_shape`` to refuse.  A 3-D (A, B, 1) array is
+    kept as A frames of B x 1 pixels, with a warning: it may be one image with a channel axis.
     """
     shape = tuple(int(n) for n in array.shape)
     if len(shape) == 3 and shape[2] == 1 and shape[1] > 1:
@@ -1129,8 +1130,8 @@ def _open_hdf5(path: Path, name: str, dataset: str | None) -> _Source:
         raise
 
 
-#: The most chunk cache given to a dataset, and its hash slots (a prime).
-_HDF5_MAX_CACHE = 512 << 20
+#: The most chunk cache given to a dataset (each process that reads the movie holds one), and its hash slots.
+_HDF5_MAX_CACHE = 256 << 20
 _HDF5_CACHE_SLOTS = 100_003
 
 
@@ -1154,7 +1155,7 @@ def _hdf5_chunk_cache(dataset, name: str, default: int) -> int:
     if row_bytes > _HDF5_MAX_CACHE:
         logger.warning("%s: HDF5 chunks of %s frames x %s pixels: every block of frames decompresses %.0f MB of"
                        " chunks, read again for each block; rechunk along frames for speed (h5repack -l"
-                       " CHUNK=1x...)", name, chunks[0], "x".join(map(str, chunks[1:])), row_bytes / 1e6)
+                       " DATASET:CHUNK=1xYxX)", name, chunks[0], "x".join(map(str, chunks[1:])), row_bytes / 1e6)
         return 0
     return int(row_bytes * 1.25)
 

@@ -162,6 +162,16 @@ def _scanimage(n_slices: int, n_channels: int):
     return make
 
 
+def _tiff_sequence(work: Path):
+    """One 2-D TIFF per frame, as cameras and Micro-Manager save an image sequence."""
+    path, truth, movie = _sim(work, "seq_src", "2p", 300, (48, 48), n_neurons=15)
+    folder = work / "tiff_sequence"
+    folder.mkdir(exist_ok=True)
+    for i, frame in enumerate(movie):
+        tifffile.imwrite(folder / f"img_{i}.tif", frame)
+    return folder, truth
+
+
 def _suite2p(work: Path):
     path, truth, movie = _sim(work, "s2p_src", "2p", 300, (48, 48), n_neurons=15)
     plane = work / "suite2p" / "plane0"
@@ -237,6 +247,7 @@ def cases(full: bool) -> list[Case]:
         Case("h5-TYX1", "HDF5 'mov' (T, Y, X, 1)", _array_file(".h5", "TYX1"), report=False),
         Case("npy-TY1", "(T, Y, 1) .npy: one column", _array_file(".npy", "TY1"), report=False, expect_cells=False,
              expect_warning="300 frames of 48x1 pixels"),
+        Case("tiff-sequence", "a folder of 300 single-frame TIFFs", _tiff_sequence, report=False),
         Case("suite2p-bin", "suite2p data.bin + ops.npy", _suite2p, report=False),
         Case("nwb", "NWB TwoPhotonSeries", _nwb, report=False),
     ]

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from pmdcompress.simulate import simulate_movie  # noqa: E402
 
 PMD = [sys.executable, str(ROOT / "bin" / "pmd")]
+PMD_ROOT = ROOT  # the tree whose pmd runs (--tree: another checkout, side by side)
 
 
 # ---------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def _array_file(ext: str, layout: str):
                 fh["mov"] = data
         elif ext == ".tif":
             tifffile.imwrite(out, data)
-        return out, truth
+        return out, (None if layout == "TY1" else truth)  # one column of the field: the truth is another movie's
     return make
 
 
@@ -159,6 +160,16 @@ def _scanimage(n_slices: int, n_channels: int):
         write_scanimage(out, interleave(vol, flyback=1 if n_slices > 1 else 0), fd, frame_rate=30.0)
         return out, truth
     return make
+
+
+def _tiff_sequence(work: Path):
+    """One 2-D TIFF per frame, as cameras and Micro-Manager save an image sequence."""
+    path, truth, movie = _sim(work, "seq_src", "2p", 300, (48, 48), n_neurons=15)
+    folder = work / "tiff_sequence"
+    folder.mkdir(exist_ok=True)
+    for i, frame in enumerate(movie):
+        tifffile.imwrite(folder / f"img_{i}.tif", frame)
+    return folder, truth
 
 
 def _suite2p(work: Path):
@@ -236,6 +247,7 @@ def cases(full: bool) -> list[Case]:
         Case("h5-TYX1", "HDF5 'mov' (T, Y, X, 1)", _array_file(".h5", "TYX1"), report=False),
         Case("npy-TY1", "(T, Y, 1) .npy: one column", _array_file(".npy", "TY1"), report=False, expect_cells=False,
              expect_warning="300 frames of 48x1 pixels"),
+        Case("tiff-sequence", "a folder of 300 single-frame TIFFs", _tiff_sequence, report=False),
         Case("suite2p-bin", "suite2p data.bin + ops.npy", _suite2p, report=False),
         Case("nwb", "NWB TwoPhotonSeries", _nwb, report=False),
     ]
@@ -251,7 +263,7 @@ def _run(cmd: list[str], timeout: float = 1800) -> dict:
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              env={**os.environ, "PYTHONPATH": str(PMD_ROOT)})
         rc, out, err = proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired:
         rc, out, err = -9, "", "timed out"
@@ -405,7 +417,12 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "new_user.json"))
+    ap.add_argument("--tree", default=None, help="run the pmd of another checkout (e.g. a baseline) on the same cases")
     args = ap.parse_args(argv)
+    if args.tree:
+        global PMD_ROOT
+        PMD_ROOT = Path(args.tree).resolve()
+        PMD[1] = str(PMD_ROOT / "bin" / "pmd")
     work = Path(args.work or tempfile.mkdtemp(prefix="pmd-new-user-"))
     work.mkdir(parents=True, exist_ok=True)
     wanted = [w for w in args.cases.split(",") if w]
@@ -432,7 +449,8 @@ def main(argv=None) -> int:
 def _write(out: str, rows: list) -> Path:
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"argv": sys.argv[1:], "cases": rows}, indent=1, default=str) + "\n")
+    path.write_text(json.dumps({"argv": sys.argv[1:], "tree": str(PMD_ROOT), "cases": rows}, indent=1,
+                               default=str) + "\n")
     return path
 
 

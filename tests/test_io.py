@@ -897,12 +897,32 @@ def test_a_trailing_axis_of_one_on_three_axes(tmp_path, caplog):
     assert_one_line(ei, "line.tif")
 
 
-def test_a_folder_of_tiffs_is_named_as_such(tmp_path):
-    for i in range(3):
-        tifffile.imwrite(tmp_path / f"frame{i:04d}.tif", make_movie((1, 5, 6), seed=i)[0])
-    with pytest.raises(InputError, match=r"a folder of 3 TIFF files, not one movie") as ei:
-        open_movie(tmp_path)
-    assert_one_line(ei, str(tmp_path))
+def test_a_folder_of_tiffs_is_one_movie(tmp_path):
+    """An image sequence (one 2-D image per file) or an acquisition split into files, in natural name order
+    (frame_2 before frame_10); files of another frame size are refused naming both files."""
+    movie = make_movie((25, 6, 7))
+    seq, split = tmp_path / "seq", tmp_path / "split"
+    seq.mkdir()
+    split.mkdir()
+    for i in range(25):
+        tifffile.imwrite(seq / f"frame_{i}.tif", movie[i])
+    for name, part in (("a_1.tif", movie[:10]), ("a_2.tif", movie[10:18]), ("a_10.tif", movie[18:])):
+        tifffile.imwrite(split / name, part)
+    (split / "notes.txt").write_text("not a frame")
+    for folder in (seq, split):
+        with open_movie(folder) as m:
+            assert m.shape == movie.shape and m.format == "tiff"
+            np.testing.assert_array_equal(m.read(0, 25), movie)
+            np.testing.assert_array_equal(m.read(7, 21), movie[7:21])
+        with open_movie(folder, frames="5:12") as m:
+            np.testing.assert_array_equal(m.read(0, 7), movie[5:12])
+        with open_movie(folder) as m:  # workers reopen the movie from its pickle
+            np.testing.assert_array_equal(pickle.loads(pickle.dumps(m)).read(3, 19), movie[3:19])
+    tifffile.imwrite(seq / "frame_30.tif", movie[0, :4])
+    with pytest.raises(InputError, match=r"frame_30\.tif holds 4x7 .* but frame_0\.tif 6x7") as ei:
+        open_movie(seq)
+    assert_one_line(ei, str(seq))
+
 
 
 def test_a_tiff_of_several_series_says_only_the_first_is_read(tmp_path, caplog):
@@ -916,3 +936,23 @@ def test_a_tiff_of_several_series_says_only_the_first_is_read(tmp_path, caplog):
         np.testing.assert_array_equal(m.read(0, 6), movie)
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warned == [f"{path}: the file holds 2 image series (6x5x7, 4x3x7); only the first is read"]
+
+
+def test_hdf5_chunked_along_time_gets_a_cache_that_holds_a_row_of_chunks(tmp_path):
+    """Chunks spanning all frames: every block of frames touches every chunk, so the cache must hold them all
+    or each is decompressed again per block; frame-sized chunks keep h5py's default cache."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "pix.h5"
+    with h5py.File(path, "w") as fh:
+        default = fh.id.get_access_plist().get_cache()[2]
+    n_frames = default // (64 * 64 * 2) + 10  # a row of (T, 16, 16) chunks larger than the default cache
+    movie = make_movie((n_frames, 64, 64))
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("mov", data=movie, chunks=(n_frames, 16, 16), compression="gzip")
+        fh.create_dataset("frames", data=movie, chunks=(1, 64, 64), compression="gzip")
+    with open_movie(path) as m:
+        assert m._source._array.file.id.get_access_plist().get_cache()[2] >= movie.nbytes
+        np.testing.assert_array_equal(np.concatenate([b for _, b in m.iter_chunks(97)]), movie)
+    with open_movie(path, dataset="frames") as m:
+        assert m._source._array.file.id.get_access_plist().get_cache()[2] == default
+        np.testing.assert_array_equal(m.read(3, 9), movie[3:9])

@@ -109,7 +109,8 @@ def _squeeze_singletons(array: Any, name: str) -> Any:
 
     Arrays saved as (T, Y, X, 1) (a trailing channel), (1, T, Y, X) (a leading batch or plane) or
     (T, 1, Y, X) are common; their axes of length 1 carry nothing, so dropping them cannot misread the
-    movie.  Anything else is left for ``_check_movie_shape`` to refuse.
+    movie.  Anything else is left for ``_check_movie_shape`` to refuse.  A 3-D (A, B, 1) array is
+    kept as A frames of B x 1 pixels, with a warning: it may be one image with a channel axis.
     """
     shape = tuple(int(n) for n in array.shape)
     if len(shape) == 3 and shape[2] == 1 and shape[1] > 1:
@@ -309,7 +310,7 @@ class _TiffSource(_Source):
 
     format = "tiff"
 
-    def __init__(self, path: Path, name: str, *, plane: int | None, channel: int | None):
+    def __init__(self, path: Path, name: str, *, plane: int | None, channel: int | None, image_is_frame=False):
         import tifffile
 
         self._name = name
@@ -334,12 +335,12 @@ class _TiffSource(_Source):
                 tif = tifffile.TiffFile(path, is_shaped=False)
             self._tif = tif
             try:
-                self._setup(tif, records, plane=plane, channel=channel)
+                self._setup(tif, records, plane=plane, channel=channel, image_is_frame=image_is_frame)
             except BaseException:
                 self.close()
                 raise
 
-    def _setup(self, tif, records, *, plane, channel) -> None:
+    def _setup(self, tif, records, *, plane, channel, image_is_frame) -> None:
         name = self._name
         try:
             series_list = tif.series
@@ -417,7 +418,7 @@ class _TiffSource(_Source):
                 logger.warning("%s: a ScanImage TIFF without readable SI.* metadata (ScanImage before 2016?);"
                                " planes and channels cannot be told apart, pages are read in order", name)
             n_t, self._base, self._stride, self.plane, self.channel = _tiff_layout(
-                axes, shape, name, plane=plane, channel=channel
+                axes, shape, name, plane=plane, channel=channel, image_is_frame=image_is_frame
             )
             self.frame_rate, self.frame_rate_source = tiff_frame_rate(tif)
         self.shape = (n_t, ny, nx)
@@ -559,6 +560,71 @@ class _TiffSource(_Source):
             self._tif = None
 
 
+def _tiff_files(folder: Path) -> list[Path]:
+    """The TIFF files of a folder in natural name order (frame2 before frame10); hidden files left out."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".")
+             and p.is_file()]
+    return sorted(files, key=lambda p: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", p.name)])
+
+
+class _TiffFolderSource(_Source):
+    """A folder of TIFF files read as one movie: an image sequence (one frame per file, as cameras and
+    Micro-Manager save them) or an acquisition split into files (ScanImage, long recordings).
+
+    The files, in natural name order, are opened once to count their frames (the same plane and channel
+    picked from each) and check that every frame has the same size and type; a read then opens only the
+    files it needs, one at a time, so that a folder of 100,000 frames holds no file open between reads and
+    threads can read at once.  The frame rate is the first file's.
+    """
+
+    format = "tiff"
+    access = "decode"
+
+    def __init__(self, path: Path, name: str, *, plane: int | None, channel: int | None):
+        self._name = name
+        self._files = _tiff_files(path)
+        self._plane, self._channel = plane, channel
+        starts = [0]
+        for f in self._files:
+            src = _TiffSource(f, str(f), plane=plane, channel=channel, image_is_frame=True)
+            try:
+                if len(starts) == 1:
+                    self.frame_rate, self.frame_rate_source = src.frame_rate, src.frame_rate_source
+                    self.plane, self.channel = src.plane, src.channel
+                    self.shape, self.dtype = src.shape, src.dtype
+                elif (src.shape[1:], src.dtype) != (self.shape[1:], self.dtype):
+                    frame, other = ("x".join(map(str, shape[1:])) for shape in (src.shape, self.shape))
+                    raise InputError(f"{name}: {f.name} holds {frame} {src.dtype} frames but {self._files[0].name}"
+                                     f" {other} {self.dtype}; the files of a folder must be one movie of equal frames")
+                starts.append(starts[-1] + src.shape[0])
+            finally:
+                src.close()
+        self._starts = starts
+        self.shape = (starts[-1], *self.shape[1:])
+        self._size = sum(f.stat().st_size for f in self._files)
+        logger.info("%s: %d TIFF files read as one movie of %d frames (%s ... %s)", name, len(self._files),
+                    starts[-1], self._files[0].name, self._files[-1].name)
+
+    def read(self, t0: int, t1: int) -> np.ndarray:
+        out = np.empty((t1 - t0, *self.shape[1:]), self.dtype)
+        i = int(np.searchsorted(self._starts, t0, side="right")) - 1
+        t = t0
+        while t < t1:
+            start, stop = self._starts[i], self._starts[i + 1]
+            a, b = t - start, min(t1, stop) - start
+            src = _TiffSource(self._files[i], str(self._files[i]), plane=self._plane, channel=self._channel,
+                              image_is_frame=True)
+            try:
+                out[t - t0 : t - t0 + b - a] = src.read(a, b)
+            finally:
+                src.close()
+            t, i = start + b, i + 1
+        return out
+
+    def size_bytes(self) -> int:
+        return self._size
+
+
 def _frames_written_one_by_one(tif) -> bool:
     """Whether ``tif`` holds several single-image "shaped" series (tifffile's write() called once per frame)."""
     try:
@@ -601,16 +667,18 @@ def _capture_tifffile_log():
         tlog.propagate = propagate
 
 
-def _tiff_layout(axes: str, shape: tuple[int, ...], name: str, *, plane, channel):
+def _tiff_layout(axes: str, shape: tuple[int, ...], name: str, *, plane, channel, image_is_frame=False):
     """Map a squeezed TIFF series layout to (T, base page, page stride, plane, channel).
 
     A 3-D series is (T, Y, X) whatever its first axis is called (I, Q, T, or
     the Z of a stack saved without frames, with a warning), except C: a few
     channels of one image are not a movie.  In 4-D and 5-D series the Z and C
     axes must be picked with ``plane``/``channel``; the one remaining axis is
-    time.
+    time.  A 2-D image is refused, or is one frame (``image_is_frame``: a file of an image sequence).
     """
     ndim = len(shape)
+    if ndim == 2 and image_is_frame:
+        return 1, 0, 1, None, None
     if ndim == 2:
         raise InputError(f"{name}: a single 2-D image (Y, X); need a movie (T, Y, X)")
     lead, lshape = axes[:-2], shape[:-2]
@@ -984,11 +1052,8 @@ def _detect_format(path: Path, name: str) -> str:
             return "zarr"
         if (path / "metaData.json").exists() and any(path.glob("*.avi")):
             return "miniscope"
-        tiffs = [p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES]
-        if tiffs:
-            # an image sequence (one file per frame) or an acquisition split into files: say what to do
-            raise InputError(f"{name}: a folder of {len(tiffs)} TIFF files, not one movie; pmd reads one file:"
-                             " give one of them, or join them in order into one TIFF first")
+        if _tiff_files(path):
+            return "tiff"  # an image sequence, or an acquisition split into files
         raise InputError(f"{name}: a folder but not a Zarr array or group (no zarr.json or .zarray)")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
@@ -1023,8 +1088,10 @@ def _open_path(path: Path, *, frames, plane, channel, dataset, frame_rate=None, 
     fmt = _detect_format(path, name)
     _refuse_options(name, fmt, plane=plane, channel=channel, dataset=dataset, frame_shape=frame_shape)
     open_args = {"plane": plane, "channel": channel, "dataset": dataset, "frame_shape": frame_shape}
-    if fmt == "tiff":
-        src: _Source = _TiffSource(path, name, plane=plane, channel=channel)
+    if fmt == "tiff" and path.is_dir():
+        src: _Source = _TiffFolderSource(path, name, plane=plane, channel=channel)
+    elif fmt == "tiff":
+        src = _TiffSource(path, name, plane=plane, channel=channel)
     elif fmt == "npy":
         src = _open_npy(path, name)
     elif fmt == "hdf5":
@@ -1117,10 +1184,46 @@ def _open_hdf5(path: Path, name: str, dataset: str | None) -> _Source:
             raise InputError(f"{name}: no HDF5 dataset {wanted}; datasets found: {listing};"
                              " choose one with {dataset}",
                              "dataset")
+        cache = _hdf5_chunk_cache(obj, name, fh.id.get_access_plist().get_cache()[2])
+        if cache:
+            key = obj.name
+            fh.close()
+            fh = h5py.File(path, "r", rdcc_nbytes=cache, rdcc_nslots=_HDF5_CACHE_SLOTS)
+            obj = fh[key]
         return _ArraySource(obj, "hdf5", f"{name}:{obj.name}", closer=fh.close, size=path.stat().st_size, fresh=True)
     except BaseException:
         fh.close()
         raise
+
+
+#: The most chunk cache given to a dataset (each process that reads the movie holds one), and its hash slots.
+_HDF5_MAX_CACHE = 256 << 20
+_HDF5_CACHE_SLOTS = 100_003
+
+
+def _hdf5_chunk_cache(dataset, name: str, default: int) -> int:
+    """Chunk-cache bytes that let frame blocks be read without decompressing a chunk twice (0: the file's
+    ``default``).
+
+    Frames are read in blocks along time; a chunk spans ``chunks[0]`` frames, so one block touches a whole
+    time-row of chunks (every chunk across Y and X).  When that row exceeds the cache (1-8 MiB), each chunk
+    is decompressed again for every block it spans: 16x the CPU on a 2000-frame movie chunked along all
+    of time (16 x 16 pixels per chunk).  A cache holding the row reads each chunk once.
+    """
+    chunks = dataset.chunks
+    if not chunks or len(chunks) < 2:
+        return 0
+    shape = dataset.shape
+    per_row = math.prod(-(-int(n) // int(c)) for n, c in zip(shape[1:], chunks[1:], strict=True))
+    row_bytes = per_row * math.prod(int(c) for c in chunks) * dataset.dtype.itemsize
+    if row_bytes <= default:
+        return 0
+    if row_bytes > _HDF5_MAX_CACHE:
+        logger.warning("%s: HDF5 chunks of %s frames x %s pixels: every block of frames decompresses %.0f MB of"
+                       " chunks, read again for each block; rechunk along frames for speed (h5repack -l"
+                       " DATASET:CHUNK=1xYxX)", name, chunks[0], "x".join(map(str, chunks[1:])), row_bytes / 1e6)
+        return 0
+    return int(row_bytes * 1.25)
 
 
 def _hdf5_datasets(fh, h5py) -> list[str]:

@@ -252,13 +252,14 @@ def simulate_movie(
     photons : float, optional
         Mean expected photons per pixel per frame over the field of view and all
         frames.  1-2 is the photon-limited regime of two-photon imaging.
-        Default: the kind's (1; 0.9 for ``2p-real``, 3.3 for ``2p-real-bright``).
+        Default: the kind's (1; 0.8 for ``2p-real``, 3.3 for ``2p-real-bright``, 0.2 for ``3p``).
     fs : float, optional
         Frame rate in Hz; sets the time scales of spikes and calcium.  Default: the
-        kind's (30 Hz; 1000 Hz for ``"voltage"``).
+        kind's (30 Hz; 1000 Hz for ``"voltage"``, 7 Hz for ``"2p-real"``, 2 Hz for ``"3p"``).
     seed : int, optional
         Seed of everything random.  Same arguments and seed give identical bytes.
-    kind : {"2p", "1p", "1p-correlated", "voltage", "widefield", "dendritic", "2p-dense"}, optional
+    kind : str, optional
+        One of ``KINDS``.
         ``"2p"``: small somata over a dim neuropil.  ``"1p"``: larger, blurred cells
         under a strong, large, slowly varying diffuse background; ``"1p-correlated"``
         the same with noise shared between neighbouring pixels.  ``"voltage"``: 1 kHz,
@@ -266,7 +267,8 @@ def simulate_movie(
         ``"widefield"``: large smooth sources under global and hemodynamic-like
         (multiplicative) signals.  ``"dendritic"``: many thin, elongated, dim
         segments.  ``"2p-dense"``: packed somata, dendrites and a finer neuropil, with
-        as many components per patch as real two-photon recordings.
+        as many components per patch as real two-photon recordings.  ``"3p"``: three-photon,
+        sparse somata without neuropil at 0.2 photons per pixel per frame and 2 Hz.
     overwrite : bool, optional
         Replace existing outputs; otherwise they raise ``OutputExistsError``.
     chunk_frames : int, optional

@@ -70,9 +70,10 @@ def tissue_bounds(mean: np.ndarray) -> tuple[int, int, int, int]:
     Next to a dark band the mean image steps from tissue to nothing: high-passed, the step is a bright ridge
     that hides the somata along it from demixing's mean-image finders (neurofinder_dev with 16 dark columns added
     at its left edge lost 4 labelled somata within 5 px of that edge, found without the band), which see the
-    tissue mirrored over the band (:func:`pmdcompress.demix.pipeline.mirror_outside`).  Compression decides the
-    mean image's smoothing, once for the whole frame, over the tissue alone: the step at a band's edge is no
-    structure of the tissue, and it alone ruled out any smoothing (tests/test_dark_band.py).
+    tissue mirrored over the band (:func:`pmdcompress.demix.pipeline.mirror_outside`).  Compression takes what it
+    decides once for the whole frame over the tissue alone: the mean image's smoothing (the step at a band's edge
+    is no structure of the tissue, and it alone ruled out any smoothing) and the noise's neighbour correlation
+    (the band's independent noise diluted it), tests/test_dark_band.py.
     """
     img = np.asarray(mean, np.float64)
     lo = float(img.min())

@@ -15,7 +15,7 @@ It also records the store's global decisions (rank-test thresholds, noise correl
 the patches give the native field (each patch's rank spread over its pixels by its blending weights).
 
     PMD_NUM_WORKERS=1 python benchmarks/bench_dark_band.py [--movie NAME] [--layouts native,band_left,...]
-        [--tree PATH] [--out FILE]
+        [--seed N] [--tree=PATH] [--out FILE]
 
 ``--movie``: another movie of ``../shared/data`` (sima_ca1_example: 20 frames, where the mean image's smoothing
 is decided).  ``--tree``: run the package of another checkout (the baseline, side by side).
@@ -79,12 +79,12 @@ def native_rank(store, columns: slice) -> float:
     return float(density[:, columns].sum())
 
 
-def run(layout: str, frames: np.ndarray, counts) -> dict:
+def run(layout: str, frames: np.ndarray, counts, seed: int = 0) -> dict:
     record: dict = {}
 
     def denoise(a):
         laid, columns, kept = lay_out(a, layout, counts.gain)
-        store = compress(laid, None, hash_input=False)
+        store = compress(laid, None, hash_input=False, seed=seed)
         p = store.metadata.parameters
         record.update(total_rank=int(store.metadata.total_rank), native_rank=round(native_rank(store, columns), 1),
                       thresholds=p["thresholds"], noise_correlation=p["noise_correlation"],
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--movie", default="neurofinder_dev")
     parser.add_argument("--tree", default=str(HERE.parent), help="checkout whose package runs (--tree=PATH)")
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--seed", type=int, default=0, help="compression seed (the spread a layout is judged by)")
     parser.add_argument("--out", default=str(HERE / "results" / "dark_band_s10.json"))
     args = parser.parse_args()
     frames = tifffile.imread(DATA / args.movie / "movie.tif").astype(np.float32)
@@ -122,7 +123,8 @@ def main() -> None:
     results[key]["movie"] = f"{args.movie} {'x'.join(map(str, frames.shape))}"
     results[key]["counts"] = counts.summary()
     for layout in args.layouts.split(","):
-        r = run(layout, frames, counts)
+        r = run(layout, frames, counts, args.seed)
+        layout = layout if args.seed == 0 else f"{layout}_seed{args.seed}"
         print(f"{key} {layout:12s} rank {r['total_rank']:4d} native {r['native_rank']:7.1f}  "
               f"ER all {r['all']['error_reduction']:.2f} active {r['active']['error_reduction']:.2f}  "
               f"removed all {r['all']['signal_removed']:.3f} active {r['active']['signal_removed']:.3f}  "

@@ -54,6 +54,40 @@ def _axis_taper(starts: np.ndarray, patch: int, length: int) -> np.ndarray:
     return np.stack([raw[i] / total[s : s + patch] for i, s in enumerate(starts)])
 
 
+# A frame's edge rows or columns are a dark band, not tissue, where their median in the mean image is under this
+# fraction of the way from the image's minimum to its median: a scanner's flyback or the edge of the field (the full
+# neurofinder frames have 16 dark columns on one side; neurofinder_dev is cropped clear of them).  Tissue, even the
+# dim top of neurofinder_dev (row medians about 0.45 of the field's median), stands far above; bands wider than
+# DARK_EDGE_MAX of the frame are not taken for one.
+DARK_EDGE_FRACTION = 0.1
+DARK_EDGE_MAX = 0.25
+
+
+def tissue_bounds(mean: np.ndarray) -> tuple[int, int, int, int]:
+    """The frame less its dark edge bands (:data:`DARK_EDGE_FRACTION`): ``(top, bottom, left, right)``,
+    end-exclusive; the whole frame when it has none.
+
+    Next to a dark band the mean image steps from tissue to nothing: high-passed, the step is a bright ridge
+    that hides the somata along it from demixing's mean-image finders (neurofinder_dev with 16 dark columns added
+    at its left edge lost 4 labelled somata within 5 px of that edge, found without the band), which see the
+    tissue mirrored over the band (:func:`pmdcompress.demix.pipeline.mirror_outside`).  Compression takes what it
+    decides once for the whole frame over the tissue alone: the mean image's smoothing (the step at a band's edge
+    is no structure of the tissue, and it alone ruled out any smoothing) and the noise's neighbour correlation
+    (the band's independent noise diluted it), tests/test_dark_band.py.
+    """
+    img = np.asarray(mean, np.float64)
+    lo = float(img.min())
+    floor = lo + DARK_EDGE_FRACTION * (float(np.median(img)) - lo)
+    out = []
+    for axis in (1, 0):  # row medians (top, bottom), then column medians (left, right)
+        bright = np.flatnonzero(np.median(img, axis=axis) > floor)
+        n = img.shape[1 - axis]
+        first, last = (int(bright[0]), int(bright[-1]) + 1) if bright.size else (0, n)
+        limit = DARK_EDGE_MAX * n
+        out += [first if first <= limit else 0, last if n - last <= limit else n]
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Tiling:
     """Patch grid over a (Y, X) frame.

@@ -14,6 +14,7 @@ from scipy import ndimage
 from ..formats._version import header
 from ..formats.demix import DEMIX
 from ..options import DEMIX_KINDS, DemixOptions
+from ..tiling import tissue_bounds
 from . import hals
 from . import ring as ringbg
 from .deconvolve import deconvolve
@@ -895,37 +896,6 @@ def _inside_fraction(cy: float, cx: float, radius: float, dims, *, bounds=None) 
     disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
     inside = (yy >= top) & (yy < bottom) & (xx >= left) & (xx < right)
     return float((disk & inside).sum()) / max(float(disk.sum()), 1.0)
-
-
-# A frame's edge rows or columns are a dark band, not tissue, where their median in the mean image is under this
-# fraction of the way from the image's minimum to its median: a scanner's flyback or the edge of the field (the full
-# neurofinder frames have 16 dark columns on one side; neurofinder_dev is cropped clear of them).  Tissue, even the
-# dim top of neurofinder_dev (row medians about 0.45 of the field's median), stands far above; bands wider than
-# DARK_EDGE_MAX of the frame are not taken for one.
-DARK_EDGE_FRACTION = 0.1
-DARK_EDGE_MAX = 0.25
-
-
-def tissue_bounds(mean: np.ndarray) -> tuple[int, int, int, int]:
-    """The frame less its dark edge bands (:data:`DARK_EDGE_FRACTION`): ``(top, bottom, left, right)``,
-    end-exclusive; the whole frame when it has none.
-
-    Next to a dark band the mean image steps from tissue to nothing: high-passed, the step is a bright ridge
-    that hides the somata along it from the mean-image finders (neurofinder_dev with 16 dark columns added at
-    its left edge lost 4 labelled somata within 5 px of that edge, found without the band).  The finders see
-    the tissue mirrored over the band (:func:`mirror_outside`), as at the frame's own edge.
-    """
-    img = np.asarray(mean, np.float64)
-    lo = float(img.min())
-    floor = lo + DARK_EDGE_FRACTION * (float(np.median(img)) - lo)
-    out = []
-    for axis in (1, 0):  # row medians (top, bottom), then column medians (left, right)
-        bright = np.flatnonzero(np.median(img, axis=axis) > floor)
-        n = img.shape[1 - axis]
-        first, last = (int(bright[0]), int(bright[-1]) + 1) if bright.size else (0, n)
-        limit = DARK_EDGE_MAX * n
-        out += [first if first <= limit else 0, last if n - last <= limit else n]
-    return tuple(out)
 
 
 def mirror_outside(mean: np.ndarray, bounds) -> np.ndarray:

@@ -70,7 +70,7 @@ from ..reconstruct import PMDStore
 from ..solver import get_solver
 from ..solver.null import null_correlation, null_thresholds, round_correlation, strong_components
 from ..solver.temporal import robust_noise_std, trend_filter_rows
-from ..tiling import Tiling, extract_patch
+from ..tiling import Tiling, extract_patch, tissue_bounds
 from .scratch import FILTER_ROWS, FitBuffer, LazyFrames, RowBlocks
 
 log = logging.getLogger("pmdcompress")
@@ -79,7 +79,7 @@ log = logging.getLogger("pmdcompress")
 MAX_AUTO_BIN = 4
 #: Welch segments come from at most this many chunks, spread over the movie.
 MAX_NOISE_CHUNKS = 6
-#: Float32 bytes of one chunk of frames (sets the chunk length).
+#: Float32 bytes of one chunk of frames (sets the chunk length, to a power of two: :func:`default_chunk_frames`).
 CHUNK_BYTES = 64 * 2**20
 
 
@@ -132,11 +132,13 @@ def _chunk_bounds(n_frames: int, chunk: int) -> list[tuple[int, int]]:
 
 
 def default_chunk_frames(frame_shape, fit_bin: int) -> int:
-    """Frames per chunk: ~64 MB of float32, a multiple of the fit bin (and of 256 when large)."""
-    n = CHUNK_BYTES // (4 * frame_shape[0] * frame_shape[1])
-    n = int(np.clip(n, 16, 1024))
-    if n >= 256:
-        n -= n % 256
+    """Frames per chunk: the power of two nearest (in ratio) to 64 MB of float32, 16 to 1024, less a part of a fit
+    bin.  The noise level's Welch segments lie within chunks, so a length that followed the frame's width would
+    re-sample the noise of every pixel when the frame widens: 16 dark columns beside neurofinder_dev (231 x 280) gave
+    245 frames instead of 256, noise levels 1.2 % apart and 77 of 120 patches' ranks changed (989 -> 974 on the
+    same grid).  A power of two stays for widths 0.7-1.4x (benchmarks/bench_dark_band.py)."""
+    n = CHUNK_BYTES / (4 * frame_shape[0] * frame_shape[1])
+    n = int(np.clip(2 ** round(np.log2(max(n, 1.0))), 16, 1024))
     return max(fit_bin, n - n % fit_bin)
 
 
@@ -432,8 +434,15 @@ def _statistics_finish(acc, *, chunks, n_frames: int, frame_shape, chunk: int, d
         smoothing = (0.0, None)
         if even is not None and n_frames >= 2:
             n_even, n_odd = (n_frames + 1) // 2, n_frames // 2
-            smoothing = mean_correction((even / n_even).reshape(height, width),
-                                        ((total - even) / n_odd).reshape(height, width), n_even, n_odd)
+            # over the tissue alone: a dark edge band's step would rule out any smoothing of the whole frame
+            top, bottom, left, right = tissue_bounds(mean)
+            inner = (slice(top, bottom), slice(left, right))
+            smoothing = mean_correction((even / n_even).reshape(height, width)[inner],
+                                        ((total - even) / n_odd).reshape(height, width)[inner], n_even, n_odd)
+            if smoothing[1] is not None and smoothing[1].shape != (height, width):
+                correction = np.zeros((height, width), np.float32)
+                correction[inner] = smoothing[1]
+                smoothing = (smoothing[0], correction)
         # Without the fast signals a region shares (a one-photon microscope's flicker): noise (preprocess).
         noise = coherent_noise_std(power, count) if count else None
         if noise is not None:
@@ -770,7 +779,9 @@ def _neighbour_task(fit: FitBuffer):
     step over many pixels, which the plain correlation of differences counts as noise (simulations copying
     inscopix_1p_part2: 0.71-0.82 for a true 0.61).  Two-photon movies (no far lags) keep the plain profile.
     """
-    frames = LazyFrames(fit)
+    # over the tissue alone: a dark edge band's noise (near-zero counts, uncorrelated) would dilute the tissue's
+    mean = getattr(fit, "mean", None)
+    frames = LazyFrames(fit) if mean is None else LazyFrames(fit, tissue_bounds(mean))
     plain = noise_lag_correlation(frames)
     if not EXTRAPOLATE_NOISE_PROFILE or not _has_far_lags(null_correlation(plain)):
         return plain

@@ -234,17 +234,22 @@ class FitBuffer:
 
 
 class LazyFrames:
-    """The standardised fit buffer as ``frames[idx]`` reads (for :func:`noise_neighbour_correlation`)."""
+    """The standardised fit buffer as ``frames[idx]`` reads (for :func:`noise_neighbour_correlation`); with
+    ``bounds`` (``(top, bottom, left, right)``, :func:`pmdcompress.tiling.tissue_bounds`) that part of each frame."""
 
-    def __init__(self, buffer: FitBuffer):
+    def __init__(self, buffer: FitBuffer, bounds=None):
         self.buffer = buffer
-        self.shape = (buffer.n_rows, *buffer.frame_shape)
+        height, width = buffer.frame_shape
+        top, bottom, left, right = bounds if bounds is not None else (0, height, 0, width)
+        self.crop = (slice(None), slice(top, bottom), slice(left, right))
+        self.shape = (buffer.n_rows, bottom - top, right - left)
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, rows) -> np.ndarray:
-        return self.buffer.frames(rows)
+        frames = self.buffer.frames(rows)
+        return frames if frames.shape[1:] == self.shape[1:] else frames[self.crop]
 
 
 class RowBlocks:

@@ -195,6 +195,36 @@ def test_other_kinds_run(sim, tmp_path, kind):
         assert res.traces.min() < 0  # signed traces
 
 
+def test_voltage_kind_seeds_on_spikes_and_keeps_calcium_defaults():
+    """Voltage seeds on every frame (a 1-3-frame spike is averaged away by fs // 5 bins), with a low peak-to-noise
+    floor and mean-image seeds; the calcium kinds keep theirs; given values are kept."""
+    from pmdcompress.options import VOLTAGE_MAX_SEED_FRAMES, DemixOptions
+
+    volt = DemixOptions.create(kind="voltage", fs=1000.0, cell_radius=6.0).resolved(3000)
+    assert (volt.bin_frames, volt.min_activity, volt.seed_from_mean) == (1, 1.0, True)
+    assert DemixOptions.create(kind="voltage", fs=1000.0, cell_radius=6.0).resolved(
+        3 * VOLTAGE_MAX_SEED_FRAMES).bin_frames == 3
+    two_p = DemixOptions.create(kind="2p", fs=1000.0, cell_radius=6.0).resolved(3000)
+    assert (two_p.bin_frames, two_p.min_activity, two_p.seed_from_mean) == (200, 5.0, True)
+    one_p = DemixOptions.create(kind="1p", fs=30.0, cell_radius=6.0).resolved(3000)
+    assert (one_p.bin_frames, one_p.min_activity, one_p.seed_from_mean) == (6, 5.0, False)
+    given = DemixOptions.create(kind="voltage", fs=1000.0, cell_radius=6.0, bin_frames=4, min_activity=3.0,
+                                seed_from_mean=False).resolved(3000)
+    assert (given.bin_frames, given.min_activity, given.seed_from_mean) == (4, 3.0, False)
+
+
+def test_voltage_kind_finds_most_simulated_voltage_cells(tmp_path):
+    """Issue 14: ``kind="voltage"`` on a simulated 1 kHz voltage movie (1-3-frame spikes) found 0 of 8 cells."""
+    movie = tmp_path / "volt.tif"
+    simulate_movie(movie, n_frames=2000, shape=(64, 64), n_neurons=8, seed=1, kind="voltage")
+    store = pmdcompress.compress(movie, tmp_path / "volt.pmd.zarr", workers=2)
+    out = tmp_path / "volt.demix.zarr"
+    res = dm.demix(store, out, kind="voltage", figures=False)
+    assert res.metadata["parameters"]["bin_frames"] == 1
+    scores = dm.evaluate(out, tmp_path / "volt.truth.zarr")
+    assert scores["recall"] >= 0.75 and scores["precision"] >= 0.8 and scores["f1"] >= 0.8
+
+
 def test_1p_ring_model_finds_most_cells(tmp_path):
     movie = tmp_path / "small1p.tif"
     simulate_movie(movie, n_frames=800, shape=(64, 64), n_neurons=8, photons=10.0, seed=0, kind="1p")

@@ -36,7 +36,7 @@ from .common import say as _say
 @click.option("--max-iter", "max_num_iter", default=8, show_default=True, type=int,
               help="Alternating updates per pass.")
 @click.option("--seed-from-mean/--no-seed-from-mean", default=None,
-              help="Also add cells of the mean image that never fire (default: on for 2p, off otherwise).")
+              help="Also add cells of the mean image that never fire (default: on for 2p and voltage, off for 1p).")
 @click.option("--figures/--no-figures", default=False, show_default=True,
               help="Also draw contours.png and traces.png (matplotlib: about 2 CPU-s, like a short fit).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")

@@ -97,7 +97,7 @@ def demix(
     seed_from_mean : bool, optional
         Also add somata of the mean image that no active component covers
         (cells that never fire: bright blobs, and dark nuclei in a bright rim);
-        their footprints stay fixed.  Default: on for ``kind="2p"``, off otherwise.
+        their footprints stay fixed.  Default: on for ``"2p"`` and ``"voltage"``, off for ``"1p"``.
     figures : bool, optional
         Also write ``contours.png`` and ``traces.png`` (off by default: drawing them with matplotlib costs about
         2 CPU-s, as much as the whole fit of a short movie).

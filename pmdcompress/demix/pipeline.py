@@ -582,12 +582,13 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
     regions = seed_regions(corr, seeds, low=opts.region_threshold, max_radius=reach)
     sizes = np.bincount(regions.ravel(), minlength=len(seeds) + 1)[1:]
     ok = np.flatnonzero(sizes >= opts.min_size)
-    fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius).subset(ok)
-    _stage("seeds", fp, np.zeros(fp.n, bool))
     if guess_if is not None and vb.shape[1] >= GUESS_MIN_FRAMES:
+        # Before the footprints are made: a pass that stops here does not need them.
         guess = seed_radius(fac.U, vb, fac.dims, seeds[ok], opts.cell_radius)
         if guess_if(guess):
             return _Stopped(guess, guessed=True), fac, opts
+    fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius).subset(ok)
+    _stage("seeds", fp, np.zeros(fp.n, bool))
     rng = np.random.default_rng(opts.seed)
     if opts.background_rank and opts.highpass_sigma > 0:
         # The low-passed movie is U - uh; its products are taken as smoothed products with U (7x fewer entries).

@@ -269,6 +269,104 @@ def test_a_refused_split_reports_no_numbers(monkeypatch):
         assert "error_reduction" not in result[name] and "signal_removed" not in result[name]
 
 
+def test_an_unresolved_error_is_not_called_shared_noise():
+    """A denoised error within 2 standard errors of 0 is below what the split resolves (a 512 x 512 widefield
+    movie, whose error falls 1600x); only one far below 0, or a raw error not above 0, blames the noise."""
+    unresolved = ps.invalid_reason({"mse": -0.001, "mse_raw": 2.0, "mse_se": 0.004, "valid": False})
+    assert "below what the split resolves" in unresolved and "share" not in unresolved
+    assert "at least 286x" in unresolved  # raw / (mse + 2 se) = 2 / 0.007
+    for scores in ({"mse": -0.01, "mse_raw": 2.0, "mse_se": 0.004}, {"mse": 0.1, "mse_raw": -0.2, "mse_se": 0.004},
+                   {"mse": -0.001, "mse_raw": 2.0, "mse_se": None}):
+        reason = ps.invalid_reason(scores)
+        assert "not the shot noise assumed" in reason and "resolves" not in reason
+
+
+def split_scores(er, er_interval, removed, removed_interval, *, valid=True, signal_variance=1.0):
+    return {"pixels": 100, "valid": valid, "signal_variance": signal_variance,
+            "error_reduction": er, "error_reduction_low": er_interval[0], "error_reduction_high": er_interval[1],
+            "signal_removed": removed, "signal_removed_low": removed_interval[0],
+            "signal_removed_high": removed_interval[1]}
+
+
+def split_line(all_scores, active_scores):
+    """The summary line ``pmd report`` prints for a valid split with these scores."""
+    from pmdcompress.report.html import summary_lines
+    from pmdcompress.report.metrics import metric
+
+    section = {"ok": True, "reason": "", "counts": {"neighbour_correlation": 0.01, "split": "poisson"},
+               "all": all_scores, "active": active_scores}
+    report = {"metrics": {"snr_gain_median": metric(2.0, "snr", "x"), **ps.report_metrics(section)}}
+    (line,) = [x for x in summary_lines(report) if x.startswith("photon splitting")]
+    return line, report["metrics"]
+
+
+GOOD_ALL = split_scores(85.0083, (46.2539, 156.2335), 0.0501, (0.0232, 0.0771))  # neurofinder_dev's
+
+
+def test_split_line_prints_every_number_with_its_interval():
+    line, m = split_line(GOOD_ALL, split_scores(36.512, (24.1895, 55.1116), 0.0288, (0.0069, 0.0506)))
+    assert line.endswith("error reduction 85.0x (46-156x) all pixels, 36.5x (24-55x) most active; "
+                         "signal removed 2.9% (0.7 to 5.1%) (most active)")
+    assert m["photon_split_error_reduction_resolved"]["value"] is True
+    assert m["photon_split_signal_removed_active_interval"]["value"] == [0.0069, 0.0506]
+
+
+def test_split_line_has_no_na_where_the_active_estimate_is_invalid():
+    # 3p at 0.1 photons/px/frame, 150 frames: the active pixels' error estimate is not positive, their signal
+    # variance below 0; the old line read "407.9x all pixels, n/ax most active; signal removed 1.4% (most active)".
+    active = split_scores(None, (None, None), 0.014, (0.002, 0.026), valid=False, signal_variance=-0.3)
+    line, m = split_line(split_scores(407.9, (300.0, 550.0), 0.01, (0.0, 0.02)), active)
+    assert "n/a" not in line and "1.4%" not in line
+    assert line.endswith("error reduction 407.9x (300-550x) all pixels, not resolved most active; "
+                         "signal removed not resolved (most active)")
+    assert m["photon_split_signal_removed_active_resolved"]["value"] is False
+    assert m["photon_split_signal_removed_active_interval"]["value"] == [None, None]
+    # Valid error estimate but no signal variance: the share of signal removed has no denominator.
+    line, _ = split_line(GOOD_ALL, split_scores(36.5, (24.0, 55.0), 0.06, (0.05, 0.07), signal_variance=-0.1))
+    assert line.endswith("signal removed not resolved (most active)")
+
+
+def test_split_line_never_prints_a_negative_share():
+    # A narrow interval about 0 (1p-uint16 printed "signal removed -3.1% (most active)"): 0 with its interval.
+    line, m = split_line(GOOD_ALL, split_scores(36.5, (24.0, 55.0), -0.031, (-0.06, 0.005)))
+    assert line.endswith("signal removed 0.0% (0.0 to 0.5%) (most active)")
+    assert m["photon_split_signal_removed_active"]["value"] == -0.031  # report.json keeps the estimate
+    # A wide one (3p, 150 frames: -9.4 %, -25 to 7 %), or one wholly below 0: not resolved, with the interval.
+    line, _ = split_line(GOOD_ALL, split_scores(36.5, (24.0, 55.0), -0.094, (-0.25, 0.07)))
+    assert line.endswith("signal removed not resolved (-25.0 to 7.0%) (most active)")
+    line, _ = split_line(GOOD_ALL, split_scores(36.5, (24.0, 55.0), -0.05, (-0.08, -0.02)))
+    assert "not resolved (-8.0 to -2.0%)" in line
+
+
+def test_split_line_calls_a_wide_interval_not_resolved():
+    # 3p-dim: "471.7x most active" whose interval was 55-4029x; one open above (optinist_mouse2p's active pixels);
+    # the first-pass 1p's "45.7 %" of 15-76 %.
+    line, m = split_line(GOOD_ALL, split_scores(471.7, (55.2, 4029.0), 0.457, (0.15, 0.76)))
+    assert "471.7" not in line and "45.7" not in line
+    assert line.endswith("85.0x (46-156x) all pixels, not resolved (55-4029x) most active; "
+                         "signal removed not resolved (15.0 to 76.0%) (most active)")
+    assert m["photon_split_error_reduction_active_resolved"]["value"] is False
+    line, _ = split_line(GOOD_ALL, split_scores(286.06, (22.76, None), 0.0343, (0.0105, 0.0581)))
+    assert "not resolved (above 23x) most active" in line
+    # Just inside the rules: high/low = 10, 30 points wide.
+    line, _ = split_line(GOOD_ALL, split_scores(30.0, (10.0, 100.0), 0.3, (0.16, 0.45)))
+    assert line.endswith("30.0x (10-100x) most active; signal removed 30.0% (16.0 to 45.0%) (most active)")
+    line, _ = split_line(GOOD_ALL, split_scores(30.0, (10.0, 101.0), 0.3, (0.14, 0.45)))
+    assert line.endswith("not resolved (10-101x) most active; "
+                         "signal removed not resolved (14.0 to 45.0%) (most active)")
+
+
+def test_split_line_gives_the_reason_of_an_invalid_split():
+    from pmdcompress.report.html import summary_lines
+    from pmdcompress.report.metrics import metric
+
+    reason = ps.invalid_reason({"mse": -0.001, "mse_raw": 2.0, "mse_se": 0.004})
+    report = {"metrics": {"snr_gain_median": metric(2.0, "snr", "x"),
+                          **ps.report_metrics({"ok": False, "reason": reason})}}
+    (line,) = [x for x in summary_lines(report) if x.startswith("photon splitting")]
+    assert line == f"photon splitting    not valid here: {reason}"
+
+
 # --------------------------------------------------------------------------- in the report
 
 

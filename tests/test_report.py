@@ -355,6 +355,16 @@ def test_denoise_movie_and_report(sim, tmp_path, pmd):
     out, rep = tmp_path / "den.tif", tmp_path / "rep"
     result = pmd("denoise", movie, "-o", out, "--report", rep, "--no-heldout", "--movie-preview")
     assert "SNR gain" in result.output and "index.html" in result.output
+    # The photon-splitting line: every number with its interval, or "not resolved"; never n/a or a negative share.
+    (line,) = [x for x in result.output.splitlines() if x.startswith("photon splitting")]
+    ratio = r"(\d+\.\dx \(\d[\d.]*-\d[\d.]*x\)|not resolved( \((above [\d.]+x|[\d.]+-[\d.]+x)\))?)"
+    share = r"(\d+\.\d% \(\d+\.\d to \d+\.\d%\)|not resolved( \(-?\d+\.\d to -?\d+\.\d%\))?)"
+    assert re.fullmatch(rf"photon splitting    (not valid here: .+|error reduction {ratio} all pixels, {ratio} most "
+                        rf"active; signal removed {share} \(most active\))", line), line
+    metrics = json.loads((rep / "report.json").read_text())["metrics"]
+    if metrics["photon_split_ok"]["value"]:
+        resolved = metrics["photon_split_signal_removed_active_resolved"]["value"]
+        assert resolved == ("not resolved" not in line.split("signal removed")[1])
     with pmdcompress.open_movie(out) as got:
         assert got.shape == (800, 64, 64) and got.dtype == np.float32
     assert (rep / "preview.gif").exists()

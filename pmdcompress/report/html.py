@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..formats.report import write_report
+from .photon_split import headline_text
 
 #: Maps saved (float32) in ``maps.npz`` beside the report.
 SAVED_MAPS = (
@@ -95,9 +96,15 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"error estimate      MSE / noise variance {num('mse_over_noise', '{:.4f}')} "
                      f"(held-out even/odd fits: {held})")
         if _value(m, "photon_split_ok"):
-            lines.append(f"photon splitting    error reduction {num('photon_split_error_reduction', '{:.1f}')}x all "
-                         f"pixels, {num('photon_split_error_reduction_active', '{:.1f}')}x most active; signal "
-                         f"removed {num('photon_split_signal_removed_active', '{:.1%}')} (most active)")
+            def split(key, name):
+                entry = {"value": _value(m, f"photon_split_{key}"),
+                         "interval": _value(m, f"photon_split_{key}_interval"),
+                         "resolved": _value(m, f"photon_split_{key}_resolved")}
+                return headline_text(entry, name)
+
+            lines.append(f"photon splitting    error reduction {split('error_reduction', 'error_reduction')} all "
+                         f"pixels, {split('error_reduction_active', 'error_reduction')} most active; signal "
+                         f"removed {split('signal_removed_active', 'signal_removed')} (most active)")
         elif "photon_split_ok" in m:
             lines.append(f"photon splitting    not valid here: {m['photon_split_ok']['description']}")
     else:

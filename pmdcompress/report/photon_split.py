@@ -1288,6 +1288,9 @@ def _score_set(per_block: dict, sizes: np.ndarray, folds: list, noise=None) -> d
         "error_reduction_low": _num(low) if valid else None,
         # None above a valid lower end: the interval is open above (see the jackknife's fallback)
         "error_reduction_high": _num(high) if valid else None,
+        # Jackknife standard error of the denoised error: where that error is not positive, it says whether the
+        # split cannot resolve it (within 2 of them of 0) or the halves' noise is off (far below 0).
+        "mse_se": _num(se_mse),
         "signal_variance": float(signal_var / max(pixels * len(folds), 1)),
         "signal_removed": _num(shared),
         "signal_removed_low": _num(shared - 2 * shared_se),
@@ -1384,12 +1387,92 @@ def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limi
                          f"{RAW_COUNTS_HINT}")
     elif not out["all"]["valid"]:
         out["ok"] = False
-        out["reason"] = ("the error estimate is not positive: the halves share noise, so no number is reported")
+        out["reason"] = invalid_reason(out["all"])
     if not out["ok"]:
         # An invalid split's scores must not be read as numbers (report.json, benchmarks): withhold them all.
         for name in ("all", "active"):
             out[name] = {"pixels": out[name]["pixels"], "valid": False} if name in out else {"valid": False}
     return out
+
+
+def invalid_reason(scores: dict) -> str:
+    """Why a set's error estimate (:func:`score`'s ``all``) gives no error reduction, from its own numbers.
+
+    A denoised error within 2 jackknife standard errors (``mse_se``) of 0 or
+    below is one the split cannot resolve (a widefield movie whose error falls
+    1600x); one further below 0, or a raw error that is not positive, means the
+    halves' noise is not the shot noise assumed (shared, or mis-scaled).
+    """
+    mse, raw, se = scores.get("mse"), scores.get("mse_raw"), scores.get("mse_se")
+    finite = all(isinstance(v, int | float) and math.isfinite(v) for v in (mse, raw, se))
+    if finite and raw > 0 and mse > -2 * se:
+        return (f"the denoised error is below what the split resolves ({mse:.3g} +- {2 * se:.2g} against a raw "
+                f"error of {raw:.3g}: error reduction at least {raw / (mse + 2 * se):.0f}x), so no number is "
+                "reported")
+    return ("the error estimate is not positive beyond its uncertainty: the halves' noise is not the shot noise "
+            "assumed (shared or mis-scaled), so no number is reported")
+
+
+#: An error reduction is "resolved" where its interval's high / low is at most this (an open interval is not).
+RESOLVED_RATIO = 10.0
+#: A share of signal removed is "resolved" where its interval is at most this wide (and not all below 0).
+RESOLVED_WIDTH = 0.30
+
+
+def headline(scores: dict, name: str) -> dict:
+    """One headline number of a set (``all``/``active``) with its interval and whether it is resolved.
+
+    ``name`` is ``error_reduction`` or ``signal_removed``.  Returns ``value``,
+    ``interval`` ([low, high]; high None where open) and ``resolved``: an
+    error reduction whose interval spans more than :data:`RESOLVED_RATIO`
+    (55-4029x) or is open above is not resolved; a share of signal removed is
+    not where its set's error estimate is invalid or it has no signal variance,
+    where its interval is wider than :data:`RESOLVED_WIDTH` or lies below 0
+    (:func:`headline_text` prints a resolved share below 0 as 0).
+    """
+    def real(v):
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    value, low, high = scores.get(name), scores.get(f"{name}_low"), scores.get(f"{name}_high")
+    valid = bool(scores.get("valid")) and real(value) and real(low)
+    if name == "signal_removed":
+        valid = valid and real(scores.get("signal_variance")) and scores["signal_variance"] > 0
+    if not valid:  # an invalid estimate's interval is no more a measurement than its value
+        return {"value": value, "interval": [None, None], "resolved": False}
+    if name == "error_reduction":
+        resolved = real(high) and high <= RESOLVED_RATIO * low
+    else:
+        resolved = real(high) and high >= 0 and high - low <= RESOLVED_WIDTH
+    return {"value": value, "interval": [low, high], "resolved": bool(resolved)}
+
+
+def headline_text(entry: dict, name: str) -> str:
+    """A :func:`headline` as printed: ``85.0x (46-156x)``, ``2.9% (0.7 to 5.1%)``, ``not resolved (55-4029x)``.
+
+    A resolved share of signal removed below 0 prints as 0, its interval's low
+    end too: a negative share is not a measurement, the interval is.
+    """
+    low, high = entry.get("interval") or [None, None]
+    if name == "signal_removed" and entry.get("resolved"):
+        entry = dict(entry, value=max(entry["value"], 0.0))
+        low = max(low, 0.0)
+    if name == "error_reduction":
+        def fmt(v):
+            return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+
+        span = (f"{fmt(low)}-{fmt(high)}x" if isinstance(high, int | float) and math.isfinite(high)
+                else f"above {fmt(low)}x" if isinstance(low, int | float) else None)
+        number = f"{entry['value']:.1f}x" if entry.get("resolved") else ""
+    else:
+        def fmt(v):
+            return f"{100 * v:.1f}"
+
+        span = (f"{fmt(low)} to {fmt(high)}%" if isinstance(low, int | float) and isinstance(high, int | float)
+                and math.isfinite(low) and math.isfinite(high) else None)
+        number = f"{100 * entry['value']:.1f}%" if entry.get("resolved") else ""
+    if entry.get("resolved"):
+        return f"{number} ({span})"
+    return f"not resolved ({span})" if span else "not resolved"
 
 
 # --------------------------------------------------------------------------- the report's section
@@ -1501,6 +1584,18 @@ def report_metrics(section: dict) -> dict:
         "A - dA holds (all pixels)")
     out["photon_split_signal_removed_active"] = metric(
         section["active"]["signal_removed"], "photon-splitting", "the same on the most active 10 % of pixels")
+    for key, which, name in (("error_reduction", "all", "error_reduction"),
+                             ("error_reduction_active", "active", "error_reduction"),
+                             ("signal_removed", "all", "signal_removed"),
+                             ("signal_removed_active", "active", "signal_removed")):
+        head = headline(section[which], name)
+        out[f"photon_split_{key}_interval"] = metric(
+            head["interval"], "photon-splitting", f"photon_split_{key}'s interval (+- 2 standard errors; high "
+            "null: open above)")
+        out[f"photon_split_{key}_resolved"] = metric(
+            bool(head["resolved"]), "photon-splitting",
+            f"photon_split_{key} is a measurement: valid, its interval narrow enough (error reduction: high/low <= "
+            f"{RESOLVED_RATIO:g}; signal removed: at most {RESOLVED_WIDTH:.0%} wide and not below 0)")
     out["photon_split_noise_correlation"] = metric(
         c["neighbour_correlation"], "photon-splitting",
         f"largest neighbour correlation of the counts' noise ({c['split']} split)")

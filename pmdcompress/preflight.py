@@ -96,3 +96,40 @@ def check_magnitude(total, n_frames: int, name: str, t0: int, t1: int) -> None:
     if not largest <= MAX_MAGNITUDE:
         raise InputError(f"{name}: values of magnitude {largest:.3g} in frames {t0}-{t1 - 1}; pmd compress needs "
                          f"|values| < {MAX_MAGNITUDE:.0e}: rescale the movie")
+
+
+def _leading(flags):
+    """How many leading entries of each row of FLAGS (n, L) are True."""
+    return np.where(flags.all(axis=1), flags.shape[1], np.argmin(flags, axis=1))
+
+
+def non_finite_error(frames, name: str, t0: int) -> InputError:
+    """The refusal of frames (n, Y, X), frames t0.. of the movie ``name``, some of which hold NaN or inf.
+
+    Says how many frames and pixels, and whether they form a border (whole rows/columns at the edges, as motion
+    correction with CaImAn's ``border_nan=True`` leaves): the user's fix then is a crop or a fill, not a new movie.
+    Runs only on the way to the error, so it may look at every pixel of the chunk.
+    """
+    bad = ~np.isfinite(frames)
+    per_frame = bad.reshape(len(bad), -1).sum(axis=1)
+    hit = np.flatnonzero(per_frame)
+    first, n, (height, width) = int(hit[0]), len(frames), frames.shape[1:]
+    head = (f"{name}: frame {t0 + first} contains NaN or inf values ({per_frame[first]:,} of {height * width:,} "
+            f"pixels; {len(hit)} of frames {t0}-{t0 + n - 1} "
+            f"{'has' if len(hit) == 1 else 'have'} some)")
+    masks = bad[hit]
+    rows, cols = masks.all(axis=2), masks.all(axis=1)
+    top, bottom = _leading(rows), _leading(rows[:, ::-1])
+    left, right = _leading(cols), _leading(cols[:, ::-1])
+    y, x = np.arange(height)[None, :, None], np.arange(width)[None, None, :]
+    border = ((y < top[:, None, None]) | (y >= height - bottom[:, None, None])
+              | (x < left[:, None, None]) | (x >= width - right[:, None, None]))
+    whole = masks.reshape(len(hit), -1).all(axis=1)
+    if whole.any() or not np.array_equal(border, masks):
+        return InputError(f"{head}, not a border of whole rows/columns: replace them (e.g. with the neighbouring "
+                          "frames' values) before compressing")
+    t, b, lf, r = int(top.max()), int(bottom.max()), int(left.max()), int(right.max())
+    return InputError(f"{head}: a NaN border (up to {t} rows at the top, {b} at the bottom, {lf} columns at the left, "
+                      f"{r} at the right), as motion correction leaves it: crop it away (finite in every frame: "
+                      f"[:, {t}:{height - b}, {lf}:{width - r}]; pmd compress has no crop option) or fill it, e.g. "
+                      "CaImAn's border_nan='copy'")

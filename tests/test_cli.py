@@ -114,6 +114,65 @@ def test_4d_movie_with_plane_works(tmp_path):
     np.testing.assert_allclose(pmdcompress.open(tmp_path / "h.pmd.zarr")[:], 7, atol=1e-3)
 
 
+def test_info_ratio_says_it_is_against_the_plane_read_and_gives_the_whole_file(tmp_path):
+    from rig_files import interleave, scanimage_frame_data, write_scanimage
+
+    noisy, _ = blobs_movie(n_frames=60, shape=(24, 24))
+    vol = np.stack([np.stack([noisy, noisy // 2], axis=1)] * 3, axis=1).clip(0, 4000).astype(np.int16)
+    path = tmp_path / "file_00001.tif"
+    write_scanimage(path, interleave(vol, flyback=1), scanimage_frame_data(n_channels=2, n_slices=3, flyback=1))
+    store = tmp_path / "si.pmd.zarr"
+    run("-q", "compress", path, "-o", store, "--plane", "1", "--channel", "0")
+    info = json.loads(run("info", store, "--json").output)
+    stored, read = info["bytes_on_disk"], 60 * 24 * 24 * 2
+    assert info["bytes_input"] == read and info["compression_ratio_bytes"] == pytest.approx(read / stored)
+    # 8 pages (3 planes x 2 channels + 2 flyback) per volume: the file is over 8 times the plane/channel read
+    assert info["compression_ratio_vs_input_file"] == pytest.approx(path.stat().st_size / stored)
+    assert info["compression_ratio_vs_input_file"] > 8 * info["compression_ratio_bytes"]
+    line = next(s for s in run("info", store).output.splitlines() if s.startswith("ratio"))
+    assert (f"{read / stored:.1f}x by bytes vs the data read (60 x 24 x 24 int16, plane 1, channel 0), "
+            f"{path.stat().st_size / stored:.1f}x vs the whole input file, ") in line
+
+
+def test_info_gives_no_whole_file_ratio_when_the_file_is_the_data(store_path, movie_tif):
+    info = json.loads(run("info", store_path, "--json").output)
+    assert info["compression_ratio_vs_input_file"] == pytest.approx(movie_tif.stat().st_size / info["bytes_on_disk"])
+    line = next(s for s in run("info", store_path).output.splitlines() if s.startswith("ratio"))
+    assert "vs the data read (300 x 48 x 56 uint16)" in line and "whole input file" not in line
+
+
+def test_nan_border_is_refused_with_its_size_and_the_fix(tmp_path):
+    """CaImAn's border_nan=True: whole rows/columns of NaN at the edges, of a width that changes with the shift."""
+    rng = np.random.default_rng(2)
+    movie = rng.normal(100, 5, (40, 30, 36)).astype(np.float32)
+    widths = rng.integers(0, 4, (40, 4))
+    widths[5] = [0, 0, 0, 0]  # a frame the correction did not shift
+    for frame, (top, bottom, left, right) in zip(movie, widths, strict=True):
+        frame[:top], frame[30 - bottom:], frame[:, :left], frame[:, 36 - right:] = np.nan, np.nan, np.nan, np.nan
+    np.save(tmp_path / "mc.npy", movie)
+    out = tmp_path / "o.pmd.zarr"
+    result = run("compress", tmp_path / "mc.npy", "-o", out, code=2)
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+    first = int(np.flatnonzero(np.isnan(movie).any(axis=(1, 2)))[0])
+    n_bad_frames = int(np.isnan(movie).any(axis=(1, 2)).sum())
+    t, b, lf, r = widths.max(axis=0)
+    assert (f"mc.npy: frame {first} contains NaN or inf values ({int(np.isnan(movie[first]).sum())} of 1,080 pixels;"
+            f" {n_bad_frames} of frames 0-39 have some): a NaN border (up to {t} rows at the top, {b} at the bottom, "
+            f"{lf} columns at the left, {r} at the right)") in result.output
+    assert f"[:, {t}:{30 - b}, {lf}:{36 - r}]" in result.output and "border_nan='copy'" in result.output
+    assert np.isfinite(movie[:, t:30 - b, lf:36 - r]).all()
+
+
+def test_scattered_nan_is_refused_as_not_a_border(tmp_path):
+    movie = np.random.default_rng(3).normal(100, 5, (30, 16, 16)).astype(np.float32)
+    movie[9, 0, :] = np.nan  # a whole edge row, but with a stray inf inside the frame: not a border
+    movie[9, 7, 7] = np.inf
+    np.save(tmp_path / "spots.npy", movie)
+    result = run("compress", tmp_path / "spots.npy", "-o", tmp_path / "o.pmd.zarr", code=2)
+    assert ("spots.npy: frame 9 contains NaN or inf values (17 of 256 pixels; 1 of frames 0-29 has some), not a "
+            "border of whole rows/columns") in result.output
+
+
 def _compress_failing_with(error, tmp_path, monkeypatch, *flags, code):
     """Run ``pmd compress`` on a small movie while its pipeline raises ``error``."""
     import importlib

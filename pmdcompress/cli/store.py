@@ -124,13 +124,29 @@ def info(store, as_json):
         f"rank            {d['total_rank']} in all; per patch min {r['min']}, median {r['median']:g}, "
         f"max {r['max']}",
         f"bytes on disk   {d['bytes_on_disk']:,} ({_factor_kind(d)})",
-        f"ratio           {d['compression_ratio_bytes']:.1f}x by bytes vs the input, "
-        f"{d['compression_ratio_vs_uint16']:.1f}x vs uint16, {d['compression_ratio_elements']:.1f}x by elements",
+        f"ratio           {d['compression_ratio_bytes']:.1f}x by bytes vs the data read ({_data_read(d)}), "
+        f"{_vs_whole_file(d)}{d['compression_ratio_vs_uint16']:.1f}x vs uint16, "
+        f"{d['compression_ratio_elements']:.1f}x by elements",
         f"input           {d['input'].get('name')} ({d['input'].get('size_bytes')} bytes, "
         f"sha256 {str(d['input'].get('sha256'))[:16]}...)",
         "timings         " + ", ".join(f"{k} {v:.2f}" for k, v in d["timings"].items()),
     ]
     click.echo("\n".join(lines))
+
+
+def _data_read(info: dict) -> str:
+    """What the store holds of its input: frames x height x width in the input's dtype, and the plane/channel."""
+    picked = [f"{key} {info['input'][key]}" for key in ("plane", "channel") if key in info["input"]]
+    return " x ".join(map(str, info["shape"])) + f" {info['input_dtype']}" + "".join(f", {p}" for p in picked)
+
+
+def _vs_whole_file(info: dict) -> str:
+    """The ratio against the input file as a whole, where the data read is a tenth or more smaller or larger
+    (one plane/channel of a ScanImage file, some frames, a compressed file); empty otherwise."""
+    whole, read = info.get("compression_ratio_vs_input_file"), info["compression_ratio_bytes"]
+    if not whole or abs(whole / read - 1) < 0.1:
+        return ""
+    return f"{whole:.1f}x vs the whole input file, "
 
 
 def _factor_kind(info: dict) -> str:

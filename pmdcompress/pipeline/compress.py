@@ -51,7 +51,7 @@ from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
 from ..parallel import Executor, blas_threads, default_workers
-from ..preflight import check_compressible, check_magnitude, check_store_fits
+from ..preflight import check_compressible, check_magnitude, check_store_fits, non_finite_error
 from ..preprocess import (
     NoiseAccumulator,
     chunk_statistics,
@@ -803,7 +803,7 @@ def _statistics_task(args):
     total = np.zeros(n_pix, np.float64)
     bad = chunk_statistics(block, fit_bin, local, total, fit_rows)
     if bad >= 0:
-        raise InputError(f"{movie.name}: frame {t0 + bad} contains NaN or inf values")
+        raise non_finite_error(block.reshape(t1 - t0, *movie.shape[1:3]), movie.name, t0)
     check_magnitude(total, t1 - t0, movie.name, t0, t1)
     acc = NoiseAccumulator(n_pix, frame_shape=movie.shape[1:3])
     if want_noise:

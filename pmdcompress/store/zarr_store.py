@@ -67,6 +67,9 @@ def describe(contents: StoreContents, path: Path | None) -> dict:
         "bytes_on_disk": stored,
         "bytes_input": raw_bytes,
         "compression_ratio_bytes": (raw_bytes / stored) if stored else None,
+        # the file as a whole: larger than the data read when one plane/channel or some frames were picked
+        "compression_ratio_vs_input_file": (md.input["size_bytes"] / stored) if stored and md.input.get("size_bytes")
+        else None,
         "compression_ratio_vs_uint16": (t * y * x * 2 / stored) if stored else None,
         "compression_ratio_elements": t * y * x / n_elements,
         "input": md.input,

@@ -338,21 +338,24 @@ def test_split_line_never_prints_a_negative_share():
     assert "not resolved (-8.0 to -2.0%)" in line
 
 
-def test_split_line_calls_a_wide_interval_not_resolved():
+def test_split_line_gives_a_wide_interval_as_a_bound_or_not_resolved():
     # 3p-dim: "471.7x most active" whose interval was 55-4029x; one open above (optinist_mouse2p's active pixels);
     # the first-pass 1p's "45.7 %" of 15-76 %.
     line, m = split_line(GOOD_ALL, split_scores(471.7, (55.2, 4029.0), 0.457, (0.15, 0.76)))
     assert "471.7" not in line and "45.7" not in line
-    assert line.endswith("85.0x (46-156x) all pixels, not resolved (55-4029x) most active; "
+    assert line.endswith("85.0x (46-156x) all pixels, at least 55x (55-4029x) most active; "
                          "signal removed not resolved (15.0 to 76.0%) (most active)")
     assert m["photon_split_error_reduction_active_resolved"]["value"] is False
     line, _ = split_line(GOOD_ALL, split_scores(286.06, (22.76, None), 0.0343, (0.0105, 0.0581)))
-    assert "not resolved (above 23x) most active" in line
+    assert "at least 23x most active" in line
+    # A low end at or below 1 bounds nothing (3p at 0.1 photons/px/frame, all pixels: 0.1-1388740x).
+    line, _ = split_line(split_scores(407.9, (0.1, 1388740.0), 0.01, (0.0, 0.02)), GOOD_ALL)
+    assert "error reduction not resolved (0.1-1388740x) all pixels" in line
     # Just inside the rules: high/low = 10, 30 points wide.
     line, _ = split_line(GOOD_ALL, split_scores(30.0, (10.0, 100.0), 0.3, (0.16, 0.45)))
     assert line.endswith("30.0x (10-100x) most active; signal removed 30.0% (16.0 to 45.0%) (most active)")
     line, _ = split_line(GOOD_ALL, split_scores(30.0, (10.0, 101.0), 0.3, (0.14, 0.45)))
-    assert line.endswith("not resolved (10-101x) most active; "
+    assert line.endswith("at least 10x (10-101x) most active; "
                          "signal removed not resolved (14.0 to 45.0%) (most active)")
 
 

@@ -357,7 +357,7 @@ def test_denoise_movie_and_report(sim, tmp_path, pmd):
     assert "SNR gain" in result.output and "index.html" in result.output
     # The photon-splitting line: every number with its interval, or "not resolved"; never n/a or a negative share.
     (line,) = [x for x in result.output.splitlines() if x.startswith("photon splitting")]
-    ratio = r"(\d+\.\dx \(\d[\d.]*-\d[\d.]*x\)|not resolved( \((above [\d.]+x|[\d.]+-[\d.]+x)\))?)"
+    ratio = r"(\d+\.\dx \(\d[\d.]*-\d[\d.]*x\)|(not resolved|at least [\d.]+x)( \((above [\d.]+x|[\d.]+-[\d.]+x)\))?)"
     share = r"(\d+\.\d% \(\d+\.\d to \d+\.\d%\)|not resolved( \(-?\d+\.\d to -?\d+\.\d%\))?)"
     assert re.fullmatch(rf"photon splitting    (not valid here: .+|error reduction {ratio} all pixels, {ratio} most "
                         rf"active; signal removed {share} \(most active\))", line), line

@@ -1447,7 +1447,10 @@ def headline(scores: dict, name: str) -> dict:
 
 
 def headline_text(entry: dict, name: str) -> str:
-    """A :func:`headline` as printed: ``85.0x (46-156x)``, ``2.9% (0.7 to 5.1%)``, ``not resolved (55-4029x)``.
+    """A :func:`headline` as printed: ``85.0x (46-156x)``, ``2.9% (0.7 to 5.1%)``, ``at least 55x (55-4029x)``.
+
+    An error reduction too wide to resolve prints its interval's low end as a
+    bound where that is above 1 (``not resolved`` otherwise).
 
     A resolved share of signal removed below 0 prints as 0, its interval's low
     end too: a negative share is not a measurement, the interval is.
@@ -1472,6 +1475,10 @@ def headline_text(entry: dict, name: str) -> str:
         number = f"{100 * entry['value']:.1f}%" if entry.get("resolved") else ""
     if entry.get("resolved"):
         return f"{number} ({span})"
+    if name == "error_reduction" and isinstance(low, int | float) and math.isfinite(low) and low > 1:
+        # too wide to name a value, but its low end still bounds it: the error falls at least that much
+        open_above = not (isinstance(high, int | float) and math.isfinite(high))
+        return f"at least {fmt(low)}x" if open_above else f"at least {fmt(low)}x ({span})"
     return f"not resolved ({span})" if span else "not resolved"
 
 

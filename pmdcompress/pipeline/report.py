@@ -26,10 +26,14 @@ __all__ = ["analysis_hooks", "check_truth_fits", "make_report", "open_truth"]
 
 
 # How far ``raw - clean`` may stray from noise around 0 before the truth is refused: its mean in noise SDs, and its
-# RMS over the movie's noise.  A matching truth gives |mean| < 0.01 and RMS 0.99-1.00 on every ``pmd simulate`` kind
-# (200x40x40); the movie rescaled x3 + 100 gives mean 3.9-10 SDs (tests/test_report.py::test_a_truth_that_does_not_fit).
+# RMS over the movie's noise.  The noise comes from successive-frame differences, which signal changes can only
+# inflate, so a matching truth's RMS is at most 1 (up to sampling) and below 1 where the signal moves between frames.
+# On every ``pmd simulate`` kind (200x40x40) a matching truth gives |mean| < 0.01 and RMS 0.99-1.00 (0.93 for a
+# bright 2p movie at 2 Hz); the movie rescaled x3 + 100 gives mean 3.9-10.5 SDs; another seed's truth RMS 1.00-2.06
+# (refused above 1.2 on 2p, dendritic, 2p-dense, 3p, 2p-real*; not on 1p, voltage, widefield, whose small simulated
+# transients hide under the noise).
 TRUTH_MAX_BIAS_SD = 1.0
-TRUTH_RMS_RANGE = (0.67, 1.5)
+TRUTH_RMS_RANGE = (0.67, 1.2)
 TRUTH_CHECK_BLOCKS = 4  # blocks of frames read from the movie and the truth, spread over the movie
 TRUTH_CHECK_FRAMES = 16  # consecutive frames per block
 
@@ -59,7 +63,7 @@ def truth_residual_stats(truth: Truth, movie) -> tuple[float, float]:
     noise = np.sqrt(d_sq / d_count) if d_count else 0.0
     if noise <= 0:  # one frame, or a movie without noise: nothing to scale by
         return 0.0, 1.0
-    return mean / noise, float(np.sqrt(max(r_sq / r_count - mean**2, 0.0)) / noise)
+    return float(mean / noise), float(np.sqrt(max(r_sq / r_count - mean**2, 0.0)) / noise)
 
 
 def check_truth_fits(truth: Truth, movie) -> None:

@@ -19,11 +19,12 @@ from conftest import blobs_movie
 from pmdcompress.cli import PMDGroup
 from pmdcompress.cli.report import denoise_command, report_command
 from pmdcompress.errors import InputError, OutputExistsError
+from pmdcompress.io.readers import open_movie
 from pmdcompress.pipeline.denoise import denoise
-from pmdcompress.pipeline.report import make_report
+from pmdcompress.pipeline.report import make_report, open_truth, truth_residual_stats
 from pmdcompress.preprocess import NoiseAccumulator
 from pmdcompress.report import metrics as mt
-from pmdcompress.simulate import simulate_movie
+from pmdcompress.simulate import load_truth, simulate_movie
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "snr.md"
 
@@ -399,6 +400,47 @@ def test_outputs_are_atomic(sim, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         denoise(store.path, out, report=rep, heldout=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither output, no leftovers
+
+
+@pytest.fixture(scope="module")
+def small_sim(tmp_path_factory):
+    """A small simulated movie, the same movie rescaled x3 + 100 (float32) and another seed's movie."""
+    folder = tmp_path_factory.mktemp("truthfit")
+    movie, other = folder / "small.tif", folder / "other.tif"
+    simulate_movie(movie, n_frames=120, shape=(32, 32), n_neurons=6, seed=5)
+    simulate_movie(other, n_frames=120, shape=(32, 32), n_neurons=6, seed=6)
+    rescaled = folder / "rescaled.tif"
+    tifffile.imwrite(rescaled, tifffile.imread(movie).astype(np.float32) * 3 + 100)
+    return movie, rescaled, other
+
+
+def test_a_truth_that_does_not_fit_the_movie_is_refused(small_sim):
+    movie, rescaled, other = small_sim
+    truth = load_truth(movie)
+    with open_movie(movie) as raw:
+        bias, rms = truth_residual_stats(truth, raw)
+        assert abs(bias) < 0.1 and 0.9 < rms < 1.1  # raw - clean is the noise: mean 0, RMS the noise's
+        assert open_truth(truth, raw.shape, raw) is truth
+    with open_movie(rescaled) as raw:
+        bias, rms = truth_residual_stats(truth, raw)
+        assert bias > 2  # 2 clean + 100 over 3x the noise
+        with pytest.raises(InputError, match=r"small\.truth\.zarr: the ground truth does not fit .*rescaled\.tif"):
+            open_truth(truth, raw.shape, raw)
+    with open_movie(movie) as raw:  # another seed's truth: its neurons are not the movie's
+        with pytest.raises(InputError, match="does not fit"):
+            open_truth(load_truth(other), raw.shape, raw)
+
+
+def test_report_refuses_a_rescaled_movie_with_its_old_truth(small_sim, tmp_path, pmd):
+    movie, rescaled, _ = small_sim
+    store = pmdcompress.compress(rescaled, tmp_path / "rescaled.pmd.zarr", method="svd")
+    truth = movie.parent / "small.truth.zarr"
+    r = pmd("report", rescaled, store.path, "-o", tmp_path / "rep", "--truth", truth, "--no-heldout", code=2)
+    assert "small.truth.zarr: the ground truth does not fit" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
+    r = pmd("denoise", rescaled, "-o", tmp_path / "d.tif", "--report", tmp_path / "rep", "--truth", truth, code=2)
+    assert "does not fit" in r.output and not (tmp_path / "d.tif").exists()
 
 
 def test_errors_are_one_line(sim, tmp_path, pmd):

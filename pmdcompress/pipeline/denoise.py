@@ -123,7 +123,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
                        inputs=inputs)
             timings["write_s"] = time.perf_counter() - t
         else:
-            tru = open_truth(truth, st.shape)
+            tru = open_truth(truth, st.shape, raw)
             # The report folder is renamed into place first, then the movie: both, or neither.
             writer = stack.enter_context(open_writer(output, st.shape, out_dtype, overwrite=overwrite, inputs=inputs))
             tmp = Path(stack.enter_context(atomic_output(report, overwrite=overwrite, inputs=inputs, folder=True)))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
 from ..io.atomic import atomic_output, check_output_path, input_paths
 from ..reconstruct import PMDStore, open_store
@@ -20,11 +22,63 @@ from ..simulate.groundtruth import evaluate_against_truth
 from .heldout import heldout_validation
 from .photon_split import photon_split_section
 
-__all__ = ["analysis_hooks", "make_report", "open_truth"]
+__all__ = ["analysis_hooks", "check_truth_fits", "make_report", "open_truth"]
 
 
-def open_truth(truth, shape) -> Truth | None:
-    """TRUTH (a :class:`~pmdcompress.simulate.Truth`, or the path of one or of its movie) checked against SHAPE."""
+# How far ``raw - clean`` may stray from noise around 0 before the truth is refused: its mean in noise SDs, and its
+# RMS over the movie's noise.  The noise comes from successive-frame differences, which signal changes can only
+# inflate, so a matching truth's RMS is at most 1 (up to sampling) and below 1 where the signal moves between frames.
+# On every ``pmd simulate`` kind (200x40x40) a matching truth gives |mean| < 0.01 and RMS 0.99-1.00 (0.93 for a
+# bright 2p movie at 2 Hz); the movie rescaled x3 + 100 gives mean 3.9-10.5 SDs; another seed's truth RMS 1.00-2.06
+# (refused above 1.2 on 2p, dendritic, 2p-dense, 3p, 2p-real*; not on 1p, voltage, widefield, whose small simulated
+# transients hide under the noise).
+TRUTH_MAX_BIAS_SD = 1.0
+TRUTH_RMS_RANGE = (0.67, 1.2)
+TRUTH_CHECK_BLOCKS = 4  # blocks of frames read from the movie and the truth, spread over the movie
+TRUTH_CHECK_FRAMES = 16  # consecutive frames per block
+
+
+def truth_residual_stats(truth: Truth, movie) -> tuple[float, float]:
+    """``(mean, rms)`` of ``raw - clean`` in units of the movie's noise, from a few blocks of frames.
+
+    The noise is the RMS over pixels of successive-frame differences over sqrt(2) (the raw movie's own, so it
+    follows any rescaling of the movie; the truth's camera constants would not).  The RMS is of the residual
+    less its mean.
+    """
+    n = truth.shape[0]
+    length = min(TRUTH_CHECK_FRAMES, n)
+    starts = sorted({int(s) for s in np.linspace(0, n - length, TRUTH_CHECK_BLOCKS)})
+    r_sum = r_sq = d_sq = 0.0
+    r_count = d_count = 0
+    for t0 in starts:
+        raw = np.asarray(movie.read(t0, t0 + length), dtype=np.float64)
+        r = raw - truth.read(t0, t0 + length)
+        r_sum += float(r.sum())
+        r_sq += float(np.square(r).sum())
+        r_count += r.size
+        d = np.diff(raw, axis=0)
+        d_sq += float(np.square(d).sum()) / 2
+        d_count += d.size
+    mean = r_sum / r_count
+    noise = np.sqrt(d_sq / d_count) if d_count else 0.0
+    if noise <= 0:  # one frame, or a movie without noise: nothing to scale by
+        return 0.0, 1.0
+    return float(mean / noise), float(np.sqrt(max(r_sq / r_count - mean**2, 0.0)) / noise)
+
+
+def check_truth_fits(truth: Truth, movie) -> None:
+    """Refuse TRUTH unless ``movie - truth.clean`` looks like noise around 0 (same units, same movie)."""
+    bias, rms = truth_residual_stats(truth, movie)
+    if abs(bias) > TRUTH_MAX_BIAS_SD or not TRUTH_RMS_RANGE[0] <= rms <= TRUTH_RMS_RANGE[1]:
+        raise InputError(
+            f"{truth.path}: the ground truth does not fit {movie.name}: raw - clean has mean {bias:+.2f} noise SDs "
+            f"and RMS {rms:.2f}x the noise (a matching truth: about 0 and 1); was the movie rescaled or converted "
+            "after pmd simulate, or is the truth another movie's?")
+
+
+def open_truth(truth, shape, movie=None) -> Truth | None:
+    """TRUTH (a :class:`~pmdcompress.simulate.Truth`, or the path of one or of its movie) checked against SHAPE
+    and, when given, against MOVIE's values (:func:`check_truth_fits`)."""
     if truth is None:
         return None
     if not isinstance(truth, Truth):
@@ -34,6 +88,8 @@ def open_truth(truth, shape) -> Truth | None:
             raise InputError(f"{truth}: no ground truth there ({exc})") from exc
     if tuple(truth.shape) != tuple(shape):
         raise InputError(f"{truth.path}: ground truth has shape {tuple(truth.shape)}, the movie {tuple(shape)}")
+    if movie is not None:
+        check_truth_fits(truth, movie)
     return truth
 
 
@@ -83,7 +139,7 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         store = open_store(store)
     with contextlib.ExitStack() as stack:
         movie = open_raw(movie, store, stack)
-        truth = open_truth(truth, store.shape)
+        truth = open_truth(truth, store.shape, movie)
         prefetch_matplotlib()
         data = analyse(movie, store, truth=truth, heldout=heldout, movie_preview=movie_preview, workers=workers,
                        progress=progress, defer_heldout=True, **analysis_hooks(heldout, photon_split))

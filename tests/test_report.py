@@ -439,8 +439,11 @@ def test_report_refuses_a_rescaled_movie_with_its_old_truth(small_sim, tmp_path,
     assert "small.truth.zarr: the ground truth does not fit" in r.output
     assert len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "rep").exists()
-    r = pmd("denoise", rescaled, "-o", tmp_path / "d.tif", "--report", tmp_path / "rep", "--truth", truth, code=2)
+    # denoise refuses it before compressing: the store it was asked to keep is never made
+    r = pmd("denoise", rescaled, "-o", tmp_path / "d.tif", "--report", tmp_path / "rep", "--truth", truth,
+            "--store", tmp_path / "kept.pmd.zarr", code=2)
     assert "does not fit" in r.output and not (tmp_path / "d.tif").exists()
+    assert not (tmp_path / "kept.pmd.zarr").exists()
 
 
 def test_errors_are_one_line(sim, tmp_path, pmd):

@@ -83,6 +83,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
     if given_store and compress_options:
         raise InputError(f"{movie_or_store}: compression options ({', '.join(sorted(compress_options))}) do not "
                          "apply to an existing store")
+    checked_truth = None
     with contextlib.ExitStack() as stack:
         stack.enter_context(output_lock(output))  # held from the start: one writer per output
         if given_store:
@@ -109,6 +110,8 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
                 store_path = Path(tmpdir) / "movie.pmd.zarr"
             else:
                 store_path = Path(store)
+            # A truth that does not fit the movie is refused before the compression, not after it.
+            checked_truth = open_truth(truth, tuple(raw.shape), raw) if report is not None else None
             t = time.perf_counter()
             st = compress(raw, store_path, overwrite=overwrite, workers=workers, progress=progress,
                           **compress_options)
@@ -123,7 +126,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
                        inputs=inputs)
             timings["write_s"] = time.perf_counter() - t
         else:
-            tru = open_truth(truth, st.shape, raw)
+            tru = checked_truth if checked_truth is not None else open_truth(truth, st.shape, raw)
             # The report folder is renamed into place first, then the movie: both, or neither.
             writer = stack.enter_context(open_writer(output, st.shape, out_dtype, overwrite=overwrite, inputs=inputs))
             tmp = Path(stack.enter_context(atomic_output(report, overwrite=overwrite, inputs=inputs, folder=True)))

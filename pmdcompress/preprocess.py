@@ -624,9 +624,7 @@ def _noise_differences(frames: np.ndarray, max_pairs: int) -> np.ndarray | None:
         return None
     step = max((len(frames) - 1) // n, 1)
     idx = np.arange(0, step * n, step)
-    # both frames of every pair in one read (a fit buffer's read costs a pread per tile and run of rows)
-    pairs = frames[np.stack([idx, idx + 1], axis=1).ravel()]
-    d = pairs[1::2] - pairs[0::2]
+    d = frames[idx + 1] - frames[idx]
     d -= d.mean(axis=0)
     if n >= COHERENT_MIN_FRAMES:
         # A fast signal shared by a region (flicker, background) is not noise: leave out what each

@@ -181,10 +181,10 @@ def test_the_fit_takes_the_extrapolated_profile_only_when_asked_and_the_noise_is
         cp.LazyFrames = saved
 
 
-@pytest.mark.parametrize("n_frames", [12, 65, 200])  # pairs overlapping (step 1: each frame read twice) or not
+@pytest.mark.parametrize("n_frames", [12, 65, 200])  # pairs overlapping (step 1) or not
 def test_noise_lag_correlation_is_the_plain_formula_on_the_strided_differences_to_the_bit(n_frames):
-    # the pairs are read in one go and the lag products taken on contiguous copies: the same floats as the
-    # definition, differences of the pairs and dot products of the strided views
+    # the lag products are taken on contiguous copies of the shifted views: the same floats as the definition,
+    # dot products and products of the strided views themselves
     from pmdcompress.preprocess import COHERENT_MIN_FRAMES, noise_lag_correlation, remove_coherent
 
     rng = np.random.default_rng(n_frames)

@@ -634,6 +634,9 @@ def _noise_differences(frames: np.ndarray, max_pairs: int) -> np.ndarray | None:
 
 
 def _lag_corr(a, b) -> float:
+    # vdot copies a strided view to a contiguous one anyway (and then is 2.5x slower than copy + vdot), and the
+    # product of contiguous arrays is faster: the same values (elementwise, then the same contiguous sums)
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     den = np.sqrt(np.vdot(a, a).astype(np.float64) * np.vdot(b, b))
     return float(np.sum(a * b, dtype=np.float64) / den) if den > 0 else 0.0
 

@@ -179,3 +179,28 @@ def test_the_fit_takes_the_extrapolated_profile_only_when_asked_and_the_noise_is
         assert taken == noise_lag_correlation_extrapolated(shared, plain=plain)
     finally:
         cp.LazyFrames = saved
+
+
+@pytest.mark.parametrize("n_frames", [12, 65, 200])  # pairs overlapping (step 1) or not
+def test_noise_lag_correlation_is_the_plain_formula_on_the_strided_differences_to_the_bit(n_frames):
+    # the lag products are taken on contiguous copies of the shifted views: the same floats as the definition,
+    # dot products and products of the strided views themselves
+    from pmdcompress.preprocess import COHERENT_MIN_FRAMES, noise_lag_correlation, remove_coherent
+
+    rng = np.random.default_rng(n_frames)
+    frames = rng.normal(0, 1, (n_frames, 19, 23)).astype(np.float32)
+    frames += rng.normal(0, 1, (n_frames, 1, 1)).astype(np.float32)  # a shared signal for remove_coherent
+    n = min(n_frames - 1, 64)
+    idx = np.arange(0, max((n_frames - 1) // n, 1) * n, max((n_frames - 1) // n, 1))
+    d = frames[idx + 1] - frames[idx]
+    d -= d.mean(axis=0)
+    if n >= COHERENT_MIN_FRAMES:
+        d = remove_coherent(d)
+
+    def plain(a, b):
+        den = np.sqrt(np.vdot(a, a).astype(np.float64) * np.vdot(b, b))
+        return float(np.sum(a * b, dtype=np.float64) / den)
+
+    want_y = tuple(plain(d[:, :-lag, :], d[:, lag:, :]) for lag in range(1, 5))
+    want_x = tuple(plain(d[:, :, :-lag], d[:, :, lag:]) for lag in range(1, 5))
+    assert noise_lag_correlation(frames, lags=4) == (want_y, want_x)

@@ -174,11 +174,15 @@ class FitBuffer:
         if not len(rows):
             return
         (height, width), (ty, tx), (gy, gx) = self.frame_shape, self.tile, self.grid
-        padded = np.zeros((len(rows), gy * ty, gx * tx), np.float32)
-        padded[:, :height, :width] = rows.reshape(len(rows), height, width)
-        tiles = padded.reshape(len(rows), gy, ty, gx, tx).transpose(1, 3, 0, 2, 4)
-        self.raw.write((i * gx + j, first, tiles[i, j].reshape(len(rows), ty * tx))
-                       for i in range(gy) for j in range(gx))
+        frames = rows.reshape(len(rows), height, width)
+
+        def tile(i, j):  # each tile copied once from the frames (no padded copy of them), zeros past the edge
+            part = frames[:, i * ty : (i + 1) * ty, j * tx : (j + 1) * tx]
+            if part.shape[1:] != (ty, tx):
+                part = np.pad(part, ((0, 0), (0, ty - part.shape[1]), (0, tx - part.shape[2])))
+            return np.ascontiguousarray(part, np.float32).reshape(len(rows), ty * tx)
+
+        self.raw.write((i * gx + j, first, tile(i, j)) for i in range(gy) for j in range(gx))
 
     def _region(self, ys: slice, xs: slice, rows=None) -> np.ndarray:
         """Raw values ``[rows, ys, xs]`` (all rows by default), float32, C-contiguous."""

@@ -252,8 +252,7 @@ class LazyFrames:
         return self.shape[0]
 
     def __getitem__(self, rows) -> np.ndarray:
-        frames = self.buffer.frames(rows)
-        return frames if frames.shape[1:] == self.shape[1:] else frames[self.crop]
+        return self.buffer.frames(rows)[self.crop]  # a view; the whole frame's slices keep it contiguous
 
 
 class RowBlocks:

@@ -1395,6 +1395,11 @@ def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limi
     return out
 
 
+def _real(v) -> bool:
+    """Whether ``v`` is a finite number (not None, NaN, inf or a bool)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def invalid_reason(scores: dict) -> str:
     """Why a set's error estimate (:func:`score`'s ``all``) gives no error reduction, from its own numbers.
 
@@ -1404,8 +1409,7 @@ def invalid_reason(scores: dict) -> str:
     halves' noise is not the shot noise assumed (shared, or mis-scaled).
     """
     mse, raw, se = scores.get("mse"), scores.get("mse_raw"), scores.get("mse_se")
-    finite = all(isinstance(v, int | float) and math.isfinite(v) for v in (mse, raw, se))
-    if finite and raw > 0 and mse > -2 * se:
+    if all(map(_real, (mse, raw, se))) and raw > 0 and mse > -2 * se:
         return (f"the denoised error is below what the split resolves ({mse:.3g} +- {2 * se:.2g} against a raw "
                 f"error of {raw:.3g}: error reduction at least {raw / (mse + 2 * se):.0f}x), so no number is "
                 "reported")
@@ -1430,19 +1434,16 @@ def headline(scores: dict, name: str) -> dict:
     where its interval is wider than :data:`RESOLVED_WIDTH` or lies below 0
     (:func:`headline_text` prints a resolved share below 0 as 0).
     """
-    def real(v):
-        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
     value, low, high = scores.get(name), scores.get(f"{name}_low"), scores.get(f"{name}_high")
-    valid = bool(scores.get("valid")) and real(value) and real(low)
+    valid = bool(scores.get("valid")) and _real(value) and _real(low)
     if name == "signal_removed":
-        valid = valid and real(scores.get("signal_variance")) and scores["signal_variance"] > 0
+        valid = valid and _real(scores.get("signal_variance")) and scores["signal_variance"] > 0
     if not valid:  # an invalid estimate's interval is no more a measurement than its value
         return {"value": value, "interval": [None, None], "resolved": False}
     if name == "error_reduction":
-        resolved = real(high) and high <= RESOLVED_RATIO * low
+        resolved = _real(high) and high <= RESOLVED_RATIO * low
     else:
-        resolved = real(high) and high >= 0 and high - low <= RESOLVED_WIDTH
+        resolved = _real(high) and high >= 0 and high - low <= RESOLVED_WIDTH
     return {"value": value, "interval": [low, high], "resolved": bool(resolved)}
 
 
@@ -1456,29 +1457,23 @@ def headline_text(entry: dict, name: str) -> str:
     end too: a negative share is not a measurement, the interval is.
     """
     low, high = entry.get("interval") or [None, None]
-    if name == "signal_removed" and entry.get("resolved"):
-        entry = dict(entry, value=max(entry["value"], 0.0))
-        low = max(low, 0.0)
+    resolved = bool(entry.get("resolved"))
+    value = entry.get("value")
     if name == "error_reduction":
         def fmt(v):
             return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
 
-        span = (f"{fmt(low)}-{fmt(high)}x" if isinstance(high, int | float) and math.isfinite(high)
-                else f"above {fmt(low)}x" if isinstance(low, int | float) else None)
-        number = f"{entry['value']:.1f}x" if entry.get("resolved") else ""
+        span = f"{fmt(low)}-{fmt(high)}x" if _real(high) else f"above {fmt(low)}x" if _real(low) else None
+        if resolved:
+            return f"{value:.1f}x ({span})"
+        if _real(low) and low > 1:  # too wide to name a value, but its low end bounds it: the error falls that much
+            return f"at least {fmt(low)}x" if not _real(high) else f"at least {fmt(low)}x ({span})"
     else:
-        def fmt(v):
-            return f"{100 * v:.1f}"
-
-        span = (f"{fmt(low)} to {fmt(high)}%" if isinstance(low, int | float) and isinstance(high, int | float)
-                and math.isfinite(low) and math.isfinite(high) else None)
-        number = f"{100 * entry['value']:.1f}%" if entry.get("resolved") else ""
-    if entry.get("resolved"):
-        return f"{number} ({span})"
-    if name == "error_reduction" and isinstance(low, int | float) and math.isfinite(low) and low > 1:
-        # too wide to name a value, but its low end still bounds it: the error falls at least that much
-        open_above = not (isinstance(high, int | float) and math.isfinite(high))
-        return f"at least {fmt(low)}x" if open_above else f"at least {fmt(low)}x ({span})"
+        if resolved:  # a negative share is not a measurement, the interval is
+            value, low = max(value, 0.0), max(low, 0.0)
+        span = f"{100 * low:.1f} to {100 * high:.1f}%" if _real(low) and _real(high) else None
+        if resolved:
+            return f"{100 * value:.1f}% ({span})"
     return f"not resolved ({span})" if span else "not resolved"
 
 

@@ -780,8 +780,8 @@ def _neighbour_task(fit: FitBuffer):
     inscopix_1p_part2: 0.71-0.82 for a true 0.61).  Two-photon movies (no far lags) keep the plain profile.
     """
     # over the tissue alone: a dark edge band's noise (near-zero counts, uncorrelated) would dilute the tissue's
-    mean = getattr(fit, "mean", None)  # test doubles of the buffer may have none
-    frames = LazyFrames(fit, None if mean is None else tissue_bounds(mean))
+    mean = getattr(fit, "mean", None)
+    frames = LazyFrames(fit) if mean is None else LazyFrames(fit, tissue_bounds(mean))
     plain = noise_lag_correlation(frames)
     if not EXTRAPOLATE_NOISE_PROFILE or not _has_far_lags(null_correlation(plain)):
         return plain

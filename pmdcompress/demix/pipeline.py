@@ -18,7 +18,7 @@ from ..tiling import tissue_bounds
 from . import hals
 from . import ring as ringbg
 from .deconvolve import deconvolve
-from .factors import ColumnStack, Factors, _smooth, bin_frames, highpass_spatial, load_factors, render_tile
+from .factors import ColumnStack, Factors, _smooth, bin_frames, highpass_spatial, load_factors, render_tile, tile_block
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
 from .metrics import compute_metrics, mean_contrast, trace_noise
@@ -106,11 +106,55 @@ def _activity_z(peak, noise, opts: DemixOptions) -> np.ndarray:
     return (pnr - p30) / max(spread, 1e-12) - 0.524
 
 
-def _new_footprints(image, seeds, regions, box, dims, *, zone_radius=None) -> Footprints:
+# A pixel whose trace correlates with a seed's by less than this many SDs of the correlation of two unrelated
+# traces (Bartlett: var r = (1 + rho^2) / ((1 - rho^2) T) for traces of lag-one autocorrelation rho, the seed's,
+# over T frames) does not carry the seed's signal.
+COHERENCE_SDS = 2.0
+
+
+def unrelated_pixels(u, v, seeds, origins, box, dims, *, which=None) -> np.ndarray:
+    """Per seed, the pixels of its box (bool (n, *box)) that carry a larger signal of their own: traces in
+    ``u v`` (pixels x K times K x T) more variable than the seed pixel's and not co-varying with it (correlation
+    under :data:`COHERENCE_SDS` null SDs).  Only seeds ``which`` (default all); the others get none.
+
+    From the factors: a pixel's centred trace is ``d (V - mean)`` for its row ``d`` of ``u``, so every variance
+    and correlation in a box is ``d G d'`` with ``G`` the Gram matrix of the centred ``V`` on the box's columns;
+    the box's traces are never formed."""
+    bh, bw = box
+    width = dims[1]
+    out = np.zeros((len(seeds), bh, bw), bool)
+    vc = np.asarray(v, np.float32)
+    vc = vc - vc.mean(axis=1, keepdims=True)
+    gram = vc @ vc.T
+    yy, xx = np.mgrid[:bh, :bw]
+    for j in np.arange(len(seeds)) if which is None else which:
+        (sy, sx), (y, x) = seeds[j], origins[j]
+        cols, dense = tile_block(u, ((yy + y) * width + xx + x).ravel())
+        if cols.size == 0:
+            continue
+        # A pixel's row uses only the components of the patches holding it (about half of the box's): sparse.
+        weighted = sp.csr_matrix(dense) @ gram[np.ix_(cols, cols)]
+        centre = (sy - y) * bw + (sx - x)
+        power = np.einsum("ij,ij->i", weighted, dense)
+        r = (weighted @ dense[centre]) / np.sqrt(np.maximum(power * power[centre], 1e-30))
+        trace = dense[centre] @ vc[cols]
+        rho = float(np.clip(trace[1:] @ trace[:-1] / max(float(trace @ trace), 1e-30), 0.0, 0.99))
+        level = COHERENCE_SDS * np.sqrt((1 + rho**2) / ((1 - rho**2) * vc.shape[1]))
+        out[j] = ((r < level) & (power > power[centre])).reshape(bh, bw)
+    return out
+
+
+def _new_footprints(image, seeds, regions, box, dims, *, zone_radius=None, unrelated=None,
+                    kept=None) -> Footprints:
     """Footprints started from seed regions (values: the correlation image on the region).
 
     With ``zone_radius``, each footprint's support may later grow only within that
-    distance of its seed (:attr:`Footprints.zone`).
+    distance of its seed (:attr:`Footprints.zone`), and with ``unrelated`` (:func:`unrelated_pixels`) not onto
+    those pixels, unless they lie in the region of another seed in ``kept`` (indices; its component models
+    them): the zone is the connected part holding the seed.  A structure beside a soma with larger transients
+    of its own and no component (a dendrite's cross-section, too thin for a seed region of ``min_size``) took
+    over a footprint allowed to grow onto it: its least-squares trace followed the larger transients and the
+    footprint collapsed onto them (neurofinder_dev: a labelled active soma lost so in every store).
     """
     n = len(seeds)
     origins = hals.box_origins(seeds, box, dims)
@@ -119,6 +163,8 @@ def _new_footprints(image, seeds, regions, box, dims, *, zone_radius=None) -> Fo
     zone = np.zeros((n, *box), bool) if zone_radius is not None else None
     bh, bw = box
     yy, xx = np.mgrid[:bh, :bw]
+    if unrelated is not None:
+        claimed = np.isin(regions, np.asarray(kept) + 1)
     for j, (y, x) in enumerate(origins):
         reg = regions[y : y + bh, x : x + bw] == j + 1
         values[j] = reg * np.clip(image[y : y + bh, x : x + bw], 0.05, None)
@@ -126,6 +172,10 @@ def _new_footprints(image, seeds, regions, box, dims, *, zone_radius=None) -> Fo
         if zone is not None:
             sy, sx = seeds[j]
             zone[j] = ((yy + y - sy) ** 2 + (xx + x - sx) ** 2 <= zone_radius**2) | reg
+            if unrelated is not None:
+                held = claimed[y : y + bh, x : x + bw] & ~reg
+                parts, _ = ndimage.label(zone[j] & ~(unrelated[j] & ~held))
+                zone[j] = parts == parts[sy - y, sx - x]
             support[j] &= zone[j]
     return Footprints(origins, values, support, dims, zone)
 
@@ -587,7 +637,10 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         guess = seed_radius(fac.U, vb, fac.dims, seeds[ok], opts.cell_radius)
         if guess_if(guess):
             return _Stopped(guess, guessed=True), fac, opts
-    fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius).subset(ok)
+    # On the movie itself (U), not the high-passed one: the high-pass turns a soma's edge against its centre.
+    unrelated = unrelated_pixels(fac.U, vb, seeds, hals.box_origins(seeds, box, fac.dims), box, fac.dims, which=ok)
+    fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius, unrelated=unrelated,
+                         kept=ok).subset(ok)
     _stage("seeds", fp, np.zeros(fp.n, bool))
     rng = np.random.default_rng(opts.seed)
     if opts.background_rank and opts.highpass_sigma > 0:
@@ -649,7 +702,10 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         if ok.size == 0:
             break
         log.info("demix: residual pass adds %d seeds", ok.size)
-        fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims, zone_radius=zone_radius).subset(ok))
+        unrelated = unrelated_pixels(ColumnStack(fac.U, -fp.to_sparse().tocsr()), v_res, new,
+                                     hals.box_origins(new, box, fac.dims), box, fac.dims, which=ok)
+        fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims, zone_radius=zone_radius,
+                                         unrelated=unrelated, kept=ok).subset(ok))
         fixed = np.concatenate([fixed, np.zeros(ok.size, bool)])
         c = _iterate(u_fit, fit64, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
         if use_ring:

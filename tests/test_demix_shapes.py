@@ -407,8 +407,9 @@ def test_unrelated_pixels_are_the_more_variable_uncorrelated_ones_computed_from_
     seeds = np.array([[5, 6], [14, 17], [0, 0]])
     box = (9, 9)
     origins = hals.box_origins(seeds, box, dims)
-    for factors, frames in ((u, v[:k]), (ColumnStack(u, -u2), v)):
-        got = unrelated_pixels(factors, frames, seeds, origins, box, dims, which=np.array([0, 1]))
+    yy, xx = np.mgrid[: box[0], : box[1]]
+    for factors, frames, radius in ((u, v[:k], None), (ColumnStack(u, -u2), v, None), (u, v[:k], 3.5)):
+        got = unrelated_pixels(factors, frames, seeds, origins, box, dims, which=np.array([0, 1]), radius=radius)
         dense = sp.hstack(factors.parts).toarray() if isinstance(factors, ColumnStack) else factors.toarray()
         movie = (dense.astype(np.float64) @ frames.astype(np.float64)).reshape(*dims, n_frames)
         assert not got[2].any()  # not asked for
@@ -421,6 +422,8 @@ def test_unrelated_pixels_are_the_more_variable_uncorrelated_ones_computed_from_
             rho = np.clip(seed[1:] @ seed[:-1] / (seed @ seed), 0.0, 0.99)
             level = COHERENCE_SDS * np.sqrt((1 + rho**2) / ((1 - rho**2) * n_frames))
             want = (r < level) & ((traces**2).sum(axis=1) > seed @ seed)
+            if radius is not None:  # only within the radius of the seed
+                want &= (((yy + y - sy) ** 2 + (xx + x - sx) ** 2) <= radius**2).ravel()
             np.testing.assert_array_equal(got[j].ravel(), want)
             assert want.any() and not want.all()
 

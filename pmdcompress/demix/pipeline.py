@@ -112,10 +112,11 @@ def _activity_z(peak, noise, opts: DemixOptions) -> np.ndarray:
 COHERENCE_SDS = 2.0
 
 
-def unrelated_pixels(u, v, seeds, origins, box, dims, *, which=None) -> np.ndarray:
+def unrelated_pixels(u, v, seeds, origins, box, dims, *, which=None, radius=None) -> np.ndarray:
     """Per seed, the pixels of its box (bool (n, *box)) that carry a larger signal of their own: traces in
     ``u v`` (pixels x K times K x T) more variable than the seed pixel's and not co-varying with it (correlation
-    under :data:`COHERENCE_SDS` null SDs).  Only seeds ``which`` (default all); the others get none.
+    under :data:`COHERENCE_SDS` null SDs).  Only seeds ``which`` (default all), and only pixels within
+    ``radius`` of the seed (default all of the box); the others get none.
 
     From the factors: a pixel's centred trace is ``d (V - mean)`` for its row ``d`` of ``u``, so every variance
     and correlation in a box is ``d G d'`` with ``G`` the Gram matrix of the centred ``V`` on the box's columns;
@@ -129,18 +130,21 @@ def unrelated_pixels(u, v, seeds, origins, box, dims, *, which=None) -> np.ndarr
     yy, xx = np.mgrid[:bh, :bw]
     for j in np.arange(len(seeds)) if which is None else which:
         (sy, sx), (y, x) = seeds[j], origins[j]
-        cols, dense = tile_block(u, ((yy + y) * width + xx + x).ravel())
+        near = np.ones((bh, bw), bool) if radius is None else (yy + y - sy) ** 2 + (xx + x - sx) ** 2 <= radius**2
+        near[sy - y, sx - x] = True
+        cy, cx = np.nonzero(near)
+        cols, dense = tile_block(u, ((cy + y) * width + cx + x))
         if cols.size == 0:
             continue
         # A pixel's row uses only the components of the patches holding it (about half of the box's): sparse.
         weighted = sp.csr_matrix(dense) @ gram[np.ix_(cols, cols)]
-        centre = (sy - y) * bw + (sx - x)
+        centre = int(np.flatnonzero((cy == sy - y) & (cx == sx - x))[0])
         power = np.einsum("ij,ij->i", weighted, dense)
         r = (weighted @ dense[centre]) / np.sqrt(np.maximum(power * power[centre], 1e-30))
         trace = dense[centre] @ vc[cols]
         rho = float(np.clip(trace[1:] @ trace[:-1] / max(float(trace @ trace), 1e-30), 0.0, 0.99))
         level = COHERENCE_SDS * np.sqrt((1 + rho**2) / ((1 - rho**2) * vc.shape[1]))
-        out[j] = ((r < level) & (power > power[centre])).reshape(bh, bw)
+        out[j][cy, cx] = (r < level) & (power > power[centre])
     return out
 
 
@@ -638,7 +642,8 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         if guess_if(guess):
             return _Stopped(guess, guessed=True), fac, opts
     # On the movie itself (U), not the high-passed one: the high-pass turns a soma's edge against its centre.
-    unrelated = unrelated_pixels(fac.U, vb, seeds, hals.box_origins(seeds, box, fac.dims), box, fac.dims, which=ok)
+    unrelated = unrelated_pixels(fac.U, vb, seeds, hals.box_origins(seeds, box, fac.dims), box, fac.dims, which=ok,
+                                 radius=zone_radius)
     fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius, unrelated=unrelated,
                          kept=ok).subset(ok)
     _stage("seeds", fp, np.zeros(fp.n, bool))
@@ -703,7 +708,8 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
             break
         log.info("demix: residual pass adds %d seeds", ok.size)
         unrelated = unrelated_pixels(ColumnStack(fac.U, -fp.to_sparse().tocsr()), v_res, new,
-                                     hals.box_origins(new, box, fac.dims), box, fac.dims, which=ok)
+                                     hals.box_origins(new, box, fac.dims), box, fac.dims, which=ok,
+                                     radius=zone_radius)
         fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims, zone_radius=zone_radius,
                                          unrelated=unrelated, kept=ok).subset(ok))
         fixed = np.concatenate([fixed, np.zeros(ok.size, bool)])

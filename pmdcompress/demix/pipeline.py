@@ -128,23 +128,45 @@ def unrelated_pixels(u, v, seeds, origins, box, dims, *, which=None, radius=None
     vc = vc - vc.mean(axis=1, keepdims=True)
     gram = vc @ vc.T
     yy, xx = np.mgrid[:bh, :bw]
-    for j in np.arange(len(seeds)) if which is None else which:
+    which = np.arange(len(seeds)) if which is None else np.asarray(which, np.int64)
+    near = np.zeros((which.size, bh, bw), bool)
+    needed = np.zeros(dims, bool)
+    for i, j in enumerate(which):
         (sy, sx), (y, x) = seeds[j], origins[j]
-        near = np.ones((bh, bw), bool) if radius is None else (yy + y - sy) ** 2 + (xx + x - sx) ** 2 <= radius**2
-        near[sy - y, sx - x] = True
-        cy, cx = np.nonzero(near)
+        near[i] = True if radius is None else (yy + y - sy) ** 2 + (xx + x - sx) ** 2 <= radius**2
+        near[i, sy - y, sx - x] = True
+        needed[y : y + bh, x : x + bw] |= near[i]
+    power = _pixel_power(u, gram, needed)
+    for i, j in enumerate(which):
+        (sy, sx), (y, x) = seeds[j], origins[j]
+        cy, cx = np.nonzero(near[i])
         cols, dense = tile_block(u, ((cy + y) * width + cx + x))
         if cols.size == 0:
             continue
-        # A pixel's row uses only the components of the patches holding it (about half of the box's): sparse.
-        weighted = sp.csr_matrix(dense) @ gram[np.ix_(cols, cols)]
         centre = int(np.flatnonzero((cy == sy - y) & (cx == sx - x))[0])
-        power = np.einsum("ij,ij->i", weighted, dense)
-        r = (weighted @ dense[centre]) / np.sqrt(np.maximum(power * power[centre], 1e-30))
+        here = power[cy + y, cx + x]
+        r = (dense @ (gram[np.ix_(cols, cols)] @ dense[centre])) / np.sqrt(np.maximum(here * here[centre], 1e-30))
         trace = dense[centre] @ vc[cols]
         rho = float(np.clip(trace[1:] @ trace[:-1] / max(float(trace @ trace), 1e-30), 0.0, 0.99))
         level = COHERENCE_SDS * np.sqrt((1 + rho**2) / ((1 - rho**2) * vc.shape[1]))
-        out[j][cy, cx] = (r < level) & (power > power[centre])
+        out[j][cy, cx] = (r < level) & (here > here[centre])
+    return out
+
+
+def _pixel_power(u, gram, needed, *, tile: int = 16) -> np.ndarray:
+    """``d G d'`` for the row ``d`` of ``u`` of each ``needed`` pixel ((Y, X) bool), 0 elsewhere; float32 (Y, X).
+    Tile by tile (few columns each); a row uses only the components of the patches holding it: sparse."""
+    height, width = needed.shape
+    out = np.zeros(needed.shape, np.float32)
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            py, px = np.nonzero(needed[y0 : y0 + tile, x0 : x0 + tile])
+            if py.size == 0:
+                continue
+            cols, dense = tile_block(u, (py + y0) * width + px + x0)
+            if cols.size:
+                weighted = sp.csr_matrix(dense) @ gram[np.ix_(cols, cols)]
+                out[py + y0, px + x0] = np.einsum("ij,ij->i", weighted, dense)
     return out
 
 

@@ -663,9 +663,14 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         guess = seed_radius(fac.U, vb, fac.dims, seeds[ok], opts.cell_radius)
         if guess_if(guess):
             return _Stopped(guess, guessed=True), fac, opts
-    # On the movie itself (U), not the high-passed one: the high-pass turns a soma's edge against its centre.
+    # Zones leave out pixels unrelated to their seed (unrelated_pixels) for two-photon movies of GUESS_MIN_FRAMES
+    # binned frames or more: in fewer, unrelated traces correlate by chance up to the level a related pixel
+    # reaches (sima_ca1_example, 20 frames: 13 -> 9 active components), and one-photon blur and voltage are
+    # untried.  On the movie itself (U), not the high-passed one: the high-pass turns a soma's edge against its
+    # centre.
+    zone_test = opts.kind == "2p" and vb.shape[1] >= GUESS_MIN_FRAMES
     unrelated = unrelated_pixels(fac.U, vb, seeds, hals.box_origins(seeds, box, fac.dims), box, fac.dims, which=ok,
-                                 radius=zone_radius)
+                                 radius=zone_radius) if zone_test else None
     fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius, unrelated=unrelated,
                          kept=ok).subset(ok)
     _stage("seeds", fp, np.zeros(fp.n, bool))
@@ -731,7 +736,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         log.info("demix: residual pass adds %d seeds", ok.size)
         unrelated = unrelated_pixels(ColumnStack(fac.U, -fp.to_sparse().tocsr()), v_res, new,
                                      hals.box_origins(new, box, fac.dims), box, fac.dims, which=ok,
-                                     radius=zone_radius)
+                                     radius=zone_radius) if zone_test else None
         fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims, zone_radius=zone_radius,
                                          unrelated=unrelated, kept=ok).subset(ok))
         fixed = np.concatenate([fixed, np.zeros(ok.size, bool)])

@@ -3,6 +3,7 @@ dendrites and neuropil rejected by shape and by mean-image contrast."""
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import pmdcompress
 import pmdcompress.demix as dm
@@ -386,3 +387,114 @@ def test_somata_beside_a_dark_edge_band_are_found_as_at_the_frame_edge():
             a, b = alone[on[0]], beside[hit[0]]
             assert (a & b).sum() / (a | b).sum() >= 0.9
         assert beside.shape[0] == alone.shape[0] == len(centres)
+
+
+# --------------------------------------------------------------------------- a structure with transients of its own
+
+
+def test_unrelated_pixels_are_the_more_variable_uncorrelated_ones_computed_from_the_factors():
+    """unrelated_pixels equals its definition on the movie formed explicitly (numpy: variances and Pearson
+    correlations with the seed pixel in its box, the null level from the seed's lag-one autocorrelation)."""
+    from pmdcompress.demix.factors import ColumnStack
+    from pmdcompress.demix.pipeline import COHERENCE_SDS, unrelated_pixels
+
+    rng = np.random.default_rng(5)
+    dims, n_frames, k = (20, 24), 300, 30
+    u = sp.random(dims[0] * dims[1], k, density=0.3, format="csr", random_state=rng, dtype=np.float32)
+    u2 = sp.random(dims[0] * dims[1], 4, density=0.2, format="csr", random_state=rng, dtype=np.float32)
+    v = rng.standard_normal((k + 4, n_frames)).astype(np.float32)
+    v = np.cumsum(v, axis=1) * 0.1 + v  # autocorrelated traces
+    seeds = np.array([[5, 6], [14, 17], [0, 0]])
+    box = (9, 9)
+    origins = hals.box_origins(seeds, box, dims)
+    yy, xx = np.mgrid[: box[0], : box[1]]
+    for factors, frames, radius in ((u, v[:k], None), (ColumnStack(u, -u2), v, None), (u, v[:k], 3.5)):
+        got = unrelated_pixels(factors, frames, seeds, origins, box, dims, which=np.array([0, 1]), radius=radius)
+        dense = sp.hstack(factors.parts).toarray() if isinstance(factors, ColumnStack) else factors.toarray()
+        movie = (dense.astype(np.float64) @ frames.astype(np.float64)).reshape(*dims, n_frames)
+        assert not got[2].any()  # not asked for
+        for j in (0, 1):
+            (sy, sx), (y, x) = seeds[j], origins[j]
+            traces = movie[y : y + box[0], x : x + box[1]].reshape(-1, n_frames)
+            traces = traces - traces.mean(axis=1, keepdims=True)
+            seed = movie[sy, sx] - movie[sy, sx].mean()
+            r = traces @ seed / np.sqrt((traces**2).sum(axis=1) * (seed @ seed))
+            rho = np.clip(seed[1:] @ seed[:-1] / (seed @ seed), 0.0, 0.99)
+            level = COHERENCE_SDS * np.sqrt((1 + rho**2) / ((1 - rho**2) * n_frames))
+            want = (r < level) & ((traces**2).sum(axis=1) > seed @ seed)
+            if radius is not None:  # only within the radius of the seed
+                want &= (((yy + y - sy) ** 2 + (xx + x - sx) ** 2) <= radius**2).ravel()
+            np.testing.assert_array_equal(got[j].ravel(), want)
+            assert want.any() and not want.all()
+
+
+def _strip_scene():
+    """A soma (disk of radius 5 at (20, 20)) and, beside it, a thin strip with its own, five times larger
+    transients (rows 13-14, columns 18-27): a dendrite's cross-section too thin for a seed region."""
+    rng = np.random.default_rng(11)
+    dims, n_frames = (40, 40), 400
+    soma = _disk(dims, (20, 20), 5)
+    strip = np.zeros(dims)
+    strip[13:15, 18:28] = 1.0
+    movie = (soma[None] * _calcium(rng, n_frames, 0.03)[:, None, None]
+             + 5.0 * strip[None] * _calcium(rng, n_frames, 0.03)[:, None, None]
+             + 0.05 * rng.standard_normal((n_frames, *dims)))
+    u = sp.csr_matrix(movie.reshape(n_frames, -1).T.astype(np.float32))
+    return dims, u, np.eye(n_frames, dtype=np.float32), soma.astype(bool), strip.astype(bool)
+
+
+def test_a_footprint_zone_leaves_out_a_structure_with_larger_transients_of_its_own():
+    from pmdcompress.demix.pipeline import _new_footprints, unrelated_pixels
+
+    dims, u, v, soma, strip = _strip_scene()
+    seeds = np.array([[20, 20]])
+    box = (25, 25)
+    origins = hals.box_origins(seeds, box, dims)
+    regions = np.zeros(dims, np.int32)
+    regions[soma] = 1
+    image = soma.astype(np.float32)
+    unrelated = unrelated_pixels(u, v, seeds, origins, box, dims)
+    (y, x), (bh, bw) = origins[0], box
+    assert unrelated[0][strip[y : y + bh, x : x + bw]].all()
+    assert not unrelated[0][soma[y : y + bh, x : x + bw]].any()
+    plain = _new_footprints(image, seeds, regions, box, dims, zone_radius=13.0)
+    fp = _new_footprints(image, seeds, regions, box, dims, zone_radius=13.0, unrelated=unrelated, kept=[0])
+    inside = strip[y : y + bh, x : x + bw]
+    assert plain.zone[0][inside].all()  # without the test the strip is in reach
+    assert not fp.zone[0][inside].any()
+    assert fp.zone[0][soma[y : y + bh, x : x + bw]].all()
+    # ... unless another kept seed's region holds the strip: that seed's component models it.
+    seeds2 = np.array([[20, 20], [13, 22]])
+    origins2 = hals.box_origins(seeds2, box, dims)
+    regions[strip] = 2
+    unrelated2 = unrelated_pixels(u, v, seeds2, origins2, box, dims)
+    both = _new_footprints(image, seeds2, regions, box, dims, zone_radius=13.0, unrelated=unrelated2,
+                           kept=[0, 1])
+    y, x = origins2[0]
+    assert both.zone[0][strip[y : y + bh, x : x + bw]].all()
+    alone = _new_footprints(image, seeds2, regions, box, dims, zone_radius=13.0, unrelated=unrelated2, kept=[0])
+    assert not alone.zone[0][strip[y : y + bh, x : x + bw]].any()
+
+
+def test_a_soma_beside_a_stronger_strip_keeps_its_footprint_through_the_rounds():
+    """The alternating rounds from the soma's seed: with the zone the footprint stays on the soma; without it,
+    it is drawn onto the strip (the failure the zone prevents)."""
+    from pmdcompress.demix.pipeline import _iterate, _new_footprints, unrelated_pixels
+
+    dims, u, v, soma, strip = _strip_scene()
+    seeds = np.array([[20, 20]])
+    box = (25, 25)
+    regions = np.zeros(dims, np.int32)
+    regions[soma] = 1
+    regions[13:15, 18:22] = 1  # the seed's first region reaches the strip, as a watershed basin can
+    image = (regions > 0).astype(np.float32)
+    unrelated = unrelated_pixels(u, v, seeds, hals.box_origins(seeds, box, dims), box, dims)
+    ious = {}
+    for name, kw in (("plain", {}), ("zone", {"unrelated": unrelated, "kept": [0]})):
+        fp = _new_footprints(image, seeds, regions, box, dims, zone_radius=13.0, **kw)
+        bg = hals.Background(np.zeros((0, *dims)), np.zeros((0, v.shape[1])), 8.0)
+        _iterate(u, v.astype(np.float64), fp, bg, np.zeros(1, bool), 8)
+        mask = fp.images()[0] > 0.2 * fp.values[0].max()
+        ious[name] = (mask & soma).sum() / (mask | soma).sum()
+    assert ious["zone"] > 0.7
+    assert ious["plain"] < 0.5

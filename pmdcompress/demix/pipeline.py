@@ -18,7 +18,7 @@ from ..tiling import tissue_bounds
 from . import hals
 from . import ring as ringbg
 from .deconvolve import deconvolve
-from .factors import ColumnStack, Factors, _smooth, bin_frames, highpass_spatial, load_factors, render_tile
+from .factors import ColumnStack, Factors, _smooth, bin_frames, highpass_spatial, load_factors, render_tile, tile_block
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
 from .metrics import compute_metrics, mean_contrast, trace_noise
@@ -106,11 +106,81 @@ def _activity_z(peak, noise, opts: DemixOptions) -> np.ndarray:
     return (pnr - p30) / max(spread, 1e-12) - 0.524
 
 
-def _new_footprints(image, seeds, regions, box, dims, *, zone_radius=None) -> Footprints:
+# A pixel whose trace correlates with a seed's by less than this many SDs of the correlation of two unrelated
+# traces (Bartlett: var r = (1 + rho^2) / ((1 - rho^2) T) for traces of lag-one autocorrelation rho, the seed's,
+# over T frames) does not carry the seed's signal.
+COHERENCE_SDS = 2.0
+
+
+def unrelated_pixels(u, v, seeds, origins, box, dims, *, which=None, radius=None) -> np.ndarray:
+    """Per seed, the pixels of its box (bool (n, *box)) that carry a larger signal of their own: traces in
+    ``u v`` (pixels x K times K x T) more variable than the seed pixel's and not co-varying with it (correlation
+    under :data:`COHERENCE_SDS` null SDs).  Only seeds ``which`` (default all), and only pixels within
+    ``radius`` of the seed (default all of the box); the others get none.
+
+    From the factors: a pixel's centred trace is ``d (V - mean)`` for its row ``d`` of ``u``, so every variance
+    and correlation in a box is ``d G d'`` with ``G`` the Gram matrix of the centred ``V`` on the box's columns;
+    the box's traces are never formed."""
+    bh, bw = box
+    width = dims[1]
+    out = np.zeros((len(seeds), bh, bw), bool)
+    vc = np.asarray(v, np.float32)
+    vc = vc - vc.mean(axis=1, keepdims=True)
+    gram = vc @ vc.T
+    yy, xx = np.mgrid[:bh, :bw]
+    which = np.arange(len(seeds)) if which is None else np.asarray(which, np.int64)
+    near = np.zeros((which.size, bh, bw), bool)
+    needed = np.zeros(dims, bool)
+    for i, j in enumerate(which):
+        (sy, sx), (y, x) = seeds[j], origins[j]
+        near[i] = True if radius is None else (yy + y - sy) ** 2 + (xx + x - sx) ** 2 <= radius**2
+        near[i, sy - y, sx - x] = True
+        needed[y : y + bh, x : x + bw] |= near[i]
+    power = _pixel_power(u, gram, needed)
+    for i, j in enumerate(which):
+        (sy, sx), (y, x) = seeds[j], origins[j]
+        cy, cx = np.nonzero(near[i])
+        cols, dense = tile_block(u, ((cy + y) * width + cx + x))
+        if cols.size == 0:
+            continue
+        centre = int(np.flatnonzero((cy == sy - y) & (cx == sx - x))[0])
+        here = power[cy + y, cx + x]
+        r = (dense @ (gram[np.ix_(cols, cols)] @ dense[centre])) / np.sqrt(np.maximum(here * here[centre], 1e-30))
+        trace = dense[centre] @ vc[cols]
+        rho = float(np.clip(trace[1:] @ trace[:-1] / max(float(trace @ trace), 1e-30), 0.0, 0.99))
+        level = COHERENCE_SDS * np.sqrt((1 + rho**2) / ((1 - rho**2) * vc.shape[1]))
+        out[j][cy, cx] = (r < level) & (here > here[centre])
+    return out
+
+
+def _pixel_power(u, gram, needed, *, tile: int = 16) -> np.ndarray:
+    """``d G d'`` for the row ``d`` of ``u`` of each ``needed`` pixel ((Y, X) bool), 0 elsewhere; float32 (Y, X).
+    Tile by tile (few columns each); a row uses only the components of the patches holding it: sparse."""
+    height, width = needed.shape
+    out = np.zeros(needed.shape, np.float32)
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            py, px = np.nonzero(needed[y0 : y0 + tile, x0 : x0 + tile])
+            if py.size == 0:
+                continue
+            cols, dense = tile_block(u, (py + y0) * width + px + x0)
+            if cols.size:
+                weighted = sp.csr_matrix(dense) @ gram[np.ix_(cols, cols)]
+                out[py + y0, px + x0] = np.einsum("ij,ij->i", weighted, dense)
+    return out
+
+
+def _new_footprints(image, seeds, regions, box, dims, *, zone_radius=None, unrelated=None,
+                    kept=None) -> Footprints:
     """Footprints started from seed regions (values: the correlation image on the region).
 
     With ``zone_radius``, each footprint's support may later grow only within that
-    distance of its seed (:attr:`Footprints.zone`).
+    distance of its seed (:attr:`Footprints.zone`), and with ``unrelated`` (:func:`unrelated_pixels`) not onto
+    those pixels, unless they lie in the region of another seed in ``kept`` (indices; its component models
+    them): the zone is the connected part holding the seed.  A structure beside a soma with larger transients
+    of its own and no component (a dendrite's cross-section, too thin for a seed region of ``min_size``) took
+    over a footprint allowed to grow onto it: its least-squares trace followed the larger transients and the
+    footprint collapsed onto them (neurofinder_dev: a labelled active soma lost so in every store).
     """
     n = len(seeds)
     origins = hals.box_origins(seeds, box, dims)
@@ -119,6 +189,8 @@ def _new_footprints(image, seeds, regions, box, dims, *, zone_radius=None) -> Fo
     zone = np.zeros((n, *box), bool) if zone_radius is not None else None
     bh, bw = box
     yy, xx = np.mgrid[:bh, :bw]
+    if unrelated is not None:
+        claimed = np.isin(regions, np.asarray(kept) + 1)
     for j, (y, x) in enumerate(origins):
         reg = regions[y : y + bh, x : x + bw] == j + 1
         values[j] = reg * np.clip(image[y : y + bh, x : x + bw], 0.05, None)
@@ -126,6 +198,10 @@ def _new_footprints(image, seeds, regions, box, dims, *, zone_radius=None) -> Fo
         if zone is not None:
             sy, sx = seeds[j]
             zone[j] = ((yy + y - sy) ** 2 + (xx + x - sx) ** 2 <= zone_radius**2) | reg
+            if unrelated is not None:
+                held = claimed[y : y + bh, x : x + bw] & ~reg
+                parts, _ = ndimage.label(zone[j] & ~(unrelated[j] & ~held))
+                zone[j] = parts == parts[sy - y, sx - x]
             support[j] &= zone[j]
     return Footprints(origins, values, support, dims, zone)
 
@@ -587,7 +663,16 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         guess = seed_radius(fac.U, vb, fac.dims, seeds[ok], opts.cell_radius)
         if guess_if(guess):
             return _Stopped(guess, guessed=True), fac, opts
-    fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius).subset(ok)
+    # Zones leave out pixels unrelated to their seed (unrelated_pixels) for two-photon movies of GUESS_MIN_FRAMES
+    # binned frames or more: in fewer, unrelated traces correlate by chance up to the level a related pixel
+    # reaches (sima_ca1_example, 20 frames: 13 -> 9 active components), and one-photon blur and voltage are
+    # untried.  On the movie itself (U), not the high-passed one: the high-pass turns a soma's edge against its
+    # centre.
+    zone_test = opts.kind == "2p" and vb.shape[1] >= GUESS_MIN_FRAMES
+    unrelated = unrelated_pixels(fac.U, vb, seeds, hals.box_origins(seeds, box, fac.dims), box, fac.dims, which=ok,
+                                 radius=zone_radius) if zone_test else None
+    fp = _new_footprints(corr, seeds, regions, box, fac.dims, zone_radius=zone_radius, unrelated=unrelated,
+                         kept=ok).subset(ok)
     _stage("seeds", fp, np.zeros(fp.n, bool))
     rng = np.random.default_rng(opts.seed)
     if opts.background_rank and opts.highpass_sigma > 0:
@@ -649,7 +734,11 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         if ok.size == 0:
             break
         log.info("demix: residual pass adds %d seeds", ok.size)
-        fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims, zone_radius=zone_radius).subset(ok))
+        unrelated = unrelated_pixels(ColumnStack(fac.U, -fp.to_sparse().tocsr()), v_res, new,
+                                     hals.box_origins(new, box, fac.dims), box, fac.dims, which=ok,
+                                     radius=zone_radius) if zone_test else None
+        fp = _concat(fp, _new_footprints(resid_corr, new, regions, box, fac.dims, zone_radius=zone_radius,
+                                         unrelated=unrelated, kept=ok).subset(ok))
         fixed = np.concatenate([fixed, np.zeros(ok.size, bool)])
         c = _iterate(u_fit, fit64, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
         if use_ring:

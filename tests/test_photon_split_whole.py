@@ -202,8 +202,8 @@ def test_the_report_adds_the_whole_split_beside_an_unchanged_balanced_split(repo
     assert any(line.startswith("whole movie (split)") for line in with_whole["summary"])
     assert with_whole["format_version"] == 5
     # The CLI's flag leaves it out; the balanced split is the same to the last digit either way.
-    result = CliRunner().invoke(main, ["report", str(movie), str(store.path), "-o", str(tmp_path / "plain"),
-                                       "--no-heldout", "--no-whole-split", "-q"])
+    result = CliRunner().invoke(main, ["-q", "report", str(movie), str(store.path), "-o", str(tmp_path / "plain"),
+                                       "--no-heldout", "--no-whole-split"])
     assert result.exit_code == 0, result.output
     plain = json.loads((tmp_path / "plain" / "report.json").read_text())
     assert "photon_split_whole" not in plain and "photon_split_whole_ok" not in plain["metrics"]

@@ -104,8 +104,8 @@ def summary_lines(report: dict) -> list[str]:
         if _value(m, "photon_split_ok"):
             lines.append(f"photon splitting    error reduction {split('error_reduction', 'error_reduction')} all "
                          f"pixels, {split('error_reduction_active', 'error_reduction')} most active; signal "
-                         f"removed {split('signal_removed_active', 'signal_removed')} (most active; the denoiser on "
-                         "half the photons)")
+                         f"removed {split('signal_removed_active', 'signal_removed')} (most active, half the "
+                         "photons)")
         elif "photon_split_ok" in m:
             lines.append(f"photon splitting    not valid here: {m['photon_split_ok']['description']}")
         if _value(m, "photon_split_whole_ok"):

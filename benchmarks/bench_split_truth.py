@@ -3,6 +3,8 @@
     python benchmarks/bench_split_truth.py [--regimes sima-like-20 sima-like-160 dim-binomial 2p-real 1p-correlated]
                                            [--seeds 0 1 2] [--out benchmarks/results/split_truth.json]
     python benchmarks/bench_split_truth.py --real [--seeds 0] [--out benchmarks/results/split_real.json]
+    python benchmarks/bench_split_truth.py --whole [--regimes ...] [--seeds 0 1 2] [--fractions 0.5 0.8 0.9]
+                                           [--out benchmarks/results/split_whole.json]
 
 Every movie is converted to counts and split (:mod:`pmdcompress.report.photon_split`), half ``A`` is compressed
 with the defaults, and each estimate is printed beside the same number computed against ``A``'s clean movie (the
@@ -17,6 +19,13 @@ interval, and the shared signal removed (all pixels, most active).  Regimes (the
 * ``1p-correlated``: ``pmd simulate --kind 1p-correlated`` 200 x 96 x 96 (noise shared over several pixels).
 
 Needs ../shared/data/sima_ca1_example for the sima-like regimes.  Prints a table, writes JSON.
+
+``--whole`` (session 11): the estimates of ``pmd report``'s whole-movie split (``photon_split_whole``: ``A`` with
+``p`` of the photons, :func:`pmdcompress.report.photon_split.whole_split`) and of its balanced split, each beside the
+truth of the store made from the WHOLE movie (what a user's store removes) and of the store made from ``A`` (what
+the split measures): short (sima-like 20 and 40 frames, noise shared along rows), dim (``dim-binomial``), two-photon
+(``2p-real`` 100 and 600 frames) and one-photon (``1p-correlated``) regimes.  Prints, per regime and fraction, the
+estimate minus the whole store's truth, how often it was resolved and how often its interval covers that truth.
 
 ``--real``: the four real movies of ../shared/data instead (no truth): the report's photon split
 (:func:`pmdcompress.report.photon_split.photon_split` on the first 2000 frames, whole frame as ``pmd report``

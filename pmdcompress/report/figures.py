@@ -425,11 +425,12 @@ def photon_split_figure(data: dict, folder: Path):
     ax.tick_params(labelsize=7)
     ax = axes[1]
     whole = data.get("photon_split_whole")
-    bars = [(s, label + "\nhalf the photons", False) for s, label in zip(sets, labels, strict=True)]
+    short = ("all", "most active")
+    bars = [(s, f"{label}\n(half)", False) for s, label in zip(sets, short, strict=True)]
     if whole:
-        share = f"{whole.get('fraction', 0):.0%}" if whole.get("ok") else ""
-        bars += [(whole.get(name, {}), f"{label}\nwhole movie {share}".rstrip(), True)
-                 for name, label in zip(("all", "active"), labels, strict=True)]
+        share = f" {whole.get('fraction', 0):.0%}" if whole.get("ok") else ""
+        bars += [(whole.get(name, {}), f"{label}\n(whole{share})", True)
+                 for name, label in zip(("all", "active"), short, strict=True)]
     for i, (s, _, is_whole) in enumerate(bars):
         head = headline(s, "signal_removed")
         if not is_whole and s.get("signal_removed") is None:
@@ -477,7 +478,7 @@ def _whole_caption(whole) -> str:
         return f" Whole movie: no valid number ({whole.get('reason', '')})."
     p = whole["fraction"]
     return (f" The halves measure the denoiser on half the photons, which removes more than the store made from the "
-            f"whole movie: the bars marked 'whole movie' split A with {p:.0%} of the photons from B with the rest "
+            f"whole movie: the bars marked '(whole)' split A with {p:.0%} of the photons from B with the rest "
             "(Gaussian fission in the movie's own units), denoise A and score it on B (+- 2 standard errors over "
             "16-px tiles; 'not resolved' where the interval is wider than 30 points). That is the figure for the "
             "whole movie (an upper bound: it has fewer photons).")

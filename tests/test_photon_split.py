@@ -306,7 +306,7 @@ GOOD_ALL = split_scores(85.0083, (46.2539, 156.2335), 0.0501, (0.0232, 0.0771)) 
 def test_split_line_prints_every_number_with_its_interval():
     line, m = split_line(GOOD_ALL, split_scores(36.512, (24.1895, 55.1116), 0.0288, (0.0069, 0.0506)))
     assert line.endswith("error reduction 85.0x (46-156x) all pixels, 36.5x (24-55x) most active; "
-                         "signal removed 2.9% (0.7 to 5.1%) (most active)")
+                         "signal removed 2.9% (0.7 to 5.1%) (most active, half the photons)")
     assert m["photon_split_error_reduction_resolved"]["value"] is True
     assert m["photon_split_signal_removed_active_interval"]["value"] == [0.0069, 0.0506]
 
@@ -318,22 +318,22 @@ def test_split_line_has_no_na_where_the_active_estimate_is_invalid():
     line, m = split_line(split_scores(407.9, (300.0, 550.0), 0.01, (0.0, 0.02)), active)
     assert "n/a" not in line and "1.4%" not in line
     assert line.endswith("error reduction 407.9x (300-550x) all pixels, not resolved most active; "
-                         "signal removed not resolved (most active)")
+                         "signal removed not resolved (most active, half the photons)")
     assert m["photon_split_signal_removed_active_resolved"]["value"] is False
     assert m["photon_split_signal_removed_active_interval"]["value"] == [None, None]
     # Valid error estimate but no signal variance: the share of signal removed has no denominator.
     line, _ = split_line(GOOD_ALL, split_scores(36.5, (24.0, 55.0), 0.06, (0.05, 0.07), signal_variance=-0.1))
-    assert line.endswith("signal removed not resolved (most active)")
+    assert line.endswith("signal removed not resolved (most active, half the photons)")
 
 
 def test_split_line_never_prints_a_negative_share():
     # A narrow interval about 0 (1p-uint16 printed "signal removed -3.1% (most active)"): 0 with its interval.
     line, m = split_line(GOOD_ALL, split_scores(36.5, (24.0, 55.0), -0.031, (-0.06, 0.005)))
-    assert line.endswith("signal removed 0.0% (0.0 to 0.5%) (most active)")
+    assert line.endswith("signal removed 0.0% (0.0 to 0.5%) (most active, half the photons)")
     assert m["photon_split_signal_removed_active"]["value"] == -0.031  # report.json keeps the estimate
     # A wide one (3p, 150 frames: -9.4 %, -25 to 7 %), or one wholly below 0: not resolved, with the interval.
     line, _ = split_line(GOOD_ALL, split_scores(36.5, (24.0, 55.0), -0.094, (-0.25, 0.07)))
-    assert line.endswith("signal removed not resolved (-25.0 to 7.0%) (most active)")
+    assert line.endswith("signal removed not resolved (-25.0 to 7.0%) (most active, half the photons)")
     line, _ = split_line(GOOD_ALL, split_scores(36.5, (24.0, 55.0), -0.05, (-0.08, -0.02)))
     assert "not resolved (-8.0 to -2.0%)" in line
 
@@ -344,7 +344,7 @@ def test_split_line_gives_a_wide_interval_as_a_bound_or_not_resolved():
     line, m = split_line(GOOD_ALL, split_scores(471.7, (55.2, 4029.0), 0.457, (0.15, 0.76)))
     assert "471.7" not in line and "45.7" not in line
     assert line.endswith("85.0x (46-156x) all pixels, at least 55x (55-4029x) most active; "
-                         "signal removed not resolved (15.0 to 76.0%) (most active)")
+                         "signal removed not resolved (15.0 to 76.0%) (most active, half the photons)")
     assert m["photon_split_error_reduction_active_resolved"]["value"] is False
     line, _ = split_line(GOOD_ALL, split_scores(286.06, (22.76, None), 0.0343, (0.0105, 0.0581)))
     assert "at least 23x most active" in line
@@ -353,10 +353,11 @@ def test_split_line_gives_a_wide_interval_as_a_bound_or_not_resolved():
     assert "error reduction not resolved (0.1-1388740x) all pixels" in line
     # Just inside the rules: high/low = 10, 30 points wide.
     line, _ = split_line(GOOD_ALL, split_scores(30.0, (10.0, 100.0), 0.3, (0.16, 0.45)))
-    assert line.endswith("30.0x (10-100x) most active; signal removed 30.0% (16.0 to 45.0%) (most active)")
+    assert line.endswith("30.0x (10-100x) most active; signal removed 30.0% (16.0 to 45.0%) "
+                         "(most active, half the photons)")
     line, _ = split_line(GOOD_ALL, split_scores(30.0, (10.0, 101.0), 0.3, (0.14, 0.45)))
     assert line.endswith("at least 10x (10-101x) most active; "
-                         "signal removed not resolved (14.0 to 45.0%) (most active)")
+                         "signal removed not resolved (14.0 to 45.0%) (most active, half the photons)")
 
 
 def test_split_line_gives_the_reason_of_an_invalid_split():

@@ -361,7 +361,12 @@ def test_denoise_movie_and_report(sim, tmp_path, pmd):
     ratio = r"(\d+\.\dx \(\d[\d.]*-\d[\d.]*x\)|(not resolved|at least [\d.]+x)( \((above [\d.]+x|[\d.]+-[\d.]+x)\))?)"
     share = r"(\d+\.\d% \(\d+\.\d to \d+\.\d%\)|not resolved( \(-?\d+\.\d to -?\d+\.\d%\))?)"
     assert re.fullmatch(rf"photon splitting    (not valid here: .+|error reduction {ratio} all pixels, {ratio} most "
-                        rf"active; signal removed {share} \(most active\))", line), line
+                        rf"active; signal removed {share} \(most active, half the photons\))", line), line
+    # The whole movie's figure (photon_split_whole) on its own line, which says so.
+    (line,) = [x for x in result.output.splitlines() if x.startswith("whole movie (split)")]
+    assert re.fullmatch(rf"whole movie \(split\) (not valid here: .+|signal removed {share} most active, {share} all "
+                        rf"pixels; error reduction {ratio} all pixels \(the denoiser on 80% of the photons, scored on "
+                        r"the rest\))", line), line
     metrics = json.loads((rep / "report.json").read_text())["metrics"]
     if metrics["photon_split_ok"]["value"]:
         resolved = metrics["photon_split_signal_removed_active_resolved"]["value"]

@@ -81,16 +81,20 @@ def denoise_command(ctx, source, output, report, movie, truth, store, dtype, mov
 @click.option("--truth", default=None, help="Ground truth (a pmd simulate .truth.zarr, or its movie).")
 @click.option("--movie-preview", is_flag=True, help="Add an animated GIF (raw | denoised | residual).")
 @click.option("--no-heldout", is_flag=True, help="Skip the even/odd-frame fits of the held-out validation.")
+@click.option("--no-whole-split", is_flag=True,
+              help="Skip the whole-movie photon split (signal removed with most of the photons: one more "
+                   "compression of the split crop).")
 @click.option("--workers", default=None, type=int, help="Threads (default: all cores or $PMD_NUM_WORKERS).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
 @click.pass_context
-def report_command(ctx, movie, store, output, truth, movie_preview, no_heldout, workers, overwrite):
+def report_command(ctx, movie, store, output, truth, movie_preview, no_heldout, no_whole_split, workers, overwrite):
     """Write an SNR report (figures, numbers) of STORE against the raw MOVIE it was made from."""
 
     from ..pipeline.report import make_report
 
     start = time.perf_counter()
     report = make_report(movie, store, output, truth=truth, overwrite=overwrite, movie_preview=movie_preview,
-                         heldout=not no_heldout, workers=workers, progress=_progress(ctx))
+                         heldout=not no_heldout, workers=workers, progress=_progress(ctx),
+                         whole_split=not no_whole_split)
     _summary(ctx, report, output)
     _say(ctx, f"pmd: report of {store} in {time.perf_counter() - start:.2f} s")

@@ -29,7 +29,8 @@ from ._version import FormatId, read_json, read_version
 #: is scored where it costs at most twice the crop (``crop``/``scored`` say which); the ``active`` pixels are those
 #: whose signal is shared with the pixels two rows away (version 4: variance over mean); each set adds
 #: ``signal_removed_low``/``_high``; ``error_reduction_high`` null beside a set ``_low`` means open above (version 4:
-#: both null meant no interval).
+#: both null meant no interval).  Session 11 adds, within version 5, the ``photon_split_whole`` section and the
+#: ``photon_split_whole_*`` metrics (the whole movie's figure, docs/snr.md#photon-splitting-whole): added fields only.
 REPORT = FormatId("pmdcompress-report", 5, (1, 2, 3, 4, 5), "report")
 REPORT_NAME = "report.json"
 

@@ -27,6 +27,7 @@ def store_denoiser(store, *, workers=None):
     return denoise
 
 
-def photon_split_section(movie, store, *, workers=None) -> dict:
-    """The ``photon_split`` section of ``report.json`` for ``store`` and its raw ``movie``."""
-    return report_section(movie, store, store_denoiser(store, workers=workers))
+def photon_split_section(movie, store, *, workers=None, whole: bool = False) -> dict:
+    """The ``photon_split`` section of ``report.json`` for ``store`` and its raw ``movie``; with ``whole``, its
+    ``whole`` entry is the whole-movie split (``photon_split_whole``: one more compression of the crop)."""
+    return report_section(movie, store, store_denoiser(store, workers=workers), whole=whole)

@@ -9,6 +9,7 @@ movies, the ground truth and its scores.
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -93,14 +94,19 @@ def open_truth(truth, shape, movie=None) -> Truth | None:
     return truth
 
 
-def analysis_hooks(heldout: bool, photon_split: bool = True) -> dict:
-    """What :func:`pmdcompress.report.analyse` is handed by the pipeline: held-out fits, truth scores, photon split."""
+def analysis_hooks(heldout: bool, photon_split: bool = True, whole_split: bool = True) -> dict:
+    """What :func:`pmdcompress.report.analyse` is handed by the pipeline: held-out fits, truth scores, photon split
+    (with ``whole_split``, also the whole-movie split: ``photon_split_whole``)."""
+    split = None
+    if photon_split:
+        split = functools.partial(photon_split_section, whole=True) if whole_split else photon_split_section
     return {"heldout_fit": heldout_validation if heldout else None, "score_truth": evaluate_against_truth,
-            "photon_split": photon_split_section if photon_split else None}
+            "photon_split": split}
 
 
 def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, movie_preview: bool = False,
-                heldout: bool = True, workers=None, progress=None, photon_split: bool = True) -> dict:
+                heldout: bool = True, workers=None, progress=None, photon_split: bool = True,
+                whole_split: bool = True) -> dict:
     """Write an SNR report of a compressed (denoised) movie into ``folder``.
 
     Parameters
@@ -127,6 +133,9 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         Progress factory (see :mod:`pmdcompress.progress`).
     photon_split : bool
         Score the store's method by photon splitting on a central crop (a re-compression).
+    whole_split : bool
+        With ``photon_split``, also the whole-movie split (``photon_split_whole``: ``A`` with most of the
+        photons, one more re-compression of the crop).
 
     Returns
     -------
@@ -142,7 +151,7 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         truth = open_truth(truth, store.shape, movie)
         prefetch_matplotlib()
         data = analyse(movie, store, truth=truth, heldout=heldout, movie_preview=movie_preview, workers=workers,
-                       progress=progress, defer_heldout=True, **analysis_hooks(heldout, photon_split))
+                       progress=progress, defer_heldout=True, **analysis_hooks(heldout, photon_split, whole_split))
         with atomic_output(folder, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
             report = write_report(Path(tmp), data, store, movie_preview)
     return report

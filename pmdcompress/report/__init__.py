@@ -147,7 +147,8 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
     photon_split : callable, optional
         ``(movie, store, workers=) -> dict``: the photon-splitting section, which
         re-compresses a split crop (:func:`pmdcompress.pipeline.photon_split.photon_split_section`);
-        without it the report has none.
+        without it the report has none.  Its ``whole`` entry, where it has one, is the whole-movie split
+        (``photon_split_whole``, :func:`pmdcompress.report.photon_split.whole_split`).
 
     Returns
     -------
@@ -194,13 +195,17 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
                            crop=collect[0] if collect else None)
         timings["truth_s"] = time.perf_counter() - t
 
-    split_section = None
+    split_section = whole_section = None
     if photon_split is not None and movie is not None:
-        from .photon_split import report_metrics
+        from .photon_split import report_metrics, whole_metrics
 
         t = time.perf_counter()
         split_section = photon_split(movie, store, workers=workers)
+        # The whole-movie split (photon_split_whole), where the hook made one: its own section and metrics.
+        whole_section = split_section.pop("whole", None)
         out["metrics"].update(report_metrics(split_section))
+        if whole_section is not None:
+            out["metrics"].update(whole_metrics(whole_section))
         timings["photon_split_s"] = time.perf_counter() - t
 
     # Samples for the figures: regions chosen on the raw movie when there is one.
@@ -242,9 +247,11 @@ def analyse(movie: Movie | None, store: PMDStore, *, truth=None, writer=None, wr
     }
     if split_section is not None:
         report["photon_split"] = split_section
+    if whole_section is not None:
+        report["photon_split_whole"] = whole_section
     report["summary"] = summary_lines(report)
     data = {"report": report, "maps": maps, "traces": traces, "frame": frame, "clip": clip,
-            "photon_split": split_section,
+            "photon_split": split_section, "photon_split_whole": whole_section,
             "metrics": out["metrics"], "curves": out["curves"], "heldout_maps": out["heldout_maps"],
             "_pending": pending}
     if not defer_heldout:

@@ -392,7 +392,10 @@ def movie_preview(data: dict, folder: Path, *, max_side: int = 192):
 
 
 def photon_split_figure(data: dict, folder: Path):
-    """Error reduction (with its range) and signal removed, all pixels and most active, from the split."""
+    """Error reduction (with its range) and signal removed, all pixels and most active, from the split (and from the
+    whole-movie split, where the report has one)."""
+    from .photon_split import headline, headline_text
+
     section = data.get("photon_split")
     if not section:
         return None
@@ -421,15 +424,31 @@ def photon_split_figure(data: dict, folder: Path):
     ax.set_title("photon splitting: error reduction", fontsize=9)
     ax.tick_params(labelsize=7)
     ax = axes[1]
-    for i, s in enumerate(sets):
-        if s.get("signal_removed") is None:  # no estimate for this set: said so, never a bar at zero
-            ax.text(i, 0.0, "no valid number", ha="center", va="bottom", fontsize=7)
+    whole = data.get("photon_split_whole")
+    short = ("all", "most active")
+    bars = [(s, f"{label}\n(half)", False) for s, label in zip(sets, short, strict=True)]
+    if whole:
+        share = f" {whole.get('fraction', 0):.0%}" if whole.get("ok") else ""
+        bars += [(whole.get(name, {}), f"{label}\n(whole{share})", True)
+                 for name, label in zip(("all", "active"), short, strict=True)]
+    for i, (s, _, is_whole) in enumerate(bars):
+        head = headline(s, "signal_removed")
+        if not is_whole and s.get("signal_removed") is None:
+            ax.text(i, 0.0, "no valid number", ha="center", va="bottom", fontsize=7)  # never a bar at zero
+            continue
+        if is_whole and not head["resolved"]:  # too noisy to name: said so, with its interval where it has one
+            ax.text(i, 0.0, headline_text(head, "signal_removed").replace(" (", "\n("), ha="center", va="bottom",
+                    fontsize=6)
             continue
         v = 100 * s["signal_removed"]
-        ax.bar([i], [v], color=["C0", "C3"][i])
+        ax.bar([i], [v], color="C9" if is_whole else ["C0", "C3"][i % 2])
+        lo, hi = head["interval"]
+        if is_whole and lo is not None and hi is not None:
+            ax.errorbar([i], [v], yerr=[[v - 100 * lo], [100 * hi - v]], fmt="none", color="k", capsize=3, lw=0.8)
         ax.text(i, v, f"{v:.1f} %", ha="center", va="bottom", fontsize=7)
     ax.axhline(10, color="0.5", lw=0.8, ls="--")
-    ax.set_xticks(range(2), labels, fontsize=7)
+    ax.set_xticks(range(len(bars)), [label for _, label, _ in bars], fontsize=6)
+    ax.set_xlim(-0.6, len(bars) - 0.4)
     ax.set_ylabel("signal removed (%)", fontsize=8)
     ax.set_title("signal left in the residual (shared with neighbours)", fontsize=9)
     ax.tick_params(labelsize=7)
@@ -447,7 +466,22 @@ def photon_split_figure(data: dict, folder: Path):
         f"denoised around it keeps the crop's cut cells out of the score): {what} split into halves A and B; A is "
         "compressed with the store's parameters and scored against B (bars: +- 2 standard errors over time blocks). "
         "Signal removed: the residual A - dA's covariance with B at the pixels above and below, over A's (the "
-        "signal each pixel shares with its neighbours; no pixel's own noise variance enters it).")
+        "signal each pixel shares with its neighbours; no pixel's own noise variance enters it)."
+        + _whole_caption(data.get("photon_split_whole")))
+
+
+def _whole_caption(whole) -> str:
+    """The figure caption's sentence on the whole-movie split (``photon_split_whole``), if the report has one."""
+    if not whole:
+        return ""
+    if not whole.get("ok"):
+        return f" Whole movie: no valid number ({whole.get('reason', '')})."
+    p = whole["fraction"]
+    return (f" The halves measure the denoiser on half the photons, which removes more than the store made from the "
+            f"whole movie: the bars marked '(whole)' split A with {p:.0%} of the photons from B with the rest "
+            "(Gaussian fission in the movie's own units), denoise A and score it on B (+- 2 standard errors over "
+            "16-px tiles; 'not resolved' where the interval is wider than 30 points). That is the figure for the "
+            "whole movie (an upper bound: it has fewer photons).")
 
 
 def render_all(data: dict, folder: Path, store, *, movie_preview_gif: bool = False,

@@ -95,18 +95,28 @@ def summary_lines(report: dict) -> list[str]:
         held = num("mse_over_noise_heldout", "{:.4f}")
         lines.append(f"error estimate      MSE / noise variance {num('mse_over_noise', '{:.4f}')} "
                      f"(held-out even/odd fits: {held})")
-        if _value(m, "photon_split_ok"):
-            def split(key, name):
-                entry = {"value": _value(m, f"photon_split_{key}"),
-                         "interval": _value(m, f"photon_split_{key}_interval"),
-                         "resolved": _value(m, f"photon_split_{key}_resolved")}
-                return headline_text(entry, name)
+        def split(key, name, prefix="photon_split"):
+            entry = {"value": _value(m, f"{prefix}_{key}"),
+                     "interval": _value(m, f"{prefix}_{key}_interval"),
+                     "resolved": _value(m, f"{prefix}_{key}_resolved")}
+            return headline_text(entry, name)
 
+        if _value(m, "photon_split_ok"):
             lines.append(f"photon splitting    error reduction {split('error_reduction', 'error_reduction')} all "
                          f"pixels, {split('error_reduction_active', 'error_reduction')} most active; signal "
-                         f"removed {split('signal_removed_active', 'signal_removed')} (most active)")
+                         f"removed {split('signal_removed_active', 'signal_removed')} (most active, half the "
+                         "photons)")
         elif "photon_split_ok" in m:
             lines.append(f"photon splitting    not valid here: {m['photon_split_ok']['description']}")
+        if _value(m, "photon_split_whole_ok"):
+            share = _value(m, "photon_split_whole_fraction")
+            active = split("signal_removed_active", "signal_removed", "photon_split_whole")
+            every = split("signal_removed", "signal_removed", "photon_split_whole")
+            er = split("error_reduction", "error_reduction", "photon_split_whole")
+            lines.append(f"whole movie (split) signal removed {active} most active, {every} all pixels; error "
+                         f"reduction {er} all pixels (the denoiser on {share:.0%} of the photons, scored on the rest)")
+        elif "photon_split_whole_ok" in m:
+            lines.append(f"whole movie (split) not valid here: {m['photon_split_whole_ok']['description']}")
     else:
         lines.append("no raw movie: SNR gains, residual and validation need it (--movie)")
         lines.append(f"denoised signal     std / raw noise {num('denoised_signal_over_raw_noise_median')} "

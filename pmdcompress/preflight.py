@@ -98,6 +98,44 @@ def check_magnitude(total, n_frames: int, name: str, t0: int, t1: int) -> None:
                          f"|values| < {MAX_MAGNITUDE:.0e}: rescale the movie")
 
 
+#: Frames read, evenly spaced, to look for a zero-filled border (a few frames: the check must cost nothing).
+FILL_BORDER_SAMPLE = 32
+
+
+def warn_fill_border(movie, n_sample: int = FILL_BORDER_SAMPLE) -> dict | None:
+    """Warn when frames of ``movie`` have a border of whole rows/columns that are exactly 0 where its other
+    pixels hardly ever are: the edges motion correction shifts in and fills with zeros (Inscopix, ImageJ,
+    NoRMCorre with zero fill).  Such edges jump on and off from frame to frame: each jump is structure the
+    compression must keep (raising the rank several-fold) and demixing reads as activity.  NaN borders are
+    refused (:func:`non_finite_error`); a zero border cannot be told from data with certainty, so it is named
+    with the crop that removes it, on frames sampled evenly.  Returns what was found (None: nothing)."""
+    n_frames, height, width = movie.shape
+    if height < 8 or width < 8:
+        return None
+    index = np.unique(np.linspace(0, n_frames - 1, min(n_sample, n_frames)).round().astype(int))
+    frames = np.stack([movie.read(int(i), int(i) + 1)[0] for i in index])
+    zero = frames == 0
+    rows, cols = zero.all(axis=2), zero.all(axis=1)
+    top, bottom, left, right = _leading(rows), _leading(rows[:, ::-1]), _leading(cols), _leading(cols[:, ::-1])
+    partial = (top < height) & (top + bottom + left + right > 0)  # a border, not a frame that is all zeros
+    widths = np.stack([top, bottom, left, right])[:, top < height]
+    if partial.sum() < 2 or (widths == widths[:, :1]).all():  # none, or the same in every frame (a dead edge)
+        return None
+    y, x = np.arange(height)[None, :, None], np.arange(width)[None, None, :]
+    border = ((y < top[:, None, None]) | (y >= height - bottom[:, None, None])
+              | (x < left[:, None, None]) | (x >= width - right[:, None, None]))
+    inside = ~border & (top[:, None, None] < height)
+    if zero[inside].mean() > 0.01:  # a dim movie whose counts are often 0: a row of zeros proves nothing
+        return None
+    t, b, lf, r = (int(v[partial].max()) for v in (top, bottom, left, right))
+    log.warning("%s: %d of %d frames sampled have a border of whole rows/columns equal to 0 (up to %d rows at the"
+                " top, %d at the bottom, %d columns at the left, %d at the right), as motion correction leaves"
+                " shifted-in edges: they raise the rank and can hide cells from demix; crop them away before"
+                " compressing ([:, %d:%d, %d:%d] is clear of them in these frames)", movie.name, int(partial.sum()),
+                len(index), t, b, lf, r, t, height - b, lf, width - r)
+    return {"frames": int(partial.sum()), "sampled": len(index), "top": t, "bottom": b, "left": lf, "right": r}
+
+
 def _leading(flags):
     """How many leading entries of each row of FLAGS (n, L) are True."""
     return np.where(flags.all(axis=1), flags.shape[1], np.argmin(flags, axis=1))

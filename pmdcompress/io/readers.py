@@ -1135,6 +1135,16 @@ def _detect_format(path: Path, name: str) -> str:
     )
 
 
+def is_movie_path(path: Path) -> bool:
+    """Whether some reader takes ``path`` by its name or first bytes (a glob over a recording's folder also
+    matches its notes, logs and XML)."""
+    try:
+        _detect_format(Path(path), str(path))
+    except InputError:
+        return False
+    return True
+
+
 def _open_path(path: Path, *, frames, plane, channel, dataset, frame_rate=None, frame_shape=None) -> Movie:
     name = str(path)
     if not path.exists():

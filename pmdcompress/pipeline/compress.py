@@ -51,7 +51,7 @@ from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
 from ..parallel import Executor, blas_threads, default_workers
-from ..preflight import check_compressible, check_magnitude, check_store_fits, non_finite_error
+from ..preflight import check_compressible, check_magnitude, check_store_fits, non_finite_error, warn_fill_border
 from ..preprocess import (
     NoiseAccumulator,
     chunk_statistics,
@@ -242,6 +242,8 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
                             " --fs (frame_rate=) for demix, reports and exports", movie.name)
         else:
             log.info("%s: %.6g frames/s (%s)", movie.name, movie.frame_rate, movie.frame_rate_source)
+        if output is not None:
+            warn_fill_border(movie)
         executor = Executor(workers, client)
         if output is None:
             return _run(movie, None, opts, solver, executor, progress, hash_input)

@@ -416,10 +416,10 @@ def _statistics_stage(job: _Job) -> _Statistics:
         centres = plan.bins * plan.bin + (plan.bin - 1) / 2.0
         fit.trend, fit.basis = trend.reshape(-1, height, width), trend_basis(centres, knots)
     # rounded as the store keeps it (8 bits of mantissa), so that the movie is standardised by what is stored
-    scale = round_noise(safe_scale(noise))
+    scale = round_noise(safe_scale(noise, mean))
     fit.mean, fit.scale = mean, scale  # the fit tasks standardise their patches: (x - trend - mean) / scale
     _driver_cpu(job, "fit_buffer", time.thread_time() - cpu)
-    return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots,
+    return _Statistics(mean=mean, scale=scale, live=live_pixels(noise, mean), fit=fit, trend=trend, knots=knots,
                        mean_smoothing=smoothing)
 
 

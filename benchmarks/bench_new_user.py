@@ -327,6 +327,13 @@ def _msb_aligned(m, rng):
     return np.clip(np.round(m), 0, 4095) * 16
 
 
+def _dark_start(m, rng):
+    """The shutter opens 8 frames into the recording: those frames hold the offset and read noise only."""
+    out = m.copy()
+    out[:8] = 100 + rng.normal(0, 4.0, out[:8].shape)
+    return np.clip(np.round(out), 0, 65535)
+
+
 def _bigendian(work: Path):
     path, truth, movie = _sim(work, "arr_src", "2p", 300, (48, 48), n_neurons=15)
     out = work / "bigendian.tif"
@@ -436,7 +443,7 @@ def cases(full: bool) -> list[Case]:
             n_neurons=30, imagej_rate=20.0), expect_cells=False),
         Case("1p-zero-edges", "one-photon, motion-corrected, shifted-in edges = 0", _edited(
             "1p", "1p", 600, (64, 64), _zero_edges, out_name="1p_zero_edges.tif", n_neurons=15),
-            demix=["--kind", "1p"]),
+            demix=["--kind", "1p"], expect_warning="border of whole rows/columns equal to 0"),
         Case("1p-nan-edges", "one-photon, motion-corrected, shifted-in edges = NaN (float32)", _edited(
             "1p", "1p", 600, (64, 64), _nan_edges, out_name="1p_nan_edges.tif", dtype="float32",
             n_neurons=15), expect_refusal=True),
@@ -451,8 +458,12 @@ def cases(full: bool) -> list[Case]:
         Case("2p-int16-below0", "ScanImage-like int16, background at -60", _edited(
             "2p", "2p", 600, (64, 64), _negative_int16, out_name="2p_int16_below0.tif", dtype="int16",
             n_neurons=20)),
+        Case("2p-dark-start", "two-photon, shutter opens at frame 8", _edited(
+            "2p", "2p", 600, (64, 64), _dark_start, out_name="2p_dark_start.tif", n_neurons=20),
+            expect_warning="leave them out with --frames 8:"),
         Case("2p-power-step", "laser power 2x at mid-movie, 8 dark frames first", _edited(
-            "2p", "2p", 600, (64, 64), _power_step, out_name="2p_power_step.tif", n_neurons=20)),
+            "2p", "2p", 600, (64, 64), _power_step, out_name="2p_power_step.tif", n_neurons=20),
+            expect_warning="brightness steps at frame 300"),
         Case("1p-pco-timestamp", "one-photon sCMOS with PCO's binary timestamp in 14 pixels", _edited(
             "1p", "1p", 600, (64, 64), _pco_timestamp, out_name="1p_pco_timestamp.tif", n_neurons=15),
             demix=["--kind", "1p"]),

@@ -595,19 +595,22 @@ def noise_std_psd(movie: np.ndarray, segment: int = WELCH_SEGMENT) -> np.ndarray
     return acc.std().reshape(movie.shape[1:])
 
 
-def safe_scale(noise: np.ndarray, level: np.ndarray | None = None) -> np.ndarray:
-    """Noise std usable as a divisor: dead or constant pixels (:func:`live_pixels`) get 1, never 0 or NaN.
+def safe_scale(noise: np.ndarray) -> np.ndarray:
+    """Noise std usable as a divisor: dead or constant pixels get 1, never 0 or NaN.
 
     A pixel whose noise is zero (dead, saturated, clipped) has no fluctuation to
-    standardise; dividing its zero deviation by 1 keeps it at zero.
+    standardise; dividing its zero deviation by 1 keeps it at zero.  (A stuck pixel's
+    noise of float32 roundings, not live given its level, keeps its tiny scale: the
+    store's mean image is quantized in steps of the scale, and stays exact there.)
     """
     noise = np.asarray(noise, dtype=np.float64)
-    return np.where(live_pixels(noise, level), noise, 1.0).astype(np.float32)
+    return np.where(live_pixels(noise), noise, 1.0).astype(np.float32)
 
 
 #: A pixel whose noise is below this share of its level (``mean``) is constant: a few float32 roundings of a hot
 #: pixel stuck at 65535 (its noise estimate 0.0033 = 5e-8 of its level, after the coherent part is removed), not
-#: light.  Real noise is far above it (shot noise: 1e-3 of the level at 1e6 photons).
+#: light.  Real noise is far above it (shot noise: 1e-3 of the level at 1e6 photons; the four real movies of
+#: ../shared: 8e-4 and more).
 FLOAT_NOISE_SHARE = 2e-7
 
 

@@ -51,7 +51,7 @@ from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
 from ..parallel import Executor, blas_threads, default_workers
-from ..preflight import check_compressible, check_magnitude, check_store_fits, non_finite_error, warn_fill_border
+from ..preflight import check_compressible, check_magnitude, check_sampled_frames, check_store_fits, non_finite_error
 from ..preprocess import (
     NoiseAccumulator,
     chunk_statistics,
@@ -243,7 +243,7 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         else:
             log.info("%s: %.6g frames/s (%s)", movie.name, movie.frame_rate, movie.frame_rate_source)
         if output is not None:
-            warn_fill_border(movie)
+            check_sampled_frames(movie)
         executor = Executor(workers, client)
         if output is None:
             return _run(movie, None, opts, solver, executor, progress, hash_input)
@@ -416,7 +416,7 @@ def _statistics_stage(job: _Job) -> _Statistics:
         centres = plan.bins * plan.bin + (plan.bin - 1) / 2.0
         fit.trend, fit.basis = trend.reshape(-1, height, width), trend_basis(centres, knots)
     # rounded as the store keeps it (8 bits of mantissa), so that the movie is standardised by what is stored
-    scale = round_noise(safe_scale(noise, mean))
+    scale = round_noise(safe_scale(noise))
     fit.mean, fit.scale = mean, scale  # the fit tasks standardise their patches: (x - trend - mean) / scale
     _driver_cpu(job, "fit_buffer", time.thread_time() - cpu)
     return _Statistics(mean=mean, scale=scale, live=live_pixels(noise, mean), fit=fit, trend=trend, knots=knots,

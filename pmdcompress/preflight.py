@@ -109,6 +109,8 @@ def check_sampled_frames(movie) -> dict:
     shifted-in edges (:func:`_fill_border`), dark frames and a step in brightness (:func:`_brightness`).
     Returns what was found (``fill_border``, ``dark``, ``step``); reads each frame once, holds none."""
     n_frames = movie.shape[0]
+    if getattr(movie, "frames_per_chunk", 1) * (SAMPLED_FRAMES + FIRST_FRAMES) > 2 * n_frames:
+        return {}  # frames decoded in long chunks: the frames read would cost more than the compression's reads
     even = np.unique(np.linspace(0, n_frames - 1, min(SAMPLED_FRAMES, n_frames)).round().astype(int))
     index = np.union1d(even, np.arange(min(FIRST_FRAMES, n_frames)))
     frames = {int(i): _frame_summary(movie.read(int(i), int(i) + 1)[0]) for i in index}

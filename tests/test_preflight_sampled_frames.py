@@ -82,3 +82,17 @@ def test_a_step_in_brightness_is_found_to_the_frame(caplog, at):
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"<array>: its brightness steps at frame {at} (mean ")
     assert line.endswith(f"compress the parts apart (--frames 0:{at}, --frames {at}:)")
+
+
+def test_frames_decoded_in_long_chunks_are_not_read_one_by_one(tmp_path):
+    """An HDF5 movie chunked along all of time decodes every frame for each frame read: no sampled checks there."""
+    h5py = pytest.importorskip("h5py")
+    movie = _camera_movie()
+    movie[:6] = 100
+    with h5py.File(tmp_path / "m.h5", "w") as fh:
+        fh.create_dataset("mov", data=movie, chunks=(200, 8, 8))
+        fh.create_dataset("frames", data=movie, chunks=(1, 40, 48))
+    with open_movie(tmp_path / "m.h5") as m:
+        assert m.frames_per_chunk == 200 and check_sampled_frames(m) == {}
+    with open_movie(tmp_path / "m.h5", dataset="frames") as m:
+        assert m.frames_per_chunk == 1 and check_sampled_frames(m) == {"dark": [0, 1, 2, 3, 4, 5]}

@@ -849,6 +849,13 @@ class Movie:
         return self.dtype.kind == "f"
 
     @property
+    def frames_per_chunk(self) -> int:
+        """Frames decoded together by any read (an HDF5 or Zarr array chunked along time; 1 elsewhere): a read
+        of one frame costs that many."""
+        chunks = getattr(getattr(self._source, "_array", None), "chunks", None)
+        return int(chunks[0]) if isinstance(chunks, tuple) and chunks and int(chunks[0]) > 1 else 1
+
+    @property
     def nbytes(self) -> int:
         """Bytes of the selected frames once read into memory."""
         return int(math.prod(self.shape) * self.dtype.itemsize)

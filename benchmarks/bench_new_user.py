@@ -82,6 +82,7 @@ class Case:
     expect_warning: str = ""  # compress must say this (how an ambiguous file was read)
     report: bool = True
     expect_cells: bool = True  # demix must find some of the truth's sources
+    batch: bool = False  # the input is a folder for ``pmd batch "folder/*"``, not one movie
 
 
 def _simulated(name, kind, frames, shape=(64, 64), dtype=None, **kw):
@@ -452,7 +453,8 @@ def cases(full: bool) -> list[Case]:
         Case("2p-bad-columns", "two-photon with a dead column (0), a hot one (65535), a stuck row", _edited(
             "2p", "2p", 600, (64, 64), _bad_columns, out_name="2p_bad_columns.tif", n_neurons=20)),
         Case("2p-bidirectional", "resonant bidirectional scan, odd lines 2 px off", _edited(
-            "2p", "2p", 600, (64, 64), _bidirectional, out_name="2p_bidi.tif", n_neurons=20)),
+            "2p", "2p", 600, (64, 64), _bidirectional, out_name="2p_bidi.tif", n_neurons=20),
+            expect_warning="odd lines are shifted +2 px"),
         Case("2p-offset-binary", "signed samples stored as uint16 + 32768", _edited(
             "2p", "2p", 600, (64, 64), _offset_binary, out_name="2p_offset_binary.tif", n_neurons=20)),
         Case("2p-int16-below0", "ScanImage-like int16, background at -60", _edited(
@@ -482,6 +484,8 @@ def cases(full: bool) -> list[Case]:
              report=False),
         Case("h5-mov-and-data", "HDF5: 'mov' and 'data' both movies", _h5_several("mov-and-data"), report=False,
              expect_warning="'mov'"),
+        Case("batch-mixed", "pmd batch over a folder: movies, a cut TIFF, an image, an ambiguous HDF5, notes",
+             _mixed_folder, batch=True),
         Case("h5-imaging", "HDF5: movie as 'imaging' beside 'timestamps'", _h5_several("imaging"),
              expect_warning="read dataset 'imaging'", report=False),
     ]
@@ -533,6 +537,8 @@ def run_case(case: Case, work: Path) -> dict:
     except Exception as exc:  # noqa: BLE001 - a writer we cannot run here (pynwb missing, ...)
         return {"case": case.name, "kind": case.kind, "skipped": f"{type(exc).__name__}: {exc}"}
     make_s = time.perf_counter() - t0
+    if case.batch:
+        return _run_batch_case(case, movie, folder, round(make_s, 1))
     store = folder / "m.pmd.zarr"
     steps, problems = [], []
     row = {"case": case.name, "kind": case.kind, "input": movie.name, "input_bytes": _size(movie),
@@ -604,6 +610,45 @@ def run_case(case: Case, work: Path) -> dict:
     row["cpu_s"] = round(sum(s["cpu_s"] for s in steps), 1)
     row.update(steps=_strip(steps), problems=problems)
     return row
+
+
+def _run_batch_case(case: Case, inputs: Path, folder: Path, make_s: float) -> dict:
+    """``pmd batch "inputs/*"``: the movies done, each failed one named with its reason, files no reader takes
+    left out (said so), exit 2 when some failed."""
+    r = _run(PMD + ["batch", str(inputs / "*"), "-o", str(folder / "out"), "--scheduler", "sync"])
+    r["step"] = "batch"
+    problems = []
+    failed = [ln for ln in r["stderr"].splitlines() if "failed:" in ln and "compress failed" not in ln]
+    if r["rc"] != 2 or r["traceback"]:
+        problems.append(f"batch: exit {r['rc']}{' with a traceback' if r['traceback'] else ''}: {r['message']}")
+    for ln in failed:
+        if "pmd:   failed: " in ln and not any(p.name in ln for p in inputs.iterdir()):
+            problems.append(f"batch: a failure that names no file: {ln}")
+    if "left out 1 matched file that no reader takes (notes.txt)" not in r["stderr"]:
+        problems.append("batch did not say it left notes.txt out")
+    summary_path = folder / "out" / "batch-summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return {"case": case.name, "kind": case.kind, "input": inputs.name, "make_s": make_s,
+            "done": summary.get("done"), "failed": [f"{f['path']}: {f['error']}" for f in summary.get("failed", [])],
+            "cpu_s": r["cpu_s"], "steps": _strip([r]), "problems": problems}
+
+
+def _mixed_folder(work: Path):
+    """A folder as a lab has it: two movies, a cut TIFF, a single image, an HDF5 holding two movies, notes."""
+    path, truth, movie = _sim(work, "arr_src", "2p", 300, (48, 48), n_neurons=15)
+    folder = work / "mixed"
+    folder.mkdir(exist_ok=True)
+    tifffile.imwrite(folder / "day1.tif", movie)
+    np.save(folder / "day2.npy", movie[:200])
+    (folder / "cut.tif").write_bytes((folder / "day1.tif").read_bytes()[:20000])
+    tifffile.imwrite(folder / "mean.tif", movie.mean(axis=0).astype(np.float32))
+    import h5py
+
+    with h5py.File(folder / "two.h5", "w") as fh:
+        fh["raw"] = movie
+        fh["registered"] = movie
+    (folder / "notes.txt").write_text("mouse 3, day 2")
+    return folder, None
 
 
 def _report_numbers(rj: dict) -> dict:

@@ -96,3 +96,31 @@ def test_frames_decoded_in_long_chunks_are_not_read_one_by_one(tmp_path):
         assert m.frames_per_chunk == 200 and check_sampled_frames(m) == {}
     with open_movie(tmp_path / "m.h5", dataset="frames") as m:
         assert m.frames_per_chunk == 1 and check_sampled_frames(m) == {"dark": [0, 1, 2, 3, 4, 5]}
+
+
+def _textured_movie(shape=(100, 48, 64), seed=0, diagonal=False):
+    """Poisson frames of a still image: blobs of 2-3 px, or stripes at 45 degrees (structure across lines)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    if diagonal:
+        y, x = np.mgrid[: shape[1], : shape[2]]
+        image = 200 + 150 * (np.sin((x + y) / 2.0) > 0.3)
+    else:
+        image = 200 + 3000 * ndimage.gaussian_filter(rng.random(shape[1:]), 2.0).clip(0.5) - 1500
+    return rng.poisson(np.broadcast_to(image, shape)).astype(np.uint16)
+
+
+@pytest.mark.parametrize("shift", [1, -2, 3])
+def test_a_bidirectional_line_offset_is_found(caplog, shift):
+    movie = _textured_movie()
+    movie[:, 1::2] = np.roll(movie[:, 1::2], shift, axis=2)
+    with caplog.at_level("WARNING", logger="pmdcompress"):
+        assert check_sampled_frames(open_movie(movie)) == {"line_offset": shift}
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"<array>: its odd lines are shifted {shift:+d} px against its even lines")
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_lines_in_register_show_no_offset(diagonal):
+    assert check_sampled_frames(open_movie(_textured_movie(diagonal=diagonal))) == {}

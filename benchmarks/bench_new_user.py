@@ -7,10 +7,19 @@ volumes, OME-TIFF with Z or C axes, HDF5, NWB, suite2p binaries, trailing single
 (children's user + system), and the last line of its messages.  Per case: the store's ratio by bytes against
 the input file and what looked wrong: an exit code other than 0 (or other than 2 where the case expects a
 refusal), a traceback without ``-v``, a refusal that does not name the file, a store larger than its movie,
-NaN or negative numbers in ``info --json`` or ``report.json`` where none may be.
+NaN or negative numbers in ``info --json`` or ``report.json`` where none may be, a warning the case expects
+(how an ambiguous file was read, or what harms the result) that was not given.
+
+Round two (session 11) adds what real labs bring besides clean simulations: an 8-bit zebrafish movie, widefield
+with vignetting, a dark corner and global hemodynamics, motion-corrected edges filled with 0 or NaN, clipped
+(saturated) samples, dead/hot columns, a bidirectional line offset, offset-binary and negative int16 samples,
+dark first frames and a laser-power step, a PCO timestamp, 12-bit samples in the high bits, a 50000-frame voltage
+ROI, ScanImage with 4 channels or multi-ROI, a Bruker T-series (one OME-TIFF per frame and channel), big-endian
+TIFF, HDF5 files holding more than the movie, and ``pmd batch`` over a mixed folder.
 
     PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py                 # every case, a few minutes
     PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --cases 3p,wide  # cases whose name has these
+    PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --round 2 --out benchmarks/results/new_user_s11.json
     python benchmarks/bench_new_user.py --full                           # widefield at 512 x 512
 
 Writes ``benchmarks/results/new_user.json`` (``--out``); the scratch folder (``--work``) is deleted at the end
@@ -388,6 +397,10 @@ def _scanimage_mroi(work: Path):
     return out, None
 
 
+#: The first case of round two (session 11) in :func:`cases`.
+ROUND_TWO_FIRST = "zebrafish-uint8"
+
+
 def cases(full: bool) -> list[Case]:
     wide_shape = (512, 512) if full else (256, 256)
     return [
@@ -704,6 +717,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="", help="comma-separated substrings of case names to run")
     ap.add_argument("--full", action="store_true", help="widefield at 512 x 512 (several CPU minutes)")
+    ap.add_argument("--round", type=int, choices=(1, 2), default=None,
+                    help="only the cases of round one (session 10) or round two (session 11)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "new_user.json"))
@@ -718,8 +733,12 @@ def main(argv=None) -> int:
     wanted = [w for w in args.cases.split(",") if w]
     rows = []
     try:
-        for case in cases(args.full):
+        all_cases = cases(args.full)
+        first_of_round_two = next(i for i, c in enumerate(all_cases) if c.name == ROUND_TWO_FIRST)
+        for i, case in enumerate(all_cases):
             if wanted and not any(w in case.name for w in wanted):
+                continue
+            if args.round and (i >= first_of_round_two) != (args.round == 2):
                 continue
             row = run_case(case, work)
             rows.append(row)

@@ -106,8 +106,9 @@ FIRST_FRAMES = 16
 
 def check_sampled_frames(movie) -> dict:
     """Warn of what a few frames read show to harm the compression or demixing: a zero-filled border of
-    shifted-in edges (:func:`_fill_border`), dark frames and a step in brightness (:func:`_brightness`).
-    Returns what was found (``fill_border``, ``dark``, ``step``); reads each frame once, holds none."""
+    shifted-in edges (:func:`_fill_border`), dark frames and a step in brightness (:func:`_brightness`), odd lines
+    shifted against even ones (:func:`_line_offset`).  Returns what was found (``fill_border``, ``dark``,
+    ``step``, ``line_offset``); reads each frame once and holds only their sum."""
     n_frames = movie.shape[0]
     if getattr(movie, "frames_per_chunk", 1) * (SAMPLED_FRAMES + FIRST_FRAMES) > 2 * n_frames:
         return {}  # frames decoded in long chunks: the frames read would cost more than the compression's reads
@@ -116,6 +117,8 @@ def check_sampled_frames(movie) -> dict:
     frames, total = {}, np.zeros(movie.shape[1:], np.float64)
     for i in index:
         frame = movie.read(int(i), int(i) + 1)[0]
+        if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+            return {}  # refused by the statistics pass, which names the frames and any NaN border
         frames[int(i)] = _frame_summary(frame)
         if i in even:
             total += frame
@@ -124,7 +127,7 @@ def check_sampled_frames(movie) -> dict:
     if border:
         found["fill_border"] = border
     found.update(_brightness(movie, frames, [int(i) for i in even]))
-    offset = _line_offset(total / len(even)) if np.isfinite(total).all() else 0
+    offset = _line_offset(total / len(even))
     if offset:
         found["line_offset"] = offset
         log.warning("%s: its odd lines are shifted %+d px against its even lines (a bidirectional scan's phase left"
@@ -168,8 +171,6 @@ def _line_offset(mean: np.ndarray) -> int:
 
 def _frame_summary(frame) -> dict:
     """A frame's mean, 1st percentile, and its border of whole rows/columns equal to 0 with the zeros inside it."""
-    if frame.dtype.kind == "f" and not np.isfinite(frame).all():  # refused by the statistics pass, by name
-        frame = np.where(np.isfinite(frame), frame, np.nanmedian(np.where(np.isfinite(frame), frame, np.nan)))
     zero = frame == 0
     rows, cols = zero.all(axis=1), zero.all(axis=0)
     top, bottom, left, right = (int(_leading(f[None])[0]) for f in (rows, rows[::-1], cols, cols[::-1]))

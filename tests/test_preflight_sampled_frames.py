@@ -124,3 +124,11 @@ def test_a_bidirectional_line_offset_is_found(caplog, shift):
 @pytest.mark.parametrize("diagonal", [False, True])
 def test_lines_in_register_show_no_offset(diagonal):
     assert check_sampled_frames(open_movie(_textured_movie(diagonal=diagonal))) == {}
+
+
+def test_frames_with_nan_are_left_to_the_refusal_that_names_them(caplog):
+    movie = _camera_movie().astype(np.float32)
+    movie[3] = np.nan  # a dropped frame: no "dark" warning before the NaN refusal
+    with caplog.at_level("WARNING", logger="pmdcompress"):
+        assert check_sampled_frames(open_movie(movie)) == {}
+    assert not caplog.records

@@ -430,9 +430,9 @@ class _TiffSource(_Source):
         self.shape = (n_t, ny, nx)
         self._series = series
         self.axes = axes
-        if series.is_multifile:
+        files = ome_series_files(tif) if series.is_multifile else []
+        if files:
             # an OME-TIFF series spread over files (Bruker/Prairie, Micro-Manager): its pixels are in all of them
-            files = ome_series_files(tif)
             self._file_size = sum(f.stat().st_size for f in files if f.is_file()) or self._file_size
             logger.info("%s: one OME-TIFF series in %d files (%s ... %s)", name, len(files), files[0].name,
                         files[-1].name)

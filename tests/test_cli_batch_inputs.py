@@ -35,4 +35,6 @@ def test_a_failed_movie_names_the_batch_setting_that_fixes_it(tmp_path):
     result = CliRunner().invoke(main, ["batch", str(tmp_path / "*.h5"), "-o", str(tmp_path / "out2"), "--scheduler",
                                        "sync"])
     assert result.exit_code == 2
-    assert "choose one with --set dataset=..." in result.output
+    (line,) = [ln for ln in result.output.splitlines() if ln.startswith("pmd:   failed: ")]
+    assert line == (f"pmd:   failed: {tmp_path / 'two.h5'}: no HDF5 dataset 'mov' or 'data'; datasets found: raw, "
+                    "registered; choose one with --set dataset=...")

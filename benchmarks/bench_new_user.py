@@ -7,10 +7,19 @@ volumes, OME-TIFF with Z or C axes, HDF5, NWB, suite2p binaries, trailing single
 (children's user + system), and the last line of its messages.  Per case: the store's ratio by bytes against
 the input file and what looked wrong: an exit code other than 0 (or other than 2 where the case expects a
 refusal), a traceback without ``-v``, a refusal that does not name the file, a store larger than its movie,
-NaN or negative numbers in ``info --json`` or ``report.json`` where none may be.
+NaN or negative numbers in ``info --json`` or ``report.json`` where none may be, a warning the case expects
+(how an ambiguous file was read, or what harms the result) that was not given.
+
+Round two (session 11) adds what real labs bring besides clean simulations: an 8-bit zebrafish movie, widefield
+with vignetting, a dark corner and global hemodynamics, motion-corrected edges filled with 0 or NaN, clipped
+(saturated) samples, dead/hot columns, a bidirectional line offset, offset-binary and negative int16 samples,
+dark first frames and a laser-power step, a PCO timestamp, 12-bit samples in the high bits, a 50000-frame voltage
+ROI, ScanImage with 4 channels or multi-ROI, a Bruker T-series (one OME-TIFF per frame and channel), big-endian
+TIFF, HDF5 files holding more than the movie, and ``pmd batch`` over a mixed folder.
 
     PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py                 # every case, a few minutes
     PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --cases 3p,wide  # cases whose name has these
+    PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --round 2 --out benchmarks/results/new_user_s11.json
     python benchmarks/bench_new_user.py --full                           # widefield at 512 x 512
 
 Writes ``benchmarks/results/new_user.json`` (``--out``); the scratch folder (``--work``) is deleted at the end
@@ -82,6 +91,7 @@ class Case:
     expect_warning: str = ""  # compress must say this (how an ambiguous file was read)
     report: bool = True
     expect_cells: bool = True  # demix must find some of the truth's sources
+    batch: bool = False  # the input is a folder for ``pmd batch "folder/*"``, not one movie
 
 
 def _simulated(name, kind, frames, shape=(64, 64), dtype=None, **kw):
@@ -203,6 +213,194 @@ def _nwb(work: Path):
     return out, truth
 
 
+
+# ---------------------------------------------------------------------------
+# Round two (session 11): what real labs bring besides clean simulations.
+# ---------------------------------------------------------------------------
+
+
+def _edited(name: str, kind: str, frames: int, shape, edit, *, out_name: str, dtype=None, imagej_rate=None, **kw):
+    """A simulated movie changed as a rig or a preprocessing step changes it (``edit(movie as float64) -> movie``),
+    saved as ``dtype``; the truth is the simulation's (it scores the demix's masks, not the report)."""
+    def make(work: Path):
+        path, truth, movie = _sim(work, name, kind, frames, shape, **kw)
+        out = work / out_name
+        data = edit(movie.astype(np.float64), np.random.default_rng(1))
+        data = np.asarray(data).astype(dtype or movie.dtype)
+        kwargs = {"imagej": True, "metadata": {"axes": "TYX", "finterval": 1 / imagej_rate}} if imagej_rate else {}
+        tifffile.imwrite(out, data, **kwargs)
+        return out, truth
+    return make
+
+
+def _zebrafish(m, rng):
+    """A light-sheet / two-photon zebrafish movie as saved by many rigs: 8 bits, the full range used."""
+    return _as_dtype(m, "uint8")
+
+
+def _vignette(shape, strength=0.7):
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    r = np.hypot((y - shape[0] / 2) / shape[0], (x - shape[1] / 2) / shape[1]) / 0.7071
+    return 1 - strength * r ** 2
+
+
+def _widefield_rig(m, rng):
+    """Widefield through a cranial window: vignetting, a dark corner outside the window (offset + read noise
+    only), and global hemodynamic/breathing fluctuations of a few percent on every pixel."""
+    t, ny, nx = m.shape
+    offset = 100.0
+    tt = np.arange(t) / 20.0
+    glob = 1 + 0.04 * np.sin(2 * np.pi * 0.15 * tt) + 0.02 * np.sin(2 * np.pi * 9.0 * tt + 1.0)
+    out = offset + (m - offset) * _vignette((ny, nx))[None] * glob[:, None, None]
+    y, x = np.mgrid[:ny, :nx]
+    dark = (y + x) < ny // 3  # a dark corner: the window's edge
+    out[:, dark] = offset + rng.normal(0, 4.0, (t, int(dark.sum())))
+    return np.clip(np.round(out), 0, 65535)
+
+
+def _zero_edges(m, rng):
+    """Motion-corrected one-photon movie whose shifted-in edges are 0 (suite2p, NoRMCorre with zero fill):
+    each frame's border width follows its shift, 0-6 pixels per side."""
+    out = m.copy()
+    t = len(m)
+    shifts = np.cumsum(rng.normal(0, 0.6, (t, 2)), axis=0)
+    shifts = np.clip(np.round(shifts - shifts.mean(axis=0)), -6, 6).astype(int)
+    for i, (dy, dx) in enumerate(shifts):
+        if dy > 0:
+            out[i, :dy] = 0
+        elif dy < 0:
+            out[i, dy:] = 0
+        if dx > 0:
+            out[i, :, :dx] = 0
+        elif dx < 0:
+            out[i, :, dx:] = 0
+    return out
+
+
+def _nan_edges(m, rng):
+    return np.where(_zero_edges(m, rng) == 0, np.nan, m).astype(np.float32)
+
+
+def _saturated(m, rng):
+    """A detector (or 12-bit digitizer) that clips: the brightest 1% of samples read 4095."""
+    top = np.percentile(m, 99)
+    return np.clip(np.round(200 + (m - 100) * 3895 / (top - 100)), 0, 4095)
+
+
+def _bad_columns(m, rng):
+    """A dead column (constant 0), a hot column (constant 65535) and a stuck row of the offset."""
+    out = m.copy()
+    out[:, :, 10] = 0
+    out[:, :, 40] = 65535
+    out[:, 30, :] = 100
+    return out
+
+
+def _bidirectional(m, rng):
+    """Resonant bidirectional scanning with a phase error: every other line shifted by 2 pixels."""
+    out = m.copy()
+    out[:, 1::2] = np.roll(m[:, 1::2], 2, axis=2)
+    return out
+
+
+def _offset_binary(m, rng):
+    """Signed 16-bit samples stored as uint16 with 32768 added (offset binary), as some rigs save them."""
+    return m - 100 + 32768
+
+
+def _negative_int16(m, rng):
+    """ScanImage-style int16: the PMT offset subtracted, so the background sits below 0 (about -60)."""
+    return m - 160
+
+
+def _power_step(m, rng):
+    """Laser power raised 2x at the middle of the recording, and 8 dark frames at the start (shutter closed)."""
+    out = m.copy()
+    half = len(m) // 2
+    out[half:] = 100 + (m[half:] - 100) * 2
+    out[:8] = 100 + rng.normal(0, 4.0, out[:8].shape)
+    return np.clip(np.round(out), 0, 65535)
+
+
+def _pco_timestamp(m, rng):
+    """A PCO sCMOS camera in binary timestamp mode: the first 14 pixels of every frame hold the frame number and
+    time as BCD bytes (0-153), not light."""
+    out = m.copy()
+    for i in range(len(m)):
+        digits = f"{i + 1:08d}" + f"{(i * 50) % 1000000:06d}" + "0" * 14
+        out[i, 0, :14] = [int(digits[2 * k]) * 16 + int(digits[2 * k + 1]) for k in range(14)]
+    return out
+
+
+def _msb_aligned(m, rng):
+    """A 12-bit camera whose samples are stored in the high bits of uint16 (every value a multiple of 16)."""
+    return np.clip(np.round(m), 0, 4095) * 16
+
+
+def _dark_start(m, rng):
+    """The shutter opens 8 frames into the recording: those frames hold the offset and read noise only."""
+    out = m.copy()
+    out[:8] = 100 + rng.normal(0, 4.0, out[:8].shape)
+    return np.clip(np.round(out), 0, 65535)
+
+
+def _bigendian(work: Path):
+    path, truth, movie = _sim(work, "arr_src", "2p", 300, (48, 48), n_neurons=15)
+    out = work / "bigendian.tif"
+    tifffile.imwrite(out, movie, byteorder=">")
+    return out, truth
+
+
+def _h5_several(layout: str):
+    """HDF5 files holding more than the movie: a mean image as 'data' beside the movie, or the movie under a
+    name that is not a default beside timestamps."""
+    def make(work: Path):
+        import h5py
+
+        path, truth, movie = _sim(work, "arr_src", "2p", 300, (48, 48), n_neurons=15)
+        out = work / f"h5_{layout}.h5"
+        with h5py.File(out, "w") as fh:
+            if layout == "mean-as-data":  # 'data' is a 2-D mean image, the movie is 'mov'
+                fh["data"] = movie.mean(axis=0)
+                fh["mov"] = movie
+            elif layout == "mov-and-data":  # two movies: the raw 'mov' and a registered 'data'
+                fh["mov"] = movie
+                fh["data"] = movie[:, ::-1]
+            elif layout == "imaging":  # a non-default name, plus timestamps
+                fh["imaging"] = movie
+                fh["timestamps"] = np.arange(len(movie)) / 30.0
+        return out, truth
+    return make
+
+
+def _bruker_series(work: Path):
+    """Bruker/Prairie T-series: one single-frame OME-TIFF per frame, each carrying the OME-XML of the whole
+    series, both channels' files in one folder (read: --channel)."""
+    from rig_files import write_ome_series
+
+    path, truth, movie = _sim(work, "seq_src", "2p", 300, (48, 48), n_neurons=15)
+    folder = work / "bruker_tseries"
+    write_ome_series(folder, np.stack([movie // 3, movie], axis=1))
+    return folder, truth
+
+
+def _scanimage_mroi(work: Path):
+    from rig_files import scanimage_frame_data, write_scanimage
+
+    path, truth, movie = _sim(work, "si_src", "2p", 200, (48, 48), n_neurons=15)
+    fd = scanimage_frame_data().replace("SI.hStackManager.stackMode", "SI.hRoiManager.mroiEnable = true\n"
+                                        "SI.hStackManager.stackMode")
+    # two 48 x 24 ROIs stacked with 8 fly-to lines between them, in one page
+    pages = np.concatenate([movie[:, :, :24], np.zeros((len(movie), 8, 24), movie.dtype), movie[:, :, 24:]], axis=1)
+    out = work / "scanimage_mroi.tif"
+    write_scanimage(out, pages.astype(np.int16), fd, frame_rate=30.0)
+    return out, None
+
+
+#: The first case of round two (session 11) in :func:`cases`.
+ROUND_TWO_FIRST = "zebrafish-uint8"
+
+
 def cases(full: bool) -> list[Case]:
     wide_shape = (512, 512) if full else (256, 256)
     return [
@@ -250,6 +448,59 @@ def cases(full: bool) -> list[Case]:
         Case("tiff-sequence", "a folder of 300 single-frame TIFFs", _tiff_sequence, report=False),
         Case("suite2p-bin", "suite2p data.bin + ops.npy", _suite2p, report=False),
         Case("nwb", "NWB TwoPhotonSeries", _nwb, report=False),
+        # round two (session 11)
+        Case("zebrafish-uint8", "zebrafish light-sheet/2p, uint8, 240x76x87 (issue 13's case)", _edited(
+            "zf", "2p-dense", 240, (76, 87), _zebrafish, out_name="zebrafish_uint8.tif", dtype="uint8",
+            photons=3.0, n_neurons=60)),
+        Case("widefield-rig", "widefield 128x128, vignetted, dark corner, global hemodynamics", _edited(
+            "widef", "widefield", 300, (128, 128), _widefield_rig, out_name="widefield_rig.tif", fs=20.0,
+            n_neurons=30, imagej_rate=20.0), expect_cells=False),
+        Case("1p-zero-edges", "one-photon, motion-corrected, shifted-in edges = 0", _edited(
+            "1p", "1p", 600, (64, 64), _zero_edges, out_name="1p_zero_edges.tif", n_neurons=15),
+            demix=["--kind", "1p"], expect_warning="border of whole rows/columns equal to 0"),
+        Case("1p-nan-edges", "one-photon, motion-corrected, shifted-in edges = NaN (float32)", _edited(
+            "1p", "1p", 600, (64, 64), _nan_edges, out_name="1p_nan_edges.tif", dtype="float32",
+            n_neurons=15), expect_refusal=True),
+        Case("2p-saturated", "two-photon, 12-bit, brightest 1% clipped at 4095", _edited(
+            "2p", "2p", 600, (64, 64), _saturated, out_name="2p_saturated.tif", n_neurons=20)),
+        Case("2p-bad-columns", "two-photon with a dead column (0), a hot one (65535), a stuck row", _edited(
+            "2p", "2p", 600, (64, 64), _bad_columns, out_name="2p_bad_columns.tif", n_neurons=20)),
+        Case("2p-bidirectional", "resonant bidirectional scan, odd lines 2 px off", _edited(
+            "2p", "2p", 600, (64, 64), _bidirectional, out_name="2p_bidi.tif", n_neurons=20),
+            expect_warning="odd lines are shifted +2 px"),
+        Case("2p-offset-binary", "signed samples stored as uint16 + 32768", _edited(
+            "2p", "2p", 600, (64, 64), _offset_binary, out_name="2p_offset_binary.tif", n_neurons=20)),
+        Case("2p-int16-below0", "ScanImage-like int16, background at -60", _edited(
+            "2p", "2p", 600, (64, 64), _negative_int16, out_name="2p_int16_below0.tif", dtype="int16",
+            n_neurons=20)),
+        Case("2p-dark-start", "two-photon, shutter opens at frame 8", _edited(
+            "2p", "2p", 600, (64, 64), _dark_start, out_name="2p_dark_start.tif", n_neurons=20),
+            expect_warning="leave them out with --frames 8:"),
+        Case("2p-power-step", "laser power 2x at mid-movie, 8 dark frames first", _edited(
+            "2p", "2p", 600, (64, 64), _power_step, out_name="2p_power_step.tif", n_neurons=20),
+            expect_warning="brightness steps at frame 300"),
+        Case("1p-pco-timestamp", "one-photon sCMOS with PCO's binary timestamp in 14 pixels", _edited(
+            "1p", "1p", 600, (64, 64), _pco_timestamp, out_name="1p_pco_timestamp.tif", n_neurons=15),
+            demix=["--kind", "1p"]),
+        Case("1p-12bit-msb", "one-photon, 12-bit samples in the high bits of uint16", _edited(
+            "1p", "1p", 600, (64, 64), _msb_aligned, out_name="1p_msb.tif", n_neurons=15), demix=["--kind", "1p"]),
+        Case("voltage-long-thin", "voltage ROI 1 kHz, 50000x32x32", _simulated(
+            "vlong", "voltage", 50000, (32, 32), n_neurons=3), report=False, demix=["--kind", "voltage"]),
+        Case("scanimage-c4", "ScanImage 1 plane x 4 channels", _scanimage(1, 4), compress=["--channel", "2"],
+             report=False),
+        Case("scanimage-mroi", "ScanImage multi-ROI (2 ROIs stacked with fly-to lines)", _scanimage_mroi,
+             expect_warning="multi-ROI", report=False, expect_cells=False),
+        Case("bruker-ome-series", "Bruker/Prairie T-series: one OME-TIFF per frame and channel", _bruker_series,
+             compress=["--channel", "1"], report=False),
+        Case("tif-bigendian", "big-endian TIFF", _bigendian, report=False),
+        Case("h5-mean-as-data", "HDF5: 'data' a mean image, 'mov' the movie", _h5_several("mean-as-data"),
+             report=False),
+        Case("h5-mov-and-data", "HDF5: 'mov' and 'data' both movies", _h5_several("mov-and-data"), report=False,
+             expect_warning="'mov'"),
+        Case("batch-mixed", "pmd batch over a folder: movies, a cut TIFF, an image, an ambiguous HDF5, notes",
+             _mixed_folder, batch=True),
+        Case("h5-imaging", "HDF5: movie as 'imaging' beside 'timestamps'", _h5_several("imaging"),
+             expect_warning="read dataset 'imaging'", report=False),
     ]
 
 
@@ -299,6 +550,8 @@ def run_case(case: Case, work: Path) -> dict:
     except Exception as exc:  # noqa: BLE001 - a writer we cannot run here (pynwb missing, ...)
         return {"case": case.name, "kind": case.kind, "skipped": f"{type(exc).__name__}: {exc}"}
     make_s = time.perf_counter() - t0
+    if case.batch:
+        return _run_batch_case(case, movie, folder, round(make_s, 1))
     store = folder / "m.pmd.zarr"
     steps, problems = [], []
     row = {"case": case.name, "kind": case.kind, "input": movie.name, "input_bytes": _size(movie),
@@ -372,6 +625,45 @@ def run_case(case: Case, work: Path) -> dict:
     return row
 
 
+def _run_batch_case(case: Case, inputs: Path, folder: Path, make_s: float) -> dict:
+    """``pmd batch "inputs/*"``: the movies done, each failed one named with its reason, files no reader takes
+    left out (said so), exit 2 when some failed."""
+    r = _run(PMD + ["batch", str(inputs / "*"), "-o", str(folder / "out"), "--scheduler", "sync"])
+    r["step"] = "batch"
+    problems = []
+    failed = [ln for ln in r["stderr"].splitlines() if "failed:" in ln and "compress failed" not in ln]
+    if r["rc"] != 2 or r["traceback"]:
+        problems.append(f"batch: exit {r['rc']}{' with a traceback' if r['traceback'] else ''}: {r['message']}")
+    for ln in failed:
+        if "pmd:   failed: " in ln and not any(p.name in ln for p in inputs.iterdir()):
+            problems.append(f"batch: a failure that names no file: {ln}")
+    if "left out 1 matched file that no reader takes (notes.txt)" not in r["stderr"]:
+        problems.append("batch did not say it left notes.txt out")
+    summary_path = folder / "out" / "batch-summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return {"case": case.name, "kind": case.kind, "input": inputs.name, "make_s": make_s,
+            "done": summary.get("done"), "failed": [f"{f['path']}: {f['error']}" for f in summary.get("failed", [])],
+            "cpu_s": r["cpu_s"], "steps": _strip([r]), "problems": problems}
+
+
+def _mixed_folder(work: Path):
+    """A folder as a lab has it: two movies, a cut TIFF, a single image, an HDF5 holding two movies, notes."""
+    path, truth, movie = _sim(work, "arr_src", "2p", 300, (48, 48), n_neurons=15)
+    folder = work / "mixed"
+    folder.mkdir(exist_ok=True)
+    tifffile.imwrite(folder / "day1.tif", movie)
+    np.save(folder / "day2.npy", movie[:200])
+    (folder / "cut.tif").write_bytes((folder / "day1.tif").read_bytes()[:20000])
+    tifffile.imwrite(folder / "mean.tif", movie.mean(axis=0).astype(np.float32))
+    import h5py
+
+    with h5py.File(folder / "two.h5", "w") as fh:
+        fh["raw"] = movie
+        fh["registered"] = movie
+    (folder / "notes.txt").write_text("mouse 3, day 2")
+    return folder, None
+
+
 def _report_numbers(rj: dict) -> dict:
     flat = {}
 
@@ -425,6 +717,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="", help="comma-separated substrings of case names to run")
     ap.add_argument("--full", action="store_true", help="widefield at 512 x 512 (several CPU minutes)")
+    ap.add_argument("--round", type=int, choices=(1, 2), default=None,
+                    help="only the cases of round one (session 10) or round two (session 11)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "new_user.json"))
@@ -439,8 +733,12 @@ def main(argv=None) -> int:
     wanted = [w for w in args.cases.split(",") if w]
     rows = []
     try:
-        for case in cases(args.full):
+        all_cases = cases(args.full)
+        first_of_round_two = next(i for i, c in enumerate(all_cases) if c.name == ROUND_TWO_FIRST)
+        for i, case in enumerate(all_cases):
             if wanted and not any(w in case.name for w in wanted):
+                continue
+            if args.round and (i >= first_of_round_two) != (args.round == 2):
                 continue
             row = run_case(case, work)
             rows.append(row)

@@ -364,7 +364,7 @@ def pooled_noise(noise: np.ndarray, mean: np.ndarray, dof: float) -> np.ndarray:
 
     noise = np.asarray(noise, np.float64)
     var = noise**2
-    live = live_pixels(noise)  # dead, saturated or constant pixels stay as they are
+    live = live_pixels(noise, mean)  # dead, saturated or constant pixels stay as they are
     if dof <= 1 or live.sum() < 16 or noise.ndim != 2 or min(noise.shape) < 3:
         return noise
     mean = np.where(live, np.asarray(mean, np.float64), 0.0)
@@ -599,17 +599,29 @@ def safe_scale(noise: np.ndarray) -> np.ndarray:
     """Noise std usable as a divisor: dead or constant pixels get 1, never 0 or NaN.
 
     A pixel whose noise is zero (dead, saturated, clipped) has no fluctuation to
-    standardise; dividing its zero deviation by 1 keeps it at zero.
+    standardise; dividing its zero deviation by 1 keeps it at zero.  (A stuck pixel's
+    noise of float32 roundings, not live given its level, keeps its tiny scale: the
+    store's mean image is quantized in steps of the scale, and stays exact there.)
     """
     noise = np.asarray(noise, dtype=np.float64)
     return np.where(live_pixels(noise), noise, 1.0).astype(np.float32)
 
 
-def live_pixels(noise: np.ndarray) -> np.ndarray:
-    """Pixels that fluctuate: finite noise above a millionth of the median positive noise."""
+#: A pixel whose noise is below this share of its level (``mean``) is constant: a few float32 roundings of a hot
+#: pixel stuck at 65535 (its noise estimate 0.0033 = 5e-8 of its level, after the coherent part is removed), not
+#: light.  Real noise is far above it (shot noise: 1e-3 of the level at 1e6 photons; the four real movies of
+#: ../shared: 8e-4 and more).
+FLOAT_NOISE_SHARE = 2e-7
+
+
+def live_pixels(noise: np.ndarray, level: np.ndarray | None = None) -> np.ndarray:
+    """Pixels that fluctuate: finite noise above a millionth of the median positive noise and, given the pixels'
+    ``level`` (mean image), above :data:`FLOAT_NOISE_SHARE` of it."""
     noise = np.asarray(noise, dtype=np.float64)
     positive = noise[np.isfinite(noise) & (noise > 0)]
     floor = 1e-6 * float(np.median(positive)) if positive.size else 1.0
+    if level is not None:
+        floor = np.maximum(floor, FLOAT_NOISE_SHARE * np.abs(np.asarray(level, np.float64)).reshape(noise.shape))
     return np.isfinite(noise) & (noise > floor)
 
 

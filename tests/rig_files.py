@@ -126,3 +126,30 @@ def write_scanimage(path, pages: np.ndarray, frame_data: str, *, frame_rate: flo
         out += pages[i].tobytes()
     with open(path, "wb") as fh:
         fh.write(out)
+
+
+def write_ome_series(folder, movie: np.ndarray, *, prefix: str = "TSeries-001_Cycle00001",
+                     time_increment: float = 1 / 30) -> list:
+    """Write (T, C, Y, X) ``movie`` as Bruker/Prairie View writes a T-series: one single-frame OME-TIFF per
+    frame and channel (``<prefix>_Ch<c+1>_<t+1:06d>.ome.tif``), each holding the OME-XML of the whole series
+    (a TiffData with the UUID and name of every file).  Returns the file paths, time-major."""
+    from pathlib import Path
+
+    import tifffile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    t, c, ny, nx = movie.shape
+    files = [(ti, ci, f"{prefix}_Ch{ci + 1}_{ti + 1:06d}.ome.tif") for ti in range(t) for ci in range(c)]
+    uuids = [f"urn:uuid:00000000-0000-0000-0000-{i + 1:012d}" for i in range(len(files))]
+    tiffdata = "".join(f'<TiffData FirstC="{ci}" FirstT="{ti}" FirstZ="0" IFD="0" PlaneCount="1"><UUID FileName="'
+                       f'{fname}">{uid}</UUID></TiffData>' for (ti, ci, fname), uid in zip(files, uuids, strict=True))
+    dtype = {"uint16": "uint16", "int16": "int16", "uint8": "uint8", "float32": "float"}[str(movie.dtype)]
+    for (ti, ci, fname), uid in zip(files, uuids, strict=True):
+        xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"'
+               f' UUID="{uid}"><Image ID="Image:0"><Pixels DimensionOrder="XYCZT" ID="Pixels:0" SizeC="{c}"'
+               f' SizeT="{t}" SizeX="{nx}" SizeY="{ny}" SizeZ="1" Type="{dtype}" TimeIncrement="{time_increment}">'
+               + "".join(f'<Channel ID="Channel:0:{k}" SamplesPerPixel="1"/>' for k in range(c))
+               + tiffdata + "</Pixels></Image></OME>")
+        tifffile.imwrite(folder / fname, movie[ti, ci], description=xml, metadata=None)
+    return [folder / fname for _, _, fname in files]

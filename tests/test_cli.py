@@ -302,3 +302,20 @@ def test_free_space_check_counts_the_scratch_beside_the_store(tmp_path, monkeypa
     assert not (tmp_path / "o.pmd.zarr").exists()
     monkeypatch.setattr(atomic, "free_bytes", lambda folder: store + scratch)
     run("-q", "compress", tmp_path / "m.npy", "-o", tmp_path / "o.pmd.zarr")
+
+
+def test_info_names_the_hdf5_dataset_read(tmp_path):
+    """A file holding two movies: compress says which it read, the store records it and info shows it."""
+    h5py = pytest.importorskip("h5py")
+    noisy, _ = blobs_movie(n_frames=60, shape=(24, 24))
+    path = tmp_path / "two.h5"
+    with h5py.File(path, "w") as fh:
+        fh["mov"] = noisy.clip(0, 4000).astype(np.uint16)
+        fh["registered"] = noisy.clip(0, 4000).astype(np.uint16)
+    store = tmp_path / "m.pmd.zarr"
+    result = run("compress", path, "-o", store)
+    assert f"{path}: read dataset 'mov' (60x24x24); it also holds 'registered'; choose another with --dataset" in \
+        result.output
+    assert json.loads(run("info", store, "--json").output)["input"]["dataset"] == "/mov"
+    line = next(s for s in run("info", store).output.splitlines() if s.startswith("ratio"))
+    assert "vs the data read (60 x 24 x 24 uint16, dataset /mov)" in line

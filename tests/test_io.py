@@ -137,7 +137,8 @@ def test_hdf5_missing_dataset_lists_what_is_there(tmp_path):
     path = tmp_path / "m.h5"
     with h5py.File(path, "w") as fh:
         fh.create_dataset("a/b", data=make_movie())
-    with pytest.raises(InputError, match=r"no HDF5 dataset 'mov' or 'data'.*a/b.*dataset") as ei:
+        fh.create_dataset("c", data=make_movie())
+    with pytest.raises(InputError, match=r"no HDF5 dataset 'mov' or 'data'.*a/b, c.*dataset") as ei:
         open_movie(path)
     assert_one_line(ei, "m.h5")
     with pytest.raises(InputError, match="no HDF5 dataset 'x'"):

@@ -82,7 +82,11 @@ def batch_command(ctx, inputs, output_dir, scheduler, workers, threads_per_worke
               f"{len(failed)} failed" + (f", {len(summary['busy'])} busy elsewhere" if summary["busy"] else "")
               + f" of {summary['total']} in {summary['elapsed_s']:.1f} s")
     for f in failed:
-        click.echo(f"pmd:   failed: {f['path']}: {f['error']}", err=True)
+        # "InputError: /x/cut.tif: truncated ..." names the movie already: once is enough, and the type tells
+        # nothing more then (an unexpected error keeps it)
+        kind, _, text = f["error"].partition(": ")
+        line = text if kind.isidentifier() and text.startswith(f["path"]) else f"{f['path']}: {f['error']}"
+        click.echo(f"pmd:   failed: {line}", err=True)
     if failed:
         raise BatchError(f"{len(failed)} of {summary['total']} movies failed; "
                          f"see {output_dir}/batch-summary.json and each movie's status.json")

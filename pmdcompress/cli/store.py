@@ -135,8 +135,9 @@ def info(store, as_json):
 
 
 def _data_read(info: dict) -> str:
-    """What the store holds of its input: frames x height x width in the input's dtype, and the plane/channel."""
-    picked = [f"{key} {info['input'][key]}" for key in ("plane", "channel") if key in info["input"]]
+    """What the store holds of its input: frames x height x width in the input's dtype, and the plane/channel or
+    HDF5 dataset."""
+    picked = [f"{key} {info['input'][key]}" for key in ("plane", "channel", "dataset") if key in info["input"]]
     return " x ".join(map(str, info["shape"])) + f" {info['input_dtype']}" + "".join(f", {p}" for p in picked)
 
 

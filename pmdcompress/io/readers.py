@@ -199,6 +199,7 @@ class _Source:
     dtype: np.dtype
     frame_rate: float | None = None
     frame_rate_source: str | None = None
+    dataset: str | None = None  # the HDF5 dataset read, where the file may hold several
 
     def read(self, t0: int, t1: int) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
@@ -357,6 +358,11 @@ class _TiffSource(_Source):
         except Exception as exc:
             raise InputError(f"{name}: corrupt TIFF ({_oneline(exc)})") from exc
         corrupt = [r for r in records if _TIFF_CORRUPT_RE.search(r.getMessage())]
+        missing = [f for f in ome_series_files(tif) if not f.is_file()] if series.is_multifile else []
+        if missing:
+            raise InputError(f"{name}: {len(missing)} of the files of its OME-TIFF series are missing ("
+                             f"{', '.join(f.name for f in missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+                             "need every file of the series in its folder")
         if corrupt:
             # Drop tifffile's object reprs ("<tifffile.TiffPages @8>"); the file is named already.
             msg = _oneline(re.sub(r"<tifffile\.[^>]*>\s*", "", corrupt[0].getMessage()))
@@ -424,6 +430,12 @@ class _TiffSource(_Source):
         self.shape = (n_t, ny, nx)
         self._series = series
         self.axes = axes
+        files = ome_series_files(tif) if series.is_multifile else []
+        if files:
+            # an OME-TIFF series spread over files (Bruker/Prairie, Micro-Manager): its pixels are in all of them
+            self._file_size = sum(f.stat().st_size for f in files if f.is_file()) or self._file_size
+            logger.info("%s: one OME-TIFF series in %d files (%s ... %s)", name, len(files), files[0].name,
+                        files[-1].name)
         # Pages come back in file byte order on the raw routes; convert on copy.
         self._file_dtype = self.dtype.newbyteorder(tif.byteorder)
 
@@ -625,6 +637,48 @@ class _TiffFolderSource(_Source):
         return self._size
 
 
+def _open_tiff_folder(path: Path, name: str, *, plane: int | None, channel: int | None) -> _Source:
+    """A folder of TIFFs: one multi-file OME-TIFF series (Bruker/Prairie T-series, Micro-Manager), read by its
+    first file's OME-XML, which orders its files by time, plane and channel; else the files in name order.
+
+    Read file by file, each file of such a series would hold the whole series (tifffile follows the XML), and a
+    folder with both channels' files (``..._Ch1_000001.ome.tif``, ``..._Ch2_...``) would be one movie of both.
+    """
+    import tifffile
+
+    files = _tiff_files(path)
+    try:
+        with tifffile.TiffFile(files[0]) as tif:
+            listed = ome_series_files(tif) if tif.is_ome else []
+    except Exception:  # noqa: BLE001 - not a readable TIFF: the folder reader names the file
+        listed = []
+    if len(listed) < 2 or files[0].resolve() not in listed:
+        return _TiffFolderSource(path, name, plane=plane, channel=channel)
+    left_out = len({f.resolve() for f in files} - set(listed))
+    if left_out:
+        logger.warning("%s: %d of its %d TIFF files are one OME-TIFF series (read from %s); the %d others are not"
+                       " part of it and are left out", name, len(files) - left_out, len(files), files[0].name,
+                       left_out)
+    return _TiffSource(files[0], name, plane=plane, channel=channel)
+
+
+def ome_series_files(tif) -> list[Path]:
+    """The files of the OME-TIFF series ``tif`` belongs to, in the order its OME-XML lists them (TiffData
+    UUID FileName, relative to the file's folder); [] when the XML names no other file."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(tif.ome_metadata or "")
+    except (ET.ParseError, TypeError, ValueError):
+        return []
+    folder = Path(tif.filehandle.path).resolve().parent
+    seen: dict[Path, None] = {}
+    for el in root.iter():
+        if el.tag.rsplit("}", 1)[-1] == "UUID" and el.get("FileName"):
+            seen.setdefault((folder / el.get("FileName")).resolve(), None)
+    return list(seen) if len(seen) > 1 else []
+
+
 def _frames_written_one_by_one(tif) -> bool:
     """Whether ``tif`` holds several single-image "shaped" series (tifffile's write() called once per frame)."""
     try:
@@ -795,6 +849,13 @@ class Movie:
         return self.dtype.kind == "f"
 
     @property
+    def frames_per_chunk(self) -> int:
+        """Frames decoded together by any read (an HDF5 or Zarr array chunked along time; 1 elsewhere): a read
+        of one frame costs that many."""
+        chunks = getattr(getattr(self._source, "_array", None), "chunks", None)
+        return int(chunks[0]) if isinstance(chunks, tuple) and chunks and int(chunks[0]) > 1 else 1
+
+    @property
     def nbytes(self) -> int:
         """Bytes of the selected frames once read into memory."""
         return int(math.prod(self.shape) * self.dtype.itemsize)
@@ -894,9 +955,9 @@ class Movie:
         for key in ("plane", "channel"):
             if getattr(self, key) is not None:
                 d[key] = int(getattr(self, key))
-        layout = getattr(self._source, "layout_description", None)
-        if layout:
-            d["layout"] = layout
+        for key, attr in (("layout", "layout_description"), ("dataset", "dataset")):
+            if getattr(self._source, attr, None):
+                d[key] = getattr(self._source, attr)
         return d
 
     def close(self) -> None:
@@ -1081,6 +1142,16 @@ def _detect_format(path: Path, name: str) -> str:
     )
 
 
+def is_movie_path(path: Path) -> bool:
+    """Whether some reader takes ``path`` by its name or first bytes (a glob over a recording's folder also
+    matches its notes, logs and XML)."""
+    try:
+        _detect_format(Path(path), str(path))
+    except InputError:
+        return False
+    return True
+
+
 def _open_path(path: Path, *, frames, plane, channel, dataset, frame_rate=None, frame_shape=None) -> Movie:
     name = str(path)
     if not path.exists():
@@ -1089,7 +1160,7 @@ def _open_path(path: Path, *, frames, plane, channel, dataset, frame_rate=None, 
     _refuse_options(name, fmt, plane=plane, channel=channel, dataset=dataset, frame_shape=frame_shape)
     open_args = {"plane": plane, "channel": channel, "dataset": dataset, "frame_shape": frame_shape}
     if fmt == "tiff" and path.is_dir():
-        src: _Source = _TiffFolderSource(path, name, plane=plane, channel=channel)
+        src: _Source = _open_tiff_folder(path, name, plane=plane, channel=channel)
     elif fmt == "tiff":
         src = _TiffSource(path, name, plane=plane, channel=channel)
     elif fmt == "npy":
@@ -1172,14 +1243,10 @@ def _open_hdf5(path: Path, name: str, dataset: str | None) -> _Source:
     except Exception as exc:
         raise InputError(f"{name}: not a readable HDF5 file ({_oneline(exc)})") from exc
     try:
-        candidates = [dataset] if dataset is not None else list(HDF5_DEFAULT_DATASETS)
-        for key in candidates:
-            obj = fh.get(key)
-            if isinstance(obj, h5py.Dataset):
-                break
-        else:
+        obj = fh.get(dataset) if dataset is not None else _hdf5_movie_dataset(fh, h5py, name)
+        if not isinstance(obj, h5py.Dataset):
             found = _hdf5_datasets(fh, h5py)
-            wanted = " or ".join(repr(c) for c in candidates)
+            wanted = " or ".join(repr(c) for c in ([dataset] if dataset is not None else HDF5_DEFAULT_DATASETS))
             listing = ", ".join(found[:10]) + (", ..." if len(found) > 10 else "") if found else "none"
             raise InputError(f"{name}: no HDF5 dataset {wanted}; datasets found: {listing};"
                              " choose one with {dataset}",
@@ -1190,7 +1257,9 @@ def _open_hdf5(path: Path, name: str, dataset: str | None) -> _Source:
             fh.close()
             fh = h5py.File(path, "r", rdcc_nbytes=cache, rdcc_nslots=_HDF5_CACHE_SLOTS)
             obj = fh[key]
-        return _ArraySource(obj, "hdf5", f"{name}:{obj.name}", closer=fh.close, size=path.stat().st_size, fresh=True)
+        src = _ArraySource(obj, "hdf5", f"{name}:{obj.name}", closer=fh.close, size=path.stat().st_size, fresh=True)
+        src.dataset = obj.name  # recorded in the store: the file may hold other movies
+        return src
     except BaseException:
         fh.close()
         raise
@@ -1224,6 +1293,28 @@ def _hdf5_chunk_cache(dataset, name: str, default: int) -> int:
                        " DATASET:CHUNK=1xYxX)", name, chunks[0], "x".join(map(str, chunks[1:])), row_bytes / 1e6)
         return 0
     return int(row_bytes * 1.25)
+
+
+def _hdf5_movie_dataset(fh, h5py, name: str):
+    """The dataset of an HDF5 file that holds the movie, when none was named: ``mov``, then ``data`` (CaImAn,
+    suite2p), skipping one that is no movie (a mean image saved as ``data``); else the file's only dataset of 3
+    or more dimensions.  Other movie-shaped datasets left aside are named in a warning; None when nothing fits."""
+    def movie_like(obj) -> bool:
+        return isinstance(obj, h5py.Dataset) and sum(int(n) > 1 for n in obj.shape) >= 3
+
+    movies = [key for key in _hdf5_datasets(fh, h5py) if movie_like(fh[key])]
+    chosen = next((key for key in HDF5_DEFAULT_DATASETS if movie_like(fh.get(key))), None)
+    if chosen is None:
+        if len(movies) != 1:
+            return fh.get(HDF5_DEFAULT_DATASETS[0]) or fh.get(HDF5_DEFAULT_DATASETS[1])  # refused by the caller
+        chosen = movies[0]
+    others = [key for key in movies if fh[key] != fh[chosen]]
+    if others or chosen not in HDF5_DEFAULT_DATASETS:
+        shape = "x".join(map(str, fh[chosen].shape))
+        logger.warning("%s: read dataset '%s' (%s)%s; choose another with --dataset", name, chosen, shape,
+                       f"; it also holds {', '.join(repr(k) for k in others[:5])}" if others else
+                       ", its only dataset shaped like a movie")
+    return fh[chosen]
 
 
 def _hdf5_datasets(fh, h5py) -> list[str]:

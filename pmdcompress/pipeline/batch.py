@@ -58,6 +58,7 @@ from ..errors import BatchError, InputError, OptionError, PMDError, StoreFormatE
 from ..formats.batch_status import BATCH_STATUS, json_default, write_status
 from ..formats.batch_status import read_status as formats_read_status
 from ..io.atomic import remove_path
+from ..io.readers import is_movie_path
 from ..options import CompressOptions, DemixOptions, parse_pair
 from ..parallel import Executor, Outcome
 from ..progress import null_progress
@@ -186,6 +187,12 @@ def plan_batch(inputs, output_dir=None, *, options: dict | None = None) -> list[
             matches = [m for m in matches if not _inside(m, output_dir) and not m.name.startswith(".")]
             if not matches:
                 raise InputError(f"{item}: no files match this pattern")
+            others = [m for m in matches if not is_movie_path(m)]  # notes, logs, a rig's XML beside the movies
+            if others and len(others) < len(matches):
+                log.warning("%s: left out %d matched file%s that no reader takes (%s)", item, len(others),
+                            "s" * (len(others) > 1), ", ".join(m.name for m in others[:5]) + ", ..." * (
+                                len(others) > 5))
+                matches = [m for m in matches if m not in others]
             base = _glob_base(str(item))
             rows.extend((m.resolve(), base, None, dict(defaults), str(m)) for m in matches)
         else:
@@ -706,7 +713,8 @@ def _error_record(exc: BaseException, step: str | None) -> dict:
 
 
 def _one_line(exc) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    text = exc.render({p: f"--set {p}=..." for p in exc.parameters}) if isinstance(exc, PMDError) else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
 
 
 # ---------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from ..io.atomic import atomic_output, check_output_path
 from ..io.readers import Movie, open_movie
 from ..options import MIN_FRAMES, CompressOptions, workers_count
 from ..parallel import Executor, blas_threads, default_workers
-from ..preflight import check_compressible, check_magnitude, check_store_fits, non_finite_error
+from ..preflight import check_compressible, check_magnitude, check_sampled_frames, check_store_fits, non_finite_error
 from ..preprocess import (
     NoiseAccumulator,
     chunk_statistics,
@@ -242,6 +242,8 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
                             " --fs (frame_rate=) for demix, reports and exports", movie.name)
         else:
             log.info("%s: %.6g frames/s (%s)", movie.name, movie.frame_rate, movie.frame_rate_source)
+        if output is not None:
+            check_sampled_frames(movie)
         executor = Executor(workers, client)
         if output is None:
             return _run(movie, None, opts, solver, executor, progress, hash_input)
@@ -417,7 +419,7 @@ def _statistics_stage(job: _Job) -> _Statistics:
     scale = round_noise(safe_scale(noise))
     fit.mean, fit.scale = mean, scale  # the fit tasks standardise their patches: (x - trend - mean) / scale
     _driver_cpu(job, "fit_buffer", time.thread_time() - cpu)
-    return _Statistics(mean=mean, scale=scale, live=live_pixels(noise), fit=fit, trend=trend, knots=knots,
+    return _Statistics(mean=mean, scale=scale, live=live_pixels(noise, mean), fit=fit, trend=trend, knots=knots,
                        mean_smoothing=smoothing)
 
 

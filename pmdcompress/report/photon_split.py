@@ -1523,6 +1523,8 @@ def invalid_reason(scores: dict) -> str:
 
 #: An error reduction is "resolved" where its interval's high / low is at most this (an open interval is not).
 RESOLVED_RATIO = 10.0
+#: An unresolved error reduction whose interval spans more than this ratio prints without it.
+UNINFORMATIVE_SPAN = 1000.0
 #: A share of signal removed is "resolved" where its interval is at most this wide (and not all below 0).
 RESOLVED_WIDTH = 0.30
 
@@ -1557,7 +1559,8 @@ def headline_text(entry: dict, name: str) -> str:
     """A :func:`headline` as printed: ``85.0x (46-156x)``, ``2.9% (0.7 to 5.1%)``, ``at least 55x (55-4029x)``.
 
     An error reduction too wide to resolve prints its interval's low end as a
-    bound where that is above 1 (``not resolved`` otherwise).
+    bound where that is above 1 (``not resolved`` otherwise, without an interval
+    spanning more than :data:`UNINFORMATIVE_SPAN`, such as ``0.0-9476095x``).
 
     A resolved share of signal removed below 0 prints as 0, its interval's low
     end too: a negative share is not a measurement, the interval is.
@@ -1574,6 +1577,8 @@ def headline_text(entry: dict, name: str) -> str:
             return f"{value:.1f}x ({span})"
         if _real(low) and low > 1:  # too wide to name a value, but its low end bounds it: the error falls that much
             return f"at least {fmt(low)}x" if not _real(high) else f"at least {fmt(low)}x ({span})"
+        if _real(low) and _real(high) and high > UNINFORMATIVE_SPAN * max(low, 1e-12):
+            span = None  # "0.0-9476095x" tells a reader nothing the words do not
     else:
         if resolved:  # a negative share is not a measurement, the interval is
             value, low = max(value, 0.0), max(low, 0.0)

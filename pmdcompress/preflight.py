@@ -199,8 +199,8 @@ def _fill_border(movie, frames: dict) -> dict | None:
     t, b, lf, r = (int(v) for v in widths.max(axis=0))
     log.warning("%s: %d of %d frames read have a border of whole rows/columns equal to 0 (up to %d rows at the top,"
                 " %d at the bottom, %d columns at the left, %d at the right), as motion correction leaves"
-                " shifted-in edges: they raise the rank and can hide cells from demix; crop them away before"
-                " compressing ([:, %d:%d, %d:%d] is clear of them in these frames)", movie.name, bordered,
+                " shifted-in edges: they raise the rank and can hide cells from demix; crop them away"
+                " (--crop %d:%d,%d:%d is clear of them in these frames)", movie.name, bordered,
                 len(frames), t, b, lf, r, t, height - b, lf, width - r)
     return {"frames": bordered, "sampled": len(frames), "top": t, "bottom": b, "left": lf, "right": r}
 
@@ -321,5 +321,4 @@ def non_finite_error(frames, name: str, t0: int) -> InputError:
     t, b, lf, r = int(top.max()), int(bottom.max()), int(left.max()), int(right.max())
     return InputError(f"{head}: a NaN border (up to {t} rows at the top, {b} at the bottom, {lf} columns at the left, "
                       f"{r} at the right), as motion correction leaves it: crop it away (finite in every frame: "
-                      f"[:, {t}:{height - b}, {lf}:{width - r}]; pmd compress has no crop option) or fill it, e.g. "
-                      "CaImAn's border_nan='copy'")
+                      f"--crop {t}:{height - b},{lf}:{width - r}) or fill it, e.g. CaImAn's border_nan='copy'")

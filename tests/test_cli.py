@@ -159,8 +159,15 @@ def test_nan_border_is_refused_with_its_size_and_the_fix(tmp_path):
     assert (f"mc.npy: frame {first} contains NaN or inf values ({int(np.isnan(movie[first]).sum())} of 1,080 pixels;"
             f" {n_bad_frames} of frames 0-39 have some): a NaN border (up to {t} rows at the top, {b} at the bottom, "
             f"{lf} columns at the left, {r} at the right)") in result.output
-    assert f"[:, {t}:{30 - b}, {lf}:{36 - r}]" in result.output and "border_nan='copy'" in result.output
+    assert f"--crop {t}:{30 - b},{lf}:{36 - r})" in result.output and "border_nan='copy'" in result.output
     assert np.isfinite(movie[:, t:30 - b, lf:36 - r]).all()
+    # The crop the message names compresses; the store records it, and pmd report reads that part again.
+    run("compress", tmp_path / "mc.npy", "-o", out, "--crop", f"{t}:{30 - b},{lf}:{36 - r}")
+    store = pmdcompress.open(out)
+    assert store.shape == (40, 30 - b - t, 36 - r - lf)
+    assert store.info()["input"]["crop"] == [[int(t), int(30 - b)], [int(lf), int(36 - r)]]
+    run("report", tmp_path / "mc.npy", out, "-o", tmp_path / "rep", "--no-heldout", "--no-whole-split")
+    assert (tmp_path / "rep" / "report.json").exists()
 
 
 def test_scattered_nan_is_refused_as_not_a_border(tmp_path):

@@ -44,7 +44,11 @@ def test_a_zero_filled_border_is_named_with_its_crop(caplog):
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"<array>: {found['frames']} of {len(sampled)} frames read have a border of whole "
                            f"rows/columns equal to 0 (up to {top} rows at the top, {bottom} at the bottom")
-    assert f"[:, {top}:{40 - bottom}, {found['left']}:{48 - found['right']}]" in line
+    crop = f"{top}:{40 - bottom},{found['left']}:{48 - found['right']}"
+    assert f"--crop {crop}" in line
+    caplog.clear()  # the crop the warning names leaves a movie it says nothing of
+    with caplog.at_level("WARNING", logger="pmdcompress"):
+        assert check_sampled_frames(open_movie(movie, crop=crop))["fill_border"] is None
 
 
 @pytest.mark.parametrize("case", ["clean", "dead column", "dim counts"])

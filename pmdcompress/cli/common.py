@@ -107,9 +107,12 @@ def say(ctx, message: str) -> None:
 
 
 def input_options(f):
-    """``--frames``, ``--plane``, ``--channel``, ``--dataset``, ``--fs``, ``--frame-shape``: which part of a movie
-    file to read, and what its metadata lack."""
+    """``--frames``, ``--crop``, ``--plane``, ``--channel``, ``--dataset``, ``--fs``, ``--frame-shape``: which part
+    of a movie file to read, and what its metadata lack."""
     f = click.option("--frames", default=None, metavar="A:B", help="Use frames A to B only (Python slice).")(f)
+    f = click.option("--crop", default=None, metavar="Y0:Y1,X0:X1",
+                     help="Use these rows and columns only (e.g. without the zero-filled or NaN border that motion "
+                          "correction leaves); recorded in the store, so pmd report reads the same part.")(f)
     f = click.option("--plane", type=int, default=None,
                      help="Z plane (0-based) of a multi-plane movie (ImageJ hyperstack, ScanImage volume, NWB).")(f)
     f = click.option("--channel", type=int, default=None,

@@ -48,9 +48,9 @@ def _summary(ctx, report: dict | None, folder) -> None:
 @click.option("--workers", default=None, type=int, help="Threads (default: all cores or $PMD_NUM_WORKERS).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
-def denoise_command(ctx, source, output, report, movie, truth, store, dtype, movie_preview, no_heldout, frames, plane,
-                    channel, dataset, frame_rate, frame_shape, patch, overlap, max_rank, method, temporal_filter, seed,
-                    workers, overwrite):
+def denoise_command(ctx, source, output, report, movie, truth, store, dtype, movie_preview, no_heldout, frames, crop,
+                    plane, channel, dataset, frame_rate, frame_shape, patch, overlap, max_rank, method,
+                    temporal_filter, seed, workers, overwrite):
     """Denoise SOURCE (a movie, or a store made by pmd compress) into a movie, with an optional report."""
 
     from ..options import parse_pair
@@ -58,8 +58,8 @@ def denoise_command(ctx, source, output, report, movie, truth, store, dtype, mov
 
     if frame_shape is not None:
         frame_shape = parse_pair(frame_shape, "frame_shape")
-    options = {k: v for k, v in (("frames", frames), ("plane", plane), ("channel", channel), ("dataset", dataset),
-                                 ("frame_rate", frame_rate), ("frame_shape", frame_shape),
+    options = {k: v for k, v in (("frames", frames), ("crop", crop), ("plane", plane), ("channel", channel),
+                                 ("dataset", dataset), ("frame_rate", frame_rate), ("frame_shape", frame_shape),
                                  ("overlap", overlap), ("max_rank", max_rank),
                                  ("seed", seed), ("method", method), ("temporal_filter", temporal_filter))
                if v is not None}

@@ -49,7 +49,7 @@ from .common import say as _say
                    "(default: threads here, or $DASK_SCHEDULER_ADDRESS).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
-def compress(ctx, movie, output, frames, plane, channel, dataset, frame_rate, frame_shape, patch, overlap, method,
+def compress(ctx, movie, output, frames, crop, plane, channel, dataset, frame_rate, frame_shape, patch, overlap, method,
              max_rank, consecutive_failures, fit_frames, fit_bin, dtype, temporal_filter, detrend, seed, workers,
              scheduler, overwrite):
     """Compress MOVIE (TIFF/ScanImage, Zarr, .npy, HDF5, suite2p .bin, CaImAn .mmap, NWB) into a store of
@@ -62,7 +62,7 @@ def compress(ctx, movie, output, frames, plane, channel, dataset, frame_rate, fr
     if scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"):
         cluster = open_client(scheduler)
     with cluster or contextlib.nullcontext() as client:
-        store = run(movie, output, frames=frames, plane=plane, channel=channel, dataset=dataset,
+        store = run(movie, output, frames=frames, crop=crop, plane=plane, channel=channel, dataset=dataset,
                     frame_rate=frame_rate,
                     frame_shape=None if frame_shape is None else parse_pair(frame_shape, "frame_shape"),
                     overwrite=overwrite, workers=workers, client=client, progress=_progress(ctx),

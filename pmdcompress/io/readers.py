@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..options import parse_range
+from ..options import parse_crop, parse_range
 from .miniscope import open_miniscope
 from .nwb import open_nwb_series
 from .registered import open_caiman_mmap, open_suite2p_binary
@@ -812,6 +812,8 @@ class Movie:
         (compressed TIFF pages) or ``"array"`` (zarr/HDF5/numpy slicing).
     frame_range : tuple of int
         ``(start, stop)`` of the selected frames in the source.
+    crop : tuple or None
+        ``((y0, y1), (x0, x1))`` of the file's frames kept, or None for whole frames.
     plane, channel : int or None
         Plane and channel picked from a TIFF hyperstack, ScanImage file or NWB volume.
     frame_rate : float or None
@@ -821,8 +823,8 @@ class Movie:
         Where ``frame_rate`` came from (e.g. ``"ScanImage SI.hRoiManager.scanFrameRate"``).
     """
 
-    def __init__(self, source: _Source, *, path: Path | None, name: str, frames=None, open_args: dict | None = None,
-                 frame_rate: float | None = None):
+    def __init__(self, source: _Source, *, path: Path | None, name: str, frames=None, crop=None,
+                 open_args: dict | None = None, frame_rate: float | None = None):
         self._source = source
         self.path = path
         self.name = name
@@ -830,7 +832,10 @@ class Movie:
         self.access = source.access
         start, stop = parse_range(frames, source.shape[0], "frames", source=name)
         self.frame_range = (start, stop)
-        self.shape = (stop - start, *source.shape[1:])
+        (y0, y1), (x0, x1) = parse_crop(crop, source.shape[1:], source=name)
+        whole = (y0, y1, x0, x1) == (0, source.shape[1], 0, source.shape[2])
+        self.crop = None if whole else ((y0, y1), (x0, x1))
+        self.shape = (stop - start, y1 - y0, x1 - x0)
         # float16 samples are read as float32 (exactly): the kernels work in float32, and numba has no float16.
         self._widen = source.dtype == np.float16
         self.dtype = np.dtype(np.float32) if self._widen else source.dtype
@@ -840,7 +845,8 @@ class Movie:
             self.frame_rate, self.frame_rate_source = _check_rate(frame_rate, name), "given"
         else:
             self.frame_rate, self.frame_rate_source = source.frame_rate, source.frame_rate_source
-        self._open_args = dict(open_args or {}, frame_rate=frame_rate)
+        self._open_args = dict(open_args or {}, frame_rate=frame_rate,
+                               crop=None if self.crop is None else [slice(*pair) for pair in self.crop])
         self._closed = False
 
     @property
@@ -887,8 +893,15 @@ class Movie:
             If a page cannot be decoded or is cut short; the message gives the
             frame number in the file, not in the selection.
         """
-        block = self._source.read(*self._file_range(t0, t1))
+        block = self._cropped(self._source.read(*self._file_range(t0, t1)))
         return block.astype(np.float32) if self._widen else block
+
+    def _cropped(self, block: np.ndarray) -> np.ndarray:
+        """The selected rows and columns of frames read whole (a new C-contiguous array where cropped)."""
+        if self.crop is None:
+            return block
+        (y0, y1), (x0, x1) = self.crop
+        return np.ascontiguousarray(block[:, y0:y1, x0:x1])
 
     def _file_range(self, t0: int, t1: int) -> tuple[int, int]:
         """Frames [t0, t1) of the selection as frames of the file, checked."""
@@ -908,7 +921,7 @@ class Movie:
         into the result; it may be reused by the next ``view`` call of the same
         thread.
         """
-        block = self._source.view(*self._file_range(t0, t1))
+        block = self._cropped(self._source.view(*self._file_range(t0, t1)))
         return block.astype(np.float32) if self._widen else block
 
     def iter_chunks(self, chunk_frames: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -941,7 +954,8 @@ class Movie:
             ``name`` (file name, or ``"<array>"``), ``size_bytes`` (on disk,
             or in memory for arrays), ``format``, ``shape`` (list, after
             selection), ``dtype`` (str), ``frame_rate`` (Hz or None) and
-            ``frame_rate_source``; ``plane``/``channel`` when one was picked.
+            ``frame_rate_source``; ``plane``/``channel`` when one was picked, ``frames`` ([start, stop] in the
+            file) and ``crop`` ([[y0, y1], [x0, x1]]) when the movie is a part of the file.
         """
         d = {
             "name": self.path.name if self.path is not None else self.name,
@@ -955,6 +969,10 @@ class Movie:
         for key in ("plane", "channel"):
             if getattr(self, key) is not None:
                 d[key] = int(getattr(self, key))
+        if self.frame_range != (0, self._source.shape[0]):  # so that a report can read the same frames again
+            d["frames"] = [int(n) for n in self.frame_range]
+        if self.crop is not None:
+            d["crop"] = [[int(n) for n in pair] for pair in self.crop]
         for key, attr in (("layout", "layout_description"), ("dataset", "dataset")):
             if getattr(self._source, attr, None):
                 d[key] = getattr(self._source, attr)
@@ -1009,6 +1027,7 @@ def open_movie(
     dataset: str | None = None,
     frame_rate: float | None = None,
     frame_shape: tuple[int, int] | None = None,
+    crop: str | tuple | None = None,
 ) -> Movie:
     """Open a movie lazily, without reading its pixel data.
 
@@ -1023,6 +1042,10 @@ def open_movie(
     frames : slice or str, optional
         Frames to keep, as a slice or ``"start:stop"`` (bounds optional,
         negative counts from the end).  Frame 0 of the movie is ``start``.
+    crop : str or pair of ranges, optional
+        Rows and columns to keep, ``"y0:y1,x0:x1"`` (either range may be
+        empty): a field without the zero-filled or NaN border that motion
+        correction leaves.  Frames are read whole and cropped.
     plane, channel : int, optional
         Z plane and channel (0-based) to take from a 4-D/5-D TIFF series (an
         ImageJ hyperstack), a ScanImage file (its interleaved slices and saved
@@ -1052,13 +1075,13 @@ def open_movie(
     """
     if isinstance(source, (str, os.PathLike)):
         return _open_path(Path(source), frames=frames, plane=plane, channel=channel, dataset=dataset,
-                          frame_rate=frame_rate, frame_shape=frame_shape)
+                          frame_rate=frame_rate, frame_shape=frame_shape, crop=crop)
     name = "<array>"
     _refuse_options(name, "array", plane=plane, channel=channel, dataset=dataset, frame_shape=frame_shape)
     if isinstance(source, np.ndarray) or _is_zarr_array(source) or _is_array_like(source):
         fresh = not isinstance(source, np.ndarray)
         src = _ArraySource(source, "array", name, fresh=fresh)
-        return Movie(src, path=None, name=name, frames=frames, frame_rate=frame_rate)
+        return Movie(src, path=None, name=name, frames=frames, crop=crop, frame_rate=frame_rate)
     raise TypeError(f"cannot open a movie from {type(source).__name__}; pass a path or an array")
 
 
@@ -1152,7 +1175,8 @@ def is_movie_path(path: Path) -> bool:
     return True
 
 
-def _open_path(path: Path, *, frames, plane, channel, dataset, frame_rate=None, frame_shape=None) -> Movie:
+def _open_path(path: Path, *, frames, plane, channel, dataset, frame_rate=None, frame_shape=None,
+               crop=None) -> Movie:
     name = str(path)
     if not path.exists():
         raise InputError(f"{name}: no such file")
@@ -1178,7 +1202,8 @@ def _open_path(path: Path, *, frames, plane, channel, dataset, frame_rate=None, 
     else:
         src = _open_zarr(path, name, dataset)
     try:
-        return Movie(src, path=path, name=name, frames=frames, open_args=open_args, frame_rate=frame_rate)
+        return Movie(src, path=path, name=name, frames=frames, crop=crop, open_args=open_args,
+                     frame_rate=frame_rate)
     except BaseException:
         src.close()
         raise

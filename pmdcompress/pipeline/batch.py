@@ -96,7 +96,7 @@ DENOISED_NAME = "denoised.zarr"
 
 MANIFEST_SUFFIXES = (".csv", ".yaml", ".yml")
 #: Input-selection keys a manifest row may carry besides the compression options.
-INPUT_KEYS = ("frames", "plane", "channel", "dataset", "frame_rate", "frame_shape")
+INPUT_KEYS = ("frames", "plane", "channel", "dataset", "crop", "frame_rate", "frame_shape")
 #: Demixing options carry this prefix (``demix_cell_radius``): ``seed`` and others exist in both steps.
 DEMIX_PREFIX = "demix_"
 #: Other spellings accepted in manifests and ``--set`` (CLI option names).

@@ -175,7 +175,7 @@ class _Hasher(threading.Thread):
             self.future = None
 
 
-def compress(source, output=None, *, frames=None, plane=None, channel=None, dataset=None,
+def compress(source, output=None, *, frames=None, plane=None, channel=None, dataset=None, crop=None,
              frame_rate: float | None = None, frame_shape=None, overwrite: bool = False,
              workers: int | None = None, client=None,
              progress=None, hash_input: bool = True, **options) -> PMDStore:
@@ -188,7 +188,7 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
     output : path, optional
         The store folder (``*.pmd.zarr``).  Default: beside a path input
         (``movie.tif`` -> ``movie.pmd.zarr``); in memory for arrays.
-    frames, plane, channel, dataset, frame_shape
+    frames, plane, channel, dataset, crop, frame_shape
         Input selection (see :func:`pmdcompress.io.readers.open_movie`).
     frame_rate : float, optional
         Frames per second; overrides the movie's metadata.  Stored with the
@@ -220,7 +220,7 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
 
     own_movie = not isinstance(source, Movie)
     if own_movie:
-        movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset,
+        movie = open_movie(source, frames=frames, plane=plane, channel=channel, dataset=dataset, crop=crop,
                            frame_rate=frame_rate, frame_shape=frame_shape)
     else:
         movie = source

@@ -93,7 +93,7 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
         else:
             if movie is not None:
                 raise OptionError("{movie} applies only when denoising an existing store", "movie")
-            selection = {k: compress_options.pop(k) for k in ("frames", "plane", "channel", "dataset",
+            selection = {k: compress_options.pop(k) for k in ("frames", "plane", "channel", "dataset", "crop",
                                                               "frame_rate", "frame_shape")
                          if k in compress_options}
             # Denoising defaults to the penalized solver: it removes more noise

@@ -85,6 +85,21 @@ def locate_movie(store: PMDStore) -> Path | None:
     return candidate
 
 
+def recorded_selection(store: PMDStore, movie) -> dict:
+    """The part of its input file ``store`` was made from (plane, channel, dataset, frames, crop), as the store
+    records it, where ``movie`` is a file of that name: ``pmd report scan.tif`` of a store of one plane of a
+    ScanImage volume reads that plane (the file alone is ambiguous)."""
+    info = store.metadata.input or {}
+    if not isinstance(movie, (str, os.PathLike)) or Path(movie).name != info.get("name"):
+        return {}
+    selection = {key: info[key] for key in ("plane", "channel", "dataset") if info.get(key) is not None}
+    if info.get("frames"):
+        selection["frames"] = slice(*info["frames"])
+    if info.get("crop"):
+        selection["crop"] = [slice(*pair) for pair in info["crop"]]
+    return selection
+
+
 def _check_pair(movie: Movie | None, store: PMDStore) -> None:
     if movie is not None and tuple(movie.shape) != tuple(store.shape):
         where = store.path or "the store"
@@ -307,7 +322,7 @@ def open_raw(movie, store: PMDStore, stack: contextlib.ExitStack) -> Movie | Non
         log.info("raw movie: %s", movie)
     if isinstance(movie, Movie):
         return movie
-    opened = open_movie(movie)
+    opened = open_movie(movie, **recorded_selection(store, movie))
     stack.callback(opened.close)
     _check_pair(opened, store)
     _check_identity(opened, store)

@@ -184,6 +184,7 @@ def test_in_memory_arrays(make):
         "dtype": "uint16",
         "frame_rate": None,
         "frame_rate_source": None,
+        "frames": [2, 9],
     }
 
 
@@ -314,6 +315,7 @@ def test_input_identity_and_close(tmp_path):
         "dtype": "uint16",
         "frame_rate": None,
         "frame_rate_source": None,
+        "frames": [2, 12],
     }
     movie.close()
     movie.close()

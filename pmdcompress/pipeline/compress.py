@@ -795,13 +795,13 @@ def _statistics_task(args):
     n_pix = movie.shape[1] * movie.shape[2]
     block = movie.view(t0, t1).reshape(t1 - t0, -1)
     # the frames of even index in the movie: the mean image's cross-validation (preprocess.mean_correction)
-    even = block[t0 % 2 :: 2].sum(axis=0, dtype=np.float64) if parity else None
+    even = np.zeros(n_pix, np.float64) if parity else None  # summed with the rest, in chunk_statistics
     keep = rows >= 0
     local = np.full(rows.shape, -1, np.int64)
     local[keep] = np.arange(int(keep.sum()))
     fit_rows = np.empty((int(keep.sum()), n_pix), np.float32)
     total = np.zeros(n_pix, np.float64)
-    bad = chunk_statistics(block, fit_bin, local, total, fit_rows)
+    bad = chunk_statistics(block, fit_bin, local, total, fit_rows, even, t0 % 2)
     if bad >= 0:
         raise non_finite_error(block.reshape(t1 - t0, *movie.shape[1:3]), movie.name, t0)
     check_magnitude(total, t1 - t0, movie.name, t0, t1)

@@ -247,16 +247,16 @@ def _rank_values(v: np.ndarray, lo: int, hi: int, out: np.ndarray) -> np.ndarray
 
 @jit
 def _values_between(v, low, high, out):
-    # the values x of v with low <= x <= high into out[:count], in order; returns (count, values below low)
+    # the values x of v with low <= x <= high into out[:count], in order; returns (count, values below low).
+    # Without branches: each value is written at out[count] and kept by counting it (out holds v.size values);
+    # a branch on x < low, taken at random for a third of the values, cost 3-4 times as much.
     below = 0
     count = 0
     for i in range(v.size):
         x = v[i]
-        if x < low:
-            below += 1
-        elif x <= high:
-            out[count] = x
-            count += 1
+        out[count] = x
+        below += x < low
+        count += (x >= low) & (x <= high)
     return count, below
 
 

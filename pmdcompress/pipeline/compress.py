@@ -79,10 +79,11 @@ log = logging.getLogger("pmdcompress")
 MAX_AUTO_BIN = 4
 #: Welch segments come from at most this many chunks, spread over the movie.
 MAX_NOISE_CHUNKS = 6
-#: Rows of the fit buffer's tiles in the scratch (a patch's width across): patches overlap, so most start inside
-#: a tile; with tiles of a patch's height a 32 x 32 patch (stride 24) read four tiles, with 16 rows three tiles'
-#: rows of two (1.5x its values instead of 2x in y): the fit tasks' reads of a 512 x 512 movie's buffer 4.3 ->
-#: 3.2 CPU-s, the neighbour correlation's gather of frames 1.06 -> 1.16 (8 rows: 3.2 and 1.35).  The same values.
+#: Rows of the fit buffer's tiles in the scratch (each a patch's width across).  Patches overlap, so most start
+#: inside a tile: with tiles of a patch's height a 32 x 32 patch at stride 24 read 2 x 2 tiles (4x its values),
+#: with 16 rows at most 3 x 2 tiles of 16 x 32 (3x; 2x where it starts on a tile's edge).  Reading every patch
+#: of a 512 x 512 movie's buffer: 4.3 -> 3.2 CPU-s; the neighbour correlation's gather of frames, which then
+#: reads more, smaller pieces: 1.06 -> 1.16 (8-row tiles: 3.2 and 1.35).  The same values.
 FIT_TILE_ROWS = 16
 #: Float32 bytes of one chunk of frames (sets the chunk length, to a power of two: :func:`default_chunk_frames`).
 CHUNK_BYTES = 64 * 2**20

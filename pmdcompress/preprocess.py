@@ -474,13 +474,16 @@ class NoiseAccumulator:
 
 
 @jit
-def _chunk_statistics_kernel(block, bin_size, rows, total, fit):
+def _chunk_statistics_kernel(block, bin_size, rows, total, fit, even, first_even):
     # One pass over a (n, P) block of any dtype: per-pixel sums into ``total``
     # (float64), and the mean of each bin of ``bin_size`` frames into fit[rows[j]]
     # when rows[j] >= 0.  Returns the first frame with a non-finite value, or -1.
+    # With ``even`` of P values: the sums of frames first_even, first_even + 2, ... added to it too, frame
+    # after frame (as numpy's block[first_even::2].sum(axis=0, dtype=float64) adds them).
     n, n_p = block.shape
     n_bins = n // bin_size
     acc = np.empty(n_p, np.float64)
+    with_even = even.size == n_p
     bad = -1
     for j in range(n_bins + 1):
         f0 = j * bin_size
@@ -489,8 +492,14 @@ def _chunk_statistics_kernel(block, bin_size, rows, total, fit):
             break
         acc[:] = 0.0
         for t in range(f0, f1):
-            for p in range(n_p):
-                acc[p] += block[t, p]
+            if with_even and t % 2 == first_even:
+                for p in range(n_p):
+                    x = np.float64(block[t, p])
+                    acc[p] += x
+                    even[p] += x
+            else:
+                for p in range(n_p):
+                    acc[p] += block[t, p]
         for p in range(n_p):
             total[p] += acc[p]
         if bad < 0:
@@ -511,7 +520,7 @@ def _chunk_statistics_kernel(block, bin_size, rows, total, fit):
     return bad
 
 
-def chunk_statistics(block, bin_size, rows, total, fit) -> int:
+def chunk_statistics(block, bin_size, rows, total, fit, even=None, first_even: int = 0) -> int:
     """Sums and binned frames of one chunk (see :func:`_chunk_statistics_kernel`).
 
     Parameters
@@ -525,13 +534,17 @@ def chunk_statistics(block, bin_size, rows, total, fit) -> int:
         Per-pixel sums, updated in place.
     fit : ndarray of float32, shape (rows, P)
         Fit buffer, rows written in place.
+    even : ndarray of float64, shape (P,), optional
+        Per-pixel sums of the frames ``first_even, first_even + 2, ...`` (the movie's frames of even index),
+        updated in place in the same pass (a pass of their own cost 0.3 CPU-s per 2.6 GB of uint16).
 
     Returns
     -------
     int
         First frame (within the chunk) holding NaN or inf, or -1.
     """
-    return int(_chunk_statistics_kernel(block, int(bin_size), rows, total, fit))
+    even = np.zeros(0) if even is None else even
+    return int(_chunk_statistics_kernel(block, int(bin_size), rows, total, fit, even, int(first_even)))
 
 
 @jit

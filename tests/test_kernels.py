@@ -126,11 +126,20 @@ def test_chunk_statistics_kernel_matches_numpy(dtype, n, bin_size):
     start = rng.uniform(-5, 5, 11)
     total = start.copy()
     fit = np.full((n_bins + 2, 11), np.nan, np.float32)
-    bad = preprocess.chunk_statistics(block, bin_size, rows, total, fit)
+    first_even = n % 2  # the chunk's first frame of even index in the movie
+    even = np.zeros(11)  # as the pipeline starts it for each chunk
+    bad = preprocess.chunk_statistics(block, bin_size, rows, total, fit, even, first_even)
     want_total, want_fit, want_bad = reference.chunk_statistics(block, bin_size, rows, n_bins + 2)
     np.testing.assert_allclose(total, start + want_total, rtol=RTOL32)
     np.testing.assert_allclose(fit, want_fit, rtol=RTOL32)
     assert bad == want_bad == -1
+    # the even frames' sums: numpy's, frame after frame, to the last bit (the pass they replace)
+    np.testing.assert_array_equal(even, block[first_even::2].sum(axis=0, dtype=np.float64))
+    # without them: the same sums and fit rows
+    total2, fit2 = start.copy(), np.full_like(fit, np.nan)
+    preprocess.chunk_statistics(block, bin_size, rows, total2, fit2)
+    np.testing.assert_array_equal(total2, total)
+    np.testing.assert_array_equal(fit2, fit)
 
 
 @pytest.mark.parametrize("bad_frame, bad_value", [(0, np.nan), (6, np.inf), (9, -np.inf), (12, np.nan)])

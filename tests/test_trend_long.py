@@ -163,18 +163,42 @@ def _sorted_noise_std(rows):
     return a[:, lo:max(hi, lo + 1)].mean(axis=1) / temporal._CENTRAL_MEAN / np.sqrt(2.0)
 
 
-@pytest.mark.parametrize("frames", [2, 3, 7, 10, 101, 5000])
+@pytest.mark.parametrize("frames", [2, 3, 7, 10, 101, 2048, 2049, 5000, 20000])
 def test_robust_noise_std_partition_gives_the_full_sort_to_the_last_bit(frames):
+    # rows of at least SELECT_MIN_FRAMES differences take the sampled selection (_central_order_statistics)
     rng = np.random.default_rng(frames)
-    rows = rng.normal(size=(6, frames)) * np.array([[1.0], [3.0], [0.1], [1.0], [2.0], [1.0]])
+    rows = rng.normal(size=(8, frames)) * np.array([[1.0], [3.0], [0.1], [1.0], [2.0], [1.0], [1.0], [1e-300]])
     rows[3] = np.round(rows[3] / 0.17) * 0.17  # rounded factors: many tied differences
     rows[4, frames // 2 :] += 50.0  # a step
     rows[5] = 0.0
-    got = temporal.robust_noise_std(rows.astype(np.float32))
-    np.testing.assert_array_equal(got, _sorted_noise_std(rows.astype(np.float32)))
+    rows[6, ::97] += 40.0  # spikes, and a slow drift
+    rows[6] += np.linspace(0.0, 30.0, frames)
+    for dtype in (np.float32, np.float64):
+        got = temporal.robust_noise_std(rows.astype(dtype))
+        np.testing.assert_array_equal(got, _sorted_noise_std(rows.astype(dtype)))
     assert got[5] == 0.0
     if frames > 100:
         assert got[1] > 2.0 * got[0]
+
+
+@pytest.mark.parametrize("margin", [-0.3, 0.0, 0.5])
+def test_robust_noise_std_selection_whose_guess_misses_still_gives_the_full_sort(monkeypatch, margin):
+    # a negative margin puts the wanted ranks outside the gathered values: each row is then sorted whole
+    monkeypatch.setattr(temporal, "SELECT_MARGIN", margin)
+    rows = np.random.default_rng(1).standard_t(3, size=(5, 4001))
+    np.testing.assert_array_equal(temporal.robust_noise_std(rows), _sorted_noise_std(rows))
+    rows[2, 7] = np.nan  # a non-finite row: numpy's own median and partition, as before
+    np.testing.assert_array_equal(temporal.robust_noise_std(rows), _sorted_noise_std(rows))
+
+
+def test_values_between_matches_its_numpy_twin():
+    rng = np.random.default_rng(3)
+    v = np.round(rng.normal(size=3001), 1)
+    out = np.empty(v.size)
+    for low, high in [(-0.5, 0.5), (0.1, 0.1), (-np.inf, 0.0), (0.0, np.inf), (2.0, -2.0)]:
+        count, below = temporal._values_between(v, low, high, out)
+        np.testing.assert_array_equal(out[:count], v[(v >= low) & (v <= high)])
+        assert below == np.sum(v < low)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -72,12 +72,13 @@ def _tv2d_total_variation(x):
 def _tv2d_kernel(y, lam, t, x, max_num_iter, tol):
     """:func:`_tv2d_solve` with its own work arrays."""
     h, w = y.shape
-    return _tv2d_solve(y, lam, t, x, max_num_iter, tol, np.empty((h, w)), np.empty((h, w)), np.empty((h, w)),
-                       np.empty((w, h)), np.empty((w, h)))
+    n_iter, gap, converged, _ = _tv2d_solve(y, lam, t, x, max_num_iter, tol, np.empty((h, w)), np.empty((h, w)),
+                                            np.empty((h, w)), np.empty((w, h)), np.empty((w, h)), 0.0)
+    return n_iter, gap, converged
 
 
 @jit
-def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt):
+def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt, theta):
     """Anisotropic 2-D TV denoising to a certified tolerance.
 
     Parameters
@@ -100,8 +101,15 @@ def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt):
         ``||x - x*||`` (see Notes).
     t_hat, v, a : ndarray of float64, shape (h, w)
     wt, xt : ndarray of float64, shape (w, h)
-        Work arrays (their contents on entry do not matter): a search solves
-        many times on one image without allocating them again.
+        Work arrays (their contents on entry do not matter, but for a
+        resumed solve): a search solves many times on one image without
+        allocating them again.
+    theta : float
+        0 starts the momentum afresh from ``t``; the ``theta`` returned by a
+        call with the same ``y``, ``lam`` and arrays (untouched since) resumes
+        that solve where it stopped, momentum included (to certify a loosely
+        solved answer to a tighter ``tol`` without restarting its
+        acceleration).
 
     Returns
     -------
@@ -111,6 +119,8 @@ def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt):
     converged : bool
         Whether the tolerance (or the rounding floor of the gap,
         ``1e-13 (lam TV(x) + |<x, s + t>|)``) was reached.
+    theta : float
+        The momentum state that resumes this solve (see ``theta`` above).
 
     Notes
     -----
@@ -152,7 +162,7 @@ def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt):
             for j in range(w):
                 x[i, j] = y[i, j]
                 t[i, j] = 0.0
-        return 0, 0.0, True
+        return 0, 0.0, True, 0.0
     mean = 0.0
     for i in range(h):
         for j in range(w):
@@ -173,11 +183,13 @@ def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt):
     # (and its ``v``) is taken inside the certificate's pass, with the beta it will use if there is no restart
     # (beta depends on theta alone); a restart, or the last iteration, discards it.  The same floats as the
     # four passes this replaced (t_hat and v are each the same expression of the same operands).
-    for i in range(h):
-        for j in range(w):
-            t_hat[i, j] = t[i, j]
-            v[i, j] = y[i, j] - t_hat[i, j]
-    theta = 1.0
+    if theta <= 0.0:
+        theta = 1.0
+        for i in range(h):
+            for j in range(w):
+                t_hat[i, j] = t[i, j]
+                v[i, j] = y[i, j] - t_hat[i, j]
+    # else: resumed, t_hat and v hold the momentum step the last call took in its last pass
     gap = np.inf
     converged = False
     n_iter = 0
@@ -214,6 +226,7 @@ def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt):
         gap = penalty - inner
         if gap <= max(gap_tol, 1e-13 * (penalty + abs(inner))):
             converged = True
+            theta = theta_new  # the momentum step taken above is the one a resumed call starts with
             break
         if grad_dot > 0.0:
             # momentum points uphill: restart
@@ -227,7 +240,7 @@ def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt):
     for i in range(h):
         for j in range(w):
             x[i, j] = xt[j, i]
-    return n_iter, max(gap, 0.0), converged
+    return n_iter, max(gap, 0.0), converged, theta
 
 
 @jit
@@ -346,15 +359,16 @@ def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_so
             for j in range(w):
                 t[i, j] *= scale
         lam_t = lam
-        _, _, converged = _tv2d_solve(y, lam, t, x, max_num_iter_solver, tol if tight else steer_tol, t_hat, v, a,
-                                      wt, xt)
+        _, _, converged, theta = _tv2d_solve(y, lam, t, x, max_num_iter_solver, tol if tight else steer_tol, t_hat,
+                                             v, a, wt, xt, 0.0)
         all_converged = all_converged and converged
         res = squared_distance(y, x)
         if not tight and ((1.0 - rtol) * delta <= res <= delta or state[S_HI] - state[S_LO] <= 1e-12 * state[S_HI]):
             # this lam is the candidate (or the loose bracket collapsed): certify it, and search afresh from here
             tight = True
             state = search_init(lam_bound)
-            _, _, converged = _tv2d_solve(y, lam, t, x, max_num_iter_solver, tol, t_hat, v, a, wt, xt)
+            # the same lam: resume that solve, its momentum included
+            _, _, converged, _ = _tv2d_solve(y, lam, t, x, max_num_iter_solver, tol, t_hat, v, a, wt, xt, theta)
             all_converged = all_converged and converged
             res = squared_distance(y, x)
         if search_record(state, lam, res, delta) and tight:

@@ -31,7 +31,7 @@ this checkout's and the ranks per patch against it (a solver change that keeps t
 With ``--tv`` it times the 2-D TV spatial searches alone the same way: one compress with this checkout records
 every ``tv2d_search`` call (image, budget, warm start), each tree replays them (warm, interleaved, ``--repeats``
 times), and the table gives the CPU-s, the answers bit-identical to this checkout's, and their accuracy: the
-distance of each answer to the exact solution at its own lam, over ``||y - mean(y)||`` (mean over every fourth
+distance of each answer to the exact solution at its own lam, over ``||y - mean(y)||`` (mean over every third
 call, per kind of step), beside the mean residual / budget.  The compressed movie's error against simulated truth
 follows that accuracy (session 11), so a faster 2-D TV must not be a less accurate one.
 With ``--breakdown`` it times one compress of each movie in place instead (each stage and solver function wrapped
@@ -245,7 +245,7 @@ t0 = time.process_time()
 answers = replay()
 cpu = time.process_time() - t0
 accuracy = {}
-for i in range(0, len(calls), 4):  # the exact solution at each answer's lam, for every fourth call
+for i in range(0, len(calls), 3):  # every third call (draft and final steps alternate): the exact solution at its lam
     img, delta, _, rtol, tol, _, _ = calls[i]
     x, lam = answers[i]
     if lam <= 0.0:

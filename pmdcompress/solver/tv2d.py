@@ -229,10 +229,9 @@ def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt, theta):
                 v[i, j] = y[i, j] - t_step
         penalty = lam * tv
         gap = penalty - inner
-        if gap <= max(gap_tol, 1e-13 * (penalty + abs(inner))):
-            converged = True
-            theta = theta_new  # the momentum step taken above is the one a resumed call starts with
-            break
+        converged = gap <= max(gap_tol, 1e-13 * (penalty + abs(inner)))
+        # The next iteration's momentum, taken also on the last one: a resumed call starts where this one would
+        # have gone on (the restart's pass is then wasted unless the solve is resumed; it is rare).
         if grad_dot > 0.0:
             # momentum points uphill: restart
             theta = 1.0
@@ -242,6 +241,8 @@ def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt, theta):
                     v[i, j] = y[i, j] - t_hat[i, j]
         else:
             theta = theta_new
+        if converged:
+            break
     for i in range(h):
         for j in range(w):
             x[i, j] = xt[j, i]

@@ -323,9 +323,10 @@ def _constrained_tv2d_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_so
     started from the rescaled dual of the previous one, and the log-log slope
     is the secant through the last two evaluations (2 for the first step).
     Solves are certified to ``steer_tol`` (``>= tol``) until one lands in the
-    window; from then on (that one first) to ``tol``, with the bracket of the
-    looser solves forgotten (their residuals are only approximate).  The
-    returned solution is always one certified to ``tol``.
+    window; from then on (that one first, resumed where its loose solve
+    stopped, momentum included) to ``tol``, with the bracket of the looser
+    solves forgotten (their residuals are only approximate).  The returned
+    solution is always one certified to ``tol``.
     ``t`` (h, w): on entry a dual of the column term feasible for ``lam_t``
     (zeros with ``lam_t = 0`` for a cold start), e.g. that of a previous call
     on a nearby image; on exit the dual of the returned solution.

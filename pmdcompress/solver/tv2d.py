@@ -186,8 +186,8 @@ def _tv2d_solve(y, lam, t, x, max_num_iter, tol, t_hat, v, a, wt, xt, theta):
     one = np.uint64(1)
     # Two passes over the image per iteration besides the 1-D solves: the momentum step of the next iteration
     # (and its ``v``) is taken inside the certificate's pass, with the beta it will use if there is no restart
-    # (beta depends on theta alone); a restart, or the last iteration, discards it.  The same floats as the
-    # four passes this replaced (t_hat and v are each the same expression of the same operands).
+    # (beta depends on theta alone); a restart discards it (the last iteration's waits for a resumed call).  The
+    # same floats as the four passes this replaced (t_hat and v are each the same expression of the same operands).
     if theta <= 0.0:
         theta = 1.0
         for i in range(h):

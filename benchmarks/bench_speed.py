@@ -1,7 +1,7 @@
 """Benchmark: compression and decompression speed on real movies, per CPU-second, before vs after.
 
     python benchmarks/bench_speed.py [--baseline REV] [--repeats N] [--movies a,b] [--profile N] [--breakdown]
-                                     [--solver] [--out benchmarks/results/speed.json]
+                                     [--solver] [--tv] [--out benchmarks/results/speed.json]
 
 For every movie (default: ../shared/data/neurofinder_dev and optinist_mouse2p) and every tree (this
 checkout, and with ``--baseline`` the git revision REV checked out into a temporary worktree) it runs,
@@ -28,6 +28,12 @@ compress of each movie with this checkout records every patch's standardised fit
 random state, then each tree fits those same patches (``PMDSolver.fit``, warm, interleaved, ``--repeats``
 times) and the table gives its CPU-s, the total rank, the patches whose kept components are bit-identical to
 this checkout's and the ranks per patch against it (a solver change that keeps the floats keeps every patch).
+With ``--tv`` it times the 2-D TV spatial searches alone the same way: one compress with this checkout records
+every ``tv2d_search`` call (image, budget, warm start), each tree replays them (warm, interleaved, ``--repeats``
+times), and the table gives the CPU-s, the answers bit-identical to this checkout's, and their accuracy: the
+distance of each answer to the exact solution at its own lam, over ``||y - mean(y)||`` (mean over every third
+call, per kind of step), beside the mean residual / budget.  The compressed movie's error against simulated truth
+follows that accuracy (session 11), so a faster 2-D TV must not be a less accurate one.
 With ``--breakdown`` it times one compress of each movie in place instead (each stage and solver function wrapped
 in a CPU-time counter: cProfile's per-call cost inflates the Python between kernels 2-5x) and reports the rank
 test's margins (statistic / threshold; a component is kept at <= 1) of every tested component.
@@ -205,6 +211,60 @@ print(json.dumps({"cpu_s": cpu, "total_rank": sum(f.rank for f in fits), "tested
 """
 
 
+CAPTURE_TV = r"""
+import pickle, sys
+import numpy as np
+import pmdcompress
+from pmdcompress.solver import pmd as pmd_module
+calls = []
+search = pmd_module.tv2d_search
+def recording_search(img, delta, *, lam0, rtol, tol, dual, steer_tol=None):
+    calls.append((np.array(img), float(delta), lam0, rtol, tol, None if dual is None else dual.copy(), steer_tol))
+    return search(img, delta, lam0=lam0, rtol=rtol, tol=tol, dual=dual, steer_tol=steer_tol)
+pmd_module.tv2d_search = recording_search
+pmdcompress.compress(sys.argv[1], sys.argv[2], overwrite=True, workers=1, method="pmd")
+with open(sys.argv[3], "wb") as f:
+    pickle.dump(calls, f, protocol=pickle.HIGHEST_PROTOCOL)
+print("{}")
+"""
+
+TV = r"""
+import hashlib, json, pickle, sys, time
+import numpy as np
+from pmdcompress.solver import tv2d
+with open(sys.argv[1], "rb") as f:
+    calls = pickle.load(f)  # written by this benchmark's CAPTURE_TV child, in this run
+def replay():
+    out = []
+    for img, delta, lam0, rtol, tol, dual, steer_tol in calls:
+        out.append(tv2d.tv2d_search(img, delta, lam0=lam0, rtol=rtol, tol=tol,
+                                    dual=None if dual is None else dual.copy(), steer_tol=steer_tol))
+    return out
+replay()  # numba caches loaded
+t0 = time.process_time()
+answers = replay()
+cpu = time.process_time() - t0
+accuracy = {}
+for i in range(0, len(calls), 3):  # every third call (draft and final steps alternate): the exact solution at its lam
+    img, delta, _, rtol, tol, _, _ = calls[i]
+    x, lam = answers[i]
+    if lam <= 0.0:
+        continue
+    exact, dual = np.empty_like(img), np.zeros_like(img)
+    tv2d._tv2d_kernel(img, lam, dual, exact, 20000, 1e-7)
+    kind = accuracy.setdefault(f"rtol={rtol:g} tol={tol:g}", {"calls": 0, "distance": 0.0, "residual_over_budget": 0.0})
+    kind["calls"] += 1
+    kind["distance"] += float(np.linalg.norm(x - exact) / np.linalg.norm(img - img.mean()))
+    kind["residual_over_budget"] += float(np.sum((img - x) ** 2) / delta)
+for kind in accuracy.values():
+    kind["distance"] /= kind["calls"]
+    kind["residual_over_budget"] /= kind["calls"]
+print(json.dumps({"cpu_s": cpu, "calls": len(calls), "accuracy": accuracy,
+                  "digests": [hashlib.sha256(np.ascontiguousarray(x).tobytes() + np.float64(lam).tobytes()).hexdigest()
+                              for x, lam in answers]}))
+"""
+
+
 QUALITY = r"""
 import json, sys
 import numpy as np
@@ -270,6 +330,26 @@ def solver_only(trees: dict, movie: Path, folder: Path, name: str, repeats: int)
     return out
 
 
+def tv_only(trees: dict, movie: Path, folder: Path, name: str, repeats: int) -> dict:
+    """The 2-D TV searches alone, per tree, on the calls recorded in one compress with this checkout: CPU-s
+    (median), answers bit-identical to this checkout's, and their distance to the exact solution."""
+    recorded = folder / f"{name}-tv-calls.pkl"
+    child(ROOT, CAPTURE_TV, movie, folder / f"{name}-tv-capture.pmd.zarr", recorded)
+    runs = {tag: [] for tag in trees}
+    for _ in range(max(repeats, 1)):
+        for tag, tree in trees.items():
+            runs[tag].append(child(tree, TV, recorded))
+    recorded.unlink()
+    mine = runs["current"][-1]["digests"]
+    out = {}
+    for tag, rs in runs.items():
+        last = rs[-1]
+        out[tag] = {"cpu_s": statistics.median(r["cpu_s"] for r in rs), "cpu_s_runs": [r["cpu_s"] for r in rs],
+                    "calls": last["calls"], "accuracy": last["accuracy"],
+                    "bit_identical_answers": sum(a == b for a, b in zip(last["digests"], mine, strict=True))}
+    return out
+
+
 def baseline_tree(rev: str, folder: Path) -> Path:
     path = folder / "baseline"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev], check=True,
@@ -296,6 +376,9 @@ def main() -> None:
     ap.add_argument("--solver", action="store_true",
                     help="also time the per-patch solver alone on each movie's recorded patches, per tree "
                          "(interleaved, --repeats times), with the patches kept bit-identically")
+    ap.add_argument("--tv", action="store_true",
+                    help="also time the 2-D TV spatial searches alone on each movie's recorded calls, per tree "
+                         "(interleaved, --repeats times), with their answers' accuracy and bit-identity")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "speed.json")
     args = ap.parse_args()
 
@@ -340,6 +423,8 @@ def main() -> None:
                                              args.profile)
                 if args.solver:
                     entry["solver"] = solver_only(trees, movie, tmp, name, args.repeats)
+                if args.tv:
+                    entry["tv"] = tv_only(trees, movie, tmp, name, args.repeats)
                 if args.breakdown:
                     entry["breakdown"] = child(ROOT, BREAKDOWN, movie, tmp / f"{name}-breakdown.pmd.zarr", args.method)
                 if args.yardstick:
@@ -375,6 +460,12 @@ def main() -> None:
                         f"{r['rank_difference']}" if "bit_identical_patches" in r else "")
                 print(f"{name}: solver alone ({tag}) {r['cpu_s']:.2f} CPU-s over {r['patches']} patches, rank "
                       f"{r['total_rank']} of {r['tested']} tested{same}")
+    for name, entry in results["movies"].items():
+        for tag, r in entry.get("tv", {}).items():
+            kinds = "; ".join(f"{kind}: distance to exact {a['distance']:.5f}, residual/budget "
+                              f"{a['residual_over_budget']:.4f}" for kind, a in r["accuracy"].items())
+            print(f"{name}: 2-D TV searches alone ({tag}) {r['cpu_s']:.2f} CPU-s over {r['calls']} calls, "
+                  f"{r['bit_identical_answers']} answers bit-identical to current; {kinds}")
     for name, entry in results["movies"].items():
         prof = entry.get("profile")
         if prof:

@@ -259,6 +259,34 @@ def test_tv2d_warns_when_not_converged(caplog):
     assert "tolerance not reached" in caplog.text
 
 
+@pytest.mark.parametrize("loose", [1e-2, 3e-3])  # stops on an iteration that restarts its momentum / that keeps it
+def test_tv2d_resumed_solve_is_the_uninterrupted_solve(loose):
+    """A solve stopped at a loose tolerance and resumed (its theta and work arrays passed back) takes exactly the
+    iterations one solve to the tight tolerance takes, momentum included: the same floats, and the gap certifies
+    ||x - x*||^2 <= gap (the sharper bound of the Notes) against the twin."""
+    rng = np.random.default_rng(22)
+    yy, xx = np.mgrid[:12, :14]
+    img = np.exp(-((yy - 5) ** 2 + (xx - 8) ** 2) / 8.0) + 0.3 * rng.standard_normal((12, 14))
+    lam = 0.25
+    h, w = img.shape
+
+    def work():
+        return np.empty((h, w)), np.empty((h, w)), np.empty((h, w)), np.empty((w, h)), np.empty((w, h))
+
+    x_once, t_once = np.empty((h, w)), np.zeros((h, w))
+    n_once, gap_once, conv_once, _ = tv2d._tv2d_solve(img, lam, t_once, x_once, 10_000, 1e-6, *work(), 0.0)
+    x, t, arrays_ = np.empty((h, w)), np.zeros((h, w)), work()
+    n_loose, gap_loose, _, theta = tv2d._tv2d_solve(img, lam, t, x, 10_000, loose, *arrays_, 0.0)
+    assert n_loose < n_once and (theta == 1.0) == (loose == 1e-2)
+    n_rest, gap, converged, _ = tv2d._tv2d_solve(img, lam, t, x, 10_000, 1e-6, *arrays_, theta)
+    assert conv_once and converged and n_loose + n_rest == n_once and gap == gap_once
+    np.testing.assert_array_equal(x, x_once)
+    np.testing.assert_array_equal(t, t_once)
+    exact = ref.tv2d_reference(img, lam)
+    assert np.sum((x_once - exact) ** 2) <= gap_once + 1e-12
+    assert np.sum((tv2d.tv2d_denoise(img, lam, tol=loose) - exact) ** 2) <= gap_loose + 1e-12
+
+
 # -------------------------------------------------------- constrained forms
 
 SOLVERS = {

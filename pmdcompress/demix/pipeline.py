@@ -153,6 +153,19 @@ def unrelated_pixels(u, v, seeds, origins, box, dims, *, which=None, radius=None
     return out
 
 
+def _dense_to_csr(dense: np.ndarray) -> sp.csr_matrix:
+    """``scipy.sparse.csr_matrix(dense)`` (the same arrays: entries in row-major order, int32 indices) without
+    its COO detour, a third of :func:`_pixel_power` at 512 x 512."""
+    nonzero = dense != 0
+    indptr = np.zeros(dense.shape[0] + 1, np.int32)
+    np.cumsum(np.count_nonzero(nonzero, axis=1), out=indptr[1:])
+    out = sp.csr_matrix((dense[nonzero], np.nonzero(nonzero)[1].astype(np.int32), indptr), shape=dense.shape,
+                        copy=False)
+    out.has_sorted_indices = True
+    out.has_canonical_format = True
+    return out
+
+
 def _pixel_power(u, gram, needed, *, tile: int = 16) -> np.ndarray:
     """``d G d'`` for the row ``d`` of ``u`` of each ``needed`` pixel ((Y, X) bool), 0 elsewhere; float32 (Y, X).
     Tile by tile (few columns each); a row uses only the components of the patches holding it: sparse."""
@@ -165,7 +178,7 @@ def _pixel_power(u, gram, needed, *, tile: int = 16) -> np.ndarray:
                 continue
             cols, dense = tile_block(u, (py + y0) * width + px + x0)
             if cols.size:
-                weighted = sp.csr_matrix(dense) @ gram[np.ix_(cols, cols)]
+                weighted = _dense_to_csr(dense) @ gram[np.ix_(cols, cols)]
                 out[py + y0, px + x0] = np.einsum("ij,ij->i", weighted, dense)
     return out
 

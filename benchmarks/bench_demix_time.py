@@ -2,6 +2,7 @@
 
     python benchmarks/bench_demix_time.py [--repeat 2] [--baseline /path/to/other/checkout]
         [--movie ../shared/data/neurofinder_dev] [--fs 7] [--stages] [--out benchmarks/results/demix_time.json]
+        [--only native zoom1.5 binned2 | none] [--store PATH[=COMPRESS_CPU_S] ...]
 
 Issue 14 asks that demixing take at most half the compression time (aim: 0.4), in bounded memory.  For each
 movie (neurofinder_dev natively, zoomed 1.5x and binned 2x2: ``bench_demix_suite2p.py``'s movies, made once
@@ -9,6 +10,8 @@ under its work folder), ``pmd compress`` then ``pmd demix --fs 7 --export suite2
 interleaved (compress, demix, with ``--baseline`` the other checkout's demix of the same store, the two taking
 turns going first, next repeat ...)
 so that the machine's load, which moves CPU times by 10-20 % on a shared machine, falls on all of them alike.
+``--store`` adds an existing store (a large simulation, compressed once elsewhere: its compression's CPU seconds
+given after ``=`` make the ratio), demixed by both checkouts the same way.
 Reported per run: CPU time (user + system, the process and its children), peak RSS, and the ratio of each demix
 to the compression beside it; the table gives the medians.  ``PMD_NUM_WORKERS=1`` unless set.
 
@@ -111,14 +114,25 @@ def stage_times(store: Path, out: Path, fs: float) -> dict:
     return {"total_cpu_s": total, "stages_cpu_s": dict(sorted(spent.items(), key=lambda kv: -kv[1]))}
 
 
+def _print_row(name: str, rep: int, row: dict, trees: dict) -> None:
+    print(f"{name:8s} repeat {rep + 1}: compress {row['compress']['cpu_s']:6.2f} CPU-s; "
+          + "; ".join(f"demix ({t}) {row[t]['cpu_s']:5.2f} = {row[t]['over_compress']:.3f}, "
+                      f"{row[t]['peak_rss_mib']:.0f} MiB, info {row[t]['info_cpu_s']:.2f}" for t in trees),
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--movie", default=str(_shared() / "neurofinder_dev"))
     parser.add_argument("--fs", type=float, default=7.0)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--baseline", default=None, help="Another checkout whose demix runs beside this one's.")
-    parser.add_argument("--only", nargs="*", default=None, choices=("native", "zoom1.5", "binned2"))
+    parser.add_argument("--only", nargs="*", default=None, choices=("native", "zoom1.5", "binned2", "none"),
+                        help="Which neurofinder movies (none: only the --store stores).")
     parser.add_argument("--stages", action="store_true", help="Also time the stages of one demix per movie.")
+    parser.add_argument("--store", action="append", default=[], metavar="PATH[=COMPRESS_CPU_S]",
+                        help="Also demix this existing store (not compressed again: a large simulation), with the "
+                             "compression's CPU seconds, if given, for the ratio; repeatable.")
     parser.add_argument("--out", default=str(HERE / "results" / "demix_time.json"))
     args = parser.parse_args()
     trees = {"this": ROOT}
@@ -140,10 +154,20 @@ def main() -> None:
                 row[tree_name]["over_compress"] = row[tree_name]["cpu_s"] / row["compress"]["cpu_s"]
                 row[tree_name]["info_cpu_s"] = measured(tree, ["info", str(store)])["cpu_s"]
             runs.setdefault(name, []).append(row)
-            print(f"{name:8s} repeat {rep + 1}: compress {row['compress']['cpu_s']:6.2f} CPU-s; "
-                  + "; ".join(f"demix ({t}) {row[t]['cpu_s']:5.2f} = {row[t]['over_compress']:.3f}, "
-                              f"{row[t]['peak_rss_mib']:.0f} MiB, info {row[t]['info_cpu_s']:.2f}" for t in trees),
-                  flush=True)
+            _print_row(name, rep, row, trees)
+        for spec in args.store:
+            path, _, compress_cpu = spec.partition("=")
+            name = Path(path).name.removesuffix(".pmd.zarr")
+            row = {"compress": {"cpu_s": float(compress_cpu) if compress_cpu else float("nan"),
+                                "peak_rss_mib": float("nan"), "given": True}}
+            for tree_name, tree in (list(trees.items()) if rep % 2 == 0 else list(trees.items())[::-1]):
+                out = work / f"{name}.{tree_name}.demix.zarr"
+                row[tree_name] = measured(tree, ["demix", path, "-o", str(out), "--fs", str(args.fs), "--export",
+                                                 "suite2p", "--overwrite"])
+                row[tree_name]["over_compress"] = row[tree_name]["cpu_s"] / row["compress"]["cpu_s"]
+                row[tree_name]["info_cpu_s"] = measured(tree, ["info", path])["cpu_s"]
+            runs.setdefault(name, []).append(row)
+            _print_row(name, rep, row, trees)
     summary = {}
     for name, rows in runs.items():
         summary[name] = {"compress_cpu_s": statistics.median(r["compress"]["cpu_s"] for r in rows)}

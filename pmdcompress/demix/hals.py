@@ -228,9 +228,10 @@ def _scatter_boxes_kernel(origins, values, weights, out):
 # --------------------------------------------------------------------------- wrappers
 
 
-def boxes_times_u(u, fp: Footprints) -> np.ndarray:
-    """``A.T @ U``, shape (n, K), float64."""
-    out = np.zeros((fp.n, u.shape[1]), np.float64)
+def boxes_times_u(u, fp: Footprints, *, out=None) -> np.ndarray:
+    """``A.T @ U``, shape (n, K), float64 (into ``out``, C-contiguous (n, K) float64, when given)."""
+    if out is None:
+        out = np.zeros((fp.n, u.shape[1]), np.float64)
     _boxes_times_u_kernel(u.indptr, u.indices, u.data, fp.dims[1], fp.origins, fp.values, out)
     return out
 
@@ -293,18 +294,19 @@ def solve_traces(u, v, fp: Footprints, bg: Background | None, *, ridge=1e-6):
 
     Returns ``C`` (n, T) and the background traces (nb, T) (empty when ``bg`` is None).
     """
-    atu = boxes_times_u(u, fp)
-    gram = box_gram(fp)
     n = fp.n
-    if bg is not None and bg.rank:
+    nb = bg.rank if bg is not None else 0
+    # A.T U and B.T U written into one array: np.vstack of the two was a copy of (n + nb) x K per call (0.4 s
+    # of CPU at 512 x 512); the product below sees the same array.
+    proj = np.empty((n + nb, u.shape[1]), np.float64)
+    boxes_times_u(u, fp, out=proj[:n])
+    gram = box_gram(fp)
+    if nb:
         bflat = bg.spatial.reshape(bg.rank, -1)
-        btu = np.asarray(u.T @ bflat.T).T  # (nb, K)
+        proj[n:] = np.asarray(u.T @ bflat.T).T  # (nb, K)
         bta = np.einsum("mnij,nij->nm", windows(bg.spatial, fp), fp.values)  # (n, nb)
         btb = bflat @ bflat.T
         gram = np.block([[gram, bta], [bta.T, btb]])
-        proj = np.vstack([atu, btu])
-    else:
-        proj = atu
     diag = np.diag(gram).copy()
     reg = gram + np.diag(ridge * np.maximum(diag, 1e-12) + 1e-12)
     rhs = proj @ v

@@ -153,6 +153,19 @@ def unrelated_pixels(u, v, seeds, origins, box, dims, *, which=None, radius=None
     return out
 
 
+def _dense_to_csr(dense: np.ndarray) -> sp.csr_matrix:
+    """``scipy.sparse.csr_matrix(dense)`` (the same arrays: entries in row-major order, int32 indices) without
+    its COO detour, a third of :func:`_pixel_power` at 512 x 512."""
+    nonzero = dense != 0
+    indptr = np.zeros(dense.shape[0] + 1, np.int32)
+    np.cumsum(np.count_nonzero(nonzero, axis=1), out=indptr[1:])
+    out = sp.csr_matrix((dense[nonzero], np.nonzero(nonzero)[1].astype(np.int32), indptr), shape=dense.shape,
+                        copy=False)
+    out.has_sorted_indices = True
+    out.has_canonical_format = True
+    return out
+
+
 def _pixel_power(u, gram, needed, *, tile: int = 16) -> np.ndarray:
     """``d G d'`` for the row ``d`` of ``u`` of each ``needed`` pixel ((Y, X) bool), 0 elsewhere; float32 (Y, X).
     Tile by tile (few columns each); a row uses only the components of the patches holding it: sparse."""
@@ -165,7 +178,7 @@ def _pixel_power(u, gram, needed, *, tile: int = 16) -> np.ndarray:
                 continue
             cols, dense = tile_block(u, (py + y0) * width + px + x0)
             if cols.size:
-                weighted = sp.csr_matrix(dense) @ gram[np.ix_(cols, cols)]
+                weighted = _dense_to_csr(dense) @ gram[np.ix_(cols, cols)]
                 out[py + y0, px + x0] = np.einsum("ij,ij->i", weighted, dense)
     return out
 
@@ -189,20 +202,21 @@ def _new_footprints(image, seeds, regions, box, dims, *, zone_radius=None, unrel
     zone = np.zeros((n, *box), bool) if zone_radius is not None else None
     bh, bw = box
     yy, xx = np.mgrid[:bh, :bw]
-    if unrelated is not None:
-        claimed = np.isin(regions, np.asarray(kept) + 1)
+    reg = np.zeros((n, *box), bool)
     for j, (y, x) in enumerate(origins):
-        reg = regions[y : y + bh, x : x + bw] == j + 1
-        values[j] = reg * np.clip(image[y : y + bh, x : x + bw], 0.05, None)
-        support[j] = ndimage.binary_dilation(reg)
-        if zone is not None:
-            sy, sx = seeds[j]
-            zone[j] = ((yy + y - sy) ** 2 + (xx + x - sx) ** 2 <= zone_radius**2) | reg
-            if unrelated is not None:
-                held = claimed[y : y + bh, x : x + bw] & ~reg
-                parts, _ = ndimage.label(zone[j] & ~(unrelated[j] & ~held))
-                zone[j] = parts == parts[sy - y, sx - x]
-            support[j] &= zone[j]
+        reg[j] = regions[y : y + bh, x : x + bw] == j + 1
+        values[j] = reg[j] * np.clip(image[y : y + bh, x : x + bw], 0.05, None)
+    # All boxes dilated (and below labelled) in one call: per box what 2-D calls give, without their overhead.
+    support = ndimage.binary_dilation(reg, structure=_BOXWISE) if n else support
+    if zone is not None and n:
+        sy, sx = seeds[:, 0] - origins[:, 0], seeds[:, 1] - origins[:, 1]
+        zone[...] = ((yy - sy[:, None, None]) ** 2 + (xx - sx[:, None, None]) ** 2 <= zone_radius**2) | reg
+        if unrelated is not None:
+            claimed = np.isin(regions, np.asarray(kept) + 1)
+            held = hals.windows(claimed[None], Footprints(origins, values, support, dims))[0] & ~reg
+            parts, _ = ndimage.label(zone & ~(unrelated & ~held), structure=_BOXWISE)
+            zone[...] = parts == parts[np.arange(n), sy, sx][:, None, None]
+        support &= zone
     return Footprints(origins, values, support, dims, zone)
 
 
@@ -226,6 +240,24 @@ _BOXWISE = np.zeros((3, 3, 3), bool)
 _BOXWISE[1] = ndimage.generate_binary_structure(2, 1)
 
 
+def _heaviest_parts(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per box of ``mask`` (bool (n, bh, bw)), its 4-connected part of most mass in ``a`` (the first of equals
+    in raster order, as ``argmax`` over a 2-D labelling); bool (n, bh, bw), empty where the box's mask is."""
+    lab, n_lab = ndimage.label(mask, structure=_BOXWISE)
+    if not n_lab:
+        return np.zeros(mask.shape, bool)
+    labels = np.arange(1, n_lab + 1)
+    mass = ndimage.sum(a, lab, index=labels)
+    box_of = ndimage.minimum(np.broadcast_to(np.arange(len(a))[:, None, None], a.shape), lab, index=labels)
+    # per box, the label of most mass (the first of equals, as argmax)
+    order = np.lexsort((labels, -mass, box_of))
+    first = np.ones(n_lab, bool)
+    first[1:] = box_of[order][1:] != box_of[order][:-1]
+    best = np.zeros(n_lab + 1, bool)
+    best[labels[order][first]] = True
+    return best[lab]
+
+
 def _refine_supports(fp: Footprints, *, grow: bool, fixed=None, prune: float = 0.1) -> None:
     """Keep each footprint's connected part of most mass; optionally grow the support by a pixel (in its zone).
 
@@ -239,19 +271,7 @@ def _refine_supports(fp: Footprints, *, grow: bool, fixed=None, prune: float = 0
     a = fp.values[idx]
     top = a.reshape(idx.size, -1).max(axis=1)
     mask = a > (prune * top)[:, None, None]
-    lab, n_lab = ndimage.label(mask, structure=_BOXWISE)
-    keep = np.zeros(a.shape, bool)
-    if n_lab:
-        labels = np.arange(1, n_lab + 1)
-        mass = ndimage.sum(a, lab, index=labels)
-        box_of = ndimage.minimum(np.broadcast_to(np.arange(idx.size)[:, None, None], a.shape), lab, index=labels)
-        # per box, the label of most mass (the first of equals, as argmax)
-        order = np.lexsort((labels, -mass, box_of))
-        first = np.ones(n_lab, bool)
-        first[1:] = box_of[order][1:] != box_of[order][:-1]
-        best = np.zeros(n_lab + 1, bool)
-        best[labels[order][first]] = True
-        keep = best[lab]
+    keep = _heaviest_parts(a, mask)
     fp.values[idx] = a * keep
     support = ndimage.binary_dilation(keep, structure=_BOXWISE) if grow else keep
     if fp.zone is not None:
@@ -277,28 +297,26 @@ def _soma_shape(fp: Footprints, fixed, radius: float, threshold: float) -> np.nd
     support; its values outside are zeroed.
     """
     keep = np.ones(fp.n, bool)
-    structure = _disk(radius)
-    for j in np.flatnonzero(~np.asarray(fixed, bool)):
-        a = fp.values[j]
-        top = float(a.max())
-        if top <= 0:
-            keep[j] = False
-            continue
-        mask = a > threshold * top
-        # A digital disk's opening trims a round mask's boundary pixels too: one pixel of regrowth (inside the
-        # mask) gives them back, while protrusions stay cut one pixel from the core (simulated somata:
-        # matched IoU 0.963 without the opening, 0.888 with it alone, 0.958 with the regrowth).
-        core = mask & ndimage.binary_dilation(ndimage.binary_opening(mask, structure))
-        lab, n = ndimage.label(core)
-        if n == 0:
-            keep[j] = False
-            continue
-        if n > 1:
-            mass = ndimage.sum(a, lab, index=np.arange(1, n + 1))
-            core = lab == 1 + int(np.argmax(mass))
-        core = ndimage.binary_fill_holes(core)
-        fp.values[j] = np.where(core, a, 0)
-        fp.support[j] = core
+    idx = np.flatnonzero(~np.asarray(fixed, bool))
+    if idx.size == 0:
+        return keep
+    # All boxes at once (3-D calls whose structures do not reach across boxes: per box what 2-D calls give).
+    a = fp.values[idx]
+    top = a.reshape(idx.size, -1).max(axis=1)
+    # the cut as one footprint's ``a > threshold * float(top)`` makes it: in float64, then compared in float32
+    cut = (threshold * top.astype(np.float64)).astype(np.float32)
+    mask = (a > cut[:, None, None]) & (top > 0)[:, None, None]
+    # A digital disk's opening trims a round mask's boundary pixels too: one pixel of regrowth (inside the
+    # mask) gives them back, while protrusions stay cut one pixel from the core (simulated somata:
+    # matched IoU 0.963 without the opening, 0.888 with it alone, 0.958 with the regrowth).
+    opened = ndimage.binary_opening(mask, _disk(radius)[None])
+    core = _heaviest_parts(a, mask & ndimage.binary_dilation(opened, structure=_BOXWISE))
+    core = ndimage.binary_fill_holes(core, structure=_BOXWISE)
+    found = core.reshape(idx.size, -1).any(axis=1)
+    keep[idx[~found]] = False
+    done = idx[found]
+    fp.values[done] = np.where(core[found], a[found], 0)
+    fp.support[done] = core[found]
     return keep
 
 

@@ -208,20 +208,51 @@ def _redraw_masks(masks: sp.csc_matrix, dims, redraw) -> sp.csc_matrix:
     return sp.csc_matrix((np.ones(r.size, np.float32), (r, np.concatenate(cols))), shape=masks.shape)
 
 
+# Pixels of the padded boxes that one call of :func:`fill_mask_holes` fills at most (4 MiB of booleans).
+FILL_BATCH_PIXELS = 1 << 22
+
+
 def fill_mask_holes(masks: sp.csc_matrix, dims) -> sp.csc_matrix:
-    """Each column's mask (pixel index ``y * X + x``) with its enclosed holes filled."""
+    """Each column's mask (pixel index ``y * X + x``) with its enclosed holes filled.
+
+    Each mask is filled in its bounding box; the boxes are stacked (padded below and to the right, which
+    leaves every hole a hole and every pixel open to the border open) and filled by one 3-D call whose
+    structure does not reach across boxes: per box what a 2-D call gives (4-connected), without the
+    overhead of one call per mask (a thousand at 512 x 512)."""
     from scipy import ndimage
 
+    masks = sp.csc_matrix(masks)
     width = dims[1]
-
-    def filled(j, y, x):
-        y0, x0 = y.min(), x.min()
-        box = np.zeros((y.max() - y0 + 1, x.max() - x0 + 1), bool)
-        box[y - y0, x - x0] = True
-        fy, fx = np.nonzero(ndimage.binary_fill_holes(box))
-        return (fy + y0) * width + fx + x0
-
-    return _redraw_masks(masks, dims, filled)
+    boxes = {}
+    for j in range(masks.shape[1]):
+        pix = masks.indices[masks.indptr[j] : masks.indptr[j + 1]]
+        if pix.size:
+            y, x = np.divmod(pix.astype(np.int64), width)
+            boxes[j] = (y, x, y.min(), x.min())
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1)
+    filled = {}
+    order = list(boxes)
+    while order:
+        batch, height, wide = [], 0, 0
+        for j in order:
+            y, x, y0, x0 = boxes[j]
+            h, w = max(height, int(y.max() - y0) + 1), max(wide, int(x.max() - x0) + 1)
+            if batch and (len(batch) + 1) * h * w > FILL_BATCH_PIXELS:
+                break
+            batch.append(j)
+            height, wide = h, w
+        order = order[len(batch):]
+        stack = np.zeros((len(batch), height, wide), bool)
+        for k, j in enumerate(batch):
+            y, x, y0, x0 = boxes[j]
+            stack[k, y - y0, x - x0] = True
+        stack = ndimage.binary_fill_holes(stack, structure=structure)
+        for k, j in enumerate(batch):
+            _, _, y0, x0 = boxes[j]
+            fy, fx = np.nonzero(stack[k])
+            filled[j] = (fy + y0) * width + fx + x0
+    return _redraw_masks(masks, dims, lambda j, y, x: filled[j])
 
 
 def moment_ellipse(ypix: np.ndarray, xpix: np.ndarray, dims, *, n_iter: int = ELLIPSE_ITERATIONS,

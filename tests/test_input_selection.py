@@ -50,6 +50,8 @@ def test_report_reads_the_plane_channel_and_frames_the_store_was_made_from(tmp_p
     run("compress", path, "-o", store, "--plane", "1", "--channel", "0", "--frames", "10:110")
     recorded = pmdcompress.open(store).info()["input"]
     assert (recorded["plane"], recorded["channel"], recorded["frames"]) == (1, 0, [10, 110])
+    info = [line for line in run("info", store).output.splitlines() if line.startswith("ratio")]
+    assert "(100 x 40 x 40 int16, plane 1, channel 0, frames 10:110)" in info[0]
     result = run("report", path, store, "-o", tmp_path / "rep", "--no-heldout", "--no-whole-split")
     assert (tmp_path / "rep" / "report.json").exists(), result.output
     # Another file of another name is opened as given: its own shape decides (here, refused as not matching).

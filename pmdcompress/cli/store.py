@@ -135,9 +135,14 @@ def info(store, as_json):
 
 
 def _data_read(info: dict) -> str:
-    """What the store holds of its input: frames x height x width in the input's dtype, and the plane/channel or
-    HDF5 dataset."""
-    picked = [f"{key} {info['input'][key]}" for key in ("plane", "channel", "dataset") if key in info["input"]]
+    """What the store holds of its input: frames x height x width in the input's dtype, and the plane/channel,
+    HDF5 dataset, frames and crop of the file."""
+    source = info["input"]
+    picked = [f"{key} {source[key]}" for key in ("plane", "channel", "dataset") if key in source]
+    if source.get("frames"):
+        picked.append("frames {}:{}".format(*source["frames"]))
+    if source.get("crop"):
+        picked.append("crop {}:{},{}:{}".format(*source["crop"][0], *source["crop"][1]))
     return " x ".join(map(str, info["shape"])) + f" {info['input_dtype']}" + "".join(f", {p}" for p in picked)
 
 

@@ -339,27 +339,8 @@ DUPLICATE_OVERLAP = 0.7
 DISTINCT_TRACES = 0.0
 
 
-# After the soma-shape step, two active footprints whose masks share more than this fraction of the smaller one
-# are one cell when their traces are related (:func:`related_traces`): the smaller one lies mostly inside the
-# other, and a second source there would have a trace of its own.
-PART_OVERLAP = 0.5
-
-
-def related_traces(c: np.ndarray) -> np.ndarray:
-    """Which pairs of traces (rows of ``c``) correlate above :data:`COHERENCE_SDS` SDs of the correlation of two
-    unrelated traces: Bartlett's ``var r = (1 + a b) / ((1 - a b) T)`` for traces of lag-one autocorrelations ``a``
-    and ``b`` over ``T`` frames, the null :func:`unrelated_pixels` uses for pixels (bool (n, n))."""
-    t = c.shape[1]
-    z = (c - c.mean(axis=1, keepdims=True)) / np.maximum(c.std(axis=1), 1e-12)[:, None]
-    corr = (z @ z.T) / t
-    lag1 = np.clip(np.einsum("ij,ij->i", z[:, 1:], z[:, :-1]) / t, 0.0, 0.99)
-    ab = np.outer(lag1, lag1)
-    return corr > COHERENCE_SDS * np.sqrt((1 + ab) / ((1 - ab) * t))
-
-
 def _merge(fp: Footprints, c: np.ndarray, threshold: float, fixed, *, mask_threshold: float | None = None,
-           max_overlap: float = DUPLICATE_OVERLAP, related_only: bool = False
-           ) -> tuple[Footprints, np.ndarray, np.ndarray]:
+           max_overlap: float = DUPLICATE_OVERLAP) -> tuple[Footprints, np.ndarray, np.ndarray]:
     """Merge footprints that touch and whose traces correlate above ``threshold``.
 
     With ``mask_threshold``, footprints whose masks (above that fraction of their
@@ -367,8 +348,7 @@ def _merge(fp: Footprints, c: np.ndarray, threshold: float, fixed, *, mask_thres
     unless their traces anti-correlate (at or below :data:`DISTINCT_TRACES`): two
     components on one soma split its signal between them, and their
     least-squares traces, fitted against each other, need not correlate
-    strongly, but both carry its transients.  With ``related_only``, those pairs'
-    traces must be related beyond chance (:func:`related_traces`) instead.
+    strongly, but both carry its transients.
     """
     n = fp.n
     if n < 2:
@@ -390,7 +370,7 @@ def _merge(fp: Footprints, c: np.ndarray, threshold: float, fixed, *, mask_thres
         # and a neighbour or a neuropil component around it), not one soma split in two, whose halves both carry
         # its transients (neurofinder_dev, 5 stores: F1 0.545 -> 0.548, held-out half 0.481 -> 0.490; the
         # standard simulation's one such pair correlates at 0.7 and still merges).
-        similar |= duplicate & (related_traces(c) if related_only else corr > DISTINCT_TRACES)
+        similar |= duplicate & (corr > DISTINCT_TRACES)
     link = touch & similar & ~fixed[:, None] & ~fixed[None, :]
     n_groups, labels = sp.csgraph.connected_components(sp.csr_matrix(link), directed=False)
     if n_groups == n:
@@ -802,13 +782,6 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         idx = np.flatnonzero(shaped)
         fp, c, fixed = fp.subset(idx), c[idx], fixed[idx]
         _stage("soma_shape", fp, fixed)
-    if duplicate_threshold is not None and PART_OVERLAP is not None:
-        # Two components on one cell that the fit's merges left apart (the residual pass seeds a soma whose
-        # component covers part of it; the soma-shape step draws both onto the same core): neurofinder_dev,
-        # five stores, 1.6 unmatched duplicates of a matched component per store.
-        fp, c, fixed = _merge(fp, c, np.inf, fixed, mask_threshold=duplicate_threshold, max_overlap=PART_OVERLAP,
-                              related_only=True)
-        _stage("parts", fp, fixed)
     met = compute_metrics(u_fit, v_fit, fp, c, store.noise, threshold=opts.footprint_threshold,
                           mean=shape_mean, contrast_sigma=2.2 * opts.cell_radius)
     # A weak transient is enough with a second kind of evidence (:func:`_clear_transients`): a clear soma of the mean

@@ -192,7 +192,7 @@ def main() -> None:
         run = run_store(store, folder / "regions.json", args.fs)
         soma_radius = float(run["nucleus_radius"] or 4.4)
         rows = classify(run, raw, active, soma_radius)
-        results["stores"][name] = {"soma_radius": soma_radius, "detections": rows}
+        results["stores"][name] = {"soma_radius": soma_radius, "width": int(run["dims"][1]), "detections": rows}
         fp = [r for r in rows if r["matched_label"] is None]
         print(f"{name}: {len(rows)} detections, {len(rows) - len(fp)} matched, {len(fp)} unmatched: "
               + ", ".join(f"{c} {k}" for c, k in collections.Counter(r["class"] for r in fp).most_common()),
@@ -211,6 +211,16 @@ def summarise(results: dict) -> None:
         for r in s["detections"]:
             if r["matched_label"] is None:
                 table[(r["source"], r["class"])] += 1
+    halves = collections.Counter()
+    for s in stores.values():
+        width = s["width"]
+        for r in s["detections"]:
+            half = "development (left)" if r["cx"] < width / 2 else "held-out (right)"
+            halves[(half, r["source"], "matched" if r["matched_label"] is not None else "unmatched")] += 1
+    results["by_half_mean"] = {" | ".join(k): v / n for k, v in sorted(halves.items())}
+    print(f"detections by half, source and match, mean over {n} stores:")
+    for key, v in results["by_half_mean"].items():
+        print(f"  {v:6.1f}  {key}")
     results["unmatched_by_source_and_class_mean"] = {f"{a} | {b}": v / n for (a, b), v in sorted(table.items())}
     print(f"unmatched detections, mean over {n} stores, by source | class:")
     for key, v in results["unmatched_by_source_and_class_mean"].items():

@@ -199,7 +199,26 @@ def main() -> None:
               flush=True)
     summarise(results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1))
+    Path(args.out).write_text(json.dumps(compact(results)))
+
+
+#: What the JSON keeps per detection (the rest is recomputed by a rerun).
+KEPT = ("index", "source", "class", "matched_label", "best_label", "best_label_iou", "other", "overlap_other",
+        "peak_z", "raw_mean_contrast", "raw_max_contrast", "raw_corr_inside", "mean_contrast", "snr", "r_value",
+        "compactness", "area", "cy", "cx", "edge_distance")
+
+
+def compact(results: dict) -> dict:
+    """``results`` with the unmatched detections only (the matched ones are summarised in ``measures_by_source``),
+    each cut to :data:`KEPT`, floats to 3 decimals."""
+    out = dict(results)
+    out["stores"] = {name: {**{k: v for k, v in s.items() if k != "detections"},
+                            "n_matched": sum(r["matched_label"] is not None for r in s["detections"]),
+                            "unmatched": [{k: round(r[k], 3) if isinstance(r.get(k), float) else r.get(k)
+                                           for k in KEPT if k in r}
+                                          for r in s["detections"] if r["matched_label"] is None]}
+                     for name, s in results["stores"].items()}
+    return out
 
 
 def summarise(results: dict) -> None:

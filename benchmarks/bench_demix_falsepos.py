@@ -180,16 +180,25 @@ def main() -> None:
     parser.add_argument("--movie", default=str(_shared() / "neurofinder_dev"))
     parser.add_argument("--fs", type=float, default=7.0)
     parser.add_argument("--out", default=str(HERE / "results" / "demix_falsepos.json"))
+    parser.add_argument("--variants", default="",
+                        help="Comma-separated variants of the movie from bench_demix_suite2p.py (bin2, zoom1.5): each "
+                             "store WORK/NAME.pmd.zarr with its movie and labels in WORK/NAME/, instead of --stores.")
     args = parser.parse_args()
     folder = Path(args.movie)
     active = json.loads((folder / "active_cells.json").read_text())["active"]
-    raw = tifffile.imread(folder / "movie.tif").astype(np.float32)
+    # (name, store, folder of movie.tif and regions.json)
+    jobs = ([(v, WORK / f"{v}.pmd.zarr", WORK / v) for v in args.variants.split(",")] if args.variants else
+            [(name, WORK / f"store_{name}.pmd.zarr", folder) for name in args.stores.split(",")])
     results = {"movie": str(folder), "stores": {}}
-    for name in args.stores.split(","):
-        store = WORK / f"store_{name}.pmd.zarr"
+    raws = {}
+    for name, store, movie_folder in jobs:
         if not store.exists():
             raise SystemExit(f"{store}: missing; run bench_demix_suite2p.py --skip suite2p --stores first")
-        run = run_store(store, folder / "regions.json", args.fs)
+        if movie_folder not in raws:
+            raws.clear()
+            raws[movie_folder] = tifffile.imread(movie_folder / "movie.tif").astype(np.float32)
+        raw = raws[movie_folder]
+        run = run_store(store, movie_folder / "regions.json", args.fs)
         soma_radius = float(run["nucleus_radius"] or 4.4)
         rows = classify(run, raw, active, soma_radius)
         results["stores"][name] = {"soma_radius": soma_radius, "width": int(run["dims"][1]), "detections": rows}

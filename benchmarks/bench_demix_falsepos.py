@@ -167,6 +167,50 @@ def classify(run: dict, raw: np.ndarray, active_labels, soma_radius: float) -> l
     return rows
 
 
+def draw_crops(run: dict, raw: np.ndarray, rows: list[dict], soma_radius: float, path_stem: Path, *,
+               half: int = 14, per_page: int = 8) -> list[Path]:
+    """PNG pages of the unmatched detections: the raw movie's high-passed mean, max-minus-mean and correlation
+    images around each (the detection's mask red, labels cyan, other detections yellow), labelled by source and
+    class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = run["dims"]
+    pred, true = run["pred"].masks.tocsc(), run["true"].masks.tocsc()
+    labels = np.asarray(true.sum(axis=1)).ravel().reshape(dims) > 0
+    detections = np.asarray(pred.sum(axis=1)).ravel().reshape(dims) > 0
+    images = list(zip(raw_images(raw, 2.2 * soma_radius), ((-4, 8), (-3, 8), (0, 0.3)), strict=True))
+    unmatched = sorted((r for r in rows if r["matched_label"] is None), key=lambda r: (r["source"], r["class"]))
+    pages = []
+    for start in range(0, len(unmatched), per_page):
+        chunk = unmatched[start : start + per_page]
+        fig, axes = plt.subplots(len(chunk), 3, figsize=(7.5, 2.5 * len(chunk)), squeeze=False)
+        for i, r in enumerate(chunk):
+            cy, cx = int(round(r["cy"])), int(round(r["cx"]))
+            ys, xs = slice(max(cy - half, 0), cy + half + 1), slice(max(cx - half, 0), cx + half + 1)
+            mine = np.zeros(dims[0] * dims[1], bool)
+            mine[pred.indices[pred.indptr[r["index"]] : pred.indptr[r["index"] + 1]]] = True
+            mine = mine.reshape(dims)
+            for k, (image, (lo, hi)) in enumerate(images):
+                ax = axes[i, k]
+                ax.imshow(image[ys, xs], cmap="gray", vmin=lo, vmax=hi)
+                for mask, colour in ((mine, "r"), (labels, "c"), (detections & ~mine, "y")):
+                    if mask[ys, xs].any() and not mask[ys, xs].all():
+                        ax.contour(mask[ys, xs], [0.5], colors=colour, linewidths=0.7)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            label = f"{r['source']}\n{r['class']}\nz {r['peak_z']:.0f}, contrast {r['mean_contrast']:.1f}"
+            axes[i, 0].set_ylabel(label, fontsize=6)
+        fig.tight_layout()
+        page = Path(f"{path_stem}_{start // per_page}.png")
+        fig.savefig(page, dpi=55)
+        plt.close(fig)
+        pages.append(page)
+    return pages
+
+
 def main() -> None:
     import sys
 
@@ -183,6 +227,9 @@ def main() -> None:
     parser.add_argument("--variants", default="",
                         help="Comma-separated variants of the movie from bench_demix_suite2p.py (bin2, zoom1.5): each "
                              "store WORK/NAME.pmd.zarr with its movie and labels in WORK/NAME/, instead of --stores.")
+    parser.add_argument("--crops", default=None, metavar="DIR",
+                        help="Also draw the unmatched detections' crops of the raw mean, max and correlation images "
+                             "(DIR/falsepos_STORE_PAGE.png; needs matplotlib).")
     args = parser.parse_args()
     folder = Path(args.movie)
     active = json.loads((folder / "active_cells.json").read_text())["active"]
@@ -201,6 +248,9 @@ def main() -> None:
         run = run_store(store, movie_folder / "regions.json", args.fs)
         soma_radius = float(run["nucleus_radius"] or 4.4)
         rows = classify(run, raw, active, soma_radius)
+        if args.crops:
+            Path(args.crops).mkdir(parents=True, exist_ok=True)
+            draw_crops(run, raw, rows, soma_radius, Path(args.crops) / f"falsepos_{name}")
         results["stores"][name] = {"soma_radius": soma_radius, "width": int(run["dims"][1]), "detections": rows}
         fp = [r for r in rows if r["matched_label"] is None]
         print(f"{name}: {len(rows)} detections, {len(rows) - len(fp)} matched, {len(fp)} unmatched: "

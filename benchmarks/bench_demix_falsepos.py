@@ -9,9 +9,10 @@ scored as the benchmark scores them (IoU >= 0.3, Hungarian).  Every detection ge
 of the first pass or of the residual pass, a mean-image blob, a dark-nucleus disc) and what it looks like in the
 **raw** movie (no pmd output involved): the labels' own "visibly active" peak z (``bench_demix_diagnose``'s
 ``visible_activity``), its contrast in the high-passed mean image and in the maximum-minus-mean image (mask minus a
-ring around it, in robust SDs of the image), the raw 8-neighbour correlation image inside, its distance to the
-frame's edge, its overlap with other detections and with labels.  Each unmatched one then gets one class, the first
-that holds:
+ring around it, in robust SDs of the image), the share of its transient excess (max-minus-mean, clipped at 0)
+held by its 3 brightest pixels (a hot spot: a bouton or a dendrite crossing), the raw 8-neighbour correlation image
+inside, its distance to the frame's edge, its overlap with other detections and with labels.  Each unmatched one
+then gets one class, the first that holds:
 
 - *duplicate*: half or more of its mask lies under another detection's mask (two components on one structure);
 - *near miss*: a label overlaps it at IoU 0.1-0.3 (``held`` when that label is matched to another detection);
@@ -90,6 +91,10 @@ def mask_measures(masks: sp.csc_matrix, dims, images: dict, ring_px=(2, 6)) -> d
                                                                                                iterations=ring_px[0])
         y, x = np.divmod(pix, width)
         out["cy"][j], out["cx"][j], out["area"][j] = y.mean(), x.mean(), pix.size
+        if "max" in images:
+            # A hot spot: a few pixels hold most of the mask's transient excess (a bouton or a dendrite crossing).
+            excess = np.sort(np.clip(images["max"][image], 0, None))[::-1]
+            out.setdefault("raw_max_top3_share", np.full(n, np.nan))[j] = excess[:3].sum() / max(excess.sum(), 1e-12)
         for k, img in images.items():
             out[f"raw_{k}_inside"][j] = img[image].mean()
             out[f"raw_{k}_contrast"][j] = img[image].mean() - (img[ring].mean() if ring.any() else 0.0)
@@ -263,7 +268,8 @@ def main() -> None:
 
 #: What the JSON keeps per detection (the rest is recomputed by a rerun).
 KEPT = ("index", "source", "class", "matched_label", "best_label", "best_label_iou", "other", "overlap_other",
-        "peak_z", "raw_mean_contrast", "raw_max_contrast", "raw_corr_inside", "mean_contrast", "snr", "r_value",
+        "peak_z", "raw_mean_contrast", "raw_max_contrast", "raw_corr_inside", "raw_max_top3_share", "mean_contrast",
+        "snr", "r_value",
         "compactness", "area", "cy", "cx", "edge_distance")
 
 
@@ -303,8 +309,8 @@ def summarise(results: dict) -> None:
     print(f"unmatched detections, mean over {n} stores, by source | class:")
     for key, v in results["unmatched_by_source_and_class_mean"].items():
         print(f"  {v:6.1f}  {key}")
-    keys = ("peak_z", "raw_mean_contrast", "raw_max_contrast", "raw_corr_inside", "mean_contrast", "snr", "r_value",
-            "compactness", "area")
+    keys = ("peak_z", "raw_mean_contrast", "raw_max_contrast", "raw_corr_inside", "raw_max_top3_share",
+            "mean_contrast", "snr", "r_value", "compactness", "area")
     print("medians, matched / unmatched, per source (raw_*: the raw movie's images, mask minus ring, robust SDs):")
     summary = {}
     for source in ("active", "residual", "blob", "disc"):

@@ -50,3 +50,20 @@ def test_an_active_bright_disc_stands_out_and_a_quiet_spot_does_not():
     assert m["raw_corr_contrast"][0] > 0.2 and abs(m["raw_corr_contrast"][1]) < 0.05
     np.testing.assert_allclose([m["cy"][0], m["cx"][0], m["cy"][1], m["cx"][1]], [14, 14, 34, 34])
     np.testing.assert_array_equal(m["area"], [cell.sum(), quiet.sum()])
+
+
+def test_a_hot_spot_holds_most_of_its_masks_transient_excess_and_a_firing_soma_does_not():
+    rng = np.random.default_rng(2)
+    dims, t = (40, 40), 300
+    soma, spotted = _disc(dims, 12, 12, 4), _disc(dims, 28, 28, 4)
+    trace = np.zeros(t)
+    trace[[50, 150, 250]] = 10.0
+    movie = 10.0 + rng.standard_normal((t, *dims))
+    movie[:, soma] += trace[:, None]
+    hot = np.zeros(dims, bool)
+    hot[28, 31:34] = True  # three pixels at the disc's edge fire, the rest is quiet
+    movie[:, hot] += 5 * trace[:, None]
+    masks = sp.csc_matrix(np.stack([soma.ravel(), spotted.ravel()], axis=1))
+    images = dict(zip(("mean", "max", "corr"), raw_images(movie.astype(np.float32), 9.0), strict=True))
+    share = mask_measures(masks, dims, images)["raw_max_top3_share"]
+    assert share[0] < 0.15 and share[1] > 0.5

@@ -97,7 +97,9 @@ def run_store(store_path: Path, truth: Path, fs: float) -> dict:
     true = load_regions(truth, dims=result.dims)
     return {"pred": pred, "true": true, "pairs": evaluate_regions(pred, true)["pairs"], "source": model.source,
             "stages": record["stages"], "calls": record["calls"], "residual_seeds": pending.get("find_seeds", []),
-            "footprints": result.footprints, "opts": opts, "dims": result.dims}
+            "footprints": result.footprints, "opts": opts, "dims": result.dims,
+            "metrics": {k: np.asarray(v) for k, v in result.metrics.items()}, "nucleus_radius": model.nucleus_radius,
+            "result": result}
 
 
 def miss_causes(run: dict, active) -> list[dict]:

@@ -63,8 +63,9 @@ def test_box_columns_kernel_matches_numpy_twin(index_dtype):
     dims = (60, 70)
     u = _patch_factors(rng, dims, index_dtype=index_dtype)
     fp = _footprints(rng, 25, dims)
-    got = np.zeros((fp.n, u.shape[1]), bool)
+    got = np.zeros((u.shape[1], fp.n), bool)
     hals._box_columns_kernel(u.indptr, u.indices, dims[1], fp.origins, fp.support, got)
+    got = got.T
     want = _box_columns_twin(u, dims[1], fp.origins, fp.support)
     np.testing.assert_array_equal(got, want)
     assert not got[0].any() and got[2].any()
@@ -77,12 +78,12 @@ def test_box_columns_kernel_matches_numpy_twin(index_dtype):
 
 
 def test_column_groups_partition_the_used_pairs(monkeypatch):
-    monkeypatch.setattr(hals, "SPARSE_MIN_COLUMNS", 0)
+    monkeypatch.setattr(hals, "SPARSE_MIN_WORK", 0)
     rng = np.random.default_rng(1)
     dims = (60, 70)
     u = _patch_factors(rng, dims)
     fp = _footprints(rng, 30, dims)
-    groups = hals.column_groups(u, fp, fp.support)
+    groups = hals.column_groups(u, fp, fp.support, 50)
     used = _box_columns_twin(u, dims[1], fp.origins, fp.support)
     covered = np.zeros_like(used, np.int64)
     seen_cols = np.zeros(u.shape[1], np.int64)
@@ -104,24 +105,24 @@ def test_column_groups_none_where_dense_is_cheaper(monkeypatch):
     dims = (60, 70)
     u = _patch_factors(rng, dims)
     fp = _footprints(rng, 10, dims)
-    assert u.shape[1] < hals.SPARSE_MIN_COLUMNS
-    assert hals.column_groups(u, fp, fp.support) is None  # few columns: dense
-    monkeypatch.setattr(hals, "SPARSE_MIN_COLUMNS", 0)
-    assert hals.column_groups(u, fp, fp.support) is not None
+    assert fp.n * u.shape[1] * 50 < hals.SPARSE_MIN_WORK
+    assert hals.column_groups(u, fp, fp.support, 50) is None  # a small product: dense
+    monkeypatch.setattr(hals, "SPARSE_MIN_WORK", 0)
+    assert hals.column_groups(u, fp, fp.support, 50) is not None
     whole = np.ones_like(fp.support)
     big = Footprints(np.zeros((3, 2), np.int64), np.ones((3, *dims), np.float32), np.ones((3, *dims), bool), dims)
-    assert hals.column_groups(u, big, big.support) is None  # every box uses every column: dense
+    assert hals.column_groups(u, big, big.support, 50) is None  # every box uses every column: dense
     empty = Footprints(np.zeros((0, 2), np.int64), np.zeros((0, 9, 9), np.float32), whole[:0], dims)
-    assert hals.column_groups(u, empty, empty.support) is None
+    assert hals.column_groups(u, empty, empty.support, 50) is None
 
 
 def test_grouped_products_equal_dense_on_the_pattern(monkeypatch):
-    monkeypatch.setattr(hals, "SPARSE_MIN_COLUMNS", 0)
+    monkeypatch.setattr(hals, "SPARSE_MIN_WORK", 0)
     rng = np.random.default_rng(3)
     dims = (60, 70)
     u = _patch_factors(rng, dims)
     fp = _footprints(rng, 30, dims)
-    groups = hals.column_groups(u, fp, fp.support)
+    groups = hals.column_groups(u, fp, fp.support, 50)
     used = _box_columns_twin(u, dims[1], fp.origins, fp.support)
     v = rng.standard_normal((u.shape[1], 50))
     proj = rng.standard_normal((fp.n, u.shape[1])) * used
@@ -147,16 +148,16 @@ def _scene(rng, n=30, t=80, nb=2):
 def test_solve_traces_grouped_equals_dense(monkeypatch, nb):
     rng = np.random.default_rng(4)
     u, v, fp, bg = _scene(rng, nb=nb)
-    monkeypatch.setattr(hals, "SPARSE_MIN_COLUMNS", 10**9)
+    monkeypatch.setattr(hals, "SPARSE_MIN_WORK", np.inf)
     c_dense, f_dense = hals.solve_traces(u, v, fp, bg)
-    monkeypatch.setattr(hals, "SPARSE_MIN_COLUMNS", 0)
+    monkeypatch.setattr(hals, "SPARSE_MIN_WORK", 0)
     c_sparse, f_sparse = hals.solve_traces(u, v, fp, bg)
     scale = np.abs(c_dense).max()
     np.testing.assert_allclose(c_sparse, c_dense, rtol=0, atol=1e-10 * scale)
     np.testing.assert_allclose(f_sparse, f_dense, rtol=0, atol=1e-10 * max(np.abs(f_dense).max(initial=0), 1))
     # float32 V (the final traces: fac.V) as well
     c32, _ = hals.solve_traces(u, v.astype(np.float32), fp, bg)
-    monkeypatch.setattr(hals, "SPARSE_MIN_COLUMNS", 10**9)
+    monkeypatch.setattr(hals, "SPARSE_MIN_WORK", np.inf)
     c32_dense, _ = hals.solve_traces(u, v.astype(np.float32), fp, bg)
     np.testing.assert_allclose(c32, c32_dense, rtol=0, atol=1e-10 * np.abs(c32_dense).max())
 
@@ -166,9 +167,9 @@ def test_update_footprints_grouped_equals_dense(monkeypatch):
     u, v, fp, bg = _scene(rng)
     c = rng.standard_normal((fp.n, v.shape[1]))
     dense_fp = Footprints(fp.origins.copy(), fp.values.copy(), fp.support.copy(), fp.dims)
-    monkeypatch.setattr(hals, "SPARSE_MIN_COLUMNS", 10**9)
+    monkeypatch.setattr(hals, "SPARSE_MIN_WORK", np.inf)
     hals.update_footprints(u, v, dense_fp, c, bg)
-    monkeypatch.setattr(hals, "SPARSE_MIN_COLUMNS", 0)
+    monkeypatch.setattr(hals, "SPARSE_MIN_WORK", 0)
     hals.update_footprints(u, v, fp, c, bg)
     assert np.abs(dense_fp.values).max() > 0
     np.testing.assert_allclose(fp.values, dense_fp.values, rtol=0, atol=1e-5 * np.abs(dense_fp.values).max())

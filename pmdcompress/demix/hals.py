@@ -212,7 +212,7 @@ def _spatial_hals_kernel(origins, values, support, p, cc, n_sweeps):
 
 @jit
 def _box_columns_kernel(indptr, indices, width, origins, mask, out):
-    """``out[j, c] = True`` for every column ``c`` of ``U`` that a pixel of box ``j`` inside ``mask[j]`` uses."""
+    """``out[c, j] = True`` for every column ``c`` of ``U`` that a pixel of box ``j`` inside ``mask[j]`` uses."""
     n, bh, bw = mask.shape
     for j in range(n):
         y0 = origins[j, 0]
@@ -223,7 +223,7 @@ def _box_columns_kernel(indptr, indices, width, origins, mask, out):
                     continue
                 pix = (y0 + a) * width + x0 + b
                 for q in range(indptr[pix], indptr[pix + 1]):
-                    out[j, indices[q]] = True
+                    out[indices[q], j] = True
 
 
 @jit
@@ -269,37 +269,39 @@ def box_gram(fp: Footprints) -> np.ndarray:
 
 # The products with ``V`` of the footprints' projections (``A.T U V``, :func:`solve_traces`) and of the traces
 # (``V C.T``, :func:`update_footprints`) need, for each footprint, only the columns of ``U`` that its box uses:
-# a store's components live in their patches, a footprint's box meets a few of them (at 512 x 512, 1-4 of 576
-# patches: about 60 of 5205 columns).  Those columns come in groups (a patch's) that the same footprints use, so
-# each group is one small product (:func:`column_groups`).  Taken densely, the two products were a quarter of
-# the fit's CPU at 512 x 512 (3.4 of 27 s).  The grouped products sum the same terms in another order: the
-# traces agree with the dense products' to about 1e-12 relative (float64), not to the last bit.  Grouping pays
-# where the footprints use under SPARSE_FRACTION of the (footprint, column) pairs and there are at least
-# SPARSE_MIN_COLUMNS columns; below that (a small store) the dense products are cheap and kept.
+# a store's components live in their patches, and a footprint's box meets a few of them (1.7 % of the
+# (footprint, column) pairs at 1.5x zoom).  Those columns come in groups (a patch's) that the same footprints
+# use, so each group is one small product (:func:`column_groups`).  Grouping costs about 2 ms per call to find
+# the groups and some 15 us per group, against n K T multiply-adds for the dense product (BLAS, about 3e10 a
+# second on one core): at 1.5x zoom (n 142, K 1814, T 600) the two cost the same and the dense products stay;
+# at 512 x 512 (n 755, K 4927, T 3000) the dense ones took a third of the demix's CPU.  So groups are used from
+# SPARSE_MIN_WORK multiply-adds and under SPARSE_FRACTION of the pairs used.  The grouped products sum the same
+# terms in another order: traces agree with the dense products' to about 1e-9 relative, not to the last bit.
+SPARSE_MIN_WORK = 1e9
 SPARSE_FRACTION = 0.25
-SPARSE_MIN_COLUMNS = 1024
 
 
-def column_groups(u, fp: Footprints, mask) -> list[tuple[slice | np.ndarray, np.ndarray]] | None:
+def column_groups(u, fp: Footprints, mask, n_frames: int) -> list[tuple[slice | np.ndarray, np.ndarray]] | None:
     """The columns of ``U`` that the boxes of ``fp`` use inside ``mask`` (n, bh, bw), grouped by the footprints
     that use them: ``[(columns, footprints), ...]``, columns a slice where they are consecutive, each group's
-    footprints sorted; ``None`` where the dense products are cheaper (see :data:`SPARSE_FRACTION`)."""
+    footprints sorted; ``None`` where the dense products (with ``n_frames`` columns) are as cheap (see
+    :data:`SPARSE_MIN_WORK`)."""
     k = u.shape[1]
-    if fp.n == 0 or k < SPARSE_MIN_COLUMNS:
+    if fp.n == 0 or float(fp.n) * k * n_frames < SPARSE_MIN_WORK:
         return None
-    used = np.zeros((fp.n, k), np.bool_)
+    used = np.zeros((k, fp.n), np.bool_)  # used[c, j]: footprint j uses column c
     _box_columns_kernel(u.indptr, u.indices, fp.dims[1], fp.origins, np.ascontiguousarray(mask, np.bool_), used)
     if np.count_nonzero(used) > SPARSE_FRACTION * used.size:
         return None
     # One key per column: the footprints that use it, as bits; columns with the same key form a group.
-    keys = np.ascontiguousarray(np.packbits(used.T, axis=1))
+    keys = np.packbits(used, axis=1)
     keys = keys.view(np.dtype((np.void, keys.shape[1]))).ravel()
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     order = np.argsort(inverse.ravel(), kind="stable")
     bounds = np.searchsorted(inverse.ravel()[order], np.arange(first.size + 1))
     groups = []
     for g in range(first.size):
-        footprints = np.flatnonzero(used[:, first[g]])
+        footprints = np.flatnonzero(used[first[g]])
         if footprints.size == 0:
             continue
         cols = order[bounds[g] : bounds[g + 1]]  # ascending: a stable sort of the columns by group
@@ -389,7 +391,7 @@ def solve_traces(u, v, fp: Footprints, bg: Background | None, *, ridge=1e-6):
         gram = np.block([[gram, bta], [bta.T, btb]])
     diag = np.diag(gram).copy()
     reg = gram + np.diag(ridge * np.maximum(diag, 1e-12) + 1e-12)
-    groups = column_groups(u, fp, fp.support | (fp.values != 0))
+    groups = column_groups(u, fp, fp.support | (fp.values != 0), v.shape[1])
     if groups is None:
         rhs = proj @ v
     else:
@@ -407,7 +409,7 @@ def update_footprints(u, v, fp: Footprints, c, bg: Background | None, *, n_sweep
     """Non-negative HALS sweeps of the footprints on their supports (in place)."""
     if fp.n == 0:
         return
-    groups = column_groups(u, fp, fp.support)
+    groups = column_groups(u, fp, fp.support, v.shape[1])
     vc = v @ c.T if groups is None else grouped_times_rows(v, c, groups)  # (K, n)
     p = u_times_into_boxes(u, vc, fp)
     cc = c @ c.T

@@ -174,3 +174,40 @@ def test_update_footprints_grouped_equals_dense(monkeypatch):
     assert np.abs(dense_fp.values).max() > 0
     np.testing.assert_allclose(fp.values, dense_fp.values, rtol=0, atol=1e-5 * np.abs(dense_fp.values).max())
     np.testing.assert_array_equal(fp.values[~fp.support], 0)
+
+
+def _banded_gram(rng, n, nb=3):
+    """A Gram matrix of boxes along a line (each meets its next two) plus ``nb`` dense rows, with a ridge."""
+    a = sp.lil_matrix((4 * n, n))
+    for j in range(n):
+        a[4 * j : min(4 * j + 12, 4 * n), j] = rng.random((min(12, 4 * n - 4 * j), 1))
+    a = sp.hstack([a.tocsc(), sp.csc_matrix(rng.random((4 * n, nb)))]).toarray()
+    gram = a.T @ a
+    return gram + np.diag(1e-6 * np.diag(gram) + 1e-12)
+
+
+def test_solve_gram_sparse_equals_dense(monkeypatch):
+    rng = np.random.default_rng(6)
+    reg = _banded_gram(rng, 120)
+    rhs = rng.standard_normal((reg.shape[0], 40))
+    want = np.linalg.solve(reg, rhs)
+    assert np.array_equal(hals.solve_gram(reg, rhs), want)  # under SPARSE_SOLVE_MIN: LAPACK, bit for bit
+    monkeypatch.setattr(hals, "SPARSE_SOLVE_MIN", 50)
+    monkeypatch.setattr(hals, "SPARSE_SOLVE_DENSITY", 0.2)
+    assert np.count_nonzero(reg) <= 0.2 * reg.size
+    got = hals.solve_gram(reg, rhs)
+    assert not np.array_equal(got, want)  # the sparse factor ran: another order of operations
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
+    np.testing.assert_allclose(reg @ got, rhs, rtol=0, atol=1e-9 * np.abs(rhs).max())
+
+
+def test_solve_gram_singular_falls_back_to_least_squares(monkeypatch):
+    monkeypatch.setattr(hals, "SPARSE_SOLVE_MIN", 5)
+    monkeypatch.setattr(hals, "SPARSE_SOLVE_DENSITY", 1.0)
+    reg = np.diag([2.0, 1.0, 0.0, 4.0, 1.0, 1.0])  # a footprint without pixels: a zero row and column
+    rhs = np.arange(12.0).reshape(6, 2)
+    rhs[2] = 0.0
+    got = hals.solve_gram(reg, rhs)
+    want = np.linalg.lstsq(reg, rhs, rcond=None)[0]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert np.all(np.isfinite(got)) and np.all(got[2] == 0)

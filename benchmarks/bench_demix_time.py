@@ -2,7 +2,7 @@
 
     python benchmarks/bench_demix_time.py [--repeat 2] [--baseline /path/to/other/checkout]
         [--movie ../shared/data/neurofinder_dev] [--fs 7] [--stages] [--out benchmarks/results/demix_time.json]
-        [--only native zoom1.5 binned2 | none] [--store PATH[=COMPRESS_CPU_S] ...]
+        [--only native zoom1.5 binned2 | none] [--store PATH[=COMPRESS_CPU_S] ...] [--startup] [--stages]
 
 Issue 14 asks that demixing take at most half the compression time (aim: 0.4), in bounded memory.  For each
 movie (neurofinder_dev natively, zoomed 1.5x and binned 2x2: ``bench_demix_suite2p.py``'s movies, made once
@@ -21,6 +21,11 @@ codes); on the binned movie it is about half of the demix.
 
 With ``--stages``, one more demix of each store runs in this process with a CPU timer around each stage of the
 fit (correlation images, alternating updates, background, write, export, ...): where the time goes.
+
+With ``--startup``, the fixed cost is taken apart in fresh processes of each checkout (medians of ``--repeat``):
+the bare interpreter, then, one after the other in one process, the imports a demix makes (numpy, scipy's sparse
+and ndimage, zarr, numba, pmd's store reader and demix modules) and numba's first dispatch of a cached kernel
+(its typing and target contexts are built then: every numba-using command pays it once).
 """
 
 from __future__ import annotations
@@ -114,6 +119,39 @@ def stage_times(store: Path, out: Path, fs: float) -> dict:
     return {"total_cpu_s": total, "stages_cpu_s": dict(sorted(spent.items(), key=lambda kv: -kv[1]))}
 
 
+STARTUP = r"""
+import json, sys, time
+cpu = time.process_time
+spent, t = {"interpreter": cpu()}, cpu()
+def step(name):
+    global t
+    now = cpu(); spent[name] = now - t; t = now
+import numpy; step("numpy")
+import scipy.sparse, scipy.ndimage; step("scipy sparse + ndimage")
+import zarr; step("zarr")
+import numba; step("numba")
+import pmdcompress.cli, pmdcompress.reconstruct; step("pmd cli + store reader")
+import pmdcompress.pipeline.demix, pmdcompress.demix.pipeline, pmdcompress.demix.export; step("pmd demix modules")
+from pmdcompress.demix.factors import bin_frames, _tile_columns_kernel
+_tile_columns_kernel(numpy.zeros(2, numpy.int32), numpy.zeros(0, numpy.int32), numpy.zeros(1, numpy.int64),
+                     numpy.full(1, -1, numpy.int64))
+step("numba first dispatch (cached kernel)")
+print(json.dumps(spent))
+"""
+
+
+def startup_costs(tree: Path, repeat: int) -> dict:
+    """CPU seconds of a fresh process's start-up steps (:data:`STARTUP`) with checkout ``tree``, medians."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    env.setdefault("PMD_NUM_WORKERS", "1")
+    rows = []
+    for _ in range(repeat):
+        proc = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, check=True, env=env,
+                              cwd=str(tree))
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+
+
 def _print_row(name: str, rep: int, row: dict, trees: dict) -> None:
     print(f"{name:8s} repeat {rep + 1}: compress {row['compress']['cpu_s']:6.2f} CPU-s; "
           + "; ".join(f"demix ({t}) {row[t]['cpu_s']:5.2f} = {row[t]['over_compress']:.3f}, "
@@ -133,6 +171,7 @@ def main() -> None:
     parser.add_argument("--store", action="append", default=[], metavar="PATH[=COMPRESS_CPU_S]",
                         help="Also demix this existing store (not compressed again: a large simulation), with the "
                              "compression's CPU seconds, if given, for the ratio; repeatable.")
+    parser.add_argument("--startup", action="store_true", help="Also take the fixed start-up cost apart.")
     parser.add_argument("--out", default=str(HERE / "results" / "demix_time.json"))
     args = parser.parse_args()
     trees = {"this": ROOT}
@@ -185,6 +224,13 @@ def main() -> None:
                           "load_average": os.getloadavg()},
               "movie": args.movie, "fs": args.fs, "repeat": args.repeat,
               "trees": {k: str(v) for k, v in trees.items()}, "runs": runs, "median": summary}
+    if args.startup:
+        result["startup_cpu_s"] = {}
+        for tree_name, tree in trees.items():
+            costs = startup_costs(tree, max(args.repeat, 3))
+            result["startup_cpu_s"][tree_name] = costs
+            print(f"\nstart-up ({tree_name}), CPU-s, medians: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in costs.items()) + f"; total {sum(costs.values()):.3f}")
     if args.stages:
         result["stages"] = {}
         for name in chosen:

@@ -233,20 +233,48 @@ def tile_block(u, pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(cols), out
 
 
+# :func:`render_tile` multiplies V by blocks of at most this many pixels a side (pixel-major tiles).  A block's
+# pixels use only the columns of the few patches over it, the whole tile's those of every patch it meets: the
+# correlation images' 66 x 66 tiles at 1.5x zoom had about 45 % of their block's entries non-zero (the
+# high-passed factors) and 15 % (the factors themselves).  In blocks of 22 x 22 the products took 0.30 s instead
+# of 0.45 s and 0.09 s instead of 0.20 s (one image; process CPU, one BLAS thread).  The sums are the same terms
+# less exact zeros, so the pixels agree to float32 rounding (to the last bit where a block's columns fit one of
+# the BLAS kernel's panels, as they did on every tile measured).
+RENDER_BLOCK = 22
+
+
+def _block_edges(start: int, stop: int) -> np.ndarray:
+    """``start ... stop`` cut into near-equal pieces of at most :data:`RENDER_BLOCK`."""
+    n = max(-(-(stop - start) // RENDER_BLOCK), 1)
+    return np.round(np.linspace(start, stop, n + 1)).astype(np.int64)
+
+
 def render_tile(u: sp.csr_matrix, v: np.ndarray, dims, y0, y1, x0, x1, *, pixel_major=False) -> np.ndarray:
     """Pixels of rectangle ``[y0:y1, x0:x1]`` of ``U @ V``, float32.
 
-    Shape (T, y1-y0, x1-x0), or (y1-y0, x1-x0, T) with ``pixel_major``.
+    Shape (T, y1-y0, x1-x0), or (y1-y0, x1-x0, T) with ``pixel_major`` (taken in blocks of at most
+    :data:`RENDER_BLOCK` pixels a side).
     """
     width = dims[1]
+    t = v.shape[1]
+    if pixel_major:
+        out = np.empty((y1 - y0, x1 - x0, t), np.float32)
+        rows, cols_ = _block_edges(y0, y1), _block_edges(x0, x1)
+        for a0, a1 in zip(rows[:-1], rows[1:], strict=True):
+            for b0, b1 in zip(cols_[:-1], cols_[1:], strict=True):
+                pix = (np.arange(a0, a1)[:, None] * width + np.arange(b0, b1)[None, :]).ravel()
+                cols, dense = tile_block(u, pix)
+                block = out[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
+                if cols.size:
+                    block[...] = (dense @ v[cols]).reshape(block.shape)
+                else:
+                    block[...] = 0.0
+        return out
     yy = np.arange(y0, y1)
     pix = (yy[:, None] * width + np.arange(x0, x1)[None, :]).ravel()
     cols, dense = tile_block(u, pix)
-    if pixel_major:
-        out = (dense @ v[cols]) if cols.size else np.zeros((pix.size, v.shape[1]), np.float32)
-        return np.ascontiguousarray(out, dtype=np.float32).reshape(y1 - y0, x1 - x0, v.shape[1])
-    out = (v[cols].T @ dense.T) if cols.size else np.zeros((v.shape[1], pix.size), np.float32)
-    return np.ascontiguousarray(out, dtype=np.float32).reshape(v.shape[1], y1 - y0, x1 - x0)
+    out = (v[cols].T @ dense.T) if cols.size else np.zeros((t, pix.size), np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32).reshape(t, y1 - y0, x1 - x0)
 
 
 def highpass_spatial(store, factors: Factors, sigma: float) -> sp.csr_matrix:

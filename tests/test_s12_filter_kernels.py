@@ -142,3 +142,70 @@ def test_curvature_signs_match_scipys_smoothing_and_numpys_std(n):
 def test_curvature_signs_of_short_rows():
     assert temporal.curvature_signs(np.zeros(2)).shape == (0,)
     assert temporal.curvature_signs(np.array([0.0, 1.0, 0.0])).tolist() == [-1]
+
+
+def _calcium_row(rng, n, rate=0.01, tau=10.0, amplitude=4.0):
+    jumps = (rng.random(n) < rate) * rng.exponential(amplitude, n)
+    return np.convolve(jumps, np.exp(-np.arange(int(8 * tau)) / tau))[:n]
+
+
+def _chunked(y, lam, start, chunk, overlap, known=(0, 0)):
+    n = y.size
+    state, x, z = start.copy(), np.empty(n), np.empty(n - 2)
+    fits, converged = tf._tf_kernel_chunked(y, lam, state, z, x, chunk, overlap, 5000, tf._tf_work(n), *known)
+    assert converged
+    return x, state, fits
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_known_window_chunk_solves_the_whole_row_as_the_twin(seed):
+    """A known run solved as one chunk of its own, its start the run's own optimum or anything else: the result is
+    the whole row's optimum (the slow bounded least-squares twin)."""
+    import reference_penalties as ref
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(60, 100))
+    y = _calcium_row(rng, n, rate=0.08, tau=4.0) + rng.normal(0, 0.5, n) + np.linspace(0, rng.normal(), n)
+    lam = float(rng.choice([0.05, 0.5, 3.0]))
+    ks, ke = n // 3, n // 3 + 30
+    start = np.sign(rng.normal(size=n - 2)).astype(np.int8) * (rng.random(n - 2) < 0.3)
+    own = np.zeros(ke - ks - 2, np.int8)
+    tf.trend_filter_from(y[ks:ke], lam, active=own)
+    twin = ref.trend_filter_reference(y, lam)
+    for window_start in (own, start[ks:ke - 2].copy()):
+        begin = start.copy()
+        begin[ks:ke - 2] = window_start
+        for chunk, overlap in ((12, 2), (20, 4)):
+            x, _, _ = _chunked(y, lam, begin, chunk, overlap, (ks, ke))
+            np.testing.assert_allclose(x, twin, atol=1e-7 * max(1.0, np.abs(y).max()))
+
+
+def test_known_window_on_a_long_row_gives_the_chunked_solve_in_fewer_fits():
+    rng = np.random.default_rng(5)
+    n, window = 12000, 4000
+    y = _calcium_row(rng, n) + 2.0 * np.exp(-np.arange(n) / 5000) + rng.normal(0, 1.0, n)
+    ks = (n - window) // 2
+    for lam in (1.0, 4.0):
+        own = np.zeros(window - 2, np.int8)
+        tf.trend_filter_from(y[ks:ks + window], lam, active=own)
+        start = temporal.curvature_signs(y)
+        start[ks:ks + window - 2] = own
+        x, state, fits = _chunked(y, lam, start, 2000, 50)
+        x_known, state_known, fits_known = _chunked(y, lam, start, 2000, 50, (ks, ks + window))
+        assert np.array_equal(state_known, state)
+        assert np.array_equal(x_known, x)
+        assert fits_known < fits
+        np.testing.assert_allclose(x, tf.trend_filter(y, lam), rtol=0, atol=1e-9 * np.abs(y).max())
+
+
+def test_long_row_filter_is_the_same_with_and_without_the_known_window(monkeypatch):
+    rng = np.random.default_rng(11)
+    n = 9000
+    rows = [_calcium_row(rng, n) + rng.normal(0, 1.0, n) for _ in range(3)]
+    for y in rows:
+        outs = []
+        for known in (False, True):
+            monkeypatch.setattr(temporal, "LONG_KNOWN_WINDOW", known)
+            outs.append(temporal.long_row_filter(y, 1.0, window=3000, budget=0.5))
+        assert np.array_equal(outs[0][0], outs[1][0])
+        assert outs[0][1] == outs[1][1]

@@ -116,6 +116,11 @@ BUDGET_WINDOW_FRAMES = 4000
 #: own, with :data:`LONG_SOLVE_OVERLAP` frames of context either side (fewer whole-row active-set steps).
 LONG_SOLVE_CHUNK = 2000
 LONG_SOLVE_OVERLAP = 50
+#: Whether the whole-row solve of a row fitted once takes its central window as one chunk of its own: the
+#: window's active set there is the optimum of the window alone at the same penalty, so that chunk's solve
+#: ends at its first fit; the chunks that crossed it (their ends where the window's solve never had one) took
+#: 3-4 fits each.  The same optimum (the whole row's last solve checks every frame).
+LONG_KNOWN_WINDOW = True
 #: The long rows' searches accept a squared residual within this share below their budget (the window's
 #: penalty usually lands there at once; rows of at most the window's frames: 5e-2).
 LONG_RTOL = 0.15
@@ -344,14 +349,14 @@ def removed_lag1(removed: np.ndarray, keep: np.ndarray) -> float:
     return float(np.sum(r[1:] * r[:-1]) / den) if den > 0 else 0.0
 
 
-def _fit(y, sigma, fraction, lam0, active, events, p=None, *, rtol=5e-2, chunk=0):
+def _fit(y, sigma, fraction, lam0, active, events, p=None, *, rtol=5e-2, chunk=0, known=None):
     """One trend-filter fit of ``y`` within ``fraction T sigma^2`` (to ``rtol``), shaved events (at false-alarm
     rate ``p``, and ``events``) restored: ``(x, lam, mask, df, trend)``, ``df`` of the trend itself (restored
-    frames spend no budget), ``trend`` the fit before the events were restored.  ``chunk``: of
+    frames spend no budget), ``trend`` the fit before the events were restored.  ``chunk``, ``known``: of
     :func:`~pmdcompress.solver.trend_filter.trend_filter_search`."""
     n = y.size
     trend, lam = trend_filter_search(y, fraction * n * sigma**2, rtol=rtol, lam0=lam0, active=active,
-                                     chunk=chunk, overlap=LONG_SOLVE_OVERLAP)
+                                     chunk=chunk, overlap=LONG_SOLVE_OVERLAP, known=known)
     trend = np.array(trend, np.float64)
     df = trend_df(trend)
     mask = event_mask(y - trend, sigma, p=p)
@@ -763,7 +768,9 @@ def long_row_filter(y: np.ndarray, sigma: float, *, budget: float = 1.0, lam0=No
                                   rtol=LONG_REFIT_RTOL)
     else:
         fraction = fit["fraction"]
-        x, lam, mask, _, _ = _fit(y, sigma, fraction, fit["lam"], state, None, event_p, **chunked)
+        # the window's frames hold its own optimum at this penalty: one chunk of their own (LONG_KNOWN_WINDOW)
+        known = (start, start + window) if LONG_KNOWN_WINDOW else None
+        x, lam, mask, _, _ = _fit(y, sigma, fraction, fit["lam"], state, None, event_p, **chunked, known=known)
     keep = ~mask
     lag1 = removed_lag1(y - x, keep)
     if lag1 > WHITENESS_Z / math.sqrt(max(int(keep.sum()), 1)):

@@ -649,7 +649,7 @@ def _tf_kernel_work(y, lam, state, z, x, max_num_iter, work):
 
 
 @jit
-def _tf_kernel_chunked(y, lam, state, z, x, chunk, overlap, max_num_iter, work):
+def _tf_kernel_chunked(y, lam, state, z, x, chunk, overlap, max_num_iter, work, known_start=0, known_end=0):
     """:func:`_tf_kernel` started from an active set assembled from overlapping chunks of ``y``.
 
     Each run of about ``chunk`` frames is solved on its own with ``overlap`` frames of ``y`` either side
@@ -661,24 +661,41 @@ def _tf_kernel_chunked(y, lam, state, z, x, chunk, overlap, max_num_iter, work):
     knots away from a seam no longer feel it.  Returns ``(fits, converged)`` of :func:`_tf_kernel`, the
     chunks' fits counted in rows (their frames over the row's).  ``overlap`` >= 2.
     ``work``: :func:`_tf_work` of at least ``y``'s length, shared by the chunks' solves and the last.
+
+    ``known_start < known_end``: ``state`` on frames ``[known_start, known_end)`` is the optimum of that run of
+    ``y`` alone (a long row's central window, solved at the same ``lam``): that run is one chunk by itself (its
+    solve then ends at its first fit, where two chunks across it, whose ends the window's solve never saw, took
+    3-4 each), keeping all but its ``overlap`` frames at either end; the frames before and after are chunked as
+    above.  Only the start changes, not the optimum.
     """
     n = y.shape[0]
     m = n - 2
     n_chunks = (n + chunk - 1) // chunk if chunk > 0 else 1
     if n_chunks <= 1 or m <= 0 or lam <= 0.0:
         return _tf_kernel_work(y, lam, state, z, x, max_num_iter, work)
+    known = 0 < known_start + overlap and known_start + 3 * overlap < known_end <= n - overlap
     merged = np.empty(m, np.int8)
     chunk_frames = 0
-    for c in range(n_chunks):
-        start = (c * n) // n_chunks
-        end = ((c + 1) * n) // n_chunks
-        a = max(start - overlap, 0)
-        b = min(end + overlap, n)
-        local = state[a:b - 2].copy()
-        k, _ = _tf_kernel_work(y[a:b], lam, local, z[:b - a - 2], x[:b - a], max_num_iter, work)  # z, x: work here
-        chunk_frames += k * (b - a)
-        hi = min(end, m)
-        merged[start:hi] = local[start - a:hi - a]
+    # the parts chunked: [0, n), or [0, known_start + overlap) and [known_end - overlap, n) around the known run
+    for part in range(3 if known else 1):
+        if part == 0:
+            lo, hi = 0, (known_start + overlap if known else n)
+        elif part == 1:
+            lo, hi = known_end - overlap, n
+        else:
+            lo, hi = known_start + overlap, known_end - overlap
+        span = hi - lo
+        count = 1 if part == 2 else max((span + chunk - 1) // chunk, 1)
+        for c in range(count):
+            start = lo + (c * span) // count
+            end = lo + ((c + 1) * span) // count
+            a = max(start - overlap, 0)
+            b = min(end + overlap, n)
+            local = state[a:b - 2].copy()
+            k, _ = _tf_kernel_work(y[a:b], lam, local, z[:b - a - 2], x[:b - a], max_num_iter, work)  # z, x: work
+            chunk_frames += k * (b - a)
+            last = min(end, m)
+            merged[start:last] = local[start - a:last - a]
     state[:] = merged
     k, converged = _tf_kernel_work(y, lam, state, z, x, max_num_iter, work)
     return k + chunk_frames // n, converged
@@ -698,12 +715,13 @@ def _constrained_tf_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_solv
 
 
 @jit
-def _constrained_tf_kernel_from(y, delta, lam0, rtol, max_num_iter, max_num_iter_solver, x, active, chunk, overlap):
+def _constrained_tf_kernel_from(y, delta, lam0, rtol, max_num_iter, max_num_iter_solver, x, active, chunk, overlap,
+                                known_start=0, known_end=0):
     """:func:`_constrained_tf_kernel` whose first solve starts from the active set ``active`` (n - 2,), int8,
     left holding the last solve's: a later search on the same ``y`` (another budget) starts near its optimum.
     The optimum does not depend on the start (the problem is strictly convex), only the number of fits.
     ``chunk`` > 0: the first solve starts from chunks of ``y`` (:func:`_tf_kernel_chunked`; a long row
-    whose start is known only in part)."""
+    whose start is known only in part; ``known_start``, ``known_end``: of :func:`_tf_kernel_chunked`)."""
     n = y.shape[0]
     # one set of work arrays for the limit, every solve and the slopes' spline fits (the line is written in x)
     work = _tf_work(n)
@@ -723,7 +741,8 @@ def _constrained_tf_kernel_from(y, delta, lam0, rtol, max_num_iter, max_num_iter
     while n_iter < max_num_iter:
         n_iter += 1
         if n_iter == 1 and chunk > 0:
-            _, converged = _tf_kernel_chunked(y, lam, active, z, x, chunk, overlap, max_num_iter_solver, work)
+            _, converged = _tf_kernel_chunked(y, lam, active, z, x, chunk, overlap, max_num_iter_solver, work,
+                                              known_start, known_end)
         else:
             _, converged = _tf_kernel_work(y, lam, active, z, x, max_num_iter_solver, work)
         all_converged = all_converged and converged
@@ -909,13 +928,15 @@ def constrained_trend_filter(
 
 
 
-def trend_filter_search(y, delta, *, lam0, rtol, active=None, chunk=0, overlap=50):
+def trend_filter_search(y, delta, *, lam0, rtol, active=None, chunk=0, overlap=50, known=None):
     """:func:`constrained_trend_filter` without its argument checks, for a solver's own arrays.
 
     ``y``: finite float64 (n,); ``lam0``: float or None; ``active``: optional int8 (n - 2,) active set that
     the first solve starts from, overwritten with the last solve's (pass the same array to later searches
     on the same ``y``: they take fewer fits; the optimum is the same up to rounding); ``chunk`` > 0: the
-    first solve's start is assembled from overlapping runs of about ``chunk`` frames (:func:`trend_filter_from`).
+    first solve's start is assembled from overlapping runs of about ``chunk`` frames (:func:`trend_filter_from`);
+    ``known``: ``(start, end)``, frames whose ``active`` is already the optimum of that run alone at ``lam0``,
+    solved as one chunk (:func:`_tf_kernel_chunked`).
     Returns ``(x float64, lam)``, the same values as :func:`constrained_trend_filter`.
     """
     y64 = np.ascontiguousarray(y, dtype=np.float64)
@@ -927,7 +948,7 @@ def trend_filter_search(y, delta, *, lam0, rtol, active=None, chunk=0, overlap=5
     lam, _, _, converged = _constrained_tf_kernel_from(y64, float(delta), 0.0 if lam0 is None else float(lam0),
                                                        float(rtol), DEFAULT_SEARCH_MAX_NUM_ITER,
                                                        DEFAULT_TF_MAX_NUM_ITER, x, active, int(chunk),
-                                                       max(int(overlap), 2))
+                                                       max(int(overlap), 2), *(known or (0, 0)))
     if not converged:
         logger.warning("constrained_trend_filter: an active-set solve did not converge (n=%d)", y64.size)
     return x, float(lam)

@@ -357,7 +357,7 @@ def _fit(y, sigma, fraction, lam0, active, events, p=None, *, rtol=5e-2, chunk=0
     n = y.size
     trend, lam = trend_filter_search(y, fraction * n * sigma**2, rtol=rtol, lam0=lam0, active=active,
                                      chunk=chunk, overlap=LONG_SOLVE_OVERLAP, known=known)
-    trend = np.array(trend, np.float64)
+    trend = np.asarray(trend, np.float64)  # a fresh array already (no copy)
     df = trend_df(trend)
     mask = event_mask(y - trend, sigma, p=p)
     if events is not None:

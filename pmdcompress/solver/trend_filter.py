@@ -127,14 +127,25 @@ def _tf_limit(y):
     """
     n = y.shape[0]
     line = np.empty(n)
+    lam_max, r_inf = _tf_limit_into(y, line, np.empty(n), np.empty(max(n - 2, 0)))
+    return line, lam_max, r_inf
+
+
+@jit
+def _tf_limit_into(y, line, residual, z):
+    """:func:`_tf_limit` into given arrays (``line``, ``residual``: (n,), ``z``: at least (n - 2,), work): returns
+    ``(lam_max, r_inf)``, the line in ``line``."""
+    n = y.shape[0]
     r_inf = _tf_line_fit(y, line)
     lam_max = 0.0
     if n >= 3:
-        z = np.empty(n - 2)
-        _tf_dual_from_residual(y - line, z)
-        for i in range(n - 2):
+        for i in range(n):
+            residual[i] = y[i] - line[i]
+        m = n - 2
+        _tf_dual_from_residual(residual, z[:m])
+        for i in range(m):
             lam_max = max(lam_max, abs(z[i]))
-    return line, lam_max, r_inf
+    return lam_max, r_inf
 
 
 @jit
@@ -189,13 +200,20 @@ def _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs):
     # the residual) as soon as both its coefficients are known.  The same operations on the same values in
     # the same order as summing, eliminating and evaluating in separate passes: the same floats, in about
     # 0.7 of the time on rows of 20000 frames with knots at ~40 % of them.
-    # Local accumulators (not the arrays' elements, whose load-store round trips would chain the loop).
+    # Local accumulators (not the arrays' elements, whose load-store round trips would chain the loop), and the
+    # chains' previous row (diag, off, rhs; the back substitution's last coefficient) kept in locals too: read back
+    # from the arrays, each link of the two division chains waited on a store-to-load forward as well (-15 to -20 %
+    # of a fit on rows of 20000 frames; the same floats).
     # Frame positions unsigned: numba tests every signed index for a negative value (to wrap it around), and
     # positions loaded from knots[] are not known to be >= 0 (the same floats either way).
     diag_k = 0.0
     rhs_k = 0.0
+    diag_p = 1.0  # row j - 1 after its elimination (unused for j = 0)
+    off_p = 0.0
+    rhs_p = 0.0
+    t1 = np.uint64(0)
     for j in range(nb - 1):
-        t0 = np.uint64(knots[j])
+        t0 = t1
         t1 = np.uint64(knots[j + 1])
         inv_len = 1.0 / (t1 - t0)
         diag_j = diag_k  # row j's sum from interval j - 1
@@ -211,36 +229,39 @@ def _tf_spline_fit(y, lam, state, x, z, w, knots, diag, off, rhs):
             diag_k += a * a
             rhs_j += b * w[t]
             rhs_k += a * w[t]
-        off[j] = off_j
         if j > 0:
-            f = off[j - 1] / diag[j - 1]
-            diag_j -= f * off[j - 1]
-            rhs_j -= f * rhs[j - 1]
+            f = off_p / diag_p
+            diag_j -= f * off_p
+            rhs_j -= f * rhs_p
+        off[j] = off_j
         diag[j] = diag_j
         rhs[j] = rhs_j
+        diag_p = diag_j
+        off_p = off_j
+        rhs_p = rhs_j
     # the last row: the hat of the last frame, then its elimination (nb >= 2)
     diag_k += 1.0
     rhs_k += w[n - 1]
-    f = off[nb - 2] / diag[nb - 2]
-    diag_k -= f * off[nb - 2]
-    rhs_k -= f * rhs[nb - 2]
-    diag[nb - 1] = diag_k
-    rhs[nb - 1] = rhs_k / diag_k
-    x[n - 1] = rhs[nb - 1]
-    w[n - 1] = y[n - 1] - x[n - 1]
-    # back substitution (coefficients in rhs), each interval's spline and residual (w is free again) as it goes
+    f = off_p / diag_p
+    diag_k -= f * off_p
+    rhs_k -= f * rhs_p
+    c1 = rhs_k / diag_k
+    x[n - 1] = c1
+    w[n - 1] = y[n - 1] - c1
+    # back substitution, each interval's spline and residual (w is free again) as soon as both its coefficients
+    # are known
+    t0 = np.uint64(knots[nb - 1])
     for j in range(nb - 2, -1, -1):
-        c1 = rhs[j + 1]
         c0 = (rhs[j] - off[j] * c1) / diag[j]
-        rhs[j] = c0
+        t1 = t0
         t0 = np.uint64(knots[j])
-        t1 = np.uint64(knots[j + 1])
         inv_len = 1.0 / (t1 - t0)
         dc = c1 - c0
         for t in range(t0, t1):
             xt = c0 + dc * ((t - t0) * inv_len)
             x[t] = xt
             w[t] = y[t] - xt
+        c1 = c0
     # dual variables from D^T z = y - x
     _tf_dual_from_residual(w, z)
     for i in range(m):
@@ -516,6 +537,22 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
     .. [4] J. Nocedal, S. J. Wright, "Numerical Optimization", 2nd ed.,
        Springer, 2006, section 16.5 (active-set methods for convex QP).
     """
+    return _tf_kernel_work(y, lam, state, z, x, max_num_iter, _tf_work(y.shape[0]))
+
+
+@jit
+def _tf_work(n):
+    """Work arrays of :func:`_tf_kernel_work` for rows of up to ``n`` frames: ``(w, knots, diag, off, rhs,
+    last_change, violations, best_state)``."""
+    return (np.empty(n), np.empty(n, np.int64), np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int64),
+            np.empty(n, np.bool_), np.empty(n, np.int8))
+
+
+@jit
+def _tf_kernel_work(y, lam, state, z, x, max_num_iter, work):
+    """:func:`_tf_kernel` with its work arrays given (:func:`_tf_work` of at least ``y``'s length): a search, or a
+    chunked solve, allocates them once for all its solves (fresh pages cost a page fault each, ~3 us here: a long
+    row's filter touched 126 a row of 20000 frames, 90 since).  The same floats."""
     n = y.shape[0]
     m = n - 2
     if m <= 0 or lam <= 0.0:
@@ -532,17 +569,20 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
     tol_nu = 1e-12 * ymax
     tol_z = lam * (1e-10 + 4.0 * _EPS * m * math.sqrt(m))
 
-    w = np.empty(n)
-    knots = np.empty(n, np.int64)
-    diag = np.empty(n)
-    off = np.empty(n)
-    rhs = np.empty(n)
-    last_change = np.full(m, -(2**62), np.int64)
-    violations = np.empty(m, np.bool_)
+    w, knots, diag, off, rhs, last_change, violations, best_state = work
+    w = w[:n]
+    knots = knots[:n]
+    diag = diag[:n]
+    off = off[:n]
+    rhs = rhs[:n]
+    last_change = last_change[:m]
+    last_change[:] = -(2**62)
+    violations = violations[:m]
+    best_state = best_state[:m]
+    best_state[:] = state
 
     ring_hash = np.full(_PDAS_HISTORY, -1, np.int64)
     ring_iter = np.zeros(_PDAS_HISTORY, np.int64)
-    best_state = state.copy()
     fewest = m + 1
 
     n_fits = 0
@@ -582,8 +622,8 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
             continue
         if n_repairs >= _PDAS_MAX_REPAIRS:
             state[:] = best_state
-            work = (w, knots, diag, off, rhs, np.empty(m))
-            n_more, converged = _tf_active_set(y, lam, state, z, x, max_num_iter - n_fits, tol_z, tol_nu, work)
+            finish_work = (w, knots, diag, off, rhs, np.empty(m))
+            n_more, converged = _tf_active_set(y, lam, state, z, x, max_num_iter - n_fits, tol_z, tol_nu, finish_work)
             return n_fits + n_more, converged
         # single pivots (largest index first) on the indices changed since the cycle began
         n_repairs += 1
@@ -609,7 +649,7 @@ def _tf_kernel(y, lam, state, z, x, max_num_iter):
 
 
 @jit
-def _tf_kernel_chunked(y, lam, state, z, x, chunk, overlap, max_num_iter):
+def _tf_kernel_chunked(y, lam, state, z, x, chunk, overlap, max_num_iter, work, known_start=0, known_end=0):
     """:func:`_tf_kernel` started from an active set assembled from overlapping chunks of ``y``.
 
     Each run of about ``chunk`` frames is solved on its own with ``overlap`` frames of ``y`` either side
@@ -620,26 +660,44 @@ def _tf_kernel_chunked(y, lam, state, z, x, chunk, overlap, max_num_iter):
     real-rank factors), each step costs the whole row, and the kinks of an order-2 trend filter a few
     knots away from a seam no longer feel it.  Returns ``(fits, converged)`` of :func:`_tf_kernel`, the
     chunks' fits counted in rows (their frames over the row's).  ``overlap`` >= 2.
+    ``work``: :func:`_tf_work` of at least ``y``'s length, shared by the chunks' solves and the last.
+
+    ``known_start < known_end``: ``state`` on frames ``[known_start, known_end)`` is the optimum of that run of
+    ``y`` alone (a long row's central window, solved at the same ``lam``): that run is one chunk by itself (its
+    solve then ends at its first fit, where two chunks across it, whose ends the window's solve never saw, took
+    3-4 each), keeping all but its ``overlap`` frames at either end; the frames before and after are chunked as
+    above.  Only the start changes, not the optimum.
     """
     n = y.shape[0]
     m = n - 2
     n_chunks = (n + chunk - 1) // chunk if chunk > 0 else 1
     if n_chunks <= 1 or m <= 0 or lam <= 0.0:
-        return _tf_kernel(y, lam, state, z, x, max_num_iter)
+        return _tf_kernel_work(y, lam, state, z, x, max_num_iter, work)
+    known = 0 < known_start + overlap and known_start + 3 * overlap < known_end <= n - overlap
     merged = np.empty(m, np.int8)
     chunk_frames = 0
-    for c in range(n_chunks):
-        start = (c * n) // n_chunks
-        end = ((c + 1) * n) // n_chunks
-        a = max(start - overlap, 0)
-        b = min(end + overlap, n)
-        local = state[a:b - 2].copy()
-        k, _ = _tf_kernel(y[a:b], lam, local, np.empty(b - a - 2), np.empty(b - a), max_num_iter)
-        chunk_frames += k * (b - a)
-        hi = min(end, m)
-        merged[start:hi] = local[start - a:hi - a]
+    # the parts chunked: [0, n), or [0, known_start + overlap) and [known_end - overlap, n) around the known run
+    for part in range(3 if known else 1):
+        if part == 0:
+            lo, hi = 0, (known_start + overlap if known else n)
+        elif part == 1:
+            lo, hi = known_end - overlap, n
+        else:
+            lo, hi = known_start + overlap, known_end - overlap
+        span = hi - lo
+        count = 1 if part == 2 else max((span + chunk - 1) // chunk, 1)
+        for c in range(count):
+            start = lo + (c * span) // count
+            end = lo + ((c + 1) * span) // count
+            a = max(start - overlap, 0)
+            b = min(end + overlap, n)
+            local = state[a:b - 2].copy()
+            k, _ = _tf_kernel_work(y[a:b], lam, local, z[:b - a - 2], x[:b - a], max_num_iter, work)  # z, x: work
+            chunk_frames += k * (b - a)
+            last = min(end, m)
+            merged[start:last] = local[start - a:last - a]
     state[:] = merged
-    k, converged = _tf_kernel(y, lam, state, z, x, max_num_iter)
+    k, converged = _tf_kernel_work(y, lam, state, z, x, max_num_iter, work)
     return k + chunk_frames // n, converged
 
 
@@ -657,26 +715,24 @@ def _constrained_tf_kernel(y, delta, lam0, rtol, max_num_iter, max_num_iter_solv
 
 
 @jit
-def _constrained_tf_kernel_from(y, delta, lam0, rtol, max_num_iter, max_num_iter_solver, x, active, chunk, overlap):
+def _constrained_tf_kernel_from(y, delta, lam0, rtol, max_num_iter, max_num_iter_solver, x, active, chunk, overlap,
+                                known_start=0, known_end=0):
     """:func:`_constrained_tf_kernel` whose first solve starts from the active set ``active`` (n - 2,), int8,
     left holding the last solve's: a later search on the same ``y`` (another budget) starts near its optimum.
     The optimum does not depend on the start (the problem is strictly convex), only the number of fits.
     ``chunk`` > 0: the first solve starts from chunks of ``y`` (:func:`_tf_kernel_chunked`; a long row
-    whose start is known only in part)."""
+    whose start is known only in part; ``known_start``, ``known_end``: of :func:`_tf_kernel_chunked`)."""
     n = y.shape[0]
-    line, lam_max, r_inf = _tf_limit(y)
+    # one set of work arrays for the limit, every solve and the slopes' spline fits (the line is written in x)
+    work = _tf_work(n)
+    w, knots, diag, off, rhs = work[:5]
+    z = np.empty(max(n - 2, 0))
+    lam_max, r_inf = _tf_limit_into(y, x, w, z)
     if r_inf <= delta or n <= 2:
-        x[:] = line
         return lam_max, r_inf, 0, True
     m = n - 2
-    z = np.empty(m)
     projected = np.empty(n)
     work_z = np.empty(m)
-    w = np.empty(n)
-    knots = np.empty(n, np.int64)
-    diag = np.empty(n)
-    off = np.empty(n)
-    rhs = np.empty(n)
     state, target, lam = search_start(lam0, lam_max, r_inf, delta, rtol)
     x_best = y.copy()
     res_best = 0.0
@@ -685,9 +741,10 @@ def _constrained_tf_kernel_from(y, delta, lam0, rtol, max_num_iter, max_num_iter
     while n_iter < max_num_iter:
         n_iter += 1
         if n_iter == 1 and chunk > 0:
-            _, converged = _tf_kernel_chunked(y, lam, active, z, x, chunk, overlap, max_num_iter_solver)
+            _, converged = _tf_kernel_chunked(y, lam, active, z, x, chunk, overlap, max_num_iter_solver, work,
+                                              known_start, known_end)
         else:
-            _, converged = _tf_kernel(y, lam, active, z, x, max_num_iter_solver)
+            _, converged = _tf_kernel_work(y, lam, active, z, x, max_num_iter_solver, work)
         all_converged = all_converged and converged
         res = squared_distance(y, x)
         if search_record(state, lam, res, delta):
@@ -871,13 +928,15 @@ def constrained_trend_filter(
 
 
 
-def trend_filter_search(y, delta, *, lam0, rtol, active=None, chunk=0, overlap=50):
+def trend_filter_search(y, delta, *, lam0, rtol, active=None, chunk=0, overlap=50, known=None):
     """:func:`constrained_trend_filter` without its argument checks, for a solver's own arrays.
 
     ``y``: finite float64 (n,); ``lam0``: float or None; ``active``: optional int8 (n - 2,) active set that
     the first solve starts from, overwritten with the last solve's (pass the same array to later searches
     on the same ``y``: they take fewer fits; the optimum is the same up to rounding); ``chunk`` > 0: the
-    first solve's start is assembled from overlapping runs of about ``chunk`` frames (:func:`trend_filter_from`).
+    first solve's start is assembled from overlapping runs of about ``chunk`` frames (:func:`trend_filter_from`);
+    ``known``: ``(start, end)``, frames whose ``active`` is already the optimum of that run alone at ``lam0``,
+    solved as one chunk (:func:`_tf_kernel_chunked`).
     Returns ``(x float64, lam)``, the same values as :func:`constrained_trend_filter`.
     """
     y64 = np.ascontiguousarray(y, dtype=np.float64)
@@ -889,7 +948,7 @@ def trend_filter_search(y, delta, *, lam0, rtol, active=None, chunk=0, overlap=5
     lam, _, _, converged = _constrained_tf_kernel_from(y64, float(delta), 0.0 if lam0 is None else float(lam0),
                                                        float(rtol), DEFAULT_SEARCH_MAX_NUM_ITER,
                                                        DEFAULT_TF_MAX_NUM_ITER, x, active, int(chunk),
-                                                       max(int(overlap), 2))
+                                                       max(int(overlap), 2), *(known or (0, 0)))
     if not converged:
         logger.warning("constrained_trend_filter: an active-set solve did not converge (n=%d)", y64.size)
     return x, float(lam)
@@ -911,7 +970,7 @@ def trend_filter_from(y, lam, *, active=None, chunk=0, overlap=50):
     x = np.empty_like(y64)
     z = np.empty(max(n - 2, 0))
     n_iter, converged = _tf_kernel_chunked(y64, float(lam), active, z, x, int(chunk), max(int(overlap), 2),
-                                           DEFAULT_TF_MAX_NUM_ITER)
+                                           DEFAULT_TF_MAX_NUM_ITER, _tf_work(n))
     if not converged:
         logger.warning("trend_filter: active set not converged after %d iterations (n=%d, lam=%g)", n_iter, n, lam)
     return x

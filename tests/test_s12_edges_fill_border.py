@@ -66,9 +66,14 @@ def test_no_fill_border_without_fill():
     dead = movie.copy()
     dead[:, :2] = 0  # a dead edge, the same in every frame
     assert fill_border(_factors(dead)) is None
-    # Samples around 0 (an int16 movie with its background subtracted): a row near 0 is no fill.
+    # Samples around 0 (an int16 movie with its background subtracted, dF/F): a row near 0 is no fill, even where
+    # the whole frame swings up and the edge lags behind.
     centred = _tissue(level=0.0)
     assert fill_border(_factors(centred)) is None
+    rng = np.random.default_rng(2)
+    dff = 0.05 * rng.normal(size=(120, 32, 40)) + rng.exponential(0.3, 120)[:, None, None]
+    dff[::7, :3] = 0.0  # every seventh frame's top rows at 0
+    assert fill_border(_factors(dff)) is None
 
 
 def test_demix_finds_the_cells_inside_a_zero_filled_shifted_border(tmp_path):

@@ -487,6 +487,9 @@ FILL_LEVEL = 0.5
 # Borders wider than this fraction of the frame's side are not looked for: a line this deep that drops with the
 # edge marks the whole frame dark (a shutter, the laser off), not a border.
 FILL_MAX_DEPTH = 0.25
+# ... and where the line that deep drops in more than this share of the frames, the movie's samples swing around 0
+# (dF/F, a background subtracted): no fill is looked for on that side.
+FILL_DARK_SHARE = 0.1
 
 
 def _line_pixels(side: int, depth: int, dims) -> np.ndarray:
@@ -527,6 +530,11 @@ def fill_border(fac: Factors) -> tuple[int, int, int, int] | None:
     widths = []
     for side in range(4):
         lit_inside = ~_at_fill_level(fac, _line_pixels(side, depth, fac.dims))
+        if lit_inside.mean() < 1 - FILL_DARK_SHARE:
+            # Lines inside drop under half their level often: samples around 0 (dF/F, a subtracted background),
+            # where a line at 0 is no fill.
+            widths.append(0)
+            continue
         count = np.zeros(fac.n_frames, np.int64)
         still = lit_inside
         for d in range(depth):
@@ -568,13 +576,29 @@ class _WithoutBorder:
 def _seen(image: np.ndarray, border) -> np.ndarray:
     """A seeding image (correlation, peak over noise) as the tissue inside a fill ``border`` shows it: mirrored
     over the border (:func:`mirror_outside`), so that its smoothing and local medians near the border are not
-    pulled down by pixels without data.  The line next to the border is mirrored over too: its neighbour
-    correlation counts the border's empty traces as uncorrelated neighbours.  ``image`` itself without a border."""
+    pulled down by pixels without data; ``image`` itself without a border."""
     if border is None:
         return image
     height, width = image.shape
-    top, bottom, left, right = (w + 1 if w else 0 for w in border)
+    top, bottom, left, right = border
     return mirror_outside(image, (top, height - bottom, left, width - right))
+
+
+_NEIGHBOURS = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+
+
+def _rim_corrected(corr: np.ndarray, border) -> np.ndarray:
+    """The correlation image of the tissue inside a fill ``border`` (0 on it), as if the frame were cropped to it.
+
+    :func:`correlation_image` averages over a pixel's neighbours in the frame; the border's traces are empty
+    (no components there), so the pixels along it counted them as uncorrelated neighbours (3 of 8): their mean
+    is taken over the neighbours inside instead, which is what a cropped movie's edge pixels get."""
+    if border is None:
+        return corr
+    inside = ~border_mask(border, corr.shape)
+    in_frame = ndimage.convolve(np.ones(corr.shape), _NEIGHBOURS, mode="constant")
+    in_tissue = ndimage.convolve(inside.astype(np.float64), _NEIGHBOURS, mode="constant")
+    return np.where(inside, corr * in_frame / np.maximum(in_tissue, 1.0), 0.0).astype(corr.dtype)
 
 
 def _without(u: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
@@ -782,6 +806,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         uh = _without(uh, border_mask(border, fac.dims))
     vb = bin_frames(fac.V, opts.bin_frames).astype(np.float32)
     corr, peak = correlation_image(uh, vb, fac.dims, mad_threshold=opts.mad_threshold, return_peak=True)
+    corr = _rim_corrected(corr, border)
     activity = _activity_z(peak, store.noise, opts, border)
     outside = border_mask(border, fac.dims) if border is not None else False
     timings["correlation_s"] = time.perf_counter() - t0
@@ -865,6 +890,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         v_res = np.vstack([vb, c.astype(np.float32)])
         resid_corr, resid_peak = correlation_image(u_res, v_res, fac.dims, mad_threshold=opts.mad_threshold,
                                                    return_peak=True)
+        resid_corr = _rim_corrected(resid_corr, border)
         resid_activity = _activity_z(resid_peak, store.noise, opts, border)
         centers = _centers(fp)
         near = np.zeros(fac.dims, bool)

@@ -608,6 +608,25 @@ def _without(u: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
     return out
 
 
+def _highpass_inside(u: sp.csr_matrix, uh: sp.csr_matrix, border, dims, sigma: float) -> sp.csr_matrix:
+    """The high-pass ``uh`` of ``u`` (whose rows within a fill ``border`` are empty) with the local mean taken over
+    the pixels inside only (a normalized convolution: ``smooth(u) / smooth(inside)``), as a cropped movie's filter
+    takes it over the frame; the border's rows emptied again (the filter spread the tissue's edge into them).
+    Without the normalization the local mean next to the border is pulled down by its empty pixels, and the
+    high-passed movie there keeps part of the background."""
+    from .factors import _smooth
+
+    mask = border_mask(border, dims)
+    if sigma <= 0:
+        return _without(uh, mask)
+    share = _smooth((~mask).astype(np.float64)[None], sigma)[0].ravel()  # of the local mean's weight inside
+    # uh = u - smooth(u); the normalized high-pass is u - smooth(u) / share = uh - (1 / share - 1) smooth(u).
+    scale = np.where(share > 0, 1.0 / np.maximum(share, 1e-12) - 1.0, 0.0)
+    scale[mask.ravel()] = 0.0
+    out = uh - sp.diags(scale.astype(np.float32)) @ (u - uh)
+    return _without(sp.csr_matrix(out, dtype=np.float32), mask)
+
+
 def _inner_bounds(fac: Factors, border) -> tuple[int, int, int, int]:
     """:func:`tissue_bounds` of the mean image, less a fill border."""
     top, bottom, left, right = tissue_bounds(fac.mean)
@@ -802,8 +821,8 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
 
     t0 = time.perf_counter()
     uh = highpass_spatial(store, fac, opts.highpass_sigma)
-    if border is not None:  # the high-pass spreads the tissue's edge into the border: cut again
-        uh = _without(uh, border_mask(border, fac.dims))
+    if border is not None:
+        uh = _highpass_inside(fac.U, uh, border, fac.dims, opts.highpass_sigma)
     vb = bin_frames(fac.V, opts.bin_frames).astype(np.float32)
     corr, peak = correlation_image(uh, vb, fac.dims, mad_threshold=opts.mad_threshold, return_peak=True)
     corr = _rim_corrected(corr, border)

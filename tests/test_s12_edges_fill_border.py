@@ -76,7 +76,7 @@ def test_no_fill_border_without_fill():
     assert fill_border(_factors(dff)) is None
 
 
-def test_demix_finds_the_cells_inside_a_zero_filled_shifted_border(tmp_path):
+def test_demix_finds_the_cells_inside_a_zero_filled_shifted_border(tmp_path, caplog):
     movie = tmp_path / "m.tif"
     simulate_movie(movie, n_frames=600, shape=(48, 48), n_neurons=12, seed=0)
     data = tifffile.imread(movie)
@@ -98,6 +98,10 @@ def test_demix_finds_the_cells_inside_a_zero_filled_shifted_border(tmp_path):
               int(zero[:, :, ::-1].all(axis=1).cumprod(axis=1).sum(axis=1).max())]
     # Read from the denoised store: a line reached in a single frame may be missed (its one jump costs little).
     assert all(w - 1 <= b <= w for b, w in zip(border, widest, strict=True)), (border, widest)
+    top, bottom, left, right = border
+    said = [r.getMessage() for r in caplog.records if "fill value" in r.getMessage()]
+    assert len(said) == 1 and "edges.pmd.zarr" in said[0]
+    assert f"--crop {top}:{48 - bottom},{left}:{48 - right}" in said[0]
     inside = ~border_mask(border, (48, 48)).ravel()
     assert result.footprints.tocsr()[~inside].nnz == 0  # no footprint reaches into the border
     scores = dm.evaluate(tmp_path / "edges.demix.zarr", tmp_path / "m.truth.zarr")

@@ -652,10 +652,13 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     border = fill_border(fac)
     if border is not None:
         mask = border_mask(border, fac.dims)
+        top, bottom, left, right = border
+        height, width = fac.dims
         log.warning("%s: demix leaves out a border that a fill value reaches in some frames (%d rows at the top, %d"
                     " at the bottom, %d columns at the left, %d at the right: motion correction's shifted-in edges);"
-                    " no cell is looked for there (crop it away at compress to find the cells inside it)",
-                    store.path or "store", *border)
+                    " no cell is looked for there.  Compressing with --crop %d:%d,%d:%d saves the rank its jumps cost"
+                    " and demixes the rest better", store.path or "store", top, bottom, left, right,
+                    top, height - bottom, left, width - right)
         store = _WithoutBorder(store, border)
         fac = replace(fac, U=_without(fac.U, mask))
     load_s = time.perf_counter() - t_start

@@ -6,9 +6,11 @@ are zeroed by per-frame shifts of 0-6 px a side (``bench_new_user._zero_edges``,
 ``--base``, by another checkout side by side; the same movie compressed with ``--crop 6:58,6:58`` (clear of every
 border) is the ceiling, and the movie without the zeroed edges the reference.  Cells found (IoU >= 0.3, Hungarian)
 and F1 against the simulation's truth over the whole 64 x 64 field (a cropped result's masks placed back in it),
-and the demix's CPU seconds (children's user + system, ``PMD_NUM_WORKERS=1``).
+and the demix's CPU seconds (children's user + system, ``PMD_NUM_WORKERS=1``).  With ``--real``, the same for
+``neurofinder_dev`` (its 115 labelled somata, ``regions.json``; ``--fs 7``): a real field 231 x 280 px, where a
+6 px border holds few of the cells.
 
-    PMD_NUM_WORKERS=1 python benchmarks/bench_demix_edges.py --base /work/wt/base
+    PMD_NUM_WORKERS=1 python benchmarks/bench_demix_edges.py --base /work/wt/base [--real ../shared/data]
 
 Writes ``benchmarks/results/demix_edges.json`` (``--out``).
 """
@@ -51,8 +53,8 @@ def _pmd(tree: Path, *args) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def _score(result: Path, truth: Path, crop=None) -> dict:
-    true = load_regions(truth)
+def _score(result: Path, truth: Path, crop=None, dims=None) -> dict:
+    true = load_regions(truth, dims=dims)
     pred = load_regions(result)
     if crop is not None:  # the cropped field's masks, placed back in the whole one
         y0, y1, x0, x1 = crop
@@ -71,6 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--kinds", default="1p,2p")
     ap.add_argument("--base", type=Path, help="another checkout, demixed side by side")
+    ap.add_argument("--real", type=Path, help="the folder of neurofinder_dev (../shared/data): score it too")
     ap.add_argument("--work", type=Path)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "demix_edges.json")
     args = ap.parse_args(argv)
@@ -103,6 +106,28 @@ def main(argv=None) -> int:
                     rows.append(row)
                     print(f"{kind} seed {seed} {case:20s} {tree_name:5s} found {row['found']:2d}/{row['n_true']} "
                           f"false {row['false']:2d} F1 {row['f1']:.3f}  demix {cpu:.1f} CPU-s", flush=True)
+    if args.real:
+        source = args.real / "neurofinder_dev"
+        movie = tifffile.imread(source / "movie.tif")
+        edged = work / "neurofinder_dev_zero_edges.tif"
+        tifffile.imwrite(edged, _zero_edges(movie.astype(np.float64), np.random.default_rng(1)).astype(movie.dtype))
+        height, width = movie.shape[1:]
+        crop = (6, height - 6, 6, width - 6)
+        stores = {"clean": (source / "movie.tif", ()), "zero_edges": (edged, ()),
+                  "zero_edges_cropped": (edged, ("--crop", f"6:{height - 6},6:{width - 6}"))}
+        for case, (src, extra) in stores.items():
+            store = work / f"neurofinder_dev.{case}.pmd.zarr"
+            _pmd(ROOT, "compress", src, "-o", store, "--overwrite", *extra)
+            for tree_name, tree in trees.items():
+                result = work / f"neurofinder_dev.{case}.{tree_name}.demix.zarr"
+                cpu = _pmd(tree, "demix", store, "-o", result, "--fs", "7", "--overwrite")
+                row = {"kind": "neurofinder_dev", "seed": None, "case": case, "tree": tree_name,
+                       "demix_cpu_s": round(cpu, 2), **_score(result, source / "regions.json",
+                                                              crop if case.endswith("cropped") else None,
+                                                              dims=(height, width))}
+                rows.append(row)
+                print(f"neurofinder_dev {case:20s} {tree_name:5s} found {row['found']:3d}/{row['n_true']} "
+                      f"false {row['false']:2d} F1 {row['f1']:.3f}  demix {cpu:.1f} CPU-s", flush=True)
     print("\nmean F1 (found/true summed over seeds)")
     for kind in args.kinds.split(","):
         for case in ("clean", "zero_edges", "zero_edges_cropped"):

@@ -44,6 +44,7 @@ class Model:
     nucleus_radius: float | None = None  # radius of the mean-image soma template (seed_from_mean)
     ring: ringbg.Ring | None = None  # ring-model background (background_model="ring")
     source: np.ndarray | None = None  # (n,) int8: where each component came from, an index into SOURCES
+    fill_border: tuple | None = None  # (top, bottom, left, right) widths a fill value reaches (fill_border), or None
 
 
 # Where a component came from (Model.source): an active seed, a mean-image blob, a dark-nucleus disc.
@@ -89,7 +90,7 @@ def _highpass_footprints(fp: Footprints, sigma: float) -> sp.csr_matrix:
     )
 
 
-def _activity_z(peak, noise, opts: DemixOptions) -> np.ndarray:
+def _activity_z(peak, noise, opts: DemixOptions, border=None) -> np.ndarray:
     """Peak-to-noise image as z-scores against its quiet pixels.
 
     ``peak`` (each pixel's maximum over its median in the high-passed, binned
@@ -100,8 +101,9 @@ def _activity_z(peak, noise, opts: DemixOptions) -> np.ndarray:
     pixels: saturated correlation in dim neuropil or dendrites makes no seed.
     """
     sigma = np.where(noise > 0, noise, np.inf).astype(np.float64)
-    pnr = ndimage.gaussian_filter(peak / sigma, max(opts.cell_radius / 4.0, 0.5), mode="nearest")
-    p5, p30 = np.percentile(pnr, [5, 30])
+    pnr = ndimage.gaussian_filter(_seen(peak / sigma, border), max(opts.cell_radius / 4.0, 0.5), mode="nearest")
+    # Over the pixels that hold data: a fill border (fill_border: no noise, no components) is no quiet tissue.
+    p5, p30 = np.percentile(pnr[noise > 0] if (noise > 0).any() else pnr, [5, 30])
     spread = (p30 - p5) / 1.121  # normal quantiles: z(0.30) - z(0.05)
     return (pnr - p30) / max(spread, 1e-12) - 0.524
 
@@ -476,6 +478,165 @@ START_RADIUS = None
 GUESS_FROM_SEEDS = True
 
 
+# --------------------------------------------------------------------------- fill-value borders
+
+
+# A line (row or column) of the frame is at the fill value in a frame where its median pixel is under this fraction
+# of that pixel's level (its 95th percentile over time: a border filled in most frames leaves the median at 0).
+FILL_LEVEL = 0.5
+# Borders wider than this fraction of the frame's side are not looked for: a line this deep that drops with the
+# edge marks the whole frame dark (a shutter, the laser off), not a border.
+FILL_MAX_DEPTH = 0.25
+# ... and where the line that deep drops in more than this share of the frames, the movie's samples swing around 0
+# (dF/F, a background subtracted): no fill is looked for on that side.
+FILL_DARK_SHARE = 0.1
+
+
+def _line_pixels(side: int, depth: int, dims) -> np.ndarray:
+    """Flat indices of the row or column ``depth`` lines in from ``side`` (0 top, 1 bottom, 2 left, 3 right)."""
+    height, width = dims
+    if side < 2:
+        row = depth if side == 0 else height - 1 - depth
+        return row * width + np.arange(width)
+    col = depth if side == 2 else width - 1 - depth
+    return np.arange(height) * width + col
+
+
+def _at_fill_level(fac: Factors, pix: np.ndarray) -> np.ndarray:
+    """Frames (bool, T) in which the denoised line ``pix`` is at the fill level (:data:`FILL_LEVEL`)."""
+    x = fac.mean.ravel()[pix].astype(np.float64)[:, None] + (fac.U[pix] @ fac.V)
+    level = np.percentile(x, 95, axis=1)
+    ratio = np.where(level[:, None] > 0, x / np.where(level > 0, level, 1.0)[:, None], 0.0)
+    return np.median(ratio, axis=0) < FILL_LEVEL
+
+
+def fill_border(fac: Factors) -> tuple[int, int, int, int] | None:
+    """Widths ``(top, bottom, left, right)`` of the border that a fill value reaches in some frames, or ``None``.
+
+    Motion correction (Inscopix, CaImAn/NoRMCorre, ImageJ) shifts each frame and fills the edges it shifts in with
+    0, to a width that follows the shift.  Each of those jumps between the tissue and 0 is the largest, most
+    correlated "activity" of the movie: demixing at its defaults seeded on the edges and found 0 of 15 cells of a
+    64 x 64 one-photon simulation with 0-6 px borders (preflight warns of them at compress; the store keeps the
+    jumps, so it shows them too).  Per side, from the edge inwards, each line's frames at the fill level are
+    counted while the line before was at it too; a frame whose line at :data:`FILL_MAX_DEPTH` of the frame drops
+    as well is dark, not bordered.  A border is one whose width changes from frame to frame (an edge at 0 in every
+    frame is a dead edge: it holds no jumps); its width is the widest seen.  Costs a few lines of the denoised
+    movie per side.
+    """
+    height, width = fac.dims
+    depth = int(FILL_MAX_DEPTH * min(height, width))
+    if depth < 2:
+        return None
+    widths = []
+    for side in range(4):
+        lit_inside = ~_at_fill_level(fac, _line_pixels(side, depth, fac.dims))
+        if lit_inside.mean() < 1 - FILL_DARK_SHARE:
+            # Lines inside drop under half their level often: samples around 0 (dF/F, a subtracted background),
+            # where a line at 0 is no fill.
+            widths.append(0)
+            continue
+        count = np.zeros(fac.n_frames, np.int64)
+        still = lit_inside
+        for d in range(depth):
+            still = still & _at_fill_level(fac, _line_pixels(side, d, fac.dims))
+            if not still.any():
+                break
+            count += still
+        count = count[lit_inside]
+        bordered = int((count > 0).sum())
+        widths.append(int(count.max()) if bordered >= 2 and np.ptp(count) > 0 else 0)
+    return tuple(widths) if any(widths) else None
+
+
+def border_mask(border, dims) -> np.ndarray:
+    """Pixels (bool, ``dims``) within a :func:`fill_border` border."""
+    top, bottom, left, right = border
+    out = np.zeros(dims, bool)
+    out[:top] = True
+    out[dims[0] - bottom :] = True
+    out[:, :left] = True
+    out[:, dims[1] - right :] = True
+    return out
+
+
+class _WithoutBorder:
+    """A store whose pixels within a fill border carry no noise, hence no components (:func:`global_spatial` and
+    :func:`highpass_spatial` fold the noise into ``U``): demixing sees them as outside the field of view."""
+
+    def __init__(self, store, border):
+        mask = border_mask(border, store.shape[1:])
+        self._store = store
+        self.border = border
+        self.noise = np.where(mask, 0, store.noise).astype(store.noise.dtype)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def _seen(image: np.ndarray, border) -> np.ndarray:
+    """A seeding image (correlation, peak over noise) as the tissue inside a fill ``border`` shows it: mirrored
+    over the border (:func:`mirror_outside`), so that its smoothing and local medians near the border are not
+    pulled down by pixels without data; ``image`` itself without a border."""
+    if border is None:
+        return image
+    height, width = image.shape
+    top, bottom, left, right = border
+    return mirror_outside(image, (top, height - bottom, left, width - right))
+
+
+_NEIGHBOURS = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+
+
+def _rim_corrected(corr: np.ndarray, border) -> np.ndarray:
+    """The correlation image of the tissue inside a fill ``border`` (0 on it), as if the frame were cropped to it.
+
+    :func:`correlation_image` averages over a pixel's neighbours in the frame; the border's traces are empty
+    (no components there), so the pixels along it counted them as uncorrelated neighbours (3 of 8): their mean
+    is taken over the neighbours inside instead, which is what a cropped movie's edge pixels get."""
+    if border is None:
+        return corr
+    inside = ~border_mask(border, corr.shape)
+    in_frame = ndimage.convolve(np.ones(corr.shape), _NEIGHBOURS, mode="constant")
+    in_tissue = ndimage.convolve(inside.astype(np.float64), _NEIGHBOURS, mode="constant")
+    return np.where(inside, corr * in_frame / np.maximum(in_tissue, 1.0), 0.0).astype(corr.dtype)
+
+
+def _without(u: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
+    """The rows of ``u`` (pixels x K) within ``mask`` emptied."""
+    out = (sp.diags((~mask).ravel().astype(u.dtype)) @ u).tocsr()
+    out.eliminate_zeros()
+    return out
+
+
+def _highpass_inside(u: sp.csr_matrix, uh: sp.csr_matrix, border, dims, sigma: float) -> sp.csr_matrix:
+    """The high-pass ``uh`` of ``u`` (whose rows within a fill ``border`` are empty) with the local mean taken over
+    the pixels inside only (a normalized convolution: ``smooth(u) / smooth(inside)``), as a cropped movie's filter
+    takes it over the frame; the border's rows emptied again (the filter spread the tissue's edge into them).
+    Without the normalization the local mean next to the border is pulled down by its empty pixels, and the
+    high-passed movie there keeps part of the background."""
+    from .factors import _smooth
+
+    mask = border_mask(border, dims)
+    if sigma <= 0:
+        return _without(uh, mask)
+    share = _smooth((~mask).astype(np.float64)[None], sigma)[0].ravel()  # of the local mean's weight inside
+    # uh = u - smooth(u); the normalized high-pass is u - smooth(u) / share = uh - (1 / share - 1) smooth(u).
+    scale = np.where(share > 0, 1.0 / np.maximum(share, 1e-12) - 1.0, 0.0)
+    scale[mask.ravel()] = 0.0
+    out = uh - sp.diags(scale.astype(np.float32)) @ (u - uh)
+    return _without(sp.csr_matrix(out, dtype=np.float32), mask)
+
+
+def _inner_bounds(fac: Factors, border) -> tuple[int, int, int, int]:
+    """:func:`tissue_bounds` of the mean image, less a fill border."""
+    top, bottom, left, right = tissue_bounds(fac.mean)
+    if border is None:
+        return top, bottom, left, right
+    height, width = fac.dims
+    return (max(top, border[0]), min(bottom, height - border[1]), max(left, border[2]), min(right, width - border[3]))
+
+
+
 def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors, DemixOptions]:
     """Fit footprints, traces and background to a store's factors.
 
@@ -488,6 +649,18 @@ def fit(store, options: DemixOptions, *, progress=None) -> tuple[Model, Factors,
     """
     t_start = time.perf_counter()
     fac = load_factors(store)
+    border = fill_border(fac)
+    if border is not None:
+        mask = border_mask(border, fac.dims)
+        top, bottom, left, right = border
+        height, width = fac.dims
+        log.warning("%s: demix leaves out a border that a fill value reaches in some frames (%d rows at the top, %d"
+                    " at the bottom, %d columns at the left, %d at the right: motion correction's shifted-in edges);"
+                    " no cell is looked for there.  Compressing with --crop %d:%d,%d:%d saves the rank its jumps cost"
+                    " and demixes the rest better", store.path or "store", top, bottom, left, right,
+                    top, height - bottom, left, width - right)
+        store = _WithoutBorder(store, border)
+        fac = replace(fac, U=_without(fac.U, mask))
     load_s = time.perf_counter() - t_start
     if options.cell_radius is not None:
         return _fit(store, fac, options, load_s, radius_given=True)
@@ -646,13 +819,18 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
     :func:`seed_radius` of the seeds, stops it right after its seeds when true."""
     timings = {"load_s": load_s}
     t_start = time.perf_counter() - load_s
+    border = store.border if isinstance(store, _WithoutBorder) else None
     opts = options.resolved(fac.n_frames)
 
     t0 = time.perf_counter()
     uh = highpass_spatial(store, fac, opts.highpass_sigma)
+    if border is not None:
+        uh = _highpass_inside(fac.U, uh, border, fac.dims, opts.highpass_sigma)
     vb = bin_frames(fac.V, opts.bin_frames).astype(np.float32)
     corr, peak = correlation_image(uh, vb, fac.dims, mad_threshold=opts.mad_threshold, return_peak=True)
-    activity = _activity_z(peak, store.noise, opts)
+    corr = _rim_corrected(corr, border)
+    activity = _activity_z(peak, store.noise, opts, border)
+    outside = border_mask(border, fac.dims) if border is not None else False
     timings["correlation_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -662,9 +840,9 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
     # dense or strongly correlated tissue the local median of the correlation image is itself 0.8-0.9 at a soma's
     # side, and 0.2 rejected most somata of the simulated large-soma regime (65 %) and active cells at the field's
     # edge (neurofinder_dev: two labelled ones at 0.17-0.19).  See docs/demix.md, session 7.
-    smooth_corr, contrast = seed_score(corr, size=4 * opts.cell_radius + 1)
+    smooth_corr, contrast = seed_score(_seen(corr, border), size=4 * opts.cell_radius + 1)
     seeds = find_seeds(smooth_corr, threshold=opts.corr_threshold, min_distance=opts.min_distance,
-                       exclude=(contrast < opts.contrast_threshold) | (activity < opts.min_activity))
+                       exclude=(contrast < opts.contrast_threshold) | (activity < opts.min_activity) | outside)
     # Seed regions and, through every update, the supports stay within support_radius cell radii of the
     # seed (+1 pixel, the first dilation): the alternating updates would otherwise let a footprint drift onto
     # a brighter neighbour or a few hot pixels nearby, and its soma would be lost (neurofinder_dev).
@@ -734,16 +912,18 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         v_res = np.vstack([vb, c.astype(np.float32)])
         resid_corr, resid_peak = correlation_image(u_res, v_res, fac.dims, mad_threshold=opts.mad_threshold,
                                                    return_peak=True)
-        resid_activity = _activity_z(resid_peak, store.noise, opts)
+        resid_corr = _rim_corrected(resid_corr, border)
+        resid_activity = _activity_z(resid_peak, store.noise, opts, border)
         centers = _centers(fp)
         near = np.zeros(fac.dims, bool)
         cy = np.clip(np.round(centers[:, 0]).astype(int), 0, fac.dims[0] - 1)
         cx = np.clip(np.round(centers[:, 1]).astype(int), 0, fac.dims[1] - 1)
         near[cy, cx] = True
         near = ndimage.binary_dilation(near, iterations=max(opts.min_distance, 1))
-        smooth_res, contrast = seed_score(resid_corr, size=4 * opts.cell_radius + 1)
+        smooth_res, contrast = seed_score(_seen(resid_corr, border), size=4 * opts.cell_radius + 1)
         new = find_seeds(smooth_res, threshold=opts.residual_corr_threshold, min_distance=opts.min_distance,
-                         exclude=near | (contrast < opts.contrast_threshold) | (resid_activity < opts.min_activity))
+                         exclude=near | (contrast < opts.contrast_threshold) | (resid_activity < opts.min_activity)
+                         | outside)
         if len(new) == 0:
             break
         regions = seed_regions(resid_corr, new, low=opts.region_threshold, max_radius=reach)
@@ -770,7 +950,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
 
     t0 = time.perf_counter()
     # Mean-image shape measures see the tissue only: a scanner's dark edge band is mirrored over (tissue_bounds).
-    bounds = tissue_bounds(fac.mean)
+    bounds = _inner_bounds(fac, border)
     shape_mean = mirror_outside(fac.mean, bounds)
     if opts.soma_opening:
         # The disk is a fraction of the somata's own radius, measured on these footprints (less their soft
@@ -851,7 +1031,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
     timings["traces_s"] = time.perf_counter() - t0
     timings["total_fit_s"] = time.perf_counter() - t_start
     model = Model(fp, c, bg, corr, resid_corr, fixed, timings, ring=ring,
-                  nucleus_radius=soma_radius if opts.seed_from_mean else None, source=source)
+                  nucleus_radius=soma_radius if opts.seed_from_mean else None, source=source, fill_border=border)
     return model, fac, opts
 
 
@@ -1239,7 +1419,8 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
 
     vb = bin_frames(fac.V, opts.bin_frames)
     met = compute_metrics(fac.U, vb, fp, bin_frames(c, opts.bin_frames), store.noise,
-                          threshold=opts.footprint_threshold, mean=mirror_outside(fac.mean, tissue_bounds(fac.mean)),
+                          threshold=opts.footprint_threshold,
+                          mean=mirror_outside(fac.mean, _inner_bounds(fac, model.fill_border)),
                           contrast_sigma=2.2 * opts.cell_radius)
     met["seeded_from_mean"] = model.fixed.astype(np.uint8)
     met["f0"] = f0
@@ -1265,6 +1446,8 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
         "cell_radius_estimate": model.cell_radius_estimate,
         "cell_radius_prior": model.cell_radius_prior,
         "nucleus_radius": model.nucleus_radius,
+        # (top, bottom, left, right) widths left out: a fill value reaches them in some frames (fill_border)
+        "fill_border": list(model.fill_border) if model.fill_border is not None else None,
         "ring": ({"ssub": opts.ring_ssub, "radius": opts.ring_radius, "low_dims": list(model.ring.low_dims),
                   "model": "B(t) = up(W down(Y(t) - mean image - A c(t))), c the traces centred in time; down: "
                            "ssub x ssub block means (row-major blocks), up: each pixel takes its block's value"}

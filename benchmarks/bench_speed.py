@@ -423,6 +423,7 @@ def main() -> None:
                     cpu = statistics.median(r["cpu_s"] for r in rs)
                     entry[tag] = {
                         "compress_cpu_s": cpu, "compress_mb_per_cpu_s": mb / cpu,
+                        "compress_cpu_s_runs": [r["cpu_s"] for r in rs],
                         "fit_s": statistics.median(r["timings"]["fit_s"] for r in rs),
                         "total_rank": rs[-1]["total_rank"], "ranks": rs[-1]["ranks"],
                         "decompress": child(trees[tag], DECOMPRESS, stores["current"]),

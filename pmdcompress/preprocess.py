@@ -649,7 +649,9 @@ def _noise_differences(frames: np.ndarray, max_pairs: int) -> np.ndarray | None:
         return None
     step = max((len(frames) - 1) // n, 1)
     idx = np.arange(0, step * n, step)
-    d = frames[idx + 1] - frames[idx]
+    # both frames of every pair in one read (a scratch buffer's frames are gathered by runs of rows: half the reads)
+    pairs = frames[np.concatenate([idx, idx + 1])]
+    d = pairs[n:] - pairs[:n]
     d -= d.mean(axis=0)
     if n >= COHERENT_MIN_FRAMES:
         # A fast signal shared by a region (flicker, background) is not noise: leave out what each
@@ -658,12 +660,43 @@ def _noise_differences(frames: np.ndarray, max_pairs: int) -> np.ndarray | None:
     return d
 
 
-def _lag_corr(a, b) -> float:
-    # vdot copies a strided view to a contiguous one anyway (and then is 2.5x slower than copy + vdot), and the
-    # product of contiguous arrays is faster: the same values (elementwise, then the same contiguous sums)
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    den = np.sqrt(np.vdot(a, a).astype(np.float64) * np.vdot(b, b))
-    return float(np.sum(a * b, dtype=np.float64) / den) if den > 0 else 0.0
+@jit
+def _lag_products_kernel(d, lags, cross_y, cross_x, rows, columns):
+    # One pass over d (n, Y, X): cross_y[k - 1] += d[t, i, j] d[t, i + k, j] and cross_x[k - 1] += d[t, i, j]
+    # d[t, i, j + k] for k = 1..lags, rows[i] and columns[j] += d[t, i, j]^2, all in float64.
+    n, h, w = d.shape
+    for t in range(n):
+        for i in range(h):
+            last_y = min(lags, h - 1 - i)
+            for j in range(w):
+                x = np.float64(d[t, i, j])
+                square = x * x
+                rows[i] += square
+                columns[j] += square
+                for k in range(1, last_y + 1):
+                    cross_y[k - 1] += x * d[t, i + k, j]
+                for k in range(1, min(lags, w - 1 - j) + 1):
+                    cross_x[k - 1] += x * d[t, i, j + k]
+
+
+def _lag_correlations(d: np.ndarray, lags: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Correlation of ``d`` (n, Y, X) with itself shifted by 1..``lags`` pixels along y and along x: at lag k
+    along y, ``<a, b> / (|a| |b|)`` of ``a = d[:, :-k]`` and ``b = d[:, k:]`` (0 where a norm is 0 or the frame
+    is not longer than k).  One pass over ``d`` (:func:`_lag_products_kernel`, float64 sums): the sixteen
+    products and norms of contiguous copies that it replaced took 0.11 CPU-s on neurofinder_dev's 64 frames."""
+    n, h, w = d.shape
+    cross_y, cross_x = np.zeros(lags), np.zeros(lags)
+    rows, columns = np.zeros(h), np.zeros(w)
+    _lag_products_kernel(np.ascontiguousarray(d), int(lags), cross_y, cross_x, rows, columns)
+    out = ([], [])
+    for axis, (cross, sums, size) in enumerate(((cross_y, rows, h), (cross_x, columns, w))):
+        for k in range(1, int(lags) + 1):
+            if size <= k:
+                out[axis].append(0.0)
+                continue
+            den = np.sqrt(float(np.sum(sums[: size - k])) * float(np.sum(sums[k:])))
+            out[axis].append(float(cross[k - 1] / den) if den > 0 else 0.0)
+    return tuple(out[0]), tuple(out[1])
 
 
 def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 64) -> tuple[float, float]:
@@ -683,10 +716,8 @@ def noise_neighbour_correlation(frames: np.ndarray, max_pairs: int = 64) -> tupl
     -------
     (rho_y, rho_x) : floats
     """
-    d = _noise_differences(frames, max_pairs)
-    if d is None:
-        return 0.0, 0.0
-    return _lag_corr(d[:, :-1, :], d[:, 1:, :]), _lag_corr(d[:, :, :-1], d[:, :, 1:])
+    rho_y, rho_x = noise_lag_correlation(frames, max_pairs, lags=1)
+    return rho_y[0], rho_x[0]
 
 
 def noise_lag_correlation(frames: np.ndarray, max_pairs: int = 64,
@@ -708,13 +739,9 @@ def noise_lag_correlation(frames: np.ndarray, max_pairs: int = 64,
     """
     lags = NOISE_LAGS if lags is None else lags
     d = _noise_differences(frames, max_pairs)
-    out_y, out_x = [], []
-    for lag in range(1, int(lags) + 1):
-        ok_y = d is not None and d.shape[1] > lag
-        ok_x = d is not None and d.shape[2] > lag
-        out_y.append(_lag_corr(d[:, :-lag, :], d[:, lag:, :]) if ok_y else 0.0)
-        out_x.append(_lag_corr(d[:, :, :-lag], d[:, :, lag:]) if ok_x else 0.0)
-    return tuple(out_y), tuple(out_x)
+    if d is None:
+        return (0.0,) * int(lags), (0.0,) * int(lags)
+    return _lag_correlations(d, int(lags))
 
 
 #: The two lag-0 extrapolations of :func:`noise_lag_correlation_extrapolated` must agree to this at the first

@@ -85,6 +85,8 @@ MAX_NOISE_CHUNKS = 6
 #: of a 512 x 512 movie's buffer: 4.3 -> 3.2 CPU-s; the neighbour correlation's gather of frames, which then
 #: reads more, smaller pieces: 1.06 -> 1.16 (8-row tiles: 3.2 and 1.35).  The same values.
 FIT_TILE_ROWS = 16
+#: Float32 bytes of the fit rows that a statistics task fills and writes at a time (:func:`_statistics_task`).
+FIT_ROWS_BYTES = 8 * 2**20
 #: Float32 bytes of one chunk of frames (sets the chunk length, to a power of two: :func:`default_chunk_frames`).
 CHUNK_BYTES = 64 * 2**20
 
@@ -806,21 +808,30 @@ def _statistics_task(args):
     # the frames of even index in the movie: the mean image's cross-validation (preprocess.mean_correction)
     even = np.zeros(n_pix, np.float64) if parity else None  # summed with the rest, in chunk_statistics
     keep = rows >= 0
-    local = np.full(rows.shape, -1, np.int64)
-    local[keep] = np.arange(int(keep.sum()))
-    fit_rows = np.empty((int(keep.sum()), n_pix), np.float32)
+    kept = rows[keep]
+    if len(kept):
+        assert np.array_equal(kept, np.arange(kept[0], kept[0] + len(kept))), "a chunk's fit rows are consecutive"
     total = np.zeros(n_pix, np.float64)
-    bad = chunk_statistics(block, fit_bin, local, total, fit_rows, even, t0 % 2)
-    if bad >= 0:
-        raise non_finite_error(block.reshape(t1 - t0, *movie.shape[1:3]), movie.name, t0)
+    # By groups of bins, through one small buffer of fit rows: a whole chunk's rows (66 MB for 256 frames of
+    # 231 x 280) were fresh memory that the kernel zeroed page by page.  The same sums and rows to the bit: the
+    # kernel adds bin after bin, frame after frame, into the same totals, whichever call holds them.
+    n_bins = len(rows)
+    per_call = max(1, FIT_ROWS_BYTES // (4 * n_pix))
+    fit_rows = np.empty((min(per_call, len(kept)), n_pix), np.float32)
+    for b0 in range(0, n_bins, per_call) if n_bins else [0]:
+        b1 = min(b0 + per_call, n_bins)
+        f0, f1 = b0 * fit_bin, b1 * fit_bin if b1 < n_bins else t1 - t0  # the last call: the frames past the bins
+        part = keep[b0:b1]
+        local = np.full(b1 - b0, -1, np.int64)
+        local[part] = np.arange(int(part.sum()))
+        if chunk_statistics(block[f0:f1], fit_bin, local, total, fit_rows, even, (t0 + f0) % 2) >= 0:
+            raise non_finite_error(block.reshape(t1 - t0, *movie.shape[1:3]), movie.name, t0)
+        if part.any():
+            fit.write_rows(int(rows[b0:b1][part][0]), fit_rows[: int(part.sum())])
     check_magnitude(total, t1 - t0, movie.name, t0, t1)
     acc = NoiseAccumulator(n_pix, frame_shape=movie.shape[1:3])
     if want_noise:
         acc.add(block)
-    kept = rows[keep]
-    if len(kept):
-        assert np.array_equal(kept, np.arange(kept[0], kept[0] + len(kept))), "a chunk's fit rows are consecutive"
-        fit.write_rows(int(kept[0]), fit_rows)
     return total, acc.sums, acc.count, t1 - t0, even
 
 

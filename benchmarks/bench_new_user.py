@@ -697,7 +697,7 @@ def run_case(case: Case, work: Path) -> dict:
         problems += [f"{how}: {b} is not finite" for b in _bad_numbers(rj)]
         if how == "report":
             row["report"] = _report_numbers(rj)
-            problems += _report_contradictions(row["report"])
+            problems += _report_contradictions(row["report"], rj.get("metrics", {}))
             row["summary"] = rj.get("summary", [])
             problems += [f"report summary: {line!r}" for line in row["summary"] if "n/ax" in line]
     row["reports"] = reports
@@ -804,11 +804,14 @@ def _report_numbers(rj: dict) -> dict:
             if any(s in k for s in keep) and len(k) < 80}
 
 
-def _report_contradictions(nums: dict) -> list[str]:
+def _report_contradictions(nums: dict, metrics: dict | None = None) -> list[str]:
     out = []
     for k, v in nums.items():
         if k.endswith(("_low", "_high", "_pixel")):  # intervals and diagnostics may leave 0-1
             continue
+        name = k.removeprefix("metrics.").removesuffix(".value")
+        if (metrics or {}).get(f"{name}_resolved", {}).get("value") is False:
+            continue  # the report calls it "not resolved": its value is no claim
         if isinstance(v, (int, float)) and math.isfinite(v):
             if ("error_reduction" in k or "snr_gain" in k) and v < 0:
                 out.append(f"report: {k} = {v} is negative")

@@ -679,7 +679,7 @@ def run_case(case: Case, work: Path) -> dict:
     for how, cmd in (("report", ["report", str(movie), str(store), "-o", str(folder / "report"),
                                  *(["--truth", str(truth)] if same_units else [])]),
                      ("denoise-report", ["denoise", str(store), "-o", str(folder / "denoised.tif"),
-                                         "--report", str(folder / "denoise_report")])):
+                                         "--report", str(folder / "denoised")])):
         r = step(how, cmd)
         rep = Path(cmd[cmd.index("--report") + 1] if "--report" in cmd else cmd[cmd.index("-o") + 1])
         reports[how] = entry = {"rc": r["rc"], "cpu_s": r["cpu_s"],

@@ -29,7 +29,7 @@ zero/NaN-border warnings name.
     PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py                 # every case, a few minutes
     PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --cases 3p,wide  # cases whose name has these
     PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --round 2 --out benchmarks/results/new_user_s11.json
-    PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --round 3 --out benchmarks/results/new_user_s12_r3.json
+    PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --round 3 --skip-demix --out results/new_user_s12_r3.json
     python benchmarks/bench_new_user.py --full                           # widefield at 512 x 512
 
 Writes ``benchmarks/results/new_user.json`` (``--out``); the scratch folder (``--work``) is deleted at the end
@@ -619,7 +619,7 @@ def _bad_numbers(obj, path="") -> list[str]:
     return bad
 
 
-def run_case(case: Case, work: Path) -> dict:
+def run_case(case: Case, work: Path, demix: bool = True) -> dict:
     folder = work / case.name
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -701,6 +701,10 @@ def run_case(case: Case, work: Path) -> dict:
             row["summary"] = rj.get("summary", [])
             problems += [f"report summary: {line!r}" for line in row["summary"] if "n/ax" in line]
     row["reports"] = reports
+    if not demix:
+        row["cpu_s"] = round(sum(s["cpu_s"] for s in steps), 1)
+        row.update(steps=_strip(steps), problems=problems)
+        return row
     fs = [] if row.get("frame_rate") else ["--fs", "30"]
     dm = folder / "m.demix.zarr"
     d = step("demix", ["demix", str(store), "-o", str(dm), "--export", "suite2p,nwb,caiman", *fs, *case.demix])
@@ -851,6 +855,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "new_user.json"))
+    ap.add_argument("--skip-demix", action="store_true", help="stop each chain after the reports (no demix, "
+                    "evaluate)")
     ap.add_argument("--tree", default=None, help="run the pmd of another checkout (e.g. a baseline) on the same cases")
     args = ap.parse_args(argv)
     if args.tree:
@@ -870,7 +876,7 @@ def main(argv=None) -> int:
                 continue
             if args.round and 1 + sum(i >= s for s in starts) != args.round:
                 continue
-            row = run_case(case, work)
+            row = run_case(case, work, demix=not args.skip_demix)
             rows.append(row)
             mark = "ok" if not row.get("problems") and "skipped" not in row else "PROBLEM"
             print(f"{row['case']:22s} ratio {row.get('ratio', '-')!s:>7s}  cpu {row.get('cpu_s', '-')!s:>6s}  "

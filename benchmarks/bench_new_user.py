@@ -828,9 +828,9 @@ def _interval_reaches_0_1(nums: dict, key: str) -> bool:
     """Whether the +-2 SE interval of a signal-removed estimate reaches [0, 1]: a short, dim movie's estimate may
     then fall below 0 by chance (report.json keeps it; the printed line says "not resolved")."""
     base = key.removesuffix(".value")
-    if base.startswith("metrics.photon_split_signal_removed"):
+    if base.startswith(("metrics.photon_split_signal_removed", "metrics.photon_split_whole_signal_removed")):
         which = "active" if base.endswith("_active") else "all"
-        base = f"photon_split.{which}.signal_removed"
+        base = f"photon_split{'_whole' if '_whole_' in base else ''}.{which}.signal_removed"
     low, high = nums.get(base + "_low"), nums.get(base + "_high")
     return isinstance(low, int | float) and isinstance(high, int | float) and low <= 1.0 and high >= 0.0
 

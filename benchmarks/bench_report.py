@@ -136,12 +136,17 @@ def compare_reports(a: dict, b: dict) -> dict:
             "examples": dict(list(differ.items())[:12])}
 
 
-def real_side_by_side(base: Path, repeats: int, out: str) -> None:
-    """``pmd report`` CPU seconds of the real movies, ``base`` and this tree interleaved, and their numbers compared."""
+def real_side_by_side(base: Path, repeats: int, out: str, only: str = "") -> None:
+    """``pmd report`` CPU seconds of the real movies, ``base`` and this tree interleaved, and their numbers compared
+    (``only``: comma-separated names of the movies to run; the results JSON is written after each movie)."""
     work = WORK / "report-real"
     work.mkdir(parents=True, exist_ok=True)
-    movies = sorted(p for p in SHARED.glob("*/movie.tif"))
+    wanted = [w for w in only.split(",") if w]
+    movies = sorted(p for p in SHARED.glob("*/movie.tif") if not wanted or p.parent.name in wanted)
     rows = {}
+    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+               "base": str(base), "tree": str(ROOT), "repeats": repeats, "movies": rows}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     for movie in movies:
         name = movie.parent.name
         store = work / f"{name}.pmd.zarr"
@@ -159,15 +164,13 @@ def real_side_by_side(base: Path, repeats: int, out: str) -> None:
         row["comparison"] = compare_reports(reports["base"], reports["new"])
         row["photon_split_s"] = {k: reports[k]["timings"].get("photon_split_s") for k in reports}
         row["summary_new"] = reports["new"]["summary"]
+        Path(out).write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(f"\n{'movie':20s} {'base CPU-s':>12s} {'new CPU-s':>12s} {'new/base':>9s}  numbers differing")
     for name, row in rows.items():
         b, n = min(row["base_cpu_s"]), min(row["new_cpu_s"])
         c = row["comparison"]
         print(f"{name:20s} {b:12.2f} {n:12.2f} {n / b:9.3f}  {c['different']} of {c['numbers']} "
               f"(largest relative {c['max_relative_difference']:.2g})")
-    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
-               "base": str(base), "tree": str(ROOT), "repeats": repeats, "movies": rows}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(f"wrote {out}", file=sys.stderr)
 
@@ -179,10 +182,11 @@ def main(argv=None):
                                                      "results/report_real.json)")
     parser.add_argument("--real", action="store_true", help="the real movies, side by side with --base")
     parser.add_argument("--base", default="/work/wt/base", help="the baseline checkout for --real")
+    parser.add_argument("--movies", default="", help="with --real: comma-separated movie names (default: all)")
     args = parser.parse_args(argv)
     if args.real:
         return real_side_by_side(Path(args.base).resolve(), args.repeats,
-                                 args.out or str(HERE / "results" / "report_real.json"))
+                                 args.out or str(HERE / "results" / "report_real.json"), args.movies)
     args.out = args.out or str(HERE / "results" / "report.json")
 
     from pmdcompress.simulate import simulate_movie

@@ -47,3 +47,17 @@ def test_a_lock_leaves_other_outputs_partials_and_moved_aside_files(tmp_path):
     assert live.read_bytes() == b"frames" and aside.read_bytes() == b"old movie"
     assert not target.exists()
     assert not dead.exists()  # x's own leftover is still cleaned
+
+
+def test_report_of_a_movie_one_pixel_wide(tmp_path):
+    """A (T, Y, 1) movie (one column of a field): compressed, and its report stopped with exit 1 in the SNR
+    figure ("Input z must be at least a (2, 2) shaped array"): outlines are drawn only on 2-D maps."""
+    rng = np.random.default_rng(1)
+    movie = rng.poisson(30, (200, 24, 1)).astype(np.uint16)
+    movie[:, 8:14] += (30 * (np.sin(np.arange(200) / 5.0) > 0.6)).astype(np.uint16)[:, None, None]
+    np.save(tmp_path / "col.npy", movie)
+    run("compress", tmp_path / "col.npy", "-o", tmp_path / "col.pmd.zarr")
+    run("report", tmp_path / "col.npy", tmp_path / "col.pmd.zarr", "-o", tmp_path / "rep", "--no-heldout",
+        "--no-whole-split")
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["inputs"]["shape"] == [200, 24, 1] and (tmp_path / "rep" / "snr.png").is_file()

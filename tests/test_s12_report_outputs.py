@@ -51,13 +51,14 @@ def test_a_lock_leaves_other_outputs_partials_and_moved_aside_files(tmp_path):
 
 def test_report_of_a_movie_one_pixel_wide(tmp_path):
     """A (T, Y, 1) movie (one column of a field): compressed, and its report stopped with exit 1 in the SNR
-    figure ("Input z must be at least a (2, 2) shaped array"): outlines are drawn only on 2-D maps."""
+    figure ("Input z must be at least a (2, 2) shaped array") and, with the held-out fits, in their compression
+    ("patch_shape (32, 1): must be at least 2"): outlines are drawn only on 2-D maps, and such a movie has no
+    held-out fits."""
     rng = np.random.default_rng(1)
     movie = rng.poisson(30, (200, 24, 1)).astype(np.uint16)
     movie[:, 8:14] += (30 * (np.sin(np.arange(200) / 5.0) > 0.6)).astype(np.uint16)[:, None, None]
     np.save(tmp_path / "col.npy", movie)
     run("compress", tmp_path / "col.npy", "-o", tmp_path / "col.pmd.zarr")
-    run("report", tmp_path / "col.npy", tmp_path / "col.pmd.zarr", "-o", tmp_path / "rep", "--no-heldout",
-        "--no-whole-split")
+    run("report", tmp_path / "col.npy", tmp_path / "col.pmd.zarr", "-o", tmp_path / "rep")
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["inputs"]["shape"] == [200, 24, 1] and (tmp_path / "rep" / "snr.png").is_file()

@@ -17,9 +17,19 @@ dark first frames and a laser-power step, a PCO timestamp, 12-bit samples in the
 ROI, ScanImage with 4 channels or multi-ROI, a Bruker T-series (one OME-TIFF per frame and channel), big-endian
 TIFF, HDF5 files holding more than the movie, and ``pmd batch`` over a mixed folder.
 
+Every case that compresses is reported twice (session 12): ``pmd report MOVIE STORE -o DIR`` with the file as
+typed, and ``pmd denoise STORE -o ... --report DIR`` with the movie found beside the store (stores are written
+beside their movie, as ``pmd compress``'s default output is); per report: exit code, the message on failure,
+each photon-split headline number (``photon_split`` and ``photon_split_whole``: a number where resolved, "not
+resolved" or "refused: why") and the report's CPU seconds.  Round three (session 12, ``--round 3``) compresses
+parts of files on every reader: ``--frames`` (with a step too), ``--crop``, ScanImage plane/channel with both,
+HDF5 and Zarr ``--dataset``, NWB, Bruker, TIFF-sequence and suite2p inputs with a selection, and the crop that the
+zero/NaN-border warnings name.
+
     PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py                 # every case, a few minutes
     PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --cases 3p,wide  # cases whose name has these
     PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --round 2 --out benchmarks/results/new_user_s11.json
+    PMD_NUM_WORKERS=1 python benchmarks/bench_new_user.py --round 3 --skip-demix --out results/new_user_s12_r3.json
     python benchmarks/bench_new_user.py --full                           # widefield at 512 x 512
 
 Writes ``benchmarks/results/new_user.json`` (``--out``); the scratch folder (``--work``) is deleted at the end
@@ -89,7 +99,6 @@ class Case:
     demix: list = field(default_factory=list)  # extra options of pmd demix
     expect_refusal: bool = False  # compress must stop with exit 2 and one line naming the file
     expect_warning: str = ""  # compress must say this (how an ambiguous file was read)
-    report: bool = True
     expect_cells: bool = True  # demix must find some of the truth's sources
     batch: bool = False  # the input is a folder for ``pmd batch "folder/*"``, not one movie
 
@@ -397,8 +406,28 @@ def _scanimage_mroi(work: Path):
     return out, None
 
 
-#: The first case of round two (session 11) in :func:`cases`.
+def _zarr(layout: str):
+    """A Zarr v3 array holding the movie, or a group holding it beside a mean image (read with --dataset)."""
+    def make(work: Path):
+        import zarr
+
+        path, truth, movie = _sim(work, "arr_src", "2p", 300, (48, 48), n_neurons=15)
+        out = work / f"zarr_{layout}.zarr"
+        if not out.exists():
+            if layout == "array":
+                arr = zarr.create_array(store=str(out), shape=movie.shape, dtype=movie.dtype, chunks=(50, 48, 48))
+                arr[:] = movie
+            else:  # a group: the movie 'mov' and its mean image 'mean'
+                group = zarr.open_group(store=str(out), mode="w")
+                group.create_array("mov", shape=movie.shape, dtype=movie.dtype, chunks=(50, 48, 48))[:] = movie
+                group.create_array("mean", shape=movie.shape[1:], dtype="f8")[:] = movie.mean(axis=0)
+        return out, truth
+    return make
+
+
+#: The first case of round two (session 11) and of round three (session 12) in :func:`cases`.
 ROUND_TWO_FIRST = "zebrafish-uint8"
+ROUND_THREE_FIRST = "sel-frames"
 
 
 def cases(full: bool) -> list[Case]:
@@ -415,7 +444,7 @@ def cases(full: bool) -> list[Case]:
         Case("3p-very-dim", "three-photon, 0.1 photons/px, 1 Hz, 150 frames", _simulated(
             "3pvd", "3p", 150, (96, 96), photons=0.1, fs=1.0)),
         Case("widefield", f"widefield {wide_shape[0]}x{wide_shape[1]}, 20 Hz, uint16", _simulated(
-            "wide", "widefield", 300, wide_shape, fs=20.0, n_neurons=60), report=full, expect_cells=False),
+            "wide", "widefield", 300, wide_shape, fs=20.0, n_neurons=60), expect_cells=False),
         Case("widefield-float", "widefield as dF/F float32, 128x128", _simulated(
             "widef", "widefield", 300, (128, 128), fs=20.0, n_neurons=30, dtype="float32-dff"), expect_cells=False),
         Case("voltage", "voltage 1 kHz, 3000 frames", _simulated("volt", "voltage", 3000, n_neurons=8),
@@ -428,26 +457,24 @@ def cases(full: bool) -> list[Case]:
         Case("2p-float32", "two-photon as float32 (ImageJ)", _simulated("2p", "2p", 600, dtype="float32",
                                                                          n_neurons=20)),
         Case("scanimage-z3c2", "ScanImage 3 planes x 2 channels, flyback", _scanimage(3, 2),
-             compress=["--plane", "1", "--channel", "0"], report=False),
+             compress=["--plane", "1", "--channel", "0"]),
         Case("scanimage-z3c2-noopt", "ScanImage volume without --plane/--channel", _scanimage(3, 2),
              expect_refusal=True),
-        Case("ome-TCYX", "OME-TIFF T x C", _ome("TCYX"), compress=["--channel", "1"], report=False),
-        Case("ome-TZYX", "OME-TIFF T x Z", _ome("TZYX"), compress=["--plane", "0"], report=False),
-        Case("ome-ZYX", "OME-TIFF with only a Z axis (a z-stack)", _ome("ZYX"), expect_warning="read as 40 frames",
-             report=False),
+        Case("ome-TCYX", "OME-TIFF T x C", _ome("TCYX"), compress=["--channel", "1"]),
+        Case("ome-TZYX", "OME-TIFF T x Z", _ome("TZYX"), compress=["--plane", "0"]),
+        Case("ome-ZYX", "OME-TIFF with only a Z axis (a z-stack)", _ome("ZYX"), expect_warning="read as 40 frames"),
         Case("ome-CYX", "OME-TIFF with only a C axis", _ome("CYX"), expect_refusal=True),
-        Case("imagej-ZYX", "ImageJ stack saved with only Z", _imagej_z_only, expect_warning="read as 40 frames",
-             report=False),
-        Case("npy-TYX1", "(T, Y, X, 1) .npy", _array_file(".npy", "TYX1"), report=False),
-        Case("npy-1TYX", "(1, T, Y, X) .npy", _array_file(".npy", "1TYX"), report=False),
-        Case("tif-TYX1", "(T, Y, X, 1) TIFF", _array_file(".tif", "TYX1"), report=False),
-        Case("h5-TYX", "HDF5 'mov' (T, Y, X)", _array_file(".h5", "TYX"), report=False),
-        Case("h5-TYX1", "HDF5 'mov' (T, Y, X, 1)", _array_file(".h5", "TYX1"), report=False),
-        Case("npy-TY1", "(T, Y, 1) .npy: one column", _array_file(".npy", "TY1"), report=False, expect_cells=False,
+        Case("imagej-ZYX", "ImageJ stack saved with only Z", _imagej_z_only, expect_warning="read as 40 frames"),
+        Case("npy-TYX1", "(T, Y, X, 1) .npy", _array_file(".npy", "TYX1")),
+        Case("npy-1TYX", "(1, T, Y, X) .npy", _array_file(".npy", "1TYX")),
+        Case("tif-TYX1", "(T, Y, X, 1) TIFF", _array_file(".tif", "TYX1")),
+        Case("h5-TYX", "HDF5 'mov' (T, Y, X)", _array_file(".h5", "TYX")),
+        Case("h5-TYX1", "HDF5 'mov' (T, Y, X, 1)", _array_file(".h5", "TYX1")),
+        Case("npy-TY1", "(T, Y, 1) .npy: one column", _array_file(".npy", "TY1"), expect_cells=False,
              expect_warning="300 frames of 48x1 pixels"),
-        Case("tiff-sequence", "a folder of 300 single-frame TIFFs", _tiff_sequence, report=False),
-        Case("suite2p-bin", "suite2p data.bin + ops.npy", _suite2p, report=False),
-        Case("nwb", "NWB TwoPhotonSeries", _nwb, report=False),
+        Case("tiff-sequence", "a folder of 300 single-frame TIFFs", _tiff_sequence),
+        Case("suite2p-bin", "suite2p data.bin + ops.npy", _suite2p),
+        Case("nwb", "NWB TwoPhotonSeries", _nwb),
         # round two (session 11)
         Case("zebrafish-uint8", "zebrafish light-sheet/2p, uint8, 240x76x87 (issue 13's case)", _edited(
             "zf", "2p-dense", 240, (76, 87), _zebrafish, out_name="zebrafish_uint8.tif", dtype="uint8",
@@ -485,22 +512,73 @@ def cases(full: bool) -> list[Case]:
         Case("1p-12bit-msb", "one-photon, 12-bit samples in the high bits of uint16", _edited(
             "1p", "1p", 600, (64, 64), _msb_aligned, out_name="1p_msb.tif", n_neurons=15), demix=["--kind", "1p"]),
         Case("voltage-long-thin", "voltage ROI 1 kHz, 50000x32x32", _simulated(
-            "vlong", "voltage", 50000, (32, 32), n_neurons=3), report=False, demix=["--kind", "voltage"]),
-        Case("scanimage-c4", "ScanImage 1 plane x 4 channels", _scanimage(1, 4), compress=["--channel", "2"],
-             report=False),
+            "vlong", "voltage", 50000, (32, 32), n_neurons=3), demix=["--kind", "voltage"]),
+        Case("scanimage-c4", "ScanImage 1 plane x 4 channels", _scanimage(1, 4), compress=["--channel", "2"]),
         Case("scanimage-mroi", "ScanImage multi-ROI (2 ROIs stacked with fly-to lines)", _scanimage_mroi,
-             expect_warning="multi-ROI", report=False, expect_cells=False),
+             expect_warning="multi-ROI", expect_cells=False),
         Case("bruker-ome-series", "Bruker/Prairie T-series: one OME-TIFF per frame and channel", _bruker_series,
-             compress=["--channel", "1"], report=False),
-        Case("tif-bigendian", "big-endian TIFF", _bigendian, report=False),
-        Case("h5-mean-as-data", "HDF5: 'data' a mean image, 'mov' the movie", _h5_several("mean-as-data"),
-             report=False),
-        Case("h5-mov-and-data", "HDF5: 'mov' and 'data' both movies", _h5_several("mov-and-data"), report=False,
+             compress=["--channel", "1"]),
+        Case("tif-bigendian", "big-endian TIFF", _bigendian),
+        Case("h5-mean-as-data", "HDF5: 'data' a mean image, 'mov' the movie", _h5_several("mean-as-data")),
+        Case("h5-mov-and-data", "HDF5: 'mov' and 'data' both movies", _h5_several("mov-and-data"),
              expect_warning="'mov'"),
         Case("batch-mixed", "pmd batch over a folder: movies, a cut TIFF, an image, an ambiguous HDF5, notes",
              _mixed_folder, batch=True),
         Case("h5-imaging", "HDF5: movie as 'imaging' beside 'timestamps'", _h5_several("imaging"),
-             expect_warning="read dataset 'imaging'", report=False),
+             expect_warning="read dataset 'imaging'"),
+        # round three (session 12): part of a file (frames, crop, plane, channel, dataset) on every reader, each
+        # then reported from the file as typed (the report reads the part the store records)
+        Case("sel-frames", "two-photon, --frames 100:500", _simulated("2p", "2p", 600, n_neurons=20),
+             compress=["--frames", "100:500"]),
+        Case("sel-crop", "two-photon, --crop 4:60,6:58", _simulated("2p", "2p", 600, n_neurons=20),
+             compress=["--crop", "4:60,6:58"], expect_cells=False),
+        Case("sel-frames-crop", "two-photon, --frames 50:550 --crop 0:48,16:64", _simulated(
+            "2p", "2p", 600, n_neurons=20), compress=["--frames", "50:550", "--crop", "0:48,16:64"],
+            expect_cells=False),
+        Case("sel-frames-step", "two-photon, every other frame (--frames 0:600:2: no step, refused)", _simulated(
+            "2p", "2p", 600, n_neurons=20), compress=["--frames", "0:600:2"], expect_refusal=True),
+        Case("sel-scanimage-all", "ScanImage plane 2, channel 1, frames 10:190, crop", _scanimage(3, 2),
+             compress=["--plane", "2", "--channel", "1", "--frames", "10:190", "--crop", "4:44,4:44"],
+             expect_cells=False),
+        Case("sel-scanimage-c4-crop", "ScanImage 4 channels, --channel 3 --crop", _scanimage(1, 4),
+             compress=["--channel", "3", "--crop", "0:40,8:48"], expect_cells=False),
+        Case("sel-ome-TZYX-frames", "OME-TIFF T x Z, --plane 1 --frames 20:180", _ome("TZYX"),
+             compress=["--plane", "1", "--frames", "20:180"], expect_cells=False),
+        Case("sel-h5-dataset", "HDF5 'mov' and 'data', --dataset data", _h5_several("mov-and-data"),
+             compress=["--dataset", "data"], expect_cells=False),
+        Case("sel-h5-dataset-frames", "HDF5 'imaging' beside 'timestamps', --dataset imaging --frames 0:200",
+             _h5_several("imaging"), compress=["--dataset", "imaging", "--frames", "0:200"], expect_cells=False),
+        Case("sel-zarr", "Zarr v3 array", _zarr("array")),
+        Case("sel-zarr-dataset-crop", "Zarr group ('mov' + 'mean'), --dataset mov --crop 8:48,0:40", _zarr("group"),
+             compress=["--dataset", "mov", "--crop", "8:48,0:40"], expect_cells=False),
+        Case("sel-nwb-frames", "NWB TwoPhotonSeries, --frames 0:250", _nwb, compress=["--frames", "0:250"],
+             expect_cells=False),
+        Case("sel-bruker-frames", "Bruker T-series, --channel 0 --frames 0:200", _bruker_series,
+             compress=["--channel", "0", "--frames", "0:200"], expect_cells=False),
+        Case("sel-tiff-sequence-crop", "folder of single-frame TIFFs, --crop 0:40,0:40", _tiff_sequence,
+             compress=["--crop", "0:40,0:40"], expect_cells=False),
+        Case("sel-suite2p-frames", "suite2p data.bin, --frames 0:200", _suite2p, compress=["--frames", "0:200"],
+             expect_cells=False),
+        Case("sel-uint8-crop", "zebrafish uint8, --crop 8:68,8:80", _edited(
+            "zf", "2p-dense", 240, (76, 87), _zebrafish, out_name="zebrafish_uint8.tif", dtype="uint8",
+            photons=3.0, n_neurons=60), compress=["--crop", "8:68,8:80"], expect_cells=False),
+        Case("sel-float32-frames", "two-photon float32 (ImageJ), --frames 0:300", _simulated(
+            "2p", "2p", 600, dtype="float32", n_neurons=20), compress=["--frames", "0:300"], expect_cells=False),
+        Case("sel-1p-zero-edges-crop", "one-photon, zero-filled edges, the warning's --crop", _edited(
+            "1p", "1p", 600, (64, 64), _zero_edges, out_name="1p_zero_edges.tif", n_neurons=15),
+            compress=["--crop", "6:58,6:58"], demix=["--kind", "1p"], expect_cells=False),
+        Case("sel-nan-edges-crop", "one-photon, NaN edges (float32), --crop 6:58,6:58", _edited(
+            "1p", "1p", 600, (64, 64), _nan_edges, out_name="1p_nan_edges.tif", dtype="float32",
+            n_neurons=15), compress=["--crop", "6:58,6:58"], demix=["--kind", "1p"], expect_cells=False),
+        Case("sel-dark-start-frames", "two-photon, shutter opens at frame 8, --frames 8:", _edited(
+            "2p", "2p", 600, (64, 64), _dark_start, out_name="2p_dark_start.tif", n_neurons=20),
+            compress=["--frames", "8:"], expect_cells=False),
+        Case("sel-voltage-frames", "voltage 1 kHz, --frames 0:2000", _simulated("volt", "voltage", 3000, n_neurons=8),
+             compress=["--frames", "0:2000"], demix=["--kind", "voltage"], expect_cells=False),
+        Case("sel-short-frames", "two-photon 20 frames, --frames 2:18", _simulated("short", "2p", 20, n_neurons=20),
+             compress=["--frames", "2:18"], expect_cells=False),
+        Case("sel-1p-crop", "one-photon uint16, --crop 0:32,0:64", _simulated("1p", "1p", 600, n_neurons=15),
+             compress=["--crop", "0:32,0:64"], demix=["--kind", "1p"], expect_cells=False),
     ]
 
 
@@ -541,7 +619,7 @@ def _bad_numbers(obj, path="") -> list[str]:
     return bad
 
 
-def run_case(case: Case, work: Path) -> dict:
+def run_case(case: Case, work: Path, demix: bool = True) -> dict:
     folder = work / case.name
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -552,7 +630,9 @@ def run_case(case: Case, work: Path) -> dict:
     make_s = time.perf_counter() - t0
     if case.batch:
         return _run_batch_case(case, movie, folder, round(make_s, 1))
-    store = folder / "m.pmd.zarr"
+    # Beside the movie, where ``pmd compress``'s default output puts it: ``pmd denoise STORE --report`` then finds
+    # the raw movie by the name the store records, as it does for a user.
+    store = movie.parent / f"{case.name}.pmd.zarr"
     steps, problems = [], []
     row = {"case": case.name, "kind": case.kind, "input": movie.name, "input_bytes": _size(movie),
            "make_s": round(make_s, 1)}
@@ -590,21 +670,41 @@ def run_case(case: Case, work: Path) -> dict:
     except (json.JSONDecodeError, TypeError) as exc:
         problems.append(f"info --json unreadable: {exc}")
     step("decompress", ["decompress", str(store), "-o", str(folder / "part.npy"), "--frames", "0:5"])
-    step("denoise", ["denoise", str(store), "-o", str(folder / "denoised.tif")])
-    if case.report:
-        rep = folder / "report"
-        same_units = truth and movie.name.endswith(".sim.tif")  # a converted movie no longer matches its truth
-        step("report", ["report", str(movie), str(store), "-o", str(rep), "--no-heldout",
-                        *(["--truth", str(truth)] if same_units else [])])
+    # Every case that compresses is reported twice, as a user would: ``pmd report MOVIE STORE -o DIR`` (the file
+    # as typed, the store's recorded plane/channel/dataset/frames/crop applied by the report) and ``pmd denoise
+    # STORE -o ... --report DIR`` (the movie found beside the store).  Session 11 found two breaks (a ScanImage
+    # plane, a --frames store) that whole-file inputs never reached.
+    same_units = truth and movie.name.endswith(".sim.tif")  # a converted movie no longer matches its truth
+    reports = {}
+    for how, cmd in (("report", ["report", str(movie), str(store), "-o", str(folder / "report"),
+                                 *(["--truth", str(truth)] if same_units else [])]),
+                     ("denoise-report", ["denoise", str(store), "-o", str(folder / "denoised.tif"),
+                                         "--report", str(folder / "denoised")])):
+        r = step(how, cmd)
+        rep = Path(cmd[cmd.index("--report") + 1] if "--report" in cmd else cmd[cmd.index("-o") + 1])
+        reports[how] = entry = {"rc": r["rc"], "cpu_s": r["cpu_s"],
+                                "message": r["message"] if r["rc"] != 0 else ""}
+        if r["rc"] != 0:
+            continue
         try:
             rj = json.loads((rep / "report.json").read_text())
-            problems += [f"report: {b} is not finite" for b in _bad_numbers(rj)]
+        except (OSError, json.JSONDecodeError) as exc:
+            problems.append(f"{how}: report.json unreadable: {exc}")
+            continue
+        entry.update(_split_status(rj))
+        if rj.get("inputs", {}).get("movie") is None:
+            problems.append(f"{how}: the report has no raw movie (not found beside the store)")
+        problems += [f"{how}: {b} is not finite" for b in _bad_numbers(rj)]
+        if how == "report":
             row["report"] = _report_numbers(rj)
-            problems += _report_contradictions(row["report"])
+            problems += _report_contradictions(row["report"], rj.get("metrics", {}))
             row["summary"] = rj.get("summary", [])
             problems += [f"report summary: {line!r}" for line in row["summary"] if "n/ax" in line]
-        except (OSError, json.JSONDecodeError) as exc:
-            problems.append(f"report.json unreadable: {exc}")
+    row["reports"] = reports
+    if not demix:
+        row["cpu_s"] = round(sum(s["cpu_s"] for s in steps), 1)
+        row.update(steps=_strip(steps), problems=problems)
+        return row
     fs = [] if row.get("frame_rate") else ["--fs", "30"]
     dm = folder / "m.demix.zarr"
     d = step("demix", ["demix", str(store), "-o", str(dm), "--export", "suite2p,nwb,caiman", *fs, *case.demix])
@@ -664,6 +764,35 @@ def _mixed_folder(work: Path):
     return folder, None
 
 
+#: The photon-split headline numbers of report.json's metrics: the balanced split, then the whole-movie one.
+SPLIT_KEYS = ("error_reduction", "error_reduction_active", "signal_removed", "signal_removed_active")
+
+
+def _split_status(rj: dict) -> dict:
+    """Each photon-split headline number of a report.json as the report gives it: a finite number where it is
+    resolved, ``"not resolved"`` where it is not, ``"refused: why"`` where the split did not run, ``"absent"``."""
+    metrics = rj.get("metrics", {})
+    out = {}
+    for prefix, section in (("photon_split", "photon_split"), ("photon_split_whole", "photon_split_whole")):
+        ok = metrics.get(f"{prefix}_ok", {})
+        if not ok:
+            out[prefix] = "absent"
+            continue
+        if not ok.get("value"):
+            out[prefix] = f"refused: {(rj.get(section) or {}).get('reason', '')}"[:200]
+            continue
+        entry = {}
+        for key in SPLIT_KEYS:
+            value = metrics.get(f"{prefix}_{key}", {}).get("value")
+            resolved = metrics.get(f"{prefix}_{key}_resolved", {}).get("value")
+            finite = isinstance(value, int | float) and math.isfinite(value)
+            entry[key] = round(value, 4) if finite and resolved else "not resolved"
+        out[prefix] = entry
+    timings = rj.get("timings", {})
+    out["photon_split_s"] = round(timings.get("photon_split_s", float("nan")), 2)
+    return out
+
+
 def _report_numbers(rj: dict) -> dict:
     flat = {}
 
@@ -679,11 +808,14 @@ def _report_numbers(rj: dict) -> dict:
             if any(s in k for s in keep) and len(k) < 80}
 
 
-def _report_contradictions(nums: dict) -> list[str]:
+def _report_contradictions(nums: dict, metrics: dict | None = None) -> list[str]:
     out = []
     for k, v in nums.items():
         if k.endswith(("_low", "_high", "_pixel")):  # intervals and diagnostics may leave 0-1
             continue
+        name = k.removeprefix("metrics.").removesuffix(".value")
+        if (metrics or {}).get(f"{name}_resolved", {}).get("value") is False:
+            continue  # the report calls it "not resolved": its value is no claim
         if isinstance(v, (int, float)) and math.isfinite(v):
             if ("error_reduction" in k or "snr_gain" in k) and v < 0:
                 out.append(f"report: {k} = {v} is negative")
@@ -696,9 +828,9 @@ def _interval_reaches_0_1(nums: dict, key: str) -> bool:
     """Whether the +-2 SE interval of a signal-removed estimate reaches [0, 1]: a short, dim movie's estimate may
     then fall below 0 by chance (report.json keeps it; the printed line says "not resolved")."""
     base = key.removesuffix(".value")
-    if base.startswith("metrics.photon_split_signal_removed"):
+    if base.startswith(("metrics.photon_split_signal_removed", "metrics.photon_split_whole_signal_removed")):
         which = "active" if base.endswith("_active") else "all"
-        base = f"photon_split.{which}.signal_removed"
+        base = f"photon_split{'_whole' if '_whole_' in base else ''}.{which}.signal_removed"
     low, high = nums.get(base + "_low"), nums.get(base + "_high")
     return isinstance(low, int | float) and isinstance(high, int | float) and low <= 1.0 and high >= 0.0
 
@@ -717,11 +849,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="", help="comma-separated substrings of case names to run")
     ap.add_argument("--full", action="store_true", help="widefield at 512 x 512 (several CPU minutes)")
-    ap.add_argument("--round", type=int, choices=(1, 2), default=None,
-                    help="only the cases of round one (session 10) or round two (session 11)")
+    ap.add_argument("--round", type=int, choices=(1, 2, 3), default=None,
+                    help="only the cases of round one (session 10), two (session 11) or three (session 12: parts "
+                         "of files)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "new_user.json"))
+    ap.add_argument("--skip-demix", action="store_true", help="stop each chain after the reports (no demix, "
+                    "evaluate)")
     ap.add_argument("--tree", default=None, help="run the pmd of another checkout (e.g. a baseline) on the same cases")
     args = ap.parse_args(argv)
     if args.tree:
@@ -734,17 +869,23 @@ def main(argv=None) -> int:
     rows = []
     try:
         all_cases = cases(args.full)
-        first_of_round_two = next(i for i, c in enumerate(all_cases) if c.name == ROUND_TWO_FIRST)
+        starts = [next(i for i, c in enumerate(all_cases) if c.name == first)
+                  for first in (ROUND_TWO_FIRST, ROUND_THREE_FIRST)]
         for i, case in enumerate(all_cases):
             if wanted and not any(w in case.name for w in wanted):
                 continue
-            if args.round and (i >= first_of_round_two) != (args.round == 2):
+            if args.round and 1 + sum(i >= s for s in starts) != args.round:
                 continue
-            row = run_case(case, work)
+            row = run_case(case, work, demix=not args.skip_demix)
             rows.append(row)
             mark = "ok" if not row.get("problems") and "skipped" not in row else "PROBLEM"
             print(f"{row['case']:22s} ratio {row.get('ratio', '-')!s:>7s}  cpu {row.get('cpu_s', '-')!s:>6s}  "
                   f"f1 {row.get('f1', '-')!s:>5s}  {mark}", flush=True)
+            for how, rep in row.get("reports", {}).items():
+                split = rep.get("photon_split", "-")
+                split = split if isinstance(split, str) else " ".join(f"{v}" for v in split.values())
+                print(f"    {how:15s} exit {rep['rc']} cpu {rep['cpu_s']:6.1f}  split {split}  {rep['message']}",
+                      flush=True)
             for p in row.get("problems", []) + ([row["skipped"]] if "skipped" in row else []):
                 print(f"    {p}", flush=True)
             _write(args.out, rows)

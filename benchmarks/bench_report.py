@@ -14,6 +14,15 @@ movie) gives the agreement of the estimates with the truth.  Targets (issue 4):
 - residual local correlation mean < 0.02 on the simulated movie (and below localmd's 0.19 on the real one);
 - median trace correlation with the truth >= 0.95 (simulated);
 - the report takes less time than the compression.
+
+``--real --base TREE`` (session 12): ``pmd report`` of every real movie in ../shared/data, this tree and another
+checkout (a baseline) side by side, interleaved (base, this, base, this), each in a fresh process with
+``PMD_NUM_WORKERS=1`` and the same store (made once by the baseline), timed by CPU seconds (the machine is shared);
+then every number of the two report.json files compared (``metrics``, ``photon_split``, ``photon_split_whole``):
+the largest relative difference, 0 where they are the same floats.
+
+    PMD_NUM_WORKERS=1 python benchmarks/bench_report.py --real --base /work/wt/base --repeats 2 \
+        --out benchmarks/results/report_s12.json
 """
 
 from __future__ import annotations
@@ -80,11 +89,105 @@ def values(report: dict, keys) -> dict:
     return {k: m[k]["value"] for k in keys if k in m}
 
 
+def _timed_pmd(tree: Path, args: list) -> tuple[float, subprocess.CompletedProcess]:
+    """CPU seconds (user + system, children) and the result of ``pmd ARGS`` run from TREE."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run([sys.executable, str(tree / "bin" / "pmd"), *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(tree), "PMD_NUM_WORKERS": "1"}, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise RuntimeError(f"pmd {' '.join(map(str, args))} ({tree}): {proc.stderr[-2000:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), proc
+
+
+def _numbers(obj, prefix="") -> dict:
+    """Every number of a JSON object by its dotted path (booleans and strings left out)."""
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(_numbers(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.update(_numbers(v, f"{prefix}[{i}]"))
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
+        out[prefix] = float(obj)
+    return out
+
+
+def compare_reports(a: dict, b: dict) -> dict:
+    """The numbers of two report.json files that are not the same floats (``metrics``, ``photon_split``,
+    ``photon_split_whole``), with the largest relative difference."""
+    import math
+
+    sections = ("metrics", "photon_split", "photon_split_whole")
+    na = _numbers({k: a.get(k) for k in sections})
+    nb = _numbers({k: b.get(k) for k in sections})
+    differ = {}
+    for key in sorted(set(na) | set(nb)):
+        x, y = na.get(key), nb.get(key)
+        if x is None or y is None:
+            differ[key] = [x, y]
+        elif not (x == y or (math.isnan(x) and math.isnan(y))):
+            differ[key] = [x, y]
+    rel = [abs(x - y) / max(abs(x), abs(y), 1e-300) for x, y in differ.values() if x is not None and y is not None]
+    return {"numbers": len(na), "different": len(differ), "max_relative_difference": max(rel, default=0.0),
+            "examples": dict(list(differ.items())[:12])}
+
+
+def real_side_by_side(base: Path, repeats: int, out: str, only: str = "") -> None:
+    """``pmd report`` CPU seconds of the real movies, ``base`` and this tree interleaved, and their numbers compared
+    (``only``: comma-separated names of the movies to run; the results JSON is written after each movie)."""
+    work = WORK / "report-real"
+    work.mkdir(parents=True, exist_ok=True)
+    wanted = [w for w in only.split(",") if w]
+    movies = sorted(p for p in SHARED.glob("*/movie.tif") if not wanted or p.parent.name in wanted)
+    rows = {}
+    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+               "base": str(base), "tree": str(ROOT), "repeats": repeats, "movies": rows}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    for movie in movies:
+        name = movie.parent.name
+        store = work / f"{name}.pmd.zarr"
+        if not store.exists():
+            _timed_pmd(base, ["compress", movie, "-o", store])
+        row = rows[name] = {"base_cpu_s": [], "new_cpu_s": []}
+        reports = {}
+        for _ in range(repeats):
+            for label, tree in (("base", base), ("new", ROOT)):
+                folder = work / f"{name}.{label}.report"
+                cpu, _proc = _timed_pmd(tree, ["report", movie, store, "-o", folder, "--overwrite"])
+                row[f"{label}_cpu_s"].append(round(cpu, 2))
+                reports[label] = json.loads((folder / "report.json").read_text())
+                print(f"   {name:20s} {label:4s} {cpu:7.2f} CPU-s", file=sys.stderr, flush=True)
+        row["comparison"] = compare_reports(reports["base"], reports["new"])
+        row["photon_split_s"] = {k: reports[k]["timings"].get("photon_split_s") for k in reports}
+        row["summary_new"] = reports["new"]["summary"]
+        Path(out).write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"\n{'movie':20s} {'base CPU-s':>12s} {'new CPU-s':>12s} {'new/base':>9s}  numbers differing")
+    for name, row in rows.items():
+        b, n = min(row["base_cpu_s"]), min(row["new_cpu_s"])
+        c = row["comparison"]
+        print(f"{name:20s} {b:12.2f} {n:12.2f} {n / b:9.3f}  {c['different']} of {c['numbers']} "
+              f"(largest relative {c['max_relative_difference']:.2g})")
+    Path(out).write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", default=str(HERE / "results" / "report.json"))
+    parser.add_argument("--out", default=None, help="JSON results (default results/report.json, with --real "
+                                                     "results/report_real.json)")
+    parser.add_argument("--real", action="store_true", help="the real movies, side by side with --base")
+    parser.add_argument("--base", default="/work/wt/base", help="the baseline checkout for --real")
+    parser.add_argument("--movies", default="", help="with --real: comma-separated movie names (default: all)")
     args = parser.parse_args(argv)
+    if args.real:
+        return real_side_by_side(Path(args.base).resolve(), args.repeats,
+                                 args.out or str(HERE / "results" / "report_real.json"), args.movies)
+    args.out = args.out or str(HERE / "results" / "report.json")
 
     from pmdcompress.simulate import simulate_movie
 

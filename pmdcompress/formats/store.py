@@ -462,7 +462,11 @@ def create_store(path, metadata: StoreMetadata, arrays: dict, *, temporal_chunk:
     on_disk = isinstance(path, str | os.PathLike)
     where = str(path) if on_disk else "in-memory store"
     with compact_json():
-        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        # An in-memory store is opened as the store object itself: its str() ("memory://<id>") would open fsspec's
+        # process-wide memory filesystem, where every in-memory store stayed for good (a report's three
+        # compressions each time) and two stores whose objects had the same id (one freed, one new: the held-out
+        # fits' thread beside the photon split's) cleared and overwrote each other's chunks.
+        group = zarr.open_group(str(path) if on_disk else path, mode="w", zarr_format=3)
     spatial = np.asarray(arrays["spatial"])
     k, t = metadata.total_rank, metadata.shape[0]
     rounding_error = ROUNDING_ERROR.get(metadata.factor_dtype, ROUNDING_ERROR["float32"])

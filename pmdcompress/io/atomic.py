@@ -22,6 +22,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -280,11 +281,19 @@ def _my_record() -> dict:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
+#: What follows ``.NAME.`` in the names of NAME's own leftovers: a partial output (``<pid>-<host id>-<random>``, or
+#: the older ``<random>``) and an output moved aside (``<random>.old``).  Anything else beginning with ``.NAME.``
+#: is another output's (``.NAME.tif.<pid>-...partial`` is the partial of NAME.tif, written beside a report folder
+#: NAME: ``pmd denoise -o NAME.tif --report NAME``, whose folder's lock removed the movie being written).
+_LEFTOVER = re.compile(r"(?:\d+-[0-9a-f]{8}-)?[0-9a-f]{8}\.(?:partial|old)")
+
+
 def _clean_leftovers(path: Path) -> None:
     """Remove what dead writers of ``path`` on this host left: partial outputs; restore an output moved aside."""
     prefix = f".{path.name}."
     try:
-        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix)]
+        entries = [e for e in os.scandir(path.parent)
+                   if e.name.startswith(prefix) and _LEFTOVER.fullmatch(e.name[len(prefix):])]
     except OSError:
         return
     for entry in entries:

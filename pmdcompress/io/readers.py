@@ -945,6 +945,12 @@ class Movie:
         for t0 in range(0, self.shape[0], chunk_frames):
             yield t0, self.read(t0, min(t0 + chunk_frames, self.shape[0]))
 
+    @property
+    def file_shape(self) -> tuple[int, int, int]:
+        """``(T, Y, X)`` of what the file holds (its plane and channel where one was picked) before ``frames`` and
+        ``crop``: a ground truth of the whole file has this shape (:func:`pmdcompress.pipeline.report.open_truth`)."""
+        return tuple(int(n) for n in self._source.shape[:3])
+
     def input_identity(self) -> dict[str, Any]:
         """Describe the input for provenance records (no hashing).
 
@@ -1237,6 +1243,7 @@ def _open_nwb(path: Path, name: str, series: str | None, plane: int | None) -> _
         raise
     src.frame_rate, src.frame_rate_source = rate, rate_source
     src.plane = plane
+    src.dataset = series  # recorded in the store: the file may hold other series
     return src
 
 
@@ -1362,6 +1369,7 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
     except Exception as exc:
         raise InputError(f"{name}: not a readable Zarr array or group ({_oneline(exc)})") from exc
     rate = rate_source = None
+    key = None  # the array read from a group: recorded in the store, for a report to read it again
     if isinstance(node, zarr.Group):
         rate = ngff_frame_rate(dict(node.attrs))
         rate_source = "OME-Zarr time scale" if rate else None
@@ -1375,8 +1383,9 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
                 ) from exc
             if not isinstance(node, zarr.Array):
                 raise InputError(f"{name}: {dataset!r} is a Zarr group, not an array")
+            key = dataset
         elif len(arrays) == 1:
-            node = node[arrays[0]]
+            node, key = node[arrays[0]], arrays[0]
         else:
             raise InputError(
                 f"{name}: Zarr group holds {len(arrays)} arrays ({', '.join(arrays) or 'none'});"
@@ -1385,6 +1394,7 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
     elif dataset is not None:
         raise InputError(f"{name}: {{dataset}} {dataset!r} given but the folder is a single Zarr array", "dataset")
     src = _ArraySource(node, "zarr", name, size=_folder_size(path), fresh=True)
+    src.dataset = key
     if rate is None:
         attr = node.attrs.get("frame_rate")
         if isinstance(attr, int | float) and not isinstance(attr, bool) and math.isfinite(attr) and attr > 0:

@@ -33,9 +33,11 @@ def heldout_validation(frames: np.ndarray, store, *, workers=None, chunk: int = 
     Returns
     -------
     dict or None
-        See :func:`pmdcompress.report.heldout.score_heldout`; None when the movie is too short.
+        See :func:`pmdcompress.report.heldout.score_heldout`; None when the movie is too short, or its frames one
+        pixel wide or high (the store's patches are then clipped to one pixel, which no compression accepts as
+        a patch shape: the report of a (T, Y, 1) movie stopped with "patch_shape (32, 1): must be at least 2").
     """
-    if frames.shape[0] < 2 * MIN_FRAMES + 2:
+    if frames.shape[0] < 2 * MIN_FRAMES + 2 or min(frames.shape[1:]) < 2:
         return None
     params = store.metadata.parameters
     options = {k: params[k] for k in REUSED_OPTIONS if k in params}

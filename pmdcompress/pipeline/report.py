@@ -9,6 +9,7 @@ movies, the ground truth and its scores.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import atomic_output, check_output_path, input_paths
+from ..io.readers import Movie
 from ..reconstruct import PMDStore, open_store
 from ..report import analyse, open_raw, prefetch_matplotlib, write_report
 from ..simulate import Truth, load_truth
@@ -23,7 +25,7 @@ from ..simulate.groundtruth import evaluate_against_truth
 from .heldout import heldout_validation
 from .photon_split import photon_split_section
 
-__all__ = ["analysis_hooks", "check_truth_fits", "make_report", "open_truth"]
+__all__ = ["analysis_hooks", "check_truth_fits", "make_report", "open_truth", "truth_part"]
 
 
 # How far ``raw - clean`` may stray from noise around 0 before the truth is refused: its mean in noise SDs, and its
@@ -77,9 +79,49 @@ def check_truth_fits(truth: Truth, movie) -> None:
             "after pmd simulate, or is the truth another movie's?")
 
 
+class _CleanPart:
+    """A truth's clean movie restricted to frames ``[t0, t1)`` and a crop, read lazily by frame ranges as
+    :meth:`Truth.read` reads it (``clean[t0:t1]``)."""
+
+    def __init__(self, clean, frames, crop):
+        self._clean = clean
+        self._t0 = int(frames[0])
+        self._rows, self._cols = (slice(int(a), int(b)) for a, b in crop)
+        self.shape = (int(frames[1]) - self._t0, self._rows.stop - self._rows.start, self._cols.stop - self._cols.start)
+        self.dtype = clean.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("a truth's part is read by ranges of frames (clean[t0:t1])")
+        t0, t1, _ = key.indices(self.shape[0])
+        return self._clean[self._t0 + t0 : self._t0 + t1, self._rows, self._cols]
+
+
+def truth_part(truth: Truth, frames, crop=None) -> Truth:
+    """The ground truth of part of its movie: frames ``[t0, t1)`` and a crop ``((y0, y1), (x0, x1))`` (None: whole
+    frames), as ``pmd compress --frames/--crop`` read the movie.  Neurons without any footprint in the crop are
+    left out (their traces cannot be seen in it)."""
+    (t0, t1) = (int(n) for n in frames)
+    _, ny, nx = truth.shape
+    (y0, y1), (x0, x1) = crop if crop is not None else ((0, ny), (0, nx))
+    footprints = truth.footprints[:, y0:y1, x0:x1]
+    seen = np.flatnonzero(footprints.reshape(footprints.shape[0], -1).max(axis=1, initial=0) > 0)
+    return dataclasses.replace(
+        truth, clean=_CleanPart(truth.clean, (t0, t1), ((y0, y1), (x0, x1))), footprints=footprints[seen],
+        traces=truth.traces[seen, t0:t1], spikes=truth.spikes[seen, t0:t1], background=truth.background[y0:y1, x0:x1],
+        neuropil_spatial=truth.neuropil_spatial[:, y0:y1, x0:x1], neuropil_traces=truth.neuropil_traces[:, t0:t1])
+
+
 def open_truth(truth, shape, movie=None) -> Truth | None:
     """TRUTH (a :class:`~pmdcompress.simulate.Truth`, or the path of one or of its movie) checked against SHAPE
-    and, when given, against MOVIE's values (:func:`check_truth_fits`)."""
+    and, when given, against MOVIE's values (:func:`check_truth_fits`).
+
+    Where MOVIE is part of its file (``frames``, ``crop``: given to ``pmd compress``, or recorded in the store
+    a report reads) and TRUTH is the whole file's, the same part of TRUTH is used (:func:`truth_part`).
+    """
     if truth is None:
         return None
     if not isinstance(truth, Truth):
@@ -87,6 +129,9 @@ def open_truth(truth, shape, movie=None) -> Truth | None:
             truth = load_truth(truth)
         except FileNotFoundError as exc:
             raise InputError(f"{truth}: no ground truth there ({exc})") from exc
+    if (isinstance(movie, Movie) and tuple(truth.shape) != tuple(shape)
+            and tuple(truth.shape) == movie.file_shape and tuple(movie.shape) == tuple(shape)):
+        truth = truth_part(truth, movie.frame_range, movie.crop)
     if tuple(truth.shape) != tuple(shape):
         raise InputError(f"{truth.path}: ground truth has shape {tuple(truth.shape)}, the movie {tuple(shape)}")
     if movie is not None:

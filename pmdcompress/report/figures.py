@@ -98,6 +98,13 @@ def images_figure(data: dict, folder: Path):
         "they should not.")
 
 
+def _outline(ax, mask, color: str, width: float) -> None:
+    """Outline the True region of a map (nothing where there is none, or where the frame is one pixel wide or
+    high: a contour needs a grid of 2 x 2 at least, and a movie of one column has none)."""
+    if mask is not None and min(np.shape(mask)) >= 2 and np.any(mask):
+        ax.contour(mask, levels=[0.5], colors=color, linewidths=width)
+
+
 def snr_figure(data: dict, folder: Path):
     """SNR maps (raw, denoised), the gain map and their histograms."""
     from matplotlib.colors import LogNorm
@@ -124,9 +131,7 @@ def snr_figure(data: dict, folder: Path):
     g = gain[np.isfinite(gain) & (gain > 0)]
     lo, hi = (float(np.percentile(g, 1)), float(np.percentile(g, 99.5))) if g.size else (1.0, 10.0)
     _show(fig, axes[2], gain, "SNR gain", cmap="plasma", norm=LogNorm(vmin=max(lo, 0.5), vmax=max(hi, lo * 1.01)))
-    act = maps.get("active")
-    if act is not None and act.any():
-        axes[2].contour(act, levels=[0.5], colors="white", linewidths=0.5)
+    _outline(axes[2], maps.get("active"), "white", 0.5)
     ax = axes[3]
     pos = [v[np.isfinite(v) & (v > 0)] for v in (snr_raw, snr_den)]
     if all(p.size for p in pos):
@@ -164,8 +169,7 @@ def residual_figure(data: dict, folder: Path):
     _show(fig, axes[0], maps["noise_raw"], "raw noise std (PSD)", cmap="cividis", label="ADU")
     _show(fig, axes[1], maps["residual_ratio"], "residual std / raw noise", cmap="RdBu_r", vmin=0.8, vmax=1.2)
     flags = maps.get("flags")
-    if flags is not None and (flags > 0).any():
-        axes[1].contour(flags > 0, levels=[0.5], colors="black", linewidths=0.6)
+    _outline(axes[1], flags > 0 if flags is not None else None, "black", 0.6)
     corr = maps.get("corr_residual")
     if corr is not None:
         # What pure noise gives: the median over pixels of the correlation image of frame differences

@@ -58,3 +58,31 @@ def test_report_reads_the_plane_channel_and_frames_the_store_was_made_from(tmp_p
     other = tmp_path / "other.npy"
     np.save(other, volume[:, 1, 0])
     assert "does not match" in run("report", other, store, "-o", tmp_path / "rep2", code=2).output
+
+
+def test_evaluate_cuts_whole_file_truth_to_the_stores_crop(tmp_path):
+    """``pmd evaluate`` of a demix of a ``--crop`` store stopped with "image sizes differ" against the file's own
+    ground truth; neurofinder JSON was clipped to the crop's size without the shift, scoring misplaced regions."""
+    import json
+
+    import zarr
+
+    from pmdcompress.demix import evaluate
+    from pmdcompress.demix.matching import Regions, crop_regions
+
+    movie = tmp_path / "m.tif"
+    pmdcompress.simulate_movie(movie, n_frames=600, shape=(48, 48), n_neurons=10, seed=3)
+    run("compress", movie, "-o", tmp_path / "c.pmd.zarr", "--crop", "6:48,0:42")
+    run("demix", tmp_path / "c.pmd.zarr", "-o", tmp_path / "c.demix.zarr")
+    side_car = evaluate(tmp_path / "c.demix.zarr", movie)
+    assert side_car["crop"] == [[6, 48], [0, 42]] and side_car["tp"] >= 4
+    # The same cells as whole-file neurofinder JSON: the same matches.
+    footprints = zarr.open_group(str(tmp_path / "m.truth.zarr"), mode="r")["footprints"][...]
+    regions = [{"coordinates": np.argwhere(f > 0.2 * f.max()).tolist()} for f in footprints]
+    (tmp_path / "regions.json").write_text(json.dumps(regions))
+    labels = evaluate(tmp_path / "c.demix.zarr", tmp_path / "regions.json")
+    assert labels["tp"] == side_car["tp"] and labels["n_true"] == side_car["n_true"]
+    # A region wholly outside the crop is left out and counted; one across its edge keeps its inside part.
+    whole = Regions(None, None, coordinates=[np.array([[1, 1], [2, 2]]), np.array([[5, 3], [6, 3], [7, 3]])])
+    cut, outside = crop_regions(whole, [[6, 40], [0, 34]], (34, 34))
+    assert outside == 1 and cut.n == 1 and cut.masks[:, 0].nonzero()[0].tolist() == [3, 34 + 3]

@@ -136,6 +136,41 @@ def _from_coordinates(coords: list, dims, source=None) -> Regions:
     return Regions(masks, (height, width))
 
 
+def crop_regions(regions: Regions, crop, dims, source=None) -> tuple[Regions, int]:
+    """``regions`` of a whole frame cut to ``crop`` (``[[y0, y1], [x0, x1]]``, a store's recorded ``--crop``) in a
+    field of ``dims``; with the number of regions that lie wholly outside it (left out).
+
+    Regions already drawn in a field of ``dims`` are taken as the crop's own and returned as they are.
+    Coordinate lists (neurofinder JSON) carry no field size: they are taken as the whole file's, which is what
+    labels that come with a movie are.
+    """
+    (y0, y1), (x0, x1) = crop
+    if regions.masks is None:
+        shifted = [np.asarray(c, np.int64).reshape(-1, 2) - (y0, x0) for c in regions.coordinates or []]
+        inside = [bool(((c[:, 0] >= 0) & (c[:, 0] < y1 - y0) & (c[:, 1] >= 0) & (c[:, 1] < x1 - x0)).any())
+                  for c in shifted]
+        kept = [c for c, ok in zip(shifted, inside, strict=True) if ok]
+        return _from_coordinates(kept, dims, source), len(shifted) - len(kept)
+    if regions.dims is not None and tuple(regions.dims) == tuple(dims):
+        return regions, 0
+    height, width = regions.dims
+    if height < y1 or width < x1:
+        raise InputError(f"{source or 'regions'}: regions in a {height}x{width} field of view cannot be those of "
+                         f"the file the store cropped to rows {y0}:{y1}, columns {x0}:{x1}")
+    rows, cols = np.mgrid[y0:y1, x0:x1]
+    pixels = (rows * width + cols).ravel()
+
+    def cut(m):
+        return None if m is None else m.tocsr()[pixels].tocsc()
+
+    masks = cut(regions.masks)
+    keep = np.flatnonzero(np.diff(masks.indptr) > 0)
+    weights = cut(regions.weights)
+    return (Regions(masks[:, keep], tuple(dims), None if weights is None else weights[:, keep],
+                    None if regions.traces is None else regions.traces[keep]),
+            int(masks.shape[1] - keep.size))
+
+
 def _suite2p_plane(path: Path) -> Path:
     """The folder holding ``stat.npy``: ``path`` itself, its ``plane0/``, or its ``suite2p/plane0/``."""
     if path.is_file():

@@ -482,7 +482,9 @@ START_RADIUS = None
 # guesses 7.3-7.8 px at the zoom (full image 8.25), and a pass at 7.6-7.85 px scores F1 0.512-0.514 there against
 # 0.545 (8.6 px: 0.549); the mean image's autocorrelation width is no soma scale (zoom / native 1.32, binned /
 # native 0.61, against 1.5 and 0.5; one-photon mean images untried).  Any guess made before the default pass costs
-# the native stores, where that pass is kept (session 12).
+# the native stores, where that pass is kept: seeds of the 2x2-pooled high-passed factors' image guess as well
+# (native: the same 5.40 px, zoom 8.20) for a third of the zoom's image, but add 0.15 CPU-s to every native demix
+# and find too few seeds binned 2x2 (1.2 px somata at that scale), so they were not adopted (session 12).
 GUESS_FROM_SEEDS = True
 
 

@@ -475,6 +475,16 @@ REFIT_PASSES = 2
 # 7 px without a refit against 0.557 at 8.1 px (binned 2x2: 0.541 / 0.546 / 0.559 / 0.540 at 2.6 / 3 / 3.55 /
 # 4.5 px), so a radius guessed before the first pass must be within a few per cent.  See docs/demix.md, session 8.
 START_RADIUS = None
+# The seeds' guess comes from the default pass's own correlation image: free where it does not fire (every native
+# store), a thrown-away high-pass and correlation image where it does (zoom 1.5x: 0.8 of a 7.2 CPU-s demix; binned
+# 2x2: 0.25 of 2.1, paired runs; a free exact guess would leave demix/compress at 0.53 and 0.51).  Cheaper guesses
+# were not as good: the image on every 2nd or 3rd frame, or on frames binned 2 or 4, picks other bright seeds and
+# guesses 7.3-7.8 px at the zoom (full image 8.25), and a pass at 7.6-7.85 px scores F1 0.512-0.514 there against
+# 0.545 (8.6 px: 0.549); the mean image's autocorrelation width is no soma scale (zoom / native 1.32, binned /
+# native 0.61, against 1.5 and 0.5; one-photon mean images untried).  Any guess made before the default pass costs
+# the native stores, where that pass is kept: seeds of the 2x2-pooled high-passed factors' image guess as well
+# (native: the same 5.40 px, zoom 8.20) for a third of the zoom's image, but add 0.15 CPU-s to every native demix
+# and find too few seeds binned 2x2 (1.2 px somata at that scale), so they were not adopted (session 12).
 GUESS_FROM_SEEDS = True
 
 

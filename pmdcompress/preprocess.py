@@ -56,6 +56,47 @@ def welch_band(segment: int) -> tuple[np.ndarray, float, int, int]:
 
 
 @jit
+def median_mad_of_sorted(buf):
+    """Median of the sorted 1-D ``buf`` and the median of its absolute deviations from it, each the mean of the two
+    middle values when the size is even (as numpy's): the same floats as ``np.median`` of each.
+
+    Sorted, the deviations in increasing order are those of the two halves walked outwards from the middle,
+    merged, so the second median needs no second sort.  Shared by demix's robust normalisation
+    (:func:`pmdcompress.demix.init._median_mad_kernel`) and the report's signal mask
+    (:func:`pmdcompress.report.kernels.median_mad`).
+    """
+    m = buf.size
+    h = m // 2
+    if m % 2 == 1:
+        med = buf[h]
+        count = 1  # rank 0 of the deviations: the middle value's own, 0
+        lo = h - 1
+        hi = h + 1
+    else:
+        med = 0.5 * (buf[h - 1] + buf[h])
+        count = 0
+        lo = h - 1
+        hi = h
+    cur = 0.0
+    prev = cur
+    # Merge the left half's deviations (growing as lo falls) with the right half's (growing as hi rises) up to
+    # rank h: cur holds rank count - 1, prev the one before.
+    while count <= h:
+        dl = med - buf[lo] if lo >= 0 else np.inf
+        dr = buf[hi] - med if hi < m else np.inf
+        prev = cur
+        if dl <= dr:
+            cur = dl
+            lo -= 1
+        else:
+            cur = dr
+            hi += 1
+        count += 1
+    mad = cur if m % 2 == 1 else 0.5 * (prev + cur)
+    return med, mad
+
+
+@jit
 def _windowed_kernel(block, window, out):
     # out[t, p] = block[t, p] * window[t]; block of any numeric dtype, (L, P).
     n_t, n_p = block.shape

@@ -206,3 +206,15 @@ def test_noise_lag_correlation_is_the_plain_formula_on_the_strided_differences(n
     got_y, got_x = noise_lag_correlation(frames, lags=4)
     np.testing.assert_allclose(got_y, want_y, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(got_x, want_x, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 8, 63, 64, 201])
+def test_median_mad_of_sorted_matches_numpys_two_medians(size):
+    """The shared kernel of demix's normalisation and the report's signal mask, against its plain-numpy twin."""
+    from pmdcompress.preprocess import median_mad_of_sorted
+
+    rng = np.random.default_rng(size)
+    for x in (rng.standard_normal(size), np.round(rng.standard_normal(size) * 2), rng.exponential(size=size)):
+        x = np.sort(x)  # ties (the rounded draw) and skew (the exponential) included
+        med, mad = median_mad_of_sorted(x)
+        assert med == np.median(x) and mad == np.median(np.abs(x - np.median(x)))

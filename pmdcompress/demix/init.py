@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from .._numba import jit
 from ..parallel import map_tasks
+from ..preprocess import median_mad_of_sorted
 from .factors import render_tile
 
 
@@ -36,35 +37,7 @@ def _median_mad_kernel(buf):
             buf[b + 1] = buf[b]
             b -= 1
         buf[b + 1] = v
-    h = m // 2
-    if m % 2 == 1:
-        med = buf[h]
-        cur = abs(buf[h] - med)  # rank 0 of the deviations
-        count = 1
-        lo = h - 1
-        hi = h + 1
-    else:
-        med = 0.5 * (buf[h - 1] + buf[h])
-        cur = 0.0
-        count = 0
-        lo = h - 1
-        hi = h
-    prev = cur
-    # Merge the left half's deviations (growing as lo falls) with the right half's (growing as hi rises) up to
-    # rank h: cur holds rank count - 1, prev the one before.
-    while count <= h:
-        dl = abs(buf[lo] - med) if lo >= 0 else np.inf
-        dr = abs(buf[hi] - med) if hi < m else np.inf
-        prev = cur
-        if dl <= dr:
-            cur = dl
-            lo -= 1
-        else:
-            cur = dr
-            hi += 1
-        count += 1
-    mad = cur if m % 2 == 1 else 0.5 * (prev + cur)
-    return med, mad
+    return median_mad_of_sorted(buf)
 
 
 @jit

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numba import jit
+from ..preprocess import median_mad_of_sorted
 
 #: Gaussian width (pixels) of the smoothing of per-pixel error estimates.
 SMOOTH_SIGMA = 2.0
@@ -209,11 +210,9 @@ _MEDIAN_BLOCK = 64
 @jit
 def _median_mad_sorted_kernel(xs, med, mad):
     # xs: (T, P) float64, each column sorted; med, mad: (P,) float64 out: per column, the median (the middle value,
-    # or the mean of the two middle ones, as numpy's) and the median of the absolute deviations from it.  Sorted,
-    # the deviations in increasing order are those of the two halves walked outwards from the middle, merged
-    # (pmdcompress.demix.init._median_mad_kernel).  Columns are gathered _MEDIAN_BLOCK at a time, row by row.
+    # or the mean of the two middle ones, as numpy's) and the median of the absolute deviations from it
+    # (pmdcompress.preprocess.median_mad_of_sorted).  Columns are gathered _MEDIAN_BLOCK at a time, row by row.
     n, n_p = xs.shape
-    h = n // 2
     cols = np.empty((_MEDIAN_BLOCK, n), np.float64)
     for p0 in range(0, n_p, _MEDIAN_BLOCK):
         width = min(_MEDIAN_BLOCK, n_p - p0)
@@ -221,35 +220,7 @@ def _median_mad_sorted_kernel(xs, med, mad):
             for j in range(width):
                 cols[j, t] = xs[t, p0 + j]
         for j in range(width):
-            buf = cols[j]
-            if n % 2 == 1:
-                m = buf[h]
-                cur = 0.0  # rank 0 of the deviations: the middle value's own
-                count = 1
-                lo = h - 1
-                hi = h + 1
-            else:
-                m = (buf[h - 1] + buf[h]) / 2.0
-                cur = 0.0
-                count = 0
-                lo = h - 1
-                hi = h
-            prev = cur
-            # merge the left half's deviations (growing as lo falls) with the right half's (growing as hi rises)
-            # up to rank h: cur holds rank count - 1, prev the one before
-            while count <= h:
-                dl = m - buf[lo] if lo >= 0 else np.inf
-                dr = buf[hi] - m if hi < n else np.inf
-                prev = cur
-                if dl <= dr:
-                    cur = dl
-                    lo -= 1
-                else:
-                    cur = dr
-                    hi += 1
-                count += 1
-            med[p0 + j] = m
-            mad[p0 + j] = cur if n % 2 == 1 else (prev + cur) / 2.0
+            med[p0 + j], mad[p0 + j] = median_mad_of_sorted(cols[j])
 
 
 def median_mad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

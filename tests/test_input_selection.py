@@ -82,6 +82,8 @@ def test_evaluate_cuts_whole_file_truth_to_the_stores_crop(tmp_path):
     (tmp_path / "regions.json").write_text(json.dumps(regions))
     labels = evaluate(tmp_path / "c.demix.zarr", tmp_path / "regions.json")
     assert labels["tp"] == side_car["tp"] and labels["n_true"] == side_car["n_true"]
+    said = CliRunner().invoke(main, ["evaluate", str(tmp_path / "c.demix.zarr"), "--truth", str(movie)])
+    assert said.exit_code == 0 and "(the store's crop, rows 6:48, columns 0:42; 0 outside it left out)" in said.output
     # A region wholly outside the crop is left out and counted; one across its edge keeps its inside part.
     whole = Regions(None, None, coordinates=[np.array([[1, 1], [2, 2]]), np.array([[5, 3], [6, 3], [7, 3]])])
     cut, outside = crop_regions(whole, [[6, 40], [0, 34]], (34, 34))

@@ -78,5 +78,8 @@ def evaluate_command(ctx, result, truth, iou, mode, max_distance, pairs):
     if not pairs:
         scores.pop("pairs", None)
     click.echo(json.dumps(scores, indent=2))
-    _say(ctx, f"pmd: {scores['tp']} of {scores['n_true']} cells found, {scores['fp']} false; "
+    (y0, y1), (x0, x1) = scores.get("crop") or ((None, None), (None, None))
+    cropped = (f" (the store's crop, rows {y0}:{y1}, columns {x0}:{x1}; {scores['n_true_outside_crop']} outside it"
+               " left out)" if "crop" in scores else "")
+    _say(ctx, f"pmd: {scores['tp']} of {scores['n_true']} cells found{cropped}, {scores['fp']} false; "
               f"F1 {scores['f1']:.3f}")

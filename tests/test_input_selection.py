@@ -73,7 +73,7 @@ def test_evaluate_cuts_whole_file_truth_to_the_stores_crop(tmp_path):
     movie = tmp_path / "m.tif"
     pmdcompress.simulate_movie(movie, n_frames=600, shape=(48, 48), n_neurons=10, seed=3)
     run("compress", movie, "-o", tmp_path / "c.pmd.zarr", "--crop", "6:48,0:42")
-    run("demix", tmp_path / "c.pmd.zarr", "-o", tmp_path / "c.demix.zarr")
+    run("demix", tmp_path / "c.pmd.zarr", "-o", tmp_path / "c.demix.zarr", "--fs", 30, "--export", "suite2p")
     side_car = evaluate(tmp_path / "c.demix.zarr", movie)
     assert side_car["crop"] == [[6, 48], [0, 42]] and side_car["tp"] >= 4
     # The same cells as whole-file neurofinder JSON: the same matches.
@@ -82,6 +82,8 @@ def test_evaluate_cuts_whole_file_truth_to_the_stores_crop(tmp_path):
     (tmp_path / "regions.json").write_text(json.dumps(regions))
     labels = evaluate(tmp_path / "c.demix.zarr", tmp_path / "regions.json")
     assert labels["tp"] == side_car["tp"] and labels["n_true"] == side_car["n_true"]
+    exported = evaluate(tmp_path / "c.demix.suite2p", movie)  # the export's ops record the crop
+    assert exported["crop"] == side_car["crop"] and exported["tp"] == side_car["tp"]
     said = CliRunner().invoke(main, ["evaluate", str(tmp_path / "c.demix.zarr"), "--truth", str(movie)])
     assert said.exit_code == 0 and "(the store's crop, rows 6:48, columns 0:42; 0 outside it left out)" in said.output
     # A region wholly outside the crop is left out and counted; one across its edge keeps its inside part.

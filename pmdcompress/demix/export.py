@@ -205,6 +205,11 @@ def write_suite2p(result, path, *, final_path=None) -> None:
         "save_path0": os.fspath(final_path if final_path is not None else path),
         "software": "pmdcompress " + str(result.metadata.get("software_version", "")),
     }
+    crop = ((result.metadata.get("input") or {}).get("movie") or {}).get("crop")
+    if crop:
+        # The store was made from a crop of its file (pmd compress --crop): ROIs are in the crop's pixels, and
+        # `pmd evaluate` cuts the file's labels to it.  suite2p ignores keys it does not know.
+        ops["pmd_input_crop"] = [[int(n) for n in pair] for pair in crop]
     np.save(os.path.join(plane, "ops.npy"), np.array(ops, dtype=object), allow_pickle=True)
 
 

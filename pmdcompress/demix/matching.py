@@ -181,6 +181,23 @@ def _suite2p_plane(path: Path) -> Path:
     raise InputError(f"{path}: a folder without stat.npy (expected a suite2p plane folder or its parent)")
 
 
+def suite2p_recorded_crop(path) -> list | None:
+    """The crop ``[[y0, y1], [x0, x1]]`` of the file behind a suite2p folder that pmd exported from a ``--crop``
+    store (``ops['pmd_input_crop']``), or None (no crop, not a suite2p folder, or another tool's)."""
+    path = Path(path)
+    if not (path.is_dir() or path.name == "stat.npy"):
+        return None
+    try:
+        plane = _suite2p_plane(path)
+    except InputError:
+        return None
+    if not (plane / "ops.npy").is_file():
+        return None
+    ops = load_npy(plane / "ops.npy")
+    crop = ops.get("pmd_input_crop") if isinstance(ops, dict) else None
+    return None if not crop else [[int(n) for n in pair] for pair in crop]
+
+
 def _from_suite2p(path: Path, dims) -> Regions:
     """suite2p ROIs: each ``stat`` entry's ``ypix``/``xpix`` (all its pixels), kept where ``iscell[:, 0]`` is 1.
 

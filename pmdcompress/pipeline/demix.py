@@ -270,10 +270,13 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     if not max_distance > 0:  # NaN fails too
         raise OptionError(f"{{max_distance}} {max_distance!r}: expected a positive distance in pixels", "max_distance")
     # matching needs scipy.optimize (a quarter of a second to import): only evaluations pay for it
-    from ..demix.matching import crop_regions, evaluate_regions, load_regions
+    from ..demix.matching import crop_regions, evaluate_regions, load_regions, suite2p_recorded_crop
 
     result = _as_result(demix_path)
-    crop = _recorded_crop(result)
+    if result is not None:
+        crop = _recorded_crop(result)
+    else:  # a suite2p folder pmd exported from a --crop store records the crop in its ops
+        crop = suite2p_recorded_crop(demix_path) if isinstance(demix_path, (str, Path)) else None
     pred = load_regions(result if result is not None else demix_path, threshold=threshold)
     if crop is not None:
         # The store was made from a crop of its file (--crop): the truth, drawn on the whole file, is cut to it.

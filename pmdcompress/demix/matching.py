@@ -34,6 +34,9 @@ class Regions:
     weights: sp.csc_matrix | None = None
     traces: np.ndarray | None = None
     coordinates: list | None = None  # neurofinder JSON before dims are known
+    # pmd's result (or its suite2p export) of a store made from a crop of its file: [[y0, y1], [x0, x1]] of the
+    # file, which a whole file's labels are cut to (crop_regions)
+    crop: list | None = None
 
     @property
     def n(self) -> int:
@@ -55,7 +58,8 @@ def load_regions(source, *, dims=None, threshold: float | None = None) -> Region
     """Regions from a result, a JSON/label/side-car/CaImAn file (see :func:`pmdcompress.demix.evaluate`)."""
     if isinstance(source, DemixResult):
         res = source
-        return Regions(res.masks(threshold), res.dims, res.footprints.tocsc(), res.raw_traces)
+        crop = ((res.metadata.get("input") or {}).get("movie") or {}).get("crop")
+        return Regions(res.masks(threshold), res.dims, res.footprints.tocsc(), res.raw_traces, crop=_as_crop(crop))
     if isinstance(source, Regions):
         return source
     path = Path(source)
@@ -181,20 +185,8 @@ def _suite2p_plane(path: Path) -> Path:
     raise InputError(f"{path}: a folder without stat.npy (expected a suite2p plane folder or its parent)")
 
 
-def suite2p_recorded_crop(path) -> list | None:
-    """The crop ``[[y0, y1], [x0, x1]]`` of the file behind a suite2p folder that pmd exported from a ``--crop``
-    store (``ops['pmd_input_crop']``), or None (no crop, not a suite2p folder, or another tool's)."""
-    path = Path(path)
-    if not (path.is_dir() or path.name == "stat.npy"):
-        return None
-    try:
-        plane = _suite2p_plane(path)
-    except InputError:
-        return None
-    if not (plane / "ops.npy").is_file():
-        return None
-    ops = load_npy(plane / "ops.npy")
-    crop = ops.get("pmd_input_crop") if isinstance(ops, dict) else None
+def _as_crop(crop) -> list | None:
+    """A recorded crop as ``[[y0, y1], [x0, x1]]`` of ints, or None."""
     return None if not crop else [[int(n) for n in pair] for pair in crop]
 
 
@@ -219,6 +211,7 @@ def _from_suite2p(path: Path, dims) -> Regions:
             raise InputError(f"{plane / 'iscell.npy'}: {iscell.shape[0]} rows for {len(coords)} ROIs in stat.npy")
         keep = (iscell.reshape(len(coords), -1)[:, 0] > 0.5) if len(coords) else np.zeros(0, bool)
         coords = [c for c, k in zip(coords, keep, strict=True) if k]
+    crop = None
     if (plane / "ops.npy").is_file():
         ops = load_npy(plane / "ops.npy")
         if isinstance(ops, dict) and "Ly" in ops and "Lx" in ops:
@@ -226,7 +219,11 @@ def _from_suite2p(path: Path, dims) -> Regions:
             if dims is not None and tuple(dims) != own:
                 raise InputError(f"image sizes differ: {plane} is {own}, the other side {tuple(dims)}")
             dims = own
-    return _from_coordinates(coords, dims, path)
+        if isinstance(ops, dict):  # pmd's export of a --crop store records the crop (suite2p ignores the key)
+            crop = _as_crop(ops.get("pmd_input_crop"))
+    regions = _from_coordinates(coords, dims, path)
+    regions.crop = crop
+    return regions
 
 
 def _from_nwb(path: Path, threshold, dims=None) -> Regions:

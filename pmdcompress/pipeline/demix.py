@@ -270,23 +270,17 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     if not max_distance > 0:  # NaN fails too
         raise OptionError(f"{{max_distance}} {max_distance!r}: expected a positive distance in pixels", "max_distance")
     # matching needs scipy.optimize (a quarter of a second to import): only evaluations pay for it
-    from ..demix.matching import crop_regions, evaluate_regions, load_regions, suite2p_recorded_crop
+    from ..demix.matching import crop_regions, evaluate_regions, load_regions
 
-    result = _as_result(demix_path)
-    if result is not None:
-        crop = _recorded_crop(result)
-    else:  # a suite2p folder pmd exported from a --crop store records the crop in its ops
-        crop = suite2p_recorded_crop(demix_path) if isinstance(demix_path, (str, Path)) else None
-    pred = load_regions(result if result is not None else demix_path, threshold=threshold)
+    pred = load_regions(demix_path, threshold=threshold)
+    crop = pred.crop  # a demix result (or its suite2p export) of a store made from a crop of its file (--crop)
     if crop is not None:
-        # The store was made from a crop of its file (--crop): the truth, drawn on the whole file, is cut to it.
-        true = load_regions(truth, threshold=truth_threshold)
-        true, outside = crop_regions(true, crop, pred.dims, truth)
+        # the truth, drawn on the whole file, is cut to the crop
+        true, outside = crop_regions(load_regions(truth, threshold=truth_threshold), crop, pred.dims, truth)
         if outside:
             log.info("%s: %d of its regions lie outside the store's crop (rows %d:%d, columns %d:%d) and are left "
                      "out", truth, outside, *crop[0], *crop[1])
     else:
-        outside = 0
         true = load_regions(truth, dims=pred.dims, threshold=truth_threshold)
     if pred.dims is None:
         pred = load_regions(demix_path, dims=true.dims, threshold=threshold)
@@ -295,33 +289,6 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     if crop is not None:
         scores.update(crop=[list(pair) for pair in crop], n_true_outside_crop=outside)
     return scores
-
-
-def _as_result(source):
-    """``source`` as a demix result when it is one (object or ``.demix.zarr`` folder), else None."""
-    from ..demix.result import ATTRS_KEY, DemixResult, read_result
-
-    if isinstance(source, DemixResult):
-        return source
-    if isinstance(source, (str, Path)) and Path(source, "zarr.json").is_file():
-        import json
-
-        try:
-            attrs = json.loads(Path(source, "zarr.json").read_text()).get("attributes", {})
-        except ValueError:
-            return None  # load_regions names the problem
-        if ATTRS_KEY in attrs:
-            return read_result(source)
-    return None
-
-
-def _recorded_crop(result):
-    """The crop ``[[y0, y1], [x0, x1]]`` of the file that the result's store was made from, or None."""
-    if result is None:
-        return None
-    movie = ((result.metadata.get("input") or {}).get("movie")) or {}
-    crop = movie.get("crop")
-    return None if not crop else [[int(n) for n in pair] for pair in crop]
 
 
 def _check_truth(pred, true, result_name, truth_name) -> None:

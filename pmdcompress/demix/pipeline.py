@@ -454,11 +454,16 @@ DEFAULT_CELL_RADIUS = 6.0
 # Robust SDs of the high-passed mean image (metrics.mean_contrast) above which an active footprint is a clear soma.
 BRIGHT_SOMA_CONTRAST = 5.0
 # ... and where the footprint matches the data at its own transients almost perfectly (``r_value``, CaImAn's
-# spatial consistency, at or above this) and stands out of the mean image's surround (``mean_contrast`` at least
-# CONSISTENT_SOMA_CONTRAST robust SDs), a transient of WEAK_SNR_FRACTION of ``min_snr`` is enough.
+# spatial consistency, at or above this), a transient of WEAK_SNR_FRACTION of ``min_snr`` is enough.  Session 13: no
+# mean-image contrast is asked of it (it was >= 1 robust SD): a soma with a dark nucleus (GCaMP is excluded from it)
+# has little contrast over its mask, and on dense simulated fields these were the firing somata the floor refused
+# (2p-real 128x128, three seeds at 600/3000 frames and 20000 frames: every refused component at r_value >= 0.9 lay on a
+# firing soma, mean contrast 0-1).  The r_value of a real footprint rises with the movie's length (the image at the
+# top 5 % frames averages more of them; firing somata's median 0.96 at 600 frames, 0.98 at 3000, 0.99 at 20000), so
+# this is where a longer movie finds more dim cells.  On neurofinder_dev's five stores no component under the floor
+# reaches it with the other tests passed.  See docs/demix.md, session 13.
 CONSISTENT_R_VALUE = 0.9
-CONSISTENT_SOMA_CONTRAST = 1.0
-WEAK_SNR_FRACTION = 0.7
+WEAK_SNR_FRACTION = 0.5
 # Refit when the first pass's footprints are more than a third off in radius (1.2 refitted the 'large'
 # simulated regime, estimate 7.9 px, but also the Inscopix clip, 7.4 px: 24 -> 18 components, unjudged).
 REFIT_RATIO = 1.33
@@ -1050,17 +1055,17 @@ def _clear_transients(met: dict, min_snr: float) -> np.ndarray:
 
     A peak of ``min_snr`` noise SDs; or, under that, a footprint that is also a clear soma of the mean image
     (``mean_contrast`` >= :data:`BRIGHT_SOMA_CONTRAST`); or one that matches the data at its own transients
-    almost perfectly (``r_value`` >= :data:`CONSISTENT_R_VALUE`) and stands out of its surround in the mean
-    image (>= :data:`CONSISTENT_SOMA_CONTRAST`) with a peak of :data:`WEAK_SNR_FRACTION` x ``min_snr``: two kinds
-    of evidence (CaImAn accepts on spatial consistency alone).  The simulated 2p-real movies lost 22 of 48
-    missed visible somata to the SNR floor at r_value 0.8-0.99 and mean contrast 0.5-3; on neurofinder_dev's
-    stores no component under the floor passes this (their weak ones are neuropil, fragments or dim pieces with
-    r_value mostly under 0.9 or no mean-image contrast).  At least a peak of 1 SD (or ``min_snr`` if lower).
+    almost perfectly (``r_value`` >= :data:`CONSISTENT_R_VALUE`) with a peak of :data:`WEAK_SNR_FRACTION` x
+    ``min_snr``: two kinds of evidence (CaImAn accepts on spatial consistency alone, at 0.85).  Session 8 asked the
+    consistent ones for mean-image contrast too (>= 1) and a peak of 0.7 x the floor; session 13 dropped the
+    contrast (dark-nucleus somata have none) and lowered the peak to half the floor: on dense simulated fields the
+    firing somata refused by the floor had r_value 0.9-0.99 at SNR 2.2-4.9, and every refused component at r_value
+    >= 0.9 was a firing soma; on neurofinder_dev's stores the components under the floor are neuropil, fragments or
+    dim pieces with r_value mostly under 0.9.  At least a peak of 1 SD (or ``min_snr`` if lower).
     """
     snr, contrast = met["snr"], met["mean_contrast"]
     strong = (snr >= min_snr) | (contrast >= BRIGHT_SOMA_CONTRAST)
-    strong |= ((snr >= WEAK_SNR_FRACTION * min_snr) & (met["r_value"] >= CONSISTENT_R_VALUE)
-               & (contrast >= CONSISTENT_SOMA_CONTRAST))
+    strong |= (snr >= WEAK_SNR_FRACTION * min_snr) & (met["r_value"] >= CONSISTENT_R_VALUE)
     return strong & (snr >= min(min_snr, 1.0))
 
 

@@ -7,9 +7,9 @@
 Each movie is ``pmd simulate --kind KIND --shape SHAPE --frames N --seed S`` (``2p-real``: calibrated to the rank per
 patch of real two-photon movies, 106 sources on 128 x 128 of which about 40 are simulated *dendrites*; also 20000
 frames for ``--long-seeds``; ``2p-dense``: a zebrafish-like dense field, 1000 frames at its 30 Hz), compressed once
-with this tree's ``pmd compress`` (the store is shared, so both trees demix the same factors), then demixed with the defaults (``--fs`` the kind's) by this tree and, with
-``--baseline``, by that tree (its ``bin/pmd`` in a fresh process).  Scored against the simulation's truth (IoU >= 0.3,
-Hungarian, masks as ``pmd evaluate`` draws them):
+with this tree's ``pmd compress`` (the store is shared, so both trees demix the same factors), then demixed with the
+defaults (``--fs`` the kind's) by this tree and, with ``--baseline``, by that tree (its ``bin/pmd`` in a fresh
+process). Scored against the simulation's truth (IoU >= 0.3, Hungarian, masks as ``pmd evaluate`` draws them):
 
 - ``all``: every simulated source, as ``pmd evaluate --truth X.truth.zarr`` prints it (dendrites count as cells);
 - ``somata``: the sources whose truth mask has elongation < 2 (``bench_demix.score_somata``): detections on a dendrite

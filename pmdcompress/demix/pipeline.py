@@ -453,15 +453,15 @@ def _ring_step(u, vb, fp: Footprints, c, opts: DemixOptions):
 DEFAULT_CELL_RADIUS = 6.0
 # Robust SDs of the high-passed mean image (metrics.mean_contrast) above which an active footprint is a clear soma.
 BRIGHT_SOMA_CONTRAST = 5.0
-# ... and where the footprint matches the data at its own transients almost perfectly (``r_value``, CaImAn's
-# spatial consistency, at or above this), a transient of WEAK_SNR_FRACTION of ``min_snr`` is enough.  Session 13: no
+# ... and where the footprint matches the data at its own transients almost perfectly (``r_value``, CaImAn's spatial
+# consistency, at or above this), a transient of WEAK_SNR_FRACTION of ``min_snr`` is enough.  Session 13: no
 # mean-image contrast is asked of it (it was >= 1 robust SD): a soma with a dark nucleus (GCaMP is excluded from it)
 # has little contrast over its mask, and on dense simulated fields these were the firing somata the floor refused
-# (2p-real 128x128, three seeds at 600/3000 frames and 20000 frames: every refused component at r_value >= 0.9 lay on a
-# firing soma, mean contrast 0-1).  The r_value of a real footprint rises with the movie's length (the image at the
-# top 5 % frames averages more of them; firing somata's median 0.96 at 600 frames, 0.98 at 3000, 0.99 at 20000), so
-# this is where a longer movie finds more dim cells.  On neurofinder_dev's five stores no component under the floor
-# reaches it with the other tests passed.  See docs/demix.md, session 13.
+# (2p-real 128x128, three seeds at 600/3000 frames and 20000 frames: every refused component at r_value >= 0.9 that
+# passed the shape tests lay on a firing soma, mean contrast 0-1).  The r_value of a real footprint rises with the
+# movie's length (the image at the top 5 % frames averages more of them; firing somata's median 0.96 at 600 frames,
+# 0.98 at 3000, 0.99 at 20000), so this is where a longer movie finds more dim cells.  On neurofinder_dev's five
+# stores no component under the floor reaches it with the other tests passed.  See docs/demix.md, session 13.
 CONSISTENT_R_VALUE = 0.9
 WEAK_SNR_FRACTION = 0.5
 # Refit when the first pass's footprints are more than a third off in radius (1.2 refitted the 'large'
@@ -1054,14 +1054,15 @@ def _clear_transients(met: dict, min_snr: float) -> np.ndarray:
     """Which components' transients are evidence enough for an active cell (before the shape and size tests).
 
     A peak of ``min_snr`` noise SDs; or, under that, a footprint that is also a clear soma of the mean image
-    (``mean_contrast`` >= :data:`BRIGHT_SOMA_CONTRAST`); or one that matches the data at its own transients
-    almost perfectly (``r_value`` >= :data:`CONSISTENT_R_VALUE`) with a peak of :data:`WEAK_SNR_FRACTION` x
-    ``min_snr``: two kinds of evidence (CaImAn accepts on spatial consistency alone, at 0.85).  Session 8 asked the
-    consistent ones for mean-image contrast too (>= 1) and a peak of 0.7 x the floor; session 13 dropped the
-    contrast (dark-nucleus somata have none) and lowered the peak to half the floor: on dense simulated fields the
-    firing somata refused by the floor had r_value 0.9-0.99 at SNR 2.2-4.9, and every refused component at r_value
-    >= 0.9 was a firing soma; on neurofinder_dev's stores the components under the floor are neuropil, fragments or
-    dim pieces with r_value mostly under 0.9.  At least a peak of 1 SD (or ``min_snr`` if lower).
+    (``mean_contrast`` >= :data:`BRIGHT_SOMA_CONTRAST`); or one that matches the data at its own transients almost
+    perfectly (``r_value`` >= :data:`CONSISTENT_R_VALUE`) with a peak of :data:`WEAK_SNR_FRACTION` x ``min_snr``:
+    two kinds of evidence (CaImAn accepts on spatial consistency alone, at 0.85). Session 8 asked the consistent
+    ones for mean-image contrast too (>= 1) and a peak of 0.7 x the floor; session 13 dropped the contrast
+    (dark-nucleus somata have none) and lowered the peak to half the floor: on dense simulated fields the firing
+    somata refused by the floor had r_value 0.9-0.99 at SNR 2.2-4.9, and every refused component at r_value >= 0.9
+    that passed the shape tests was a firing soma; on neurofinder_dev's stores the components under the floor are
+    neuropil, fragments or dim pieces with r_value mostly under 0.9. At least a peak of 1 SD (or ``min_snr`` if
+    lower).
     """
     snr, contrast = met["snr"], met["mean_contrast"]
     strong = (snr >= min_snr) | (contrast >= BRIGHT_SOMA_CONTRAST)

@@ -23,9 +23,10 @@ noise > 6, about a clear transient by eye), recall of the silent somata, and the
 
 With ``--kinds``, the dense simulated kinds calibrated to real movies (``2p-real`` 256x256x1000 seeds 1 and 2,
 256x256x3000 seed 3, ``2p-dense`` and ``2p-real-bright`` 192x192x1000 seed 1; default store, default demix) are
-scored on their **somata only**: the simulated dendrite sources (truth masks with elongation >= 2) are left out
-of the truth, and so are the detections on them (IoU >= 0.3); results under ``kinds``, with the precision over
-every detection beside it (``precision_all_detections``: one on a dendrite counts false).
+scored on their **somata only**: the simulated dendrite sources (the truth's ``source_kind``; truth masks with
+elongation >= 2 in a version-1 truth, which does not record it) are left out of the truth, and so are the
+detections on them (IoU >= 0.3); results under ``kinds``, with the precision over every detection beside it
+(``precision_all_detections``: one on a dendrite counts false).
 """
 
 from __future__ import annotations
@@ -205,21 +206,23 @@ KINDS = (("2p-real", (256, 256), 1000, 1), ("2p-real", (256, 256), 1000, 2), ("2
 
 
 def score_somata(result, movie) -> dict:
-    """F1, precision, recall against the simulated somata (truth masks with elongation < 2), detections on the
-    dendrite sources left out."""
+    """F1, precision, recall against the simulated somata (as the truth records them; truth masks with elongation
+    < 2 in a version-1 truth), detections on the dendrite sources left out."""
     import numpy as np
 
     from pmdcompress.demix.matching import evaluate_regions, iou_matrix, load_regions
     from pmdcompress.demix.metrics import _shape
+    from pmdcompress.formats.truth import SOMA
 
     pred, true = load_regions(result), load_regions(movie)
     masks = true.masks.tocsc()
     height, width = true.dims
-    soma = np.zeros(true.n, bool)
+    compact = np.zeros(true.n, bool)
     for j in range(true.n):
         inside = np.zeros(height * width, bool)
         inside[masks.indices[masks.indptr[j] : masks.indptr[j + 1]]] = True
-        soma[j] = _shape(inside.reshape(1, height, width))[2][0] < 2.0
+        compact[j] = _shape(inside.reshape(1, height, width))[2][0] < 2.0
+    soma = compact if true.kinds is None else true.kinds == SOMA
     iou = iou_matrix(pred.masks, true.masks)
     on_dendrite = iou[:, ~soma].max(axis=1) >= 0.3 if (~soma).any() else np.zeros(pred.n, bool)
     keep = np.flatnonzero(~on_dendrite)
@@ -227,6 +230,7 @@ def score_somata(result, movie) -> dict:
                          type(true)(masks[:, np.flatnonzero(soma)], true.dims))
     out = {k: s[k] for k in ("f1", "precision", "recall", "mean_iou", "n_pred", "n_true")}
     out["n_on_dendrites"] = int(on_dendrite.sum())
+    out["n_kind_not_shape"] = int((soma != compact).sum())  # recorded kinds that the elongation guess gets wrong
     # A detection on a dendrite is no cell to a user either: the precision over every detection counts it false.
     out["precision_all_detections"] = s["tp"] / pred.n if pred.n else 0.0
     out["n_detections"] = int(pred.n)

@@ -12,7 +12,8 @@ defaults (``--fs`` the kind's) by this tree and, with ``--baseline``, by that tr
 process). Scored against the simulation's truth (IoU >= 0.3, Hungarian, masks as ``pmd evaluate`` draws them):
 
 - ``all``: every simulated source, as ``pmd evaluate --truth X.truth.zarr`` prints it (dendrites count as cells);
-- ``somata``: the sources whose truth mask has elongation < 2 (``bench_demix.score_somata``): detections on a dendrite
+- ``somata``: the sources the truth records as somata (``source_kind``; a version-1 truth: those whose truth mask
+  has elongation < 2, ``bench_demix.score_somata``): detections on a dendrite
   left out, precision over the rest;
 - ``firing``: recall of the somata with at least one true spike (``spikes`` of the truth), of the *visibly* firing
   ones (``bench_demix.visibility`` > 6: peak transient times the footprint's norm over the photon noise, a clear
@@ -65,16 +66,21 @@ def movie(kind: str, shape: str, frames: int, seed: int) -> Path:
 
 
 def truth_classes(stem: Path) -> dict:
-    """Per source: soma (truth mask elongation < 2) and firing (at least one true spike)."""
+    """Per source: soma (as the truth records it; truth mask elongation < 2 in a version-1 truth) and firing (at least
+    one true spike)."""
     import zarr
 
     from pmdcompress.demix.metrics import _shape
+    from pmdcompress.formats.truth import SOMA
 
     g = zarr.open_group(f"{stem}.truth.zarr", mode="r")
     a = np.asarray(g["footprints"])
     n = a.shape[0]
     inside = a > 0.2 * a.reshape(n, -1).max(axis=1)[:, None, None]
-    soma = np.array([_shape(inside[j][None])[2][0] < 2.0 for j in range(n)])
+    compact = np.array([_shape(inside[j][None])[2][0] < 2.0 for j in range(n)])
+    soma = np.asarray(g["source_kind"]) == SOMA if "source_kind" in g else compact
+    if (soma != compact).any():
+        print(f"{stem}: {(soma != compact).sum()} of {n} recorded kinds differ from the elongation guess")
     firing = np.asarray(g["spikes"]).sum(axis=1) > 0
     sys.path.insert(0, str(HERE))
     from bench_demix import VISIBLE, visibility

@@ -169,11 +169,12 @@ def test_truth_round_trip(tmp_path):
              [("footprints", (2, 4, 5)), ("traces", (2, 6)), ("background", (4, 5)),
               ("neuropil_spatial", (1, 4, 5)), ("neuropil_traces", (1, 6))]}
     small["spikes"] = rng.integers(0, 3, (2, 6)).astype(np.uint8)
+    small["source_kind"] = np.array([0, 1], np.uint8)
     group, clean = create_truth(tmp_path / "t.truth.zarr", small, 6, 4, 5, time_chunk=4)
     clean[...] = rng.random((6, 4, 5), np.float32)
     finish_truth(group, {**header(TRUTH), "gain": 2.0, "offset": 100.0, "read_noise": 1.0})
     back = read_truth(tmp_path / "t.truth.zarr")
-    assert back.attrs["version"] == "pmd-simulate/1" and back.gain == 2.0
+    assert back.attrs["version"] == "pmd-simulate/2" and back.gain == 2.0
     for name, data in small.items():
         np.testing.assert_array_equal(getattr(back, name), data)
 

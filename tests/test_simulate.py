@@ -57,7 +57,7 @@ def test_outputs_shapes_dtypes_and_attributes(small):
     assert truth.neuropil_spatial.shape == (k, 64, 64)
     assert truth.neuropil_traces.shape == (k, 300)
     attrs = truth.attrs
-    assert attrs["version"] == sim.FORMAT_VERSION == "pmd-simulate/1"
+    assert attrs["version"] == sim.FORMAT_VERSION == "pmd-simulate/2"
     assert (attrs["n_frames"], attrs["shape"], attrs["n_neurons"]) == (300, [64, 64], 10)
     assert (attrs["seed"], attrs["kind"], attrs["photons"], attrs["fs"]) == (3, "2p", 1.0, 30.0)
     assert (truth.gain, truth.offset, truth.read_noise) == (20.0, 100.0, 4.0)

@@ -75,11 +75,20 @@ def evaluate_command(ctx, result, truth, iou, mode, max_distance, pairs):
     from ..pipeline.demix import evaluate
 
     scores = evaluate(result, truth, iou=iou, mode=mode, max_distance=max_distance)
+    somata = scores.get("somata")
     if not pairs:
-        scores.pop("pairs", None)
+        for part in (scores, somata or {}):
+            part.pop("pairs", None)
     click.echo(json.dumps(scores, indent=2))
-    (y0, y1), (x0, x1) = scores.get("crop") or ((None, None), (None, None))
-    cropped = (f" (the store's crop, rows {y0}:{y1}, columns {x0}:{x1}; {scores['n_true_outside_crop']} outside it"
-               " left out)" if "crop" in scores else "")
-    _say(ctx, f"pmd: {scores['tp']} of {scores['n_true']} cells found{cropped}, {scores['fp']} false; "
-              f"F1 {scores['f1']:.3f}")
+    notes = []
+    if "crop" in scores:
+        (y0, y1), (x0, x1) = scores["crop"]
+        notes.append(f"the store's crop, rows {y0}:{y1}, columns {x0}:{x1}; {scores['n_true_outside_crop']} outside "
+                     "it left out")
+    if scores.get("n_true_dendrites"):  # a simulated truth with dendrite segments: somata scored alone too
+        notes.append(f"{somata['tp']} of {somata['n_true']} somata; {scores['n_true_dendrites']} dendrite segments "
+                     "not scored as somata")
+    what = "sources" if scores.get("n_true_dendrites") else "cells"
+    _say(ctx, f"pmd: {scores['tp']} of {scores['n_true']} {what} found" + (f" ({'; '.join(notes)})" if notes else "")
+         + f", {scores['fp']} false; F1 {scores['f1']:.3f}"
+         + (f", somata {somata['f1']:.3f}" if scores.get("n_true_dendrites") else ""))

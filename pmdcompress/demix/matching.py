@@ -7,6 +7,9 @@ Regions are read from a demix result, neurofinder-style JSON, a label image, a
 matched one to one by the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``)
 on ``1 - IoU`` (pairs below the IoU threshold are never matched) or on centroid
 distance (:func:`evaluate_regions`).  F1 = 2 TP / (2 TP + FP + FN).
+
+A ``pmd simulate`` side-car of version 2 says which sources are dendrite or axon
+segments (``source_kind``); :func:`score_somata` scores against its somata alone.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError, MissingDependencyError
-from ..formats.truth import read_truth
+from ..formats.truth import SOMA, read_truth
 from ..io.safe_pickle import load_npy
 from .result import ATTRS_KEY, DemixResult, fill_mask_holes, read_result, threshold_columns
 
@@ -37,10 +40,21 @@ class Regions:
     # pmd's result (or its suite2p export) of a store made from a crop of its file: [[y0, y1], [x0, x1]] of the
     # file, which a whole file's labels are cut to (crop_regions)
     crop: list | None = None
+    # what each region is, where the source says (a simulated truth of version 2): formats.truth.SOMA or DENDRITE
+    kinds: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return self.masks.shape[1] if self.masks is not None else len(self.coordinates or [])
+
+    def take(self, keep: np.ndarray) -> Regions:
+        """The regions ``keep`` (indices), in that order; the field of view and crop stay."""
+        def cut(a):
+            return None if a is None else a[:, keep]
+
+        return Regions(cut(self.masks), self.dims, cut(self.weights),
+                       None if self.traces is None else self.traces[keep], crop=self.crop,
+                       kinds=None if self.kinds is None else self.kinds[keep])
 
 
 def _threshold_columns(a, thr: float) -> sp.csc_matrix:
@@ -99,7 +113,8 @@ def load_regions(source, *, dims=None, threshold: float | None = None) -> Region
 def _from_truth(path: Path, threshold) -> Regions:
     truth = read_truth(path)  # the side-car's format reader, not the simulator
     masks, weights = _from_dense(truth.footprints, 0.2 if threshold is None else threshold)
-    return Regions(masks, tuple(truth.footprints.shape[1:]), weights, np.asarray(truth.traces))
+    return Regions(masks, tuple(truth.footprints.shape[1:]), weights, np.asarray(truth.traces),
+                   kinds=truth.source_kind)
 
 
 def _from_json(path: Path, dims) -> Regions:
@@ -169,10 +184,8 @@ def crop_regions(regions: Regions, crop, dims, source=None) -> tuple[Regions, in
 
     masks = cut(regions.masks)
     keep = np.flatnonzero(np.diff(masks.indptr) > 0)
-    weights = cut(regions.weights)
-    return (Regions(masks[:, keep], tuple(dims), None if weights is None else weights[:, keep],
-                    None if regions.traces is None else regions.traces[keep]),
-            int(masks.shape[1] - keep.size))
+    whole = Regions(masks, tuple(dims), cut(regions.weights), regions.traces, kinds=regions.kinds)
+    return whole.take(keep), int(masks.shape[1] - keep.size)
 
 
 def _suite2p_plane(path: Path) -> Path:
@@ -418,6 +431,23 @@ def match(pred: sp.csc_matrix, true: sp.csc_matrix, dims, *, iou=0.3, mode="iou"
     r, c = linear_sum_assignment(cost)
     ok = allowed[r, c]
     return r[ok], c[ok], ious
+
+
+def score_somata(pred: Regions, true: Regions, **match_options) -> dict:
+    """``{"n_true_dendrites": n, "somata": scores}`` where ``true`` says what its regions are, else ``{}``.
+
+    ``scores`` are :func:`evaluate_regions`'s against the somata of ``true`` alone (its pairs name the regions of
+    ``true`` by their own numbers): every region of ``pred`` still counts, so one on a dendrite is a false positive.
+    """
+    if true.kinds is None:
+        return {}
+    somata = np.flatnonzero(true.kinds == SOMA)
+    scores = evaluate_regions(pred, true.take(somata), **match_options)
+    for key in ("mode", "iou_threshold", "max_distance"):  # the settings are the whole evaluation's
+        scores.pop(key)
+    for pair in scores["pairs"]:
+        pair["true"] = int(somata[pair["true"]])
+    return {"n_true_dendrites": int(true.n - somata.size), "somata": scores}
 
 
 def evaluate_regions(pred: Regions, true: Regions, *, iou=0.3, mode="iou", max_distance=5.0) -> dict:

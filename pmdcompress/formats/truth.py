@@ -1,13 +1,19 @@
-"""The ground truth of a simulated movie (``<stem>.truth.zarr``, ``"pmd-simulate/1"``).
+"""The ground truth of a simulated movie (``<stem>.truth.zarr``, ``"pmd-simulate/2"``).
 
 A Zarr v3 group beside the movie.  Arrays: ``clean`` (T, Y, X) float32, the
 expected movie in ADU (time-chunked, Blosc zstd level 1); ``footprints`` (N, Y, X);
 ``traces`` (N, T); ``spikes`` (N, T) uint8; ``background`` (Y, X);
 ``neuropil_spatial`` (K, Y, X); ``neuropil_traces`` (K, T); ``neuron_baseline``,
 ``centers``, ``radii``, ``spike_rate_hz``, ``tau_decay_s``, ``dff_per_spike``
-(per neuron).  Attributes (the group's own, written last): ``version``
-(``"pmd-simulate/1"``), the simulation's parameters, camera constants (``gain``,
-``offset``, ``read_noise``), ``regime``, ``units``, ``mean_photons``, ``scale``.
+(per source); ``source_kind`` (N,) uint8, what each source is: 0 a soma
+(:data:`SOMA`), 1 a thin dendrite or axon segment (:data:`DENDRITE`).  Attributes
+(the group's own, written last): ``version`` (``"pmd-simulate/2"``), the
+simulation's parameters, camera constants (``gain``, ``offset``, ``read_noise``),
+``regime``, ``units``, ``mean_photons``, ``scale``.
+
+Version 1 (``"pmd-simulate/1"``) is the same without ``source_kind``: it does
+not say which sources are dendrites, and every source reads as a cell
+(:attr:`Truth.source_kind` is None).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from ..errors import StoreFormatError
 from ._version import FormatId, header, read_version
 from .store import read_array
 
-TRUTH = FormatId("pmd-simulate", 1, (1,), "simulated truth", style="tag")
+TRUTH = FormatId("pmd-simulate", 2, (1, 2), "simulated truth", style="tag")
+
+SOMA, DENDRITE = 0, 1  #: values of ``source_kind``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +58,9 @@ class Truth:
         Temporal modes of the neuropil, unitless (mean about 1).
     attrs : dict
         Parameters and camera constants (``gain``, ``offset``, ``read_noise``, ...).
+    source_kind : ndarray, shape (N,), uint8, or None
+        What each source is: :data:`SOMA` (0) or :data:`DENDRITE` (1, a thin dendrite or axon segment);
+        None for a version-1 group, which does not say (every source is then taken as a cell).
     """
 
     path: Path
@@ -61,6 +72,7 @@ class Truth:
     neuropil_spatial: np.ndarray
     neuropil_traces: np.ndarray
     attrs: dict
+    source_kind: np.ndarray | None = None
 
     @property
     def format_version(self) -> int:
@@ -92,7 +104,7 @@ class Truth:
 
 
 def truth_header() -> dict:
-    """The identifying attribute of a truth group (``{"version": "pmd-simulate/1"}``)."""
+    """The identifying attribute of a truth group (``{"version": "pmd-simulate/2"}``)."""
     return header(TRUTH)
 
 
@@ -127,22 +139,30 @@ def read_truth(path) -> Truth:
     except Exception as exc:  # zarr raises several types for a non-group
         raise StoreFormatError(f"{path}: not a zarr group ({exc})") from exc
     attrs = dict(group.attrs)
-    read_version(attrs, TRUTH, str(path))
+    version = read_version(attrs, TRUTH, str(path))
 
     def get(name):
         return read_array(group[name], ..., str(path), name, "simulated truth")
 
     try:
+        source_kind = get("source_kind") if version >= 2 else None
+        footprints = get("footprints")
+        if source_kind is not None and (source_kind.shape != footprints.shape[:1]
+                                        or not np.isin(source_kind, (SOMA, DENDRITE)).all()):
+            raise StoreFormatError(f"{path}: source_kind of shape {source_kind.shape} with values "
+                                   f"{sorted(set(np.unique(source_kind).tolist()))} for {footprints.shape[0]} sources "
+                                   f"(expected one {SOMA} or {DENDRITE} per source)")
         return Truth(
             path=path,
             clean=group["clean"],
-            footprints=get("footprints"),
+            footprints=footprints,
             traces=get("traces"),
             spikes=get("spikes"),
             background=get("background"),
             neuropil_spatial=get("neuropil_spatial"),
             neuropil_traces=get("neuropil_traces"),
             attrs=attrs,
+            source_kind=source_kind,
         )
     except KeyError as exc:
         raise StoreFormatError(f"{path}: missing array {exc}") from exc

@@ -261,7 +261,10 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     dict
         ``n_true``, ``n_pred``, ``tp``, ``fp``, ``fn``, ``precision``, ``recall``, ``f1``,
         ``mean_iou``, and when both sides have them ``median_trace_corr`` and
-        ``median_footprint_cosine``; ``pairs`` lists ``[pred, true, iou, ...]``.
+        ``median_footprint_cosine``; ``pairs`` lists ``[pred, true, iou, ...]``.  A simulated
+        truth that says which sources are dendrite segments (version 2) adds ``n_true_dendrites``
+        and ``somata``: the same scores against its somata alone, every prediction counted
+        (one on a dendrite is false there).
     """
     if mode not in ("iou", "centroid"):
         raise OptionError(f"{{mode}} {mode!r}: expected 'iou' or 'centroid'", "mode")
@@ -270,7 +273,7 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
     if not max_distance > 0:  # NaN fails too
         raise OptionError(f"{{max_distance}} {max_distance!r}: expected a positive distance in pixels", "max_distance")
     # matching needs scipy.optimize (a quarter of a second to import): only evaluations pay for it
-    from ..demix.matching import crop_regions, evaluate_regions, load_regions
+    from ..demix.matching import crop_regions, evaluate_regions, load_regions, score_somata
 
     pred = load_regions(demix_path, threshold=threshold)
     crop = pred.crop  # a demix result (or its suite2p export) of a store made from a crop of its file (--crop)
@@ -286,6 +289,7 @@ def evaluate(demix_path, truth, *, iou: float = 0.3, mode: str = "iou", max_dist
         pred = load_regions(demix_path, dims=true.dims, threshold=threshold)
     _check_truth(pred, true, demix_path, truth)
     scores = evaluate_regions(pred, true, iou=iou, mode=mode, max_distance=max_distance)
+    scores.update(score_somata(pred, true, iou=iou, mode=mode, max_distance=max_distance))
     if crop is not None:
         scores.update(crop=[list(pair) for pair in crop], n_true_outside_crop=outside)
     return scores

@@ -37,12 +37,12 @@ import zarr
 from scipy import ndimage, signal, sparse
 
 from ..errors import OptionError
-from ..formats.truth import Truth, create_truth, finish_truth, read_truth, truth_header
+from ..formats.truth import DENDRITE, Truth, create_truth, finish_truth, read_truth, truth_header
 from ..io.atomic import atomic_outputs, check_output_path
 
 __all__ = ["FORMAT_VERSION", "KINDS", "Truth", "load_truth", "simulate_movie", "truth_path"]
 
-FORMAT_VERSION = truth_header()["version"]  # "pmd-simulate/1"
+FORMAT_VERSION = truth_header()["version"]  # "pmd-simulate/2"
 
 # Camera defaults: those of the synthetic movie in compression_denoising.md section 1,
 # so that its codec and noise measurements apply to movies made here.
@@ -197,6 +197,7 @@ class _Model:
     neuropil_traces: np.ndarray  # (K, T) float32, mean about 1
     n_overlapping: int
     scale: float  # relative units -> photons
+    source_kind: np.ndarray  # (N,) uint8: formats.truth.SOMA or DENDRITE
 
 
 def truth_path(movie_path: str | os.PathLike) -> Path:
@@ -634,6 +635,7 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
     # Each footprint is drawn on the whole frame (as always: the same floats), then kept sparse, so that
     # thousands of sources at 512 x 512 take megabytes, not gigabytes; its sum is taken on the dense frame.
     rows, sums = [], np.zeros(n_neurons)
+    source_kind = np.zeros(n_neurons, np.uint8)  # SOMA unless redrawn as a dendrite below
     for i in range(n_neurons):
         dense = _soma(rng, regime, centers[i], radii[i], thetas[i], shape)
         rows.append(sparse.csr_matrix(dense.reshape(1, pixels)))
@@ -645,6 +647,7 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
             dense = _dendrite(extra, regime, centers[i], shape)
             rows[i] = sparse.csr_matrix(dense.reshape(1, pixels))
             sums[i] = dense.sum()
+            source_kind[i] = DENDRITE
     footprints = sparse.vstack(rows, format="csr") if n_neurons else sparse.csr_matrix((0, pixels))
     if n_neurons:
         cover = np.bincount(footprints.indices, minlength=pixels)
@@ -728,6 +731,7 @@ def _build_model(rng, regime: _Regime, n_frames, shape, n_neurons, photons, fs) 
         neuropil_traces=neuropil_traces.astype(f32),
         n_overlapping=n_overlapping,
         scale=float(scale),
+        source_kind=source_kind,
     )
 
 
@@ -855,6 +859,7 @@ def _write_truth(path: Path, model: _Model, n_frames: int, ny: int, nx: int, tim
         "spike_rate_hz": model.spike_rate_hz,
         "tau_decay_s": model.tau_decay_s,
         "dff_per_spike": model.dff_per_spike,
+        "source_kind": model.source_kind,
     }
     group, clean = create_truth(path, small, n_frames, ny, nx, time_chunk)
     per_chunk = max(1, (16 << 20) // (4 * pixels))

@@ -49,14 +49,14 @@ def test_source_kind_is_the_simulators_draw_and_dendrites_are_elongated(tmp_path
 
     dendrite = sim_movie._dendrite
     monkeypatch.setattr(sim_movie, "_dendrite", record)
-    simulate_movie(tmp_path / "m.tif", n_frames=20, shape=(64, 64), kind=kind, seed=2)
+    info = simulate_movie(tmp_path / "m.tif", n_frames=20, shape=(64, 64), kind=kind, seed=2)
     truth = read_truth(tmp_path / "m.truth.zarr")
     assert truth.format_version == 2 and truth.attrs["version"] == "pmd-simulate/2"
     kinds = truth.source_kind
     assert kinds.dtype == np.uint8 and kinds.shape == (truth.footprints.shape[0],)
     centers = np.asarray(zarr.open_group(str(truth.path), mode="r")["centers"])
     recorded = {i for i, c in enumerate(map(tuple, centers)) if c in set(drawn)}
-    assert len(drawn) == len(recorded) > 0
+    assert len(drawn) == len(recorded) == info["n_dendrites"] > 0
     assert set(np.flatnonzero(kinds == DENDRITE)) == recorded and set(np.unique(kinds)) <= {SOMA, DENDRITE}
     assert (kinds == SOMA).any()  # both kinds draw somata too (15 % of dendritic's sources)
     masks = truth.footprints > 0.2

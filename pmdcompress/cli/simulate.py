@@ -48,7 +48,9 @@ def simulate(ctx, output, n_frames, shape, n_neurons, photons, kind, fs, seed, o
     info = simulate_movie(output, n_frames=n_frames, shape=hw, n_neurons=n_neurons, photons=photons, kind=kind,
                           fs=fs, seed=seed, overwrite=overwrite, truth=not no_truth)
     what = "" if no_truth else " and its ground truth"
-    _say(ctx, f"pmd: wrote {output} ({n_frames}x{hw[0]}x{hw[1]}, {info['attrs']['n_neurons']} sources){what}")
+    dendrites = f", {info['n_dendrites']} of them dendrite segments" if info["n_dendrites"] else ""
+    _say(ctx, f"pmd: wrote {output} ({n_frames}x{hw[0]}x{hw[1]}, {info['attrs']['n_neurons']} sources{dendrites})"
+              f"{what}")
 
 
 @click.command("demo")

@@ -291,7 +291,8 @@ def simulate_movie(
     -------
     dict
         ``movie`` and ``truth`` paths, ``shape``, ``mean_photons`` (realised mean of
-        the expected rate), ``n_overlapping`` and the attributes written.
+        the expected rate), ``n_overlapping``, ``n_dendrites`` (sources drawn as dendrite or axon
+        segments, ``source_kind`` 1 in the truth) and the attributes written.
 
     Raises
     ------
@@ -410,6 +411,7 @@ def simulate_movie(
         "shape": (n_frames, *shape),
         "mean_photons": stats["mean_photons"],
         "n_overlapping": model.n_overlapping,
+        "n_dendrites": int(np.count_nonzero(model.source_kind == DENDRITE)),
         "attrs": attrs,
     }
 

@@ -140,6 +140,20 @@ def test_version_1_side_car_evaluates_as_before(real, tmp_path):
     assert "somata" not in scores and "n_true_dendrites" not in scores and scores["n_true"] == 3
 
 
+def test_version_2_fixture_reads_with_the_version_1_arrays_and_no_dendrites():
+    """``tests/fixtures/v2/sim.truth.zarr``: the version-1 fixture's movie simulated again by session 13's code."""
+    fixtures = Path(__file__).parent / "fixtures"
+    old, new = read_truth(fixtures / "v1" / "sim.truth.zarr"), read_truth(fixtures / "v2" / "sim.truth.zarr")
+    assert (old.format_version, new.format_version) == (1, 2)
+    np.testing.assert_array_equal(new.source_kind, np.zeros(3, np.uint8))
+    for name in ("footprints", "traces", "spikes", "neuropil_spatial", "neuropil_traces"):
+        np.testing.assert_array_equal(getattr(new, name), getattr(old, name))
+    scores = dm.evaluate(fixtures / "v1" / "sim.demix.zarr", fixtures / "v2" / "sim.truth.zarr")
+    assert scores["n_true_dendrites"] == 0  # no dendrites: the somata are every source
+    assert scores["somata"] == {k: v for k, v in scores.items()
+                                if k not in ("mode", "iou_threshold", "max_distance", "somata", "n_true_dendrites")}
+
+
 def _group():
     @click.group(cls=PMDGroup)
     def pmd():
@@ -173,10 +187,12 @@ def test_cli_line_says_sources_somata_and_dendrites(real, tmp_path):
     assert "pairs" not in scores and "pairs" not in s
     r = CliRunner().invoke(_group(), ["evaluate", str(labels), "--truth", str(real), "--pairs"])
     assert r.exit_code == 0 and json.loads(r.stdout)["somata"]["pairs"]
-    # a truth with no dendrites (version 1 here) keeps today's line
-    old = _as_version_1(real, tmp_path / "old.truth.zarr")
-    r = CliRunner().invoke(_group(), ["evaluate", str(labels), "--truth", str(old)])
-    assert r.exit_code == 0 and re.fullmatch(r"pmd: \d+ of \d+ cells found, \d+ false; F1 [0-9.]+\n", r.stderr)
+    # a truth with no dendrites, or that does not say (version 1), keeps today's line
+    fixtures = Path(__file__).parent / "fixtures"
+    for result, truth in [(labels, _as_version_1(real, tmp_path / "old.truth.zarr")),
+                          (fixtures / "v1" / "sim.demix.zarr", fixtures / "v2" / "sim.truth.zarr")]:
+        r = CliRunner().invoke(_group(), ["evaluate", str(result), "--truth", str(truth)])
+        assert r.exit_code == 0 and re.fullmatch(r"pmd: \d+ of \d+ cells found, \d+ false; F1 [0-9.]+\n", r.stderr)
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -124,6 +124,20 @@ def test_somata_block_is_the_evaluation_against_the_somata_cut_by_hand(real, tmp
     assert all(kinds[p["true"]] == SOMA for p in block["pairs"])
 
 
+def test_a_crop_keeps_each_sources_kind(real):
+    """The truth of a whole file cut to a store's crop (``pmd compress --crop``) keeps what each kept source is."""
+    from pmdcompress.demix.matching import crop_regions
+
+    whole = load_regions(real)
+    cut, outside = crop_regions(whole, [[10, 58], [20, 68]], (48, 48))
+    inside = np.zeros(whole.dims, bool)
+    inside[10:58, 20:68] = True
+    kept = [j for j in range(whole.n) if inside.ravel()[whole.masks[:, j].nonzero()[0]].any()]
+    assert cut.n == len(kept) == whole.n - outside and 0 < outside
+    np.testing.assert_array_equal(cut.kinds, whole.kinds[kept])
+    assert (cut.kinds == DENDRITE).any() and (cut.kinds == SOMA).any()
+
+
 def test_version_1_side_car_evaluates_as_before(real, tmp_path):
     """A version-1 truth (no source_kind) reads with every source a cell; its scores are the version-2 ones
     without the somata block; the shipped version-1 fixture scores with no block."""

@@ -50,15 +50,18 @@ def split_scratch(beside=None):
     """A fresh scratch folder for the split's movies, removed on leaving (an error or an interrupt included).
 
     Beside ``beside`` (the report's output: hidden, named by this process and ending in ``.scratch.partial``,
-    as the compression's scratch, so that ``pmd batch`` cleans a killed run's leftovers); without it, in the
-    system's temporary folder.
+    as the compression's scratch, so that ``pmd batch`` cleans a killed run's leftovers); without it, or where
+    that folder cannot be made (the report's own output then says why), in the system's temporary folder.
     """
+    folder = None
     if beside is not None:
-        final = Path(beside)
-        folder = partial_path(final)
+        folder = partial_path(Path(beside))
         folder = folder.with_name(folder.name.removesuffix(".partial") + ".scratch.partial")
-        folder.mkdir()
-    else:
+        try:
+            folder.mkdir()
+        except OSError:
+            folder = None
+    if folder is None:
         folder = Path(tempfile.mkdtemp(prefix="pmd-split-", suffix=".scratch"))
     try:
         yield folder

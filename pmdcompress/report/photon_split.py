@@ -205,21 +205,23 @@ def _project_out(d: np.ndarray, basis: np.ndarray) -> np.ndarray:
     return (flat - (flat @ basis.T) @ basis).reshape(d.shape)
 
 
-def _signal_mask(d: np.ndarray, size: int = 5, z: float = 4.0) -> np.ndarray:
+def _signal_mask(d: np.ndarray, size: int = 5, z: float = 4.0, *, overwrite: bool = False) -> np.ndarray:
     """True where a first difference holds spatially coherent change (signal), not noise.
 
     The difference frames are averaged over ``size x size`` pixels, which divides
     independent noise by ``size``; changes that stand out there by more than
     ``z`` robust standard deviations of that average are signal (a calcium rise
     spans a footprint).  Noise alone crosses this about once in 30 000 values.
+
+    ``overwrite``: ``d`` is a temporary that may be filtered in place (the same floats, one chunk-sized array less).
     """
     from scipy.ndimage import uniform_filter
 
     from .kernels import median_mad
 
-    sm = uniform_filter(d, size=(1, size, size), mode="nearest")
+    sm = uniform_filter(d, size=(1, size, size), mode="nearest", output=d if overwrite else None)
     scale = 1.4826 * median_mad(sm)[1]  # the floats of np.median(|sm - np.median(sm)|) over time, in half the time
-    return np.abs(sm) > z * np.maximum(scale, 1e-12)
+    return np.abs(sm, out=sm) > z * np.maximum(scale, 1e-12)
 
 
 #: How the noise variance and covariances are extrapolated to lag 0 in time from first differences ``d``:
@@ -269,6 +271,7 @@ def pixel_moments(frames: np.ndarray, chunk: int = 256, *, mask_signal: bool = T
         block = np.asarray(frames[t0 : min(t0 + chunk + 2, n)], np.float64)
         total += block[: min(chunk, n - t0)].sum(axis=0)
         d = _differences(block, clean)
+        del block  # one chunk-sized array less while the signal mask is made
         if d.shape[0] == 0:
             continue
         keep = (~_signal_mask(d) if mask_signal and d.shape[0] >= 8 else np.ones(d.shape, bool)).astype(np.float64)
@@ -279,6 +282,7 @@ def pixel_moments(frames: np.ndarray, chunk: int = 256, *, mask_signal: bool = T
         m2 = min(m, d.shape[0] - 1)
         lag += np.einsum("tij,tij->ij", dk[:m2], dk[1 : m2 + 1])
         used_lag += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
+        del d, keep, dk  # freed before the next chunk is read (this chunk's arrays would double its memory)
     return total / n, _extrapolated(sq, used, lag, used_lag, extrapolation or VARIANCE_EXTRAPOLATION)
 
 
@@ -461,7 +465,7 @@ def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS,
         if d.shape[0] < 2:
             continue
         keep = (~_signal_mask(d) if d.shape[0] >= 8 else np.ones(d.shape, bool)).astype(np.float64)
-        d = d * keep
+        d *= keep
         m = min(chunk, d.shape[0])  # differences that start in this chunk
         m2 = min(m, d.shape[0] - 1)
         if variance is None:  # the pixels' own variance, for the denominator
@@ -470,6 +474,7 @@ def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS,
             own["k0"] += keep[:m].sum(axis=0)
             own["k1"] += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
         _add_lagged_moments(acc, pairs, d, d, keep, m, m2)
+        del d, keep  # freed before the next chunk is read
     if variance is None:
         var = np.clip(_extrapolated(own["c0"], own["k0"], own["c1"], own["k1"], extrapolation), 0.0, None)
     else:
@@ -514,8 +519,10 @@ def halves_correlations(first: np.ndarray, second: np.ndarray, *, radius: int = 
             # the statistics that made the split; each half's own strong components would differ.
             basis = _shared_basis(d1 + d2)
             d1, d2 = _project_out(d1, basis), _project_out(d2, basis)
-        keep = (~_signal_mask(d1 + d2) if d1.shape[0] >= 8 else np.ones(d1.shape, bool)).astype(np.float64)
-        d1, d2 = d1 * keep, d2 * keep
+        keep = (~_signal_mask(d1 + d2, overwrite=True) if d1.shape[0] >= 8
+                else np.ones(d1.shape, bool)).astype(np.float64)
+        d1 *= keep  # in place: the same products, one chunk-sized array less
+        d2 *= keep
         m = min(chunk, d1.shape[0])  # differences that start in this chunk
         m2 = min(m, d1.shape[0] - 1)
         for i, d in enumerate((d1, d2)):
@@ -524,6 +531,7 @@ def halves_correlations(first: np.ndarray, second: np.ndarray, *, radius: int = 
             own["k0"][i] += keep[:m].sum(axis=0)
             own["k1"][i] += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
         _add_lagged_moments(acc, pairs, d1, d2, keep, m, m2)
+        del d1, d2, keep  # freed before the next chunk is read
 
     def extrapolated(s):  # the halves' check keeps the three-lag form
         return _extrapolated(s["c0"], s["k0"], s["c1"], s["k1"], "three-lag")
@@ -782,6 +790,7 @@ def wide_correlations(frames: np.ndarray, *, clean: bool = False, chunk: int = 2
         fk = np.fft.rfft2(keep, s=shape, axes=(1, 2))
         num += np.fft.irfft2(np.sum(fx * np.conj(fx), axis=0), s=shape)
         den += np.fft.irfft2(np.sum(fk * np.conj(fk), axis=0), s=shape)
+        del d, keep, x, fx, fk  # freed before the next chunk is read
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(den > 0.5, num / np.maximum(den, 1e-12), 0.0)
     r /= r[0, 0] if r[0, 0] > 0 else 1.0
@@ -843,18 +852,22 @@ def line_noise(frames: np.ndarray, variance: np.ndarray, *, axis: int = 2, clean
     lr2 = np.zeros(h)
     count = 0
     for t0 in range(0, n - 1, chunk):
-        d = _differences(lines(t0, min(t0 + chunk + 1, n)), clean) / math.sqrt(2.0)  # a difference: 2x the noise
+        d = _differences(lines(t0, min(t0 + chunk + 1, n)), clean)
+        d /= math.sqrt(2.0)  # a difference holds twice the noise (in place, as every step below: the same floats)
         keep = ~_signal_mask(d) if d.shape[0] >= 8 else np.ones(d.shape, bool)
-        d = d * keep
+        d *= keep
         total = d.sum(axis=2, keepdims=True)
-        close = uniform_filter1d(d, near, axis=2, mode="constant") * near
+        close = uniform_filter1d(d, near, axis=2, mode="constant")
+        close *= near
         inside = uniform_filter1d(np.ones(w), near, mode="constant") * near
-        far = (total - close) / (w - inside)[None, None, :]
+        far = np.subtract(total, close, out=close)
+        far /= (w - inside)[None, None, :]
         cov += np.einsum("tij,tij->ij", d, far)
         left, right = d[:, :, :half].mean(axis=2), d[:, :, w - half :].mean(axis=2)
         lr += np.einsum("ti,ti->i", left, right)
         lr2 += np.einsum("ti,ti->i", left**2, right**2)
         count += d.shape[0]
+        del d, keep, total, close, far  # freed before the next chunk is read
     cov /= count
     line_sq = lr / count  # L^2 per line
     se = math.sqrt(max(float(lr2.sum()) / count, 0.0) / count)
@@ -954,9 +967,13 @@ def split(counts: Counts | np.ndarray, seed: int = 0, chunk: int = 256, *,
         for t0 in range(0, n_all.shape[0], chunk):
             rng = np.random.default_rng([seed, 13, t0])
             values = n_all[t0 : t0 + chunk]
-            n = np.asarray(values, np.float64)
-            white = rng.standard_normal(n.shape)
-            z = np.fft.irfft2(np.fft.rfft2(white, axes=(1, 2)) * filt, s=n.shape[1:], axes=(1, 2)) * scale
+            n = np.array(values, np.float64)  # a copy: scaled in place below
+            # In place where the arrays are temporaries (the same products, fewer chunk-sized arrays at a time).
+            spectrum = np.fft.rfft2(rng.standard_normal(n.shape), axes=(1, 2))
+            spectrum *= filt
+            z = np.fft.irfft2(spectrum, s=n.shape[1:], axes=(1, 2))
+            del spectrum
+            z *= scale
             for k, (name, ell) in enumerate(sorted(lines.items())):
                 # a quarter of the line noise's covariance, l_p l_q along each line (rows: one value per row)
                 line_rng = np.random.default_rng([seed, 17, k, t0])
@@ -964,9 +981,14 @@ def split(counts: Counts | np.ndarray, seed: int = 0, chunk: int = 256, *,
                     z += spread * ell[None] * line_rng.standard_normal((n.shape[0], n.shape[1], 1))
                 else:
                     z += spread * ell[None] * line_rng.standard_normal((n.shape[0], 1, n.shape[2]))
-            part = (p * n + z).astype(np.float32)
+            n *= p
+            n += z  # p n + z
+            del z
+            part = n.astype(np.float32)
+            del n
             a[t0 : t0 + chunk] = part
             b[t0 : t0 + chunk] = (values - part).astype(np.float32)
+            del values, part  # freed before the next chunk is drawn
         return a, b
     scale = _thinning_scale(n_all, chunk)
     a_dtype = np.dtype(np.float32 if scale is not None else np.int32)
@@ -981,6 +1003,7 @@ def split(counts: Counts | np.ndarray, seed: int = 0, chunk: int = 256, *,
             part = (p * n + scale * np.sign(n) * (rng.binomial(np.abs(n), p) - p * np.abs(n))).astype(a_dtype)
         a[t0 : t0 + chunk] = part
         b[t0 : t0 + chunk] = n - part
+        del n, part  # freed before the next chunk is drawn
     return a, b
 
 
@@ -1186,6 +1209,7 @@ def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndar
                 per_block[f"bq{k}"][i][here] += bq.sum(axis=0)
                 per_block[f"rbq{k}"][i][here] += np.einsum("tij,tij->ij", r[:, here[0], here[1]], bq)
                 per_block[f"abq{k}"][i][here] += np.einsum("tij,tij->ij", A[:, here[0], here[1]], bq)
+            del A, B, D, e, r, bq  # freed before the next chunk is read
     sizes = np.array([idx.size for idx in blocks], np.float64)
     out = {"all": _score_set(per_block, sizes, [(np.arange(len(blocks)), np.ones((h, w), bool))], noise,
                              poisson_scale)}

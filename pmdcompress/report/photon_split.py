@@ -855,7 +855,10 @@ def line_noise(frames: np.ndarray, variance: np.ndarray, *, axis: int = 2, clean
         d = _differences(lines(t0, min(t0 + chunk + 1, n)), clean)
         d /= math.sqrt(2.0)  # a difference holds twice the noise (in place, as every step below: the same floats)
         keep = ~_signal_mask(d) if d.shape[0] >= 8 else np.ones(d.shape, bool)
-        d *= keep
+        # Not in place: for columns d is laid out along the frame's rows, and the product takes the mask's (C)
+        # layout, which the sums below follow to the last bit (in place, optinist_mouse2p's column line noise
+        # moved by 3e-15).
+        d = d * keep
         total = d.sum(axis=2, keepdims=True)
         close = uniform_filter1d(d, near, axis=2, mode="constant")
         close *= near

@@ -23,7 +23,7 @@ from ..report import analyse, open_raw, prefetch_matplotlib, write_report
 from ..simulate import Truth, load_truth
 from ..simulate.groundtruth import evaluate_against_truth
 from .heldout import heldout_validation
-from .photon_split import photon_split_section
+from .photon_split import photon_split_section, split_scratch
 
 __all__ = ["analysis_hooks", "check_truth_fits", "make_report", "open_truth", "truth_part"]
 
@@ -139,12 +139,13 @@ def open_truth(truth, shape, movie=None) -> Truth | None:
     return truth
 
 
-def analysis_hooks(heldout: bool, photon_split: bool = True, whole_split: bool = True) -> dict:
+def analysis_hooks(heldout: bool, photon_split: bool = True, whole_split: bool = True, scratch=None) -> dict:
     """What :func:`pmdcompress.report.analyse` is handed by the pipeline: held-out fits, truth scores, photon split
-    (with ``whole_split``, also the whole-movie split: ``photon_split_whole``)."""
+    (with ``whole_split``, also the whole-movie split: ``photon_split_whole``; its movies on disk in ``scratch``,
+    a folder, or in a temporary one, :func:`~pmdcompress.pipeline.photon_split.photon_split_section`)."""
     split = None
     if photon_split:
-        split = functools.partial(photon_split_section, whole=True) if whole_split else photon_split_section
+        split = functools.partial(photon_split_section, whole=whole_split, scratch=scratch)
     return {"heldout_fit": heldout_validation if heldout else None, "score_truth": evaluate_against_truth,
             "photon_split": split}
 
@@ -195,8 +196,11 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         movie = open_raw(movie, store, stack)
         truth = open_truth(truth, store.shape, movie)
         prefetch_matplotlib()
+        # The photon split's movies go to a scratch folder beside the report (removed however this ends).
+        scratch = stack.enter_context(split_scratch(folder)) if photon_split and movie is not None else None
         data = analyse(movie, store, truth=truth, heldout=heldout, movie_preview=movie_preview, workers=workers,
-                       progress=progress, defer_heldout=True, **analysis_hooks(heldout, photon_split, whole_split))
+                       progress=progress, defer_heldout=True,
+                       **analysis_hooks(heldout, photon_split, whole_split, scratch))
         with atomic_output(folder, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
             report = write_report(Path(tmp), data, store, movie_preview)
     return report

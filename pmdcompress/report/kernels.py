@@ -223,16 +223,24 @@ def _median_mad_sorted_kernel(xs, med, mad):
             med[p0 + j], mad[p0 + j] = median_mad_of_sorted(cols[j])
 
 
+#: Pixels sorted at a time by :func:`median_mad`.
+MEDIAN_SORT_PIXELS = 4096
+
+
 def median_mad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel of ``x`` (T, ...), the median over time and the median absolute deviation from it: the same floats
     as ``m = np.median(x, axis=0)`` and ``np.median(np.abs(x - m), axis=0)``, from one sort (numpy's, vectorised)
     and a walk outwards from the middle, in about half the time of the two medians.  ``x`` must be finite."""
     x = np.asarray(x, np.float64)
-    flat = np.sort(x.reshape(x.shape[0], -1), axis=0)
+    flat = x.reshape(x.shape[0], -1)
     med = np.empty(flat.shape[1])
     mad = np.empty(flat.shape[1])
     if flat.shape[0]:
-        _median_mad_sorted_kernel(flat, med, mad)
+        # Sorted a block of pixels at a time (each column is sorted on its own, so these are the same floats): a
+        # sorted copy of the whole chunk was one more (frames x pixels) float64 array at the report's peak.
+        for p0 in range(0, flat.shape[1], MEDIAN_SORT_PIXELS):
+            p1 = min(p0 + MEDIAN_SORT_PIXELS, flat.shape[1])
+            _median_mad_sorted_kernel(np.sort(flat[:, p0:p1], axis=0), med[p0:p1], mad[p0:p1])
     else:
         med[:] = mad[:] = np.nan
     return med.reshape(x.shape[1:]), mad.reshape(x.shape[1:])

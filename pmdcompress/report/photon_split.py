@@ -59,6 +59,7 @@ import numpy as np
 
 from ..options import MIN_FRAMES
 from ..preprocess import COHERENT_MIN_FRAMES, coherent_share
+from .frame_files import Frames, Scratch, empty
 from .heldout import central_crop
 
 __all__ = ["CORRELATION_LIMIT", "Counts", "FrameStatistics", "active_folds", "active_pixels", "cross_correlations",
@@ -204,21 +205,23 @@ def _project_out(d: np.ndarray, basis: np.ndarray) -> np.ndarray:
     return (flat - (flat @ basis.T) @ basis).reshape(d.shape)
 
 
-def _signal_mask(d: np.ndarray, size: int = 5, z: float = 4.0) -> np.ndarray:
+def _signal_mask(d: np.ndarray, size: int = 5, z: float = 4.0, *, overwrite: bool = False) -> np.ndarray:
     """True where a first difference holds spatially coherent change (signal), not noise.
 
     The difference frames are averaged over ``size x size`` pixels, which divides
     independent noise by ``size``; changes that stand out there by more than
     ``z`` robust standard deviations of that average are signal (a calcium rise
     spans a footprint).  Noise alone crosses this about once in 30 000 values.
+
+    ``overwrite``: ``d`` is a temporary that may be filtered in place (the same floats, one chunk-sized array less).
     """
     from scipy.ndimage import uniform_filter
 
     from .kernels import median_mad
 
-    sm = uniform_filter(d, size=(1, size, size), mode="nearest")
+    sm = uniform_filter(d, size=(1, size, size), mode="nearest", output=d if overwrite else None)
     scale = 1.4826 * median_mad(sm)[1]  # the floats of np.median(|sm - np.median(sm)|) over time, in half the time
-    return np.abs(sm) > z * np.maximum(scale, 1e-12)
+    return np.abs(sm, out=sm) > z * np.maximum(scale, 1e-12)
 
 
 #: How the noise variance and covariances are extrapolated to lag 0 in time from first differences ``d``:
@@ -268,6 +271,7 @@ def pixel_moments(frames: np.ndarray, chunk: int = 256, *, mask_signal: bool = T
         block = np.asarray(frames[t0 : min(t0 + chunk + 2, n)], np.float64)
         total += block[: min(chunk, n - t0)].sum(axis=0)
         d = _differences(block, clean)
+        del block  # one chunk-sized array less while the signal mask is made
         if d.shape[0] == 0:
             continue
         keep = (~_signal_mask(d) if mask_signal and d.shape[0] >= 8 else np.ones(d.shape, bool)).astype(np.float64)
@@ -278,6 +282,7 @@ def pixel_moments(frames: np.ndarray, chunk: int = 256, *, mask_signal: bool = T
         m2 = min(m, d.shape[0] - 1)
         lag += np.einsum("tij,tij->ij", dk[:m2], dk[1 : m2 + 1])
         used_lag += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
+        del d, keep, dk  # freed before the next chunk is read (this chunk's arrays would double its memory)
     return total / n, _extrapolated(sq, used, lag, used_lag, extrapolation or VARIANCE_EXTRAPOLATION)
 
 
@@ -329,13 +334,22 @@ def photon_transfer(mean: np.ndarray, variance: np.ndarray, *, n_bins: int = 64)
     return float(slope), float(-intercept / slope), ""
 
 
-def _dithered(frames: np.ndarray, gain: float, offset, seed: int, chunk: int = 256) -> np.ndarray:
-    out = np.empty(frames.shape, np.int32)
+def _dithered(frames: np.ndarray, gain: float, offset, seed: int, chunk: int = 256,
+              scratch: Scratch | None = None) -> tuple[np.ndarray | Frames, float]:
+    """The dithered counts (int32; in a file of ``scratch`` where given) and their mean.
+
+    The mean is the exact integer total over the number of values: the float that ``counts.mean()`` gives (its
+    float64 partial sums of integers are exact below 2^53), without holding the counts.
+    """
+    out = empty(scratch, frames.shape, np.int32, "counts")
+    total = 0
     for t0 in range(0, frames.shape[0], chunk):
         rng = np.random.default_rng([seed, 7, t0])
         block = (np.asarray(frames[t0 : t0 + chunk], np.float64) - offset) / gain
-        out[t0 : t0 + chunk] = np.floor(block + rng.random(block.shape))
-    return out
+        values = np.floor(block + rng.random(block.shape)).astype(np.int32)
+        out[t0 : t0 + chunk] = values
+        total += int(values.sum(dtype=np.int64))
+    return out, float(np.float64(total) / np.float64(max(int(np.prod(frames.shape)), 1)))
 
 
 def _dither_variance(frames: np.ndarray, gain: float, offset, chunk: int = 256) -> np.ndarray:
@@ -451,7 +465,7 @@ def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS,
         if d.shape[0] < 2:
             continue
         keep = (~_signal_mask(d) if d.shape[0] >= 8 else np.ones(d.shape, bool)).astype(np.float64)
-        d = d * keep
+        d *= keep
         m = min(chunk, d.shape[0])  # differences that start in this chunk
         m2 = min(m, d.shape[0] - 1)
         if variance is None:  # the pixels' own variance, for the denominator
@@ -460,6 +474,7 @@ def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS,
             own["k0"] += keep[:m].sum(axis=0)
             own["k1"] += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
         _add_lagged_moments(acc, pairs, d, d, keep, m, m2)
+        del d, keep  # freed before the next chunk is read
     if variance is None:
         var = np.clip(_extrapolated(own["c0"], own["k0"], own["c1"], own["k1"], extrapolation), 0.0, None)
     else:
@@ -504,8 +519,10 @@ def halves_correlations(first: np.ndarray, second: np.ndarray, *, radius: int = 
             # the statistics that made the split; each half's own strong components would differ.
             basis = _shared_basis(d1 + d2)
             d1, d2 = _project_out(d1, basis), _project_out(d2, basis)
-        keep = (~_signal_mask(d1 + d2) if d1.shape[0] >= 8 else np.ones(d1.shape, bool)).astype(np.float64)
-        d1, d2 = d1 * keep, d2 * keep
+        keep = (~_signal_mask(d1 + d2, overwrite=True) if d1.shape[0] >= 8
+                else np.ones(d1.shape, bool)).astype(np.float64)
+        d1 *= keep  # in place: the same products, one chunk-sized array less
+        d2 *= keep
         m = min(chunk, d1.shape[0])  # differences that start in this chunk
         m2 = min(m, d1.shape[0] - 1)
         for i, d in enumerate((d1, d2)):
@@ -514,6 +531,7 @@ def halves_correlations(first: np.ndarray, second: np.ndarray, *, radius: int = 
             own["k0"][i] += keep[:m].sum(axis=0)
             own["k1"][i] += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
         _add_lagged_moments(acc, pairs, d1, d2, keep, m, m2)
+        del d1, d2, keep  # freed before the next chunk is read
 
     def extrapolated(s):  # the halves' check keeps the three-lag form
         return _extrapolated(s["c0"], s["k0"], s["c1"], s["k1"], "three-lag")
@@ -563,8 +581,8 @@ class FrameStatistics:
         return self._moments[clean]
 
 
-def _counts(frames: np.ndarray, seed: int, clean: bool = False,
-            statistics: FrameStatistics | None = None) -> tuple[Counts | None, str]:
+def _counts(frames: np.ndarray, seed: int, clean: bool = False, statistics: FrameStatistics | None = None,
+            scratch: Scratch | None = None) -> tuple[Counts | None, str]:
     mean, var = (statistics or FrameStatistics(frames)).moments(frames, clean)
     gain, offset, reason = photon_transfer(mean, var)
     if reason:
@@ -580,13 +598,13 @@ def _counts(frames: np.ndarray, seed: int, clean: bool = False,
         offsets = mean - var / gain - gain * dither
         dither = _dither_variance(frames, gain, offsets)
     offsets = mean - var / gain - gain * dither
-    counts = _dithered(frames, gain, offsets, seed)
+    counts, photons = _dithered(frames, gain, offsets, seed, scratch=scratch)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = var / (gain * (mean - offset))
     good = np.isfinite(ratio) & (mean > offset)
     dispersion = float(np.median(ratio[good])) if good.any() else math.nan
     shift = (offsets - offset) / gain
-    return Counts(ok=True, counts=counts, gain=gain, offset=offset, photons_per_pixel=float(counts.mean()),
+    return Counts(ok=True, counts=counts, gain=gain, offset=offset, photons_per_pixel=photons,
                   dispersion=dispersion, variance=var / gain**2 + dither, offsets=offsets,
                   offset_spread=float(np.subtract(*np.percentile(shift, [75, 25])))), ""
 
@@ -597,7 +615,8 @@ OWN_UNITS_REASON = ("split in the movie's own units by choice (Gaussian fission 
 
 
 def prepare_counts(frames: np.ndarray, *, seed: int = 0, correlation_limit: float = CORRELATION_LIMIT,
-                   own_units: bool = False, statistics: FrameStatistics | None = None) -> Counts:
+                   own_units: bool = False, statistics: FrameStatistics | None = None,
+                   scratch: Scratch | None = None) -> Counts:
     """Photon counts of a movie, and the spatial correlation of their noise.
 
     Parameters
@@ -615,6 +634,8 @@ def prepare_counts(frames: np.ndarray, *, seed: int = 0, correlation_limit: floa
         curve: no dither, no per-pixel offsets (:func:`whole_split`).
     statistics : FrameStatistics, optional
         Statistics of ``frames`` already measured for another split of them (the same numbers, measured once).
+    scratch : Scratch, optional
+        Where the counts are written (a file; default: an array in memory).
 
     Returns
     -------
@@ -630,9 +651,9 @@ def prepare_counts(frames: np.ndarray, *, seed: int = 0, correlation_limit: floa
     # A fast signal shared by a region is not noise (module docstring): measured on the first differences.
     coherent = statistics.coherent()
     clean = coherent > COHERENT_LIMIT
-    counts, reason = (None, OWN_UNITS_REASON) if own_units else _counts(frames, seed, clean, statistics)
+    counts, reason = (None, OWN_UNITS_REASON) if own_units else _counts(frames, seed, clean, statistics, scratch)
     if counts is None:
-        counts = _gaussian(frames, clean, reason, statistics)
+        counts = _gaussian(frames, clean, reason, statistics, scratch)
         if counts is None:
             return Counts(ok=False, reason="fewer than 50 pixels with noise" if own_units else reason,
                           coherent=coherent, clean=clean)
@@ -695,8 +716,8 @@ def projection_loss(frames: np.ndarray, variance: np.ndarray, corr: dict, chunk:
     return np.clip(loss, 0.0, 0.5)
 
 
-def _gaussian(frames: np.ndarray, clean: bool, reason: str,
-              statistics: FrameStatistics | None = None) -> Counts | None:
+def _gaussian(frames: np.ndarray, clean: bool, reason: str, statistics: FrameStatistics | None = None,
+              scratch: Scratch | None = None) -> Counts | None:
     """The movie in its own units for a Gaussian split, where it has no shot-noise curve (None: no noise at all).
 
     A movie rescaled, filtered or resampled after the detector (or whose noise is
@@ -712,9 +733,22 @@ def _gaussian(frames: np.ndarray, clean: bool, reason: str,
     if good.sum() < 50:
         return None
     var = np.where(good, var, 0.0)
-    data = np.asarray(frames, np.float32)
+    data = _as_float32(frames, scratch)
     return Counts(ok=True, counts=data, gain=math.nan, offset=math.nan, variance=var, method="gaussian",
                   shot_noise_reason=reason)
+
+
+def _as_float32(frames, scratch: Scratch | None = None, chunk: int = 256):
+    """``frames`` as float32: themselves where they are (as ``np.asarray(frames, np.float32)``), else a copy (a
+    file of ``scratch`` for :class:`Frames`, converted a chunk at a time: the same floats)."""
+    if not isinstance(frames, Frames):
+        return np.asarray(frames, np.float32)
+    if frames.dtype == np.float32:
+        return frames
+    out = empty(scratch, frames.shape, np.float32, "float32")
+    for t0 in range(0, frames.shape[0], chunk):
+        out[t0 : t0 + chunk] = np.asarray(frames[t0 : t0 + chunk], np.float32)
+    return out
 
 
 def correlations(frames: np.ndarray, *, clean: bool = False, limit: float = WIDEN_LIMIT,
@@ -756,6 +790,7 @@ def wide_correlations(frames: np.ndarray, *, clean: bool = False, chunk: int = 2
         fk = np.fft.rfft2(keep, s=shape, axes=(1, 2))
         num += np.fft.irfft2(np.sum(fx * np.conj(fx), axis=0), s=shape)
         den += np.fft.irfft2(np.sum(fk * np.conj(fk), axis=0), s=shape)
+        del d, keep, x, fx, fk  # freed before the next chunk is read
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(den > 0.5, num / np.maximum(den, 1e-12), 0.0)
     r /= r[0, 0] if r[0, 0] > 0 else 1.0
@@ -801,9 +836,13 @@ def line_noise(frames: np.ndarray, variance: np.ndarray, *, axis: int = 2, clean
     """
     from scipy.ndimage import uniform_filter1d
 
-    x = np.moveaxis(np.asarray(frames), axis, 2) if axis != 2 else frames
     v = np.moveaxis(np.asarray(variance, np.float64), axis - 1, 1) if axis != 2 else np.asarray(variance, np.float64)
-    n, h, w = x.shape
+    n, h, w = (frames.shape[0], *v.shape)
+
+    def lines(t0, t1):  # frames [t0, t1) with the line along the last axis (a view, read a chunk at a time)
+        block = frames[t0:t1]
+        return np.moveaxis(np.asarray(block), axis, 2) if axis != 2 else block
+
     near = 2 * LINE_NEAR + 1
     half = (w - near) // 2
     if n < 3 or half < 4:
@@ -813,18 +852,25 @@ def line_noise(frames: np.ndarray, variance: np.ndarray, *, axis: int = 2, clean
     lr2 = np.zeros(h)
     count = 0
     for t0 in range(0, n - 1, chunk):
-        d = _differences(x[t0 : min(t0 + chunk + 1, n)], clean) / math.sqrt(2.0)  # a difference holds 2x the noise
+        d = _differences(lines(t0, min(t0 + chunk + 1, n)), clean)
+        d /= math.sqrt(2.0)  # a difference holds twice the noise (in place, as every step below: the same floats)
         keep = ~_signal_mask(d) if d.shape[0] >= 8 else np.ones(d.shape, bool)
+        # Not in place: for columns d is laid out along the frame's rows, and the product takes the mask's (C)
+        # layout, which the sums below follow to the last bit (in place, optinist_mouse2p's column line noise
+        # moved by 3e-15).
         d = d * keep
         total = d.sum(axis=2, keepdims=True)
-        close = uniform_filter1d(d, near, axis=2, mode="constant") * near
+        close = uniform_filter1d(d, near, axis=2, mode="constant")
+        close *= near
         inside = uniform_filter1d(np.ones(w), near, mode="constant") * near
-        far = (total - close) / (w - inside)[None, None, :]
+        far = np.subtract(total, close, out=close)
+        far /= (w - inside)[None, None, :]
         cov += np.einsum("tij,tij->ij", d, far)
         left, right = d[:, :, :half].mean(axis=2), d[:, :, w - half :].mean(axis=2)
         lr += np.einsum("ti,ti->i", left, right)
         lr2 += np.einsum("ti,ti->i", left**2, right**2)
         count += d.shape[0]
+        del d, keep, total, close, far  # freed before the next chunk is read
     cov /= count
     line_sq = lr / count  # L^2 per line
     se = math.sqrt(max(float(lr2.sum()) / count, 0.0) / count)
@@ -879,7 +925,7 @@ def _correlation_filter(shape, correlations: dict) -> np.ndarray:
 
 
 def split(counts: Counts | np.ndarray, seed: int = 0, chunk: int = 256, *,
-          fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+          fraction: float = 0.5, scratch: Scratch | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Two halves of a movie of counts with the same signal and independent noise.
 
     ``fraction`` (``p``, default 1/2): the share of the photons (of the signal, and of the noise variance) that
@@ -900,6 +946,9 @@ def split(counts: Counts | np.ndarray, seed: int = 0, chunk: int = 256, *,
       every pair of pixels: the halves share no noise (Gaussian data fission,
       Leiner et al. 2023), where a binomial split would leave them the shared part;
     * no shot noise (``"gaussian"``): the same, on the movie in its own units.
+
+    ``scratch``: the halves are written to files there (:class:`~.frame_files.FrameFile`) a chunk at a time,
+    the same numbers as in memory (default).
     """
     if isinstance(counts, np.ndarray):
         counts = Counts(ok=True, counts=counts)
@@ -916,12 +965,18 @@ def split(counts: Counts | np.ndarray, seed: int = 0, chunk: int = 256, *,
         lines = counts.lines or {}
         spread = math.sqrt(p * (1.0 - p))  # 1/2 for halves: Cov(z) = p (1 - p) Cov(n)
         scale = spread * np.sqrt(np.clip(counts.variance - sum(ell**2 for ell in lines.values()), 0.0, None))
-        a = np.empty(n_all.shape, np.float32)
+        a = empty(scratch, n_all.shape, np.float32, "half-a")
+        b = empty(scratch, n_all.shape, np.float32, "half-b")
         for t0 in range(0, n_all.shape[0], chunk):
             rng = np.random.default_rng([seed, 13, t0])
-            n = np.asarray(n_all[t0 : t0 + chunk], np.float64)
-            white = rng.standard_normal(n.shape)
-            z = np.fft.irfft2(np.fft.rfft2(white, axes=(1, 2)) * filt, s=n.shape[1:], axes=(1, 2)) * scale
+            values = n_all[t0 : t0 + chunk]
+            n = np.array(values, np.float64)  # a copy: scaled in place below
+            # In place where the arrays are temporaries (the same products, fewer chunk-sized arrays at a time).
+            spectrum = np.fft.rfft2(rng.standard_normal(n.shape), axes=(1, 2))
+            spectrum *= filt
+            z = np.fft.irfft2(spectrum, s=n.shape[1:], axes=(1, 2))
+            del spectrum
+            z *= scale
             for k, (name, ell) in enumerate(sorted(lines.items())):
                 # a quarter of the line noise's covariance, l_p l_q along each line (rows: one value per row)
                 line_rng = np.random.default_rng([seed, 17, k, t0])
@@ -929,18 +984,30 @@ def split(counts: Counts | np.ndarray, seed: int = 0, chunk: int = 256, *,
                     z += spread * ell[None] * line_rng.standard_normal((n.shape[0], n.shape[1], 1))
                 else:
                     z += spread * ell[None] * line_rng.standard_normal((n.shape[0], 1, n.shape[2]))
-            a[t0 : t0 + chunk] = p * n + z
-        return a, (n_all - a).astype(np.float32)
+            n *= p
+            n += z  # p n + z
+            del z
+            part = n.astype(np.float32)
+            del n
+            a[t0 : t0 + chunk] = part
+            b[t0 : t0 + chunk] = (values - part).astype(np.float32)
+            del values, part  # freed before the next chunk is drawn
+        return a, b
     scale = _thinning_scale(n_all, chunk)
-    a = np.empty(n_all.shape, np.float32 if scale is not None else np.int32)
+    a_dtype = np.dtype(np.float32 if scale is not None else np.int32)
+    a = empty(scratch, n_all.shape, a_dtype, "half-a")
+    b = empty(scratch, n_all.shape, np.result_type(n_all.dtype, a_dtype), "half-b")
     for t0 in range(0, n_all.shape[0], chunk):
         rng = np.random.default_rng([seed, 11, t0])
         n = n_all[t0 : t0 + chunk]
         if scale is None:
-            a[t0 : t0 + chunk] = np.sign(n) * rng.binomial(np.abs(n), p)
+            part = (np.sign(n) * rng.binomial(np.abs(n), p)).astype(a_dtype)
         else:
-            a[t0 : t0 + chunk] = p * n + scale * np.sign(n) * (rng.binomial(np.abs(n), p) - p * np.abs(n))
-    return a, n_all - a
+            part = (p * n + scale * np.sign(n) * (rng.binomial(np.abs(n), p) - p * np.abs(n))).astype(a_dtype)
+        a[t0 : t0 + chunk] = part
+        b[t0 : t0 + chunk] = n - part
+        del n, part  # freed before the next chunk is drawn
+    return a, b
 
 
 def _thinning_scale(counts: np.ndarray, chunk: int = 256) -> np.ndarray | None:
@@ -1145,6 +1212,7 @@ def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndar
                 per_block[f"bq{k}"][i][here] += bq.sum(axis=0)
                 per_block[f"rbq{k}"][i][here] += np.einsum("tij,tij->ij", r[:, here[0], here[1]], bq)
                 per_block[f"abq{k}"][i][here] += np.einsum("tij,tij->ij", A[:, here[0], here[1]], bq)
+            del A, B, D, e, r, bq  # freed before the next chunk is read
     sizes = np.array([idx.size for idx in blocks], np.float64)
     out = {"all": _score_set(per_block, sizes, [(np.arange(len(blocks)), np.ones((h, w), bool))], noise,
                              poisson_scale)}
@@ -1408,7 +1476,7 @@ def _tile_jackknife(numerator: np.ndarray, denominator: np.ndarray, tile: int = 
 
 def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limit: float = CORRELATION_LIMIT,
                  counts: Counts | None = None, region=None, fraction: float = 0.5,
-                 statistics: FrameStatistics | None = None) -> dict:
+                 statistics: FrameStatistics | None = None, scratch: Scratch | None = None) -> dict:
     """Photon-splitting score of a denoiser on a movie.
 
     Parameters
@@ -1436,6 +1504,11 @@ def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limi
         on ``p`` of the photons.
     statistics : FrameStatistics, optional
         Statistics of ``frames`` shared with another split of them (:func:`report_section`).
+    scratch : Scratch, optional
+        Where the counts (when made here), the halves and ``A`` in float32 are written, a chunk at a time
+        (:mod:`.frame_files`): ``denoise`` is then handed a :class:`~.frame_files.FrameFile` and may return
+        :class:`~.frame_files.Frames` (read a chunk at a time by the scores).  The same numbers as in memory
+        (default); the files are deleted once scored.
 
     Returns
     -------
@@ -1445,19 +1518,49 @@ def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limi
         differences at any lag: 0 when they share no noise), and when ok the
         scores of :func:`score` (``all``, ``active``).
     """
+    made_counts = counts is None
     if counts is None:
-        counts = prepare_counts(frames, seed=seed, correlation_limit=correlation_limit, statistics=statistics)
+        counts = prepare_counts(frames, seed=seed, correlation_limit=correlation_limit, statistics=statistics,
+                                scratch=scratch)
+    try:
+        return _split_and_score(counts, denoise, seed, region, fraction, scratch)
+    finally:
+        if scratch is not None and made_counts and counts.counts is not frames:
+            scratch.remove(counts.counts)
+
+
+def _split_and_score(counts: Counts, denoise, seed: int, region, fraction: float, scratch: Scratch | None) -> dict:
+    """:func:`photon_split` once the counts are made."""
     out = {"ok": counts.ok, "reason": counts.reason, "counts": counts.summary()}
     if not counts.ok:
         return out
+    a, b = split(counts, seed, fraction=fraction, scratch=scratch)
+    files = [x for x in (a, b) if isinstance(x, Frames)]
+    try:
+        # A in float32 for the denoiser: in memory a copy, freed once denoised; as frames, a file (or A itself).
+        a32 = _as_float32(a, scratch) if isinstance(a, Frames) else a.astype(np.float32)
+        if isinstance(a32, Frames):
+            files.append(a32)
+        _score_halves(out, counts, a, a32, b, denoise, region, fraction)
+    finally:
+        if scratch is not None:
+            for frames in files:
+                scratch.remove(frames)
+    return out
+
+
+def _score_halves(out: dict, counts: Counts, a, a32, b, denoise, region, fraction: float) -> None:
+    """The halves check and the scores of :func:`photon_split` into ``out`` (``a32``: ``A`` as float32)."""
     balanced = fraction == 0.5
-    a, b = split(counts, seed, fraction=fraction)
     radius = max((max(dy, abs(dx)) for dy, dx in counts.correlations), default=1)
     shared = halves_correlations(a, b, radius=1 if radius <= CORRELATION_RADIUS else CORRELATION_RADIUS,
                                  clean=counts.clean)
     worst = max((abs(v) for v in shared.values() if math.isfinite(v)), default=math.nan)
     out["halves_correlation"] = _num(worst)
-    denoised = np.asarray(denoise(a.astype(np.float32)), np.float32)
+    denoised = denoise(a32)
+    del a32  # in memory, the copy is freed here
+    if not isinstance(denoised, Frames):
+        denoised = np.asarray(denoised, np.float32)
     if denoised.shape != a.shape:
         raise ValueError(f"denoise returned shape {denoised.shape} for input {a.shape}")
     noise = counts.noise_of_half(fraction)
@@ -1465,7 +1568,10 @@ def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limi
     if not balanced:
         # B at A's level: E[level B] = E[A]; its noise variance level^2 that of B (level times the mean, for counts).
         level = fraction / (1.0 - fraction)
-        b = b * np.float32(level)
+        if isinstance(b, Frames):
+            b = b.map(lambda block: block * np.float32(level), np.result_type(b.dtype, np.float32))
+        else:
+            b = b * np.float32(level)
         noise = None if noise is None else level**2 * noise
     if region is not None:
         (y0, y1), (x0, x1) = region
@@ -1495,7 +1601,6 @@ def photon_split(frames: np.ndarray, denoise, *, seed: int = 0, correlation_limi
         # An invalid split's scores must not be read as numbers (report.json, benchmarks): withhold them all.
         for name in ("all", "active"):
             out[name] = {"pixels": out[name]["pixels"], "valid": False} if name in out else {"valid": False}
-    return out
 
 
 #: The share of the photons half ``A`` gets in :func:`whole_split` (:data:`WHOLE_FRACTIONS` were measured).
@@ -1504,7 +1609,7 @@ WHOLE_FRACTION = 0.8
 
 def whole_split(frames: np.ndarray, denoise, *, seed: int = 0, fraction: float = WHOLE_FRACTION,
                 counts: Counts | None = None, region=None, correlation_limit: float = CORRELATION_LIMIT,
-                statistics: FrameStatistics | None = None) -> dict:
+                statistics: FrameStatistics | None = None, scratch: Scratch | None = None) -> dict:
     """The signal removed by a denoiser from the whole movie: an unbalanced split, ``A`` with most photons.
 
     The balanced split (:func:`photon_split`) measures the denoiser on half the photons; on short or dim movies a
@@ -1520,11 +1625,18 @@ def whole_split(frames: np.ndarray, denoise, *, seed: int = 0, fraction: float =
     (its interval says by how much, and :func:`headline` calls it not resolved where it is too wide).
     ``statistics``: those of ``frames`` that the balanced split measured (:class:`FrameStatistics`: its
     shared-signal share and pixel moments are those of the raw frames, the same for both splits).
+    ``scratch``: as :func:`photon_split`'s.
     """
+    made_counts = counts is None
     if counts is None:
         counts = prepare_counts(frames, seed=seed, correlation_limit=correlation_limit, own_units=True,
-                                statistics=statistics)
-    out = photon_split(frames, denoise, seed=seed, counts=counts, region=region, fraction=fraction)
+                                statistics=statistics, scratch=scratch)
+    try:
+        out = photon_split(frames, denoise, seed=seed, counts=counts, region=region, fraction=fraction,
+                           scratch=scratch)
+    finally:
+        if scratch is not None and made_counts and counts.counts is not frames:
+            scratch.remove(counts.counts)
     out["fraction"] = float(fraction)
     return out
 
@@ -1689,7 +1801,7 @@ def report_crops(frame_shape, patch_shape, side: int = REPORT_CROP):
     return scored, crop
 
 
-def report_section(movie, store, denoise, *, seed: int = 0, whole: bool = False) -> dict:
+def report_section(movie, store, denoise, *, seed: int = 0, whole: bool = False, scratch=None) -> dict:
     """Photon splitting of a denoiser on a central region of the raw movie (``report.json``'s section).
 
     The crop (:func:`report_crops`: the region of :data:`REPORT_CROP` pixels a
@@ -1703,6 +1815,11 @@ def report_section(movie, store, denoise, *, seed: int = 0, whole: bool = False)
     where the movie ends) and ``frames``.  With ``whole``, ``whole`` holds the same for
     :func:`whole_split` (``A`` with :data:`WHOLE_FRACTION` of the photons, same crop and frames: one more
     compression of a movie of the crop's size): ``report.json``'s ``photon_split_whole``.
+
+    ``scratch`` (a folder): the crop's frames, counts and halves are written there and read back a chunk at a
+    time (:mod:`.frame_files`), so that the memory held does not grow with the crop's frames (the numbers are
+    the same as in memory, the default); the files are deleted as each is done with (the caller removes the
+    folder).
     """
     n_frames, h, w = store.shape
     scored, crop = report_crops((h, w), store.patch_shape, REPORT_CROP)
@@ -1722,19 +1839,31 @@ def report_section(movie, store, denoise, *, seed: int = 0, whole: bool = False)
 
     if n < max(MIN_FRAMES, 16):
         return refused(f"{n} frames: too few to split and compress")
-    frames = np.empty((n, y1 - y0, x1 - x0), hold)
-    for t0 in range(0, n, 256):
-        t1 = min(n, t0 + 256)
-        frames[t0:t1] = movie.read(t0, t1)[:, y0:y1, x0:x1]
-    if not np.all(np.isfinite(frames)):
-        return refused("the crop holds non-finite values")
-    region = ((sy0 - y0, sy1 - y0), (sx0 - x0, sx1 - x0))
-    statistics = FrameStatistics(frames)  # measured once for both splits
-    result = dict(section, **photon_split(frames, denoise, seed=seed, region=region, statistics=statistics))
-    if whole:
-        result["whole"] = dict(section, **whole_split(frames, denoise, seed=seed, region=region,
-                                                      statistics=statistics))
-    return result
+    scratch = Scratch(scratch) if scratch is not None else None
+    frames = empty(scratch, (n, y1 - y0, x1 - x0), hold, "raw")
+    try:
+        finite = True
+        # A movie's view (where it has one) reads a memory-mapped file with pread, not through the mapping: the
+        # pages read would otherwise stay in the resident set (168 MB for the crop of a 256 x 256 movie).
+        read = getattr(movie, "view", movie.read)
+        for t0 in range(0, n, 256):
+            t1 = min(n, t0 + 256)
+            block = np.asarray(read(t0, t1)[:, y0:y1, x0:x1]).astype(hold)  # a copy: a view's buffer is reused
+            finite = finite and bool(np.all(np.isfinite(block)))
+            frames[t0:t1] = block
+        if not finite:
+            return refused("the crop holds non-finite values")
+        region = ((sy0 - y0, sy1 - y0), (sx0 - x0, sx1 - x0))
+        statistics = FrameStatistics(frames)  # measured once for both splits
+        result = dict(section, **photon_split(frames, denoise, seed=seed, region=region, statistics=statistics,
+                                              scratch=scratch))
+        if whole:
+            result["whole"] = dict(section, **whole_split(frames, denoise, seed=seed, region=region,
+                                                          statistics=statistics, scratch=scratch))
+        return result
+    finally:
+        if scratch is not None:
+            scratch.remove(frames)
 
 
 def report_metrics(section: dict) -> dict:

@@ -6,6 +6,8 @@ Until session 13 the split held the crop's raw frames, counts, both halves, ``A`
 (1280 frames of the crop, :data:`~pmdcompress.report.photon_split.REPORT_BYTES` each).
 """
 
+import errno
+import os
 import tracemalloc
 from types import SimpleNamespace
 
@@ -174,3 +176,28 @@ def test_the_report_leaves_no_scratch_on_success_on_failure_and_on_interrupt(tmp
         with pytest.raises(type(error)):
             make_report(movie, store, tmp_path / "rep2", heldout=False, workers=1)
         assert _leftovers(tmp_path) == [] and not (tmp_path / "rep2").exists()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_in_the_splits_scratch_names_the_report_and_leaves_no_scratch(tmp_path, code):
+    from pmdcompress.errors import OutputError
+    from pmdcompress.pipeline.photon_split import split_scratch
+
+    report = tmp_path / "store-report"
+    with pytest.raises(OutputError) as info:
+        with split_scratch(report) as folder:
+            (folder / "a.raw").write_bytes(b"x")
+            raise OSError(code, os.strerror(code))  # what a write into a full file system raises (no file name)
+    message = str(info.value)
+    assert message.startswith(f"{report}: ") and "photon split's scratch files" in message
+    assert str(tmp_path) in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # the scratch folder is gone, and nothing else was made
+
+
+def test_other_errors_in_the_splits_scratch_pass_through(tmp_path):
+    from pmdcompress.pipeline.photon_split import split_scratch
+
+    with pytest.raises(PermissionError):
+        with split_scratch(tmp_path / "r"):
+            raise PermissionError(errno.EACCES, "denied")
+    assert list(tmp_path.iterdir()) == []

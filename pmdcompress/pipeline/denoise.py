@@ -21,6 +21,7 @@ from ..reconstruct import PMDStore, open_store
 from ..report import analyse, is_store, open_raw, prefetch_matplotlib, write_report
 from .compress import compress
 from .decompress import decompress
+from .photon_split import split_scratch
 from .report import analysis_hooks, open_truth
 
 __all__ = ["denoise"]
@@ -131,9 +132,11 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
             writer = stack.enter_context(open_writer(output, st.shape, out_dtype, overwrite=overwrite, inputs=inputs))
             tmp = Path(stack.enter_context(atomic_output(report, overwrite=overwrite, inputs=inputs, folder=True)))
             prefetch_matplotlib()
+            # The photon split's movies go to a scratch folder beside the report (removed however this ends).
+            scratch = stack.enter_context(split_scratch(report))
             data = analyse(raw, st, truth=tru, writer=writer, write_dtype=out_dtype, heldout=heldout,
                            movie_preview=movie_preview, workers=workers, progress=progress, defer_heldout=True,
-                           **analysis_hooks(heldout))
+                           **analysis_hooks(heldout, scratch=scratch))
             timings["write_and_report_s"] = time.perf_counter() - t
             if "compress_s" in timings:
                 data["report"]["timings"]["compress_s"] = timings["compress_s"]

@@ -10,10 +10,12 @@ grow with the crop.
 from __future__ import annotations
 
 import contextlib
+import errno
 import shutil
 import tempfile
 from pathlib import Path
 
+from ..errors import OutputError
 from ..io.atomic import partial_path
 from ..report.frame_files import FrameFile, Frames
 from ..report.photon_split import report_section
@@ -65,6 +67,13 @@ def split_scratch(beside=None):
         folder = Path(tempfile.mkdtemp(prefix="pmd-split-", suffix=".scratch"))
     try:
         yield folder
+    except OSError as exc:
+        # A full disk while writing a scratch file: say whose scratch and where, not an unnamed write.
+        if isinstance(exc, OutputError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        reason = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+        raise OutputError(f"{beside if beside is not None else folder}: {reason} for the photon split's scratch "
+                          f"files in {folder.parent} (partial outputs removed)") from exc
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

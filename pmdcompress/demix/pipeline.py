@@ -454,9 +454,13 @@ def _ring_step(u, vb, fp: Footprints, c, opts: DemixOptions):
 # unrelated (correlation under COHERENCE_SDS of Bartlett's null, as the zone test asks).  One soma's pixels share
 # one trace, so its halves correlate far above the null and it stays whole; two overlapping somata with correlated
 # traces (the standard simulation's pair, 0.46) stay one as well.
-SPLIT = True
+SPLIT = "residual"
 SPLIT_ROUNDS = 10
 SPLIT_SDS = COHERENCE_SDS
+SPLIT_CARVE = True
+SPLIT_NMF = True
+SPLIT_TWO_SIDED = True
+SPLIT_HELD = 0.5  # at most this share of the new part's pixels under another component's mask
 _SPLIT_DEBUG = []
 SPLIT_CONNECTED = 0.8  # each part's largest 8-connected piece holds this share of its pixels
 
@@ -508,13 +512,20 @@ def _split_components(uh, vb, fp: Footprints, c: np.ndarray, fixed, opts: DemixO
     vb = np.asarray(vb, np.float32)
     n_frames = vb.shape[1]
     parts = []
+    masks = fp.values > opts.footprint_threshold * np.maximum(top, 1e-30)[:, None, None]
+    covers = np.zeros(fp.dims[0] * fp.dims[1], np.int32)
+    for j in range(n):
+        my, mx = np.nonzero(masks[j])
+        covers[(my + fp.origins[j, 0]) * width + mx + fp.origins[j, 1]] += 1
     for i in np.flatnonzero(~fixed):
-        mask = fp.values[i] > opts.footprint_threshold * max(top[i], 1e-30)
+        mask = masks[i]
         if mask.sum() < 2 * opts.min_size:
             continue
         my, mx = np.nonzero(mask)
         y0, x0 = fp.origins[i]
         pix = (my + y0) * width + mx + x0
+        held = np.zeros(covers.size, bool)
+        held[pix] = covers[pix] > 1  # under another component's mask too
         cols, dense = tile_block(uh, pix)
         traces = dense @ vb[cols]
         share = ha[pix]
@@ -559,25 +570,42 @@ def _split_components(uh, vb, fp: Footprints, c: np.ndarray, fixed, opts: DemixO
         level = SPLIT_SDS * np.sqrt((1 + ra * rb) / ((1 - ra * rb) * n_frames))
         _SPLIT_DEBUG.append((i, int(mask.sum()), "r", round(r, 3), round(float(level), 3), int((labels == 0).sum()),
                              int((labels == 1).sum())))
-        if r >= level:
+        if (abs(r) if SPLIT_TWO_SIDED else r) >= level:  # related, or anti-correlated: one source's trace fitted twice against itself
             continue
         # The part holding the footprint's peak keeps the component; the other becomes a new one in the same box.
         peak = int(np.argmax(weight))
         keep_k = labels[peak]
+        # A second source another component already holds is no missed one: its pixels stay where they are.
+        gone = pix[labels != keep_k]
+        if held[gone].mean() > SPLIT_HELD:
+            _SPLIT_DEBUG.append((i, int(mask.sum()), "held", round(float(held[gone].mean()), 2)))
+            continue
         other = np.zeros((bh, bw), bool)
         other[my[labels != keep_k], mx[labels != keep_k]] = True
-        parts.append((i, other))
+        if SPLIT_NMF:
+            maps = np.zeros((2, bh, bw))
+            maps[:, my, mx] = spatial / np.maximum(spatial.max(axis=1, keepdims=True), 1e-30) * top[i]
+            mine, other_map = maps[keep_k], maps[1 - keep_k]
+            other = other_map > 0.1 * top[i]
+            if other.sum() < opts.min_size:
+                continue
+            fp.values[i] = np.where(mask, mine, fp.values[i]).astype(fp.values.dtype)
+            parts.append((i, other, other_map))
+            continue
+        parts.append((i, other, None))
     if not parts:
         return None
     new_values, new_support, new_zone, new_origins = [], [], [], []
-    for i, other in parts:
-        new_values.append(np.where(other, fp.values[i], 0).astype(fp.values.dtype))
+    for i, other, other_map in parts:
+        source = fp.values[i] if other_map is None else other_map
+        new_values.append(np.where(other, source, 0).astype(fp.values.dtype))
         new_support.append(other.copy())
         if fp.zone is not None:
             new_zone.append(fp.zone[i].copy())
         new_origins.append(fp.origins[i].copy())
-        fp.values[i][other] = 0
-        fp.support[i] &= ~other
+        if SPLIT_CARVE and other_map is None:
+            fp.values[i][other] = 0
+            fp.support[i] &= ~other
     return Footprints(np.array(new_origins), np.array(new_values), np.array(new_support), fp.dims,
                              np.array(new_zone) if fp.zone is not None else None)
 
@@ -1053,7 +1081,7 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
     _stage("merge", fp, fixed)
     fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
     _stage("delete", fp, fixed)
-    if SPLIT and zone_test and not use_ring:
+    if SPLIT == "first" and zone_test and not use_ring:
         extra = _split_components(uh, vb, fp, c, fixed, opts)
         if extra is not None:
             log.info("demix: %d components split in two", extra.n)
@@ -1106,6 +1134,16 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
         fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
         _stage("residual", fp, fixed)
+    if SPLIT == "residual" and zone_test and not use_ring:
+        extra = _split_components(uh, vb, fp, c, fixed, opts)
+        if extra is not None:
+            log.info("demix: %d components split in two", extra.n)
+            fp = _concat(fp, extra)
+            fixed = np.concatenate([fixed, np.zeros(extra.n, bool)])
+            c = _iterate(u_fit, fit64, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
+            fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
+            fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
+            _stage("split", fp, fixed)
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -462,6 +462,8 @@ SPLIT_NMF = True
 SPLIT_TWO_SIDED = True
 SPLIT_HELD = 0.5  # at most this share of the new part's pixels under another component's mask
 _SPLIT_DEBUG = []
+_SPLIT_SV = []
+SPLIT_SV = 0.0
 SPLIT_CONNECTED = 0.8  # each part's largest 8-connected piece holds this share of its pixels
 
 
@@ -533,6 +535,10 @@ def _split_components(uh, vb, fp: Footprints, c: np.ndarray, fixed, opts: DemixO
         traces -= share @ c
         traces -= traces.mean(axis=1, keepdims=True)
         weight = fp.values[i][mask].astype(np.float64)
+        _sv = np.linalg.svd(traces, compute_uv=False)
+        _SPLIT_SV.append((i, round(float(_sv[1] / _sv[0]), 3), round(float(_sv[2] / _sv[1]), 3)))
+        if _sv[1] < SPLIT_SV * _sv[0]:
+            continue
         # Clustered on traces pooled over each pixel's 3 x 3 neighbourhood within the mask: one pixel's noise
         # otherwise scatters the labels over the mask.
         near = (np.abs(my[:, None] - my[None, :]) <= 1) & (np.abs(mx[:, None] - mx[None, :]) <= 1)

@@ -447,175 +447,6 @@ def _ring_step(u, vb, fp: Footprints, c, opts: DemixOptions):
     return ring, u2, v2
 
 
-# --------------------------------------------------------------------------- split
-
-# After the first pass, an active component whose mask holds two sources is split in two: its pixels' high-passed
-# traces (less the other components' share) cluster into two spatially separate groups whose mean traces are
-# unrelated (correlation under COHERENCE_SDS of Bartlett's null, as the zone test asks).  One soma's pixels share
-# one trace, so its halves correlate far above the null and it stays whole; two overlapping somata with correlated
-# traces (the standard simulation's pair, 0.46) stay one as well.
-SPLIT = "residual"
-SPLIT_ROUNDS = 10
-SPLIT_SDS = COHERENCE_SDS
-SPLIT_CARVE = True
-SPLIT_NMF = True
-SPLIT_TWO_SIDED = True
-SPLIT_HELD = 0.5  # at most this share of the new part's pixels under another component's mask
-_SPLIT_DEBUG = []
-_SPLIT_SV = []
-SPLIT_SV = 0.0
-SPLIT_CONNECTED = 0.8  # each part's largest 8-connected piece holds this share of its pixels
-
-
-def _two_clusters(y: np.ndarray, weight: np.ndarray, rounds: int = SPLIT_ROUNDS) -> np.ndarray | None:
-    """Labels (0/1) of pixels' centred traces ``y`` (pixels x T) clustered by correlation (spherical 2-means):
-    the first centre the ``weight``-ed mean trace, the second the pixel least correlated with it."""
-    norm = np.linalg.norm(y, axis=1)
-    ok = norm > 0
-    if ok.sum() < 4:
-        return None
-    z = np.where(ok[:, None], y / np.maximum(norm, 1e-30)[:, None], 0.0)
-    first = weight @ z
-    first /= max(np.linalg.norm(first), 1e-30)
-    # The second centre: the mean of the quarter of pixels least like the first (one pixel would be noise).
-    like = np.where(ok, z @ first, np.inf)
-    second = z[np.argsort(like)[: max(ok.sum() // 4, 2)]].sum(axis=0)
-    second /= max(np.linalg.norm(second), 1e-30)
-    centres = np.stack([first, second])
-    labels = None
-    for _ in range(rounds):
-        new = np.argmax(z @ centres.T, axis=1)
-        if labels is not None and np.array_equal(new, labels):
-            break
-        labels = new
-        for k in range(2):
-            if not (labels == k).any():
-                return None
-            m = z[labels == k].sum(axis=0)
-            centres[k] = m / max(np.linalg.norm(m), 1e-30)
-    return labels
-
-
-def _lag_one(x: np.ndarray) -> float:
-    x = x - x.mean()
-    return float(np.clip(x[1:] @ x[:-1] / max(float(x @ x), 1e-30), 0.0, 0.99))
-
-
-def _split_components(uh, vb, fp: Footprints, c: np.ndarray, fixed, opts: DemixOptions):
-    """Split active components over two sources (see :data:`SPLIT`); the new parts are appended, the first part
-    stays in place (less the other's pixels).  Returns the new parts' footprints, or None."""
-    n = fp.n
-    if n == 0:
-        return None
-    width = fp.dims[1]
-    bh, bw = fp.box
-    ha = _highpass_footprints(fp, opts.highpass_sigma).tocsr()
-    top = fp.values.reshape(n, -1).max(axis=1)
-    vb = np.asarray(vb, np.float32)
-    n_frames = vb.shape[1]
-    parts = []
-    masks = fp.values > opts.footprint_threshold * np.maximum(top, 1e-30)[:, None, None]
-    covers = np.zeros(fp.dims[0] * fp.dims[1], np.int32)
-    for j in range(n):
-        my, mx = np.nonzero(masks[j])
-        covers[(my + fp.origins[j, 0]) * width + mx + fp.origins[j, 1]] += 1
-    for i in np.flatnonzero(~fixed):
-        mask = masks[i]
-        if mask.sum() < 2 * opts.min_size:
-            continue
-        my, mx = np.nonzero(mask)
-        y0, x0 = fp.origins[i]
-        pix = (my + y0) * width + mx + x0
-        held = np.zeros(covers.size, bool)
-        held[pix] = covers[pix] > 1  # under another component's mask too
-        cols, dense = tile_block(uh, pix)
-        traces = dense @ vb[cols]
-        share = ha[pix]
-        share[:, i] = 0
-        traces -= share @ c
-        traces -= traces.mean(axis=1, keepdims=True)
-        weight = fp.values[i][mask].astype(np.float64)
-        _sv = np.linalg.svd(traces, compute_uv=False)
-        _SPLIT_SV.append((i, round(float(_sv[1] / _sv[0]), 3), round(float(_sv[2] / _sv[1]), 3)))
-        if _sv[1] < SPLIT_SV * _sv[0]:
-            continue
-        # Clustered on traces pooled over each pixel's 3 x 3 neighbourhood within the mask: one pixel's noise
-        # otherwise scatters the labels over the mask.
-        near = (np.abs(my[:, None] - my[None, :]) <= 1) & (np.abs(mx[:, None] - mx[None, :]) <= 1)
-        labels = _two_clusters(near.astype(np.float32) @ traces, weight)
-        if labels is None:
-            _SPLIT_DEBUG.append((i, int(mask.sum()), "nolabels"))
-            continue
-        good = True
-        means = []
-        for k in range(2):
-            member = labels == k
-            if member.sum() < opts.min_size:
-                good = False
-                break
-            img = np.zeros((bh, bw), bool)
-            img[my[member], mx[member]] = True
-            lab, count = ndimage.label(img, structure=np.ones((3, 3)))
-            if count == 0 or np.bincount(lab.ravel())[1:].max() < SPLIT_CONNECTED * member.sum():
-                good = False
-                break
-            means.append(weight[member] @ traces[member] / max(weight[member].sum(), 1e-30))
-        if not good:
-            _SPLIT_DEBUG.append((i, int(mask.sum()), "shape", int((labels == 0).sum()), int((labels == 1).sum())))
-            continue
-        # Unmix: two non-negative footprints over the mask and free traces, from the two parts.
-        spatial = np.stack([np.where(labels == k, weight, 0.0) for k in range(2)])
-        for _ in range(SPLIT_ROUNDS):
-            gram = spatial @ spatial.T + 1e-9 * np.eye(2)
-            tr = np.linalg.solve(gram, spatial @ traces)
-            gram_t = tr @ tr.T + 1e-9 * np.eye(2)
-            spatial = np.maximum(np.linalg.solve(gram_t, tr @ traces.T), 0.0)
-        a, b = np.linalg.solve(spatial @ spatial.T + 1e-9 * np.eye(2), spatial @ traces)
-        r = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
-        ra, rb = _lag_one(a), _lag_one(b)
-        level = SPLIT_SDS * np.sqrt((1 + ra * rb) / ((1 - ra * rb) * n_frames))
-        _SPLIT_DEBUG.append((i, int(mask.sum()), "r", round(r, 3), round(float(level), 3), int((labels == 0).sum()),
-                             int((labels == 1).sum())))
-        if (abs(r) if SPLIT_TWO_SIDED else r) >= level:  # related, or anti-correlated: one source's trace fitted twice against itself
-            continue
-        # The part holding the footprint's peak keeps the component; the other becomes a new one in the same box.
-        peak = int(np.argmax(weight))
-        keep_k = labels[peak]
-        # A second source another component already holds is no missed one: its pixels stay where they are.
-        gone = pix[labels != keep_k]
-        if held[gone].mean() > SPLIT_HELD:
-            _SPLIT_DEBUG.append((i, int(mask.sum()), "held", round(float(held[gone].mean()), 2)))
-            continue
-        other = np.zeros((bh, bw), bool)
-        other[my[labels != keep_k], mx[labels != keep_k]] = True
-        if SPLIT_NMF:
-            maps = np.zeros((2, bh, bw))
-            maps[:, my, mx] = spatial / np.maximum(spatial.max(axis=1, keepdims=True), 1e-30) * top[i]
-            mine, other_map = maps[keep_k], maps[1 - keep_k]
-            other = other_map > 0.1 * top[i]
-            if other.sum() < opts.min_size:
-                continue
-            fp.values[i] = np.where(mask, mine, fp.values[i]).astype(fp.values.dtype)
-            parts.append((i, other, other_map))
-            continue
-        parts.append((i, other, None))
-    if not parts:
-        return None
-    new_values, new_support, new_zone, new_origins = [], [], [], []
-    for i, other, other_map in parts:
-        source = fp.values[i] if other_map is None else other_map
-        new_values.append(np.where(other, source, 0).astype(fp.values.dtype))
-        new_support.append(other.copy())
-        if fp.zone is not None:
-            new_zone.append(fp.zone[i].copy())
-        new_origins.append(fp.origins[i].copy())
-        if SPLIT_CARVE and other_map is None:
-            fp.values[i][other] = 0
-            fp.support[i] &= ~other
-    return Footprints(np.array(new_origins), np.array(new_values), np.array(new_support), fp.dims,
-                             np.array(new_zone) if fp.zone is not None else None)
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -1087,16 +918,6 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
     _stage("merge", fp, fixed)
     fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
     _stage("delete", fp, fixed)
-    if SPLIT == "first" and zone_test and not use_ring:
-        extra = _split_components(uh, vb, fp, c, fixed, opts)
-        if extra is not None:
-            log.info("demix: %d components split in two", extra.n)
-            fp = _concat(fp, extra)
-            fixed = np.concatenate([fixed, np.zeros(extra.n, bool)])
-            c = _iterate(u_fit, fit64, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
-            fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
-            fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
-            _stage("split", fp, fixed)
     log.debug("demix: %d components, %d after merging, %d after deleting", n_before, n_merged, fp.n)
     resid_corr = None
     for _ in range(1, opts.n_passes):
@@ -1140,16 +961,6 @@ def _fit(store, fac: Factors, options: DemixOptions, load_s: float, *, radius_gi
         fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
         fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
         _stage("residual", fp, fixed)
-    if SPLIT == "residual" and zone_test and not use_ring:
-        extra = _split_components(uh, vb, fp, c, fixed, opts)
-        if extra is not None:
-            log.info("demix: %d components split in two", extra.n)
-            fp = _concat(fp, extra)
-            fixed = np.concatenate([fixed, np.zeros(extra.n, bool)])
-            c = _iterate(u_fit, fit64, fp, bg, fixed, max(opts.max_num_iter // 2, 2))
-            fp, c, fixed = _merge(fp, c, opts.merge_threshold, fixed, mask_threshold=duplicate_threshold)
-            fp, c, fixed = _delete(fp, c, fixed, opts.min_size, opts.footprint_threshold)
-            _stage("split", fp, fixed)
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -361,3 +361,63 @@ def smooth(image: np.ndarray, sigma: float = SMOOTH_SIGMA) -> np.ndarray:
     den = gaussian_filter(ok.astype(np.float64), sigma, mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 1e-6, num / den, np.nan)
+
+
+# --------------------------------------------------------------------------- photon split: kept-pair counts
+
+
+@jit
+def _kept_pairs_kernel(keep, m, m2, lags, out):
+    # keep: (n, h, w) bool, True where a first difference is kept (not signal); lags: (L, 2) int64 (dy, dx), dy >= 0;
+    # out: (L, 2, h, w) float64, accumulated at each lag's pixels p (rows from max(0, -dy), columns from
+    # max(0, -dx), stored from index 0 as the lag's (h - |dy|, w - |dx|) sub-array):
+    #   0: #{t < m: keep[t, p] and keep[t, p + lag]},
+    #   1: (#{t < m2: keep[t, p] and keep[t + 1, p + lag]} + #{t < m2: keep[t + 1, p] and keep[t, p + lag]}) / 2.
+    # Counts of whole numbers: the same floats in any order (photon_split._add_lagged_moments' einsums on 0/1).
+    n, h, w = keep.shape
+    n_lag = lags.shape[0]
+    count = np.zeros((n_lag, 3, h, w), np.int32)
+    for t in range(m):
+        for lag in range(n_lag):
+            dy = lags[lag, 0]
+            dx = lags[lag, 1]
+            c0 = max(0, -dx)
+            c1 = w - max(0, dx)
+            for i in range(0, h - dy):
+                kx = keep[t, i]
+                ky = keep[t, i + dy]
+                a = count[lag, 0, i]
+                for j in range(c0, c1):
+                    a[j] += kx[j] & ky[j + dx]
+                if t < m2:
+                    kxn = keep[t + 1, i]
+                    kyn = keep[t + 1, i + dy]
+                    b = count[lag, 1, i]
+                    c = count[lag, 2, i]
+                    for j in range(c0, c1):
+                        b[j] += kx[j] & kyn[j + dx]
+                        c[j] += kxn[j] & ky[j + dx]
+    for lag in range(n_lag):
+        dy = lags[lag, 0]
+        dx = lags[lag, 1]
+        c0 = max(0, -dx)
+        for i in range(0, h - dy):
+            for j in range(c0, w - max(0, dx)):
+                out[lag, 0, i, j - c0] += count[lag, 0, i, j]
+                out[lag, 1, i, j - c0] += 0.5 * (count[lag, 1, i, j] + count[lag, 2, i, j])
+
+
+def kept_pairs(keep: np.ndarray, m: int, m2: int, lags) -> np.ndarray:
+    """Per lag ``(dy, dx)`` (``dy >= 0``) and pixel ``p`` with ``p + lag`` inside the frame, the kept pairs of
+    first differences (``keep``, (n, h, w) bool) at the same time over the first ``m`` and at time lag one
+    (symmetrised) over the first ``m2``: (L, 2, h, w) float64, each lag's (h - dy, w - |dx|) counts in its corner.
+
+    The ``k0``/``k1`` of :func:`~.photon_split._add_lagged_moments` as whole numbers counted on the mask's bytes
+    in one pass over the frames, instead of two float64 einsums per lag on 0/1 values: the same floats.
+    """
+    keep = np.ascontiguousarray(keep, dtype=np.bool_)
+    lags = np.asarray(lags, np.int64).reshape(-1, 2)
+    out = np.zeros((lags.shape[0], 2, *keep.shape[1:]))
+    if keep.shape[0] and lags.shape[0]:
+        _kept_pairs_kernel(keep, int(m), int(m2), lags, out)
+    return out

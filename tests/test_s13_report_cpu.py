@@ -70,6 +70,19 @@ def test_median_mad_equals_numpy_medians(n, monkeypatch):
     assert not np.shares_memory(med, x)
 
 
+@pytest.mark.parametrize("n", [*range(1, 12), 64, 255, 256, 257])
+def test_sorted_median_mad_equals_the_walk_and_numpy(n):
+    from pmdcompress.preprocess import median_mad_of_sorted
+
+    rng = np.random.default_rng(n)
+    for x in (rng.standard_normal(n), np.round(rng.standard_normal(n) * 2), rng.exponential(1.0, n),
+              np.full(n, 1.5), np.r_[np.zeros(n - n // 3), np.ones(n // 3)]):
+        buf = np.sort(x)
+        med, mad = kernels.sorted_median_mad(buf)
+        assert (med, mad) == median_mad_of_sorted(buf)
+        assert med == np.median(x) and mad == np.median(np.abs(x - np.median(x)))
+
+
 # ------------------------------------------------------------------------ the previous code path, kept as a twin
 
 

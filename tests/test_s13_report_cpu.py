@@ -83,6 +83,33 @@ def test_sorted_median_mad_equals_the_walk_and_numpy(n):
         assert med == np.median(x) and mad == np.median(np.abs(x - np.median(x)))
 
 
+@pytest.mark.parametrize("shape", [(40, 9, 11), (3, 4, 2), (1, 1, 5), (257, 16, 12)])
+def test_score_sums_equal_the_einsums_of_float64_copies(shape):
+    rng = np.random.default_rng(shape[0])
+    a = rng.poisson(3.0, shape).astype(np.float32)
+    b = rng.poisson(3.0, shape).astype(np.int32)
+    d = (0.7 * a + rng.standard_normal(shape)).astype(np.float32)
+    lags = ((1, 0), (-1, 0), (0, 1), (2, -1))
+    got = kernels.score_sums(a, b, d, lags)
+    A, B, D = (np.asarray(x, np.float64) for x in (a, b, d))
+    r = A - D
+    want = [np.einsum("tij,tij->ij", D - B, D - B), np.einsum("tij,tij->ij", A - B, A - B), B.sum(axis=0),
+            np.einsum("tij,tij->ij", B, B), r.sum(axis=0), np.einsum("tij,tij->ij", r, B), A.sum(axis=0)]
+    h, w = shape[1:]
+    for lag in lags:
+        here, there = ps._lag_slices(h, w, lag)
+        bq = B[:, there[0], there[1]]
+        for v in (bq.sum(axis=0), np.einsum("tij,tij->ij", r[:, here[0], here[1]], bq),
+                  np.einsum("tij,tij->ij", A[:, here[0], here[1]], bq)):
+            full = np.zeros((h, w))
+            full[here] = v
+            want.append(full)
+    assert len(want) == got.shape[0] == len(kernels.SCORE_SUMS) + 3 * len(lags)
+    for k, v in enumerate(want):
+        assert np.array_equal(got[k], v), k
+    assert got[2].sum() == b.sum()  # the sums are real: B's total
+
+
 # ------------------------------------------------------------------------ the previous code path, kept as a twin
 
 

@@ -449,3 +449,64 @@ def kept_pairs(keep: np.ndarray, m: int, m2: int, lags) -> np.ndarray:
     if keep.shape[0] and lags.shape[0]:
         _kept_pairs_kernel(keep, int(m), int(m2), lags, out)
     return out
+
+
+# --------------------------------------------------------------------------- photon split: the score's sums
+
+
+#: The per-pixel sums of :func:`score_sums` before the lagged ones, in order (photon_split.score's names).
+SCORE_SUMS = ("sq_d", "sq_a", "b", "b2", "r", "rb", "a")
+
+
+@jit
+def _score_sums_kernel(a, b, d, lags, out):
+    # a, b, d: (n, h, w) the halves A, B and the denoised A (any dtype, each value taken to float64);
+    # lags: (L, 2) int64; out: (7 + 3 L, h, w) float64, overwritten: per pixel p, summed over t in order from 0,
+    #   0 (d - b)^2, 1 (a - b)^2, 2 b, 3 b^2, 4 r = a - d, 5 r b, 6 a, and for each lag k with q = p + lag inside
+    #   the frame (0 elsewhere): 7 + 3k b_q, 8 + 3k r_p b_q, 9 + 3k a_p b_q.
+    # Rows are taken in bands so that the band's sums stay in cache while the frames stream past.
+    n, h, w = a.shape
+    n_lag = lags.shape[0]
+    out[:] = 0.0
+    band = max(1, 1024 // max(w, 1))
+    for i0 in range(0, h, band):
+        i1 = min(i0 + band, h)
+        for t in range(n):
+            for i in range(i0, i1):
+                for j in range(w):
+                    av = np.float64(a[t, i, j])
+                    bv = np.float64(b[t, i, j])
+                    dv = np.float64(d[t, i, j])
+                    e = dv - bv
+                    out[0, i, j] += e * e
+                    e = av - bv
+                    out[1, i, j] += e * e
+                    out[2, i, j] += bv
+                    out[3, i, j] += bv * bv
+                    r = av - dv
+                    out[4, i, j] += r
+                    out[5, i, j] += r * bv
+                    out[6, i, j] += av
+                for k in range(n_lag):
+                    q = i + lags[k, 0]
+                    dx = lags[k, 1]
+                    if q < 0 or q >= h:
+                        continue
+                    for j in range(max(0, -dx), w - max(0, dx)):
+                        bq = np.float64(b[t, q, j + dx])
+                        av = np.float64(a[t, i, j])
+                        r = av - np.float64(d[t, i, j])
+                        out[7 + 3 * k, i, j] += bq
+                        out[8 + 3 * k, i, j] += r * bq
+                        out[9 + 3 * k, i, j] += av * bq
+
+
+def score_sums(a, b, d, lags, out: np.ndarray | None = None) -> np.ndarray:
+    """The per-pixel sums of one chunk that :func:`~.photon_split.score` accumulates (:data:`SCORE_SUMS`, then
+    ``B_q``, ``r_p B_q`` and ``A_p B_q`` for each lag, ``r = A - dA``, ``q = p + lag``, 0 where ``q`` is outside
+    the frame): (7 + 3 L, h, w) float64, each the float of the einsum (or ``sum(axis=0)``) of float64 copies."""
+    lags = np.asarray(lags, np.int64).reshape(-1, 2)
+    if out is None:
+        out = np.empty((len(SCORE_SUMS) + 3 * lags.shape[0], *a.shape[1:]))
+    _score_sums_kernel(a, b, d, lags, out)
+    return out

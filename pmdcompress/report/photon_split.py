@@ -61,7 +61,7 @@ from ..options import MIN_FRAMES
 from ..preprocess import COHERENT_MIN_FRAMES, coherent_share
 from .frame_files import Frames, Scratch, empty
 from .heldout import central_crop
-from .kernels import kept_pairs
+from .kernels import SCORE_SUMS, kept_pairs, score_sums
 
 __all__ = ["CORRELATION_LIMIT", "Counts", "FrameStatistics", "active_folds", "active_pixels", "cross_correlations",
            "halves_correlations", "line_noise", "shared_active_pixels",
@@ -1195,30 +1195,21 @@ def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndar
     names = ("sq_d", "sq_a", "b", "b2", "r", "rb", "nv", "a") + tuple(
         f"{k}{i}" for i in range(len(SHARED_LAGS)) for k in ("bq", "rbq", "abq"))
     per_block = {k: np.zeros((len(blocks), h, w)) for k in names}
+    sums = np.empty((len(SCORE_SUMS) + 3 * len(SHARED_LAGS), h, w))
     for i, idx in enumerate(blocks):
         for j0 in range(0, idx.size, chunk):
             sel = slice(idx[j0], idx[min(j0 + chunk, idx.size) - 1] + 1)
-            A = np.asarray(a[sel], np.float64)
-            B = np.asarray(b[sel], np.float64)
-            D = np.asarray(denoised[sel], np.float64)
-            e = D - B
-            per_block["sq_d"][i] += np.einsum("tij,tij->ij", e, e)
-            e = A - B
-            per_block["sq_a"][i] += np.einsum("tij,tij->ij", e, e)
-            per_block["b"][i] += B.sum(axis=0)
-            per_block["nv"][i] += poisson_scale * B.sum(axis=0) if noise is None else B.shape[0] * noise
-            per_block["b2"][i] += np.einsum("tij,tij->ij", B, B)
-            r = A - D
-            per_block["r"][i] += r.sum(axis=0)
-            per_block["rb"][i] += np.einsum("tij,tij->ij", r, B)
-            per_block["a"][i] += A.sum(axis=0)
+            # One pass over the chunk's A, B, dA as they are stored (each value taken to float64 as it is read):
+            # the chunk's sums, each pixel's in frame order from zero, the floats of einsums on float64 copies.
+            score_sums(np.asarray(a[sel]), np.asarray(b[sel]), np.asarray(denoised[sel]), SHARED_LAGS, sums)
+            for name, chunk_sum in zip(SCORE_SUMS, sums, strict=False):
+                per_block[name][i] += chunk_sum
+            n_sel = sel.stop - sel.start
+            per_block["nv"][i] += poisson_scale * sums[SCORE_SUMS.index("b")] if noise is None else n_sel * noise
             for k, lag in enumerate(SHARED_LAGS):
-                here, there = _lag_slices(h, w, lag)
-                bq = B[:, there[0], there[1]]
-                per_block[f"bq{k}"][i][here] += bq.sum(axis=0)
-                per_block[f"rbq{k}"][i][here] += np.einsum("tij,tij->ij", r[:, here[0], here[1]], bq)
-                per_block[f"abq{k}"][i][here] += np.einsum("tij,tij->ij", A[:, here[0], here[1]], bq)
-            del A, B, D, e, r, bq  # freed before the next chunk is read
+                here, _ = _lag_slices(h, w, lag)
+                for m, name in enumerate(("bq", "rbq", "abq")):
+                    per_block[f"{name}{k}"][i][here] += sums[len(SCORE_SUMS) + 3 * k + m][here]
     sizes = np.array([idx.size for idx in blocks], np.float64)
     out = {"all": _score_set(per_block, sizes, [(np.arange(len(blocks)), np.ones((h, w), bool))], noise,
                              poisson_scale)}

@@ -110,6 +110,21 @@ def test_score_sums_equal_the_einsums_of_float64_copies(shape):
     assert got[2].sum() == b.sum()  # the sums are real: B's total
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+def test_dither_variance_sum_equals_the_numpy_formula(dtype):
+    rng = np.random.default_rng(7)
+    frames = (100 + 4.0 * rng.poisson(3.0, (30, 6, 9)) + rng.normal(0, 2, (30, 6, 9))).astype(dtype)
+    offset = 100 + rng.normal(0, 1, (6, 9))
+    block = (np.asarray(frames, np.float64) - offset) / 3.7
+    f = block - np.floor(block)
+    want = (f * (1.0 - f)).sum(axis=0)
+    assert np.array_equal(kernels.dither_variance_sum(frames, offset, 3.7), want)
+    assert np.array_equal(kernels.dither_variance_sum(frames, 99.5, 3.7),
+                          (lambda g: (g * (1.0 - g)).sum(axis=0))(((np.asarray(frames, np.float64) - 99.5) / 3.7)
+                                                                 % 1.0))
+    assert 0 < want.mean() / 30 <= 0.25
+
+
 # ------------------------------------------------------------------------ the previous code path, kept as a twin
 
 

@@ -510,3 +510,27 @@ def score_sums(a, b, d, lags, out: np.ndarray | None = None) -> np.ndarray:
         out = np.empty((len(SCORE_SUMS) + 3 * lags.shape[0], *a.shape[1:]))
     _score_sums_kernel(a, b, d, lags, out)
     return out
+
+
+@jit
+def _dither_variance_kernel(frames, offset, gain, out):
+    # frames: (n, h, w) any dtype; offset: (h, w) float64; out: (h, w) float64, overwritten:
+    # sum over t in order from 0 of f (1 - f), f the fractional part of (frames - offset) / gain.
+    n, h, w = frames.shape
+    out[:] = 0.0
+    for t in range(n):
+        for i in range(h):
+            for j in range(w):
+                x = (np.float64(frames[t, i, j]) - offset[i, j]) / gain
+                f = x - np.floor(x)
+                out[i, j] += f * (1.0 - f)
+
+
+def dither_variance_sum(frames, offset, gain: float) -> np.ndarray:
+    """Per pixel, ``sum_t f (1 - f)``, ``f`` the fractional part of ``(frames - offset) / gain`` (the dither's
+    variance, :func:`~.photon_split._dither_variance`): the floats of ``(f * (1 - f)).sum(axis=0)`` on a float64
+    copy, in one pass over the frames as stored."""
+    out = np.empty(frames.shape[1:])
+    _dither_variance_kernel(frames, np.ascontiguousarray(np.broadcast_to(offset, frames.shape[1:]), np.float64),
+                            float(gain), out)
+    return out

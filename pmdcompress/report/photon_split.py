@@ -61,7 +61,7 @@ from ..options import MIN_FRAMES
 from ..preprocess import COHERENT_MIN_FRAMES, coherent_share
 from .frame_files import Frames, Scratch, empty
 from .heldout import central_crop
-from .kernels import SCORE_SUMS, kept_pairs, score_sums
+from .kernels import SCORE_SUMS, dither_variance_sum, kept_pairs, score_sums
 
 __all__ = ["CORRELATION_LIMIT", "Counts", "FrameStatistics", "active_folds", "active_pixels", "cross_correlations",
            "halves_correlations", "line_noise", "shared_active_pixels",
@@ -357,9 +357,8 @@ def _dither_variance(frames: np.ndarray, gain: float, offset, chunk: int = 256) 
     """Per pixel, ``mean_t f (1 - f)``: the variance that dithering adds, ``f`` the fractional part."""
     total = np.zeros(frames.shape[1:])
     for t0 in range(0, frames.shape[0], chunk):
-        block = (np.asarray(frames[t0 : t0 + chunk], np.float64) - offset) / gain
-        f = block - np.floor(block)
-        total += (f * (1.0 - f)).sum(axis=0)
+        # One pass over the chunk as stored: the floats of (f * (1 - f)).sum(axis=0) on a float64 copy.
+        total += dither_variance_sum(np.asarray(frames[t0 : t0 + chunk]), offset, float(gain))
     return total / frames.shape[0]
 
 

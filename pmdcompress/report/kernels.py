@@ -401,38 +401,50 @@ def _kept_pairs_kernel(keep, m, m2, lags, out):
     # max(0, -dx), stored from index 0 as the lag's (h - |dy|, w - |dx|) sub-array):
     #   0: #{t < m: keep[t, p] and keep[t, p + lag]},
     #   1: (#{t < m2: keep[t, p] and keep[t + 1, p + lag]} + #{t < m2: keep[t + 1, p] and keep[t, p + lag]}) / 2.
-    # Counts of whole numbers: the same floats in any order (photon_split._add_lagged_moments' einsums on 0/1).
+    # Few differences are masked (signal), so each count is taken as all pairs less those with a masked end:
+    # #{x and y} = N - #{not x} - #{not y} + #{not x and not y}, the last found from the masked values alone.
+    # Whole numbers: the same floats in any order (photon_split._add_lagged_moments' einsums on 0/1 values).
     n, h, w = keep.shape
     n_lag = lags.shape[0]
-    count = np.zeros((n_lag, 3, h, w), np.int32)
-    for t in range(m):
-        for lag in range(n_lag):
-            dy = lags[lag, 0]
-            dx = lags[lag, 1]
-            c0 = max(0, -dx)
-            c1 = w - max(0, dx)
-            for i in range(0, h - dy):
-                kx = keep[t, i]
-                ky = keep[t, i + dy]
-                a = count[lag, 0, i]
-                for j in range(c0, c1):
-                    a[j] += kx[j] & ky[j + dx]
+    off0 = np.zeros((h, w), np.int64)  # masked at t < m
+    off_a = np.zeros((h, w), np.int64)  # masked at t < m2
+    off_b = np.zeros((h, w), np.int64)  # masked at 1 <= t <= m2
+    both = np.zeros((n_lag, 3, h, w), np.int64)  # both ends masked: at the same t < m; p at t < m2 and q at t + 1;
+    for t in range(n):                           # p at t + 1 and q at t < m2 (stored at p)
+        for i in range(h):
+            for j in range(w):
+                if keep[t, i, j]:
+                    continue
+                if t < m:
+                    off0[i, j] += 1
                 if t < m2:
-                    kxn = keep[t + 1, i]
-                    kyn = keep[t + 1, i + dy]
-                    b = count[lag, 1, i]
-                    c = count[lag, 2, i]
-                    for j in range(c0, c1):
-                        b[j] += kx[j] & kyn[j + dx]
-                        c[j] += kxn[j] & ky[j + dx]
+                    off_a[i, j] += 1
+                if 1 <= t <= m2:
+                    off_b[i, j] += 1
+                for lag in range(n_lag):
+                    qi = i + lags[lag, 0]
+                    qj = j + lags[lag, 1]
+                    if qi >= h or qj < 0 or qj >= w:
+                        continue
+                    if t < m and not keep[t, qi, qj]:
+                        both[lag, 0, i, j] += 1
+                    if t < m2 and not keep[t + 1, qi, qj]:
+                        both[lag, 1, i, j] += 1
+                    if 1 <= t <= m2 and not keep[t - 1, qi, qj]:
+                        both[lag, 2, i, j] += 1
     for lag in range(n_lag):
         dy = lags[lag, 0]
         dx = lags[lag, 1]
         c0 = max(0, -dx)
         for i in range(0, h - dy):
             for j in range(c0, w - max(0, dx)):
-                out[lag, 0, i, j - c0] += count[lag, 0, i, j]
-                out[lag, 1, i, j - c0] += 0.5 * (count[lag, 1, i, j] + count[lag, 2, i, j])
+                qi = i + dy
+                qj = j + dx
+                k0 = m - off0[i, j] - off0[qi, qj] + both[lag, 0, i, j]
+                ka = m2 - off_a[i, j] - off_b[qi, qj] + both[lag, 1, i, j]
+                kb = m2 - off_b[i, j] - off_a[qi, qj] + both[lag, 2, i, j]
+                out[lag, 0, i, j - c0] += k0
+                out[lag, 1, i, j - c0] += 0.5 * (ka + kb)
 
 
 def kept_pairs(keep: np.ndarray, m: int, m2: int, lags) -> np.ndarray:
@@ -440,8 +452,9 @@ def kept_pairs(keep: np.ndarray, m: int, m2: int, lags) -> np.ndarray:
     first differences (``keep``, (n, h, w) bool) at the same time over the first ``m`` and at time lag one
     (symmetrised) over the first ``m2``: (L, 2, h, w) float64, each lag's (h - dy, w - |dx|) counts in its corner.
 
-    The ``k0``/``k1`` of :func:`~.photon_split._add_lagged_moments` as whole numbers counted on the mask's bytes
-    in one pass over the frames, instead of two float64 einsums per lag on 0/1 values: the same floats.
+    The ``k0``/``k1`` of :func:`~.photon_split._add_lagged_moments` as whole numbers, from one pass over the mask
+    that stops only at its few masked values, instead of three float64 einsums per lag on 0/1 values: the same
+    floats.
     """
     keep = np.ascontiguousarray(keep, dtype=np.bool_)
     lags = np.asarray(lags, np.int64).reshape(-1, 2)

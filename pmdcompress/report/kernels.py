@@ -248,27 +248,43 @@ def _median_mad_sorted_kernel(xs, med, mad):
         med[p], mad[p] = sorted_median_mad(xs[p])
 
 
+@jit
+def _transpose_into(src, out):
+    # out[p, t] = src[t, p] (src: (n, P), any strides; out: (P, n) C-ordered), in 16 x 16 tiles that stay in cache
+    # (numpy's strided copy of the same thing took three times as long).
+    n, n_p = src.shape
+    for t0 in range(0, n, 16):
+        t1 = min(t0 + 16, n)
+        for p0 in range(0, n_p, 16):
+            for p in range(p0, min(p0 + 16, n_p)):
+                for t in range(t0, t1):
+                    out[p, t] = src[t, p]
+
+
 #: Pixels sorted at a time by :func:`median_mad`.
-MEDIAN_SORT_PIXELS = 4096
+MEDIAN_SORT_PIXELS = 1024
 
 
 def median_mad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel of ``x`` (T, ...), the median over time and the median absolute deviation from it: the same floats
     as ``m = np.median(x, axis=0)`` and ``np.median(np.abs(x - m), axis=0)``, from one sort (numpy's, vectorised)
-    and a walk outwards from the middle, in about half the time of the two medians.  ``x`` must be finite."""
+    and a bisection between the walks outwards from the middle (:func:`sorted_median_mad`).  ``x`` must be
+    finite."""
     x = np.asarray(x, np.float64)
     flat = x.reshape(x.shape[0], -1)
     med = np.empty(flat.shape[1])
     mad = np.empty(flat.shape[1])
     if flat.shape[0]:
         # A block of pixels at a time, each pixel's values copied to a contiguous row and sorted along it: the same
-        # floats as sorting the columns (each on its own), with no strided walk through the frames (12 % less
-        # time), and a block's sorted copy in place of a whole chunk's at the report's peak.
+        # floats as sorting the columns (each on its own), with no strided walk through the frames, and a block's
+        # sorted copy in place of a whole chunk's at the report's peak.
+        rows = np.empty((min(MEDIAN_SORT_PIXELS, flat.shape[1]), flat.shape[0]))
         for p0 in range(0, flat.shape[1], MEDIAN_SORT_PIXELS):
             p1 = min(p0 + MEDIAN_SORT_PIXELS, flat.shape[1])
-            rows = np.ascontiguousarray(flat[:, p0:p1].T)
-            rows.sort(axis=1)
-            _median_mad_sorted_kernel(rows, med[p0:p1], mad[p0:p1])
+            block = rows[: p1 - p0]
+            _transpose_into(flat[:, p0:p1], block)
+            block.sort(axis=1)
+            _median_mad_sorted_kernel(block, med[p0:p1], mad[p0:p1])
     else:
         med[:] = mad[:] = np.nan
     return med.reshape(x.shape[1:]), mad.reshape(x.shape[1:])

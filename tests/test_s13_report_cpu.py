@@ -125,6 +125,19 @@ def test_dither_variance_sum_equals_the_numpy_formula(dtype):
     assert 0 < want.mean() / 30 <= 0.25
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 2, 9])
+def test_first_differences_equal_numpy_diff(dtype, n):
+    rng = np.random.default_rng(n)
+    block = (rng.random((n, 5, 7)) * 200).astype(dtype)
+    got = kernels.first_differences(block)
+    want = np.diff(np.asarray(block, np.float64), axis=0)
+    assert got.shape == want.shape and got.flags.c_contiguous
+    assert np.array_equal(got, want)
+    if n > 1:
+        assert np.abs(got).sum() > 0
+
+
 # ------------------------------------------------------------------------ the previous code path, kept as a twin
 
 

@@ -563,3 +563,23 @@ def dither_variance_sum(frames, offset, gain: float) -> np.ndarray:
     _dither_variance_kernel(frames, np.ascontiguousarray(np.broadcast_to(offset, frames.shape[1:]), np.float64),
                             float(gain), out)
     return out
+
+
+@jit
+def _first_differences_kernel(block, out):
+    # out[t] = float64(block[t + 1]) - float64(block[t]); block: (n, h, w) any dtype, out: (n - 1, h, w) float64.
+    n, h, w = block.shape
+    for t in range(n - 1):
+        for i in range(h):
+            for j in range(w):
+                out[t, i, j] = np.float64(block[t + 1, i, j]) - np.float64(block[t, i, j])
+
+
+def first_differences(block: np.ndarray) -> np.ndarray:
+    """``np.diff(np.asarray(block, np.float64), axis=0)`` of a C-ordered (n, h, w) block, in one pass and without the
+    float64 copy of the block: the same floats (each value's conversion to float64 is exact, the difference the same
+    subtraction), C-ordered as np.diff's."""
+    out = np.empty((max(block.shape[0] - 1, 0), *block.shape[1:]))
+    if block.shape[0] > 1:
+        _first_differences_kernel(block, out)
+    return out

@@ -61,7 +61,7 @@ from ..options import MIN_FRAMES
 from ..preprocess import COHERENT_MIN_FRAMES, coherent_share
 from .frame_files import Frames, Scratch, empty
 from .heldout import central_crop
-from .kernels import SCORE_SUMS, dither_variance_sum, kept_pairs, score_sums
+from .kernels import SCORE_SUMS, dither_variance_sum, first_differences, kept_pairs, score_sums
 
 __all__ = ["CORRELATION_LIMIT", "Counts", "FrameStatistics", "active_folds", "active_pixels", "cross_correlations",
            "halves_correlations", "line_noise", "shared_active_pixels",
@@ -162,7 +162,11 @@ def _differences(block: np.ndarray, clean: bool = False) -> np.ndarray:
     Fitting that share takes one of the ``n`` differences' degrees of freedom from
     every pixel: the rest is scaled by ``sqrt(n / (n - 1))`` to keep the noise's variance.
     """
-    d = np.diff(np.asarray(block, np.float64), axis=0)
+    block = np.asarray(block)
+    if block.ndim == 3 and block.flags.c_contiguous:
+        d = first_differences(block)  # one pass, no float64 copy of the block: the same floats
+    else:  # a view along another axis (line_noise's columns): np.diff keeps its layout, which later sums follow
+        d = np.diff(np.asarray(block, np.float64), axis=0)
     n = d.shape[0]
     if clean and n >= COHERENT_MIN_FRAMES:
         return _remove_shared(d)

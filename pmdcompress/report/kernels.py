@@ -422,11 +422,12 @@ def _kept_pairs_kernel(keep, m, m2, lags, out):
     # Whole numbers: the same floats in any order (photon_split._add_lagged_moments' einsums on 0/1 values).
     n, h, w = keep.shape
     n_lag = lags.shape[0]
-    off0 = np.zeros((h, w), np.int64)  # masked at t < m
-    off_a = np.zeros((h, w), np.int64)  # masked at t < m2
-    off_b = np.zeros((h, w), np.int64)  # masked at 1 <= t <= m2
-    both = np.zeros((n_lag, 3, h, w), np.int64)  # both ends masked: at the same t < m; p at t < m2 and q at t + 1;
-    for t in range(n):                           # p at t + 1 and q at t < m2 (stored at p)
+    off0 = np.zeros((h, w), np.int32)  # masked at t < m
+    off_a = np.zeros((h, w), np.int32)  # masked at t < m2
+    off_b = np.zeros((h, w), np.int32)  # masked at 1 <= t <= m2
+    # Both ends masked (stored at p): 0 at the same t < m, 1 p at t < m2 and q at t + 1, 2 p at t + 1 and q at t.
+    both = np.zeros((n_lag, 3, h, w), np.int32)
+    for t in range(n):
         for i in range(h):
             for j in range(w):
                 if keep[t, i, j]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from .._numba import jit
-from ..preprocess import median_mad_of_sorted
 
 #: Gaussian width (pixels) of the smoothing of per-pixel error estimates.
 SMOOTH_SIGMA = 2.0
@@ -203,44 +202,89 @@ def _band_kernel(spec_y, spec_r, lo, hi, weights, high, low, pooled):
         pooled[2, k] += pr
 
 
-#: Pixels whose sorted values the median kernel gathers together (rows read in order, not strided).
-_MEDIAN_BLOCK = 64
+@jit
+def _kth_deviation(buf, med, lo, hi, n, k):
+    # The k-th smallest (k >= 1) of the absolute deviations from med of the sorted buf's values walked outwards
+    # from its middle: left, med - buf[lo - i], and right, buf[hi + j] - med (i, j < n), each increasing.  The
+    # number taken from the left is bisected (too few while left[i] < right[k - i - 1]); the answer is the largest
+    # value taken: the same float as merging the two walks value by value (preprocess.median_mad_of_sorted), in
+    # log(n) steps instead of n unpredictable branches.
+    a = max(0, k - n)
+    b = min(k, n)
+    while a < b:
+        i = (a + b) // 2
+        if med - buf[lo - i] < buf[hi + k - i - 1] - med:
+            a = i + 1
+        else:
+            b = i
+    best = -np.inf
+    if a > 0:
+        best = med - buf[lo - a + 1]
+    if k - a > 0:
+        best = max(best, buf[hi + k - a - 1] - med)
+    return best
+
+
+@jit
+def sorted_median_mad(buf):
+    """Median of the sorted 1-D ``buf`` and the median of its absolute deviations from it (each the mean of the two
+    middle values when the size is even): the floats of ``np.median`` of each, and of
+    :func:`pmdcompress.preprocess.median_mad_of_sorted` (its twin in the tests), by bisection."""
+    m = buf.size
+    h = m // 2
+    if m % 2 == 1:
+        med = buf[h]
+        # The middle value's own deviation, 0, is the smallest: the median deviation is the h-th of the rest.
+        return med, (_kth_deviation(buf, med, h - 1, h + 1, h, h) if h > 0 else 0.0)
+    med = 0.5 * (buf[h - 1] + buf[h])
+    return med, 0.5 * (_kth_deviation(buf, med, h - 1, h, h, h) + _kth_deviation(buf, med, h - 1, h, h, h + 1))
 
 
 @jit
 def _median_mad_sorted_kernel(xs, med, mad):
-    # xs: (T, P) float64, each column sorted; med, mad: (P,) float64 out: per column, the median (the middle value,
-    # or the mean of the two middle ones, as numpy's) and the median of the absolute deviations from it
-    # (pmdcompress.preprocess.median_mad_of_sorted).  Columns are gathered _MEDIAN_BLOCK at a time, row by row.
-    n, n_p = xs.shape
-    cols = np.empty((_MEDIAN_BLOCK, n), np.float64)
-    for p0 in range(0, n_p, _MEDIAN_BLOCK):
-        width = min(_MEDIAN_BLOCK, n_p - p0)
-        for t in range(n):
-            for j in range(width):
-                cols[j, t] = xs[t, p0 + j]
-        for j in range(width):
-            med[p0 + j], mad[p0 + j] = median_mad_of_sorted(cols[j])
+    # xs: (P, T) float64, each row sorted; med, mad: (P,) float64 out: per row, the median (the middle value, or the
+    # mean of the two middle ones, as numpy's) and the median of the absolute deviations from it.
+    for p in range(xs.shape[0]):
+        med[p], mad[p] = sorted_median_mad(xs[p])
+
+
+@jit
+def _transpose_into(src, out):
+    # out[p, t] = src[t, p] (src: (n, P), any strides; out: (P, n) C-ordered), in 16 x 16 tiles that stay in cache
+    # (numpy's strided copy of the same thing took three times as long).
+    n, n_p = src.shape
+    for t0 in range(0, n, 16):
+        t1 = min(t0 + 16, n)
+        for p0 in range(0, n_p, 16):
+            for p in range(p0, min(p0 + 16, n_p)):
+                for t in range(t0, t1):
+                    out[p, t] = src[t, p]
 
 
 #: Pixels sorted at a time by :func:`median_mad`.
-MEDIAN_SORT_PIXELS = 4096
+MEDIAN_SORT_PIXELS = 1024
 
 
 def median_mad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel of ``x`` (T, ...), the median over time and the median absolute deviation from it: the same floats
     as ``m = np.median(x, axis=0)`` and ``np.median(np.abs(x - m), axis=0)``, from one sort (numpy's, vectorised)
-    and a walk outwards from the middle, in about half the time of the two medians.  ``x`` must be finite."""
+    and a bisection between the walks outwards from the middle (:func:`sorted_median_mad`).  ``x`` must be
+    finite."""
     x = np.asarray(x, np.float64)
     flat = x.reshape(x.shape[0], -1)
     med = np.empty(flat.shape[1])
     mad = np.empty(flat.shape[1])
     if flat.shape[0]:
-        # Sorted a block of pixels at a time (each column is sorted on its own, so these are the same floats): a
-        # sorted copy of the whole chunk was one more (frames x pixels) float64 array at the report's peak.
+        # A block of pixels at a time, each pixel's values copied to a contiguous row and sorted along it: the same
+        # floats as sorting the columns (each on its own), with no strided walk through the frames, and a block's
+        # sorted copy in place of a whole chunk's at the report's peak.
+        rows = np.empty((min(MEDIAN_SORT_PIXELS, flat.shape[1]), flat.shape[0]))
         for p0 in range(0, flat.shape[1], MEDIAN_SORT_PIXELS):
             p1 = min(p0 + MEDIAN_SORT_PIXELS, flat.shape[1])
-            _median_mad_sorted_kernel(np.sort(flat[:, p0:p1], axis=0), med[p0:p1], mad[p0:p1])
+            block = rows[: p1 - p0]
+            _transpose_into(flat[:, p0:p1], block)
+            block.sort(axis=1)
+            _median_mad_sorted_kernel(block, med[p0:p1], mad[p0:p1])
     else:
         med[:] = mad[:] = np.nan
     return med.reshape(x.shape[1:]), mad.reshape(x.shape[1:])
@@ -361,3 +405,182 @@ def smooth(image: np.ndarray, sigma: float = SMOOTH_SIGMA) -> np.ndarray:
     den = gaussian_filter(ok.astype(np.float64), sigma, mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 1e-6, num / den, np.nan)
+
+
+# --------------------------------------------------------------------------- photon split: kept-pair counts
+
+
+@jit
+def _kept_pairs_kernel(keep, m, m2, lags, out):
+    # keep: (n, h, w) bool, True where a first difference is kept (not signal); lags: (L, 2) int64 (dy, dx), dy >= 0;
+    # out: (L, 2, h, w) float64, accumulated at each lag's pixels p (rows from max(0, -dy), columns from
+    # max(0, -dx), stored from index 0 as the lag's (h - |dy|, w - |dx|) sub-array):
+    #   0: #{t < m: keep[t, p] and keep[t, p + lag]},
+    #   1: (#{t < m2: keep[t, p] and keep[t + 1, p + lag]} + #{t < m2: keep[t + 1, p] and keep[t, p + lag]}) / 2.
+    # Few differences are masked (signal), so each count is taken as all pairs less those with a masked end:
+    # #{x and y} = N - #{not x} - #{not y} + #{not x and not y}, the last found from the masked values alone.
+    # Whole numbers: the same floats in any order (photon_split._add_lagged_moments' einsums on 0/1 values).
+    n, h, w = keep.shape
+    n_lag = lags.shape[0]
+    off0 = np.zeros((h, w), np.int32)  # masked at t < m
+    off_a = np.zeros((h, w), np.int32)  # masked at t < m2
+    off_b = np.zeros((h, w), np.int32)  # masked at 1 <= t <= m2
+    # Both ends masked (stored at p): 0 at the same t < m, 1 p at t < m2 and q at t + 1, 2 p at t + 1 and q at t.
+    both = np.zeros((n_lag, 3, h, w), np.int32)
+    for t in range(n):
+        for i in range(h):
+            for j in range(w):
+                if keep[t, i, j]:
+                    continue
+                if t < m:
+                    off0[i, j] += 1
+                if t < m2:
+                    off_a[i, j] += 1
+                if 1 <= t <= m2:
+                    off_b[i, j] += 1
+                for lag in range(n_lag):
+                    qi = i + lags[lag, 0]
+                    qj = j + lags[lag, 1]
+                    if qi >= h or qj < 0 or qj >= w:
+                        continue
+                    if t < m and not keep[t, qi, qj]:
+                        both[lag, 0, i, j] += 1
+                    if t < m2 and not keep[t + 1, qi, qj]:
+                        both[lag, 1, i, j] += 1
+                    if 1 <= t <= m2 and not keep[t - 1, qi, qj]:
+                        both[lag, 2, i, j] += 1
+    for lag in range(n_lag):
+        dy = lags[lag, 0]
+        dx = lags[lag, 1]
+        c0 = max(0, -dx)
+        for i in range(0, h - dy):
+            for j in range(c0, w - max(0, dx)):
+                qi = i + dy
+                qj = j + dx
+                k0 = m - off0[i, j] - off0[qi, qj] + both[lag, 0, i, j]
+                ka = m2 - off_a[i, j] - off_b[qi, qj] + both[lag, 1, i, j]
+                kb = m2 - off_b[i, j] - off_a[qi, qj] + both[lag, 2, i, j]
+                out[lag, 0, i, j - c0] += k0
+                out[lag, 1, i, j - c0] += 0.5 * (ka + kb)
+
+
+def kept_pairs(keep: np.ndarray, m: int, m2: int, lags) -> np.ndarray:
+    """Per lag ``(dy, dx)`` (``dy >= 0``) and pixel ``p`` with ``p + lag`` inside the frame, the kept pairs of
+    first differences (``keep``, (n, h, w) bool) at the same time over the first ``m`` and at time lag one
+    (symmetrised) over the first ``m2``: (L, 2, h, w) float64, each lag's (h - dy, w - |dx|) counts in its corner.
+
+    The ``k0``/``k1`` of :func:`~.photon_split._add_lagged_moments` as whole numbers, from one pass over the mask
+    that stops only at its few masked values, instead of three float64 einsums per lag on 0/1 values: the same
+    floats.
+    """
+    keep = np.ascontiguousarray(keep, dtype=np.bool_)
+    lags = np.asarray(lags, np.int64).reshape(-1, 2)
+    out = np.zeros((lags.shape[0], 2, *keep.shape[1:]))
+    if keep.shape[0] and lags.shape[0]:
+        _kept_pairs_kernel(keep, int(m), int(m2), lags, out)
+    return out
+
+
+# --------------------------------------------------------------------------- photon split: the score's sums
+
+
+#: The per-pixel sums of :func:`score_sums` before the lagged ones, in order (photon_split.score's names).
+SCORE_SUMS = ("sq_d", "sq_a", "b", "b2", "r", "rb", "a")
+
+
+@jit
+def _score_sums_kernel(a, b, d, lags, out):
+    # a, b, d: (n, h, w) the halves A, B and the denoised A (any dtype, each value taken to float64);
+    # lags: (L, 2) int64; out: (7 + 3 L, h, w) float64, overwritten: per pixel p, summed over t in order from 0,
+    #   0 (d - b)^2, 1 (a - b)^2, 2 b, 3 b^2, 4 r = a - d, 5 r b, 6 a, and for each lag k with q = p + lag inside
+    #   the frame (0 elsewhere): 7 + 3k b_q, 8 + 3k r_p b_q, 9 + 3k a_p b_q.
+    # Rows are taken in bands so that the band's sums stay in cache while the frames stream past.
+    n, h, w = a.shape
+    n_lag = lags.shape[0]
+    out[:] = 0.0
+    band = max(1, 1024 // max(w, 1))
+    for i0 in range(0, h, band):
+        i1 = min(i0 + band, h)
+        for t in range(n):
+            for i in range(i0, i1):
+                for j in range(w):
+                    av = np.float64(a[t, i, j])
+                    bv = np.float64(b[t, i, j])
+                    dv = np.float64(d[t, i, j])
+                    e = dv - bv
+                    out[0, i, j] += e * e
+                    e = av - bv
+                    out[1, i, j] += e * e
+                    out[2, i, j] += bv
+                    out[3, i, j] += bv * bv
+                    r = av - dv
+                    out[4, i, j] += r
+                    out[5, i, j] += r * bv
+                    out[6, i, j] += av
+                for k in range(n_lag):
+                    q = i + lags[k, 0]
+                    dx = lags[k, 1]
+                    if q < 0 or q >= h:
+                        continue
+                    for j in range(max(0, -dx), w - max(0, dx)):
+                        bq = np.float64(b[t, q, j + dx])
+                        av = np.float64(a[t, i, j])
+                        r = av - np.float64(d[t, i, j])
+                        out[7 + 3 * k, i, j] += bq
+                        out[8 + 3 * k, i, j] += r * bq
+                        out[9 + 3 * k, i, j] += av * bq
+
+
+def score_sums(a, b, d, lags, out: np.ndarray | None = None) -> np.ndarray:
+    """The per-pixel sums of one chunk that :func:`~.photon_split.score` accumulates (:data:`SCORE_SUMS`, then
+    ``B_q``, ``r_p B_q`` and ``A_p B_q`` for each lag, ``r = A - dA``, ``q = p + lag``, 0 where ``q`` is outside
+    the frame): (7 + 3 L, h, w) float64, each the float of the einsum (or ``sum(axis=0)``) of float64 copies."""
+    lags = np.asarray(lags, np.int64).reshape(-1, 2)
+    if out is None:
+        out = np.empty((len(SCORE_SUMS) + 3 * lags.shape[0], *a.shape[1:]))
+    _score_sums_kernel(a, b, d, lags, out)
+    return out
+
+
+@jit
+def _dither_variance_kernel(frames, offset, gain, out):
+    # frames: (n, h, w) any dtype; offset: (h, w) float64; out: (h, w) float64, overwritten:
+    # sum over t in order from 0 of f (1 - f), f the fractional part of (frames - offset) / gain.
+    n, h, w = frames.shape
+    out[:] = 0.0
+    for t in range(n):
+        for i in range(h):
+            for j in range(w):
+                x = (np.float64(frames[t, i, j]) - offset[i, j]) / gain
+                f = x - np.floor(x)
+                out[i, j] += f * (1.0 - f)
+
+
+def dither_variance_sum(frames, offset, gain: float) -> np.ndarray:
+    """Per pixel, ``sum_t f (1 - f)``, ``f`` the fractional part of ``(frames - offset) / gain`` (the dither's
+    variance, :func:`~.photon_split._dither_variance`): the floats of ``(f * (1 - f)).sum(axis=0)`` on a float64
+    copy, in one pass over the frames as stored."""
+    out = np.empty(frames.shape[1:])
+    _dither_variance_kernel(frames, np.ascontiguousarray(np.broadcast_to(offset, frames.shape[1:]), np.float64),
+                            float(gain), out)
+    return out
+
+
+@jit
+def _first_differences_kernel(block, out):
+    # out[t] = float64(block[t + 1]) - float64(block[t]); block: (n, h, w) any dtype, out: (n - 1, h, w) float64.
+    n, h, w = block.shape
+    for t in range(n - 1):
+        for i in range(h):
+            for j in range(w):
+                out[t, i, j] = np.float64(block[t + 1, i, j]) - np.float64(block[t, i, j])
+
+
+def first_differences(block: np.ndarray) -> np.ndarray:
+    """``np.diff(np.asarray(block, np.float64), axis=0)`` of a C-ordered (n, h, w) block, in one pass and without the
+    float64 copy of the block: the same floats (each value's conversion to float64 is exact, the difference the same
+    subtraction), C-ordered as np.diff's."""
+    out = np.empty((max(block.shape[0] - 1, 0), *block.shape[1:]))
+    if block.shape[0] > 1:
+        _first_differences_kernel(block, out)
+    return out

@@ -61,6 +61,7 @@ from ..options import MIN_FRAMES
 from ..preprocess import COHERENT_MIN_FRAMES, coherent_share
 from .frame_files import Frames, Scratch, empty
 from .heldout import central_crop
+from .kernels import SCORE_SUMS, dither_variance_sum, first_differences, kept_pairs, score_sums
 
 __all__ = ["CORRELATION_LIMIT", "Counts", "FrameStatistics", "active_folds", "active_pixels", "cross_correlations",
            "halves_correlations", "line_noise", "shared_active_pixels",
@@ -161,7 +162,11 @@ def _differences(block: np.ndarray, clean: bool = False) -> np.ndarray:
     Fitting that share takes one of the ``n`` differences' degrees of freedom from
     every pixel: the rest is scaled by ``sqrt(n / (n - 1))`` to keep the noise's variance.
     """
-    d = np.diff(np.asarray(block, np.float64), axis=0)
+    block = np.asarray(block)
+    if block.ndim == 3 and block.flags.c_contiguous:
+        d = first_differences(block)  # one pass, no float64 copy of the block: the same floats
+    else:  # a view along another axis (line_noise's columns): np.diff keeps its layout, which later sums follow
+        d = np.diff(np.asarray(block, np.float64), axis=0)
     n = d.shape[0]
     if clean and n >= COHERENT_MIN_FRAMES:
         return _remove_shared(d)
@@ -356,9 +361,8 @@ def _dither_variance(frames: np.ndarray, gain: float, offset, chunk: int = 256) 
     """Per pixel, ``mean_t f (1 - f)``: the variance that dithering adds, ``f`` the fractional part."""
     total = np.zeros(frames.shape[1:])
     for t0 in range(0, frames.shape[0], chunk):
-        block = (np.asarray(frames[t0 : t0 + chunk], np.float64) - offset) / gain
-        f = block - np.floor(block)
-        total += (f * (1.0 - f)).sum(axis=0)
+        # One pass over the chunk as stored: the floats of (f * (1 - f)).sum(axis=0) on a float64 copy.
+        total += dither_variance_sum(np.asarray(frames[t0 : t0 + chunk]), offset, float(gain))
     return total / frames.shape[0]
 
 
@@ -415,20 +419,21 @@ def cross_correlations(first: np.ndarray, second: np.ndarray | None = None, *, r
     return out
 
 
-def _add_lagged_moments(acc, pairs, first, second, keep, m: int, m2: int) -> None:
+def _add_lagged_moments(acc, pairs, first, second, kept, m: int, m2: int) -> None:
     """Add one chunk's cross moments of ``first`` and ``second`` at each lag's pixel pairs to ``acc``.
 
     ``c0``/``k0``: products at the same time over the ``m`` differences that start in the chunk; ``c1``/``k1``:
-    at time lag one, symmetrised, over ``m2``; ``k`` counts the kept (unmasked) products.
+    at time lag one, symmetrised, over ``m2``; ``k`` counts the kept (unmasked) products, ``kept`` holds them
+    (:func:`~.kernels.kept_pairs` of the chunk's mask at these lags: the floats of the einsums on its 0/1 values).
     """
-    for a, (p, q) in zip(acc, pairs, strict=True):
-        x, y, kx, ky = first[:, p[0], p[1]], second[:, q[0], q[1]], keep[:, p[0], p[1]], keep[:, q[0], q[1]]
+    for a, (p, q), k in zip(acc, pairs, kept, strict=False):
+        x, y = first[:, p[0], p[1]], second[:, q[0], q[1]]
         a["c0"] += np.einsum("tij,tij->ij", x[:m], y[:m])
         a["c1"] += 0.5 * (np.einsum("tij,tij->ij", x[:m2], y[1 : m2 + 1])
                           + np.einsum("tij,tij->ij", x[1 : m2 + 1], y[:m2]))
-        a["k0"] += np.einsum("tij,tij->ij", kx[:m], ky[:m])
-        a["k1"] += 0.5 * (np.einsum("tij,tij->ij", kx[:m2], ky[1 : m2 + 1])
-                          + np.einsum("tij,tij->ij", kx[1 : m2 + 1], ky[:m2]))
+        h, w = a["k0"].shape
+        a["k0"] += k[0, :h, :w]
+        a["k1"] += k[1, :h, :w]
 
 
 def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS, chunk: int = 256,
@@ -460,21 +465,24 @@ def pooled_correlations(frames: np.ndarray, *, radius: int = CORRELATION_RADIUS,
     names = ("c0", "c1", "k0", "k1")
     acc = [{k: np.zeros((h - dy, w - abs(dx))) for k in names} for dy, dx in lags]
     own = {k: np.zeros((h, w)) for k in names}
+    kept_lags = lags + ([(0, 0)] if variance is None else [])
     for t0 in range(0, n - 1, chunk):
         d = _differences(frames[t0 : min(t0 + chunk + 2, n)], clean)
         if d.shape[0] < 2:
             continue
-        keep = (~_signal_mask(d) if d.shape[0] >= 8 else np.ones(d.shape, bool)).astype(np.float64)
-        d *= keep
+        keep = ~_signal_mask(d) if d.shape[0] >= 8 else np.ones(d.shape, bool)
         m = min(chunk, d.shape[0])  # differences that start in this chunk
         m2 = min(m, d.shape[0] - 1)
+        kept = kept_pairs(keep, m, m2, kept_lags)
+        d *= keep  # the products of d and the mask's 0/1 floats
+        del keep
         if variance is None:  # the pixels' own variance, for the denominator
             own["c0"] += np.einsum("tij,tij->ij", d[:m], d[:m])
             own["c1"] += np.einsum("tij,tij->ij", d[:m2], d[1 : m2 + 1])
-            own["k0"] += keep[:m].sum(axis=0)
-            own["k1"] += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
-        _add_lagged_moments(acc, pairs, d, d, keep, m, m2)
-        del d, keep  # freed before the next chunk is read
+            own["k0"] += kept[-1, 0]  # lag (0, 0): the kept differences, and kept pairs at time lag one
+            own["k1"] += kept[-1, 1]
+        _add_lagged_moments(acc, pairs, d, d, kept, m, m2)
+        del d, kept  # freed before the next chunk is read
     if variance is None:
         var = np.clip(_extrapolated(own["c0"], own["k0"], own["c1"], own["k1"], extrapolation), 0.0, None)
     else:
@@ -519,19 +527,20 @@ def halves_correlations(first: np.ndarray, second: np.ndarray, *, radius: int = 
             # the statistics that made the split; each half's own strong components would differ.
             basis = _shared_basis(d1 + d2)
             d1, d2 = _project_out(d1, basis), _project_out(d2, basis)
-        keep = (~_signal_mask(d1 + d2, overwrite=True) if d1.shape[0] >= 8
-                else np.ones(d1.shape, bool)).astype(np.float64)
-        d1 *= keep  # in place: the same products, one chunk-sized array less
-        d2 *= keep
+        keep = ~_signal_mask(d1 + d2, overwrite=True) if d1.shape[0] >= 8 else np.ones(d1.shape, bool)
         m = min(chunk, d1.shape[0])  # differences that start in this chunk
         m2 = min(m, d1.shape[0] - 1)
+        kept = kept_pairs(keep, m, m2, lags)  # lags[0] is (0, 0): each half's own kept differences
+        d1 *= keep  # in place: the same products, one chunk-sized array less
+        d2 *= keep
+        del keep
         for i, d in enumerate((d1, d2)):
             own["c0"][i] += np.einsum("tij,tij->ij", d[:m], d[:m])
             own["c1"][i] += np.einsum("tij,tij->ij", d[:m2], d[1 : m2 + 1])
-            own["k0"][i] += keep[:m].sum(axis=0)
-            own["k1"][i] += np.einsum("tij,tij->ij", keep[:m2], keep[1 : m2 + 1])
-        _add_lagged_moments(acc, pairs, d1, d2, keep, m, m2)
-        del d1, d2, keep  # freed before the next chunk is read
+            own["k0"][i] += kept[0, 0]
+            own["k1"][i] += kept[0, 1]
+        _add_lagged_moments(acc, pairs, d1, d2, kept, m, m2)
+        del d1, d2, kept  # freed before the next chunk is read
 
     def extrapolated(s):  # the halves' check keeps the three-lag form
         return _extrapolated(s["c0"], s["k0"], s["c1"], s["k1"], "three-lag")
@@ -1189,30 +1198,21 @@ def score(a: np.ndarray, b: np.ndarray, denoised: np.ndarray, *, active: np.ndar
     names = ("sq_d", "sq_a", "b", "b2", "r", "rb", "nv", "a") + tuple(
         f"{k}{i}" for i in range(len(SHARED_LAGS)) for k in ("bq", "rbq", "abq"))
     per_block = {k: np.zeros((len(blocks), h, w)) for k in names}
+    sums = np.empty((len(SCORE_SUMS) + 3 * len(SHARED_LAGS), h, w))
     for i, idx in enumerate(blocks):
         for j0 in range(0, idx.size, chunk):
             sel = slice(idx[j0], idx[min(j0 + chunk, idx.size) - 1] + 1)
-            A = np.asarray(a[sel], np.float64)
-            B = np.asarray(b[sel], np.float64)
-            D = np.asarray(denoised[sel], np.float64)
-            e = D - B
-            per_block["sq_d"][i] += np.einsum("tij,tij->ij", e, e)
-            e = A - B
-            per_block["sq_a"][i] += np.einsum("tij,tij->ij", e, e)
-            per_block["b"][i] += B.sum(axis=0)
-            per_block["nv"][i] += poisson_scale * B.sum(axis=0) if noise is None else B.shape[0] * noise
-            per_block["b2"][i] += np.einsum("tij,tij->ij", B, B)
-            r = A - D
-            per_block["r"][i] += r.sum(axis=0)
-            per_block["rb"][i] += np.einsum("tij,tij->ij", r, B)
-            per_block["a"][i] += A.sum(axis=0)
+            # One pass over the chunk's A, B, dA as they are stored (each value taken to float64 as it is read):
+            # the chunk's sums, each pixel's in frame order from zero, the floats of einsums on float64 copies.
+            score_sums(np.asarray(a[sel]), np.asarray(b[sel]), np.asarray(denoised[sel]), SHARED_LAGS, sums)
+            for name, chunk_sum in zip(SCORE_SUMS, sums, strict=False):
+                per_block[name][i] += chunk_sum
+            n_sel = sel.stop - sel.start
+            per_block["nv"][i] += poisson_scale * sums[SCORE_SUMS.index("b")] if noise is None else n_sel * noise
             for k, lag in enumerate(SHARED_LAGS):
-                here, there = _lag_slices(h, w, lag)
-                bq = B[:, there[0], there[1]]
-                per_block[f"bq{k}"][i][here] += bq.sum(axis=0)
-                per_block[f"rbq{k}"][i][here] += np.einsum("tij,tij->ij", r[:, here[0], here[1]], bq)
-                per_block[f"abq{k}"][i][here] += np.einsum("tij,tij->ij", A[:, here[0], here[1]], bq)
-            del A, B, D, e, r, bq  # freed before the next chunk is read
+                here, _ = _lag_slices(h, w, lag)
+                for m, name in enumerate(("bq", "rbq", "abq")):
+                    per_block[f"{name}{k}"][i][here] += sums[len(SCORE_SUMS) + 3 * k + m][here]
     sizes = np.array([idx.size for idx in blocks], np.float64)
     out = {"all": _score_set(per_block, sizes, [(np.arange(len(blocks)), np.ones((h, w), bool))], noise,
                              poisson_scale)}

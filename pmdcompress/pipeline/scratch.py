@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.positional import read_exactly, write_all
+
 #: Rows per block of the temporal scratch: the trend filter's fixed slices of 16 rows (each warm-starts its
 #: penalty search afresh), so that a filter task owns whole blocks and the result does not depend on the tasks.
 FILTER_ROWS = 16
@@ -63,15 +65,6 @@ class Blocks:
     def _offset(self, block: int, start: int) -> int:
         return ((block * self.shape[1]) + start) * self.shape[2] * self.dtype.itemsize
 
-    def _read_into(self, fd: int, view: memoryview, offset: int) -> None:
-        """Fill ``view`` (bytes) from ``fd`` at ``offset`` (``preadv`` may return less than asked)."""
-        done = 0
-        while done < len(view):
-            n = os.preadv(fd, [view[done:]], offset + done)
-            if n == 0:
-                raise OSError(f"{self.path}: scratch file shorter than expected")
-            done += n
-
     def write(self, parts) -> None:
         """Write ``(block, start, values (n, width))`` for each of PARTS."""
         if self._array is not None:
@@ -82,9 +75,7 @@ class Blocks:
         try:
             for block, start, values in parts:
                 data = memoryview(np.ascontiguousarray(values, self.dtype)).cast("B")
-                offset, done = self._offset(block, start), 0
-                while done < len(data):
-                    done += os.pwrite(fd, data[done:], offset + done)
+                write_all(fd, data, self._offset(block, start))
         finally:
             os.close(fd)
 
@@ -97,7 +88,7 @@ class Blocks:
         try:
             for block, start, stop in ranges:
                 values = np.empty((stop - start, self.shape[2]), self.dtype)
-                self._read_into(fd, memoryview(values).cast("B"), self._offset(block, start))
+                read_exactly(fd, memoryview(values).cast("B"), self._offset(block, start), self.path)
                 out.append(values)
         finally:
             os.close(fd)
@@ -123,8 +114,8 @@ class Blocks:
             for block in range(self.shape[0]):
                 for run in runs:
                     start = (block * len(rows) + int(run[0])) * row_bytes
-                    self._read_into(fd, flat[start : start + len(run) * row_bytes],
-                                    self._offset(block, int(rows[run[0]])))
+                    read_exactly(fd, flat[start : start + len(run) * row_bytes],
+                                 self._offset(block, int(rows[run[0]])), self.path)
         finally:
             os.close(fd)
         return out

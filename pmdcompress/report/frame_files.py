@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.positional import read_exactly, write_all
+
 __all__ = ["FrameFile", "Frames", "Scratch", "empty"]
 
 
@@ -117,12 +119,7 @@ class FrameFile(Frames):
         view = memoryview(out.reshape(-1)).cast("B")
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            done, offset = 0, self._offset + t0 * self._frame_bytes
-            while done < len(view):
-                n = os.preadv(fd, [view[done:]], offset + done)
-                if n == 0:
-                    raise OSError(f"{self.path}: scratch file shorter than expected")
-                done += n
+            read_exactly(fd, view, self._offset + t0 * self._frame_bytes, self.path)
         finally:
             os.close(fd)
         return out
@@ -138,9 +135,7 @@ class FrameFile(Frames):
         view = memoryview(values.reshape(-1)).cast("B")
         fd = os.open(self.path, os.O_WRONLY)
         try:
-            done, offset = 0, self._offset + t0 * self._frame_bytes
-            while done < len(view):
-                done += os.pwrite(fd, view[done:], offset + done)
+            write_all(fd, view, self._offset + t0 * self._frame_bytes)
         finally:
             os.close(fd)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numba import jit
+from ..preprocess import median_mad_of_sorted
 
 #: Gaussian width (pixels) of the smoothing of per-pixel error estimates.
 SMOOTH_SIGMA = 2.0
@@ -203,49 +204,11 @@ def _band_kernel(spec_y, spec_r, lo, hi, weights, high, low, pooled):
 
 
 @jit
-def _kth_deviation(buf, med, lo, hi, n, k):
-    # The k-th smallest (k >= 1) of the absolute deviations from med of the sorted buf's values walked outwards
-    # from its middle: left, med - buf[lo - i], and right, buf[hi + j] - med (i, j < n), each increasing.  The
-    # number taken from the left is bisected (too few while left[i] < right[k - i - 1]); the answer is the largest
-    # value taken: the same float as merging the two walks value by value (preprocess.median_mad_of_sorted), in
-    # log(n) steps instead of n unpredictable branches.
-    a = max(0, k - n)
-    b = min(k, n)
-    while a < b:
-        i = (a + b) // 2
-        if med - buf[lo - i] < buf[hi + k - i - 1] - med:
-            a = i + 1
-        else:
-            b = i
-    best = -np.inf
-    if a > 0:
-        best = med - buf[lo - a + 1]
-    if k - a > 0:
-        best = max(best, buf[hi + k - a - 1] - med)
-    return best
-
-
-@jit
-def sorted_median_mad(buf):
-    """Median of the sorted 1-D ``buf`` and the median of its absolute deviations from it (each the mean of the two
-    middle values when the size is even): the floats of ``np.median`` of each, and of
-    :func:`pmdcompress.preprocess.median_mad_of_sorted` (its twin in the tests), by bisection."""
-    m = buf.size
-    h = m // 2
-    if m % 2 == 1:
-        med = buf[h]
-        # The middle value's own deviation, 0, is the smallest: the median deviation is the h-th of the rest.
-        return med, (_kth_deviation(buf, med, h - 1, h + 1, h, h) if h > 0 else 0.0)
-    med = 0.5 * (buf[h - 1] + buf[h])
-    return med, 0.5 * (_kth_deviation(buf, med, h - 1, h, h, h) + _kth_deviation(buf, med, h - 1, h, h, h + 1))
-
-
-@jit
 def _median_mad_sorted_kernel(xs, med, mad):
     # xs: (P, T) float64, each row sorted; med, mad: (P,) float64 out: per row, the median (the middle value, or the
     # mean of the two middle ones, as numpy's) and the median of the absolute deviations from it.
     for p in range(xs.shape[0]):
-        med[p], mad[p] = sorted_median_mad(xs[p])
+        med[p], mad[p] = median_mad_of_sorted(xs[p])
 
 
 @jit
@@ -268,8 +231,8 @@ MEDIAN_SORT_PIXELS = 1024
 def median_mad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel of ``x`` (T, ...), the median over time and the median absolute deviation from it: the same floats
     as ``m = np.median(x, axis=0)`` and ``np.median(np.abs(x - m), axis=0)``, from one sort (numpy's, vectorised)
-    and a bisection between the walks outwards from the middle (:func:`sorted_median_mad`).  ``x`` must be
-    finite."""
+    and a bisection between the walks outwards from the middle
+    (:func:`~pmdcompress.preprocess.median_mad_of_sorted`).  ``x`` must be finite."""
     x = np.asarray(x, np.float64)
     flat = x.reshape(x.shape[0], -1)
     med = np.empty(flat.shape[1])

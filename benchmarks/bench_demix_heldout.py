@@ -25,7 +25,9 @@ Each crop runs through ``pmd compress`` and ``pmd demix --fs 7 --export suite2p`
 a fresh process (CPU time and peak RSS measured), and every ROI of the exported ``stat.npy`` (its ``ypix``/``xpix``)
 is scored against the labels as issue 14's evaluation does (IoU >= 0.3, Hungarian; ``pmd evaluate``'s reader of
 suite2p folders): F1, precision, recall, recall of the visibly active labels, mean IoU of matched pairs, and per
-detection source (an active component, or a mean-image component: ``seeded_from_mean``).  With ``--baseline
+detection source (an active component, or a mean-image component: ``seeded_from_mean``), and how many false
+detections lie farther than two median label diameters from every label (``far``: where the labellers marked
+nothing, so label sparsity rather than our error).  With ``--baseline
 TREE`` another checkout runs the same crops side by side (its own stores and results).  With ``--diagnose`` this
 tree's stores are also demixed in-process with the stages recorded and every unmatched detection is classified as
 ``bench_demix_falsepos.py`` does, every missed visibly active label as ``bench_demix_misses.py`` does, and each
@@ -62,11 +64,13 @@ def _git(repo: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True, check=True, **kwargs)
 
 
-def read_field(repo: Path) -> tuple[np.ndarray, list[dict]]:
-    """The 600 frames (T, 512, 512) uint16 and the 330 labels of the full field, from the repository's history."""
+def read_field(repo: Path, frames_commit: str = FRAMES_COMMIT,
+               labels_commit: str = LABELS_COMMIT) -> tuple[np.ndarray, list[dict]]:
+    """The 600 frames (T, 512, 512) uint16 and the 330 labels of the full field, from the repository's history
+    (frames ``images/*.tiff`` in name order, one ``git cat-file --batch`` for all of them)."""
     import tifffile
 
-    listing = _git(repo, "ls-tree", FRAMES_COMMIT, "images/").stdout.decode().splitlines()
+    listing = _git(repo, "ls-tree", frames_commit, "images/").stdout.decode().splitlines()
     blobs = sorted((line.split("\t")[1], line.split()[2]) for line in listing if line.endswith(".tiff"))
     batch = _git(repo, "cat-file", "--batch", input="\n".join(sha for _, sha in blobs).encode() + b"\n").stdout
     frames, pos = [], 0
@@ -75,7 +79,7 @@ def read_field(repo: Path) -> tuple[np.ndarray, list[dict]]:
         size = int(batch[pos:header_end].split()[2])
         frames.append(tifffile.imread(io.BytesIO(batch[header_end + 1 : header_end + 1 + size])))
         pos = header_end + 1 + size + 1
-    labels = json.loads(_git(repo, "show", f"{LABELS_COMMIT}:regions/regions.json").stdout)
+    labels = json.loads(_git(repo, "show", f"{labels_commit}:regions/regions.json").stdout)
     return np.stack(frames), labels
 
 
@@ -192,6 +196,13 @@ def score(run: dict, folder: Path) -> dict:
     out["n_active"] = len(active)
     out["active_found"] = len(set(active) & matched_true)
     out["recall_active"] = out["active_found"] / max(len(active), 1)
+    # Label sparsity: an unmatched detection farther than two median label diameters from every label lies where
+    # the labellers marked nothing at all (a vignetted corner, an unlabelled patch), not beside a labelled cell.
+    far = unlabelled_area(true.masks.tocsc(), true.dims)
+    cy, cx = centroids(pred.masks.tocsc(), true.dims)
+    unmatched = np.setdiff1d(np.arange(pred.n), list(matched_pred))
+    out["false_far_from_labels"] = int(sum(far[int(round(cy[j])), int(round(cx[j]))] for j in unmatched
+                                           if np.isfinite(cy[j])))
     fixed = np.asarray(read_result(run["result"]).metrics["seeded_from_mean"], bool)
     for name, sel in (("active_components", ~fixed), ("mean_image", fixed)):
         idx = np.flatnonzero(sel)
@@ -199,10 +210,34 @@ def score(run: dict, folder: Path) -> dict:
     return out
 
 
+def centroids(masks, dims) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column centroid of each mask column (NaN for an empty one)."""
+    n = masks.shape[1]
+    cy, cx = np.full(n, np.nan), np.full(n, np.nan)
+    for j in range(n):
+        y, x = np.divmod(masks.indices[masks.indptr[j] : masks.indptr[j + 1]], dims[1])
+        if y.size:
+            cy[j], cx[j] = y.mean(), x.mean()
+    return cy, cx
+
+
+def unlabelled_area(labels, dims) -> np.ndarray:
+    """Pixels farther than two median label diameters (equivalent discs) from every label's pixels."""
+    from scipy import ndimage
+
+    area = np.diff(labels.indptr)
+    if not area.size:
+        return np.ones(dims, bool)
+    diameter = 2 * np.sqrt(np.median(area) / np.pi)
+    covered = (np.asarray(labels.sum(axis=1)).ravel() > 0).reshape(dims)
+    return ndimage.distance_transform_edt(~covered) > 2 * diameter
+
+
 def line(name: str, tree: str, s: dict, run: dict) -> str:
     return (f"{name:6s} {tree:9s} {s['f1']:.3f} {s['precision']:.3f} {s['recall']:.3f} "
             f"{s['active_found']:3d}/{s['n_active']:<3d} {s['mean_iou']:.3f} {s['tp']:4d}/{s['n_true']:<4d} "
-            f"{s['n_pred'] - s['tp']:5d}  {s['active_components']['matched']:3d}/{s['active_components']['n']:<3d} "
+            f"{s['n_pred'] - s['tp']:5d} {s['false_far_from_labels']:4d}  "
+            f"{s['active_components']['matched']:3d}/{s['active_components']['n']:<3d} "
             f"{s['mean_image']['matched']:3d}/{s['mean_image']['n']:<3d}  {run['compress_cpu_s']:6.1f} "
             f"{run['demix_cpu_s']:6.1f}")
 
@@ -309,8 +344,8 @@ def main() -> None:
     trees = {"this": ROOT} | ({"baseline": Path(args.baseline).resolve()} if args.baseline else {})
     results = {"fs": args.fs, "crops": {n: info[n] for n in names}, "trees": {k: str(v) for k, v in trees.items()},
                "runs": {}}
-    print("crop   tree      F1    P     R     active  IoU   found     false  active-comp mean-image  compress "
-          "demix CPU-s")
+    print("crop   tree      F1    P     R     active  IoU   found     false  far  active-comp mean-image  "
+          "compress demix CPU-s   (far: false detections > 2 label diameters from every label)")
     for name in names:
         for tree_name, tree in trees.items():
             run = run_tree(tree, work / name, work / tree_name, args.fs, args.reuse_stores)

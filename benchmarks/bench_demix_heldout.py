@@ -1,7 +1,8 @@
 """Benchmark: ``pmd demix`` on held-out labelled regions of neurofinder_dev's own recording.
 
     PMD_NUM_WORKERS=1 python benchmarks/bench_demix_heldout.py [--repo PATH] [--work DIR] [--crops dev,low,right]
-        [--fs 7] [--baseline TREE] [--reuse-stores] [--diagnose] [--out benchmarks/results/demix_heldout.json]
+        [--fs 7] [--baseline TREE] [--reuse-stores] [--stores] [--diagnose]
+        [--out benchmarks/results/demix_heldout.json]
 
 neurofinder_dev (``../shared/data/neurofinder_dev``) is a crop, rows 1:232 and columns 28:308, of a 512x512x600
 field whose frames and 330 labels sit in the git history of the public repository
@@ -27,12 +28,15 @@ is scored against the labels as issue 14's evaluation does (IoU >= 0.3, Hungaria
 suite2p folders): F1, precision, recall, recall of the visibly active labels, mean IoU of matched pairs, and per
 detection source (an active component, or a mean-image component: ``seeded_from_mean``), and how many false
 detections lie farther than two median label diameters from every label (``far``: where the labellers marked
-nothing, so label sparsity rather than our error).  With ``--baseline
-TREE`` another checkout runs the same crops side by side (its own stores and results).  With ``--diagnose`` this
-tree's stores are also demixed in-process with the stages recorded and every unmatched detection is classified as
-``bench_demix_falsepos.py`` does, every missed visibly active label as ``bench_demix_misses.py`` does, and each
-detection and label is put in a mean-image brightness class (the crop's vignetting: its centroid's smoothed raw
-mean image over the crop's median).
+nothing, so label sparsity rather than our error).
+
+With ``--baseline TREE`` another checkout runs the same crops side by side (its own stores and results).  With
+``--stores`` each crop is also compressed the four other ways of ``bench_demix_suite2p.py --stores`` (seeds 1 and
+2, no temporal filter, ``--method svd``) and the five stores' means are printed: one store's F1 moves by about 0.02
+with any change to it.  With ``--diagnose`` this tree's default stores are also demixed in-process with the stages
+recorded; every unmatched detection is classified as ``bench_demix_falsepos.py`` does, every missed visibly active
+label as ``bench_demix_misses.py`` does, and each detection and label is put in a mean-image brightness class (the
+crop's vignetting: the smoothed raw mean image at its centroid over the crop's median).
 
 The data are never written to git: the crops live in ``--work`` (default ``benchmarks/work/demix_heldout/``,
 git-ignored).  Results: ``benchmarks/results/demix_heldout.json``.
@@ -162,21 +166,23 @@ def prepare(repo: Path, work: Path, names: list[str], dev_folder: Path) -> dict:
     return info
 
 
-def run_tree(tree: Path, folder: Path, out: Path, fs: float, reuse: bool) -> dict:
+def run_tree(tree: Path, folder: Path, out: Path, fs: float, reuse: bool, compress_args=(), name=None) -> dict:
     """``pmd compress`` + ``pmd demix --fs FS --export suite2p`` of ``folder/movie.tif`` with ``tree``'s code."""
     sys.path.insert(0, str(HERE))
     from bench_demix_suite2p import measured
 
     out.mkdir(parents=True, exist_ok=True)
-    store, result = out / f"{folder.name}.pmd.zarr", out / f"{folder.name}.demix.zarr"
+    name = name or folder.name
+    store, result = out / f"{name}.pmd.zarr", out / f"{name}.demix.zarr"
     pmd = [sys.executable, str(tree / "bin" / "pmd")]
     if reuse and store.exists():
         comp = {"reused": True, "cpu_s": float("nan"), "peak_rss_bytes": 0}
     else:
-        comp = measured([*pmd, "compress", str(folder / "movie.tif"), "-o", str(store), "--overwrite"])
+        comp = measured([*pmd, "compress", str(folder / "movie.tif"), "-o", str(store), "--overwrite",
+                         *compress_args])
     dem = measured([*pmd, "demix", str(store), "-o", str(result), "--fs", str(fs), "--export", "suite2p",
                     "--no-figures", "--overwrite"])
-    return {"store": str(store), "result": str(result), "suite2p": str(out / f"{folder.name}.demix.suite2p"),
+    return {"store": str(store), "result": str(result), "suite2p": str(out / f"{name}.demix.suite2p"),
             "compress_cpu_s": comp["cpu_s"], "demix_cpu_s": dem["cpu_s"],
             "demix_peak_rss_mb": dem["peak_rss_bytes"] / 2**20}
 
@@ -289,7 +295,9 @@ def diagnose(run: dict, folder: Path, fs: float) -> dict:
     for b in sorted(set(label_bright) | {r["brightness"] for r in rows}):
         det = [r for r in rows if r["brightness"] == b]
         labs = [t for t in range(true.shape[1]) if label_bright[t] == b]
-        by_bright[b] = {"detections": len(det), "matched": sum(r["matched_label"] is not None for r in det),
+        lo, hi = (float(v) for v in b.split("-"))
+        by_bright[b] = {"kpx": float(((level >= lo) & (level < hi)).sum() / 1000), "detections": len(det),
+                        "matched": sum(r["matched_label"] is not None for r in det),
                         "discs": sum(r["source"] == "disc" for r in det),
                         "discs_matched": sum(r["source"] == "disc" and r["matched_label"] is not None for r in det),
                         "labels": len(labs), "labels_found": sum(t in matched_true for t in labs),
@@ -322,6 +330,9 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, metavar="TREE", help="another checkout run side by side")
     parser.add_argument("--reuse-stores", action="store_true",
                         help="demix the stores an earlier run left in --work instead of compressing again")
+    parser.add_argument("--stores", action="store_true",
+                        help="also the other four stores of bench_demix_suite2p.py --stores (seed 1, seed 2, no "
+                             "temporal filter, svd) per crop and their five-store means: one store moves +-0.02")
     parser.add_argument("--diagnose", action="store_true",
                         help="classify this tree's unmatched detections and missed active labels")
     parser.add_argument("--out", default=str(HERE / "results" / "demix_heldout.json"))
@@ -352,6 +363,25 @@ def main() -> None:
             run["scores"] = score(run, work / name)
             results["runs"].setdefault(name, {})[tree_name] = run
             print(line(name, tree_name, run["scores"], run), flush=True)
+    if args.stores:
+        from bench_demix_suite2p import STORES
+
+        keys = ("f1", "precision", "recall", "recall_active", "mean_iou", "n_pred", "false_far_from_labels")
+        results["stores"] = {"args": {k: list(v) for k, v in STORES.items()}}
+        print("\nfive stores (default, seed1, seed2, no_temporal_filter, svd): F1 per store, and the means")
+        for name in names:
+            for tree_name, tree in trees.items():
+                scores = {"default": results["runs"][name][tree_name]["scores"]}
+                for store, compress_args in STORES.items():
+                    if store != "default":
+                        run = run_tree(tree, work / name, work / tree_name, args.fs, args.reuse_stores,
+                                       compress_args, name=f"{name}_{store}")
+                        scores[store] = score(run, work / name)
+                mean = {k: float(np.mean([s[k] for s in scores.values()])) for k in keys}
+                results["stores"].setdefault(name, {})[tree_name] = {"scores": scores, "mean": mean}
+                print(f"{name:6s} {tree_name:9s} " + " ".join(f"{s['f1']:.3f}" for s in scores.values())
+                      + f"  mean F1 {mean['f1']:.3f} P {mean['precision']:.3f} R {mean['recall']:.3f} "
+                        f"active {mean['recall_active']:.3f} IoU {mean['mean_iou']:.3f}", flush=True)
     if args.diagnose:
         results["diagnosis"] = {}
         for name in names:
@@ -363,11 +393,13 @@ def main() -> None:
             print(f"{name}: missed visibly active labels by cause")
             for k, n in d["misses_by_cause"].items():
                 print(f"  {n:4d}  {k}")
-            print(f"{name}: by brightness (smoothed mean image / crop median): detections matched (discs matched), "
-                  "labels found, active found")
+            print(f"{name}: by brightness (smoothed mean image / crop median): area kpx, detections matched (discs "
+                  "matched), labels found, active found; detections and labels per kpx")
             for b, v in d["by_brightness"].items():
-                print(f"  {b:8s} {v['matched']:3d}/{v['detections']:<3d} ({v['discs_matched']}/{v['discs']})  "
-                      f"{v['labels_found']:3d}/{v['labels']:<3d} {v['active_found']:3d}/{v['active_labels']}")
+                kpx = max(v["kpx"], 1e-9)
+                print(f"  {b:8s} {v['kpx']:5.1f}  {v['matched']:3d}/{v['detections']:<3d} ({v['discs_matched']}/"
+                      f"{v['discs']})  {v['labels_found']:3d}/{v['labels']:<3d} {v['active_found']:3d}/"
+                      f"{v['active_labels']:<3d}  {v['detections'] / kpx:.2f} {v['labels'] / kpx:.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {args.out}")

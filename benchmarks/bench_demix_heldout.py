@@ -101,26 +101,14 @@ def crop_labels(labels: list[dict], rows: tuple[int, int], cols: tuple[int, int]
 
 def visible_z(movie: np.ndarray, regions_path: Path) -> np.ndarray:
     """Per label: peak of (mean trace - 0.7 x ring trace), 3-frame smoothed, in robust SDs above its median; the
-    ring is 3-8 px out (dilations 2 and 8) and avoids every label."""
-    from scipy import ndimage
+    ring is 3-8 px out (dilations 2 and 8) and avoids every label (``bench_demix_diagnose.visible_activity``)."""
+    from bench_demix_diagnose import visible_activity
 
     from pmdcompress.demix.matching import load_regions
 
-    dims = movie.shape[1:]
-    masks = load_regions(regions_path, dims=dims).masks.tocsc()
-    flat = movie.reshape(movie.shape[0], -1).astype(np.float32)
+    masks = load_regions(regions_path, dims=movie.shape[1:]).masks.tocsc()
     avoid = np.asarray(masks.sum(axis=1)).ravel() > 0
-    out = np.zeros(masks.shape[1])
-    for j in range(masks.shape[1]):
-        inside = np.zeros(flat.shape[1], bool)
-        inside[masks.indices[masks.indptr[j] : masks.indptr[j + 1]]] = True
-        image = inside.reshape(dims)
-        ring = (ndimage.binary_dilation(image, iterations=8) & ~ndimage.binary_dilation(image, iterations=2)).ravel()
-        trace = flat[:, inside].mean(axis=1) - 0.7 * flat[:, ring & ~avoid].mean(axis=1)
-        smooth = np.convolve(trace, np.ones(3) / 3, "valid")
-        med = np.median(smooth)
-        out[j] = (smooth.max() - med) / (1.4826 * np.median(np.abs(smooth - med)))
-    return out
+    return visible_activity(movie.astype(np.float32), masks, avoid)
 
 
 def prepare(repo: Path, work: Path, names: list[str], dev_folder: Path) -> dict:

@@ -196,6 +196,9 @@ class PMDSolver:
                 v_new = v_tilde
             nv = _norm(v_new)
             v_new = v_new / nv if nv > 0 else v_tilde / max(_norm(v_tilde), 1e-30)
+            if it == self.max_num_iter - 1:  # the loop ends here whatever the change: not measured
+                u, v = u_new, v_new
+                break
             change = max(_norm(u_new - u), _norm(v_new - v / max(_norm(v), 1e-30)))
             u, v = u_new, v_new
             if change < self.tol:
@@ -229,13 +232,13 @@ class PMDSolver:
                     u_debiased = residual.T @ v_smooth.astype(np.float32)
                     sp = spatial_roughness(u_debiased[:, None], patch_shape)[0]
                     tp = temporal_roughness(v[:, None])[0]
-                _deflate(residual, v, u32)
                 n_tested += 1
                 sp_stats.append(sp)
                 t_stats.append(tp)
                 if n_null is not None:
                     if n_tested >= n_null:
                         return sp_stats, t_stats
+                    _deflate(residual, v, u32)
                     continue
                 if sp <= thresholds.spatial or tp <= thresholds.temporal:
                     kept.append(u32)
@@ -243,7 +246,8 @@ class PMDSolver:
                 else:
                     failures += 1
                 if failures >= self.consecutive_failures or len(kept) >= limit:
-                    return kept, n_tested, sp_stats, t_stats
+                    return kept, n_tested, sp_stats, t_stats  # the residual is not deflated by this last one
+                _deflate(residual, v, u32)
             if n_tested >= min(data.shape):
                 break
         if n_null is not None:

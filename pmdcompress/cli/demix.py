@@ -92,3 +92,9 @@ def evaluate_command(ctx, result, truth, iou, mode, max_distance, pairs):
     _say(ctx, f"pmd: {scores['tp']} of {scores['n_true']} {what} found" + (f" ({'; '.join(notes)})" if notes else "")
          + f", {scores['fp']} false; F1 {scores['f1']:.3f}"
          + (f", somata {somata['f1']:.3f}" if scores.get("n_true_dendrites") else ""))
+    if scores.get("systematic_offset"):
+        (oy, ox), (dy, dx) = scores["median_centroid_offset"], scores["offset_pixels"]
+        _say(ctx, f"pmd: note: the matched regions sit a median {oy:+.1f} rows, {ox:+.1f} columns from their truth "
+                  f"regions, a systematic offset (the truth's coordinate convention, e.g. 1-based?); mean IoU "
+                  f"{scores['mean_iou']:.3f}, {scores['mean_iou_truth_moved']:.3f} for the same pairs with the truth "
+                  f"moved {dy:+d}, {dx:+d}")

@@ -403,6 +403,36 @@ def _centroids(masks: sp.csc_matrix, dims) -> np.ndarray:
     return out
 
 
+#: A median offset of the matched pairs' centroids at least this large (pixels, on either axis) over at least
+#: OFFSET_MIN_PAIRS pairs is reported as systematic: labels drawn in another coordinate convention (1-based
+#: coordinates, a half-pixel origin) sit beside the cells they mark, and every matched IoU pays for it.
+#: neurofinder_dev's labels sit one pixel down and right of its movie's cells, which the raw images alone show
+#: (the labels' mean max-minus-mean and high-passed mean images peak shifted by (-1, -1)).
+OFFSET_PX = 0.5
+OFFSET_MIN_PAIRS = 10
+
+
+def shift_masks(masks: sp.csc_matrix, dims, dy: int, dx: int) -> sp.csc_matrix:
+    """``masks`` (Y*X, n) moved by ``dy`` rows and ``dx`` columns; pixels moved out of the image are dropped."""
+    height, width = dims
+    coo = masks.tocoo()
+    y, x = coo.row // width + dy, coo.row % width + dx
+    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+    return sp.csc_matrix((coo.data[inside], (y[inside] * width + x[inside], coo.col[inside])), shape=masks.shape)
+
+
+def centroid_offset(pred: sp.csc_matrix, true: sp.csc_matrix, dims, rows, cols) -> dict:
+    """The median (rows, columns) offset of matched predicted regions from their truth regions, and the matched
+    pairs' mean IoU with the truth moved by that offset rounded to whole pixels (the same pairs, not rematched)."""
+    offset = np.median(_centroids(pred[:, rows], dims) - _centroids(true[:, cols], dims), axis=0)
+    dy, dx = (int(round(float(v))) for v in offset)
+    moved = shift_masks(true[:, cols], dims, dy, dx)
+    ious = np.diag(iou_matrix(pred[:, rows], moved)) if len(rows) else np.zeros(0)
+    return {"median_centroid_offset": [float(offset[0]), float(offset[1])], "offset_pixels": [dy, dx],
+            "mean_iou_truth_moved": float(ious.mean()) if ious.size else None,
+            "systematic_offset": bool(len(rows) >= OFFSET_MIN_PAIRS and np.max(np.abs(offset)) >= OFFSET_PX)}
+
+
 def iou_matrix(pred: sp.csc_matrix, true: sp.csc_matrix) -> np.ndarray:
     """IoU of every pair of masks, shape (n_pred, n_true)."""
     p = pred.astype(np.float32)
@@ -474,6 +504,8 @@ def evaluate_regions(pred: Regions, true: Regions, *, iou=0.3, mode="iou", max_d
         "f1": 2 * tp / (n_pred + n_true) if (n_pred + n_true) else 1.0,
         "mean_iou": float(ious[r, c].mean()) if tp else None,
     }
+    if tp:
+        out.update(centroid_offset(pred.masks.tocsc(), true.masks.tocsc(), pred.dims, r, c))
     pairs = [{"pred": int(i), "true": int(j), "iou": float(ious[i, j])} for i, j in zip(r, c, strict=True)]
     if pred.weights is not None and true.weights is not None and tp:
         a = pred.weights.tocsc()

@@ -83,3 +83,19 @@ def test_cli_says_so_in_one_line_only_for_a_systematic_offset(tmp_path):
     assert json.loads(r.stdout)["f1"] == 1.0
     r = runner.invoke(group, ["evaluate", str(pred), "--truth", str(pred)])
     assert r.exit_code == 0 and "note:" not in r.stderr
+
+
+def test_the_raw_image_benchmark_finds_labels_drawn_beside_their_cells():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_label_offset import shift_scores
+
+    cells = _discs(CENTERS).any(axis=0)
+    labels = _discs([(y + 1, x - 2) for y, x in CENTERS]).any(axis=0)  # one row down, two columns left
+    image = cells.astype(float) + 0.1 * np.random.default_rng(1).standard_normal(DIMS)
+    scores = shift_scores(image, labels, reach=3)
+    best = np.unravel_index(np.argmax(scores), scores.shape)
+    assert (best[0] - 3, best[1] - 3) == (-1, 2)  # the move that puts the labels back on the cells
+    assert scores[3, 3] < scores[best]

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
+from .._numba import jit
 from ..formats._version import header
 from ..formats.demix import DEMIX
 from ..options import DEMIX_KINDS, DemixOptions
@@ -638,8 +639,76 @@ def _highpass_inside(u: sp.csr_matrix, uh: sp.csr_matrix, border, dims, sigma: f
     # uh = u - smooth(u); the normalized high-pass is u - smooth(u) / share = uh - (1 / share - 1) smooth(u).
     scale = np.where(share > 0, 1.0 / np.maximum(share, 1e-12) - 1.0, 0.0)
     scale[mask.ravel()] = 0.0
-    out = uh - sp.diags(scale.astype(np.float32)) @ (u - uh)
-    return _without(sp.csr_matrix(out, dtype=np.float32), mask)
+    # Row by row in one compiled pass: the sparse formula ``uh - diag(scale) (u - uh)``, then the border's rows
+    # emptied, took three passes over all of uh's entries (about 1 CPU-s of a 512 x 512 field's demix) where
+    # only the rows near the border change.
+    u, uh = sp.csr_matrix(u, dtype=np.float32), sp.csr_matrix(uh, dtype=np.float32)
+    cap = uh.nnz + u.nnz
+    index = np.int32 if cap < np.iinfo(np.int32).max else np.int64
+    indptr, indices, data = np.zeros(uh.shape[0] + 1, index), np.empty(cap, index), np.empty(cap, np.float32)
+    nnz = _highpass_inside_kernel(u.indptr, u.indices, u.data, uh.indptr, uh.indices, uh.data,
+                                  scale.astype(np.float32), mask.ravel(), uh.shape[1], indptr, indices, data)
+    # views of the first nnz entries: at most u's entries are left unused, and a copy would cost a pass
+    return sp.csr_matrix((data[:nnz], indices[:nnz], indptr), shape=uh.shape, copy=False)
+
+
+@jit
+def _highpass_inside_kernel(u_ptr, u_idx, u_val, h_ptr, h_idx, h_val, scale, empty, n_cols, out_ptr, out_idx,
+                            out_val):
+    """CSR of ``uh - diag(scale) @ (u - uh)`` with the rows in ``empty`` emptied, exact zeros left out and the
+    column indices sorted, into ``out_ptr`` (rows + 1, zeros), ``out_idx`` and ``out_val`` (room for both inputs'
+    entries); returns the number of entries.  The float32 operations of scipy's sparse formula, element by
+    element (``d = u - uh``, ``s = scale * d``, ``uh - s``; an entry whose ``d`` or ``s`` is exactly 0 is absent,
+    as scipy drops it)."""
+    n_rows = h_ptr.size - 1
+    u_row = np.zeros(n_cols, np.float32)
+    h_row = np.zeros(n_cols, np.float32)
+    seen = np.zeros(n_cols, np.bool_)
+    cols = np.empty(n_cols, np.int64)
+    nnz = 0
+    for r in range(n_rows):
+        if not empty[r]:
+            c = scale[r]
+            if c == 0:  # uh's row as it is (its exact zeros left out)
+                for k in range(h_ptr[r], h_ptr[r + 1]):
+                    if h_val[k] != 0:
+                        out_idx[nnz] = h_idx[k]
+                        out_val[nnz] = h_val[k]
+                        nnz += 1
+            else:
+                n = 0
+                for k in range(u_ptr[r], u_ptr[r + 1]):
+                    j = u_idx[k]
+                    u_row[j] += u_val[k]
+                    if not seen[j]:
+                        seen[j] = True
+                        cols[n] = j
+                        n += 1
+                for k in range(h_ptr[r], h_ptr[r + 1]):
+                    j = h_idx[k]
+                    h_row[j] += h_val[k]
+                    if not seen[j]:
+                        seen[j] = True
+                        cols[n] = j
+                        n += 1
+                cols[:n].sort()
+                for i in range(n):
+                    j = cols[i]
+                    d = np.float32(u_row[j] - h_row[j])
+                    v = h_row[j]
+                    if d != 0:
+                        t = np.float32(c * d)
+                        if t != 0:
+                            v = np.float32(v - t)
+                    if v != 0:
+                        out_idx[nnz] = j
+                        out_val[nnz] = v
+                        nnz += 1
+                    u_row[j] = 0
+                    h_row[j] = 0
+                    seen[j] = False
+        out_ptr[r + 1] = nnz
+    return nnz
 
 
 def _inner_bounds(fac: Factors, border) -> tuple[int, int, int, int]:

@@ -60,7 +60,8 @@ MIRROR = Path("/work/.mirror/neuhofmo+calcium-imaging-neuron-detection/repo")
 FRAMES_COMMIT = "bc3757c"
 LABELS_COMMIT = "1f86d92"
 #: (rows, columns) of the field, 0-based, end-exclusive.
-CROPS = {"dev": ((1, 232), (28, 308)), "low": ((232, 512), (16, 512)), "right": ((1, 232), (308, 512))}
+CROPS = {"dev": ((1, 232), (28, 308)), "low": ((232, 512), (16, 512)), "right": ((1, 232), (308, 512)),
+         "full": ((0, 512), (0, 512))}
 KEEP_INSIDE = 0.5  # neurofinder_dev's rule: a label is kept when at least half its pixels are inside
 
 
@@ -172,15 +173,27 @@ def run_tree(tree: Path, folder: Path, out: Path, fs: float, reuse: bool, compre
                     "--no-figures", "--overwrite"])
     return {"store": str(store), "result": str(result), "suite2p": str(out / f"{name}.demix.suite2p"),
             "compress_cpu_s": comp["cpu_s"], "demix_cpu_s": dem["cpu_s"],
-            "demix_peak_rss_mb": dem["peak_rss_bytes"] / 2**20}
+            "compress_peak_rss_mb": comp["peak_rss_bytes"] / 2**20, "demix_peak_rss_mb": dem["peak_rss_bytes"] / 2**20}
 
 
 def score(run: dict, folder: Path) -> dict:
-    """The exported stat.npy against the crop's labels: totals, visibly active recall, per detection source."""
-    from pmdcompress.demix.matching import evaluate_regions, load_regions
+    """pmd's exported stat.npy against the crop's labels: ``score_regions`` and the split by detection source."""
     from pmdcompress.demix.result import read_result
 
-    pred = load_regions(Path(run["suite2p"]))  # its ops.npy gives the image size
+    out, matched_pred = score_regions(Path(run["suite2p"]), folder)
+    fixed = np.asarray(read_result(run["result"]).metrics["seeded_from_mean"], bool)
+    for name, sel in (("active_components", ~fixed), ("mean_image", fixed)):
+        idx = np.flatnonzero(sel)
+        out[name] = {"n": int(idx.size), "matched": int(sum(j in matched_pred for j in idx))}
+    return out
+
+
+def score_regions(pred_source: Path, folder: Path) -> tuple[dict, set]:
+    """Any tool's ROIs (a suite2p folder, or whatever ``pmd evaluate`` reads) against the crop's labels: totals,
+    visibly active recall, false detections far from every label; and the indices of the matched ROIs."""
+    from pmdcompress.demix.matching import evaluate_regions, load_regions
+
+    pred = load_regions(pred_source)  # a suite2p folder's ops.npy gives the image size
     true = load_regions(folder / "regions.json", dims=pred.dims)
     s = evaluate_regions(pred, true)
     active = json.loads((folder / "active.json").read_text())["active"]
@@ -197,11 +210,7 @@ def score(run: dict, folder: Path) -> dict:
     unmatched = np.setdiff1d(np.arange(pred.n), list(matched_pred))
     out["false_far_from_labels"] = int(sum(far[int(round(cy[j])), int(round(cx[j]))] for j in unmatched
                                            if np.isfinite(cy[j])))
-    fixed = np.asarray(read_result(run["result"]).metrics["seeded_from_mean"], bool)
-    for name, sel in (("active_components", ~fixed), ("mean_image", fixed)):
-        idx = np.flatnonzero(sel)
-        out[name] = {"n": int(idx.size), "matched": int(sum(j in matched_pred for j in idx))}
-    return out
+    return out, matched_pred
 
 
 def centroids(masks, dims) -> tuple[np.ndarray, np.ndarray]:
@@ -228,12 +237,45 @@ def unlabelled_area(labels, dims) -> np.ndarray:
 
 
 def line(name: str, tree: str, s: dict, run: dict) -> str:
+    """One table row; a tool without pmd's detection sources (suite2p) gets dashes there and its one process's
+    CPU-s under "demix"."""
+    sources = "  ".join(f"{s[k]['matched']:3d}/{s[k]['n']:<3d}" if k in s else "    -  "
+                        for k in ("active_components", "mean_image"))
     return (f"{name:6s} {tree:9s} {s['f1']:.3f} {s['precision']:.3f} {s['recall']:.3f} "
-            f"{s['active_found']:3d}/{s['n_active']:<3d} {s['mean_iou']:.3f} {s['tp']:4d}/{s['n_true']:<4d} "
-            f"{s['n_pred'] - s['tp']:5d} {s['false_far_from_labels']:4d}  "
-            f"{s['active_components']['matched']:3d}/{s['active_components']['n']:<3d} "
-            f"{s['mean_image']['matched']:3d}/{s['mean_image']['n']:<3d}  {run['compress_cpu_s']:6.1f} "
-            f"{run['demix_cpu_s']:6.1f}")
+            f"{s['active_found']:3d}/{s['n_active']:<3d} {s['mean_iou'] or 0:.3f} {s['tp']:4d}/{s['n_true']:<4d} "
+            f"{s['n_pred'] - s['tp']:5d} {s['false_far_from_labels']:4d}  {sources}      "
+            f"{run.get('compress_cpu_s', float('nan')):6.1f} {run.get('demix_cpu_s', run.get('cpu_s')):6.1f}")
+
+
+def suite2p_python(path: str | None) -> tuple[str | None, str | None]:
+    """The python of suite2p's venv when it can import suite2p, else None and the one line that says why."""
+    if not path:
+        return None, None
+    exe = Path(path)
+    if not exe.is_file():
+        return None, f"suite2p skipped: {path} does not exist (pass --suite2p-python of a venv with suite2p)"
+    probe = subprocess.run([str(exe), "-c", "import suite2p; print(suite2p.__version__)"], capture_output=True,
+                           text=True)
+    if probe.returncode:
+        return None, f"suite2p skipped: {path} cannot import suite2p"
+    return str(exe), None
+
+
+def run_suite2p_crop(python: str, folder: Path, out: Path, fs: float) -> dict:
+    """suite2p (defaults plus ``fs``, CPU, a fresh process: ``bench_demix_suite2p.run_suite2p``) on one crop,
+    scored on its classifier's cells (``iscell.npy``) and on every ROI of ``stat.npy``."""
+    sys.path.insert(0, str(HERE))
+    from bench_demix_suite2p import all_rois_folder, run_suite2p
+
+    work = out / folder.name
+    r = run_suite2p(folder / "movie.tif", fs, python, work=work)
+    plane = Path(r["folder"])
+    r["run"].pop("stderr_tail", None)
+    version = subprocess.run([python, "-c", "import suite2p; print(suite2p.__version__)"], capture_output=True,
+                             text=True).stdout.strip()
+    return {"version": version, "folder": str(plane), **r["run"],
+            "iscell": score_regions(plane, folder)[0],
+            "all_rois": score_regions(all_rois_folder(plane, work / "all_rois"), folder)[0]}
 
 
 def brightness(movie: np.ndarray, sigma: float) -> np.ndarray:
@@ -323,8 +365,18 @@ def main() -> None:
                              "temporal filter, svd) per crop and their five-store means: one store moves +-0.02")
     parser.add_argument("--diagnose", action="store_true",
                         help="classify this tree's unmatched detections and missed active labels")
-    parser.add_argument("--out", default=str(HERE / "results" / "demix_heldout.json"))
+    parser.add_argument("--suite2p-python", default=None, metavar="PATH",
+                        help="python of a venv with suite2p (pip install torch==2.13.0 suite2p): also run suite2p "
+                             "with its defaults plus --fs on each crop and score it the same way")
+    parser.add_argument("--out", default=None, help="default benchmarks/results/demix_heldout.json, or "
+                        "demix_heldout_suite2p.json with --suite2p-python")
     args = parser.parse_args()
+    s2p_python, s2p_skipped = suite2p_python(args.suite2p_python)
+    if s2p_skipped:
+        print(s2p_skipped)
+    if args.out is None:
+        args.out = str(HERE / "results" / ("demix_heldout_suite2p.json" if args.suite2p_python
+                                           else "demix_heldout.json"))
     repo = Path(args.repo)
     if not (repo / "objects").is_dir() and (repo / ".git").is_dir():
         repo = repo / ".git"
@@ -351,6 +403,14 @@ def main() -> None:
             run["scores"] = score(run, work / name)
             results["runs"].setdefault(name, {})[tree_name] = run
             print(line(name, tree_name, run["scores"], run), flush=True)
+        if s2p_python:
+            s2p = run_suite2p_crop(s2p_python, work / name, work / "suite2p", args.fs)
+            results.setdefault("suite2p", {})[name] = s2p
+            for label, key in (("s2p cell", "iscell"), ("s2p all", "all_rois")):
+                print(line(name, label, s2p[key], s2p), flush=True)
+            print(f"{name:6s} suite2p {s2p['version']}: {s2p['cpu_s']:.1f} CPU-s, {s2p['wall_s']:.0f} s wall, peak "
+                  f"RSS {s2p['peak_rss_bytes'] / 2**20:.0f} MiB (one process: registration to deconvolution)",
+                  flush=True)
     if args.stores:
         from bench_demix_suite2p import STORES
 

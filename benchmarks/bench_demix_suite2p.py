@@ -300,9 +300,12 @@ def run_zoomed(folder: Path, fs: float, factor: float, active: list[int], *, pho
     return r
 
 
-def run_suite2p(movie: Path, fs: float, python: str) -> dict:
-    data = WORK / "s2p_data"
-    save = WORK / "s2p_out"
+def run_suite2p(movie: Path, fs: float, python: str, work: Path | None = None) -> dict:
+    """suite2p's defaults plus ``fs`` on ``movie`` in a fresh process of ``python``; data and output under
+    ``work`` (default this benchmark's work folder), both emptied first."""
+    work = WORK if work is None else work
+    data = work / "s2p_data"
+    save = work / "s2p_out"
     for d in (data, save):
         if d.exists():
             subprocess.run(["rm", "-rf", str(d)], check=True)
@@ -310,6 +313,19 @@ def run_suite2p(movie: Path, fs: float, python: str) -> dict:
     (data / movie.name).symlink_to(movie.resolve())
     run = measured([python, "-c", SUITE2P, str(data), str(save), str(fs)])
     return {"run": run, "folder": str(save / "suite2p" / "plane0")}
+
+
+def all_rois_folder(plane: Path, folder: Path) -> Path:
+    """``folder`` with links to ``plane``'s stat.npy and ops.npy only: without its iscell.npy, ``pmd evaluate``'s
+    suite2p reader takes every ROI rather than those suite2p's classifier accepts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("stat.npy", "ops.npy", "iscell.npy"):
+        target = folder / name
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        if name != "iscell.npy":
+            target.symlink_to((plane / name).resolve())
+    return folder
 
 
 def main() -> None:
@@ -374,14 +390,7 @@ def main() -> None:
         r = run_suite2p(movie, args.fs, args.suite2p_python)
         plane = Path(r["folder"])
         r["scores_iscell"] = halves_scores(plane, truth, active)
-        everything = WORK / "s2p_all"
-        everything.mkdir(exist_ok=True)
-        for name in ("stat.npy", "ops.npy"):
-            target = everything / name
-            if target.exists() or target.is_symlink():
-                target.unlink()
-            target.symlink_to(plane / name)
-        r["scores_all_rois"] = halves_scores(everything, truth, active)
+        r["scores_all_rois"] = halves_scores(all_rois_folder(plane, WORK / "s2p_all"), truth, active)
         results["tools"]["suite2p"] = r
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))

@@ -247,6 +247,10 @@ def line(name: str, tree: str, s: dict, run: dict) -> str:
             f"{run.get('compress_cpu_s', float('nan')):6.1f} {run.get('demix_cpu_s', run.get('cpu_s')):6.1f}")
 
 
+#: Imports suite2p (as a run would: its torch and cellpose must load) and prints its version.
+SUITE2P_VERSION = "import importlib.metadata, suite2p; print(importlib.metadata.version('suite2p'))"
+
+
 def suite2p_python(path: str | None) -> tuple[str | None, str | None]:
     """The python of suite2p's venv when it can import suite2p, else None and the one line that says why."""
     if not path:
@@ -254,8 +258,7 @@ def suite2p_python(path: str | None) -> tuple[str | None, str | None]:
     exe = Path(path)
     if not exe.is_file():
         return None, f"suite2p skipped: {path} does not exist (pass --suite2p-python of a venv with suite2p)"
-    probe = subprocess.run([str(exe), "-c", "import suite2p; print(suite2p.__version__)"], capture_output=True,
-                           text=True)
+    probe = subprocess.run([str(exe), "-c", SUITE2P_VERSION], capture_output=True, text=True)
     if probe.returncode:
         return None, f"suite2p skipped: {path} cannot import suite2p"
     return str(exe), None
@@ -271,8 +274,7 @@ def run_suite2p_crop(python: str, folder: Path, out: Path, fs: float) -> dict:
     r = run_suite2p(folder / "movie.tif", fs, python, work=work)
     plane = Path(r["folder"])
     r["run"].pop("stderr_tail", None)
-    version = subprocess.run([python, "-c", "import suite2p; print(suite2p.__version__)"], capture_output=True,
-                             text=True).stdout.strip()
+    version = subprocess.run([python, "-c", SUITE2P_VERSION], capture_output=True, text=True).stdout.strip()
     return {"version": version, "folder": str(plane), **r["run"],
             "iscell": score_regions(plane, folder)[0],
             "all_rois": score_regions(all_rois_folder(plane, work / "all_rois"), folder)[0]}

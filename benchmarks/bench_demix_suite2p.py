@@ -78,12 +78,20 @@ print(json.dumps({"returncode": proc.returncode, "wall_s": wall, "cpu_s": ru.ru_
 """
 
 SUITE2P = r"""
-import sys
+import json, sys
 from suite2p import run_s2p
 from suite2p.parameters import default_db, default_settings
 settings = default_settings()
 settings["fs"] = float(sys.argv[3])
 settings["torch_device"] = "cpu"
+for key, value in json.loads(sys.argv[4] if len(sys.argv) > 4 else "{}").items():  # "detection.x.y": value
+    *path, last = key.split(".")
+    node = settings
+    for part in path:
+        node = node[part]
+    if last not in node:
+        raise SystemExit(f"suite2p has no setting {key}")
+    node[last] = value
 db = default_db()
 db["data_path"] = [sys.argv[1]]
 db["save_path0"] = sys.argv[2]
@@ -300,9 +308,11 @@ def run_zoomed(folder: Path, fs: float, factor: float, active: list[int], *, pho
     return r
 
 
-def run_suite2p(movie: Path, fs: float, python: str, work: Path | None = None) -> dict:
-    """suite2p's defaults plus ``fs`` on ``movie`` in a fresh process of ``python``; data and output under
-    ``work`` (default this benchmark's work folder), both emptied first."""
+def run_suite2p(movie: Path, fs: float, python: str, work: Path | None = None,
+                settings: dict | None = None) -> dict:
+    """suite2p's defaults plus ``fs`` (and ``settings``, dotted keys such as
+    ``detection.sparsery_settings.spatial_scale``) on ``movie`` in a fresh process of ``python``; data and output
+    under ``work`` (default this benchmark's work folder), both emptied first."""
     work = WORK if work is None else work
     data = work / "s2p_data"
     save = work / "s2p_out"
@@ -311,7 +321,7 @@ def run_suite2p(movie: Path, fs: float, python: str, work: Path | None = None) -
             subprocess.run(["rm", "-rf", str(d)], check=True)
         d.mkdir(parents=True)
     (data / movie.name).symlink_to(movie.resolve())
-    run = measured([python, "-c", SUITE2P, str(data), str(save), str(fs)])
+    run = measured([python, "-c", SUITE2P, str(data), str(save), str(fs), json.dumps(settings or {})])
     return {"run": run, "folder": str(save / "suite2p" / "plane0")}
 
 

@@ -18,15 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_demix_heldout import (  # noqa: E402
+    agreement,
     crop_labels,
     line,
+    parse_settings,
     read_field,
     score_regions,
     suite2p_python,
     unlabelled_area,
     visible_z,
 )
-from bench_demix_suite2p import all_rois_folder  # noqa: E402
+from bench_demix_suite2p import SUITE2P, all_rois_folder  # noqa: E402
 
 
 def _git(cwd, *args):
@@ -200,3 +202,59 @@ def test_suite2p_rois_scored_all_and_accepted_against_a_crop(tmp_path):
     row = line("crop", "s2p all", every, {"cpu_s": 12.5})
     assert row.split()[:4] == ["crop", "s2p", "all", f"{every['f1']:.3f}"]
     assert row.count("-") == 2 and row.rstrip().endswith("12.5")
+
+    # the two tools' agreement: "ours" finds label 0, label 1 and the far corner's ROI; suite2p's accepted ROIs
+    # are label 0, the neighbour beside label 1 and the corner ROI
+    ours_rois = [labels[0], labels[1], _disc(dims, 70, 70, 4)]
+    ours_plane = tmp_path / "ours" / "plane0"
+    ours_plane.mkdir(parents=True)
+    stat = np.empty(len(ours_rois), dtype=object)
+    for k, c in enumerate(ours_rois):
+        stat[k] = {"ypix": c[:, 0], "xpix": c[:, 1]}
+    np.save(ours_plane / "stat.npy", stat, allow_pickle=True)
+    np.save(ours_plane / "ops.npy", np.array({"Ly": dims[0], "Lx": dims[1]}, dtype=object), allow_pickle=True)
+    g = agreement(ours_plane, plane, crop)
+    assert g == {"labelled": {"n": 2, "also_found": 1}, "false": {"n": 1, "also_found": 1}}
+    h = agreement(plane, ours_plane, crop)
+    assert h == {"labelled": {"n": 1, "also_found": 1}, "false": {"n": 2, "also_found": 1}}
+
+
+def test_suite2p_settings_parse_as_json_or_text():
+    assert parse_settings([]) == {}
+    got = parse_settings(["detection.sparsery_settings.spatial_scale=2", "tau=1.5", "classification.x=null",
+                          "name=abc"])
+    assert got == {"detection.sparsery_settings.spatial_scale": 2, "tau": 1.5, "classification.x": None,
+                   "name": "abc"}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        parse_settings(["spatial_scale"])
+
+
+def test_suite2p_runner_sets_fs_and_dotted_settings_and_refuses_unknown_ones(tmp_path):
+    # a stand-in suite2p package: run_s2p writes the settings it was given
+    pkg = tmp_path / "fake" / "suite2p"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "import json, pathlib\n"
+        "def run_s2p(db, settings):\n"
+        "    pathlib.Path(db['save_path0'], 'got.json').write_text(json.dumps({'db': db, 'settings': settings}))\n")
+    (pkg / "parameters.py").write_text(
+        "def default_settings():\n"
+        "    return {'fs': 10.0, 'torch_device': 'cuda', 'detection': {'sparsery_settings': {'spatial_scale': 0}}}\n"
+        "def default_db():\n"
+        "    return {'data_path': [], 'save_path0': ''}\n")
+    env = {"PYTHONPATH": str(tmp_path / "fake"), "PATH": "/usr/bin:/bin"}
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-c", SUITE2P, "DATA", str(tmp_path), "7", *extra],
+                              capture_output=True, text=True, env=env)
+
+    assert run().returncode == 0
+    got = json.loads((tmp_path / "got.json").read_text())
+    assert got["settings"] == {"fs": 7.0, "torch_device": "cpu",
+                               "detection": {"sparsery_settings": {"spatial_scale": 0}}}
+    assert got["db"] == {"data_path": ["DATA"], "save_path0": str(tmp_path)}
+    assert run(json.dumps({"detection.sparsery_settings.spatial_scale": 2})).returncode == 0
+    got = json.loads((tmp_path / "got.json").read_text())
+    assert got["settings"]["detection"]["sparsery_settings"]["spatial_scale"] == 2
+    bad = run(json.dumps({"detection.sparsery_settings.spatial_scal": 2}))
+    assert bad.returncode != 0 and "no setting detection.sparsery_settings.spatial_scal" in bad.stderr

@@ -10,7 +10,9 @@ Both tools run with their defaults plus the frame rate, each in a fresh process
 - pmd: ``pmd compress movie.tif`` then ``pmd demix --fs 7 --export suite2p``;
   the exported ``stat.npy`` (``ypix``/``xpix``) is what is scored, as an outside
   evaluation would score it.
-- suite2p 1.1.0 (its own venv: ``pip install torch==2.13.0 suite2p``, CPU build):
+- suite2p 1.1.0 (its own venv: ``pip install torch==2.13.0 suite2p``; run on the CPU.  Where a CPU-only torch
+  wheel is found first, cellpose 4.2's torchvision 0.28 from PyPI cannot load (``libc10_cuda.so``), so suite2p
+  does not import: install PyPI's own torch 2.13.0 wheel, which runs on a machine without a GPU):
   ``run_s2p`` with ``default_settings()`` and ``fs``, ``torch_device="cpu"``;
   registration, detection, extraction, classification and deconvolution all run.
   Scored twice: every ROI of ``stat.npy``, and those its classifier accepts (``iscell.npy``).

@@ -43,9 +43,13 @@ crop's vignetting: the smoothed raw mean image at its centroid over the crop's m
 With ``--suite2p-python PATH`` (the python of a venv with ``pip install torch==2.13.0 suite2p``) suite2p runs on
 each crop too, as ``bench_demix_suite2p.py`` runs it (``run_suite2p``: ``default_settings()`` plus ``fs``, CPU, one
 fresh process from registration to deconvolution; its CPU time, wall time and peak RSS), one crop at a time, and
-is scored the same way twice: the ROIs its classifier accepts (``iscell.npy``) and every ROI of ``stat.npy``.  A
-missing python, or one that cannot import suite2p, is said in one line and the pmd rows still run.  Results then go
-to ``benchmarks/results/demix_heldout_suite2p.json`` unless ``--out`` says otherwise.
+is scored the same way twice: the ROIs its classifier accepts (``iscell.npy``) and every ROI of ``stat.npy``; the
+spatial scale it chose (``spatscale_pix``) is recorded, and ``--suite2p-set KEY=VALUE`` changes a setting (e.g.
+``detection.sparsery_settings.spatial_scale=2`` fixes it at 12 px).  The two tools are also matched to each other
+(``agreement``): how many of pmd's labelled and false detections suite2p also found, and the reverse (a false
+detection that an independent method also finds is more likely an unlabelled cell).  A missing python, or one
+that cannot import suite2p, is said in one line and the pmd rows still run.  Results then go to
+``benchmarks/results/demix_heldout_suite2p.json`` unless ``--out`` says otherwise.
 
 The data are never written to git: the crops live in ``--work`` (default ``benchmarks/work/demix_heldout/``,
 git-ignored).  Results: ``benchmarks/results/demix_heldout.json``.

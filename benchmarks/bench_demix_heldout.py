@@ -1,7 +1,7 @@
 """Benchmark: ``pmd demix`` on held-out labelled regions of neurofinder_dev's own recording.
 
     PMD_NUM_WORKERS=1 python benchmarks/bench_demix_heldout.py [--repo PATH] [--work DIR] [--crops dev,low,right]
-        [--fs 7] [--baseline TREE] [--reuse-stores] [--stores] [--diagnose]
+        [--fs 7] [--baseline TREE] [--reuse-stores] [--stores] [--diagnose] [--suite2p-python PATH]
         [--out benchmarks/results/demix_heldout.json]
 
 neurofinder_dev (``../shared/data/neurofinder_dev``) is a crop, rows 1:232 and columns 28:308, of a 512x512x600
@@ -13,7 +13,9 @@ below; the script says so in one line and stops when it is absent: it is not par
 ``dev`` crop equals ``movie.tif`` and ``regions.json`` of neurofinder_dev, and cuts two held-out crops:
 
 - ``low``: rows 232:512, columns 16:512 (280x496, the field's lower part, clear of the dark left band);
-- ``right``: rows 1:232, columns 308:512 (231x204, right of neurofinder_dev).
+- ``right``: rows 1:232, columns 308:512 (231x204, right of neurofinder_dev);
+- ``full`` (only when named in ``--crops``): the whole 512x512 field, all 330 labels (it holds ``dev``, and the
+  16 dark columns at its left).
 
 Labels follow neurofinder_dev's rule: a label is kept when at least 50 % of its pixels lie inside the crop, its
 pixels outside are dropped.  "Visibly active" labels: the label's mean trace minus 0.7 x the mean of a ring 3-8
@@ -38,6 +40,17 @@ recorded; every unmatched detection is classified as ``bench_demix_falsepos.py``
 label as ``bench_demix_misses.py`` does, and each detection and label is put in a mean-image brightness class (the
 crop's vignetting: the smoothed raw mean image at its centroid over the crop's median).
 
+With ``--suite2p-python PATH`` (the python of a venv with ``pip install torch==2.13.0 suite2p``) suite2p runs on
+each crop too, as ``bench_demix_suite2p.py`` runs it (``run_suite2p``: ``default_settings()`` plus ``fs``, CPU, one
+fresh process from registration to deconvolution; its CPU time, wall time and peak RSS), one crop at a time, and
+is scored the same way twice: the ROIs its classifier accepts (``iscell.npy``) and every ROI of ``stat.npy``; the
+spatial scale it chose (``spatscale_pix``) is recorded, and ``--suite2p-set KEY=VALUE`` changes a setting (e.g.
+``detection.sparsery_settings.spatial_scale=2`` fixes it at 12 px).  The two tools are also matched to each other
+(``agreement``): how many of pmd's labelled and false detections suite2p also found, and the reverse (a false
+detection that an independent method also finds is more likely an unlabelled cell).  A missing python, or one
+that cannot import suite2p, is said in one line and the pmd rows still run.  Results then go to
+``benchmarks/results/demix_heldout_suite2p.json`` unless ``--out`` says otherwise.
+
 The data are never written to git: the crops live in ``--work`` (default ``benchmarks/work/demix_heldout/``,
 git-ignored).  Results: ``benchmarks/results/demix_heldout.json``.
 """
@@ -60,7 +73,8 @@ MIRROR = Path("/work/.mirror/neuhofmo+calcium-imaging-neuron-detection/repo")
 FRAMES_COMMIT = "bc3757c"
 LABELS_COMMIT = "1f86d92"
 #: (rows, columns) of the field, 0-based, end-exclusive.
-CROPS = {"dev": ((1, 232), (28, 308)), "low": ((232, 512), (16, 512)), "right": ((1, 232), (308, 512))}
+CROPS = {"dev": ((1, 232), (28, 308)), "low": ((232, 512), (16, 512)), "right": ((1, 232), (308, 512)),
+         "full": ((0, 512), (0, 512))}
 KEEP_INSIDE = 0.5  # neurofinder_dev's rule: a label is kept when at least half its pixels are inside
 
 
@@ -172,15 +186,27 @@ def run_tree(tree: Path, folder: Path, out: Path, fs: float, reuse: bool, compre
                     "--no-figures", "--overwrite"])
     return {"store": str(store), "result": str(result), "suite2p": str(out / f"{name}.demix.suite2p"),
             "compress_cpu_s": comp["cpu_s"], "demix_cpu_s": dem["cpu_s"],
-            "demix_peak_rss_mb": dem["peak_rss_bytes"] / 2**20}
+            "compress_peak_rss_mb": comp["peak_rss_bytes"] / 2**20, "demix_peak_rss_mb": dem["peak_rss_bytes"] / 2**20}
 
 
 def score(run: dict, folder: Path) -> dict:
-    """The exported stat.npy against the crop's labels: totals, visibly active recall, per detection source."""
-    from pmdcompress.demix.matching import evaluate_regions, load_regions
+    """pmd's exported stat.npy against the crop's labels: ``score_regions`` and the split by detection source."""
     from pmdcompress.demix.result import read_result
 
-    pred = load_regions(Path(run["suite2p"]))  # its ops.npy gives the image size
+    out, matched_pred = score_regions(Path(run["suite2p"]), folder)
+    fixed = np.asarray(read_result(run["result"]).metrics["seeded_from_mean"], bool)
+    for name, sel in (("active_components", ~fixed), ("mean_image", fixed)):
+        idx = np.flatnonzero(sel)
+        out[name] = {"n": int(idx.size), "matched": int(sum(j in matched_pred for j in idx))}
+    return out
+
+
+def score_regions(pred_source: Path, folder: Path) -> tuple[dict, set]:
+    """Any tool's ROIs (a suite2p folder, or whatever ``pmd evaluate`` reads) against the crop's labels: totals,
+    visibly active recall, false detections far from every label; and the indices of the matched ROIs."""
+    from pmdcompress.demix.matching import evaluate_regions, load_regions
+
+    pred = load_regions(pred_source)  # a suite2p folder's ops.npy gives the image size
     true = load_regions(folder / "regions.json", dims=pred.dims)
     s = evaluate_regions(pred, true)
     active = json.loads((folder / "active.json").read_text())["active"]
@@ -197,11 +223,7 @@ def score(run: dict, folder: Path) -> dict:
     unmatched = np.setdiff1d(np.arange(pred.n), list(matched_pred))
     out["false_far_from_labels"] = int(sum(far[int(round(cy[j])), int(round(cx[j]))] for j in unmatched
                                            if np.isfinite(cy[j])))
-    fixed = np.asarray(read_result(run["result"]).metrics["seeded_from_mean"], bool)
-    for name, sel in (("active_components", ~fixed), ("mean_image", fixed)):
-        idx = np.flatnonzero(sel)
-        out[name] = {"n": int(idx.size), "matched": int(sum(j in matched_pred for j in idx))}
-    return out
+    return out, matched_pred
 
 
 def centroids(masks, dims) -> tuple[np.ndarray, np.ndarray]:
@@ -228,12 +250,83 @@ def unlabelled_area(labels, dims) -> np.ndarray:
 
 
 def line(name: str, tree: str, s: dict, run: dict) -> str:
+    """One table row; a tool without pmd's detection sources (suite2p) gets dashes there and its one process's
+    CPU-s under "demix"."""
+    sources = "  ".join(f"{s[k]['matched']:3d}/{s[k]['n']:<3d}" if k in s else "    -  "
+                        for k in ("active_components", "mean_image"))
     return (f"{name:6s} {tree:9s} {s['f1']:.3f} {s['precision']:.3f} {s['recall']:.3f} "
-            f"{s['active_found']:3d}/{s['n_active']:<3d} {s['mean_iou']:.3f} {s['tp']:4d}/{s['n_true']:<4d} "
-            f"{s['n_pred'] - s['tp']:5d} {s['false_far_from_labels']:4d}  "
-            f"{s['active_components']['matched']:3d}/{s['active_components']['n']:<3d} "
-            f"{s['mean_image']['matched']:3d}/{s['mean_image']['n']:<3d}  {run['compress_cpu_s']:6.1f} "
-            f"{run['demix_cpu_s']:6.1f}")
+            f"{s['active_found']:3d}/{s['n_active']:<3d} {s['mean_iou'] or 0:.3f} {s['tp']:4d}/{s['n_true']:<4d} "
+            f"{s['n_pred'] - s['tp']:5d} {s['false_far_from_labels']:4d}  {sources}      "
+            f"{run.get('compress_cpu_s', float('nan')):6.1f} {run.get('demix_cpu_s', run.get('cpu_s')):6.1f}")
+
+
+#: Imports suite2p (as a run would: its torch and cellpose must load) and prints its version.
+SUITE2P_VERSION = "import importlib.metadata, suite2p; print(importlib.metadata.version('suite2p'))"
+
+
+def suite2p_python(path: str | None) -> tuple[str | None, str | None]:
+    """The python of suite2p's venv when it can import suite2p, else None and the one line that says why."""
+    if not path:
+        return None, None
+    exe = Path(path)
+    if not exe.is_file():
+        return None, f"suite2p skipped: {path} does not exist (pass --suite2p-python of a venv with suite2p)"
+    probe = subprocess.run([str(exe), "-c", SUITE2P_VERSION], capture_output=True, text=True)
+    if probe.returncode:
+        return None, f"suite2p skipped: {path} cannot import suite2p"
+    return str(exe), None
+
+
+def agreement(ours: Path, other: Path, folder: Path) -> dict:
+    """How many of one tool's detections the other tool also found (IoU >= 0.3, Hungarian, between the two tools'
+    ROIs), split by whether they match a label: a false detection that an independent method also finds is more
+    likely an unlabelled cell than one that it does not."""
+    from pmdcompress.demix.matching import evaluate_regions, load_regions
+
+    _, matched_ours = score_regions(ours, folder)
+    a, b = load_regions(ours), load_regions(other)
+    both = {p["pred"] for p in evaluate_regions(a, b)["pairs"]}
+    unmatched = set(range(a.n)) - matched_ours
+    return {"labelled": {"n": len(matched_ours), "also_found": len(matched_ours & both)},
+            "false": {"n": len(unmatched), "also_found": len(unmatched & both)}}
+
+
+def parse_settings(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings (VALUE read as JSON when it parses, else kept as text) as a dict."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--suite2p-set: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run_suite2p_crop(python: str, folder: Path, out: Path, fs: float, settings: dict | None = None) -> dict:
+    """suite2p (defaults plus ``fs`` and ``settings``, CPU, a fresh process: ``bench_demix_suite2p.run_suite2p``)
+    on one crop, scored on its classifier's cells (``iscell.npy``) and on every ROI of ``stat.npy``; the spatial
+    scale it used (``ops["spatscale_pix"]``, chosen from the movie at the default ``spatial_scale`` 0)."""
+    sys.path.insert(0, str(HERE))
+    from bench_demix_suite2p import all_rois_folder, run_suite2p
+
+    from pmdcompress.io.safe_pickle import load_npy
+
+    work = out / folder.name
+    r = run_suite2p(folder / "movie.tif", fs, python, work=work, settings=settings)
+    plane = Path(r["folder"])
+    r["run"].pop("stderr_tail", None)
+    version = subprocess.run([python, "-c", SUITE2P_VERSION], capture_output=True, text=True).stdout.strip()
+    every = all_rois_folder(plane, work / "all_rois")
+    ops = load_npy(plane / "ops.npy")
+    stat = load_npy(plane / "stat.npy")
+    return {"version": version, "settings": settings or {}, "folder": str(plane), **r["run"],
+            "spatscale_pix": int(ops["spatscale_pix"]) if "spatscale_pix" in ops else None,
+            "median_roi_pixels": float(np.median([len(s["ypix"]) for s in stat])) if len(stat) else None,
+            "iscell": score_regions(plane, folder)[0],
+            "all_rois_folder": str(every), "all_rois": score_regions(every, folder)[0]}
 
 
 def brightness(movie: np.ndarray, sigma: float) -> np.ndarray:
@@ -323,8 +416,22 @@ def main() -> None:
                              "temporal filter, svd) per crop and their five-store means: one store moves +-0.02")
     parser.add_argument("--diagnose", action="store_true",
                         help="classify this tree's unmatched detections and missed active labels")
-    parser.add_argument("--out", default=str(HERE / "results" / "demix_heldout.json"))
+    parser.add_argument("--suite2p-python", default=None, metavar="PATH",
+                        help="python of a venv with suite2p (pip install torch==2.13.0 suite2p): also run suite2p "
+                             "with its defaults plus --fs on each crop and score it the same way")
+    parser.add_argument("--suite2p-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a suite2p setting to change from its default (dotted, VALUE as JSON), e.g. "
+                             "detection.sparsery_settings.spatial_scale=2; repeatable")
+    parser.add_argument("--out", default=None, help="default benchmarks/results/demix_heldout.json, or "
+                        "demix_heldout_suite2p.json with --suite2p-python")
     args = parser.parse_args()
+    s2p_settings = parse_settings(args.suite2p_set)
+    s2p_python, s2p_skipped = suite2p_python(args.suite2p_python)
+    if s2p_skipped:
+        print(s2p_skipped)
+    if args.out is None:
+        args.out = str(HERE / "results" / ("demix_heldout_suite2p.json" if args.suite2p_python
+                                           else "demix_heldout.json"))
     repo = Path(args.repo)
     if not (repo / "objects").is_dir() and (repo / ".git").is_dir():
         repo = repo / ".git"
@@ -351,6 +458,26 @@ def main() -> None:
             run["scores"] = score(run, work / name)
             results["runs"].setdefault(name, {})[tree_name] = run
             print(line(name, tree_name, run["scores"], run), flush=True)
+        if s2p_python:
+            s2p = run_suite2p_crop(s2p_python, work / name, work / "suite2p", args.fs, s2p_settings)
+            for key, plane in (("iscell", Path(s2p["folder"])), ("all_rois", Path(s2p["all_rois_folder"]))):
+                s2p[f"pmd_found_by_suite2p_{key}"] = agreement(Path(results["runs"][name]["this"]["suite2p"]), plane,
+                                                               work / name)
+                s2p[f"suite2p_{key}_found_by_pmd"] = agreement(plane, Path(results["runs"][name]["this"]["suite2p"]),
+                                                               work / name)
+            results.setdefault("suite2p", {})[name] = s2p
+            for label, key in (("s2p cell", "iscell"), ("s2p all", "all_rois")):
+                print(line(name, label, s2p[key], s2p), flush=True)
+            print(f"{name:6s} suite2p {s2p['version']}: {s2p['cpu_s']:.1f} CPU-s, {s2p['wall_s']:.0f} s wall, peak "
+                  f"RSS {s2p['peak_rss_bytes'] / 2**20:.0f} MiB (one process: registration to deconvolution); "
+                  f"spatial scale {s2p['spatscale_pix']} px, median ROI {s2p['median_roi_pixels']} px",
+                  flush=True)
+            for key in ("iscell", "all_rois"):
+                g, h = s2p[f"pmd_found_by_suite2p_{key}"], s2p[f"suite2p_{key}_found_by_pmd"]
+                print(f"{name:6s} also found by the other tool (suite2p {key}): pmd's labelled "
+                      f"{g['labelled']['also_found']}/{g['labelled']['n']}, pmd's false {g['false']['also_found']}/"
+                      f"{g['false']['n']}; suite2p's labelled {h['labelled']['also_found']}/{h['labelled']['n']}, "
+                      f"suite2p's false {h['false']['also_found']}/{h['false']['n']}", flush=True)
     if args.stores:
         from bench_demix_suite2p import STORES
 

@@ -10,7 +10,9 @@ Both tools run with their defaults plus the frame rate, each in a fresh process
 - pmd: ``pmd compress movie.tif`` then ``pmd demix --fs 7 --export suite2p``;
   the exported ``stat.npy`` (``ypix``/``xpix``) is what is scored, as an outside
   evaluation would score it.
-- suite2p 1.1.0 (its own venv: ``pip install torch==2.13.0 suite2p``, CPU build):
+- suite2p 1.1.0 (its own venv: ``pip install torch==2.13.0 suite2p``; run on the CPU.  Where a CPU-only torch
+  wheel is found first, cellpose 4.2's torchvision 0.28 from PyPI cannot load (``libc10_cuda.so``), so suite2p
+  does not import: install PyPI's own torch 2.13.0 wheel, which runs on a machine without a GPU):
   ``run_s2p`` with ``default_settings()`` and ``fs``, ``torch_device="cpu"``;
   registration, detection, extraction, classification and deconvolution all run.
   Scored twice: every ROI of ``stat.npy``, and those its classifier accepts (``iscell.npy``).
@@ -78,12 +80,20 @@ print(json.dumps({"returncode": proc.returncode, "wall_s": wall, "cpu_s": ru.ru_
 """
 
 SUITE2P = r"""
-import sys
+import json, sys
 from suite2p import run_s2p
 from suite2p.parameters import default_db, default_settings
 settings = default_settings()
 settings["fs"] = float(sys.argv[3])
 settings["torch_device"] = "cpu"
+for key, value in json.loads(sys.argv[4] if len(sys.argv) > 4 else "{}").items():  # "detection.x.y": value
+    *path, last = key.split(".")
+    node = settings
+    for part in path:
+        node = node[part]
+    if last not in node:
+        raise SystemExit(f"suite2p has no setting {key}")
+    node[last] = value
 db = default_db()
 db["data_path"] = [sys.argv[1]]
 db["save_path0"] = sys.argv[2]
@@ -300,16 +310,34 @@ def run_zoomed(folder: Path, fs: float, factor: float, active: list[int], *, pho
     return r
 
 
-def run_suite2p(movie: Path, fs: float, python: str) -> dict:
-    data = WORK / "s2p_data"
-    save = WORK / "s2p_out"
+def run_suite2p(movie: Path, fs: float, python: str, work: Path | None = None,
+                settings: dict | None = None) -> dict:
+    """suite2p's defaults plus ``fs`` (and ``settings``, dotted keys such as
+    ``detection.sparsery_settings.spatial_scale``) on ``movie`` in a fresh process of ``python``; data and output
+    under ``work`` (default this benchmark's work folder), both emptied first."""
+    work = WORK if work is None else work
+    data = work / "s2p_data"
+    save = work / "s2p_out"
     for d in (data, save):
         if d.exists():
             subprocess.run(["rm", "-rf", str(d)], check=True)
         d.mkdir(parents=True)
     (data / movie.name).symlink_to(movie.resolve())
-    run = measured([python, "-c", SUITE2P, str(data), str(save), str(fs)])
+    run = measured([python, "-c", SUITE2P, str(data), str(save), str(fs), json.dumps(settings or {})])
     return {"run": run, "folder": str(save / "suite2p" / "plane0")}
+
+
+def all_rois_folder(plane: Path, folder: Path) -> Path:
+    """``folder`` with links to ``plane``'s stat.npy and ops.npy only: without its iscell.npy, ``pmd evaluate``'s
+    suite2p reader takes every ROI rather than those suite2p's classifier accepts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("stat.npy", "ops.npy", "iscell.npy"):
+        target = folder / name
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        if name != "iscell.npy":
+            target.symlink_to((plane / name).resolve())
+    return folder
 
 
 def main() -> None:
@@ -374,14 +402,7 @@ def main() -> None:
         r = run_suite2p(movie, args.fs, args.suite2p_python)
         plane = Path(r["folder"])
         r["scores_iscell"] = halves_scores(plane, truth, active)
-        everything = WORK / "s2p_all"
-        everything.mkdir(exist_ok=True)
-        for name in ("stat.npy", "ops.npy"):
-            target = everything / name
-            if target.exists() or target.is_symlink():
-                target.unlink()
-            target.symlink_to(plane / name)
-        r["scores_all_rois"] = halves_scores(everything, truth, active)
+        r["scores_all_rois"] = halves_scores(all_rois_folder(plane, WORK / "s2p_all"), truth, active)
         results["tools"]["suite2p"] = r
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))

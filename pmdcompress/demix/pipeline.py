@@ -653,6 +653,20 @@ def _highpass_inside(u: sp.csr_matrix, uh: sp.csr_matrix, border, dims, sigma: f
 
 
 @jit
+def _scatter_row(ptr, idx, val, r, row, seen, cols, n):
+    """Row ``r`` of a CSR matrix added into the dense ``row``; its columns not yet ``seen`` appended to ``cols``
+    after the first ``n``; returns the new count."""
+    for k in range(ptr[r], ptr[r + 1]):
+        j = idx[k]
+        row[j] += val[k]
+        if not seen[j]:
+            seen[j] = True
+            cols[n] = j
+            n += 1
+    return n
+
+
+@jit
 def _highpass_inside_kernel(u_ptr, u_idx, u_val, h_ptr, h_idx, h_val, scale, empty, n_cols, out_ptr, out_idx,
                             out_val):
     """CSR of ``uh - diag(scale) @ (u - uh)`` with the rows in ``empty`` emptied, exact zeros left out and the
@@ -676,21 +690,8 @@ def _highpass_inside_kernel(u_ptr, u_idx, u_val, h_ptr, h_idx, h_val, scale, emp
                         out_val[nnz] = h_val[k]
                         nnz += 1
             else:
-                n = 0
-                for k in range(u_ptr[r], u_ptr[r + 1]):
-                    j = u_idx[k]
-                    u_row[j] += u_val[k]
-                    if not seen[j]:
-                        seen[j] = True
-                        cols[n] = j
-                        n += 1
-                for k in range(h_ptr[r], h_ptr[r + 1]):
-                    j = h_idx[k]
-                    h_row[j] += h_val[k]
-                    if not seen[j]:
-                        seen[j] = True
-                        cols[n] = j
-                        n += 1
+                n = _scatter_row(u_ptr, u_idx, u_val, r, u_row, seen, cols, 0)
+                n = _scatter_row(h_ptr, h_idx, h_val, r, h_row, seen, cols, n)
                 cols[:n].sort()
                 for i in range(n):
                     j = cols[i]

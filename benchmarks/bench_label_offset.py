@@ -36,15 +36,17 @@ def raw_images(movie: np.ndarray) -> dict[str, np.ndarray]:
 
 def shift_scores(image: np.ndarray, union: np.ndarray, reach: int) -> np.ndarray:
     """``out[dy + reach, dx + reach]``: mean of ``image`` inside ``union`` moved by (dy, dx) (pixels moved out of the
-    image are dropped)."""
-    height, width = image.shape
-    ys, xs = np.nonzero(union)
+    image are dropped; :func:`pmdcompress.demix.matching.shift_masks`, as ``pmd evaluate`` moves a truth)."""
+    import scipy.sparse as sp
+
+    from pmdcompress.demix.matching import shift_masks
+
+    mask = sp.csc_matrix(union.reshape(-1, 1))
+    flat = image.ravel()
     out = np.full((2 * reach + 1, 2 * reach + 1), np.nan)
     for dy in range(-reach, reach + 1):
         for dx in range(-reach, reach + 1):
-            y, x = ys + dy, xs + dx
-            keep = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-            out[dy + reach, dx + reach] = image[y[keep], x[keep]].mean()
+            out[dy + reach, dx + reach] = flat[shift_masks(mask, image.shape, dy, dx).indices].mean()
     return out
 
 

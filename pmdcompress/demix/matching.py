@@ -422,14 +422,14 @@ def shift_masks(masks: sp.csc_matrix, dims, dy: int, dx: int) -> sp.csc_matrix:
 
 
 def centroid_offset(pred: sp.csc_matrix, true: sp.csc_matrix, dims, rows, cols) -> dict:
-    """The median (rows, columns) offset of matched predicted regions from their truth regions, and the matched
-    pairs' mean IoU with the truth moved by that offset rounded to whole pixels (the same pairs, not rematched)."""
+    """The median (rows, columns) offset of matched predicted regions (``rows``, at least one) from their truth
+    regions (``cols``), and the pairs' mean IoU with the truth moved by that offset rounded to whole pixels (the
+    same pairs, not rematched)."""
     offset = np.median(_centroids(pred[:, rows], dims) - _centroids(true[:, cols], dims), axis=0)
     dy, dx = (int(round(float(v))) for v in offset)
-    moved = shift_masks(true[:, cols], dims, dy, dx)
-    ious = np.diag(iou_matrix(pred[:, rows], moved)) if len(rows) else np.zeros(0)
+    ious = np.diag(iou_matrix(pred[:, rows], shift_masks(true[:, cols], dims, dy, dx)))
     return {"median_centroid_offset": [float(offset[0]), float(offset[1])], "offset_pixels": [dy, dx],
-            "mean_iou_truth_moved": float(ious.mean()) if ious.size else None,
+            "mean_iou_truth_moved": float(ious.mean()),
             "systematic_offset": bool(len(rows) >= OFFSET_MIN_PAIRS and np.max(np.abs(offset)) >= OFFSET_PX)}
 
 

@@ -109,7 +109,10 @@ DF_ITERATIONS = 1
 #: once they are measured on enough frames; only each row's own fit needs every frame.  On a 20000-frame
 #: real-rank movie (2p-real, 96 rows) 4000 frames chose the same budgets as all frames, outputs within a
 #: median 0.0007 (max 0.05) noise SDs RMS, and the filter cost 40 % less.  Rows of at most this many frames
-#: are decided on all of them (unchanged).
+#: are decided on all of them (unchanged).  A 2000-frame window (session 15; 12000-frame simulations of
+#: benchmarks/bench_long_rows.py, compression seeds 0 and 1) filtered 11-30 % faster and kept calcium within
+#: 1 % (noise RMS reduction 12.32 -> 12.30x 2p-real, 21.0 -> 20.9x 2p), but voltage fell 25.9 -> 18.9x and
+#: 26.6 -> 23.8x (trace correlation 0.961 -> 0.913): its event rates need the longer window.
 BUDGET_WINDOW_FRAMES = 4000
 #: Rows longer than :data:`BUDGET_WINDOW_FRAMES` are filtered by one solve at the penalty that their window's
 #: own fit chose (:func:`long_row_filter`); the solve starts from runs of this many frames solved on their

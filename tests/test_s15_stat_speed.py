@@ -1,0 +1,134 @@
+"""Session 15: the statistics pass and the fit buffer cost less CPU and give the same floats.
+
+- A fit buffer whose bins are single frames of an integer movie of up to 16 bits keeps the frames as read
+  (uint16: half the bytes of float32 to write and to read back); float32 holds every such value exactly, so
+  its patches and frames read back are the float32 buffer's to the bit, and a whole compression stores the
+  same arrays either way.
+- The fit buffer's tiles are written from one pass over the rows (``_tiles_kernel``); its plain-numpy twin
+  below is the per-tile copy it replaced (a padded copy at the edges).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+import pmdcompress
+from conftest import blobs_movie
+from pmdcompress.pipeline import compress as compress_module
+from pmdcompress.pipeline.scratch import FitBuffer, LazyFrames, _tiles_kernel
+from pmdcompress.preprocess import noise_lag_correlation, trend_basis
+
+
+def tiles_twin(frames: np.ndarray, ty: int, tx: int, dtype) -> np.ndarray:
+    """The tiles of FRAMES (n, Y, X) as FitBuffer lays them out, (gy * gx, n, ty * tx): each tile copied from the
+    frames, padded with zeros past the edges (FitBuffer.write_rows before session 15)."""
+    n, height, width = frames.shape
+    gy, gx = -(-height // ty), -(-width // tx)
+    out = []
+    for i in range(gy):
+        for j in range(gx):
+            part = frames[:, i * ty : (i + 1) * ty, j * tx : (j + 1) * tx]
+            if part.shape[1:] != (ty, tx):
+                part = np.pad(part, ((0, 0), (0, ty - part.shape[1]), (0, tx - part.shape[2])))
+            out.append(np.ascontiguousarray(part, dtype).reshape(n, ty * tx))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("shape, tile", [((3, 23, 30), (8, 7)), ((2, 16, 32), (16, 32)), ((1, 5, 9), (8, 16)),
+                                         ((4, 31, 17), (4, 17))])
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32])
+def test_tiles_kernel_is_its_numpy_twin(shape, tile, dtype):
+    rng = np.random.default_rng(0)
+    frames = (rng.normal(300, 100, shape)).astype(dtype)
+    ty, tx = tile
+    want = tiles_twin(frames, ty, tx, dtype)
+    got = np.full(want.shape, 7, dtype)  # not zeros: the padding must be written
+    _tiles_kernel(frames, ty, tx, got)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    # a strided (non-contiguous) view of the frames gives the same tiles
+    wide = np.zeros((shape[0], shape[1], 2 * shape[2]), dtype)
+    wide[:, :, ::2] = frames
+    got[...] = 7
+    _tiles_kernel(wide[:, :, ::2], ty, tx, got)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_buffer_of_the_movies_integers_reads_back_the_float32_buffers_values(tmp_path, on_disk):
+    rng = np.random.default_rng(1)
+    n_rows, height, width = 29, 23, 30
+    raw = rng.integers(0, 65535, (n_rows, height, width), dtype=np.uint16)
+    raw[:, :3] = 65535  # the extremes too
+    raw[:, -2:] = 0
+    knots = np.array([0.0, 10.0, 28.0])
+    trend = rng.normal(0, 50, (len(knots), height, width)).astype(np.float32)
+    mean = rng.normal(30000, 100, (height, width)).astype(np.float32)
+    scale = rng.uniform(50, 200, (height, width)).astype(np.float32)
+    buffers = {}
+    for dtype in (np.float32, np.uint16):
+        folder = tmp_path / np.dtype(dtype).name if on_disk else None
+        if folder is not None:
+            folder.mkdir()
+        buffer = FitBuffer.create(n_rows, (height, width), (8, 7), folder, dtype)
+        for first, last in [(0, 4), (4, 5), (5, 29)]:
+            # what the statistics tasks write: float32 bin means, or the frames as read
+            rows = raw[first:last].reshape(last - first, -1)
+            buffer.write_rows(first, rows.astype(np.float32) if dtype == np.float32 else rows)
+        buffer.mean, buffer.scale = mean, scale
+        buffer.trend, buffer.basis = trend, trend_basis(np.arange(n_rows) + 0.5, knots)
+        buffers[np.dtype(dtype).name] = buffer
+    assert buffers["uint16"].raw.dtype == np.uint16
+    if on_disk:  # half the bytes
+        sizes = {k: (tmp_path / k / "fit-buffer.raw").stat().st_size for k in buffers}
+        assert sizes["uint16"] * 2 == sizes["float32"]
+    a, b = buffers["float32"], buffers["uint16"]
+    for ys, xs in [(slice(0, 8), slice(0, 7)), (slice(3, 19), slice(5, 30)), (slice(15, 23), slice(20, 30))]:
+        got = b.patch(ys, xs)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, a.patch(ys, xs))
+    rows = np.array([7, 3, 4, 28, 0, 8])
+    np.testing.assert_array_equal(b.frames(rows), a.frames(rows))
+    assert noise_lag_correlation(LazyFrames(b)) == noise_lag_correlation(LazyFrames(a))
+
+
+def test_the_fit_buffer_keeps_frames_as_read_only_where_float32_holds_them():
+    assert compress_module._fit_dtype(np.uint16, 1) == np.uint16
+    assert compress_module._fit_dtype(np.int16, 1) == np.int16
+    assert compress_module._fit_dtype(np.uint8, 1) == np.uint8
+    for dtype, fit_bin in [(np.uint16, 2), (np.float32, 1), (np.int32, 1), (np.uint32, 1), (np.float64, 1)]:
+        assert compress_module._fit_dtype(dtype, fit_bin) == np.float32
+    with pytest.raises(ValueError, match="float32 or integers of at most 16 bits"):
+        FitBuffer.create(3, (4, 5), (2, 2), None, np.int32)
+
+
+def _arrays(path) -> dict:
+    group = zarr.open_group(path, mode="r")
+    return {name: array[...] for name, array in group.arrays()}
+
+
+@pytest.mark.parametrize("frames, options", [(90, {"fit_bin": 1}), (130, {"fit_bin": 1, "fit_frames": 60})])
+def test_a_compression_stores_the_same_arrays_with_either_fit_buffer(tmp_path, monkeypatch, frames, options):
+    # uint16 frames, bins of one frame: the buffer keeps them as read; forced to float32 it holds the same values
+    movie, _ = blobs_movie(n_frames=frames, shape=(40, 52), seed=3)
+    movie = np.clip(np.round(movie * 40 + 1000), 0, 65535).astype(np.uint16)
+    options = dict(patch_shape=16, overlap=4, chunk_frames=32, **options)
+    seen = []
+    fit_dtype = compress_module._fit_dtype
+
+    def recording(dtype, fit_bin):
+        seen.append(fit_dtype(dtype, fit_bin))
+        return seen[-1]
+
+    monkeypatch.setattr(compress_module, "_fit_dtype", recording)
+    pmdcompress.compress(movie, tmp_path / "as_read.pmd.zarr", workers=1, **options)
+    monkeypatch.setattr(compress_module, "_fit_dtype", lambda dtype, fit_bin: np.dtype(np.float32))
+    pmdcompress.compress(movie, tmp_path / "float32.pmd.zarr", workers=1, **options)
+    assert seen == [np.uint16]
+    got, want = _arrays(tmp_path / "as_read.pmd.zarr"), _arrays(tmp_path / "float32.pmd.zarr")
+    assert sorted(got) == sorted(want) and "temporal" in got and "spatial" in got
+    for name in want:
+        assert got[name].dtype == want[name].dtype, name
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)

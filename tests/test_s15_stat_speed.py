@@ -132,3 +132,27 @@ def test_a_compression_stores_the_same_arrays_with_either_fit_buffer(tmp_path, m
     for name in want:
         assert got[name].dtype == want[name].dtype, name
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def box_mean_twin(frame: np.ndarray, r: int) -> np.ndarray:
+    """The (2r + 1)^2 box mean of FRAME with zeros outside it: scipy's uniform filter, the numbers that
+    preprocess._box_mean_kernel reproduces to the bit (its running sums in scipy's order)."""
+    from scipy import ndimage
+
+    return ndimage.uniform_filter(np.asarray(frame, np.float64), size=2 * r + 1, mode="constant")
+
+
+@pytest.mark.parametrize("height", [1, 2, 3, 4, 5, 7, 8, 9, 13])
+@pytest.mark.parametrize("r", [0, 1, 4, 8])
+def test_box_mean_kernel_with_four_rows_at_a_time_is_scipys_to_the_bit(height, r):
+    # rows in fours (and the rest one by one), the sums divided afterwards: the same quotients as scipy's
+    from pmdcompress.preprocess import _box_mean_kernel
+
+    rng = np.random.default_rng(height * 10 + r)
+    for width in (1, 3, 6, 17, 40):
+        frame = rng.normal(size=(height, width)) * 100
+        frame[rng.random(frame.shape) < 0.1] = 0.0
+        out = np.full((height, width), np.nan)
+        _box_mean_kernel(frame, r, np.empty(width), np.empty((height, width)), out)
+        want = box_mean_twin(frame, r)
+        assert out.tobytes() == want.tobytes(), (height, width, r)

@@ -4,8 +4,8 @@
   (uint16: half the bytes of float32 to write and to read back); float32 holds every such value exactly, so
   its patches and frames read back are the float32 buffer's to the bit, and a whole compression stores the
   same arrays either way.
-- The fit buffer's tiles are written from one pass over the rows (``_tiles_kernel``); its plain-numpy twin
-  below is the per-tile copy it replaced (a padded copy at the edges).
+- The box filter of the annulus means (``preprocess._box_mean_kernel``) runs its sums along x four rows side by
+  side and divides them afterwards: scipy's uniform filter, its twin below, to the bit.
 """
 
 from __future__ import annotations
@@ -17,43 +17,8 @@ import zarr
 import pmdcompress
 from conftest import blobs_movie
 from pmdcompress.pipeline import compress as compress_module
-from pmdcompress.pipeline.scratch import FitBuffer, LazyFrames, _tiles_kernel
+from pmdcompress.pipeline.scratch import FitBuffer, LazyFrames
 from pmdcompress.preprocess import noise_lag_correlation, trend_basis
-
-
-def tiles_twin(frames: np.ndarray, ty: int, tx: int, dtype) -> np.ndarray:
-    """The tiles of FRAMES (n, Y, X) as FitBuffer lays them out, (gy * gx, n, ty * tx): each tile copied from the
-    frames, padded with zeros past the edges (FitBuffer.write_rows before session 15)."""
-    n, height, width = frames.shape
-    gy, gx = -(-height // ty), -(-width // tx)
-    out = []
-    for i in range(gy):
-        for j in range(gx):
-            part = frames[:, i * ty : (i + 1) * ty, j * tx : (j + 1) * tx]
-            if part.shape[1:] != (ty, tx):
-                part = np.pad(part, ((0, 0), (0, ty - part.shape[1]), (0, tx - part.shape[2])))
-            out.append(np.ascontiguousarray(part, dtype).reshape(n, ty * tx))
-    return np.stack(out)
-
-
-@pytest.mark.parametrize("shape, tile", [((3, 23, 30), (8, 7)), ((2, 16, 32), (16, 32)), ((1, 5, 9), (8, 16)),
-                                         ((4, 31, 17), (4, 17))])
-@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32])
-def test_tiles_kernel_is_its_numpy_twin(shape, tile, dtype):
-    rng = np.random.default_rng(0)
-    frames = (rng.normal(300, 100, shape)).astype(dtype)
-    ty, tx = tile
-    want = tiles_twin(frames, ty, tx, dtype)
-    got = np.full(want.shape, 7, dtype)  # not zeros: the padding must be written
-    _tiles_kernel(frames, ty, tx, got)
-    assert got.dtype == want.dtype
-    np.testing.assert_array_equal(got, want)
-    # a strided (non-contiguous) view of the frames gives the same tiles
-    wide = np.zeros((shape[0], shape[1], 2 * shape[2]), dtype)
-    wide[:, :, ::2] = frames
-    got[...] = 7
-    _tiles_kernel(wide[:, :, ::2], ty, tx, got)
-    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("on_disk", [False, True])
@@ -85,12 +50,17 @@ def test_a_buffer_of_the_movies_integers_reads_back_the_float32_buffers_values(t
         sizes = {k: (tmp_path / k / "fit-buffer.raw").stat().st_size for k in buffers}
         assert sizes["uint16"] * 2 == sizes["float32"]
     a, b = buffers["float32"], buffers["uint16"]
+    # the whole buffer standardised at once, in float32 (what the pipeline did before the scratch)
+    whole = raw.astype(np.float32).reshape(n_rows, -1) - a.basis @ trend.reshape(len(knots), -1)
+    whole = (whole.reshape(raw.shape) - mean) / scale
     for ys, xs in [(slice(0, 8), slice(0, 7)), (slice(3, 19), slice(5, 30)), (slice(15, 23), slice(20, 30))]:
         got = b.patch(ys, xs)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, a.patch(ys, xs))
+        np.testing.assert_array_equal(got, whole[:, ys, xs].reshape(n_rows, -1))
     rows = np.array([7, 3, 4, 28, 0, 8])
     np.testing.assert_array_equal(b.frames(rows), a.frames(rows))
+    np.testing.assert_array_equal(b.frames(rows), whole[rows])
     assert noise_lag_correlation(LazyFrames(b)) == noise_lag_correlation(LazyFrames(a))
 
 

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .._numba import jit
 from ..io.positional import read_exactly, write_all
 
 #: Rows per block of the temporal scratch: the trend filter's fixed slices of 16 rows (each warm-starts its
@@ -122,26 +121,6 @@ class Blocks:
         return out
 
 
-@jit
-def _tiles_kernel(frames, ty, tx, out):
-    # out[i * gx + j, r, a * tx + b] = frames[r, i * ty + a, j * tx + b] for the (gy, gx) tiles of (ty, tx) that
-    # cover a frame, 0 past its edges (FitBuffer's layout; out holds gy * gx tiles).
-    n, h, w = frames.shape
-    gx = (w + tx - 1) // tx
-    gy = out.shape[0] // gx
-    for r in range(n):
-        for y in range(gy * ty):
-            i, a = y // ty, y % ty
-            for j in range(gx):
-                k = i * gx + j
-                for b in range(tx):
-                    x = j * tx + b
-                    if y < h and x < w:
-                        out[k, r, a * tx + b] = frames[r, y, x]
-                    else:
-                        out[k, r, a * tx + b] = 0
-
-
 @dataclass
 class FitBuffer:
     """The fit buffer, ``(fit frames, Y, X)``, stored raw by patch tiles; read back standardised.
@@ -192,15 +171,19 @@ class FitBuffer:
         """Store fit rows ``first : first + len(rows)``, each a flattened frame (``Y * X``), in the buffer's type."""
         if not len(rows):
             return
-        (height, width), (ty, tx) = self.frame_shape, self.tile
-        frames = np.asarray(rows).reshape(len(rows), height, width)
-        if frames.dtype != self.raw.dtype:
-            frames = frames.astype(self.raw.dtype)
-        # every tile's rows in one pass, zeros past the edges: a copy per tile (and a padded one at the edges)
-        # cost 0.04 CPU-s for neurofinder_dev's 600 frames
-        tiles = np.empty((self.raw.shape[0], len(rows), ty * tx), self.raw.dtype)
-        _tiles_kernel(frames, ty, tx, tiles)
-        self.raw.write((k, first, tiles[k]) for k in range(len(tiles)))
+        (height, width), (ty, tx), (gy, gx) = self.frame_shape, self.tile, self.grid
+        frames = rows.reshape(len(rows), height, width)
+        dtype = self.raw.dtype
+
+        def tile(i, j):  # each tile copied once from the frames (no padded copy of them), zeros past the edge
+            part = frames[:, i * ty : (i + 1) * ty, j * tx : (j + 1) * tx]
+            if part.shape[1:] == (ty, tx):
+                return np.ascontiguousarray(part, dtype).reshape(len(rows), ty * tx)
+            padded = np.zeros((len(rows), ty, tx), dtype)  # np.pad's values, without its overhead
+            padded[:, : part.shape[1], : part.shape[2]] = part
+            return padded.reshape(len(rows), ty * tx)
+
+        self.raw.write((i * gx + j, first, tile(i, j)) for i in range(gy) for j in range(gx))
 
     def _region(self, ys: slice, xs: slice, rows=None) -> np.ndarray:
         """Raw values ``[rows, ys, xs]`` (all rows by default), float32, C-contiguous."""

@@ -4,6 +4,9 @@
   (uint16: half the bytes of float32 to write and to read back); float32 holds every such value exactly, so
   its patches and frames read back are the float32 buffer's to the bit, and a whole compression stores the
   same arrays either way.
+- PackBits-compressed TIFF strips (optinist_mouse2p) are read in one piece per chunk and decoded page by page by
+  imagecodecs, without tifffile's per-page machinery: the same frames as tifffile reads, and tifffile's route
+  (with its error messages) wherever a page does not decode to one frame.
 - The box filter of the annulus means (``preprocess._box_mean_kernel``) runs its sums along x four rows side by
   side and divides them afterwards: scipy's uniform filter, its twin below, to the bit.
 """
@@ -12,10 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 import zarr
 
 import pmdcompress
 from conftest import blobs_movie
+from pmdcompress.errors import InputError
+from pmdcompress.io.readers import open_movie
 from pmdcompress.pipeline import compress as compress_module
 from pmdcompress.pipeline.scratch import FitBuffer, LazyFrames
 from pmdcompress.preprocess import noise_lag_correlation, trend_basis
@@ -126,3 +132,87 @@ def test_box_mean_kernel_with_four_rows_at_a_time_is_scipys_to_the_bit(height, r
         _box_mean_kernel(frame, r, np.empty(width), np.empty((height, width)), out)
         want = box_mean_twin(frame, r)
         assert out.tobytes() == want.tobytes(), (height, width, r)
+
+
+PACKBITS_FILES = {
+    "uint16": dict(dtype=np.uint16),
+    "uint16-strips": dict(dtype=np.uint16, rowsperstrip=3),
+    "uint16-bigendian": dict(dtype=np.uint16, byteorder=">", rowsperstrip=4),
+    "int16-bigtiff": dict(dtype=np.int16, bigtiff=True),
+    "uint8": dict(dtype=np.uint8, rowsperstrip=5),
+    "float32": dict(dtype=np.float32),
+}
+
+
+def _packbits_movie(tmp_path, name, shape=(13, 11, 9), rowsperstrip=None, **kwargs):
+    rng = np.random.default_rng(len(name))
+    dtype = np.dtype(kwargs.pop("dtype"))
+    data = rng.normal(100, 30, shape)
+    data[:, :4, :4] = 7  # runs that PackBits repeats, beside literal runs
+    data = data.astype(dtype)
+    path = tmp_path / f"{name}.tif"
+    tifffile.imwrite(path, data, compression="packbits", photometric="minisblack", rowsperstrip=rowsperstrip,
+                     **kwargs)
+    return path, data
+
+
+@pytest.mark.parametrize("name", sorted(PACKBITS_FILES))
+def test_packbits_strips_read_the_frames_tifffile_reads(tmp_path, name):
+    path, data = _packbits_movie(tmp_path, name, **PACKBITS_FILES[name])
+    want = tifffile.imread(path)
+    np.testing.assert_array_equal(want, data)
+    with open_movie(path) as movie:
+        assert movie._source._packbits and movie.access == "decode"
+        assert movie.dtype == want.dtype.newbyteorder("=")
+        movie._source._tif.asarray = None  # tifffile's route is not taken: it would fail
+        for t0, t1 in [(0, 13), (3, 4), (5, 12)]:
+            got = movie.read(t0, t1)
+            assert got.dtype == movie.dtype and got.dtype.isnative
+            np.testing.assert_array_equal(got, want[t0:t1])
+            np.testing.assert_array_equal(movie.view(t0, t1), want[t0:t1])
+    with open_movie(path, frames="2:9", crop="1:10,2:8") as movie:
+        np.testing.assert_array_equal(movie.read(0, 7), want[2:9, 1:10, 2:8])
+
+
+def test_packbits_pages_of_one_plane_of_a_stack(tmp_path):
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 4000, (5, 3, 8, 9), dtype=np.uint16)  # T Z Y X
+    path = tmp_path / "tz.tif"
+    tifffile.imwrite(path, data, compression="packbits", photometric="minisblack", metadata={"axes": "TZYX"})
+    with open_movie(path, plane=1, frames="1:") as movie:
+        assert movie._source._packbits
+        movie._source._tif.asarray = None
+        np.testing.assert_array_equal(movie.read(0, 4), data[1:, 1])
+
+
+def test_a_packbits_page_that_does_not_decode_to_a_frame_goes_through_tifffile(tmp_path, monkeypatch):
+    path, _ = _packbits_movie(tmp_path, "broken", dtype=np.uint16, shape=(6, 16, 20))
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[3]
+        offset, count = page.dataoffsets[0], page.databytecounts[0]
+    raw = bytearray(path.read_bytes())
+    raw[offset : offset + count] = bytes([0x80]) * count  # PackBits no-ops: page 3 decodes to nothing
+    path.write_bytes(bytes(raw))
+
+    def outcome(packbits: bool):
+        with open_movie(path) as movie:
+            movie._source._packbits = packbits
+            try:
+                return movie.read(0, 6)
+            except InputError as exc:
+                return str(exc)
+
+    fallback = []
+    read_packbits = type(open_movie(path)._source)._read_packbits
+
+    def recording(self, t0, t1):
+        fallback.append(read_packbits(self, t0, t1))
+        return fallback[-1]
+
+    monkeypatch.setattr(type(open_movie(path)._source), "_read_packbits", recording)
+    got, want = outcome(True), outcome(False)
+    assert fallback == [None]  # the page was left to tifffile
+    if isinstance(want, str):
+        assert got == want and "frame 3" in want
+    else:
+        np.testing.assert_array_equal(got, want)

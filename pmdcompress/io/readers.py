@@ -321,6 +321,7 @@ class _TiffSource(_Source):
         self._mm = None
         self._pread = None
         self._packbits = False
+        self._local = threading.local()  # the PackBits route's buffers, per thread
         self._file_size = path.stat().st_size
         with _capture_tifffile_log() as records:
             try:
@@ -517,6 +518,11 @@ class _TiffSource(_Source):
             if self._pread.ok:
                 pages = self._pages(t0, t1)
                 return self._pread.read(pages.start, pages.start + (t1 - t0), self._name)
+        if self._packbits and t1 > t0:
+            with self._lock:
+                out = self._read_packbits(t0, t1, reuse=True)
+            if out is not None:
+                return out
         return self.read(t0, t1)
 
     def _read_direct(self, t0: int, t1: int) -> np.ndarray:
@@ -541,9 +547,19 @@ class _TiffSource(_Source):
             return out.astype(self.dtype)
         return out
 
-    def _read_packbits(self, t0: int, t1: int) -> np.ndarray | None:
+    def _buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """This thread's buffer NAME, at least SHAPE[0] long (grown, never shrunk): reused from read to read, so that
+        a streaming pass does not fault in fresh pages for every chunk."""
+        buf = getattr(self._local, name, None)
+        if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:] or buf.dtype != dtype:
+            buf = np.empty(shape, dtype)
+            setattr(self._local, name, buf)
+        return buf[: shape[0]]
+
+    def _read_packbits(self, t0: int, t1: int, reuse: bool = False) -> np.ndarray | None:
         """Frames [t0, t1) of PackBits-compressed strip pages, or None where a page is missing, has its strips apart
-        or does not decode to one frame (tifffile's route then reads them, and names what is wrong)."""
+        or does not decode to one frame (tifffile's route then reads them, and names what is wrong).  ``reuse``:
+        into this thread's buffer (:meth:`view`), else a new array."""
         import imagecodecs
 
         pages = [self._series[i] for i in self._pages(t0, t1)]
@@ -558,15 +574,15 @@ class _TiffSource(_Source):
         start, end = min(a for a, _ in spans), max(b for _, b in spans)
         if end - start > 4 * (t1 - t0) * self._frame_bytes + (1 << 20):
             return None  # pages scattered over the file: one read would take much more than their bytes
-        data = bytearray(end - start)
-        view = memoryview(data)
+        view = memoryview(self._buffer("packed", (end - start,), np.uint8))
         got = 0
-        while got < len(data):
+        while got < len(view):
             n = os.preadv(self._raw.fileno(), [view[got:]], start + got)
             if n == 0:
                 return None
             got += n
-        out = np.empty((t1 - t0, *self.shape[1:]), self._file_dtype)
+        shape = (t1 - t0, *self.shape[1:])
+        out = self._buffer("frames", shape, self._file_dtype) if reuse else np.empty(shape, self._file_dtype)
         for k, (a, b) in enumerate(spans):
             frame = memoryview(out[k]).cast("B")
             try:

@@ -1,7 +1,7 @@
 """Benchmark: compression and decompression speed on real movies, per CPU-second, before vs after.
 
     python benchmarks/bench_speed.py [--baseline REV] [--repeats N] [--movies a,b] [--profile N] [--breakdown]
-                                     [--solver] [--tv] [--out benchmarks/results/speed.json]
+                                     [--stages N] [--solver] [--tv] [--out benchmarks/results/speed.json]
 
 For every movie (default: ../shared/data/neurofinder_dev and optinist_mouse2p) and every tree (this
 checkout, and with ``--baseline`` the git revision REV checked out into a temporary worktree) it runs,
@@ -38,6 +38,10 @@ follows that accuracy (session 11), so a faster 2-D TV must not be a less accura
 With ``--breakdown`` it times one compress of each movie in place instead (each stage and solver function wrapped
 in a CPU-time counter: cProfile's per-call cost inflates the Python between kernels 2-5x) and reports the rank
 test's margins (statistic / threshold; a component is kept at <= 1) of every tested component.
+With ``--stages N`` it times the stages outside the solver in place too, per tree (statistics, fit, neighbour
+correlation, factors, re-fit, writing, opening the store, the fit buffer's reads and writes, the movie's reads, the
+noise accumulator), each tree in N fresh processes interleaved with the other's, and gives the best and the median of
+each: a change of 0.05 CPU-s in one stage is lost in the whole compression's spread under load, not in the stage's.
 
 Prints a table and writes JSON.
 """
@@ -168,6 +172,44 @@ print(json.dumps({"imports_cpu_s": round(imports, 3), "compress_cpu_s": round(to
                   "rank_test": {"tested": int(m.size), "kept": int(kept.size), "rejected": int(rejected.size),
                                 "rejected_ending_a_patch": tail,
                                 "margin_quantiles_kept": quant(kept), "margin_quantiles_rejected": quant(rejected)}}))
+"""
+
+
+STAGES = r"""
+import json, sys, time
+from collections import defaultdict
+t0 = time.process_time()
+import pmdcompress
+import pmdcompress.pipeline.compress as compress_module
+from pmdcompress import preprocess
+from pmdcompress.io import readers
+from pmdcompress.pipeline import scratch
+import numba, scipy.fft, scipy.linalg, scipy.ndimage, scipy.special, zarr  # noqa: F401  (what compress loads)
+imports = time.process_time() - t0
+cpu = defaultdict(float)
+def timed(owner, name, label):
+    if not hasattr(owner, name):
+        return
+    inner = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        start = time.process_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            cpu[label] += time.process_time() - start
+    setattr(owner, name, wrapper)
+for name in ("_statistics_stage", "_fit_stage", "_neighbour_task", "_factors_stage", "_refit_stage", "_write_stage",
+             "finish_store", "PMDStore", "check_sampled_frames"):
+    timed(compress_module, name, name.strip("_"))
+timed(scratch.FitBuffer, "write_rows", "fit buffer: write_rows")
+timed(scratch.FitBuffer, "patch", "fit buffer: patch")
+timed(readers.Movie, "view", "movie: view")
+timed(preprocess.NoiseAccumulator, "add", "noise: NoiseAccumulator.add")
+start = time.process_time()
+pmdcompress.compress(sys.argv[1], sys.argv[2], overwrite=True, workers=1, method=sys.argv[3])
+total = time.process_time() - start
+print(json.dumps({"imports_cpu_s": imports, "compress_cpu_s": total, "total_cpu_s": imports + total,
+                  "cpu_s": dict(cpu)}))
 """
 
 
@@ -361,6 +403,27 @@ def tv_only(trees: dict, movie: Path, folder: Path, name: str, repeats: int) -> 
     return out
 
 
+def stages(trees: dict, movie: Path, folder: Path, name: str, method: str, repeats: int) -> dict:
+    """CPU-s of each stage timed in place (the STAGES child), per tree, the trees interleaved REPEATS times in fresh
+    processes: best and median of each (on a shared machine the best moves least with the load)."""
+    runs = {tag: [] for tag in trees}
+    for _ in range(max(repeats, 1)):
+        for tag, tree in trees.items():
+            runs[tag].append(child(tree, STAGES, movie, folder / f"{name}-stages-{tag}.pmd.zarr", method))
+    out = {}
+    for tag, rs in runs.items():
+        labels = ["total_cpu_s", "imports_cpu_s", "compress_cpu_s"]
+        values = {k: [r[k] for r in rs] for k in labels}
+        for r in rs:
+            for label in r["cpu_s"]:
+                values.setdefault(label, [])
+        for label in values:
+            if label not in labels:
+                values[label] = [r["cpu_s"].get(label, 0.0) for r in rs]
+        out[tag] = {k: {"best": min(v), "median": statistics.median(v), "runs": v} for k, v in values.items()}
+    return out
+
+
 def baseline_tree(rev: str, folder: Path) -> Path:
     path = folder / "baseline"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev], check=True,
@@ -384,6 +447,10 @@ def main() -> None:
                     help="also one compress of each movie with this checkout, CPU per stage and per solver function "
                          "timed in place (no profiler: cProfile inflates the Python between kernels 2-5x), and the "
                          "rank test's margins (statistic / threshold) of every tested component")
+    ap.add_argument("--stages", type=int, default=0, metavar="N",
+                    help="also CPU per stage (statistics, fit, neighbour, factors, re-fit, write, the fit buffer's "
+                         "reads and writes, the movie's reads, ...) timed in place in fresh processes, per tree, the "
+                         "trees interleaved N times: best and median of each")
     ap.add_argument("--solver", action="store_true",
                     help="also time the per-patch solver alone on each movie's recorded patches, per tree "
                          "(interleaved, --repeats times), with the patches kept bit-identically")
@@ -441,6 +508,8 @@ def main() -> None:
                     entry["tv"] = tv_only(trees, movie, tmp, name, args.repeats)
                 if args.breakdown:
                     entry["breakdown"] = child(ROOT, BREAKDOWN, movie, tmp / f"{name}-breakdown.pmd.zarr", args.method)
+                if args.stages:
+                    entry["stages"] = stages(trees, movie, tmp, name, args.method, args.stages)
                 if args.yardstick:
                     tag = "baseline" if "baseline" in trees else "current"
                     seed1 = child(trees[tag], COMPRESS, movie, tmp / f"{name}-seed1.pmd.zarr", args.method, 1)
@@ -502,6 +571,18 @@ def main() -> None:
                   f"({test['rejected_ending_a_patch']} ending a patch); margin (statistic / threshold) quantiles "
                   f"0/10/50/90/100 %: kept {test['margin_quantiles_kept']}, "
                   f"rejected {test['margin_quantiles_rejected']}")
+    for name, entry in results["movies"].items():
+        st = entry.get("stages")
+        if st:
+            tags = list(st)
+            print(f"{name}: CPU-s per stage, timed in place, best / median of {len(st[tags[0]]['total_cpu_s']['runs'])}"
+                  " interleaved runs per tree")
+            print(f"  {'stage':<34}" + "".join(f"{tag:>20}" for tag in tags))
+            labels = sorted(st[tags[0]], key=lambda k: -st[tags[0]][k]["best"])
+            for label in labels:
+                cells = "".join(f"{st[t][label]['best']:>11.3f} / {st[t][label]['median']:<6.3f}" if label in st[t]
+                                else f"{'-':>20}" for t in tags)
+                print(f"  {label:<34}{cells}")
     sim = results.get("simulated")
     if sim:
         print(f"simulated ({sim['movie']}): total rank and RMS error vs the clean truth, seeds 0 / 1")

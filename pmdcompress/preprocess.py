@@ -128,11 +128,75 @@ def _segments(n_frames: int, segment: int) -> list[tuple[int, int]]:
 
 
 @jit
+def _running_sum_row(passed, r, y, out):
+    # out[y, x] = the running sum along x of passed[y] over the (2r + 1) box (zeros outside): total += entering -
+    # leaving, _box_mean_kernel's order
+    w = passed.shape[1]
+    total = 0.0
+    for j in range(min(r + 1, w)):
+        total += passed[y, j]
+    out[y, 0] = total
+    for x in range(1, w):
+        enter, leave = x + r, x - 1 - r
+        a = passed[y, enter] if enter < w else 0.0
+        b = passed[y, leave] if leave >= 0 else 0.0
+        total += a - b
+        out[y, x] = total
+
+
+@jit
+def _running_sum_rows4(passed, r, y, out):
+    # _running_sum_row for rows y..y + 3 side by side: four independent chains of additions, so that each does
+    # not wait on the previous addition of its own row (one chain's latency was most of the box filter's time)
+    w = passed.shape[1]
+    t0 = 0.0
+    t1 = 0.0
+    t2 = 0.0
+    t3 = 0.0
+    for j in range(min(r + 1, w)):
+        t0 += passed[y, j]
+        t1 += passed[y + 1, j]
+        t2 += passed[y + 2, j]
+        t3 += passed[y + 3, j]
+    out[y, 0] = t0
+    out[y + 1, 0] = t1
+    out[y + 2, 0] = t2
+    out[y + 3, 0] = t3
+    for x in range(1, w):
+        enter, leave = x + r, x - 1 - r
+        if enter < w and leave >= 0:
+            t0 += passed[y, enter] - passed[y, leave]
+            t1 += passed[y + 1, enter] - passed[y + 1, leave]
+            t2 += passed[y + 2, enter] - passed[y + 2, leave]
+            t3 += passed[y + 3, enter] - passed[y + 3, leave]
+        elif enter < w:
+            t0 += passed[y, enter] - 0.0
+            t1 += passed[y + 1, enter] - 0.0
+            t2 += passed[y + 2, enter] - 0.0
+            t3 += passed[y + 3, enter] - 0.0
+        elif leave >= 0:
+            t0 += 0.0 - passed[y, leave]
+            t1 += 0.0 - passed[y + 1, leave]
+            t2 += 0.0 - passed[y + 2, leave]
+            t3 += 0.0 - passed[y + 3, leave]
+        else:
+            t0 += 0.0 - 0.0
+            t1 += 0.0 - 0.0
+            t2 += 0.0 - 0.0
+            t3 += 0.0 - 0.0
+        out[y, x] = t0
+        out[y + 1, x] = t1
+        out[y + 2, x] = t2
+        out[y + 3, x] = t3
+
+
+@jit
 def _box_mean_kernel(frame, r, column, passed, out):
     # out = mean of frame (Y, X) over the (2r + 1)^2 box, zeros outside the frame, by running sums along y
     # (into passed), then along x: the operations of scipy.ndimage.uniform_filter(mode="constant") in its order
     # (a running sum that adds entering - leaving, over the side), so the same values to the bit, without its
-    # line buffers and temporaries.
+    # line buffers and temporaries.  The sums along x run four rows side by side and are divided by the side
+    # afterwards (the same quotients): 0.17 -> 0.10 ms per 231 x 280 frame at r = 8.
     h, w = frame.shape
     if r == 0:  # scipy leaves a box of one pixel alone (no running sum)
         for y in range(h):
@@ -149,22 +213,30 @@ def _box_mean_kernel(frame, r, column, passed, out):
         passed[0, x] = column[x] / size
     for y in range(1, h):
         enter, leave = y + r, y - 1 - r
+        if enter < h and leave >= 0:
+            for x in range(w):
+                column[x] += frame[enter, x] - frame[leave, x]
+        elif enter < h:
+            for x in range(w):
+                column[x] += frame[enter, x] - 0.0
+        elif leave >= 0:
+            for x in range(w):
+                column[x] += 0.0 - frame[leave, x]
+        else:
+            for x in range(w):
+                column[x] += 0.0 - 0.0
         for x in range(w):
-            a = frame[enter, x] if enter < h else 0.0
-            b = frame[leave, x] if leave >= 0 else 0.0
-            column[x] += a - b
             passed[y, x] = column[x] / size
+    y = 0
+    while y + 4 <= h:
+        _running_sum_rows4(passed, r, y, out)
+        y += 4
+    while y < h:
+        _running_sum_row(passed, r, y, out)
+        y += 1
     for y in range(h):
-        total = 0.0
-        for j in range(min(r + 1, w)):
-            total += passed[y, j]
-        out[y, 0] = total / size
-        for x in range(1, w):
-            enter, leave = x + r, x - 1 - r
-            a = passed[y, enter] if enter < w else 0.0
-            b = passed[y, leave] if leave >= 0 else 0.0
-            total += a - b
-            out[y, x] = total / size
+        for x in range(w):
+            out[y, x] = out[y, x] / size
 
 
 @jit

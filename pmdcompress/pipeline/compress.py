@@ -371,7 +371,8 @@ def _run_stages(movie: Movie, path, opts: CompressOptions, solver, executor: Exe
     finish_store(group, dataclasses.replace(metadata, timings=job.timings), sum_squares=sum_squares)
     log.info("compressed %s: rank %d over %d patches in %.2f s", movie.name, fit.total_rank,
              job.tiling.n_patches, job.timings["total_s"])
-    return PMDStore(group)
+    # a store on disk is opened once, under its final name (compress): opening it here too cost 0.03 CPU-s
+    return PMDStore(group) if path is None else None
 
 
 def _plan(movie: Movie, opts: CompressOptions, solver, executor: Executor, progress, scratch=None) -> _Job:
@@ -397,7 +398,8 @@ def _statistics_stage(job: _Job) -> _Statistics:
     n_frames, height, width = job.shape
     plan, chunks = job.plan, job.chunks
     patch_h, patch_w = job.tiling.patch_shape
-    fit = FitBuffer.create(plan.n_frames, (height, width), (min(patch_h, FIT_TILE_ROWS), patch_w), job.scratch)
+    fit = FitBuffer.create(plan.n_frames, (height, width), (min(patch_h, FIT_TILE_ROWS), patch_w), job.scratch,
+                           _fit_dtype(job.movie.dtype, plan.bin))
     writer = fit.without_values()
     row_of_bin = np.full(n_frames // plan.bin + 1, -1, dtype=np.int64)
     row_of_bin[plan.bins] = np.arange(plan.n_frames)
@@ -799,6 +801,13 @@ def _neighbour_task(fit: FitBuffer):
     return noise_lag_correlation_extrapolated(frames, plain=plain)
 
 
+def _fit_dtype(movie_dtype, fit_bin: int) -> np.dtype:
+    """The fit buffer's type: a bin of one frame of an integer movie of up to 16 bits is that frame, kept as read
+    (float32 holds it exactly: the same floats read back, half the bytes of uint16); else float32 bin means."""
+    dtype = np.dtype(movie_dtype)
+    return dtype if fit_bin == 1 and dtype.kind in "ui" and dtype.itemsize <= 2 else np.dtype(np.float32)
+
+
 def _statistics_task(args):
     """Sums and noise power of frames [t0, t1), whose fit-buffer rows it writes (pass 1; runs where the movie is
     read)."""
@@ -814,20 +823,27 @@ def _statistics_task(args):
     total = np.zeros(n_pix, np.float64)
     # By groups of bins, through one small buffer of fit rows: a whole chunk's rows (66 MB for 256 frames of
     # 231 x 280) were fresh memory that the kernel zeroed page by page.  The same sums and rows to the bit: the
-    # kernel adds bin after bin, frame after frame, into the same totals, whichever call holds them.
+    # kernel adds bin after bin, frame after frame, into the same totals, whichever call holds them.  A buffer of
+    # the movie's own type (_fit_dtype: bins of one frame) takes the frames themselves: the kernel only sums.
+    as_read = fit.raw.dtype != np.float32
     n_bins = len(rows)
     per_call = max(1, FIT_ROWS_BYTES // (4 * n_pix))
-    fit_rows = np.empty((min(per_call, len(kept)), n_pix), np.float32)
+    fit_rows = np.empty((0 if as_read else min(per_call, len(kept)), n_pix), np.float32)
     for b0 in range(0, n_bins, per_call) if n_bins else [0]:
         b1 = min(b0 + per_call, n_bins)
         f0, f1 = b0 * fit_bin, b1 * fit_bin if b1 < n_bins else t1 - t0  # the last call: the frames past the bins
         part = keep[b0:b1]
         local = np.full(b1 - b0, -1, np.int64)
-        local[part] = np.arange(int(part.sum()))
+        if not as_read:
+            local[part] = np.arange(int(part.sum()))
         if chunk_statistics(block[f0:f1], fit_bin, local, total, fit_rows, even, (t0 + f0) % 2) >= 0:
             raise non_finite_error(block.reshape(t1 - t0, *movie.shape[1:3]), movie.name, t0)
         if part.any():
-            fit.write_rows(int(rows[b0:b1][part][0]), fit_rows[: int(part.sum())])
+            if as_read:  # one frame per bin: bin j of this call is frame f0 + j
+                values = block[f0:f1] if part.all() else block[f0:f1][part]
+            else:
+                values = fit_rows[: int(part.sum())]
+            fit.write_rows(int(rows[b0:b1][part][0]), values)
     check_magnitude(total, t1 - t0, movie.name, t0, t1)
     acc = NoiseAccumulator(n_pix, frame_shape=movie.shape[1:3])
     if want_noise:

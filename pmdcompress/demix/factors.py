@@ -322,15 +322,90 @@ def highpass_spatial(store, factors: Factors, sigma: float) -> sp.csr_matrix:
 
 
 def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Two passes of a box filter along the last two axes: a cheap Gaussian of SD about ``sigma``."""
-    from scipy import ndimage
+    """Two passes of a box filter along the last two axes: a cheap Gaussian of SD about ``sigma``.
 
+    The same floats as four ``scipy.ndimage.uniform_filter1d(..., mode="reflect")`` calls (axis -2 twice, then -1
+    twice; each pass's result in the input's type), from compiled passes that carry the running sums of many
+    lines at once: scipy's, a line at a time through a copy, took 0.6 CPU-s of a 512 x 512 field's demix (the
+    per-patch high-pass, the background's low-pass)."""
     size = _box_size(sigma)
-    out = img
-    for axis in (-2, -1):
-        for _ in range(2):
-            out = ndimage.uniform_filter1d(out, size, axis=axis, mode="reflect")
-    return out
+    img = np.asarray(img)
+    if img.ndim < 2 or img.dtype not in (np.float32, np.float64) or img.size == 0:
+        from scipy import ndimage
+
+        out = img
+        for axis in (-2, -1):
+            for _ in range(2):
+                out = ndimage.uniform_filter1d(out, size, axis=axis, mode="reflect")
+        return out
+    x = np.ascontiguousarray(img).reshape(-1, *img.shape[-2:])
+    first, second = np.empty_like(x), np.empty_like(x)
+    _box_columns_kernel(x, size, first)
+    _box_columns_kernel(first, size, second)
+    _box_rows_kernel(second, size, first)
+    _box_rows_kernel(first, size, second)
+    return second.reshape(img.shape)
+
+
+@jit
+def _reflected(i, n):
+    """Index ``i`` of a line of ``n`` samples extended as scipy's mode "reflect" extends it (``c b a | a b c |
+    c b a``, as far out as ``i`` goes)."""
+    r = i % (2 * n)
+    return r if r < n else 2 * n - 1 - r
+
+
+@jit
+def _box_lines(x, size, out, tmp):
+    """``out = uniform_filter1d(x, size, axis=0, mode="reflect")`` for the 2-D ``x`` (H, W): scipy's running sum
+    (the first window summed, then each step adds the entering sample less the leaving one, in float64; each
+    output the sum over ``size``), carried for the W columns side by side (``tmp``: W float64)."""
+    h, w = x.shape
+    s1 = size // 2
+    s2 = size - s1 - 1
+    tmp[:] = 0.0
+    for q in range(size):
+        r = _reflected(q - s1, h)
+        for j in range(w):
+            tmp[j] += x[r, j]
+    for j in range(w):
+        out[0, j] = tmp[j] / size
+    for q in range(1, h):
+        a = _reflected(q + s2, h)
+        b = _reflected(q - s1 - 1, h)
+        for j in range(w):
+            tmp[j] += np.float64(x[a, j]) - np.float64(x[b, j])
+            out[q, j] = tmp[j] / size
+
+
+@jit
+def _box_columns_kernel(x, size, out):
+    """``out[i] = uniform_filter1d(x[i], size, axis=0, mode="reflect")`` for each image of ``x`` (m, H, W)."""
+    tmp = np.empty(x.shape[2], np.float64)
+    for i in range(x.shape[0]):
+        _box_lines(x[i], size, out[i], tmp)
+
+
+@jit
+def _box_rows_kernel(x, size, out):
+    """``out[i] = uniform_filter1d(x[i], size, axis=1, mode="reflect")`` for each image of ``x`` (m, H, W): the
+    running sum of :func:`_box_lines` along each row in turn (rows side by side walked the columns of an image
+    whose width is a power of two, each step's samples in one cache set: four times slower)."""
+    m, h, w = x.shape
+    s1 = size // 2
+    # the extended line's indices, from position -s1 - 1 (the first sample to leave) to w - 1 + size - s1 - 1
+    ext = np.empty(w + size, np.int64)
+    for q in range(w + size):
+        ext[q] = _reflected(q - s1 - 1, w)
+    for i in range(m):
+        for r in range(h):
+            tmp = 0.0
+            for q in range(1, size + 1):
+                tmp += x[i, r, ext[q]]
+            out[i, r, 0] = tmp / size
+            for q in range(1, w):
+                tmp += np.float64(x[i, r, ext[q + size]]) - np.float64(x[i, r, ext[q]])
+                out[i, r, q] = tmp / size
 
 
 def _box_size(sigma: float) -> int:

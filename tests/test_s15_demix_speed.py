@@ -1,8 +1,8 @@
 """Session 15's cheaper demix steps give the same floats as the code they replace, to the bit.
 
-Each compiled kernel is compared with a plain twin: scipy's filters for the box and Gaussian smoothing, numpy's
-sort and a per-element loop for the robust normalisation, scipy's sparse formula for the high-pass inside a fill
-border (on rows that take each of the kernel's three paths).
+Each compiled kernel is compared with a plain twin: scipy's filters for the box and Gaussian smoothing and the
+nucleus finder's correlation, numpy's sort and a per-element loop for the robust normalisation, scipy's sparse
+formula for the high-pass inside a fill border (on rows that take each of the kernel's three paths).
 """
 
 import numpy as np
@@ -13,7 +13,7 @@ from scipy import ndimage
 from pmdcompress.demix import hals
 from pmdcompress.demix.factors import _box_size, _smooth
 from pmdcompress.demix.init import _robust_normalize_kernel, robust_samples
-from pmdcompress.demix.pipeline import _highpass_inside, _without, border_mask
+from pmdcompress.demix.pipeline import _highpass_inside, _without, border_mask, correlate_mirror, nucleus_template
 
 
 def _same_bits(a, b):
@@ -169,3 +169,29 @@ def test_highpass_inside_merges_columns_of_u_missing_from_uh(border, sigma):
     assert np.array_equal(got.indptr, want.indptr)
     assert np.array_equal(got.indices, want.indices)
     assert _same_bits(got.data, want.data)
+
+
+# --------------------------------------------------------------------------- the nucleus finder's correlation
+
+
+def test_correlate_mirror_equals_scipy_to_the_bit():
+    rng = np.random.default_rng(11)
+    for shape, side in [((1, 1), (1, 1)), ((2, 9), (3, 1)), ((9, 2), (1, 3)), ((5, 7), (9, 13)), ((30, 41), (17, 17)),
+                        ((64, 64), (27, 21))]:
+        image = rng.standard_normal(shape) * 10 ** rng.uniform(-2, 2)
+        weights = rng.standard_normal(side)
+        weights[rng.random(side) < 0.2] = 0.0
+        weights.flat[0] = 1e-17  # under DBL_EPSILON: scipy leaves the tap out
+        want = ndimage.correlate(image, weights, mode="mirror")
+        assert _same_bits(correlate_mirror(image, weights), want), (shape, side)
+    template, _ = nucleus_template(5.2)
+    image = rng.standard_normal((80, 90)) * 100
+    assert _same_bits(correlate_mirror(image, template), ndimage.correlate(image, template, mode="mirror"))
+
+
+def test_correlate_mirror_falls_back_to_scipy_for_other_inputs():
+    rng = np.random.default_rng(12)
+    image, even = rng.standard_normal((20, 20)), rng.standard_normal((4, 5))
+    assert _same_bits(correlate_mirror(image, even), ndimage.correlate(image, even, mode="mirror"))
+    small, wide = rng.standard_normal((3, 3)), rng.standard_normal((9, 9))
+    assert _same_bits(correlate_mirror(small, wide), ndimage.correlate(small, wide, mode="mirror"))

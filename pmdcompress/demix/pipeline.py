@@ -1391,6 +1391,49 @@ def nucleus_template(radius: float) -> tuple[np.ndarray, tuple[np.ndarray, np.nd
     return template, (side, side)
 
 
+def correlate_mirror(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.correlate(image, weights, mode="mirror")`` for a 2-D float64 image: the same floats.
+
+    scipy's sum per pixel (from 0, each weight above ``DBL_EPSILON`` in magnitude times its sample, in the weights'
+    order) is run over a block of rows at a time, the taps outermost, along whole rows of the image mirrored into
+    a margin (``numpy.pad``'s "reflect" is scipy's "mirror"): 3x faster for the nucleus finder's templates (20-30
+    px a side, five scales: 0.3 CPU-s of a 512 x 512 field's demix).  Other inputs (even sides, margins as
+    wide as the image) go to scipy."""
+    image = np.asarray(image)
+    weights = np.asarray(weights, np.float64)
+    if (image.ndim != 2 or weights.ndim != 2 or image.dtype != np.float64 or weights.shape[0] % 2 == 0
+            or weights.shape[1] % 2 == 0 or weights.shape[0] // 2 >= image.shape[0]
+            or weights.shape[1] // 2 >= image.shape[1]):
+        return ndimage.correlate(image, weights, mode="mirror")
+    ry, rx = weights.shape[0] // 2, weights.shape[1] // 2
+    padded = np.pad(image, ((ry, ry), (rx, rx)), mode="reflect")
+    flat = weights.ravel()
+    taps = np.flatnonzero(np.abs(flat) > np.finfo(np.float64).eps)
+    out = np.zeros(image.shape, np.float64)
+    _correlate_taps_kernel(padded, taps // weights.shape[1], taps % weights.shape[1], flat[taps], out)
+    return out
+
+
+#: Output rows that :func:`_correlate_taps_kernel` runs every tap over at a time (they stay in the L1 cache).
+CORRELATE_ROWS = 8
+
+
+@jit
+def _correlate_taps_kernel(padded, dy, dx, weights, out):
+    """``out[i, j] += weights[t] * padded[i + dy[t], j + dx[t]]`` for each tap ``t`` in order, for a block of
+    :data:`CORRELATE_ROWS` rows at a time (``out`` zeros on entry)."""
+    h, w = out.shape
+    for i0 in range(0, h, CORRELATE_ROWS):
+        i1 = min(i0 + CORRELATE_ROWS, h)
+        for t in range(weights.size):
+            c = weights[t]
+            for i in range(i0, i1):
+                src = padded[i + dy[t], dx[t] : dx[t] + w]
+                dst = out[i]
+                for j in range(w):
+                    dst[j] += c * src[j]
+
+
 def normalized_cross_correlation(image: np.ndarray, template: np.ndarray, window=None) -> np.ndarray:
     """Pearson correlation of ``template`` (odd sides) with the window of ``image`` centred at each pixel.
 
@@ -1409,7 +1452,7 @@ def normalized_cross_correlation(image: np.ndarray, template: np.ndarray, window
     t = template - float((w * template).sum()) / total
     t = w * t / max(float(np.sqrt((w * t * t).sum())), 1e-30)
     img = image.astype(np.float64)
-    num = ndimage.correlate(img, t, mode="mirror")
+    num = correlate_mirror(img, t)
 
     def local_mean(x):
         if not separable:

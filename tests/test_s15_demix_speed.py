@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from scipy import ndimage
 
 from pmdcompress.demix import hals
-from pmdcompress.demix.factors import _box_size, _smooth
+from pmdcompress.demix.factors import _box_size, _smooth, gaussian_filter
 from pmdcompress.demix.init import _robust_normalize_kernel, robust_samples
 from pmdcompress.demix.pipeline import _highpass_inside, _without, border_mask, correlate_mirror, nucleus_template
 
@@ -64,10 +64,26 @@ def test_background_smoothing_equals_scipy_to_the_bit():
             assert _same_bits(hals._smooth(maps, sigma), want), (shape, sigma)
 
 
-def test_background_smoothing_falls_back_to_scipy_for_other_inputs():
-    maps = np.random.default_rng(2).standard_normal((2, 9, 9)).astype(np.float32)
-    want = ndimage.gaussian_filter(maps, (0, 1.5, 1.5), mode="reflect", truncate=3.0)
-    assert _same_bits(hals._smooth(maps, 1.5), want)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["reflect", "nearest"])
+def test_gaussian_filter_of_images_equals_scipy_to_the_bit(dtype, mode):
+    rng = np.random.default_rng(8)
+    for shape in [(1, 1), (1, 13), (13, 1), (20, 31), (64, 48)]:
+        for sigma, truncate in [(0.1, 4.0), (0.5, 4.0), (1.5, 4.0), (6.0, 3.0), (24.0, 4.0)]:
+            image = (rng.standard_normal(shape) * 10 ** rng.uniform(-3, 3)).astype(dtype)
+            want = ndimage.gaussian_filter(image, sigma, mode=mode, truncate=truncate)
+            assert _same_bits(gaussian_filter(image, sigma, mode=mode, truncate=truncate), want), (shape, sigma)
+
+
+def test_gaussian_filter_goes_to_scipy_for_other_inputs():
+    rng = np.random.default_rng(2)
+    image = rng.standard_normal((9, 12))
+    for mode in ("mirror", "constant", "wrap"):
+        want = ndimage.gaussian_filter(image, 1.5, mode=mode)
+        assert _same_bits(gaussian_filter(image, 1.5, mode=mode), want)
+    counts = rng.integers(0, 9, (9, 12))
+    assert _same_bits(gaussian_filter(counts, 1.5), ndimage.gaussian_filter(counts, 1.5))
+    assert _same_bits(gaussian_filter(image, 0.0), image)
 
 
 # --------------------------------------------------------------------------- robust normalisation

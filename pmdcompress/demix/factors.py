@@ -408,6 +408,92 @@ def _box_rows_kernel(x, size, out):
                 out[i, r, q] = tmp / size
 
 
+def gaussian_filter(images: np.ndarray, sigma: float, *, mode: str = "reflect", truncate: float = 4.0) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter`` of ``images`` (..., Y, X) along its last two axes only (leading axes: a
+    stack), the same floats: scipy's weights, its symmetric sum per output (``x[l] w[0]``, then ``+= (x[l - d] +
+    x[l + d]) w[d]`` from the outermost tap in, in float64), axis -2 then -1, each pass's result in the input's
+    type.  Compiled passes carry all lines of an image side by side, where scipy copies one line at a time
+    through a buffer: 3x faster (a 512 x 512 field's demix smooths its background maps, mean image and activity
+    images about 70 times: 0.6 CPU-s with scipy).  Modes "reflect" and "nearest" on float32/float64 images;
+    other inputs go to scipy."""
+    images = np.asarray(images)
+    sigma = float(sigma)
+    if (images.ndim < 2 or images.dtype not in (np.float32, np.float64) or images.size == 0
+            or mode not in ("reflect", "nearest") or not sigma > 1e-15):
+        from scipy import ndimage
+
+        sigmas = (0.0,) * (images.ndim - 2) + (sigma, sigma)
+        return ndimage.gaussian_filter(images, sigmas, mode=mode, truncate=truncate)
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 / (sigma * sigma) * x**2)
+    weights = np.ascontiguousarray((weights / weights.sum())[::-1])  # as scipy's gaussian_filter1d makes them
+    stack = np.ascontiguousarray(images).reshape(-1, *images.shape[-2:])
+    height, width = stack.shape[1:]
+    out = np.empty_like(stack)
+    _gaussian_columns_kernel(stack, weights, _extended(height, radius, mode), out)
+    _gaussian_rows_kernel(out, weights, _extended(width, radius, mode))
+    return out.reshape(images.shape)
+
+
+def _extended(n: int, radius: int, mode: str) -> np.ndarray:
+    """Indices of a line of ``n`` samples extended by ``radius`` at each end as scipy's ``mode`` extends it."""
+    at = np.arange(-radius, n + radius)
+    if mode == "nearest":
+        return np.clip(at, 0, n - 1)
+    at = np.mod(at, 2 * n)  # as _reflected
+    return np.where(at < n, at, 2 * n - 1 - at)
+
+
+@jit
+def _gaussian_columns_kernel(x, weights, ext, out):
+    """``out[i]`` = the symmetric correlation of ``x[i]`` (m, H, W) with ``weights`` (odd length) along axis 0, rows
+    of the line extended as ``ext`` says (``ext[q + r]`` is row ``q``'s), the W columns side by side."""
+    m, h, w = x.shape
+    r = weights.size // 2
+    acc = np.empty(w, np.float64)
+    for i in range(m):
+        for q in range(h):
+            centre = x[i, q]
+            for j in range(w):
+                acc[j] = np.float64(centre[j]) * weights[r]
+            for d in range(r, 0, -1):
+                above = x[i, ext[q + r - d]]
+                below = x[i, ext[q + r + d]]
+                wd = weights[r - d]
+                for j in range(w):
+                    acc[j] += (np.float64(above[j]) + np.float64(below[j])) * wd
+            row = out[i, q]
+            for j in range(w):
+                row[j] = acc[j]
+
+
+@jit
+def _gaussian_rows_kernel(x, weights, ext):
+    """In place, the correlation of :func:`_gaussian_columns_kernel` along axis 1 of ``x`` (m, H, W): each row is
+    copied out extended (float64), and its outputs summed side by side."""
+    m, h, w = x.shape
+    r = weights.size // 2
+    line = np.empty(w + 2 * r, np.float64)
+    acc = np.empty(w, np.float64)
+    for i in range(m):
+        for q in range(h):
+            row = x[i, q]
+            for k in range(w + 2 * r):
+                line[k] = row[ext[k]]
+            centre = line[r : r + w]
+            for j in range(w):
+                acc[j] = centre[j] * weights[r]
+            for d in range(r, 0, -1):
+                wd = weights[r - d]
+                left = line[r - d : r - d + w]  # views indexed from 0: the loop below vectorises
+                right = line[r + d : r + d + w]
+                for j in range(w):
+                    acc[j] += (left[j] + right[j]) * wd
+            for j in range(w):
+                row[j] = acc[j]
+
+
 def _box_size(sigma: float) -> int:
     """Odd width of a box filter that, applied twice, has standard deviation about ``sigma``."""
     return max(int(round(np.sqrt(6.0 * sigma * sigma + 1.0))) | 1, 1)

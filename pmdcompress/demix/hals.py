@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from .._numba import jit
-from .factors import _reflected
+from .factors import gaussian_filter
 
 
 @dataclass
@@ -370,70 +370,8 @@ class Background:
 
 def _smooth(images, sigma):
     """``ndimage.gaussian_filter(images, (0, sigma, sigma), mode="reflect", truncate=3.0)``: the background's maps
-    smoothed in space, after every background update.
-
-    The same floats for float64 stacks of images (scipy's weights; its symmetric correlation per output,
-    ``x[l] w[0]`` then ``+= (x[l - j] + x[l + j]) w[j]`` from the outermost tap in; columns then rows), from
-    compiled passes over all lines of an image at once: scipy's, a line at a time through a copy, took 0.37 CPU-s
-    of a 512 x 512 field's demix.  Other inputs go to scipy."""
-    images = np.asarray(images)
-    if images.ndim != 3 or images.dtype != np.float64 or images.size == 0 or not sigma > 1e-15:
-        return ndimage.gaussian_filter(images, (0, sigma, sigma), mode="reflect", truncate=3.0)
-    sigma = float(sigma)
-    radius = int(3.0 * sigma + 0.5)
-    x = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 / (sigma * sigma) * x**2)
-    weights = np.ascontiguousarray((weights / weights.sum())[::-1])  # as scipy's gaussian_filter1d makes them
-    out = np.empty(images.shape, np.float64)
-    _gaussian_columns_kernel(np.ascontiguousarray(images), weights, out)
-    _gaussian_rows_kernel(out, weights)
-    return out
-
-
-@jit
-def _gaussian_columns_kernel(x, weights, out):
-    """``out[i]`` = the symmetric correlation of ``x[i]`` (m, H, W) with ``weights`` (odd, symmetric) along axis 0,
-    edges reflected, scipy's sums in scipy's order, for the W columns side by side."""
-    m, h, w = x.shape
-    r = weights.size // 2
-    for i in range(m):
-        for q in range(h):
-            for j in range(w):
-                out[i, q, j] = x[i, q, j] * weights[r]
-            for d in range(r, 0, -1):
-                a = _reflected(q - d, h)
-                b = _reflected(q + d, h)
-                wd = weights[r - d]
-                for j in range(w):
-                    out[i, q, j] += (x[i, a, j] + x[i, b, j]) * wd
-
-
-@jit
-def _gaussian_rows_kernel(x, weights):
-    """In place, the correlation of :func:`_gaussian_columns_kernel` along axis 1 of ``x`` (m, H, W): each row is
-    copied out, extended by reflection, and its outputs summed side by side."""
-    m, h, w = x.shape
-    r = weights.size // 2
-    line = np.empty(w + 2 * r, np.float64)
-    acc = np.empty(w, np.float64)
-    ext = np.empty(w + 2 * r, np.int64)
-    for k in range(w + 2 * r):
-        ext[k] = _reflected(k - r, w)
-    for i in range(m):
-        for q in range(h):
-            for k in range(w + 2 * r):
-                line[k] = x[i, q, ext[k]]
-            centre = line[r : r + w]
-            for j in range(w):
-                acc[j] = centre[j] * weights[r]
-            for d in range(r, 0, -1):
-                wd = weights[r - d]
-                left = line[r - d : r - d + w]  # views indexed from 0: the loop below vectorises
-                right = line[r + d : r + d + w]
-                for j in range(w):
-                    acc[j] += (left[j] + right[j]) * wd
-            for j in range(w):
-                x[i, q, j] = acc[j]
+    smoothed in space after every background update (:func:`factors.gaussian_filter`: the same floats)."""
+    return gaussian_filter(images, sigma, mode="reflect", truncate=3.0)
 
 
 def solve_traces(u, v, fp: Footprints, bg: Background | None, *, ridge=1e-6):

@@ -17,7 +17,7 @@ from scipy import ndimage
 from .._numba import jit
 from ..parallel import map_tasks
 from ..preprocess import median_mad_of_sorted
-from .factors import render_tile
+from .factors import gaussian_filter, render_tile
 
 
 def robust_samples(x, step):
@@ -250,7 +250,7 @@ def seed_score(image, *, size) -> tuple[np.ndarray, np.ndarray]:
     Broad regions of high correlation (a patch-wide residual, a blood vessel's
     shadow) have a high median and so little contrast; somata stand out.
     """
-    smooth = ndimage.gaussian_filter(image.astype(np.float32), 1.0)
+    smooth = gaussian_filter(image.astype(np.float32), 1.0)
     step = max(1, int(size) // 6)
     small = image[::step, ::step]
     med = ndimage.median_filter(small, size=max(3, int(round(size / step)) | 1), mode="nearest")

@@ -19,7 +19,17 @@ from ..tiling import tissue_bounds
 from . import hals
 from . import ring as ringbg
 from .deconvolve import deconvolve
-from .factors import ColumnStack, Factors, _smooth, bin_frames, highpass_spatial, load_factors, render_tile, tile_block
+from .factors import (
+    ColumnStack,
+    Factors,
+    _smooth,
+    bin_frames,
+    gaussian_filter,
+    highpass_spatial,
+    load_factors,
+    render_tile,
+    tile_block,
+)
 from .hals import Background, Footprints
 from .init import correlation_image, find_seeds, seed_regions, seed_score
 from .metrics import compute_metrics, mean_contrast, trace_noise
@@ -102,7 +112,7 @@ def _activity_z(peak, noise, opts: DemixOptions, border=None) -> np.ndarray:
     pixels: saturated correlation in dim neuropil or dendrites makes no seed.
     """
     sigma = np.where(noise > 0, noise, np.inf).astype(np.float64)
-    pnr = ndimage.gaussian_filter(_seen(peak / sigma, border), max(opts.cell_radius / 4.0, 0.5), mode="nearest")
+    pnr = gaussian_filter(_seen(peak / sigma, border), max(opts.cell_radius / 4.0, 0.5), mode="nearest")
     # Over the pixels that hold data: a fill border (fill_border: no noise, no components) is no quiet tissue.
     p5, p30 = np.percentile(pnr[noise > 0] if (noise > 0).any() else pnr, [5, 30])
     spread = (p30 - p5) / 1.121  # normal quantiles: z(0.30) - z(0.05)
@@ -1257,8 +1267,8 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box, *, bounds=No
     """
     radius = opts.cell_radius
     img = mean.astype(np.float64)
-    hp = img - ndimage.gaussian_filter(img, opts.highpass_sigma, mode="reflect")
-    blob = ndimage.gaussian_filter(hp, max(radius / 2.0, 0.5), mode="reflect")
+    hp = img - gaussian_filter(img, opts.highpass_sigma, mode="reflect")
+    blob = gaussian_filter(hp, max(radius / 2.0, 0.5), mode="reflect")
     med = np.median(blob)
     mad = 1.4826 * np.median(np.abs(blob - med)) + 1e-12
     z = (blob - med) / mad
@@ -1266,12 +1276,12 @@ def _mean_footprints(mean, fp: Footprints, opts: DemixOptions, box, *, bounds=No
     outside = _outside(bounds, fp.dims)
     # A real mean image's texture is uneven: its bright spots pass a z-score against the whole image's spread,
     # but not the fine structure around them (see MEAN_BLOB_TEXTURE_CONTRAST).
-    fine_structure = hp - ndimage.gaussian_filter(hp, max(radius / 4.0, 0.5), mode="reflect")
-    texture = np.sqrt(ndimage.gaussian_filter(fine_structure**2, 4.0 * radius, mode="reflect"))
+    fine_structure = hp - gaussian_filter(hp, max(radius / 4.0, 0.5), mode="reflect")
+    texture = np.sqrt(gaussian_filter(fine_structure**2, 4.0 * radius, mode="reflect"))
     seeds = find_seeds(z, threshold=opts.mean_threshold, min_distance=max(int(radius), 1),
                        exclude=ndimage.binary_dilation(covered, iterations=max(int(radius / 2), 1))
                        | (blob < MEAN_BLOB_TEXTURE_CONTRAST * texture) | outside)
-    fine = ndimage.gaussian_filter(hp, max(radius / 6.0, 0.5), mode="reflect")
+    fine = gaussian_filter(hp, max(radius / 6.0, 0.5), mode="reflect")
     half = int(math.ceil(1.5 * radius))
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
     disk = yy**2 + xx**2 <= half**2
@@ -1469,8 +1479,8 @@ def normalized_cross_correlation(image: np.ndarray, template: np.ndarray, window
 def local_contrast(mean: np.ndarray, sigma: float) -> np.ndarray:
     """The mean image high-passed at ``sigma`` and divided by its local RMS (uneven brightness evened out)."""
     img = mean.astype(np.float64)
-    hp = img - ndimage.gaussian_filter(img, sigma, mode="reflect")
-    rms = np.sqrt(ndimage.gaussian_filter(hp * hp, sigma, mode="reflect"))
+    hp = img - gaussian_filter(img, sigma, mode="reflect")
+    rms = np.sqrt(gaussian_filter(hp * hp, sigma, mode="reflect"))
     return hp / (rms + 0.5 * np.median(rms) + 1e-12)
 
 
@@ -1500,7 +1510,7 @@ def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box, *, bounds
     radius = opts.cell_radius
     flat = local_contrast(mean, 2.2 * radius)
     img = mean.astype(np.float64)
-    hp = img - ndimage.gaussian_filter(img, 2.2 * radius, mode="reflect")
+    hp = img - gaussian_filter(img, 2.2 * radius, mode="reflect")
     # The template's correlation ignores amplitude, and evening out the brightness lifts dim regions'
     # texture to the contrast of cells: the rim must also be brighter than the nucleus in the mean image's
     # own units, against the spread of its high-passed structure (neurofinder_dev: the 24 weakest of 116
@@ -1559,9 +1569,9 @@ def _static_background(mean, fp: Footprints, opts: DemixOptions) -> np.ndarray:
             a = fp.values[j]
             outside[y : y + bh, x : x + bw] *= ~(a > 0.02 * max(a.max(), 1e-30))
     sigma = opts.highpass_sigma
-    num = ndimage.gaussian_filter(mean.astype(np.float64) * outside, sigma, mode="reflect")
-    den = ndimage.gaussian_filter(outside, sigma, mode="reflect")
-    fallback = ndimage.gaussian_filter(mean.astype(np.float64), 2 * sigma, mode="reflect")
+    num = gaussian_filter(mean.astype(np.float64) * outside, sigma, mode="reflect")
+    den = gaussian_filter(outside, sigma, mode="reflect")
+    fallback = gaussian_filter(mean.astype(np.float64), 2 * sigma, mode="reflect")
     return np.where(den > 0.05, num / np.maximum(den, 1e-12), fallback)
 
 

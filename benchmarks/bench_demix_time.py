@@ -2,7 +2,7 @@
 
     python benchmarks/bench_demix_time.py [--repeat 2] [--baseline /path/to/other/checkout]
         [--movie ../shared/data/neurofinder_dev] [--fs 7] [--stages] [--out benchmarks/results/demix_time.json]
-        [--only native zoom1.5 binned2 | none] [--store PATH[=COMPRESS_CPU_S] ...] [--tif PATH ...] [--startup]
+        [--only native zoom1.5 binned2 | none] [--store PATH[=COMPRESS_CPU_S] ...] [--tif [NAME=]PATH ...] [--startup]
         [--stages]
 
 Issue 14 asks that demixing take at most half the compression time (aim: 0.4), in bounded memory.  For each
@@ -175,8 +175,9 @@ def main() -> None:
     parser.add_argument("--store", action="append", default=[], metavar="PATH[=COMPRESS_CPU_S]",
                         help="Also demix this existing store (not compressed again: a large simulation), with the "
                              "compression's CPU seconds, if given, for the ratio; repeatable.")
-    parser.add_argument("--tif", action="append", default=[], metavar="PATH",
-                        help="Also compress and demix this movie each repeat (named by its file name); repeatable.")
+    parser.add_argument("--tif", action="append", default=[], metavar="[NAME=]PATH",
+                        help="Also compress and demix this movie each repeat (named NAME, else by its file name); "
+                             "repeatable.")
     parser.add_argument("--startup", action="store_true", help="Also take the fixed start-up cost apart.")
     parser.add_argument("--out", default=str(HERE / "results" / "demix_time.json"))
     args = parser.parse_args()
@@ -189,7 +190,9 @@ def main() -> None:
     chosen = {}
     if args.only != ["none"]:
         chosen = {k: v for k, v in movies(Path(args.movie), args.fs).items() if not args.only or k in args.only}
-    chosen.update({Path(tif).stem: Path(tif) for tif in args.tif})
+    for spec in args.tif:
+        name, _, path = spec.rpartition("=")
+        chosen[name or Path(path).stem] = Path(path)
     for rep in range(args.repeat):
         for name, movie in chosen.items():
             store = work / f"{name}.pmd.zarr"

@@ -211,3 +211,33 @@ def test_correlate_mirror_falls_back_to_scipy_for_other_inputs():
     assert _same_bits(correlate_mirror(image, even), ndimage.correlate(image, even, mode="mirror"))
     small, wide = rng.standard_normal((3, 3)), rng.standard_normal((9, 9))
     assert _same_bits(correlate_mirror(small, wide), ndimage.correlate(small, wide, mode="mirror"))
+
+
+@pytest.mark.parametrize("border, sigma", [((1, 3, 3, 3), 2.5), ((0, 0, 4, 0), 2.0)])
+def test_highpass_inside_written_over_uh_equals_a_fresh_result(border, sigma):
+    rng = np.random.default_rng(5)
+    dims, k = (20, 18), 40
+    n = dims[0] * dims[1]
+    u = sp.random(n, k, density=0.15, random_state=rng, dtype=np.float32, format="csr")
+    uh = sp.random(n, k, density=0.3, random_state=rng, dtype=np.float32, format="csr")
+    uh = (uh + u).tocsr()  # every column of u in uh: the result fits in uh's place
+    uh.sort_indices()
+    uh.data[rng.random(uh.nnz) < 0.05] = 0.0  # explicit zeros, dropped from the result
+    want = _sparse_formula(u, uh, border, dims, sigma)
+    spoilt = uh.copy()
+    got = _highpass_inside(u, spoilt, border, dims, sigma, overwrite_uh=True)
+    assert np.shares_memory(got.data, spoilt.data) and np.shares_memory(got.indices, spoilt.indices)
+    assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+    assert _same_bits(got.data, want.data)
+    # a column of u that uh's row lacks: the result would not fit, so it goes to fresh arrays (uh left alone)
+    row = int(np.flatnonzero((_scale(border, dims, sigma) != 0) & (np.diff(u.indptr) > 0))[0])
+    lacking = uh.tolil()
+    lacking[row, int(u.indices[u.indptr[row]])] = 0.0
+    lacking = lacking.tocsr()
+    lacking.eliminate_zeros()
+    kept = lacking.copy()
+    got = _highpass_inside(u, lacking, border, dims, sigma, overwrite_uh=True)
+    assert not np.shares_memory(got.data, lacking.data)
+    assert _same_bits(lacking.data, kept.data) and np.array_equal(lacking.indices, kept.indices)
+    want = _sparse_formula(u, kept, border, dims, sigma)
+    assert np.array_equal(got.indices, want.indices) and _same_bits(got.data, want.data)

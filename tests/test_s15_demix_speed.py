@@ -84,6 +84,8 @@ def test_gaussian_filter_goes_to_scipy_for_other_inputs():
     counts = rng.integers(0, 9, (9, 12))
     assert _same_bits(gaussian_filter(counts, 1.5), ndimage.gaussian_filter(counts, 1.5))
     assert _same_bits(gaussian_filter(image, 0.0), image)
+    line = rng.standard_normal(30)
+    assert _same_bits(gaussian_filter(line, 2.0), ndimage.gaussian_filter(line, 2.0))
 
 
 # --------------------------------------------------------------------------- robust normalisation

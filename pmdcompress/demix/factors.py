@@ -422,7 +422,7 @@ def gaussian_filter(images: np.ndarray, sigma: float, *, mode: str = "reflect", 
             or mode not in ("reflect", "nearest") or not sigma > 1e-15):
         from scipy import ndimage
 
-        sigmas = (0.0,) * (images.ndim - 2) + (sigma, sigma)
+        sigmas = (0.0,) * (images.ndim - 2) + (sigma, sigma) if images.ndim >= 2 else sigma
         return ndimage.gaussian_filter(images, sigmas, mode=mode, truncate=truncate)
     radius = int(truncate * sigma + 0.5)
     x = np.arange(-radius, radius + 1)

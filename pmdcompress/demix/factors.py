@@ -399,7 +399,7 @@ def _box_rows_kernel(x, size, out):
         ext[q] = _reflected(q - s1 - 1, w)
     for i in range(m):
         for r in range(h):
-            tmp = 0.0
+            tmp = np.float64(0.0)  # float64 in plain Python too (NUMBA_DISABLE_JIT: 0.0 + float32 is float32)
             for q in range(1, size + 1):
                 tmp += x[i, r, ext[q]]
             out[i, r, 0] = tmp / size

@@ -2,7 +2,8 @@
 
     python benchmarks/bench_demix_time.py [--repeat 2] [--baseline /path/to/other/checkout]
         [--movie ../shared/data/neurofinder_dev] [--fs 7] [--stages] [--out benchmarks/results/demix_time.json]
-        [--only native zoom1.5 binned2 | none] [--store PATH[=COMPRESS_CPU_S] ...] [--startup] [--stages]
+        [--only native zoom1.5 binned2 | none] [--store PATH[=COMPRESS_CPU_S] ...] [--tif [NAME=]PATH ...] [--startup]
+        [--stages]
 
 Issue 14 asks that demixing take at most half the compression time (aim: 0.4), in bounded memory.  For each
 movie (neurofinder_dev natively, zoomed 1.5x and binned 2x2: ``bench_demix_suite2p.py``'s movies, made once
@@ -11,7 +12,10 @@ interleaved (compress, demix, with ``--baseline`` the other checkout's demix of 
 turns going first, next repeat ...)
 so that the machine's load, which moves CPU times by 10-20 % on a shared machine, falls on all of them alike.
 ``--store`` adds an existing store (a large simulation, compressed once elsewhere: its compression's CPU seconds
-given after ``=`` make the ratio), demixed by both checkouts the same way.
+given after ``=`` make the ratio), demixed by both checkouts the same way.  ``--tif`` adds a movie that is
+compressed (by this checkout) and demixed each repeat as the neurofinder movies are: the whole 512 x 512 x 600
+Neurofinder field of session 14 (``/tmp/nfull/full.tif``, rebuilt by ``bench_demix_heldout.py``), where session 15
+measured the ratio (``--only none --tif /tmp/nfull/full.tif``).
 Reported per run: CPU time (user + system, the process and its children), peak RSS, and the ratio of each demix
 to the compression beside it; the table gives the medians.  ``PMD_NUM_WORKERS=1`` unless set.
 
@@ -171,6 +175,9 @@ def main() -> None:
     parser.add_argument("--store", action="append", default=[], metavar="PATH[=COMPRESS_CPU_S]",
                         help="Also demix this existing store (not compressed again: a large simulation), with the "
                              "compression's CPU seconds, if given, for the ratio; repeatable.")
+    parser.add_argument("--tif", action="append", default=[], metavar="[NAME=]PATH",
+                        help="Also compress and demix this movie each repeat (named NAME, else by its file name); "
+                             "repeatable.")
     parser.add_argument("--startup", action="store_true", help="Also take the fixed start-up cost apart.")
     parser.add_argument("--out", default=str(HERE / "results" / "demix_time.json"))
     args = parser.parse_args()
@@ -180,7 +187,12 @@ def main() -> None:
     work = WORK / "time"
     work.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list] = {}
-    chosen = {k: v for k, v in movies(Path(args.movie), args.fs).items() if not args.only or k in args.only}
+    chosen = {}
+    if args.only != ["none"]:
+        chosen = {k: v for k, v in movies(Path(args.movie), args.fs).items() if not args.only or k in args.only}
+    for spec in args.tif:
+        name, _, path = spec.rpartition("=")
+        chosen[name or Path(path).stem] = Path(path)
     for rep in range(args.repeat):
         for name, movie in chosen.items():
             store = work / f"{name}.pmd.zarr"

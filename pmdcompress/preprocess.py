@@ -86,7 +86,7 @@ def median_mad_of_sorted(buf):
     Sorted, the deviations in increasing order are those of the two halves walked outwards from the middle,
     merged, so the second median needs no second sort; the merge's rank is found by bisection
     (:func:`_kth_deviation`; the value-by-value walk is its twin in the tests).  Shared by demix's robust
-    normalisation (:func:`pmdcompress.demix.init._median_mad_kernel`) and the report's signal mask
+    normalisation (:func:`pmdcompress.demix.init._robust_normalize_kernel`) and the report's signal mask
     (:func:`pmdcompress.report.kernels.median_mad`).
     """
     m = buf.size

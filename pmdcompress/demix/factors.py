@@ -322,15 +322,176 @@ def highpass_spatial(store, factors: Factors, sigma: float) -> sp.csr_matrix:
 
 
 def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Two passes of a box filter along the last two axes: a cheap Gaussian of SD about ``sigma``."""
-    from scipy import ndimage
+    """Two passes of a box filter along the last two axes: a cheap Gaussian of SD about ``sigma``.
 
+    The same floats as four ``scipy.ndimage.uniform_filter1d(..., mode="reflect")`` calls (axis -2 twice, then -1
+    twice; each pass's result in the input's type), from compiled passes that carry the running sums of many
+    lines at once: scipy's, a line at a time through a copy, took 0.6 CPU-s of a 512 x 512 field's demix (the
+    per-patch high-pass, the background's low-pass)."""
     size = _box_size(sigma)
-    out = img
-    for axis in (-2, -1):
-        for _ in range(2):
-            out = ndimage.uniform_filter1d(out, size, axis=axis, mode="reflect")
-    return out
+    img = np.asarray(img)
+    if img.ndim < 2 or img.dtype not in (np.float32, np.float64) or img.size == 0:
+        from scipy import ndimage
+
+        out = img
+        for axis in (-2, -1):
+            for _ in range(2):
+                out = ndimage.uniform_filter1d(out, size, axis=axis, mode="reflect")
+        return out
+    x = np.ascontiguousarray(img).reshape(-1, *img.shape[-2:])
+    first, second = np.empty_like(x), np.empty_like(x)
+    _box_columns_kernel(x, size, first)
+    _box_columns_kernel(first, size, second)
+    _box_rows_kernel(second, size, first)
+    _box_rows_kernel(first, size, second)
+    return second.reshape(img.shape)
+
+
+@jit
+def _reflected(i, n):
+    """Index ``i`` of a line of ``n`` samples extended as scipy's mode "reflect" extends it (``c b a | a b c |
+    c b a``, as far out as ``i`` goes)."""
+    r = i % (2 * n)
+    return r if r < n else 2 * n - 1 - r
+
+
+@jit
+def _box_lines(x, size, out, tmp):
+    """``out = uniform_filter1d(x, size, axis=0, mode="reflect")`` for the 2-D ``x`` (H, W): scipy's running sum
+    (the first window summed, then each step adds the entering sample less the leaving one, in float64; each
+    output the sum over ``size``), carried for the W columns side by side (``tmp``: W float64)."""
+    h, w = x.shape
+    s1 = size // 2
+    s2 = size - s1 - 1
+    tmp[:] = 0.0
+    for q in range(size):
+        r = _reflected(q - s1, h)
+        for j in range(w):
+            tmp[j] += x[r, j]
+    for j in range(w):
+        out[0, j] = tmp[j] / size
+    for q in range(1, h):
+        a = _reflected(q + s2, h)
+        b = _reflected(q - s1 - 1, h)
+        for j in range(w):
+            tmp[j] += np.float64(x[a, j]) - np.float64(x[b, j])
+            out[q, j] = tmp[j] / size
+
+
+@jit
+def _box_columns_kernel(x, size, out):
+    """``out[i] = uniform_filter1d(x[i], size, axis=0, mode="reflect")`` for each image of ``x`` (m, H, W)."""
+    tmp = np.empty(x.shape[2], np.float64)
+    for i in range(x.shape[0]):
+        _box_lines(x[i], size, out[i], tmp)
+
+
+@jit
+def _box_rows_kernel(x, size, out):
+    """``out[i] = uniform_filter1d(x[i], size, axis=1, mode="reflect")`` for each image of ``x`` (m, H, W): the
+    running sum of :func:`_box_lines` along each row in turn (rows side by side walked the columns of an image
+    whose width is a power of two, each step's samples in one cache set: four times slower)."""
+    m, h, w = x.shape
+    s1 = size // 2
+    # the extended line's indices, from position -s1 - 1 (the first sample to leave) to w - 1 + size - s1 - 1
+    ext = np.empty(w + size, np.int64)
+    for q in range(w + size):
+        ext[q] = _reflected(q - s1 - 1, w)
+    for i in range(m):
+        for r in range(h):
+            tmp = np.float64(0.0)  # float64 in plain Python too (NUMBA_DISABLE_JIT: 0.0 + float32 is float32)
+            for q in range(1, size + 1):
+                tmp += x[i, r, ext[q]]
+            out[i, r, 0] = tmp / size
+            for q in range(1, w):
+                tmp += np.float64(x[i, r, ext[q + size]]) - np.float64(x[i, r, ext[q]])
+                out[i, r, q] = tmp / size
+
+
+def gaussian_filter(images: np.ndarray, sigma: float, *, mode: str = "reflect", truncate: float = 4.0) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter`` of ``images`` (..., Y, X) along its last two axes only (leading axes: a
+    stack), the same floats: scipy's weights, its symmetric sum per output (``x[l] w[0]``, then ``+= (x[l - d] +
+    x[l + d]) w[d]`` from the outermost tap in, in float64), axis -2 then -1, each pass's result in the input's
+    type.  Compiled passes carry all lines of an image side by side, where scipy copies one line at a time
+    through a buffer: 3x faster (a 512 x 512 field's demix smooths its background maps, mean image and activity
+    images about 70 times: 0.6 CPU-s with scipy).  Modes "reflect" and "nearest" on float32/float64 images;
+    other inputs go to scipy."""
+    images = np.asarray(images)
+    sigma = float(sigma)
+    if (images.ndim < 2 or images.dtype not in (np.float32, np.float64) or images.size == 0
+            or mode not in ("reflect", "nearest") or not sigma > 1e-15):
+        from scipy import ndimage
+
+        sigmas = (0.0,) * (images.ndim - 2) + (sigma, sigma) if images.ndim >= 2 else sigma
+        return ndimage.gaussian_filter(images, sigmas, mode=mode, truncate=truncate)
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 / (sigma * sigma) * x**2)
+    weights = np.ascontiguousarray((weights / weights.sum())[::-1])  # as scipy's gaussian_filter1d makes them
+    stack = np.ascontiguousarray(images).reshape(-1, *images.shape[-2:])
+    height, width = stack.shape[1:]
+    out = np.empty_like(stack)
+    _gaussian_columns_kernel(stack, weights, _extended(height, radius, mode), out)
+    _gaussian_rows_kernel(out, weights, _extended(width, radius, mode))
+    return out.reshape(images.shape)
+
+
+def _extended(n: int, radius: int, mode: str) -> np.ndarray:
+    """Indices of a line of ``n`` samples extended by ``radius`` at each end as scipy's ``mode`` extends it."""
+    at = np.arange(-radius, n + radius)
+    if mode == "nearest":
+        return np.clip(at, 0, n - 1)
+    at = np.mod(at, 2 * n)  # as _reflected
+    return np.where(at < n, at, 2 * n - 1 - at)
+
+
+@jit
+def _gaussian_columns_kernel(x, weights, ext, out):
+    """``out[i]`` = the symmetric correlation of ``x[i]`` (m, H, W) with ``weights`` (odd length) along axis 0, rows
+    of the line extended as ``ext`` says (``ext[q + r]`` is row ``q``'s), the W columns side by side."""
+    m, h, w = x.shape
+    r = weights.size // 2
+    acc = np.empty(w, np.float64)
+    for i in range(m):
+        for q in range(h):
+            centre = x[i, q]
+            for j in range(w):
+                acc[j] = np.float64(centre[j]) * weights[r]
+            for d in range(r, 0, -1):
+                above = x[i, ext[q + r - d]]
+                below = x[i, ext[q + r + d]]
+                wd = weights[r - d]
+                for j in range(w):
+                    acc[j] += (np.float64(above[j]) + np.float64(below[j])) * wd
+            row = out[i, q]
+            for j in range(w):
+                row[j] = acc[j]
+
+
+@jit
+def _gaussian_rows_kernel(x, weights, ext):
+    """In place, the correlation of :func:`_gaussian_columns_kernel` along axis 1 of ``x`` (m, H, W): each row is
+    copied out extended (float64), and its outputs summed side by side."""
+    m, h, w = x.shape
+    r = weights.size // 2
+    line = np.empty(w + 2 * r, np.float64)
+    acc = np.empty(w, np.float64)
+    for i in range(m):
+        for q in range(h):
+            row = x[i, q]
+            for k in range(w + 2 * r):
+                line[k] = row[ext[k]]
+            centre = line[r : r + w]
+            for j in range(w):
+                acc[j] = centre[j] * weights[r]
+            for d in range(r, 0, -1):
+                wd = weights[r - d]
+                left = line[r - d : r - d + w]  # views indexed from 0: the loop below vectorises
+                right = line[r + d : r + d + w]
+                for j in range(w):
+                    acc[j] += (left[j] + right[j]) * wd
+            for j in range(w):
+                row[j] = acc[j]
 
 
 def _box_size(sigma: float) -> int:

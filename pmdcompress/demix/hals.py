@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from .._numba import jit
+from .factors import gaussian_filter
 
 
 @dataclass
@@ -368,7 +369,9 @@ class Background:
 
 
 def _smooth(images, sigma):
-    return ndimage.gaussian_filter(images, (0, sigma, sigma), mode="reflect", truncate=3.0)
+    """``ndimage.gaussian_filter(images, (0, sigma, sigma), mode="reflect", truncate=3.0)``: the background's maps
+    smoothed in space after every background update (:func:`factors.gaussian_filter`: the same floats)."""
+    return gaussian_filter(images, sigma, mode="reflect", truncate=3.0)
 
 
 def solve_traces(u, v, fp: Footprints, bg: Background | None, *, ridge=1e-6):

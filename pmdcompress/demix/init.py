@@ -17,44 +17,34 @@ from scipy import ndimage
 from .._numba import jit
 from ..parallel import map_tasks
 from ..preprocess import median_mad_of_sorted
-from .factors import render_tile
+from .factors import gaussian_filter, render_tile
+
+
+def robust_samples(x, step):
+    """Every ``step``-th sample of each row of ``x`` (pixels, T), each row sorted: what
+    :func:`_robust_normalize_kernel` takes its medians from.
+
+    numpy's sort of the rows (vectorised: x86-simd-sort where the CPU has AVX2 or AVX-512) sorts a 66 x 66 tile's
+    rows of 67 samples in about 1 ms, where an insertion sort per row took 5.5 ms, half of the robust
+    normalisation (a 512 x 512 field: 0.6 CPU-s of its two correlation images).  The sorted values are the same
+    floats in the same order (ties are equal values), so the medians are those of any other sort."""
+    return np.sort(x[:, ::step], axis=1)
 
 
 @jit
-def _median_mad_kernel(buf):
-    """Median of ``buf`` and the median of its absolute deviations from it (sorts ``buf`` in place); each the
-    mean of the two middle values when the size is even.
-
-    One insertion sort of the (about 64) samples, then the deviations in increasing order are those of the two
-    halves walked outwards from the middle, merged: the same two order statistics, to the last bit, as two
-    quickselects (the first on the samples, the second on their deviations), for about 30 % less time.
-    """
-    m = buf.size
-    for a in range(1, m):
-        v = buf[a]
-        b = a - 1
-        while b >= 0 and buf[b] > v:
-            buf[b + 1] = buf[b]
-            b -= 1
-        buf[b + 1] = v
-    return median_mad_of_sorted(buf)
-
-
-@jit
-def _robust_normalize_kernel(x, mad_threshold, step, peak):
+def _robust_normalize_kernel(x, samples, mad_threshold, peak):
     """In place, for each row of ``x`` (pixels, T): keep the excess over median + th * MAD,
     centre it and scale it to unit norm (rows without excess become 0).
 
-    Median and MAD are taken over every ``step``-th sample; ``peak[i]`` receives the
-    row's maximum over its median (before any change).
+    Median and MAD are taken over the row's sorted ``samples`` (:func:`robust_samples`: every ``step``-th
+    sample); ``peak[i]`` receives the row's maximum over its median (before any change).
     """
     n, t = x.shape
-    m = (t + step - 1) // step
-    buf = np.empty(m, np.float64)
+    buf = np.empty(samples.shape[1], np.float64)
     for i in range(n):
-        for k in range(m):
-            buf[k] = x[i, k * step]
-        med, mad = _median_mad_kernel(buf)
+        for k in range(buf.size):
+            buf[k] = samples[i, k]
+        med, mad = median_mad_of_sorted(buf)
         mad *= 1.4826
         cut = med + mad_threshold * mad
         # one pass for the peak and the excess (the median and MAD come from the samples alone)
@@ -184,7 +174,8 @@ def correlation_image(u, v, dims, *, mad_threshold=2.0, tile=64, median_samples=
         b0, b1 = max(x0 - 1, 0), min(x1 + 1, width)
         m = render_tile(u, v, dims, a0, a1, b0, b1, pixel_major=True)
         peak = np.empty(m.shape[:2], np.float32)
-        _robust_normalize_kernel(m.reshape(-1, t), float(mad_threshold), step, peak.reshape(-1))
+        rows = m.reshape(-1, t)
+        _robust_normalize_kernel(rows, robust_samples(rows, step), float(mad_threshold), peak.reshape(-1))
         c = np.empty(m.shape[:2], np.float32)
         _neighbour_correlation_kernel(m, c)
         inner = (slice(y0 - a0, y0 - a0 + (y1 - y0)), slice(x0 - b0, x0 - b0 + (x1 - x0)))
@@ -259,7 +250,7 @@ def seed_score(image, *, size) -> tuple[np.ndarray, np.ndarray]:
     Broad regions of high correlation (a patch-wide residual, a blood vessel's
     shadow) have a high median and so little contrast; somata stand out.
     """
-    smooth = ndimage.gaussian_filter(image.astype(np.float32), 1.0)
+    smooth = gaussian_filter(image.astype(np.float32), 1.0)
     step = max(1, int(size) // 6)
     small = image[::step, ::step]
     med = ndimage.median_filter(small, size=max(3, int(round(size / step)) | 1), mode="nearest")

@@ -151,6 +151,18 @@ LONG_REFIT_RTOL = 5e-2
 #: in 1.45 solves instead of 2.5, the fission ones in 1.64 instead of 2.11.  Only the starts change: each
 #: search still ends within its tolerance of its budget (outputs within a median 0.004 noise SDs RMS).
 LONG_RATIO_STARTS = True
+#: Long rows' group decisions (:func:`group_budgets` ``skip_refits_over``) skip a level's fission re-fits when
+#: its first fits removed more than this many times the limit: the re-fits (budget ``(T - df)`` of the
+#: level) removed at least 0.45 of what the first fits did wherever those exceeded 1.5 limits (135 groups'
+#: windows of 4000 frames at levels 1, 1/2, 1/4: the 12000-frame sims of benchmarks/bench_long_rows.py at
+#: every offset, and a 20000 x 256 x 256 ``2p-real`` movie), so a level whose first fits remove 2.5 limits
+#: is failed by its re-fits too (they would need to remove < 0.4 of it; the fewest seen there: 1.28
+#: limits; below 1.5 limits, re-fits kept as little as 0.34 of a voltage group's).  A calcium movie's
+#: whole level fails so in almost every group (2p-real: first fits 2.1-5.1 limits, re-fits 1.05-2.5): 3
+#: fission searches a row become 2; the same levels, and on the captured rows of those movies the same
+#: outputs to the bit (the next level's searches start from the first fits' knots and end at the same
+#: optimum).  None: every level's re-fits run (rows of at most :data:`BUDGET_WINDOW_FRAMES`: always).
+LONG_SKIP_REFITS_OVER = 2.5
 
 
 def _clipped_ratio(ratio: float, most: float) -> float:
@@ -542,7 +554,7 @@ def event_rate(splits: dict, trends: dict) -> float:
 
 
 def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, seeds=None,
-                  event_rates=None, ratio_starts: bool = False) -> np.ndarray:
+                  event_rates=None, ratio_starts: bool = False, skip_refits_over: float | None = None) -> np.ndarray:
     """First halving level of each row: the largest of 1, 1/2, ... 1/2^:data:`MAX_HALVINGS` at which the
     filter removes at most :data:`SIGNAL_REMOVED_LIMIT` of its group's signal (:func:`fission_removed`,
     summed over the group); 0 when none does.  A group whose signal estimate is within :data:`FISSION_Z`
@@ -557,6 +569,8 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
     ``ratio_starts``: each member's re-fit search starts at its first fit's
     penalty times the ratio that the previous member's re-fit found at that level (rows in noise units: the
     ratio is nearly the same, and the search ends in fewer solves; default: at the first fit's penalty).
+    ``skip_refits_over``: a level whose first fits removed more than this many times the limit is failed
+    without its re-fits (:data:`LONG_SKIP_REFITS_OVER`; default None: they always run).
     """
     out = np.zeros(len(rows))
     if event_rates is not None:
@@ -594,9 +608,12 @@ def group_budgets(rows: np.ndarray, sigma: np.ndarray, groups: np.ndarray, *, se
             # The first fit spends the whole level, more than the re-fit's (T - df) of it, and so shaves
             # more signal (in expectation: the estimate is noisy): when it passes the limit, the re-fit
             # would too, and is skipped.  A group that fails is decided by the re-fits, as before.
-            if removed({i: fit[0] for i, fit in fits.items()}) <= limit:
+            first_removed = removed({i: fit[0] for i, fit in fits.items()})
+            if first_removed <= limit:
                 chosen = budget
                 break
+            if skip_refits_over is not None and first_removed > skip_refits_over * limit:
+                continue  # far over the limit: the re-fits, which remove about half as much, fail too
             refits = {}
             ratio = None
             for i in members:
@@ -836,7 +853,8 @@ def trend_filter_rows(rows: np.ndarray, *, groups=None, sigma=None, return_info:
         # long rows: everything is decided on the central window; each row is then solved once (long_row_filter)
         start = (n - window) // 2
         budgets = group_budgets(np.ascontiguousarray(rows64[:, start:start + window]), sigma, groups, seeds=seeds,
-                                event_rates=rates, ratio_starts=LONG_RATIO_STARTS)
+                                event_rates=rates, ratio_starts=LONG_RATIO_STARTS,
+                                skip_refits_over=LONG_SKIP_REFITS_OVER)
         ratios = {} if LONG_RATIO_STARTS else None  # the block's last penalty ratios (long_row_filter)
         row_filter = functools.partial(long_row_filter, window=window, ratios=ratios)
     else:

@@ -14,7 +14,7 @@ def calcium_row(rng, n, rate, tau, amplitude):
 
 
 def fast_calcium_group(tau, n=2000, k=6, seed=5):
-    """A group of calcium rows with fast decays in unit noise: the filter's whole budget shaves their peaks."""
+    """A group of calcium rows with fast decays in noise of std 0.5: the whole budget shaves their peaks."""
     rng = np.random.default_rng(seed)
     rows = np.array([calcium_row(rng, n, 0.05 if tau < 2 else 0.1, tau, 3.0) + rng.normal(0, 0.5, n)
                      for _ in range(k)])

@@ -121,6 +121,24 @@ print(json.dumps({"cpu_s_profiled": cpu, "imports_cum_s": round(imports, 3), "nu
 """
 
 
+#: The children's in-place timer: ``timed(owner, name, label)`` wraps ``owner.name`` (when it exists) so that its
+#: process CPU and calls add up in ``cpu[label]`` and ``calls[label]``.
+TIMED = r"""
+cpu, calls = defaultdict(float), defaultdict(int)
+def timed(owner, name, label):
+    if not hasattr(owner, name):
+        return
+    inner = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        start = time.process_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            cpu[label] += time.process_time() - start
+            calls[label] += 1
+    setattr(owner, name, wrapper)
+"""
+
 BREAKDOWN = r"""
 import json, sys, time
 from collections import defaultdict
@@ -131,17 +149,8 @@ import pmdcompress.pipeline.compress as compress_module
 from pmdcompress.solver import pmd as pmd_module
 import numba, scipy.fft, scipy.linalg, scipy.ndimage, scipy.special, zarr  # noqa: F401  (what compress loads)
 imports = time.process_time() - t0
-cpu, calls = defaultdict(float), defaultdict(int)
-def timed(owner, name, label):
-    inner = getattr(owner, name)
-    def wrapper(*args, **kwargs):
-        start = time.process_time()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            cpu[label] += time.process_time() - start
-            calls[label] += 1
-    setattr(owner, name, wrapper)
+"""
+BREAKDOWN += TIMED + r"""
 for name in ("_statistics_stage", "_fit_stage", "_neighbour_task", "strong_components", "_factors_stage",
              "_refit_stage", "_write_stage"):
     if hasattr(compress_module, name):
@@ -186,18 +195,8 @@ from pmdcompress.io import readers
 from pmdcompress.pipeline import scratch
 import numba, scipy.fft, scipy.linalg, scipy.ndimage, scipy.special, zarr  # noqa: F401  (what compress loads)
 imports = time.process_time() - t0
-cpu = defaultdict(float)
-def timed(owner, name, label):
-    if not hasattr(owner, name):
-        return
-    inner = getattr(owner, name)
-    def wrapper(*args, **kwargs):
-        start = time.process_time()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            cpu[label] += time.process_time() - start
-    setattr(owner, name, wrapper)
+"""
+STAGES += TIMED + r"""
 for name in ("_statistics_stage", "_fit_stage", "_neighbour_task", "_factors_stage", "_refit_stage", "_write_stage",
              "finish_store", "PMDStore", "check_sampled_frames"):
     timed(compress_module, name, name.strip("_"))

@@ -232,8 +232,10 @@ def test_column_groups_memo_answers_as_column_groups(monkeypatch):
     assert any(3 in rows for _, rows in first)
     assert _same_groups(groups_of(u, fp, changed, 30), hals.column_groups(u, fp, changed, 30))
     assert not any(3 in rows for _, rows in groups_of(u, fp, changed, 30))
+    groups_of(u, fp, fp.support, 30)
     moved = Footprints(fp.origins[::-1].copy(), fp.values, fp.support, fp.dims)  # other boxes, the same masks
     assert _same_groups(groups_of(u, moved, fp.support, 30), hals.column_groups(u, moved, fp.support, 30))
+    groups_of(u, fp, fp.support, 30)
     other_u = u.copy()  # another U (another object): asked anew
     other_u.indices = (other_u.indices + 1) % u.shape[1]
     other_u.has_sorted_indices = False

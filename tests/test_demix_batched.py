@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from scipy import ndimage
 
 from pmdcompress.demix import hals
-from pmdcompress.demix.pipeline import _dense_to_csr, _disk, _new_footprints, _soma_shape
+from pmdcompress.demix.pipeline import _disk, _new_footprints, _soma_shape
 from pmdcompress.demix.result import fill_mask_holes
 
 DIMS = (60, 70)
@@ -145,17 +145,3 @@ def test_filled_holes_of_all_masks_at_once_equal_one_mask_at_a_time(monkeypatch)
         for j in range(masks.shape[1]):
             assert np.array_equal(np.sort(filled.indices[filled.indptr[j] : filled.indptr[j + 1]]), expected[j])
     assert filled.nnz > masks.nnz  # some holes were filled
-
-
-def test_dense_to_csr_is_scipys_conversion():
-    rng = np.random.default_rng(3)
-    dense = (rng.random((37, 23)) * (rng.random((37, 23)) < 0.3)).astype(np.float32)
-    dense[5] = 0.0
-    for d in (dense, np.zeros((4, 6), np.float32), np.zeros((0, 3), np.float32)):
-        ours, ref = _dense_to_csr(d), sp.csr_matrix(d)
-        assert ours.shape == ref.shape
-        for name in ("indptr", "indices", "data"):
-            assert np.array_equal(getattr(ours, name), getattr(ref, name))
-            assert getattr(ours, name).dtype == getattr(ref, name).dtype
-    g = rng.random((23, 23)).astype(np.float32)
-    assert np.array_equal(_dense_to_csr(dense) @ g, sp.csr_matrix(dense) @ g)

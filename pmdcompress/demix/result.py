@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .._numba import jit
 from ..formats.demix import ATTRS_KEY as DEMIX_ATTRS_KEY
 from ..formats.demix import DEMIX, DemixFile, read_demix, write_demix
 
@@ -282,25 +283,53 @@ def moment_ellipse(ypix: np.ndarray, xpix: np.ndarray, dims, *, n_iter: int = EL
         half = int(np.ceil(3.0 * grow * np.sqrt(np.linalg.eigvalsh(cov)[-1]))) + 2
         y0, y1 = max(int(np.floor(cy)) - half, 0), min(int(np.ceil(cy)) + half + 1, height)
         x0, x1 = max(int(np.floor(cx)) - half, 0), min(int(np.ceil(cx)) + half + 1, width)
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        dy, dx = yy.ravel() - cy, xx.ravel() - cx
-        dist = inv[0, 0] * dy * dy + 2.0 * inv[0, 1] * dy * dx + inv[1, 1] * dx * dx
-        flat = yy.ravel().astype(np.int64) * width + xx.ravel()
-        order = np.lexsort((flat, np.round(dist, 9)))
-        chosen = order[: min(n, flat.size)]
-        ellipse = np.sort(flat[chosen])
-        # Which given pixels the ellipse holds: looked up in the window (np.isin(flat_given, ellipse), without
-        # its sort or hash, which cost a quarter of the mask drawing).
-        picked = np.zeros(flat.size, bool)
-        picked[chosen] = True
-        wy, wx = ypix.astype(np.int64) - y0, xpix.astype(np.int64) - x0
-        in_window = (wy >= 0) & (wy < y1 - y0) & (wx >= 0) & (wx < x1 - x0)
-        now = np.zeros(ypix.size, bool)
-        now[in_window] = picked[wy[in_window] * (x1 - x0) + wx[in_window]]
+        ellipse, now = _ellipse_window(ypix, xpix, y0, y1, x0, x1, width, cy, cx, inv[0, 0], inv[0, 1],
+                                       inv[1, 1], n)
         if now.sum() < 3 or np.array_equal(now, inside):
             break
         inside = now
     return ellipse
+
+
+def _ellipse_window(ypix, xpix, y0, y1, x0, x1, width, cy, cx, i00, i01, i11, n):
+    """The ``n`` pixels of the window ``[y0, y1) x [x0, x1)`` nearest to ``(cy, cx)`` in the quadratic form
+    ``(i00, i01, i11)`` (distances rounded to 9 decimals, ties to the lower flat index) as sorted flat indices, and
+    which given pixels are among them: :func:`moment_ellipse`'s round, in one compiled pass (its dozen small numpy
+    calls took half of the 512 x 512 field's mask drawing; twin: tests/test_s15_demixsys.py).  The same floats
+    (each distance summed as numpy evaluates the expression, no fused multiply-add; numpy's rounding: multiply by
+    1e9, round half to even, divide) and a stable sort of the rounded distances in raster order, which is
+    lexsort's order with the flat index second."""
+    return _ellipse_window_kernel(np.ascontiguousarray(ypix, np.int64), np.ascontiguousarray(xpix, np.int64),
+                                  int(y0), int(y1), int(x0), int(x1), int(width), float(cy), float(cx),
+                                  float(i00), float(2.0 * i01), float(i11), int(n))
+
+
+@jit
+def _ellipse_window_kernel(ypix, xpix, y0, y1, x0, x1, width, cy, cx, i00, two_i01, i11, n):
+    h, w = y1 - y0, x1 - x0
+    size = h * w
+    rounded = np.empty(size, np.float64)
+    for r in range(h):
+        dy = np.float64(y0 + r) - cy
+        for q in range(w):
+            dx = np.float64(x0 + q) - cx
+            dist = (i00 * dy) * dy + (two_i01 * dy) * dx + (i11 * dx) * dx
+            rounded[r * w + q] = np.rint(dist * 1e9) / 1e9
+    order = np.argsort(rounded, kind="mergesort")
+    m = min(n, size)
+    picked = np.zeros(size, np.bool_)
+    ellipse = np.empty(m, np.int64)
+    for i in range(m):
+        k = order[i]
+        picked[k] = True
+        ellipse[i] = (y0 + k // w) * width + x0 + k % w
+    ellipse.sort()
+    now = np.zeros(ypix.size, np.bool_)
+    for i in range(ypix.size):
+        wy, wx = ypix[i] - y0, xpix[i] - x0
+        if wy >= 0 and wy < h and wx >= 0 and wx < w:
+            now[i] = picked[wy * w + wx]
+    return ellipse, now
 
 
 def cell_sizes(footprints, masks: sp.csc_matrix) -> np.ndarray:

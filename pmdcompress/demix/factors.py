@@ -340,63 +340,57 @@ def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
         return out
     x = np.ascontiguousarray(img).reshape(-1, *img.shape[-2:])
     first, second = np.empty_like(x), np.empty_like(x)
-    _box_columns_kernel(x, size, first)
-    _box_columns_kernel(first, size, second)
-    _box_rows_kernel(second, size, first)
-    _box_rows_kernel(first, size, second)
+    ext_y, ext_x = _box_extended(x.shape[1], size), _box_extended(x.shape[2], size)
+    _box_filter_columns_kernel(x, size, ext_y, first)
+    _box_filter_columns_kernel(first, size, ext_y, second)
+    _box_filter_rows_kernel(second, size, ext_x, first)
+    _box_filter_rows_kernel(first, size, ext_x, second)
     return second.reshape(img.shape)
 
 
-@jit
-def _reflected(i, n):
-    """Index ``i`` of a line of ``n`` samples extended as scipy's mode "reflect" extends it (``c b a | a b c |
-    c b a``, as far out as ``i`` goes)."""
-    r = i % (2 * n)
-    return r if r < n else 2 * n - 1 - r
+def _box_extended(n: int, size: int) -> np.ndarray:
+    """Indices of a line of ``n`` samples for a running box of ``size``: entry ``q`` is sample ``q - size // 2 -
+    1`` (the first to leave the box is at 0) as scipy's mode "reflect" extends the line (:func:`_extended`)."""
+    return _extended(n, size // 2 + 1, "reflect")[: n + size]
 
 
 @jit
-def _box_lines(x, size, out, tmp):
+def _box_lines(x, size, ext, out, tmp):
     """``out = uniform_filter1d(x, size, axis=0, mode="reflect")`` for the 2-D ``x`` (H, W): scipy's running sum
     (the first window summed, then each step adds the entering sample less the leaving one, in float64; each
-    output the sum over ``size``), carried for the W columns side by side (``tmp``: W float64)."""
+    output the sum over ``size``), carried for the W columns side by side (``tmp``: W float64; ``ext``:
+    :func:`_box_extended` of H)."""
     h, w = x.shape
-    s1 = size // 2
-    s2 = size - s1 - 1
     tmp[:] = 0.0
-    for q in range(size):
-        r = _reflected(q - s1, h)
+    for q in range(1, size + 1):
+        r = ext[q]
         for j in range(w):
             tmp[j] += x[r, j]
     for j in range(w):
         out[0, j] = tmp[j] / size
     for q in range(1, h):
-        a = _reflected(q + s2, h)
-        b = _reflected(q - s1 - 1, h)
+        a = ext[q + size]
+        b = ext[q]
         for j in range(w):
             tmp[j] += np.float64(x[a, j]) - np.float64(x[b, j])
             out[q, j] = tmp[j] / size
 
 
 @jit
-def _box_columns_kernel(x, size, out):
+def _box_filter_columns_kernel(x, size, ext, out):
     """``out[i] = uniform_filter1d(x[i], size, axis=0, mode="reflect")`` for each image of ``x`` (m, H, W)."""
     tmp = np.empty(x.shape[2], np.float64)
     for i in range(x.shape[0]):
-        _box_lines(x[i], size, out[i], tmp)
+        _box_lines(x[i], size, ext, out[i], tmp)
 
 
 @jit
-def _box_rows_kernel(x, size, out):
+def _box_filter_rows_kernel(x, size, ext, out):
     """``out[i] = uniform_filter1d(x[i], size, axis=1, mode="reflect")`` for each image of ``x`` (m, H, W): the
     running sum of :func:`_box_lines` along each row in turn (rows side by side walked the columns of an image
-    whose width is a power of two, each step's samples in one cache set: four times slower)."""
+    whose width is a power of two, each step's samples in one cache set: four times slower); ``ext``:
+    :func:`_box_extended` of W."""
     m, h, w = x.shape
-    s1 = size // 2
-    # the extended line's indices, from position -s1 - 1 (the first sample to leave) to w - 1 + size - s1 - 1
-    ext = np.empty(w + size, np.int64)
-    for q in range(w + size):
-        ext[q] = _reflected(q - s1 - 1, w)
     for i in range(m):
         for r in range(h):
             tmp = np.float64(0.0)  # float64 in plain Python too (NUMBA_DISABLE_JIT: 0.0 + float32 is float32)
@@ -441,7 +435,7 @@ def _extended(n: int, radius: int, mode: str) -> np.ndarray:
     at = np.arange(-radius, n + radius)
     if mode == "nearest":
         return np.clip(at, 0, n - 1)
-    at = np.mod(at, 2 * n)  # as _reflected
+    at = np.mod(at, 2 * n)  # reflected as often as the distance needs
     return np.where(at < n, at, 2 * n - 1 - at)
 
 

@@ -646,8 +646,6 @@ def _highpass_inside(u: sp.csr_matrix, uh: sp.csr_matrix, border, dims, sigma: f
     Without the normalization the local mean next to the border is pulled down by its empty pixels, and the
     high-passed movie there keeps part of the background.  With ``overwrite_uh`` the result may be written over
     ``uh``'s arrays (``uh`` is then spoilt)."""
-    from .factors import _smooth
-
     mask = border_mask(border, dims)
     if sigma <= 0:
         return _without(uh, mask)

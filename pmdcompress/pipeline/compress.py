@@ -71,7 +71,7 @@ from ..solver import get_solver
 from ..solver.null import null_correlation, null_thresholds, round_correlation, strong_components
 from ..solver.temporal import robust_noise_std, trend_filter_rows
 from ..tiling import Tiling, extract_patch, tissue_bounds
-from .scratch import FILTER_ROWS, FitBuffer, LazyFrames, RowBlocks
+from .scratch import FILTER_ROWS, FitBuffer, LazyFrames, RowBlocks, float32_holds
 
 log = logging.getLogger("pmdcompress")
 
@@ -804,8 +804,7 @@ def _neighbour_task(fit: FitBuffer):
 def _fit_dtype(movie_dtype, fit_bin: int) -> np.dtype:
     """The fit buffer's type: a bin of one frame of an integer movie of up to 16 bits is that frame, kept as read
     (float32 holds it exactly: the same floats read back, half the bytes of uint16); else float32 bin means."""
-    dtype = np.dtype(movie_dtype)
-    return dtype if fit_bin == 1 and dtype.kind in "ui" and dtype.itemsize <= 2 else np.dtype(np.float32)
+    return np.dtype(movie_dtype) if fit_bin == 1 and float32_holds(movie_dtype) else np.dtype(np.float32)
 
 
 def _statistics_task(args):

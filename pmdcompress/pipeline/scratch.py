@@ -121,6 +121,13 @@ class Blocks:
         return out
 
 
+def float32_holds(dtype) -> bool:
+    """Whether ``dtype`` is an integer type whose every value float32 holds exactly (at most 16 bits): a fit
+    buffer may keep such a movie's frames as read."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in "ui" and dtype.itemsize <= 2
+
+
 @dataclass
 class FitBuffer:
     """The fit buffer, ``(fit frames, Y, X)``, stored raw by patch tiles; read back standardised.
@@ -147,7 +154,7 @@ class FitBuffer:
         """An empty buffer; ``dtype``: float32, or an integer type that float32 holds exactly (a movie's frames
         kept as read: half the bytes of uint16 to write and to read back, 0.1 CPU-s on neurofinder_dev)."""
         dtype = np.dtype(dtype)
-        if dtype != np.float32 and not (dtype.kind in "ui" and dtype.itemsize <= 2):
+        if dtype != np.float32 and not float32_holds(dtype):
             raise ValueError(f"a fit buffer holds float32 or integers of at most 16 bits, not {dtype}")
         ty, tx = (min(int(t), int(s)) for t, s in zip(tile, frame_shape, strict=True))
         grid = (-(-frame_shape[0] // ty), -(-frame_shape[1] // tx))

@@ -104,30 +104,44 @@ SAMPLED_FRAMES = 64
 FIRST_FRAMES = 16
 
 
-def check_sampled_frames(movie) -> dict:
-    """Warn of what a few frames read show to harm the compression or demixing: a zero-filled border of
-    shifted-in edges (:func:`_fill_border`), dark frames and a step in brightness (:func:`_brightness`), odd lines
-    shifted against even ones (:func:`_line_offset`).  Returns what was found (``fill_border``, ``dark``,
-    ``step``, ``line_offset``); reads each frame once and holds only their sum."""
+def sample_frames(movie):
+    """Read the frames :func:`check_sampled_frames` looks at: ``(summaries, even, mean)``, the summary of every frame
+    read (:func:`_frame_summary`) by frame, the evenly spaced ones among them, and those frames' mean image; ``()``
+    where the check is skipped.  Reads each frame once and holds only their sum.  Apart from the checks so that a
+    cluster's worker reads the frames and the driver only decides (compress)."""
     n_frames = movie.shape[0]
     if getattr(movie, "frames_per_chunk", 1) * (SAMPLED_FRAMES + FIRST_FRAMES) > 2 * n_frames:
-        return {}  # frames decoded in long chunks: the frames read would cost more than the compression's reads
+        return ()  # frames decoded in long chunks: the frames read would cost more than the compression's reads
     even = np.unique(np.linspace(0, n_frames - 1, min(SAMPLED_FRAMES, n_frames)).round().astype(int))
     index = np.union1d(even, np.arange(min(FIRST_FRAMES, n_frames)))
     frames, total = {}, np.zeros(movie.shape[1:], np.float64)
     for i in index:
         frame = movie.read(int(i), int(i) + 1)[0]
         if frame.dtype.kind == "f" and not np.isfinite(frame).all():
-            return {}  # refused by the statistics pass, which names the frames and any NaN border
+            return ()  # refused by the statistics pass, which names the frames and any NaN border
         frames[int(i)] = _frame_summary(frame)
         if i in even:
             total += frame
+    return frames, [int(i) for i in even], total / len(even)
+
+
+def check_sampled_frames(movie, sampled: tuple | None = None) -> dict:
+    """Warn of what a few frames read show to harm the compression or demixing: a zero-filled border of
+    shifted-in edges (:func:`_fill_border`), dark frames and a step in brightness (:func:`_brightness`), odd lines
+    shifted against even ones (:func:`_line_offset`).  Returns what was found (``fill_border``, ``dark``,
+    ``step``, ``line_offset``).  ``sampled``: what :func:`sample_frames` returned for this movie, where it ran
+    elsewhere (default: read here)."""
+    if sampled is None:
+        sampled = sample_frames(movie)
+    if not sampled:
+        return {}
+    frames, even, mean = sampled
     found = {}
-    border = _fill_border(movie, {int(i): frames[int(i)] for i in even})
+    border = _fill_border(movie, {i: frames[i] for i in even})
     if border:
         found["fill_border"] = border
-    found.update(_brightness(movie, frames, [int(i) for i in even]))
-    offset = _line_offset(total / len(even))
+    found.update(_brightness(movie, frames, even))
+    offset = _line_offset(mean)
     if offset:
         found["line_offset"] = offset
         log.warning("%s: its odd lines are shifted %+d px against its even lines (a bidirectional scan's phase left"

@@ -10,6 +10,7 @@ seams show where patches meet.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,11 @@ def tissue_bounds(mean: np.ndarray) -> tuple[int, int, int, int]:
     return tuple(out)
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
 @dataclass(frozen=True)
 class Tiling:
     """Patch grid over a (Y, X) frame.
@@ -113,19 +119,23 @@ class Tiling:
         check_patch_overlap((py, px), (oy, ox))
         return cls((fy, fx), (min(py, fy), min(px, fx)), (min(oy, max(fy - 1, 0)), min(ox, max(fx - 1, 0))))
 
-    @property
+    # The grid is computed once per tiling (read-only arrays): the pipeline asks for a patch's slices several
+    # times per patch, and rebuilding the grid each time was 0.1 CPU-s of a cluster driver's 0.8 on a 256 x 256
+    # movie (benchmarks/bench_scaling.py).  cached_property writes the instance's __dict__, which a frozen
+    # dataclass allows; equality and hashing still see the three fields only.
+    @functools.cached_property
     def starts_y(self) -> np.ndarray:
-        return axis_starts(self.frame_shape[0], self.patch_shape[0], self.overlap[0])
+        return _read_only(axis_starts(self.frame_shape[0], self.patch_shape[0], self.overlap[0]))
 
-    @property
+    @functools.cached_property
     def starts_x(self) -> np.ndarray:
-        return axis_starts(self.frame_shape[1], self.patch_shape[1], self.overlap[1])
+        return _read_only(axis_starts(self.frame_shape[1], self.patch_shape[1], self.overlap[1]))
 
-    @property
+    @functools.cached_property
     def origins(self) -> np.ndarray:
         """Patch origins (y0, x0), shape (n_patches, 2), row-major over the grid."""
         yy, xx = np.meshgrid(self.starts_y, self.starts_x, indexing="ij")
-        return np.stack([yy.ravel(), xx.ravel()], axis=1)
+        return _read_only(np.stack([yy.ravel(), xx.ravel()], axis=1))
 
     @property
     def n_patches(self) -> int:

@@ -286,3 +286,27 @@ def test_blocks_gather_reads_scattered_rows_of_every_block_from_the_file(tmp_pat
     np.testing.assert_array_equal(on_disk.gather(rows), values[:, rows])
     np.testing.assert_array_equal(in_memory.gather(rows), values[:, rows])
     assert on_disk.gather(np.zeros(0, np.int64)).shape == (5, 0, 7)
+
+
+def test_on_a_cluster_a_worker_reads_the_sampled_frames_and_the_driver_still_warns(client, tmp_path, monkeypatch,
+                                                                                    caplog):
+    from pmdcompress import preflight
+
+    noisy, _ = blobs_movie(n_frames=300, shape=(40, 48), n_sources=6, seed=5)
+    frames = np.clip(noisy, 0, 65535).astype(np.uint16)
+    frames[:6] = frames[:6] // 20  # the shutter opens at frame 6
+    path = tmp_path / "dark.tif"
+    tifffile.imwrite(path, frames)
+    with caplog.at_level("WARNING", logger="pmdcompress"):
+        here = preflight.check_sampled_frames(pmdcompress.io.readers.open_movie(path))
+    assert here["dark"] == [0, 1, 2, 3, 4, 5]
+    expected = [r.getMessage() for r in caplog.records if "read are dark" in r.getMessage()]
+    caplog.clear()
+
+    def refuse(frame):
+        raise AssertionError("the driver read a sampled frame")
+
+    monkeypatch.setattr(preflight, "_frame_summary", refuse)  # this process only: the workers keep theirs
+    with caplog.at_level("WARNING", logger="pmdcompress"):
+        pmdcompress.compress(path, tmp_path / "dark.pmd.zarr", client=client, workers=1, hash_input=False, **OPTIONS)
+    assert [r.getMessage() for r in caplog.records if "read are dark" in r.getMessage()] == expected != []

@@ -43,3 +43,24 @@ def test_neighbours_overlap_at_least_the_requested_amount():
 def test_bad_overlap_is_refused():
     with pytest.raises(ValueError, match="overlap"):
         Tiling.create((64, 64), 16, 16)
+
+
+def test_grid_is_computed_once_read_only_and_survives_pickling():
+    import pickle
+
+    tiling = Tiling.create((100, 70), 32, 8)
+    first = tiling.origins
+    assert tiling.origins is first  # cached: the pipeline asks for a patch's slices several times per patch
+    yy, xx = np.meshgrid(axis_starts(100, 32, 8), axis_starts(70, 32, 8), indexing="ij")
+    np.testing.assert_array_equal(first, np.stack([yy.ravel(), xx.ravel()], axis=1))
+    for grid in (first, tiling.starts_y, tiling.starts_x):
+        with pytest.raises(ValueError, match="read-only"):
+            grid[0] = 1  # a shared cache must not be changed through one caller
+    y0, x0 = (int(v) for v in first[4])
+    assert tiling.patch_slices(4) == (slice(y0, y0 + 32), slice(x0, x0 + 32)) and (y0, x0) != (0, 0)
+    # equality and hashing see the fields only, cached or not; a pickled tiling (sent to workers) is the same
+    fresh = Tiling.create((100, 70), 32, 8)
+    assert fresh == tiling and hash(fresh) == hash(tiling)
+    copy = pickle.loads(pickle.dumps(tiling))
+    assert copy == tiling
+    np.testing.assert_array_equal(copy.origins, first)

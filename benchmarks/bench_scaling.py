@@ -106,6 +106,19 @@ def main():
         for g in range(0, 400, 50):
             client.gather(client.map(operator.neg, range(g, g + 50), pure=False))
         result["driver_cpu_per_task_s"] = (cpu() - c0 - idle_driver * (time.perf_counter() - t)) / 400
+        # this benchmark's own probes inside the timed run (client.run(cpu) at each stage's start and end, and
+        # once before it): their CPU in this process and on its main thread, per probe, is no work of pmd's
+        c0, m0, t = cpu(), time.thread_time(), time.perf_counter()
+        for _ in range(10):
+            client.run(cpu)
+        probe_cpu = max(cpu() - c0 - idle_driver * (time.perf_counter() - t), 0.0) / 10
+        probe_main = (time.thread_time() - m0) / 10
+        # opening the movie walks its every page (a truncated file is refused): a cost per page, not per pixel
+        # or component, which the model scales by the frames
+        from pmdcompress.io.readers import open_movie
+        m0 = time.thread_time()
+        open_movie(cfg["movie"]).close()
+        result["driver_open_cpu_s"] = time.thread_time() - m0
         cpu0 = cpu()
         threads0 = thread_cpu()
         warm = client.run(cpu)
@@ -144,6 +157,9 @@ def main():
         result["worker_net_cpu_s"] = sorted(after[w] - warm[w] - idle_workers[w] * wall for w in after)
         result["worker_peak_rss_bytes"] = sorted(client.run(rss).values())
         result["stages"] = stages
+        probes = 1 + 2 * len(stages)
+        result["driver_probe_cpu_s"] = probes * probe_cpu
+        result["driver_probe_main_cpu_s"] = probes * probe_main
         result["load_average"] = [load0, os.getloadavg()[0]]
     result["driver_peak_rss_bytes"] = rss()
     result["timings"] = store.metadata.timings
@@ -250,11 +266,13 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
           target_rank: int | None = None) -> dict:
     """``T(N) = S(N) + max(P / N, IO / B)`` fitted to the measured runs and scaled to the TARGET movie (T, Y, X).
 
-    ``S(N)``, the driver's CPU seconds net of dask's idle housekeeping, is
-    serial: a part per task scheduled (the scheduler and the client, which live
-    in the driver process of a LocalCluster; :func:`task_count` for N workers),
-    a part per worker (heartbeats, fitted as the slope of the
-    driver's CPU over the runs with 1 to N workers), and the rest of its main
+    ``S(N)``, the driver's CPU seconds net of dask's idle housekeeping and of
+    this benchmark's probes (``driver_probe_cpu_s``), is serial: a part per
+    task scheduled (the scheduler and the client, which live in the driver
+    process of a LocalCluster; :func:`task_count` for N workers), a part per
+    worker (heartbeats, fitted as the slope of the driver's CPU over the runs
+    with 1 to N workers), the opening of the movie (``driver_open_cpu_s``: its
+    every page walked, which grows with the frames), and the rest of its main
     thread after the timed stages (:func:`finish_store`: the spatial factors'
     rounding, the manifest), which grows with the rank.  ``P``, the workers' CPU seconds, is split
     by the stage times: the fits (null and patches) grow with the pixels (the
@@ -287,18 +305,24 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
         ys = np.array([runs[str(n)]["driver_net_cpu_s"] for n in ns])
         slope = max(float(np.polyfit(xs, ys, 1)[0]), 0.0)
     t = one["timings"]
-    main_thread = one.get("driver_threads_cpu_s", {}).get("main", 0.0)
-    factors = max(main_thread - t.get("driver_cpu_thread_s", 0.0), 0.0)  # finish_store, after the timed part
+    # the benchmark's own probes (client.run at each stage's ends) are no work of the driver's (0 in older runs)
+    probes, probes_main = one.get("driver_probe_cpu_s", 0.0), one.get("driver_probe_main_cpu_s", 0.0)
+    driver_net = max(one["driver_net_cpu_s"] - probes, 0.0)
+    opening = one.get("driver_open_cpu_s", 0.0)  # the movie's pages walked: scales with the frames
+    main_thread = max(one.get("driver_threads_cpu_s", {}).get("main", 0.0) - probes_main, 0.0)
+    # finish_store, after the timed part
+    factors = max(main_thread - t.get("driver_cpu_thread_s", 0.0) - opening, 0.0)
     # Two readings of the driver's net CPU: all of it per task (an upper bound: it includes fixed costs such as
     # the store's creation and the broadcasts), or the measured CPU of a trivial task per task and the rest
     # fixed, growing with the rank (the broadcast components, the spatial factors).
-    upper_per_task = max(one["driver_net_cpu_s"] - factors - slope, 0.0) / measured_tasks
+    upper_per_task = max(driver_net - factors - opening - slope, 0.0) / measured_tasks
     per_task = min(one.get("driver_cpu_per_task_s", upper_per_task), upper_per_task)
-    fixed = max(one["driver_net_cpu_s"] - factors - slope - per_task * measured_tasks, 0.0)
+    fixed = max(driver_net - factors - opening - slope - per_task * measured_tasks, 0.0)
+    frame_ratio = target[0] / frames
 
     def serial(n, per_task=per_task, fixed=fixed):
         return (per_task * task_count(target, target_params, target_rank, n) + (factors + fixed) * rank_ratio
-                + slope * n)
+                + opening * frame_ratio + slope * n)
 
     def serial_upper(n):
         return serial(n, upper_per_task, 0.0)
@@ -322,7 +346,7 @@ def model(runs: dict, target=TARGET, bandwidths=(1e9, 10e9), counts=(1, 2, 4, 8,
     out = {"target_shape": list(target), "target_rank": target_rank, "serial_fixed_s": serial_fixed,
            "serial_per_worker_s": slope, "parallel_s": parallel, "driver_split_s": {
                "per_task": per_task, "per_task_upper": upper_per_task, "fixed": fixed, "per_worker": slope,
-               "factors": factors},
+               "factors": factors, "opening": opening, "benchmark_probes": probes},
            "scale_ratios": {"pixels": pixel_ratio, "bytes": byte_ratio, "rank": rank_ratio,
                             "rank_per_patch": per_patch_ratio}, "stage_shares": share,
            "tasks": {"measured": measured_tasks, **{f"target_{n}": task_count(target, target_params, target_rank, n)
@@ -376,7 +400,9 @@ def summarise(runs: dict, cores: int, target_rank: int | None = None) -> tuple[d
         return {}, None
     summary = {}
     for n, r in runs.items():
-        net_driver, net_workers = r["driver_net_cpu_s"], sum(r["worker_net_cpu_s"])
+        # net: less dask's idle housekeeping and this benchmark's own probes (client.run at each stage's ends)
+        net_driver = max(r["driver_net_cpu_s"] - r.get("driver_probe_cpu_s", 0.0), 0.0)
+        net_workers = sum(r["worker_net_cpu_s"])
         summary[n] = {"speedup_wall": one["wall_s"] / r["wall_s"],
                       "speedup_cpu_bound": one["cpu_bound_wall_s"] / r["cpu_bound_wall_s"],
                       "speedup_cpu_bound_net": cpu_bound_wall(one, cores, True) / cpu_bound_wall(r, cores, True),

@@ -5,6 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 
+def med_encode_reference(images: np.ndarray) -> np.ndarray:
+    """Median-edge-detector residuals (int64) of integer images (..., h, w), all pixels at once: each pixel less
+    the prediction from its left (a), upper (b) and upper-left (c) neighbours (0 outside)."""
+    img = np.asarray(images, np.int64)
+    a = np.zeros_like(img)
+    b = np.zeros_like(img)
+    c = np.zeros_like(img)
+    a[..., :, 1:] = img[..., :, :-1]
+    b[..., 1:, :] = img[..., :-1, :]
+    c[..., 1:, 1:] = img[..., :-1, :-1]
+    hi, lo = np.maximum(a, b), np.minimum(a, b)
+    return img - np.where(c >= hi, lo, np.where(c <= lo, hi, a + b - c))
+
+
 def med_decode_reference(residuals: np.ndarray) -> np.ndarray:
     """Integer images (..., h, w) from their median-edge-detector residuals, every image at once, pixel by pixel in
     raster order: each pixel is its residual plus the prediction from its decoded left (a), upper (b) and

@@ -29,7 +29,7 @@ from pmdcompress.formats.store_codes import (
     smoothed_mean_kept,
 )
 from pmdcompress.pipeline import compress as compress_module
-from reference_store import delta_decode_reference, med_decode_reference
+from reference_store import delta_decode_reference, med_decode_reference, med_encode_reference
 
 
 def test_zigzag_codes_round_trip_exactly_in_the_narrowest_unsigned_dtype():
@@ -53,8 +53,15 @@ def test_image_residuals_decode_exactly_and_match_the_numpy_twin():
     images = np.stack([smooth + rng.integers(-3, 4, smooth.shape), -smooth, rng.integers(-2**40, 2**40, smooth.shape),
                        np.zeros_like(smooth)])
     residuals = image_residuals(images)
+    np.testing.assert_array_equal(residuals, med_encode_reference(images))
     np.testing.assert_array_equal(images_from_residuals(residuals), images)
     np.testing.assert_array_equal(med_decode_reference(residuals), images)
+    # any leading axes and a non-contiguous view (the store passes its spatial columns transposed)
+    stack = rng.integers(-500, 500, (3, 2, 7, 5))
+    np.testing.assert_array_equal(image_residuals(stack), med_encode_reference(stack))
+    view = stack.reshape(6, 35).T.reshape(7, 5, 6).transpose(2, 0, 1)
+    np.testing.assert_array_equal(image_residuals(view), med_encode_reference(view))
+    np.testing.assert_array_equal(image_residuals(stack[0, 0, :1]), med_encode_reference(stack[0, 0, :1]))  # 1 row
     # the first row is predicted from the left, the first column from above
     np.testing.assert_array_equal(residuals[0, 0, 1:], np.diff(images[0, 0]))
     np.testing.assert_array_equal(residuals[0, 1:, 0], np.diff(images[0, :, 0]))
@@ -63,6 +70,7 @@ def test_image_residuals_decode_exactly_and_match_the_numpy_twin():
     assert np.abs(residuals[1]).max() < np.abs(images[1]).max() / 4
     assert len(blosc.encode(zigzag_encode(residuals[1]))) < len(blosc.encode(zigzag_encode(images[1])))
     assert images_from_residuals(np.zeros((0, 3, 4), np.int64)).shape == (0, 3, 4)
+    assert image_residuals(np.zeros((0, 3, 4), np.int64)).shape == (0, 3, 4)
 
 
 def test_delta_codes_round_trip_rows_and_refuse_what_32_bits_cannot_hold():

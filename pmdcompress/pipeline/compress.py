@@ -258,16 +258,19 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         else:
             log.info("%s: %.6g frames/s (%s)", movie.name, movie.frame_rate, movie.frame_rate_source)
         executor = Executor(workers, client)
+        source = None
         if output is not None:
-            # on a cluster a worker reads the sampled frames (the driver only decides and warns): the driver of
-            # a 2000 x 256 x 256 compression spent 0.1 of its 0.7 CPU-s reading them (bench_scaling.py)
-            sampled = executor.map(sample_frames, [movie])[0] if executor.distributed and movie.path else None
+            # On a cluster the movie goes to every worker once (it pickles as "reopen this file": opening walks
+            # every page, 0.35 CPU-s for 20000), and a worker reads the sampled frames from that copy: the driver
+            # only decides and warns (reading them was 0.1 of its 0.7 CPU-s on a 2000 x 256 x 256 movie).
+            source = executor.scatter(movie)
+            sampled = executor.map(sample_frames, [source])[0] if executor.distributed else None
             check_sampled_frames(movie, sampled)
         if output is None:
             return _run(movie, None, opts, solver, executor, progress, hash_input)
         check_store_fits(output, movie.shape, opts)
         with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
-            _run(movie, tmp, opts, solver, executor, progress, hash_input)
+            _run(movie, tmp, opts, solver, executor, progress, hash_input, source)
         return PMDStore(output)
     finally:
         if own_movie:
@@ -334,21 +337,22 @@ def _scratch_folder(path) -> Path:
     return folder
 
 
-def _run(movie: Movie, path, opts: CompressOptions, solver, executor: Executor, progress, hash_input):
+def _run(movie: Movie, path, opts: CompressOptions, solver, executor: Executor, progress, hash_input, source=None):
+    """``source``: the movie where the tasks read it (:meth:`Executor.scatter`), when compress has sent it already."""
     if path is None:  # an in-memory store: only this process's threads can fill it
-        executor = executor.local()
+        executor, source = executor.local(), None
     scratch = None if path is None else _scratch_folder(path)
     try:
-        return _run_stages(movie, path, opts, solver, executor, progress, hash_input, scratch)
+        return _run_stages(movie, path, opts, solver, executor, progress, hash_input, scratch, source)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run_stages(movie: Movie, path, opts: CompressOptions, solver, executor: Executor, progress, hash_input,
-                scratch):
+                scratch, source=None):
     t_start, cpu_start = time.perf_counter(), time.thread_time()
-    job = _plan(movie, opts, solver, executor, progress, scratch)
+    job = _plan(movie, opts, solver, executor, progress, scratch, source)
     hasher = _Hasher(movie.path if hash_input else None, executor.client)
     hasher.start()
     stats = _statistics_stage(job)
@@ -385,8 +389,9 @@ def _run_stages(movie: Movie, path, opts: CompressOptions, solver, executor: Exe
     return PMDStore(group) if path is None else None
 
 
-def _plan(movie: Movie, opts: CompressOptions, solver, executor: Executor, progress, scratch=None) -> _Job:
-    """Patches, fit frames and chunks of frames for MOVIE."""
+def _plan(movie: Movie, opts: CompressOptions, solver, executor: Executor, progress, scratch=None,
+          source=None) -> _Job:
+    """Patches, fit frames and chunks of frames for MOVIE (``source``: where the tasks read it, if sent already)."""
     n_frames, height, width = movie.shape
     tiling = Tiling.create((height, width), opts.patch_shape, opts.overlap)
     plan = plan_fit(n_frames, opts.fit_frames, opts.fit_bin)
@@ -395,8 +400,8 @@ def _plan(movie: Movie, opts: CompressOptions, solver, executor: Executor, progr
     # On a cluster the workers read their chunks themselves: the movie goes to each worker once
     # (it pickles as "reopen this file"); a task returns its sums and its rows of the fit buffer.
     return _Job(movie=movie, opts=opts, solver=solver, executor=executor, progress=progress, tiling=tiling,
-                plan=plan, chunk=chunk, chunks=_chunk_bounds(n_frames, chunk), source=executor.scatter(movie),
-                scratch=scratch)
+                plan=plan, chunk=chunk, chunks=_chunk_bounds(n_frames, chunk),
+                source=executor.scatter(movie) if source is None else source, scratch=scratch)
 
 
 def _statistics_stage(job: _Job) -> _Statistics:

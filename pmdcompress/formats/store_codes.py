@@ -65,57 +65,40 @@ def image_residuals(images: np.ndarray) -> np.ndarray:
     (the first row is so predicted from the left, the first column from above).  Exactly undone by
     :func:`images_from_residuals`.
     """
-    img = np.asarray(images, np.int64)
-    shape = img.shape
-    if img.ndim < 2 or img.size == 0:
-        return img.copy()
     # compiled: the numpy form (tests/reference_store.py med_encode_reference) made ten passes of int64
     # temporaries, 0.24 CPU-s of a cluster driver's finish_store on a 512 x 512 store of rank 4725
-    out = np.empty(shape, np.int64)
-    _med_encode(np.ascontiguousarray(img.reshape(-1, shape[-2], shape[-1])), out.reshape(-1, shape[-2], shape[-1]))
-    return out
-
-
-@jit
-def _med_encode(img, out):  # pragma: no cover - compiled (twin: tests/reference_store.py med_encode_reference)
-    n, h, w = img.shape
-    for k in range(n):
-        for y in range(h):
-            for x in range(w):
-                a = img[k, y, x - 1] if x > 0 else 0
-                b = img[k, y - 1, x] if y > 0 else 0
-                c = img[k, y - 1, x - 1] if x > 0 and y > 0 else 0
-                hi = a if a > b else b
-                lo = b if a > b else a
-                if c >= hi:
-                    p = lo
-                elif c <= lo:
-                    p = hi
-                else:
-                    p = a + b - c
-                out[k, y, x] = img[k, y, x] - p
+    return _med_images(images, decode=False)
 
 
 def images_from_residuals(residuals: np.ndarray) -> np.ndarray:
     """The integer images (int64) whose :func:`image_residuals` are ``residuals`` ``(..., h, w)``."""
-    r = np.asarray(residuals, np.int64)
-    shape = r.shape
-    if r.ndim < 2 or r.size == 0:
-        return r.copy()
+    return _med_images(residuals, decode=True)
+
+
+def _med_images(values, decode: bool) -> np.ndarray:
+    v = np.asarray(values, np.int64)
+    shape = v.shape
+    if v.ndim < 2 or v.size == 0:
+        return v.copy()
     out = np.empty(shape, np.int64)
-    _med_decode(np.ascontiguousarray(r.reshape(-1, shape[-2], shape[-1])), out.reshape(-1, shape[-2], shape[-1]))
+    _med_kernel(np.ascontiguousarray(v.reshape(-1, shape[-2], shape[-1])), out.reshape(-1, shape[-2], shape[-1]),
+                decode)
     return out
 
 
 @jit
-def _med_decode(r, out):  # pragma: no cover - compiled (twin: tests/reference.py med_decode_reference)
-    n, h, w = r.shape
+def _med_kernel(values, out, decode):  # pragma: no cover - compiled (twins: tests/reference_store.py med_*_reference)
+    # Encoding: out = values less the prediction from the values' neighbours.  Decoding: out = the residuals in
+    # values plus the prediction from the neighbours decoded before them (raster order).
+    n, h, w = values.shape
+    known = out if decode else values
+    sign = 1 if decode else -1
     for k in range(n):
         for y in range(h):
             for x in range(w):
-                a = out[k, y, x - 1] if x > 0 else 0
-                b = out[k, y - 1, x] if y > 0 else 0
-                c = out[k, y - 1, x - 1] if x > 0 and y > 0 else 0
+                a = known[k, y, x - 1] if x > 0 else 0
+                b = known[k, y - 1, x] if y > 0 else 0
+                c = known[k, y - 1, x - 1] if x > 0 and y > 0 else 0
                 hi = a if a > b else b
                 lo = b if a > b else a
                 if c >= hi:
@@ -124,7 +107,7 @@ def _med_decode(r, out):  # pragma: no cover - compiled (twin: tests/reference.p
                     p = hi
                 else:
                     p = a + b - c
-                out[k, y, x] = r[k, y, x] + p
+                out[k, y, x] = values[k, y, x] + sign * p
 
 
 def delta_codes(q: np.ndarray) -> np.ndarray:

@@ -260,9 +260,9 @@ def compress(source, output=None, *, frames=None, plane=None, channel=None, data
         executor = Executor(workers, client)
         source = None
         if output is not None:
-            # On a cluster the movie goes to every worker once (it pickles as "reopen this file": opening walks
-            # every page, 0.35 CPU-s for 20000), and a worker reads the sampled frames from that copy: the driver
-            # only decides and warns (reading them was 0.1 of its 0.7 CPU-s on a 2000 x 256 x 256 movie).
+            # On a cluster the movie goes to every worker once (it pickles as "reopen this file"), and a worker
+            # reads the sampled frames from that copy, not from a second opening of the file: the driver only
+            # decides and warns (reading them was 0.1 of its 0.7 CPU-s on a 2000 x 256 x 256 movie).
             source = executor.scatter(movie)
             sampled = executor.map(sample_frames, [source])[0] if executor.distributed else None
             check_sampled_frames(movie, sampled)

@@ -7,11 +7,15 @@ from hypothesis import strategies as st
 
 import reference_demix as ref
 from pmdcompress.demix.deconvolve import (
+    MIN_TRACES_FOR_RISE,
+    ar2_rise,
     deconvolve,
     estimate_baseline,
     estimate_decay,
+    estimate_rise,
     noise_sd,
     oasis_ar1,
+    oasis_ar2,
 )
 
 
@@ -84,3 +88,93 @@ def test_noise_sd_is_welchs_upper_band(t_len):
     y = np.cumsum(rng.standard_normal(t_len)) * 0.01 + 0.5 * rng.standard_normal(t_len)
     freq, pxx = signal.welch(y, nperseg=min(256, t_len))
     assert noise_sd(y) == pytest.approx(np.sqrt(pxx[freq > 0.25].mean() / 2), rel=1e-9)
+
+
+# --- AR(2): a rise that spans frames ---------------------------------------------------------------------------
+
+
+def _ar2_traces(n, t_len, d, r, rate, sn, seed):
+    """Rows of ``(1 - d B)(1 - r B) c = s`` with Poisson spikes ``s``, plus white noise of SD ``sn``."""
+    from scipy import signal
+
+    rng = np.random.default_rng(seed)
+    spikes = rng.poisson(rate, (n, t_len)).astype(np.float64)
+    c = signal.lfilter([1.0], [1.0, -(d + r), d * r], spikes, axis=1)
+    return spikes, c, c + sn * rng.standard_normal((n, t_len))
+
+
+def _exact_acov(h, noise_var, lags):
+    """Autocovariance of ``h * s + noise`` for white ``s`` of unit variance (lags 0..lags)."""
+    acov = np.array([h[: h.size - k] @ h[k:] for k in range(lags + 1)])
+    acov[0] += noise_var
+    return acov
+
+
+@pytest.mark.parametrize("d, r", [(0.95, 0.5), (0.9, 0.2), (0.98, 0.7)])
+def test_ar2_rise_is_exact_on_an_exact_autocovariance(d, r):
+    k = np.arange(4000)
+    h = (d ** (k + 1) - r ** (k + 1)) / (d - r)  # impulse response of the AR(2) rise-and-decay model
+    assert ar2_rise(_exact_acov(h, noise_var=3.0, lags=8)) == pytest.approx(r, abs=1e-8)
+
+
+def test_ar2_rise_refuses_a_double_decay_and_a_single_one():
+    k = np.arange(4000)
+    double = 0.7 * 0.95**k + 0.3 * 0.5**k  # a slow and a fast decay: same roots as a rise, other sign
+    assert ar2_rise(_exact_acov(double, noise_var=1.0, lags=8)) == 0.0
+    assert ar2_rise(_exact_acov(0.95**k, noise_var=1.0, lags=8)) == 0.0
+    assert ar2_rise(np.ones(4)) == 0.0  # too few lags
+
+
+def test_estimate_rise_needs_two_thirds_of_the_traces_and_enough_of_them():
+    k = np.arange(4000)
+    rise = _exact_acov((0.95 ** (k + 1) - 0.5 ** (k + 1)) / 0.45, 1.0, 8)
+    flat = _exact_acov(0.95**k, 1.0, 8)
+    assert estimate_rise([rise] * 4 + [flat] * 2) == pytest.approx(0.5, abs=1e-8)
+    assert estimate_rise([rise] * 3 + [flat] * 2) == 0.0  # fewer than two thirds
+    assert estimate_rise([rise] * (MIN_TRACES_FOR_RISE - 1)) == 0.0
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.integers(5, 200), st.floats(0.3, 0.97), st.floats(0.05, 0.6), st.integers(0, 10**6))
+def test_oasis_ar2_recovers_noiseless_spikes(t_len, d, r_frac, seed):
+    r = r_frac * d
+    spikes, c, _ = _ar2_traces(1, t_len, d, r, 0.2, 0.0, seed)
+    c_fit, s_fit = oasis_ar2(c[0], d, r, 0.0)
+    np.testing.assert_allclose(s_fit, spikes[0], atol=1e-8 * (1 + spikes.max()))
+    np.testing.assert_allclose(c_fit, c[0], atol=1e-8 * (1 + c.max()))
+
+
+def test_oasis_ar2_without_a_rise_is_oasis_ar1():
+    _, _, y = _ar1_trace(500, 0.9, 0.1, 0.3, seed=4)
+    for a, b in zip(oasis_ar2(y, 0.9, 0.0, 0.2), oasis_ar1(y, 0.9, 0.2), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_deconvolve_finds_the_rise_and_places_spikes_better_than_ar1():
+    fs, tau, tau_rise = 30.0, 0.7, 0.05
+    d, r = np.exp(-1 / (tau * fs)), np.exp(-1 / (tau_rise * fs))
+    spikes, c, y = _ar2_traces(20, 3000, d, r, 0.02, 0.1, seed=6)
+    s2, denoised, p = deconvolve(y + 2.0, fs)
+    s1, denoised1, p1 = deconvolve(y + 2.0, fs, rise=0.0)
+    assert np.all(p["rise_g"] == p["rise_g"][0]) and p["tau_rise_s"][0] == pytest.approx(tau_rise, rel=0.2)
+    assert np.median(p["tau_s"]) == pytest.approx(tau, rel=0.1)
+    assert np.all(p1["rise_g"] == 0) and np.all(p1["tau_rise_s"] == 0)
+
+    def median_r(s):
+        bins = lambda x: x[:, : x.shape[1] // 2 * 2].reshape(x.shape[0], -1, 2).sum(axis=2)  # noqa: E731
+        return np.median([np.corrcoef(a, b)[0, 1] for a, b in zip(bins(s), bins(spikes), strict=True)])
+
+    assert median_r(s2) > median_r(s1) + 0.1  # AR(1) splits each rise over two bins
+    # The fitted calcium is closer to the truth too (both carry the baseline estimate's offset on such busy traces).
+    assert np.sqrt(np.mean((denoised - c - 2.0) ** 2)) < 0.9 * np.sqrt(np.mean((denoised1 - c - 2.0) ** 2))
+
+
+def test_deconvolve_keeps_ar1_where_traces_show_no_rise():
+    rows = [_ar1_trace(2000, 0.95, 0.03, 0.2, seed=10 + i)[2] for i in range(12)]
+    s, c, p = deconvolve(np.array(rows), 30.0)
+    s1, c1, _ = deconvolve(np.array(rows), 30.0, rise=0.0)
+    assert np.all(p["rise_g"] == 0)
+    np.testing.assert_array_equal(s, s1)
+    np.testing.assert_array_equal(c, c1)
+    with pytest.raises(ValueError, match="rise"):
+        deconvolve(np.array(rows), 30.0, rise=1.0)

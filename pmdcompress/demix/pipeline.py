@@ -1658,6 +1658,8 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
     if spikes is not None:
         met["tau_s"] = ar["tau_s"]
         met["decay_g"] = ar["g"]
+        met["tau_rise_s"] = ar["tau_rise_s"]
+        met["rise_g"] = ar["rise_g"]
     images = {"mean": fac.mean, "correlation": model.correlation_image}
     if model.residual_correlation_image is not None:
         images["residual_correlation"] = model.residual_correlation_image
@@ -1687,9 +1689,12 @@ def to_result(model: Model, fac: Factors, opts: DemixOptions, store):
                 "window_frames": window, "floor": "0.1 * local static background",
                 "formula": "(raw - baseline) / max(baseline, floor)"},
         "units": {"footprints": "peak 1", "traces": "input units at the footprint's peak pixel",
-                  "spikes": "jumps of the AR(1) calcium fit to raw_traces - baseline, units of raw_traces"},
-        "spikes": ({"method": "OASIS AR(1), spikes 0 or >= s_min; decay, noise and offset estimated per trace",
-                    "s_min": "1.0 * noise SD * sqrt(1 - g^2)"} if spikes is not None else None),
+                  "spikes": "inputs s of the AR calcium model fit to raw_traces - baseline (with AR(1) the jumps "
+                            "of the fit), units of raw_traces"},
+        "spikes": ({"method": "OASIS, AR(2) (1 - g B)(1 - r B) c = s where most traces show a rise (the rise r "
+                              "shared: metrics rise_g, tau_rise_s), else AR(1) (r = 0); spikes 0 or >= s_min; decay, "
+                              "noise and offset estimated per trace",
+                    "s_min": "1.0 * noise SD * sqrt(1 + r^2) * sqrt(1 - g^2)"} if spikes is not None else None),
         "metrics": sorted(met),
         "images": sorted(images),
         "timings": model.timings,

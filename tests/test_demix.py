@@ -375,6 +375,9 @@ def test_cli_demix_and_evaluate(sim, tmp_path):
     out = tmp_path / "cli.demix.zarr"
     r = runner.invoke(_group(), ["demix", str(sim["root"] / "small.pmd.zarr"), "-o", str(out)])
     assert r.exit_code == 0, r.output  # the frame rate comes from the store
+    # 30 Hz with a 50 ms rise: the line names the AR(2) model and the rise the result records.
+    rise_ms = 1000 * dm.open_demix(out).metrics["tau_rise_s"][0]
+    assert 0 < rise_ms and f"(30 Hz), spikes AR(2), rise {rise_ms:.0f} ms, " in r.output
     assert not list(tmp_path.glob("*.png"))  # figures only with --figures
     r = runner.invoke(_group(), ["evaluate", str(out), "--truth", str(sim["movie"])])
     assert r.exit_code == 0, r.output

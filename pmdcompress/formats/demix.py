@@ -10,8 +10,10 @@ array                                 shape         meaning
 ``raw_traces``                        (n, T)        F: fluorescence at the footprint's peak, background removed
 ``baseline``                          (n, T)        running low percentile of F (dF/F's F0)
 ``dff``                               (n, T)        (F - F0) / max(F0, floor)
-``spikes``                            (n, T)        inferred spikes S (AR(1) deconvolution of F - F0, units of
-                                                    F); calcium only, absent for voltage; version 2 on
+``spikes``                            (n, T)        inferred spikes S (AR(1) or AR(2) deconvolution of F - F0,
+                                                    units of F; the metrics ``rise_g``, ``tau_rise_s`` say
+                                                    which, since session 17, 0 for AR(1)); calcium only,
+                                                    absent for voltage; version 2 on
 ``centers``                           (n, 2)        weighted centroids (y, x)
 ``labels``                            (Y, X)        label image of the masks (0: none; 1 + index of the
                                                     strongest footprint at the pixel)

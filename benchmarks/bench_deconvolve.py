@@ -46,7 +46,7 @@ np.save(sys.argv[2], out)
 
 # name: (frame rate, frames per scoring bin, simulate_movie keywords).  At 30 Hz: the default regime,
 # GCaMP6s-like slow decay, a dim one (bins of 2 frames, the target's measure); at 7 Hz (neurofinder-like,
-# bins of 1 frame): GCaMP6s-like decay.
+# bins of 1 frame): GCaMP6s-like decay; the real-rank regime at 30 Hz (session 17).
 MOVIES = {
     "default": (30.0, 2, dict(n_frames=3000, shape=(128, 128), n_neurons=30, photons=2.0, seed=11)),
     "slow": (30.0, 2, dict(n_frames=3000, shape=(128, 128), n_neurons=30, photons=2.0, seed=12,
@@ -54,6 +54,8 @@ MOVIES = {
     "dim": (30.0, 2, dict(n_frames=3000, shape=(128, 128), n_neurons=30, photons=0.7, seed=13)),
     "7hz_gcamp6s": (7.0, 1, dict(n_frames=1200, shape=(128, 128), n_neurons=30, photons=1.0, seed=14,
                                  regime={"tau_decay_s": (1.0, 2.0)})),
+    # The real-rank regime (neuropil, dendrites, dense somata) at 30 Hz: the rise must show through all that.
+    "2p_real_30hz": (30.0, 2, dict(n_frames=3000, shape=(128, 128), seed=15, kind="2p-real")),
 }
 
 
@@ -120,9 +122,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--oasis-python", default="/work/peers/oasis-venv/bin/python")
     parser.add_argument("--out", default=str(HERE / "results" / "deconvolve.json"))
+    parser.add_argument("--movies", default=",".join(MOVIES), help="Comma-separated names (default: all).")
     args = parser.parse_args()
     results = {"movies": {}}
-    for name, (fs, k, kw) in MOVIES.items():
+    for name in args.movies.split(","):
+        fs, k, kw = MOVIES[name]
         r = run_movie(name, fs, k, kw, args.oasis_python)
         results["movies"][name] = r
         print(f"{name:11s} {r['n_matched']:3d} cells | pmd spikes r {r['pmd_spikes']['median_r']:.3f} "

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pmdcompress"
 # report and demix are peers that do not import each other; simulate (a side package) is above them so that
 # nothing of the core can import it.
 LAYERS = [
-    {"_numba", "errors", "options", "parallel", "progress", "formats"},
+    {"_numba", "_version", "errors", "options", "parallel", "progress", "formats"},
     {"io"},
     {"preprocess"},
     {"tiling"},
@@ -57,6 +57,14 @@ def _layer(module: str) -> str | None:
     return parts[1] if len(parts) > 1 and parts[1] in RANK else None
 
 
+def _from_the_root(module: str) -> bool:
+    """Whether ``module`` (``pmdcompress.NAME``) names something of the root ``__init__``, not a module of its own."""
+    parts = module.split(".")
+    if len(parts) != 2 or parts[0] != "pmdcompress":
+        return False
+    return not ((PACKAGE / f"{parts[1]}.py").exists() or (PACKAGE / parts[1]).is_dir())
+
+
 def test_imports_point_down_the_data_flow():
     against = []
     for path, name, package in _modules():
@@ -65,6 +73,10 @@ def test_imports_point_down_the_data_flow():
             continue
         for line, target in _imports(ast.parse(path.read_text()), package):
             other = _layer(target)
+            if _from_the_root(target):
+                # A name of the package root (which re-exports the pipeline): the top of the flow.
+                against.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {mine} imports {target} from the root")
+                continue
             if other is None or other == mine or (mine in BASE and other in BASE):
                 continue
             if RANK[other] >= RANK[mine]:
@@ -94,6 +106,11 @@ def test_the_layout_check_sees_an_import_against_the_flow():
     targets = [t for _, t in _imports(tree, "pmdcompress.store")]
     assert targets == ["pmdcompress.pipeline.compress"]
     assert RANK[_layer(targets[0])] > RANK["store"]
+    # And a name taken from the package root (which loads the pipeline), but not a module of the package.
+    [(_, target)] = _imports(ast.parse("from .. import __version__\n"), "pmdcompress.report")
+    assert _from_the_root(target)
+    [(_, target)] = _imports(ast.parse("from .. import checkpoints\n"), "pmdcompress.pipeline")
+    assert not _from_the_root(target)
 
 
 def test_every_public_name_is_listed_and_loads():

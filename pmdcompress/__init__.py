@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ._version import __version__
+from ._package_version import __version__
 
 _EXPORTS = {
     "CompressOptions": ".options",

@@ -21,7 +21,7 @@ import traceback
 
 import click
 
-from .._version import __version__
+from .._package_version import __version__
 from ..errors import PMDError, Terminated
 from ..io.atomic import user_error
 from .common import STDERR_LOG as _STDERR

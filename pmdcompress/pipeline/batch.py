@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import checkpoints
-from .._version import __version__
+from .._package_version import __version__
 from ..errors import BatchError, InputError, OptionError, PMDError, StoreFormatError, Terminated
 from ..formats.batch_status import BATCH_STATUS, json_default, write_status
 from ..formats.batch_status import read_status as formats_read_status

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .._version import __version__
+from .._package_version import __version__
 from ..errors import InputError
 from ..formats.store import (
     QUANTIZED_DTYPE,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._version import __version__
+from .._package_version import __version__
 from ..errors import InputError, MissingDependencyError, OptionError
 from ..io.atomic import atomic_output, check_output_path, output_lock
 from ..options import DemixOptions, positive_float

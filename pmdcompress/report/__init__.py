@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._version import __version__
+from .._package_version import __version__
 from ..errors import InputError
 from ..formats.report import REPORT
 from ..io.readers import Movie, open_movie

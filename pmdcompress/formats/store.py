@@ -610,7 +610,7 @@ def open_group(path) -> zarr.Group:
     where = str(path)
     try:
         return zarr.open_group(where, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+    except FileNotFoundError as exc:  # zarr 3.0's own, or 3.1's GroupNotFoundError (a subclass; 3.0 has no such name)
         if not Path(path).exists():
             raise StoreFormatError(f"{where}: no such store") from exc
         if Path(path).is_file():  # a movie given where a store goes, most often

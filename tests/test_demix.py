@@ -194,6 +194,13 @@ def test_other_kinds_run(sim, tmp_path, kind):
     assert res.metadata["kind"] == kind and res.n_components > 0
     if kind == "voltage":
         assert res.traces.min() < 0  # signed traces
+    # These kinds turn shape tests off (limits of +-inf): the attributes stay strict JSON, the limits null.
+    def no_constants(name):
+        raise AssertionError(f"non-standard JSON constant {name} in zarr.json")
+
+    attrs = json.loads((tmp_path / f"{kind}.demix.zarr" / "zarr.json").read_text(), parse_constant=no_constants)
+    params = attrs["attributes"]["pmdcompress-demix"]["parameters"]
+    assert params["max_elongation"] is None and params["min_mean_contrast"] is None
 
 
 def test_voltage_kind_seeds_on_spikes_and_keeps_calcium_defaults():

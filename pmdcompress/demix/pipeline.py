@@ -1592,7 +1592,18 @@ def _nucleus_footprints(mean, fp: Footprints, opts: DemixOptions, box, *, bounds
 
 
 def options_dict(opts: DemixOptions) -> dict:
-    return asdict(opts)
+    """The resolved options as a JSON record; a limit that is off (+-inf, the 1p and voltage kinds' shape tests) is
+    written as null: strict JSON has no infinity (zarr 3.1.0 refuses it, later versions write a non-standard
+    ``Infinity`` that JSON readers outside Python reject)."""
+
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        return value
+
+    return {key: finite(value) for key, value in asdict(opts).items()}
 
 
 def _static_background(mean, fp: Footprints, opts: DemixOptions) -> np.ndarray:

@@ -388,7 +388,9 @@ def _create(group, name, data, where, checked=True):
     if data.dtype.kind == "f" and not np.isfinite(data).all():
         raise StoreFormatError(f"{where}: refusing to write non-finite values into '{name}'")
     with compact_json():
-        group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,),
+        # One chunk; an empty axis still gets a chunk of 1 (zarr 3.4 refuses a chunk of 0, which 3.1 took).
+        chunks = tuple(max(n, 1) for n in data.shape) or (1,)
+        group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
                            compressors=CHECKED_COMPRESSORS if checked else COMPRESSORS,
                            config=_ARRAY_CONFIG)[...] = data
 

@@ -672,7 +672,8 @@ def test_evaluate_reads_nwb_masks(sim, tmp_path):
     nwb = pynwb.NWBFile(session_description="t", identifier="t",
                         session_start_time=__import__("datetime").datetime.now(__import__("datetime").UTC))
     dev = nwb.create_device(name="d")
-    plane = nwb.create_imaging_plane(name="p", optical_channel=pynwb.ophys.OpticalChannel("c", "c", 500.0),
+    channel = pynwb.ophys.OpticalChannel(name="c", description="c", emission_lambda=500.0)
+    plane = nwb.create_imaging_plane(name="p", optical_channel=channel,
                                      description="p", device=dev, excitation_lambda=900.0, imaging_rate=30.0,
                                      indicator="g", location="l")
     ps = nwb.create_processing_module("ophys", "o").add(pynwb.ophys.ImageSegmentation()) or None

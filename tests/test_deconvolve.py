@@ -144,6 +144,19 @@ def test_oasis_ar2_recovers_noiseless_spikes(t_len, d, r_frac, seed):
     np.testing.assert_allclose(c_fit, c[0], atol=1e-8 * (1 + c.max()))
 
 
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.integers(1, 300), st.floats(0.0, 0.99), st.integers(0, 10**6))
+def test_ar1_filter_kernel_is_lfilter(t_len, r, seed):
+    from scipy import signal
+
+    from pmdcompress.demix.deconvolve import _ar1_filter_kernel
+
+    z = np.random.default_rng(seed).standard_normal(t_len)
+    out = np.empty_like(z)
+    _ar1_filter_kernel(z, r, out)
+    np.testing.assert_allclose(out, signal.lfilter([1.0], [1.0, -r], z), rtol=1e-12, atol=1e-12)
+
+
 def test_oasis_ar2_without_a_rise_is_oasis_ar1():
     _, _, y = _ar1_trace(500, 0.9, 0.1, 0.3, seed=4)
     for a, b in zip(oasis_ar2(y, 0.9, 0.0, 0.2), oasis_ar1(y, 0.9, 0.2), strict=True):

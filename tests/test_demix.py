@@ -168,6 +168,16 @@ def test_suite2p_export_round_trip(sim):
         assert s["npix"] == pix.size and len(s["lam"]) == pix.size
 
 
+def test_spike_model_names_ar1_where_no_rise_was_found_or_recorded(sim):
+    import dataclasses
+
+    res = sim["result"]
+    no_rise = {**res.metrics, "rise_g": np.zeros(res.n_components), "tau_rise_s": np.zeros(res.n_components)}
+    assert dataclasses.replace(res, metrics=no_rise).spike_model == "AR(1)"
+    older = {k: v for k, v in res.metrics.items() if k not in ("rise_g", "tau_rise_s")}  # written before session 17
+    assert dataclasses.replace(res, metrics=older).spike_model == "AR(1)"
+
+
 def test_nwb_export_round_trip(sim, tmp_path):
     pynwb = pytest.importorskip("pynwb")
     from pmdcompress.demix.export import nwb_image_masks, write_nwb
@@ -186,6 +196,10 @@ def test_nwb_export_round_trip(sim, tmp_path):
         np.testing.assert_allclose(rrs.data[:], res.raw_traces.T, rtol=1e-6)
         assert ophys["DfOverF"]["RoiResponseSeries"].data.shape == (res.n_frames, res.n_components)
         np.testing.assert_array_equal(ophys["Fluorescence"]["Deconvolved"].data[:], res.spikes.T)
+        # The series says which model made it: this 30 Hz simulation's rise spans frames.
+        rise_ms = 1000 * res.metrics["tau_rise_s"][0]
+        assert res.spike_model == f"AR(2), rise {rise_ms:.0f} ms" and rise_ms > 0
+        assert f"OASIS {res.spike_model}," in ophys["Fluorescence"]["Deconvolved"].description
 
 
 @pytest.mark.parametrize("kind", ["voltage", "1p"])
@@ -194,6 +208,7 @@ def test_other_kinds_run(sim, tmp_path, kind):
     assert res.metadata["kind"] == kind and res.n_components > 0
     if kind == "voltage":
         assert res.traces.min() < 0  # signed traces
+        assert res.spikes is None and res.spike_model is None  # no spike model for voltage
     # These kinds turn shape tests off (limits of +-inf): the attributes stay strict JSON, the limits null.
     def no_constants(name):
         raise AssertionError(f"non-standard JSON constant {name} in zarr.json")

@@ -8,7 +8,6 @@ imports happen inside the commands so that ``pmd --help`` stays fast.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
@@ -65,14 +64,8 @@ def demix_command(ctx, store, output, kind, fs, export, nwb_metadata, cell_radiu
 
 def _spike_model(result) -> str:
     """``"spikes AR(2), rise 96 ms, "``, ``"spikes AR(1), "``, or nothing where no spikes were inferred."""
-    if result.spikes is None or not result.n_components:
-        return ""
-    rise = result.metrics.get("rise_g")
-    if rise is None or not rise[0] > 0:  # version-2 files before the rise was recorded are AR(1)
-        return "spikes AR(1), "
-    tau = result.metrics.get("tau_rise_s")
-    when = f", rise {1000 * float(tau[0]):.0f} ms" if tau is not None and math.isfinite(float(tau[0])) else ""
-    return f"spikes AR(2){when}, "
+    model = result.spike_model
+    return f"spikes {model}, " if model else ""
 
 
 @click.command("evaluate")

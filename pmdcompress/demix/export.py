@@ -315,7 +315,8 @@ def write_nwb(result, path, *, metadata=None, identifier=None) -> None:
     series(fl, "Neuropil", _background_on_rois(result), "background (static + fluctuating) under each footprint")
     spikes = getattr(result, "spikes", None)
     if spikes is not None:
-        series(fl, "Deconvolved", np.asarray(spikes), "deconvolved activity")
+        series(fl, "Deconvolved", np.asarray(spikes),
+               f"deconvolved activity: OASIS {result.spike_model}, decay per ROI; units of RoiResponseSeries")
     series(df, "RoiResponseSeries", result.dff, "dF/F: (raw - baseline) / baseline", unit="n.a.")
     module.add(Images(name="SegmentationImages", description="mean and local-correlation images [x, y]", images=[
         GrayscaleImage(name="mean", data=result.images["mean"].astype(np.float32).T,

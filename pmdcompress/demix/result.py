@@ -85,6 +85,19 @@ class DemixResult:
         fs = self.metadata.get("fs")
         return None if fs is None else float(fs)
 
+    @property
+    def spike_model(self) -> str | None:
+        """``"AR(2), rise 96 ms"`` (or without the rise where the frame rate is unknown), ``"AR(1)"``, or None where
+        no spikes were inferred (voltage, no components).  Results written before the rise was recorded are AR(1)."""
+        if self.spikes is None or not self.n_components:
+            return None
+        rise = self.metrics.get("rise_g")
+        if rise is None or not float(rise[0]) > 0:
+            return "AR(1)"
+        tau = self.metrics.get("tau_rise_s")
+        tau = float(tau[0]) if tau is not None else float("nan")
+        return f"AR(2), rise {1000 * tau:.0f} ms" if np.isfinite(tau) else "AR(2)"
+
     def footprint_images(self) -> np.ndarray:
         """Dense footprints, shape (n, Y, X), float32."""
         return np.asarray(self.footprints.T.toarray(), np.float32).reshape(self.n_components, *self.dims)

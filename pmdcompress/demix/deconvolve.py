@@ -201,16 +201,15 @@ def estimate_decay(y, sn: float, *, max_lag: int = 8, g_max: float = 0.995, firs
     fewer than two lags are positive.  Clipped to [0.001, ``g_max``].
     """
     y = np.asarray(y, np.float64)
-    d = y - y.mean()
-    t_len = d.size
     lags = np.arange(first_lag, max(int(max_lag), first_lag) + 1)
-    acov = np.array([d[: t_len - k] @ d[k:] / t_len if k < t_len else 0.0 for k in lags])
+    every = autocovariance(y, int(lags[-1]))
+    acov = every[first_lag:]
     positive = acov > 0
     m = int(np.argmin(positive)) if not positive.all() else positive.size
     if m < 2:
         if first_lag != 1:
             return estimate_decay(y, sn, max_lag=max_lag, g_max=g_max)
-        lag0 = d @ d / t_len - sn * sn
+        lag0 = every[0] - sn * sn
         g = acov[0] / lag0 if acov[0] > 0 and lag0 > 0 else 1e-3
         return float(np.clip(g, 1e-3, g_max))
     slope = np.polyfit(lags[:m], np.log(acov[:m]), 1)[0]
@@ -277,13 +276,10 @@ def deconvolve(traces, fs: float | None, *, s_min_factor: float = 1.0, g=None, m
     denoised = np.zeros((n, t_len), np.float32)
     params = {k: np.zeros(n) for k in ("g", "tau_s", "rise_g", "tau_rise_s", "noise_sd", "baseline", "s_min")}
     gs = np.broadcast_to(np.asarray(g, np.float64), (n,)) if g is not None else None
-    usable = [
-        i for i in range(n)
-        if np.all(np.isfinite(traces[i])) and t_len >= 4 and np.ptp(traces[i]) != 0
-    ]
-    usable_set = set(usable)
+    usable = [t_len >= 4 and bool(np.all(np.isfinite(y))) and np.ptp(y) != 0 for y in traces]
     if rise is None:
-        r = estimate_rise([autocovariance(traces[i], lag) for i in usable]) if t_len > lag else 0.0
+        rows = traces[np.asarray(usable, bool)]
+        r = estimate_rise([autocovariance(y, lag) for y in rows]) if t_len > lag else 0.0
     else:
         r = float(rise)
         if not 0.0 <= r < 1.0:
@@ -291,7 +287,7 @@ def deconvolve(traces, fs: float | None, *, s_min_factor: float = 1.0, g=None, m
     tau_rise = (-1.0 / (fs * np.log(r)) if r > 0 else 0.0) if fs is not None else np.nan
     for i in range(n):
         y = traces[i]
-        if i not in usable_set:
+        if not usable[i]:
             params["baseline"][i] = float(np.nanmedian(y)) if t_len else 0.0
             denoised[i] = params["baseline"][i]
             continue

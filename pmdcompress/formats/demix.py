@@ -47,7 +47,7 @@ from zarr.core.sync import sync
 
 from ..errors import StoreFormatError
 from ._version import FormatId, read_version
-from .store import COMPRESSORS, read_array
+from .store import COMPRESSORS, read_array, single_chunk
 
 # Version 2 adds ``spikes`` (and the metrics ``tau_s``, ``decay_g``); version 1 files read with spikes None.
 DEMIX = FormatId("pmdcompress-demix", 2, (1, 2), "demix result")
@@ -128,10 +128,10 @@ async def _write_group(path: str, groups: list[str], arrays: dict, attrs) -> Non
     async def put(key, source, dtype):
         parent, _, name = key.rpartition("/")
         data = np.ascontiguousarray(np.asarray(source), dtype=dtype)
-        chunks = data.shape if data.size else tuple(max(s, 1) for s in data.shape)
+        chunks = single_chunk(data.shape)
         if data.ndim == 2 and data.shape[1] > 4096 and data.shape[0] < data.shape[1]:
             chunks = (max(data.shape[0], 1), 4096)
-        arr = await opened[parent].create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks or (1,),
+        arr = await opened[parent].create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
                                                 compressors=COMPRESSORS)
         if data.size:
             await arr.setitem(..., data)

@@ -119,6 +119,12 @@ CHECKED_COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"), Cr
 # Write every chunk, even one equal to the fill value, so that the manifest can require them all.
 _ARRAY_CONFIG = {"write_empty_chunks": True}
 
+
+def single_chunk(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunks that hold a whole array of ``shape`` in one: an empty axis still gets 1 (zarr 3.4 refuses a chunk of
+    0, which 3.1 took), a 0-d array ``(1,)``."""
+    return tuple(max(n, 1) for n in shape) or (1,)
+
 _warned_v1: set[str] = set()
 
 
@@ -388,9 +394,7 @@ def _create(group, name, data, where, checked=True):
     if data.dtype.kind == "f" and not np.isfinite(data).all():
         raise StoreFormatError(f"{where}: refusing to write non-finite values into '{name}'")
     with compact_json():
-        # One chunk; an empty axis still gets a chunk of 1 (zarr 3.4 refuses a chunk of 0, which 3.1 took).
-        chunks = tuple(max(n, 1) for n in data.shape) or (1,)
-        group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
+        group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=single_chunk(data.shape),
                            compressors=CHECKED_COMPRESSORS if checked else COMPRESSORS,
                            config=_ARRAY_CONFIG)[...] = data
 

@@ -1,6 +1,7 @@
 """The pmd command: round trips and every bad-input path (exit code 2, one line)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import tifffile
 from click.testing import CliRunner
 
 import pmdcompress
+import pmdcompress.cli.app as app
 from conftest import blobs_movie, shared_movie
 from pmdcompress.cli import main
 
@@ -283,6 +285,47 @@ def test_store_commands_import_no_optional_package(movie_tif, store_path, tmp_pa
     caiman = packages_imported_by("-q", "demix", store_path, "-o", tmp_path / "c.demix.zarr", "--fs", "10",
                                   "--export", "caiman")
     assert caiman & OPTIONAL_PACKAGES == {"h5py"}
+
+
+_BLAS_POOLS_AFTER_PMD = """
+import json, os, sys
+from pmdcompress.cli import main
+try:
+    main(["info", "--help"])
+except SystemExit:
+    pass
+import numpy  # noqa: F401 - loads the BLAS library and its pool
+from threadpoolctl import threadpool_info
+print(json.dumps({"env": {name: os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
+                  "pools": [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]}))
+"""
+
+
+def _blas_pools_after_pmd(**env_overrides) -> dict:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(pmdcompress.__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if k not in app.LIBRARY_THREAD_VARIABLES}
+    env.update(PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]), **env_overrides)
+    proc = subprocess.run([sys.executable, "-c", _BLAS_POOLS_AFTER_PMD], capture_output=True, text=True, env=env,
+                          check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_pmd_sizes_blas_pools_to_one_thread_unless_the_user_did(monkeypatch):
+    """A fresh pmd process starts BLAS with one thread (pmd's own workers are the parallelism; a pool per core only
+    spins); a size the user chose is kept; a caller that loaded numpy first keeps its environment untouched."""
+    fresh = _blas_pools_after_pmd()
+    assert fresh["env"] == {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    assert fresh["pools"] and set(fresh["pools"]) == {1}
+    chosen = _blas_pools_after_pmd(OPENBLAS_NUM_THREADS="2")
+    assert chosen["env"]["OPENBLAS_NUM_THREADS"] == "2" and chosen["env"]["OMP_NUM_THREADS"] == "1"
+    for name in app.LIBRARY_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    app._one_library_thread()  # numpy is loaded in this process: too late to size its pools, so nothing is set
+    assert not any(name in os.environ for name in app.LIBRARY_THREAD_VARIABLES)
 
 
 def test_out_of_memory_is_the_users_problem_exit_2_one_line(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -142,6 +143,25 @@ def _skip_exit_collection() -> None:
 
 _EXIT_COLLECTION_SKIPPED = False
 
+#: The BLAS and OpenMP libraries' own thread pools. pmd runs its work on its own threads (``--workers``) and each
+#: of them calls BLAS on one thread (:func:`pmdcompress.parallel.blas_threads`), so a pool of one thread per core
+#: only costs: OpenBLAS starts it when numpy loads and its threads spin on every core for a while after each call
+#: (0.2-0.4 CPU-s of a neurofinder_dev compression on 2 cores, more with more cores; stores equal either way).
+LIBRARY_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def _one_library_thread() -> None:
+    """In a fresh ``pmd`` process, size the BLAS/OpenMP pools to one thread where the user has not sized them.
+
+    Only before numpy loads (the pools read these variables once, when their library loads): a caller that has
+    imported numpy already (a script, the tests' in-process runner) keeps its pools as they are.  Child
+    processes (a local cluster's workers, ``pmd batch``'s) inherit the same.
+    """
+    if "numpy" in sys.modules:
+        return
+    for name in LIBRARY_THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+
 
 def _verbose(ctx) -> int:
     return (ctx.obj or {}).get("verbose", 0)
@@ -156,6 +176,7 @@ def main(ctx, verbose, quiet):
     """Compress, denoise and demix functional imaging movies with penalized matrix decomposition."""
     ctx.ensure_object(dict)
     ctx.obj.update(verbose=verbose, quiet=quiet)
+    _one_library_thread()
     _skip_exit_collection()
     level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
     if quiet:

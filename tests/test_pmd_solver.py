@@ -97,15 +97,32 @@ def test_pmd_warm_starts_keep_the_same_components(low_snr):
     assert cosines.min() > 0.95, cosines
 
 
+def _host_has_fma() -> bool:
+    from llvmlite import binding
+
+    return bool(binding.get_host_cpu_features().get("fma", False))
+
+
 def test_deflation_is_the_rank_one_update_in_place():
     rng = np.random.default_rng(2)
-    residual = rng.standard_normal((30, 20)).astype(np.float32)
-    v, u = rng.standard_normal(30).astype(np.float32), rng.standard_normal(20).astype(np.float32)
-    want = residual - np.outer(v, u)
+    residual = rng.standard_normal((37, 1021)).astype(np.float32)  # odd lengths: the compiled loops' tails
+    v, u = rng.standard_normal(37).astype(np.float32), rng.standard_normal(1021).astype(np.float32)
+    twin = residual - np.outer(v, u)  # numpy: the product and the difference rounded apart
+    # one rounding of the exact value (float32 products are exact in float64): what a fused multiply-add gives
+    fused = (residual.astype(np.float64) - np.outer(v.astype(np.float64), u.astype(np.float64))).astype(np.float32)
     before = residual.__array_interface__["data"][0]
     _deflate(residual, v, u)
     assert residual.__array_interface__["data"][0] == before
-    np.testing.assert_allclose(residual, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(residual, twin, rtol=1e-6, atol=1e-6)
+    if _host_has_fma():  # BLAS's sger (the deflation until session 18) fuses there too: the stores' floats
+        assert np.array_equal(residual, fused)
+        assert not np.array_equal(twin, fused)  # the check can tell the two apart
+    # v in float64 is rounded to float32 first, as sger did
+    again = rng.standard_normal((5, 9)).astype(np.float32)
+    want = again.copy()
+    _deflate(want, v[:5], u[:9])
+    _deflate(again, v[:5].astype(np.float64), u[:9])
+    assert np.array_equal(again, want)
 
 
 def test_the_solver_searches_equal_the_checked_public_searches():

@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.linalg.blas import sger as _sger
 
 from .._numba import jit
 from ..preprocess import noise_std_vector
@@ -82,13 +81,25 @@ class _WarmStart:
     dual: np.ndarray  # (h, w) float64: the 2-D TV dual at lam_u
 
 
+@jit(fastmath={"contract"})
+def _deflate_kernel(residual, v, u):
+    # residual[l, p] + (-v[l]) * u[p] as one fused multiply-add: the floats of BLAS's sger (OpenBLAS's axpy
+    # kernels fuse it where the CPU has FMA), which this replaced.  "contract" lets LLVM fuse and nothing else: no
+    # sum is reordered.
+    n_frames, n_pix = residual.shape
+    for t in range(n_frames):
+        scale = -v[t]
+        row = residual[t]
+        for p in range(n_pix):
+            row[p] = row[p] + scale * u[p]
+
+
 def _deflate(residual, v, u):
-    """``residual -= outer(v, u)`` in place (float32), as one BLAS rank-1 update."""
-    # residual is C-ordered (L, P): its transpose is a Fortran-ordered (P, L) matrix
-    # that ger updates in place, without the temporary outer product.
-    out = _sger(-1.0, u, v, a=residual.T, overwrite_a=True)
-    if not np.shares_memory(out, residual):  # ger copies when it cannot work in place
-        residual[...] = out.T
+    """``residual -= outer(v, u)`` in place (float32, C-ordered (L, P)).
+
+    Compiled, without the GIL: scipy's ``sger`` (used until session 18, the same floats) holds it, so with several
+    worker threads every deflation (a pass over the residual per tested component) ran alone."""
+    _deflate_kernel(residual, np.asarray(v, np.float32), np.asarray(u, np.float32))
 
 
 @dataclass(frozen=True)

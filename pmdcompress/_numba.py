@@ -12,6 +12,10 @@ import numba
 # fastmath would let the compiler reorder float sums; results would then depend
 # on the build, and the numpy twins in the tests could not be compared tightly.
 FASTMATH = False
+#: The one exception a kernel may ask for (``jit(fastmath=CONTRACT)``): fusing ``a + b * c`` into one rounding, and
+#: nothing else (no reordering).  For a kernel that replaces a BLAS call whose kernels fuse it (the PMD deflation,
+#: BLAS's ``sger``), so that its floats stay those of the call it replaced.
+CONTRACT = {"contract"}
 CACHE = True
 NOGIL = True
 

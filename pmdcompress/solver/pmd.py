@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .._numba import jit
+from .._numba import CONTRACT, jit
 from ..preprocess import noise_std_vector
 from .localize import localized
 from .roughness import spatial_roughness, temporal_roughness
@@ -81,11 +81,10 @@ class _WarmStart:
     dual: np.ndarray  # (h, w) float64: the 2-D TV dual at lam_u
 
 
-@jit(fastmath={"contract"})
+@jit(fastmath=CONTRACT)
 def _deflate_kernel(residual, v, u):
     # residual[l, p] + (-v[l]) * u[p] as one fused multiply-add: the floats of BLAS's sger (OpenBLAS's axpy
-    # kernels fuse it where the CPU has FMA), which this replaced.  "contract" lets LLVM fuse and nothing else: no
-    # sum is reordered.
+    # kernels fuse it where the CPU has FMA), which this replaced (CONTRACT: fusing only, nothing reordered).
     n_frames, n_pix = residual.shape
     for t in range(n_frames):
         scale = -v[t]

@@ -226,6 +226,14 @@ def estimate_baseline(y, sn: float) -> float:
     return float(low.mean() + 1.2711 * sn)
 
 
+def without_rise(y, r: float) -> np.ndarray:
+    """``u_t = y_t - r y_{t-1}`` (``u_0 = y_0``), float64: an AR(2) trace of rise root ``r`` less its rise, AR(1)."""
+    y = np.asarray(y, np.float64)
+    u = y.copy()
+    u[1:] -= r * y[:-1]
+    return u
+
+
 def oasis_ar2(y, d, r, s_min=0.0):
     """Deconvolve one baseline-free trace with the AR(2) model of decay ``d`` and rise ``r``: ``(c, s)``.
 
@@ -235,9 +243,7 @@ def oasis_ar2(y, d, r, s_min=0.0):
     y = np.ascontiguousarray(y, np.float64)
     if r == 0.0:
         return oasis_ar1(y, d, s_min)
-    u = y.copy()
-    u[1:] -= r * y[:-1]
-    z, s = oasis_ar1(u, d, s_min)
+    z, s = oasis_ar1(without_rise(y, r), d, s_min)
     c = np.empty_like(z)
     _ar1_filter_kernel(z, float(r), c)
     return c, s
@@ -296,9 +302,7 @@ def deconvolve(traces, fs: float | None, *, s_min_factor: float = 1.0, g=None, m
             gi = float(gs[i])
         elif r > 0:
             # u = y - r y_{t-1} is AR(1) with decay g; its noise n_t - r n_{t-1} reaches lag 1, so lags 2.. only.
-            u = y.copy()
-            u[1:] -= r * y[:-1]
-            gi = estimate_decay(u, sn, max_lag=lag, first_lag=2)
+            gi = estimate_decay(without_rise(y, r), sn, max_lag=lag, first_lag=2)
         else:
             gi = estimate_decay(y, sn, max_lag=lag)
         b = estimate_baseline(y, sn)

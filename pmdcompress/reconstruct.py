@@ -359,6 +359,9 @@ class PMDStore:
         t1 = t_len if t1 is None else t1
         crop_y = (0, y_len) if crop_y is None else crop_y
         crop_x = (0, x_len) if crop_x is None else crop_x
+        for what, (a, b), n in (("frames", (t0, t1), t_len), ("rows", crop_y, y_len), ("columns", crop_x, x_len)):
+            if not 0 <= a <= b <= n:  # a bound outside the movie used to surface as BLAS's shape error
+                raise IndexError(f"{what} {a}:{b} are outside the store's {n} {what} (0:{n})")
         shape = (t1 - t0, crop_y[1] - crop_y[0], crop_x[1] - crop_x[0])
         if out is None:
             out = np.empty(shape, dtype=dtype)

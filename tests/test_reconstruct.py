@@ -45,3 +45,12 @@ def test_reads_into_any_output_layout_equal_the_dense_model(store):
     assert not padded[:, :3].any() and not padded[:, :, :5].any() and not padded[:, :, 29:].any()
     crop = store.read(10, 50, (1, 23), (8, 24), dtype=np.float32)  # crop: cells cut at odd widths
     np.testing.assert_allclose(crop, model[10:50, 1:23, 8:24], rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("bounds, message", [((5, 121), "frames 5:121 are outside the store's 120 frames (0:120)"),
+                                             ((9, 3), "frames 9:3 are outside"),
+                                             ((0, 4, (0, 25)), "rows 0:25 are outside the store's 24 rows"),
+                                             ((0, 4, None, (-1, 3)), "columns -1:3 are outside")])
+def test_a_read_outside_the_movie_says_which_bound(store, bounds, message):
+    with pytest.raises(IndexError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        store.read(*bounds)

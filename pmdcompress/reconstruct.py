@@ -188,6 +188,14 @@ def epilogue_into(product, mean, out, y0, x0, h, w, lo, hi, do_round):
         _epilogue_float_into_kernel(product, mean, out, y0, x0, h, w)
 
 
+def _output_dtype(dtype) -> np.dtype:
+    """``dtype`` when frames can be written in it: integers and floats of at most 64 bits."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iuf" or dtype.itemsize > 8:
+        raise TypeError(f"cannot reconstruct frames as {dtype}: need an integer or float dtype of at most 64 bits")
+    return dtype
+
+
 def dtype_limits(dtype) -> tuple[float, float, bool]:
     """(low, high, round?) for writing float values into ``dtype``."""
     dtype = np.dtype(dtype)
@@ -353,7 +361,8 @@ class PMDStore:
     def read(self, t0=0, t1=None, crop_y=None, crop_x=None, *, dtype=np.float32, out=None) -> np.ndarray:
         """Reconstruct frames [t0, t1) of the crop into a new (or given) array.
 
-        Integer ``dtype``s round to nearest and clip to the dtype's range.
+        Integer ``dtype``s round to nearest and clip to the dtype's range; ``out``, when given, must have the
+        shape asked for, and its dtype is the one written.
         """
         t_len, y_len, x_len = self.shape
         t1 = t_len if t1 is None else t1
@@ -364,11 +373,21 @@ class PMDStore:
                 raise IndexError(f"{what} {a}:{b} are outside the store's {n} {what} (0:{n})")
         shape = (t1 - t0, crop_y[1] - crop_y[0], crop_x[1] - crop_x[0])
         if out is None:
-            out = np.empty(shape, dtype=dtype)
+            out = np.empty(shape, dtype=_output_dtype(dtype))
+        else:
+            _output_dtype(out.dtype)
+            if out.shape != shape:
+                raise ValueError(f"out has shape {out.shape}; frames {t0}:{t1} of rows {crop_y[0]}:{crop_y[1]} and "
+                                 f"columns {crop_x[0]}:{crop_x[1]} need {shape}")
         if min(shape) == 0:
             return out
         basis = trend_basis(np.arange(t0, t1), self.trend_frames) if self.trend is not None else None
-        render(self.cells(crop_y, crop_x), self.temporal_block(t0, t1), out, crop_y[0], crop_x[0], basis)
+        # The kernels write integers and float32/float64; float16 (which numba cannot write) is made in float32
+        # and rounded once, as numpy's cast rounds.
+        target = out if out.dtype.kind in "iu" or out.dtype.itemsize >= 4 else np.empty(shape, np.float32)
+        render(self.cells(crop_y, crop_x), self.temporal_block(t0, t1), target, crop_y[0], crop_x[0], basis)
+        if target is not out:
+            out[...] = target
         return out
 
     @property

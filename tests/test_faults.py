@@ -284,6 +284,10 @@ case(O, "output dtype unknown", ["decompress", "movie.pmd.zarr", "-o", "o.tif", 
      r"--dtype 'nope' is not a numpy dtype")
 case(O, "output dtype complex", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--dtype", "complex64"], 2,
      r"unsupported output dtype complex64")
+if np.dtype(np.longdouble).itemsize > 8:  # x86 Linux: 80-bit extended precision (float64 elsewhere)
+    case(O, "output dtype of 128 bits", ["decompress", "movie.pmd.zarr", "-o", "o.npy", "--dtype", "longdouble"], 2,
+         rf"o\.npy: unsupported output dtype {np.dtype(np.longdouble)}; need an integer or float dtype of at most 64 "
+         r"bits")
 case(O, "simulate no frames", ["simulate", "s.tif", "--frames", "0", "--shape", "16x16"], 2,
      r"--frames must be an integer >= 1, got 0")
 case(O, "simulate 1x1 frames", ["simulate", "s.tif", "--frames", "10", "--shape", "1x1"], 2,

@@ -54,3 +54,22 @@ def test_reads_into_any_output_layout_equal_the_dense_model(store):
 def test_a_read_outside_the_movie_says_which_bound(store, bounds, message):
     with pytest.raises(IndexError, match=message.replace("(", r"\(").replace(")", r"\)")):
         store.read(*bounds)
+
+
+def test_float16_frames_are_the_float32_frames_rounded_once(store):
+    # numba cannot write float16: the frames are made in float32 and cast (as numpy rounds), into a new or a given
+    # array, whole or through a strided view
+    frames = store.read(4, 30, (2, 20), (3, 24))
+    np.testing.assert_array_equal(store.read(4, 30, (2, 20), (3, 24), dtype=np.float16), frames.astype(np.float16))
+    padded = np.zeros((26, 20, 25), np.float16)
+    store.read(4, 30, (2, 20), (3, 24), out=padded[:, 1:19, 2:23])
+    np.testing.assert_array_equal(padded[:, 1:19, 2:23], frames.astype(np.float16))
+    assert not padded[:, 0].any() and not padded[:, :, :2].any()
+
+
+def test_a_read_into_the_wrong_output_says_what_it_needs(store):
+    with pytest.raises(ValueError, match=r"out has shape \(3, 24, 24\); frames 0:2 .* need \(2, 24, 24\)"):
+        store.read(0, 2, out=np.empty((3, 24, 24), np.float32))
+    for dtype in (bool, np.complex64, np.longdouble):
+        with pytest.raises(TypeError, match="need an integer or float dtype of at most 64 bits"):
+            store.read(0, 2, dtype=dtype)

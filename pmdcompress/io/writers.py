@@ -456,8 +456,8 @@ def open_writer(
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"{path}: shape must be (T, Y, X) with every length >= 1, got {shape}")
     dtype = np.dtype(dtype)
-    if dtype.kind not in "uif":
-        raise InputError(f"{path}: unsupported output dtype {dtype}; need an integer or float dtype")
+    if dtype.kind not in "uif" or dtype.itemsize > 8:
+        raise InputError(f"{path}: unsupported output dtype {dtype}; need an integer or float dtype of at most 64 bits")
     dtype = dtype.newbyteorder("=")
     if chunk_frames is not None and int(chunk_frames) < 1:
         raise ValueError(f"{path}: chunk_frames must be >= 1, got {chunk_frames}")

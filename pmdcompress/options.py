@@ -33,6 +33,8 @@ METHODS = ("pmd", "svd")
 DEMIX_KINDS = ("2p", "1p", "voltage")
 # Voltage seeding runs on every frame (spikes last 1-3 frames) up to this many; longer movies are binned to it
 VOLTAGE_MAX_SEED_FRAMES = 20000
+# Calcium demixing bins frames to about 5 Hz, but never to fewer bins than this
+MIN_BINNED_FRAMES = 10
 #: Background models of the demixing.
 BACKGROUND_MODELS = ("lowrank", "ring")
 
@@ -361,6 +363,9 @@ class DemixOptions:
         elif b is None:
             b = max(1, int(self.fs // 5)) if self.fs is not None else 1
             b = max(b, math.ceil(n_frames / 1000))
+            # A short movie at a high rate keeps at least MIN_BINNED_FRAMES bins (20 frames at 3 kHz made one bin,
+            # and the quality tests' median frames were none: a ZeroDivisionError).
+            b = max(1, min(b, n_frames // MIN_BINNED_FRAMES))
         # Seeds' peak-to-noise: a calcium transient spans many frames and stands well above the quiet pixels; an
         # unbinned voltage spike is about one frame's noise high (simulated voltage cells: z 0.3-4 at their centres,
         # so 5 found 0 of 8), and the correlation and contrast tests carry the seeding there.

@@ -218,6 +218,20 @@ def test_other_kinds_run(sim, tmp_path, kind):
     assert params["max_elongation"] is None and params["min_mean_contrast"] is None
 
 
+def test_a_short_movie_at_a_high_rate_keeps_ten_bins(sim, tmp_path):
+    """Bins of about 5 Hz, but never fewer than MIN_BINNED_FRAMES of them: 20 frames at 3 kHz made one bin, and the
+    quality tests' r_value divided by the none of its median frames (ZeroDivisionError, exit 1)."""
+    from pmdcompress.options import MIN_BINNED_FRAMES, DemixOptions
+
+    assert MIN_BINNED_FRAMES == 10
+    assert DemixOptions.create(fs=3000.0, cell_radius=6.0).resolved(20).bin_frames == 2
+    assert DemixOptions.create(fs=3000.0, cell_radius=6.0).resolved(15).bin_frames == 1
+    assert DemixOptions.create(fs=30.0, cell_radius=6.0).resolved(3000).bin_frames == 6  # unchanged where bins abound
+    short = pmdcompress.compress(sim["movie"], tmp_path / "short.pmd.zarr", frames="0:20", workers=1)
+    result = dm.demix(short, tmp_path / "short.demix.zarr", fs=3000.0)
+    assert result.traces.shape[1] == 20
+
+
 def test_voltage_kind_seeds_on_spikes_and_keeps_calcium_defaults():
     """Voltage seeds on every frame (a 1-3-frame spike is averaged away by fs // 5 bins), with a low peak-to-noise
     floor and mean-image seeds; the calcium kinds keep theirs; given values are kept."""

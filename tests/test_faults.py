@@ -396,6 +396,11 @@ case(S, "zarr.json not JSON", DEC, 2, r"movie\.pmd\.zarr",
      setup=lambda ws, mp: store_file("zarr.json").write_text("{not json"))
 case(S, "zarr.json without our attributes", DEC, 2, r"movie\.pmd\.zarr: not a pmdcompress store",
      setup=edit_attrs(lambda a: a.pop("pmdcompress")))
+case(S, "a demix result given as a store", DEC, 2,
+     r"movie\.pmd\.zarr: a demix result \(pmd demix's output\), not a store; give the \.pmd\.zarr it was made from",
+     setup=edit_attrs(lambda a: a.update({"pmdcompress-demix": a.pop("pmdcompress")})))
+case(S, "report's arguments swapped", ["report", "movie.pmd.zarr", "movie.npy", "-o", "r"], 2,
+     r"movie\.npy: a file, not a store .*: the arguments are MOVIE then STORE; movie\.pmd\.zarr looks like the store")
 case(S, "unknown format version", DEC, 2, r"movie\.pmd\.zarr.*version",
      setup=edit_attrs(lambda a: a["pmdcompress"].update(format_version=99)))
 case(S, "spatial array missing", DEC, 2, r"movie\.pmd\.zarr.*spatial",

@@ -668,6 +668,12 @@ def read_store(path) -> StoreContents:
     """Read and check a store (a path, an open zarr group or a :class:`StoreWriter`)."""
     group = open_group(path)
     where = str(path)
+    if ATTRS_KEY not in group.attrs:
+        from .demix import ATTRS_KEY as DEMIX_KEY  # here: formats.demix imports this module
+
+        if DEMIX_KEY in group.attrs:
+            raise StoreFormatError(f"{where}: a demix result (pmd demix's output), not a store; give the .pmd.zarr "
+                                   "it was made from")
     metadata = StoreMetadata.from_dict(group.attrs.get(ATTRS_KEY), where)
     version = metadata.format_version
     if version < 2 and where not in _warned_v1:

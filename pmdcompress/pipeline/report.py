@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, StoreFormatError
 from ..io.atomic import atomic_output, check_output_path, input_paths
 from ..io.readers import Movie
 from ..reconstruct import PMDStore, open_store
@@ -191,7 +192,13 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
     inputs = input_paths(movie, store, truth)
     check_output_path(folder, overwrite=overwrite, inputs=inputs, folder=True)
     if not isinstance(store, PMDStore):
-        store = open_store(store)
+        try:
+            store = open_store(store)
+        except StoreFormatError as exc:
+            if isinstance(movie, str | os.PathLike) and (Path(movie) / "zarr.json").is_file() and Path(store).is_file():
+                raise StoreFormatError(f"{exc}: the arguments are MOVIE then STORE; {movie} looks like the store "
+                                       "(swapped?)") from exc
+            raise
     with contextlib.ExitStack() as stack:
         movie = open_raw(movie, store, stack)
         truth = open_truth(truth, store.shape, movie)

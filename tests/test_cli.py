@@ -53,6 +53,16 @@ def test_compress_info_decompress_round_trip(movie_tif, store_path, tmp_path):
     np.testing.assert_allclose(np.load(out), store[:], rtol=1e-6, atol=1e-3)
 
 
+def test_overlap_takes_n_or_hxw_as_the_patch_does(movie_tif, tmp_path):
+    # the API took both forms; the command line took an integer only (click's type=int refused "6x4")
+    out = tmp_path / "rect.pmd.zarr"
+    run("-q", "compress", movie_tif, "-o", out, "--patch", "24x16", "--overlap", "6x4", "--method", "svd")
+    info = json.loads(run("info", out, "--json").output)
+    assert (info["patch_shape"], info["overlap"]) == ([24, 16], [6, 4])
+    assert "--overlap 'ax4': expected N or HxW" in run("compress", movie_tif, "-o", tmp_path / "x.pmd.zarr",
+                                                       "--overlap", "ax4", code=2).output
+
+
 def test_decompress_refuses_to_overwrite(store_path, tmp_path):
     out = tmp_path / "x.npy"
     run("-q", "decompress", store_path, "-o", out, "--frames", ":10")

@@ -38,7 +38,7 @@ def _summary(ctx, report: dict | None, folder) -> None:
 @click.option("--no-heldout", is_flag=True, help="Skip the even/odd-frame fits of the held-out validation.")
 @input_options
 @click.option("--patch", default=None, help="Patch size N or HxW (pixels); default that of pmd compress.")
-@click.option("--overlap", default=None, type=int, help="Overlap of neighbouring patches (pixels).")
+@click.option("--overlap", default=None, help="Overlap of neighbouring patches N or HxW (pixels).")
 @click.option("--max-rank", default=None, type=int, help="Most components kept per patch.")
 @click.option("--method", type=click.Choice(["pmd", "svd"]), default=None,
               help="Per-patch solver: pmd (penalized, best denoising; the default here) or svd (fast).")

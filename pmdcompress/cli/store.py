@@ -24,7 +24,8 @@ from .common import say as _say
 @click.option("-o", "--output", default=None, help="Output store (default: MOVIE's stem + .pmd.zarr).")
 @input_options
 @click.option("--patch", default="32", show_default=True, help="Patch size N or HxW (pixels).")
-@click.option("--overlap", default=8, show_default=True, type=int, help="Overlap of neighbouring patches (pixels).")
+@click.option("--overlap", default="8", show_default=True,
+              help="Overlap of neighbouring patches N or HxW (pixels).")
 @click.option("--method", type=click.Choice(["svd", "pmd"]), default="pmd", show_default=True,
               help="Per-patch solver: pmd (TV / trend-filter penalized rank-1, the paper) or svd (about 2x faster, "
                    "keeps fewer weak cells).")

@@ -399,6 +399,11 @@ case(S, "zarr.json without our attributes", DEC, 2, r"movie\.pmd\.zarr: not a pm
 case(S, "a demix result given as a store", DEC, 2,
      r"movie\.pmd\.zarr: a demix result \(pmd demix's output\), not a store; give the \.pmd\.zarr it was made from",
      setup=edit_attrs(lambda a: a.update({"pmdcompress-demix": a.pop("pmdcompress")})))
+case(S, "a store given as the movie to compress", ["compress", "movie.pmd.zarr", "-o", "again.pmd.zarr"], 2,
+     r"movie\.pmd\.zarr: a pmd store \(the compressed movie pmd compress wrote\), not a movie; read it with "
+     r"pmdcompress\.open, or pmd decompress it to a movie file")
+case(S, "a store's array as the movie to compress",
+     ["compress", "movie.pmd.zarr", "--dataset", "temporal", "-o", "again.pmd.zarr"], 2, r"a pmd store .* not a movie")
 case(S, "report's arguments swapped", ["report", "movie.pmd.zarr", "movie.npy", "-o", "r"], 2,
      r"movie\.npy: a file, not a store .*: the arguments are MOVIE then STORE; movie\.pmd\.zarr looks like the store")
 case(S, "unknown format version", DEC, 2, r"movie\.pmd\.zarr.*version",

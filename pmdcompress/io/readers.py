@@ -1446,6 +1446,15 @@ def _open_zarr(path: Path, name: str, dataset: str | None) -> _Source:
     rate = rate_source = None
     key = None  # the array read from a group: recorded in the store, for a report to read it again
     if isinstance(node, zarr.Group):
+        from ..formats.demix import ATTRS_KEY as DEMIX_KEY
+        from ..formats.store import ATTRS_KEY as STORE_KEY
+
+        # pmd's own outputs hold factors or traces, never a movie: --dataset would read one of their arrays as one
+        if STORE_KEY in node.attrs:
+            raise InputError(f"{name}: a pmd store (the compressed movie pmd compress wrote), not a movie; "
+                             "read it with pmdcompress.open, or pmd decompress it to a movie file")
+        if DEMIX_KEY in node.attrs:
+            raise InputError(f"{name}: a demix result (pmd demix's output), not a movie")
         rate = ngff_frame_rate(dict(node.attrs))
         rate_source = "OME-Zarr time scale" if rate else None
         arrays = sorted(node.array_keys())

@@ -55,8 +55,8 @@ def parse_range(value, length: int, parameter: str = "frames", *, source=None,
                 unit: str = "frames") -> tuple[int, int]:
     """Resolve a range to ``(start, stop)`` within ``[0, length]``.
 
-    ``value`` is None or ``""`` (everything), a ``slice``, or a ``"start:stop"``
-    string; either bound may be omitted or negative, as in Python slicing.  The
+    ``value`` is None or ``""`` (everything), a ``slice``, a ``(start, stop)`` pair or a ``"start:stop"``
+    string; either bound may be omitted (None) or negative, as in Python slicing.  The
     step must be 1 and the range must select something.  ``source`` (a file
     name) prefixes the messages; ``unit`` names what is counted ("frames", "rows").
     """
@@ -73,8 +73,16 @@ def parse_range(value, length: int, parameter: str = "frames", *, source=None,
         value = slice(*(None if g is None else int(g) for g in m.groups()))
     elif isinstance(value, slice):
         text = ":".join("" if b is None else str(b) for b in (value.start, value.stop))
+    elif isinstance(value, tuple | list) and len(value) == 2:  # (start, stop), as the API's callers write it
+        try:
+            bounds = [None if b is None else _integer(b) for b in value]
+        except (TypeError, ValueError) as exc:
+            raise OptionError(f"{where}{name} {tuple(value)!r}: bounds must be integers", parameter) from exc
+        text = ":".join("" if b is None else str(b) for b in bounds)
+        value = slice(*bounds)
     else:
-        raise OptionError(f"{where}{name} must be a slice or a 'start:stop' string, not {value!r}", parameter)
+        raise OptionError(f"{where}{name} must be a slice, a (start, stop) pair or a 'start:stop' string, not "
+                          f"{value!r}", parameter)
     if value.step not in (None, 1):
         raise OptionError(f"{where}{name} {text!r}: a step is not supported", parameter)
     try:

@@ -26,6 +26,7 @@ from pmdcompress.options import (
 @pytest.mark.parametrize("value, expected", [
     (None, (0, 100)), ("", (0, 100)), ("10:20", (10, 20)), (":5", (0, 5)), ("-10:", (90, 100)),
     (" 3 : 7 ", (3, 7)), (slice(2, 9), (2, 9)), ("50:1000", (50, 100)),
+    ((2, 9), (2, 9)), ([None, -10], (0, 90)), ((np.int64(4), 8.0), (4, 8)),
 ])
 def test_parse_range_accepts_python_slices(value, expected):
     assert parse_range(value, 100) == expected
@@ -34,7 +35,9 @@ def test_parse_range_accepts_python_slices(value, expected):
 @pytest.mark.parametrize("value, problem", [
     ("10", "is not a 'start:stop' range"), ("a:b", "is not a 'start:stop' range"),
     ("20:10", "selects no frames of the 100"), (slice(0, 10, 2), "a step is not supported"),
-    (3, "must be a slice or a 'start:stop' string"), ("1:2:3", "is not a 'start:stop' range"),
+    (3, "must be a slice, a \\(start, stop\\) pair or a 'start:stop' string"), ("1:2:3", "is not a 'start:stop' range"),
+    ((1, 2, 3), "must be a slice, a \\(start, stop\\) pair"), ((2, "x"), "bounds must be integers"),
+    ((2, 5.5), "bounds must be integers"), ((9, 2), "'9:2' selects no frames"),
 ])
 def test_parse_range_refuses_what_selects_nothing_or_is_not_a_range(value, problem):
     with pytest.raises(OptionError, match=problem) as ei:
@@ -46,6 +49,7 @@ def test_parse_range_refuses_what_selects_nothing_or_is_not_a_range(value, probl
 def test_parse_crop_names_rows_and_columns():
     assert parse_crop("2:10,:", (20, 30)) == ((2, 10), (0, 30))
     assert parse_crop(None, (20, 30)) == ((0, 20), (0, 30))
+    assert parse_crop(((2, 10), (None, 5)), (20, 30)) == ((2, 10), (0, 5))
     with pytest.raises(OptionError, match="crop '5:5' selects no rows of the 20"):
         parse_crop("5:5,1:2", (20, 30))
     with pytest.raises(OptionError, match="expected y0:y1,x0:x1"):

@@ -311,6 +311,10 @@ class PMDStore:
             raise IndexError(f"too many indices for a (T, Y, X) movie: {len(key)}")
         bounds, squeeze, steps = [], [], []
         for axis, (k, n) in enumerate(zip(key, self.shape, strict=True)):
+            if isinstance(k, np.ndarray) and k.ndim == 0 and k.dtype.kind in "iu":
+                k = int(k)  # a 0-d integer array (what numpy's reductions return) indexes as its integer
+            if isinstance(k, bool | np.bool_):  # numpy reads True as a new axis, Python as 1: neither is meant
+                raise IndexError("a boolean does not index a PMDStore; give an integer or a slice")
             if isinstance(k, int | np.integer):
                 i = int(k) + n if k < 0 else int(k)
                 if not 0 <= i < n:

@@ -73,3 +73,15 @@ def test_a_read_into_the_wrong_output_says_what_it_needs(store):
     for dtype in (bool, np.complex64, np.longdouble):
         with pytest.raises(TypeError, match="need an integer or float dtype of at most 64 bits"):
             store.read(0, 2, dtype=dtype)
+
+
+def test_zero_d_integer_arrays_index_as_integers_and_booleans_do_not(store):
+    whole = store[:]
+    np.testing.assert_array_equal(store[np.array(7), np.int64(3)], whole[7, 3])
+    brightest = np.asarray(np.argmax(whole.mean(axis=(1, 2))))  # 0-d, as numpy's reductions return through asarray
+    np.testing.assert_array_equal(store[brightest], whole[int(brightest)])
+    for key in (True, np.bool_(False), (slice(None), True)):
+        with pytest.raises(IndexError, match="a boolean does not index a PMDStore"):
+            store[key]
+    with pytest.raises(IndexError, match="only integers and slices"):
+        store[np.array([1, 2])]

@@ -300,3 +300,14 @@ def test_unknown_regime_constant_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown constant"):
         sim.simulate_movie(tmp_path / "s.tif", n_frames=20, shape=(16, 16), n_neurons=1, regime={"colour": 1})
     assert not (tmp_path / "s.tif").exists()
+
+
+@pytest.mark.parametrize("shape", [(32.5, 32), (True, 32), (32, 32, 3)])
+def test_a_frame_shape_that_is_not_two_integers_is_refused(tmp_path, shape):
+    # (32.5, 32) used to be cut to 32 x 32 without a word
+    from pmdcompress.errors import OptionError
+
+    with pytest.raises(OptionError, match="expected N or HxW"):
+        sim.simulate_movie(tmp_path / "m.tif", n_frames=20, shape=shape, truth=False)
+    assert not (tmp_path / "m.tif").exists()
+    assert sim.simulate_movie(tmp_path / "ok.tif", n_frames=20, shape="48x40", truth=False)["shape"] == (20, 48, 40)

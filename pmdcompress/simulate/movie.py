@@ -39,6 +39,7 @@ from scipy import ndimage, signal, sparse
 from ..errors import OptionError
 from ..formats.truth import DENDRITE, Truth, create_truth, finish_truth, read_truth, truth_header
 from ..io.atomic import atomic_outputs, check_output_path
+from ..options import parse_pair
 
 __all__ = ["FORMAT_VERSION", "KINDS", "Truth", "load_truth", "simulate_movie", "truth_path"]
 
@@ -332,11 +333,8 @@ def simulate_movie(
     chunk_frames = _positive_int(chunk_frames, "chunk_frames")
     if kind not in _REGIMES:
         raise OptionError(f"{{kind}} must be one of {sorted(_REGIMES)}, got {kind!r}", "kind")
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError as exc:
-        raise OptionError(f"{{shape}} must be a pair (Y, X), got {shape!r}", "shape") from exc
-    if len(shape) != 2 or min(shape) < 8:
+    shape = parse_pair(shape, "shape")  # integers only: (32.5, 32) was cut to 32 without a word
+    if min(shape) < 8:
         raise OptionError(f"{{shape}} must be a pair (Y, X) of at least 8 px each, got {shape!r}", "shape")
     constants = _REGIMES[kind]
     if regime:

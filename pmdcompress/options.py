@@ -51,6 +51,13 @@ def _p(parameter: str) -> str:
 # ---------------------------------------------------------------------------
 
 
+def frame_dtype_ok(dtype) -> bool:
+    """Whether frames can be written in ``dtype``: integers and floats of at most 64 bits (the reconstruction's
+    kernels and every movie writer; a 128-bit float has no kernel and no TIFF type)."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in "iuf" and dtype.itemsize <= 8
+
+
 def parse_range(value, length: int, parameter: str = "frames", *, source=None,
                 unit: str = "frames") -> tuple[int, int]:
     """Resolve a range to ``(start, stop)`` within ``[0, length]``.
@@ -64,6 +71,11 @@ def parse_range(value, length: int, parameter: str = "frames", *, source=None,
     name = _p(parameter)
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return 0, length
+    if isinstance(value, tuple | list) and len(value) == 2:  # (start, stop), as the API's callers write it
+        try:
+            value = slice(*(None if b is None else _integer(b) for b in value))
+        except (TypeError, ValueError) as exc:
+            raise OptionError(f"{where}{name} {tuple(value)!r}: bounds must be integers", parameter) from exc
     if isinstance(value, str):
         text = value
         m = _RANGE.fullmatch(value)
@@ -73,13 +85,6 @@ def parse_range(value, length: int, parameter: str = "frames", *, source=None,
         value = slice(*(None if g is None else int(g) for g in m.groups()))
     elif isinstance(value, slice):
         text = ":".join("" if b is None else str(b) for b in (value.start, value.stop))
-    elif isinstance(value, tuple | list) and len(value) == 2:  # (start, stop), as the API's callers write it
-        try:
-            bounds = [None if b is None else _integer(b) for b in value]
-        except (TypeError, ValueError) as exc:
-            raise OptionError(f"{where}{name} {tuple(value)!r}: bounds must be integers", parameter) from exc
-        text = ":".join("" if b is None else str(b) for b in bounds)
-        value = slice(*bounds)
     else:
         raise OptionError(f"{where}{name} must be a slice, a (start, stop) pair or a 'start:stop' string, not "
                           f"{value!r}", parameter)

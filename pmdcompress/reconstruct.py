@@ -22,6 +22,7 @@ import numpy as np
 
 from ._numba import jit
 from .formats.store import read_store
+from .options import frame_dtype_ok
 from .preprocess import trend_basis
 from .store.zarr_store import describe, directory_bytes, store_frame_rate
 
@@ -191,7 +192,7 @@ def epilogue_into(product, mean, out, y0, x0, h, w, lo, hi, do_round):
 def _output_dtype(dtype) -> np.dtype:
     """``dtype`` when frames can be written in it: integers and floats of at most 64 bits."""
     dtype = np.dtype(dtype)
-    if dtype.kind not in "iuf" or dtype.itemsize > 8:
+    if not frame_dtype_ok(dtype):
         raise TypeError(f"cannot reconstruct frames as {dtype}: need an integer or float dtype of at most 64 bits")
     return dtype
 

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ..errors import InputError, PMDError
+from ..options import frame_dtype_ok
 from .atomic import atomic_output
 
 __all__ = ["MovieWriter", "open_writer"]
@@ -456,7 +457,7 @@ def open_writer(
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"{path}: shape must be (T, Y, X) with every length >= 1, got {shape}")
     dtype = np.dtype(dtype)
-    if dtype.kind not in "uif" or dtype.itemsize > 8:
+    if not frame_dtype_ok(dtype):
         raise InputError(f"{path}: unsupported output dtype {dtype}; need an integer or float dtype of at most 64 bits")
     dtype = dtype.newbyteorder("=")
     if chunk_frames is not None and int(chunk_frames) < 1:

@@ -195,7 +195,8 @@ def make_report(movie, store, folder, *, truth=None, overwrite: bool = False, mo
         try:
             store = open_store(store)
         except StoreFormatError as exc:
-            if isinstance(movie, str | os.PathLike) and (Path(movie) / "zarr.json").is_file() and Path(store).is_file():
+            paths = isinstance(movie, str | os.PathLike) and isinstance(store, str | os.PathLike)
+            if paths and (Path(movie) / "zarr.json").is_file() and Path(store).is_file():
                 raise StoreFormatError(f"{exc}: the arguments are MOVIE then STORE; {movie} looks like the store "
                                        "(swapped?)") from exc
             raise

@@ -38,7 +38,7 @@ MIN_BINNED_FRAMES = 10
 #: Background models of the demixing.
 BACKGROUND_MODELS = ("lowrank", "ring")
 
-_RANGE = re.compile(r"\s*([+-]?\d+)?\s*:\s*([+-]?\d+)?\s*")
+_RANGE = re.compile(r"\s*([+-]?\d+)?\s*:\s*([+-]?\d+)?\s*(?::\s*([+-]?\d+)?\s*)?")
 
 
 def _p(parameter: str) -> str:

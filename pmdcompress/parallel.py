@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from .errors import OptionError
+
 log = logging.getLogger("pmdcompress")
 
 #: On a cluster, items are sent in batches, about this many per worker thread and map: each task costs
@@ -38,9 +40,9 @@ def default_workers() -> int:
         try:
             n = int(env)
         except ValueError as exc:
-            raise ValueError(f"PMD_NUM_WORKERS must be an integer, got {env!r}") from exc
+            raise OptionError(f"PMD_NUM_WORKERS must be an integer, got {env!r}") from exc
         if n < 1:
-            raise ValueError(f"PMD_NUM_WORKERS must be >= 1, got {n}")
+            raise OptionError(f"PMD_NUM_WORKERS must be >= 1, got {n}")
         return n
     try:
         return max(len(os.sched_getaffinity(0)), 1)

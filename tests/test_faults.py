@@ -273,7 +273,11 @@ case(O, "denoise with 0 workers", ["denoise", "movie.npy", "-o", "o.tif", "--wor
      r"--workers must be >= 1, got 0")
 case(O, "frames backwards", C + ["--frames", "10:5"], 2, r"movie\.npy: --frames '10:5' selects no frames")
 case(O, "frames not a range", C + ["--frames", "abc"], 2, r"--frames 'abc' is not a 'start:stop' range")
-case(O, "frames with a step", C + ["--frames", "1:20:2"], 2, r"--frames '1:20:2' is not a 'start:stop' range")
+case(O, "frames with a step", C + ["--frames", "1:20:2"], 2, r"--frames '1:20:2': a step is not supported")
+case(O, "PMD_NUM_WORKERS not a number", C, 2, r"^pmd: error: PMD_NUM_WORKERS must be an integer, got 'all'$",
+     setup=lambda ws, mp: mp.setenv("PMD_NUM_WORKERS", "all"))
+case(O, "PMD_NUM_WORKERS zero", C, 2, r"^pmd: error: PMD_NUM_WORKERS must be >= 1, got 0$",
+     setup=lambda ws, mp: mp.setenv("PMD_NUM_WORKERS", "0"))
 case(O, "decompress frames past the end", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--frames", "50:60"], 2,
      r"movie\.pmd\.zarr: --frames '50:60' selects no frames of the 40")
 case(O, "empty crop", ["decompress", "movie.pmd.zarr", "-o", "o.tif", "--crop", "5:5,:"], 2,

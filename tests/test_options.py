@@ -35,7 +35,8 @@ def test_parse_range_accepts_python_slices(value, expected):
 @pytest.mark.parametrize("value, problem", [
     ("10", "is not a 'start:stop' range"), ("a:b", "is not a 'start:stop' range"),
     ("20:10", "selects no frames of the 100"), (slice(0, 10, 2), "a step is not supported"),
-    (3, "must be a slice, a \\(start, stop\\) pair or a 'start:stop' string"), ("1:2:3", "is not a 'start:stop' range"),
+    (3, "must be a slice, a \\(start, stop\\) pair or a 'start:stop' string"),
+    ("1:2:3", "'1:2:3': a step is not supported"), ("1:2:x", "is not a 'start:stop' range"),
     ((1, 2, 3), "must be a slice, a \\(start, stop\\) pair"), ((2, "x"), "bounds must be integers"),
     ((2, 5.5), "bounds must be integers"), ((9, 2), "'9:2' selects no frames"),
 ])

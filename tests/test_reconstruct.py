@@ -83,5 +83,73 @@ def test_zero_d_integer_arrays_index_as_integers_and_booleans_do_not(store):
     for key in (True, np.bool_(False), (slice(None), True)):
         with pytest.raises(IndexError, match="a boolean does not index a PMDStore"):
             store[key]
-    with pytest.raises(IndexError, match="only integers and slices"):
-        store[np.array([1, 2])]
+
+
+def _random_entry(rng, n):
+    """One index entry for an axis of length ``n``, of every kind numpy takes (and some it refuses)."""
+    kind = rng.integers(0, 8)
+    if kind == 0:
+        return int(rng.integers(-n - 1, n + 1))  # one past either end: refused by both
+    if kind == 1:
+        start, stop = (int(v) if rng.random() < 0.8 else None for v in rng.integers(-n - 3, n + 3, 2))
+        return slice(start, stop, [None, 1, 2, 3, -1, -2, 5][rng.integers(0, 7)])
+    if kind == 2:
+        return [int(v) for v in rng.integers(-n, n, rng.integers(0, 5))]  # [] too, which numpy reads as integers
+    if kind == 3:
+        return rng.random(n) < 0.3
+    if kind == 4:
+        return rng.integers(0, n, (2, 2))
+    if kind == 5:
+        return np.array(rng.integers(-n, n))  # 0-d
+    return None if kind == 6 else Ellipsis
+
+
+def test_every_index_numpy_takes_gives_numpy_s_frames(store):
+    """Basic and advanced indexing as numpy's on the whole movie: the same values and shape, or both refuse
+    (with one quirk kept: an ellipsis that covers no axis still separates two index arrays)."""
+    whole = store[:]
+    shape = store.shape
+    rng = np.random.default_rng(7)
+    agreed = refused = 0
+    for _ in range(600):
+        key, axis = [], 0
+        for _ in range(rng.integers(1, 5)):
+            entry = _random_entry(rng, shape[min(axis, 2)])
+            key.append(entry)
+            axis += entry is not None and entry is not Ellipsis
+        key = tuple(key)
+        try:
+            expected = whole[key]
+        except IndexError:
+            with pytest.raises(IndexError):
+                store[key]
+            refused += 1
+            continue
+        got = store[key]
+        assert got.shape == expected.shape, key
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-4, err_msg=repr(key))
+        agreed += 1
+    assert agreed > 300 and refused > 50  # both sides of the comparison were exercised
+    region = np.zeros(shape[1:], bool)
+    region[3:9, 10:14] = True
+    np.testing.assert_array_equal(store[:, region], whole[:, region])  # a (Y, X) mask: the region's traces
+    with pytest.raises(IndexError, match=r"a boolean index of shape \(5, 5\) does not fit axes 1-2"):
+        store[:, np.ones((5, 5), bool)]
+
+
+def test_a_frame_selection_makes_only_those_frames(store, monkeypatch):
+    reopened = pmdcompress.open(store.path)
+    whole = store[:]
+    made = []
+    read = type(reopened).read
+
+    def counting(self, t0=0, t1=None, *args, **kwargs):
+        made.append(t1 - t0)
+        return read(self, t0, t1, *args, **kwargs)
+
+    monkeypatch.setattr(type(reopened), "read", counting)
+    np.testing.assert_array_equal(reopened[::40, 2], whole[::40, 2])
+    assert sum(made) == 3  # frames 0, 40, 80: not the 120 the slice spans
+    made.clear()
+    np.testing.assert_array_equal(reopened[[90, 5, 6, 7, 90, -1]], whole[[90, 5, 6, 7, 90, -1]])
+    assert sorted(made) == [1, 1, 3]  # runs 5-7, 90, 119: each frame made once

@@ -1,6 +1,7 @@
 """pmd demix / pmd evaluate: accuracy on a small simulation, outputs, exports, kernels, errors."""
 
 import json
+import shutil
 from dataclasses import replace
 
 import click
@@ -27,7 +28,7 @@ from pmdcompress.demix.init import (
 )
 from pmdcompress.demix.matching import load_regions, match
 from pmdcompress.demix.pipeline import NUCLEUS_DISC
-from pmdcompress.errors import InputError, OutputExistsError, StoreFormatError
+from pmdcompress.errors import InputError, OptionError, OutputExistsError, StoreFormatError
 from pmdcompress.preprocess import median_mad_of_sorted
 from pmdcompress.simulate import load_truth, simulate_movie
 
@@ -122,6 +123,25 @@ def test_demix_is_deterministic(sim, tmp_path):
     again = dm.demix(sim["store"], tmp_path / "again.demix.zarr", figures=False, fs=30.0)
     np.testing.assert_array_equal(again.traces, sim["result"].traces)
     assert (again.footprints != sim["result"].footprints).nnz == 0
+
+
+def test_a_store_in_memory_demixes_to_a_result_in_memory(sim, tmp_path):
+    """compress(movie, None) keeps its store in memory; demix(store, None) then keeps its result there too (the
+    same result as on disk, written nowhere) and evaluate scores it; demix(path, None) writes beside the store."""
+    import tifffile
+
+    in_memory = pmdcompress.compress(tifffile.imread(sim["movie"]), None, workers=2)
+    before = sorted(p.name for p in sim["root"].iterdir())
+    result = dm.demix(in_memory, None, fs=30.0)
+    assert result.path is None and sorted(p.name for p in sim["root"].iterdir()) == before
+    np.testing.assert_array_equal(result.traces, sim["result"].traces)  # the same factors, the same result
+    truth = sim["movie"]  # its side-car (small.truth.zarr) beside it
+    assert dm.evaluate(result, truth)["f1"] == dm.evaluate(sim["out"], truth)["f1"]
+    with pytest.raises(OptionError, match="exports and figures are written beside the result: give output"):
+        dm.demix(in_memory, None, fs=30.0, export="suite2p")
+    shutil.copytree(sim["store"].path, tmp_path / "copy.pmd.zarr")
+    written = dm.demix(tmp_path / "copy.pmd.zarr", None, fs=30.0)
+    assert written.path == tmp_path / "copy.demix.zarr" and (tmp_path / "copy.demix.zarr" / "zarr.json").exists()
 
 
 def test_caiman_export_round_trip(sim):

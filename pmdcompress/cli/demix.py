@@ -8,7 +8,6 @@ imports happen inside the commands so that ``pmd --help`` stays fast.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -45,12 +44,10 @@ def demix_command(ctx, store, output, kind, fs, export, nwb_metadata, cell_radiu
                   max_num_iter, seed_from_mean, figures, overwrite):
     """Find neurons in STORE (a .pmd.zarr): footprints, traces, dF/F, background and metrics."""
 
-    from ..pipeline.demix import demix
+    from ..pipeline.demix import default_output, demix
 
     if output is None:
-        name = Path(store).name
-        stem = name[: -len(".pmd.zarr")] if name.endswith(".pmd.zarr") else Path(store).stem
-        output = str(Path(store).with_name(stem + ".demix.zarr"))
+        output = str(default_output(store))
     result = demix(store, output, kind=kind, fs=fs, export=export, overwrite=overwrite, nwb_metadata=nwb_metadata,
                    progress=_progress(ctx),
                    seed_from_mean=seed_from_mean, figures=figures, cell_radius=cell_radius,

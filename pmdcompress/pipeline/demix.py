@@ -78,10 +78,12 @@ def demix(
     ----------
     store_or_path : PMDStore or str or path-like
         A ``*.pmd.zarr`` store (``pmdcompress.open``) or its path.
-    output : str or path-like
+    output : str or path-like or None
         The result, a Zarr group (by convention ``NAME.demix.zarr``); figures and
         exports are written beside it as ``NAME.demix.contours.png``,
-        ``.traces.png``, ``.caiman.hdf5``, ``.suite2p/plane0/``, ``.nwb``.
+        ``.traces.png``, ``.caiman.hdf5``, ``.suite2p/plane0/``, ``.nwb``.  None: ``NAME.demix.zarr``
+        beside the store ``NAME.pmd.zarr`` (as ``pmd demix`` names it), or, for a store in memory (``compress``
+        with no output), a result returned and written nowhere (no exports or figures then).
     kind : {"2p", "1p", "voltage"}, optional
         Two-photon calcium (low-rank smooth background), one-photon calcium
         (ring-model background, see ``background_model``), voltage (signed traces, no skewness test).
@@ -112,7 +114,7 @@ def demix(
     Returns
     -------
     DemixResult
-        The result, also written to ``output``.
+        The result, also written to ``output`` (its ``path``; None for a result kept in memory).
 
     Notes
     -----
@@ -141,9 +143,17 @@ def demix(
 
     from ..reconstruct import PMDStore
 
+    store_path = store_or_path.path if isinstance(store_or_path, PMDStore) else store_or_path
+    if output is None and store_path is not None:
+        output = default_output(store_path)
+    if output is None:  # a store in memory: so is its result
+        if exports or figures:
+            raise OptionError("exports and figures are written beside the result: give {output} (a .demix.zarr "
+                              "path) to have them", "output")
+        return _demix(store_or_path, None, {}, opts, (), False, overwrite, [], fs, None, progress)
     output = Path(output)
     siblings = sibling_paths(output)
-    inputs = [store_or_path.path if isinstance(store_or_path, PMDStore) else store_or_path]
+    inputs = [store_path]
     check_output_path(output, overwrite=overwrite, inputs=inputs, folder=True)
     wanted = list(exports) + (["contours", "traces"] if figures else [])
     for key in wanted:
@@ -151,6 +161,14 @@ def demix(
     with output_lock(output):  # one writer from the start
         return _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata,
                       progress)
+
+
+def default_output(store_path) -> Path:
+    """Where ``pmd demix`` writes the result of ``NAME.pmd.zarr``: ``NAME.demix.zarr`` beside it (a store of
+    another name: its stem)."""
+    path = Path(store_path)
+    stem = path.name[: -len(".pmd.zarr")] if path.name.endswith(".pmd.zarr") else path.stem
+    return path.with_name(stem + ".demix.zarr")
 
 
 def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, inputs, fs, nwb_metadata, progress):
@@ -203,11 +221,12 @@ def _demix(store_or_path, output, siblings, opts, exports, figures, overwrite, i
         fs_source=fs_source,
     )
     result.metadata["timings"]["demix_s"] = time.perf_counter() - t0
-    with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
-        demix_result.write_result(result, tmp)
+    if output is not None:
+        with atomic_output(output, overwrite=overwrite, inputs=inputs, folder=True) as tmp:
+            demix_result.write_result(result, tmp)
     bar.update()
     result.path = output
-    log.info("demix: %d components -> %s", result.n_components, output)
+    log.info("demix: %d components -> %s", result.n_components, output or "memory")
 
     if figures:
         from ..demix import figures as demix_figures

@@ -427,3 +427,25 @@ def test_an_interrupted_batch_resumes_without_redoing_finished_movies(tmp_path, 
     for movie in movies:
         assert leftovers(out / movie.stem) == []
         pmdcompress.open(out / movie.stem / f"{movie.stem}.pmd.zarr")
+
+
+def test_a_folder_movie_rewritten_in_place_is_done_again(tmp_path):
+    """A folder read as one movie (here a TIFF sequence) that changes in a file, not in its own listing, is a new
+    input: its status records the files' total size and newest time, and the batch does it again."""
+    folder = tmp_path / "sequence"
+    folder.mkdir()
+    noisy, _ = blobs_movie(n_frames=60, shape=(32, 32), seed=4)
+    frames = np.clip(noisy, 0, 65535).astype(np.uint16)
+    for t, frame in enumerate(frames):
+        tifffile.imwrite(folder / f"frame{t:03d}.tif", frame)
+    out = tmp_path / "out"
+    first = run_batch([folder], out, scheduler="sync")
+    assert first["done"] == ["sequence"]
+    assert run_batch([folder], out, scheduler="sync")["skipped"] == ["sequence"]
+    stamp = os.stat(folder).st_mtime_ns
+    tifffile.imwrite(folder / "frame010.tif", frames[11])  # the same size, other pixels
+    later = os.stat(folder / "frame010.tif").st_mtime_ns + 10**9
+    os.utime(folder / "frame010.tif", ns=(later, later))
+    os.utime(folder, ns=(stamp, stamp))  # the folder's own time unchanged, as an in-place rewrite leaves it
+    again = run_batch([folder], out, scheduler="sync")
+    assert again["done"] == ["sequence"] and again["skipped"] == []

@@ -900,9 +900,10 @@ def test_a_trailing_axis_of_one_on_three_axes(tmp_path, caplog):
     assert_one_line(ei, "line.tif")
 
 
-def test_a_folder_of_tiffs_is_one_movie(tmp_path):
+def test_a_folder_of_tiffs_is_one_movie(tmp_path, caplog):
     """An image sequence (one 2-D image per file) or an acquisition split into files, in natural name order
-    (frame_2 before frame_10); files of another frame size are refused naming both files."""
+    (frame_2 before frame_10); files of another frame size are refused naming both files.  Files of many frames
+    may also be separate recordings: a warning (not for an image sequence) says how they were joined."""
     movie = make_movie((25, 6, 7))
     seq, split = tmp_path / "seq", tmp_path / "split"
     seq.mkdir()
@@ -913,8 +914,14 @@ def test_a_folder_of_tiffs_is_one_movie(tmp_path):
         tifffile.imwrite(split / name, part)
     (split / "notes.txt").write_text("not a frame")
     for folder in (seq, split):
-        with open_movie(folder) as m:
+        caplog.clear()
+        with caplog.at_level("INFO", logger="pmdcompress"), open_movie(folder) as m:
             assert m.shape == movie.shape and m.format == "tiff"
+        joined = [r for r in caplog.records if "TIFF files read as one movie of 25 frames" in r.getMessage()]
+        assert [r.levelname for r in joined] == ["INFO" if folder == seq else "WARNING"]
+        assert (folder == split) == ("a_1.tif ... a_10.tif); if they are separate recordings, give the files"
+                                     in joined[0].getMessage())
+        with open_movie(folder) as m:
             np.testing.assert_array_equal(m.read(0, 25), movie)
             np.testing.assert_array_equal(m.read(7, 21), movie[7:21])
         with open_movie(folder, frames="5:12") as m:

@@ -689,8 +689,14 @@ class _TiffFolderSource(_Source):
         self._starts = starts
         self.shape = (starts[-1], *self.shape[1:])
         self._size = sum(f.stat().st_size for f in self._files)
-        logger.info("%s: %d TIFF files read as one movie of %d frames (%s ... %s)", name, len(self._files),
-                    starts[-1], self._files[0].name, self._files[-1].name)
+        # An image sequence (a frame per file) is one movie by construction; files of many frames may be one
+        # acquisition split into parts (ScanImage) or separate recordings, which only the user knows: say which.
+        multi_page = len(self._files) > 1 and max(np.diff(starts)) > 1
+        (logger.warning if multi_page else logger.info)(
+            "%s: %d TIFF files read as one movie of %d frames, in name order (%s ... %s)%s", name, len(self._files),
+            starts[-1], self._files[0].name, self._files[-1].name,
+            "; if they are separate recordings, give the files instead (pmd batch 'FOLDER/*.tif' takes each as a "
+            "movie)" if multi_page else "")
 
     def read(self, t0: int, t1: int) -> np.ndarray:
         out = np.empty((t1 - t0, *self.shape[1:]), self.dtype)

@@ -488,12 +488,26 @@ def _now() -> str:
 
 
 def _input_identity(path: Path) -> dict:
+    """What says whether a movie changed since a step was done: its path, size and modification time.  A folder
+    (a TIFF sequence, a Bruker T-series, a Zarr array) changes in its files, which the folder's own time does not
+    see when a file is rewritten in place: its size is that of all its files and its time the newest of any."""
     try:
         st = path.stat()
     except OSError:
         return {"path": str(path), "exists": False}
-    return {"path": str(path), "exists": True, "size_bytes": st.st_size if path.is_file() else None,
-            "mtime_ns": st.st_mtime_ns}
+    size, mtime = st.st_size, st.st_mtime_ns
+    if path.is_dir():
+        size = 0
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                try:
+                    entry = os.stat(os.path.join(root, name))
+                except OSError:
+                    continue
+                mtime = max(mtime, entry.st_mtime_ns)
+                if name in files:
+                    size += entry.st_size
+    return {"path": str(path), "exists": True, "size_bytes": size, "mtime_ns": mtime}
 
 
 def _versions() -> dict:

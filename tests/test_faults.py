@@ -317,6 +317,11 @@ case(O, "denoise a store with --store", ["denoise", "movie.pmd.zarr", "-o", "d.t
      r"--store applies only when denoising a movie")
 case(O, "denoise a movie with --movie", ["denoise", "movie.npy", "-o", "d.tif", "--movie", "movie.tif"], 2,
      r"--movie applies only when denoising an existing store")
+for flag in (["--truth", "movie.truth.zarr"], ["--movie-preview"], ["--no-heldout"]):
+    case(O, f"denoise {flag[0]} without a report", ["denoise", "movie.npy", "-o", "d.tif", *flag], 2,
+         rf"^pmd: error: {flag[0]} applies only to the report: add --report FOLDER, or leave it out$")
+case(O, "denoise a store with --movie but no report", ["denoise", "movie.pmd.zarr", "-o", "d.tif", "--movie",
+                                                        "movie.tif"], 2, r"--movie applies only to the report")
 case(O, "batch option not a pair", ["batch", "movie.npy", "-o", "out", "--set", "patch=wide"], 2,
      r"patch_shape='wide': expected N or HxW")
 case(O, "batch unknown step", ["batch", "movie.npy", "-o", "out", "--steps", "squash"], 2, r"unknown step 'squash'")

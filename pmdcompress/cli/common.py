@@ -20,6 +20,7 @@ PARAMETER_FLAGS = {
     "n_neurons": "--neurons",
     "max_num_iter": "--max-iter",
     "output": "--output",
+    "heldout": "--no-heldout",
 }
 
 

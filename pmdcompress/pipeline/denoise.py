@@ -81,6 +81,13 @@ def denoise(movie_or_store, output, *, report=None, overwrite: bool = False, tru
         if given_store:
             raise OptionError(f"{store}: {{store}} applies only when denoising a movie, not a store", "store")
         check_output_path(store, overwrite=overwrite, inputs=inputs, folder=True)
+    if report is None:  # these only shape a report: given without one, they would be dropped without a word
+        unused = [name for name, given in (("truth", truth is not None), ("movie_preview", movie_preview),
+                                           ("heldout", not heldout), ("movie", given_store and movie is not None))
+                  if given]
+        if unused:
+            raise OptionError(f"{{{unused[0]}}} applies only to the report: add {{report}} FOLDER, or leave it out",
+                              unused[0], "report")
     if given_store and compress_options:
         raise InputError(f"{movie_or_store}: compression options ({', '.join(sorted(compress_options))}) do not "
                          "apply to an existing store")

@@ -320,6 +320,9 @@ case(O, "denoise a movie with --movie", ["denoise", "movie.npy", "-o", "d.tif", 
 for flag in (["--truth", "movie.truth.zarr"], ["--movie-preview"], ["--no-heldout"]):
     case(O, f"denoise {flag[0]} without a report", ["denoise", "movie.npy", "-o", "d.tif", *flag], 2,
          rf"^pmd: error: {flag[0]} applies only to the report: add --report FOLDER, or leave it out$")
+case(O, "demix --nwb-metadata without the NWB export", D + ["--fs", "30", "--nwb-metadata", "meta.yaml"], 2,
+     r"^pmd: error: --nwb-metadata applies only to the NWB export: add nwb to --export, or leave it out$",
+     setup=write_bytes("meta.yaml", b"session_description: a test\n"))
 case(O, "denoise a store with --movie but no report", ["denoise", "movie.pmd.zarr", "-o", "d.tif", "--movie",
                                                         "movie.tif"], 2, r"--movie applies only to the report")
 case(O, "batch option not a pair", ["batch", "movie.npy", "-o", "out", "--set", "patch=wide"], 2,

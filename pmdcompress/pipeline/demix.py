@@ -127,6 +127,9 @@ def demix(
     opts = DemixOptions.create(kind=kind, fs=fs, seed_from_mean=seed_from_mean, **options)
     exports = _parse_export(export)
     if nwb_metadata is not None:
+        if "nwb" not in exports:  # it would be dropped without a word
+            raise OptionError("{nwb_metadata} applies only to the NWB export: add nwb to {export}, or leave it out",
+                              "nwb_metadata", "export")
         from ..demix.nwb_metadata import load_nwb_metadata
 
         nwb_metadata = load_nwb_metadata(nwb_metadata)  # checked before any work

@@ -326,6 +326,15 @@ class PMDStore:
             local[i] = self._rebase(key[i], n, base, frames)
         return block[tuple(local)]
 
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(store)``: the whole movie in one read (numpy would otherwise index it frame by frame, at
+        twice the time); a ``dtype`` casts the float32 frames as numpy casts (for rounded and clipped integers,
+        :meth:`read` with that dtype)."""
+        if copy is False:
+            raise ValueError("a PMDStore is reconstructed on demand: there is no array to view without a copy")
+        frames = self.read()
+        return frames if dtype is None else frames.astype(dtype, copy=False)
+
     def _expand_key(self, key) -> tuple:
         """``key`` as a tuple of three axis entries (integers, slices, integer arrays) and any ``None``s; a
         boolean array becomes the integer arrays of its true entries (as numpy reads it: a (Y, X) mask takes

@@ -153,3 +153,17 @@ def test_a_frame_selection_makes_only_those_frames(store, monkeypatch):
     made.clear()
     np.testing.assert_array_equal(reopened[[90, 5, 6, 7, 90, -1]], whole[[90, 5, 6, 7, 90, -1]])
     assert sorted(made) == [1, 1, 3]  # runs 5-7, 90, 119: each frame made once
+
+
+def test_asarray_reads_the_whole_movie_once(store, monkeypatch):
+    whole = store[:]
+    reopened = pmdcompress.open(store.path)
+    calls = []
+    read = type(reopened).read
+    monkeypatch.setattr(type(reopened), "read", lambda self, *a, **k: calls.append(a) or read(self, *a, **k))
+    np.testing.assert_array_equal(np.asarray(reopened), whole)
+    assert len(calls) == 1  # not one read per frame, as numpy's sequence protocol would do
+    np.testing.assert_array_equal(np.asarray(reopened, dtype=np.float64), whole.astype(np.float64))
+    np.testing.assert_array_equal(np.array(reopened, dtype=np.int16), whole.astype(np.int16))  # numpy's cast
+    with pytest.raises(ValueError, match="no array to view without a copy"):
+        np.asarray(reopened, copy=False)

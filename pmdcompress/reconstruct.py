@@ -22,6 +22,7 @@ import numpy as np
 
 from ._numba import jit
 from .formats.store import read_store
+from .indexing import lazy_getitem
 from .options import frame_dtype_ok
 from .preprocess import trend_basis
 from .store.zarr_store import describe, directory_bytes, store_frame_rate
@@ -305,26 +306,11 @@ class PMDStore:
         """numpy's basic and advanced indexing, with numpy's result (the float32 frames of :meth:`read`).
 
         Only what is asked is reconstructed: the frames selected (``store[::100]`` of a 20000-frame movie makes
-        200 frames, not 20000) and, in space, the rectangle that holds the rows and columns selected. Integer
-        lists and arrays, boolean masks, negative steps and ``None`` index as they index a numpy array; a
-        boolean scalar is refused (numpy reads it as a new axis, Python as the integer 1: neither is meant).
+        200 frames, not 20000) and, in space, the rectangle that holds the rows and columns selected
+        (:func:`pmdcompress.indexing.lazy_getitem`).
         """
-        key = self._expand_key(key)
-        axes = [i for i, k in enumerate(key) if k is not None and k is not Ellipsis]
-        needed = [self._needed(key[i], axis, n) for axis, (i, n) in enumerate(zip(axes, self.shape, strict=True))]
-        frames = np.unique(needed[0])
-        (y0, y1), (x0, x1) = ((int(v.min()), int(v.max()) + 1) if v.size else (0, 0) for v in needed[1:])
-        block = np.empty((frames.size, y1 - y0, x1 - x0), np.float32)
-        # consecutive runs of the frames asked for, each made by one read into its part of the block
-        breaks = np.flatnonzero(np.diff(frames) != 1) + 1
-        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, frames.size], strict=True):
-            if hi > lo:
-                self.read(int(frames[lo]), int(frames[hi - 1]) + 1, (y0, y1), (x0, x1), out=block[lo:hi])
-        # the key again, on the block: each axis's entry moved to the block's origin (the frames by their position)
-        local = list(key)
-        for i, n, base in zip(axes, self.shape, (None, y0, x0), strict=True):
-            local[i] = self._rebase(key[i], n, base, frames)
-        return block[tuple(local)]
+        return lazy_getitem(self.shape, np.float32, key,
+                            lambda t0, t1, rows, columns, out: self.read(t0, t1, rows, columns, out=out))
 
     def __array__(self, dtype=None, copy=None):
         """``np.asarray(store)``: the whole movie in one read (numpy would otherwise index it frame by frame, at
@@ -334,90 +320,6 @@ class PMDStore:
             raise ValueError("a PMDStore is reconstructed on demand: there is no array to view without a copy")
         frames = self.read()
         return frames if dtype is None else frames.astype(dtype, copy=False)
-
-    def _expand_key(self, key) -> tuple:
-        """``key`` as a tuple of three axis entries (integers, slices, integer arrays) and any ``None``s; a
-        boolean array becomes the integer arrays of its true entries (as numpy reads it: a (Y, X) mask takes
-        the pixels of a region), once its shape is checked against the axes it spans."""
-        if not isinstance(key, tuple):
-            key = (key,)
-        entries = []
-        for k in key:
-            if isinstance(k, bool | np.bool_):  # numpy reads it as a new axis, Python as 1: neither is meant
-                raise IndexError("a boolean does not index a PMDStore; give an integer, a slice or an index array")
-            if isinstance(k, list | np.ndarray):
-                empty_list = isinstance(k, list) and len(k) == 0
-                k = np.asarray(k, np.intp) if empty_list else np.asarray(k)  # numpy reads [] as no integers
-                if k.ndim == 0 and k.dtype.kind in "iu":
-                    k = int(k)  # a 0-d integer array (what numpy's reductions return) indexes as its integer
-            entries.append(k)
-        spans = [k.ndim if isinstance(k, np.ndarray) and k.dtype == bool else 0 if k is None or k is Ellipsis
-                 else 1 for k in entries]
-        ellipses = [i for i, k in enumerate(entries) if k is Ellipsis]
-        if len(ellipses) > 1:
-            raise IndexError("an index can only have a single ellipsis ('...')")
-        if sum(spans) > 3:
-            raise IndexError(f"too many indices for a (T, Y, X) movie: {sum(spans)}")
-        fill = [slice(None)] * (3 - sum(spans))
-        if ellipses and fill:
-            i = ellipses[0]
-            entries[i : i + 1], spans[i : i + 1] = fill, [1] * len(fill)
-        elif ellipses:
-            pass  # kept (covering no axis): numpy sees it between two index arrays and orders the result by it
-        else:
-            entries, spans = entries + fill, spans + [1] * len(fill)
-        out, axis = [], 0
-        for k, span in zip(entries, spans, strict=True):
-            if isinstance(k, np.ndarray) and k.dtype == bool:
-                if k.shape != self.shape[axis : axis + span]:
-                    raise IndexError(f"a boolean index of shape {k.shape} does not fit axes {axis}-{axis + span - 1}"
-                                     f" of the movie's {self.shape}")
-                out.extend(np.nonzero(k))
-            else:
-                out.append(k)
-            axis += span
-        return tuple(out)
-
-    @staticmethod
-    def _needed(k, axis: int, n: int) -> np.ndarray:
-        """The coordinates along ``axis`` (of length ``n``) that entry ``k`` selects, checked against ``n``."""
-        if isinstance(k, int | np.integer):
-            i = int(k) + n if k < 0 else int(k)
-            if not 0 <= i < n:
-                raise IndexError(f"index {k} is out of bounds for axis {axis} with size {n}")
-            return np.array([i])
-        if isinstance(k, slice):
-            return np.arange(*k.indices(n))
-        values = np.asarray(k)
-        if values.size == 0:
-            return np.zeros(0, np.int64)
-        if values.dtype.kind not in "iu":
-            raise IndexError(f"only integers, slices, integer or boolean arrays and None index a PMDStore, got "
-                             f"{type(k).__name__} of {values.dtype}")
-        if values.min() < -n or values.max() >= n:
-            bad = values[(values < -n) | (values >= n)].flat[0]
-            raise IndexError(f"index {bad} is out of bounds for axis {axis} with size {n}")
-        return np.where(values < 0, values + n, values).ravel()
-
-    @staticmethod
-    def _rebase(k, n: int, base, frames: np.ndarray):
-        """Entry ``k`` (of an axis of length ``n``) on the block made for it.  In space ``base`` is the block's
-        first row or column; in time (``base`` None) the block holds ``frames`` (sorted, unique) and ``k`` becomes
-        their positions."""
-        if isinstance(k, slice):
-            start, stop, step = k.indices(n)
-            if len(range(start, stop, step)) == 0:
-                return slice(0, 0)
-            if base is None:  # the block holds exactly the slice's frames, in order
-                return slice(None) if step > 0 else slice(None, None, -1)
-            # base is the slice's smallest element: its last with a negative step, which None reaches
-            return slice(start - base, stop - base, step) if step > 0 else slice(start - base, None, step)
-        if isinstance(k, int | np.integer):
-            i = int(k) + n if k < 0 else int(k)
-            return int(np.searchsorted(frames, i)) if base is None else i - base
-        values = np.asarray(k)
-        values = np.where(values < 0, values + n, values)
-        return np.searchsorted(frames, values) if base is None else values - base
 
     # -- reconstruction -------------------------------------------------------
     def cells(self, crop_y, crop_x):

@@ -78,3 +78,47 @@ def client(tmp_path_factory):
         with cluster.open_client("local", workers=2, threads_per_worker=1, dashboard=False) as c:
             c.wait_for_workers(2, timeout=60)
             yield c
+
+
+def _random_index_entry(rng, n):
+    """One index entry for an axis of length ``n``, of every kind numpy takes (and some it refuses)."""
+    kind = rng.integers(0, 8)
+    if kind == 0:
+        return int(rng.integers(-n - 1, n + 1))  # one past either end: refused by both
+    if kind == 1:
+        start, stop = (int(v) if rng.random() < 0.8 else None for v in rng.integers(-n - 3, n + 3, 2))
+        return slice(start, stop, [None, 1, 2, 3, -1, -2, 5][rng.integers(0, 7)])
+    if kind == 2:
+        return [int(v) for v in rng.integers(-n, n, rng.integers(0, 5))]  # [] too, which numpy reads as integers
+    if kind == 3:
+        return rng.random(n) < 0.3
+    if kind == 4:
+        return rng.integers(0, n, (2, 2))
+    if kind == 5:
+        return np.array(rng.integers(-n, n))  # 0-d
+    return None if kind == 6 else Ellipsis
+
+
+def agree_with_numpy(lazy, whole: np.ndarray, rng, n_keys: int) -> None:
+    """``lazy[key]`` equals ``whole[key]`` (values and shape), or both refuse, for ``n_keys`` random keys of every
+    kind (pmdcompress.indexing: basic and advanced indexing, ``...``, ``None``); both sides must be exercised."""
+    agreed = refused = 0
+    for _ in range(n_keys):
+        key, axis = [], 0
+        for _ in range(rng.integers(1, 5)):
+            entry = _random_index_entry(rng, whole.shape[min(axis, 2)])
+            key.append(entry)
+            axis += entry is not None and entry is not Ellipsis
+        key = tuple(key)
+        try:
+            expected = whole[key]
+        except IndexError:
+            with pytest.raises(IndexError):
+                lazy[key]
+            refused += 1
+            continue
+        got = lazy[key]
+        assert got.shape == expected.shape and got.dtype == expected.dtype, key
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-4, err_msg=repr(key))
+        agreed += 1
+    assert agreed > n_keys // 2 and refused > n_keys // 12

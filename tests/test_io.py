@@ -13,6 +13,7 @@ import pytest
 import tifffile
 import zarr
 
+from conftest import agree_with_numpy
 from pmdcompress.errors import InputError, OutputExistsError, PMDError
 from pmdcompress.io import writers
 from pmdcompress.io.readers import Movie, open_movie
@@ -966,3 +967,22 @@ def test_hdf5_chunked_along_time_gets_a_cache_that_holds_a_row_of_chunks(tmp_pat
     with open_movie(path, dataset="frames") as m:
         assert m._source._array.file.id.get_access_plist().get_cache()[2] == default
         np.testing.assert_array_equal(m.read(3, 9), movie[3:9])
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".npy"])
+def test_a_movie_indexes_as_numpy_reading_only_what_is_asked(tmp_path, monkeypatch, suffix):
+    """``open_movie(...)[key]`` is numpy's ``key`` of the selected, cropped frames (every kind of index), and
+    ``np.asarray(movie)`` all of them; a frame selection reads only its frames."""
+    movie = make_movie((30, 12, 9))
+    path = tmp_path / f"m{suffix}"
+    tifffile.imwrite(path, movie) if suffix == ".tif" else np.save(path, movie)
+    with open_movie(path, frames="3:27", crop="1:11,2:9") as m:
+        part = movie[3:27, 1:11, 2:9]
+        agree_with_numpy(m, part, np.random.default_rng(3), 400)
+        np.testing.assert_array_equal(np.asarray(m), part)
+        assert np.asarray(m, dtype=np.float32).dtype == np.float32
+        reads = []
+        read = Movie.read
+        monkeypatch.setattr(Movie, "read", lambda self, t0, t1: reads.append(t1 - t0) or read(self, t0, t1))
+        np.testing.assert_array_equal(m[::10, 4], part[::10, 4])
+        assert sorted(reads) == [1, 1, 1]  # frames 0, 10, 20 of the selection, not the 24 the slice spans

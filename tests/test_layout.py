@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pmdcompress"
 # report and demix are peers that do not import each other; simulate (a side package) is above them so that
 # nothing of the core can import it.
 LAYERS = [
-    {"_numba", "_package_version", "errors", "options", "parallel", "progress", "formats"},
+    {"_numba", "_package_version", "errors", "indexing", "options", "parallel", "progress", "formats"},
     {"io"},
     {"preprocess"},
     {"tiling"},

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..indexing import lazy_getitem
 from ..options import parse_crop, parse_range
 from .miniscope import open_miniscope
 from .nwb import open_nwb_series
@@ -949,6 +950,22 @@ class Movie:
 
     def __len__(self) -> int:
         return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        """numpy's indexing of the (selected, cropped) frames, reading only the frames asked for
+        (:func:`pmdcompress.indexing.lazy_getitem`): ``movie[::10]``, ``movie[[3, 7]]``, ``movie[:, mask]``."""
+
+        def read_into(t0, t1, rows, columns, out):
+            out[...] = self.read(t0, t1)[:, rows[0] : rows[1], columns[0] : columns[1]]
+
+        return lazy_getitem(self.shape, self.dtype, key, read_into)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """``np.asarray(movie)``: every selected frame in one read (a ``dtype`` casts as numpy casts)."""
+        if copy is False:
+            raise ValueError("a Movie is read from its file on demand: there is no array to view without a copy")
+        frames = self.read(0, self.shape[0])
+        return frames if dtype is None else frames.astype(dtype, copy=False)
 
     def __repr__(self) -> str:
         return f"<Movie {self.name!r} shape={self.shape} dtype={self.dtype} format={self.format} access={self.access}>"

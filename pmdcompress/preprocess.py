@@ -409,16 +409,17 @@ def coherent_noise_std(sums: np.ndarray, count: int) -> np.ndarray:
     return np.sqrt(np.maximum(power - explained, 0.0) / kept)
 
 
-def remove_coherent(frames: np.ndarray) -> np.ndarray:
+def remove_coherent(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Frames less, per pixel, their least-squares multiple of the annulus mean (:func:`ring_mean`), over time.
 
     What remains of frame differences is the noise without the fast signals a
-    region shares, for measuring its neighbour correlation.
+    region shares, for measuring its neighbour correlation.  ``out`` (float32, the frames' shape; the frames
+    themselves to work in place: each block is read before it is written) receives it.
     """
     frames = np.asarray(frames)
     cross, power, counts = ring_products(frames)
     beta = np.divide(cross, power, out=np.zeros_like(cross), where=(power > 0) & (counts > 0))
-    out = np.empty(frames.shape, np.float32)
+    out = np.empty(frames.shape, np.float32) if out is None else out
     step = max(1, _RING_BLOCK // max(frames.shape[1] * frames.shape[2], 1))
     for t0 in range(0, len(frames), step):
         part = np.asarray(frames[t0 : t0 + step], np.float64)
@@ -758,21 +759,41 @@ def live_pixels(noise: np.ndarray, level: np.ndarray | None = None) -> np.ndarra
 NOISE_LAGS = 8
 
 
+#: Float32 bytes of the frame differences :func:`_noise_differences` holds: fewer pairs (at least
+#: :data:`MIN_NOISE_PAIRS`) where 64 would take more (frames over 1024 x 1024 pixels; each pair still gives millions
+#: of values), so that its memory does not grow with the frame.
+NOISE_PAIRS_BYTES = 256 * 2**20
+MIN_NOISE_PAIRS = 16
+#: Float32 bytes of the frames one read of :func:`_noise_differences` takes (both frames of some pairs).
+NOISE_READ_BYTES = 64 * 2**20
+
+
 def _noise_differences(frames: np.ndarray, max_pairs: int) -> np.ndarray | None:
     """Differences of (at most ``max_pairs``) consecutive frame pairs, less what each pixel shares with its annulus."""
+    pixels = int(frames.shape[1]) * int(frames.shape[2])
+    max_pairs = min(max_pairs, max(MIN_NOISE_PAIRS, NOISE_PAIRS_BYTES // (4 * max(pixels, 1))))
     n = min(len(frames) - 1, max_pairs)
     if n < 1 or frames.shape[1] < 2 or frames.shape[2] < 2:
         return None
     step = max((len(frames) - 1) // n, 1)
     idx = np.arange(0, step * n, step)
-    # both frames of every pair in one read (a scratch buffer's frames are gathered by runs of rows: half the reads)
-    pairs = frames[np.concatenate([idx, idx + 1])]
-    d = pairs[n:] - pairs[:n]
+    # Both frames of some pairs in one read (a scratch buffer's frames are gathered by runs of rows: half the
+    # reads), as many pairs as NOISE_READ_BYTES holds: all 64 at once held 128 frames and the reader's copies of
+    # them beside the differences (2 GB for 1024 x 1024 frames).  The same values either way.
+    per_read = max(1, NOISE_READ_BYTES // (8 * pixels))
+    d = None
+    for a in range(0, n, per_read):
+        b = min(a + per_read, n)
+        pairs = frames[np.concatenate([idx[a:b], idx[a:b] + 1])]
+        if d is None:
+            d = np.empty((n, *pairs.shape[1:]), pairs.dtype)
+        np.subtract(pairs[b - a :], pairs[: b - a], out=d[a:b])
+        del pairs
     d -= d.mean(axis=0)
     if n >= COHERENT_MIN_FRAMES:
         # A fast signal shared by a region (flicker, background) is not noise: leave out what each
         # pixel's difference shares with its annulus (a 1-p movie's flicker read 0.98 here).
-        d = remove_coherent(d)
+        d = remove_coherent(d, out=d if d.dtype == np.float32 else None)
     return d
 
 

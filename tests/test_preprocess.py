@@ -218,3 +218,23 @@ def test_median_mad_of_sorted_matches_numpys_two_medians(size):
         x = np.sort(x)  # ties (the rounded draw) and skew (the exponential) included
         med, mad = median_mad_of_sorted(x)
         assert med == np.median(x) and mad == np.median(np.abs(x - np.median(x)))
+
+
+def test_noise_differences_read_in_parts_are_the_same_and_their_number_is_bounded(monkeypatch):
+    """The frame differences of the noise profile are read a few pairs at a time (the same values as one read of
+    every pair), and fewer pairs are taken where 64 would hold more than NOISE_PAIRS_BYTES (at least 16)."""
+    from scipy import ndimage
+
+    from pmdcompress import preprocess
+
+    rng = np.random.default_rng(5)
+    frames = rng.normal(0, 1, (150, 40, 48)).astype(np.float32)
+    frames += ndimage.uniform_filter(rng.normal(0, 1, (150, 40, 48)), (0, 3, 3)).astype(np.float32)
+    whole = preprocess._noise_differences(frames, 64)
+    monkeypatch.setattr(preprocess, "NOISE_READ_BYTES", 8 * 40 * 48 * 5)  # 5 pairs a read: 13 reads
+    np.testing.assert_array_equal(preprocess._noise_differences(frames, 64), whole)
+    assert preprocess.noise_lag_correlation(frames) == preprocess._lag_correlations(whole, preprocess.NOISE_LAGS)
+    monkeypatch.setattr(preprocess, "NOISE_PAIRS_BYTES", 4 * 40 * 48 * 20)  # room for 20 pairs
+    assert len(preprocess._noise_differences(frames, 64)) == 20
+    monkeypatch.setattr(preprocess, "NOISE_PAIRS_BYTES", 4 * 40 * 48 * 3)  # room for 3: the floor of 16
+    assert len(preprocess._noise_differences(frames, 64)) == preprocess.MIN_NOISE_PAIRS

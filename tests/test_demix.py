@@ -445,6 +445,25 @@ def test_cli_demix_and_evaluate(sim, tmp_path):
     assert r.exit_code == 2 and "no such" in r.output
 
 
+
+def test_info_describes_a_demix_result(sim):
+    """``pmd info RESULT`` (it used to refuse a result: "not a store") counts its cells by how they were found and
+    names the store, movie and rate it came from; ``--json`` gives the same numbers."""
+    from pmdcompress.cli.store import info
+
+    result = sim["result"]
+    silent = int(np.count_nonzero(result.metrics["seeded_from_mean"]))
+    r = CliRunner().invoke(info, ["--json", str(sim["out"])])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert (d["n_components"], d["n_from_mean_image"], d["n_frames"], d["frame_rate"]) == (
+        result.n_components, silent, 1000, 30.0)
+    assert d["n_active"] == result.n_components - silent and d["store"].endswith("small.pmd.zarr")
+    r = CliRunner().invoke(info, [str(sim["out"])])
+    assert r.exit_code == 0 and f"cells           {result.n_components}: {result.n_components - silent} found by " \
+        "their activity" in r.output and "frame rate 30 Hz (given)" in r.output
+
+
 # --------------------------------------------------------------------------- kernels vs numpy twins
 
 

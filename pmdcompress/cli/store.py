@@ -105,9 +105,14 @@ def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the information as JSON on stdout.")
 def info(store, as_json):
-    """Shape, ranks per patch, bytes on disk, compression ratios, timings and parameters of STORE."""
+    """Shape, ranks per patch, bytes on disk, compression ratios, timings and parameters of STORE (or, for a
+    demix result, its cells, frames, rate and where it came from)."""
+    from ..formats.demix import is_demix_result
     from ..reconstruct import open_store
 
+    if is_demix_result(store):
+        _demix_info(store, as_json)
+        return
     d = open_store(store).info()
     if as_json:
         click.echo(json.dumps(d, indent=2))
@@ -131,6 +136,44 @@ def info(store, as_json):
         f"input           {d['input'].get('name')} ({d['input'].get('size_bytes')} bytes, "
         f"sha256 {str(d['input'].get('sha256'))[:16]}...)",
         "timings         " + ", ".join(f"{k} {v:.2f}" for k, v in d["timings"].items()),
+    ]
+    click.echo("\n".join(lines))
+
+
+def _demix_info(path, as_json: bool) -> None:
+    """``pmd info`` of a demix result."""
+    import numpy as np
+
+    from ..demix import open_demix
+
+    result = open_demix(path)
+    meta = result.metadata
+    silent = int(np.count_nonzero(result.metrics.get("seeded_from_mean", np.zeros(result.n_components))))
+    source = meta.get("input") or {}
+    d = {"path": str(path), "format_version": meta.get("format_version"),
+         "software_version": meta.get("software_version"), "created": meta.get("created"), "kind": meta.get("kind"),
+         "n_components": result.n_components, "n_active": result.n_components - silent,
+         "n_from_mean_image": silent, "n_frames": result.n_frames, "dims": list(result.dims),
+         "frame_rate": result.fs, "frame_rate_source": meta.get("fs_source"),
+         "cell_radius": meta.get("cell_radius_estimate"), "spike_model": result.spike_model,
+         "store": source.get("store"), "movie": (source.get("movie") or {}).get("name"),
+         "timings": meta.get("timings") or {}}
+    if as_json:
+        click.echo(json.dumps(d, indent=2, default=str))
+        return
+    rate = f"{d['frame_rate']:g} Hz ({d['frame_rate_source']})" if d["frame_rate"] else "unknown"
+    radius = f", soma radius {d['cell_radius']:.1f} px" if d["cell_radius"] else ""
+    lines = [
+        f"demix result    {d['path']}",
+        f"format          pmdcompress-demix v{d['format_version']} (pmdcompress {d['software_version']})",
+        f"kind            {d['kind']}{radius}",
+        f"cells           {d['n_components']}: {d['n_active']} found by their activity, {d['n_from_mean_image']} "
+        "from the mean image (silent, footprints fixed)",
+        f"frames          {d['n_frames']} of {d['dims'][0]}x{d['dims'][1]}, frame rate {rate}",
+        f"spikes          {d['spike_model'] or 'none'}",
+        f"made from       {d['store']} (movie {d['movie']}), {d['created']}",
+        "timings         " + ", ".join(f"{k} {v:.2f}" for k, v in d["timings"].items()
+                                       if isinstance(v, int | float)),
     ]
     click.echo("\n".join(lines))
 

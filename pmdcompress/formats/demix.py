@@ -147,6 +147,17 @@ async def _write_group(path: str, groups: list[str], arrays: dict, attrs) -> Non
     await root.update_attributes({ATTRS_KEY: attrs})  # last: a group without it is incomplete
 
 
+def is_demix_result(path) -> bool:
+    """Whether ``path`` is a Zarr group that ``pmd demix`` wrote (complete: its attributes are written last)."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        return False
+    try:
+        return isinstance(zarr.open_group(str(path), mode="r").attrs.get(ATTRS_KEY), dict)
+    except Exception:  # noqa: BLE001 - zarr raises several types for what is not a group
+        return False
+
+
 def read_demix(path) -> DemixFile:
     """Open a ``*.demix.zarr`` group written by :func:`write_demix`."""
     where = str(path)

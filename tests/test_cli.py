@@ -153,6 +153,16 @@ def test_info_gives_no_whole_file_ratio_when_the_file_is_the_data(store_path, mo
     assert "vs the data read (300 x 48 x 56 uint16)" in line and "whole input file" not in line
 
 
+def test_info_of_a_movie_says_how_pmd_reads_it(movie_tif, tmp_path):
+    """Before compressing: the shape, type and frame rate pmd compress would take (an .npy has no rate)."""
+    d = json.loads(run("info", movie_tif, "--json").output)
+    assert (d["format"], d["shape"], d["dtype"]) == ("tiff", [300, 48, 56], "uint16")
+    assert d["data_bytes"] == 300 * 48 * 56 * 2 and d["file_bytes"] == movie_tif.stat().st_size
+    np.save(tmp_path / "m.npy", tifffile.imread(movie_tif)[:20])
+    lines = run("info", tmp_path / "m.npy").output.splitlines()
+    assert lines[1].startswith("shape (T,Y,X)   20 x 48 x 56  (uint16") and "unknown (give it with --fs)" in lines[2]
+
+
 def test_nan_border_is_refused_with_its_size_and_the_fix(tmp_path):
     """CaImAn's border_nan=True: whole rows/columns of NaN at the edges, of a width that changes with the shift."""
     rng = np.random.default_rng(2)

@@ -772,7 +772,8 @@ case(P, "denoise a store over its raw movie", ["denoise", "movie.pmd.zarr", "-o"
 case(P, "compress to a .tif name", ["compress", "movie.npy", "-o", "o.tif"], 2,
      r"o\.tif: this output is a folder \(a Zarr store, a result or a report folder\), but \.tif names a file format")
 case(P, "demix to a .npy name", ["demix", "movie.pmd.zarr", "-o", "d.npy"], 2, r"d\.npy: this output is a folder")
-case(B, "info of a movie", ["info", "movie.tif"], 2, r"movie\.tif: a file, not a store \(the \.pmd\.zarr folder")
+case(B, "info of a file neither a movie nor a store", ["info", "notes.txt"], 2, r"^pmd: error: notes\.txt: ",
+     setup=write_bytes("notes.txt", b"not a movie\n"))
 case(P, "demo into a file", ["demo", "movie.tif"], 2, r"movie\.tif: is a file, not a folder")
 case(P, "demo in a missing folder", ["demo", "no/such/demo"], 2, r"no/such/demo: parent folder no/such does not exist")
 

@@ -105,13 +105,17 @@ def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the information as JSON on stdout.")
 def info(store, as_json):
-    """Shape, ranks per patch, bytes on disk, compression ratios, timings and parameters of STORE (or, for a
-    demix result, its cells, frames, rate and where it came from)."""
+    """Shape, ranks per patch, bytes on disk, compression ratios, timings and parameters of STORE; for a demix
+    result its cells, frames, rate and source; for a movie file how pmd reads it (shape, type, frame rate)."""
     from ..formats.demix import is_demix_result
     from ..reconstruct import open_store
+    from ..report import is_store
 
     if is_demix_result(store):
         _demix_info(store, as_json)
+        return
+    if not is_store(store) and not str(store).rstrip("/").endswith(".pmd.zarr"):
+        _movie_info(store, as_json)
         return
     d = open_store(store).info()
     if as_json:
@@ -136,6 +140,28 @@ def info(store, as_json):
         f"input           {d['input'].get('name')} ({d['input'].get('size_bytes')} bytes, "
         f"sha256 {str(d['input'].get('sha256'))[:16]}...)",
         "timings         " + ", ".join(f"{k} {v:.2f}" for k, v in d["timings"].items()),
+    ]
+    click.echo("\n".join(lines))
+
+
+def _movie_info(path, as_json: bool) -> None:
+    """``pmd info`` of a movie: how pmd compress would read it, before compressing it."""
+    from ..io.readers import open_movie
+
+    with open_movie(path) as movie:
+        d = {"path": str(path), "format": movie.format, "shape": list(movie.shape), "dtype": str(movie.dtype),
+             "frame_rate": movie.frame_rate, "frame_rate_source": movie.frame_rate_source, "plane": movie.plane,
+             "channel": movie.channel, "data_bytes": movie.nbytes, "file_bytes": movie.input_identity()["size_bytes"]}
+    if as_json:
+        click.echo(json.dumps(d, indent=2, default=str))
+        return
+    rate = (f"{d['frame_rate']:g} Hz ({d['frame_rate_source']})" if d["frame_rate"]
+            else "unknown (give it with --fs)")
+    picked = ", ".join(f"{k} {d[k]}" for k in ("plane", "channel") if d[k] is not None)
+    lines = [
+        f"movie           {d['path']} ({d['format']}{', ' + picked if picked else ''})",
+        f"shape (T,Y,X)   {' x '.join(map(str, d['shape']))}  ({d['dtype']}, {d['data_bytes']:,} bytes of frames)",
+        f"frame rate      {rate}",
     ]
     click.echo("\n".join(lines))
 

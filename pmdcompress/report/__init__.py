@@ -55,7 +55,6 @@ def is_store(path) -> bool:
     """True for a pmdcompress store folder (a Zarr group with the ``pmdcompress`` attribute)."""
     if not isinstance(path, str | os.PathLike):
         return hasattr(path, "metadata") and hasattr(path, "temporal_block")  # an open PMDStore
-        return False
     meta = Path(path) / "zarr.json"
     if not meta.is_file():
         return False

@@ -349,15 +349,16 @@ class PMDStore:
         return np.ascontiguousarray(cached[2][:, t0 - cached[0] : t1 - cached[0]])
 
     def read(self, t0=0, t1=None, crop_y=None, crop_x=None, *, dtype=np.float32, out=None) -> np.ndarray:
-        """Reconstruct frames [t0, t1) of the crop into a new (or given) array.
+        """Reconstruct frames [t0, t1) of the crop (``crop_y``, ``crop_x``: ``(start, stop)`` pairs or slices) into
+        a new (or given) array.
 
         Integer ``dtype``s round to nearest and clip to the dtype's range; ``out``, when given, must have the
         shape asked for, and its dtype is the one written.
         """
         t_len, y_len, x_len = self.shape
         t1 = t_len if t1 is None else t1
-        crop_y = (0, y_len) if crop_y is None else crop_y
-        crop_x = (0, x_len) if crop_x is None else crop_x
+        crop_y = (0, y_len) if crop_y is None else _bounds(crop_y, y_len, "rows")
+        crop_x = (0, x_len) if crop_x is None else _bounds(crop_x, x_len, "columns")
         for what, (a, b), n in (("frames", (t0, t1), t_len), ("rows", crop_y, y_len), ("columns", crop_x, x_len)):
             if not 0 <= a <= b <= n:  # a bound outside the movie used to surface as BLAS's shape error
                 raise IndexError(f"{what} {a}:{b} are outside the store's {n} {what} (0:{n})")
@@ -410,6 +411,18 @@ class PMDStore:
     def info(self) -> dict:
         """Shape, ranks, sizes, ratios, timings and parameters as a JSON-able dict."""
         return describe(self._contents, self.path)
+
+
+def _bounds(crop, n: int, what: str) -> tuple[int, int]:
+    """A crop of :meth:`PMDStore.read`: a ``(start, stop)`` pair as given (checked there), or a slice of step 1,
+    resolved as Python resolves it (clipped to the ``n`` rows or columns, negative from the end)."""
+    if isinstance(crop, slice):
+        start, stop, step = crop.indices(n)
+        if step != 1:
+            raise ValueError(f"a crop of {what} takes every one: slice {crop} has step {crop.step}; index the "
+                             "result, or the store (store[:, ::2]), for a step")
+        return start, max(start, stop)
+    return crop
 
 
 def open_store(path: str | os.PathLike) -> PMDStore:

@@ -128,3 +128,10 @@ def test_asarray_reads_the_whole_movie_once(store, monkeypatch):
     np.testing.assert_array_equal(np.array(reopened, dtype=np.int16), whole.astype(np.int16))  # numpy's cast
     with pytest.raises(ValueError, match="no array to view without a copy"):
         np.asarray(reopened, copy=False)
+
+
+def test_a_read_takes_its_crop_as_pairs_or_slices(store):
+    np.testing.assert_array_equal(store.read(3, 9, slice(2, 20), slice(None, -4)), store.read(3, 9, (2, 20), (0, 20)))
+    np.testing.assert_array_equal(store.read(0, 2, slice(-5, 100)), store.read(0, 2, (19, 24)))  # as Python clips
+    with pytest.raises(ValueError, match="a crop of rows takes every one: slice"):
+        store.read(0, 2, slice(0, 10, 2))

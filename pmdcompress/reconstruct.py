@@ -312,6 +312,22 @@ class PMDStore:
         return lazy_getitem(self.shape, np.float32, key,
                             lambda t0, t1, rows, columns, out: self.read(t0, t1, rows, columns, out=out))
 
+    def __array_function__(self, func, types, args, kwargs):
+        """numpy functions take the store as its frames (``np.mean(store)``, ``np.percentile(store, 99)``): the
+        store's own ``mean`` (the mean image) would otherwise be taken for a ``mean`` method and fail."""
+
+        if func in (np.shape, np.ndim, np.size) and args and args[0] is self and len(args) == 1 and not kwargs:
+            return {np.shape: self.shape, np.ndim: 3, np.size: int(np.prod(self.shape))}[func]  # no frames needed
+
+        def frames(value):
+            if isinstance(value, PMDStore):
+                return np.asarray(value)
+            if isinstance(value, list | tuple):
+                return type(value)(frames(v) for v in value)
+            return value
+
+        return func(*frames(args), **{k: frames(v) for k, v in kwargs.items()})
+
     def __array__(self, dtype=None, copy=None):
         """``np.asarray(store)``: the whole movie in one read (numpy would otherwise index it frame by frame, at
         twice the time); a ``dtype`` casts the float32 frames as numpy casts (for rounded and clipped integers,

@@ -135,3 +135,12 @@ def test_a_read_takes_its_crop_as_pairs_or_slices(store):
     np.testing.assert_array_equal(store.read(0, 2, slice(-5, 100)), store.read(0, 2, (19, 24)))  # as Python clips
     with pytest.raises(ValueError, match="a crop of rows takes every one: slice"):
         store.read(0, 2, slice(0, 10, 2))
+
+
+def test_numpy_functions_take_the_store_as_its_frames(store):
+    whole = store[:]
+    assert np.mean(store) == pytest.approx(float(whole.mean()))  # the store's `mean` is its mean image, not a method
+    np.testing.assert_array_equal(np.max(store, axis=0), whole.max(axis=0))
+    np.testing.assert_array_equal(np.percentile(store, 90, axis=0), np.percentile(whole, 90, axis=0))
+    np.testing.assert_array_equal(np.concatenate([store, store[:3]]), np.concatenate([whole, whole[:3]]))
+    assert np.shape(store) == whole.shape and np.ndim(store) == 3 and np.size(store) == whole.size

@@ -274,6 +274,10 @@ case(O, "denoise with 0 workers", ["denoise", "movie.npy", "-o", "o.tif", "--wor
 case(O, "frames backwards", C + ["--frames", "10:5"], 2, r"movie\.npy: --frames '10:5' selects no frames")
 case(O, "frames not a range", C + ["--frames", "abc"], 2, r"--frames 'abc' is not a 'start:stop' range")
 case(O, "frames with a step", C + ["--frames", "1:20:2"], 2, r"--frames '1:20:2': a step is not supported")
+case(O, "compress at 0 Hz", C + ["--fs", "0"], 2,
+     r"^pmd: error: movie\.npy: --fs 0\.0: expected a positive number of frames per second$")
+case(O, "info of a store with --plane", ["info", "movie.pmd.zarr", "--plane", "1"], 2,
+     r"^pmd: error: movie\.pmd\.zarr: --plane applies to a movie file, not to a store or a demix result$")
 case(O, "PMD_NUM_WORKERS not a number", C, 2, r"^pmd: error: PMD_NUM_WORKERS must be an integer, got 'all'$",
      setup=lambda ws, mp: mp.setenv("PMD_NUM_WORKERS", "all"))
 case(O, "PMD_NUM_WORKERS zero", C, 2, r"^pmd: error: PMD_NUM_WORKERS must be >= 1, got 0$",

@@ -104,18 +104,31 @@ def decompress(ctx, store, output, frames, crop, dtype, workers, overwrite):
 @click.command("info")
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the information as JSON on stdout.")
-def info(store, as_json):
+@input_options
+def info(store, as_json, frames, crop, plane, channel, dataset, frame_rate, frame_shape):
     """Shape, ranks per patch, bytes on disk, compression ratios, timings and parameters of STORE; for a demix
-    result its cells, frames, rate and source; for a movie file how pmd reads it (shape, type, frame rate)."""
+    result its cells, frames, rate and source; for a movie file how pmd compress reads it, with the same options
+    (--plane, --channel, --dataset, --frames, --crop, --fs, --frame-shape)."""
+    from ..errors import OptionError
     from ..formats.demix import is_demix_result
+    from ..options import parse_pair
     from ..reconstruct import open_store
     from ..report import is_store
 
+    selection = {"frames": frames, "crop": crop, "plane": plane, "channel": channel, "dataset": dataset,
+                 "frame_rate": frame_rate, "frame_shape": frame_shape}
+    is_movie = not (is_demix_result(store) or is_store(store) or str(store).rstrip("/").endswith(".pmd.zarr"))
+    given = [name for name, value in selection.items() if value is not None]
+    if given and not is_movie:
+        raise OptionError(f"{store}: {{{given[0]}}} applies to a movie file, not to a store or a demix result",
+                          given[0])
+    if is_movie:
+        if frame_shape is not None:
+            selection["frame_shape"] = parse_pair(frame_shape, "frame_shape")
+        _movie_info(store, as_json, selection)
+        return
     if is_demix_result(store):
         _demix_info(store, as_json)
-        return
-    if not is_store(store) and not str(store).rstrip("/").endswith(".pmd.zarr"):
-        _movie_info(store, as_json)
         return
     d = open_store(store).info()
     if as_json:
@@ -144,11 +157,12 @@ def info(store, as_json):
     click.echo("\n".join(lines))
 
 
-def _movie_info(path, as_json: bool) -> None:
-    """``pmd info`` of a movie: how pmd compress would read it, before compressing it."""
+def _movie_info(path, as_json: bool, selection: dict) -> None:
+    """``pmd info`` of a movie: how pmd compress would read it (with the same ``selection``), before compressing
+    it."""
     from ..io.readers import open_movie
 
-    with open_movie(path) as movie:
+    with open_movie(path, **selection) as movie:
         d = {"path": str(path), "format": movie.format, "shape": list(movie.shape), "dtype": str(movie.dtype),
              "frame_rate": movie.frame_rate, "frame_rate_source": movie.frame_rate_source, "plane": movie.plane,
              "channel": movie.channel, "data_bytes": movie.nbytes, "file_bytes": movie.input_identity()["size_bytes"]}

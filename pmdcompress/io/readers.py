@@ -1113,7 +1113,8 @@ def _check_rate(value, name: str) -> float:
     except (TypeError, ValueError):
         rate = float("nan")
     if not math.isfinite(rate) or rate <= 0:
-        raise InputError(f"{name}: frame_rate {value!r}: expected a positive number of frames per second")
+        raise InputError(f"{name}: {{frame_rate}} {value!r}: expected a positive number of frames per second",
+                         "frame_rate")  # the CLI names it by its flag, --fs
     return rate
 
 

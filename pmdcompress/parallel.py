@@ -167,6 +167,40 @@ def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, cl
     return results
 
 
+def _ordered_results(func: Callable, items: list, workers: int, on_done: Callable | None) -> Iterator:
+    """``func(item)`` for every item, in parallel on ``workers`` threads, yielded in input order as soon as it and
+    the ones before it are done: what waits is a result that finished ahead of an earlier one, not the whole list
+    (the statistics pass held every chunk's per-pixel sums of a group before folding them: 3 GB for 16 chunks of
+    2048 x 2048 frames)."""
+    if workers <= 1 or len(items) <= 1:
+        with blas_threads(1):
+            for item in items:
+                result = func(item)
+                if on_done:
+                    on_done()
+                yield result
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    ahead = 2 * workers  # tasks submitted ahead of the fold: every thread busy, few results waiting
+    with blas_threads(1), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pmd") as pool:
+        futures = [pool.submit(func, item) for item in items[:ahead]]
+        try:
+            for i in range(len(items)):
+                result = futures[i].result()
+                futures[i] = None  # the fold keeps what it needs of it
+                if i + ahead < len(items):
+                    futures.append(pool.submit(func, items[i + ahead]))
+                if on_done:
+                    on_done()
+                yield result
+        except BaseException:
+            for fut in futures:
+                if fut is not None:
+                    fut.cancel()
+            raise
+
+
 def _fold_into(combine: Callable, acc, *batches):
     """One group of :meth:`Executor.map_fold` (its tasks' batches of results) folded into ACC, in order (runs on
     a worker)."""
@@ -241,8 +275,9 @@ class Executor:
         if self.client is None:
             acc = None
             for members in self.groups(items):
-                for result in self.map(func, members, on_done=on_done):
+                for result in _ordered_results(func, members, self.workers, on_done):
                     acc = combine(acc, result)
+                    del result  # folded: only the sum is kept
             return acc if finish is None else finish(acc)
         from dask.distributed import wait
 

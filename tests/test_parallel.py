@@ -57,6 +57,31 @@ def _record(acc, x):
     return (acc or ()) + (x,)
 
 
+class _Counted:
+    """A result that counts how many of its kind are alive at once."""
+
+    alive = 0
+    most = 0
+
+    def __init__(self, value):
+        self.value = value
+        type(self).alive += 1
+        type(self).most = max(type(self).most, type(self).alive)
+
+    def __del__(self):
+        type(self).alive -= 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_map_fold_folds_each_result_as_it_comes(workers):
+    """A group's results are folded one by one, in input order, not held until the group is done: a chunk's
+    per-pixel sums are large (192 MB for 16 frames of 2048 x 2048), and a group holds 16 chunks."""
+    _Counted.alive = _Counted.most = 0
+    total = Executor(workers).map_fold(_Counted, range(40), lambda acc, r: (acc or 0) + r.value)
+    assert total == sum(range(40)) and _Counted.alive == 0
+    assert _Counted.most <= 2 + 2 * workers  # the tasks ahead of the fold (2 per thread), not the group of 16
+
+
 def test_map_fold_takes_the_results_in_input_order():
     done = []
     folded = Executor(3).map_fold(lambda x: x * x, range(40), _record, on_done=lambda: done.append(1))

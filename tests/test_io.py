@@ -986,3 +986,7 @@ def test_a_movie_indexes_as_numpy_reading_only_what_is_asked(tmp_path, monkeypat
         monkeypatch.setattr(Movie, "read", lambda self, t0, t1: reads.append(t1 - t0) or read(self, t0, t1))
         np.testing.assert_array_equal(m[::10, 4], part[::10, 4])
         assert sorted(reads) == [1, 1, 1]  # frames 0, 10, 20 of the selection, not the 24 the slice spans
+        reads.clear()
+        monkeypatch.setattr("pmdcompress.io.readers.READ_BYTES", 5 * 10 * 7 * 2)  # 5 (cropped) frames a read
+        np.testing.assert_array_equal(m[:, 3, 4], part[:, 3, 4])
+        assert reads == [5, 5, 5, 5, 4]  # a pixel's trace: the frames a few at a time, not all at once

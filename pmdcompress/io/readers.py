@@ -868,6 +868,10 @@ def _tiff_layout(axes: str, shape: tuple[int, ...], name: str, *, plane, channel
 # ---------------------------------------------------------------------------
 
 
+#: Bytes of whole frames that indexing a :class:`Movie` reads at a time.
+READ_BYTES = 64 * 2**20
+
+
 class Movie:
     """A lazily read (T, Y, X) movie.
 
@@ -955,8 +959,14 @@ class Movie:
         """numpy's indexing of the (selected, cropped) frames, reading only the frames asked for
         (:func:`pmdcompress.indexing.lazy_getitem`): ``movie[::10]``, ``movie[[3, 7]]``, ``movie[:, mask]``."""
 
+        # whole frames come from the file: a run of them is read in parts, so that a pixel's trace over a long
+        # movie (movie[:, y, x]) holds a few frames at a time, not the movie
+        step = max(1, READ_BYTES // max(self.shape[1] * self.shape[2] * self.dtype.itemsize, 1))
+
         def read_into(t0, t1, rows, columns, out):
-            out[...] = self.read(t0, t1)[:, rows[0] : rows[1], columns[0] : columns[1]]
+            for a in range(t0, t1, step):
+                b = min(a + step, t1)
+                out[a - t0 : b - t0] = self.read(a, b)[:, rows[0] : rows[1], columns[0] : columns[1]]
 
         return lazy_getitem(self.shape, self.dtype, key, read_into)
 

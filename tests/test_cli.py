@@ -153,6 +153,20 @@ def test_info_gives_no_whole_file_ratio_when_the_file_is_the_data(store_path, mo
     assert "vs the data read (300 x 48 x 56 uint16)" in line and "whole input file" not in line
 
 
+def test_quiet_and_verbose_may_follow_the_command(movie_tif, tmp_path):
+    """``pmd compress movie.tif -o s -q`` is ``pmd -q compress ...`` (click wants the group's flags first)."""
+    from pmdcompress.cli.app import _global_flags_first
+
+    assert _global_flags_first(["compress", "m.tif", "-q", "-o", "s"]) == ["-q", "compress", "m.tif", "-o", "s"]
+    assert _global_flags_first(["-v", "info", "s", "-vv"]) == ["-v", "-vv", "info", "s"]
+    assert _global_flags_first(["batch", "a", "--", "-q"]) == ["batch", "a", "--", "-q"]  # after --: a name
+    quiet = CliRunner().invoke(main, ["compress", str(movie_tif), "-o", str(tmp_path / "q.pmd.zarr"), "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    verbose = CliRunner().invoke(main, ["compress", str(tmp_path / "none.tif"), "-o", str(tmp_path / "v.pmd.zarr"),
+                                        "-v"])
+    assert verbose.exit_code == 2 and "Traceback" in verbose.stderr  # -v: the traceback too
+
+
 def test_info_of_a_movie_says_how_pmd_reads_it(movie_tif, tmp_path):
     """Before compressing: the shape, type and frame rate pmd compress would take (an .npy has no rate)."""
     d = json.loads(run("info", movie_tif, "--json").output)

@@ -96,8 +96,27 @@ def _signals_raise():
         signal.signal(signal.SIGTERM, previous)
 
 
+#: The group's own flags, which users also type after the command (``pmd compress movie.tif -q``).
+GLOBAL_FLAGS = frozenset({"-q", "--quiet", "-v", "-vv", "-vvv", "--verbose"})
+
+
+def _global_flags_first(args: list[str]) -> list[str]:
+    """``args`` with the group's flags that follow the command (before any ``--``) moved in front of it, where
+    click looks for them: ``pmd compress movie.tif -q`` is ``pmd -q compress movie.tif``."""
+    command = next((i for i, arg in enumerate(args) if not arg.startswith("-")), len(args))
+    rest = args[command + 1 :]
+    end = rest.index("--") if "--" in rest else len(rest)
+    moved = [arg for arg in rest[:end] if arg in GLOBAL_FLAGS]
+    if not moved:
+        return args
+    return [*args[:command], *moved, args[command], *(a for a in rest[:end] if a not in GLOBAL_FLAGS), *rest[end:]]
+
+
 class PMDGroup(click.Group):
     """Maps exceptions to exit codes and one-line messages (see :func:`exit_code`)."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, _global_flags_first(list(args)))
 
     def invoke(self, ctx):
         if not _verbose(ctx):

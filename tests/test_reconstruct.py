@@ -144,3 +144,20 @@ def test_numpy_functions_take_the_store_as_its_frames(store):
     np.testing.assert_array_equal(np.percentile(store, 90, axis=0), np.percentile(whole, 90, axis=0))
     np.testing.assert_array_equal(np.concatenate([store, store[:3]]), np.concatenate([whole, whole[:3]]))
     assert np.shape(store) == whole.shape and np.ndim(store) == 3 and np.size(store) == whole.size
+
+
+def test_a_long_read_of_a_small_crop_decodes_only_its_rows(store, monkeypatch):
+    """A pixel's or a region's trace over many time chunks takes only the temporal rows its cells use, a chunk at a
+    time: the same frames as through every row."""
+    reopened = pmdcompress.open(store.path)
+    k = reopened.temporal.shape[0]
+    crops = [((5, 6), (7, 8)), ((0, 9), (14, 24))]
+    few = {crop: reopened._rows_of(reopened.cells(*crop), *crop) for crop in crops}
+    assert all(rows is not None and rows.size <= k // 2 for rows in few.values())
+    band = ((10, 14), (0, 24))  # a band across the field uses every row: read as a whole
+    assert reopened._rows_of(reopened.cells(*band), *band) is None
+    fast = {crop: reopened.read(0, 120, *crop) for crop in crops}  # 120 frames, 4 time chunks of 32
+    monkeypatch.setattr(type(reopened), "_rows_of", lambda self, cells, y, x: None)  # every row, as before
+    for crop, frames in fast.items():
+        np.testing.assert_array_equal(frames, reopened.read(0, 120, *crop))
+    np.testing.assert_array_equal(store[:, 5, 7], fast[crops[0]][:, 0, 0])

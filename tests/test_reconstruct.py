@@ -161,3 +161,17 @@ def test_a_long_read_of_a_small_crop_decodes_only_its_rows(store, monkeypatch):
     for crop, frames in fast.items():
         np.testing.assert_array_equal(frames, reopened.read(0, 120, *crop))
     np.testing.assert_array_equal(store[:, 5, 7], fast[crops[0]][:, 0, 0])
+
+
+def test_a_long_read_is_made_in_blocks_of_frames(store, monkeypatch):
+    """read() makes RENDER_FRAMES at a time (a cell's product stays in cache): the same floats as the reads of
+    those blocks one by one, into a new array or a strided view."""
+    from pmdcompress import reconstruct
+
+    monkeypatch.setattr(reconstruct, "RENDER_FRAMES", 32)
+    reopened = pmdcompress.open(store.path)
+    parts = np.concatenate([reopened.read(a, min(a + 32, 120)) for a in range(0, 120, 32)])
+    np.testing.assert_array_equal(reopened.read(0, 120), parts)
+    padded = np.zeros((120, 26, 26), np.float32)
+    reopened.read(0, 120, out=padded[:, 1:25, 2:26])
+    np.testing.assert_array_equal(padded[:, 1:25, 2:26], parts)

@@ -468,7 +468,11 @@ class PMDStore:
             t, y, x = self.shape
             chunks = (max(1, min(t, DASK_CHUNK_FRAMES)), max(1, min(y, DASK_CHUNK_PIXELS)),
                       max(1, min(x, DASK_CHUNK_PIXELS)))
-        return da.from_array(self, chunks=chunks, asarray=False, fancy=False, name=f"pmd-{id(self)}")
+        try:
+            return da.from_array(self, chunks=chunks, asarray=False, fancy=False, name=f"pmd-{id(self)}")
+        except ZeroDivisionError:  # dask's own words for a chunk of 0
+            raise ValueError(f"chunks {chunks!r}: a chunk holds at least one frame and one pixel each way (-1: the"
+                             " whole axis)") from None
 
     # -- information ----------------------------------------------------------
     @property

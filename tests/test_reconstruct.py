@@ -175,3 +175,16 @@ def test_a_long_read_is_made_in_blocks_of_frames(store, monkeypatch):
     padded = np.zeros((120, 26, 26), np.float32)
     reopened.read(0, 120, out=padded[:, 1:25, 2:26])
     np.testing.assert_array_equal(padded[:, 1:25, 2:26], parts)
+
+
+def test_decompress_to_no_output_says_where_the_frames_in_memory_are(store):
+    from pmdcompress.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"decompress writes a movie file: give output .* index the store"):
+        pmdcompress.decompress(store, None)
+
+
+def test_to_dask_refuses_empty_chunks(store):
+    assert store.to_dask(chunks=(8, -1, -1)).chunks[1:] == ((24,), (24,))
+    with pytest.raises(ValueError, match=r"chunks 0: a chunk holds at least one frame"):
+        store.to_dask(chunks=0)

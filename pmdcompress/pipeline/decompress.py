@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import OptionError
 from ..io.atomic import check_not_source, check_output_path
 from ..io.writers import open_writer
 from ..options import output_dtype, parse_crop, parse_range, workers_count
@@ -28,6 +29,9 @@ def decompress(store, output, *, frames=None, crop=None, dtype=None, overwrite=F
     -------
     dict with the output's shape and dtype.
     """
+    if output is None:  # compress and demix take None (a result in memory); the frames in memory are the store's
+        raise OptionError("decompress writes a movie file: give {output} (.tif, .zarr or .npy); for the frames in "
+                          "memory, index the store (pmdcompress.open(path)[...]) or call its read()", "output")
     if not isinstance(store, PMDStore):
         store = open_store(store)
     t_len, y_len, x_len = store.shape

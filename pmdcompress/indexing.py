@@ -83,10 +83,17 @@ def _expand_key(shape, key) -> tuple:
     return tuple(out)
 
 
+def _wrapped(k, n: int):
+    """Integer index (or array of them) ``k`` of an axis of length ``n`` counted from its start."""
+    if isinstance(k, int | np.integer):
+        return int(k) + n if k < 0 else int(k)
+    return np.where(k < 0, k + n, k)
+
+
 def _needed(k, axis: int, n: int) -> np.ndarray:
     """The coordinates along ``axis`` (of length ``n``) that entry ``k`` selects, checked against ``n``."""
     if isinstance(k, int | np.integer):
-        i = int(k) + n if k < 0 else int(k)
+        i = _wrapped(k, n)
         if not 0 <= i < n:
             raise IndexError(f"index {k} is out of bounds for axis {axis} with size {n}")
         return np.array([i])
@@ -101,7 +108,7 @@ def _needed(k, axis: int, n: int) -> np.ndarray:
     if values.min() < -n or values.max() >= n:
         bad = values[(values < -n) | (values >= n)].flat[0]
         raise IndexError(f"index {bad} is out of bounds for axis {axis} with size {n}")
-    return np.where(values < 0, values + n, values).ravel()
+    return _wrapped(values, n).ravel()
 
 
 def _rebase(k, n: int, base, frames: np.ndarray):
@@ -116,9 +123,8 @@ def _rebase(k, n: int, base, frames: np.ndarray):
             return slice(None) if step > 0 else slice(None, None, -1)
         # base is the slice's smallest element: its last with a negative step, which None reaches
         return slice(start - base, stop - base, step) if step > 0 else slice(start - base, None, step)
-    if isinstance(k, int | np.integer):
-        i = int(k) + n if k < 0 else int(k)
-        return int(np.searchsorted(frames, i)) if base is None else i - base
-    values = np.asarray(k)
-    values = np.where(values < 0, values + n, values)
-    return np.searchsorted(frames, values) if base is None else values - base
+    i = _wrapped(k if isinstance(k, int | np.integer) else np.asarray(k), n)
+    if base is not None:
+        return i - base
+    position = np.searchsorted(frames, i)
+    return int(position) if isinstance(i, int) else position

@@ -143,13 +143,7 @@ def map_tasks(func: Callable, items: Iterable, *, workers: int | None = None, cl
         return [result for batch in client.gather(futures) for result in batch]
     workers = default_workers() if workers is None else workers
     if workers <= 1 or len(items) <= 1:
-        results = []
-        with blas_threads(1):
-            for item in items:
-                results.append(func(item))
-                if on_done:
-                    on_done()
-        return results
+        return list(_ordered_results(func, items, 1, on_done))
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     results = [None] * len(items)

@@ -405,10 +405,10 @@ class PMDStore:
         # and rounded once, as numpy's cast rounds.
         target = out if out.dtype.kind in "iu" or out.dtype.itemsize >= 4 else np.empty(shape, np.float32)
         cells = self.cells(crop_y, crop_x)
-        rows = self._rows_of(cells, crop_y, crop_x)
         chunk = getattr(self.temporal, "chunks", (0, 0))[1]
+        rows = self._rows_of(cells) if chunk and t1 - t0 > 2 * chunk else None
         factors = positions = None
-        if rows is not None and chunk and t1 - t0 > 2 * chunk:
+        if rows is not None:
             # A long read of a small crop (a pixel's or a region's trace): only the rows its cells use, decoded a
             # time chunk at a time, instead of every row of every frame (378 MB for 20000 frames at rank 4725).
             factors, positions = self._temporal_rows(rows, t0, t1), self._row_positions(rows)
@@ -424,14 +424,11 @@ class PMDStore:
             out[...] = target
         return out
 
-    def _rows_of(self, cells, crop_y, crop_x) -> np.ndarray | None:
-        """The temporal rows ``cells`` (of this crop) use, sorted; None when they are most of the rows (the whole
-        factors are then read as they are)."""
-        key = ("rows", tuple(crop_y), tuple(crop_x))
-        if key not in self._cells_cache:
-            used = np.unique(np.concatenate([c.components for c in cells] or [np.zeros(0, np.int64)]))
-            self._cells_cache[key] = used if used.size <= self.temporal.shape[0] // 2 else None
-        return self._cells_cache[key]
+    def _rows_of(self, cells) -> np.ndarray | None:
+        """The temporal rows ``cells`` (of a crop) use, sorted; None when they are more than half the rows (the
+        whole factors are then read as they are)."""
+        used = np.unique(np.concatenate([c.components for c in cells] or [np.zeros(0, np.int64)]))
+        return used if used.size <= self.temporal.shape[0] // 2 else None
 
     def _row_positions(self, rows: np.ndarray) -> np.ndarray:
         positions = np.full(self.temporal.shape[0], -1, np.int64)

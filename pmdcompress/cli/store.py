@@ -117,17 +117,22 @@ def info(store, as_json, frames, crop, plane, channel, dataset, frame_rate, fram
 
     selection = {"frames": frames, "crop": crop, "plane": plane, "channel": channel, "dataset": dataset,
                  "frame_rate": frame_rate, "frame_shape": frame_shape}
-    is_movie = not (is_demix_result(store) or is_store(store) or str(store).rstrip("/").endswith(".pmd.zarr"))
+    if is_demix_result(store):
+        kind = "demix"
+    elif is_store(store) or str(store).rstrip("/").endswith(".pmd.zarr"):
+        kind = "store"
+    else:
+        kind = "movie"
     given = [name for name, value in selection.items() if value is not None]
-    if given and not is_movie:
+    if given and kind != "movie":
         raise OptionError(f"{store}: {{{given[0]}}} applies to a movie file, not to a store or a demix result",
                           given[0])
-    if is_movie:
+    if kind == "movie":
         if frame_shape is not None:
             selection["frame_shape"] = parse_pair(frame_shape, "frame_shape")
         _movie_info(store, as_json, selection)
         return
-    if is_demix_result(store):
+    if kind == "demix":
         _demix_info(store, as_json)
         return
     d = open_store(store).info()

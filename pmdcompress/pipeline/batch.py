@@ -499,14 +499,14 @@ def _input_identity(path: Path) -> dict:
     if path.is_dir():
         size = 0
         for root, dirs, files in os.walk(path):
-            for name in dirs + files:
-                try:
-                    entry = os.stat(os.path.join(root, name))
-                except OSError:
-                    continue
-                mtime = max(mtime, entry.st_mtime_ns)
-                if name in files:
-                    size += entry.st_size
+            for names, is_file in ((dirs, False), (files, True)):
+                for name in names:
+                    try:
+                        entry = os.stat(os.path.join(root, name))
+                    except OSError:
+                        continue
+                    mtime = max(mtime, entry.st_mtime_ns)
+                    size += entry.st_size if is_file else 0
     return {"path": str(path), "exists": True, "size_bytes": size, "mtime_ns": mtime}
 
 
